@@ -1,0 +1,71 @@
+/*
+ * cli/cli.h - shared pieces of the scry command-line tool. The CLI uses only
+ * libscry's public API (include/scry/scry.h).
+ */
+#ifndef SCRY_CLI_H
+#define SCRY_CLI_H
+
+#include <scry/scry.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+/* Exit codes of the CLI contract (docs/cli.md). */
+enum {
+	CLI_EXIT_OK = 0,          /* safe / success */
+	CLI_EXIT_ERROR = 1,       /* an error */
+	CLI_EXIT_USAGE = 2,       /* bad usage */
+	CLI_EXIT_MIGRATION = 4,   /* the migration command failed */
+	CLI_EXIT_REGRESSION = 5   /* regressions detected */
+};
+
+/* One subcommand: argv[0] is the subcommand's name. */
+typedef int (*cli_command_fn)(int argc, char **argv);
+
+int cmd_version(int argc, char **argv);
+int cmd_fingerprint(int argc, char **argv);
+int cmd_workload(int argc, char **argv);
+int cmd_capture_proxy(int argc, char **argv);
+int cmd_capture_log(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
+int cmd_ci(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+/* Prints "scry: <message>\n" to stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints an error from the library: "scry: <what>: <message>". */
+void cli_lib_error(const char *what, const scry_error *err);
+/* Prints "scry: <message>" and "Try 'scry <cmd> --help'." and returns CLI_EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* --store resolution: the option, then $SCRY_STORE, then ./scry.db. */
+const char *cli_store_path(const char *option_value);
+/* Opens the store or prints why not; returns 0 or CLI_EXIT_ERROR. */
+int cli_open_store(const char *path, bool must_exist, scry_store **out);
+
+/* True when `arg` is -h or --help. */
+bool cli_is_help(const char *arg);
+
+/* Parses a positive number option; prints a usage error on failure. */
+bool cli_parse_double(const char *cmd, const char *opt, const char *value, double *out);
+bool cli_parse_long(const char *cmd, const char *opt, const char *value, long *out);
+
+/*
+ * Progress display on stderr: a one-line bar redrawn in place when stderr is
+ * a terminal, nothing otherwise. Usable directly as a scry_progress_fn with
+ * a cli_progress* as ctx.
+ */
+typedef struct cli_progress {
+	bool enabled;
+	int64_t last_draw_us;
+	char phase[32];
+} cli_progress;
+void cli_progress_init(cli_progress *p);
+void cli_progress_cb(void *ctx, const char *phase, uint64_t done, uint64_t total);
+/* Clears the bar line (call before printing a summary). */
+void cli_progress_done(cli_progress *p);
+
+/* Writes a JSON string literal to f. */
+void cli_json_string(FILE *f, const char *s);
+
+#endif

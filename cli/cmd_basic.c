@@ -1,0 +1,299 @@
+/* cli/cmd_basic.c - `scry version`, `scry fingerprint`, `scry workload`. */
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int cmd_version(int argc, char **argv)
+{
+	if (argc > 1 && cli_is_help(argv[1])) {
+		puts("usage: scry version\n\nPrints the version of scry and of the libscry it runs with.");
+		return CLI_EXIT_OK;
+	}
+	printf("scry %s (libscry %s)\n", SCRY_VERSION_STRING, scry_version());
+	return CLI_EXIT_OK;
+}
+
+static const char fingerprint_help[] =
+	"usage: scry fingerprint [--normalize] [--json] [FILE|-]\n"
+	"\n"
+	"Splits the SQL in FILE (or standard input) into statements and prints, per\n"
+	"statement, its fingerprint: 16 hex digits, the same value as pg_query's.\n"
+	"\n"
+	"  --normalize   also print a tab and the normalized text (constants as $n)\n"
+	"  --json        one JSON object per line: {\"fingerprint\", \"normalized\", \"query\"}\n"
+	"                (or \"error\" for a statement that does not parse)\n"
+	"\n"
+	"A statement that does not parse is reported on stderr with its position;\n"
+	"the others are still printed, and the exit status is 1.\n";
+
+static char *read_all(FILE *f, size_t *len)
+{
+	size_t cap = 65536, n = 0;
+	char *buf = malloc(cap);
+	if (!buf)
+		return NULL;
+	size_t r;
+	while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
+		n += r;
+		if (n == cap) {
+			char *p = realloc(buf, cap *= 2);
+			if (!p) {
+				free(buf);
+				return NULL;
+			}
+			buf = p;
+		}
+	}
+	*len = n;
+	return buf;
+}
+
+int cmd_fingerprint(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "normalize", no_argument, NULL, 'n' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool normalize = false, json = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "njh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'n': normalize = true; break;
+		case 'j': json = true; break;
+		case 'h': fputs(fingerprint_help, stdout); return CLI_EXIT_OK;
+		default: return cli_usage_error("fingerprint", "unknown option");
+		}
+	}
+	if (argc - optind > 1)
+		return cli_usage_error("fingerprint", "one input file at most");
+	const char *path = optind < argc ? argv[optind] : "-";
+	FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+	if (!f) {
+		cli_error("cannot open %s: %s", path, strerror(errno));
+		return CLI_EXIT_ERROR;
+	}
+	size_t len;
+	char *sql = read_all(f, &len);
+	if (f != stdin)
+		fclose(f);
+	if (!sql) {
+		cli_error("out of memory reading %s", path);
+		return CLI_EXIT_ERROR;
+	}
+	scry_error err = SCRY_ERROR_INIT;
+	scry_statement_span *spans;
+	size_t n;
+	if (scry_fingerprint_split(sql, len, &spans, &n, &err)) {
+		cli_lib_error(path, &err);
+		free(sql);
+		return CLI_EXIT_ERROR;
+	}
+	scry_fingerprinter *fpr = NULL;
+	if (scry_fingerprinter_new(&fpr, NULL, &err)) {
+		cli_lib_error("fingerprint", &err);
+		free(sql);
+		scry_statement_spans_free(spans);
+		return CLI_EXIT_ERROR;
+	}
+	int status = CLI_EXIT_OK;
+	scry_buf norm = SCRY_BUF_INIT;
+	for (size_t i = 0; i < n; i++) {
+		const char *stmt = sql + spans[i].offset;
+		size_t slen = spans[i].length;
+		uint64_t fp;
+		char hex[17];
+		if (scry_fingerprint_compute(fpr, stmt, slen, &fp, &err)) {
+			/* Line number of the statement, for the person reading the error. */
+			size_t line = 1;
+			for (size_t k = 0; k < spans[i].offset; k++)
+				line += sql[k] == '\n';
+			fprintf(stderr, "scry: %s:%zu: statement %zu: %s\n", path, line, i + 1, err.message);
+			if (json) {
+				char *q = strndup(stmt, slen);
+				fputs("{\"error\":", stdout);
+				cli_json_string(stdout, err.message);
+				fputs(",\"query\":", stdout);
+				cli_json_string(stdout, q);
+				fputs("}\n", stdout);
+				free(q);
+			}
+			status = CLI_EXIT_ERROR;
+			continue;
+		}
+		scry_fingerprint_format(fp, hex);
+		norm.size = 0;
+		bool have_norm = (normalize || json) && scry_fingerprint_normalize(stmt, slen, &norm, NULL) == 0;
+		if (json) {
+			char *q = strndup(stmt, slen);
+			printf("{\"fingerprint\":\"%s\",\"normalized\":", hex);
+			cli_json_string(stdout, have_norm ? norm.ptr : NULL);
+			fputs(",\"query\":", stdout);
+			cli_json_string(stdout, q);
+			fputs("}\n", stdout);
+			free(q);
+		} else if (normalize) {
+			printf("%s\t%s\n", hex, have_norm && norm.ptr ? norm.ptr : "");
+		} else {
+			printf("%s\n", hex);
+		}
+	}
+	scry_buf_dispose(&norm);
+	scry_fingerprinter_free(fpr);
+	scry_statement_spans_free(spans);
+	free(sql);
+	return status;
+}
+
+static const char workload_help[] =
+	"usage: scry workload info [--store FILE] [--json]\n"
+	"       scry workload patterns [--store FILE] [--json] [--limit N]\n"
+	"\n"
+	"  info       counts of events, sessions, patterns, statements, runs, samples\n"
+	"  patterns   the captured query patterns, most executed first, with their\n"
+	"             count, errors and mean captured latency\n"
+	"\n"
+	"  --store FILE   the workload store (default $SCRY_STORE, then ./scry.db)\n"
+	"  --json         machine-readable output (docs/cli.md)\n"
+	"  --limit N      show at most N patterns (default: all)\n";
+
+static void format_time(int64_t us, char *buf, size_t n)
+{
+	if (!us) {
+		snprintf(buf, n, "-");
+		return;
+	}
+	time_t t = (time_t)(us / 1000000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(buf, n, "%Y-%m-%d %H:%M:%S UTC", &tm);
+}
+
+int cmd_workload(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "store", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "limit", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	if (argc < 2) {
+		fputs(workload_help, stderr);
+		return CLI_EXIT_USAGE;
+	}
+	const char *sub = argv[1];
+	if (cli_is_help(sub)) {
+		fputs(workload_help, stdout);
+		return CLI_EXIT_OK;
+	}
+	if (strcmp(sub, "info") && strcmp(sub, "patterns"))
+		return cli_usage_error("workload", "unknown subcommand '%s' (info or patterns)", sub);
+	const char *store_opt = NULL;
+	bool json = false;
+	long limit = -1;
+	int c;
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "s:jl:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': store_opt = optarg; break;
+		case 'j': json = true; break;
+		case 'l':
+			if (!cli_parse_long("workload", "--limit", optarg, &limit))
+				return CLI_EXIT_USAGE;
+			break;
+		case 'h': fputs(workload_help, stdout); return CLI_EXIT_OK;
+		default: return cli_usage_error("workload", "unknown option");
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("workload", "unexpected argument '%s'", argv[optind]);
+	const char *path = cli_store_path(store_opt);
+	scry_store *store;
+	if (cli_open_store(path, true, &store))
+		return CLI_EXIT_ERROR;
+	scry_error err = SCRY_ERROR_INIT;
+	int status = CLI_EXIT_OK;
+	if (!strcmp(sub, "info")) {
+		scry_store_info info;
+		if (scry_store_info_get(store, &info, &err)) {
+			cli_lib_error(path, &err);
+			scry_store_free(store);
+			return CLI_EXIT_ERROR;
+		}
+		if (json) {
+			printf("{\"store\":");
+			cli_json_string(stdout, path);
+			printf(",\"events\":%lld,\"sessions\":%lld,\"patterns\":%lld,\"statements\":%lld,"
+			       "\"runs\":%lld,\"samples\":%lld,\"first_us\":%lld,\"last_us\":%lld,"
+			       "\"file_bytes\":%lld,\"schema_version\":%d}\n",
+			       (long long)info.events, (long long)info.sessions, (long long)info.patterns,
+			       (long long)info.statements, (long long)info.runs, (long long)info.samples,
+			       (long long)info.first_us, (long long)info.last_us, (long long)info.file_bytes,
+			       info.schema_version);
+		} else {
+			char a[40], b[40];
+			format_time(info.first_us, a, sizeof a);
+			format_time(info.last_us, b, sizeof b);
+			printf("store        %s (%.1f MiB, schema %d)\n", path, info.file_bytes / 1048576.0,
+			       info.schema_version);
+			printf("events       %lld\n", (long long)info.events);
+			printf("sessions     %lld\n", (long long)info.sessions);
+			printf("patterns     %lld\n", (long long)info.patterns);
+			printf("statements   %lld\n", (long long)info.statements);
+			printf("captured     %s .. %s\n", a, b);
+			printf("runs         %lld (%lld samples)\n", (long long)info.runs, (long long)info.samples);
+		}
+	} else {
+		scry_pattern_iter *it;
+		if (scry_store_patterns(store, &it, &err)) {
+			cli_lib_error(path, &err);
+			scry_store_free(store);
+			return CLI_EXIT_ERROR;
+		}
+		const scry_pattern *p;
+		int r;
+		long shown = 0;
+		if (!json)
+			printf("%-16s %10s %8s %12s  %s\n", "FINGERPRINT", "COUNT", "ERRORS", "MEAN_MS", "QUERY");
+		while ((limit < 0 || shown < limit) && (r = scry_pattern_iter_next(it, &p, &err)) == 1) {
+			char hex[17];
+			scry_fingerprint_format(p->fingerprint, hex);
+			if (json) {
+				printf("{\"fingerprint\":\"%s\",\"count\":%lld,\"errors\":%lld,\"mean_ms\":%.3f,"
+				       "\"total_ms\":%.3f,\"normalized\":",
+				       p->parse_error ? "" : hex, (long long)p->count, (long long)p->errors,
+				       p->mean_us / 1000.0, p->total_us / 1000.0);
+				cli_json_string(stdout, p->normalized);
+				if (p->parse_error) {
+					fputs(",\"parse_error\":", stdout);
+					cli_json_string(stdout, p->parse_error);
+				}
+				fputs("}\n", stdout);
+			} else {
+				/* One line per pattern: newlines in the text are folded. */
+				char q[121];
+				size_t k = 0;
+				for (const char *s = p->normalized ? p->normalized : ""; *s && k < sizeof q - 1; s++)
+					q[k++] = (*s == '\n' || *s == '\t' || *s == '\r') ? ' ' : *s;
+				q[k] = 0;
+				printf("%-16s %10lld %8lld %12.3f  %s\n", p->parse_error ? "(unparsable)" : hex,
+				       (long long)p->count, (long long)p->errors, p->mean_us / 1000.0, q);
+			}
+			shown++;
+		}
+		if (r < 0) {
+			cli_lib_error(path, &err);
+			status = CLI_EXIT_ERROR;
+		}
+		scry_pattern_iter_free(it);
+	}
+	scry_store_free(store);
+	return status;
+}

@@ -1,0 +1,163 @@
+/* cli/util.c - error printing, store opening, progress bar. */
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+void cli_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("scry: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+void cli_lib_error(const char *what, const scry_error *err)
+{
+	if (err && err->message[0])
+		cli_error("%s: %s", what, err->message);
+	else
+		cli_error("%s: %s", what, scry_strerror(err ? err->code : SCRY_EINVAL));
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("scry: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	fprintf(stderr, "Try 'scry %s --help'.\n", cmd);
+	return CLI_EXIT_USAGE;
+}
+
+const char *cli_store_path(const char *opt)
+{
+	if (opt && *opt)
+		return opt;
+	const char *env = getenv("SCRY_STORE");
+	if (env && *env)
+		return env;
+	return "scry.db";
+}
+
+int cli_open_store(const char *path, bool must_exist, scry_store **out)
+{
+	scry_store_options o = SCRY_STORE_OPTIONS_INIT;
+	o.must_exist = must_exist;
+	scry_error err = SCRY_ERROR_INIT;
+	if (scry_store_open(out, path, &o, &err) != 0) {
+		cli_lib_error(path, &err);
+		if (err.code == SCRY_ENOTFOUND)
+			fprintf(stderr, "Capture a workload first (scry capture proxy|log), or pass --store FILE.\n");
+		return CLI_EXIT_ERROR;
+	}
+	return 0;
+}
+
+bool cli_is_help(const char *a)
+{
+	return a && (!strcmp(a, "-h") || !strcmp(a, "--help"));
+}
+
+bool cli_parse_double(const char *cmd, const char *opt, const char *v, double *out)
+{
+	char *end;
+	errno = 0;
+	double d = strtod(v ? v : "", &end);
+	if (!v || !*v || *end || errno || !(d > 0)) {
+		cli_usage_error(cmd, "%s needs a positive number, not '%s'", opt, v ? v : "");
+		return false;
+	}
+	*out = d;
+	return true;
+}
+
+bool cli_parse_long(const char *cmd, const char *opt, const char *v, long *out)
+{
+	char *end;
+	errno = 0;
+	long n = strtol(v ? v : "", &end, 10);
+	if (!v || !*v || *end || errno || n < 0) {
+		cli_usage_error(cmd, "%s needs a whole number >= 0, not '%s'", opt, v ? v : "");
+		return false;
+	}
+	*out = n;
+	return true;
+}
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void cli_progress_init(cli_progress *p)
+{
+	memset(p, 0, sizeof *p);
+	p->enabled = isatty(STDERR_FILENO) && !getenv("SCRY_NO_PROGRESS");
+}
+
+void cli_progress_cb(void *ctx, const char *phase, uint64_t done, uint64_t total)
+{
+	cli_progress *p = ctx;
+	if (!p || !p->enabled)
+		return;
+	int64_t t = now_us();
+	bool finished = total && done >= total;
+	/* Redraw at most 10 times a second, but always the final state. */
+	if (!finished && t - p->last_draw_us < 100000 && !strcmp(p->phase, phase ? phase : ""))
+		return;
+	p->last_draw_us = t;
+	snprintf(p->phase, sizeof p->phase, "%s", phase ? phase : "");
+	if (total) {
+		int width = 30;
+		int filled = (int)((double)done / (double)total * width);
+		if (filled > width)
+			filled = width;
+		fprintf(stderr, "\r\033[K%-12s [%.*s%*s] %3d%% %llu/%llu", p->phase, filled,
+		        "##############################", width - filled, "",
+		        (int)(100.0 * (double)done / (double)total), (unsigned long long)done,
+		        (unsigned long long)total);
+	} else {
+		fprintf(stderr, "\r\033[K%-12s %llu", p->phase, (unsigned long long)done);
+	}
+	fflush(stderr);
+}
+
+void cli_progress_done(cli_progress *p)
+{
+	if (p && p->enabled) {
+		fputs("\r\033[K", stderr);
+		fflush(stderr);
+	}
+}
+
+void cli_json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (const unsigned char *c = (const unsigned char *)(s ? s : ""); *c; c++) {
+		switch (*c) {
+		case '"': fputs("\\\"", f); break;
+		case '\\': fputs("\\\\", f); break;
+		case '\n': fputs("\\n", f); break;
+		case '\r': fputs("\\r", f); break;
+		case '\t': fputs("\\t", f); break;
+		default:
+			if (*c < 0x20)
+				fprintf(f, "\\u%04x", *c);
+			else
+				fputc(*c, f);
+		}
+	}
+	fputc('"', f);
+}

@@ -1,0 +1,316 @@
+/*
+ * scry/store.h - the SQLite workload store.
+ *
+ * One SQLite file (WAL mode) holds the captured workload (sessions, events,
+ * statements, patterns) and what replays measured (runs, samples, plans).
+ * Its schema is documented in docs/store.md. A store handle is used by one
+ * thread at a time; several processes may read a store while one writes.
+ */
+#ifndef SCRY_STORE_H
+#define SCRY_STORE_H
+
+#include "scry/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Schema version this library writes (PRAGMA user_version). */
+#define SCRY_STORE_SCHEMA_VERSION 1
+
+/** An open workload store. */
+typedef struct scry_store scry_store;
+
+/** Options of scry_store_open(). */
+typedef struct scry_store_options {
+	unsigned int version;  /**< SCRY_STORE_OPTIONS_VERSION */
+	int read_only;         /**< open read-only; the file must exist */
+	int must_exist;        /**< fail with SCRY_ENOTFOUND instead of creating */
+	int durable;           /**< fsync every batch (synchronous=FULL); default NORMAL */
+} scry_store_options;
+
+/** Current version of scry_store_options. */
+#define SCRY_STORE_OPTIONS_VERSION 1
+/** Default options: read-write, created when missing, synchronous=NORMAL. */
+#define SCRY_STORE_OPTIONS_INIT { SCRY_STORE_OPTIONS_VERSION, 0, 0, 0 }
+
+/** Fills `opts` with the defaults. */
+SCRY_API void scry_store_options_init(scry_store_options *opts);
+
+/**
+ * Opens (creating when missing, unless opts->must_exist or read_only) the
+ * store at `path`. A file that is not a SQLite database, or is corrupt,
+ * gives SCRY_ECORRUPT; a scry store of a newer schema, or a SQLite file that
+ * is not a scry store, gives SCRY_ESCHEMA. Such files are never modified.
+ * *out is NULL on failure.
+ */
+SCRY_API int scry_store_open(scry_store **out, const char *path,
+	const scry_store_options *opts, scry_error *err);
+
+/** Closes a store, flushing nothing more (every append is already committed). Accepts NULL. */
+SCRY_API void scry_store_free(scry_store *store);
+
+/** Path the store was opened with. */
+SCRY_API const char *scry_store_path(const scry_store *store);
+
+/* ------------------------------------------------------------------ */
+/* Capture: sessions and events                                        */
+/* ------------------------------------------------------------------ */
+
+/** Where a session was captured. */
+typedef enum scry_source {
+	SCRY_SOURCE_API = 0,     /**< appended through the API */
+	SCRY_SOURCE_PROXY = 1,   /**< the capture proxy */
+	SCRY_SOURCE_CSVLOG = 2,  /**< a csvlog file */
+	SCRY_SOURCE_JSONLOG = 3, /**< a jsonlog file */
+	SCRY_SOURCE_STDERR = 4   /**< a stderr log with log_line_prefix */
+} scry_source;
+
+/** Describes a client session. All strings may be NULL; they are copied. */
+typedef struct scry_session_info {
+	scry_source source;
+	const char *database;
+	const char *user;
+	const char *application;
+	const char *client;      /**< client address or "[local]" */
+	int64_t started_us;      /**< Unix time in microseconds */
+} scry_session_info;
+
+/**
+ * Adds a session and returns its id in *session_id (> 0).
+ */
+SCRY_API int scry_store_session_add(scry_store *store,
+	const scry_session_info *info, int64_t *session_id, scry_error *err);
+
+/** Records when a session ended (Unix microseconds). */
+SCRY_API int scry_store_session_end(scry_store *store, int64_t session_id,
+	int64_t ended_us, scry_error *err);
+
+/** Kind of a captured execution. */
+typedef enum scry_event_kind {
+	SCRY_EVENT_SIMPLE = 0,    /**< simple Query message (one statement of it) */
+	SCRY_EVENT_EXTENDED = 1,  /**< Parse/Bind/Execute, with parameters */
+	SCRY_EVENT_COPY = 2       /**< a COPY statement with its data transfer */
+} scry_event_kind;
+
+/** Format of a parameter value. */
+typedef enum scry_param_format {
+	SCRY_PARAM_TEXT = 0,
+	SCRY_PARAM_BINARY = 1
+} scry_param_format;
+
+/** One bound parameter of an extended-protocol execution. */
+typedef struct scry_param {
+	uint32_t type_oid;        /**< 0 when the client left it unspecified */
+	scry_param_format format;
+	const char *value;        /**< NULL for SQL NULL */
+	int32_t length;           /**< bytes of value; -1 for SQL NULL */
+} scry_param;
+
+/**
+ * One captured execution of one statement. Strings and params are copied
+ * by scry_store_append().
+ */
+typedef struct scry_event {
+	int64_t session_id;      /**< from scry_store_session_add() */
+	int64_t start_us;        /**< Unix time in microseconds */
+	int64_t duration_us;     /**< -1 when unknown */
+	scry_event_kind kind;
+	const char *query;       /**< the statement text */
+	size_t query_len;        /**< bytes of query (0: use strlen) */
+	int nparams;
+	const scry_param *params;
+	int64_t rows;            /**< rows from CommandComplete; -1 unknown */
+	char sqlstate[6];        /**< "" on success, else the SQLSTATE */
+	const char *error_message; /**< NULL on success */
+} scry_event;
+
+/**
+ * Appends `n` events in one transaction (all or nothing). Events must be
+ * given in capture order; each gets the next sequence number of its
+ * session. Statements that do not parse are still stored (their pattern
+ * carries the parse error), so nothing captured is lost.
+ */
+SCRY_API int scry_store_append(scry_store *store, const scry_event *events,
+	size_t n, scry_error *err);
+
+/** Counts of what a store holds. */
+typedef struct scry_store_info {
+	int64_t events;
+	int64_t sessions;
+	int64_t patterns;
+	int64_t statements;
+	int64_t runs;
+	int64_t samples;
+	int64_t first_us;        /**< earliest event start, 0 if none */
+	int64_t last_us;         /**< latest event start, 0 if none */
+	int64_t file_bytes;      /**< size of the database file */
+	int schema_version;
+} scry_store_info;
+
+/** Reads the counts of a store. */
+SCRY_API int scry_store_info_get(scry_store *store, scry_store_info *out,
+	scry_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Reading the workload                                                */
+/* ------------------------------------------------------------------ */
+
+/** A captured event as read back. Pointers stay valid until the next call on the iterator. */
+typedef struct scry_stored_event {
+	int64_t id;              /**< event id (capture order) */
+	int64_t session_id;
+	int64_t seq;             /**< 1-based position within its session */
+	int64_t start_us;        /**< Unix microseconds */
+	int64_t duration_us;     /**< -1 unknown */
+	scry_event_kind kind;
+	const char *query;       /**< exact captured text, NUL-terminated */
+	size_t query_len;
+	int nparams;
+	const scry_param *params;
+	int64_t rows;
+	char sqlstate[6];
+	int64_t pattern_id;
+	uint64_t fingerprint;    /**< 0 when the text did not parse */
+} scry_stored_event;
+
+/** An iterator over events. */
+typedef struct scry_event_iter scry_event_iter;
+
+/** Filter for scry_store_events(). */
+typedef struct scry_event_filter {
+	unsigned int version;        /**< SCRY_EVENT_FILTER_VERSION */
+	const uint64_t *fingerprints;/**< only these patterns; NULL = all */
+	size_t nfingerprints;
+	int64_t session_id;          /**< only this session; 0 = all */
+} scry_event_filter;
+
+/** Current version of scry_event_filter. */
+#define SCRY_EVENT_FILTER_VERSION 1
+/** No filter. */
+#define SCRY_EVENT_FILTER_INIT { SCRY_EVENT_FILTER_VERSION, NULL, 0, 0 }
+
+/** Starts iterating events in capture order. `filter` may be NULL. */
+SCRY_API int scry_store_events(scry_store *store, const scry_event_filter *filter,
+	scry_event_iter **out, scry_error *err);
+
+/**
+ * Advances the iterator. Returns 1 and sets *ev for a row, 0 at the end,
+ * or a negative code. *ev is owned by the iterator.
+ */
+SCRY_API int scry_event_iter_next(scry_event_iter *it,
+	const scry_stored_event **ev, scry_error *err);
+
+/** Frees an iterator. Accepts NULL. */
+SCRY_API void scry_event_iter_free(scry_event_iter *it);
+
+/** A query pattern: all statements with one fingerprint. */
+typedef struct scry_pattern {
+	int64_t id;
+	uint64_t fingerprint;
+	const char *normalized;  /**< pg_query-normalized text of its first statement */
+	const char *parse_error; /**< NULL, or why its text did not parse */
+	int64_t count;           /**< captured executions */
+	int64_t errors;          /**< captured executions that failed */
+	int64_t total_us;        /**< sum of captured durations (known ones) */
+	double mean_us;          /**< mean captured duration, 0 when unknown */
+	int64_t first_us, last_us;
+} scry_pattern;
+
+/** An iterator over patterns. */
+typedef struct scry_pattern_iter scry_pattern_iter;
+
+/** Iterates patterns, most executed first. */
+SCRY_API int scry_store_patterns(scry_store *store, scry_pattern_iter **out,
+	scry_error *err);
+
+/** Advances; 1 = row in *p (owned by the iterator), 0 = end, <0 error. */
+SCRY_API int scry_pattern_iter_next(scry_pattern_iter *it,
+	const scry_pattern **p, scry_error *err);
+
+/** Frees a pattern iterator. Accepts NULL. */
+SCRY_API void scry_pattern_iter_free(scry_pattern_iter *it);
+
+/* ------------------------------------------------------------------ */
+/* Replay results: runs, samples, plans                                */
+/* ------------------------------------------------------------------ */
+
+/**
+ * Starts a run labelled `label` against `target` (a connection string with
+ * any password removed by the caller). `options_json` may be NULL.
+ * Returns its id in *run_id. A label may be reused: the newest run wins.
+ */
+SCRY_API int scry_store_run_begin(scry_store *store, const char *label,
+	const char *target, const char *options_json, int64_t *run_id,
+	scry_error *err);
+
+/** Summary written when a run ends. */
+typedef struct scry_run_summary {
+	int64_t executions;
+	int64_t errors;
+	int64_t timeouts;
+	int64_t reconnects;
+	double per_second;
+	const char *summary_json; /**< NULL, or extra JSON stored verbatim */
+} scry_run_summary;
+
+/** Ends a run, storing its summary. */
+SCRY_API int scry_store_run_end(scry_store *store, int64_t run_id,
+	const scry_run_summary *summary, scry_error *err);
+
+/** Finds the newest run with `label`; SCRY_ENOTFOUND when none. */
+SCRY_API int scry_store_run_find(scry_store *store, const char *label,
+	int64_t *run_id, scry_error *err);
+
+/** One replayed execution. */
+typedef struct scry_sample {
+	int64_t event_id;
+	int32_t round;           /**< repetition number, 0-based */
+	int64_t latency_us;      /**< client-side, CLOCK_MONOTONIC */
+	int64_t rows;            /**< -1 unknown */
+	char sqlstate[6];        /**< "" on success */
+} scry_sample;
+
+/** Appends `n` samples of a run in one transaction. */
+SCRY_API int scry_store_samples_append(scry_store *store, int64_t run_id,
+	const scry_sample *samples, size_t n, scry_error *err);
+
+/** A sample as read back, with its pattern. */
+typedef struct scry_stored_sample {
+	int64_t event_id;
+	int64_t pattern_id;
+	uint64_t fingerprint;
+	int32_t round;
+	int64_t latency_us;
+	int64_t rows;
+	char sqlstate[6];
+} scry_stored_sample;
+
+/** An iterator over samples. */
+typedef struct scry_sample_iter scry_sample_iter;
+
+/** Iterates the samples of a run ordered by pattern, event, round. */
+SCRY_API int scry_store_samples(scry_store *store, int64_t run_id,
+	scry_sample_iter **out, scry_error *err);
+
+/** Advances; 1 = row, 0 = end, <0 error. */
+SCRY_API int scry_sample_iter_next(scry_sample_iter *it,
+	const scry_stored_sample **s, scry_error *err);
+
+/** Frees a sample iterator. Accepts NULL. */
+SCRY_API void scry_sample_iter_free(scry_sample_iter *it);
+
+/** Stores the EXPLAIN (FORMAT JSON) output of a pattern in a run (replacing any). */
+SCRY_API int scry_store_plan_put(scry_store *store, int64_t run_id,
+	uint64_t fingerprint, int64_t event_id, const char *plan_json,
+	scry_error *err);
+
+/** Reads a plan into `out`; SCRY_ENOTFOUND when there is none. */
+SCRY_API int scry_store_plan_get(scry_store *store, int64_t run_id,
+	uint64_t fingerprint, scry_buf *out, scry_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SCRY_STORE_H */

@@ -1,0 +1,293 @@
+/*
+ * lib/core.c - version, errors, allocator, buffers, clocks, varints.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static scry_allocator g_alloc = { malloc, realloc, free };
+
+const char *scry_version(void) { return SCRY_VERSION_STRING; }
+
+int scry_set_allocator(const scry_allocator *a)
+{
+	if (a && a->malloc_fn && a->realloc_fn && a->free_fn)
+		g_alloc = *a;
+	else
+		g_alloc = (scry_allocator){ malloc, realloc, free };
+	return 0;
+}
+
+void *scry__malloc(size_t n) { return g_alloc.malloc_fn(n ? n : 1); }
+void *scry__realloc(void *p, size_t n) { return g_alloc.realloc_fn(p, n ? n : 1); }
+void scry__free(void *p) { if (p) g_alloc.free_fn(p); }
+
+void *scry__calloc(size_t count, size_t n)
+{
+	if (n && count > SIZE_MAX / n)
+		return NULL;
+	void *p = scry__malloc(count * n);
+	if (p)
+		memset(p, 0, count * n);
+	return p;
+}
+
+char *scry__strndup(const char *s, size_t n)
+{
+	char *p = scry__malloc(n + 1);
+	if (p) {
+		memcpy(p, s, n);
+		p[n] = 0;
+	}
+	return p;
+}
+
+char *scry__strdup(const char *s) { return s ? scry__strndup(s, strlen(s)) : NULL; }
+
+void scry_error_clear(scry_error *err)
+{
+	if (err)
+		*err = (scry_error)SCRY_ERROR_INIT;
+}
+
+const char *scry_strerror(int code)
+{
+	switch (code) {
+	case SCRY_OK: return "success";
+	case SCRY_EINVAL: return "invalid argument";
+	case SCRY_ENOMEM: return "out of memory";
+	case SCRY_EIO: return "I/O error";
+	case SCRY_EPARSE: return "parse error";
+	case SCRY_ESTORE: return "workload store error";
+	case SCRY_ESCHEMA: return "unsupported store schema";
+	case SCRY_ECORRUPT: return "corrupt file";
+	case SCRY_ENOTFOUND: return "not found";
+	case SCRY_ECONNECT: return "cannot connect to PostgreSQL";
+	case SCRY_EPG: return "PostgreSQL error";
+	case SCRY_EPROTOCOL: return "protocol error";
+	case SCRY_ECANCELED: return "cancelled";
+	case SCRY_EMIGRATION: return "migration failed";
+	case SCRY_ELIMIT: return "limit exceeded";
+	case SCRY_EUNSUPPORTED: return "not supported";
+	default: return "unknown error";
+	}
+}
+
+static int fail_v(scry_error *err, int code, int sys_code, const char *fmt, va_list ap)
+{
+	if (err) {
+		err->code = code;
+		err->sys_code = sys_code;
+		err->sqlstate[0] = 0;
+		vsnprintf(err->message, sizeof err->message, fmt, ap);
+	}
+	return code;
+}
+
+int scry__fail(scry_error *err, int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fail_v(err, code, 0, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+int scry__fail_sys(scry_error *err, int code, int sys_code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fail_v(err, code, sys_code, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+void scry_buf_dispose(scry_buf *b)
+{
+	if (!b)
+		return;
+	scry__free(b->ptr);
+	b->ptr = NULL;
+	b->size = b->asize = 0;
+}
+
+void scry__buf_clear(scry_buf *b)
+{
+	b->size = 0;
+	if (b->ptr)
+		b->ptr[0] = 0;
+}
+
+int scry__buf_grow(scry_buf *b, size_t extra)
+{
+	if (b->size + extra + 1 <= b->asize)
+		return 0;
+	size_t want = b->asize ? b->asize : 64;
+	while (want < b->size + extra + 1) {
+		if (want > SIZE_MAX / 2)
+			return SCRY_ENOMEM;
+		want *= 2;
+	}
+	char *p = scry__realloc(b->ptr, want);
+	if (!p)
+		return SCRY_ENOMEM;
+	b->ptr = p;
+	b->asize = want;
+	return 0;
+}
+
+int scry__buf_put(scry_buf *b, const void *data, size_t n)
+{
+	if (scry__buf_grow(b, n))
+		return SCRY_ENOMEM;
+	if (n)
+		memcpy(b->ptr + b->size, data, n);
+	b->size += n;
+	b->ptr[b->size] = 0;
+	return 0;
+}
+
+int scry__buf_puts(scry_buf *b, const char *s) { return scry__buf_put(b, s, strlen(s)); }
+
+int scry__buf_vprintf(scry_buf *b, const char *fmt, va_list ap)
+{
+	va_list ap2;
+	va_copy(ap2, ap);
+	int n = vsnprintf(NULL, 0, fmt, ap2);
+	va_end(ap2);
+	if (n < 0)
+		return SCRY_EINVAL;
+	if (scry__buf_grow(b, (size_t)n))
+		return SCRY_ENOMEM;
+	vsnprintf(b->ptr + b->size, (size_t)n + 1, fmt, ap);
+	b->size += (size_t)n;
+	return 0;
+}
+
+int scry__buf_printf(scry_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int rc = scry__buf_vprintf(b, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+int scry__buf_json_string(scry_buf *b, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	if (scry__buf_grow(b, n + 2))
+		return SCRY_ENOMEM;
+	b->ptr[b->size++] = '"';
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char esc[7];
+		size_t elen = 0;
+		switch (c) {
+		case '"': memcpy(esc, "\\\"", 2); elen = 2; break;
+		case '\\': memcpy(esc, "\\\\", 2); elen = 2; break;
+		case '\n': memcpy(esc, "\\n", 2); elen = 2; break;
+		case '\r': memcpy(esc, "\\r", 2); elen = 2; break;
+		case '\t': memcpy(esc, "\\t", 2); elen = 2; break;
+		default:
+			if (c < 0x20) {
+				memcpy(esc, "\\u00", 4);
+				esc[4] = hex[c >> 4];
+				esc[5] = hex[c & 15];
+				elen = 6;
+			}
+		}
+		if (elen) {
+			if (scry__buf_put(b, esc, elen))
+				return SCRY_ENOMEM;
+		} else {
+			if (scry__buf_grow(b, 1))
+				return SCRY_ENOMEM;
+			b->ptr[b->size++] = (char)c;
+		}
+	}
+	if (scry__buf_grow(b, 1))
+		return SCRY_ENOMEM;
+	b->ptr[b->size++] = '"';
+	b->ptr[b->size] = 0;
+	return 0;
+}
+
+int scry__buf_varint(scry_buf *b, uint64_t v)
+{
+	unsigned char tmp[10];
+	size_t n = 0;
+	do {
+		unsigned char byte = v & 0x7f;
+		v >>= 7;
+		tmp[n++] = byte | (v ? 0x80 : 0);
+	} while (v);
+	return scry__buf_put(b, tmp, n);
+}
+
+size_t scry__read_varint(const unsigned char *p, size_t n, uint64_t *v)
+{
+	uint64_t r = 0;
+	for (size_t i = 0; i < n && i < 10; i++) {
+		r |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+		if (!(p[i] & 0x80)) {
+			*v = r;
+			return i + 1;
+		}
+	}
+	return 0;
+}
+
+int scry__pack_params(scry_buf *b, const scry_param *params, int n)
+{
+	for (int i = 0; i < n; i++) {
+		const scry_param *p = &params[i];
+		int32_t len = p->value ? p->length : -1;
+		if (scry__buf_varint(b, p->type_oid) || scry__buf_varint(b, (uint64_t)p->format) ||
+		    scry__buf_varint(b, (uint64_t)(int64_t)(len + 1)))
+			return SCRY_ENOMEM;
+		if (len > 0 && scry__buf_put(b, p->value, (size_t)len))
+			return SCRY_ENOMEM;
+	}
+	return 0;
+}
+
+int64_t scry__now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t scry__monotonic_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void scry_fingerprint_format(uint64_t fp, char out[17])
+{
+	snprintf(out, 17, "%016" PRIx64, fp);
+}
+
+int scry_fingerprint_parse(const char *hex, uint64_t *out)
+{
+	if (!hex || !*hex || strlen(hex) > 16)
+		return SCRY_EINVAL;
+	uint64_t v = 0;
+	for (const char *p = hex; *p; p++) {
+		int d;
+		if (*p >= '0' && *p <= '9') d = *p - '0';
+		else if (*p >= 'a' && *p <= 'f') d = *p - 'a' + 10;
+		else if (*p >= 'A' && *p <= 'F') d = *p - 'A' + 10;
+		else return SCRY_EINVAL;
+		v = (v << 4) | (uint64_t)d;
+	}
+	*out = v;
+	return 0;
+}

@@ -1,0 +1,525 @@
+/*
+ * lib/fingerprint.c - pg_query fingerprints with an exact cache, and the
+ * literal-lifting lexer the store uses to deduplicate texts.
+ *
+ * Why the cache is exact (docs/fingerprint.md has the long form):
+ * pg_query's fingerprint ignores A_Const nodes. In DML (SELECT, INSERT,
+ * UPDATE, DELETE, WITH, VALUES, TABLE) every plain string or numeric literal
+ * becomes an A_Const, except in two grammar spots where the value of an
+ * integer shapes the tree (float(p) and array bounds int[3]); there the lexer
+ * below refuses to lift. The lexer keeps the token kinds PostgreSQL's lexer
+ * would give (string, integer that fits int32, other numeric), so two texts
+ * with the same template lex to the same token kinds, parse to the same tree
+ * up to A_Const contents, and have the same fingerprint. Anything unusual
+ * (dollar quotes, E'' / B'' / X'' / U&'' strings, adjacent string
+ * continuation, numeric junk) is not lifted: then the template is the whole
+ * text, which is trivially exact.
+ */
+#include "internal.h"
+
+#include <pg_query.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <xxhash.h>
+
+#define LIT_INTEGER '\x02'
+#define LIT_FLOAT '\x03'
+
+/* ------------------------------------------------------------------ */
+/* The literal-lifting lexer                                           */
+/* ------------------------------------------------------------------ */
+
+static bool is_ident_start(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+}
+
+static bool is_ident_char(unsigned char c)
+{
+	return is_ident_start(c) || (c >= '0' && c <= '9') || c == '$';
+}
+
+static bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+
+static bool is_space(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+static bool word_eq(const char *p, size_t n, const char *kw)
+{
+	size_t k = strlen(kw);
+	if (n != k)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = p[i];
+		if (c >= 'A' && c <= 'Z')
+			c = (char)(c - 'A' + 'a');
+		if (c != kw[i])
+			return false;
+	}
+	return true;
+}
+
+/* Skips whitespace and comments from i; returns the new index, or len. */
+static size_t skip_space_comments(const char *s, size_t len, size_t i)
+{
+	for (;;) {
+		while (i < len && is_space((unsigned char)s[i]))
+			i++;
+		if (i + 1 < len && s[i] == '-' && s[i + 1] == '-') {
+			while (i < len && s[i] != '\n')
+				i++;
+			continue;
+		}
+		if (i + 1 < len && s[i] == '/' && s[i + 1] == '*') {
+			int depth = 0;
+			while (i < len) {
+				if (i + 1 < len && s[i] == '/' && s[i + 1] == '*') {
+					depth++;
+					i += 2;
+				} else if (i + 1 < len && s[i] == '*' && s[i + 1] == '/') {
+					depth--;
+					i += 2;
+					if (depth == 0)
+						break;
+				} else {
+					i++;
+				}
+			}
+			continue;
+		}
+		return i;
+	}
+}
+
+/* True when the text is DML, the only place lifting is proven exact. */
+static bool is_dml(const char *s, size_t len)
+{
+	size_t i = skip_space_comments(s, len, 0);
+	while (i < len && s[i] == '(')
+		i = skip_space_comments(s, len, i + 1);
+	size_t start = i;
+	while (i < len && is_ident_char((unsigned char)s[i]))
+		i++;
+	const char *w = s + start;
+	size_t n = i - start;
+	return word_eq(w, n, "select") || word_eq(w, n, "insert") || word_eq(w, n, "update") ||
+	       word_eq(w, n, "delete") || word_eq(w, n, "with") || word_eq(w, n, "values") ||
+	       word_eq(w, n, "table");
+}
+
+/* Previous non-space byte before index i, or 0. */
+static char prev_nonspace(const char *s, size_t i)
+{
+	while (i > 0) {
+		i--;
+		if (!is_space((unsigned char)s[i]))
+			return s[i];
+	}
+	return 0;
+}
+
+/* Lexes the DML text; returns true when every literal could be lifted. */
+static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int *nlits, int *oom)
+{
+	size_t i = 0, copied = 0;
+	*nlits = 0;
+#define EMIT_LITERAL(kind, from, to)                                                  \
+	do {                                                                          \
+		if (scry__buf_put(tmpl, s + copied, (from) - copied) ||               \
+		    scry__buf_put(tmpl, (const char[]){ (kind) }, 1) ||               \
+		    scry__buf_varint(lits, (uint64_t)((to) - (from))) ||              \
+		    scry__buf_put(lits, s + (from), (to) - (from))) {                 \
+			*oom = 1;                                                     \
+			return false;                                                 \
+		}                                                                     \
+		copied = (to);                                                        \
+		(*nlits)++;                                                           \
+	} while (0)
+
+	while (i < len) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x04) /* marker bytes (and NUL) in the text would be ambiguous */
+			return false;
+		if (is_space(c)) {
+			i++;
+		} else if ((c == '-' && i + 1 < len && s[i + 1] == '-') ||
+		           (c == '/' && i + 1 < len && s[i + 1] == '*')) {
+			size_t j = skip_space_comments(s, len, i);
+			if (c == '/' && (j < i + 4 || s[j - 1] != '/' || s[j - 2] != '*'))
+				return false; /* unterminated comment: leave it to the parser */
+			i = j;
+		} else if (c == '\'') {
+			if (i > 0 && (is_ident_char((unsigned char)s[i - 1]) || s[i - 1] == '&' ||
+			              s[i - 1] == '\''))
+				return false; /* E'', B'', X'', U&'', typed 'literal' prefixes */
+			size_t j = i + 1;
+			for (;;) {
+				if (j >= len)
+					return false; /* unterminated */
+				if (s[j] == '\'') {
+					if (j + 1 < len && s[j + 1] == '\'') {
+						j += 2;
+						continue;
+					}
+					break;
+				}
+				if ((unsigned char)s[j] < 0x04)
+					return false;
+				j++;
+			}
+			j++; /* past the closing quote */
+			/* 'a' <newline> 'b' is one literal in SQL: do not lift either. */
+			size_t k = skip_space_comments(s, len, j);
+			if (k < len && s[k] == '\'')
+				return false;
+			EMIT_LITERAL(SCRY__LIT_STRING, i, j);
+			i = j;
+		} else if (is_digit(c) || (c == '.' && i + 1 < len && is_digit((unsigned char)s[i + 1]))) {
+			if (i > 0 && (is_ident_char((unsigned char)s[i - 1])))
+				return false;
+			char before = prev_nonspace(s, i);
+			if (before == '[' || before == '/')
+				return false; /* int[3], or a comment before: array bounds are Integer nodes */
+			size_t j = i;
+			bool is_float = false;
+			while (j < len && is_digit((unsigned char)s[j]))
+				j++;
+			if (j < len && s[j] == '.') {
+				if (j + 1 < len && s[j + 1] == '.')
+					return false; /* 1..2 */
+				is_float = true;
+				j++;
+				while (j < len && is_digit((unsigned char)s[j]))
+					j++;
+			}
+			if (j < len && (s[j] == 'e' || s[j] == 'E')) {
+				size_t k = j + 1;
+				if (k < len && (s[k] == '+' || s[k] == '-'))
+					k++;
+				if (k >= len || !is_digit((unsigned char)s[k]))
+					return false; /* 1e junk */
+				while (k < len && is_digit((unsigned char)s[k]))
+					k++;
+				j = k;
+				is_float = true;
+			}
+			if (j < len && (is_ident_char((unsigned char)s[j]) || s[j] == '.'))
+				return false; /* trailing junk, 1.2.3 */
+			if (!is_float) {
+				/* PostgreSQL's lexer makes integers beyond int32 FCONST. */
+				size_t d = i;
+				while (d < j - 1 && s[d] == '0')
+					d++;
+				if (j - d > 10 || (j - d == 10 && memcmp(s + d, "2147483647", 10) > 0))
+					is_float = true;
+			}
+			EMIT_LITERAL(is_float ? LIT_FLOAT : LIT_INTEGER, i, j);
+			i = j;
+		} else if (c == '$') {
+			if (i + 1 < len && is_digit((unsigned char)s[i + 1])) {
+				i++;
+				while (i < len && is_digit((unsigned char)s[i]))
+					i++;
+				if (i < len && is_ident_char((unsigned char)s[i]))
+					return false;
+			} else {
+				return false; /* dollar quoting */
+			}
+		} else if (c == '"') {
+			size_t j = i + 1;
+			for (;;) {
+				if (j >= len)
+					return false;
+				if (s[j] == '"') {
+					if (j + 1 < len && s[j + 1] == '"') {
+						j += 2;
+						continue;
+					}
+					break;
+				}
+				if ((unsigned char)s[j] < 0x04)
+					return false;
+				j++;
+			}
+			i = j + 1;
+		} else if (is_ident_start(c)) {
+			size_t j = i;
+			while (j < len && is_ident_char((unsigned char)s[j]))
+				j++;
+			if (j < len && (s[j] == '\'' || s[j] == '&'))
+				return false;
+			if (word_eq(s + i, j - i, "float")) {
+				size_t k = skip_space_comments(s, len, j);
+				if (k < len && s[k] == '(')
+					return false; /* float(p) picks float4 or float8 by value */
+			}
+			i = j;
+		} else {
+			i++;
+		}
+	}
+	if (scry__buf_put(tmpl, s + copied, len - copied)) {
+		*oom = 1;
+		return false;
+	}
+	return true;
+#undef EMIT_LITERAL
+}
+
+int scry__lift_literals(const char *sql, size_t len, scry_buf *tmpl, scry_buf *lits, int *nlits)
+{
+	size_t t0 = tmpl->size, l0 = lits->size;
+	int oom = 0;
+	*nlits = 0;
+	if (is_dml(sql, len) && lift(sql, len, tmpl, lits, nlits, &oom))
+		return 0;
+	if (oom)
+		return SCRY_ENOMEM;
+	/* Not lifted: the template is the text itself. */
+	tmpl->size = t0;
+	lits->size = l0;
+	*nlits = 0;
+	return scry__buf_put(tmpl, sql, len);
+}
+
+int scry__splice_literals(const char *tmpl, size_t tlen, const unsigned char *lits,
+                          size_t llen, scry_buf *out)
+{
+	size_t pos = 0, start = 0;
+	for (size_t i = 0; i < tlen; i++) {
+		unsigned char c = (unsigned char)tmpl[i];
+		if (c != 0x01 && c != 0x02 && c != 0x03)
+			continue;
+		uint64_t n;
+		size_t used = scry__read_varint(lits + pos, llen - pos, &n);
+		if (!used || n > llen - pos - used)
+			return SCRY_ECORRUPT;
+		if (scry__buf_put(out, tmpl + start, i - start) ||
+		    scry__buf_put(out, lits + pos + used, (size_t)n))
+			return SCRY_ENOMEM;
+		pos += used + (size_t)n;
+		start = i + 1;
+	}
+	if (scry__buf_put(out, tmpl + start, tlen - start))
+		return SCRY_ENOMEM;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The fingerprinter                                                   */
+/* ------------------------------------------------------------------ */
+
+typedef struct cache_entry {
+	XXH128_hash_t key; /* all-zero = empty slot */
+	uint64_t fingerprint;
+} cache_entry;
+
+struct scry_fingerprinter {
+	cache_entry *slots;
+	size_t mask;       /* capacity - 1, capacity a power of two */
+	size_t used;
+	size_t max_used;   /* cleared when reached: bounded memory for distinct streams */
+	scry_buf tmpl, lits, text;
+	scry_fingerprinter_stats stats;
+};
+
+void scry_fingerprinter_options_init(scry_fingerprinter_options *o)
+{
+	*o = (scry_fingerprinter_options)SCRY_FINGERPRINTER_OPTIONS_INIT;
+}
+
+int scry_fingerprinter_new(scry_fingerprinter **out, const scry_fingerprinter_options *opts,
+                           scry_error *err)
+{
+	if (!out)
+		return scry__fail(err, SCRY_EINVAL, "scry_fingerprinter_new: out is NULL");
+	*out = NULL;
+	size_t want = opts && opts->cache_entries ? opts->cache_entries : 65536;
+	size_t cap = 16;
+	while (cap < want * 2 && cap < ((size_t)1 << 40))
+		cap <<= 1;
+	scry_fingerprinter *f = scry__calloc(1, sizeof *f);
+	if (f)
+		f->slots = scry__calloc(cap, sizeof *f->slots);
+	if (!f || !f->slots) {
+		scry__free(f);
+		return scry__fail(err, SCRY_ENOMEM, "out of memory for a fingerprint cache of %zu entries", want);
+	}
+	f->mask = cap - 1;
+	f->max_used = cap / 2;
+	*out = f;
+	return 0;
+}
+
+void scry_fingerprinter_free(scry_fingerprinter *f)
+{
+	if (!f)
+		return;
+	scry__free(f->slots);
+	scry_buf_dispose(&f->tmpl);
+	scry_buf_dispose(&f->lits);
+	scry_buf_dispose(&f->text);
+	scry__free(f);
+}
+
+void scry_fingerprinter_stats_get(const scry_fingerprinter *f, scry_fingerprinter_stats *out)
+{
+	if (f && out)
+		*out = f->stats;
+}
+
+/* The parser itself: NUL-terminated text in. */
+static int parse_fingerprint(const char *text, uint64_t *out, scry_error *err)
+{
+	PgQueryFingerprintResult r = pg_query_fingerprint(text);
+	int rc = 0;
+	if (r.error) {
+		rc = scry__fail(err, SCRY_EPARSE, "%s at position %d", r.error->message,
+		                r.error->cursorpos);
+	} else {
+		*out = r.fingerprint;
+	}
+	pg_query_free_fingerprint_result(r);
+	return rc;
+}
+
+static cache_entry *cache_slot(scry_fingerprinter *f, XXH128_hash_t key)
+{
+	size_t i = (size_t)key.low64 & f->mask;
+	for (;;) {
+		cache_entry *e = &f->slots[i];
+		if ((e->key.low64 == 0 && e->key.high64 == 0) || XXH128_isEqual(e->key, key))
+			return e;
+		i = (i + 1) & f->mask;
+	}
+}
+
+int scry_fingerprint_compute(scry_fingerprinter *f, const char *sql, size_t len, uint64_t *out,
+                             scry_error *err)
+{
+	if (!sql || !out)
+		return scry__fail(err, SCRY_EINVAL, "scry_fingerprint_compute: sql and out are required");
+	if (!f) {
+		char *copy = scry__strndup(sql, len);
+		if (!copy)
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		int rc = parse_fingerprint(copy, out, err);
+		scry__free(copy);
+		return rc;
+	}
+	f->stats.calls++;
+	scry__buf_clear(&f->tmpl);
+	scry__buf_clear(&f->lits);
+	int nlits;
+	if (scry__lift_literals(sql, len, &f->tmpl, &f->lits, &nlits))
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	XXH128_hash_t key = XXH3_128bits(f->tmpl.ptr, f->tmpl.size);
+	if (key.low64 == 0 && key.high64 == 0)
+		key.low64 = 1; /* keep the all-zero key for empty slots */
+	cache_entry *e = cache_slot(f, key);
+	if (e->key.low64 || e->key.high64) {
+		f->stats.hits++;
+		*out = e->fingerprint;
+		return 0;
+	}
+	scry__buf_clear(&f->text);
+	if (scry__buf_put(&f->text, sql, len))
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	f->stats.parses++;
+	uint64_t fp;
+	int rc = parse_fingerprint(f->text.ptr ? f->text.ptr : "", &fp, err);
+	if (rc) {
+		f->stats.errors++;
+		return rc; /* errors are not cached: they are rare and carry a position */
+	}
+	if (f->used >= f->max_used) {
+		memset(f->slots, 0, (f->mask + 1) * sizeof *f->slots);
+		f->used = 0;
+		e = cache_slot(f, key);
+	}
+	e->key = key;
+	e->fingerprint = fp;
+	f->used++;
+	*out = fp;
+	return 0;
+}
+
+int scry_fingerprint_batch(scry_fingerprinter *f, const char *const *sqls, const size_t *lens,
+                           size_t n, uint64_t *fps, int *status)
+{
+	if ((!sqls || !fps || !status) && n)
+		return SCRY_EINVAL;
+	int failed = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t len = lens ? lens[i] : strlen(sqls[i]);
+		fps[i] = 0;
+		status[i] = scry_fingerprint_compute(f, sqls[i], len, &fps[i], NULL);
+		if (status[i])
+			failed++;
+	}
+	return failed;
+}
+
+int scry_fingerprint_normalize(const char *sql, size_t len, scry_buf *out, scry_error *err)
+{
+	if (!sql || !out)
+		return scry__fail(err, SCRY_EINVAL, "scry_fingerprint_normalize: sql and out are required");
+	char *copy = scry__strndup(sql, len);
+	if (!copy)
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	PgQueryNormalizeResult r = pg_query_normalize(copy);
+	int rc = 0;
+	if (r.error)
+		rc = scry__fail(err, SCRY_EPARSE, "%s at position %d", r.error->message, r.error->cursorpos);
+	else if (scry__buf_puts(out, r.normalized_query))
+		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
+	pg_query_free_normalize_result(r);
+	scry__free(copy);
+	return rc;
+}
+
+int scry_fingerprint_split(const char *sql, size_t len, scry_statement_span **spans,
+                           size_t *count, scry_error *err)
+{
+	if (!sql || !spans || !count)
+		return scry__fail(err, SCRY_EINVAL, "scry_fingerprint_split: arguments are required");
+	*spans = NULL;
+	*count = 0;
+	char *copy = scry__strndup(sql, len);
+	if (!copy)
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	PgQuerySplitResult r = pg_query_split_with_scanner(copy);
+	int rc = 0;
+	if (r.error) {
+		rc = scry__fail(err, SCRY_EPARSE, "%s at position %d", r.error->message, r.error->cursorpos);
+	} else {
+		scry_statement_span *a = scry__calloc(r.n_stmts ? (size_t)r.n_stmts : 1, sizeof *a);
+		if (!a) {
+			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
+		} else {
+			size_t k = 0;
+			for (int i = 0; i < r.n_stmts; i++) {
+				size_t off = (size_t)r.stmts[i]->stmt_location;
+				size_t n = (size_t)r.stmts[i]->stmt_len;
+				if (n == 0) /* the last statement runs to the end */
+					n = len - off;
+				/* Trim whitespace and comments before; whitespace after. */
+				size_t s = skip_space_comments(copy, off + n, off);
+				size_t e = off + n;
+				while (e > s && (is_space((unsigned char)copy[e - 1]) || copy[e - 1] == ';'))
+					e--;
+				if (e > s)
+					a[k++] = (scry_statement_span){ s, e - s };
+			}
+			*spans = a;
+			*count = k;
+		}
+	}
+	pg_query_free_split_result(r);
+	scry__free(copy);
+	return rc;
+}
+
+void scry_statement_spans_free(scry_statement_span *spans) { scry__free(spans); }

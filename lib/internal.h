@@ -1,0 +1,85 @@
+/*
+ * lib/internal.h - helpers shared by the library's modules. Not installed;
+ * nothing here is exported (the version script keeps only scry_*, and these
+ * use the scry__ prefix with hidden visibility).
+ */
+#ifndef SCRY_INTERNAL_H
+#define SCRY_INTERNAL_H
+
+#define SCRY_BUILDING 1
+#include "scry/scry.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <string.h>
+
+#define SCRY_HIDDEN __attribute__((visibility("hidden")))
+
+/* Allocation through the installed scry_allocator. */
+SCRY_HIDDEN void *scry__malloc(size_t n);
+SCRY_HIDDEN void *scry__calloc(size_t count, size_t n);
+SCRY_HIDDEN void *scry__realloc(void *p, size_t n);
+SCRY_HIDDEN void scry__free(void *p);
+SCRY_HIDDEN char *scry__strdup(const char *s);
+SCRY_HIDDEN char *scry__strndup(const char *s, size_t n);
+
+/* Fills err (if non-NULL) and returns code, so `return scry__fail(...)` reads well. */
+SCRY_HIDDEN int scry__fail(scry_error *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Same, also recording errno / SQLite code in sys_code. */
+SCRY_HIDDEN int scry__fail_sys(scry_error *err, int code, int sys_code,
+	const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* scry_buf helpers: all return 0 or SCRY_ENOMEM. */
+SCRY_HIDDEN int scry__buf_grow(scry_buf *b, size_t extra);
+SCRY_HIDDEN int scry__buf_put(scry_buf *b, const void *data, size_t n);
+SCRY_HIDDEN int scry__buf_puts(scry_buf *b, const char *s);
+SCRY_HIDDEN int scry__buf_printf(scry_buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+SCRY_HIDDEN int scry__buf_vprintf(scry_buf *b, const char *fmt, va_list ap);
+/* Appends s as a JSON string literal, quotes included. */
+SCRY_HIDDEN int scry__buf_json_string(scry_buf *b, const char *s, size_t n);
+SCRY_HIDDEN void scry__buf_clear(scry_buf *b);
+
+/* Clocks, in microseconds. */
+SCRY_HIDDEN int64_t scry__now_us(void);        /* CLOCK_REALTIME (Unix) */
+SCRY_HIDDEN int64_t scry__monotonic_us(void);  /* CLOCK_MONOTONIC */
+
+/*
+ * Literal lifting (lib/fingerprint.c). For DML texts, splits `sql` into a
+ * template (the text with each literal constant replaced by a one-byte
+ * marker, SCRY__LIT_STRING or SCRY__LIT_NUMBER) and the literals' raw text.
+ * Two texts with the same template have the same fingerprint (see
+ * docs/fingerprint.md). Texts the lexer is not sure about get no literals:
+ * the template is the whole text. Returns 0 or SCRY_ENOMEM.
+ *   template_out: receives the template (appended)
+ *   literals_out: receives the literals packed as (varint length, bytes)*
+ *   nliterals: number of literals
+ */
+#define SCRY__LIT_STRING '\x01'
+#define SCRY__LIT_NUMBER '\x02'
+SCRY_HIDDEN int scry__lift_literals(const char *sql, size_t len,
+	scry_buf *template_out, scry_buf *literals_out, int *nliterals);
+/* Inverse: rebuilds the exact text from a template and packed literals. */
+SCRY_HIDDEN int scry__splice_literals(const char *tmpl, size_t tlen,
+	const unsigned char *lits, size_t llen, scry_buf *out);
+
+/* Varint (LEB128) helpers used by packed blobs. */
+SCRY_HIDDEN int scry__buf_varint(scry_buf *b, uint64_t v);
+/* Reads a varint; returns bytes consumed, 0 on truncated input. */
+SCRY_HIDDEN size_t scry__read_varint(const unsigned char *p, size_t n, uint64_t *v);
+
+/* Parameters packed into a blob: (oid varint, format byte, len+1 varint, bytes)*. */
+SCRY_HIDDEN int scry__pack_params(scry_buf *b, const scry_param *params, int n);
+
+/*
+ * The store's SQLite connection, for library modules that need SQL beyond
+ * the public store API (verdict statistics, replay scheduling). The schema
+ * is owned by lib/store.c and documented in docs/store.md.
+ */
+struct sqlite3;
+SCRY_HIDDEN struct sqlite3 *scry__store_db(scry_store *store);
+/* Fills err from the store's last SQLite error. Returns SCRY_ESTORE. */
+SCRY_HIDDEN int scry__store_fail(scry_store *store, scry_error *err, const char *what);
+
+#endif
