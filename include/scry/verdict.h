@@ -1,0 +1,104 @@
+/*
+ * scry/verdict.h - per-pattern comparison of a baseline run and a candidate
+ * run: statistics, classification, and the plan change behind a regression.
+ * Rules in docs/verdict.md.
+ */
+#ifndef SCRY_VERDICT_H
+#define SCRY_VERDICT_H
+
+#include "scry/core.h"
+#include "scry/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Classification of one pattern. */
+typedef enum scry_verdict_class {
+	SCRY_CLASS_UNCHANGED = 0,
+	SCRY_CLASS_REGRESSED = 1,         /**< slower beyond threshold and floor */
+	SCRY_CLASS_IMPROVED = 2,
+	SCRY_CLASS_NEW_ERROR = 3,         /**< succeeds on baseline, fails on candidate */
+	SCRY_CLASS_ROWS_CHANGED = 4,      /**< same success, different row counts */
+	SCRY_CLASS_ONLY_IN_CANDIDATE = 5, /**< fails on baseline (new schema); judged against its best */
+	SCRY_CLASS_INSUFFICIENT = 6       /**< too few samples to decide */
+} scry_verdict_class;
+
+/** Short lowercase name of a class ("regressed", "new-error", ...). */
+SCRY_API const char *scry_verdict_class_name(scry_verdict_class c);
+
+/** Options of scry_verdict_compute(). */
+typedef struct scry_verdict_options {
+	unsigned int version;         /**< SCRY_VERDICT_OPTIONS_VERSION */
+	double threshold;             /**< ratio of medians; default 1.5 */
+	double min_delta_ms;          /**< floor on the median's growth; default 0.5 */
+	int min_samples;              /**< per side; default 5 */
+	/** For plans and best-index checks: connections to both sides (NULL = skip). */
+	const char *baseline_conninfo;
+	const char *candidate_conninfo;
+	scry_log_fn log;
+	void *log_ctx;
+	scry_progress_fn progress;
+	void *progress_ctx;
+} scry_verdict_options;
+
+/** Current version of scry_verdict_options. */
+#define SCRY_VERDICT_OPTIONS_VERSION 1
+/** Defaults. */
+#define SCRY_VERDICT_OPTIONS_INIT { SCRY_VERDICT_OPTIONS_VERSION, 1.5, 0.5, 5, NULL, NULL, NULL, NULL, NULL, NULL }
+
+/** Fills `opts` with the defaults. */
+SCRY_API void scry_verdict_options_init(scry_verdict_options *opts);
+
+/** The verdict on one pattern. Strings are owned by the scry_verdict. */
+typedef struct scry_pattern_verdict {
+	uint64_t fingerprint;
+	const char *normalized;
+	scry_verdict_class cls;
+	int64_t baseline_n, candidate_n;           /**< samples */
+	int64_t baseline_errors, candidate_errors;
+	double baseline_p50_ms, baseline_p95_ms, baseline_p99_ms;
+	double candidate_p50_ms, candidate_p95_ms, candidate_p99_ms;
+	double ratio;                              /**< candidate p50 / baseline p50 */
+	double ratio_low, ratio_high;              /**< confidence interval of ratio */
+	double impact_ms;                          /**< executions x median delta */
+	double captured_mean_ms;                   /**< mean latency at capture, 0 unknown */
+	const char *candidate_sqlstate;            /**< new-error: the SQLSTATE, else NULL */
+	const char *candidate_error;               /**< new-error: the message, else NULL */
+	const char *plan_change;                   /**< one-line plan diff, or NULL */
+	const char *baseline_plan;                 /**< EXPLAIN text summary, or NULL */
+	const char *candidate_plan;
+	const char *suggested_index;               /**< only-in-candidate: CREATE INDEX ..., or NULL */
+	double best_p50_ms;                        /**< only-in-candidate: p50 with that index */
+} scry_pattern_verdict;
+
+/** A computed verdict. */
+typedef struct scry_verdict scry_verdict;
+
+/**
+ * Compares the newest runs labelled `baseline` and `candidate` in `store`.
+ * When opts gives both conninfos, captures EXPLAIN (ANALYZE, BUFFERS,
+ * FORMAT JSON) of regressed patterns on both sides (stored in `plans`), and
+ * measures only-in-candidate patterns against their best indexes.
+ */
+SCRY_API int scry_verdict_compute(scry_verdict **out, scry_store *store,
+	const char *baseline, const char *candidate,
+	const scry_verdict_options *opts, scry_error *err);
+
+/** Number of patterns in a verdict. */
+SCRY_API size_t scry_verdict_count(const scry_verdict *v);
+
+/** The i-th pattern, worst first; NULL when out of range. */
+SCRY_API const scry_pattern_verdict *scry_verdict_get(const scry_verdict *v, size_t i);
+
+/** Patterns that fail the gate (regressed, new-error, flagged only-in-candidate). */
+SCRY_API size_t scry_verdict_failures(const scry_verdict *v);
+
+/** Frees a verdict. Accepts NULL. */
+SCRY_API void scry_verdict_free(scry_verdict *v);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SCRY_VERDICT_H */
