@@ -87,6 +87,10 @@ typedef struct workload {
 	size_t nsess, asess;
 	size_t nstmts;
 	int64_t first_us;
+	/* classification per fingerprint: texts of one pattern differ only in constants */
+	uint64_t *cls_keys;
+	uint8_t *cls_vals;
+	size_t ncls, ccls;
 } workload;
 
 static void workload_free(workload *w)
@@ -104,6 +108,8 @@ static void workload_free(workload *w)
 		scry__free(w->sess[i].st);
 	}
 	scry__free(w->sess);
+	scry__free(w->cls_keys);
+	scry__free(w->cls_vals);
 	memset(w, 0, sizeof *w);
 }
 
@@ -247,7 +253,45 @@ static void classify(itext *t)
 	                      (!strcmp(w2, "PREPARE") && strstr(t->text + 10, "ALL"))));
 }
 
-static int intern(workload *w, const char *text, size_t len, const scry_param *params, int np, itext **out)
+/* Looks up (found = true) or reserves the cache slot of a fingerprint. */
+static uint8_t *cls_slot(workload *w, uint64_t fp, bool *found)
+{
+	if ((w->ncls + 1) * 2 > w->ccls) {
+		size_t cap = w->ccls ? w->ccls * 2 : 256;
+		uint64_t *k = scry__calloc(cap, sizeof *k);
+		uint8_t *v = scry__calloc(cap, 1);
+		if (!k || !v) {
+			scry__free(k);
+			scry__free(v);
+			return NULL;
+		}
+		for (size_t i = 0; i < w->ccls; i++)
+			if (w->cls_keys[i]) {
+				size_t j = w->cls_keys[i] & (cap - 1);
+				while (k[j])
+					j = (j + 1) & (cap - 1);
+				k[j] = w->cls_keys[i];
+				v[j] = w->cls_vals[i];
+			}
+		scry__free(w->cls_keys);
+		scry__free(w->cls_vals);
+		w->cls_keys = k;
+		w->cls_vals = v;
+		w->ccls = cap;
+	}
+	size_t j = fp & (w->ccls - 1);
+	while (w->cls_keys[j] && w->cls_keys[j] != fp)
+		j = (j + 1) & (w->ccls - 1);
+	*found = w->cls_keys[j] == fp;
+	if (!*found) {
+		w->cls_keys[j] = fp;
+		w->ncls++;
+	}
+	return &w->cls_vals[j];
+}
+
+static int intern(workload *w, const char *text, size_t len, const scry_param *params, int np,
+                  uint64_t fingerprint, itext **out)
 {
 	uint64_t h = XXH3_64bits(text, len);
 	for (int i = 0; i < np; i++)
@@ -301,7 +345,16 @@ static int intern(workload *w, const char *text, size_t len, const scry_param *p
 	e->id = (uint32_t)w->ntexts;
 	for (int i = 0; i < np; i++)
 		e->types[i] = params[i].type_oid;
-	classify(e);
+	bool found = false;
+	uint8_t *slot = fingerprint ? cls_slot(w, fingerprint, &found) : NULL;
+	if (found) {
+		e->cls = *slot & 0x7f;
+		e->clears_prepared = *slot >> 7;
+	} else {
+		classify(e);
+		if (slot)
+			*slot = (uint8_t)(e->cls | e->clears_prepared << 7);
+	}
 	w->texts[w->ntexts++] = e;
 	w->table[j] = e;
 	*out = e;
@@ -351,7 +404,8 @@ static int add_stmt(workload *w, const scry_stored_event *ev, size_t *last)
 	st->event_id = ev->id;
 	st->start_us = ev->start_us;
 	st->kind = (uint8_t)ev->kind;
-	int rc = intern(w, ev->query, ev->query_len, ev->params, ev->kind == SCRY_EVENT_EXTENDED ? ev->nparams : 0, &st->t);
+	int rc = intern(w, ev->query, ev->query_len, ev->params, ev->kind == SCRY_EVENT_EXTENDED ? ev->nparams : 0,
+	                ev->fingerprint, &st->t);
 	if (rc)
 		return rc;
 	if (ev->kind == SCRY_EVENT_EXTENDED && ev->nparams > 0) {
