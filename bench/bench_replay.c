@@ -6,6 +6,9 @@
  *                                             (one session per csvlog session id)
  *   bench_replay many STORE N                 N sessions of two statements each,
  *                                             all overlapping (a 2,000-session replay)
+ *   bench_replay timer-probe N                how late N bare timerfd wakeups 2.5 ms
+ *                                             apart are on this machine (p50/p99/max us):
+ *                                             the floor under timed mode's start lag
  *
  * The csvlog reader is deliberately minimal (simple-protocol statements only):
  * it exists so that the benchmark does not depend on the log importer module.
@@ -15,7 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #define NFIELDS 32
 
@@ -189,10 +195,50 @@ fail:
 	return 1;
 }
 
+static int64_t mono_us(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The same wait as the replay loop (epoll on an absolute CLOCK_MONOTONIC timerfd). */
+static int timer_probe(int n)
+{
+	int fd = timerfd_create(CLOCK_MONOTONIC, 0), ep = epoll_create1(0);
+	struct epoll_event e = { .events = EPOLLIN };
+	epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
+	int64_t *late = calloc((size_t)n, sizeof *late);
+	for (int i = 0; i < n; i++) {
+		int64_t due = mono_us() + 2500;
+		struct itimerspec its = { .it_value = { due / 1000000, (due % 1000000) * 1000 } };
+		timerfd_settime(fd, TFD_TIMER_ABSTIME, &its, NULL);
+		epoll_wait(ep, &e, 1, -1);
+		uint64_t ticks;
+		if (read(fd, &ticks, sizeof ticks) < 0)
+			return 1;
+		late[i] = mono_us() - due;
+	}
+	qsort(late, (size_t)n, sizeof *late, cmp_i64);
+	printf("%.3f %.3f %.3f\n", late[n / 2] / 1000.0, late[n * 99 / 100] / 1000.0, late[n - 1] / 1000.0);
+	free(late);
+	close(fd);
+	close(ep);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "timer-probe"))
+		return timer_probe(atoi(argv[2]));
 	if (argc < 4 || (strcmp(argv[1], "import-csvlog") && strcmp(argv[1], "many"))) {
-		fprintf(stderr, "usage: bench_replay import-csvlog STORE FILE... | many STORE N\n");
+		fprintf(stderr, "usage: bench_replay import-csvlog STORE FILE... | many STORE N | timer-probe N\n");
 		return 2;
 	}
 	scry_store *st = NULL;
