@@ -1,0 +1,388 @@
+/*
+ * lib/replay_workload.c - loads the captured workload for the replay engine:
+ * sessions with their statements in order, distinct texts interned once, and
+ * each text classified (transaction control, session state, provably
+ * read-only, or possible write) for the `writes` policy. See docs/replay.md.
+ */
+#define _GNU_SOURCE
+#include "replay_workload.h"
+
+#include <ctype.h>
+#include <pg_query.h>
+#include <xxhash.h>
+
+void scry__replay_workload_free(workload *w)
+{
+	for (size_t i = 0; i < w->ntexts; i++) {
+		scry__free(w->texts[i]->text);
+		scry__free(w->texts[i]->types);
+		scry__free(w->texts[i]);
+	}
+	scry__free(w->texts);
+	scry__free(w->table);
+	for (size_t i = 0; i < w->nsess; i++) {
+		for (size_t j = 0; j < w->sess[i].n; j++)
+			scry__free(w->sess[i].st[j].values);
+		scry__free(w->sess[i].st);
+	}
+	scry__free(w->sess);
+	scry__free(w->cls_keys);
+	scry__free(w->cls_vals);
+	memset(w, 0, sizeof *w);
+}
+
+/* Skips blanks, comments and opening parentheses; copies the next word upper-cased. */
+static const char *next_word(const char *p, char *word, size_t n)
+{
+	for (;;) {
+		while (*p && (isspace((unsigned char)*p) || *p == '('))
+			p++;
+		if (p[0] == '-' && p[1] == '-') {
+			while (*p && *p != '\n')
+				p++;
+		} else if (p[0] == '/' && p[1] == '*') {
+			const char *e = strstr(p + 2, "*/");
+			p = e ? e + 2 : p + strlen(p);
+		} else {
+			break;
+		}
+	}
+	size_t i = 0;
+	while (*p && (isalpha((unsigned char)*p) || *p == '_')) {
+		if (i + 1 < n)
+			word[i++] = (char)toupper((unsigned char)*p);
+		p++;
+	}
+	word[i] = 0;
+	return p;
+}
+
+/*
+ * Built-in functions that never write. Anything else (user functions,
+ * nextval, set_config, pg_terminate_backend, dblink...) makes a SELECT a
+ * possible write. Only unqualified or pg_catalog-qualified names count.
+ */
+static const char *const safe_funcs[] = {
+	"abs", "array_agg", "array_length", "array_to_string", "avg", "bool_and", "bool_or", "btrim",
+	"ceil", "ceiling", "char_length", "coalesce", "concat", "concat_ws", "count", "date_part",
+	"date_trunc", "every", "exp", "extract", "floor", "format", "greatest", "jsonb_agg",
+	"jsonb_build_array", "jsonb_build_object", "json_agg", "json_build_array", "json_build_object",
+	"least", "left", "length", "ln", "log", "lower", "lpad", "ltrim", "max", "md5", "min", "mod",
+	"now", "nullif", "octet_length", "percentile_cont", "percentile_disc", "position", "power",
+	"rank", "dense_rank", "regexp_replace", "repeat", "replace", "reverse", "right", "round",
+	"row_number", "rpad", "rtrim", "sign", "split_part", "sqrt", "stddev", "string_agg", "strpos",
+	"substr", "substring", "sum", "timezone", "to_char", "to_date", "to_number", "to_timestamp",
+	"trim", "trunc", "unnest", "upper", "variance", "generate_series", "lag", "lead",
+	"first_value", "last_value", "ntile", "cume_dist", "percent_rank", "age", "current_date",
+	"date", "make_date", "make_interval", "initcap", "chr", "ascii", "array_position", "cardinality",
+	NULL
+};
+
+static bool safe_func(const char *name, size_t n)
+{
+	for (const char *const *f = safe_funcs; *f; f++)
+		if (strlen(*f) == n && !memcmp(*f, name, n))
+			return true;
+	return false;
+}
+
+/* Every FuncCall of a parse tree (JSON) names a function of safe_funcs. */
+static bool funcs_safe(const char *t)
+{
+	static const char key[] = "\"FuncCall\":{\"funcname\":[";
+	static const char item[] = "{\"String\":{\"sval\":\"";
+	for (const char *p = strstr(t, key); p; p = strstr(p, key)) {
+		p += sizeof key - 1;
+		const char *names[3];
+		size_t lens[3];
+		int n = 0;
+		while (!strncmp(p, item, sizeof item - 1)) {
+			p += sizeof item - 1;
+			const char *e = strchr(p, '"');
+			if (!e || n == 3)
+				return false;
+			names[n] = p;
+			lens[n++] = (size_t)(e - p);
+			p = e + 3; /* past "}} */
+			if (*p == ',')
+				p++;
+		}
+		if (n == 0 || n > 2 || (n == 2 && (lens[0] != 10 || memcmp(names[0], "pg_catalog", 10))))
+			return false;
+		if (!safe_func(names[n - 1], lens[n - 1]))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * A statement is read-only when it parses to one plain SELECT that calls
+ * only built-in functions known not to write (safe_funcs), with no INTO,
+ * no FOR UPDATE/SHARE and no data-modifying WITH. The residual risk (a
+ * user-defined operator, cast or view function that writes) is documented.
+ */
+static bool provably_read_only(const char *text)
+{
+	PgQueryParseResult r = pg_query_parse(text);
+	bool ro = false;
+	if (!r.error && r.parse_tree) {
+		const char *t = r.parse_tree;
+		const char *first = strstr(t, "{\"stmt\":");
+		ro = first && !strstr(first + 1, "{\"stmt\":") &&
+		     !strncmp(first, "{\"stmt\":{\"SelectStmt\"", 21) &&
+		     funcs_safe(t) && !strstr(t, "\"intoClause\"") &&
+		     !strstr(t, "\"lockingClause\"") && !strstr(t, "\"InsertStmt\"") &&
+		     !strstr(t, "\"UpdateStmt\"") && !strstr(t, "\"DeleteStmt\"") &&
+		     !strstr(t, "\"MergeStmt\"");
+	}
+	pg_query_free_parse_result(r);
+	return ro;
+}
+
+static void classify(itext *t)
+{
+	char w1[24], w2[24];
+	const char *p = next_word(t->text, w1, sizeof w1);
+	next_word(p, w2, sizeof w2);
+	t->cls = CLS_WRITE;
+	if (!strcmp(w1, "BEGIN") || !strcmp(w1, "START"))
+		t->cls = CLS_BEGIN;
+	else if ((!strcmp(w1, "COMMIT") || !strcmp(w1, "ROLLBACK")) && !strcmp(w2, "PREPARED"))
+		t->cls = CLS_2PC;
+	else if (!strcmp(w1, "COMMIT") || !strcmp(w1, "END") ||
+	         (!strcmp(w1, "PREPARE") && !strcmp(w2, "TRANSACTION")))
+		t->cls = CLS_COMMIT;
+	else if (!strcmp(w1, "ROLLBACK") || !strcmp(w1, "ABORT") || !strcmp(w1, "SAVEPOINT") ||
+	         !strcmp(w1, "RELEASE"))
+		t->cls = CLS_TXN;
+	else if (!strcmp(w1, "SET") || !strcmp(w1, "RESET") || !strcmp(w1, "SHOW") ||
+	         !strcmp(w1, "PREPARE") || !strcmp(w1, "DEALLOCATE") || !strcmp(w1, "DISCARD") ||
+	         !strcmp(w1, "LISTEN") || !strcmp(w1, "UNLISTEN") || !strcmp(w1, "LOAD") ||
+	         !strcmp(w1, "DECLARE") || !strcmp(w1, "FETCH") || !strcmp(w1, "MOVE") ||
+	         !strcmp(w1, "CLOSE"))
+		t->cls = CLS_SESSION;
+	else if (!strcmp(w1, "VACUUM") || !strcmp(w1, "CHECKPOINT"))
+		t->cls = CLS_NOTXN;
+	else if ((!strcmp(w1, "SELECT") || !strcmp(w1, "WITH") || !strcmp(w1, "VALUES") ||
+	          !strcmp(w1, "TABLE")) && provably_read_only(t->text))
+		t->cls = CLS_READ;
+	t->clears_prepared = (!strcmp(w1, "DISCARD") && !strcmp(w2, "ALL")) ||
+	                     (!strcmp(w1, "DEALLOCATE") && (!strcmp(w2, "ALL") ||
+	                      (!strcmp(w2, "PREPARE") && strstr(t->text + 10, "ALL"))));
+}
+
+/* Looks up (found = true) or reserves the cache slot of a fingerprint. */
+static uint8_t *cls_slot(workload *w, uint64_t fp, bool *found)
+{
+	if ((w->ncls + 1) * 2 > w->ccls) {
+		size_t cap = w->ccls ? w->ccls * 2 : 256;
+		uint64_t *k = scry__calloc(cap, sizeof *k);
+		uint8_t *v = scry__calloc(cap, 1);
+		if (!k || !v) {
+			scry__free(k);
+			scry__free(v);
+			return NULL;
+		}
+		for (size_t i = 0; i < w->ccls; i++)
+			if (w->cls_keys[i]) {
+				size_t j = w->cls_keys[i] & (cap - 1);
+				while (k[j])
+					j = (j + 1) & (cap - 1);
+				k[j] = w->cls_keys[i];
+				v[j] = w->cls_vals[i];
+			}
+		scry__free(w->cls_keys);
+		scry__free(w->cls_vals);
+		w->cls_keys = k;
+		w->cls_vals = v;
+		w->ccls = cap;
+	}
+	size_t j = fp & (w->ccls - 1);
+	while (w->cls_keys[j] && w->cls_keys[j] != fp)
+		j = (j + 1) & (w->ccls - 1);
+	*found = w->cls_keys[j] == fp;
+	if (!*found) {
+		w->cls_keys[j] = fp;
+		w->ncls++;
+	}
+	return &w->cls_vals[j];
+}
+
+static int intern(workload *w, const char *text, size_t len, const scry_param *params, int np,
+                  uint64_t fingerprint, itext **out)
+{
+	uint64_t h = XXH3_64bits(text, len);
+	for (int i = 0; i < np; i++)
+		h = h * 1000003u ^ params[i].type_oid;
+	if (w->ntexts * 2 >= w->tcap) {
+		size_t cap = w->tcap ? w->tcap * 2 : 1024;
+		itext **t = scry__calloc(cap, sizeof *t);
+		if (!t)
+			return SCRY_ENOMEM;
+		for (size_t i = 0; i < w->ntexts; i++) {
+			size_t j = w->texts[i]->hash & (cap - 1);
+			while (t[j])
+				j = (j + 1) & (cap - 1);
+			t[j] = w->texts[i];
+		}
+		scry__free(w->table);
+		w->table = t;
+		w->tcap = cap;
+	}
+	size_t j = h & (w->tcap - 1);
+	for (itext *e; (e = w->table[j]); j = (j + 1) & (w->tcap - 1)) {
+		if (e->hash != h || e->len != len || e->nparams != np || memcmp(e->text, text, len))
+			continue;
+		bool same = true;
+		for (int i = 0; i < np && same; i++)
+			same = e->types[i] == params[i].type_oid;
+		if (same) {
+			*out = e;
+			return 0;
+		}
+	}
+	if (w->ntexts == w->atexts) {
+		size_t n = w->atexts ? w->atexts * 2 : 256;
+		itext **t = scry__realloc(w->texts, n * sizeof *t);
+		if (!t)
+			return SCRY_ENOMEM;
+		w->texts = t;
+		w->atexts = n;
+	}
+	itext *e = scry__calloc(1, sizeof *e);
+	if (!e || !(e->text = scry__strndup(text, len)) ||
+	    (np && !(e->types = scry__calloc((size_t)np, sizeof *e->types)))) {
+		if (e)
+			scry__free(e->text);
+		scry__free(e);
+		return SCRY_ENOMEM;
+	}
+	e->len = len;
+	e->hash = h;
+	e->nparams = np;
+	e->id = (uint32_t)w->ntexts;
+	for (int i = 0; i < np; i++)
+		e->types[i] = params[i].type_oid;
+	bool found = false;
+	uint8_t *slot = fingerprint ? cls_slot(w, fingerprint, &found) : NULL;
+	if (found) {
+		e->cls = *slot & 0x7f;
+		e->clears_prepared = *slot >> 7;
+	} else {
+		classify(e);
+		if (slot)
+			*slot = (uint8_t)(e->cls | e->clears_prepared << 7);
+	}
+	w->texts[w->ntexts++] = e;
+	w->table[j] = e;
+	*out = e;
+	return 0;
+}
+
+static rsession *session_for(workload *w, int64_t id, size_t *last)
+{
+	if (*last < w->nsess && w->sess[*last].id == id)
+		return &w->sess[*last];
+	/* Sessions are few compared with events: a linear scan from the newest. */
+	for (size_t i = w->nsess; i-- > 0;)
+		if (w->sess[i].id == id) {
+			*last = i;
+			return &w->sess[i];
+		}
+	if (w->nsess == w->asess) {
+		size_t n = w->asess ? w->asess * 2 : 64;
+		rsession *s = scry__realloc(w->sess, n * sizeof *s);
+		if (!s)
+			return NULL;
+		w->sess = s;
+		w->asess = n;
+	}
+	rsession *s = &w->sess[w->nsess];
+	memset(s, 0, sizeof *s);
+	s->id = id;
+	*last = w->nsess++;
+	return s;
+}
+
+static int add_stmt(workload *w, const scry_stored_event *ev, size_t *last)
+{
+	rsession *s = session_for(w, ev->session_id, last);
+	if (!s)
+		return SCRY_ENOMEM;
+	if (s->n == s->alloc) {
+		size_t n = s->alloc ? s->alloc * 2 : 16;
+		rstmt *st = scry__realloc(s->st, n * sizeof *st);
+		if (!st)
+			return SCRY_ENOMEM;
+		s->st = st;
+		s->alloc = n;
+	}
+	rstmt *st = &s->st[s->n];
+	memset(st, 0, sizeof *st);
+	st->event_id = ev->id;
+	st->start_us = ev->start_us;
+	st->kind = (uint8_t)ev->kind;
+	int rc = intern(w, ev->query, ev->query_len, ev->params, ev->kind == SCRY_EVENT_EXTENDED ? ev->nparams : 0,
+	                ev->fingerprint, &st->t);
+	if (rc)
+		return rc;
+	if (ev->kind == SCRY_EVENT_EXTENDED && ev->nparams > 0) {
+		size_t np = (size_t)ev->nparams, bytes = 0;
+		for (size_t i = 0; i < np; i++)
+			if (ev->params[i].value && ev->params[i].length > 0)
+				bytes += (size_t)ev->params[i].length + 1;
+		size_t hdr = np * (sizeof(char *) + 2 * sizeof(int));
+		char *blk = scry__malloc(hdr + bytes);
+		if (!blk)
+			return SCRY_ENOMEM;
+		st->values = (const char **)(void *)blk;
+		st->lengths = (int *)(void *)(blk + np * sizeof(char *));
+		st->formats = st->lengths + np;
+		char *data = blk + hdr;
+		for (size_t i = 0; i < np; i++) {
+			const scry_param *p = &ev->params[i];
+			st->formats[i] = p->format == SCRY_PARAM_BINARY;
+			st->lengths[i] = p->value ? (p->length > 0 ? p->length : 0) : 0;
+			if (!p->value) {
+				st->values[i] = NULL;
+			} else if (p->length > 0) {
+				memcpy(data, p->value, (size_t)p->length);
+				data[p->length] = 0; /* text params must be NUL-terminated */
+				st->values[i] = data;
+				data += p->length + 1;
+			} else {
+				st->values[i] = "";
+			}
+		}
+		st->nparams = ev->nparams;
+	}
+	if (!s->n)
+		s->first_us = ev->start_us;
+	s->last_us = ev->start_us;
+	s->n++;
+	w->nstmts++;
+	if (!w->first_us || ev->start_us < w->first_us)
+		w->first_us = ev->start_us;
+	return 0;
+}
+
+int scry__replay_load(scry_store *store, const scry_replay_options *o, workload *w, scry_error *err)
+{
+	scry_event_filter f = SCRY_EVENT_FILTER_INIT;
+	f.fingerprints = o->fingerprints;
+	f.nfingerprints = o->nfingerprints;
+	scry_event_iter *it = NULL;
+	int rc = scry_store_events(store, o->fingerprints ? &f : NULL, &it, err);
+	if (rc)
+		return rc;
+	const scry_stored_event *ev;
+	size_t last = 0;
+	while ((rc = scry_event_iter_next(it, &ev, err)) == 1) {
+		if ((rc = add_stmt(w, ev, &last)) != 0) {
+			rc = scry__fail(err, rc, "out of memory loading the workload");
+			break;
+		}
+	}
+	scry_event_iter_free(it);
+	return rc < 0 ? rc : 0;
+}

@@ -1,0 +1,76 @@
+/*
+ * lib/replay_workload.h - the captured workload as the replay engine holds it
+ * in memory (lib/replay_workload.c loads and classifies it; lib/replay.c runs it).
+ * Private to the replay module.
+ */
+#ifndef SCRY_REPLAY_WORKLOAD_H
+#define SCRY_REPLAY_WORKLOAD_H
+
+#include "internal.h"
+
+#include <libpq-fe.h>
+
+/* What a statement does, decided once per distinct text (see classify()). */
+enum {
+	CLS_WRITE = 0,   /* may write: wrapped / skipped / executed per `writes` */
+	CLS_READ,        /* provably read-only: runs as is */
+	CLS_BEGIN,       /* BEGIN / START TRANSACTION */
+	CLS_COMMIT,      /* COMMIT / END / PREPARE TRANSACTION: becomes ROLLBACK */
+	CLS_TXN,         /* ROLLBACK, SAVEPOINT, RELEASE: as is */
+	CLS_SESSION,     /* SET, SHOW, PREPARE, DISCARD, cursors...: as is, never wrapped */
+	CLS_NOTXN,       /* VACUUM, CHECKPOINT: cannot run in a transaction, change no rows */
+	CLS_2PC          /* COMMIT/ROLLBACK PREPARED: skipped unless writes execute */
+};
+
+/* A distinct (text, parameter types) pair; statements point to one. */
+typedef struct itext {
+	char *text;
+	size_t len;
+	uint64_t hash;
+	uint32_t id;
+	int nparams;
+	Oid *types;
+	uint8_t cls;
+	uint8_t clears_prepared; /* DISCARD ALL / DEALLOCATE ALL drop our statements too */
+} itext;
+
+typedef struct rstmt {
+	int64_t event_id;
+	int64_t start_us;
+	itext *t;
+	uint8_t kind;
+	int nparams;
+	const char **values; /* one block: values, lengths, formats, bytes */
+	int *lengths;
+	int *formats;
+} rstmt;
+
+typedef struct rsession {
+	int64_t id;
+	rstmt *st;
+	size_t n, alloc;
+	int64_t first_us, last_us;
+} rsession;
+
+typedef struct workload {
+	itext **texts;   /* by id */
+	size_t ntexts, atexts;
+	itext **table;   /* open addressing */
+	size_t tcap;
+	rsession *sess;
+	size_t nsess, asess;
+	size_t nstmts;
+	int64_t first_us;
+	/* classification per fingerprint: texts of one pattern differ only in constants */
+	uint64_t *cls_keys;
+	uint8_t *cls_vals;
+	size_t ncls, ccls;
+} workload;
+
+/* Loads the events of `store` (only the patterns of o->fingerprints, if any). */
+SCRY_HIDDEN int scry__replay_load(scry_store *store, const scry_replay_options *o, workload *w,
+	scry_error *err);
+/* Frees what scry__replay_load() allocated; `w` is left empty. */
+SCRY_HIDDEN void scry__replay_workload_free(workload *w);
+
+#endif
