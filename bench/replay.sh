@@ -4,7 +4,7 @@
 #
 #   bench/replay.sh [BUILD_DIR]
 #
-# Environment (defaults): SCALE=10 CLIENTS=8 CAPTURE_SECONDS=10 RUN_SECONDS=10 RUNS=3
+# Environment (defaults): SCALE=10 CLIENTS=8 CAPTURE_SECONDS=5 RUN_SECONDS=5 RUNS=7
 #                         LAG_SECONDS=60 LAG_RATE=400 MANY=2000
 #
 # 1. pgbench -S (SCALE, CLIENTS) runs CAPTURE_SECONDS with log_statement=all into
@@ -12,7 +12,9 @@
 # 2. RUNS times, alternating: pgbench -S itself (same statements, same clients;
 #    with one client thread like scry, -j 1, and with two, -j 2),
 #    `scry replay --mode fast --concurrency CLIENTS`, and `pgreplay -c` of the same
-#    log as fast as it goes (-s 10000 -j). Medians are reported.
+#    log as fast as it goes (-s 10000 -j). The machine is shared and noisy, so
+#    besides the medians of each tool, the ratios are computed per run (the
+#    three tools ran within seconds of each other) and their median reported.
 # 3. A LAG_SECONDS capture of pgbench -S at LAG_RATE tps (server far from
 #    saturated) replayed with `scry replay --mode timed --speed 1`: start lag,
 #    as is and under `chrt -f 10` (real-time scheduling, when allowed), beside
@@ -29,8 +31,8 @@ for tool in "$scry" "$importer"; do [ -x "$tool" ] || { echo "missing $tool: bui
 command -v pgbench >/dev/null || { echo "pgbench not found (apt-get install postgresql-contrib/postgresql)" >&2; exit 1; }
 command -v pgreplay >/dev/null || { echo "pgreplay not found (apt-get install pgreplay)" >&2; exit 1; }
 
-SCALE=${SCALE:-10}; CLIENTS=${CLIENTS:-8}; CAPTURE_SECONDS=${CAPTURE_SECONDS:-10}
-RUN_SECONDS=${RUN_SECONDS:-10}; RUNS=${RUNS:-3}; LAG_SECONDS=${LAG_SECONDS:-60}
+SCALE=${SCALE:-10}; CLIENTS=${CLIENTS:-8}; CAPTURE_SECONDS=${CAPTURE_SECONDS:-5}
+RUN_SECONDS=${RUN_SECONDS:-5}; RUNS=${RUNS:-7}; LAG_SECONDS=${LAG_SECONDS:-60}
 LAG_RATE=${LAG_RATE:-400}; MANY=${MANY:-2000}
 
 work=$(mktemp -d /tmp/scry-bench-replay.XXXXXX)
@@ -80,7 +82,7 @@ pgbench -i -q -s "$SCALE" >/dev/null 2>&1
 capture fast -S -c "$CLIENTS" -j 2 -T "$CAPTURE_SECONDS"
 events=$(sqlite3 "$work/fast.db" "SELECT count(*) FROM events")
 
-: > "$work/pgbench.txt"; : > "$work/pgbench1.txt"; : > "$work/scry.txt"; : > "$work/pgreplay.txt"
+: > "$work/ratios.txt"; : > "$work/pgbench.txt"; : > "$work/pgbench1.txt"; : > "$work/scry.txt"; : > "$work/pgreplay.txt"
 for i in $(seq "$RUNS"); do
   pgbench -n -S -c "$CLIENTS" -j 1 -T "$RUN_SECONDS" 2>/dev/null \
     | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1 >> "$work/pgbench1.txt"
@@ -92,8 +94,12 @@ for i in $(seq "$RUNS"); do
   pgreplay -c -h 127.0.0.1 -p "$port" -s 10000 -j "$work/fast.csv" > "$work/pgreplay.out" 2>&1
   t1=$(date +%s.%N)
   echo "$events $t0 $t1" | awk '{printf "%.1f\n", $1 / ($3 - $2)}' >> "$work/pgreplay.txt"
+  paste -d' ' <(tail -1 "$work/scry.txt") <(tail -1 "$work/pgbench1.txt") <(tail -1 "$work/pgbench.txt") \
+    <(tail -1 "$work/pgreplay.txt") | awk '{printf "%.3f %.3f %.3f\n", $1 / $2, $1 / $3, $1 / $4}' >> "$work/ratios.txt"
   echo "run $i: pgbench -j1 $(tail -1 "$work/pgbench1.txt") tps, -j2 $(tail -1 "$work/pgbench.txt") tps, scry $(tail -1 "$work/scry.txt")/s, pgreplay $(tail -1 "$work/pgreplay.txt")/s" >&2
 done
+r1=$(cut -d' ' -f1 "$work/ratios.txt" | median); r2=$(cut -d' ' -f2 "$work/ratios.txt" | median)
+r3=$(cut -d' ' -f3 "$work/ratios.txt" | median)
 pgb1=$(median < "$work/pgbench1.txt"); pgb=$(median < "$work/pgbench.txt"); scr=$(median < "$work/scry.txt"); pgr=$(median < "$work/pgreplay.txt")
 
 capture lag -S -c "$CLIENTS" -j 2 -R "$LAG_RATE" -T "$LAG_SECONDS"
@@ -123,9 +129,9 @@ cat <<EOF
 | pgbench -S -j 2 (two client threads; median of $RUNS) | $pgb |
 | scry replay --mode fast --concurrency $CLIENTS (median, statements/s) | $scr |
 | pgreplay -c -s 10000 -j of the same csvlog (median, statements/s) | $pgr |
-| scry / pgbench -j 1 | $(awk -v a="$scr" -v b="$pgb1" 'BEGIN {printf "%.2f", a / b}') |
-| scry / pgbench -j 2 | $(awk -v a="$scr" -v b="$pgb" 'BEGIN {printf "%.2f", a / b}') |
-| scry / pgreplay | $(awk -v a="$scr" -v b="$pgr" 'BEGIN {printf "%.2f", a / b}') |
+| scry / pgbench -j 1: ratio of medians; median of per-run ratios | $(awk -v a="$scr" -v b="$pgb1" 'BEGIN {printf "%.2f", a / b}'); $r1 |
+| scry / pgbench -j 2: ratio of medians; median of per-run ratios | $(awk -v a="$scr" -v b="$pgb" 'BEGIN {printf "%.2f", a / b}'); $r2 |
+| scry / pgreplay: ratio of medians; median of per-run ratios | $(awk -v a="$scr" -v b="$pgr" 'BEGIN {printf "%.2f", a / b}'); $r3 |
 | timed, speed 1, ${LAG_SECONDS} s capture at $LAG_RATE tps: executions | $(echo "$lag_json" | json_num executions) |
 | timed start lag p50 / p99 / max (ms), normal scheduling | $(lagj "$lag_json") |
 | bare timerfd wakeup lateness p50 / p99 / max (ms), normal scheduling | $(lag3 "$probe") |
