@@ -4,11 +4,15 @@
 #
 #   bench/replay.sh [BUILD_DIR]
 #
-# Environment (defaults): SCALE=10 CLIENTS=8 CAPTURE_SECONDS=5 RUN_SECONDS=5 RUNS=7
+# Environment (defaults): SCALE=10 CLIENTS=8 CAPTURE_TX=6000 RUN_SECONDS=5 RUNS=7
 #                         LAG_SECONDS=60 LAG_RATE=400 MANY=2000
 #
-# 1. pgbench -S (SCALE, CLIENTS) runs CAPTURE_SECONDS with log_statement=all into
-#    a csvlog; bench_replay imports the log into a scry store.
+# 1. pgbench -S (SCALE, CLIENTS) runs CAPTURE_TX transactions per client with
+#    log_statement=all into a csvlog; bench_replay imports the log into a scry
+#    store. A fixed count per client (-t, not -T) gives sessions of equal length:
+#    a replay keeps each session whole, so with a -T capture (sessions measured
+#    from 3.6k to 6.8k statements) its last seconds run with fewer sessions than
+#    pgbench has clients, which measures the capture's imbalance, not the engine.
 # 2. RUNS times, alternating: pgbench -S itself (same statements, same clients;
 #    with one client thread like scry, -j 1, and with two, -j 2),
 #    `scry replay --mode fast --concurrency CLIENTS`, and `pgreplay -c` of the same
@@ -31,7 +35,7 @@ for tool in "$scry" "$importer"; do [ -x "$tool" ] || { echo "missing $tool: bui
 command -v pgbench >/dev/null || { echo "pgbench not found (apt-get install postgresql-contrib/postgresql)" >&2; exit 1; }
 command -v pgreplay >/dev/null || { echo "pgreplay not found (apt-get install pgreplay)" >&2; exit 1; }
 
-SCALE=${SCALE:-10}; CLIENTS=${CLIENTS:-8}; CAPTURE_SECONDS=${CAPTURE_SECONDS:-5}
+SCALE=${SCALE:-10}; CLIENTS=${CLIENTS:-8}; CAPTURE_TX=${CAPTURE_TX:-6000}
 RUN_SECONDS=${RUN_SECONDS:-5}; RUNS=${RUNS:-7}; LAG_SECONDS=${LAG_SECONDS:-60}
 LAG_RATE=${LAG_RATE:-400}; MANY=${MANY:-2000}
 
@@ -79,8 +83,9 @@ json_num() { sed -n "s/.*\"$1\":\([0-9.e+-]*\).*/\1/p"; }
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "server: PostgreSQL $(psql -Atc 'SHOW server_version'), $(nproc) cores; scale $SCALE, $CLIENTS clients" >&2
 pgbench -i -q -s "$SCALE" >/dev/null 2>&1
-capture fast -S -c "$CLIENTS" -j 2 -T "$CAPTURE_SECONDS"
+capture fast -S -c "$CLIENTS" -j 2 -t "$CAPTURE_TX"
 events=$(sqlite3 "$work/fast.db" "SELECT count(*) FROM events")
+balance=$(sqlite3 "$work/fast.db" "SELECT min(n) || '-' || max(n) FROM (SELECT count(*) n FROM events GROUP BY session HAVING n > 100)")
 
 : > "$work/ratios.txt"; : > "$work/pgbench.txt"; : > "$work/pgbench1.txt"; : > "$work/scry.txt"; : > "$work/pgreplay.txt"
 for i in $(seq "$RUNS"); do
@@ -124,7 +129,7 @@ echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 cat <<EOF
 | measure | value |
 |---|---|
-| workload | pgbench -S, scale $SCALE, $CLIENTS clients, $events statements captured in ${CAPTURE_SECONDS} s |
+| workload | pgbench -S -t $CAPTURE_TX, scale $SCALE, $CLIENTS clients: $events statements ($balance per client session) |
 | pgbench -S -j 1 (one client thread, like scry; median of $RUNS, tps = statements/s) | $pgb1 |
 | pgbench -S -j 2 (two client threads; median of $RUNS) | $pgb |
 | scry replay --mode fast --concurrency $CLIENTS (median, statements/s) | $scr |

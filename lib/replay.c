@@ -340,13 +340,30 @@ static int connect_error(scry_error *err, PGconn *pg, const char *conninfo)
 	(void)conninfo;
 }
 
-static void conn_update_mask(ctx *x, rconn *c, uint32_t mask)
+/*
+ * Watches c's socket for `mask`. While connecting, libpq may close its
+ * socket and open another that gets the same number (next address, SSL
+ * retry): the old registration vanished with the close, so `force`
+ * re-registers whatever the bookkeeping says.
+ */
+static void conn_watch(ctx *x, rconn *c, uint32_t mask, bool force)
 {
-	if (c->fd < 0 || c->mask == mask)
+	if (c->fd < 0 || (c->mask == mask && !force))
 		return;
 	struct epoll_event ev = { .events = mask, .data.ptr = c };
-	epoll_ctl(x->ep, c->mask ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd, &ev);
+	int op = c->mask ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+	if (epoll_ctl(x->ep, op, c->fd, &ev) < 0) {
+		if (errno == ENOENT)
+			epoll_ctl(x->ep, EPOLL_CTL_ADD, c->fd, &ev);
+		else if (errno == EEXIST)
+			epoll_ctl(x->ep, EPOLL_CTL_MOD, c->fd, &ev);
+	}
 	c->mask = mask;
+}
+
+static void conn_update_mask(ctx *x, rconn *c, uint32_t mask)
+{
+	conn_watch(x, c, mask, false);
 }
 
 static void conn_close(ctx *x, rconn *c)
@@ -485,10 +502,10 @@ static void conn_poll_connect(ctx *x, rconn *c)
 	c->fd = fd;
 	switch (st) {
 	case PGRES_POLLING_READING:
-		conn_update_mask(x, c, EPOLLIN);
+		conn_watch(x, c, EPOLLIN, true);
 		return;
 	case PGRES_POLLING_WRITING:
-		conn_update_mask(x, c, EPOLLOUT);
+		conn_watch(x, c, EPOLLOUT, true);
 		return;
 	case PGRES_POLLING_OK:
 		c->fails = 0;
