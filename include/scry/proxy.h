@@ -78,12 +78,15 @@ typedef struct scry_proxy_options {
 	 *  errors). Called from the proxy's threads; must be thread safe. */
 	scry_log_fn log;
 	void *log_ctx;            /**< passed to `log` */
+	/** Capacity of the event queue in bytes (texts and parameters
+	 *  included); 0 = 256 MiB. Bounds the proxy's memory. */
+	size_t queue_bytes;
 } scry_proxy_options;
 
 /** Current version of scry_proxy_options. */
 #define SCRY_PROXY_OPTIONS_VERSION 1
 /** Default options (listen and upstream must still be set). */
-#define SCRY_PROXY_OPTIONS_INIT { SCRY_PROXY_OPTIONS_VERSION, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, NULL }
+#define SCRY_PROXY_OPTIONS_INIT { SCRY_PROXY_OPTIONS_VERSION, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, NULL, 0 }
 
 /** Fills `opts` with the defaults. */
 SCRY_API void scry_proxy_options_init(scry_proxy_options *opts);
