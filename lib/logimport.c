@@ -278,7 +278,8 @@ static void copy_name(char *dst, size_t cap, span s)
 	if (s.n == 9 && !memcmp(s.p, "[unknown]", 9))
 		s.n = 0;
 	size_t n = s.n < cap - 1 ? s.n : cap - 1;
-	memcpy(dst, s.p, n);
+	if (n)
+		memcpy(dst, s.p, n);
 	dst[n] = 0;
 }
 
@@ -418,7 +419,8 @@ static session *session_get(scry_logimport *imp, const rec *r, span key, scry_er
 	}
 	s = &imp->sess[idx];
 	s->used = true;
-	memcpy(s->key, key.p, key.n);
+	if (key.n)
+		memcpy(s->key, key.p, key.n);
 	s->keylen = key.n;
 	s->last_seen = r->line;
 	s->store_id = 0;
@@ -702,6 +704,9 @@ static int on_record(scry_logimport *imp, rec *r, scry_error *err)
 	imp->st.records++;
 	span m = r->message;
 	int rc = 0;
+	char pidkey[24];
+	if (!r->sid.n) /* a record without a session id: its process is the session */
+		r->sid = (span){ pidkey, (size_t)snprintf(pidkey, sizeof pidkey, "pid %lld", (long long)r->pid) };
 	if (r->severity.n == 3 && !memcmp(r->severity.p, "LOG", 3)) {
 		if (STARTS(m, "duration: ")) {
 			int64_t dur;
