@@ -341,6 +341,10 @@ static void node_label(scry_buf *b, const jval *o)
 	const char *type = jstr(o, "Node Type");
 	const char *rel = jstr(o, "Relation Name");
 	const char *idx = jstr(o, "Index Name");
+	const jval *kids = jget(o, "Plans");
+	/* A bitmap heap scan names its index in its Bitmap Index Scan child. */
+	if (!idx && kids && kids->type == J_ARR && kids->n == 1)
+		idx = jstr(&kids->items[0], "Index Name");
 	scry__buf_puts(b, type ? type : "?");
 	if (idx)
 		scry__buf_printf(b, " using %s", idx);
@@ -1067,6 +1071,21 @@ static void error_message(scry_store *store, scry_pattern_verdict *pv, PGconn *c
 	scry__free(ex);
 }
 
+/* quote_ident() by the server itself: quotes only when needed (keywords included). */
+static void quote_ident(PGconn *conn, scry_buf *b, const char *id)
+{
+	const char *params[1] = { id };
+	PGresult *r = PQexecParams(conn, "SELECT quote_ident($1)", 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+		scry__buf_puts(b, PQgetvalue(r, 0, 0));
+	} else {
+		char *q = PQescapeIdentifier(conn, id, strlen(id));
+		scry__buf_puts(b, q ? q : id);
+		PQfreemem(q);
+	}
+	PQclear(r);
+}
+
 /* Is `w` a column of `cols` (a NUL-separated list)? */
 static bool is_column(const char *cols, size_t ncols, const char *w)
 {
@@ -1084,17 +1103,18 @@ static bool is_column(const char *cols, size_t ncols, const char *w)
 static int filter_columns(PGconn *conn, const char *schema, const char *rel, const char *filter, scry_buf *cols_out,
                           int max_cols)
 {
-	char oidtxt[600];
-	char *qs = PQescapeIdentifier(conn, schema ? schema : "public", strlen(schema ? schema : "public"));
-	char *qr = PQescapeIdentifier(conn, rel, strlen(rel));
-	snprintf(oidtxt, sizeof oidtxt, "%s.%s", qs ? qs : "", qr ? qr : "");
-	PQfreemem(qs);
-	PQfreemem(qr);
-	const char *params[1] = { oidtxt };
+	scry_buf oid = SCRY_BUF_INIT;
+	if (schema) { /* absent without VERBOSE: the name then resolves through search_path */
+		quote_ident(conn, &oid, schema);
+		scry__buf_puts(&oid, ".");
+	}
+	quote_ident(conn, &oid, rel);
+	const char *params[1] = { oid.ptr };
 	PGresult *r = PQexecParams(conn,
 	                           "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0"
 	                           " AND NOT attisdropped",
 	                           1, NULL, params, NULL, NULL, 0);
+	scry_buf_dispose(&oid);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		PQclear(r);
 		return 0;
@@ -1140,9 +1160,9 @@ static int filter_columns(PGconn *conn, const char *schema, const char *rel, con
 			continue;
 		if (wl && all.ptr && is_column(all.ptr, ncols, word) && !(seen.ptr && is_column(seen.ptr, (size_t)found, word))) {
 			scry__buf_put(&seen, word, wl + 1);
-			char *qi = PQescapeIdentifier(conn, word, wl);
-			scry__buf_printf(cols_out, "%s%s", found ? ", " : "", qi ? qi : word);
-			PQfreemem(qi);
+			if (found)
+				scry__buf_puts(cols_out, ", ");
+			quote_ident(conn, cols_out, word);
 			found++;
 		}
 	}
@@ -1210,12 +1230,13 @@ static void best_index(scry_verdict *v, scry_store *store, scry_pattern_verdict 
 		scry_buf cols = SCRY_BUF_INIT;
 		if (filter_columns(cc, jstr(o, "Schema"), rel, filter, &cols, 3) > 0) {
 			const char *schema = jstr(o, "Schema");
-			char *qs = PQescapeIdentifier(cc, schema ? schema : "public", strlen(schema ? schema : "public"));
-			char *qr = PQescapeIdentifier(cc, rel, strlen(rel));
-			scry__buf_printf(&ddl, "%sCREATE INDEX ON %s.%s (%s)", ddl.size ? "; " : "", qs ? qs : "", qr ? qr : "",
-			                 cols.ptr);
-			PQfreemem(qs);
-			PQfreemem(qr);
+			scry__buf_puts(&ddl, ddl.size ? "; CREATE INDEX ON " : "CREATE INDEX ON ");
+			if (schema) {
+				quote_ident(cc, &ddl, schema);
+				scry__buf_puts(&ddl, ".");
+			}
+			quote_ident(cc, &ddl, rel);
+			scry__buf_printf(&ddl, " (%s)", cols.ptr);
 		}
 		scry_buf_dispose(&cols);
 	}
