@@ -63,35 +63,48 @@ static bool word_eq(const char *p, size_t n, const char *kw)
 	return true;
 }
 
+/* Skips the one comment (-- or a nested block comment) starting at i; *ok is false
+ * when a block comment is not terminated. */
+static size_t skip_comment(const char *s, size_t len, size_t i, bool *ok)
+{
+	*ok = true;
+	if (s[i] == '-') {
+		while (i < len && s[i] != '\n')
+			i++;
+		return i;
+	}
+	int depth = 0;
+	while (i < len) {
+		if (i + 1 < len && s[i] == '/' && s[i + 1] == '*') {
+			depth++;
+			i += 2;
+		} else if (i + 1 < len && s[i] == '*' && s[i + 1] == '/') {
+			i += 2;
+			if (--depth == 0)
+				return i;
+		} else {
+			i++;
+		}
+	}
+	*ok = false;
+	return len;
+}
+
+static bool comment_starts(const char *s, size_t len, size_t i)
+{
+	return i + 1 < len && ((s[i] == '-' && s[i + 1] == '-') || (s[i] == '/' && s[i + 1] == '*'));
+}
+
 /* Skips whitespace and comments from i; returns the new index, or len. */
 static size_t skip_space_comments(const char *s, size_t len, size_t i)
 {
 	for (;;) {
 		while (i < len && is_space((unsigned char)s[i]))
 			i++;
-		if (i + 1 < len && s[i] == '-' && s[i + 1] == '-') {
-			while (i < len && s[i] != '\n')
-				i++;
-			continue;
-		}
-		if (i + 1 < len && s[i] == '/' && s[i + 1] == '*') {
-			int depth = 0;
-			while (i < len) {
-				if (i + 1 < len && s[i] == '/' && s[i + 1] == '*') {
-					depth++;
-					i += 2;
-				} else if (i + 1 < len && s[i] == '*' && s[i + 1] == '/') {
-					depth--;
-					i += 2;
-					if (depth == 0)
-						break;
-				} else {
-					i++;
-				}
-			}
-			continue;
-		}
-		return i;
+		if (!comment_starts(s, len, i))
+			return i;
+		bool ok;
+		i = skip_comment(s, len, i, &ok);
 	}
 }
 
@@ -146,12 +159,11 @@ static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int 
 			return false;
 		if (is_space(c)) {
 			i++;
-		} else if ((c == '-' && i + 1 < len && s[i + 1] == '-') ||
-		           (c == '/' && i + 1 < len && s[i + 1] == '*')) {
-			size_t j = skip_space_comments(s, len, i);
-			if (c == '/' && (j < i + 4 || s[j - 1] != '/' || s[j - 2] != '*'))
+		} else if (comment_starts(s, len, i)) {
+			bool ok;
+			i = skip_comment(s, len, i, &ok);
+			if (!ok)
 				return false; /* unterminated comment: leave it to the parser */
-			i = j;
 		} else if (c == '\'') {
 			if (i > 0 && (is_ident_char((unsigned char)s[i - 1]) || s[i - 1] == '&' ||
 			              s[i - 1] == '\''))

@@ -111,7 +111,7 @@ START_TEST(variants_match_pg_query)
 	for (size_t i = 0; i < corpus.n; i++) {
 		bad += !same_as_pg_query(f, corpus.stmts[i], corpus.lens[i], "original");
 		for (unsigned v = 0; v < VARIANTS; v++) {
-			size_t n;
+			size_t n = 0;
 			char *m = sqlcorpus_mutate(corpus.stmts[i], corpus.lens[i], (unsigned)(i * VARIANTS + v), &n);
 			bad += !same_as_pg_query(f, m, n, "variant");
 			total++;
@@ -222,7 +222,7 @@ START_TEST(tricky_cases_match_pg_query)
 	size_t n = sizeof tricky / sizeof tricky[0];
 	for (unsigned round = 0; round < 40; round++) {
 		for (size_t i = 0; i < n; i++) {
-			size_t len;
+			size_t len = 0;
 			char *m = round ? sqlcorpus_mutate(tricky[i], strlen(tricky[i]), round * 1000 + (unsigned)i, &len)
 			                : strdup(tricky[i]);
 			len = strlen(m);
@@ -408,7 +408,7 @@ START_TEST(lift_splice_round_trip)
 	size_t bad = 0, lifted = 0;
 	for (size_t i = 0; i < corpus.n; i++) {
 		for (unsigned v = 0; v < 2; v++) {
-			size_t n;
+			size_t n = 0;
 			char *m = v ? sqlcorpus_mutate(corpus.stmts[i], corpus.lens[i], (unsigned)i, &n)
 			            : strdup(corpus.stmts[i]);
 			n = strlen(m);
@@ -457,7 +457,7 @@ START_TEST(cli_agrees_on_corpus)
 		snprintf(cmd, sizeof cmd, "'%s' fingerprint --json '%s' > %s 2>/dev/null", cli, g.gl_pathv[fi], out);
 		int rc = system(cmd);
 		(void)rc;
-		size_t len, olen;
+		size_t len = 0, olen = 0;
 		char *text = sqlcorpus_read_file(g.gl_pathv[fi], &len);
 		char *res = sqlcorpus_read_file(out, &olen);
 		ck_assert_ptr_nonnull(text);
