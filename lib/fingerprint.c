@@ -346,7 +346,8 @@ struct scry_fingerprinter {
 	cache_entry *slots;
 	size_t mask;       /* capacity - 1, capacity a power of two */
 	size_t used;
-	size_t max_used;   /* cleared when reached: bounded memory for distinct streams */
+	size_t max_slots;  /* the table grows up to this, then is cleared when half full:
+	                      bounded memory for streams of distinct texts */
 	scry_buf tmpl, lits, text;
 	scry_fingerprinter_stats stats;
 };
@@ -363,9 +364,11 @@ int scry_fingerprinter_new(scry_fingerprinter **out, const scry_fingerprinter_op
 		return scry__fail(err, SCRY_EINVAL, "scry_fingerprinter_new: out is NULL");
 	*out = NULL;
 	size_t want = opts && opts->cache_entries ? opts->cache_entries : 65536;
-	size_t cap = 16;
-	while (cap < want * 2 && cap < ((size_t)1 << 40))
-		cap <<= 1;
+	size_t max_slots = 16;
+	while (max_slots < want * 2 && max_slots < ((size_t)1 << 40))
+		max_slots <<= 1;
+	/* Start small and grow: a short-lived fingerprinter stays cheap. */
+	size_t cap = max_slots < 1024 ? max_slots : 1024;
 	scry_fingerprinter *f = scry__calloc(1, sizeof *f);
 	if (f)
 		f->slots = scry__calloc(cap, sizeof *f->slots);
@@ -374,7 +377,7 @@ int scry_fingerprinter_new(scry_fingerprinter **out, const scry_fingerprinter_op
 		return scry__fail(err, SCRY_ENOMEM, "out of memory for a fingerprint cache of %zu entries", want);
 	}
 	f->mask = cap - 1;
-	f->max_used = cap / 2;
+	f->max_slots = max_slots;
 	*out = f;
 	return 0;
 }
@@ -422,6 +425,23 @@ static cache_entry *cache_slot(scry_fingerprinter *f, XXH128_hash_t key)
 	}
 }
 
+/* Doubles the table; on allocation failure the caller clears it instead. */
+static int cache_grow(scry_fingerprinter *f)
+{
+	size_t cap = (f->mask + 1) * 2;
+	cache_entry *old = f->slots, *slots = scry__calloc(cap, sizeof *slots);
+	if (!slots)
+		return SCRY_ENOMEM;
+	size_t old_cap = f->mask + 1;
+	f->slots = slots;
+	f->mask = cap - 1;
+	for (size_t i = 0; i < old_cap; i++)
+		if (old[i].key.low64 || old[i].key.high64)
+			*cache_slot(f, old[i].key) = old[i];
+	scry__free(old);
+	return 0;
+}
+
 int scry_fingerprint_compute(scry_fingerprinter *f, const char *sql, size_t len, uint64_t *out,
                              scry_error *err)
 {
@@ -460,9 +480,11 @@ int scry_fingerprint_compute(scry_fingerprinter *f, const char *sql, size_t len,
 		f->stats.errors++;
 		return rc; /* errors are not cached: they are rare and carry a position */
 	}
-	if (f->used >= f->max_used) {
-		memset(f->slots, 0, (f->mask + 1) * sizeof *f->slots);
-		f->used = 0;
+	if (f->used >= (f->mask + 1) / 2) {
+		if (f->mask + 1 >= f->max_slots || cache_grow(f) != 0) {
+			memset(f->slots, 0, (f->mask + 1) * sizeof *f->slots);
+			f->used = 0;
+		}
 		e = cache_slot(f, key);
 	}
 	e->key = key;
