@@ -470,12 +470,17 @@ int scry_fingerprint_compute(scry_fingerprinter *f, const char *sql, size_t len,
 		*out = e->fingerprint;
 		return 0;
 	}
-	scry__buf_clear(&f->text);
-	if (scry__buf_put(&f->text, sql, len))
-		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	/* Without literals the template is the text, already NUL-terminated. */
+	const char *text = f->tmpl.ptr;
+	if (nlits) {
+		scry__buf_clear(&f->text);
+		if (scry__buf_put(&f->text, sql, len))
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		text = f->text.ptr;
+	}
 	f->stats.parses++;
 	uint64_t fp;
-	int rc = parse_fingerprint(f->text.ptr ? f->text.ptr : "", &fp, err);
+	int rc = parse_fingerprint(text ? text : "", &fp, err);
 	if (rc) {
 		f->stats.errors++;
 		return rc; /* errors are not cached: they are rare and carry a position */
