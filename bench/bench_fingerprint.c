@@ -6,8 +6,10 @@
  *   2. an all-distinct corpus: every distinct statement of the postgresql
  *      package's SQL files (tests/sqlcorpus.h), each seen once per round by
  *      a fresh fingerprinter, so every call misses the cache.
- * Work is interleaved in chunks (pg_query first on even chunks, scry first
- * on odd ones) so machine noise hits both sides; every value is compared.
+ * Work is interleaved in chunks (which side goes first alternates by chunk
+ * and by run) so machine noise hits both sides; every value is compared.
+ * Times are the thread's CPU time, so time spent descheduled on a shared
+ * machine counts against neither side.
  *
  * usage: bench_fingerprint [STATEMENTS [PATTERNS [RUNS]]]
  * Prints medians over RUNS and exits 1 if any value differs from pg_query's.
@@ -31,13 +33,13 @@ static uint64_t pg_fp(const char *sql, int *ok)
 
 /* One side-by-side pass; returns mismatches, adds seconds to *t_pg / *t_scry. */
 static size_t side_by_side(const char *const *texts, const size_t *lens, size_t n, scry_fingerprinter *f,
-                           uint64_t *ref, uint64_t *got, double *t_pg, double *t_scry)
+                           uint64_t *ref, uint64_t *got, double *t_pg, double *t_scry, int flip)
 {
 	size_t bad = 0;
 	for (size_t start = 0, chunk = 0; start < n; start += CHUNK, chunk++) {
 		size_t end = start + CHUNK < n ? start + CHUNK : n;
 		for (int side = 0; side < 2; side++) {
-			int pg_now = (side == 0) == (chunk % 2 == 0);
+			int pg_now = (side == 0) == ((chunk + (size_t)flip) % 2 == 0);
 			double t0 = bench_now();
 			if (pg_now) {
 				for (size_t i = start; i < end; i++) {
@@ -84,7 +86,7 @@ int main(int argc, char **argv)
 		if (scry_fingerprinter_new(&f, NULL, NULL))
 			return 1;
 		double t_pg = 0, t_scry = 0;
-		bad += side_by_side(texts, s.len, n, f, ref, got, &t_pg, &t_scry);
+		bad += side_by_side(texts, s.len, n, f, ref, got, &t_pg, &t_scry, r);
 		scry_fingerprinter_stats_get(f, &st);
 		scry_fingerprinter_free(f);
 		pg_rate[r] = n / t_pg;
@@ -123,7 +125,7 @@ int main(int argc, char **argv)
 	}
 	ref = malloc(m * sizeof *ref);
 	got = malloc(m * sizeof *got);
-	int rounds = runs * 5;
+	int rounds = runs * 10;
 	double *dratio = malloc((size_t)rounds * sizeof *dratio), *dpg = malloc((size_t)rounds * sizeof *dpg),
 	       *dscry = malloc((size_t)rounds * sizeof *dscry);
 	for (int r = 0; r < rounds; r++) {
@@ -131,7 +133,7 @@ int main(int argc, char **argv)
 		if (scry_fingerprinter_new(&f, NULL, NULL))
 			return 1;
 		double t_pg = 0, t_scry = 0;
-		bad += side_by_side(dt, dl, m, f, ref, got, &t_pg, &t_scry);
+		bad += side_by_side(dt, dl, m, f, ref, got, &t_pg, &t_scry, r);
 		scry_fingerprinter_stats_get(f, &st);
 		scry_fingerprinter_free(f);
 		dpg[r] = m / t_pg;
