@@ -414,6 +414,25 @@ static int parse_fingerprint(const char *text, uint64_t *out, scry_error *err)
 	return rc;
 }
 
+/* Characters in n bytes of UTF-8 (positions are reported in characters, as
+ * PostgreSQL does). */
+static size_t utf8_chars(const char *s, size_t n)
+{
+	size_t c = 0;
+	for (size_t i = 0; i < n; i++)
+		c += ((unsigned char)s[i] & 0xC0) != 0x80;
+	return c;
+}
+
+/* PostgreSQL cannot take a NUL byte in a query text; pg_query would silently
+ * stop there, so say so instead. */
+static int nul_error(const char *sql, size_t len, scry_error *err)
+{
+	const char *nul = memchr(sql, 0, len);
+	return scry__fail(err, SCRY_EPARSE, "the text contains a NUL byte at position %d",
+	                  (int)utf8_chars(sql, (size_t)(nul - sql)) + 1);
+}
+
 static cache_entry *cache_slot(scry_fingerprinter *f, XXH128_hash_t key)
 {
 	size_t i = (size_t)key.low64 & f->mask;
@@ -448,6 +467,8 @@ int scry_fingerprint_compute(scry_fingerprinter *f, const char *sql, size_t len,
 	if (!sql || !out)
 		return scry__fail(err, SCRY_EINVAL, "scry_fingerprint_compute: sql and out are required");
 	if (!f) {
+		if (memchr(sql, 0, len))
+			return nul_error(sql, len, err);
 		char *copy = scry__strndup(sql, len);
 		if (!copy)
 			return scry__fail(err, SCRY_ENOMEM, "out of memory");
@@ -469,6 +490,11 @@ int scry_fingerprint_compute(scry_fingerprinter *f, const char *sql, size_t len,
 		f->stats.hits++;
 		*out = e->fingerprint;
 		return 0;
+	}
+	if (!nlits && memchr(sql, 0, len)) { /* (a lifted text has no NUL) */
+		f->stats.parses++;
+		f->stats.errors++;
+		return nul_error(sql, len, err);
 	}
 	/* Without literals the template is the text, already NUL-terminated. */
 	const char *text = f->tmpl.ptr;
@@ -533,6 +559,28 @@ int scry_fingerprint_normalize(const char *sql, size_t len, scry_buf *out, scry_
 	return rc;
 }
 
+/* Byte offset of the 1-based character position PostgreSQL reports (UTF-8). */
+static size_t byte_offset(const char *s, size_t len, int cursorpos)
+{
+	size_t i = 0;
+	for (int chars = 1; i < len && chars < cursorpos; chars++) {
+		i++;
+		while (i < len && ((unsigned char)s[i] & 0xC0) == 0x80)
+			i++;
+	}
+	return i;
+}
+
+/* Appends the span [s, e) trimmed of whitespace, comments before and ';' after. */
+static void add_span(const char *text, size_t s, size_t e, scry_statement_span *a, size_t *k)
+{
+	s = skip_space_comments(text, e, s);
+	while (e > s && (is_space((unsigned char)text[e - 1]) || text[e - 1] == ';'))
+		e--;
+	if (e > s)
+		a[(*k)++] = (scry_statement_span){ s, e - s };
+}
+
 int scry_fingerprint_split(const char *sql, size_t len, scry_statement_span **spans,
                            size_t *count, scry_error *err)
 {
@@ -540,35 +588,49 @@ int scry_fingerprint_split(const char *sql, size_t len, scry_statement_span **sp
 		return scry__fail(err, SCRY_EINVAL, "scry_fingerprint_split: arguments are required");
 	*spans = NULL;
 	*count = 0;
-	char *copy = scry__strndup(sql, len);
+	/* The scanner cannot see past a NUL byte: split what precedes it. */
+	const char *nul = memchr(sql, 0, len);
+	size_t scan_len = nul ? (size_t)(nul - sql) : len;
+	char *copy = scry__strndup(sql, scan_len);
 	if (!copy)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	/* Where the text that cannot be split starts (scan_len when none). */
+	size_t tail = scan_len;
 	PgQuerySplitResult r = pg_query_split_with_scanner(copy);
-	int rc = 0;
 	if (r.error) {
-		rc = scry__fail(err, SCRY_EPARSE, "%s at position %d", r.error->message, r.error->cursorpos);
+		/* An unterminated quote or comment: split the text before it; the
+		 * statement holding it runs to the end and will fail to parse, with
+		 * its position, while the statements before it are kept. */
+		tail = byte_offset(copy, scan_len, r.error->cursorpos);
+		pg_query_free_split_result(r);
+		copy[tail] = 0;
+		r = pg_query_split_with_scanner(copy);
+		if (r.error)
+			tail = 0;
+	}
+	/* A last piece that no ';' ended continues into the rest. */
+	if (!r.error && tail < len && r.n_stmts > 0) {
+		size_t end = (size_t)r.stmts[r.n_stmts - 1]->stmt_location + (size_t)r.stmts[r.n_stmts - 1]->stmt_len;
+		if (r.stmts[r.n_stmts - 1]->stmt_len == 0 || end >= tail || copy[end] != ';')
+			tail = (size_t)r.stmts[--r.n_stmts]->stmt_location;
+	}
+	int rc = 0;
+	scry_statement_span *a = scry__calloc(r.error ? 1 : (size_t)r.n_stmts + 1, sizeof *a);
+	if (!a) {
+		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 	} else {
-		scry_statement_span *a = scry__calloc(r.n_stmts ? (size_t)r.n_stmts : 1, sizeof *a);
-		if (!a) {
-			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
-		} else {
-			size_t k = 0;
-			for (int i = 0; i < r.n_stmts; i++) {
-				size_t off = (size_t)r.stmts[i]->stmt_location;
-				size_t n = (size_t)r.stmts[i]->stmt_len;
-				if (n == 0) /* the last statement runs to the end */
-					n = len - off;
-				/* Trim whitespace and comments before; whitespace after. */
-				size_t s = skip_space_comments(copy, off + n, off);
-				size_t e = off + n;
-				while (e > s && (is_space((unsigned char)copy[e - 1]) || copy[e - 1] == ';'))
-					e--;
-				if (e > s)
-					a[k++] = (scry_statement_span){ s, e - s };
-			}
-			*spans = a;
-			*count = k;
+		size_t k = 0;
+		for (int i = 0; !r.error && i < r.n_stmts; i++) {
+			size_t off = (size_t)r.stmts[i]->stmt_location;
+			size_t n = (size_t)r.stmts[i]->stmt_len;
+			if (n == 0) /* the last statement runs to the end */
+				n = tail - off;
+			add_span(copy, off, off + n, a, &k);
 		}
+		if (tail < len) /* the rest, NUL bytes included, as one statement */
+			add_span(sql, tail, len, a, &k);
+		*spans = a;
+		*count = k;
 	}
 	pg_query_free_split_result(r);
 	scry__free(copy);

@@ -397,6 +397,37 @@ START_TEST(split_statements)
 	ck_assert_int_eq(scry_fingerprint_split("", 0, &sp, &n, NULL), 0);
 	ck_assert_uint_eq(n, 0);
 	scry_statement_spans_free(sp);
+
+	/* What the scanner cannot split becomes one last statement that fails
+	 * to parse with its position; the statements before it are kept. */
+	static const struct {
+		const char *sql;
+		size_t len;
+		const char *last;
+		size_t last_len;
+		const char *error;
+	} broken[] = {
+#define BROKEN(sql, last, error) { sql, sizeof(sql) - 1, last, sizeof(last) - 1, error }
+		BROKEN("SELECT 1; SELECT 'oops; SELECT 2;", "SELECT 'oops; SELECT 2", "unterminated quoted string"),
+		BROKEN("SELECT 1; SELECT 3 /* oops", "SELECT 3 /* oops", "unterminated /* comment"),
+		BROKEN("SELECT 1;\nSELECT 'd\xce\xb4' || 'x", "SELECT 'd\xce\xb4' || 'x", "at position 16"),
+		BROKEN("SELECT 1; SELECT 2 \0 x", "SELECT 2 \0 x", "NUL byte at position 10"),
+		BROKEN("SELECT 1;\0SELECT 2;", "\0SELECT 2", "NUL byte at position 1"),
+#undef BROKEN
+	};
+	for (size_t i = 0; i < sizeof broken / sizeof broken[0]; i++) {
+		scry_error err = SCRY_ERROR_INIT;
+		ck_assert_int_eq(scry_fingerprint_split(broken[i].sql, broken[i].len, &sp, &n, &err), 0);
+		ck_assert_uint_eq(n, 2);
+		ck_assert_uint_eq(sp[0].length, 8);
+		const char *last = broken[i].sql + sp[1].offset;
+		ck_assert_uint_eq(sp[1].length, broken[i].last_len);
+		ck_assert_int_eq(memcmp(last, broken[i].last, broken[i].last_len), 0);
+		uint64_t fp;
+		ck_assert_int_eq(scry_fingerprint_compute(NULL, last, sp[1].length, &fp, &err), SCRY_EPARSE);
+		ck_assert_msg(strstr(err.message, broken[i].error) != NULL, "%s", err.message);
+		scry_statement_spans_free(sp);
+	}
 }
 END_TEST
 
