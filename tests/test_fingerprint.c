@@ -296,6 +296,18 @@ START_TEST(constants_do_not_reparse)
 	ck_assert_uint_eq(fp, reference(big).fp);
 	scry_fingerprinter_stats_get(f, &st);
 	ck_assert_uint_eq(st.parses, 2);
+	/* Comments (sqlcommenter, marginalia) do not stop lifting. */
+	const char *commented[] = {
+		"/* app:web,route:/orders */ SELECT * FROM orders WHERE id = 5 -- line 12\n",
+		"/* app:web,route:/orders */ SELECT * FROM orders WHERE id = 6 -- line 12\n",
+		"/* app:web,route:/orders */ SELECT * FROM orders WHERE id = 6 -- line 13\n",
+	};
+	for (size_t i = 0; i < 3; i++) {
+		ck_assert_int_eq(scry_fingerprint_compute(f, commented[i], strlen(commented[i]), &fp, NULL), 0);
+		ck_assert_uint_eq(fp, reference(commented[i]).fp);
+	}
+	scry_fingerprinter_stats_get(f, &st);
+	ck_assert_uint_eq(st.parses, 4); /* one for the shape, one for the other comment */
 	scry_fingerprinter_free(f);
 }
 END_TEST
