@@ -313,6 +313,9 @@ int scry__lift_literals(const char *sql, size_t len, scry_buf *tmpl, scry_buf *l
 int scry__splice_literals(const char *tmpl, size_t tlen, const unsigned char *lits,
                           size_t llen, scry_buf *out)
 {
+	/* No literals: the template is the exact text, whatever bytes it holds. */
+	if (llen == 0)
+		return scry__buf_put(out, tmpl, tlen) ? SCRY_ENOMEM : 0;
 	size_t pos = 0, start = 0;
 	for (size_t i = 0; i < tlen; i++) {
 		unsigned char c = (unsigned char)tmpl[i];
@@ -482,7 +485,9 @@ int scry_fingerprint_compute(scry_fingerprinter *f, const char *sql, size_t len,
 	int nlits;
 	if (scry__lift_literals(sql, len, &f->tmpl, &f->lits, &nlits))
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	XXH128_hash_t key = XXH3_128bits(f->tmpl.ptr, f->tmpl.size);
+	/* Two key spaces: a template with markers must never meet a raw text that
+	 * happens to hold the marker bytes ("SELECT \x02" is a syntax error). */
+	XXH128_hash_t key = XXH3_128bits_withSeed(f->tmpl.ptr, f->tmpl.size, nlits ? 0 : 1);
 	if (key.low64 == 0 && key.high64 == 0)
 		key.low64 = 1; /* keep the all-zero key for empty slots */
 	cache_entry *e = cache_slot(f, key);

@@ -264,6 +264,29 @@ START_TEST(value_shaped_trees_differ)
 }
 END_TEST
 
+/* A raw text holding the marker bytes must not meet a cached template. */
+START_TEST(marker_bytes_do_not_alias_templates)
+{
+	scry_fingerprinter *f;
+	ck_assert_int_eq(scry_fingerprinter_new(&f, NULL, NULL), 0);
+	static const char *const pairs[][2] = {
+		{ "SELECT 5", "SELECT \x02" },
+		{ "SELECT 'a', 1.5", "SELECT \x01, \x03" },
+		{ "SELECT * FROM t WHERE a = 'x'", "SELECT * FROM t WHERE a = \x01" },
+	};
+	for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
+		for (int k = 0; k < 2; k++) {
+			ck_assert(same_as_pg_query(f, pairs[i][k], strlen(pairs[i][k]), "marker"));
+			ck_assert(same_as_pg_query(f, pairs[i][k], strlen(pairs[i][k]), "marker again"));
+		}
+	/* A comment or string holding a marker byte parses: it is its own key. */
+	const char *ok = "SELECT 1 /* \x02 */";
+	ck_assert(same_as_pg_query(f, ok, strlen(ok), "marker in comment"));
+	ck_assert(same_as_pg_query(f, "SELECT 7", 8, "after marker in comment"));
+	scry_fingerprinter_free(f);
+}
+END_TEST
+
 /* Texts that differ only in constants do not go through the parser again. */
 START_TEST(constants_do_not_reparse)
 {
@@ -584,6 +607,7 @@ int main(void)
 	tcase_add_test(tc, tricky_cases_match_pg_query);
 	tcase_add_test(tc, value_shaped_trees_differ);
 	tcase_add_test(tc, constants_do_not_reparse);
+	tcase_add_test(tc, marker_bytes_do_not_alias_templates);
 	tcase_add_test(tc, syntax_error_has_position);
 	tcase_add_test(tc, batch_keeps_going);
 	tcase_add_test(tc, normalize_matches_pg_query);
