@@ -1870,8 +1870,10 @@ int scry_logimport_feed_file(scry_logimport *imp, const char *path, scry_error *
 		close(fd);
 		return scry__fail(err, SCRY_ENOMEM, "out of memory opening %s", path);
 	}
-	gzbuffer(gz, 1 << 20);
+	/* zlib reads a plain file straight into our buffer (no copy) when a read
+	 * asks for at least twice its own buffer size. */
 	enum { CHUNK = 1 << 20 };
+	gzbuffer(gz, CHUNK / 4);
 	int rc = 0;
 	for (;;) {
 		/* Straight into the input buffer: no copy between reading and parsing. */
