@@ -537,6 +537,116 @@ START_TEST(sessions)
 }
 END_TEST
 
+/* More sessions than max_open_sessions and no disconnection lines: the
+ * oldest are forgotten (their statements recorded first), nothing is lost. */
+START_TEST(session_eviction)
+{
+	scry_buf log = SCRY_BUF_INIT;
+	for (int round = 0; round < 2; round++)
+		for (int pid = 100; pid < 120; pid++)
+			scry__buf_printf(&log, "2024-05-01 10:00:00.000 UTC [%d] u@d/a LOG:  statement: SELECT %d\n", pid,
+			                 round * 1000 + pid);
+	char sp[300];
+	scry_store *s = open_store(sp, sizeof sp);
+	scry_logimport_options o = SCRY_LOGIMPORT_OPTIONS_INIT;
+	o.format = SCRY_LOG_STDERR;
+	o.line_prefix = PREFIX;
+	o.max_open_sessions = 4;
+	o.batch_events = 3;
+	scry_logimport *imp;
+	scry_error err = SCRY_ERROR_INIT;
+	ck_assert_int_eq(scry_logimport_new(&imp, s, &o, &err), 0);
+	ck_assert_int_eq(scry_logimport_feed(imp, log.ptr, log.size, &err), 0);
+	scry_logimport_stats st;
+	ck_assert_int_eq(scry_logimport_finish(imp, &st, &err), 0);
+	scry_logimport_free(imp);
+	ck_assert_uint_eq(st.statements, 40);
+	ck_assert_uint_eq(st.skipped, 0);
+	int n;
+	char *got = events_dump(s, &n, NULL);
+	ck_assert_int_eq(n, 40);
+	for (int k = 100; k < 120; k++) {
+		char want[32];
+		snprintf(want, sizeof want, "|SELECT %d\n", 1000 + k);
+		ck_assert_ptr_nonnull(strstr(got, want));
+	}
+	free(got);
+	scry_buf_dispose(&log);
+	drop_store(s, sp);
+}
+END_TEST
+
+/* Any chunking of a real log gives the same events (fixtures written by
+ * the real server, see tests/logimport/). */
+START_TEST(fixture_chunks)
+{
+	static const struct { scry_log_format f; const char *file; } cases[] = {
+		{ SCRY_LOG_CSVLOG, "pg.csv" }, { SCRY_LOG_JSONLOG, "pg.json" }, { SCRY_LOG_STDERR, "pg.log" }
+	};
+	for (size_t c = 0; c < 3; c++) {
+		char path[512];
+		snprintf(path, sizeof path, "%s/tests/logimport/%s", SCRY_SOURCE_DIR, cases[c].file);
+		FILE *f = fopen(path, "rb");
+		ck_assert_ptr_nonnull(f);
+		static char text[1 << 16];
+		size_t n = fread(text, 1, sizeof text - 1, f);
+		fclose(f);
+		text[n] = 0;
+		static const size_t chunks[] = { 1, 3, 64, 4096 };
+		for (size_t k = 0; k < 4; k++) {
+			char sp[300];
+			scry_store *s = open_store(sp, sizeof sp);
+			scry_logimport_stats st;
+			import_text(s, cases[c].f, cases[c].f == SCRY_LOG_STDERR ? PREFIX : NULL, text, chunks[k], &st);
+			char *got = events_dump(s, NULL, NULL);
+			ck_assert_str_eq(got, expected);
+			free(got);
+			ck_assert_uint_eq(st.skipped, 0);
+			drop_store(s, sp);
+		}
+	}
+}
+END_TEST
+
+/* Damaged logs (bytes replaced by quotes, newlines, tabs, separators) never
+ * fail the import or crash it (run under ASan by make test-asan). */
+START_TEST(damaged_logs)
+{
+	static const struct { scry_log_format f; const char *file; } cases[] = {
+		{ SCRY_LOG_CSVLOG, "pg.csv" }, { SCRY_LOG_JSONLOG, "pg.json" }, { SCRY_LOG_STDERR, "pg.log" }
+	};
+	static const char nasty[] = "\"\n\t,{}\\:$' \x01\xff";
+	unsigned seed = 12345;
+	for (size_t c = 0; c < 3; c++) {
+		char path[512];
+		snprintf(path, sizeof path, "%s/tests/logimport/%s", SCRY_SOURCE_DIR, cases[c].file);
+		FILE *f = fopen(path, "rb");
+		ck_assert_ptr_nonnull(f);
+		static char orig[1 << 16], text[1 << 16];
+		size_t n = fread(orig, 1, sizeof orig - 1, f);
+		fclose(f);
+		char sp[300];
+		scry_store *s = open_store(sp, sizeof sp);
+		for (int round = 0; round < 60; round++) {
+			memcpy(text, orig, n);
+			text[n] = 0;
+			for (int k = 0; k < 1 + round % 8; k++) {
+				size_t at = rand_r(&seed) % n;
+				char ch = nasty[rand_r(&seed) % (sizeof nasty - 1)];
+				text[at] = ch ? ch : 'x';
+			}
+			size_t cut = round % 3 ? n : rand_r(&seed) % n; /* also cut short */
+			text[cut] = 0;
+			scry_logimport_stats st;
+			import_text(s, cases[c].f, cases[c].f == SCRY_LOG_STDERR ? PREFIX : NULL, text, 1 + round * 37,
+			            &st);
+			ck_assert_uint_le(st.statements, 19 + 8);
+		}
+		drop_store(s, sp);
+	}
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("logimport");
@@ -546,6 +656,9 @@ static Suite *suite(void)
 	tcase_add_test(u, mid_session);
 	tcase_add_test(u, prefixes);
 	tcase_add_test(u, sessions);
+	tcase_add_test(u, session_eviction);
+	tcase_add_test(u, fixture_chunks);
+	tcase_add_test(u, damaged_logs);
 	suite_add_tcase(s, u);
 	TCase *r = tcase_create("server");
 	tcase_add_unchecked_fixture(r, cluster_setup, cluster_teardown);
