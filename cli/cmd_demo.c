@@ -487,7 +487,8 @@ static const app_query production[] = {
 /* The new geo-filtering feature (they need the region column). */
 static const app_query geo[] = {
 	{ "SELECT count(*) FROM orders WHERE region = $1", 1, 30 },
-	{ "SELECT count(*), sum(total_cents) FROM orders WHERE region = $1 AND status = $2", 2, 30 },
+	{ "SELECT count(*) FROM orders WHERE region = $1 AND status = $2", 2, 30 },
+	{ "SELECT status, count(*) FROM orders WHERE region = $1 GROUP BY status", 1, 30 },
 	{ "SELECT c.id, c.name, count(*) AS orders, sum(o.total_cents) AS revenue "
 	  "FROM orders o JOIN customers c ON c.id = o.customer_id "
 	  "WHERE o.region = $1 AND o.status = $2 "
@@ -504,7 +505,7 @@ static long run_app_query(PGconn *c, const app_query *q, int qi, bool is_geo, lo
 		const char *params[2] = { p1, p2 };
 		if (is_geo) {
 			snprintf(p1, sizeof p1, "%s", regions[i % 5]);
-			snprintf(p2, sizeof p2, "%s", "shipped");
+			snprintf(p2, sizeof p2, "%s", "delivered");
 		} else {
 			switch (qi) {
 			case 0: snprintf(p1, sizeof p1, "%ld", 1 + (i * 7919L) % rows); break;
