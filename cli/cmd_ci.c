@@ -221,9 +221,12 @@ static int test_migration(int argc, char **argv)
 	double d;
 	long n = 1;
 	int c;
+	/* Options are parsed up to "--" only: the migration command keeps its own. */
+	int dd = 1;
+	while (dd < argc && strcmp(argv[dd], "--"))
+		dd++;
 	optind = 1;
-	/* '+': options stop at the first non-option, so the migration keeps its own. */
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	while ((c = getopt_long(dd, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's': store_opt = optarg; break;
 		case 'f':
@@ -268,13 +271,12 @@ static int test_migration(int argc, char **argv)
 		default: return cli_usage_error("ci", "unknown option");
 		}
 	}
-	if (optind >= argc)
+	if (optind >= dd)
 		return cli_usage_error("ci", "TARGET is missing (a connection string or URI)");
-	const char *target = argv[optind++];
-	if (optind < argc && !strcmp(argv[optind], "--"))
-		optind++;
-	else if (optind < argc)
-		return cli_usage_error("ci", "unexpected '%s': put the migration command after --", argv[optind]);
+	if (dd - optind > 1)
+		return cli_usage_error("ci", "unexpected '%s': put the migration command after --", argv[optind + 1]);
+	const char *target = argv[optind];
+	optind = dd + 1;
 	if (optind >= argc)
 		return cli_usage_error("ci", "the migration command is missing: ... TARGET -- COMMAND...");
 
