@@ -5,9 +5,11 @@
  * Why the cache is exact (docs/fingerprint.md has the long form):
  * pg_query's fingerprint ignores A_Const nodes. In DML (SELECT, INSERT,
  * UPDATE, DELETE, WITH, VALUES, TABLE) every plain string or numeric literal
- * becomes an A_Const, except in two grammar spots where the value of an
- * integer shapes the tree (float(p) and array bounds int[3]); there the lexer
- * below refuses to lift. The lexer keeps the token kinds PostgreSQL's lexer
+ * becomes an A_Const, except in three grammar spots where the value of an
+ * integer shapes the tree (float(p), array bounds int[3], and the precision
+ * of CURRENT_TIME(p) and its kin, kept in SQLValueFunction.typmod); there the
+ * lexer below refuses to lift. A text holding several statements is lifted
+ * only when every one of them is DML (DDL keeps values in its tree). The lexer keeps the token kinds PostgreSQL's lexer
  * would give (string, integer that fits int32, other numeric), so two texts
  * with the same template lex to the same token kinds, parse to the same tree
  * up to A_Const contents, and have the same fingerprint. Anything unusual
@@ -109,21 +111,21 @@ static bool is_dml(const char *s, size_t len)
 	       word_eq(w, n, "table");
 }
 
-/* Previous non-space byte before index i, or 0. */
-static char prev_nonspace(const char *s, size_t i)
+/* Keywords whose parenthesised integer is not an A_Const: float(p) picks
+ * float4 or float8 by value; CURRENT_TIME(p) and its kin keep p as typmod. */
+static bool value_shapes_tree(const char *w, size_t n)
 {
-	while (i > 0) {
-		i--;
-		if (!is_space((unsigned char)s[i]))
-			return s[i];
-	}
-	return 0;
+	return word_eq(w, n, "float") || word_eq(w, n, "current_time") ||
+	       word_eq(w, n, "current_timestamp") || word_eq(w, n, "localtime") ||
+	       word_eq(w, n, "localtimestamp");
 }
 
 /* Lexes the DML text; returns true when every literal could be lifted. */
 static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int *nlits, int *oom)
 {
 	size_t i = 0, copied = 0;
+	/* Last byte of the previous token, comments and whitespace skipped. */
+	unsigned char last = 0;
 	*nlits = 0;
 #define EMIT_LITERAL(kind, from, to)                                                  \
 	do {                                                                          \
@@ -176,12 +178,12 @@ static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int 
 				return false;
 			EMIT_LITERAL(SCRY__LIT_STRING, i, j);
 			i = j;
+			last = '\'';
 		} else if (is_digit(c) || (c == '.' && i + 1 < len && is_digit((unsigned char)s[i + 1]))) {
 			if (i > 0 && (is_ident_char((unsigned char)s[i - 1])))
 				return false;
-			char before = prev_nonspace(s, i);
-			if (before == '[' || before == '/')
-				return false; /* int[3], or a comment before: array bounds are Integer nodes */
+			if (last == '[')
+				return false; /* int[3]: array bounds are Integer nodes */
 			size_t j = i;
 			bool is_float = false;
 			while (j < len && is_digit((unsigned char)s[j]))
@@ -217,6 +219,7 @@ static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int 
 			}
 			EMIT_LITERAL(is_float ? LIT_FLOAT : LIT_INTEGER, i, j);
 			i = j;
+			last = '0';
 		} else if (c == '$') {
 			if (i + 1 < len && is_digit((unsigned char)s[i + 1])) {
 				i++;
@@ -224,6 +227,7 @@ static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int 
 					i++;
 				if (i < len && is_ident_char((unsigned char)s[i]))
 					return false;
+				last = '0';
 			} else {
 				return false; /* dollar quoting */
 			}
@@ -244,20 +248,30 @@ static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int 
 				j++;
 			}
 			i = j + 1;
+			last = '"';
 		} else if (is_ident_start(c)) {
 			size_t j = i;
 			while (j < len && is_ident_char((unsigned char)s[j]))
 				j++;
 			if (j < len && (s[j] == '\'' || s[j] == '&'))
 				return false;
-			if (word_eq(s + i, j - i, "float")) {
+			if (value_shapes_tree(s + i, j - i)) {
 				size_t k = skip_space_comments(s, len, j);
 				if (k < len && s[k] == '(')
-					return false; /* float(p) picks float4 or float8 by value */
+					return false;
 			}
 			i = j;
+			last = 'a';
+		} else if (c == ';') {
+			/* Another statement follows: it must be DML too. */
+			size_t k = skip_space_comments(s, len, i + 1);
+			if (k < len && s[k] != ';' && !is_dml(s + k, len - k))
+				return false;
+			i++;
+			last = c;
 		} else {
 			i++;
+			last = c;
 		}
 	}
 	if (scry__buf_put(tmpl, s + copied, len - copied)) {
