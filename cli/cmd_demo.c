@@ -617,17 +617,10 @@ static bool capture_traffic(scry_store *store, const char *upstream, const char 
 /* Telling the story                                                   */
 /* ------------------------------------------------------------------ */
 
-static bool pattern_fails(const scry_pattern_verdict *pv, double threshold)
+/* What fails the gate is the verdict's call (flagged), not the demo's. */
+static bool pattern_fails(const scry_pattern_verdict *pv)
 {
-	switch (pv->cls) {
-	case SCRY_CLASS_REGRESSED:
-	case SCRY_CLASS_NEW_ERROR:
-		return true;
-	case SCRY_CLASS_ONLY_IN_CANDIDATE:
-		return pv->suggested_index && pv->ratio_low > threshold;
-	default:
-		return false;
-	}
+	return pv->flagged != 0;
 }
 
 /* Prints the first lines of a plan summary, indented. */
@@ -675,14 +668,14 @@ static const scry_pattern_verdict *find_fp(const scry_verdict *v, uint64_t fp)
 	return NULL;
 }
 
-static void json_pattern(FILE *f, const scry_pattern_verdict *pv, double threshold)
+static void json_pattern(FILE *f, const scry_pattern_verdict *pv)
 {
 	char hex[17];
 	scry_fingerprint_format(pv->fingerprint, hex);
 	fprintf(f, "{\"fingerprint\":\"%s\",\"class\":\"%s\",\"fails\":%s,\"ratio\":%.3f,"
 	           "\"baseline_p50_ms\":%.4f,\"candidate_p50_ms\":%.4f,\"best_p50_ms\":%.4f,"
 	           "\"captured_mean_ms\":%.4f,\"normalized\":",
-	        hex, scry_verdict_class_name(pv->cls), pattern_fails(pv, threshold) ? "true" : "false",
+	        hex, scry_verdict_class_name(pv->cls), pattern_fails(pv) ? "true" : "false",
 	        pv->ratio, pv->baseline_p50_ms, pv->candidate_p50_ms, pv->best_p50_ms, pv->captured_mean_ms);
 	cli_json_string(f, pv->normalized);
 	fputs(",\"plan_change\":", f);
@@ -698,17 +691,17 @@ static void json_pattern(FILE *f, const scry_pattern_verdict *pv, double thresho
 	fputs("}", f);
 }
 
-static void json_verdict(FILE *f, const char *name, const scry_verdict *v, double threshold)
+static void json_verdict(FILE *f, const char *name, const scry_verdict *v)
 {
 	size_t fails = 0;
 	for (size_t i = 0; v && i < scry_verdict_count(v); i++)
-		fails += pattern_fails(scry_verdict_get(v, i), threshold);
+		fails += pattern_fails(scry_verdict_get(v, i));
 	fprintf(f, "\"%s\":{\"failures\":%zu,\"gate_failures\":%zu,\"patterns\":[", name, fails,
 	        v ? scry_verdict_failures(v) : 0);
 	for (size_t i = 0; v && i < scry_verdict_count(v); i++) {
 		if (i)
 			fputc(',', f);
-		json_pattern(f, scry_verdict_get(v, i), threshold);
+		json_pattern(f, scry_verdict_get(v, i));
 	}
 	fputs("]}", f);
 }
@@ -933,13 +926,12 @@ int cmd_demo(int argc, char **argv)
 	const scry_verdict *v1 = scry_pipeline_verdict(pl), *v2 = scry_pipeline_fix_verdict(pl);
 	scry_pipeline_stats ps;
 	scry_pipeline_stats_get(pl, &ps);
-	double threshold = vo.threshold;
 
 	size_t n1 = 0, n2 = 0;
 	for (size_t i = 0; i < scry_verdict_count(v1); i++)
-		n1 += pattern_fails(scry_verdict_get(v1, i), threshold);
+		n1 += pattern_fails(scry_verdict_get(v1, i));
 	for (size_t i = 0; v2 && i < scry_verdict_count(v2); i++)
-		n2 += pattern_fails(scry_verdict_get(v2, i), threshold);
+		n2 += pattern_fails(scry_verdict_get(v2, i));
 
 	if (!quiet) {
 		scry_buf rep = SCRY_BUF_INIT;
@@ -952,16 +944,16 @@ int cmd_demo(int argc, char **argv)
 	    (long long)ps.candidate.executions, ps.candidate.per_second, n1, n1 == 1 ? "" : "s");
 	for (size_t i = 0; i < scry_verdict_count(v1); i++) {
 		const scry_pattern_verdict *pv = scry_verdict_get(v1, i);
-		if (!pattern_fails(pv, threshold))
+		if (!pattern_fails(pv))
 			continue;
 		char q[110];
 		short_sql(pv->normalized, q, sizeof q);
 		say("   %5.1fx slower  %s\n", pv->ratio, q);
 		if (pv->cls == SCRY_CLASS_ONLY_IN_CANDIDATE)
-			say("                 %.3f ms on the migrated 25k-row clone, %.3f ms with its index\n"
+			say("                 %.3f ms on the migrated %s-row clone, %.3f ms with its index\n"
 			    "                 (%s), %.3f ms in staging\n",
-			    cand_ms(pv), ref_ms(pv), pv->suggested_index ? pv->suggested_index : "-",
-			    pv->captured_mean_ms);
+			    pv->unindexed_p50_ms, commas(rows, buf1, sizeof buf1), pv->best_p50_ms,
+			    pv->suggested_index ? pv->suggested_index : "-", pv->captured_mean_ms);
 		else if (pv->cls == SCRY_CLASS_NEW_ERROR)
 			say("                 now fails: %s\n", pv->candidate_error ? pv->candidate_error : "?");
 		else
@@ -988,12 +980,12 @@ int cmd_demo(int argc, char **argv)
 		for (size_t i = 0; i < scry_verdict_count(v1); i++) {
 			const scry_pattern_verdict *a = scry_verdict_get(v1, i);
 			const scry_pattern_verdict *b = find_fp(v2, a->fingerprint);
-			if (!pattern_fails(a, threshold) || !b)
+			if (!pattern_fails(a) || !b)
 				continue;
 			char q[90];
 			short_sql(a->normalized, q, sizeof q);
 			say("   %8.3f ms -> %8.3f ms  (%s)  %s\n", cand_ms(a), cand_ms(b),
-			    pattern_fails(b, threshold) ? "STILL SLOW" : "at baseline", q);
+			    pattern_fails(b) ? "STILL SLOW" : "at baseline", q);
 		}
 	}
 	bool told = n1 > 0 && v2 && n2 == 0;
@@ -1018,9 +1010,9 @@ int cmd_demo(int argc, char **argv)
 		       rows, cl.version, cs.production_execs, cs.geo_execs, (unsigned long long)cs.recorded,
 		       (unsigned long long)cs.dropped, staging_mean, (long long)ps.candidate.executions,
 		       (long long)ps.baseline.errors, (long long)ps.candidate.errors, ps.candidate.per_second);
-		json_verdict(stdout, "migration", v1, threshold);
+		json_verdict(stdout, "migration", v1);
 		fputc(',', stdout);
-		json_verdict(stdout, "after_fix", v2, threshold);
+		json_verdict(stdout, "after_fix", v2);
 		printf(",\"story_told\":%s,\"seconds\":{\"cluster\":%.2f,\"schema\":%.2f,\"capture\":%.2f,"
 		       "\"pipeline\":%.2f,\"total\":%.2f}}\n",
 		       told ? "true" : "false", t_cluster, t_schema, cs.seconds, t_pipe, now_s() - t_start);

@@ -42,7 +42,7 @@ PY
 after=$(ls -d /tmp/scry-demo.* 2>/dev/null | wc -l)
 check "the demo removed its cluster" '[ "$after" -le "$before" ]'
 # The human-readable story: measured ratios and the EXPLAIN root cause.
-text=$("$SCRY" demo --rows 5000 2>/dev/null)
+text=$("$SCRY" demo 2>/dev/null)
 check "text mode shows the root cause" 'grep -q "Seq Scan on orders" <<<"$text" && grep -q "removed by filter" <<<"$text"'
 check "text mode ends at baseline" 'grep -q "back at baseline" <<<"$text"'
 echo "$fails failure(s)"
