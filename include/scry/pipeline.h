@@ -55,7 +55,11 @@ typedef struct scry_pipeline_options {
 	const scry_replay_options *replay;
 	/** Verdict options (NULL = defaults); the conninfos are filled in. */
 	const scry_verdict_options *verdict;
-	/** Optional fix applied to B after the first verdict, then validated again. */
+	/**
+	 * Optional fix applied to B after the first verdict, then validated
+	 * again. The struct is copied; the strings and argv it points to must
+	 * stay valid until scry_pipeline_run() returns.
+	 */
 	const scry_migration *fix;
 	/** Prefix of the run labels; NULL = "pipeline". Runs are "<prefix>-baseline", ... */
 	const char *label_prefix;
@@ -82,8 +86,9 @@ typedef struct scry_pipeline scry_pipeline;
 /**
  * Prepares a test of migrations against `target` (libpq conninfo or URI)
  * with the workload captured in `store` (which must stay open, unused by
- * other threads, until scry_pipeline_free()). Copies `opts` and what it
- * points to. *out is NULL on failure.
+ * other threads, until scry_pipeline_free()). Copies `opts`, the replay
+ * and verdict options and the strings (see `fix` for the one exception).
+ * *out is NULL on failure.
  */
 SCRY_API int scry_pipeline_new(scry_pipeline **out, scry_store *store, const char *target,
 	const scry_pipeline_options *opts, scry_error *err);
