@@ -21,6 +21,7 @@
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,27 @@ static double now_s(void)
 }
 
 static bool quiet; /* --json: the story is not printed */
+
+/*
+ * Ctrl-C between steps: noted here and acted on after the step, so that the
+ * cluster is always stopped and removed. (During the pipeline, cli_ci_run
+ * blocks these signals and cancels the pipeline itself.)
+ */
+static volatile sig_atomic_t interrupted;
+static void on_signal(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+#define STEP_DONE()                                                            \
+	do {                                                                       \
+		if (interrupted) {                                                     \
+			cli_progress_done(&prog);                                          \
+			cli_error("interrupted: removing the demo's cluster and databases"); \
+			goto out;                                                          \
+		}                                                                      \
+	} while (0)
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
@@ -764,6 +786,15 @@ int cmd_demo(int argc, char **argv)
 	if (optind < argc)
 		return cli_usage_error("demo", "unexpected argument '%s'", argv[optind]);
 	quiet = json;
+	interrupted = 0;
+	struct sigaction sa, old_int, old_term, old_hup;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
+	sigaction(SIGHUP, &sa, &old_hup);
 	double t_start = now_s();
 	int status = CLI_EXIT_ERROR;
 	char buf1[32], buf2[32];
@@ -819,6 +850,7 @@ int cmd_demo(int argc, char **argv)
 	         PQserverVersion(ac) % 10000);
 	t_cluster = now_s() - t0;
 	cli_progress_done(&prog);
+	STEP_DONE();
 	if (own)
 		say("1. A throwaway PostgreSQL %s cluster on 127.0.0.1:%d (started in %.1f s)\n", cl.version,
 		    cl.port, t_cluster);
@@ -850,6 +882,7 @@ int cmd_demo(int argc, char **argv)
 	}
 	t_schema = now_s() - t0;
 	cli_progress_done(&prog);
+	STEP_DONE();
 	say("2. Production database \"%s\": %s orders, %s customers, indexes on orders(customer_id),\n"
 	    "   orders(status), orders(created_at); staging database \"%s\": 100 orders, with the\n"
 	    "   migration already applied (built in %.1f s)\n",
@@ -866,6 +899,7 @@ int cmd_demo(int argc, char **argv)
 	if (!capture_traffic(store, upstream, prod, staging, rows, &cs))
 		goto out;
 	cli_progress_done(&prog);
+	STEP_DONE();
 	double staging_mean = 0;
 	{
 		/* What staging said: the feature's captured latency (mean of its patterns). */
@@ -1041,6 +1075,9 @@ out:
 	}
 	if (own)
 		cluster_stop(&cl, keep);
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+	sigaction(SIGHUP, &old_hup, NULL);
 	free(admin);
 	free(prod);
 	free(staging);

@@ -95,8 +95,9 @@ SCRY_API const char *scry_shadow_name(const scry_shadow *s, scry_shadow_side sid
 SCRY_API const char *scry_shadow_conninfo(const scry_shadow *s, scry_shadow_side side);
 
 /**
- * Runs VACUUM ANALYZE in both clones (each database-wide), so that both are
- * judged in the steady state autovacuum would reach.
+ * Runs VACUUM ANALYZE, then VACUUM, in both clones (each database-wide), so
+ * that both are judged in the steady state autovacuum would reach (the second
+ * pass sets the visibility map after a bulk update).
  */
 SCRY_API int scry_shadow_settle(scry_shadow *s, scry_error *err);
 
