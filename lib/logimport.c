@@ -1429,10 +1429,13 @@ static bool prefix_match(scry_logimport *imp, int i, const char *p, size_t n, si
 	/* Free-form (user, database, application, host...): the shortest value
 	 * after which the rest matches. Values may hold spaces. */
 	const pitem *nx = i + 1 < imp->nitems && !imp->items[i + 1].esc ? &imp->items[i + 1] : NULL;
-	for (size_t end = pos; end <= n; end++) {
+	/* Names are at most 63 bytes and host names 255: a cap keeps the
+	 * backtracking linear on lines that do not match at all. */
+	size_t last = n - pos > 256 ? pos + 256 : n;
+	for (size_t end = pos; end <= last; end++) {
 		if (nx) {
 			const char *f = memmem(p + end, n - end, nx->lit, nx->litlen);
-			if (!f)
+			if (!f || (size_t)(f - p) > last)
 				return false;
 			end = (size_t)(f - p);
 		}
