@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <sqlite3.h>
 #include <zlib.h>
 
 /* ------------------------------------------------------------------ */
@@ -310,6 +311,7 @@ static session *session_get(scry_logimport *imp, const rec *r, span key, scry_er
 	}
 	s = &imp->sess[idx];
 	s->used = true;
+	s->gen++;
 	if (key.n)
 		memcpy(s->key, key.p, key.n);
 	s->keylen = key.n;
@@ -341,19 +343,81 @@ static void session_names(session *s, const rec *r)
 		copy_name(s->client, sizeof s->client, r->client);
 }
 
+static bool grow(void **arr, size_t *cap, size_t n, size_t size)
+{
+	if (n < *cap)
+		return true;
+	size_t nc = *cap ? *cap * 2 : 64;
+	void *p = scry__realloc(*arr, nc * size);
+	if (!p)
+		return false;
+	*arr = p;
+	*cap = nc;
+	return true;
+}
+
+/* Gives the session its store row: added with the next batch, so that a
+ * log of many short sessions does not cost one transaction per session. */
 static int session_store(scry_logimport *imp, session *s, scry_error *err)
 {
 	if (s->store_id)
 		return 0;
+	if (!grow((void **)&imp->newsess, &imp->anew, imp->nnew, sizeof *imp->newsess))
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	newsess *n = &imp->newsess[imp->nnew];
+	memcpy(n->db, s->db, sizeof n->db);
+	memcpy(n->user, s->user, sizeof n->user);
+	memcpy(n->app, s->app, sizeof n->app);
+	memcpy(n->client, s->client, sizeof n->client);
+	n->start_us = s->start_us;
+	n->id = 0;
+	n->slot = (int32_t)(s - imp->sess);
+	n->gen = s->gen;
+	s->store_id = -(int64_t)++imp->nnew;
+	imp->st.sessions++;
+	return 0;
+}
+
+static int64_t resolve_id(const scry_logimport *imp, int64_t id)
+{
+	return id < 0 ? imp->newsess[-id - 1].id : id;
+}
+
+/* Adds the batch's new session rows and records its session ends, in one
+ * transaction on the store's connection. */
+static int flush_sessions(scry_logimport *imp, scry_error *err)
+{
+	if (!imp->nnew && !imp->nends)
+		return 0;
+	struct sqlite3 *db = scry__store_db(imp->store);
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return scry__store_fail(imp->store, err, "adding sessions");
 	static const scry_source src[] = { SCRY_SOURCE_CSVLOG, SCRY_SOURCE_JSONLOG, SCRY_SOURCE_STDERR };
-	scry_session_info info = {
-		src[imp->opts.format], s->db[0] ? s->db : NULL, s->user[0] ? s->user : NULL,
-		s->app[0] ? s->app : NULL, s->client[0] ? s->client : NULL, s->start_us
-	};
-	int rc = scry_store_session_add(imp->store, &info, &s->store_id, err);
-	if (!rc)
-		imp->st.sessions++;
-	return rc;
+	int rc = 0;
+	for (size_t i = 0; i < imp->nnew && !rc; i++) {
+		newsess *n = &imp->newsess[i];
+		scry_session_info info = {
+			src[imp->opts.format], n->db[0] ? n->db : NULL, n->user[0] ? n->user : NULL,
+			n->app[0] ? n->app : NULL, n->client[0] ? n->client : NULL, n->start_us
+		};
+		rc = scry_store_session_add(imp->store, &info, &n->id, err);
+	}
+	for (size_t i = 0; i < imp->nends && !rc; i++)
+		rc = scry_store_session_end(imp->store, resolve_id(imp, imp->ends[i].id), imp->ends[i].ended_us, err);
+	if (!rc && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		rc = scry__store_fail(imp->store, err, "adding sessions");
+	if (rc) {
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
+	}
+	/* Sessions still open now know their row. */
+	for (size_t i = 0; i < imp->nnew; i++) {
+		session *s = &imp->sess[imp->newsess[i].slot];
+		if (s->gen == imp->newsess[i].gen && s->store_id == -(int64_t)(i + 1))
+			s->store_id = imp->newsess[i].id;
+	}
+	imp->nends = 0;
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -509,8 +573,13 @@ static int flush_pending(scry_logimport *imp, session *s, scry_error *err)
 
 static int flush_batch(scry_logimport *imp, scry_error *err)
 {
-	if (!imp->nbev)
+	int rc = flush_sessions(imp, err);
+	if (rc)
+		return rc;
+	if (!imp->nbev) {
+		imp->nnew = 0;
 		return 0;
+	}
 	size_t np = 0;
 	for (size_t i = 0; i < imp->nbev; i++)
 		np += (size_t)imp->bev[i].nparams;
@@ -531,7 +600,7 @@ static int flush_batch(scry_logimport *imp, scry_error *err)
 		const bevent *b = &imp->bev[i];
 		scry_event *e = &evs[i];
 		memset(e, 0, sizeof *e);
-		e->session_id = b->session_id;
+		e->session_id = resolve_id(imp, b->session_id);
 		e->start_us = b->start_us;
 		e->duration_us = b->duration_us;
 		e->kind = b->kind;
@@ -558,8 +627,9 @@ static int flush_batch(scry_logimport *imp, scry_error *err)
 			e->error_message = a + b->eoff;
 		}
 	}
-	int rc = scry_store_append(imp->store, evs, imp->nbev, err);
+	rc = scry_store_append(imp->store, evs, imp->nbev, err);
 	imp->nbev = 0;
+	imp->nnew = 0;
 	scry__buf_clear(&imp->arena);
 	return rc;
 }
@@ -724,9 +794,10 @@ int scry__logimport_record(scry_logimport *imp, rec *r, scry_error *err)
 				if ((rc = flush_pending(imp, s, err)) != 0)
 					return rc;
 				if (s->store_id) {
-					/* Events first, so the session row is complete when it ends. */
-					if ((rc = flush_batch(imp, err)) != 0 ||
-					    (rc = scry_store_session_end(imp->store, s->store_id, r->time_us, err)) != 0)
+					if (!grow((void **)&imp->ends, &imp->aends, imp->nends, sizeof *imp->ends))
+						return scry__fail(err, SCRY_ENOMEM, "out of memory");
+					imp->ends[imp->nends++] = (sessend){ s->store_id, r->time_us };
+					if (imp->nends >= imp->opts.batch_events && (rc = flush_batch(imp, err)) != 0)
 						return rc;
 				}
 				unlink_session(imp, s);
@@ -955,6 +1026,8 @@ void scry_logimport_free(scry_logimport *imp)
 	scry__free(imp->bev);
 	scry__free(imp->evs);
 	scry__free(imp->params);
+	scry__free(imp->newsess);
+	scry__free(imp->ends);
 	scry__free(imp->prefix_copy);
 	scry_buf_dispose(&imp->in);
 	scry_buf_dispose(&imp->scratch);

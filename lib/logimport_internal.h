@@ -56,7 +56,8 @@ typedef struct session {
 	int32_t next;            /* hash chain, or free list */
 	bool used;
 	uint64_t last_seen;
-	int64_t store_id;        /* 0 until its first event */
+	int64_t store_id;        /* 0 until its first event; < 0: -(index+1) in newsess */
+	uint32_t gen;            /* bumped when the slot is reused */
 	int64_t start_us;
 	char db[64], user[64], app[64], client[64];
 	/* A statement waiting for its duration line (or the next statement). */
@@ -77,6 +78,21 @@ typedef struct bevent {
 	bool has_error;
 	char sqlstate[6];
 } bevent;
+
+/* A session row to add with the next batch, and its id once added. */
+typedef struct newsess {
+	char db[64], user[64], app[64], client[64];
+	int64_t start_us;
+	int64_t id;
+	int32_t slot;            /* its session slot, if still the same generation */
+	uint32_t gen;
+} newsess;
+
+/* A session end to record with the next batch. */
+typedef struct sessend {
+	int64_t id;              /* store id, or -(index+1) in newsess */
+	int64_t ended_us;
+} sessend;
 
 /* log_line_prefix, compiled. */
 typedef struct pitem {
@@ -131,6 +147,10 @@ struct scry_logimport {
 	scry_param *params;
 	size_t aparams;
 	scry_buf tmp;
+	newsess *newsess;        /* session rows and ends wait for the batch, so */
+	size_t nnew, anew;       /* that they cost one transaction, not one each */
+	sessend *ends;
+	size_t nends, aends;
 	bool tz_warned;
 	session *last_sess;      /* cache of session_find(); reset when sess moves */
 	char tcache[19];         /* last "YYYY-MM-DD HH:MM:SS" parsed */
