@@ -76,6 +76,17 @@ static int csv_record(scry_logimport *imp, char *p, size_t n, uint64_t line, scr
 	return csv_fields(imp, f, nf, p, n, line, err);
 }
 
+static uint64_t count_lines(const char *p, size_t n)
+{
+	uint64_t c = 0;
+	const char *e = p + n;
+	while ((p = memchr(p, '\n', (size_t)(e - p))) != NULL) {
+		c++;
+		p++;
+	}
+	return c;
+}
+
 /* The fast path: one pass over a record at p that frames it (the newline
  * outside quotes), splits its fields and counts its lines, without
  * touching the buffer until the record is known to be complete. Returns
@@ -85,7 +96,6 @@ static ssize_t csv_fast(span *f, int *nfp, uint64_t *nlines, char *p, size_t n)
 {
 	int nf = 0;
 	uint32_t dq = 0; /* fields holding "" */
-	uint64_t lines = 0;
 	size_t i = 0;
 	for (;;) {
 		size_t start, end;
@@ -96,9 +106,6 @@ static ssize_t csv_fast(span *f, int *nfp, uint64_t *nlines, char *p, size_t n)
 				const char *q = memchr(p + j, '"', n - j);
 				if (!q)
 					return -1;
-				/* Newlines inside quotes are rare: count them with memchr too. */
-				for (const char *l = p + j; (l = memchr(l, '\n', (size_t)(q - l))) != NULL; l++)
-					lines++;
 				j = (size_t)(q - p);
 				if (j + 1 >= n)
 					return -1;
@@ -147,7 +154,8 @@ static ssize_t csv_fast(span *f, int *nfp, uint64_t *nlines, char *p, size_t n)
 		f[k].n = (size_t)(w - f[k].p);
 	}
 	*nfp = nf;
-	*nlines = lines + 1;
+	/* Newlines inside quotes are rare: one memchr pass over the record. */
+	*nlines = count_lines(p, i) + 1;
 	return (ssize_t)i;
 }
 
@@ -224,16 +232,6 @@ static ssize_t csv_find_end(scry_logimport *imp, const char *p, size_t n)
 	return -1;
 }
 
-static uint64_t count_lines(const char *p, size_t n)
-{
-	uint64_t c = 0;
-	const char *e = p + n;
-	while ((p = memchr(p, '\n', (size_t)(e - p))) != NULL) {
-		c++;
-		p++;
-	}
-	return c;
-}
 
 /* ------------------------------------------------------------------ */
 /* jsonlog                                                             */
