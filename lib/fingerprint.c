@@ -353,6 +353,17 @@ struct scry_fingerprinter {
 	                      bounded memory for streams of distinct texts */
 	scry_buf tmpl, lits, text;
 	scry_fingerprinter_stats stats;
+	/* Adaptive bypass: when a window of calls almost never hits the cache,
+	 * the next calls skip lifting and hashing (they would only add their
+	 * cost to the parse), then the cache is probed again. */
+	uint32_t window_calls, window_hits, bypass_left, bypass_next;
+};
+
+enum {
+	BYPASS_WINDOW = 128,      /* calls per probe window */
+	BYPASS_MIN_HITS = 4,      /* fewer hits than this (~3%) in a window: bypass */
+	BYPASS_FIRST = 1024,      /* calls bypassed after a failed probe, doubling */
+	BYPASS_MAX = 65536        /* after each further failed probe, up to this */
 };
 
 void scry_fingerprinter_options_init(scry_fingerprinter_options *o)
@@ -480,6 +491,22 @@ int scry_fingerprint_compute(scry_fingerprinter *f, const char *sql, size_t len,
 		return rc;
 	}
 	f->stats.calls++;
+	if (f->bypass_left) {
+		f->bypass_left--;
+		f->stats.parses++;
+		int rc = scry_fingerprint_compute(NULL, sql, len, out, err);
+		f->stats.errors += rc != 0;
+		return rc;
+	}
+	if (++f->window_calls == BYPASS_WINDOW) {
+		if (f->window_hits < BYPASS_MIN_HITS) {
+			f->bypass_left = f->bypass_next ? f->bypass_next : BYPASS_FIRST;
+			f->bypass_next = f->bypass_left < BYPASS_MAX ? f->bypass_left * 2 : BYPASS_MAX;
+		} else {
+			f->bypass_next = 0;
+		}
+		f->window_calls = f->window_hits = 0;
+	}
 	scry__buf_clear(&f->tmpl);
 	scry__buf_clear(&f->lits);
 	int nlits;
@@ -493,6 +520,7 @@ int scry_fingerprint_compute(scry_fingerprinter *f, const char *sql, size_t len,
 	cache_entry *e = cache_slot(f, key);
 	if (e->key.low64 || e->key.high64) {
 		f->stats.hits++;
+		f->window_hits++;
 		*out = e->fingerprint;
 		return 0;
 	}
