@@ -7,7 +7,8 @@
  * The accuracy suites measure executions with their own small libpq loop
  * (interleaved A, B / B, A per execution) and append samples through the
  * store API: the verdict is what is under test. SCRY_ACCURACY_REPS sets the
- * repetitions (default 3 here; bench/verdict_accuracy.sh runs 20),
+ * repetitions (default here: 2 for A/A, 1 for the injected and replay-engine
+ * suites, to keep the file short; bench/verdict_accuracy.sh runs 20),
  * SCRY_ACCURACY_LOAD the busy-loop children during A/A (default 1) and
  * SCRY_INJECTED_LOAD during the injected suite (default 0).
  */
@@ -596,7 +597,7 @@ static void dump_pairs(scry_store *s, const char *la, const char *lb, uint64_t f
 
 START_TEST(test_aa_under_load)
 {
-	int reps = env_int("SCRY_ACCURACY_REPS", 3);
+	int reps = env_int("SCRY_ACCURACY_REPS", 2);
 	scry_store *s = new_store();
 	capture(s, workload, NWORK, EXECS);
 	load_start(env_int("SCRY_ACCURACY_LOAD", 1));
@@ -630,7 +631,7 @@ END_TEST
 
 START_TEST(test_injected)
 {
-	int reps = env_int("SCRY_ACCURACY_REPS", 3);
+	int reps = env_int("SCRY_ACCURACY_REPS", 1);
 	scry_store *s = new_store();
 	capture(s, workload, NWORK, EXECS);
 	load_start(env_int("SCRY_INJECTED_LOAD", 0)); /* none of our own by default: see docs/verdict.md */
@@ -689,6 +690,87 @@ START_TEST(test_injected)
 	 * measure slower on B for real (docs/verdict.md). False alarms on an
 	 * unchanged database are the A/A suite's assertion.
 	 */
+	drop_store(s);
+}
+END_TEST
+
+
+/*
+ * The same suites through the replay engine (scry_replay_run_ab: each
+ * statement on A, then at once on B), fewer repetitions: what a user's
+ * `scry ci test-migration` measures.
+ */
+static void replay_ab(scry_store *s, const char *a, const char *b, const char *la, const char *lb)
+{
+	scry_replay_options ro = SCRY_REPLAY_OPTIONS_INIT;
+	ro.concurrency = 1;
+	scry_replay *r;
+	scry_error err = SCRY_ERROR_INIT;
+	ck_assert_msg(scry_replay_new(&r, s, &ro, &err) == 0, "%s", err.message);
+	scry_replay_result ra, rb;
+	ck_assert_msg(scry_replay_run_ab(r, a, la, b, lb, &ra, &rb, &err) == 0, "%s", err.message);
+	ck_assert_int_eq(ra.executions, (int64_t)(NWORK * EXECS));
+	scry_replay_free(r);
+}
+
+START_TEST(test_replay_engine)
+{
+	int reps = env_int("SCRY_ACCURACY_REPS", 1);
+	scry_store *s = new_store();
+	capture(s, workload, NWORK, EXECS);
+	load_start(env_int("SCRY_ACCURACY_LOAD", 1));
+	int aa_false = 0, aa_improved = 0;
+	for (int rep = 0; rep < reps; rep++) {
+		char la[32], lb[32];
+		snprintf(la, sizeof la, "raa%d-a", rep);
+		snprintf(lb, sizeof lb, "raa%d-b", rep);
+		replay_ab(s, dsn_a, dsn_a, la, lb);
+		scry_verdict *v;
+		scry_error err = SCRY_ERROR_INIT;
+		ck_assert_msg(scry_verdict_compute(&v, s, la, lb, NULL, &err) == 0, "%s", err.message);
+		for (size_t i = 0; i < scry_verdict_count(v); i++) {
+			const scry_pattern_verdict *p = scry_verdict_get(v, i);
+			aa_false += p->flagged;
+			aa_improved += p->cls == SCRY_CLASS_IMPROVED;
+			if (p->flagged || p->cls == SCRY_CLASS_IMPROVED)
+				fprintf(stderr, "replay A/A: %s %s ratio %.2f [%.2f, %.2f]\n", p->normalized,
+				        scry_verdict_class_name(p->cls), p->ratio, p->ratio_low, p->ratio_high);
+		}
+		scry_verdict_free(v);
+	}
+	load_stop();
+	int hit[4] = { 0, 0, 0, 0 }, other = 0;
+	for (int rep = 0; rep < reps; rep++) {
+		char la[32], lb[32];
+		snprintf(la, sizeof la, "rinj%d-a", rep);
+		snprintf(lb, sizeof lb, "rinj%d-b", rep);
+		replay_ab(s, dsn_a, dsn_b, la, lb);
+		scry_verdict *v;
+		scry_error err = SCRY_ERROR_INIT;
+		ck_assert_msg(scry_verdict_compute(&v, s, la, lb, NULL, &err) == 0, "%s", err.message);
+		for (size_t i = 0; i < scry_verdict_count(v); i++) {
+			const scry_pattern_verdict *p = scry_verdict_get(v, i);
+			bool reg = p->cls == SCRY_CLASS_REGRESSED;
+			if (strstr(p->normalized, "s15("))
+				hit[0] += reg;
+			else if (strstr(p->normalized, "s2("))
+				hit[1] += reg;
+			else if (strstr(p->normalized, "s10("))
+				hit[2] += reg;
+			else if (strstr(p->normalized, "k ="))
+				hit[3] += reg;
+			else
+				other += p->flagged;
+		}
+		scry_verdict_free(v);
+	}
+	printf("ACCURACY replay engine: A/A %d repetitions x %zu patterns under load: %d false regressions, "
+	       "%d 'improved'; injected: 1.5x %d/%d, 2x %d/%d, 10x %d/%d, index dropped %d/%d, other flagged %d\n",
+	       reps, NWORK, aa_false, aa_improved, hit[0], reps, hit[1], reps, hit[2], reps, hit[3], reps, other);
+	ck_assert_int_eq(aa_false, 0);
+	ck_assert_int_eq(hit[1], reps);
+	ck_assert_int_eq(hit[2], reps);
+	ck_assert_int_eq(hit[3], reps);
 	drop_store(s);
 }
 END_TEST
@@ -796,17 +878,15 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_bad_input);
 	tcase_add_test(tc, test_cli);
 	suite_add_tcase(s, tc);
+	/* One server for every test that needs one: starting it is the slow part. */
 	TCase *pgc = tcase_create("server");
 	tcase_add_unchecked_fixture(pgc, pg_setup, pg_teardown);
-	tcase_set_timeout(pgc, 300);
+	tcase_set_timeout(pgc, 900);
 	tcase_add_test(pgc, test_root_cause);
+	tcase_add_test(pgc, test_aa_under_load);
+	tcase_add_test(pgc, test_injected);
+	tcase_add_test(pgc, test_replay_engine);
 	suite_add_tcase(s, pgc);
-	TCase *acc = tcase_create("accuracy");
-	tcase_add_unchecked_fixture(acc, pg_setup, pg_teardown);
-	tcase_set_timeout(acc, 600);
-	tcase_add_test(acc, test_aa_under_load);
-	tcase_add_test(acc, test_injected);
-	suite_add_tcase(s, acc);
 	return s;
 }
 
