@@ -17,5 +17,5 @@ bin="$build/tests/test_verdict"
 [ -x "$bin" ] || { echo "verdict_accuracy: $bin not found; build first (cmake --build $build)" >&2; exit 1; }
 echo "# $(date -u +%FT%TZ) reps=$reps load=$load nproc=$(nproc) loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
 SCRY_ACCURACY_REPS="$reps" SCRY_ACCURACY_LOAD="$load" \
-	"$bin" 2>&1 | grep -E '^(ACCURACY|calibration|pg_sleep|1\.5x|2x|10x) |false alarm|missed|event |replay A/A|Checks'
+	"$bin" 2>&1 | grep -E '^(ACCURACY|calibration|pg_sleep|(replay )?(1\.5x|2x|10x|index) rep)|false alarm|missed|event |Checks'
 echo "# loadavg after: $(cut -d' ' -f1-3 /proc/loadavg)"

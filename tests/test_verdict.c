@@ -595,110 +595,58 @@ static void dump_pairs(scry_store *s, const char *la, const char *lb, uint64_t f
 	sqlite3_finalize(q);
 }
 
-START_TEST(test_aa_under_load)
-{
-	int reps = env_int("SCRY_ACCURACY_REPS", 2);
-	scry_store *s = new_store();
-	capture(s, workload, NWORK, EXECS);
-	load_start(env_int("SCRY_ACCURACY_LOAD", 1));
-	int false_regressions = 0;
-	for (int rep = 0; rep < reps; rep++) {
-		char la[32], lb[32];
-		snprintf(la, sizeof la, "aa%d-a", rep);
-		snprintf(lb, sizeof lb, "aa%d-b", rep);
-		measure(s, dsn_a, dsn_a, la, lb, 1);
-		scry_verdict *v;
-		scry_error err = SCRY_ERROR_INIT;
-		ck_assert_msg(scry_verdict_compute(&v, s, la, lb, NULL, &err) == 0, "%s", err.message);
-		ck_assert_uint_eq(scry_verdict_count(v), NWORK);
-		for (size_t i = 0; i < scry_verdict_count(v); i++) {
-			const scry_pattern_verdict *p = scry_verdict_get(v, i);
-			if (p->flagged) {
-				false_regressions++;
-				fprintf(stderr, "A/A false alarm: %s %s ratio %.2f [%.2f, %.2f]\n", p->normalized,
-				        scry_verdict_class_name(p->cls), p->ratio, p->ratio_low, p->ratio_high);
-				dump_pairs(s, la, lb, p->fingerprint);
-			}
-		}
-		scry_verdict_free(v);
-	}
-	load_stop();
-	printf("ACCURACY aa: %d repetitions x %zu patterns, %d false regressions\n", reps, NWORK, false_regressions);
-	ck_assert_int_eq(false_regressions, 0);
-	drop_store(s);
-}
-END_TEST
+/* What the repetitions of a suite found. */
+typedef struct tally {
+	int hit[4];  /* regressed: 1.5x, 2x, 10x, dropped index (injected suites) */
+	int flagged; /* other patterns that failed the gate */
+	int improved;
+} tally;
 
-START_TEST(test_injected)
+/*
+ * Judges one repetition. In an A/A suite every pattern is unchanged; in an
+ * injected one s15/s2/s10 and the k lookup are slowed on B. Prints ratios of
+ * the injected patterns and the pairs behind any other flagged pattern.
+ */
+static void tally_rep(scry_store *s, const char *la, const char *lb, const char *suite, bool aa, int rep, tally *t)
 {
-	int reps = env_int("SCRY_ACCURACY_REPS", 1);
-	scry_store *s = new_store();
-	capture(s, workload, NWORK, EXECS);
-	load_start(env_int("SCRY_INJECTED_LOAD", 0)); /* none of our own by default: see docs/verdict.md */
-	int hit15 = 0, hit2 = 0, hit10 = 0, hitidx = 0, false_alarms = 0;
-	for (int rep = 0; rep < reps; rep++) {
-		char la[32], lb[32];
-		snprintf(la, sizeof la, "inj%d-a", rep);
-		snprintf(lb, sizeof lb, "inj%d-b", rep);
-		measure(s, dsn_a, dsn_b, la, lb, 1);
-		scry_verdict *v;
-		scry_error err = SCRY_ERROR_INIT;
-		ck_assert_msg(scry_verdict_compute(&v, s, la, lb, NULL, &err) == 0, "%s", err.message);
-		for (size_t i = 0; i < scry_verdict_count(v); i++) {
-			const scry_pattern_verdict *p = scry_verdict_get(v, i);
+	static const char *const slowed[4] = { "s15(", "s2(", "s10(", "k =" };
+	static const char *const names[4] = { "1.5x", "2x", "10x", "index" };
+	scry_verdict *v;
+	scry_error err = SCRY_ERROR_INIT;
+	ck_assert_msg(scry_verdict_compute(&v, s, la, lb, NULL, &err) == 0, "%s", err.message);
+	ck_assert_uint_eq(scry_verdict_count(v), NWORK);
+	for (size_t i = 0; i < scry_verdict_count(v); i++) {
+		const scry_pattern_verdict *p = scry_verdict_get(v, i);
+		int which = -1;
+		for (int k = 0; k < 4 && !aa; k++)
+			if (strstr(p->normalized, slowed[k]))
+				which = k;
+		if (which >= 0) {
 			bool reg = p->cls == SCRY_CLASS_REGRESSED;
-			if (strstr(p->normalized, "s15(")) {
-				hit15 += reg;
-				printf("1.5x rep %d: p50 %.3f -> %.3f ms, ratio %.3f, 95%% CI [%.3f, %.3f], %s\n", rep,
-				       p->baseline_p50_ms, p->candidate_p50_ms, p->ratio, p->ratio_low, p->ratio_high,
-				       scry_verdict_class_name(p->cls));
-			}
-			else if (strstr(p->normalized, "s2("))
-				hit2 += reg;
-			else if (strstr(p->normalized, "s10("))
-				hit10 += reg;
-			else if (strstr(p->normalized, "k ="))
-				hitidx += reg;
-			else if (p->flagged) {
-				false_alarms++;
-				fprintf(stderr, "injected false alarm: %s %s ratio %.2f [%.2f, %.2f] p50 %.3f -> %.3f\n",
-				        p->normalized, scry_verdict_class_name(p->cls), p->ratio, p->ratio_low, p->ratio_high,
-				        p->baseline_p50_ms, p->candidate_p50_ms);
-				dump_pairs(s, la, lb, p->fingerprint);
-			}
-			if (strstr(p->normalized, "s2(") || strstr(p->normalized, "s10("))
-				printf("%s rep %d: p50 %.3f -> %.3f ms, ratio %.3f, 95%% CI [%.3f, %.3f], %s\n",
-				       strstr(p->normalized, "s2(") ? "2x" : "10x", rep, p->baseline_p50_ms, p->candidate_p50_ms,
-				       p->ratio, p->ratio_low, p->ratio_high, scry_verdict_class_name(p->cls));
-			if ((strstr(p->normalized, "s2(") || strstr(p->normalized, "s10(")) && !reg)
-				fprintf(stderr, "missed: %s ratio %.2f [%.2f, %.2f] p50 %.3f -> %.3f\n", p->normalized, p->ratio,
-				        p->ratio_low, p->ratio_high, p->baseline_p50_ms, p->candidate_p50_ms);
+			t->hit[which] += reg;
+			printf("%s%s rep %d: p50 %.3f -> %.3f ms, ratio %.3f, 95%% CI [%.3f, %.3f], %s\n", suite,
+			       names[which], rep, p->baseline_p50_ms, p->candidate_p50_ms, p->ratio, p->ratio_low, p->ratio_high,
+			       scry_verdict_class_name(p->cls));
+			if (which > 0 && !reg)
+				fprintf(stderr, "missed: %s\n", p->normalized);
+			continue;
 		}
-		scry_verdict_free(v);
+		t->improved += p->cls == SCRY_CLASS_IMPROVED;
+		if (p->flagged) {
+			t->flagged++;
+			fprintf(stderr, "%s%s false alarm: %s %s ratio %.2f [%.2f, %.2f] p50 %.3f -> %.3f\n", suite,
+			        aa ? "A/A" : "injected", p->normalized, scry_verdict_class_name(p->cls), p->ratio, p->ratio_low,
+			        p->ratio_high, p->baseline_p50_ms, p->candidate_p50_ms);
+			dump_pairs(s, la, lb, p->fingerprint);
+		}
 	}
-	load_stop();
-	printf("ACCURACY injected: %d repetitions; detected 1.5x %d/%d, 2x %d/%d, 10x %d/%d, index dropped %d/%d; "
-	       "false alarms %d\n",
-	       reps, hit15, reps, hit2, reps, hit10, reps, hitidx, reps, false_alarms);
-	ck_assert_int_eq(hit2, reps);
-	ck_assert_int_eq(hit10, reps);
-	ck_assert_int_eq(hitidx, reps);
-	/*
-	 * Other patterns flagged here are reported, not asserted: under CPU
-	 * saturation a backend that just ran B's slowed queries waits for a core
-	 * on its next ones, so an unchanged query sharing that connection can
-	 * measure slower on B for real (docs/verdict.md). False alarms on an
-	 * unchanged database are the A/A suite's assertion.
-	 */
-	drop_store(s);
+	scry_verdict_free(v);
 }
-END_TEST
-
 
 /*
  * The same suites through the replay engine (scry_replay_run_ab: each
- * statement on A, then at once on B), fewer repetitions: what a user's
- * `scry ci test-migration` measures.
+ * statement on A, then at once on B): what a user's `scry ci
+ * test-migration` measures.
  */
 static void replay_ab(scry_store *s, const char *a, const char *b, const char *la, const char *lb)
 {
@@ -713,64 +661,80 @@ static void replay_ab(scry_store *s, const char *a, const char *b, const char *l
 	scry_replay_free(r);
 }
 
+/* Runs `reps` repetitions on A vs `b`, measured by our loop or by the replay engine. */
+static void run_reps(scry_store *s, bool replay, const char *b, const char *tag, bool aa, int reps, tally *t)
+{
+	for (int rep = 0; rep < reps; rep++) {
+		char la[32], lb[32];
+		snprintf(la, sizeof la, "%s%d-a", tag, rep);
+		snprintf(lb, sizeof lb, "%s%d-b", tag, rep);
+		if (replay)
+			replay_ab(s, dsn_a, b, la, lb);
+		else
+			measure(s, dsn_a, b, la, lb, 1);
+		tally_rep(s, la, lb, replay ? "replay " : "", aa, rep, t);
+	}
+}
+
+START_TEST(test_aa_under_load)
+{
+	int reps = env_int("SCRY_ACCURACY_REPS", 2);
+	scry_store *s = new_store();
+	capture(s, workload, NWORK, EXECS);
+	load_start(env_int("SCRY_ACCURACY_LOAD", 1));
+	tally t = { { 0 }, 0, 0 };
+	run_reps(s, false, dsn_a, "aa", true, reps, &t);
+	load_stop();
+	printf("ACCURACY aa: %d repetitions x %zu patterns, %d false regressions\n", reps, NWORK, t.flagged);
+	ck_assert_int_eq(t.flagged, 0);
+	drop_store(s);
+}
+END_TEST
+
+START_TEST(test_injected)
+{
+	int reps = env_int("SCRY_ACCURACY_REPS", 1);
+	scry_store *s = new_store();
+	capture(s, workload, NWORK, EXECS);
+	load_start(env_int("SCRY_INJECTED_LOAD", 0)); /* none of our own by default: see docs/verdict.md */
+	tally t = { { 0 }, 0, 0 };
+	run_reps(s, false, dsn_b, "inj", false, reps, &t);
+	load_stop();
+	printf("ACCURACY injected: %d repetitions; detected 1.5x %d/%d, 2x %d/%d, 10x %d/%d, index dropped %d/%d; "
+	       "false alarms %d\n",
+	       reps, t.hit[0], reps, t.hit[1], reps, t.hit[2], reps, t.hit[3], reps, t.flagged);
+	ck_assert_int_eq(t.hit[1], reps);
+	ck_assert_int_eq(t.hit[2], reps);
+	ck_assert_int_eq(t.hit[3], reps);
+	/*
+	 * Other patterns flagged here are reported, not asserted: under CPU
+	 * saturation a backend that just ran B's slowed queries waits for a core
+	 * on its next ones, so an unchanged query sharing that connection can
+	 * measure slower on B for real (docs/verdict.md). False alarms on an
+	 * unchanged database are the A/A suite's assertion.
+	 */
+	drop_store(s);
+}
+END_TEST
+
 START_TEST(test_replay_engine)
 {
 	int reps = env_int("SCRY_ACCURACY_REPS", 1);
 	scry_store *s = new_store();
 	capture(s, workload, NWORK, EXECS);
 	load_start(env_int("SCRY_ACCURACY_LOAD", 1));
-	int aa_false = 0, aa_improved = 0;
-	for (int rep = 0; rep < reps; rep++) {
-		char la[32], lb[32];
-		snprintf(la, sizeof la, "raa%d-a", rep);
-		snprintf(lb, sizeof lb, "raa%d-b", rep);
-		replay_ab(s, dsn_a, dsn_a, la, lb);
-		scry_verdict *v;
-		scry_error err = SCRY_ERROR_INIT;
-		ck_assert_msg(scry_verdict_compute(&v, s, la, lb, NULL, &err) == 0, "%s", err.message);
-		for (size_t i = 0; i < scry_verdict_count(v); i++) {
-			const scry_pattern_verdict *p = scry_verdict_get(v, i);
-			aa_false += p->flagged;
-			aa_improved += p->cls == SCRY_CLASS_IMPROVED;
-			if (p->flagged || p->cls == SCRY_CLASS_IMPROVED)
-				fprintf(stderr, "replay A/A: %s %s ratio %.2f [%.2f, %.2f]\n", p->normalized,
-				        scry_verdict_class_name(p->cls), p->ratio, p->ratio_low, p->ratio_high);
-		}
-		scry_verdict_free(v);
-	}
+	tally aa = { { 0 }, 0, 0 }, inj = { { 0 }, 0, 0 };
+	run_reps(s, true, dsn_a, "raa", true, reps, &aa);
 	load_stop();
-	int hit[4] = { 0, 0, 0, 0 }, other = 0;
-	for (int rep = 0; rep < reps; rep++) {
-		char la[32], lb[32];
-		snprintf(la, sizeof la, "rinj%d-a", rep);
-		snprintf(lb, sizeof lb, "rinj%d-b", rep);
-		replay_ab(s, dsn_a, dsn_b, la, lb);
-		scry_verdict *v;
-		scry_error err = SCRY_ERROR_INIT;
-		ck_assert_msg(scry_verdict_compute(&v, s, la, lb, NULL, &err) == 0, "%s", err.message);
-		for (size_t i = 0; i < scry_verdict_count(v); i++) {
-			const scry_pattern_verdict *p = scry_verdict_get(v, i);
-			bool reg = p->cls == SCRY_CLASS_REGRESSED;
-			if (strstr(p->normalized, "s15("))
-				hit[0] += reg;
-			else if (strstr(p->normalized, "s2("))
-				hit[1] += reg;
-			else if (strstr(p->normalized, "s10("))
-				hit[2] += reg;
-			else if (strstr(p->normalized, "k ="))
-				hit[3] += reg;
-			else
-				other += p->flagged;
-		}
-		scry_verdict_free(v);
-	}
+	run_reps(s, true, dsn_b, "rinj", false, reps, &inj);
 	printf("ACCURACY replay engine: A/A %d repetitions x %zu patterns under load: %d false regressions, "
 	       "%d 'improved'; injected: 1.5x %d/%d, 2x %d/%d, 10x %d/%d, index dropped %d/%d, other flagged %d\n",
-	       reps, NWORK, aa_false, aa_improved, hit[0], reps, hit[1], reps, hit[2], reps, hit[3], reps, other);
-	ck_assert_int_eq(aa_false, 0);
-	ck_assert_int_eq(hit[1], reps);
-	ck_assert_int_eq(hit[2], reps);
-	ck_assert_int_eq(hit[3], reps);
+	       reps, NWORK, aa.flagged, aa.improved, inj.hit[0], reps, inj.hit[1], reps, inj.hit[2], reps, inj.hit[3],
+	       reps, inj.flagged);
+	ck_assert_int_eq(aa.flagged, 0);
+	ck_assert_int_eq(inj.hit[1], reps);
+	ck_assert_int_eq(inj.hit[2], reps);
+	ck_assert_int_eq(inj.hit[3], reps);
 	drop_store(s);
 }
 END_TEST
