@@ -945,7 +945,7 @@ int cmd_demo(int argc, char **argv)
 	po.verdict = &vo;
 	po.fix = &fix;
 	po.label_prefix = "demo";
-	po.progress = cli_progress_cb;
+	po.progress = cli_ci_progress;
 	po.progress_ctx = &prog;
 	po.log = demo_log;
 	po.log_ctx = &prog;
