@@ -816,7 +816,7 @@ int cmd_demo(int argc, char **argv)
 	/* 1. A server. */
 	double t0 = now_s();
 	if (own) {
-		cli_progress_cb(&prog, "starting PostgreSQL", 0, 0);
+		cli_ci_progress(&prog, "starting PostgreSQL", 0, 0);
 		if (!cluster_start(&cl))
 			goto out;
 		char base[200];
@@ -858,7 +858,7 @@ int cmd_demo(int argc, char **argv)
 
 	/* 2. Production and staging databases. */
 	t0 = now_s();
-	cli_progress_cb(&prog, "building the shop", 0, 0);
+	cli_ci_progress(&prog, "building the shop", 0, 0);
 	char sql[300];
 	snprintf(sql, sizeof sql, "CREATE DATABASE %s", prod_db);
 	if (!db_exec(ac, sql))
@@ -894,7 +894,7 @@ int cmd_demo(int argc, char **argv)
 		goto out;
 	capture_stats cs;
 	memset(&cs, 0, sizeof cs);
-	cli_progress_cb(&prog, "capturing", 0, 0);
+	cli_ci_progress(&prog, "capturing", 0, 0);
 	if (!capture_traffic(store, upstream, prod, staging, rows, &cs))
 		goto out;
 	cli_progress_done(&prog);
