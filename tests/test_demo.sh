@@ -48,5 +48,24 @@ check "the demo removed its cluster" '[ "$after" -le "$before" ]'
 check "the story shows the root cause" 'grep -q "Seq Scan on orders" "$err" && grep -q "removed by filter" "$err"'
 check "the story shows measured ratios" 'grep -Eq "[0-9]+\.[0-9]x slower" "$err"'
 check "the story ends at baseline" 'grep -q "back at baseline" "$err"'
+# Ctrl-C while the demo works: its cluster is stopped and removed all the same.
+mine() { ls -d /tmp/scry-demo.* 2>/dev/null | sort; }
+old=$(mine)
+set -m
+"$SCRY" demo >/dev/null 2>&1 &
+DEMO=$!
+set +m
+new=
+for _ in $(seq 1 100); do
+  new=$(comm -13 <(echo "$old") <(mine) | head -1)
+  [ -n "$new" ] && [ -f "$new/data/postmaster.pid" ] && break
+  sleep 0.1
+done
+sleep 0.5
+kill -INT -- "-$DEMO"
+wait "$DEMO"; rc=$?
+check "Ctrl-C: exit 1" '[ $rc = 1 ]'
+check "Ctrl-C: the cluster directory is gone" '[ -n "$new" ] && [ ! -e "$new" ]'
+check "Ctrl-C: no server left running" '! pgrep -f "postgres -D $new/data" >/dev/null'
 echo "$fails failure(s)"
 [ "$fails" = 0 ]
