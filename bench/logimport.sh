@@ -61,22 +61,21 @@ size=$(stat -c %s "$log")
 lines=$(wc -l <"$log")
 
 # 2. Timed runs, alternating the tools so that machine noise hits both.
-now() { date +%s.%N; }
-scry_t=(); pgr_t=(); scry_rss=""
+# Wall time and CPU time (user + sys) per run; the machine is shared, so
+# CPU time is the steadier measure of the work each tool does.
+scry_t=(); pgr_t=(); scry_c=(); pgr_c=(); scry_rss=""
 for i in $(seq "$runs"); do
   rm -f "$work/store.db" "$work/store.db-wal" "$work/store.db-shm"
-  t0=$(now)
-  /usr/bin/time -f %M -o "$work/rss" "$scry" capture log --format csvlog --json --store "$work/store.db" "$log" >"$work/scry.json"
-  t1=$(now)
-  scry_rss=$(cat "$work/rss")
-  pgreplay -f -c -o /dev/null "$log" >/dev/null 2>"$work/pgreplay.err"
-  t2=$(now)
-  scry_t+=("$(echo "$t1 - $t0" | bc -l)")
-  pgr_t+=("$(echo "$t2 - $t1" | bc -l)")
+  /usr/bin/time -f '%e %U %S %M' -o "$work/t.scry" \
+    "$scry" capture log --format csvlog --json --store "$work/store.db" "$log" >"$work/scry.json"
+  /usr/bin/time -f '%e %U %S %M' -o "$work/t.pgr" \
+    pgreplay -f -c -o /dev/null "$log" >/dev/null 2>"$work/pgreplay.err"
+  read -r e u s m <"$work/t.scry"; scry_t+=("$e"); scry_c+=("$(echo "$u + $s" | bc -l)"); scry_rss=$m
+  read -r e u s m <"$work/t.pgr"; pgr_t+=("$e"); pgr_c+=("$(echo "$u + $s" | bc -l)")
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-ms=$(median "${scry_t[@]}")
-mp=$(median "${pgr_t[@]}")
+ms=$(median "${scry_t[@]}"); mp=$(median "${pgr_t[@]}")
+cs=$(median "${scry_c[@]}"); cp=$(median "${pgr_c[@]}")
 
 # 3. Memory on a 10x larger log: the same log ten times, each copy with its
 # session ids changed (a digit appended to their first part), so that every
@@ -92,20 +91,17 @@ if [ "${BIG:-1}" != 0 ]; then
   fi
   big_size=$(stat -c %s "$big")
   rm -f "$work/big.db" "$work/big.db-wal" "$work/big.db-shm"
-  t0=$(now)
-  /usr/bin/time -f %M -o "$work/rss" "$scry" capture log --format csvlog --store "$work/big.db" "$big" >/dev/null
-  t1=$(now)
-  big_rss=$(cat "$work/rss")
-  big_t=$(echo "$t1 - $t0" | bc -l)
+  /usr/bin/time -f '%e %M' -o "$work/t.big" "$scry" capture log --format csvlog --store "$work/big.db" "$big" >/dev/null
+  read -r big_t big_rss <"$work/t.big"
   rm -f "$work/big.db" "$work/big.db-wal" "$work/big.db-shm"
 fi
 
 stmts=$(sed -E 's/.*"statements":([0-9]+).*/\1/' "$work/scry.json")
 echo "log: $log, $((size / 1000000)) MB, $lines lines, $stmts statements imported"
-printf 'runs: %s (median)\n' "$runs"
-printf 'scry capture log:  %6.2f s  %6.1f MB/s  (runs: %s)\n' "$ms" "$(echo "$size / $ms / 1000000" | bc -l)" "${scry_t[*]}"
-printf 'pgreplay -f -c:    %6.2f s  %6.1f MB/s  (runs: %s)\n' "$mp" "$(echo "$size / $mp / 1000000" | bc -l)" "${pgr_t[*]}"
-printf 'ratio (pgreplay time / scry time): %.2fx\n' "$(echo "$mp / $ms" | bc -l)"
+printf 'medians of %s runs (all runs in parentheses)\n' "$runs"
+printf 'scry capture log:  wall %6.2f s (%5.1f MB/s)  cpu %6.2f s  (wall: %s; cpu: %s)\n' "$ms" "$(echo "$size / $ms / 1000000" | bc -l)" "$cs" "${scry_t[*]}" "${scry_c[*]}"
+printf 'pgreplay -f -c:    wall %6.2f s (%5.1f MB/s)  cpu %6.2f s  (wall: %s; cpu: %s)\n' "$mp" "$(echo "$size / $mp / 1000000" | bc -l)" "$cp" "${pgr_t[*]}" "${pgr_c[*]}"
+printf 'ratio pgreplay/scry: wall %.2fx, cpu %.2fx\n' "$(echo "$mp / $ms" | bc -l)" "$(echo "$cp / $cs" | bc -l)"
 printf 'scry peak RSS: %s MB on %d MB' "$((scry_rss / 1024))" "$((size / 1000000))"
 if [ -n "$big_rss" ]; then
   printf ', %s MB on %d MB (%.1f s)' "$((big_rss / 1024))" "$((big_size / 1000000))" "$big_t"

@@ -53,6 +53,7 @@ typedef struct rec {
 	bool has_time;
 	int64_t pid;
 	int64_t sess_start_us;   /* 0 when unknown */
+	span sess_start;         /* or its text, parsed only when a session starts */
 	span sid;                /* session key */
 	span user, db, app, client;
 	span severity;
@@ -148,6 +149,9 @@ struct scry_logimport {
 	size_t aparams;
 	scry_buf tmp;
 	bool tz_warned;
+	session *last_sess;      /* cache of session_find(); reset when sess moves */
+	char tcache[19];         /* last "YYYY-MM-DD HH:MM:SS" parsed */
+	int64_t tcache_sec;
 };
 
 /* Fields of the stderr record buffer. */
@@ -196,12 +200,23 @@ static int digits(const char *p, int n)
  * times. Returns bytes consumed (including the zone) or 0. */
 static size_t parse_time(scry_logimport *imp, const char *p, size_t n, int64_t *out)
 {
-	if (n < 19 || p[4] != '-' || p[7] != '-' || p[10] != ' ' || p[13] != ':' || p[16] != ':')
+	if (n < 19)
 		return 0;
-	int y = digits(p, 4), mo = digits(p + 5, 2), d = digits(p + 8, 2);
-	int h = digits(p + 11, 2), mi = digits(p + 14, 2), s = digits(p + 17, 2);
-	if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || mi < 0 || s < 0)
-		return 0;
+	int64_t sec;
+	/* Consecutive lines mostly share their second: convert it once. */
+	if (!memcmp(p, imp->tcache, 19)) {
+		sec = imp->tcache_sec;
+	} else {
+		if (p[4] != '-' || p[7] != '-' || p[10] != ' ' || p[13] != ':' || p[16] != ':')
+			return 0;
+		int y = digits(p, 4), mo = digits(p + 5, 2), d = digits(p + 8, 2);
+		int h = digits(p + 11, 2), mi = digits(p + 14, 2), s = digits(p + 17, 2);
+		if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || mi < 0 || s < 0)
+			return 0;
+		sec = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + s;
+		memcpy(imp->tcache, p, 19);
+		imp->tcache_sec = sec;
+	}
 	size_t i = 19;
 	int64_t frac = 0;
 	if (i < n && p[i] == '.') {
@@ -211,7 +226,7 @@ static size_t parse_time(scry_logimport *imp, const char *p, size_t n, int64_t *
 			scale /= 10;
 		}
 	}
-	int64_t t = (days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + s) * 1000000 + frac;
+	int64_t t = sec * 1000000 + frac;
 	if (i < n && p[i] == ' ') {
 		size_t z = i + 1, e = z;
 		while (e < n && p[e] != ' ' && p[e] != ',' && p[e] != '"')
@@ -307,11 +322,15 @@ static session *session_find(scry_logimport *imp, span key)
 		return NULL;
 	if (key.n > sizeof imp->sess[0].key)
 		key.n = sizeof imp->sess[0].key;
+	/* Consecutive lines often come from one session. */
+	session *last = imp->last_sess;
+	if (last && last->used && last->keylen == key.n && !memcmp(last->key, key.p, key.n))
+		return last;
 	int32_t i = imp->buckets[hash_key(key.p, key.n) & (imp->nbuckets - 1)];
 	while (i >= 0) {
 		session *s = &imp->sess[i];
 		if (s->keylen == key.n && !memcmp(s->key, key.p, key.n))
-			return s;
+			return imp->last_sess = s;
 		i = s->next;
 	}
 	return NULL;
@@ -409,6 +428,7 @@ static session *session_get(scry_logimport *imp, const rec *r, span key, scry_er
 			}
 			memset(ns + imp->asess, 0, (na - imp->asess) * sizeof *ns);
 			imp->sess = ns;
+			imp->last_sess = NULL;
 			imp->asess = na;
 		}
 		idx = (int32_t)imp->nsess++;
@@ -424,7 +444,10 @@ static session *session_get(scry_logimport *imp, const rec *r, span key, scry_er
 	s->keylen = key.n;
 	s->last_seen = r->line;
 	s->store_id = 0;
-	s->start_us = r->sess_start_us ? r->sess_start_us : r->time_us;
+	int64_t start = r->sess_start_us;
+	if (!start && r->sess_start.n)
+		parse_time(imp, r->sess_start.p, r->sess_start.n, &start);
+	s->start_us = start ? start : r->time_us;
 	s->db[0] = s->user[0] = s->app[0] = s->client[0] = 0;
 	s->pstate = P_NONE;
 	size_t h = hash_key(s->key, s->keylen) & (imp->nbuckets - 1);
@@ -537,24 +560,33 @@ static int push_event(scry_logimport *imp, session *s, scry_event_kind kind, int
 	e->start_us = start;
 	e->duration_us = dur;
 	e->kind = kind;
+	e->has_error = sqlstate && sqlstate[0];
+	/* One reservation, then plain copies: this runs once per event. */
+	if (scry__buf_grow(&imp->arena, tlen + 1 + plen + (e->has_error ? errmsg.n + 1 : 0)))
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	char *a = imp->arena.ptr + imp->arena.size;
 	e->qoff = imp->arena.size;
 	e->qlen = tlen;
-	if (scry__buf_put(&imp->arena, text, tlen) || scry__buf_put(&imp->arena, "", 1))
-		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	e->poff = imp->arena.size;
+	if (tlen)
+		memcpy(a, text, tlen);
+	a[tlen] = 0;
+	e->poff = e->qoff + tlen + 1;
 	e->plen = plen;
 	e->nparams = nparams;
-	if (plen && scry__buf_put(&imp->arena, params, plen))
-		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	e->has_error = sqlstate && sqlstate[0];
+	if (plen)
+		memcpy(a + tlen + 1, params, plen);
+	e->eoff = e->poff + plen;
 	memset(e->sqlstate, 0, sizeof e->sqlstate);
-	e->eoff = imp->arena.size;
+	imp->arena.size = e->eoff;
 	if (e->has_error) {
 		memcpy(e->sqlstate, sqlstate, 5);
-		if (scry__buf_put(&imp->arena, errmsg.p, errmsg.n) || scry__buf_put(&imp->arena, "", 1))
-			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		if (errmsg.n)
+			memcpy(imp->arena.ptr + e->eoff, errmsg.p, errmsg.n);
+		imp->arena.ptr[e->eoff + errmsg.n] = 0;
+		imp->arena.size += errmsg.n + 1;
 		imp->st.failed++;
 	}
+	imp->arena.ptr[imp->arena.size] = 0;
 	imp->nbev++;
 	imp->st.statements++;
 	/* Flush on count, and on bytes so that huge statements do not pile up. */
@@ -881,6 +913,9 @@ static span strip_port(span c)
 	return c;
 }
 
+static int csv_fields(scry_logimport *imp, span *f, int nf, const char *p, size_t n, uint64_t line,
+                      scry_error *err);
+
 /* Splits one complete csvlog record (unquoting in place) and handles it. */
 static int csv_record(scry_logimport *imp, char *p, size_t n, uint64_t line, scry_error *err)
 {
@@ -914,6 +949,87 @@ static int csv_record(scry_logimport *imp, char *p, size_t n, uint64_t line, scr
 			break;
 		i++;
 	}
+	return csv_fields(imp, f, nf, p, n, line, err);
+}
+
+/* The fast path: one pass over a record at p that frames it (the newline
+ * outside quotes), splits its fields and counts its lines, without
+ * touching the buffer until the record is known to be complete. Returns
+ * the record's length, or -1 when it is incomplete or unusual (then the
+ * careful path takes over). */
+static ssize_t csv_fast(span *f, int *nfp, uint64_t *nlines, char *p, size_t n)
+{
+	int nf = 0;
+	uint32_t dq = 0; /* fields holding "" */
+	uint64_t lines = 0;
+	size_t i = 0;
+	for (;;) {
+		size_t start, end;
+		if (i < n && p[i] == '"') {
+			size_t j = i + 1;
+			start = j;
+			for (;;) {
+				const char *q = memchr(p + j, '"', n - j);
+				if (!q)
+					return -1;
+				/* Newlines inside quotes are rare: count them with memchr too. */
+				for (const char *l = p + j; (l = memchr(l, '\n', (size_t)(q - l))) != NULL; l++)
+					lines++;
+				j = (size_t)(q - p);
+				if (j + 1 >= n)
+					return -1;
+				if (p[j + 1] != '"')
+					break;
+				if (nf < 32)
+					dq |= 1u << nf;
+				j += 2;
+			}
+			end = j;
+			i = j + 1;
+		} else {
+			size_t j = i;
+			while (j < n && p[j] != ',' && p[j] != '\n')
+				j++;
+			start = i;
+			end = j;
+			i = j;
+		}
+		if (nf < 32)
+			f[nf] = (span){ p + start, end - start };
+		nf++;
+		if (i >= n)
+			return -1;
+		if (p[i] == ',') {
+			i++;
+			continue;
+		}
+		if (p[i] != '\n')
+			return -1;
+		break;
+	}
+	if (nf > 32)
+		nf = 32;
+	/* Complete: now undo the doubled quotes in place. */
+	for (int k = 0; dq && k < nf; k++) {
+		if (!(dq & (1u << k)))
+			continue;
+		dq &= ~(1u << k);
+		char *w = (char *)f[k].p, *r = w, *e = w + f[k].n;
+		while (r < e) {
+			if (*r == '"')
+				r++;
+			*w++ = *r++;
+		}
+		f[k].n = (size_t)(w - f[k].p);
+	}
+	*nfp = nf;
+	*nlines = lines + 1;
+	return (ssize_t)i;
+}
+
+static int csv_fields(scry_logimport *imp, span *f, int nf, const char *p, size_t n, uint64_t line,
+                      scry_error *err)
+{
 	if (nf < 23) {
 		add_skip(imp, line, "not a csvlog record (too few fields)", p, n);
 		return 0;
@@ -931,8 +1047,7 @@ static int csv_record(scry_logimport *imp, char *p, size_t n, uint64_t line, scr
 	r.pid = parse_int(f[3]);
 	r.client = strip_port(f[4]);
 	r.sid = f[5];
-	if (f[8].n)
-		parse_time(imp, f[8].p, f[8].n, &r.sess_start_us);
+	r.sess_start = f[8];
 	r.severity = f[11];
 	if (f[12].n == 5)
 		memcpy(r.sqlstate, f[12].p, 5);
@@ -1180,8 +1295,7 @@ static int json_line(scry_logimport *imp, const char *p, size_t n, uint64_t line
 		return 0;
 	}
 	r.has_time = true;
-	if (sstart.n)
-		parse_time(imp, sstart.p, sstart.n, &r.sess_start_us);
+	r.sess_start = sstart;
 	if (state.n == 5)
 		memcpy(r.sqlstate, state.p, 5);
 	return on_record(imp, &r, err);
@@ -1557,17 +1671,27 @@ static int process(scry_logimport *imp, bool final, scry_error *err)
 			if (imp->scan == 0 && !imp->discarding) {
 				/* Resynchronise on a record start: a log cut in the middle of a
 				 * quoted field must not flip quoting for the rest of the file. */
-				char *nl = memchr(p, '\n', avail);
-				if (!nl && avail < 10 && !final)
+				if (avail < 10 && !final)
 					break;
-				size_t ll = nl ? (size_t)(nl - p) : avail;
-				if (!looks_like_time(p, ll)) {
+				if (!looks_like_time(p, avail)) {
+					char *nl = memchr(p, '\n', avail);
 					if (!nl && !final)
 						break;
+					size_t ll = nl ? (size_t)(nl - p) : avail;
 					if (ll && !(ll == 1 && p[0] == '\r'))
 						add_skip(imp, line, "not the start of a csvlog record", p, ll);
 					imp->line += nl != NULL;
 					pos += ll + (nl != NULL);
+					continue;
+				}
+				span f[32];
+				int nf;
+				uint64_t nl;
+				ssize_t e = csv_fast(f, &nf, &nl, p, avail);
+				if (e >= 0) {
+					imp->line += nl;
+					pos += (size_t)e + 1;
+					rc = csv_fields(imp, f, nf, p, (size_t)e, line, err);
 					continue;
 				}
 			}
@@ -1733,6 +1857,8 @@ int scry_logimport_feed_file(scry_logimport *imp, const char *path, scry_error *
 {
 	if (!imp || !path)
 		return scry__fail(err, SCRY_EINVAL, "scry_logimport_feed_file: importer and path are required");
+	if (imp->finished)
+		return scry__fail(err, SCRY_EINVAL, "scry_logimport_feed_file: the import is already finished");
 	bool is_stdin = !strcmp(path, "-");
 	int fd = is_stdin ? dup(STDIN_FILENO) : open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -1744,16 +1870,18 @@ int scry_logimport_feed_file(scry_logimport *imp, const char *path, scry_error *
 		close(fd);
 		return scry__fail(err, SCRY_ENOMEM, "out of memory opening %s", path);
 	}
-	gzbuffer(gz, 1 << 20);
+	/* zlib reads a plain file straight into our buffer (no copy) when a read
+	 * asks for at least twice its own buffer size. */
 	enum { CHUNK = 1 << 20 };
-	char *chunk = scry__malloc(CHUNK);
-	if (!chunk) {
-		gzclose(gz);
-		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	}
+	gzbuffer(gz, CHUNK / 4);
 	int rc = 0;
 	for (;;) {
-		int r = gzread(gz, chunk, CHUNK);
+		/* Straight into the input buffer: no copy between reading and parsing. */
+		if (scry__buf_grow(&imp->in, CHUNK)) {
+			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
+			break;
+		}
+		int r = gzread(gz, imp->in.ptr + imp->in.size, CHUNK);
 		if (r < 0) {
 			int zerr;
 			const char *msg = gzerror(gz, &zerr);
@@ -1763,12 +1891,14 @@ int scry_logimport_feed_file(scry_logimport *imp, const char *path, scry_error *
 		}
 		if (r == 0)
 			break;
-		if ((rc = scry_logimport_feed(imp, chunk, (size_t)r, err)) != 0)
+		imp->in.size += (size_t)r;
+		imp->in.ptr[imp->in.size] = 0;
+		imp->st.bytes += (uint64_t)r;
+		if ((rc = process(imp, false, err)) != 0)
 			break;
 		if (imp->opts.progress)
 			imp->opts.progress(imp->opts.progress_ctx, "import", (uint64_t)gzoffset(gz), total);
 	}
-	scry__free(chunk);
 	gzclose(gz);
 	return rc;
 }

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <libpq-fe.h>
 #include <pg_query.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +88,10 @@ typedef struct workload {
 	size_t nsess, asess;
 	size_t nstmts;
 	int64_t first_us;
+	/* classification per fingerprint: texts of one pattern differ only in constants */
+	uint64_t *cls_keys;
+	uint8_t *cls_vals;
+	size_t ncls, ccls;
 } workload;
 
 static void workload_free(workload *w)
@@ -104,6 +109,8 @@ static void workload_free(workload *w)
 		scry__free(w->sess[i].st);
 	}
 	scry__free(w->sess);
+	scry__free(w->cls_keys);
+	scry__free(w->cls_vals);
 	memset(w, 0, sizeof *w);
 }
 
@@ -247,7 +254,45 @@ static void classify(itext *t)
 	                      (!strcmp(w2, "PREPARE") && strstr(t->text + 10, "ALL"))));
 }
 
-static int intern(workload *w, const char *text, size_t len, const scry_param *params, int np, itext **out)
+/* Looks up (found = true) or reserves the cache slot of a fingerprint. */
+static uint8_t *cls_slot(workload *w, uint64_t fp, bool *found)
+{
+	if ((w->ncls + 1) * 2 > w->ccls) {
+		size_t cap = w->ccls ? w->ccls * 2 : 256;
+		uint64_t *k = scry__calloc(cap, sizeof *k);
+		uint8_t *v = scry__calloc(cap, 1);
+		if (!k || !v) {
+			scry__free(k);
+			scry__free(v);
+			return NULL;
+		}
+		for (size_t i = 0; i < w->ccls; i++)
+			if (w->cls_keys[i]) {
+				size_t j = w->cls_keys[i] & (cap - 1);
+				while (k[j])
+					j = (j + 1) & (cap - 1);
+				k[j] = w->cls_keys[i];
+				v[j] = w->cls_vals[i];
+			}
+		scry__free(w->cls_keys);
+		scry__free(w->cls_vals);
+		w->cls_keys = k;
+		w->cls_vals = v;
+		w->ccls = cap;
+	}
+	size_t j = fp & (w->ccls - 1);
+	while (w->cls_keys[j] && w->cls_keys[j] != fp)
+		j = (j + 1) & (w->ccls - 1);
+	*found = w->cls_keys[j] == fp;
+	if (!*found) {
+		w->cls_keys[j] = fp;
+		w->ncls++;
+	}
+	return &w->cls_vals[j];
+}
+
+static int intern(workload *w, const char *text, size_t len, const scry_param *params, int np,
+                  uint64_t fingerprint, itext **out)
 {
 	uint64_t h = XXH3_64bits(text, len);
 	for (int i = 0; i < np; i++)
@@ -301,7 +346,16 @@ static int intern(workload *w, const char *text, size_t len, const scry_param *p
 	e->id = (uint32_t)w->ntexts;
 	for (int i = 0; i < np; i++)
 		e->types[i] = params[i].type_oid;
-	classify(e);
+	bool found = false;
+	uint8_t *slot = fingerprint ? cls_slot(w, fingerprint, &found) : NULL;
+	if (found) {
+		e->cls = *slot & 0x7f;
+		e->clears_prepared = *slot >> 7;
+	} else {
+		classify(e);
+		if (slot)
+			*slot = (uint8_t)(e->cls | e->clears_prepared << 7);
+	}
 	w->texts[w->ntexts++] = e;
 	w->table[j] = e;
 	*out = e;
@@ -351,7 +405,8 @@ static int add_stmt(workload *w, const scry_stored_event *ev, size_t *last)
 	st->event_id = ev->id;
 	st->start_us = ev->start_us;
 	st->kind = (uint8_t)ev->kind;
-	int rc = intern(w, ev->query, ev->query_len, ev->params, ev->kind == SCRY_EVENT_EXTENDED ? ev->nparams : 0, &st->t);
+	int rc = intern(w, ev->query, ev->query_len, ev->params, ev->kind == SCRY_EVENT_EXTENDED ? ev->nparams : 0,
+	                ev->fingerprint, &st->t);
 	if (rc)
 		return rc;
 	if (ev->kind == SCRY_EVENT_EXTENDED && ev->nparams > 0) {
@@ -547,11 +602,35 @@ typedef struct runner {
 	rconn c[2];
 } runner;
 
+/*
+ * Samples go to the store from a writer thread, in batches, so that SQLite
+ * never stalls the event loop (timed mode's start lag would show it).
+ */
+#define BATCH_SAMPLES 2048
+typedef struct batch {
+	struct batch *next;
+	int target;
+	size_t n;
+	scry_sample s[BATCH_SAMPLES];
+} batch;
+
+typedef struct writer {
+	scry_store *store;
+	int64_t run_id[2];
+	pthread_t th;
+	bool started, closing;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	batch *head, *tail;
+	atomic_int failed;
+	int rc;
+	scry_error err;
+} writer;
+
 typedef struct target {
 	const char *conninfo;
 	int64_t run_id;
-	scry_sample *buf;
-	size_t nbuf, abuf;
+	batch *cur;
 	scry_replay_result res;
 } target;
 
@@ -579,7 +658,65 @@ typedef struct ctx {
 	int64_t last_progress;
 	int fatal;
 	scry_error *err;
+	writer wr;
 } ctx;
+
+static void *writer_main(void *arg)
+{
+	writer *w = arg;
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (!w->head && !w->closing)
+			pthread_cond_wait(&w->cv, &w->mu);
+		batch *b = w->head;
+		if (!b)
+			break;
+		w->head = b->next;
+		if (!w->head)
+			w->tail = NULL;
+		pthread_mutex_unlock(&w->mu);
+		if (!w->rc) {
+			w->rc = scry_store_samples_append(w->store, w->run_id[b->target], b->s, b->n, &w->err);
+			if (w->rc)
+				atomic_store(&w->failed, 1);
+		}
+		scry__free(b);
+		pthread_mutex_lock(&w->mu);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+static void writer_push(writer *w, batch *b)
+{
+	b->next = NULL;
+	pthread_mutex_lock(&w->mu);
+	if (w->tail)
+		w->tail->next = b;
+	else
+		w->head = b;
+	w->tail = b;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* Writes what is queued and stops the thread. Returns the first store error. */
+static int writer_close(writer *w, scry_error *err)
+{
+	if (!w->started)
+		return 0;
+	pthread_mutex_lock(&w->mu);
+	w->closing = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->th, NULL);
+	w->started = false;
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	if (w->rc && err)
+		*err = w->err;
+	return w->rc;
+}
 
 static void logf_(ctx *x, scry_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void logf_(ctx *x, scry_log_level lvl, const char *fmt, ...)
@@ -832,17 +969,15 @@ static void record(ctx *x, runner *r, rconn *c, int64_t latency)
 	if (r->round < x->o->warmup)
 		return;
 	target *t = &x->tg[c->target];
-	if (t->nbuf == t->abuf) {
-		size_t n = t->abuf ? t->abuf * 2 : 4096;
-		scry_sample *b = scry__realloc(t->buf, n * sizeof *b);
-		if (!b) {
+	if (!t->cur) {
+		if (!(t->cur = scry__malloc(sizeof *t->cur))) {
 			set_fatal(x, SCRY_ENOMEM, "out of memory recording samples");
 			return;
 		}
-		t->buf = b;
-		t->abuf = n;
+		t->cur->target = c->target;
+		t->cur->n = 0;
 	}
-	scry_sample *s = &t->buf[t->nbuf++];
+	scry_sample *s = &t->cur->s[t->cur->n++];
 	memset(s, 0, sizeof *s);
 	s->event_id = r->s->st[r->next].event_id;
 	s->round = r->round - x->o->warmup;
@@ -855,6 +990,10 @@ static void record(ctx *x, runner *r, rconn *c, int64_t latency)
 		t->res.errors++;
 		if (!strcmp(s->sqlstate, "57014"))
 			t->res.timeouts++;
+	}
+	if (t->cur->n == BATCH_SAMPLES) {
+		writer_push(&x->wr, t->cur);
+		t->cur = NULL;
 	}
 }
 
@@ -1355,20 +1494,6 @@ static void arm_timer(ctx *x, int64_t when)
 	timerfd_settime(x->timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
 }
 
-static int flush_samples(ctx *x, scry_error *err)
-{
-	for (int i = 0; i < x->ntargets; i++) {
-		target *t = &x->tg[i];
-		if (!t->nbuf)
-			continue;
-		int rc = scry_store_samples_append(x->rp->store, t->run_id, t->buf, t->nbuf, err);
-		if (rc)
-			return rc;
-		t->nbuf = 0;
-	}
-	return 0;
-}
-
 static int cmp_first(const void *a, const void *b, void *arg)
 {
 	const workload *w = arg;
@@ -1571,6 +1696,18 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 		}
 	}
 
+	x.wr.store = rp->store;
+	x.wr.run_id[0] = x.tg[0].run_id;
+	x.wr.run_id[1] = x.tg[1].run_id;
+	pthread_mutex_init(&x.wr.mu, NULL);
+	pthread_cond_init(&x.wr.cv, NULL);
+	if (pthread_create(&x.wr.th, NULL, writer_main, &x.wr) != 0) {
+		pthread_mutex_destroy(&x.wr.mu);
+		pthread_cond_destroy(&x.wr.cv);
+		rc = scry__fail(err, SCRY_EIO, "cannot start the sample writer thread");
+		goto out;
+	}
+	x.wr.started = true;
 	int64_t t_start = scry__monotonic_us();
 	bool cancelled = false;
 	struct epoll_event evs[256];
@@ -1615,13 +1752,9 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 				conn_event(&x, p, evs[i].events);
 			}
 		}
-		/* Samples go to the store in batches: few, large SQLite transactions. */
-		if (x.tg[0].nbuf >= 8192 || (ntargets > 1 && x.tg[1].nbuf >= 8192)) {
-			int frc = flush_samples(&x, err);
-			if (frc) {
-				x.fatal = frc;
-				break;
-			}
+		if (atomic_load(&x.wr.failed)) {
+			x.fatal = SCRY_ESTORE; /* the writer's error is reported below */
+			break;
 		}
 		free_dead(&x);
 		report_progress(&x, false);
@@ -1630,11 +1763,19 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 	report_progress(&x, true);
 	while (x.nactive)
 		runner_finish(&x, x.active[0]);
+	for (int i = 0; i < ntargets; i++)
+		if (x.tg[i].cur) {
+			writer_push(&x.wr, x.tg[i].cur);
+			x.tg[i].cur = NULL;
+		}
 	rc = x.fatal;
 	scry_error ferr = SCRY_ERROR_INIT;
-	int frc = flush_samples(&x, rc ? &ferr : err);
-	if (!rc && frc)
+	int frc = writer_close(&x.wr, &ferr);
+	if (frc && (!rc || rc == SCRY_ESTORE)) {
 		rc = frc;
+		if (err)
+			*err = ferr;
+	}
 	if (!rc && cancelled)
 		rc = scry__fail(err, SCRY_ECANCELED, "the replay was cancelled; the samples recorded so far are kept");
 
@@ -1674,8 +1815,9 @@ out:
 	while (x.nactive)
 		runner_finish(&x, x.active[0]);
 	free_dead(&x);
+	writer_close(&x.wr, NULL);
 	for (int i = 0; i < 2; i++)
-		scry__free(x.tg[i].buf);
+		scry__free(x.tg[i].cur);
 	scry__free(x.active);
 	scry__free(x.heap);
 	scry__free(x.lags);

@@ -90,6 +90,15 @@ static void one_line(scry_buf *b, const char *s, size_t max)
 	}
 }
 
+/* A p50 cell: "-" when the side has no successful sample. */
+static void p50_cell(char *out, size_t n, int64_t samples, int64_t errors, double ms)
+{
+	if (samples > errors)
+		snprintf(out, n, "%.3f", ms);
+	else
+		snprintf(out, n, "-");
+}
+
 /* ---------------- text ---------------- */
 
 static void render_text(const scry_verdict *v, const scry_verdict_summary *s, scry_buf *b)
@@ -114,9 +123,11 @@ static void render_text(const scry_verdict *v, const scry_verdict_summary *s, sc
 		if (p->ratio > 0 && isfinite(p->ratio_high))
 			snprintf(ci, sizeof ci, "%.2f-%.2f", p->ratio_low, p->ratio_high);
 		snprintf(n, sizeof n, "%lld/%lld", (long long)p->baseline_n, (long long)p->candidate_n);
-		scry__buf_printf(b, "%-4s %-20s %8s %15s %10.3f %10.3f %11.1f %9s  %-16s ", p->flagged ? "FAIL" : "",
-		                 scry_verdict_class_name(p->cls), ratio, ci, p->baseline_p50_ms, p->candidate_p50_ms,
-		                 p->impact_ms, n, fp);
+		char bp[24], cp[24];
+		p50_cell(bp, sizeof bp, p->baseline_n, p->baseline_errors, p->baseline_p50_ms);
+		p50_cell(cp, sizeof cp, p->candidate_n, p->candidate_errors, p->candidate_p50_ms);
+		scry__buf_printf(b, "%-4s %-20s %8s %15s %10s %10s %11.1f %9s  %-16s ", p->flagged ? "FAIL" : "",
+		                 scry_verdict_class_name(p->cls), ratio, ci, bp, cp, p->impact_ms, n, fp);
 		one_line(b, p->normalized, 70);
 		scry__buf_puts(b, "\n");
 		if (p->flagged || p->cls == SCRY_CLASS_ONLY_IN_CANDIDATE || p->cls == SCRY_CLASS_ROWS_CHANGED ||
@@ -261,8 +272,10 @@ static void render_markdown(const scry_verdict *v, const scry_verdict_summary *s
 			scry__buf_printf(b, "%.2fx", p->ratio);
 		if (p->ratio > 0 && isfinite(p->ratio_high))
 			scry__buf_printf(b, " (%.2f-%.2f)", p->ratio_low, p->ratio_high);
-		scry__buf_printf(b, " | %.3f | %.3f | %.1f | `%s` | `", p->baseline_p50_ms, p->candidate_p50_ms, p->impact_ms,
-		                 fp);
+		char bp[24], cp[24];
+		p50_cell(bp, sizeof bp, p->baseline_n, p->baseline_errors, p->baseline_p50_ms);
+		p50_cell(cp, sizeof cp, p->candidate_n, p->candidate_errors, p->candidate_p50_ms);
+		scry__buf_printf(b, " | %s | %s | %.1f | `%s` | `", bp, cp, p->impact_ms, fp);
 		md_cell(b, p->normalized, 80);
 		scry__buf_puts(b, "` |\n");
 	}

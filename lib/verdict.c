@@ -400,6 +400,7 @@ static const jval *scan_of(const plan_info *pi, const char *rel)
 static void plan_diff(scry_buf *b, const plan_info *a, const plan_info *c)
 {
 	size_t start = b->size;
+	const jval *ra = a->top, *rc = c->top; /* whose rows to show: the first changed scan, else the tops */
 	for (size_t i = 0; i < c->n; i++) {
 		const jval *cn = c->nodes[i].o;
 		const char *rel = jstr(cn, "Relation Name");
@@ -414,6 +415,10 @@ static void plan_diff(scry_buf *b, const plan_info *a, const plan_info *c)
 			continue;
 		if (b->size > start)
 			scry__buf_puts(b, "; ");
+		else {
+			ra = an;
+			rc = cn;
+		}
 		node_label(b, an);
 		scry__buf_puts(b, " -> ");
 		node_label(b, cn);
@@ -431,8 +436,8 @@ static void plan_diff(scry_buf *b, const plan_info *a, const plan_info *c)
 		scry__buf_puts(b, a->n == c->n ? "same plan shape" : "plan shape changed");
 	if (c->removed > 0 || a->removed > 0)
 		scry__buf_printf(b, "; rows removed by filter %.0f -> %.0f", a->removed, c->removed);
-	scry__buf_printf(b, "; est/actual rows %.0f/%.0f -> %.0f/%.0f", jnum(a->top, "Plan Rows"),
-	                 jnum(a->top, "Actual Rows"), jnum(c->top, "Plan Rows"), jnum(c->top, "Actual Rows"));
+	scry__buf_printf(b, "; est/actual rows %.0f/%.0f -> %.0f/%.0f", jnum(ra, "Plan Rows"), jnum(ra, "Actual Rows"),
+	                 jnum(rc, "Plan Rows"), jnum(rc, "Actual Rows"));
 	scry__buf_printf(b, "; buffers %.0f -> %.0f; execution %.3f -> %.3f ms", a->buffers, c->buffers, a->exec_ms,
 	                 c->exec_ms);
 }
@@ -1241,6 +1246,7 @@ static void best_index(scry_verdict *v, scry_store *store, scry_pattern_verdict 
 		scry_buf_dispose(&cols);
 	}
 	if (!ddl.size) {
+		scry__free((char *)pv->note);
 		pv->note = dup_printf("fails on baseline (SQLSTATE %s); on candidate its plan has no filtered sequential "
 		                      "scan, so it is at its best",
 		                      pv->baseline_sqlstate ? pv->baseline_sqlstate : "?");

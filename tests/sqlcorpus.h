@@ -28,7 +28,7 @@ typedef struct sqlcorpus {
 	size_t views;  /* how many statements are extracted view bodies */
 } sqlcorpus;
 
-static void sqlcorpus_add(sqlcorpus *c, const char *s, size_t n)
+static inline void sqlcorpus_add(sqlcorpus *c, const char *s, size_t n)
 {
 	while (n && (s[n - 1] == ' ' || s[n - 1] == '\n' || s[n - 1] == '\t' || s[n - 1] == ';'))
 		n--;
@@ -53,7 +53,7 @@ static void sqlcorpus_add(sqlcorpus *c, const char *s, size_t n)
 	c->lens[c->n++] = n;
 }
 
-static char *sqlcorpus_read_file(const char *path, size_t *len)
+static inline char *sqlcorpus_read_file(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
 	if (!f)
@@ -77,7 +77,7 @@ static char *sqlcorpus_read_file(const char *path, size_t *len)
  * Loads the corpus. `dir` overrides the default glob root (the environment
  * variable SCRY_SQL_CORPUS_DIR does too). Returns the number of statements.
  */
-static size_t sqlcorpus_load(sqlcorpus *c, const char *dir)
+static inline size_t sqlcorpus_load(sqlcorpus *c, const char *dir)
 {
 	memset(c, 0, sizeof *c);
 	if (!dir)
@@ -137,7 +137,7 @@ static size_t sqlcorpus_load(sqlcorpus *c, const char *dir)
 	return c->n;
 }
 
-static void sqlcorpus_free(sqlcorpus *c)
+static inline void sqlcorpus_free(sqlcorpus *c)
 {
 	for (size_t i = 0; i < c->n; i++)
 		free(c->stmts[i]);
@@ -146,13 +146,13 @@ static void sqlcorpus_free(sqlcorpus *c)
 	memset(c, 0, sizeof *c);
 }
 
-static unsigned sqlcorpus_rand(unsigned *state)
+static inline unsigned sqlcorpus_rand(unsigned *state)
 {
 	*state = *state * 1103515245u + 12345u;
 	return (*state >> 16) & 0x7fff;
 }
 
-static int sqlcorpus_identc(char ch)
+static inline int sqlcorpus_identc(char ch)
 {
 	unsigned char u = (unsigned char)ch;
 	return (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9') || u == '_' ||
@@ -168,7 +168,7 @@ static int sqlcorpus_identc(char ch)
  * purpose: it also rewrites typmods, array bounds, float(p), strings inside
  * dollar quotes and comments.
  */
-static char *sqlcorpus_mutate(const char *s, size_t n, unsigned seed, size_t *out_len)
+static inline char *sqlcorpus_mutate(const char *s, size_t n, unsigned seed, size_t *out_len)
 {
 	static const char *const nums[] = { "0", "1", "3", "5", "7", "10", "24", "25", "30", "53", "54",
 		                            "100", "2147483647", "2147483648", "9223372036854775807",

@@ -111,7 +111,7 @@ START_TEST(variants_match_pg_query)
 	for (size_t i = 0; i < corpus.n; i++) {
 		bad += !same_as_pg_query(f, corpus.stmts[i], corpus.lens[i], "original");
 		for (unsigned v = 0; v < VARIANTS; v++) {
-			size_t n;
+			size_t n = 0;
 			char *m = sqlcorpus_mutate(corpus.stmts[i], corpus.lens[i], (unsigned)(i * VARIANTS + v), &n);
 			bad += !same_as_pg_query(f, m, n, "variant");
 			total++;
@@ -222,7 +222,7 @@ START_TEST(tricky_cases_match_pg_query)
 	size_t n = sizeof tricky / sizeof tricky[0];
 	for (unsigned round = 0; round < 40; round++) {
 		for (size_t i = 0; i < n; i++) {
-			size_t len;
+			size_t len = 0;
 			char *m = round ? sqlcorpus_mutate(tricky[i], strlen(tricky[i]), round * 1000 + (unsigned)i, &len)
 			                : strdup(tricky[i]);
 			len = strlen(m);
@@ -264,6 +264,29 @@ START_TEST(value_shaped_trees_differ)
 }
 END_TEST
 
+/* A raw text holding the marker bytes must not meet a cached template. */
+START_TEST(marker_bytes_do_not_alias_templates)
+{
+	scry_fingerprinter *f;
+	ck_assert_int_eq(scry_fingerprinter_new(&f, NULL, NULL), 0);
+	static const char *const pairs[][2] = {
+		{ "SELECT 5", "SELECT \x02" },
+		{ "SELECT 'a', 1.5", "SELECT \x01, \x03" },
+		{ "SELECT * FROM t WHERE a = 'x'", "SELECT * FROM t WHERE a = \x01" },
+	};
+	for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
+		for (int k = 0; k < 2; k++) {
+			ck_assert(same_as_pg_query(f, pairs[i][k], strlen(pairs[i][k]), "marker"));
+			ck_assert(same_as_pg_query(f, pairs[i][k], strlen(pairs[i][k]), "marker again"));
+		}
+	/* A comment or string holding a marker byte parses: it is its own key. */
+	const char *ok = "SELECT 1 /* \x02 */";
+	ck_assert(same_as_pg_query(f, ok, strlen(ok), "marker in comment"));
+	ck_assert(same_as_pg_query(f, "SELECT 7", 8, "after marker in comment"));
+	scry_fingerprinter_free(f);
+}
+END_TEST
+
 /* Texts that differ only in constants do not go through the parser again. */
 START_TEST(constants_do_not_reparse)
 {
@@ -296,6 +319,18 @@ START_TEST(constants_do_not_reparse)
 	ck_assert_uint_eq(fp, reference(big).fp);
 	scry_fingerprinter_stats_get(f, &st);
 	ck_assert_uint_eq(st.parses, 2);
+	/* Comments (sqlcommenter, marginalia) do not stop lifting. */
+	const char *commented[] = {
+		"/* app:web,route:/orders */ SELECT * FROM orders WHERE id = 5 -- line 12\n",
+		"/* app:web,route:/orders */ SELECT * FROM orders WHERE id = 6 -- line 12\n",
+		"/* app:web,route:/orders */ SELECT * FROM orders WHERE id = 6 -- line 13\n",
+	};
+	for (size_t i = 0; i < 3; i++) {
+		ck_assert_int_eq(scry_fingerprint_compute(f, commented[i], strlen(commented[i]), &fp, NULL), 0);
+		ck_assert_uint_eq(fp, reference(commented[i]).fp);
+	}
+	scry_fingerprinter_stats_get(f, &st);
+	ck_assert_uint_eq(st.parses, 4); /* one for the shape, one for the other comment */
 	scry_fingerprinter_free(f);
 }
 END_TEST
@@ -397,6 +432,37 @@ START_TEST(split_statements)
 	ck_assert_int_eq(scry_fingerprint_split("", 0, &sp, &n, NULL), 0);
 	ck_assert_uint_eq(n, 0);
 	scry_statement_spans_free(sp);
+
+	/* What the scanner cannot split becomes one last statement that fails
+	 * to parse with its position; the statements before it are kept. */
+	static const struct {
+		const char *sql;
+		size_t len;
+		const char *last;
+		size_t last_len;
+		const char *error;
+	} broken[] = {
+#define BROKEN(sql, last, error) { sql, sizeof(sql) - 1, last, sizeof(last) - 1, error }
+		BROKEN("SELECT 1; SELECT 'oops; SELECT 2;", "SELECT 'oops; SELECT 2", "unterminated quoted string"),
+		BROKEN("SELECT 1; SELECT 3 /* oops", "SELECT 3 /* oops", "unterminated /* comment"),
+		BROKEN("SELECT 1;\nSELECT 'd\xce\xb4' || 'x", "SELECT 'd\xce\xb4' || 'x", "at position 16"),
+		BROKEN("SELECT 1; SELECT 2 \0 x", "SELECT 2 \0 x", "NUL byte at position 10"),
+		BROKEN("SELECT 1;\0SELECT 2;", "\0SELECT 2", "NUL byte at position 1"),
+#undef BROKEN
+	};
+	for (size_t i = 0; i < sizeof broken / sizeof broken[0]; i++) {
+		scry_error err = SCRY_ERROR_INIT;
+		ck_assert_int_eq(scry_fingerprint_split(broken[i].sql, broken[i].len, &sp, &n, &err), 0);
+		ck_assert_uint_eq(n, 2);
+		ck_assert_uint_eq(sp[0].length, 8);
+		const char *last = broken[i].sql + sp[1].offset;
+		ck_assert_uint_eq(sp[1].length, broken[i].last_len);
+		ck_assert_int_eq(memcmp(last, broken[i].last, broken[i].last_len), 0);
+		uint64_t fp;
+		ck_assert_int_eq(scry_fingerprint_compute(NULL, last, sp[1].length, &fp, &err), SCRY_EPARSE);
+		ck_assert_msg(strstr(err.message, broken[i].error) != NULL, "%s", err.message);
+		scry_statement_spans_free(sp);
+	}
 }
 END_TEST
 
@@ -408,7 +474,7 @@ START_TEST(lift_splice_round_trip)
 	size_t bad = 0, lifted = 0;
 	for (size_t i = 0; i < corpus.n; i++) {
 		for (unsigned v = 0; v < 2; v++) {
-			size_t n;
+			size_t n = 0;
 			char *m = v ? sqlcorpus_mutate(corpus.stmts[i], corpus.lens[i], (unsigned)i, &n)
 			            : strdup(corpus.stmts[i]);
 			n = strlen(m);
@@ -457,7 +523,7 @@ START_TEST(cli_agrees_on_corpus)
 		snprintf(cmd, sizeof cmd, "'%s' fingerprint --json '%s' > %s 2>/dev/null", cli, g.gl_pathv[fi], out);
 		int rc = system(cmd);
 		(void)rc;
-		size_t len, olen;
+		size_t len = 0, olen = 0;
 		char *text = sqlcorpus_read_file(g.gl_pathv[fi], &len);
 		char *res = sqlcorpus_read_file(out, &olen);
 		ck_assert_ptr_nonnull(text);
@@ -541,6 +607,7 @@ int main(void)
 	tcase_add_test(tc, tricky_cases_match_pg_query);
 	tcase_add_test(tc, value_shaped_trees_differ);
 	tcase_add_test(tc, constants_do_not_reparse);
+	tcase_add_test(tc, marker_bytes_do_not_alias_templates);
 	tcase_add_test(tc, syntax_error_has_position);
 	tcase_add_test(tc, batch_keeps_going);
 	tcase_add_test(tc, normalize_matches_pg_query);

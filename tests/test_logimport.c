@@ -141,10 +141,10 @@ static void params_ok(PGconn *c, const char *sql, int n, const char *const *v, b
 }
 
 /* The workload whose events the imports must reproduce (see `expected`). */
-static void run_workload(void)
+static void run_workload(const char *conninfo)
 {
 	char ci[600];
-	snprintf(ci, sizeof ci, "%s application_name=scrytest", cluster.conninfo);
+	snprintf(ci, sizeof ci, "%s application_name=scrytest", conninfo);
 	/* Session 1: log_statement = all and log_min_duration_statement = 0. */
 	PGconn *c = pgtest_connect(ci);
 	exec_ok(c, "CREATE TABLE t (id int PRIMARY KEY, name text)");
@@ -173,7 +173,7 @@ static void run_workload(void)
 	PQfinish(c);
 
 	/* Session 2: only log_min_duration_statement = 0. */
-	c = pgtest_connect(cluster.conninfo);
+	c = pgtest_connect(conninfo);
 	exec_ok(c, "SET log_statement = 'none'");
 	exec_ok(c, "SELECT count(*) FROM t");
 	const char *v5[] = { "2" };
@@ -182,7 +182,7 @@ static void run_workload(void)
 	PQfinish(c);
 
 	/* Session 3: only log_statement = all. */
-	c = pgtest_connect(cluster.conninfo);
+	c = pgtest_connect(conninfo);
 	exec_ok(c, "SET log_min_duration_statement = -1");
 	exec_ok(c, "SELECT 42");
 	const char *v6[] = { "a'b", "c" };
@@ -212,18 +212,24 @@ static const char expected[] =
 	"S3|X||SELECT $1::text || $2::text|a'b|c\n"
 	"S3|Q|22012|SELECT 1/0\n";
 
+/* Waits until the collector has written `n` disconnections to the csvlog. */
+static void wait_log(const char *dir, int n)
+{
+	for (int i = 0; i < 100; i++) {
+		if (pgtest_system("test $(grep -c 'disconnection:' '%s/pg.csv' 2>/dev/null || echo 0) -ge %d", dir, n) == 0)
+			return;
+		usleep(100000);
+	}
+}
+
 static void cluster_setup(void)
 {
 	pgtest_start(&cluster, server_conf);
 	cluster_up = true;
-	run_workload();
+	run_workload(cluster.conninfo);
 	/* The collector writes asynchronously: wait for the last disconnection. */
 	snprintf(logdir, sizeof logdir, "%s/c/data/log", cluster.dir);
-	for (int i = 0; i < 100; i++) {
-		if (pgtest_system("test $(grep -c 'disconnection:' '%s/pg.csv') -ge 3", logdir) == 0)
-			break;
-		usleep(100000);
-	}
+	wait_log(logdir, 3);
 	/* For looking at what the server wrote (and refreshing tests/logimport/). */
 	const char *keep = getenv("SCRY_TEST_KEEP_LOGS");
 	if (keep && *keep)
@@ -537,6 +543,200 @@ START_TEST(sessions)
 }
 END_TEST
 
+/* More sessions than max_open_sessions and no disconnection lines: the
+ * oldest are forgotten (their statements recorded first), nothing is lost. */
+START_TEST(session_eviction)
+{
+	scry_buf log = SCRY_BUF_INIT;
+	for (int round = 0; round < 2; round++)
+		for (int pid = 100; pid < 120; pid++)
+			scry__buf_printf(&log, "2024-05-01 10:00:00.000 UTC [%d] u@d/a LOG:  statement: SELECT %d\n", pid,
+			                 round * 1000 + pid);
+	char sp[300];
+	scry_store *s = open_store(sp, sizeof sp);
+	scry_logimport_options o = SCRY_LOGIMPORT_OPTIONS_INIT;
+	o.format = SCRY_LOG_STDERR;
+	o.line_prefix = PREFIX;
+	o.max_open_sessions = 4;
+	o.batch_events = 3;
+	scry_logimport *imp;
+	scry_error err = SCRY_ERROR_INIT;
+	ck_assert_int_eq(scry_logimport_new(&imp, s, &o, &err), 0);
+	ck_assert_int_eq(scry_logimport_feed(imp, log.ptr, log.size, &err), 0);
+	scry_logimport_stats st;
+	ck_assert_int_eq(scry_logimport_finish(imp, &st, &err), 0);
+	scry_logimport_free(imp);
+	ck_assert_uint_eq(st.statements, 40);
+	ck_assert_uint_eq(st.skipped, 0);
+	int n;
+	char *got = events_dump(s, &n, NULL);
+	ck_assert_int_eq(n, 40);
+	for (int k = 100; k < 120; k++) {
+		char want[32];
+		snprintf(want, sizeof want, "|SELECT %d\n", 1000 + k);
+		ck_assert_ptr_nonnull(strstr(got, want));
+	}
+	free(got);
+	scry_buf_dispose(&log);
+	drop_store(s, sp);
+}
+END_TEST
+
+/* Any chunking of a real log gives the same events (fixtures written by
+ * the real server, see tests/logimport/). */
+START_TEST(fixture_chunks)
+{
+	static const struct { scry_log_format f; const char *file; } cases[] = {
+		{ SCRY_LOG_CSVLOG, "pg.csv" }, { SCRY_LOG_JSONLOG, "pg.json" }, { SCRY_LOG_STDERR, "pg.log" }
+	};
+	for (size_t c = 0; c < 3; c++) {
+		char path[512];
+		snprintf(path, sizeof path, "%s/tests/logimport/%s", SCRY_SOURCE_DIR, cases[c].file);
+		FILE *f = fopen(path, "rb");
+		ck_assert_ptr_nonnull(f);
+		static char text[1 << 16];
+		size_t n = fread(text, 1, sizeof text - 1, f);
+		fclose(f);
+		text[n] = 0;
+		static const size_t chunks[] = { 1, 3, 64, 4096 };
+		for (size_t k = 0; k < 4; k++) {
+			char sp[300];
+			scry_store *s = open_store(sp, sizeof sp);
+			scry_logimport_stats st;
+			import_text(s, cases[c].f, cases[c].f == SCRY_LOG_STDERR ? PREFIX : NULL, text, chunks[k], &st);
+			char *got = events_dump(s, NULL, NULL);
+			ck_assert_str_eq(got, expected);
+			free(got);
+			ck_assert_uint_eq(st.skipped, 0);
+			drop_store(s, sp);
+		}
+	}
+}
+END_TEST
+
+/* Damaged logs (bytes replaced by quotes, newlines, tabs, separators) never
+ * fail the import or crash it (run under ASan by make test-asan). */
+START_TEST(damaged_logs)
+{
+	static const struct { scry_log_format f; const char *file; } cases[] = {
+		{ SCRY_LOG_CSVLOG, "pg.csv" }, { SCRY_LOG_JSONLOG, "pg.json" }, { SCRY_LOG_STDERR, "pg.log" }
+	};
+	static const char nasty[] = "\"\n\t,{}\\:$' \x01\xff";
+	unsigned seed = 12345;
+	for (size_t c = 0; c < 3; c++) {
+		char path[512];
+		snprintf(path, sizeof path, "%s/tests/logimport/%s", SCRY_SOURCE_DIR, cases[c].file);
+		FILE *f = fopen(path, "rb");
+		ck_assert_ptr_nonnull(f);
+		static char orig[1 << 16], text[1 << 16];
+		size_t n = fread(orig, 1, sizeof orig - 1, f);
+		fclose(f);
+		char sp[300];
+		scry_store *s = open_store(sp, sizeof sp);
+		for (int round = 0; round < 60; round++) {
+			memcpy(text, orig, n);
+			text[n] = 0;
+			for (int k = 0; k < 1 + round % 8; k++) {
+				size_t at = rand_r(&seed) % n;
+				char ch = nasty[rand_r(&seed) % (sizeof nasty - 1)];
+				text[at] = ch ? ch : 'x';
+			}
+			size_t cut = round % 3 ? n : rand_r(&seed) % n; /* also cut short */
+			text[cut] = 0;
+			scry_logimport_stats st;
+			import_text(s, cases[c].f, cases[c].f == SCRY_LOG_STDERR ? PREFIX : NULL, text, 1 + round * 37,
+			            &st);
+			ck_assert_uint_le(st.statements, 19 + 8);
+		}
+		drop_store(s, sp);
+	}
+}
+END_TEST
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* "fingerprint count errors" per pattern, sorted: what a capture amounts to. */
+static char *patterns_dump(scry_store *s)
+{
+	scry_pattern_iter *it;
+	ck_assert_int_eq(scry_store_patterns(s, &it, NULL), 0);
+	const scry_pattern *p;
+	char line[64];
+	char **lines = NULL;
+	size_t n = 0;
+	while (scry_pattern_iter_next(it, &p, NULL) == 1) {
+		snprintf(line, sizeof line, "%016llx %lld %lld\n", (unsigned long long)p->fingerprint,
+		         (long long)p->count, (long long)p->errors);
+		lines = realloc(lines, (n + 1) * sizeof *lines);
+		lines[n++] = strdup(line);
+	}
+	scry_pattern_iter_free(it);
+	qsort(lines, n, sizeof *lines, cmp_str);
+	scry_buf out = SCRY_BUF_INIT;
+	for (size_t i = 0; i < n; i++) {
+		scry__buf_puts(&out, lines[i]);
+		free(lines[i]);
+	}
+	free(lines);
+	char *r = strdup(out.ptr ? out.ptr : "");
+	scry_buf_dispose(&out);
+	return r;
+}
+
+/* The same workload captured by the proxy and imported from the server's
+ * log gives the same patterns with the same counts and error counts. */
+START_TEST(proxy_vs_log)
+{
+	pgtest_cluster pc;
+	pgtest_start(&pc, server_conf);
+	char psp[300], lsp[300];
+	scry_store *ps = open_store(psp, sizeof psp);
+	scry_proxy_options po = SCRY_PROXY_OPTIONS_INIT;
+	char upstream[64];
+	snprintf(upstream, sizeof upstream, "127.0.0.1:%d", pc.port);
+	po.listen = "127.0.0.1:0";
+	po.upstream = upstream;
+	scry_proxy *proxy;
+	scry_error err = SCRY_ERROR_INIT;
+	ck_assert_msg(scry_proxy_new(&proxy, ps, &po, &err) == 0, "%s", err.message);
+	ck_assert_int_eq(scry_proxy_start(proxy, &err), 0);
+	char ci[300];
+	snprintf(ci, sizeof ci, "host=127.0.0.1 port=%d user=postgres dbname=postgres", scry_proxy_port(proxy));
+	run_workload(ci);
+	scry_proxy_stop(proxy);
+	ck_assert_int_eq(scry_proxy_wait(proxy, &err), 0);
+	scry_proxy_free(proxy);
+
+	char dir[400];
+	snprintf(dir, sizeof dir, "%s/c/data/log", pc.dir);
+	wait_log(dir, 3);
+	char path[450];
+	snprintf(path, sizeof path, "%s/pg.csv", dir);
+	scry_store *ls = open_store(lsp, sizeof lsp);
+	scry_logimport_stats st;
+	ck_assert_msg(scry_logimport_file(ls, path, NULL, &st, &err) == 0, "%s", err.message);
+	pgtest_stop(&pc);
+
+	char *from_proxy = patterns_dump(ps), *from_log = patterns_dump(ls);
+	ck_assert_str_eq(from_log, from_proxy);
+	scry_store_info pi, li;
+	ck_assert_int_eq(scry_store_info_get(ps, &pi, NULL), 0);
+	ck_assert_int_eq(scry_store_info_get(ls, &li, NULL), 0);
+	ck_assert_int_eq(li.events, pi.events);
+	ck_assert_int_eq(li.sessions, pi.sessions);
+	ck_assert_int_eq(li.patterns, pi.patterns);
+	ck_assert_int_eq(li.events, 19);
+	ck_assert_int_ge(li.patterns, 10);
+	free(from_proxy);
+	free(from_log);
+	drop_store(ps, psp);
+	drop_store(ls, lsp);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("logimport");
@@ -546,6 +746,9 @@ static Suite *suite(void)
 	tcase_add_test(u, mid_session);
 	tcase_add_test(u, prefixes);
 	tcase_add_test(u, sessions);
+	tcase_add_test(u, session_eviction);
+	tcase_add_test(u, fixture_chunks);
+	tcase_add_test(u, damaged_logs);
 	suite_add_tcase(s, u);
 	TCase *r = tcase_create("server");
 	tcase_add_unchecked_fixture(r, cluster_setup, cluster_teardown);
@@ -555,6 +758,10 @@ static Suite *suite(void)
 	tcase_add_test(r, real_stderr);
 	tcase_add_test(r, real_gzip_and_cli);
 	suite_add_tcase(s, r);
+	TCase *px = tcase_create("proxy");
+	tcase_set_timeout(px, 120);
+	tcase_add_test(px, proxy_vs_log);
+	suite_add_tcase(s, px);
 	return s;
 }
 

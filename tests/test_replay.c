@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdarg.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -528,6 +530,68 @@ START_TEST(test_many_sessions)
 }
 END_TEST
 
+/* Runs a shell command, returns its exit status and (first 4 KB of) stdout+stderr. */
+static int run_cmd(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int run_cmd(char *out, size_t n, const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof cmd, fmt, ap);
+	va_end(ap);
+	strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
+	FILE *f = popen(cmd, "r");
+	ck_assert(f != NULL);
+	size_t got = fread(out, 1, n - 1, f);
+	out[got] = 0;
+	int st = pclose(f);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+START_TEST(test_cli)
+{
+	setup_db();
+	char *before = checksum();
+	scry_store *s = new_store();
+	add_write_workload(s, 3);
+	scry_store_free(s);
+	char out[4096];
+	const char *cli = pgtest_cli();
+	int st = run_cmd(out, sizeof out, "SCRY_NO_PROGRESS=1 '%s' replay --store '%s' --target '%s' --label cli --repeat 2 --json",
+	                 cli, g_store_path, g_db_conninfo);
+	ck_assert_msg(st == 0, "exit %d: %s", st, out);
+	ck_assert_msg(strstr(out, "\"executions\":72,") && strstr(out, "\"errors\":0,") &&
+	              strstr(out, "\"timeouts\":0,") && strstr(out, "\"per_second\":"), "%s", out);
+	char *after = checksum();
+	ck_assert_str_eq(before, after);
+	free(before);
+	free(after);
+	/* text summary */
+	st = run_cmd(out, sizeof out, "'%s' replay --store '%s' --target '%s' --label cli2 --mode timed --speed 50",
+	             cli, g_store_path, g_db_conninfo);
+	ck_assert_msg(st == 0 && strstr(out, "36 executions") && strstr(out, "start lag"), "exit %d: %s", st, out);
+	/* usage errors: exit 2 */
+	ck_assert_int_eq(run_cmd(out, sizeof out, "'%s' replay --store '%s' --label x", cli, g_store_path), 2);
+	ck_assert_msg(strstr(out, "--target"), "%s", out);
+	ck_assert_int_eq(run_cmd(out, sizeof out, "'%s' replay --target x --label x --mode slow", cli), 2);
+	ck_assert_int_eq(run_cmd(out, sizeof out, "'%s' replay --help", cli), 0);
+	ck_assert(strstr(out, "--writes") != NULL);
+	/* a target that is down: exit 1, one clear message */
+	st = run_cmd(out, sizeof out, "'%s' replay --store '%s' --target 'host=127.0.0.1 port=1 user=postgres' --label down",
+	             cli, g_store_path);
+	ck_assert_int_eq(st, 1);
+	ck_assert_msg(strstr(out, "cannot connect to host 127.0.0.1 port 1") != NULL, "%s", out);
+	/* a store that does not exist: exit 1, and it is not created */
+	st = run_cmd(out, sizeof out, "'%s' replay --store /tmp/scry-no-such-store.db --target '%s' --label x", cli, g_db_conninfo);
+	ck_assert_int_eq(st, 1);
+	ck_assert(access("/tmp/scry-no-such-store.db", F_OK) != 0);
+	scry_store *s2 = NULL;
+	scry_error err = SCRY_ERROR_INIT;
+	ck_assert_int_eq(scry_store_open(&s2, g_store_path, NULL, &err), 0);
+	drop_store(s2);
+}
+END_TEST
+
 static void start_server(void)
 {
 	pgtest_start(&g_pg, "max_connections = 2100\nmax_locks_per_transaction = 64");
@@ -553,6 +617,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_ab_pairing);
 	tcase_add_test(tc, test_timed_mode);
 	tcase_add_test(tc, test_many_sessions);
+	tcase_add_test(tc, test_cli);
 	suite_add_tcase(s, tc);
 	return s;
 }

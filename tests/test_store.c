@@ -334,6 +334,35 @@ START_TEST(parse_errors_are_kept)
 }
 END_TEST
 
+/* Texts holding the bytes the templates use as markers are stored whole and
+ * read back exactly, whichever came first. */
+START_TEST(marker_bytes_round_trip)
+{
+	scry_store *s = open_store();
+	int64_t sid = add_session(s, 0);
+	const char *q[] = { "SELECT * FROM t WHERE a = 5", "SELECT * FROM t WHERE a = \x02",
+		            "COMMENT ON TABLE t IS '\x01\x03'", "SELECT '\x01' FROM t WHERE b = 1", "SELECT * FROM t WHERE a = 6" };
+	scry_event evs[5];
+	for (int i = 0; i < 5; i++)
+		evs[i] = ev(sid, i, 1, q[i]);
+	ck_assert_int_eq(scry_store_append(s, evs, 5, NULL), 0);
+	ck_assert_int_eq(scry_store_append(s, evs + 1, 1, NULL), 0); /* the raw text again */
+	scry_event_iter *it;
+	ck_assert_int_eq(scry_store_events(s, NULL, &it, NULL), 0);
+	const scry_stored_event *e;
+	int i = 0;
+	while (scry_event_iter_next(it, &e, NULL) == 1) {
+		const char *want = q[i < 5 ? i : 1];
+		ck_assert_str_eq(e->query, want);
+		ck_assert_uint_eq(e->fingerprint, pg_fp(want));
+		i++;
+	}
+	ck_assert_int_eq(i, 6);
+	scry_event_iter_free(it);
+	scry_store_free(s);
+}
+END_TEST
+
 START_TEST(batch_is_all_or_nothing)
 {
 	scry_store *s = open_store();
@@ -598,6 +627,7 @@ int main(void)
 	tcase_add_test(tc, append_and_read_back_in_order);
 	tcase_add_test(tc, patterns_count_and_latency);
 	tcase_add_test(tc, parse_errors_are_kept);
+	tcase_add_test(tc, marker_bytes_round_trip);
 	tcase_add_test(tc, batch_is_all_or_nothing);
 	tcase_add_test(tc, reopen_continues);
 	tcase_add_test(tc, refuses_newer_schema);
