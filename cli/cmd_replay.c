@@ -215,6 +215,9 @@ int cmd_replay(int argc, char **argv)
 			       res.lag_p99_us / 1000.0, res.lag_max_us / 1000.0);
 		if (res.errors)
 			printf("Statement errors are recorded with their SQLSTATE; `scry diff` compares them between runs.\n");
+		if (!res.executions && !res.skipped && !rc)
+			printf("The store holds no captured statements to replay: capture a workload first "
+			       "(scry capture proxy|log).\n");
 	}
 done:
 	scry_replay_free(r);

@@ -12,7 +12,8 @@
  * ROLLBACK wrap a write that runs outside a captured transaction; PREPARE
  * happens once per connection and text. Only EXEC is timed. With two targets
  * (A/B) NEXT switches to the B connection before advancing, so each
- * statement runs on A and then at once on B. See docs/replay.md.
+ * statement runs on A and then at once on B. The workload is loaded and
+ * classified by lib/replay_workload.c. See docs/replay.md.
  */
 #define _GNU_SOURCE
 #include "replay_workload.h"

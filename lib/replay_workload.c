@@ -28,6 +28,8 @@ void scry__replay_workload_free(workload *w)
 	scry__free(w->sess);
 	scry__free(w->cls_keys);
 	scry__free(w->cls_vals);
+	scry__free(w->map_ids);
+	scry__free(w->map_idx);
 	memset(w, 0, sizeof *w);
 }
 
@@ -279,15 +281,38 @@ static int intern(workload *w, const char *text, size_t len, const scry_param *p
 	return 0;
 }
 
+/* Index of session `id` in w->sess, through an open-addressing map (ids are > 0). */
 static rsession *session_for(workload *w, int64_t id, size_t *last)
 {
 	if (*last < w->nsess && w->sess[*last].id == id)
 		return &w->sess[*last];
-	/* Sessions are few compared with events: a linear scan from the newest. */
-	for (size_t i = w->nsess; i-- > 0;)
-		if (w->sess[i].id == id) {
-			*last = i;
-			return &w->sess[i];
+	if ((w->nsess + 1) * 2 > w->cmap) {
+		size_t cap = w->cmap ? w->cmap * 2 : 256;
+		int64_t *k = scry__calloc(cap, sizeof *k);
+		size_t *v = scry__calloc(cap, sizeof *v);
+		if (!k || !v) {
+			scry__free(k);
+			scry__free(v);
+			return NULL;
+		}
+		for (size_t i = 0; i < w->nsess; i++) {
+			size_t j = (size_t)w->sess[i].id * 0x9E3779B97F4A7C15ull & (cap - 1);
+			while (k[j])
+				j = (j + 1) & (cap - 1);
+			k[j] = w->sess[i].id;
+			v[j] = i;
+		}
+		scry__free(w->map_ids);
+		scry__free(w->map_idx);
+		w->map_ids = k;
+		w->map_idx = v;
+		w->cmap = cap;
+	}
+	size_t j = (size_t)id * 0x9E3779B97F4A7C15ull & (w->cmap - 1);
+	for (; w->map_ids[j]; j = (j + 1) & (w->cmap - 1))
+		if (w->map_ids[j] == id) {
+			*last = w->map_idx[j];
+			return &w->sess[*last];
 		}
 	if (w->nsess == w->asess) {
 		size_t n = w->asess ? w->asess * 2 : 64;
@@ -297,6 +322,8 @@ static rsession *session_for(workload *w, int64_t id, size_t *last)
 		w->sess = s;
 		w->asess = n;
 	}
+	w->map_ids[j] = id;
+	w->map_idx[j] = w->nsess;
 	rsession *s = &w->sess[w->nsess];
 	memset(s, 0, sizeof *s);
 	s->id = id;

@@ -62,6 +62,9 @@ typedef struct workload {
 	size_t nstmts;
 	int64_t first_us;
 	/* classification per fingerprint: texts of one pattern differ only in constants */
+	int64_t *map_ids;  /* session id -> index in sess */
+	size_t *map_idx;
+	size_t cmap;
 	uint64_t *cls_keys;
 	uint8_t *cls_vals;
 	size_t ncls, ccls;
