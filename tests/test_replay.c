@@ -495,6 +495,42 @@ START_TEST(test_timed_mode)
 }
 END_TEST
 
+START_TEST(test_fd_limit)
+{
+	setup_db();
+	scry_store *s = new_store();
+	int64_t t0 = 1700000000000000LL;
+	for (int k = 0; k < 300; k++)
+		add_simple(s, add_session(s, t0), t0 + 1, "SELECT 1", 1);
+	struct rlimit old, low;
+	getrlimit(RLIMIT_NOFILE, &old);
+	low = old;
+	low.rlim_cur = 128;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
+	o.concurrency = 300;
+	scry_replay *r = NULL;
+	scry_error err = SCRY_ERROR_INIT;
+	ck_assert_int_eq(scry_replay_new(&r, s, &o, &err), 0);
+	scry_replay_result res;
+	int rc = scry_replay_run(r, g_db_conninfo, "fds", &res, &err);
+	setrlimit(RLIMIT_NOFILE, &old);
+	ck_assert_int_eq(rc, SCRY_ELIMIT);
+	ck_assert_msg(strstr(err.message, "ulimit -n") && strstr(err.message, "300 sessions"), "%s", err.message);
+	/* within the limit it runs */
+	scry_replay_free(r);
+	o.concurrency = 50;
+	ck_assert_int_eq(scry_replay_new(&r, s, &o, &err), 0);
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	rc = scry_replay_run(r, g_db_conninfo, "fds", &res, &err);
+	setrlimit(RLIMIT_NOFILE, &old);
+	ck_assert_msg(rc == 0, "%s", err.message);
+	ck_assert_int_eq(res.executions, 300);
+	scry_replay_free(r);
+	drop_store(s);
+}
+END_TEST
+
 START_TEST(test_many_sessions)
 {
 	setup_db();
@@ -620,6 +656,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_cancel);
 	tcase_add_test(tc, test_ab_pairing);
 	tcase_add_test(tc, test_timed_mode);
+	tcase_add_test(tc, test_fd_limit);
 	tcase_add_test(tc, test_many_sessions);
 	tcase_add_test(tc, test_cli);
 	suite_add_tcase(s, tc);
