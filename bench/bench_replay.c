@@ -6,6 +6,9 @@
  *                                             (one session per csvlog session id)
  *   bench_replay many STORE N                 N sessions of two statements each,
  *                                             all overlapping (a 2,000-session replay)
+ *   bench_replay cancel-probe STORE CONNINFO  replays 64 busy sessions, cancels from
+ *                                             another thread after 1 s, prints how
+ *                                             long scry_replay_run took to return (ms)
  *   bench_replay timer-probe N                how late N bare timerfd wakeups 2.5 ms
  *                                             apart are on this machine (p50/p99/max us):
  *                                             the floor under timed mode's start lag
@@ -14,6 +17,7 @@
  * it exists so that the benchmark does not depend on the log importer module.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <scry/scry.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,12 +237,67 @@ static int timer_probe(int n)
 	return 0;
 }
 
+static int64_t g_cancel_at;
+
+static void *cancel_after(void *arg)
+{
+	usleep(1000000);
+	g_cancel_at = mono_us();
+	scry_replay_cancel(arg);
+	return NULL;
+}
+
+static int cancel_probe(scry_store *st, const char *conninfo)
+{
+	scry_error err = SCRY_ERROR_INIT;
+	int64_t t0 = 1700000000000000LL;
+	for (int k = 0; k < 64; k++) {
+		scry_session_info info = { SCRY_SOURCE_API, "postgres", "postgres", "cancel", "[local]", t0 };
+		int64_t id;
+		if (scry_store_session_add(st, &info, &id, &err))
+			goto fail;
+		scry_event e[50];
+		memset(e, 0, sizeof e);
+		for (int i = 0; i < 50; i++) {
+			e[i].session_id = id;
+			e[i].start_us = t0 + i;
+			e[i].duration_us = -1;
+			e[i].rows = 1;
+			e[i].query = "SELECT pg_sleep(0.2)";
+		}
+		if (scry_store_append(st, e, 50, &err))
+			goto fail;
+	}
+	scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
+	o.concurrency = 64;
+	scry_replay *r = NULL;
+	if (scry_replay_new(&r, st, &o, &err))
+		goto fail;
+	pthread_t th;
+	pthread_create(&th, NULL, cancel_after, r);
+	scry_replay_result res;
+	int rc = scry_replay_run(r, conninfo, "cancel-probe", &res, &err);
+	int64_t back = mono_us();
+	pthread_join(th, NULL);
+	scry_replay_free(r);
+	if (rc != SCRY_ECANCELED) {
+		fprintf(stderr, "expected a cancelled replay, got %d: %s\n", rc, err.message);
+		return 1;
+	}
+	printf("%.1f %lld\n", (back - g_cancel_at) / 1000.0, (long long)res.executions);
+	return 0;
+fail:
+	fprintf(stderr, "%s\n", err.message);
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "timer-probe"))
 		return timer_probe(atoi(argv[2]));
-	if (argc < 4 || (strcmp(argv[1], "import-csvlog") && strcmp(argv[1], "many"))) {
-		fprintf(stderr, "usage: bench_replay import-csvlog STORE FILE... | many STORE N | timer-probe N\n");
+	if (argc < 4 || (strcmp(argv[1], "import-csvlog") && strcmp(argv[1], "many") && strcmp(argv[1], "cancel-probe"))) {
+		fprintf(stderr, "usage: bench_replay import-csvlog STORE FILE... | many STORE N | cancel-probe STORE CONNINFO"
+		        " | timer-probe N\n");
 		return 2;
 	}
 	scry_store *st = NULL;
@@ -247,7 +306,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err.message);
 		return 1;
 	}
-	int rc = !strcmp(argv[1], "many") ? many(st, atoi(argv[3])) : import_csvlog(st, argc - 3, argv + 3);
+	int rc = !strcmp(argv[1], "many")           ? many(st, atoi(argv[3]))
+	         : !strcmp(argv[1], "cancel-probe") ? cancel_probe(st, argv[3])
+	                                            : import_csvlog(st, argc - 3, argv + 3);
 	scry_store_free(st);
 	return rc;
 }

@@ -24,6 +24,8 @@
 #    as is and under `chrt -f 10` (real-time scheduling, when allowed), beside
 #    the lateness of a bare timerfd wakeup on this machine (the floor).
 # 4. MANY overlapping sessions (each sleeps 1 s, then reads) at concurrency MANY.
+# 5. Cancellation: 64 sessions busy in pg_sleep, scry_replay_cancel() from
+#    another thread after 1 s; time until scry_replay_run() returns (3 times).
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -125,6 +127,10 @@ lagj() { echo "$(echo "$1" | json_num lag_p50_ms) / $(echo "$1" | json_num lag_p
 many_json=$(SCRY_NO_PROGRESS=1 "$scry" replay --store "$work/many.db" --target "$ci" --label many \
   --concurrency "$MANY" --json)
 
+cancel_ms=""
+for i in 1 2 3; do
+  cancel_ms="$cancel_ms $("$importer" cancel-probe "$work/cancel$i.db" "$ci" | cut -d' ' -f1)"
+done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 cat <<EOF
 | measure | value |
@@ -142,5 +148,6 @@ cat <<EOF
 | bare timerfd wakeup lateness p50 / p99 / max (ms), normal scheduling | $(lag3 "$probe") |
 | timed start lag p50 / p99 / max (ms), chrt -f 10 | $(lagj "$lag_rt_json") |
 | bare timerfd wakeup lateness p50 / p99 / max (ms), chrt -f 10 | $(lag3 "$probe_rt") |
+| cancel: ms from scry_replay_cancel() to scry_replay_run() returning, 64 busy sessions (3 runs) |$cancel_ms |
 | $MANY concurrent sessions: executions / errors / reconnects | $(echo "$many_json" | json_num executions) / $(echo "$many_json" | json_num errors) / $(echo "$many_json" | json_num reconnects) |
 EOF
