@@ -244,6 +244,9 @@ static void add_write_workload(scry_store *s, int sessions)
 		/* session state */
 		add_simple(s, a, t0 + k * 10 + 9, "SET search_path = public", -1);
 		add_simple(s, a, t0 + k * 10 + 9, "SELECT count(*) FROM acct", 1);
+		/* SQL-level PREPARE must persist on the session's connection for EXECUTE */
+		add_simple(s, a, t0 + k * 10 + 9, "PREPARE q(int) AS SELECT v FROM t WHERE id <= $1", -1);
+		add_simple(s, a, t0 + k * 10 + 9, "EXECUTE q(5)", 5);
 	}
 }
 
@@ -261,17 +264,20 @@ START_TEST(test_rollback_isolation)
 	ck_assert_int_eq(scry_replay_new(&r, s, &o, &err), 0);
 	scry_replay_result res;
 	ck_assert_msg(scry_replay_run(r, g_db_conninfo, "rb", &res, &err) == 0, "%s", err.message);
-	ck_assert_int_eq(res.executions, 20 * 12 * 2);
+	ck_assert_int_eq(res.executions, 20 * 14 * 2);
 	/* Writes really ran: their row counts are those of the captured statements. */
 	collected *c = collect(s, res.run_id);
-	int updates_all = 0;
+	int updates_all = 0, executes = 0;
 	for (int i = 0; i < c->n; i++) {
 		ck_assert_msg(c->sqlstate[i][0] == 0 || !strcmp(c->sqlstate[i], "40P01"),
 		              "event %lld failed with %s", (long long)c->event[i], c->sqlstate[i]);
 		if (c->rows[i] == 100)
 			updates_all++;
+		if (c->rows[i] == 5)
+			executes++;
 	}
 	ck_assert_int_eq(updates_all, 40);
+	ck_assert_int_eq(executes, 40);
 	free(c);
 	char *after = checksum();
 	ck_assert_str_eq(before, after);
@@ -284,8 +290,8 @@ START_TEST(test_rollback_isolation)
 	o.repeat = 1;
 	ck_assert_int_eq(scry_replay_new(&r, s, &o, &err), 0);
 	ck_assert_msg(scry_replay_run(r, g_db_conninfo, "skip", &res, &err) == 0, "%s", err.message);
-	ck_assert_int_eq(res.skipped, 20 * 6);
-	ck_assert_int_eq(res.executions, 20 * 6);
+	ck_assert_int_eq(res.skipped, 20 * 7);
+	ck_assert_int_eq(res.executions, 20 * 7);
 	before = checksum();
 	/* writes=execute: the database does change */
 	scry_replay_free(r);
@@ -445,8 +451,8 @@ START_TEST(test_ab_pairing)
 	ck_assert_int_eq(scry_replay_new(&r, s, &o, &err), 0);
 	scry_replay_result ra, rb;
 	ck_assert_msg(scry_replay_run_ab(r, cia, "A", cib, "B", &ra, &rb, &err) == 0, "%s", err.message);
-	ck_assert_int_eq(ra.executions, 6 * 12 * 2);
-	ck_assert_int_eq(rb.executions, 6 * 12 * 2);
+	ck_assert_int_eq(ra.executions, 6 * 14 * 2);
+	ck_assert_int_eq(rb.executions, 6 * 14 * 2);
 	ck_assert_int_ne(ra.run_id, rb.run_id);
 	collected *ca = collect(s, ra.run_id), *cb = collect(s, rb.run_id);
 	ck_assert_int_eq(ca->n, cb->n);
@@ -458,9 +464,11 @@ START_TEST(test_ab_pairing)
 		if (!strcmp(cb->sqlstate[i], "42703"))
 			b_errors++;
 	}
-	/* UPDATE t SET v and INSERT INTO t VALUES (.., 'new') fail on B only */
-	ck_assert_int_eq(b_errors, 6 * 2 * 2);
-	ck_assert_int_eq(rb.errors, 6 * 2 * 2);
+	/* UPDATE t SET v, INSERT INTO t(id, v) and PREPARE ... SELECT v fail on B only
+	 * (42703), and so does the EXECUTE of the statement that was not prepared */
+	ck_assert_int_eq(b_errors, 6 * 3 * 2);
+	ck_assert_int_eq(rb.errors, 6 * 4 * 2);
+	ck_assert_int_eq(ra.errors, 0);
 	free(ca);
 	free(cb);
 	scry_replay_free(r);
@@ -600,7 +608,7 @@ START_TEST(test_cli)
 	int st = run_cmd(out, sizeof out, "SCRY_NO_PROGRESS=1 '%s' replay --store '%s' --target '%s' --label cli --repeat 2 --json",
 	                 cli, g_store_path, g_db_conninfo);
 	ck_assert_msg(st == 0, "exit %d: %s", st, out);
-	ck_assert_msg(strstr(out, "\"executions\":72,") && strstr(out, "\"errors\":0,") &&
+	ck_assert_msg(strstr(out, "\"executions\":84,") && strstr(out, "\"errors\":0,") &&
 	              strstr(out, "\"timeouts\":0,") && strstr(out, "\"per_second\":"), "%s", out);
 	char *after = checksum();
 	ck_assert_str_eq(before, after);
@@ -609,7 +617,7 @@ START_TEST(test_cli)
 	/* text summary */
 	st = run_cmd(out, sizeof out, "'%s' replay --store '%s' --target '%s' --label cli2 --mode timed --speed 50",
 	             cli, g_store_path, g_db_conninfo);
-	ck_assert_msg(st == 0 && strstr(out, "36 executions") && strstr(out, "start lag"), "exit %d: %s", st, out);
+	ck_assert_msg(st == 0 && strstr(out, "42 executions") && strstr(out, "start lag"), "exit %d: %s", st, out);
 	/* usage errors: exit 2 */
 	ck_assert_int_eq(run_cmd(out, sizeof out, "'%s' replay --store '%s' --label x", cli, g_store_path), 2);
 	ck_assert_msg(strstr(out, "--target"), "%s", out);
