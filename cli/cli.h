@@ -65,6 +65,16 @@ void cli_progress_cb(void *ctx, const char *phase, uint64_t done, uint64_t total
 /* Clears the bar line (call before printing a summary). */
 void cli_progress_done(cli_progress *p);
 
+/*
+ * Runs a test-migration pipeline (cli/cmd_ci.c) with Ctrl-C handling (the
+ * clones are dropped), writes the report to `output` (NULL: stdout; "":
+ * nowhere) and returns the exit code. With `keep`, a pipeline that reached
+ * a verdict is handed back for the caller to free. Shared by ci and demo.
+ */
+int cli_ci_run(const char *target, scry_store *store, const scry_pipeline_options *po,
+	const scry_migration *migration, scry_report_format format, const char *output,
+	cli_progress *prog, scry_pipeline **keep);
+
 /* Writes a JSON string literal to f. */
 void cli_json_string(FILE *f, const char *s);
 

@@ -38,6 +38,7 @@ static char *read_all(FILE *f, size_t *len)
 	if (!buf)
 		return NULL;
 	size_t r;
+	errno = 0;
 	while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
 		n += r;
 		if (n == cap) {
@@ -48,6 +49,10 @@ static char *read_all(FILE *f, size_t *len)
 			}
 			buf = p;
 		}
+	}
+	if (ferror(f)) { /* a directory, an I/O error: not an empty input */
+		free(buf);
+		return NULL;
 	}
 	*len = n;
 	return buf;
@@ -84,7 +89,7 @@ int cmd_fingerprint(int argc, char **argv)
 	if (f != stdin)
 		fclose(f);
 	if (!sql) {
-		cli_error("out of memory reading %s", path);
+		cli_error("cannot read %s: %s", path, errno ? strerror(errno) : "out of memory");
 		return CLI_EXIT_ERROR;
 	}
 	scry_error err = SCRY_ERROR_INIT;

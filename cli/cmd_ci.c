@@ -1,10 +1,325 @@
-/* cli/cmd_ci.c - placeholder until the module lands (see the open issues). */
+/*
+ * cli/cmd_ci.c - `scry ci test-migration`: the whole cycle in one command,
+ * with an exit code a CI pipeline gates on.
+ */
+#define _GNU_SOURCE
 #include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char ci_help[] =
+	"usage: scry ci test-migration TARGET [OPTIONS] -- MIGRATION COMMAND...\n"
+	"\n"
+	"Tests a migration against the captured workload before it ships: clones\n"
+	"TARGET twice (CREATE DATABASE ... TEMPLATE), runs the MIGRATION COMMAND on\n"
+	"the second clone (with DATABASE_URL and PGHOST/PGPORT/PGDATABASE/PGUSER/\n"
+	"PGPASSWORD pointing at it), settles both with VACUUM ANALYZE, replays the\n"
+	"workload on both interleaved, and reports per query pattern what got\n"
+	"slower, what now fails, and the plan that changed. The clones are dropped\n"
+	"at the end, also after an error or Ctrl-C.\n"
+	"\n"
+	"TARGET is a libpq connection string or URI. Nothing is changed in it\n"
+	"(except with --sequential).\n"
+	"\n"
+	"  --store FILE        the workload store (default $SCRY_STORE, then ./scry.db)\n"
+	"  --format FMT        text (default), json, markdown or junit\n"
+	"  --output FILE       write the report to FILE instead of standard output\n"
+	"  --threshold X       regression when the median ratio exceeds X (default 1.5)\n"
+	"  --min-delta MS      ... and the median grew by more than MS ms (default 0.5)\n"
+	"  --fix COMMAND       then apply COMMAND (a shell command) to the migrated\n"
+	"                      clone and validate again; the exit code follows the\n"
+	"                      verdict after the fix\n"
+	"  --repeat N          replay rounds recorded per execution (default 1)\n"
+	"  --warmup N          replay rounds run first and not recorded (default 0)\n"
+	"  --concurrency N     sessions replayed at once (default 8)\n"
+	"  --timeout MS        statement_timeout of replayed statements (default 30000)\n"
+	"  --no-settle         do not VACUUM ANALYZE after the migration\n"
+	"  --sequential        no clones: replay on TARGET, migrate TARGET, replay again.\n"
+	"                      For when cloning is impossible. THE MIGRATION STAYS APPLIED\n"
+	"                      TO TARGET: use it only on a database you can throw away.\n"
+	"\n"
+	"Exit codes: 0 safe, 1 error, 2 usage, 4 the migration command failed,\n"
+	"5 regressions detected.\n"
+	"\n"
+	"Example:\n"
+	"  scry ci test-migration postgresql://ci@db/shop -- alembic upgrade head\n";
+
+/* What the signal-waiting thread needs. */
+static struct {
+	pthread_t thread;
+	scry_pipeline *pipeline;
+	volatile int interrupted;
+	cli_progress *progress;
+} sig;
+
+/*
+ * Signals are blocked in every thread and received here with sigwait: no
+ * async-signal-safety limits, so the pipeline can be cancelled properly
+ * and drops its clones on its way out.
+ */
+static void *signal_thread(void *arg)
+{
+	sigset_t *set = arg;
+	for (;;) {
+		int s = 0;
+		if (sigwait(set, &s) != 0)
+			continue;
+		if (s == SIGUSR2)
+			return NULL; /* the command is done */
+		if (!sig.interrupted) {
+			sig.interrupted = 1;
+			cli_progress_done(sig.progress);
+			fputs("\nscry: interrupted: stopping and dropping the clones...\n", stderr);
+			scry_pipeline_cancel(sig.pipeline);
+		}
+	}
+}
+
+static void print_log(void *ctx, scry_log_level level, const char *msg)
+{
+	cli_progress *p = ctx;
+	if (level < SCRY_LOG_WARNING)
+		return;
+	cli_progress_done(p);
+	fprintf(stderr, "scry: %s%s\n", level == SCRY_LOG_WARNING ? "warning: " : "", msg);
+}
+
+/* The migration's output goes to stderr, so that stdout holds only the report. */
+static void migration_output(void *ctx, const char *data, size_t len)
+{
+	cli_progress_done(ctx);
+	fwrite(data, 1, len, stderr);
+	fflush(stderr);
+}
+
+/* Progress: a line per phase, a bar while replaying. */
+static void progress_cb(void *ctx, const char *phase, uint64_t done, uint64_t total)
+{
+	static const struct {
+		const char *phase, *label;
+	} labels[] = {
+		{ SCRY_PHASE_CLONING, "cloning" }, { SCRY_PHASE_MIGRATING, "migrating" },
+		{ SCRY_PHASE_SETTLING, "settling" }, { SCRY_PHASE_REPLAYING, "replaying" },
+		{ SCRY_PHASE_DECIDING, "deciding" }, { SCRY_PHASE_FIXING, "fixing" },
+		{ SCRY_PHASE_CLEANUP, "cleaning up" },
+	};
+	const char *label = phase;
+	for (size_t i = 0; i < sizeof labels / sizeof labels[0]; i++)
+		if (phase && !strcmp(phase, labels[i].phase))
+			label = labels[i].label;
+	cli_progress_cb(ctx, label, done, total);
+}
+
+int cli_ci_run(const char *target, scry_store *store, const scry_pipeline_options *po,
+	const scry_migration *migration, scry_report_format format, const char *output,
+	cli_progress *prog, scry_pipeline **keep)
+{
+	scry_error err = SCRY_ERROR_INIT;
+	scry_pipeline *p = NULL;
+	if (scry_pipeline_new(&p, store, target, po, &err)) {
+		cli_lib_error("test-migration", &err);
+		return CLI_EXIT_ERROR;
+	}
+	sigset_t set, old;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR2);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	sig.pipeline = p;
+	sig.interrupted = 0;
+	sig.progress = prog;
+	bool have_thread = pthread_create(&sig.thread, NULL, signal_thread, &set) == 0;
+
+	int rc = scry_pipeline_run(p, migration, &err);
+
+	if (have_thread) {
+		pthread_kill(sig.thread, SIGUSR2);
+		pthread_join(sig.thread, NULL);
+	}
+	/* Signals that arrived meanwhile are consumed: they were handled as a cancel. */
+	struct timespec zero = { 0, 0 };
+	while (sigtimedwait(&set, NULL, &zero) > 0)
+		;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	cli_progress_done(prog);
+
+	int status;
+	if (rc == SCRY_EMIGRATION) {
+		cli_lib_error("the migration failed", &err);
+		fputs("Nothing was judged: fix the migration and run again.\n", stderr);
+		status = CLI_EXIT_MIGRATION;
+	} else if (rc == SCRY_ECANCELED || sig.interrupted) {
+		cli_error("interrupted; the clones were dropped");
+		status = CLI_EXIT_ERROR;
+	} else if (rc) {
+		cli_lib_error("test-migration", &err);
+		status = CLI_EXIT_ERROR;
+	} else {
+		status = scry_pipeline_failures(p) ? CLI_EXIT_REGRESSION : CLI_EXIT_OK;
+		if (!output || *output) {
+			scry_buf out = SCRY_BUF_INIT;
+			if (scry_pipeline_report(p, format, &out, &err)) {
+				cli_lib_error("report", &err);
+				status = CLI_EXIT_ERROR;
+			} else {
+				FILE *f = output ? fopen(output, "w") : stdout;
+				if (!f) {
+					cli_error("cannot write %s: %s", output, strerror(errno));
+					status = CLI_EXIT_ERROR;
+				} else {
+					if (out.size)
+						fwrite(out.ptr, 1, out.size, f);
+					if (f != stdout && fclose(f) != 0) {
+						cli_error("cannot write %s: %s", output, strerror(errno));
+						status = CLI_EXIT_ERROR;
+					}
+					fflush(stdout);
+				}
+			}
+			scry_buf_dispose(&out);
+		}
+	}
+	if (keep && status != CLI_EXIT_ERROR && status != CLI_EXIT_MIGRATION)
+		*keep = p;
+	else
+		scry_pipeline_free(p);
+	sig.pipeline = NULL;
+	return status;
+}
+
+static int test_migration(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "store", required_argument, NULL, 's' },
+		{ "format", required_argument, NULL, 'f' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "threshold", required_argument, NULL, 't' },
+		{ "min-delta", required_argument, NULL, 'd' },
+		{ "fix", required_argument, NULL, 'x' },
+		{ "repeat", required_argument, NULL, 'r' },
+		{ "warmup", required_argument, NULL, 'w' },
+		{ "concurrency", required_argument, NULL, 'c' },
+		{ "timeout", required_argument, NULL, 'T' },
+		{ "no-settle", no_argument, NULL, 'N' },
+		{ "sequential", no_argument, NULL, 'S' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *store_opt = NULL, *output = NULL, *fix = NULL;
+	scry_report_format format = SCRY_REPORT_TEXT;
+	scry_pipeline_options po = SCRY_PIPELINE_OPTIONS_INIT;
+	scry_replay_options ro = SCRY_REPLAY_OPTIONS_INIT;
+	scry_verdict_options vo = SCRY_VERDICT_OPTIONS_INIT;
+	double d;
+	long n = 1;
+	int c;
+	/* Options are parsed up to "--" only: the migration command keeps its own. */
+	int dd = 1;
+	while (dd < argc && strcmp(argv[dd], "--"))
+		dd++;
+	optind = 1;
+	while ((c = getopt_long(dd, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': store_opt = optarg; break;
+		case 'f':
+			if (scry_report_format_parse(optarg, &format))
+				return cli_usage_error("ci", "--format is text, json, markdown or junit, not '%s'", optarg);
+			break;
+		case 'o': output = optarg; break;
+		case 't':
+			if (!cli_parse_double("ci", "--threshold", optarg, &d))
+				return CLI_EXIT_USAGE;
+			vo.threshold = d;
+			break;
+		case 'd':
+			if (!cli_parse_double("ci", "--min-delta", optarg, &d))
+				return CLI_EXIT_USAGE;
+			vo.min_delta_ms = d;
+			break;
+		case 'x': fix = optarg; break;
+		case 'r':
+			if (!cli_parse_long("ci", "--repeat", optarg, &n) || n < 1)
+				return n < 1 ? cli_usage_error("ci", "--repeat needs at least 1") : CLI_EXIT_USAGE;
+			ro.repeat = (int)n;
+			break;
+		case 'w':
+			if (!cli_parse_long("ci", "--warmup", optarg, &n))
+				return CLI_EXIT_USAGE;
+			ro.warmup = (int)n;
+			break;
+		case 'c':
+			if (!cli_parse_long("ci", "--concurrency", optarg, &n) || n < 1)
+				return n < 1 ? cli_usage_error("ci", "--concurrency needs at least 1") : CLI_EXIT_USAGE;
+			ro.concurrency = (int)n;
+			break;
+		case 'T':
+			if (!cli_parse_long("ci", "--timeout", optarg, &n) || n < 1)
+				return n < 1 ? cli_usage_error("ci", "--timeout needs at least 1") : CLI_EXIT_USAGE;
+			ro.timeout_ms = (int)n;
+			break;
+		case 'N': po.no_settle = 1; break;
+		case 'S': po.mode = SCRY_PIPELINE_SEQUENTIAL; break;
+		case 'h': fputs(ci_help, stdout); return CLI_EXIT_OK;
+		default: return cli_usage_error("ci", "unknown option");
+		}
+	}
+	if (optind >= dd)
+		return cli_usage_error("ci", "TARGET is missing (a connection string or URI)");
+	if (dd - optind > 1)
+		return cli_usage_error("ci", "unexpected '%s': put the migration command after --", argv[optind + 1]);
+	const char *target = argv[optind];
+	optind = dd + 1;
+	if (optind >= argc)
+		return cli_usage_error("ci", "the migration command is missing: ... TARGET -- COMMAND...");
+
+	cli_progress prog;
+	cli_progress_init(&prog);
+	scry_migration mig = SCRY_MIGRATION_INIT;
+	mig.argv = argv + optind;
+	mig.output = migration_output;
+	mig.output_ctx = &prog;
+	char *fix_argv[] = { "sh", "-c", (char *)fix, NULL };
+	scry_migration fixm = SCRY_MIGRATION_INIT;
+	if (fix) {
+		fixm.argv = fix_argv;
+		fixm.output = migration_output;
+		fixm.output_ctx = &prog;
+		po.fix = &fixm;
+	}
+	if (po.mode == SCRY_PIPELINE_SEQUENTIAL)
+		fputs("scry: WARNING: --sequential applies the migration to the target database itself,\n"
+		      "scry: and it stays applied. Use it only on a database you can throw away.\n", stderr);
+	po.replay = &ro;
+	po.verdict = &vo;
+	po.label_prefix = "ci";
+	po.progress = progress_cb;
+	po.progress_ctx = &prog;
+	po.log = print_log;
+	po.log_ctx = &prog;
+
+	scry_store *store;
+	if (cli_open_store(cli_store_path(store_opt), true, &store))
+		return CLI_EXIT_ERROR;
+	int status = cli_ci_run(target, store, &po, &mig, format, output, &prog, NULL);
+	scry_store_free(store);
+	return status;
+}
 
 int cmd_ci(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	cli_error("'ci' is not implemented yet");
-	return CLI_EXIT_ERROR;
+	if (argc < 2 || cli_is_help(argv[1])) {
+		fputs(ci_help, argc < 2 ? stderr : stdout);
+		return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+	}
+	if (!strcmp(argv[1], "test-migration"))
+		return test_migration(argc - 1, argv + 1);
+	return cli_usage_error("ci", "unknown ci command '%s' (test-migration)", argv[1]);
 }

@@ -1,10 +1,140 @@
-/* cli/cmd_diff.c - placeholder until the module lands (see the open issues). */
+/* cli/cmd_diff.c - `scry diff`: the verdict on two replay runs. */
+#define _GNU_SOURCE
 #include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char diff_help[] =
+	"usage: scry diff --baseline LABEL --candidate LABEL [--store FILE]\n"
+	"                 [--format text|json|markdown|junit] [--threshold X] [--min-delta MS]\n"
+	"                 [--min-samples N] [--baseline-target CONNINFO --candidate-target CONNINFO]\n"
+	"\n"
+	"Compares, per query pattern, the newest replay runs labelled LABEL and\n"
+	"prints what regressed, what now fails, and why (docs/verdict.md).\n"
+	"\n"
+	"  --baseline LABEL        run before the migration (e.g. clone A)\n"
+	"  --candidate LABEL       run after the migration (e.g. clone B)\n"
+	"  --store FILE            workload store (default $SCRY_STORE, then ./scry.db)\n"
+	"  --format F              text (default), json, markdown, junit\n"
+	"  --threshold X           regressed when the 95%% interval of the latency ratio\n"
+	"                          lies above X (default 1.5)\n"
+	"  --min-delta MS          ... and the median grew by more than MS (default 0.5)\n"
+	"  --min-samples N         paired executions needed to judge a pattern (default 5)\n"
+	"  --baseline-target C     connection to the baseline database, and\n"
+	"  --candidate-target C    to the candidate: EXPLAIN (ANALYZE, BUFFERS) of\n"
+	"                          regressed patterns on both (inside BEGIN ... ROLLBACK),\n"
+	"                          error messages, and best-index checks of patterns\n"
+	"                          that only work on the candidate\n"
+	"\n"
+	"Exit status: 0 nothing fails the gate, 5 a pattern regressed, gained an\n"
+	"error or is slower than its best, 1 error, 2 usage.\n";
+
+static void log_cb(void *ctx, scry_log_level level, const char *message)
+{
+	(void)ctx;
+	if (level >= SCRY_LOG_WARNING)
+		fprintf(stderr, "scry: %s\n", message);
+}
 
 int cmd_diff(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	cli_error("'diff' is not implemented yet");
-	return CLI_EXIT_ERROR;
+	static const struct option opts[] = {
+		{ "baseline", required_argument, NULL, 'b' },
+		{ "candidate", required_argument, NULL, 'c' },
+		{ "store", required_argument, NULL, 's' },
+		{ "format", required_argument, NULL, 'f' },
+		{ "threshold", required_argument, NULL, 't' },
+		{ "min-delta", required_argument, NULL, 'd' },
+		{ "min-samples", required_argument, NULL, 'n' },
+		{ "baseline-target", required_argument, NULL, 'B' },
+		{ "candidate-target", required_argument, NULL, 'C' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *baseline = NULL, *candidate = NULL, *store_opt = NULL;
+	scry_report_format format = SCRY_REPORT_TEXT;
+	scry_verdict_options vo = SCRY_VERDICT_OPTIONS_INIT;
+	long n;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "b:c:s:f:t:d:n:B:C:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'b': baseline = optarg; break;
+		case 'c': candidate = optarg; break;
+		case 's': store_opt = optarg; break;
+		case 'f':
+			if (scry_report_format_parse(optarg, &format))
+				return cli_usage_error("diff", "--format must be text, json, markdown or junit, not '%s'", optarg);
+			break;
+		case 't':
+			if (!cli_parse_double("diff", "--threshold", optarg, &vo.threshold))
+				return CLI_EXIT_USAGE;
+			if (vo.threshold < 1.0)
+				return cli_usage_error("diff", "--threshold is a ratio >= 1 (1.5 = 50%% slower), not '%s'", optarg);
+			break;
+		case 'd': {
+			char *end;
+			errno = 0;
+			vo.min_delta_ms = strtod(optarg, &end);
+			if (!*optarg || *end || errno || !(vo.min_delta_ms >= 0))
+				return cli_usage_error("diff", "--min-delta needs a number of milliseconds >= 0, not '%s'", optarg);
+			break;
+		}
+		case 'n':
+			if (!cli_parse_long("diff", "--min-samples", optarg, &n))
+				return CLI_EXIT_USAGE;
+			vo.min_samples = n < 1 ? 1 : n > 1000000 ? 1000000 : (int)n;
+			break;
+		case 'B': vo.baseline_conninfo = optarg; break;
+		case 'C': vo.candidate_conninfo = optarg; break;
+		case 'h': fputs(diff_help, stdout); return CLI_EXIT_OK;
+		default: return cli_usage_error("diff", "unknown option");
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("diff", "unexpected argument '%s'", argv[optind]);
+	if (!baseline || !candidate)
+		return cli_usage_error("diff", "--baseline and --candidate are required");
+	if (!vo.baseline_conninfo != !vo.candidate_conninfo)
+		return cli_usage_error("diff", "--baseline-target and --candidate-target go together");
+
+	scry_store *store;
+	if (cli_open_store(cli_store_path(store_opt), true, &store))
+		return CLI_EXIT_ERROR;
+	cli_progress prog;
+	cli_progress_init(&prog);
+	vo.progress = cli_progress_cb;
+	vo.progress_ctx = &prog;
+	vo.log = log_cb;
+	scry_error err = SCRY_ERROR_INIT;
+	scry_verdict *v = NULL;
+	int rc = scry_verdict_compute(&v, store, baseline, candidate, &vo, &err);
+	cli_progress_done(&prog);
+	if (rc) {
+		cli_lib_error("diff", &err);
+		scry_store_free(store);
+		return CLI_EXIT_ERROR;
+	}
+	scry_buf out = SCRY_BUF_INIT;
+	rc = scry_report_render(v, format, &out, &err);
+	int exit_code = scry_verdict_failures(v) ? CLI_EXIT_REGRESSION : CLI_EXIT_OK;
+	if (rc) {
+		cli_lib_error("rendering the report", &err);
+		exit_code = CLI_EXIT_ERROR;
+	} else if (out.size && fwrite(out.ptr, 1, out.size, stdout) != out.size) {
+		cli_error("writing the report: %s", strerror(errno));
+		exit_code = CLI_EXIT_ERROR;
+	}
+	if (fflush(stdout) != 0 && exit_code != CLI_EXIT_ERROR) {
+		cli_error("writing the report: %s", strerror(errno));
+		exit_code = CLI_EXIT_ERROR;
+	}
+	scry_buf_dispose(&out);
+	scry_verdict_free(v);
+	scry_store_free(store);
+	return exit_code;
 }

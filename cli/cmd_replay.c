@@ -1,10 +1,223 @@
-/* cli/cmd_replay.c - placeholder until the module lands (see the open issues). */
+/* cli/cmd_replay.c - `scry replay`: replays the captured workload against a database. */
+#define _GNU_SOURCE
 #include "cli.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static const char replay_help[] =
+	"usage: scry replay --target CONNINFO --label NAME [--store FILE] [--mode fast|timed]\n"
+	"                   [--speed X] [--concurrency N] [--repeat N] [--warmup N]\n"
+	"                   [--writes rollback|skip|execute] [--timeout MS] [--json]\n"
+	"\n"
+	"Replays the workload captured in the store against CONNINFO (a libpq connection\n"
+	"string or URI, e.g. \"host=localhost dbname=shop\" or \"service=shadow\") and\n"
+	"records one sample per execution in a run labelled NAME, for `scry diff`.\n"
+	"\n"
+	"  --target CONNINFO   the database to replay against (a copy, not production)\n"
+	"  --label NAME        name of this run (reusing a label replaces it in diffs)\n"
+	"  --store FILE        workload store (default $SCRY_STORE, then ./scry.db)\n"
+	"  --mode fast|timed   fast: as fast as possible (default); timed: original pace\n"
+	"  --speed X           timed mode: X times the original pace (default 1.0)\n"
+	"  --concurrency N     fast mode: sessions replayed at once (default 8)\n"
+	"  --repeat N          record every execution N times (rounds; default 1)\n"
+	"  --warmup N          rounds run first and not recorded (default 0)\n"
+	"  --writes MODE       rollback: replay transactions, then roll them back (default)\n"
+	"                      skip: do not run statements that may write\n"
+	"                      execute: run and commit everything (changes the target!)\n"
+	"  --timeout MS        statement_timeout per statement (default 30000; 0 = none)\n"
+	"  --json              print one JSON object with the results (see docs/cli.md)\n"
+	"\n"
+	"Exit status: 0 replayed (statement errors are recorded, not fatal), 1 error\n"
+	"(cannot connect, store problem, interrupted), 2 usage.\n";
+
+static scry_replay *g_replay;
+
+/* Ctrl-C stops the replay; the samples recorded so far are kept. */
+static void on_signal(int sig)
+{
+	(void)sig;
+	if (g_replay)
+		scry_replay_cancel(g_replay);
+}
+
+static void on_log(void *ctx, scry_log_level level, const char *msg)
+{
+	(void)ctx;
+	if (level >= SCRY_LOG_WARNING && getenv("SCRY_VERBOSE"))
+		fprintf(stderr, "scry: %s\n", msg);
+}
+
+/* Many sessions at once need many descriptors: use what the hard limit allows. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
 
 int cmd_replay(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	cli_error("'replay' is not implemented yet");
-	return CLI_EXIT_ERROR;
+	static const struct option opts[] = {
+		{ "target", required_argument, NULL, 't' },
+		{ "label", required_argument, NULL, 'l' },
+		{ "store", required_argument, NULL, 's' },
+		{ "mode", required_argument, NULL, 'm' },
+		{ "speed", required_argument, NULL, 'x' },
+		{ "concurrency", required_argument, NULL, 'c' },
+		{ "repeat", required_argument, NULL, 'r' },
+		{ "warmup", required_argument, NULL, 'w' },
+		{ "writes", required_argument, NULL, 'W' },
+		{ "timeout", required_argument, NULL, 'T' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *target = NULL, *label = NULL, *store_opt = NULL;
+	bool json = false;
+	scry_replay_options o;
+	scry_replay_options_init(&o);
+	int c;
+	long n;
+	while ((c = getopt_long(argc, argv, "t:l:s:m:x:c:r:w:W:T:jh", opts, NULL)) != -1) {
+		switch (c) {
+		case 't': target = optarg; break;
+		case 'l': label = optarg; break;
+		case 's': store_opt = optarg; break;
+		case 'm':
+			if (!strcmp(optarg, "fast"))
+				o.mode = SCRY_REPLAY_FAST;
+			else if (!strcmp(optarg, "timed"))
+				o.mode = SCRY_REPLAY_TIMED;
+			else
+				return cli_usage_error("replay", "--mode must be fast or timed, not '%s'", optarg);
+			break;
+		case 'x':
+			if (!cli_parse_double("replay", "--speed", optarg, &o.speed))
+				return CLI_EXIT_USAGE;
+			break;
+		case 'c':
+			if (!cli_parse_long("replay", "--concurrency", optarg, &n))
+				return CLI_EXIT_USAGE;
+			if (n < 1 || n > 1000000)
+				return cli_usage_error("replay", "--concurrency must be between 1 and 1000000");
+			o.concurrency = (int)n;
+			break;
+		case 'r':
+			if (!cli_parse_long("replay", "--repeat", optarg, &n))
+				return CLI_EXIT_USAGE;
+			if (n < 1 || n > 100000)
+				return cli_usage_error("replay", "--repeat must be between 1 and 100000");
+			o.repeat = (int)n;
+			break;
+		case 'w':
+			if (!cli_parse_long("replay", "--warmup", optarg, &n))
+				return CLI_EXIT_USAGE;
+			if (n > 100000)
+				return cli_usage_error("replay", "--warmup must be at most 100000");
+			o.warmup = (int)n;
+			break;
+		case 'W':
+			if (!strcmp(optarg, "rollback"))
+				o.writes = SCRY_WRITES_ROLLBACK;
+			else if (!strcmp(optarg, "skip"))
+				o.writes = SCRY_WRITES_SKIP;
+			else if (!strcmp(optarg, "execute"))
+				o.writes = SCRY_WRITES_EXECUTE;
+			else
+				return cli_usage_error("replay", "--writes must be rollback, skip or execute, not '%s'", optarg);
+			break;
+		case 'T':
+			if (!cli_parse_long("replay", "--timeout", optarg, &n))
+				return CLI_EXIT_USAGE;
+			if (n > 2147483647)
+				return cli_usage_error("replay", "--timeout is too large");
+			o.timeout_ms = (int)n;
+			break;
+		case 'j': json = true; break;
+		case 'h': fputs(replay_help, stdout); return CLI_EXIT_OK;
+		default: return cli_usage_error("replay", "unknown option");
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("replay", "unexpected argument '%s'", argv[optind]);
+	if (!target)
+		return cli_usage_error("replay", "--target CONNINFO is required (the database to replay against)");
+	if (!label || !*label)
+		return cli_usage_error("replay", "--label NAME is required (the name `scry diff` will use)");
+
+	raise_nofile();
+	scry_store *store = NULL;
+	if (cli_open_store(cli_store_path(store_opt), true, &store))
+		return CLI_EXIT_ERROR;
+	cli_progress prog;
+	cli_progress_init(&prog);
+	o.progress = cli_progress_cb;
+	o.progress_ctx = &prog;
+	o.log = on_log;
+	scry_error err = SCRY_ERROR_INIT;
+	scry_replay *r = NULL;
+	if (scry_replay_new(&r, store, &o, &err)) {
+		cli_lib_error("replay", &err);
+		scry_store_free(store);
+		return CLI_EXIT_ERROR;
+	}
+	g_replay = r;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	scry_replay_result res;
+	memset(&res, 0, sizeof res);
+	int rc = scry_replay_run(r, target, label, &res, &err);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	g_replay = NULL;
+	cli_progress_done(&prog);
+	int exit_code = CLI_EXIT_OK;
+	if (rc && rc != SCRY_ECANCELED) {
+		cli_lib_error("replay", &err);
+		exit_code = CLI_EXIT_ERROR;
+		if (!res.run_id)
+			goto done;
+	} else if (rc == SCRY_ECANCELED) {
+		cli_error("replay interrupted; the %lld samples recorded so far are kept in run '%s'",
+		          (long long)res.executions, label);
+		exit_code = CLI_EXIT_ERROR;
+	}
+	if (json) {
+		printf("{\"label\":");
+		cli_json_string(stdout, label);
+		printf(",\"run_id\":%lld,\"executions\":%lld,\"errors\":%lld,\"timeouts\":%lld,"
+		       "\"reconnects\":%lld,\"skipped\":%lld,\"per_second\":%.1f,\"elapsed_ms\":%.1f,"
+		       "\"lag_p50_ms\":%.3f,\"lag_p99_ms\":%.3f,\"lag_max_ms\":%.3f,\"complete\":%s}\n",
+		       (long long)res.run_id, (long long)res.executions, (long long)res.errors,
+		       (long long)res.timeouts, (long long)res.reconnects, (long long)res.skipped,
+		       res.per_second, res.elapsed_us / 1000.0, res.lag_p50_us / 1000.0,
+		       res.lag_p99_us / 1000.0, res.lag_max_us / 1000.0, rc ? "false" : "true");
+	} else {
+		printf("run '%s' (id %lld): %lld executions in %.1f s (%.0f/s), %lld errors, %lld timeouts",
+		       label, (long long)res.run_id, (long long)res.executions, res.elapsed_us / 1e6,
+		       res.per_second, (long long)res.errors, (long long)res.timeouts);
+		if (res.reconnects)
+			printf(", %lld reconnects", (long long)res.reconnects);
+		if (res.skipped)
+			printf(", %lld skipped writes", (long long)res.skipped);
+		printf("\n");
+		if (o.mode == SCRY_REPLAY_TIMED)
+			printf("start lag: p50 %.3f ms, p99 %.3f ms, max %.3f ms\n", res.lag_p50_us / 1000.0,
+			       res.lag_p99_us / 1000.0, res.lag_max_us / 1000.0);
+		if (res.errors)
+			printf("Statement errors are recorded with their SQLSTATE; `scry diff` compares them between runs.\n");
+	}
+done:
+	scry_replay_free(r);
+	scry_store_free(store);
+	return exit_code;
 }

@@ -5,9 +5,11 @@
  * Why the cache is exact (docs/fingerprint.md has the long form):
  * pg_query's fingerprint ignores A_Const nodes. In DML (SELECT, INSERT,
  * UPDATE, DELETE, WITH, VALUES, TABLE) every plain string or numeric literal
- * becomes an A_Const, except in two grammar spots where the value of an
- * integer shapes the tree (float(p) and array bounds int[3]); there the lexer
- * below refuses to lift. The lexer keeps the token kinds PostgreSQL's lexer
+ * becomes an A_Const, except in three grammar spots where the value of an
+ * integer shapes the tree (float(p), array bounds int[3], and the precision
+ * of CURRENT_TIME(p) and its kin, kept in SQLValueFunction.typmod); there the
+ * lexer below refuses to lift. A text holding several statements is lifted
+ * only when every one of them is DML (DDL keeps values in its tree). The lexer keeps the token kinds PostgreSQL's lexer
  * would give (string, integer that fits int32, other numeric), so two texts
  * with the same template lex to the same token kinds, parse to the same tree
  * up to A_Const contents, and have the same fingerprint. Anything unusual
@@ -61,35 +63,48 @@ static bool word_eq(const char *p, size_t n, const char *kw)
 	return true;
 }
 
+/* Skips the one comment (-- or a nested block comment) starting at i; *ok is false
+ * when a block comment is not terminated. */
+static size_t skip_comment(const char *s, size_t len, size_t i, bool *ok)
+{
+	*ok = true;
+	if (s[i] == '-') {
+		while (i < len && s[i] != '\n')
+			i++;
+		return i;
+	}
+	int depth = 0;
+	while (i < len) {
+		if (i + 1 < len && s[i] == '/' && s[i + 1] == '*') {
+			depth++;
+			i += 2;
+		} else if (i + 1 < len && s[i] == '*' && s[i + 1] == '/') {
+			i += 2;
+			if (--depth == 0)
+				return i;
+		} else {
+			i++;
+		}
+	}
+	*ok = false;
+	return len;
+}
+
+static bool comment_starts(const char *s, size_t len, size_t i)
+{
+	return i + 1 < len && ((s[i] == '-' && s[i + 1] == '-') || (s[i] == '/' && s[i + 1] == '*'));
+}
+
 /* Skips whitespace and comments from i; returns the new index, or len. */
 static size_t skip_space_comments(const char *s, size_t len, size_t i)
 {
 	for (;;) {
 		while (i < len && is_space((unsigned char)s[i]))
 			i++;
-		if (i + 1 < len && s[i] == '-' && s[i + 1] == '-') {
-			while (i < len && s[i] != '\n')
-				i++;
-			continue;
-		}
-		if (i + 1 < len && s[i] == '/' && s[i + 1] == '*') {
-			int depth = 0;
-			while (i < len) {
-				if (i + 1 < len && s[i] == '/' && s[i + 1] == '*') {
-					depth++;
-					i += 2;
-				} else if (i + 1 < len && s[i] == '*' && s[i + 1] == '/') {
-					depth--;
-					i += 2;
-					if (depth == 0)
-						break;
-				} else {
-					i++;
-				}
-			}
-			continue;
-		}
-		return i;
+		if (!comment_starts(s, len, i))
+			return i;
+		bool ok;
+		i = skip_comment(s, len, i, &ok);
 	}
 }
 
@@ -109,21 +124,21 @@ static bool is_dml(const char *s, size_t len)
 	       word_eq(w, n, "table");
 }
 
-/* Previous non-space byte before index i, or 0. */
-static char prev_nonspace(const char *s, size_t i)
+/* Keywords whose parenthesised integer is not an A_Const: float(p) picks
+ * float4 or float8 by value; CURRENT_TIME(p) and its kin keep p as typmod. */
+static bool value_shapes_tree(const char *w, size_t n)
 {
-	while (i > 0) {
-		i--;
-		if (!is_space((unsigned char)s[i]))
-			return s[i];
-	}
-	return 0;
+	return word_eq(w, n, "float") || word_eq(w, n, "current_time") ||
+	       word_eq(w, n, "current_timestamp") || word_eq(w, n, "localtime") ||
+	       word_eq(w, n, "localtimestamp");
 }
 
 /* Lexes the DML text; returns true when every literal could be lifted. */
 static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int *nlits, int *oom)
 {
 	size_t i = 0, copied = 0;
+	/* Last byte of the previous token, comments and whitespace skipped. */
+	unsigned char last = 0;
 	*nlits = 0;
 #define EMIT_LITERAL(kind, from, to)                                                  \
 	do {                                                                          \
@@ -144,12 +159,11 @@ static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int 
 			return false;
 		if (is_space(c)) {
 			i++;
-		} else if ((c == '-' && i + 1 < len && s[i + 1] == '-') ||
-		           (c == '/' && i + 1 < len && s[i + 1] == '*')) {
-			size_t j = skip_space_comments(s, len, i);
-			if (c == '/' && (j < i + 4 || s[j - 1] != '/' || s[j - 2] != '*'))
+		} else if (comment_starts(s, len, i)) {
+			bool ok;
+			i = skip_comment(s, len, i, &ok);
+			if (!ok)
 				return false; /* unterminated comment: leave it to the parser */
-			i = j;
 		} else if (c == '\'') {
 			if (i > 0 && (is_ident_char((unsigned char)s[i - 1]) || s[i - 1] == '&' ||
 			              s[i - 1] == '\''))
@@ -176,12 +190,12 @@ static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int 
 				return false;
 			EMIT_LITERAL(SCRY__LIT_STRING, i, j);
 			i = j;
+			last = '\'';
 		} else if (is_digit(c) || (c == '.' && i + 1 < len && is_digit((unsigned char)s[i + 1]))) {
 			if (i > 0 && (is_ident_char((unsigned char)s[i - 1])))
 				return false;
-			char before = prev_nonspace(s, i);
-			if (before == '[' || before == '/')
-				return false; /* int[3], or a comment before: array bounds are Integer nodes */
+			if (last == '[')
+				return false; /* int[3]: array bounds are Integer nodes */
 			size_t j = i;
 			bool is_float = false;
 			while (j < len && is_digit((unsigned char)s[j]))
@@ -217,6 +231,7 @@ static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int 
 			}
 			EMIT_LITERAL(is_float ? LIT_FLOAT : LIT_INTEGER, i, j);
 			i = j;
+			last = '0';
 		} else if (c == '$') {
 			if (i + 1 < len && is_digit((unsigned char)s[i + 1])) {
 				i++;
@@ -224,6 +239,7 @@ static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int 
 					i++;
 				if (i < len && is_ident_char((unsigned char)s[i]))
 					return false;
+				last = '0';
 			} else {
 				return false; /* dollar quoting */
 			}
@@ -244,20 +260,30 @@ static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int 
 				j++;
 			}
 			i = j + 1;
+			last = '"';
 		} else if (is_ident_start(c)) {
 			size_t j = i;
 			while (j < len && is_ident_char((unsigned char)s[j]))
 				j++;
 			if (j < len && (s[j] == '\'' || s[j] == '&'))
 				return false;
-			if (word_eq(s + i, j - i, "float")) {
+			if (value_shapes_tree(s + i, j - i)) {
 				size_t k = skip_space_comments(s, len, j);
 				if (k < len && s[k] == '(')
-					return false; /* float(p) picks float4 or float8 by value */
+					return false;
 			}
 			i = j;
+			last = 'a';
+		} else if (c == ';') {
+			/* Another statement follows: it must be DML too. */
+			size_t k = skip_space_comments(s, len, i + 1);
+			if (k < len && s[k] != ';' && !is_dml(s + k, len - k))
+				return false;
+			i++;
+			last = c;
 		} else {
 			i++;
+			last = c;
 		}
 	}
 	if (scry__buf_put(tmpl, s + copied, len - copied)) {
@@ -287,6 +313,9 @@ int scry__lift_literals(const char *sql, size_t len, scry_buf *tmpl, scry_buf *l
 int scry__splice_literals(const char *tmpl, size_t tlen, const unsigned char *lits,
                           size_t llen, scry_buf *out)
 {
+	/* No literals: the template is the exact text, whatever bytes it holds. */
+	if (llen == 0)
+		return scry__buf_put(out, tmpl, tlen) ? SCRY_ENOMEM : 0;
 	size_t pos = 0, start = 0;
 	for (size_t i = 0; i < tlen; i++) {
 		unsigned char c = (unsigned char)tmpl[i];
@@ -320,7 +349,8 @@ struct scry_fingerprinter {
 	cache_entry *slots;
 	size_t mask;       /* capacity - 1, capacity a power of two */
 	size_t used;
-	size_t max_used;   /* cleared when reached: bounded memory for distinct streams */
+	size_t max_slots;  /* the table grows up to this, then is cleared when half full:
+	                      bounded memory for streams of distinct texts */
 	scry_buf tmpl, lits, text;
 	scry_fingerprinter_stats stats;
 };
@@ -337,9 +367,11 @@ int scry_fingerprinter_new(scry_fingerprinter **out, const scry_fingerprinter_op
 		return scry__fail(err, SCRY_EINVAL, "scry_fingerprinter_new: out is NULL");
 	*out = NULL;
 	size_t want = opts && opts->cache_entries ? opts->cache_entries : 65536;
-	size_t cap = 16;
-	while (cap < want * 2 && cap < ((size_t)1 << 40))
-		cap <<= 1;
+	size_t max_slots = 16;
+	while (max_slots < want * 2 && max_slots < ((size_t)1 << 40))
+		max_slots <<= 1;
+	/* Start small and grow: a short-lived fingerprinter stays cheap. */
+	size_t cap = max_slots < 1024 ? max_slots : 1024;
 	scry_fingerprinter *f = scry__calloc(1, sizeof *f);
 	if (f)
 		f->slots = scry__calloc(cap, sizeof *f->slots);
@@ -348,7 +380,7 @@ int scry_fingerprinter_new(scry_fingerprinter **out, const scry_fingerprinter_op
 		return scry__fail(err, SCRY_ENOMEM, "out of memory for a fingerprint cache of %zu entries", want);
 	}
 	f->mask = cap - 1;
-	f->max_used = cap / 2;
+	f->max_slots = max_slots;
 	*out = f;
 	return 0;
 }
@@ -385,6 +417,25 @@ static int parse_fingerprint(const char *text, uint64_t *out, scry_error *err)
 	return rc;
 }
 
+/* Characters in n bytes of UTF-8 (positions are reported in characters, as
+ * PostgreSQL does). */
+static size_t utf8_chars(const char *s, size_t n)
+{
+	size_t c = 0;
+	for (size_t i = 0; i < n; i++)
+		c += ((unsigned char)s[i] & 0xC0) != 0x80;
+	return c;
+}
+
+/* PostgreSQL cannot take a NUL byte in a query text; pg_query would silently
+ * stop there, so say so instead. */
+static int nul_error(const char *sql, size_t len, scry_error *err)
+{
+	const char *nul = memchr(sql, 0, len);
+	return scry__fail(err, SCRY_EPARSE, "the text contains a NUL byte at position %d",
+	                  (int)utf8_chars(sql, (size_t)(nul - sql)) + 1);
+}
+
 static cache_entry *cache_slot(scry_fingerprinter *f, XXH128_hash_t key)
 {
 	size_t i = (size_t)key.low64 & f->mask;
@@ -396,12 +447,31 @@ static cache_entry *cache_slot(scry_fingerprinter *f, XXH128_hash_t key)
 	}
 }
 
+/* Doubles the table; on allocation failure the caller clears it instead. */
+static int cache_grow(scry_fingerprinter *f)
+{
+	size_t cap = (f->mask + 1) * 2;
+	cache_entry *old = f->slots, *slots = scry__calloc(cap, sizeof *slots);
+	if (!slots)
+		return SCRY_ENOMEM;
+	size_t old_cap = f->mask + 1;
+	f->slots = slots;
+	f->mask = cap - 1;
+	for (size_t i = 0; i < old_cap; i++)
+		if (old[i].key.low64 || old[i].key.high64)
+			*cache_slot(f, old[i].key) = old[i];
+	scry__free(old);
+	return 0;
+}
+
 int scry_fingerprint_compute(scry_fingerprinter *f, const char *sql, size_t len, uint64_t *out,
                              scry_error *err)
 {
 	if (!sql || !out)
 		return scry__fail(err, SCRY_EINVAL, "scry_fingerprint_compute: sql and out are required");
 	if (!f) {
+		if (memchr(sql, 0, len))
+			return nul_error(sql, len, err);
 		char *copy = scry__strndup(sql, len);
 		if (!copy)
 			return scry__fail(err, SCRY_ENOMEM, "out of memory");
@@ -415,7 +485,9 @@ int scry_fingerprint_compute(scry_fingerprinter *f, const char *sql, size_t len,
 	int nlits;
 	if (scry__lift_literals(sql, len, &f->tmpl, &f->lits, &nlits))
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	XXH128_hash_t key = XXH3_128bits(f->tmpl.ptr, f->tmpl.size);
+	/* Two key spaces: a template with markers must never meet a raw text that
+	 * happens to hold the marker bytes ("SELECT \x02" is a syntax error). */
+	XXH128_hash_t key = XXH3_128bits_withSeed(f->tmpl.ptr, f->tmpl.size, nlits ? 0 : 1);
 	if (key.low64 == 0 && key.high64 == 0)
 		key.low64 = 1; /* keep the all-zero key for empty slots */
 	cache_entry *e = cache_slot(f, key);
@@ -424,19 +496,31 @@ int scry_fingerprint_compute(scry_fingerprinter *f, const char *sql, size_t len,
 		*out = e->fingerprint;
 		return 0;
 	}
-	scry__buf_clear(&f->text);
-	if (scry__buf_put(&f->text, sql, len))
-		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	if (!nlits && memchr(sql, 0, len)) { /* (a lifted text has no NUL) */
+		f->stats.parses++;
+		f->stats.errors++;
+		return nul_error(sql, len, err);
+	}
+	/* Without literals the template is the text, already NUL-terminated. */
+	const char *text = f->tmpl.ptr;
+	if (nlits) {
+		scry__buf_clear(&f->text);
+		if (scry__buf_put(&f->text, sql, len))
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		text = f->text.ptr;
+	}
 	f->stats.parses++;
 	uint64_t fp;
-	int rc = parse_fingerprint(f->text.ptr ? f->text.ptr : "", &fp, err);
+	int rc = parse_fingerprint(text ? text : "", &fp, err);
 	if (rc) {
 		f->stats.errors++;
 		return rc; /* errors are not cached: they are rare and carry a position */
 	}
-	if (f->used >= f->max_used) {
-		memset(f->slots, 0, (f->mask + 1) * sizeof *f->slots);
-		f->used = 0;
+	if (f->used >= (f->mask + 1) / 2) {
+		if (f->mask + 1 >= f->max_slots || cache_grow(f) != 0) {
+			memset(f->slots, 0, (f->mask + 1) * sizeof *f->slots);
+			f->used = 0;
+		}
 		e = cache_slot(f, key);
 	}
 	e->key = key;
@@ -480,6 +564,28 @@ int scry_fingerprint_normalize(const char *sql, size_t len, scry_buf *out, scry_
 	return rc;
 }
 
+/* Byte offset of the 1-based character position PostgreSQL reports (UTF-8). */
+static size_t byte_offset(const char *s, size_t len, int cursorpos)
+{
+	size_t i = 0;
+	for (int chars = 1; i < len && chars < cursorpos; chars++) {
+		i++;
+		while (i < len && ((unsigned char)s[i] & 0xC0) == 0x80)
+			i++;
+	}
+	return i;
+}
+
+/* Appends the span [s, e) trimmed of whitespace, comments before and ';' after. */
+static void add_span(const char *text, size_t s, size_t e, scry_statement_span *a, size_t *k)
+{
+	s = skip_space_comments(text, e, s);
+	while (e > s && (is_space((unsigned char)text[e - 1]) || text[e - 1] == ';'))
+		e--;
+	if (e > s)
+		a[(*k)++] = (scry_statement_span){ s, e - s };
+}
+
 int scry_fingerprint_split(const char *sql, size_t len, scry_statement_span **spans,
                            size_t *count, scry_error *err)
 {
@@ -487,35 +593,49 @@ int scry_fingerprint_split(const char *sql, size_t len, scry_statement_span **sp
 		return scry__fail(err, SCRY_EINVAL, "scry_fingerprint_split: arguments are required");
 	*spans = NULL;
 	*count = 0;
-	char *copy = scry__strndup(sql, len);
+	/* The scanner cannot see past a NUL byte: split what precedes it. */
+	const char *nul = memchr(sql, 0, len);
+	size_t scan_len = nul ? (size_t)(nul - sql) : len;
+	char *copy = scry__strndup(sql, scan_len);
 	if (!copy)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	/* Where the text that cannot be split starts (scan_len when none). */
+	size_t tail = scan_len;
 	PgQuerySplitResult r = pg_query_split_with_scanner(copy);
-	int rc = 0;
 	if (r.error) {
-		rc = scry__fail(err, SCRY_EPARSE, "%s at position %d", r.error->message, r.error->cursorpos);
+		/* An unterminated quote or comment: split the text before it; the
+		 * statement holding it runs to the end and will fail to parse, with
+		 * its position, while the statements before it are kept. */
+		tail = byte_offset(copy, scan_len, r.error->cursorpos);
+		pg_query_free_split_result(r);
+		copy[tail] = 0;
+		r = pg_query_split_with_scanner(copy);
+		if (r.error)
+			tail = 0;
+	}
+	/* A last piece that no ';' ended continues into the rest. */
+	if (!r.error && tail < len && r.n_stmts > 0) {
+		size_t end = (size_t)r.stmts[r.n_stmts - 1]->stmt_location + (size_t)r.stmts[r.n_stmts - 1]->stmt_len;
+		if (r.stmts[r.n_stmts - 1]->stmt_len == 0 || end >= tail || copy[end] != ';')
+			tail = (size_t)r.stmts[--r.n_stmts]->stmt_location;
+	}
+	int rc = 0;
+	scry_statement_span *a = scry__calloc(r.error ? 1 : (size_t)r.n_stmts + 1, sizeof *a);
+	if (!a) {
+		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 	} else {
-		scry_statement_span *a = scry__calloc(r.n_stmts ? (size_t)r.n_stmts : 1, sizeof *a);
-		if (!a) {
-			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
-		} else {
-			size_t k = 0;
-			for (int i = 0; i < r.n_stmts; i++) {
-				size_t off = (size_t)r.stmts[i]->stmt_location;
-				size_t n = (size_t)r.stmts[i]->stmt_len;
-				if (n == 0) /* the last statement runs to the end */
-					n = len - off;
-				/* Trim whitespace and comments before; whitespace after. */
-				size_t s = skip_space_comments(copy, off + n, off);
-				size_t e = off + n;
-				while (e > s && (is_space((unsigned char)copy[e - 1]) || copy[e - 1] == ';'))
-					e--;
-				if (e > s)
-					a[k++] = (scry_statement_span){ s, e - s };
-			}
-			*spans = a;
-			*count = k;
+		size_t k = 0;
+		for (int i = 0; !r.error && i < r.n_stmts; i++) {
+			size_t off = (size_t)r.stmts[i]->stmt_location;
+			size_t n = (size_t)r.stmts[i]->stmt_len;
+			if (n == 0) /* the last statement runs to the end */
+				n = tail - off;
+			add_span(copy, off, off + n, a, &k);
 		}
+		if (tail < len) /* the rest, NUL bytes included, as one statement */
+			add_span(sql, tail, len, a, &k);
+		*spans = a;
+		*count = k;
 	}
 	pg_query_free_split_result(r);
 	scry__free(copy);

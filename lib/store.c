@@ -99,6 +99,7 @@ typedef struct stmt_entry {
 	int64_t pattern_index; /* into patterns[] */
 	char *template_text;   /* to rule out hash collisions */
 	size_t template_len;
+	int nlits;             /* 0: the template is a raw text (it may hold marker bytes) */
 } stmt_entry;
 
 typedef struct pattern_entry {
@@ -454,7 +455,7 @@ static int load_caches(scry_store *s, scry_error *err)
 	sqlite3_finalize(st);
 	if (r != SQLITE_DONE)
 		return scry__store_fail(s, err, "loading patterns");
-	if (sqlite3_prepare_v2(s->db, "SELECT id, hash, pattern, template FROM statements ORDER BY id", -1, &st, NULL) !=
+	if (sqlite3_prepare_v2(s->db, "SELECT id, hash, pattern, template, literals FROM statements ORDER BY id", -1, &st, NULL) !=
 	    SQLITE_OK)
 		return scry__store_fail(s, err, "loading statements");
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
@@ -471,6 +472,7 @@ static int load_caches(scry_store *s, scry_error *err)
 				e->pattern_index = (int64_t)((pattern_id - 1 + i) % s->npatterns);
 				break;
 			}
+		e->nlits = sqlite3_column_int(st, 4);
 		e->template_len = (size_t)sqlite3_column_bytes(st, 3);
 		e->template_text = scry__strndup((const char *)sqlite3_column_text(st, 3), e->template_len);
 		if (!e->template_text || e->pattern_index < 0 ||
@@ -607,19 +609,25 @@ static int statement_for(scry_store *s, const char *text, size_t len, int nlits,
 	uint32_t k = u64map_get(&s->stmt_map, h);
 	if (k) {
 		stmt_entry *e = &s->stmts[k - 1];
-		if (e->template_len == s->tmpl.size && !memcmp(e->template_text, s->tmpl.ptr, s->tmpl.size)) {
+		if (e->template_len == s->tmpl.size && (e->nlits > 0) == (nlits > 0) &&
+		    !memcmp(e->template_text, s->tmpl.ptr, s->tmpl.size)) {
 			*out = e;
 			return 0;
 		}
-		/* A 64-bit hash collision: vanishingly rare; store the text whole. */
+		/* A 64-bit hash collision (vanishingly rare), or a raw text holding
+		 * marker bytes that equals a template: store the text whole. */
 		scry__buf_clear(&s->tmpl);
 		scry__buf_clear(&s->lits);
 		scry__buf_put(&s->tmpl, text, len);
 		nlits = 0;
 		h = XXH3_64bits(s->tmpl.ptr, s->tmpl.size) ^ 0x5c5c5c5c5c5c5c5cull;
 		if ((k = u64map_get(&s->stmt_map, h)) != 0) {
-			*out = &s->stmts[k - 1];
-			return 0;
+			e = &s->stmts[k - 1];
+			if (e->nlits == 0 && e->template_len == len && !memcmp(e->template_text, text, len)) {
+				*out = e;
+				return 0;
+			}
+			/* Yet another collision: a new row; the map then names it. */
 		}
 	}
 	int64_t pidx;
@@ -640,6 +648,7 @@ static int statement_for(scry_store *s, const char *text, size_t len, int nlits,
 	stmt_entry *e = &s->stmts[s->nstmts];
 	e->id = sqlite3_last_insert_rowid(s->db);
 	e->pattern_index = pidx;
+	e->nlits = nlits;
 	e->template_len = s->tmpl.size;
 	e->template_text = scry__strndup(s->tmpl.ptr ? s->tmpl.ptr : "", s->tmpl.size);
 	if (!e->template_text || u64map_put(&s->stmt_map, h, (uint32_t)s->nstmts + 1))

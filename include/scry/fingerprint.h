@@ -58,8 +58,9 @@ SCRY_API void scry_fingerprinter_stats_get(const scry_fingerprinter *fpr,
 /**
  * Fingerprints one SQL text of `len` bytes (it need not be NUL-terminated).
  * `fpr` may be NULL: then nothing is cached. On a syntax error returns
- * SCRY_EPARSE with the message and the 1-based byte position in
- * err->message ("syntax error at or near "FORM" at position 10").
+ * SCRY_EPARSE with the message and the 1-based character position (as
+ * PostgreSQL reports it) in err->message ("syntax error at or near "FORM"
+ * at position 10"). A text containing a NUL byte is a SCRY_EPARSE too.
  */
 SCRY_API int scry_fingerprint_compute(scry_fingerprinter *fpr, const char *sql,
 	size_t len, uint64_t *out, scry_error *err);
@@ -94,7 +95,10 @@ typedef struct scry_statement_span {
  * using PostgreSQL's own scanner, so quotes, dollar quotes and comments are
  * handled as the server handles them. Writes a malloc'ed (through the scry
  * allocator) array to *spans, to be released with scry_statement_spans_free().
- * Empty statements are skipped.
+ * Empty statements are skipped. Text the scanner cannot split (an
+ * unterminated quote or comment, a NUL byte) becomes one last statement
+ * running to the end, which then fails to parse with its position; the
+ * statements before it are still returned.
  */
 SCRY_API int scry_fingerprint_split(const char *sql, size_t len,
 	scry_statement_span **spans, size_t *count, scry_error *err);

@@ -70,6 +70,15 @@ typedef struct scry_pattern_verdict {
 	const char *candidate_plan;
 	const char *suggested_index;               /**< only-in-candidate: CREATE INDEX ..., or NULL */
 	double best_p50_ms;                        /**< only-in-candidate: p50 with that index */
+	/* Appended fields (version 1 of this struct ends above). */
+	int flagged;                               /**< 1 when this pattern fails the gate */
+	int64_t pairs;                             /**< executions that succeeded on both sides, paired by event and round */
+	int64_t new_failures;                      /**< pairs that succeeded on baseline and failed on candidate */
+	int64_t rows_differ;                       /**< successful pairs whose row counts differ */
+	int64_t executions;                        /**< captured executions of the pattern (weight of impact_ms) */
+	double unindexed_p50_ms;                   /**< only-in-candidate: p50 measured beside best_p50_ms, without the index */
+	const char *baseline_sqlstate;             /**< only-in-candidate: why it fails on baseline, else NULL */
+	const char *note;                          /**< one line for people: why this class, or why not judged; may be NULL */
 } scry_pattern_verdict;
 
 /** A computed verdict. */
@@ -93,6 +102,19 @@ SCRY_API const scry_pattern_verdict *scry_verdict_get(const scry_verdict *v, siz
 
 /** Patterns that fail the gate (regressed, new-error, flagged only-in-candidate). */
 SCRY_API size_t scry_verdict_failures(const scry_verdict *v);
+
+/** Totals of a verdict, per class, for report summaries. */
+typedef struct scry_verdict_summary {
+	size_t patterns;
+	size_t by_class[7];        /**< indexed by scry_verdict_class */
+	size_t failures;           /**< same as scry_verdict_failures() */
+	double threshold, min_delta_ms; /**< the options the verdict used */
+	const char *baseline_label, *candidate_label;
+	int64_t baseline_run, candidate_run;
+} scry_verdict_summary;
+
+/** Fills `out` with the totals of `v`. Strings are owned by `v`. */
+SCRY_API void scry_verdict_summarize(const scry_verdict *v, scry_verdict_summary *out);
 
 /** Frees a verdict. Accepts NULL. */
 SCRY_API void scry_verdict_free(scry_verdict *v);

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Log import throughput: `scry capture log --format csvlog` (parse +
+# fingerprint + store) against `pgreplay -f -c` (parse only) on the same
+# csvlog, written by a real PostgreSQL server under pgbench with
+# log_statement = 'all'. Also the peak RSS of scry on the log and on a
+# 10x larger copy, to show memory does not grow with the log.
+#
+#   bash bench/logimport.sh [BUILD_DIR]
+#
+# Environment: LOG_MB (size of the generated log, default 150), RUNS (timed
+# runs per tool, default 5), WORK (default /tmp/scry-bench-logimport; the
+# logs stay there, never in the repository), BIG=0 to skip the 10x copy.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$here/build}
+scry=$build/scry
+work=${WORK:-/tmp/scry-bench-logimport}
+log_mb=${LOG_MB:-150}
+runs=${RUNS:-5}
+mkdir -p "$work"
+chmod 755 "$work"
+log=$work/pgbench.csv
+
+command -v pgreplay >/dev/null || { echo "pgreplay is missing: make bench-deps" >&2; exit 1; }
+[ -x "$scry" ] || { echo "build scry first ($scry)" >&2; exit 1; }
+
+# 1. A csvlog from a real server under pgbench (kept between runs).
+if [ ! -s "$log" ] || [ "$(stat -c %s "$log")" -lt $((log_mb * 1000000)) ]; then
+  cl=$work/cluster
+  bash "$here/tests/harness/pgcluster.sh" stop "$cl" >/dev/null 2>&1 || true
+  cat >"$work/pg.conf" <<'EOF'
+logging_collector = on
+log_destination = 'csvlog'
+log_directory = 'log'
+log_filename = 'pgbench.log'
+log_statement = 'all'
+log_connections = on
+log_disconnections = on
+lc_messages = 'C'
+log_timezone = 'UTC'
+EOF
+  chmod 644 "$work/pg.conf"
+  port=$(bash "$here/tests/harness/pgcluster.sh" start "$cl" "$work/pg.conf")
+  trap 'bash "$here/tests/harness/pgcluster.sh" stop "$cl" >/dev/null 2>&1 || true' EXIT
+  pgbench -h 127.0.0.1 -p "$port" -U postgres -i -s 4 -q postgres >/dev/null 2>&1
+  csv=$cl/data/log/pgbench.csv
+  mode=simple
+  # Bounded: at most 40 rounds of 15 s.
+  for _ in $(seq 40); do
+    [ "$(stat -c %s "$csv")" -ge $((log_mb * 1000000)) ] && break
+    pgbench -h 127.0.0.1 -p "$port" -U postgres -c 4 -j 2 -T 15 -M "$mode" postgres >/dev/null 2>&1
+    if [ $mode = simple ]; then mode=extended; else mode=simple; fi
+  done
+  sleep 1
+  cp "$csv" "$log"
+  bash "$here/tests/harness/pgcluster.sh" stop "$cl" >/dev/null 2>&1 || true
+  trap - EXIT
+fi
+size=$(stat -c %s "$log")
+lines=$(wc -l <"$log")
+
+# 2. Timed runs, alternating the tools so that machine noise hits both.
+# Wall time and CPU time (user + sys) per run; the machine is shared, so
+# CPU time is the steadier measure of the work each tool does.
+scry_t=(); pgr_t=(); scry_c=(); pgr_c=(); scry_rss=""
+for i in $(seq "$runs"); do
+  rm -f "$work/store.db" "$work/store.db-wal" "$work/store.db-shm"
+  /usr/bin/time -f '%e %U %S %M' -o "$work/t.scry" \
+    "$scry" capture log --format csvlog --json --store "$work/store.db" "$log" >"$work/scry.json"
+  /usr/bin/time -f '%e %U %S %M' -o "$work/t.pgr" \
+    pgreplay -f -c -o /dev/null "$log" >/dev/null 2>"$work/pgreplay.err"
+  read -r e u s m <"$work/t.scry"; scry_t+=("$e"); scry_c+=("$(echo "$u + $s" | bc -l)"); scry_rss=$m
+  read -r e u s m <"$work/t.pgr"; pgr_t+=("$e"); pgr_c+=("$(echo "$u + $s" | bc -l)")
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+ms=$(median "${scry_t[@]}"); mp=$(median "${pgr_t[@]}")
+cs=$(median "${scry_c[@]}"); cp=$(median "${pgr_c[@]}")
+
+# 3. Memory on a 10x larger log: the same log ten times, each copy with its
+# session ids changed (a digit appended to their first part), so that every
+# copy's sessions are new sessions.
+big_rss=""; big_size=0; big_t=""
+if [ "${BIG:-1}" != 0 ]; then
+  big=$work/pgbench-x10.csv
+  if [ ! -s "$big" ]; then
+    for k in 0 1 2 3 4 5 6 7 8 9; do
+      # session_id is the 6th field; pgbench records are one line each.
+      sed -E "s/^([^,]*,[^,]*,[^,]*,[^,]*,[^,]*,)([0-9a-f]+)\\./\\1\\2$k./" "$log"
+    done >"$big"
+  fi
+  big_size=$(stat -c %s "$big")
+  rm -f "$work/big.db" "$work/big.db-wal" "$work/big.db-shm"
+  /usr/bin/time -f '%e %M' -o "$work/t.big" "$scry" capture log --format csvlog --store "$work/big.db" "$big" >/dev/null
+  read -r big_t big_rss <"$work/t.big"
+  rm -f "$work/big.db" "$work/big.db-wal" "$work/big.db-shm"
+fi
+
+stmts=$(sed -E 's/.*"statements":([0-9]+).*/\1/' "$work/scry.json")
+echo "log: $log, $((size / 1000000)) MB, $lines lines, $stmts statements imported"
+printf 'medians of %s runs (all runs in parentheses)\n' "$runs"
+printf 'scry capture log:  wall %6.2f s (%5.1f MB/s)  cpu %6.2f s  (wall: %s; cpu: %s)\n' "$ms" "$(echo "$size / $ms / 1000000" | bc -l)" "$cs" "${scry_t[*]}" "${scry_c[*]}"
+printf 'pgreplay -f -c:    wall %6.2f s (%5.1f MB/s)  cpu %6.2f s  (wall: %s; cpu: %s)\n' "$mp" "$(echo "$size / $mp / 1000000" | bc -l)" "$cp" "${pgr_t[*]}" "${pgr_c[*]}"
+printf 'ratio pgreplay/scry: wall %.2fx, cpu %.2fx\n' "$(echo "$mp / $ms" | bc -l)" "$(echo "$cp / $cs" | bc -l)"
+printf 'scry peak RSS: %s MB on %d MB' "$((scry_rss / 1024))" "$((size / 1000000))"
+if [ -n "$big_rss" ]; then
+  printf ', %s MB on %d MB (%.1f s)' "$((big_rss / 1024))" "$((big_size / 1000000))" "$big_t"
+fi
+echo

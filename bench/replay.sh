@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# bench/replay.sh - replay throughput and timing, against pgbench and pgreplay,
+# in one run on one throwaway PostgreSQL server. Results: docs/bench-replay.md.
+#
+#   bench/replay.sh [BUILD_DIR]
+#
+# Environment (defaults): SCALE=10 CLIENTS=8 CAPTURE_SECONDS=10 RUN_SECONDS=10 RUNS=3
+#                         LAG_SECONDS=60 LAG_RATE=400 MANY=2000
+#
+# 1. pgbench -S (SCALE, CLIENTS) runs CAPTURE_SECONDS with log_statement=all into
+#    a csvlog; bench_replay imports the log into a scry store.
+# 2. RUNS times, alternating: pgbench -S itself (same statements, same clients;
+#    with one client thread like scry, -j 1, and with two, -j 2),
+#    `scry replay --mode fast --concurrency CLIENTS`, and `pgreplay -c` of the same
+#    log as fast as it goes (-s 10000 -j). Medians are reported.
+# 3. A LAG_SECONDS capture of pgbench -S at LAG_RATE tps (server far from
+#    saturated) replayed with `scry replay --mode timed --speed 1`: start lag,
+#    as is and under `chrt -f 10` (real-time scheduling, when allowed), beside
+#    the lateness of a bare timerfd wakeup on this machine (the floor).
+# 4. MANY overlapping sessions (each sleeps 1 s, then reads) at concurrency MANY.
+set -euo pipefail
+
+src=$(cd "$(dirname "$0")/.." && pwd)
+build=$(cd "${1:-$src/build}" && pwd)
+scry=$build/scry
+importer=$build/bench/bench_replay
+[ -x "$importer" ] || importer=$build/bench_replay
+for tool in "$scry" "$importer"; do [ -x "$tool" ] || { echo "missing $tool: build first (make build)" >&2; exit 1; }; done
+command -v pgbench >/dev/null || { echo "pgbench not found (apt-get install postgresql-contrib/postgresql)" >&2; exit 1; }
+command -v pgreplay >/dev/null || { echo "pgreplay not found (apt-get install pgreplay)" >&2; exit 1; }
+
+SCALE=${SCALE:-10}; CLIENTS=${CLIENTS:-8}; CAPTURE_SECONDS=${CAPTURE_SECONDS:-10}
+RUN_SECONDS=${RUN_SECONDS:-10}; RUNS=${RUNS:-3}; LAG_SECONDS=${LAG_SECONDS:-60}
+LAG_RATE=${LAG_RATE:-400}; MANY=${MANY:-2000}
+
+work=$(mktemp -d /tmp/scry-bench-replay.XXXXXX)
+chmod 755 "$work"
+cleanup() { bash "$src/tests/harness/pgcluster.sh" stop "$work/c" >/dev/null 2>&1 || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+cat > "$work/extra.conf" <<EOF
+max_connections = $((MANY + 100))
+logging_collector = on
+log_destination = 'csvlog'
+log_directory = 'log'
+log_filename = 'pg.log'
+log_connections = on
+log_disconnections = on
+log_min_messages = error
+log_min_error_statement = log
+lc_messages = 'C'
+include_if_exists = 'bench_logging.conf'
+EOF
+port=$(bash "$src/tests/harness/pgcluster.sh" start "$work/c" "$work/extra.conf" | tail -1)
+data=$work/c/data
+ci="host=127.0.0.1 port=$port user=postgres dbname=postgres"
+export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGDATABASE=postgres
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+logging() { # on|off: statement logging, switched without logging the switch itself
+  if [ "$1" = on ]; then echo "log_statement = 'all'" > "$data/bench_logging.conf"; else rm -f "$data/bench_logging.conf"; fi
+  chmod 644 "$data/bench_logging.conf" 2>/dev/null || true
+  kill -HUP "$(head -1 "$data/postmaster.pid")"; sleep 1
+}
+capture() { # NAME pgbench-args... -> $work/NAME.db
+  local name=$1; shift
+  logging on
+  : > "$data/log/pg.csv"
+  pgbench -n "$@" >/dev/null 2>&1
+  logging off
+  cp "$data/log/pg.csv" "$work/$name.csv"
+  "$importer" import-csvlog "$work/$name.db" "$work/$name.csv" >&2
+}
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+json_num() { sed -n "s/.*\"$1\":\([0-9.e+-]*\).*/\1/p"; }
+
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "server: PostgreSQL $(psql -Atc 'SHOW server_version'), $(nproc) cores; scale $SCALE, $CLIENTS clients" >&2
+pgbench -i -q -s "$SCALE" >/dev/null 2>&1
+capture fast -S -c "$CLIENTS" -j 2 -T "$CAPTURE_SECONDS"
+events=$(sqlite3 "$work/fast.db" "SELECT count(*) FROM events")
+
+: > "$work/pgbench.txt"; : > "$work/pgbench1.txt"; : > "$work/scry.txt"; : > "$work/pgreplay.txt"
+for i in $(seq "$RUNS"); do
+  pgbench -n -S -c "$CLIENTS" -j 1 -T "$RUN_SECONDS" 2>/dev/null \
+    | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1 >> "$work/pgbench1.txt"
+  pgbench -n -S -c "$CLIENTS" -j 2 -T "$RUN_SECONDS" 2>/dev/null \
+    | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1 >> "$work/pgbench.txt"
+  SCRY_NO_PROGRESS=1 "$scry" replay --store "$work/fast.db" --target "$ci" --label "fast$i" \
+    --concurrency "$CLIENTS" --json | json_num per_second >> "$work/scry.txt"
+  t0=$(date +%s.%N)
+  pgreplay -c -h 127.0.0.1 -p "$port" -s 10000 -j "$work/fast.csv" > "$work/pgreplay.out" 2>&1
+  t1=$(date +%s.%N)
+  echo "$events $t0 $t1" | awk '{printf "%.1f\n", $1 / ($3 - $2)}' >> "$work/pgreplay.txt"
+  echo "run $i: pgbench -j1 $(tail -1 "$work/pgbench1.txt") tps, -j2 $(tail -1 "$work/pgbench.txt") tps, scry $(tail -1 "$work/scry.txt")/s, pgreplay $(tail -1 "$work/pgreplay.txt")/s" >&2
+done
+pgb1=$(median < "$work/pgbench1.txt"); pgb=$(median < "$work/pgbench.txt"); scr=$(median < "$work/scry.txt"); pgr=$(median < "$work/pgreplay.txt")
+
+capture lag -S -c "$CLIENTS" -j 2 -R "$LAG_RATE" -T "$LAG_SECONDS"
+probe=$("$importer" timer-probe 4000)
+lag_json=$(SCRY_NO_PROGRESS=1 "$scry" replay --store "$work/lag.db" --target "$ci" --label timed \
+  --mode timed --speed 1 --json)
+if chrt -f 10 true 2>/dev/null; then
+  probe_rt=$(chrt -f 10 "$importer" timer-probe 4000)
+  lag_rt_json=$(SCRY_NO_PROGRESS=1 chrt -f 10 "$scry" replay --store "$work/lag.db" --target "$ci" --label timed-rt \
+    --mode timed --speed 1 --json)
+else
+  probe_rt="n/a n/a n/a"; lag_rt_json='{}'
+fi
+lag3() { echo "$1" | awk '{print $1 " / " $2 " / " $3}'; }
+lagj() { echo "$(echo "$1" | json_num lag_p50_ms) / $(echo "$1" | json_num lag_p99_ms) / $(echo "$1" | json_num lag_max_ms)"; }
+
+"$importer" many "$work/many.db" "$MANY" >&2
+many_json=$(SCRY_NO_PROGRESS=1 "$scry" replay --store "$work/many.db" --target "$ci" --label many \
+  --concurrency "$MANY" --json)
+
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+cat <<EOF
+| measure | value |
+|---|---|
+| workload | pgbench -S, scale $SCALE, $CLIENTS clients, $events statements captured in ${CAPTURE_SECONDS} s |
+| pgbench -S -j 1 (one client thread, like scry; median of $RUNS, tps = statements/s) | $pgb1 |
+| pgbench -S -j 2 (two client threads; median of $RUNS) | $pgb |
+| scry replay --mode fast --concurrency $CLIENTS (median, statements/s) | $scr |
+| pgreplay -c -s 10000 -j of the same csvlog (median, statements/s) | $pgr |
+| scry / pgbench -j 1 | $(awk -v a="$scr" -v b="$pgb1" 'BEGIN {printf "%.2f", a / b}') |
+| scry / pgbench -j 2 | $(awk -v a="$scr" -v b="$pgb" 'BEGIN {printf "%.2f", a / b}') |
+| scry / pgreplay | $(awk -v a="$scr" -v b="$pgr" 'BEGIN {printf "%.2f", a / b}') |
+| timed, speed 1, ${LAG_SECONDS} s capture at $LAG_RATE tps: executions | $(echo "$lag_json" | json_num executions) |
+| timed start lag p50 / p99 / max (ms), normal scheduling | $(lagj "$lag_json") |
+| bare timerfd wakeup lateness p50 / p99 / max (ms), normal scheduling | $(lag3 "$probe") |
+| timed start lag p50 / p99 / max (ms), chrt -f 10 | $(lagj "$lag_rt_json") |
+| bare timerfd wakeup lateness p50 / p99 / max (ms), chrt -f 10 | $(lag3 "$probe_rt") |
+| $MANY concurrent sessions: executions / errors / reconnects | $(echo "$many_json" | json_num executions) / $(echo "$many_json" | json_num errors) / $(echo "$many_json" | json_num reconnects) |
+EOF

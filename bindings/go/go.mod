@@ -1,0 +1,3 @@
+module scry.invalid/scry
+
+go 1.19

@@ -1,0 +1,457 @@
+/*
+ * lib/pipeline.c - test-migration end to end: shadow -> migrate -> settle ->
+ * replay A/B -> verdict -> (fix -> replay -> verdict) -> report.
+ * See include/scry/pipeline.h and docs/pipeline.md.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+struct scry_pipeline {
+	scry_pipeline_options opts;
+	scry_replay_options ropts;
+	scry_verdict_options vopts;
+	bool has_ropts, has_vopts;
+	scry_migration fix;          /* copy of opts.fix (argv/sql shared with the caller) */
+	bool has_fix;
+	scry_store *store;
+	char *target;
+	char *prefix;
+	char *suffix;
+	bool ran;
+
+	scry_verdict *verdict, *fix_verdict;
+	scry_pipeline_stats stats;
+
+	atomic_int canceled;
+	pthread_mutex_t lock;
+	scry_shadow *shadow;         /* while it exists, for cancel */
+	scry_replay *replay;         /* while one runs, for cancel */
+};
+
+void scry_pipeline_options_init(scry_pipeline_options *opts)
+{
+	if (opts)
+		*opts = (scry_pipeline_options)SCRY_PIPELINE_OPTIONS_INIT;
+}
+
+static void plog(scry_pipeline *p, scry_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void plog(scry_pipeline *p, scry_log_level level, const char *fmt, ...)
+{
+	if (!p->opts.log)
+		return;
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	p->opts.log(p->opts.log_ctx, level, msg);
+}
+
+static void phase(scry_pipeline *p, const char *name, uint64_t done, uint64_t total)
+{
+	if (p->opts.progress)
+		p->opts.progress(p->opts.progress_ctx, name, done, total);
+}
+
+/* Replay progress, forwarded under the pipeline's phase name. */
+static void replay_progress(void *ctx, const char *ph, uint64_t done, uint64_t total)
+{
+	(void)ph;
+	phase(ctx, SCRY_PHASE_REPLAYING, done, total);
+}
+
+int scry_pipeline_new(scry_pipeline **out, scry_store *store, const char *target,
+	const scry_pipeline_options *opts, scry_error *err)
+{
+	if (!out)
+		return scry__fail(err, SCRY_EINVAL, "out is NULL");
+	*out = NULL;
+	if (!store || !target)
+		return scry__fail(err, SCRY_EINVAL, "a store and a target are needed");
+	if (opts && opts->version != SCRY_PIPELINE_OPTIONS_VERSION)
+		return scry__fail(err, SCRY_EINVAL, "scry_pipeline_options version %u is not %u",
+		                  opts->version, SCRY_PIPELINE_OPTIONS_VERSION);
+	if (opts && opts->replay && opts->replay->version != SCRY_REPLAY_OPTIONS_VERSION)
+		return scry__fail(err, SCRY_EINVAL, "scry_replay_options version %u is not %u",
+		                  opts->replay->version, SCRY_REPLAY_OPTIONS_VERSION);
+	if (opts && opts->verdict && opts->verdict->version != SCRY_VERDICT_OPTIONS_VERSION)
+		return scry__fail(err, SCRY_EINVAL, "scry_verdict_options version %u is not %u",
+		                  opts->verdict->version, SCRY_VERDICT_OPTIONS_VERSION);
+	if (opts && opts->fix && opts->fix->version != SCRY_MIGRATION_VERSION)
+		return scry__fail(err, SCRY_EINVAL, "scry_migration version %u is not %u",
+		                  opts->fix->version, SCRY_MIGRATION_VERSION);
+	scry_pipeline *p = scry__calloc(1, sizeof *p);
+	if (!p)
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	scry_pipeline_options_init(&p->opts);
+	if (opts)
+		p->opts = *opts;
+	scry_replay_options_init(&p->ropts);
+	if (p->opts.replay)
+		p->ropts = *p->opts.replay;
+	scry_verdict_options_init(&p->vopts);
+	if (p->opts.verdict)
+		p->vopts = *p->opts.verdict;
+	if (p->opts.fix) {
+		p->fix = *p->opts.fix;
+		p->has_fix = true;
+	}
+	/* Pointers into the caller's structs are not kept past this call. */
+	p->opts.replay = NULL;
+	p->opts.verdict = NULL;
+	p->opts.fix = NULL;
+	p->ropts.fingerprints = NULL; /* replaced below by a copy when given */
+	p->ropts.nfingerprints = 0;
+	if (opts && opts->replay && opts->replay->fingerprints && opts->replay->nfingerprints) {
+		uint64_t *fps = scry__calloc(opts->replay->nfingerprints, sizeof *fps);
+		if (!fps) {
+			scry__free(p);
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		}
+		memcpy(fps, opts->replay->fingerprints, opts->replay->nfingerprints * sizeof *fps);
+		p->ropts.fingerprints = fps;
+		p->ropts.nfingerprints = opts->replay->nfingerprints;
+	}
+	p->store = store;
+	p->target = scry__strdup(target);
+	p->prefix = scry__strdup(p->opts.label_prefix ? p->opts.label_prefix : "pipeline");
+	p->suffix = p->opts.suffix ? scry__strdup(p->opts.suffix) : NULL;
+	p->opts.label_prefix = NULL;
+	p->opts.suffix = NULL;
+	pthread_mutex_init(&p->lock, NULL);
+	atomic_init(&p->canceled, 0);
+	if (!p->target || !p->prefix || (opts && opts->suffix && !p->suffix)) {
+		scry_pipeline_free(p);
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	}
+	*out = p;
+	return 0;
+}
+
+void scry_pipeline_cancel(scry_pipeline *p)
+{
+	if (!p)
+		return;
+	atomic_store(&p->canceled, 1);
+	pthread_mutex_lock(&p->lock);
+	if (p->shadow)
+		scry_shadow_cancel(p->shadow);
+	if (p->replay)
+		scry_replay_cancel(p->replay);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static int check_canceled(scry_pipeline *p, scry_error *err)
+{
+	return atomic_load(&p->canceled) ? scry__fail(err, SCRY_ECANCELED, "cancelled") : 0;
+}
+
+static void set_label(char *buf, size_t n, const scry_pipeline *p, const char *what)
+{
+	snprintf(buf, n, "%s-%s", p->prefix, what);
+}
+
+/*
+ * One replay: A and B interleaved in clone mode, or one side alone in
+ * sequential mode (b_label NULL). The replayer is registered for cancel.
+ */
+static int replay(scry_pipeline *p, const char *a_conn, const char *a_label, const char *b_conn,
+	const char *b_label, scry_replay_result *ra, scry_replay_result *rb, scry_error *err)
+{
+	scry_replay_options ro = p->ropts;
+	ro.progress = replay_progress;
+	ro.progress_ctx = p;
+	if (!ro.log) {
+		ro.log = p->opts.log;
+		ro.log_ctx = p->opts.log_ctx;
+	}
+	scry_replay *r = NULL;
+	int rc = scry_replay_new(&r, p->store, &ro, err);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&p->lock);
+	p->replay = r;
+	bool canceled = atomic_load(&p->canceled);
+	pthread_mutex_unlock(&p->lock);
+	phase(p, SCRY_PHASE_REPLAYING, 0, 0);
+	int64_t t0 = scry__monotonic_us();
+	if (canceled)
+		rc = scry__fail(err, SCRY_ECANCELED, "cancelled");
+	else if (b_label)
+		rc = scry_replay_run_ab(r, a_conn, a_label, b_conn, b_label, ra, rb, err);
+	else
+		rc = scry_replay_run(r, a_conn, a_label, ra, err);
+	p->stats.replay_us += scry__monotonic_us() - t0;
+	pthread_mutex_lock(&p->lock);
+	p->replay = NULL;
+	pthread_mutex_unlock(&p->lock);
+	scry_replay_free(r);
+	if (!rc && atomic_load(&p->canceled))
+		rc = scry__fail(err, SCRY_ECANCELED, "cancelled");
+	return rc;
+}
+
+static int decide(scry_pipeline *p, const char *base_label, const char *cand_label,
+	const char *base_conn, const char *cand_conn, scry_verdict **out, scry_error *err)
+{
+	phase(p, SCRY_PHASE_DECIDING, 0, 0);
+	scry_verdict_options vo = p->vopts;
+	vo.baseline_conninfo = base_conn;
+	vo.candidate_conninfo = cand_conn;
+	if (!vo.log) {
+		vo.log = p->opts.log;
+		vo.log_ctx = p->opts.log_ctx;
+	}
+	int64_t t0 = scry__monotonic_us();
+	int rc = scry_verdict_compute(out, p->store, base_label, cand_label, &vo, err);
+	p->stats.verdict_us += scry__monotonic_us() - t0;
+	if (!rc && atomic_load(&p->canceled))
+		rc = scry__fail(err, SCRY_ECANCELED, "cancelled");
+	return rc;
+}
+
+static int settle(scry_pipeline *p, scry_shadow *sh, scry_error *err)
+{
+	if (p->opts.no_settle)
+		return 0;
+	phase(p, SCRY_PHASE_SETTLING, 0, 0);
+	int64_t t0 = scry__monotonic_us();
+	int rc = scry_shadow_settle(sh, err);
+	p->stats.settle_us += scry__monotonic_us() - t0;
+	return rc;
+}
+
+static int migrate(scry_pipeline *p, scry_shadow *sh, const scry_migration *m, const char *ph,
+	int64_t *elapsed, scry_error *err)
+{
+	phase(p, ph, 0, 0);
+	int64_t t0 = scry__monotonic_us();
+	int rc = scry_shadow_migrate(sh, SCRY_SHADOW_B, m, err);
+	*elapsed += scry__monotonic_us() - t0;
+	return rc;
+}
+
+/* The clone mode: A and B side by side, replayed interleaved. */
+static int run_clones(scry_pipeline *p, scry_shadow *sh, const scry_migration *m, scry_error *err)
+{
+	const char *a = scry_shadow_conninfo(sh, SCRY_SHADOW_A);
+	const char *b = scry_shadow_conninfo(sh, SCRY_SHADOW_B);
+	char la[200], lb[200];
+	phase(p, SCRY_PHASE_CLONING, 0, 0);
+	int64_t t0 = scry__monotonic_us();
+	int rc = scry_shadow_create(sh, err);
+	p->stats.clone_us = scry__monotonic_us() - t0;
+	if (rc)
+		return rc;
+	plog(p, SCRY_LOG_INFO, "cloned %s into %s (baseline) and %s (candidate)",
+	     scry_shadow_target_name(sh), scry_shadow_name(sh, SCRY_SHADOW_A),
+	     scry_shadow_name(sh, SCRY_SHADOW_B));
+	if ((rc = check_canceled(p, err)) || (rc = migrate(p, sh, m, SCRY_PHASE_MIGRATING,
+	                                                   &p->stats.migrate_us, err)))
+		return rc;
+	if ((rc = settle(p, sh, err)))
+		return rc;
+	set_label(la, sizeof la, p, "baseline");
+	set_label(lb, sizeof lb, p, "candidate");
+	if ((rc = replay(p, a, la, b, lb, &p->stats.baseline, &p->stats.candidate, err)))
+		return rc;
+	if ((rc = decide(p, la, lb, a, b, &p->verdict, err)))
+		return rc;
+	if (!p->has_fix)
+		return 0;
+
+	/* The fix: applied to B, then both sides replayed again, interleaved. */
+	int64_t f0 = scry__monotonic_us();
+	if ((rc = migrate(p, sh, &p->fix, SCRY_PHASE_FIXING, &p->stats.fix_us, err)))
+		return rc;
+	if ((rc = settle(p, sh, err)))
+		return rc;
+	p->stats.fix_us = scry__monotonic_us() - f0;
+	set_label(la, sizeof la, p, "fix-baseline");
+	set_label(lb, sizeof lb, p, "fixed");
+	if ((rc = replay(p, a, la, b, lb, &p->stats.fixed_baseline, &p->stats.fixed, err)))
+		return rc;
+	return decide(p, la, lb, a, b, &p->fix_verdict, err);
+}
+
+/* Sequential mode: before, migrate, after, on the target itself. */
+static int run_sequential(scry_pipeline *p, scry_shadow *sh, const scry_migration *m, scry_error *err)
+{
+	const char *t = scry_shadow_conninfo(sh, SCRY_SHADOW_A);
+	char lbase[200], lcand[200];
+	plog(p, SCRY_LOG_WARNING,
+	     "sequential mode: the migration is applied to %s itself and stays applied",
+	     scry_shadow_target_name(sh));
+	set_label(lbase, sizeof lbase, p, "baseline");
+	set_label(lcand, sizeof lcand, p, "candidate");
+	int rc = settle(p, sh, err);
+	if (rc || (rc = replay(p, t, lbase, NULL, NULL, &p->stats.baseline, NULL, err)))
+		return rc;
+	if ((rc = check_canceled(p, err)) || (rc = migrate(p, sh, m, SCRY_PHASE_MIGRATING,
+	                                                   &p->stats.migrate_us, err)))
+		return rc;
+	if ((rc = settle(p, sh, err)))
+		return rc;
+	if ((rc = replay(p, t, lcand, NULL, NULL, &p->stats.candidate, NULL, err)))
+		return rc;
+	/* Plans: both sides are the migrated database now; EXPLAIN shows the after. */
+	if ((rc = decide(p, lbase, lcand, t, t, &p->verdict, err)))
+		return rc;
+	if (!p->has_fix)
+		return 0;
+	int64_t f0 = scry__monotonic_us();
+	if ((rc = migrate(p, sh, &p->fix, SCRY_PHASE_FIXING, &p->stats.fix_us, err)))
+		return rc;
+	if ((rc = settle(p, sh, err)))
+		return rc;
+	p->stats.fix_us = scry__monotonic_us() - f0;
+	set_label(lcand, sizeof lcand, p, "fixed");
+	if ((rc = replay(p, t, lcand, NULL, NULL, &p->stats.fixed, NULL, err)))
+		return rc;
+	return decide(p, lbase, lcand, t, t, &p->fix_verdict, err);
+}
+
+int scry_pipeline_run(scry_pipeline *p, const scry_migration *m, scry_error *err)
+{
+	if (!p || !m)
+		return scry__fail(err, SCRY_EINVAL, "pipeline or migration is NULL");
+	if (p->ran)
+		return scry__fail(err, SCRY_EINVAL, "a pipeline runs once; make a new one");
+	p->ran = true;
+	memset(&p->stats, 0, sizeof p->stats);
+	int64_t t0 = scry__monotonic_us();
+
+	/* Nothing to replay is an error a person can fix before cloning anything. */
+	scry_store_info info;
+	int rc = scry_store_info_get(p->store, &info, err);
+	if (rc)
+		return rc;
+	if (info.events == 0)
+		return scry__fail(err, SCRY_ENOTFOUND,
+		                  "the store %s holds no captured workload: capture one first "
+		                  "(scry capture proxy, or scry capture log)", scry_store_path(p->store));
+
+	scry_shadow_options so = SCRY_SHADOW_OPTIONS_INIT;
+	so.suffix = p->suffix;
+	so.log = p->opts.log;
+	so.log_ctx = p->opts.log_ctx;
+	so.in_place = p->opts.mode == SCRY_PIPELINE_SEQUENTIAL;
+	scry_shadow *sh = NULL;
+	if ((rc = scry_shadow_new(&sh, p->target, &so, err)))
+		return rc;
+	pthread_mutex_lock(&p->lock);
+	p->shadow = sh;
+	if (atomic_load(&p->canceled))
+		scry_shadow_cancel(sh);
+	pthread_mutex_unlock(&p->lock);
+
+	rc = so.in_place ? run_sequential(p, sh, m, err) : run_clones(p, sh, m, err);
+	if (rc && atomic_load(&p->canceled) && rc != SCRY_ECANCELED)
+		rc = scry__fail(err, SCRY_ECANCELED, "cancelled");
+
+	/* Whatever happened: no clone is left behind. */
+	pthread_mutex_lock(&p->lock);
+	p->shadow = NULL;
+	pthread_mutex_unlock(&p->lock);
+	phase(p, SCRY_PHASE_CLEANUP, 0, 0);
+	scry_error derr = SCRY_ERROR_INIT;
+	if (scry_shadow_drop(sh, &derr) && !rc)
+		rc = scry__fail(err, derr.code, "%s", derr.message);
+	scry_shadow_free(sh);
+	p->stats.total_us = scry__monotonic_us() - t0;
+	return rc;
+}
+
+const scry_verdict *scry_pipeline_verdict(const scry_pipeline *p) { return p ? p->verdict : NULL; }
+
+const scry_verdict *scry_pipeline_fix_verdict(const scry_pipeline *p)
+{
+	return p ? p->fix_verdict : NULL;
+}
+
+size_t scry_pipeline_failures(const scry_pipeline *p)
+{
+	if (!p)
+		return 0;
+	if (p->fix_verdict)
+		return scry_verdict_failures(p->fix_verdict);
+	return p->verdict ? scry_verdict_failures(p->verdict) : 0;
+}
+
+void scry_pipeline_stats_get(const scry_pipeline *p, scry_pipeline_stats *out)
+{
+	if (p && out)
+		*out = p->stats;
+}
+
+int scry_pipeline_report(const scry_pipeline *p, scry_report_format format, scry_buf *out,
+	scry_error *err)
+{
+	if (!p || !out)
+		return scry__fail(err, SCRY_EINVAL, "pipeline or output is NULL");
+	if (!p->verdict)
+		return scry__fail(err, SCRY_ENOTFOUND, "no verdict was reached");
+	if (!p->fix_verdict)
+		return scry_report_render(p->verdict, format, out, err);
+	int rc;
+	switch (format) {
+	case SCRY_REPORT_JUNIT:
+		return scry_report_render(p->fix_verdict, format, out, err);
+	case SCRY_REPORT_JSON: {
+		/* {...migration verdict..., "after_fix": {...}}: a superset of diff's JSON. */
+		scry_buf first = SCRY_BUF_INIT;
+		if ((rc = scry_report_render(p->verdict, format, &first, err)))
+			return rc;
+		size_t n = first.size;
+		while (n && first.ptr[n - 1] != '}')
+			n--;
+		if (!n) {
+			scry_buf_dispose(&first);
+			return scry__fail(err, SCRY_EPARSE, "the JSON report is not an object");
+		}
+		rc = scry__buf_put(out, first.ptr, n - 1);
+		scry_buf_dispose(&first);
+		if (!rc)
+			rc = scry__buf_puts(out, ",\"after_fix\":");
+		if (rc)
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		if ((rc = scry_report_render(p->fix_verdict, format, out, err)))
+			return rc;
+		while (out->size && (out->ptr[out->size - 1] == '\n' || out->ptr[out->size - 1] == ' '))
+			out->ptr[--out->size] = 0;
+		return scry__buf_puts(out, "}\n") ? scry__fail(err, SCRY_ENOMEM, "out of memory") : 0;
+	}
+	case SCRY_REPORT_MARKDOWN:
+	case SCRY_REPORT_TEXT:
+	default: {
+		bool md = format == SCRY_REPORT_MARKDOWN;
+		if (scry__buf_puts(out, md ? "## The migration\n\n" : "== The migration ==\n\n"))
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		if ((rc = scry_report_render(p->verdict, format, out, err)))
+			return rc;
+		if (scry__buf_puts(out, md ? "\n## After the fix\n\n" : "\n== After the fix ==\n\n"))
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		return scry_report_render(p->fix_verdict, format, out, err);
+	}
+	}
+}
+
+void scry_pipeline_free(scry_pipeline *p)
+{
+	if (!p)
+		return;
+	scry_verdict_free(p->verdict);
+	scry_verdict_free(p->fix_verdict);
+	scry__free((void *)p->ropts.fingerprints);
+	scry__free(p->target);
+	scry__free(p->prefix);
+	scry__free(p->suffix);
+	pthread_mutex_destroy(&p->lock);
+	scry__free(p);
+}

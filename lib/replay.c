@@ -1,0 +1,1856 @@
+/*
+ * lib/replay.c - replays a captured workload over libpq's asynchronous API.
+ *
+ * One thread, one epoll set: every connection, a timerfd (timed mode and
+ * deadlines) and an eventfd (cancellation) are multiplexed. Each captured
+ * session (per round) becomes a "runner" that owns one connection per
+ * target and walks its statements in order through a small state machine:
+ *
+ *   DUE -> START -> [BEGIN] -> [PREPARE] -> EXEC -> [ROLLBACK] -> NEXT
+ *
+ * DUE waits for the statement's original offset (timed mode only); BEGIN and
+ * ROLLBACK wrap a write that runs outside a captured transaction; PREPARE
+ * happens once per connection and text. Only EXEC is timed. With two targets
+ * (A/B) NEXT switches to the B connection before advancing, so each
+ * statement runs on A and then at once on B. See docs/replay.md.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <libpq-fe.h>
+#include <pg_query.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+/* ------------------------------------------------------------------ */
+/* The workload in memory                                              */
+/* ------------------------------------------------------------------ */
+
+/* What a statement does, decided once per distinct text (see classify()). */
+enum {
+	CLS_WRITE = 0,   /* may write: wrapped / skipped / executed per `writes` */
+	CLS_READ,        /* provably read-only: runs as is */
+	CLS_BEGIN,       /* BEGIN / START TRANSACTION */
+	CLS_COMMIT,      /* COMMIT / END / PREPARE TRANSACTION: becomes ROLLBACK */
+	CLS_TXN,         /* ROLLBACK, SAVEPOINT, RELEASE: as is */
+	CLS_SESSION,     /* SET, SHOW, PREPARE, DISCARD, cursors...: as is, never wrapped */
+	CLS_NOTXN,       /* VACUUM, CHECKPOINT: cannot run in a transaction, change no rows */
+	CLS_2PC          /* COMMIT/ROLLBACK PREPARED: skipped unless writes execute */
+};
+
+/* A distinct (text, parameter types) pair; statements point to one. */
+typedef struct itext {
+	char *text;
+	size_t len;
+	uint64_t hash;
+	uint32_t id;
+	int nparams;
+	Oid *types;
+	uint8_t cls;
+	uint8_t clears_prepared; /* DISCARD ALL / DEALLOCATE ALL drop our statements too */
+} itext;
+
+typedef struct rstmt {
+	int64_t event_id;
+	int64_t start_us;
+	itext *t;
+	uint8_t kind;
+	int nparams;
+	const char **values; /* one block: values, lengths, formats, bytes */
+	int *lengths;
+	int *formats;
+} rstmt;
+
+typedef struct rsession {
+	int64_t id;
+	rstmt *st;
+	size_t n, alloc;
+	int64_t first_us, last_us;
+} rsession;
+
+typedef struct workload {
+	itext **texts;   /* by id */
+	size_t ntexts, atexts;
+	itext **table;   /* open addressing */
+	size_t tcap;
+	rsession *sess;
+	size_t nsess, asess;
+	size_t nstmts;
+	int64_t first_us;
+	/* classification per fingerprint: texts of one pattern differ only in constants */
+	uint64_t *cls_keys;
+	uint8_t *cls_vals;
+	size_t ncls, ccls;
+} workload;
+
+static void workload_free(workload *w)
+{
+	for (size_t i = 0; i < w->ntexts; i++) {
+		scry__free(w->texts[i]->text);
+		scry__free(w->texts[i]->types);
+		scry__free(w->texts[i]);
+	}
+	scry__free(w->texts);
+	scry__free(w->table);
+	for (size_t i = 0; i < w->nsess; i++) {
+		for (size_t j = 0; j < w->sess[i].n; j++)
+			scry__free(w->sess[i].st[j].values);
+		scry__free(w->sess[i].st);
+	}
+	scry__free(w->sess);
+	scry__free(w->cls_keys);
+	scry__free(w->cls_vals);
+	memset(w, 0, sizeof *w);
+}
+
+/* Skips blanks, comments and opening parentheses; copies the next word upper-cased. */
+static const char *next_word(const char *p, char *word, size_t n)
+{
+	for (;;) {
+		while (*p && (isspace((unsigned char)*p) || *p == '('))
+			p++;
+		if (p[0] == '-' && p[1] == '-') {
+			while (*p && *p != '\n')
+				p++;
+		} else if (p[0] == '/' && p[1] == '*') {
+			const char *e = strstr(p + 2, "*/");
+			p = e ? e + 2 : p + strlen(p);
+		} else {
+			break;
+		}
+	}
+	size_t i = 0;
+	while (*p && (isalpha((unsigned char)*p) || *p == '_')) {
+		if (i + 1 < n)
+			word[i++] = (char)toupper((unsigned char)*p);
+		p++;
+	}
+	word[i] = 0;
+	return p;
+}
+
+/*
+ * Built-in functions that never write. Anything else (user functions,
+ * nextval, set_config, pg_terminate_backend, dblink...) makes a SELECT a
+ * possible write. Only unqualified or pg_catalog-qualified names count.
+ */
+static const char *const safe_funcs[] = {
+	"abs", "array_agg", "array_length", "array_to_string", "avg", "bool_and", "bool_or", "btrim",
+	"ceil", "ceiling", "char_length", "coalesce", "concat", "concat_ws", "count", "date_part",
+	"date_trunc", "every", "exp", "extract", "floor", "format", "greatest", "jsonb_agg",
+	"jsonb_build_array", "jsonb_build_object", "json_agg", "json_build_array", "json_build_object",
+	"least", "left", "length", "ln", "log", "lower", "lpad", "ltrim", "max", "md5", "min", "mod",
+	"now", "nullif", "octet_length", "percentile_cont", "percentile_disc", "position", "power",
+	"rank", "dense_rank", "regexp_replace", "repeat", "replace", "reverse", "right", "round",
+	"row_number", "rpad", "rtrim", "sign", "split_part", "sqrt", "stddev", "string_agg", "strpos",
+	"substr", "substring", "sum", "timezone", "to_char", "to_date", "to_number", "to_timestamp",
+	"trim", "trunc", "unnest", "upper", "variance", "generate_series", "lag", "lead",
+	"first_value", "last_value", "ntile", "cume_dist", "percent_rank", "age", "current_date",
+	"date", "make_date", "make_interval", "initcap", "chr", "ascii", "array_position", "cardinality",
+	NULL
+};
+
+static bool safe_func(const char *name, size_t n)
+{
+	for (const char *const *f = safe_funcs; *f; f++)
+		if (strlen(*f) == n && !memcmp(*f, name, n))
+			return true;
+	return false;
+}
+
+/* Every FuncCall of a parse tree (JSON) names a function of safe_funcs. */
+static bool funcs_safe(const char *t)
+{
+	static const char key[] = "\"FuncCall\":{\"funcname\":[";
+	static const char item[] = "{\"String\":{\"sval\":\"";
+	for (const char *p = strstr(t, key); p; p = strstr(p, key)) {
+		p += sizeof key - 1;
+		const char *names[3];
+		size_t lens[3];
+		int n = 0;
+		while (!strncmp(p, item, sizeof item - 1)) {
+			p += sizeof item - 1;
+			const char *e = strchr(p, '"');
+			if (!e || n == 3)
+				return false;
+			names[n] = p;
+			lens[n++] = (size_t)(e - p);
+			p = e + 3; /* past "}} */
+			if (*p == ',')
+				p++;
+		}
+		if (n == 0 || n > 2 || (n == 2 && (lens[0] != 10 || memcmp(names[0], "pg_catalog", 10))))
+			return false;
+		if (!safe_func(names[n - 1], lens[n - 1]))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * A statement is read-only when it parses to one plain SELECT that calls
+ * only built-in functions known not to write (safe_funcs), with no INTO,
+ * no FOR UPDATE/SHARE and no data-modifying WITH. The residual risk (a
+ * user-defined operator, cast or view function that writes) is documented.
+ */
+static bool provably_read_only(const char *text)
+{
+	PgQueryParseResult r = pg_query_parse(text);
+	bool ro = false;
+	if (!r.error && r.parse_tree) {
+		const char *t = r.parse_tree;
+		const char *first = strstr(t, "{\"stmt\":");
+		ro = first && !strstr(first + 1, "{\"stmt\":") &&
+		     !strncmp(first, "{\"stmt\":{\"SelectStmt\"", 21) &&
+		     funcs_safe(t) && !strstr(t, "\"intoClause\"") &&
+		     !strstr(t, "\"lockingClause\"") && !strstr(t, "\"InsertStmt\"") &&
+		     !strstr(t, "\"UpdateStmt\"") && !strstr(t, "\"DeleteStmt\"") &&
+		     !strstr(t, "\"MergeStmt\"");
+	}
+	pg_query_free_parse_result(r);
+	return ro;
+}
+
+static void classify(itext *t)
+{
+	char w1[24], w2[24];
+	const char *p = next_word(t->text, w1, sizeof w1);
+	next_word(p, w2, sizeof w2);
+	t->cls = CLS_WRITE;
+	if (!strcmp(w1, "BEGIN") || !strcmp(w1, "START"))
+		t->cls = CLS_BEGIN;
+	else if ((!strcmp(w1, "COMMIT") || !strcmp(w1, "ROLLBACK")) && !strcmp(w2, "PREPARED"))
+		t->cls = CLS_2PC;
+	else if (!strcmp(w1, "COMMIT") || !strcmp(w1, "END") ||
+	         (!strcmp(w1, "PREPARE") && !strcmp(w2, "TRANSACTION")))
+		t->cls = CLS_COMMIT;
+	else if (!strcmp(w1, "ROLLBACK") || !strcmp(w1, "ABORT") || !strcmp(w1, "SAVEPOINT") ||
+	         !strcmp(w1, "RELEASE"))
+		t->cls = CLS_TXN;
+	else if (!strcmp(w1, "SET") || !strcmp(w1, "RESET") || !strcmp(w1, "SHOW") ||
+	         !strcmp(w1, "PREPARE") || !strcmp(w1, "DEALLOCATE") || !strcmp(w1, "DISCARD") ||
+	         !strcmp(w1, "LISTEN") || !strcmp(w1, "UNLISTEN") || !strcmp(w1, "LOAD") ||
+	         !strcmp(w1, "DECLARE") || !strcmp(w1, "FETCH") || !strcmp(w1, "MOVE") ||
+	         !strcmp(w1, "CLOSE"))
+		t->cls = CLS_SESSION;
+	else if (!strcmp(w1, "VACUUM") || !strcmp(w1, "CHECKPOINT"))
+		t->cls = CLS_NOTXN;
+	else if ((!strcmp(w1, "SELECT") || !strcmp(w1, "WITH") || !strcmp(w1, "VALUES") ||
+	          !strcmp(w1, "TABLE")) && provably_read_only(t->text))
+		t->cls = CLS_READ;
+	t->clears_prepared = (!strcmp(w1, "DISCARD") && !strcmp(w2, "ALL")) ||
+	                     (!strcmp(w1, "DEALLOCATE") && (!strcmp(w2, "ALL") ||
+	                      (!strcmp(w2, "PREPARE") && strstr(t->text + 10, "ALL"))));
+}
+
+/* Looks up (found = true) or reserves the cache slot of a fingerprint. */
+static uint8_t *cls_slot(workload *w, uint64_t fp, bool *found)
+{
+	if ((w->ncls + 1) * 2 > w->ccls) {
+		size_t cap = w->ccls ? w->ccls * 2 : 256;
+		uint64_t *k = scry__calloc(cap, sizeof *k);
+		uint8_t *v = scry__calloc(cap, 1);
+		if (!k || !v) {
+			scry__free(k);
+			scry__free(v);
+			return NULL;
+		}
+		for (size_t i = 0; i < w->ccls; i++)
+			if (w->cls_keys[i]) {
+				size_t j = w->cls_keys[i] & (cap - 1);
+				while (k[j])
+					j = (j + 1) & (cap - 1);
+				k[j] = w->cls_keys[i];
+				v[j] = w->cls_vals[i];
+			}
+		scry__free(w->cls_keys);
+		scry__free(w->cls_vals);
+		w->cls_keys = k;
+		w->cls_vals = v;
+		w->ccls = cap;
+	}
+	size_t j = fp & (w->ccls - 1);
+	while (w->cls_keys[j] && w->cls_keys[j] != fp)
+		j = (j + 1) & (w->ccls - 1);
+	*found = w->cls_keys[j] == fp;
+	if (!*found) {
+		w->cls_keys[j] = fp;
+		w->ncls++;
+	}
+	return &w->cls_vals[j];
+}
+
+static int intern(workload *w, const char *text, size_t len, const scry_param *params, int np,
+                  uint64_t fingerprint, itext **out)
+{
+	uint64_t h = XXH3_64bits(text, len);
+	for (int i = 0; i < np; i++)
+		h = h * 1000003u ^ params[i].type_oid;
+	if (w->ntexts * 2 >= w->tcap) {
+		size_t cap = w->tcap ? w->tcap * 2 : 1024;
+		itext **t = scry__calloc(cap, sizeof *t);
+		if (!t)
+			return SCRY_ENOMEM;
+		for (size_t i = 0; i < w->ntexts; i++) {
+			size_t j = w->texts[i]->hash & (cap - 1);
+			while (t[j])
+				j = (j + 1) & (cap - 1);
+			t[j] = w->texts[i];
+		}
+		scry__free(w->table);
+		w->table = t;
+		w->tcap = cap;
+	}
+	size_t j = h & (w->tcap - 1);
+	for (itext *e; (e = w->table[j]); j = (j + 1) & (w->tcap - 1)) {
+		if (e->hash != h || e->len != len || e->nparams != np || memcmp(e->text, text, len))
+			continue;
+		bool same = true;
+		for (int i = 0; i < np && same; i++)
+			same = e->types[i] == params[i].type_oid;
+		if (same) {
+			*out = e;
+			return 0;
+		}
+	}
+	if (w->ntexts == w->atexts) {
+		size_t n = w->atexts ? w->atexts * 2 : 256;
+		itext **t = scry__realloc(w->texts, n * sizeof *t);
+		if (!t)
+			return SCRY_ENOMEM;
+		w->texts = t;
+		w->atexts = n;
+	}
+	itext *e = scry__calloc(1, sizeof *e);
+	if (!e || !(e->text = scry__strndup(text, len)) ||
+	    (np && !(e->types = scry__calloc((size_t)np, sizeof *e->types)))) {
+		if (e)
+			scry__free(e->text);
+		scry__free(e);
+		return SCRY_ENOMEM;
+	}
+	e->len = len;
+	e->hash = h;
+	e->nparams = np;
+	e->id = (uint32_t)w->ntexts;
+	for (int i = 0; i < np; i++)
+		e->types[i] = params[i].type_oid;
+	bool found = false;
+	uint8_t *slot = fingerprint ? cls_slot(w, fingerprint, &found) : NULL;
+	if (found) {
+		e->cls = *slot & 0x7f;
+		e->clears_prepared = *slot >> 7;
+	} else {
+		classify(e);
+		if (slot)
+			*slot = (uint8_t)(e->cls | e->clears_prepared << 7);
+	}
+	w->texts[w->ntexts++] = e;
+	w->table[j] = e;
+	*out = e;
+	return 0;
+}
+
+static rsession *session_for(workload *w, int64_t id, size_t *last)
+{
+	if (*last < w->nsess && w->sess[*last].id == id)
+		return &w->sess[*last];
+	/* Sessions are few compared with events: a linear scan from the newest. */
+	for (size_t i = w->nsess; i-- > 0;)
+		if (w->sess[i].id == id) {
+			*last = i;
+			return &w->sess[i];
+		}
+	if (w->nsess == w->asess) {
+		size_t n = w->asess ? w->asess * 2 : 64;
+		rsession *s = scry__realloc(w->sess, n * sizeof *s);
+		if (!s)
+			return NULL;
+		w->sess = s;
+		w->asess = n;
+	}
+	rsession *s = &w->sess[w->nsess];
+	memset(s, 0, sizeof *s);
+	s->id = id;
+	*last = w->nsess++;
+	return s;
+}
+
+static int add_stmt(workload *w, const scry_stored_event *ev, size_t *last)
+{
+	rsession *s = session_for(w, ev->session_id, last);
+	if (!s)
+		return SCRY_ENOMEM;
+	if (s->n == s->alloc) {
+		size_t n = s->alloc ? s->alloc * 2 : 16;
+		rstmt *st = scry__realloc(s->st, n * sizeof *st);
+		if (!st)
+			return SCRY_ENOMEM;
+		s->st = st;
+		s->alloc = n;
+	}
+	rstmt *st = &s->st[s->n];
+	memset(st, 0, sizeof *st);
+	st->event_id = ev->id;
+	st->start_us = ev->start_us;
+	st->kind = (uint8_t)ev->kind;
+	int rc = intern(w, ev->query, ev->query_len, ev->params, ev->kind == SCRY_EVENT_EXTENDED ? ev->nparams : 0,
+	                ev->fingerprint, &st->t);
+	if (rc)
+		return rc;
+	if (ev->kind == SCRY_EVENT_EXTENDED && ev->nparams > 0) {
+		size_t np = (size_t)ev->nparams, bytes = 0;
+		for (size_t i = 0; i < np; i++)
+			if (ev->params[i].value && ev->params[i].length > 0)
+				bytes += (size_t)ev->params[i].length + 1;
+		size_t hdr = np * (sizeof(char *) + 2 * sizeof(int));
+		char *blk = scry__malloc(hdr + bytes);
+		if (!blk)
+			return SCRY_ENOMEM;
+		st->values = (const char **)(void *)blk;
+		st->lengths = (int *)(void *)(blk + np * sizeof(char *));
+		st->formats = st->lengths + np;
+		char *data = blk + hdr;
+		for (size_t i = 0; i < np; i++) {
+			const scry_param *p = &ev->params[i];
+			st->formats[i] = p->format == SCRY_PARAM_BINARY;
+			st->lengths[i] = p->value ? (p->length > 0 ? p->length : 0) : 0;
+			if (!p->value) {
+				st->values[i] = NULL;
+			} else if (p->length > 0) {
+				memcpy(data, p->value, (size_t)p->length);
+				data[p->length] = 0; /* text params must be NUL-terminated */
+				st->values[i] = data;
+				data += p->length + 1;
+			} else {
+				st->values[i] = "";
+			}
+		}
+		st->nparams = ev->nparams;
+	}
+	if (!s->n)
+		s->first_us = ev->start_us;
+	s->last_us = ev->start_us;
+	s->n++;
+	w->nstmts++;
+	if (!w->first_us || ev->start_us < w->first_us)
+		w->first_us = ev->start_us;
+	return 0;
+}
+
+static int load_workload(scry_store *store, const scry_replay_options *o, workload *w, scry_error *err)
+{
+	scry_event_filter f = SCRY_EVENT_FILTER_INIT;
+	f.fingerprints = o->fingerprints;
+	f.nfingerprints = o->nfingerprints;
+	scry_event_iter *it = NULL;
+	int rc = scry_store_events(store, o->fingerprints ? &f : NULL, &it, err);
+	if (rc)
+		return rc;
+	const scry_stored_event *ev;
+	size_t last = 0;
+	while ((rc = scry_event_iter_next(it, &ev, err)) == 1) {
+		if ((rc = add_stmt(w, ev, &last)) != 0) {
+			rc = scry__fail(err, rc, "out of memory loading the workload");
+			break;
+		}
+	}
+	scry_event_iter_free(it);
+	return rc < 0 ? rc : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The replayer                                                        */
+/* ------------------------------------------------------------------ */
+
+struct scry_replay {
+	scry_store *store;
+	scry_replay_options o;
+	uint64_t *fps;
+	int cancel_fd;
+	atomic_int cancelled;
+};
+
+void scry_replay_options_init(scry_replay_options *o)
+{
+	*o = (scry_replay_options)SCRY_REPLAY_OPTIONS_INIT;
+}
+
+int scry_replay_new(scry_replay **out, scry_store *store, const scry_replay_options *opts, scry_error *err)
+{
+	if (!out)
+		return scry__fail(err, SCRY_EINVAL, "scry_replay_new: out is required");
+	*out = NULL;
+	if (!store)
+		return scry__fail(err, SCRY_EINVAL, "scry_replay_new: a store is required");
+	scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
+	if (opts) {
+		if (opts->version < 1 || opts->version > SCRY_REPLAY_OPTIONS_VERSION)
+			return scry__fail(err, SCRY_EINVAL, "replay options version %u is not supported (this library knows %d)",
+			                  opts->version, SCRY_REPLAY_OPTIONS_VERSION);
+		o = *opts;
+	}
+	if (o.mode != SCRY_REPLAY_FAST && o.mode != SCRY_REPLAY_TIMED)
+		return scry__fail(err, SCRY_EINVAL, "replay mode must be fast or timed");
+	if (o.mode == SCRY_REPLAY_TIMED && !(o.speed > 0))
+		return scry__fail(err, SCRY_EINVAL, "replay speed must be a positive number, not %g", o.speed);
+	if (o.concurrency < 1)
+		return scry__fail(err, SCRY_EINVAL, "replay concurrency must be at least 1, not %d", o.concurrency);
+	if (o.repeat < 1 || o.warmup < 0)
+		return scry__fail(err, SCRY_EINVAL, "replay repeat must be >= 1 and warmup >= 0");
+	if (o.writes != SCRY_WRITES_ROLLBACK && o.writes != SCRY_WRITES_SKIP && o.writes != SCRY_WRITES_EXECUTE)
+		return scry__fail(err, SCRY_EINVAL, "replay writes must be rollback, skip or execute");
+	if (o.timeout_ms < 0)
+		return scry__fail(err, SCRY_EINVAL, "replay timeout must be >= 0 ms (0 = none)");
+	scry_replay *r = scry__calloc(1, sizeof *r);
+	if (!r)
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	r->cancel_fd = -1;
+	if (o.fingerprints && o.nfingerprints) {
+		if (!(r->fps = scry__calloc(o.nfingerprints, sizeof *r->fps))) {
+			scry__free(r);
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		}
+		memcpy(r->fps, o.fingerprints, o.nfingerprints * sizeof *r->fps);
+		o.fingerprints = r->fps;
+	} else {
+		o.fingerprints = NULL;
+		o.nfingerprints = 0;
+	}
+	r->o = o;
+	r->store = store;
+	r->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (r->cancel_fd < 0) {
+		int e = errno;
+		scry_replay_free(r);
+		return scry__fail_sys(err, SCRY_EIO, e, "cannot create an eventfd: %s", strerror(e));
+	}
+	*out = r;
+	return 0;
+}
+
+void scry_replay_free(scry_replay *r)
+{
+	if (!r)
+		return;
+	if (r->cancel_fd >= 0)
+		close(r->cancel_fd);
+	scry__free(r->fps);
+	scry__free(r);
+}
+
+void scry_replay_cancel(scry_replay *r)
+{
+	if (!r)
+		return;
+	atomic_store(&r->cancelled, 1);
+	uint64_t one = 1;
+	if (write(r->cancel_fd, &one, sizeof one) < 0) {
+		/* The counter is saturated or the fd is gone: the flag still stops the loop. */
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Connections and runners                                             */
+/* ------------------------------------------------------------------ */
+
+enum { C_NONE, C_CONNECTING, C_SETUP, C_IDLE, C_BUSY };
+enum { STEP_NONE, STEP_SETUP, STEP_BEGIN, STEP_PREPARE, STEP_EXEC, STEP_ROLLBACK };
+enum { PH_DUE, PH_START, PH_PREP, PH_EXEC, PH_AFTER, PH_NEXT };
+
+struct runner;
+
+typedef struct rconn {
+	struct runner *r;
+	int target;
+	PGconn *pg;
+	int fd;
+	uint32_t mask;
+	int state, step;
+	bool flushing, copy_out, lost;
+	int fails;
+	/* prepared statements of this connection: a set of itext ids */
+	uint32_t *prep;
+	size_t nprep, cprep;
+	/* result of the step in flight */
+	int64_t t0, rows;
+	char sqlstate[6];
+	bool error;
+} rconn;
+
+typedef struct runner {
+	rsession *s;
+	int round;
+	size_t next;
+	int cur, phase;
+	bool wrapped, override_rollback;
+	int64_t due;
+	int64_t heap_idx; /* -1 when not waiting in the timer heap */
+	struct runner *next_dead; /* finished, freed after the current batch of events */
+	size_t active_idx;
+	rconn c[2];
+} runner;
+
+/*
+ * Samples go to the store from a writer thread, in batches, so that SQLite
+ * never stalls the event loop (timed mode's start lag would show it).
+ */
+#define BATCH_SAMPLES 2048
+typedef struct batch {
+	struct batch *next;
+	int target;
+	size_t n;
+	scry_sample s[BATCH_SAMPLES];
+} batch;
+
+typedef struct writer {
+	scry_store *store;
+	int64_t run_id[2];
+	pthread_t th;
+	bool started, closing;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	batch *head, *tail;
+	atomic_int failed;
+	int rc;
+	scry_error err;
+} writer;
+
+typedef struct target {
+	const char *conninfo;
+	int64_t run_id;
+	batch *cur;
+	scry_replay_result res;
+} target;
+
+typedef struct ctx {
+	scry_replay *rp;
+	const scry_replay_options *o;
+	workload *w;
+	target tg[2];
+	int ntargets;
+	int ep, timer_fd;
+	int64_t timer_armed;
+	size_t *order;      /* sessions sorted by first statement */
+	size_t next_job;    /* over rounds x sessions */
+	size_t njobs;
+	int64_t round_start;
+	int cur_round;      /* timed mode: the round whose jobs are starting */
+	runner **active;
+	size_t nactive, aactive;
+	runner **heap;
+	size_t nheap, aheap;
+	runner *dead;
+	int64_t *lags;
+	size_t nlags, alags;
+	uint64_t done, total;
+	int64_t last_progress;
+	int fatal;
+	scry_error *err;
+	writer wr;
+} ctx;
+
+static void *writer_main(void *arg)
+{
+	writer *w = arg;
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (!w->head && !w->closing)
+			pthread_cond_wait(&w->cv, &w->mu);
+		batch *b = w->head;
+		if (!b)
+			break;
+		w->head = b->next;
+		if (!w->head)
+			w->tail = NULL;
+		pthread_mutex_unlock(&w->mu);
+		if (!w->rc) {
+			w->rc = scry_store_samples_append(w->store, w->run_id[b->target], b->s, b->n, &w->err);
+			if (w->rc)
+				atomic_store(&w->failed, 1);
+		}
+		scry__free(b);
+		pthread_mutex_lock(&w->mu);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+static void writer_push(writer *w, batch *b)
+{
+	b->next = NULL;
+	pthread_mutex_lock(&w->mu);
+	if (w->tail)
+		w->tail->next = b;
+	else
+		w->head = b;
+	w->tail = b;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* Writes what is queued and stops the thread. Returns the first store error. */
+static int writer_close(writer *w, scry_error *err)
+{
+	if (!w->started)
+		return 0;
+	pthread_mutex_lock(&w->mu);
+	w->closing = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->th, NULL);
+	w->started = false;
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	if (w->rc && err)
+		*err = w->err;
+	return w->rc;
+}
+
+static void logf_(ctx *x, scry_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void logf_(ctx *x, scry_log_level lvl, const char *fmt, ...)
+{
+	if (!x->o->log)
+		return;
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	x->o->log(x->o->log_ctx, lvl, msg);
+}
+
+static int set_fatal(ctx *x, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int set_fatal(ctx *x, int code, const char *fmt, ...)
+{
+	if (x->fatal)
+		return x->fatal;
+	x->fatal = code;
+	if (x->err) {
+		va_list ap;
+		va_start(ap, fmt);
+		x->err->code = code;
+		vsnprintf(x->err->message, sizeof x->err->message, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+/* PQerrorMessage on one line, without the trailing newline. */
+static void one_line(const char *in, char *out, size_t n)
+{
+	size_t j = 0;
+	for (const char *p = in ? in : ""; *p && j + 3 < n; p++) {
+		if (*p == '\n') {
+			if (p[1])
+				out[j++] = ';', out[j++] = ' ';
+		} else {
+			out[j++] = *p;
+		}
+	}
+	out[j] = 0;
+}
+
+static int connect_error(scry_error *err, PGconn *pg, const char *conninfo)
+{
+	char msg[300];
+	one_line(pg ? PQerrorMessage(pg) : "out of memory", msg, sizeof msg);
+	const char *host = pg ? PQhost(pg) : NULL, *port = pg ? PQport(pg) : NULL, *user = pg ? PQuser(pg) : NULL;
+	bool auth = strstr(msg, "password") || strstr(msg, "authentication");
+	return scry__fail(err, SCRY_ECONNECT,
+		"cannot connect to host %s port %s as user %s: %s. %s",
+		host && *host ? host : "(default socket)", port && *port ? port : "(default)",
+		user && *user ? user : "(default)", msg,
+		auth ? "Check the user and password (in the connection string, PGPASSWORD or ~/.pgpass) and pg_hba.conf."
+		     : "Check that the server is running and reachable at that address, and the connection string.");
+	(void)conninfo;
+}
+
+static void conn_update_mask(ctx *x, rconn *c, uint32_t mask)
+{
+	if (c->fd < 0 || c->mask == mask)
+		return;
+	struct epoll_event ev = { .events = mask, .data.ptr = c };
+	epoll_ctl(x->ep, c->mask ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd, &ev);
+	c->mask = mask;
+}
+
+static void conn_close(ctx *x, rconn *c)
+{
+	if (c->fd >= 0 && c->mask)
+		epoll_ctl(x->ep, EPOLL_CTL_DEL, c->fd, NULL);
+	c->fd = -1;
+	c->mask = 0;
+	if (c->pg)
+		PQfinish(c->pg);
+	c->pg = NULL;
+	c->state = C_NONE;
+	c->step = STEP_NONE;
+	c->nprep = 0;
+	c->flushing = c->copy_out = c->lost = false;
+}
+
+static void conn_poll_connect(ctx *x, rconn *c);
+
+static void conn_start(ctx *x, rconn *c)
+{
+	const char *keys[] = { "dbname", "fallback_application_name", NULL };
+	const char *vals[] = { x->tg[c->target].conninfo, "scry replay", NULL };
+	c->pg = PQconnectStartParams(keys, vals, 1);
+	c->state = C_CONNECTING;
+	c->fd = -1;
+	c->mask = 0;
+	c->step = STEP_NONE;
+	if (!c->pg) {
+		set_fatal(x, SCRY_ENOMEM, "out of memory opening a connection");
+		return;
+	}
+	conn_poll_connect(x, c);
+}
+
+static bool prepared_has(const rconn *c, uint32_t id)
+{
+	if (!c->cprep)
+		return false;
+	for (size_t j = id & (c->cprep - 1); c->prep[j]; j = (j + 1) & (c->cprep - 1))
+		if (c->prep[j] == id + 1)
+			return true;
+	return false;
+}
+
+static void prepared_add(rconn *c, uint32_t id)
+{
+	if ((c->nprep + 1) * 2 > c->cprep) {
+		size_t cap = c->cprep ? c->cprep * 2 : 64;
+		uint32_t *t = scry__calloc(cap, sizeof *t);
+		if (!t)
+			return; /* not remembered: it will be prepared again and fail as a duplicate */
+		for (size_t i = 0; i < c->cprep; i++)
+			if (c->prep[i]) {
+				size_t j = (c->prep[i] - 1) & (cap - 1);
+				while (t[j])
+					j = (j + 1) & (cap - 1);
+				t[j] = c->prep[i];
+			}
+		scry__free(c->prep);
+		c->prep = t;
+		c->cprep = cap;
+	}
+	size_t j = id & (c->cprep - 1);
+	while (c->prep[j])
+		j = (j + 1) & (c->cprep - 1);
+	c->prep[j] = id + 1;
+	c->nprep++;
+}
+
+static void prepared_clear(rconn *c)
+{
+	if (c->prep)
+		memset(c->prep, 0, c->cprep * sizeof *c->prep);
+	c->nprep = 0;
+}
+
+static void drive(ctx *x, runner *r);
+
+/* Sends what libpq buffered; watches for writability while some is left. */
+static void conn_flush_watch(ctx *x, rconn *c)
+{
+	int f = PQflush(c->pg);
+	c->flushing = f == 1;
+	if (f < 0)
+		c->lost = true;
+	conn_update_mask(x, c, EPOLLIN | (c->flushing ? EPOLLOUT : 0));
+}
+
+static void conn_begin_step(rconn *c, int step)
+{
+	c->step = step;
+	c->state = C_BUSY;
+	c->rows = 0;
+	c->sqlstate[0] = 0;
+	c->error = false;
+	c->copy_out = false;
+}
+
+static void conn_step_done(ctx *x, rconn *c);
+
+/* After a PQsend* call: 1 = sent, 0 = the connection is gone (step completed as failed). */
+static bool conn_sent(ctx *x, rconn *c, int ok)
+{
+	if (!ok) {
+		c->lost = true;
+		c->error = true;
+		snprintf(c->sqlstate, sizeof c->sqlstate, "08006");
+		conn_step_done(x, c);
+		return false;
+	}
+	conn_flush_watch(x, c);
+	return true;
+}
+
+static void conn_send_setup(ctx *x, rconn *c)
+{
+	char sql[64];
+	snprintf(sql, sizeof sql, "SET statement_timeout = %d", x->o->timeout_ms);
+	PQsetnonblocking(c->pg, 1);
+	c->fd = PQsocket(c->pg);
+	conn_begin_step(c, STEP_SETUP);
+	c->state = C_SETUP;
+	conn_sent(x, c, PQsendQuery(c->pg, sql));
+}
+
+static void conn_poll_connect(ctx *x, rconn *c)
+{
+	PostgresPollingStatusType st = PQconnectPoll(c->pg);
+	int fd = PQsocket(c->pg);
+	if (fd != c->fd && c->fd >= 0 && c->mask) {
+		/* libpq moved to another socket (next host or address). */
+		epoll_ctl(x->ep, EPOLL_CTL_DEL, c->fd, NULL);
+		c->mask = 0;
+	}
+	c->fd = fd;
+	switch (st) {
+	case PGRES_POLLING_READING:
+		conn_update_mask(x, c, EPOLLIN);
+		return;
+	case PGRES_POLLING_WRITING:
+		conn_update_mask(x, c, EPOLLOUT);
+		return;
+	case PGRES_POLLING_OK:
+		c->fails = 0;
+		conn_send_setup(x, c);
+		return;
+	default: {
+		char msg[300];
+		one_line(PQerrorMessage(c->pg), msg, sizeof msg);
+		bool nofd = strstr(msg, "Too many open files") != NULL;
+		c->fails++;
+		if (nofd) {
+			set_fatal(x, SCRY_ELIMIT, "out of file descriptors opening connection number %zu: %s. "
+			          "Raise the limit (ulimit -n) or lower the concurrency.", x->nactive, msg);
+		} else if (c->fails >= 3) {
+			set_fatal(x, SCRY_ECONNECT, "a replay connection to %s:%s failed %d times in a row: %s. "
+			          "Check the server's max_connections and log, or lower the concurrency.",
+			          PQhost(c->pg) ? PQhost(c->pg) : "?", PQport(c->pg) ? PQport(c->pg) : "?", c->fails, msg);
+		} else {
+			logf_(x, SCRY_LOG_WARNING, "replay connection failed (%s); retrying", msg);
+			int fails = c->fails;
+			conn_close(x, c);
+			c->fails = fails;
+			conn_start(x, c);
+		}
+		return;
+	}
+	}
+}
+
+static void conn_reconnect(ctx *x, rconn *c)
+{
+	x->tg[c->target].res.reconnects++;
+	logf_(x, SCRY_LOG_WARNING, "replay connection lost (%s); reconnecting",
+	      c->pg ? PQerrorMessage(c->pg) : "");
+	conn_close(x, c);
+	conn_start(x, c);
+}
+
+static void record(ctx *x, runner *r, rconn *c, int64_t latency)
+{
+	if (r->round < x->o->warmup)
+		return;
+	target *t = &x->tg[c->target];
+	if (!t->cur) {
+		if (!(t->cur = scry__malloc(sizeof *t->cur))) {
+			set_fatal(x, SCRY_ENOMEM, "out of memory recording samples");
+			return;
+		}
+		t->cur->target = c->target;
+		t->cur->n = 0;
+	}
+	scry_sample *s = &t->cur->s[t->cur->n++];
+	memset(s, 0, sizeof *s);
+	s->event_id = r->s->st[r->next].event_id;
+	s->round = r->round - x->o->warmup;
+	s->latency_us = latency;
+	s->rows = c->error ? -1 : c->rows;
+	if (c->error)
+		snprintf(s->sqlstate, sizeof s->sqlstate, "%s", c->sqlstate[0] ? c->sqlstate : "XX000");
+	t->res.executions++;
+	if (c->error) {
+		t->res.errors++;
+		if (!strcmp(s->sqlstate, "57014"))
+			t->res.timeouts++;
+	}
+	if (t->cur->n == BATCH_SAMPLES) {
+		writer_push(&x->wr, t->cur);
+		t->cur = NULL;
+	}
+}
+
+/* Adds a result to the step's outcome; true when libpq has output to flush. */
+static bool accumulate(rconn *c, PGresult *res)
+{
+	switch (PQresultStatus(res)) {
+	case PGRES_TUPLES_OK:
+	case PGRES_SINGLE_TUPLE:
+		c->rows += PQntuples(res);
+		break;
+	case PGRES_COMMAND_OK: {
+		const char *n = PQcmdTuples(res);
+		if (n && *n)
+			c->rows += strtoll(n, NULL, 10);
+		break;
+	}
+	case PGRES_COPY_IN:
+		/* The capture has no COPY data: end the copy with none. */
+		PQputCopyEnd(c->pg, NULL);
+		return true;
+	case PGRES_COPY_OUT:
+		c->copy_out = true;
+		break;
+	case PGRES_EMPTY_QUERY:
+		break;
+	default: {
+		const char *ss = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		if (!c->error) {
+			c->error = true;
+			snprintf(c->sqlstate, sizeof c->sqlstate, "%s", ss && *ss ? ss : "08006");
+		}
+		break;
+	}
+	}
+	return false;
+}
+
+/* Reads whatever results are complete; finishes the step at the last one. */
+static void conn_process(ctx *x, rconn *c)
+{
+	while (c->state == C_BUSY || c->state == C_SETUP) {
+		if (c->copy_out) {
+			char *buf = NULL;
+			int n = PQgetCopyData(c->pg, &buf, 1);
+			if (buf)
+				PQfreemem(buf);
+			if (n > 0) {
+				c->rows++;
+				continue;
+			}
+			if (n == 0)
+				return;
+			c->copy_out = false;
+		}
+		if (PQisBusy(c->pg)) {
+			if (PQstatus(c->pg) == CONNECTION_BAD) {
+				c->lost = true;
+				if (!c->error) {
+					c->error = true;
+					snprintf(c->sqlstate, sizeof c->sqlstate, "08006");
+				}
+				conn_step_done(x, c);
+			}
+			return;
+		}
+		PGresult *res = PQgetResult(c->pg);
+		if (!res) {
+			conn_step_done(x, c);
+			return;
+		}
+		bool flush = accumulate(c, res);
+		PQclear(res);
+		if (flush)
+			conn_flush_watch(x, c);
+	}
+}
+
+static void conn_event(ctx *x, rconn *c, uint32_t events)
+{
+	if (!c->pg || c->state == C_NONE)
+		return; /* closed earlier in this batch of events */
+	if (c->state == C_CONNECTING) {
+		conn_poll_connect(x, c);
+		return;
+	}
+	if (c->flushing && (events & EPOLLOUT))
+		conn_flush_watch(x, c);
+	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+		if (!PQconsumeInput(c->pg))
+			c->lost = true;
+	}
+	if (c->state == C_BUSY || c->state == C_SETUP) {
+		if (c->lost) {
+			if (!c->error) {
+				c->error = true;
+				snprintf(c->sqlstate, sizeof c->sqlstate, "08006");
+			}
+			/* Read an error the server may have sent before closing (57P01). */
+			PGresult *res;
+			while (!PQisBusy(c->pg) && (res = PQgetResult(c->pg)) != NULL) {
+				if (PQresultStatus(res) == PGRES_FATAL_ERROR) {
+					const char *ss = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+					if (ss && *ss)
+						snprintf(c->sqlstate, sizeof c->sqlstate, "%s", ss);
+				}
+				PQclear(res);
+			}
+			conn_step_done(x, c);
+			return;
+		}
+		conn_process(x, c);
+		return;
+	}
+	/* Idle: notices and notifications are consumed; a closed connection is re-opened. */
+	PGnotify *n;
+	while ((n = PQnotifies(c->pg)) != NULL)
+		PQfreemem(n);
+	if (c->lost || PQstatus(c->pg) == CONNECTION_BAD) {
+		conn_reconnect(x, c);
+		drive(x, c->r);
+	}
+}
+
+static void conn_step_done(ctx *x, rconn *c)
+{
+	runner *r = c->r;
+	int step = c->step;
+	bool bad = c->lost || PQstatus(c->pg) == CONNECTION_BAD;
+	c->step = STEP_NONE;
+	c->state = C_IDLE;
+	int64_t now = scry__monotonic_us();
+	switch (step) {
+	case STEP_SETUP:
+		break;
+	case STEP_BEGIN:
+		if (c->error) {
+			record(x, r, c, now - c->t0);
+			r->phase = PH_AFTER;
+		} else {
+			r->phase = PH_PREP;
+		}
+		break;
+	case STEP_PREPARE:
+		if (c->error) {
+			/* The statement cannot even be prepared (e.g. a column the migration dropped). */
+			record(x, r, c, now - c->t0);
+			r->phase = PH_AFTER;
+		} else {
+			prepared_add(c, r->s->st[r->next].t->id);
+			r->phase = PH_EXEC;
+		}
+		break;
+	case STEP_EXEC:
+		record(x, r, c, now - c->t0);
+		if (r->s->st[r->next].t->clears_prepared)
+			prepared_clear(c);
+		r->phase = PH_AFTER;
+		break;
+	case STEP_ROLLBACK:
+		r->phase = PH_NEXT;
+		break;
+	}
+	if (bad)
+		conn_reconnect(x, c);
+	else if (step == STEP_EXEC && !strcmp(c->sqlstate, "26000"))
+		prepared_clear(c); /* our prepared statement went away (DEALLOCATE by the workload) */
+	drive(x, r);
+}
+
+/* ------------------------------------------------------------------ */
+/* Scheduling                                                          */
+/* ------------------------------------------------------------------ */
+
+static void heap_swap(ctx *x, size_t i, size_t j)
+{
+	runner *t = x->heap[i];
+	x->heap[i] = x->heap[j];
+	x->heap[j] = t;
+	x->heap[i]->heap_idx = (int64_t)i;
+	x->heap[j]->heap_idx = (int64_t)j;
+}
+
+static void heap_up(ctx *x, size_t i)
+{
+	while (i > 0 && x->heap[(i - 1) / 2]->due > x->heap[i]->due) {
+		heap_swap(x, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static void heap_down(ctx *x, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, m = i;
+		if (l < x->nheap && x->heap[l]->due < x->heap[m]->due)
+			m = l;
+		if (l + 1 < x->nheap && x->heap[l + 1]->due < x->heap[m]->due)
+			m = l + 1;
+		if (m == i)
+			return;
+		heap_swap(x, i, m);
+		i = m;
+	}
+}
+
+static void heap_push(ctx *x, runner *r)
+{
+	if (r->heap_idx >= 0)
+		return;
+	if (x->nheap == x->aheap) {
+		size_t n = x->aheap ? x->aheap * 2 : 64;
+		runner **h = scry__realloc(x->heap, n * sizeof *h);
+		if (!h) {
+			set_fatal(x, SCRY_ENOMEM, "out of memory");
+			return;
+		}
+		x->heap = h;
+		x->aheap = n;
+	}
+	x->heap[x->nheap] = r;
+	r->heap_idx = (int64_t)x->nheap;
+	heap_up(x, x->nheap++);
+}
+
+static void heap_remove(ctx *x, runner *r)
+{
+	if (r->heap_idx < 0)
+		return;
+	size_t i = (size_t)r->heap_idx;
+	r->heap_idx = -1;
+	if (i != --x->nheap) {
+		x->heap[i] = x->heap[x->nheap];
+		x->heap[i]->heap_idx = (int64_t)i;
+		heap_down(x, i);
+		heap_up(x, i);
+	}
+}
+
+static int64_t stmt_due(ctx *x, const runner *r)
+{
+	const rstmt *st = &r->s->st[r->next];
+	return x->round_start + (int64_t)((double)(st->start_us - x->w->first_us) / x->o->speed);
+}
+
+static void runner_finish(ctx *x, runner *r)
+{
+	heap_remove(x, r);
+	for (int i = 0; i < x->ntargets; i++) {
+		conn_close(x, &r->c[i]);
+		scry__free(r->c[i].prep);
+	}
+	size_t i = r->active_idx;
+	x->active[i] = x->active[--x->nactive];
+	x->active[i]->active_idx = i;
+	/* Events of this batch may still point at its connections: free it later. */
+	r->next_dead = x->dead;
+	x->dead = r;
+}
+
+static void free_dead(ctx *x)
+{
+	while (x->dead) {
+		runner *r = x->dead;
+		x->dead = r->next_dead;
+		scry__free(r);
+	}
+}
+
+static void lag_add(ctx *x, int64_t lag)
+{
+	if (x->nlags == x->alags) {
+		size_t n = x->alags ? x->alags * 2 : 4096;
+		int64_t *l = scry__realloc(x->lags, n * sizeof *l);
+		if (!l)
+			return;
+		x->lags = l;
+		x->alags = n;
+	}
+	x->lags[x->nlags++] = lag < 0 ? 0 : lag;
+}
+
+static bool send_exec(ctx *x, runner *r, rconn *c)
+{
+	const rstmt *st = &r->s->st[r->next];
+	conn_begin_step(c, STEP_EXEC);
+	c->t0 = scry__monotonic_us();
+	int ok;
+	if (r->override_rollback)
+		ok = PQsendQuery(c->pg, "ROLLBACK");
+	else if (st->kind == SCRY_EVENT_EXTENDED) {
+		char name[24];
+		snprintf(name, sizeof name, "scry_%u", st->t->id);
+		ok = PQsendQueryPrepared(c->pg, name, st->nparams, st->values, st->lengths, st->formats, 0);
+	} else {
+		/* Simple protocol, exactly as captured: one Query message, one result per statement. */
+		ok = PQsendQuery(c->pg, st->t->text);
+	}
+	return conn_sent(x, c, ok);
+}
+
+/* Moves a runner as far as it can go without waiting. */
+static void drive(ctx *x, runner *r)
+{
+	for (;;) {
+		if (x->fatal)
+			return;
+		if (r->next >= r->s->n) {
+			runner_finish(x, r);
+			return;
+		}
+		rconn *c = &r->c[r->cur];
+		if (c->state != C_IDLE)
+			return; /* connecting, or a step is in flight: its completion calls us */
+		const rstmt *st = &r->s->st[r->next];
+		switch (r->phase) {
+		case PH_DUE: {
+			int64_t now = scry__monotonic_us();
+			r->due = stmt_due(x, r);
+			if (now < r->due) {
+				heap_push(x, r);
+				return;
+			}
+			if (r->round >= x->o->warmup)
+				lag_add(x, now - r->due);
+			r->phase = PH_START;
+			break;
+		}
+		case PH_START: {
+			PGTransactionStatusType ts = PQtransactionStatus(c->pg);
+			bool in_txn = ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR;
+			bool skip = false, wrap = false;
+			scry_replay_writes wm = x->o->writes;
+			r->override_rollback = false;
+			switch (st->t->cls) {
+			case CLS_COMMIT:
+				r->override_rollback = wm != SCRY_WRITES_EXECUTE;
+				break;
+			case CLS_2PC:
+				skip = wm != SCRY_WRITES_EXECUTE;
+				break;
+			case CLS_WRITE:
+				skip = wm == SCRY_WRITES_SKIP;
+				wrap = wm == SCRY_WRITES_ROLLBACK && !in_txn;
+				break;
+			default:
+				break;
+			}
+			if (skip) {
+				if (r->cur == 0 && r->round >= x->o->warmup)
+					x->tg[0].res.skipped++;
+				if (r->cur == 0 && x->ntargets > 1 && r->round >= x->o->warmup)
+					x->tg[1].res.skipped++;
+				r->cur = x->ntargets - 1; /* skip on every target */
+				r->phase = PH_NEXT;
+				break;
+			}
+			r->wrapped = wrap;
+			if (wrap) {
+				conn_begin_step(c, STEP_BEGIN);
+				c->t0 = scry__monotonic_us();
+				conn_sent(x, c, PQsendQuery(c->pg, "BEGIN"));
+				return;
+			}
+			r->phase = PH_PREP;
+			break;
+		}
+		case PH_PREP:
+			if (st->kind == SCRY_EVENT_EXTENDED && !r->override_rollback && !prepared_has(c, st->t->id)) {
+				char name[24];
+				snprintf(name, sizeof name, "scry_%u", st->t->id);
+				conn_begin_step(c, STEP_PREPARE);
+				c->t0 = scry__monotonic_us();
+				conn_sent(x, c, PQsendPrepare(c->pg, name, st->t->text, st->t->nparams, st->t->types));
+				return;
+			}
+			r->phase = PH_EXEC;
+			break;
+		case PH_EXEC:
+			send_exec(x, r, c);
+			return;
+		case PH_AFTER:
+			if (r->wrapped) {
+				r->wrapped = false;
+				if (PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+					conn_begin_step(c, STEP_ROLLBACK);
+					conn_sent(x, c, PQsendQuery(c->pg, "ROLLBACK"));
+					return;
+				}
+			}
+			r->phase = PH_NEXT;
+			break;
+		case PH_NEXT:
+			if (r->cur + 1 < x->ntargets) {
+				r->cur++;
+				r->phase = PH_START;
+				break;
+			}
+			r->cur = 0;
+			r->next++;
+			x->done++;
+			r->phase = x->o->mode == SCRY_REPLAY_TIMED ? PH_DUE : PH_START;
+			break;
+		}
+	}
+}
+
+/* Starts the job (round x session) number x->next_job. */
+static void job_start(ctx *x)
+{
+	size_t j = x->next_job++;
+	size_t ns = x->w->nsess;
+	runner *r = scry__calloc(1, sizeof *r);
+	if (!r) {
+		set_fatal(x, SCRY_ENOMEM, "out of memory");
+		return;
+	}
+	if (x->nactive == x->aactive) {
+		size_t n = x->aactive ? x->aactive * 2 : 64;
+		runner **a = scry__realloc(x->active, n * sizeof *a);
+		if (!a) {
+			scry__free(r);
+			set_fatal(x, SCRY_ENOMEM, "out of memory");
+			return;
+		}
+		x->active = a;
+		x->aactive = n;
+	}
+	r->s = &x->w->sess[x->order[j % ns]];
+	r->round = (int)(j / ns);
+	r->heap_idx = -1;
+	r->phase = x->o->mode == SCRY_REPLAY_TIMED ? PH_DUE : PH_START;
+	r->active_idx = x->nactive;
+	x->active[x->nactive++] = r;
+	for (int i = 0; i < x->ntargets; i++) {
+		r->c[i].r = r;
+		r->c[i].target = i;
+		r->c[i].fd = -1;
+		conn_start(x, &r->c[i]);
+	}
+}
+
+/* Connections of a timed session open this long before its first statement is due. */
+#define CONNECT_LEAD_US 200000
+
+static void start_jobs(ctx *x)
+{
+	size_t ns = x->w->nsess;
+	if (x->o->mode == SCRY_REPLAY_FAST) {
+		while (!x->fatal && x->next_job < x->njobs && x->nactive < (size_t)x->o->concurrency)
+			job_start(x);
+		return;
+	}
+	/* Timed: rounds one after another; within a round, sessions at their offsets. */
+	while (!x->fatal && x->next_job < x->njobs) {
+		int round = (int)(x->next_job / ns);
+		if (round != x->cur_round) {
+			if (x->nactive)
+				return; /* the previous round is still running */
+			x->cur_round = round;
+			x->round_start = scry__monotonic_us() + CONNECT_LEAD_US;
+		}
+		const rsession *s = &x->w->sess[x->order[x->next_job % ns]];
+		int64_t at = x->round_start + (int64_t)((double)(s->first_us - x->w->first_us) / x->o->speed) - CONNECT_LEAD_US;
+		if (scry__monotonic_us() < at)
+			return;
+		job_start(x);
+	}
+}
+
+static int64_t next_deadline(ctx *x)
+{
+	int64_t d = x->nheap ? x->heap[0]->due : INT64_MAX;
+	if (x->o->mode == SCRY_REPLAY_TIMED && x->next_job < x->njobs) {
+		size_t ns = x->w->nsess;
+		if ((int)(x->next_job / ns) == x->cur_round) {
+			const rsession *s = &x->w->sess[x->order[x->next_job % ns]];
+			int64_t at = x->round_start + (int64_t)((double)(s->first_us - x->w->first_us) / x->o->speed) - CONNECT_LEAD_US;
+			if (at < d)
+				d = at;
+		}
+	}
+	return d;
+}
+
+static void arm_timer(ctx *x, int64_t when)
+{
+	if (when == x->timer_armed)
+		return;
+	x->timer_armed = when;
+	struct itimerspec its = { 0 };
+	if (when != INT64_MAX) {
+		if (when <= 0)
+			when = 1;
+		its.it_value.tv_sec = when / 1000000;
+		its.it_value.tv_nsec = (when % 1000000) * 1000;
+	}
+	timerfd_settime(x->timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+static int cmp_first(const void *a, const void *b, void *arg)
+{
+	const workload *w = arg;
+	const rsession *x = &w->sess[*(const size_t *)a], *y = &w->sess[*(const size_t *)b];
+	if (x->first_us != y->first_us)
+		return x->first_us < y->first_us ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Sessions that overlap at most in timed mode (each from its connect lead to its last statement). */
+static size_t max_overlap(const workload *w, double speed)
+{
+	size_t n = w->nsess, best = 0, cur = 0;
+	int64_t *ev = scry__calloc(2 * n + 1, sizeof *ev);
+	if (!ev)
+		return n;
+	for (size_t i = 0; i < n; i++) {
+		/* encode start as 2t, end as 2t+1 so that ends sort after starts at the same time */
+		ev[2 * i] = (int64_t)((double)(w->sess[i].first_us - w->first_us) / speed) * 2;
+		ev[2 * i + 1] = ((int64_t)((double)(w->sess[i].last_us - w->first_us) / speed) + CONNECT_LEAD_US) * 2 + 1;
+	}
+	qsort(ev, 2 * n, sizeof *ev, cmp_i64);
+	for (size_t i = 0; i < 2 * n; i++) {
+		if (ev[i] % 2 == 0) {
+			if (++cur > best)
+				best = cur;
+		} else {
+			cur--;
+		}
+	}
+	scry__free(ev);
+	return best;
+}
+
+/* The connection string without any password, for the runs table. */
+static char *redact_conninfo(const char *conninfo)
+{
+	char *errmsg = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &errmsg);
+	if (!opts) {
+		if (errmsg)
+			PQfreemem(errmsg);
+		return NULL;
+	}
+	scry_buf b = SCRY_BUF_INIT;
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		if (!o->val || !strcmp(o->keyword, "password"))
+			continue;
+		scry__buf_printf(&b, "%s%s='", b.size ? " " : "", o->keyword);
+		for (const char *p = o->val; *p; p++) {
+			if (*p == '\'' || *p == '\\')
+				scry__buf_put(&b, "\\", 1);
+			scry__buf_put(&b, p, 1);
+		}
+		scry__buf_put(&b, "'", 1);
+	}
+	PQconninfoFree(opts);
+	if (!b.ptr)
+		return scry__strdup("");
+	return b.ptr;
+}
+
+/* Connects once, blocking, so that a wrong target gives one clear error before anything runs. */
+static int check_target(const char *conninfo, scry_error *err)
+{
+	char *errmsg = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &errmsg);
+	if (!opts) {
+		char msg[300];
+		one_line(errmsg ? errmsg : "invalid", msg, sizeof msg);
+		if (errmsg)
+			PQfreemem(errmsg);
+		return scry__fail(err, SCRY_EINVAL, "the connection string '%s' does not parse: %s", conninfo, msg);
+	}
+	PQconninfoFree(opts);
+	const char *keys[] = { "dbname", "fallback_application_name", NULL };
+	const char *vals[] = { conninfo, "scry replay", NULL };
+	PGconn *pg = PQconnectdbParams(keys, vals, 1);
+	int rc = 0;
+	if (!pg || PQstatus(pg) != CONNECTION_OK)
+		rc = connect_error(err, pg, conninfo);
+	PQfinish(pg);
+	return rc;
+}
+
+static const char *mode_name(scry_replay_mode m) { return m == SCRY_REPLAY_TIMED ? "timed" : "fast"; }
+
+static const char *writes_name(scry_replay_writes w)
+{
+	return w == SCRY_WRITES_SKIP ? "skip" : w == SCRY_WRITES_EXECUTE ? "execute" : "rollback";
+}
+
+static void report_progress(ctx *x, bool force)
+{
+	if (!x->o->progress)
+		return;
+	int64_t now = scry__monotonic_us();
+	if (!force && now - x->last_progress < 100000)
+		return;
+	x->last_progress = now;
+	x->o->progress(x->o->progress_ctx, "replay", x->done, x->total);
+}
+
+static int64_t pct(const int64_t *v, size_t n, double p)
+{
+	if (!n)
+		return 0;
+	size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+	return v[i < n ? i : n - 1];
+}
+
+/* The replay proper, for one or two targets. */
+static int run_targets(scry_replay *rp, const char **conninfo, const char **label, int ntargets,
+                       scry_replay_result **outs, scry_error *err)
+{
+	const scry_replay_options *o = &rp->o;
+	for (int i = 0; i < ntargets; i++) {
+		if (!conninfo[i] || !label[i] || !*label[i])
+			return scry__fail(err, SCRY_EINVAL, "a replay needs a connection string and a non-empty label");
+		if (outs[i])
+			memset(outs[i], 0, sizeof *outs[i]);
+	}
+	for (int i = 0; i < ntargets; i++) {
+		int rc = check_target(conninfo[i], err);
+		if (rc)
+			return rc;
+	}
+	workload w = { 0 };
+	ctx x;
+	memset(&x, 0, sizeof x);
+	x.rp = rp;
+	x.o = o;
+	x.w = &w;
+	x.ntargets = ntargets;
+	x.ep = x.timer_fd = -1;
+	x.err = err;
+	x.cur_round = -1;
+	int rc = load_workload(rp->store, o, &w, err);
+	if (rc)
+		goto out;
+	/* Enough file descriptors for the connections that will be open at once? */
+	{
+		size_t at_once = o->mode == SCRY_REPLAY_FAST
+			? (w.nsess < (size_t)o->concurrency ? w.nsess : (size_t)o->concurrency)
+			: max_overlap(&w, o->speed);
+		struct rlimit rl;
+		size_t need = at_once * (size_t)ntargets + 32;
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur) {
+			rc = scry__fail(err, SCRY_ELIMIT,
+				"replaying %zu sessions at once needs about %zu file descriptors, but this process may "
+				"open only %llu: raise the limit (ulimit -n; the hard limit is %llu) or lower the concurrency",
+				at_once, need, (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max);
+			goto out;
+		}
+	}
+	if (!(x.order = scry__calloc(w.nsess + 1, sizeof *x.order))) {
+		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < w.nsess; i++)
+		x.order[i] = i;
+	qsort_r(x.order, w.nsess, sizeof *x.order, cmp_first, &w);
+	x.njobs = w.nsess * (size_t)(o->repeat + o->warmup);
+	x.total = (uint64_t)w.nstmts * (uint64_t)(o->repeat + o->warmup);
+	x.ep = epoll_create1(EPOLL_CLOEXEC);
+	x.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (x.ep < 0 || x.timer_fd < 0) {
+		int e = errno;
+		rc = scry__fail_sys(err, e == EMFILE ? SCRY_ELIMIT : SCRY_EIO, e, "cannot create epoll/timerfd: %s", strerror(e));
+		goto out;
+	}
+	static char cancel_tag, timer_tag;
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &cancel_tag };
+	epoll_ctl(x.ep, EPOLL_CTL_ADD, rp->cancel_fd, &ev);
+	ev.data.ptr = &timer_tag;
+	epoll_ctl(x.ep, EPOLL_CTL_ADD, x.timer_fd, &ev);
+	x.timer_armed = INT64_MAX;
+
+	/* The runs rows. */
+	{
+		char opts_json[512];
+		snprintf(opts_json, sizeof opts_json,
+			"{\"mode\":\"%s\",\"speed\":%g,\"concurrency\":%d,\"repeat\":%d,\"warmup\":%d,"
+			"\"writes\":\"%s\",\"timeout_ms\":%d,\"patterns\":%zu,\"interleaved\":%s}",
+			mode_name(o->mode), o->speed, o->concurrency, o->repeat, o->warmup,
+			writes_name(o->writes), o->timeout_ms, o->nfingerprints, ntargets > 1 ? "true" : "false");
+		for (int i = 0; i < ntargets; i++) {
+			x.tg[i].conninfo = conninfo[i];
+			char *red = redact_conninfo(conninfo[i]);
+			rc = scry_store_run_begin(rp->store, label[i], red ? red : "", opts_json, &x.tg[i].run_id, err);
+			scry__free(red);
+			if (rc)
+				goto out;
+		}
+	}
+
+	x.wr.store = rp->store;
+	x.wr.run_id[0] = x.tg[0].run_id;
+	x.wr.run_id[1] = x.tg[1].run_id;
+	pthread_mutex_init(&x.wr.mu, NULL);
+	pthread_cond_init(&x.wr.cv, NULL);
+	if (pthread_create(&x.wr.th, NULL, writer_main, &x.wr) != 0) {
+		pthread_mutex_destroy(&x.wr.mu);
+		pthread_cond_destroy(&x.wr.cv);
+		rc = scry__fail(err, SCRY_EIO, "cannot start the sample writer thread");
+		goto out;
+	}
+	x.wr.started = true;
+	int64_t t_start = scry__monotonic_us();
+	bool cancelled = false;
+	struct epoll_event evs[256];
+	report_progress(&x, true);
+	while (!x.fatal) {
+		if (atomic_load(&rp->cancelled)) {
+			cancelled = true;
+			break;
+		}
+		start_jobs(&x);
+		int64_t now = scry__monotonic_us();
+		while (!x.fatal && x.nheap && x.heap[0]->due <= now) {
+			runner *r = x.heap[0];
+			heap_remove(&x, r);
+			drive(&x, r);
+		}
+		if (x.fatal)
+			break;
+		if (!x.nactive && x.next_job >= x.njobs)
+			break;
+		int64_t d = next_deadline(&x);
+		if (d != INT64_MAX && d <= scry__monotonic_us())
+			continue;
+		arm_timer(&x, d);
+		int n = epoll_wait(x.ep, evs, (int)(sizeof evs / sizeof evs[0]), -1);
+		if (n < 0 && errno != EINTR) {
+			int e = errno;
+			set_fatal(&x, SCRY_EIO, "epoll_wait failed: %s", strerror(e));
+			break;
+		}
+		for (int i = 0; i < n && !x.fatal; i++) {
+			void *p = evs[i].data.ptr;
+			if (p == &cancel_tag) {
+				continue; /* the flag is checked at the top */
+			} else if (p == &timer_tag) {
+				uint64_t ticks;
+				if (read(x.timer_fd, &ticks, sizeof ticks) < 0) {
+					/* nothing to read: spurious wakeup */
+				}
+				x.timer_armed = INT64_MAX;
+			} else {
+				conn_event(&x, p, evs[i].events);
+			}
+		}
+		if (atomic_load(&x.wr.failed)) {
+			x.fatal = SCRY_ESTORE; /* the writer's error is reported below */
+			break;
+		}
+		free_dead(&x);
+		report_progress(&x, false);
+	}
+	int64_t elapsed = scry__monotonic_us() - t_start;
+	report_progress(&x, true);
+	while (x.nactive)
+		runner_finish(&x, x.active[0]);
+	for (int i = 0; i < ntargets; i++)
+		if (x.tg[i].cur) {
+			writer_push(&x.wr, x.tg[i].cur);
+			x.tg[i].cur = NULL;
+		}
+	rc = x.fatal;
+	scry_error ferr = SCRY_ERROR_INIT;
+	int frc = writer_close(&x.wr, &ferr);
+	if (frc && (!rc || rc == SCRY_ESTORE)) {
+		rc = frc;
+		if (err)
+			*err = ferr;
+	}
+	if (!rc && cancelled)
+		rc = scry__fail(err, SCRY_ECANCELED, "the replay was cancelled; the samples recorded so far are kept");
+
+	if (x.nlags)
+		qsort(x.lags, x.nlags, sizeof *x.lags, cmp_i64);
+	for (int i = 0; i < ntargets; i++) {
+		scry_replay_result *res = &x.tg[i].res;
+		res->run_id = x.tg[i].run_id;
+		res->elapsed_us = elapsed;
+		res->per_second = elapsed > 0 ? (double)res->executions * 1e6 / (double)elapsed : 0;
+		res->lag_p50_us = pct(x.lags, x.nlags, 0.50);
+		res->lag_p99_us = pct(x.lags, x.nlags, 0.99);
+		res->lag_max_us = x.nlags ? x.lags[x.nlags - 1] : 0;
+		char summary[512];
+		snprintf(summary, sizeof summary,
+			"{\"skipped\":%lld,\"elapsed_us\":%lld,\"lag_p50_us\":%lld,\"lag_p99_us\":%lld,\"lag_max_us\":%lld,"
+			"\"complete\":%s}",
+			(long long)res->skipped, (long long)elapsed, (long long)res->lag_p50_us,
+			(long long)res->lag_p99_us, (long long)res->lag_max_us, rc ? "false" : "true");
+		scry_run_summary sum = { res->executions, res->errors, res->timeouts, res->reconnects,
+		                         res->per_second, summary };
+		scry_error eerr = SCRY_ERROR_INIT;
+		int erc = scry_store_run_end(rp->store, x.tg[i].run_id, &sum, rc ? &eerr : err);
+		if (!rc && erc)
+			rc = erc;
+		if (outs[i])
+			*outs[i] = *res;
+	}
+out:
+	/* A cancel that arrived during this run is consumed by it. */
+	{
+		uint64_t v;
+		while (read(rp->cancel_fd, &v, sizeof v) > 0) {
+		}
+		atomic_store(&rp->cancelled, 0);
+	}
+	while (x.nactive)
+		runner_finish(&x, x.active[0]);
+	free_dead(&x);
+	writer_close(&x.wr, NULL);
+	for (int i = 0; i < 2; i++)
+		scry__free(x.tg[i].cur);
+	scry__free(x.active);
+	scry__free(x.heap);
+	scry__free(x.lags);
+	scry__free(x.order);
+	if (x.ep >= 0)
+		close(x.ep);
+	if (x.timer_fd >= 0)
+		close(x.timer_fd);
+	workload_free(&w);
+	return rc;
+}
+
+int scry_replay_run(scry_replay *r, const char *conninfo, const char *label,
+                    scry_replay_result *out, scry_error *err)
+{
+	if (!r)
+		return scry__fail(err, SCRY_EINVAL, "scry_replay_run: a replayer is required");
+	const char *ci[1] = { conninfo };
+	const char *lb[1] = { label };
+	scry_replay_result *outs[1] = { out };
+	return run_targets(r, ci, lb, 1, outs, err);
+}
+
+int scry_replay_run_ab(scry_replay *r, const char *conninfo_a, const char *label_a,
+                       const char *conninfo_b, const char *label_b,
+                       scry_replay_result *out_a, scry_replay_result *out_b, scry_error *err)
+{
+	if (!r)
+		return scry__fail(err, SCRY_EINVAL, "scry_replay_run_ab: a replayer is required");
+	if (label_a && label_b && !strcmp(label_a, label_b))
+		return scry__fail(err, SCRY_EINVAL, "the two runs of an A/B replay need different labels, not '%s' twice", label_a);
+	const char *ci[2] = { conninfo_a, conninfo_b };
+	const char *lb[2] = { label_a, label_b };
+	scry_replay_result *outs[2] = { out_a, out_b };
+	return run_targets(r, ci, lb, 2, outs, err);
+}

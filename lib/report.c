@@ -1,0 +1,400 @@
+/*
+ * lib/report.c - renders a verdict as text, JSON, Markdown or JUnit XML.
+ *
+ * Every renderer reads the same scry_pattern_verdict fields, in the
+ * verdict's order (worst first), so the four formats always agree. The JSON
+ * keys are documented in docs/cli-diff.md and only ever added to.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+
+int scry_report_format_parse(const char *name, scry_report_format *out)
+{
+	static const char *const names[] = { "text", "json", "markdown", "junit" };
+	for (int i = 0; name && i < 4; i++)
+		if (!strcmp(name, names[i])) {
+			*out = (scry_report_format)i;
+			return 0;
+		}
+	if (name && !strcmp(name, "md")) {
+		*out = SCRY_REPORT_MARKDOWN;
+		return 0;
+	}
+	return SCRY_EINVAL;
+}
+
+static const char *verdict_word(const scry_verdict_summary *s)
+{
+	return s->failures ? "FAIL" : "PASS";
+}
+
+/* The one-line reason of a pattern, shared by every format. */
+static void reason(scry_buf *b, const scry_pattern_verdict *p)
+{
+	switch (p->cls) {
+	case SCRY_CLASS_REGRESSED:
+	case SCRY_CLASS_IMPROVED:
+	case SCRY_CLASS_UNCHANGED:
+		scry__buf_printf(b, "p50 %.3f -> %.3f ms, ratio %.2fx", p->baseline_p50_ms, p->candidate_p50_ms, p->ratio);
+		if (isfinite(p->ratio_high))
+			scry__buf_printf(b, " (95%% CI %.2f-%.2f)", p->ratio_low, p->ratio_high);
+		scry__buf_printf(b, ", %lld paired executions", (long long)p->pairs);
+		break;
+	case SCRY_CLASS_NEW_ERROR:
+		scry__buf_printf(b, "new error %s", p->candidate_sqlstate ? p->candidate_sqlstate : "");
+		if (p->candidate_error)
+			scry__buf_printf(b, ": %s", p->candidate_error);
+		scry__buf_printf(b, " (%lld executions that succeed on baseline fail on candidate)",
+		                 (long long)p->new_failures);
+		break;
+	case SCRY_CLASS_ONLY_IN_CANDIDATE:
+		if (p->suggested_index)
+			scry__buf_printf(b, "only in candidate: p50 %.3f ms as migrated vs %.3f ms with %s, ratio %.2fx",
+			                 p->unindexed_p50_ms, p->best_p50_ms, p->suggested_index, p->ratio);
+		else
+			scry__buf_printf(b, "%s", p->note ? p->note : "only in candidate");
+		if (p->suggested_index && isfinite(p->ratio_high))
+			scry__buf_printf(b, " (95%% CI %.2f-%.2f)", p->ratio_low, p->ratio_high);
+		if (p->captured_mean_ms > 0)
+			scry__buf_printf(b, "; captured mean %.3f ms", p->captured_mean_ms);
+		break;
+	default:
+		scry__buf_printf(b, "%s", p->note ? p->note : "");
+	}
+}
+
+/* Copies a query onto one line, at most `max` bytes (UTF-8 safe cut). */
+static void one_line(scry_buf *b, const char *s, size_t max)
+{
+	size_t n = 0;
+	bool space = false;
+	for (const char *p = s ? s : ""; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (c == '\n' || c == '\r' || c == '\t' || c == ' ') {
+			space = n > 0;
+			continue;
+		}
+		if (n >= max && (c & 0xC0) != 0x80) {
+			scry__buf_puts(b, "...");
+			return;
+		}
+		if (space) {
+			scry__buf_puts(b, " ");
+			n++;
+			space = false;
+		}
+		scry__buf_put(b, p, 1);
+		n++;
+	}
+}
+
+/* A p50 cell: "-" when the side has no successful sample. */
+static void p50_cell(char *out, size_t n, int64_t samples, int64_t errors, double ms)
+{
+	if (samples > errors)
+		snprintf(out, n, "%.3f", ms);
+	else
+		snprintf(out, n, "-");
+}
+
+/* ---------------- text ---------------- */
+
+static void render_text(const scry_verdict *v, const scry_verdict_summary *s, scry_buf *b)
+{
+	scry__buf_printf(b, "scry diff: baseline '%s' (run %lld) vs candidate '%s' (run %lld); threshold %.2fx, floor %.2f ms\n",
+	                 s->baseline_label, (long long)s->baseline_run, s->candidate_label, (long long)s->candidate_run,
+	                 s->threshold, s->min_delta_ms);
+	scry__buf_printf(b, "%s: %zu of %zu patterns fail the gate (%zu regressed, %zu new-error, %zu only-in-candidate, "
+	                    "%zu rows-changed, %zu improved, %zu unchanged, %zu insufficient-samples)\n\n",
+	                 verdict_word(s), s->failures, s->patterns, s->by_class[SCRY_CLASS_REGRESSED],
+	                 s->by_class[SCRY_CLASS_NEW_ERROR], s->by_class[SCRY_CLASS_ONLY_IN_CANDIDATE],
+	                 s->by_class[SCRY_CLASS_ROWS_CHANGED], s->by_class[SCRY_CLASS_IMPROVED],
+	                 s->by_class[SCRY_CLASS_UNCHANGED], s->by_class[SCRY_CLASS_INSUFFICIENT]);
+	scry__buf_printf(b, "%-4s %-20s %8s %15s %10s %10s %11s %9s  %-16s %s\n", "", "CLASS", "RATIO", "95% CI",
+	                 "BASE p50", "CAND p50", "IMPACT ms", "N", "FINGERPRINT", "QUERY");
+	for (size_t i = 0; i < scry_verdict_count(v); i++) {
+		const scry_pattern_verdict *p = scry_verdict_get(v, i);
+		char fp[17], ci[40] = "-", ratio[20] = "-", n[24];
+		scry_fingerprint_format(p->fingerprint, fp);
+		if (p->ratio > 0)
+			snprintf(ratio, sizeof ratio, "%.2fx", p->ratio);
+		if (p->ratio > 0 && isfinite(p->ratio_high))
+			snprintf(ci, sizeof ci, "%.2f-%.2f", p->ratio_low, p->ratio_high);
+		snprintf(n, sizeof n, "%lld/%lld", (long long)p->baseline_n, (long long)p->candidate_n);
+		char bp[24], cp[24];
+		p50_cell(bp, sizeof bp, p->baseline_n, p->baseline_errors, p->baseline_p50_ms);
+		p50_cell(cp, sizeof cp, p->candidate_n, p->candidate_errors, p->candidate_p50_ms);
+		scry__buf_printf(b, "%-4s %-20s %8s %15s %10s %10s %11.1f %9s  %-16s ", p->flagged ? "FAIL" : "",
+		                 scry_verdict_class_name(p->cls), ratio, ci, bp, cp, p->impact_ms, n, fp);
+		one_line(b, p->normalized, 70);
+		scry__buf_puts(b, "\n");
+		if (p->flagged || p->cls == SCRY_CLASS_ONLY_IN_CANDIDATE || p->cls == SCRY_CLASS_ROWS_CHANGED ||
+		    p->cls == SCRY_CLASS_INSUFFICIENT) {
+			scry__buf_puts(b, "       why: ");
+			reason(b, p);
+			scry__buf_puts(b, "\n");
+		}
+		if (p->plan_change)
+			scry__buf_printf(b, "       plan: %s\n", p->plan_change);
+	}
+}
+
+/* ---------------- JSON ---------------- */
+
+static void jnum(scry_buf *b, const char *key, double x, bool comma)
+{
+	if (isfinite(x))
+		scry__buf_printf(b, "\"%s\":%.6g%s", key, x, comma ? "," : "");
+	else
+		scry__buf_printf(b, "\"%s\":null%s", key, comma ? "," : "");
+}
+
+static void jms(scry_buf *b, const char *key, double x)
+{
+	if (isfinite(x))
+		scry__buf_printf(b, "\"%s\":%.3f,", key, x);
+	else
+		scry__buf_printf(b, "\"%s\":null,", key);
+}
+
+static void jstr(scry_buf *b, const char *key, const char *s)
+{
+	scry__buf_printf(b, "\"%s\":", key);
+	if (s)
+		scry__buf_json_string(b, s, strlen(s));
+	else
+		scry__buf_puts(b, "null");
+	scry__buf_puts(b, ",");
+}
+
+static void render_json(const scry_verdict *v, const scry_verdict_summary *s, scry_buf *b)
+{
+	scry__buf_puts(b, "{\"baseline\":{\"label\":");
+	scry__buf_json_string(b, s->baseline_label, strlen(s->baseline_label));
+	scry__buf_printf(b, ",\"run\":%lld},\"candidate\":{\"label\":", (long long)s->baseline_run);
+	scry__buf_json_string(b, s->candidate_label, strlen(s->candidate_label));
+	scry__buf_printf(b, ",\"run\":%lld},", (long long)s->candidate_run);
+	jnum(b, "threshold", s->threshold, true);
+	jnum(b, "min_delta_ms", s->min_delta_ms, true);
+	scry__buf_printf(b, "\"summary\":{\"verdict\":\"%s\",\"patterns\":%zu,\"failures\":%zu", s->failures ? "fail" : "pass",
+	                 s->patterns, s->failures);
+	for (int c = 0; c < 7; c++) {
+		scry__buf_puts(b, ",\"");
+		for (const char *p = scry_verdict_class_name((scry_verdict_class)c); *p; p++)
+			scry__buf_printf(b, "%c", *p == '-' ? '_' : *p);
+		scry__buf_printf(b, "\":%zu", s->by_class[c]);
+	}
+	scry__buf_puts(b, "},\"patterns\":[");
+	for (size_t i = 0; i < scry_verdict_count(v); i++) {
+		const scry_pattern_verdict *p = scry_verdict_get(v, i);
+		char fp[17];
+		scry_fingerprint_format(p->fingerprint, fp);
+		scry__buf_printf(b, "%s{\"fingerprint\":\"%s\",", i ? "," : "", fp);
+		jstr(b, "query", p->normalized);
+		scry__buf_printf(b, "\"class\":\"%s\",\"flagged\":%s,", scry_verdict_class_name(p->cls),
+		                 p->flagged ? "true" : "false");
+		scry__buf_printf(b, "\"baseline_n\":%lld,\"candidate_n\":%lld,\"pairs\":%lld,\"baseline_errors\":%lld,"
+		                    "\"candidate_errors\":%lld,\"new_failures\":%lld,\"rows_differ\":%lld,\"executions\":%lld,",
+		                 (long long)p->baseline_n, (long long)p->candidate_n, (long long)p->pairs,
+		                 (long long)p->baseline_errors, (long long)p->candidate_errors, (long long)p->new_failures,
+		                 (long long)p->rows_differ, (long long)p->executions);
+		bool has_base = p->baseline_n > p->baseline_errors, has_cand = p->candidate_n > p->candidate_errors;
+		jms(b, "baseline_p50_ms", has_base ? p->baseline_p50_ms : NAN);
+		jms(b, "baseline_p95_ms", has_base ? p->baseline_p95_ms : NAN);
+		jms(b, "baseline_p99_ms", has_base ? p->baseline_p99_ms : NAN);
+		jms(b, "candidate_p50_ms", has_cand ? p->candidate_p50_ms : NAN);
+		jms(b, "candidate_p95_ms", has_cand ? p->candidate_p95_ms : NAN);
+		jms(b, "candidate_p99_ms", has_cand ? p->candidate_p99_ms : NAN);
+		jnum(b, "ratio", p->ratio > 0 ? p->ratio : NAN, true);
+		jnum(b, "ratio_low", p->ratio > 0 && isfinite(p->ratio_high) ? p->ratio_low : NAN, true);
+		jnum(b, "ratio_high", p->ratio > 0 ? p->ratio_high : NAN, true);
+		jms(b, "impact_ms", p->impact_ms);
+		jms(b, "captured_mean_ms", p->captured_mean_ms > 0 ? p->captured_mean_ms : NAN);
+		jstr(b, "baseline_sqlstate", p->baseline_sqlstate);
+		jstr(b, "candidate_sqlstate", p->candidate_sqlstate);
+		jstr(b, "candidate_error", p->candidate_error);
+		jstr(b, "suggested_index", p->suggested_index);
+		jms(b, "best_p50_ms", p->suggested_index ? p->best_p50_ms : NAN);
+		jms(b, "unindexed_p50_ms", p->suggested_index ? p->unindexed_p50_ms : NAN);
+		jstr(b, "plan_change", p->plan_change);
+		jstr(b, "baseline_plan", p->baseline_plan);
+		jstr(b, "candidate_plan", p->candidate_plan);
+		scry_buf r = SCRY_BUF_INIT;
+		reason(&r, p);
+		scry__buf_puts(b, "\"reason\":");
+		scry__buf_json_string(b, r.ptr ? r.ptr : "", r.size);
+		scry_buf_dispose(&r);
+		scry__buf_puts(b, "}");
+	}
+	scry__buf_puts(b, "]}\n");
+}
+
+/* ---------------- Markdown ---------------- */
+
+/* Text safe inside a Markdown table cell and inline code. */
+static void md_cell(scry_buf *b, const char *s, size_t max)
+{
+	scry_buf t = SCRY_BUF_INIT;
+	one_line(&t, s, max);
+	for (size_t i = 0; i < t.size; i++) {
+		char c = t.ptr[i];
+		if (c == '|')
+			scry__buf_puts(b, "\\|");
+		else if (c == '`')
+			scry__buf_puts(b, "'");
+		else
+			scry__buf_put(b, &c, 1);
+	}
+	scry_buf_dispose(&t);
+}
+
+static void render_markdown(const scry_verdict *v, const scry_verdict_summary *s, scry_buf *b)
+{
+	scry__buf_printf(b, "### scry: %s - %zu of %zu query patterns fail the gate\n\n", verdict_word(s), s->failures,
+	                 s->patterns);
+	scry__buf_printf(b, "Baseline `%s` vs candidate `%s`; threshold %.2fx, floor %.2f ms. %zu regressed, %zu new-error, "
+	                    "%zu only-in-candidate, %zu rows-changed, %zu improved, %zu unchanged, %zu insufficient-samples.\n\n",
+	                 s->baseline_label, s->candidate_label, s->threshold, s->min_delta_ms,
+	                 s->by_class[SCRY_CLASS_REGRESSED], s->by_class[SCRY_CLASS_NEW_ERROR],
+	                 s->by_class[SCRY_CLASS_ONLY_IN_CANDIDATE], s->by_class[SCRY_CLASS_ROWS_CHANGED],
+	                 s->by_class[SCRY_CLASS_IMPROVED], s->by_class[SCRY_CLASS_UNCHANGED],
+	                 s->by_class[SCRY_CLASS_INSUFFICIENT]);
+	scry__buf_puts(b, "| | Class | Ratio (95% CI) | Baseline p50 ms | Candidate p50 ms | Impact ms | Fingerprint | Query |\n"
+	                  "|---|---|---|---:|---:|---:|---|---|\n");
+	for (size_t i = 0; i < scry_verdict_count(v); i++) {
+		const scry_pattern_verdict *p = scry_verdict_get(v, i);
+		char fp[17];
+		scry_fingerprint_format(p->fingerprint, fp);
+		scry__buf_printf(b, "| %s | %s | ", p->flagged ? "**FAIL**" : "", scry_verdict_class_name(p->cls));
+		if (p->ratio > 0)
+			scry__buf_printf(b, "%.2fx", p->ratio);
+		if (p->ratio > 0 && isfinite(p->ratio_high))
+			scry__buf_printf(b, " (%.2f-%.2f)", p->ratio_low, p->ratio_high);
+		char bp[24], cp[24];
+		p50_cell(bp, sizeof bp, p->baseline_n, p->baseline_errors, p->baseline_p50_ms);
+		p50_cell(cp, sizeof cp, p->candidate_n, p->candidate_errors, p->candidate_p50_ms);
+		scry__buf_printf(b, " | %s | %s | %.1f | `%s` | `", bp, cp, p->impact_ms, fp);
+		md_cell(b, p->normalized, 80);
+		scry__buf_puts(b, "` |\n");
+	}
+	bool details = false;
+	for (size_t i = 0; i < scry_verdict_count(v); i++) {
+		const scry_pattern_verdict *p = scry_verdict_get(v, i);
+		if (!p->flagged && p->cls != SCRY_CLASS_ONLY_IN_CANDIDATE)
+			continue;
+		if (!details)
+			scry__buf_puts(b, "\n#### Why\n");
+		details = true;
+		char fp[17];
+		scry_fingerprint_format(p->fingerprint, fp);
+		scry__buf_printf(b, "\n**`%s`** %s: ", fp, scry_verdict_class_name(p->cls));
+		scry_buf r = SCRY_BUF_INIT;
+		reason(&r, p);
+		md_cell(b, r.ptr, 400);
+		scry_buf_dispose(&r);
+		scry__buf_puts(b, "\n");
+		if (p->plan_change)
+			scry__buf_printf(b, "\nPlan change: %s\n", p->plan_change);
+		if (p->baseline_plan)
+			scry__buf_printf(b, "\n<details><summary>Baseline plan</summary>\n\n```\n%s\n```\n</details>\n",
+			                 p->baseline_plan);
+		if (p->candidate_plan)
+			scry__buf_printf(b, "\n<details><summary>Candidate plan</summary>\n\n```\n%s\n```\n</details>\n",
+			                 p->candidate_plan);
+	}
+}
+
+/* ---------------- JUnit XML ---------------- */
+
+static void xml(scry_buf *b, const char *s)
+{
+	for (const char *p = s ? s : ""; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		switch (c) {
+		case '&': scry__buf_puts(b, "&amp;"); break;
+		case '<': scry__buf_puts(b, "&lt;"); break;
+		case '>': scry__buf_puts(b, "&gt;"); break;
+		case '"': scry__buf_puts(b, "&quot;"); break;
+		case '\'': scry__buf_puts(b, "&apos;"); break;
+		default:
+			if (c < 0x20 && c != '\n' && c != '\t' && c != '\r')
+				scry__buf_puts(b, " "); /* not allowed in XML 1.0 */
+			else
+				scry__buf_put(b, p, 1);
+		}
+	}
+}
+
+static void render_junit(const scry_verdict *v, const scry_verdict_summary *s, scry_buf *b)
+{
+	size_t skipped = s->by_class[SCRY_CLASS_INSUFFICIENT];
+	scry__buf_printf(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"scry\" tests=\"%zu\" failures=\"%zu\">\n",
+	                 s->patterns, s->failures);
+	scry__buf_puts(b, "  <testsuite name=\"scry diff ");
+	xml(b, s->baseline_label);
+	scry__buf_puts(b, " vs ");
+	xml(b, s->candidate_label);
+	scry__buf_printf(b, "\" tests=\"%zu\" failures=\"%zu\" errors=\"0\" skipped=\"%zu\">\n", s->patterns, s->failures,
+	                 skipped);
+	for (size_t i = 0; i < scry_verdict_count(v); i++) {
+		const scry_pattern_verdict *p = scry_verdict_get(v, i);
+		char fp[17];
+		scry_fingerprint_format(p->fingerprint, fp);
+		scry_buf name = SCRY_BUF_INIT, r = SCRY_BUF_INIT;
+		scry__buf_printf(&name, "%s ", fp);
+		one_line(&name, p->normalized, 100);
+		reason(&r, p);
+		scry__buf_puts(b, "    <testcase classname=\"scry.patterns\" name=\"");
+		xml(b, name.ptr);
+		scry__buf_puts(b, "\">\n");
+		if (p->flagged) {
+			scry__buf_printf(b, "      <failure type=\"%s\" message=\"", scry_verdict_class_name(p->cls));
+			xml(b, r.ptr);
+			scry__buf_puts(b, "\">");
+			xml(b, r.ptr);
+			if (p->plan_change) {
+				scry__buf_puts(b, "\nplan change: ");
+				xml(b, p->plan_change);
+			}
+			if (p->candidate_plan) {
+				scry__buf_puts(b, "\ncandidate plan:\n");
+				xml(b, p->candidate_plan);
+			}
+			scry__buf_puts(b, "</failure>\n");
+		} else if (p->cls == SCRY_CLASS_INSUFFICIENT) {
+			scry__buf_puts(b, "      <skipped message=\"");
+			xml(b, r.ptr);
+			scry__buf_puts(b, "\"/>\n");
+		} else {
+			scry__buf_printf(b, "      <system-out>%s: ", scry_verdict_class_name(p->cls));
+			xml(b, r.ptr);
+			scry__buf_puts(b, "</system-out>\n");
+		}
+		scry__buf_puts(b, "    </testcase>\n");
+		scry_buf_dispose(&name);
+		scry_buf_dispose(&r);
+	}
+	scry__buf_puts(b, "  </testsuite>\n</testsuites>\n");
+}
+
+int scry_report_render(const scry_verdict *v, scry_report_format format, scry_buf *out, scry_error *err)
+{
+	if (!v || !out)
+		return scry__fail(err, SCRY_EINVAL, "scry_report_render: a verdict and an output buffer are required");
+	scry_verdict_summary s;
+	scry_verdict_summarize(v, &s);
+	scry_buf b = SCRY_BUF_INIT;
+	switch (format) {
+	case SCRY_REPORT_TEXT: render_text(v, &s, &b); break;
+	case SCRY_REPORT_JSON: render_json(v, &s, &b); break;
+	case SCRY_REPORT_MARKDOWN: render_markdown(v, &s, &b); break;
+	case SCRY_REPORT_JUNIT: render_junit(v, &s, &b); break;
+	default: return scry__fail(err, SCRY_EINVAL, "unknown report format %d", (int)format);
+	}
+	/* The buf helpers only fail on allocation; check once at the end. */
+	int rc = b.ptr ? scry__buf_put(out, b.ptr, b.size) : 0;
+	scry_buf_dispose(&b);
+	return rc ? scry__fail(err, SCRY_ENOMEM, "out of memory rendering the report") : 0;
+}

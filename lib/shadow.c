@@ -1,0 +1,805 @@
+/*
+ * lib/shadow.c - clones of a target database (CREATE DATABASE ... TEMPLATE),
+ * migrations applied to them, and their removal. See include/scry/shadow.h
+ * and docs/pipeline.md.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* PostgreSQL names are at most NAMEDATALEN-1 = 63 bytes. */
+#define NAME_MAX_LEN 63
+
+struct scry_shadow {
+	scry_shadow_options opts;
+	char *target;           /* the caller's conninfo */
+	char *target_db;        /* the target's database name */
+	char *names[2];         /* clone names */
+	char *conninfos[2];     /* clone conninfos */
+	char *maint_conninfo;   /* for CREATE/DROP DATABASE */
+	bool exists[2];
+	int server_version;
+	/* Live values of the target connection, for the migration's environment. */
+	char *host, *port, *user, *password;
+
+	/* Cancellation: the flag, the running query's cancel handle, the running command. */
+	atomic_int canceled;
+	pthread_mutex_t lock;
+	PGcancel *running;
+	pid_t child;
+};
+
+void scry_shadow_options_init(scry_shadow_options *opts)
+{
+	if (opts)
+		*opts = (scry_shadow_options)SCRY_SHADOW_OPTIONS_INIT;
+}
+
+static void slog(scry_shadow *s, scry_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void slog(scry_shadow *s, scry_log_level level, const char *fmt, ...)
+{
+	if (!s->opts.log)
+		return;
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	s->opts.log(s->opts.log_ctx, level, msg);
+}
+
+/* Appends keyword='value' with libpq's quoting rules. */
+static int put_kv(scry_buf *b, const char *kw, const char *val)
+{
+	int rc = scry__buf_printf(b, "%s%s='", b->size ? " " : "", kw);
+	for (const char *p = val; !rc && *p; p++) {
+		if (*p == '\'' || *p == '\\')
+			rc = scry__buf_put(b, "\\", 1);
+		if (!rc)
+			rc = scry__buf_put(b, p, 1);
+	}
+	return rc ? rc : scry__buf_puts(b, "'");
+}
+
+/*
+ * The target's connection string with dbname replaced. PQconninfoParse
+ * understands both key=value strings and URIs; we always emit key=value.
+ */
+static int conninfo_with_db(const char *target, const char *db, char **out, scry_error *err)
+{
+	char *perr = NULL;
+	PQconninfoOption *opts = PQconninfoParse(target, &perr);
+	if (!opts) {
+		int rc = scry__fail(err, SCRY_EINVAL, "invalid connection string: %s",
+		                    perr ? perr : "out of memory");
+		PQfreemem(perr);
+		return rc;
+	}
+	scry_buf b = SCRY_BUF_INIT;
+	int rc = 0;
+	for (PQconninfoOption *o = opts; !rc && o->keyword; o++)
+		if (o->val && *o->val && strcmp(o->keyword, "dbname"))
+			rc = put_kv(&b, o->keyword, o->val);
+	if (!rc)
+		rc = put_kv(&b, "dbname", db);
+	PQconninfoFree(opts);
+	if (rc) {
+		scry_buf_dispose(&b);
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	}
+	*out = b.ptr;
+	return 0;
+}
+
+static PGconn *connect_db(const char *conninfo, scry_error *err, const char *what)
+{
+	PGconn *c = PQconnectdb(conninfo);
+	if (PQstatus(c) != CONNECTION_OK) {
+		const char *m = PQerrorMessage(c);
+		size_t n = strlen(m);
+		while (n && (m[n - 1] == '\n' || m[n - 1] == ' '))
+			n--;
+		scry__fail(err, SCRY_ECONNECT, "cannot connect to %s: %.*s", what, (int)n, m);
+		PQfinish(c);
+		return NULL;
+	}
+	/* Our own statements must not be cut short by a user's default. */
+	PQclear(PQexec(c, "SET statement_timeout = 0"));
+	return c;
+}
+
+/* Server error message without its trailing newline. */
+static void pg_message(const PGresult *r, PGconn *c, char *buf, size_t n)
+{
+	const char *m = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	if (!m)
+		m = PQerrorMessage(c);
+	snprintf(buf, n, "%s", m);
+	size_t k = strlen(buf);
+	while (k && (buf[k - 1] == '\n' || buf[k - 1] == ' '))
+		buf[--k] = 0;
+}
+
+/*
+ * Runs one command, interruptible by scry_shadow_cancel() through a
+ * PGcancel registered for the duration of the call. Returns the result
+ * (the caller clears it); *canceled tells whether a cancel interrupted it.
+ */
+static PGresult *exec_cancelable(scry_shadow *s, PGconn *c, const char *sql)
+{
+	PGcancel *cancel = PQgetCancel(c);
+	pthread_mutex_lock(&s->lock);
+	s->running = cancel;
+	pthread_mutex_unlock(&s->lock);
+	PGresult *r = atomic_load(&s->canceled) ? NULL : PQexec(c, sql);
+	pthread_mutex_lock(&s->lock);
+	s->running = NULL;
+	pthread_mutex_unlock(&s->lock);
+	PQfreeCancel(cancel);
+	return r;
+}
+
+static void sanitize(const char *in, char *out, size_t max)
+{
+	size_t k = 0;
+	for (const unsigned char *p = (const unsigned char *)in; *p && k < max; p++)
+		out[k++] = (isalnum(*p) && *p < 128) ? (char)tolower(*p) : '_';
+	out[k] = 0;
+}
+
+int scry_shadow_new(scry_shadow **out, const char *target, const scry_shadow_options *opts,
+	scry_error *err)
+{
+	if (!out)
+		return scry__fail(err, SCRY_EINVAL, "out is NULL");
+	*out = NULL;
+	if (!target)
+		return scry__fail(err, SCRY_EINVAL, "no target connection string");
+	if (opts && opts->version != SCRY_SHADOW_OPTIONS_VERSION)
+		return scry__fail(err, SCRY_EINVAL, "scry_shadow_options version %u is not %u",
+		                  opts->version, SCRY_SHADOW_OPTIONS_VERSION);
+	scry_shadow *s = scry__calloc(1, sizeof *s);
+	if (!s)
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	scry_shadow_options_init(&s->opts);
+	if (opts)
+		s->opts = *opts;
+	s->opts.suffix = NULL;
+	s->opts.maintenance_db = NULL;
+	pthread_mutex_init(&s->lock, NULL);
+	atomic_init(&s->canceled, 0);
+	s->target = scry__strdup(target);
+	int rc = 0;
+
+	PGconn *c = connect_db(target, err, "the target database");
+	if (!c) {
+		rc = SCRY_ECONNECT;
+		goto fail;
+	}
+	s->target_db = scry__strdup(PQdb(c));
+	s->host = scry__strdup(PQhost(c) ? PQhost(c) : "");
+	s->port = scry__strdup(PQport(c) ? PQport(c) : "");
+	s->user = scry__strdup(PQuser(c) ? PQuser(c) : "");
+	s->password = PQpass(c) && *PQpass(c) ? scry__strdup(PQpass(c)) : NULL;
+	s->server_version = PQserverVersion(c);
+	PQfinish(c);
+
+	char base[41], suffix[40];
+	sanitize(s->target_db, base, sizeof base - 1);
+	if (opts && opts->suffix) {
+		sanitize(opts->suffix, suffix, 16);
+	} else {
+		/* pid + random bits: unique on the server across concurrent runs. */
+		uint32_t rnd = 0;
+		if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
+			rnd = (uint32_t)scry__monotonic_us() ^ (uint32_t)getpid() * 2654435761u;
+		snprintf(suffix, sizeof suffix, "%d_%08x", (int)getpid(), rnd);
+	}
+	for (int i = 0; i < 2; i++) {
+		char name[NAME_MAX_LEN + 1];
+		if (s->opts.in_place)
+			snprintf(name, sizeof name, "%s", s->target_db);
+		else
+			snprintf(name, sizeof name, "%.38s_scry_%c_%.16s", base, i ? 'b' : 'a', suffix);
+		s->names[i] = scry__strdup(name);
+		if (!s->names[i]) {
+			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
+			goto fail;
+		}
+		if (s->opts.in_place)
+			s->conninfos[i] = scry__strdup(target);
+		else if ((rc = conninfo_with_db(target, name, &s->conninfos[i], err)))
+			goto fail;
+	}
+	if ((rc = conninfo_with_db(target, opts && opts->maintenance_db ? opts->maintenance_db : "postgres",
+	                           &s->maint_conninfo, err)))
+		goto fail;
+	if (!s->target_db || !s->host || !s->port || !s->user || !s->maint_conninfo) {
+		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
+		goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	scry_shadow_free(s);
+	return rc;
+}
+
+const char *scry_shadow_target_name(const scry_shadow *s) { return s ? s->target_db : NULL; }
+
+const char *scry_shadow_name(const scry_shadow *s, scry_shadow_side side)
+{
+	return s && (side == SCRY_SHADOW_A || side == SCRY_SHADOW_B) ? s->names[side] : NULL;
+}
+
+const char *scry_shadow_conninfo(const scry_shadow *s, scry_shadow_side side)
+{
+	return s && (side == SCRY_SHADOW_A || side == SCRY_SHADOW_B) ? s->conninfos[side] : NULL;
+}
+
+static int clone_one(scry_shadow *s, PGconn *c, int side, scry_error *err)
+{
+	char *newq = PQescapeIdentifier(c, s->names[side], strlen(s->names[side]));
+	char *tmplq = PQescapeIdentifier(c, s->target_db, strlen(s->target_db));
+	if (!newq || !tmplq) {
+		PQfreemem(newq);
+		PQfreemem(tmplq);
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	}
+	scry_buf sql = SCRY_BUF_INIT;
+	int rc = scry__buf_printf(&sql, "CREATE DATABASE %s TEMPLATE %s", newq, tmplq);
+	PQfreemem(newq);
+	PQfreemem(tmplq);
+	if (rc)
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	slog(s, SCRY_LOG_DEBUG, "%s", sql.ptr);
+	PGresult *r = exec_cancelable(s, c, sql.ptr);
+	scry_buf_dispose(&sql);
+	if (atomic_load(&s->canceled)) {
+		/* The database may exist if the cancel came too late: drop tries anyway. */
+		s->exists[side] = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+		PQclear(r);
+		return scry__fail(err, SCRY_ECANCELED, "cancelled while cloning %s", s->target_db);
+	}
+	if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+		PQclear(r);
+		s->exists[side] = true;
+		return 0;
+	}
+	char msg[300];
+	pg_message(r, c, msg, sizeof msg);
+	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	char sqlstate[6] = "";
+	if (state)
+		snprintf(sqlstate, sizeof sqlstate, "%s", state);
+	PQclear(r);
+	if (!strcmp(sqlstate, "55006")) {
+		/* Say how many sessions, so the person knows what to stop. */
+		int others = -1;
+		const char *params[1] = { s->target_db };
+		PGresult *q = PQexecParams(c,
+			"SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+			1, NULL, params, NULL, NULL, 0);
+		if (PQresultStatus(q) == PGRES_TUPLES_OK && PQntuples(q) == 1)
+			others = atoi(PQgetvalue(q, 0, 0));
+		PQclear(q);
+		rc = scry__fail(err, SCRY_EPG,
+			"cannot clone database \"%s\": %s (%d other session%s connected). "
+			"CREATE DATABASE ... TEMPLATE needs the target idle: disconnect the other "
+			"sessions (for example the application, or point it at a copy), or use "
+			"sequential mode (--sequential), which replays before and after the migration "
+			"on the database itself", s->target_db, msg, others, others == 1 ? " is" : "s are");
+	} else if (!strcmp(sqlstate, "42501")) {
+		rc = scry__fail(err, SCRY_EPG,
+			"cannot clone database \"%s\": %s. The role \"%s\" needs the CREATEDB right "
+			"(ALTER ROLE \"%s\" CREATEDB), or use sequential mode (--sequential)",
+			s->target_db, msg, s->user, s->user);
+	} else {
+		rc = scry__fail(err, SCRY_EPG, "cannot clone database \"%s\" into \"%s\": %s",
+		                s->target_db, s->names[side], msg);
+	}
+	if (err)
+		memcpy(err->sqlstate, sqlstate, sizeof sqlstate);
+	return rc;
+}
+
+int scry_shadow_create(scry_shadow *s, scry_error *err)
+{
+	if (!s)
+		return scry__fail(err, SCRY_EINVAL, "shadow is NULL");
+	if (s->opts.in_place)
+		return 0;
+	if (atomic_load(&s->canceled))
+		return scry__fail(err, SCRY_ECANCELED, "cancelled");
+	PGconn *c = connect_db(s->maint_conninfo, err, "the server's maintenance database");
+	if (!c)
+		return SCRY_ECONNECT;
+	int rc = 0;
+	for (int i = 0; i < 2 && !rc; i++)
+		if (!s->exists[i])
+			rc = clone_one(s, c, i, err);
+	PQfinish(c);
+	if (rc) {
+		/* Leave nothing behind: a failed create drops what it made. */
+		scry_shadow_drop(s, NULL);
+	}
+	return rc;
+}
+
+int scry_shadow_drop(scry_shadow *s, scry_error *err)
+{
+	if (!s || s->opts.in_place || (!s->exists[0] && !s->exists[1]))
+		return 0;
+	PGconn *c = connect_db(s->maint_conninfo, err, "the server's maintenance database");
+	if (!c) {
+		slog(s, SCRY_LOG_ERROR, "could not drop the clones %s and %s: cannot connect", s->names[0],
+		     s->names[1]);
+		return SCRY_ECONNECT;
+	}
+	int rc = 0;
+	for (int i = 0; i < 2; i++) {
+		if (!s->exists[i])
+			continue;
+		char *q = PQescapeIdentifier(c, s->names[i], strlen(s->names[i]));
+		if (!q) {
+			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
+			break;
+		}
+		char sql[200];
+		/* FORCE (PostgreSQL 13+) ends sessions a cancelled replay may have left. */
+		snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s%s", q,
+		         s->server_version >= 130000 ? " WITH (FORCE)" : "");
+		PQfreemem(q);
+		PGresult *r = PQexec(c, sql);
+		if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+			s->exists[i] = false;
+			slog(s, SCRY_LOG_DEBUG, "dropped %s", s->names[i]);
+		} else {
+			char msg[300];
+			pg_message(r, c, msg, sizeof msg);
+			slog(s, SCRY_LOG_ERROR, "could not drop the clone %s: %s (drop it by hand: DROP DATABASE %s)",
+			     s->names[i], msg, s->names[i]);
+			if (!rc)
+				rc = scry__fail(err, SCRY_EPG, "could not drop the clone %s: %s", s->names[i], msg);
+		}
+		PQclear(r);
+	}
+	PQfinish(c);
+	return rc;
+}
+
+int scry_shadow_settle(scry_shadow *s, scry_error *err)
+{
+	if (!s)
+		return scry__fail(err, SCRY_EINVAL, "shadow is NULL");
+	for (int i = 0; i < (s->opts.in_place ? 1 : 2); i++) {
+		PGconn *c = connect_db(s->conninfos[i], err, s->names[i]);
+		if (!c)
+			return SCRY_ECONNECT;
+		/*
+		 * Twice: after a bulk UPDATE (a backfill), the first VACUUM removes the
+		 * dead tuples but leaves about half the pages not all-visible; only the
+		 * second sets the visibility map that index-only scans need, as
+		 * autovacuum would soon after. One pass measured Index Only Scan ->
+		 * Bitmap Heap Scan "regressions" that production would not see.
+		 */
+		static const char *const steps[] = { "VACUUM ANALYZE", "VACUUM" };
+		int rc = 0;
+		for (int k = 0; k < 2 && !rc; k++) {
+			PGresult *r = exec_cancelable(s, c, steps[k]);
+			if (atomic_load(&s->canceled)) {
+				rc = scry__fail(err, SCRY_ECANCELED, "cancelled while settling %s", s->names[i]);
+			} else if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+				char msg[300];
+				pg_message(r, c, msg, sizeof msg);
+				rc = scry__fail(err, SCRY_EPG, "%s in %s failed: %s", steps[k], s->names[i], msg);
+			}
+			PQclear(r);
+		}
+		PQfinish(c);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+void scry_shadow_cancel(scry_shadow *s)
+{
+	if (!s)
+		return;
+	atomic_store(&s->canceled, 1);
+	pthread_mutex_lock(&s->lock);
+	if (s->running) {
+		char buf[256];
+		PQcancel(s->running, buf, sizeof buf);
+	}
+	if (s->child > 0)
+		kill(-s->child, SIGTERM); /* its process group: the command and its children */
+	pthread_mutex_unlock(&s->lock);
+}
+
+void scry_shadow_free(scry_shadow *s)
+{
+	if (!s)
+		return;
+	scry_shadow_drop(s, NULL);
+	for (int i = 0; i < 2; i++) {
+		scry__free(s->names[i]);
+		scry__free(s->conninfos[i]);
+	}
+	scry__free(s->target);
+	scry__free(s->target_db);
+	scry__free(s->maint_conninfo);
+	scry__free(s->host);
+	scry__free(s->port);
+	scry__free(s->user);
+	scry__free(s->password);
+	pthread_mutex_destroy(&s->lock);
+	scry__free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Migrations                                                          */
+/* ------------------------------------------------------------------ */
+
+/* Percent-encodes a URI component. */
+static int put_uri(scry_buf *b, const char *s)
+{
+	int rc = 0;
+	for (const unsigned char *p = (const unsigned char *)s; !rc && *p; p++) {
+		if (isalnum(*p) || strchr("-._~", *p))
+			rc = scry__buf_put(b, p, 1);
+		else
+			rc = scry__buf_printf(b, "%%%02X", *p);
+	}
+	return rc;
+}
+
+/*
+ * DATABASE_URL for a database: postgresql://user[:pass]@host:port/db, or,
+ * for a Unix socket directory, ...@/db?host=/dir&port=N (the form libpq and
+ * SQLAlchemy both accept).
+ */
+static int database_url(const scry_shadow *s, const char *db, scry_buf *b)
+{
+	int rc = scry__buf_puts(b, "postgresql://");
+	if (!rc && *s->user)
+		rc = put_uri(b, s->user);
+	if (!rc && s->password) {
+		rc = scry__buf_puts(b, ":");
+		if (!rc)
+			rc = put_uri(b, s->password);
+	}
+	if (!rc && *s->user)
+		rc = scry__buf_puts(b, "@");
+	bool socket = s->host[0] == '/' || s->host[0] == '@' || !s->host[0];
+	if (!rc && !socket) {
+		bool v6 = strchr(s->host, ':') != NULL;
+		rc = scry__buf_printf(b, "%s%s%s", v6 ? "[" : "", s->host, v6 ? "]" : "");
+		if (!rc && *s->port)
+			rc = scry__buf_printf(b, ":%s", s->port);
+	}
+	if (!rc)
+		rc = scry__buf_puts(b, "/");
+	if (!rc)
+		rc = put_uri(b, db);
+	if (!rc && socket && s->host[0]) {
+		rc = scry__buf_puts(b, "?host=");
+		if (!rc)
+			rc = put_uri(b, s->host);
+		if (!rc && *s->port)
+			rc = scry__buf_printf(b, "&port=%s", s->port);
+	}
+	return rc;
+}
+
+/* Connection variables removed from the command's environment (we set our own). */
+static bool is_pg_conn_var(const char *e)
+{
+	static const char *const vars[] = { "PGHOST=", "PGHOSTADDR=", "PGPORT=", "PGDATABASE=",
+		"PGUSER=", "PGPASSWORD=", "PGSERVICE=", "DATABASE_URL=", NULL };
+	for (int i = 0; vars[i]; i++)
+		if (!strncmp(e, vars[i], strlen(vars[i])))
+			return true;
+	return false;
+}
+
+static char *env_entry(const char *name, const char *value)
+{
+	size_t n = strlen(name) + strlen(value) + 2;
+	char *e = scry__malloc(n);
+	if (e)
+		snprintf(e, n, "%s=%s", name, value);
+	return e;
+}
+
+/* Keeps the last bytes of the output, for the error message. */
+typedef struct tail_buf {
+	char data[4096];
+	size_t len;
+} tail_buf;
+
+static void tail_add(tail_buf *t, const char *p, size_t n)
+{
+	if (n >= sizeof t->data) {
+		memcpy(t->data, p + n - sizeof t->data, sizeof t->data);
+		t->len = sizeof t->data;
+		return;
+	}
+	if (t->len + n > sizeof t->data) {
+		size_t drop = t->len + n - sizeof t->data;
+		memmove(t->data, t->data + drop, t->len - drop);
+		t->len -= drop;
+	}
+	memcpy(t->data + t->len, p, n);
+	t->len += n;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+static int run_command(scry_shadow *s, int side, const scry_migration *m, scry_error *err)
+{
+	/* Everything the child needs is built before fork: no malloc after it. */
+	scry_buf url = SCRY_BUF_INIT;
+	if (database_url(s, s->names[side], &url))
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	size_t n = 0;
+	while (environ && environ[n])
+		n++;
+	char **envp = scry__calloc(n + 8, sizeof *envp);
+	char *own[6] = { NULL };
+	int rc = 0;
+	if (!envp) {
+		scry_buf_dispose(&url);
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!is_pg_conn_var(environ[i]))
+			envp[k++] = environ[i];
+	own[0] = env_entry("DATABASE_URL", url.ptr);
+	own[1] = env_entry("PGDATABASE", s->names[side]);
+	own[2] = env_entry("PGHOST", s->host);
+	own[3] = env_entry("PGPORT", s->port);
+	own[4] = env_entry("PGUSER", s->user);
+	own[5] = s->password ? env_entry("PGPASSWORD", s->password) : NULL;
+	scry_buf_dispose(&url);
+	for (int i = 0; i < 6; i++) {
+		if (!own[i] && (i < 5 || s->password)) {
+			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
+			goto out;
+		}
+		/* An empty host/port means libpq's default: leave the variable unset. */
+		if (own[i] && own[i][strlen(own[i]) - 1] != '=')
+			envp[k++] = own[i];
+	}
+	envp[k] = NULL;
+
+	int pipefd[2] = { -1, -1 };
+	if (m->output && pipe2(pipefd, O_CLOEXEC) != 0) {
+		rc = scry__fail_sys(err, SCRY_EIO, errno, "cannot create a pipe: %s", strerror(errno));
+		goto out;
+	}
+	int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	pthread_mutex_lock(&s->lock);
+	bool skip = atomic_load(&s->canceled);
+	pid_t pid = skip ? 0 : fork();
+	if (pid == 0 && !skip) {
+		/* Child: a fresh signal state (the caller may block SIGINT to wait for it
+		 * in a thread), its own process group so a cancel reaches its children. */
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGPIPE, SIG_DFL);
+		setpgid(0, 0);
+		if (devnull >= 0)
+			dup2(devnull, STDIN_FILENO);
+		if (pipefd[1] >= 0) {
+			dup2(pipefd[1], STDOUT_FILENO);
+			dup2(pipefd[1], STDERR_FILENO);
+		}
+		execvpe(m->argv[0], m->argv, envp);
+		dprintf(pipefd[1] >= 0 ? pipefd[1] : STDERR_FILENO, "cannot run %s: %s\n", m->argv[0],
+		        strerror(errno));
+		_exit(127);
+	}
+	if (pid > 0) {
+		setpgid(pid, pid); /* also here: no race with an early cancel */
+		s->child = pid;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (devnull >= 0)
+		close(devnull);
+	if (pipefd[1] >= 0)
+		close(pipefd[1]);
+	if (pid < 0) {
+		rc = scry__fail_sys(err, SCRY_EIO, errno, "cannot start %s: %s", m->argv[0], strerror(errno));
+		if (pipefd[0] >= 0)
+			close(pipefd[0]);
+		goto out;
+	}
+	if (skip) { /* cancelled before it started */
+		if (pipefd[0] >= 0)
+			close(pipefd[0]);
+		rc = scry__fail(err, SCRY_ECANCELED, "cancelled before the migration ran");
+		goto out;
+	}
+
+	tail_buf *tail = scry__calloc(1, sizeof *tail);
+	int status = 0;
+	bool reaped = false, eof = pipefd[0] < 0;
+	while (!reaped) {
+		if (!eof) {
+			struct pollfd pfd = { pipefd[0], POLLIN, 0 };
+			if (poll(&pfd, 1, 100) > 0) {
+				char buf[4096];
+				ssize_t r = read(pipefd[0], buf, sizeof buf);
+				if (r > 0) {
+					m->output(m->output_ctx, buf, (size_t)r);
+					if (tail)
+						tail_add(tail, buf, (size_t)r);
+				} else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
+					eof = true;
+				}
+			}
+		} else {
+			sleep_ms(20);
+		}
+		pid_t w = waitpid(pid, &status, WNOHANG);
+		if (w == pid && eof)
+			reaped = true;
+		else if (w == pid) {
+			/* Exited; drain what is left (grandchildren may hold the pipe: bounded). */
+			for (int i = 0; i < 50 && !eof; i++) {
+				struct pollfd pfd = { pipefd[0], POLLIN, 0 };
+				if (poll(&pfd, 1, 20) <= 0)
+					break;
+				char buf[4096];
+				ssize_t r = read(pipefd[0], buf, sizeof buf);
+				if (r <= 0)
+					eof = true;
+				else {
+					m->output(m->output_ctx, buf, (size_t)r);
+					if (tail)
+						tail_add(tail, buf, (size_t)r);
+				}
+			}
+			reaped = true;
+		} else if (w < 0 && errno != EINTR) {
+			status = 0;
+			reaped = true;
+		}
+	}
+	pthread_mutex_lock(&s->lock);
+	s->child = 0;
+	pthread_mutex_unlock(&s->lock);
+	if (pipefd[0] >= 0)
+		close(pipefd[0]);
+
+	if (atomic_load(&s->canceled)) {
+		rc = scry__fail(err, SCRY_ECANCELED, "cancelled while the migration ran");
+	} else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		char how[64];
+		if (WIFSIGNALED(status))
+			snprintf(how, sizeof how, "was killed by signal %d", WTERMSIG(status));
+		else
+			snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(status));
+		/* The end of its output is where the reason usually is. */
+		char last[300] = "";
+		if (tail && tail->len) {
+			size_t len = tail->len;
+			while (len && (tail->data[len - 1] == '\n' || tail->data[len - 1] == ' '))
+				len--;
+			size_t from = len > sizeof last - 1 ? len - (sizeof last - 1) : 0;
+			snprintf(last, sizeof last, "%.*s", (int)(len - from), tail->data + from);
+		}
+		rc = scry__fail(err, SCRY_EMIGRATION, "the migration command %s %s%s%s", m->argv[0], how,
+		                last[0] ? ": " : "", last);
+	}
+	scry__free(tail);
+out:
+	for (int i = 0; i < 6; i++)
+		scry__free(own[i]);
+	scry__free(envp);
+	return rc;
+}
+
+static int run_sql(scry_shadow *s, int side, const scry_migration *m, scry_error *err)
+{
+	scry_statement_span *spans = NULL;
+	size_t n = 0;
+	int rc = scry_fingerprint_split(m->sql, strlen(m->sql), &spans, &n, err);
+	if (rc) {
+		if (err)
+			err->code = SCRY_EMIGRATION;
+		return rc == SCRY_ENOMEM ? rc : SCRY_EMIGRATION;
+	}
+	PGconn *c = connect_db(s->conninfos[side], err, s->names[side]);
+	if (!c) {
+		scry_statement_spans_free(spans);
+		return SCRY_ECONNECT;
+	}
+	/* One statement at a time, autocommit: CREATE INDEX CONCURRENTLY works. */
+	for (size_t i = 0; i < n && !rc; i++) {
+		char *stmt = scry__strndup(m->sql + spans[i].offset, spans[i].length);
+		if (!stmt) {
+			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
+			break;
+		}
+		PGresult *r = exec_cancelable(s, c, stmt);
+		ExecStatusType st = PQresultStatus(r);
+		if (atomic_load(&s->canceled)) {
+			rc = scry__fail(err, SCRY_ECANCELED, "cancelled while the migration ran");
+		} else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
+			char msg[300];
+			pg_message(r, c, msg, sizeof msg);
+			const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+			rc = scry__fail(err, SCRY_EMIGRATION, "migration statement %zu failed: %s (%.80s)", i + 1,
+			                msg, stmt);
+			if (err && state)
+				snprintf(err->sqlstate, sizeof err->sqlstate, "%s", state);
+		}
+		PQclear(r);
+		scry__free(stmt);
+	}
+	PQfinish(c);
+	scry_statement_spans_free(spans);
+	return rc;
+}
+
+int scry_shadow_migrate(scry_shadow *s, scry_shadow_side side, const scry_migration *m,
+	scry_error *err)
+{
+	if (!s || !m || (side != SCRY_SHADOW_A && side != SCRY_SHADOW_B))
+		return scry__fail(err, SCRY_EINVAL, "invalid shadow, side or migration");
+	if (m->version != SCRY_MIGRATION_VERSION)
+		return scry__fail(err, SCRY_EINVAL, "scry_migration version %u is not %u", m->version,
+		                  SCRY_MIGRATION_VERSION);
+	int kinds = (m->argv && m->argv[0]) + (m->sql != NULL) + (m->fn != NULL);
+	if (kinds != 1)
+		return scry__fail(err, SCRY_EINVAL, "a migration is exactly one of a command, SQL or a callback");
+	if (!s->opts.in_place) {
+		/* Never the target itself: only a clone this shadow made. */
+		if (!s->exists[side] || !strcmp(s->names[side], s->target_db))
+			return scry__fail(err, SCRY_EINVAL,
+			                  "refusing to migrate \"%s\": it is not a clone (create the shadow first)",
+			                  s->names[side]);
+	}
+	if (atomic_load(&s->canceled))
+		return scry__fail(err, SCRY_ECANCELED, "cancelled");
+	slog(s, SCRY_LOG_INFO, "migrating %s", s->names[side]);
+	if (m->argv && m->argv[0])
+		return run_command(s, side, m, err);
+	if (m->sql)
+		return run_sql(s, side, m, err);
+	char msg[400] = "";
+	int r = m->fn(m->fn_ctx, s->conninfos[side], msg, sizeof msg);
+	if (atomic_load(&s->canceled))
+		return scry__fail(err, SCRY_ECANCELED, "cancelled while the migration ran");
+	if (r != 0)
+		return scry__fail(err, SCRY_EMIGRATION, "the migration failed%s%s", msg[0] ? ": " : "", msg);
+	return 0;
+}
