@@ -139,6 +139,7 @@ struct scry_proxy {
 	int64_t clock_offset;
 	pthread_t loop_thread, writer_thread;
 	bool started, waited;
+	bool accept_paused;
 
 	/* loop-thread state */
 	conn *conns;
@@ -275,6 +276,17 @@ static void flush_local(scry_proxy *p, bool force_signal)
 /* The event loop                                                      */
 /* ------------------------------------------------------------------ */
 
+static void listeners_pause(scry_proxy *p, bool pause)
+{
+	for (int i = 0; i < 2; i++) {
+		if (p->listen_fd[i] < 0)
+			continue;
+		struct epoll_event ev = { .events = pause ? 0 : EPOLLIN, .data.ptr = &p->listen_ep[i] };
+		epoll_ctl(p->epfd, EPOLL_CTL_MOD, p->listen_fd[i], &ev);
+	}
+	p->accept_paused = pause;
+}
+
 static void update_events(scry_proxy *p, conn *c)
 {
 	uint32_t want[2];
@@ -328,6 +340,8 @@ static void conn_close(scry_proxy *p, conn *c)
 	p->dead = c;
 	p->nconns--;
 	STAT_ADD(p, st_active, (uint64_t)-1);
+	if (p->accept_paused)
+		listeners_pause(p, false);
 }
 
 /* Sends a FATAL ErrorResponse (best effort) before closing a client. */
@@ -539,8 +553,12 @@ static void accept_clients(scry_proxy *p, int lfd, bool is_unix)
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				plog(p, SCRY_LOG_ERROR, "accept: %s", strerror(errno));
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			/* Out of descriptors (EMFILE...): the listener would stay readable
+			 * and spin the loop; stop accepting until a connection closes. */
+			plog(p, SCRY_LOG_ERROR, "accept: %s; not accepting until a connection closes", strerror(errno));
+			listeners_pause(p, true);
 			return;
 		}
 		if (p->nconns >= p->opts.max_connections) {
