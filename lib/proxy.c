@@ -164,18 +164,7 @@ struct scry_proxy {
 #define STAT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
 #define STAT_GET(p, f) __atomic_load_n(&(p)->f, __ATOMIC_RELAXED)
 
-static void plog(scry_proxy *p, scry_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void plog(scry_proxy *p, scry_log_level lvl, const char *fmt, ...)
-{
-	if (!p->opts.log)
-		return;
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	p->opts.log(p->opts.log_ctx, lvl, msg);
-}
+#define plog(p, lvl, ...) scry__logf((p)->opts.log, (p)->opts.log_ctx, (lvl), __VA_ARGS__)
 
 /* ------------------------------------------------------------------ */
 /* Decoder callbacks (loop thread)                                     */
