@@ -39,19 +39,8 @@ void scry_pipeline_options_init(scry_pipeline_options *opts)
 		*opts = (scry_pipeline_options)SCRY_PIPELINE_OPTIONS_INIT;
 }
 
-static void plog(scry_pipeline *p, scry_log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void plog(scry_pipeline *p, scry_log_level level, const char *fmt, ...)
-{
-	if (!p->opts.log)
-		return;
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	p->opts.log(p->opts.log_ctx, level, msg);
-}
+/* Logs through the caller's callback (scry__log does the formatting). */
+#define plog(p, level, ...) scry__log((p)->opts.log, (p)->opts.log_ctx, level, __VA_ARGS__)
 
 static void phase(scry_pipeline *p, const char *name, uint64_t done, uint64_t total)
 {
