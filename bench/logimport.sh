@@ -21,6 +21,7 @@ runs=${RUNS:-5}
 mkdir -p "$work"
 chmod 755 "$work"
 log=$work/pgbench.csv
+calc() { awk "BEGIN { print $1 }"; }
 
 command -v pgreplay >/dev/null || { echo "pgreplay is missing: make bench-deps" >&2; exit 1; }
 [ -x "$scry" ] || { echo "build scry first ($scry)" >&2; exit 1; }
@@ -70,8 +71,8 @@ for i in $(seq "$runs"); do
     "$scry" capture log --format csvlog --json --store "$work/store.db" "$log" >"$work/scry.json"
   /usr/bin/time -f '%e %U %S %M' -o "$work/t.pgr" \
     pgreplay -f -c -o /dev/null "$log" >/dev/null 2>"$work/pgreplay.err"
-  read -r e u s m <"$work/t.scry"; scry_t+=("$e"); scry_c+=("$(echo "$u + $s" | bc -l)"); scry_rss=$m
-  read -r e u s m <"$work/t.pgr"; pgr_t+=("$e"); pgr_c+=("$(echo "$u + $s" | bc -l)")
+  read -r e u s m <"$work/t.scry"; scry_t+=("$e"); scry_c+=("$(calc "$u + $s")"); scry_rss=$m
+  read -r e u s m <"$work/t.pgr"; pgr_t+=("$e"); pgr_c+=("$(calc "$u + $s")")
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 ms=$(median "${scry_t[@]}"); mp=$(median "${pgr_t[@]}")
@@ -99,9 +100,9 @@ fi
 stmts=$(sed -E 's/.*"statements":([0-9]+).*/\1/' "$work/scry.json")
 echo "log: $log, $((size / 1000000)) MB, $lines lines, $stmts statements imported"
 printf 'medians of %s runs (all runs in parentheses)\n' "$runs"
-printf 'scry capture log:  wall %6.2f s (%5.1f MB/s)  cpu %6.2f s  (wall: %s; cpu: %s)\n' "$ms" "$(echo "$size / $ms / 1000000" | bc -l)" "$cs" "${scry_t[*]}" "${scry_c[*]}"
-printf 'pgreplay -f -c:    wall %6.2f s (%5.1f MB/s)  cpu %6.2f s  (wall: %s; cpu: %s)\n' "$mp" "$(echo "$size / $mp / 1000000" | bc -l)" "$cp" "${pgr_t[*]}" "${pgr_c[*]}"
-printf 'ratio pgreplay/scry: wall %.2fx, cpu %.2fx\n' "$(echo "$mp / $ms" | bc -l)" "$(echo "$cp / $cs" | bc -l)"
+printf 'scry capture log:  wall %6.2f s (%5.1f MB/s)  cpu %6.2f s  (wall: %s; cpu: %s)\n' "$ms" "$(calc "$size / $ms / 1000000")" "$cs" "${scry_t[*]}" "${scry_c[*]}"
+printf 'pgreplay -f -c:    wall %6.2f s (%5.1f MB/s)  cpu %6.2f s  (wall: %s; cpu: %s)\n' "$mp" "$(calc "$size / $mp / 1000000")" "$cp" "${pgr_t[*]}" "${pgr_c[*]}"
+printf 'ratio pgreplay/scry: wall %.2fx, cpu %.2fx\n' "$(calc "$mp / $ms")" "$(calc "$cp / $cs")"
 printf 'scry peak RSS: %s MB on %d MB' "$((scry_rss / 1024))" "$((size / 1000000))"
 if [ -n "$big_rss" ]; then
   printf ', %s MB on %d MB (%.1f s)' "$((big_rss / 1024))" "$((big_size / 1000000))" "$big_t"

@@ -74,6 +74,8 @@ void cli_progress_done(cli_progress *p);
 int cli_ci_run(const char *target, scry_store *store, const scry_pipeline_options *po,
 	const scry_migration *migration, scry_report_format format, const char *output,
 	cli_progress *prog, scry_pipeline **keep);
+/* Progress callback of the pipeline (ctx: a cli_progress): phase names, a bar when counted. */
+void cli_ci_progress(void *ctx, const char *phase, uint64_t done, uint64_t total);
 
 /* Writes a JSON string literal to f. */
 void cli_json_string(FILE *f, const char *s);

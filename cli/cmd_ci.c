@@ -98,8 +98,8 @@ static void migration_output(void *ctx, const char *data, size_t len)
 	fflush(stderr);
 }
 
-/* Progress: a line per phase, a bar while replaying. */
-static void progress_cb(void *ctx, const char *phase, uint64_t done, uint64_t total)
+/* Progress: the phase's name, and a bar while replaying. */
+void cli_ci_progress(void *ctx, const char *phase, uint64_t done, uint64_t total)
 {
 	static const struct {
 		const char *phase, *label;
@@ -109,11 +109,19 @@ static void progress_cb(void *ctx, const char *phase, uint64_t done, uint64_t to
 		{ SCRY_PHASE_DECIDING, "deciding" }, { SCRY_PHASE_FIXING, "fixing" },
 		{ SCRY_PHASE_CLEANUP, "cleaning up" },
 	};
-	const char *label = phase;
+	cli_progress *p = ctx;
+	const char *label = phase ? phase : "";
 	for (size_t i = 0; i < sizeof labels / sizeof labels[0]; i++)
-		if (phase && !strcmp(phase, labels[i].phase))
+		if (!strcmp(label, labels[i].phase))
 			label = labels[i].label;
-	cli_progress_cb(ctx, label, done, total);
+	if (total) {
+		cli_progress_cb(ctx, label, done, total);
+	} else if (p && p->enabled) {
+		/* A step without counts: its name is enough. */
+		fprintf(stderr, "\r\033[K%s...", label);
+		fflush(stderr);
+		snprintf(p->phase, sizeof p->phase, "%s", label);
+	}
 }
 
 int cli_ci_run(const char *target, scry_store *store, const scry_pipeline_options *po,
@@ -300,7 +308,7 @@ static int test_migration(int argc, char **argv)
 	po.replay = &ro;
 	po.verdict = &vo;
 	po.label_prefix = "ci";
-	po.progress = progress_cb;
+	po.progress = cli_ci_progress;
 	po.progress_ctx = &prog;
 	po.log = print_log;
 	po.log_ctx = &prog;

@@ -49,7 +49,8 @@ static const char demo_help[] =
 	"\n"
 	"  --rows N   orders in the production database (default 25000)\n"
 	"  --keep     keep the cluster (or databases) and the store, and say where\n"
-	"  --json     print the measured results as one JSON object (docs/cli-ci.md)\n"
+	"  --json     print the measured results as one JSON object on stdout\n"
+	"             (docs/cli-ci.md); the story then goes to stderr\n"
 	"\n"
 	"Exit codes: 0 the regressions were caught and the fix cleared them,\n"
 	"1 error (or the scenario did not play out: the output says how), 2 usage.\n";
@@ -65,7 +66,7 @@ static double now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static bool quiet; /* --json: the story is not printed */
+static FILE *story; /* stdout; stderr with --json (stdout then holds only the JSON) */
 
 /*
  * Ctrl-C between steps: noted here and acted on after the step, so that the
@@ -91,13 +92,11 @@ static void on_signal(int sig)
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
 {
-	if (quiet)
-		return;
 	va_list ap;
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	vfprintf(story, fmt, ap);
 	va_end(ap);
-	fflush(stdout);
+	fflush(story);
 }
 
 /* Thousands separators, for the row counts the seed quotes ("25,000"). */
@@ -785,7 +784,7 @@ int cmd_demo(int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_usage_error("demo", "unexpected argument '%s'", argv[optind]);
-	quiet = json;
+	story = json ? stderr : stdout;
 	interrupted = 0;
 	struct sigaction sa, old_int, old_term, old_hup;
 	memset(&sa, 0, sizeof sa);
@@ -817,7 +816,7 @@ int cmd_demo(int argc, char **argv)
 	/* 1. A server. */
 	double t0 = now_s();
 	if (own) {
-		cli_progress_cb(&prog, "starting PostgreSQL", 0, 0);
+		cli_ci_progress(&prog, "starting PostgreSQL", 0, 0);
 		if (!cluster_start(&cl))
 			goto out;
 		char base[200];
@@ -859,7 +858,7 @@ int cmd_demo(int argc, char **argv)
 
 	/* 2. Production and staging databases. */
 	t0 = now_s();
-	cli_progress_cb(&prog, "building the shop", 0, 0);
+	cli_ci_progress(&prog, "building the shop", 0, 0);
 	char sql[300];
 	snprintf(sql, sizeof sql, "CREATE DATABASE %s", prod_db);
 	if (!db_exec(ac, sql))
@@ -895,7 +894,7 @@ int cmd_demo(int argc, char **argv)
 		goto out;
 	capture_stats cs;
 	memset(&cs, 0, sizeof cs);
-	cli_progress_cb(&prog, "capturing", 0, 0);
+	cli_ci_progress(&prog, "capturing", 0, 0);
 	if (!capture_traffic(store, upstream, prod, staging, rows, &cs))
 		goto out;
 	cli_progress_done(&prog);
@@ -946,7 +945,7 @@ int cmd_demo(int argc, char **argv)
 	po.verdict = &vo;
 	po.fix = &fix;
 	po.label_prefix = "demo";
-	po.progress = cli_progress_cb;
+	po.progress = cli_ci_progress;
 	po.progress_ctx = &prog;
 	po.log = demo_log;
 	po.log_ctx = &prog;
@@ -967,7 +966,7 @@ int cmd_demo(int argc, char **argv)
 	for (size_t i = 0; v2 && i < scry_verdict_count(v2); i++)
 		n2 += pattern_fails(scry_verdict_get(v2, i));
 
-	if (!quiet) {
+	{
 		scry_buf rep = SCRY_BUF_INIT;
 		scry_error err = SCRY_ERROR_INIT;
 		if (!scry_report_render(v1, SCRY_REPORT_TEXT, &rep, &err) && rep.size)
@@ -1004,7 +1003,7 @@ int cmd_demo(int argc, char **argv)
 	say("5. The fix, applied to the migrated clone, then the traffic replayed again:\n\n");
 	print_sql_block(seed_fix, "     ");
 	say("\n");
-	if (v2 && !quiet) {
+	if (v2) {
 		scry_buf rep = SCRY_BUF_INIT;
 		scry_error err = SCRY_ERROR_INIT;
 		if (!scry_report_render(v2, SCRY_REPORT_TEXT, &rep, &err) && rep.size)
@@ -1081,7 +1080,6 @@ out:
 	free(admin);
 	free(prod);
 	free(staging);
-	if (!quiet)
-		say("\nscry demo: %s in %.1f s.\n", status == CLI_EXIT_OK ? "done" : "failed", now_s() - t_start);
+	say("\nscry demo: %s in %.1f s.\n", status == CLI_EXIT_OK ? "done" : "failed", now_s() - t_start);
 	return status;
 }

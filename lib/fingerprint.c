@@ -133,6 +133,29 @@ static bool value_shapes_tree(const char *w, size_t n)
 	       word_eq(w, n, "localtimestamp");
 }
 
+/*
+ * Scans a '...' string or "..." identifier starting at s[start] (the quote),
+ * where a doubled quote stands for itself. Sets *end past the closing quote.
+ * False when unterminated or holding a marker byte.
+ */
+static bool scan_quoted(const char *s, size_t len, size_t start, size_t *end)
+{
+	char q = s[start];
+	for (size_t j = start + 1; j < len; j++) {
+		if ((unsigned char)s[j] < 0x04)
+			return false;
+		if (s[j] != q)
+			continue;
+		if (j + 1 < len && s[j + 1] == q) {
+			j++;
+			continue;
+		}
+		*end = j + 1;
+		return true;
+	}
+	return false;
+}
+
 /* Lexes the DML text; returns true when every literal could be lifted. */
 static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int *nlits, int *oom)
 {
@@ -168,22 +191,9 @@ static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int 
 			if (i > 0 && (is_ident_char((unsigned char)s[i - 1]) || s[i - 1] == '&' ||
 			              s[i - 1] == '\''))
 				return false; /* E'', B'', X'', U&'', typed 'literal' prefixes */
-			size_t j = i + 1;
-			for (;;) {
-				if (j >= len)
-					return false; /* unterminated */
-				if (s[j] == '\'') {
-					if (j + 1 < len && s[j + 1] == '\'') {
-						j += 2;
-						continue;
-					}
-					break;
-				}
-				if ((unsigned char)s[j] < 0x04)
-					return false;
-				j++;
-			}
-			j++; /* past the closing quote */
+			size_t j;
+			if (!scan_quoted(s, len, i, &j))
+				return false;
 			/* 'a' <newline> 'b' is one literal in SQL: do not lift either. */
 			size_t k = skip_space_comments(s, len, j);
 			if (k < len && s[k] == '\'')
@@ -244,22 +254,8 @@ static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int 
 				return false; /* dollar quoting */
 			}
 		} else if (c == '"') {
-			size_t j = i + 1;
-			for (;;) {
-				if (j >= len)
-					return false;
-				if (s[j] == '"') {
-					if (j + 1 < len && s[j + 1] == '"') {
-						j += 2;
-						continue;
-					}
-					break;
-				}
-				if ((unsigned char)s[j] < 0x04)
-					return false;
-				j++;
-			}
-			i = j + 1;
+			if (!scan_quoted(s, len, i, &i))
+				return false;
 			last = '"';
 		} else if (is_ident_start(c)) {
 			size_t j = i;
@@ -353,6 +349,17 @@ struct scry_fingerprinter {
 	                      bounded memory for streams of distinct texts */
 	scry_buf tmpl, lits, text;
 	scry_fingerprinter_stats stats;
+	/* Adaptive bypass: when a window of calls almost never hits the cache,
+	 * the next calls skip lifting and hashing (they would only add their
+	 * cost to the parse), then the cache is probed again. */
+	uint32_t window_calls, window_hits, bypass_left, bypass_next;
+};
+
+enum {
+	BYPASS_WINDOW = 128,      /* calls per probe window */
+	BYPASS_MIN_HITS = 4,      /* fewer hits than this (~3%) in a window: bypass */
+	BYPASS_FIRST = 1024,      /* calls bypassed after a failed probe, doubling */
+	BYPASS_MAX = 65536        /* after each further failed probe, up to this */
 };
 
 void scry_fingerprinter_options_init(scry_fingerprinter_options *o)
@@ -480,6 +487,22 @@ int scry_fingerprint_compute(scry_fingerprinter *f, const char *sql, size_t len,
 		return rc;
 	}
 	f->stats.calls++;
+	if (f->bypass_left) {
+		f->bypass_left--;
+		f->stats.parses++;
+		int rc = scry_fingerprint_compute(NULL, sql, len, out, err);
+		f->stats.errors += rc != 0;
+		return rc;
+	}
+	if (++f->window_calls == BYPASS_WINDOW) {
+		if (f->window_hits < BYPASS_MIN_HITS) {
+			f->bypass_left = f->bypass_next ? f->bypass_next : BYPASS_FIRST;
+			f->bypass_next = f->bypass_left < BYPASS_MAX ? f->bypass_left * 2 : BYPASS_MAX;
+		} else {
+			f->bypass_next = 0;
+		}
+		f->window_calls = f->window_hits = 0;
+	}
 	scry__buf_clear(&f->tmpl);
 	scry__buf_clear(&f->lits);
 	int nlits;
@@ -493,6 +516,7 @@ int scry_fingerprint_compute(scry_fingerprinter *f, const char *sql, size_t len,
 	cache_entry *e = cache_slot(f, key);
 	if (e->key.low64 || e->key.high64) {
 		f->stats.hits++;
+		f->window_hits++;
 		*out = e->fingerprint;
 		return 0;
 	}

@@ -7,9 +7,12 @@ SCRY=${SCRY_CLI:?SCRY_CLI is not set}
 
 before=$(ls -d /tmp/scry-demo.* 2>/dev/null | wc -l)
 out=$(mktemp /tmp/scry-test-demo.XXXXXX)
-trap 'rm -f "$out"' EXIT
-"$SCRY" demo --json >"$out"
+err=$(mktemp /tmp/scry-test-demo.XXXXXX)
+trap 'rm -f "$out" "$err"' EXIT
+# --json: the measured results on stdout, the story (what a person reads) on stderr.
+"$SCRY" demo --json >"$out" 2>"$err"
 rc=$?
+cat "$err"
 cat "$out"
 fails=0
 check() { if eval "$2"; then echo "ok   - $1"; else echo "FAIL - $1"; fails=$((fails + 1)); fi; }
@@ -41,9 +44,28 @@ sys.exit(0 if ok else 1)
 PY
 after=$(ls -d /tmp/scry-demo.* 2>/dev/null | wc -l)
 check "the demo removed its cluster" '[ "$after" -le "$before" ]'
-# The human-readable story: measured ratios and the EXPLAIN root cause.
-text=$("$SCRY" demo 2>/dev/null)
-check "text mode shows the root cause" 'grep -q "Seq Scan on orders" <<<"$text" && grep -q "removed by filter" <<<"$text"'
-check "text mode ends at baseline" 'grep -q "back at baseline" <<<"$text"'
+# The story: measured ratios and the EXPLAIN root cause, then back at baseline.
+check "the story shows the root cause" 'grep -q "Seq Scan on orders" "$err" && grep -q "removed by filter" "$err"'
+check "the story shows measured ratios" 'grep -Eq "[0-9]+\.[0-9]x slower" "$err"'
+check "the story ends at baseline" 'grep -q "back at baseline" "$err"'
+# Ctrl-C while the demo works: its cluster is stopped and removed all the same.
+mine() { ls -d /tmp/scry-demo.* 2>/dev/null | sort; }
+old=$(mine)
+set -m
+"$SCRY" demo >/dev/null 2>&1 &
+DEMO=$!
+set +m
+new=
+for _ in $(seq 1 100); do
+  new=$(comm -13 <(echo "$old") <(mine) | head -1)
+  [ -n "$new" ] && [ -f "$new/data/postmaster.pid" ] && break
+  sleep 0.1
+done
+sleep 0.5
+kill -INT -- "-$DEMO"
+wait "$DEMO"; rc=$?
+check "Ctrl-C: exit 1" '[ $rc = 1 ]'
+check "Ctrl-C: the cluster directory is gone" '[ -n "$new" ] && [ ! -e "$new" ]'
+check "Ctrl-C: no server left running" '! pgrep -f "postgres -D $new/data" >/dev/null'
 echo "$fails failure(s)"
 [ "$fails" = 0 ]

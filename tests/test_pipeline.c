@@ -137,6 +137,16 @@ START_TEST(dropped_index_regresses_and_fix_clears)
 	ck_assert_int_eq(scry_pipeline_report(p, SCRY_REPORT_TEXT, &out, &err), 0);
 	ck_assert_ptr_nonnull(strstr(out.ptr, "After the fix"));
 	scry_buf_dispose(&out);
+	ck_assert_int_eq(scry_pipeline_report(p, SCRY_REPORT_MARKDOWN, &out, &err), 0);
+	ck_assert_ptr_nonnull(strstr(out.ptr, "## After the fix"));
+	scry_buf_dispose(&out);
+	/* JUnit: one XML document, the final verdict's. */
+	ck_assert_int_eq(scry_pipeline_report(p, SCRY_REPORT_JUNIT, &out, &err), 0);
+	ck_assert_ptr_nonnull(strstr(out.ptr, "<testsuite"));
+	const char *decl = strstr(out.ptr, "<?xml");
+	if (decl)
+		ck_assert_ptr_null(strstr(decl + 1, "<?xml"));
+	scry_buf_dispose(&out);
 	/* A pipeline runs once. */
 	ck_assert_int_eq(scry_pipeline_run(p, &m, &err), SCRY_EINVAL);
 	scry_pipeline_free(p);

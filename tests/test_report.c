@@ -159,6 +159,11 @@ START_TEST(test_formats_agree)
 	free(xml);
 	scry_verdict_free(v);
 	scry_store_free(s);
+	char side[300];
+	snprintf(side, sizeof side, "%s-wal", path);
+	unlink(side);
+	snprintf(side, sizeof side, "%s-shm", path);
+	unlink(side);
 	unlink(path);
 }
 END_TEST

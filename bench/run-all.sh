@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# bench/run-all.sh - every benchmark, one after the other (`make bench`).
+#   bench/run-all.sh [BUILD_DIR]
+# The standalone programs run with their default sizes; every other
+# bench/*.sh script gets BUILD_DIR. Figures and how to read them:
+# docs/benchmarks.md (and docs/bench-*.md).
+set -uo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$here/build}
+status=0
+for prog in bench_fingerprint bench_store; do
+  echo "== $prog"
+  "$build/bench/$prog" || status=1
+done
+for script in "$here"/bench/*.sh; do
+  [ "$(basename "$script")" = run-all.sh ] && continue
+  echo "== $(basename "$script")"
+  bash "$script" "$build" || status=1
+done
+exit $status
