@@ -303,15 +303,3 @@ int scry_fingerprint_parse(const char *hex, uint64_t *out)
 	*out = v;
 	return 0;
 }
-
-void scry__logf(scry_log_fn fn, void *ctx, scry_log_level level, const char *fmt, ...)
-{
-	if (!fn)
-		return;
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	fn(ctx, level, msg);
-}

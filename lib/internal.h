@@ -86,9 +86,4 @@ SCRY_HIDDEN struct sqlite3 *scry__store_db(scry_store *store);
 /* Fills err from the store's last SQLite error. Returns SCRY_ESTORE. */
 SCRY_HIDDEN int scry__store_fail(scry_store *store, scry_error *err, const char *what);
 
-/* Formats a message (up to 511 bytes) and passes it to a user's log
- * callback; does nothing when `fn` is NULL. */
-SCRY_HIDDEN void scry__logf(scry_log_fn fn, void *ctx, scry_log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
 #endif

@@ -164,7 +164,7 @@ struct scry_proxy {
 #define STAT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
 #define STAT_GET(p, f) __atomic_load_n(&(p)->f, __ATOMIC_RELAXED)
 
-#define plog(p, lvl, ...) scry__logf((p)->opts.log, (p)->opts.log_ctx, (lvl), __VA_ARGS__)
+#define plog(p, lvl, ...) scry__log((p)->opts.log, (p)->opts.log_ctx, (lvl), __VA_ARGS__)
 
 /* ------------------------------------------------------------------ */
 /* Decoder callbacks (loop thread)                                     */
