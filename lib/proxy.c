@@ -116,6 +116,7 @@ typedef struct conn {
 	int state;
 	bool closed;
 	bool server_eof;      /* close once the client has got everything */
+	bool upstream_failed; /* tell the client at its startup packet, then close */
 	pending out[2];       /* bytes waiting to be written TO side i */
 	unsigned char startup[8];
 	size_t startup_have;
@@ -285,8 +286,8 @@ static void update_events(scry_proxy *p, conn *c)
 	want[SIDE_SERVER] = (connected && !c->out[SIDE_CLIENT].len && !c->server_eof ? EPOLLIN : 0)
 	                    | (!connected || c->out[SIDE_SERVER].len ? EPOLLOUT : 0);
 	for (int i = 0; i < 2; i++) {
-		if (i == SIDE_SERVER && c->server_eof)
-			continue; /* no longer in the epoll set */
+		if (i == SIDE_SERVER && (c->server_eof || c->fd[i] < 0))
+			continue; /* not (or no longer) in the epoll set */
 		if (want[i] != c->evmask[i]) {
 			struct epoll_event ev = { .events = want[i], .data.ptr = &c->ep[i] };
 			epoll_ctl(p->epfd, EPOLL_CTL_MOD, c->fd[i], &ev);
@@ -475,6 +476,12 @@ static void from_client(scry_proxy *p, conn *c, const char *data, size_t len)
 			STAT_ADD(p, st_bout, 1);
 			continue;
 		}
+		if (c->upstream_failed) {
+			STAT_ADD(p, st_failed, 1);
+			send_fatal(c->fd[SIDE_CLIENT], "08006", "scry capture proxy: cannot connect to the upstream server");
+			conn_close(p, c);
+			return;
+		}
 		c->state = C_STREAM;
 		if (c->dec && scry_pgwire_feed(c->dec, SCRY_PGWIRE_FRONTEND, c->startup, 8, p->now, &e)) {
 			protocol_error(p, c, &e);
@@ -525,6 +532,18 @@ static void handle_read(scry_proxy *p, conn *c, int side)
 	if (n < 0 && side == SIDE_SERVER)
 		STAT_ADD(p, st_failed, 1);
 	conn_close(p, c);
+}
+
+/* The upstream is unreachable. The client hears it as a FATAL error in
+ * answer to its startup packet (after an SSLRequest was answered 'N', as
+ * usual): an error in answer to SSLRequest itself would reach the user as
+ * "error during SSL exchange", without the reason. */
+static void upstream_failed(conn *c)
+{
+	close(c->fd[SIDE_SERVER]);
+	c->fd[SIDE_SERVER] = -1;
+	c->upstream_failed = true;
+	c->state = C_STARTUP;
 }
 
 static void set_nodelay(int fd)
@@ -608,18 +627,12 @@ static void accept_clients(scry_proxy *p, int lfd, bool is_unix)
 			c->state = C_STARTUP;
 		else if (errno != EINPROGRESS && errno != EAGAIN) {
 			plog(p, SCRY_LOG_ERROR, "cannot connect to the upstream %s: %s", p->upstream, strerror(errno));
-			send_fatal(fd, "08006", "scry capture proxy: cannot connect to the upstream server");
-			c->fd[SIDE_SERVER] = -1;
-			close(sfd);
-			close(fd);
-			c->fd[SIDE_CLIENT] = -1;
-			STAT_ADD(p, st_failed, 1);
-			conn_close(p, c);
-			continue;
+			upstream_failed(c);
 		}
 		for (int i = 0; i < 2; i++) {
 			struct epoll_event ev = { .events = 0, .data.ptr = &c->ep[i] };
-			epoll_ctl(p->epfd, EPOLL_CTL_ADD, c->fd[i], &ev);
+			if (c->fd[i] >= 0)
+				epoll_ctl(p->epfd, EPOLL_CTL_ADD, c->fd[i], &ev);
 		}
 		update_events(p, c);
 	}
@@ -637,9 +650,8 @@ static void handle_conn_event(scry_proxy *p, conn *c, int side, uint32_t events)
 		getsockopt(c->fd[SIDE_SERVER], SOL_SOCKET, SO_ERROR, &soerr, &sl);
 		if (soerr) {
 			plog(p, SCRY_LOG_ERROR, "cannot connect to the upstream %s: %s", p->upstream, strerror(soerr));
-			send_fatal(c->fd[SIDE_CLIENT], "08006", "scry capture proxy: cannot connect to the upstream server");
-			STAT_ADD(p, st_failed, 1);
-			conn_close(p, c);
+			upstream_failed(c);
+			update_events(p, c);
 			return;
 		}
 		c->state = C_STARTUP;
