@@ -101,7 +101,7 @@ for r in $(seq 1 "$RUNS"); do
   for t in direct pgbouncer scry; do
     case $t in direct) c=$direct;; pgbouncer) c=$bouncer;; scry) c=$proxy;; esac
     read -r x _ n < <(run_pgbench "$c" "$CLIENTS")
-    tps[$t]+="$x "
+    tps[$t]+="$(printf '%.0f' "$x") "
     [ $t = scry ] && proxy_tx=$((proxy_tx + n))
     read -r _ l n < <(run_pgbench "$c" 1)
     lat[$t]+="$l "
@@ -134,7 +134,8 @@ recorded=$(sed -n 's/.*"events_recorded":\([0-9]*\).*/\1/p' "$work/scry.json")
 dropped=$(sed -n 's/.*"events_dropped":\([0-9]*\).*/\1/p' "$work/scry.json")
 
 md() { tr ' ' '\n' <<<"$1" | grep . | median; }
-d_tps=$(md "${tps[direct]}"); b_tps=$(md "${tps[pgbouncer]}"); s_tps=$(md "${tps[scry]}")
+int() { printf '%.0f' "$1"; }
+d_tps=$(int "$(md "${tps[direct]}")"); b_tps=$(int "$(md "${tps[pgbouncer]}")"); s_tps=$(int "$(md "${tps[scry]}")")
 d_lat=$(md "${lat[direct]}"); b_lat=$(md "${lat[pgbouncer]}"); s_lat=$(md "${lat[scry]}")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 added() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", (a - b) * 1000}'; }

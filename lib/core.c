@@ -106,6 +106,18 @@ int scry__fail_sys(scry_error *err, int code, int sys_code, const char *fmt, ...
 	return code;
 }
 
+void scry__log(scry_log_fn fn, void *ctx, scry_log_level level, const char *fmt, ...)
+{
+	if (!fn)
+		return;
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	fn(ctx, level, msg);
+}
+
 void scry_buf_dispose(scry_buf *b)
 {
 	if (!b)

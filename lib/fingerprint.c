@@ -133,6 +133,29 @@ static bool value_shapes_tree(const char *w, size_t n)
 	       word_eq(w, n, "localtimestamp");
 }
 
+/*
+ * Scans a '...' string or "..." identifier starting at s[start] (the quote),
+ * where a doubled quote stands for itself. Sets *end past the closing quote.
+ * False when unterminated or holding a marker byte.
+ */
+static bool scan_quoted(const char *s, size_t len, size_t start, size_t *end)
+{
+	char q = s[start];
+	for (size_t j = start + 1; j < len; j++) {
+		if ((unsigned char)s[j] < 0x04)
+			return false;
+		if (s[j] != q)
+			continue;
+		if (j + 1 < len && s[j + 1] == q) {
+			j++;
+			continue;
+		}
+		*end = j + 1;
+		return true;
+	}
+	return false;
+}
+
 /* Lexes the DML text; returns true when every literal could be lifted. */
 static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int *nlits, int *oom)
 {
@@ -168,22 +191,9 @@ static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int 
 			if (i > 0 && (is_ident_char((unsigned char)s[i - 1]) || s[i - 1] == '&' ||
 			              s[i - 1] == '\''))
 				return false; /* E'', B'', X'', U&'', typed 'literal' prefixes */
-			size_t j = i + 1;
-			for (;;) {
-				if (j >= len)
-					return false; /* unterminated */
-				if (s[j] == '\'') {
-					if (j + 1 < len && s[j + 1] == '\'') {
-						j += 2;
-						continue;
-					}
-					break;
-				}
-				if ((unsigned char)s[j] < 0x04)
-					return false;
-				j++;
-			}
-			j++; /* past the closing quote */
+			size_t j;
+			if (!scan_quoted(s, len, i, &j))
+				return false;
 			/* 'a' <newline> 'b' is one literal in SQL: do not lift either. */
 			size_t k = skip_space_comments(s, len, j);
 			if (k < len && s[k] == '\'')
@@ -244,22 +254,8 @@ static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int 
 				return false; /* dollar quoting */
 			}
 		} else if (c == '"') {
-			size_t j = i + 1;
-			for (;;) {
-				if (j >= len)
-					return false;
-				if (s[j] == '"') {
-					if (j + 1 < len && s[j + 1] == '"') {
-						j += 2;
-						continue;
-					}
-					break;
-				}
-				if ((unsigned char)s[j] < 0x04)
-					return false;
-				j++;
-			}
-			i = j + 1;
+			if (!scan_quoted(s, len, i, &i))
+				return false;
 			last = '"';
 		} else if (is_ident_start(c)) {
 			size_t j = i;

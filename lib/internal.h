@@ -41,6 +41,10 @@ SCRY_HIDDEN int scry__buf_vprintf(scry_buf *b, const char *fmt, va_list ap);
 SCRY_HIDDEN int scry__buf_json_string(scry_buf *b, const char *s, size_t n);
 SCRY_HIDDEN void scry__buf_clear(scry_buf *b);
 
+/* Formats a message and passes it to a log callback; does nothing when fn is NULL. */
+SCRY_HIDDEN void scry__log(scry_log_fn fn, void *ctx, scry_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* Clocks, in microseconds. */
 SCRY_HIDDEN int64_t scry__now_us(void);        /* CLOCK_REALTIME (Unix) */
 SCRY_HIDDEN int64_t scry__monotonic_us(void);  /* CLOCK_MONOTONIC */

@@ -719,8 +719,8 @@ static void be_error(scry_pgwire *d, const unsigned char *b, size_t n, int64_t n
 			msg = v;
 	}
 	op *o = op_head(d);
-	if (!o || o->kind == OP_SYNC)
-		return; /* a startup/auth failure, or an error at Sync: no statement */
+	if (!o || o->kind == OP_SYNC || o->kind == OP_FUNC)
+		return; /* a startup/auth failure, an error at Sync, a failed function call */
 	if (o->kind == OP_QUERY) {
 		query_stmt_done(d, o, now, -1, sqlstate, msg);
 		o->cur = o->nspans; /* the server skips the rest of the Query */
@@ -771,7 +771,7 @@ static int be_message(scry_pgwire *d, char type, const unsigned char *b, size_t 
 		while ((o = op_head(d)) != NULL) {
 			int k = o->kind;
 			op_pop(d);
-			if (k == OP_QUERY || k == OP_SYNC)
+			if (k == OP_QUERY || k == OP_SYNC || k == OP_FUNC)
 				break;
 		}
 		/* Portals end with their transaction; forget them unless more
@@ -822,9 +822,7 @@ static int be_message(scry_pgwire *d, char type, const unsigned char *b, size_t 
 		if (o && (o->kind == OP_QUERY || o->kind == OP_EXECUTE))
 			o->copy = true;
 		return 0;
-	case 'V':
-		if (o && o->kind == OP_FUNC)
-			op_pop(d);
+	case 'V': /* FunctionCallResponse: its ReadyForQuery pops the call */
 		return 0;
 	case 'N':
 		d->stats.notices++;

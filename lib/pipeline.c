@@ -39,19 +39,8 @@ void scry_pipeline_options_init(scry_pipeline_options *opts)
 		*opts = (scry_pipeline_options)SCRY_PIPELINE_OPTIONS_INIT;
 }
 
-static void plog(scry_pipeline *p, scry_log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void plog(scry_pipeline *p, scry_log_level level, const char *fmt, ...)
-{
-	if (!p->opts.log)
-		return;
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	p->opts.log(p->opts.log_ctx, level, msg);
-}
+/* Logs through the caller's callback (scry__log does the formatting). */
+#define plog(p, level, ...) scry__log((p)->opts.log, (p)->opts.log_ctx, level, __VA_ARGS__)
 
 static void phase(scry_pipeline *p, const char *name, uint64_t done, uint64_t total)
 {
@@ -237,6 +226,17 @@ static int migrate(scry_pipeline *p, scry_shadow *sh, const scry_migration *m, c
 	return rc;
 }
 
+/* Applies the fix to the migrated side and settles it; fix_us covers both. */
+static int apply_fix(scry_pipeline *p, scry_shadow *sh, scry_error *err)
+{
+	int64_t f0 = scry__monotonic_us();
+	int rc = migrate(p, sh, &p->fix, SCRY_PHASE_FIXING, &p->stats.fix_us, err);
+	if (!rc)
+		rc = settle(p, sh, err);
+	p->stats.fix_us = scry__monotonic_us() - f0;
+	return rc;
+}
+
 /* The clone mode: A and B side by side, replayed interleaved. */
 static int run_clones(scry_pipeline *p, scry_shadow *sh, const scry_migration *m, scry_error *err)
 {
@@ -267,12 +267,8 @@ static int run_clones(scry_pipeline *p, scry_shadow *sh, const scry_migration *m
 		return 0;
 
 	/* The fix: applied to B, then both sides replayed again, interleaved. */
-	int64_t f0 = scry__monotonic_us();
-	if ((rc = migrate(p, sh, &p->fix, SCRY_PHASE_FIXING, &p->stats.fix_us, err)))
+	if ((rc = apply_fix(p, sh, err)))
 		return rc;
-	if ((rc = settle(p, sh, err)))
-		return rc;
-	p->stats.fix_us = scry__monotonic_us() - f0;
 	set_label(la, sizeof la, p, "fix-baseline");
 	set_label(lb, sizeof lb, p, "fixed");
 	if ((rc = replay(p, a, la, b, lb, &p->stats.fixed_baseline, &p->stats.fixed, err)))
@@ -305,12 +301,8 @@ static int run_sequential(scry_pipeline *p, scry_shadow *sh, const scry_migratio
 		return rc;
 	if (!p->has_fix)
 		return 0;
-	int64_t f0 = scry__monotonic_us();
-	if ((rc = migrate(p, sh, &p->fix, SCRY_PHASE_FIXING, &p->stats.fix_us, err)))
+	if ((rc = apply_fix(p, sh, err)))
 		return rc;
-	if ((rc = settle(p, sh, err)))
-		return rc;
-	p->stats.fix_us = scry__monotonic_us() - f0;
 	set_label(lcand, sizeof lcand, p, "fixed");
 	if ((rc = replay(p, t, lcand, NULL, NULL, &p->stats.fixed, NULL, err)))
 		return rc;

@@ -116,6 +116,7 @@ typedef struct conn {
 	int state;
 	bool closed;
 	bool server_eof;      /* close once the client has got everything */
+	bool upstream_failed; /* tell the client at its startup packet, then close */
 	pending out[2];       /* bytes waiting to be written TO side i */
 	unsigned char startup[8];
 	size_t startup_have;
@@ -139,6 +140,7 @@ struct scry_proxy {
 	int64_t clock_offset;
 	pthread_t loop_thread, writer_thread;
 	bool started, waited;
+	bool accept_paused;
 
 	/* loop-thread state */
 	conn *conns;
@@ -163,18 +165,7 @@ struct scry_proxy {
 #define STAT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
 #define STAT_GET(p, f) __atomic_load_n(&(p)->f, __ATOMIC_RELAXED)
 
-static void plog(scry_proxy *p, scry_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void plog(scry_proxy *p, scry_log_level lvl, const char *fmt, ...)
-{
-	if (!p->opts.log)
-		return;
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	p->opts.log(p->opts.log_ctx, lvl, msg);
-}
+#define plog(p, lvl, ...) scry__log((p)->opts.log, (p)->opts.log_ctx, (lvl), __VA_ARGS__)
 
 /* ------------------------------------------------------------------ */
 /* Decoder callbacks (loop thread)                                     */
@@ -275,6 +266,17 @@ static void flush_local(scry_proxy *p, bool force_signal)
 /* The event loop                                                      */
 /* ------------------------------------------------------------------ */
 
+static void listeners_pause(scry_proxy *p, bool pause)
+{
+	for (int i = 0; i < 2; i++) {
+		if (p->listen_fd[i] < 0)
+			continue;
+		struct epoll_event ev = { .events = pause ? 0 : EPOLLIN, .data.ptr = &p->listen_ep[i] };
+		epoll_ctl(p->epfd, EPOLL_CTL_MOD, p->listen_fd[i], &ev);
+	}
+	p->accept_paused = pause;
+}
+
 static void update_events(scry_proxy *p, conn *c)
 {
 	uint32_t want[2];
@@ -284,8 +286,8 @@ static void update_events(scry_proxy *p, conn *c)
 	want[SIDE_SERVER] = (connected && !c->out[SIDE_CLIENT].len && !c->server_eof ? EPOLLIN : 0)
 	                    | (!connected || c->out[SIDE_SERVER].len ? EPOLLOUT : 0);
 	for (int i = 0; i < 2; i++) {
-		if (i == SIDE_SERVER && c->server_eof)
-			continue; /* no longer in the epoll set */
+		if (i == SIDE_SERVER && (c->server_eof || c->fd[i] < 0))
+			continue; /* not (or no longer) in the epoll set */
 		if (want[i] != c->evmask[i]) {
 			struct epoll_event ev = { .events = want[i], .data.ptr = &c->ep[i] };
 			epoll_ctl(p->epfd, EPOLL_CTL_MOD, c->fd[i], &ev);
@@ -328,6 +330,8 @@ static void conn_close(scry_proxy *p, conn *c)
 	p->dead = c;
 	p->nconns--;
 	STAT_ADD(p, st_active, (uint64_t)-1);
+	if (p->accept_paused)
+		listeners_pause(p, false);
 }
 
 /* Sends a FATAL ErrorResponse (best effort) before closing a client. */
@@ -472,6 +476,12 @@ static void from_client(scry_proxy *p, conn *c, const char *data, size_t len)
 			STAT_ADD(p, st_bout, 1);
 			continue;
 		}
+		if (c->upstream_failed) {
+			STAT_ADD(p, st_failed, 1);
+			send_fatal(c->fd[SIDE_CLIENT], "08006", "scry capture proxy: cannot connect to the upstream server");
+			conn_close(p, c);
+			return;
+		}
 		c->state = C_STREAM;
 		if (c->dec && scry_pgwire_feed(c->dec, SCRY_PGWIRE_FRONTEND, c->startup, 8, p->now, &e)) {
 			protocol_error(p, c, &e);
@@ -524,6 +534,18 @@ static void handle_read(scry_proxy *p, conn *c, int side)
 	conn_close(p, c);
 }
 
+/* The upstream is unreachable. The client hears it as a FATAL error in
+ * answer to its startup packet (after an SSLRequest was answered 'N', as
+ * usual): an error in answer to SSLRequest itself would reach the user as
+ * "error during SSL exchange", without the reason. */
+static void upstream_failed(conn *c)
+{
+	close(c->fd[SIDE_SERVER]);
+	c->fd[SIDE_SERVER] = -1;
+	c->upstream_failed = true;
+	c->state = C_STARTUP;
+}
+
 static void set_nodelay(int fd)
 {
 	int one = 1;
@@ -539,8 +561,12 @@ static void accept_clients(scry_proxy *p, int lfd, bool is_unix)
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				plog(p, SCRY_LOG_ERROR, "accept: %s", strerror(errno));
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			/* Out of descriptors (EMFILE...): the listener would stay readable
+			 * and spin the loop; stop accepting until a connection closes. */
+			plog(p, SCRY_LOG_ERROR, "accept: %s; not accepting until a connection closes", strerror(errno));
+			listeners_pause(p, true);
 			return;
 		}
 		if (p->nconns >= p->opts.max_connections) {
@@ -601,18 +627,12 @@ static void accept_clients(scry_proxy *p, int lfd, bool is_unix)
 			c->state = C_STARTUP;
 		else if (errno != EINPROGRESS && errno != EAGAIN) {
 			plog(p, SCRY_LOG_ERROR, "cannot connect to the upstream %s: %s", p->upstream, strerror(errno));
-			send_fatal(fd, "08006", "scry capture proxy: cannot connect to the upstream server");
-			c->fd[SIDE_SERVER] = -1;
-			close(sfd);
-			close(fd);
-			c->fd[SIDE_CLIENT] = -1;
-			STAT_ADD(p, st_failed, 1);
-			conn_close(p, c);
-			continue;
+			upstream_failed(c);
 		}
 		for (int i = 0; i < 2; i++) {
 			struct epoll_event ev = { .events = 0, .data.ptr = &c->ep[i] };
-			epoll_ctl(p->epfd, EPOLL_CTL_ADD, c->fd[i], &ev);
+			if (c->fd[i] >= 0)
+				epoll_ctl(p->epfd, EPOLL_CTL_ADD, c->fd[i], &ev);
 		}
 		update_events(p, c);
 	}
@@ -630,9 +650,8 @@ static void handle_conn_event(scry_proxy *p, conn *c, int side, uint32_t events)
 		getsockopt(c->fd[SIDE_SERVER], SOL_SOCKET, SO_ERROR, &soerr, &sl);
 		if (soerr) {
 			plog(p, SCRY_LOG_ERROR, "cannot connect to the upstream %s: %s", p->upstream, strerror(soerr));
-			send_fatal(c->fd[SIDE_CLIENT], "08006", "scry capture proxy: cannot connect to the upstream server");
-			STAT_ADD(p, st_failed, 1);
-			conn_close(p, c);
+			upstream_failed(c);
+			update_events(p, c);
 			return;
 		}
 		c->state = C_STARTUP;

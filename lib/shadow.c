@@ -51,19 +51,8 @@ void scry_shadow_options_init(scry_shadow_options *opts)
 		*opts = (scry_shadow_options)SCRY_SHADOW_OPTIONS_INIT;
 }
 
-static void slog(scry_shadow *s, scry_log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void slog(scry_shadow *s, scry_log_level level, const char *fmt, ...)
-{
-	if (!s->opts.log)
-		return;
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	s->opts.log(s->opts.log_ctx, level, msg);
-}
+/* Logs through the caller's callback (scry__log does the formatting). */
+#define slog(s, level, ...) scry__log((s)->opts.log, (s)->opts.log_ctx, level, __VA_ARGS__)
 
 /* Appends keyword='value' with libpq's quoting rules. */
 static int put_kv(scry_buf *b, const char *kw, const char *val)

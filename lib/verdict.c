@@ -537,19 +537,8 @@ void scry_verdict_options_init(scry_verdict_options *o)
 	*o = (scry_verdict_options)SCRY_VERDICT_OPTIONS_INIT;
 }
 
-static void vlog(const scry_verdict_options *o, scry_log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void vlog(const scry_verdict_options *o, scry_log_level level, const char *fmt, ...)
-{
-	if (!o->log)
-		return;
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	o->log(o->log_ctx, level, msg);
-}
+/* Logs through the caller's callback (scry__log does the formatting). */
+#define vlog(o, level, ...) scry__log((o)->log, (o)->log_ctx, level, __VA_ARGS__)
 
 static char *dup_buf(scry_buf *b)
 {

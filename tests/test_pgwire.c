@@ -602,6 +602,39 @@ START_TEST(cancel_and_encrypted)
 }
 END_TEST
 
+START_TEST(function_call_then_query)
+{
+	convo c = { 0 };
+	startup(&c, false);
+	/* A call with a query sent right behind it, before any answer. */
+	bytes *f = fe(&c);
+	size_t a = begin(f, 'F'); put32(f, 1598); put16(f, 0); put16(f, 0); put16(f, 0); end(f, a);
+	fe_query(f, "select 0");
+	bytes *b = be(&c);
+	a = begin(b, 'V'); put32(b, 0xffffffffu); end(b, a);
+	be_ready(b, 'I');
+	be_cmd(b, "SELECT 1");
+	be_ready(b, 'I');
+	f = fe(&c);
+	a = begin(f, 'F'); put32(f, 0); put16(f, 0); put16(f, 0); put16(f, 0); end(f, a);
+	b = be(&c);
+	be_error(b, 'E', "42883", "function 0 does not exist");
+	be_ready(b, 'I');
+	fe_query(fe(&c), "select 1");
+	b = be(&c);
+	be_cmd(b, "SELECT 1");
+	be_ready(b, 'I');
+	recs rs;
+	run_all(&c, &rs);
+	ck_assert_int_eq(rs.n, 2);
+	ck_assert_str_eq(rs.r[0].query, "select 0");
+	ck_assert_str_eq(rs.r[1].query, "select 1");
+	ck_assert_int_eq(rs.r[1].rows, 1);
+	recs_free(&rs);
+	convo_free(&c);
+}
+END_TEST
+
 START_TEST(garbage_and_limits)
 {
 	scry_error err = SCRY_ERROR_INIT;
@@ -700,6 +733,7 @@ int main(void)
 	tcase_add_test(tc, copy_in_and_out);
 	tcase_add_test(tc, notices_status_and_transactions);
 	tcase_add_test(tc, cancel_and_encrypted);
+	tcase_add_test(tc, function_call_then_query);
 	tcase_add_test(tc, garbage_and_limits);
 	tcase_add_test(tc, random_bytes_never_crash);
 	suite_add_tcase(s, tc);

@@ -659,6 +659,44 @@ START_TEST(bad_options)
 }
 END_TEST
 
+START_TEST(upstream_down)
+{
+	scry_store *st;
+	ck_assert_int_eq(scry_store_open(&st, ":memory:", NULL, NULL), 0);
+	/* A port nothing listens on: bind one, learn it, close it. */
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t sl = sizeof sa;
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	getsockname(fd, (struct sockaddr *)&sa, &sl);
+	close(fd);
+	char up[64];
+	snprintf(up, sizeof up, "127.0.0.1:%d", ntohs(sa.sin_port));
+	scry_proxy_options o = SCRY_PROXY_OPTIONS_INIT;
+	o.listen = "127.0.0.1:0";
+	o.upstream = up;
+	scry_proxy *p;
+	scry_error err = SCRY_ERROR_INIT;
+	ck_assert_int_eq(scry_proxy_new(&p, st, &o, &err), 0);
+	ck_assert_int_eq(scry_proxy_start(p, &err), 0);
+	char ci[200];
+	snprintf(ci, sizeof ci, "host=127.0.0.1 port=%d user=postgres dbname=postgres connect_timeout=10", scry_proxy_port(p));
+	PGconn *c = PQconnectdb(ci);
+	ck_assert_int_eq(PQstatus(c), CONNECTION_BAD);
+	ck_assert_msg(strstr(PQerrorMessage(c), "cannot connect to the upstream server") != NULL, "%s", PQerrorMessage(c));
+	PQfinish(c);
+	scry_proxy_stop(p);
+	ck_assert_int_eq(scry_proxy_wait(p, &err), 0);
+	scry_proxy_stats stats;
+	scry_proxy_stats_get(p, &stats);
+	ck_assert_uint_ge(stats.connections_failed, 1);
+	ck_assert_uint_eq(stats.connections_active, 0);
+	scry_proxy_free(p);
+	scry_store_free(st);
+}
+END_TEST
+
 int main(void)
 {
 	pgtest_start(&cluster, NULL);
@@ -666,6 +704,7 @@ int main(void)
 	TCase *tc = tcase_create("clients");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, bad_options);
+	tcase_add_test(tc, upstream_down);
 	tcase_add_test(tc, libpq_all_protocols);
 	tcase_add_test(tc, psql_script);
 	tcase_add_test(tc, pgbench_three_modes);
