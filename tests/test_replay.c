@@ -648,6 +648,8 @@ static void start_server(void)
 static void stop_server(void)
 {
 	pgtest_stop(&g_pg);
+	/* stores of tests that failed before dropping theirs */
+	pgtest_system("rm -f /tmp/scry-test-replay-%d-*", (int)getpid());
 }
 
 static Suite *suite(void)
