@@ -282,18 +282,8 @@ static int writer_close(writer *w, scry_error *err)
 	return w->rc;
 }
 
-static void logf_(ctx *x, scry_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void logf_(ctx *x, scry_log_level lvl, const char *fmt, ...)
-{
-	if (!x->o->log)
-		return;
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	x->o->log(x->o->log_ctx, lvl, msg);
-}
+/* Logs through the caller's callback (scry__log does the formatting). */
+#define logf_(x, lvl, ...) scry__log((x)->o->log, (x)->o->log_ctx, (lvl), __VA_ARGS__)
 
 static int set_fatal(ctx *x, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int set_fatal(ctx *x, int code, const char *fmt, ...)
@@ -877,6 +867,19 @@ static bool send_exec(ctx *x, runner *r, rconn *c)
 }
 
 /* Moves a runner as far as it can go without waiting. */
+/*
+ * The connection of the r->cur-th step of a statement. With two targets the
+ * order alternates per statement and round (A then B, then B then A), so
+ * that neither side always runs first: a first execution after an idle gap
+ * tends to be the slower one, which would bias the pairs.
+ */
+static rconn *step_conn(const ctx *x, runner *r)
+{
+	if (x->ntargets < 2)
+		return &r->c[r->cur];
+	return &r->c[(r->cur + (int)((r->next + (size_t)r->round) & 1)) % x->ntargets];
+}
+
 static void drive(ctx *x, runner *r)
 {
 	for (;;) {
@@ -886,7 +889,7 @@ static void drive(ctx *x, runner *r)
 			runner_finish(x, r);
 			return;
 		}
-		rconn *c = &r->c[r->cur];
+		rconn *c = step_conn(x, r);
 		if (c->state != C_IDLE)
 			return; /* connecting, or a step is in flight: its completion calls us */
 		const rstmt *st = &r->s->st[r->next];
