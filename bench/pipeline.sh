@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks of the whole cycle (docs/bench-pipeline.md):
+# Benchmarks of the whole cycle (docs/benchmarks.md):
 #   1. `scry demo` end to end (its own cluster, capture, migration, fix), median of RUNS;
 #   2. `scry ci test-migration` on the demo's 25,000-order database with a
 #      10,000-statement workload captured through `scry capture proxy`, median of RUNS.

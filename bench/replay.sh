@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/replay.sh - replay throughput and timing, against pgbench and pgreplay,
-# in one run on one throwaway PostgreSQL server. Results: docs/bench-replay.md.
+# in one run on one throwaway PostgreSQL server. Results: docs/benchmarks.md.
 #
 #   bench/replay.sh [BUILD_DIR]
 #

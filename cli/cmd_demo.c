@@ -50,7 +50,7 @@ static const char demo_help[] =
 	"  --rows N   orders in the production database (default 25000)\n"
 	"  --keep     keep the cluster (or databases) and the store, and say where\n"
 	"  --json     print the measured results as one JSON object on stdout\n"
-	"             (docs/cli-ci.md); the story then goes to stderr\n"
+	"             (docs/cli.md); the story then goes to stderr\n"
 	"\n"
 	"Exit codes: 0 the regressions were caught and the fix cleared them,\n"
 	"1 error (or the scenario did not play out: the output says how), 2 usage.\n";

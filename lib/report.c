@@ -3,7 +3,7 @@
  *
  * Every renderer reads the same scry_pattern_verdict fields, in the
  * verdict's order (worst first), so the four formats always agree. The JSON
- * keys are documented in docs/cli-diff.md and only ever added to.
+ * keys are documented in docs/cli.md and only ever added to.
  */
 #include "internal.h"
 
