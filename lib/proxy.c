@@ -302,8 +302,13 @@ static void conn_close(scry_proxy *p, conn *c)
 		return;
 	c->closed = true;
 	for (int i = 0; i < 2; i++) {
-		if (c->fd[i] >= 0)
+		if (c->fd[i] >= 0) {
+			/* close() alone leaves the registration while another process
+			 * holds a copy of the socket (a fork by the host program, before
+			 * its exec): epoll would then report events for a freed conn. */
+			epoll_ctl(p->epfd, EPOLL_CTL_DEL, c->fd[i], NULL);
 			close(c->fd[i]);
+		}
 		scry__free(c->out[i].p);
 		c->out[i].p = NULL;
 	}

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
@@ -514,6 +515,59 @@ static size_t read_all(int fd, char *buf, size_t cap)
 	return n;
 }
 
+/*
+ * The host program forks (system(), popen()) while the proxy runs: the child
+ * holds copies of the proxy's sockets until its exec, so closing them does
+ * not take them out of the epoll set. A client that disconnects meanwhile
+ * must not leave events for a freed connection (ASan saw exactly that).
+ */
+START_TEST(fork_while_clients_disconnect)
+{
+	px x;
+	px_start(&x);
+	int gate[2];
+	ck_assert_int_eq(pipe(gate), 0);
+	pid_t child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) { /* hold every inherited descriptor until told to go */
+		char c;
+		close(gate[1]);
+		ssize_t r = read(gate[0], &c, 1);
+		_exit(r < 0);
+	}
+	close(gate[0]);
+	/* The child forked before these connections existed; fork again while
+	 * they are open, so that it holds their sockets, then close them. */
+	PGconn *c1 = pgtest_connect(x.conninfo);
+	PGconn *c2 = pgtest_connect(x.conninfo);
+	PQclear(must(c1, PQexec(c1, "SELECT 1"), PGRES_TUPLES_OK));
+	int gate2[2];
+	ck_assert_int_eq(pipe(gate2), 0);
+	pid_t holder = fork();
+	ck_assert_int_ge(holder, 0);
+	if (holder == 0) {
+		char c;
+		close(gate2[1]);
+		ssize_t r = read(gate2[0], &c, 1);
+		_exit(r < 0);
+	}
+	close(gate2[0]);
+	PQfinish(c1); /* the proxy closes both sockets of this connection */
+	usleep(200 * 1000);
+	/* Traffic on another connection makes the loop run many times. */
+	for (int i = 0; i < 50; i++)
+		PQclear(must(c2, PQexec(c2, "SELECT 2"), PGRES_TUPLES_OK));
+	PQfinish(c2);
+	close(gate[1]);
+	close(gate2[1]);
+	waitpid(child, NULL, 0);
+	waitpid(holder, NULL, 0);
+	px_stop(&x);
+	ck_assert_uint_eq(x.stats.events_dropped, 0);
+	px_free(&x);
+}
+END_TEST
+
 START_TEST(garbage_client_disconnected_others_go_on)
 {
 	px x;
@@ -711,6 +765,7 @@ int main(void)
 	tcase_add_test(tc, psycopg2_app);
 	tcase_add_test(tc, scram_password_never_recorded);
 	tcase_add_test(tc, garbage_client_disconnected_others_go_on);
+	tcase_add_test(tc, fork_while_clients_disconnect);
 	tcase_add_test(tc, unix_socket_ssl_prefer_and_drops);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
