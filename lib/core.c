@@ -118,6 +118,24 @@ void scry__log(scry_log_fn fn, void *ctx, scry_log_level level, const char *fmt,
 	fn(ctx, level, msg);
 }
 
+int scry__array_grow(void **arr, size_t *cap, size_t n, size_t size, size_t first)
+{
+	if (n < *cap)
+		return 0;
+	size_t want = *cap ? *cap : first;
+	while (want <= n) {
+		if (want > SIZE_MAX / 2 / size)
+			return SCRY_ENOMEM;
+		want *= 2;
+	}
+	void *p = scry__realloc(*arr, want * size);
+	if (!p)
+		return SCRY_ENOMEM;
+	*arr = p;
+	*cap = want;
+	return 0;
+}
+
 void scry_buf_dispose(scry_buf *b)
 {
 	if (!b)

@@ -41,6 +41,13 @@ SCRY_HIDDEN int scry__buf_vprintf(scry_buf *b, const char *fmt, va_list ap);
 SCRY_HIDDEN int scry__buf_json_string(scry_buf *b, const char *s, size_t n);
 SCRY_HIDDEN void scry__buf_clear(scry_buf *b);
 
+/*
+ * Growable arrays: makes room for element n of *arr (elements of `size`
+ * bytes, capacity *cap), doubling from `first` elements. Returns 0 or
+ * SCRY_ENOMEM (the array is left as it was).
+ */
+SCRY_HIDDEN int scry__array_grow(void **arr, size_t *cap, size_t n, size_t size, size_t first);
+
 /* Formats a message and passes it to a log callback; does nothing when fn is NULL. */
 SCRY_HIDDEN void scry__log(scry_log_fn fn, void *ctx, scry_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
