@@ -775,15 +775,9 @@ static void heap_push(ctx *x, runner *r)
 {
 	if (r->heap_idx >= 0)
 		return;
-	if (x->nheap == x->aheap) {
-		size_t n = x->aheap ? x->aheap * 2 : 64;
-		runner **h = scry__realloc(x->heap, n * sizeof *h);
-		if (!h) {
-			set_fatal(x, SCRY_ENOMEM, "out of memory");
-			return;
-		}
-		x->heap = h;
-		x->aheap = n;
+	if (scry__array_grow((void **)&x->heap, &x->aheap, x->nheap, sizeof *x->heap, 64)) {
+		set_fatal(x, SCRY_ENOMEM, "out of memory");
+		return;
 	}
 	x->heap[x->nheap] = r;
 	r->heap_idx = (int64_t)x->nheap;
@@ -836,14 +830,8 @@ static void free_dead(ctx *x)
 
 static void lag_add(ctx *x, int64_t lag)
 {
-	if (x->nlags == x->alags) {
-		size_t n = x->alags ? x->alags * 2 : 4096;
-		int64_t *l = scry__realloc(x->lags, n * sizeof *l);
-		if (!l)
-			return;
-		x->lags = l;
-		x->alags = n;
-	}
+	if (scry__array_grow((void **)&x->lags, &x->alags, x->nlags, sizeof *x->lags, 4096))
+		return;
 	x->lags[x->nlags++] = lag < 0 ? 0 : lag;
 }
 
@@ -995,16 +983,10 @@ static void job_start(ctx *x)
 		set_fatal(x, SCRY_ENOMEM, "out of memory");
 		return;
 	}
-	if (x->nactive == x->aactive) {
-		size_t n = x->aactive ? x->aactive * 2 : 64;
-		runner **a = scry__realloc(x->active, n * sizeof *a);
-		if (!a) {
-			scry__free(r);
-			set_fatal(x, SCRY_ENOMEM, "out of memory");
-			return;
-		}
-		x->active = a;
-		x->aactive = n;
+	if (scry__array_grow((void **)&x->active, &x->aactive, x->nactive, sizeof *x->active, 64)) {
+		scry__free(r);
+		set_fatal(x, SCRY_ENOMEM, "out of memory");
+		return;
 	}
 	r->s = &x->w->sess[x->order[j % ns]];
 	r->round = (int)(j / ns);

@@ -243,14 +243,8 @@ static int intern(workload *w, const char *text, size_t len, const scry_param *p
 			return 0;
 		}
 	}
-	if (w->ntexts == w->atexts) {
-		size_t n = w->atexts ? w->atexts * 2 : 256;
-		itext **t = scry__realloc(w->texts, n * sizeof *t);
-		if (!t)
-			return SCRY_ENOMEM;
-		w->texts = t;
-		w->atexts = n;
-	}
+	if (scry__array_grow((void **)&w->texts, &w->atexts, w->ntexts, sizeof *w->texts, 256))
+		return SCRY_ENOMEM;
 	itext *e = scry__calloc(1, sizeof *e);
 	if (!e || !(e->text = scry__strndup(text, len)) ||
 	    (np && !(e->types = scry__calloc((size_t)np, sizeof *e->types)))) {
@@ -314,14 +308,8 @@ static rsession *session_for(workload *w, int64_t id, size_t *last)
 			*last = w->map_idx[j];
 			return &w->sess[*last];
 		}
-	if (w->nsess == w->asess) {
-		size_t n = w->asess ? w->asess * 2 : 64;
-		rsession *s = scry__realloc(w->sess, n * sizeof *s);
-		if (!s)
-			return NULL;
-		w->sess = s;
-		w->asess = n;
-	}
+	if (scry__array_grow((void **)&w->sess, &w->asess, w->nsess, sizeof *w->sess, 64))
+		return NULL;
 	w->map_ids[j] = id;
 	w->map_idx[j] = w->nsess;
 	rsession *s = &w->sess[w->nsess];
@@ -336,14 +324,8 @@ static int add_stmt(workload *w, const scry_stored_event *ev, size_t *last)
 	rsession *s = session_for(w, ev->session_id, last);
 	if (!s)
 		return SCRY_ENOMEM;
-	if (s->n == s->alloc) {
-		size_t n = s->alloc ? s->alloc * 2 : 16;
-		rstmt *st = scry__realloc(s->st, n * sizeof *st);
-		if (!st)
-			return SCRY_ENOMEM;
-		s->st = st;
-		s->alloc = n;
-	}
+	if (scry__array_grow((void **)&s->st, &s->alloc, s->n, sizeof *s->st, 16))
+		return SCRY_ENOMEM;
 	rstmt *st = &s->st[s->n];
 	memset(st, 0, sizeof *st);
 	st->event_id = ev->id;

@@ -414,20 +414,6 @@ static sqlite3_stmt *prepared(scry_store *s, int which)
 	return s->q[which];
 }
 
-/* Grows an array of `size`-byte elements to hold one more. */
-static int grow_array(void **arr, size_t *alloc, size_t n, size_t size)
-{
-	if (n < *alloc)
-		return 0;
-	size_t want = *alloc ? *alloc * 2 : 256;
-	void *p = scry__realloc(*arr, want * size);
-	if (!p)
-		return SCRY_ENOMEM;
-	*arr = p;
-	*alloc = want;
-	return 0;
-}
-
 /* Loads statement and pattern ids of an existing store into memory, once. */
 static int load_caches(scry_store *s, scry_error *err)
 {
@@ -438,7 +424,7 @@ static int load_caches(scry_store *s, scry_error *err)
 		return scry__store_fail(s, err, "loading patterns");
 	int r;
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		if (grow_array((void **)&s->patterns, &s->apatterns, s->npatterns, sizeof *s->patterns)) {
+		if (scry__array_grow((void **)&s->patterns, &s->apatterns, s->npatterns, sizeof *s->patterns, 256)) {
 			sqlite3_finalize(st);
 			return scry__fail(err, SCRY_ENOMEM, "out of memory");
 		}
@@ -459,7 +445,7 @@ static int load_caches(scry_store *s, scry_error *err)
 	    SQLITE_OK)
 		return scry__store_fail(s, err, "loading statements");
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		if (grow_array((void **)&s->stmts, &s->astmts, s->nstmts, sizeof *s->stmts)) {
+		if (scry__array_grow((void **)&s->stmts, &s->astmts, s->nstmts, sizeof *s->stmts, 256)) {
 			sqlite3_finalize(st);
 			return scry__fail(err, SCRY_ENOMEM, "out of memory");
 		}
@@ -508,7 +494,7 @@ int scry_store_session_add(scry_store *s, const scry_session_info *info, int64_t
 	if (sqlite3_step(q) != SQLITE_DONE)
 		return scry__store_fail(s, err, "adding a session");
 	*session_id = sqlite3_last_insert_rowid(s->db);
-	if (grow_array((void **)&s->sessions, &s->asessions, s->nsessions, sizeof *s->sessions) ||
+	if (scry__array_grow((void **)&s->sessions, &s->asessions, s->nsessions, sizeof *s->sessions, 256) ||
 	    u64map_put(&s->session_map, (uint64_t)*session_id, (uint32_t)s->nsessions + 1))
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	s->sessions[s->nsessions++] = (session_entry){ *session_id, info->started_us, 0, false };
@@ -544,7 +530,7 @@ static session_entry *find_session(scry_store *s, int64_t id, scry_error *err, i
 		*rc = scry__fail(err, SCRY_ENOTFOUND, "event refers to session %lld, which does not exist", (long long)id);
 		return NULL;
 	}
-	if (grow_array((void **)&s->sessions, &s->asessions, s->nsessions, sizeof *s->sessions) ||
+	if (scry__array_grow((void **)&s->sessions, &s->asessions, s->nsessions, sizeof *s->sessions, 256) ||
 	    u64map_put(&s->session_map, (uint64_t)id, (uint32_t)s->nsessions + 1)) {
 		*rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 		return NULL;
@@ -590,7 +576,7 @@ static int pattern_for(scry_store *s, const char *text, size_t len, int64_t now_
 	sqlite3_bind_int64(q, 5, now_us);
 	if (sqlite3_step(q) != SQLITE_DONE)
 		return scry__store_fail(s, err, "adding a pattern");
-	if (grow_array((void **)&s->patterns, &s->apatterns, s->npatterns, sizeof *s->patterns))
+	if (scry__array_grow((void **)&s->patterns, &s->apatterns, s->npatterns, sizeof *s->patterns, 256))
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	pattern_entry *p = &s->patterns[s->npatterns];
 	memset(p, 0, sizeof *p);
@@ -643,7 +629,7 @@ static int statement_for(scry_store *s, const char *text, size_t len, int nlits,
 	sqlite3_bind_int(q, 4, nlits);
 	if (sqlite3_step(q) != SQLITE_DONE)
 		return scry__store_fail(s, err, "adding a statement");
-	if (grow_array((void **)&s->stmts, &s->astmts, s->nstmts, sizeof *s->stmts))
+	if (scry__array_grow((void **)&s->stmts, &s->astmts, s->nstmts, sizeof *s->stmts, 256))
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	stmt_entry *e = &s->stmts[s->nstmts];
 	e->id = sqlite3_last_insert_rowid(s->db);

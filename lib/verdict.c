@@ -285,14 +285,8 @@ static int plan_walk(plan_info *pi, const jval *o, int depth)
 {
 	if (!o || o->type != J_OBJ || depth > 100)
 		return 0;
-	if (pi->n == pi->cap) {
-		size_t cap = pi->cap ? pi->cap * 2 : 16;
-		plan_node *nn = scry__realloc(pi->nodes, cap * sizeof *nn);
-		if (!nn)
-			return SCRY_ENOMEM;
-		pi->nodes = nn;
-		pi->cap = cap;
-	}
+	if (scry__array_grow((void **)&pi->nodes, &pi->cap, pi->n, sizeof *pi->nodes, 16))
+		return SCRY_ENOMEM;
 	pi->nodes[pi->n++] = (plan_node){ o, depth };
 	double loops = jnum(o, "Actual Loops");
 	pi->removed += (jnum(o, "Rows Removed by Filter") + jnum(o, "Rows Removed by Join Filter")) * (loops > 0 ? loops : 1);
@@ -575,14 +569,9 @@ static int load_samples(scry_store *store, int64_t run, sample_row **out, size_t
 	size_t cap = 0;
 	int r;
 	while ((r = sqlite3_step(q)) == SQLITE_ROW) {
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 4096;
-			sample_row *nr = scry__realloc(*out, cap * sizeof *nr);
-			if (!nr) {
-				sqlite3_finalize(q);
-				return scry__fail(err, SCRY_ENOMEM, "out of memory reading samples");
-			}
-			*out = nr;
+		if (scry__array_grow((void **)out, &cap, *n, sizeof **out, 4096)) {
+			sqlite3_finalize(q);
+			return scry__fail(err, SCRY_ENOMEM, "out of memory reading samples");
 		}
 		sample_row *s = &(*out)[(*n)++];
 		s->event = sqlite3_column_int64(q, 0);
@@ -613,14 +602,9 @@ static int load_patterns(scry_store *store, pat_row **out, size_t *n, scry_error
 	size_t cap = 0;
 	int r;
 	while ((r = sqlite3_step(q)) == SQLITE_ROW) {
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 256;
-			pat_row *np = scry__realloc(*out, cap * sizeof *np);
-			if (!np) {
-				sqlite3_finalize(q);
-				return scry__fail(err, SCRY_ENOMEM, "out of memory reading patterns");
-			}
-			*out = np;
+		if (scry__array_grow((void **)out, &cap, *n, sizeof **out, 256)) {
+			sqlite3_finalize(q);
+			return scry__fail(err, SCRY_ENOMEM, "out of memory reading patterns");
 		}
 		pat_row *p = &(*out)[(*n)++];
 		p->id = sqlite3_column_int64(q, 0);
