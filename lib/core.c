@@ -247,6 +247,18 @@ int scry__buf_json_string(scry_buf *b, const char *s, size_t n)
 	return 0;
 }
 
+int scry__buf_conninfo_kv(scry_buf *b, const char *kw, const char *val)
+{
+	int rc = scry__buf_printf(b, "%s%s='", b->size ? " " : "", kw);
+	for (const char *p = val; !rc && *p; p++) {
+		if (*p == '\'' || *p == '\\')
+			rc = scry__buf_put(b, "\\", 1);
+		if (!rc)
+			rc = scry__buf_put(b, p, 1);
+	}
+	return rc ? rc : scry__buf_puts(b, "'");
+}
+
 int scry__buf_varint(scry_buf *b, uint64_t v)
 {
 	unsigned char tmp[10];

@@ -40,6 +40,9 @@ SCRY_HIDDEN int scry__buf_vprintf(scry_buf *b, const char *fmt, va_list ap);
 /* Appends s as a JSON string literal, quotes included. */
 SCRY_HIDDEN int scry__buf_json_string(scry_buf *b, const char *s, size_t n);
 SCRY_HIDDEN void scry__buf_clear(scry_buf *b);
+/* Appends keyword='value' to a libpq connection string (space-separated),
+ * quoting the value by libpq's rules. */
+SCRY_HIDDEN int scry__buf_conninfo_kv(scry_buf *b, const char *kw, const char *val);
 
 /*
  * Growable arrays: makes room for element n of *arr (elements of `size`
