@@ -1111,18 +1111,15 @@ static char *redact_conninfo(const char *conninfo)
 		return NULL;
 	}
 	scry_buf b = SCRY_BUF_INIT;
-	for (PQconninfoOption *o = opts; o->keyword; o++) {
-		if (!o->val || !strcmp(o->keyword, "password"))
-			continue;
-		scry__buf_printf(&b, "%s%s='", b.size ? " " : "", o->keyword);
-		for (const char *p = o->val; *p; p++) {
-			if (*p == '\'' || *p == '\\')
-				scry__buf_put(&b, "\\", 1);
-			scry__buf_put(&b, p, 1);
-		}
-		scry__buf_put(&b, "'", 1);
-	}
+	int rc = 0;
+	for (PQconninfoOption *o = opts; !rc && o->keyword; o++)
+		if (o->val && strcmp(o->keyword, "password"))
+			rc = scry__buf_conninfo_kv(&b, o->keyword, o->val);
 	PQconninfoFree(opts);
+	if (rc) {
+		scry_buf_dispose(&b);
+		return NULL;
+	}
 	if (!b.ptr)
 		return scry__strdup("");
 	return b.ptr;

@@ -54,19 +54,6 @@ void scry_shadow_options_init(scry_shadow_options *opts)
 /* Logs through the caller's callback (scry__log does the formatting). */
 #define slog(s, level, ...) scry__log((s)->opts.log, (s)->opts.log_ctx, level, __VA_ARGS__)
 
-/* Appends keyword='value' with libpq's quoting rules. */
-static int put_kv(scry_buf *b, const char *kw, const char *val)
-{
-	int rc = scry__buf_printf(b, "%s%s='", b->size ? " " : "", kw);
-	for (const char *p = val; !rc && *p; p++) {
-		if (*p == '\'' || *p == '\\')
-			rc = scry__buf_put(b, "\\", 1);
-		if (!rc)
-			rc = scry__buf_put(b, p, 1);
-	}
-	return rc ? rc : scry__buf_puts(b, "'");
-}
-
 /*
  * The target's connection string with dbname replaced. PQconninfoParse
  * understands both key=value strings and URIs; we always emit key=value.
@@ -85,9 +72,9 @@ static int conninfo_with_db(const char *target, const char *db, char **out, scry
 	int rc = 0;
 	for (PQconninfoOption *o = opts; !rc && o->keyword; o++)
 		if (o->val && *o->val && strcmp(o->keyword, "dbname"))
-			rc = put_kv(&b, o->keyword, o->val);
+			rc = scry__buf_conninfo_kv(&b, o->keyword, o->val);
 	if (!rc)
-		rc = put_kv(&b, "dbname", db);
+		rc = scry__buf_conninfo_kv(&b, "dbname", db);
 	PQconninfoFree(opts);
 	if (rc) {
 		scry_buf_dispose(&b);
