@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -134,6 +135,35 @@ int scry__array_grow(void **arr, size_t *cap, size_t n, size_t size, size_t firs
 	*arr = p;
 	*cap = want;
 	return 0;
+}
+
+void scry__pg_one_line(const char *in, char *out, size_t n)
+{
+	size_t j = 0;
+	for (const char *p = in ? in : ""; *p && j + 3 < n; p++) {
+		if (*p == '\n') {
+			if (p[1])
+				out[j++] = ';', out[j++] = ' ';
+		} else {
+			out[j++] = *p;
+		}
+	}
+	out[j] = 0;
+}
+
+int scry__pg_connect_fail(scry_error *err, PGconn *pg, const char *what)
+{
+	char msg[300];
+	scry__pg_one_line(pg ? PQerrorMessage(pg) : "out of memory", msg, sizeof msg);
+	const char *host = pg ? PQhost(pg) : NULL, *port = pg ? PQport(pg) : NULL, *user = pg ? PQuser(pg) : NULL;
+	bool auth = strstr(msg, "password") || strstr(msg, "authentication");
+	return scry__fail(err, SCRY_ECONNECT,
+		"cannot connect to %s%shost %s port %s as user %s: %s. %s",
+		what ? what : "", what ? " at " : "",
+		host && *host ? host : "(default socket)", port && *port ? port : "(default)",
+		user && *user ? user : "(default)", msg,
+		auth ? "Check the user and password (in the connection string, PGPASSWORD or ~/.pgpass) and pg_hba.conf."
+		     : "Check that the server is running and reachable at that address, and the connection string.");
 }
 
 void scry_buf_dispose(scry_buf *b)

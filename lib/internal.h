@@ -55,6 +55,18 @@ SCRY_HIDDEN int scry__array_grow(void **arr, size_t *cap, size_t n, size_t size,
 SCRY_HIDDEN void scry__log(scry_log_fn fn, void *ctx, scry_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* A libpq message (possibly several lines) on one line, lines joined by "; ",
+ * without the trailing newline; truncated to fit out[n]. */
+SCRY_HIDDEN void scry__pg_one_line(const char *in, char *out, size_t n);
+/*
+ * Fills err with SCRY_ECONNECT for a failed libpq connection (pg may be NULL
+ * when libpq ran out of memory): where it tried, libpq's reason and what to
+ * check next. `what` names the database for the person ("the target
+ * database"), or NULL. Returns SCRY_ECONNECT.
+ */
+struct pg_conn;
+SCRY_HIDDEN int scry__pg_connect_fail(scry_error *err, struct pg_conn *pg, const char *what);
+
 /* Clocks, in microseconds. */
 SCRY_HIDDEN int64_t scry__now_us(void);        /* CLOCK_REALTIME (Unix) */
 SCRY_HIDDEN int64_t scry__monotonic_us(void);  /* CLOCK_MONOTONIC */
