@@ -301,36 +301,6 @@ static int set_fatal(ctx *x, int code, const char *fmt, ...)
 	return code;
 }
 
-/* PQerrorMessage on one line, without the trailing newline. */
-static void one_line(const char *in, char *out, size_t n)
-{
-	size_t j = 0;
-	for (const char *p = in ? in : ""; *p && j + 3 < n; p++) {
-		if (*p == '\n') {
-			if (p[1])
-				out[j++] = ';', out[j++] = ' ';
-		} else {
-			out[j++] = *p;
-		}
-	}
-	out[j] = 0;
-}
-
-static int connect_error(scry_error *err, PGconn *pg, const char *conninfo)
-{
-	char msg[300];
-	one_line(pg ? PQerrorMessage(pg) : "out of memory", msg, sizeof msg);
-	const char *host = pg ? PQhost(pg) : NULL, *port = pg ? PQport(pg) : NULL, *user = pg ? PQuser(pg) : NULL;
-	bool auth = strstr(msg, "password") || strstr(msg, "authentication");
-	return scry__fail(err, SCRY_ECONNECT,
-		"cannot connect to host %s port %s as user %s: %s. %s",
-		host && *host ? host : "(default socket)", port && *port ? port : "(default)",
-		user && *user ? user : "(default)", msg,
-		auth ? "Check the user and password (in the connection string, PGPASSWORD or ~/.pgpass) and pg_hba.conf."
-		     : "Check that the server is running and reachable at that address, and the connection string.");
-	(void)conninfo;
-}
-
 /*
  * Watches c's socket for `mask`. While connecting, libpq may close its
  * socket and open another that gets the same number (next address, SSL
@@ -504,7 +474,7 @@ static void conn_poll_connect(ctx *x, rconn *c)
 		return;
 	default: {
 		char msg[300];
-		one_line(PQerrorMessage(c->pg), msg, sizeof msg);
+		scry__pg_one_line(PQerrorMessage(c->pg), msg, sizeof msg);
 		bool nofd = strstr(msg, "Too many open files") != NULL;
 		c->fails++;
 		if (nofd) {
@@ -1132,7 +1102,7 @@ static int check_target(const char *conninfo, scry_error *err)
 	PQconninfoOption *opts = PQconninfoParse(conninfo, &errmsg);
 	if (!opts) {
 		char msg[300];
-		one_line(errmsg ? errmsg : "invalid", msg, sizeof msg);
+		scry__pg_one_line(errmsg ? errmsg : "invalid", msg, sizeof msg);
 		if (errmsg)
 			PQfreemem(errmsg);
 		return scry__fail(err, SCRY_EINVAL, "the connection string '%s' does not parse: %s", conninfo, msg);
@@ -1143,7 +1113,7 @@ static int check_target(const char *conninfo, scry_error *err)
 	PGconn *pg = PQconnectdbParams(keys, vals, 1);
 	int rc = 0;
 	if (!pg || PQstatus(pg) != CONNECTION_OK)
-		rc = connect_error(err, pg, conninfo);
+		rc = scry__pg_connect_fail(err, pg, NULL);
 	PQfinish(pg);
 	return rc;
 }

@@ -88,11 +88,7 @@ static PGconn *connect_db(const char *conninfo, scry_error *err, const char *wha
 {
 	PGconn *c = PQconnectdb(conninfo);
 	if (PQstatus(c) != CONNECTION_OK) {
-		const char *m = PQerrorMessage(c);
-		size_t n = strlen(m);
-		while (n && (m[n - 1] == '\n' || m[n - 1] == ' '))
-			n--;
-		scry__fail(err, SCRY_ECONNECT, "cannot connect to %s: %.*s", what, (int)n, m);
+		scry__pg_connect_fail(err, c, what);
 		PQfinish(c);
 		return NULL;
 	}
