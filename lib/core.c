@@ -151,6 +151,15 @@ void scry__pg_one_line(const char *in, char *out, size_t n)
 	out[j] = 0;
 }
 
+void scry__pg_result_message(const PGresult *r, PGconn *c, char *buf, size_t n)
+{
+	const char *m = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	scry__pg_one_line(m ? m : PQerrorMessage(c), buf, n);
+	size_t k = strlen(buf);
+	while (k && buf[k - 1] == ' ')
+		buf[--k] = 0;
+}
+
 int scry__pg_connect_fail(scry_error *err, PGconn *pg, const char *what)
 {
 	char msg[300];

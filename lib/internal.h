@@ -65,6 +65,10 @@ SCRY_HIDDEN void scry__pg_one_line(const char *in, char *out, size_t n);
  * database"), or NULL. Returns SCRY_ECONNECT.
  */
 struct pg_conn;
+struct pg_result;
+/* A failed command's message: the server's primary message from r, else the
+ * connection's error message (r may be NULL); on one line, as above. */
+SCRY_HIDDEN void scry__pg_result_message(const struct pg_result *r, struct pg_conn *c, char *buf, size_t n);
 SCRY_HIDDEN int scry__pg_connect_fail(scry_error *err, struct pg_conn *pg, const char *what);
 
 /* Clocks, in microseconds. */
