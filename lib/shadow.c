@@ -97,18 +97,6 @@ static PGconn *connect_db(const char *conninfo, scry_error *err, const char *wha
 	return c;
 }
 
-/* Server error message without its trailing newline. */
-static void pg_message(const PGresult *r, PGconn *c, char *buf, size_t n)
-{
-	const char *m = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-	if (!m)
-		m = PQerrorMessage(c);
-	snprintf(buf, n, "%s", m);
-	size_t k = strlen(buf);
-	while (k && (buf[k - 1] == '\n' || buf[k - 1] == ' '))
-		buf[--k] = 0;
-}
-
 /*
  * Runs one command, interruptible by scry_shadow_cancel() through a
  * PGcancel registered for the duration of the call. Returns the result
@@ -256,7 +244,7 @@ static int clone_one(scry_shadow *s, PGconn *c, int side, scry_error *err)
 		return 0;
 	}
 	char msg[300];
-	pg_message(r, c, msg, sizeof msg);
+	scry__pg_result_message(r, c, msg, sizeof msg);
 	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
 	char sqlstate[6] = "";
 	if (state)
@@ -345,7 +333,7 @@ int scry_shadow_drop(scry_shadow *s, scry_error *err)
 			slog(s, SCRY_LOG_DEBUG, "dropped %s", s->names[i]);
 		} else {
 			char msg[300];
-			pg_message(r, c, msg, sizeof msg);
+			scry__pg_result_message(r, c, msg, sizeof msg);
 			slog(s, SCRY_LOG_ERROR, "could not drop the clone %s: %s (drop it by hand: DROP DATABASE %s)",
 			     s->names[i], msg, s->names[i]);
 			if (!rc)
@@ -380,7 +368,7 @@ int scry_shadow_settle(scry_shadow *s, scry_error *err)
 				rc = scry__fail(err, SCRY_ECANCELED, "cancelled while settling %s", s->names[i]);
 			} else if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 				char msg[300];
-				pg_message(r, c, msg, sizeof msg);
+				scry__pg_result_message(r, c, msg, sizeof msg);
 				rc = scry__fail(err, SCRY_EPG, "%s in %s failed: %s", steps[k], s->names[i], msg);
 			}
 			PQclear(r);
@@ -727,7 +715,7 @@ static int run_sql(scry_shadow *s, int side, const scry_migration *m, scry_error
 			rc = scry__fail(err, SCRY_ECANCELED, "cancelled while the migration ran");
 		} else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
 			char msg[300];
-			pg_message(r, c, msg, sizeof msg);
+			scry__pg_result_message(r, c, msg, sizeof msg);
 			const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
 			rc = scry__fail(err, SCRY_EMIGRATION, "migration statement %zu failed: %s (%.80s)", i + 1,
 			                msg, stmt);

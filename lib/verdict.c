@@ -937,7 +937,9 @@ static PGconn *connect_side(const char *conninfo, const scry_verdict_options *op
 {
 	PGconn *c = PQconnectdb(conninfo);
 	if (PQstatus(c) != CONNECTION_OK) {
-		vlog(opts, SCRY_LOG_WARNING, "cannot connect to the %s for plans: %s", side, PQerrorMessage(c));
+		char msg[300];
+		scry__pg_one_line(PQerrorMessage(c), msg, sizeof msg);
+		vlog(opts, SCRY_LOG_WARNING, "cannot connect to the %s for plans: %s", side, msg);
 		PQfinish(c);
 		return NULL;
 	}
@@ -953,7 +955,9 @@ static char *explain(PGconn *conn, const stored_exec *e, char **msg)
 {
 	*msg = NULL;
 	if (!exec_ok(conn, "BEGIN") || !exec_ok(conn, "SET LOCAL statement_timeout = '60s'")) {
-		*msg = scry__strdup(PQerrorMessage(conn));
+		char m[1024];
+		scry__pg_result_message(NULL, conn, m, sizeof m);
+		*msg = scry__strdup(m);
 		exec_ok(conn, "ROLLBACK");
 		return NULL;
 	}
@@ -962,8 +966,9 @@ static char *explain(PGconn *conn, const stored_exec *e, char **msg)
 	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0) {
 		json = scry__strdup(PQgetvalue(r, 0, 0));
 	} else {
-		const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-		*msg = scry__strdup(m ? m : PQerrorMessage(conn));
+		char m[1024];
+		scry__pg_result_message(r, conn, m, sizeof m);
+		*msg = scry__strdup(m);
 	}
 	PQclear(r);
 	exec_ok(conn, "ROLLBACK");
@@ -1037,8 +1042,9 @@ static void error_message(scry_store *store, scry_pattern_verdict *pv, PGconn *c
 		PGresult *r = run_exec(cc, "", &ex[i]);
 		ExecStatusType st = PQresultStatus(r);
 		if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && st != PGRES_EMPTY_QUERY) {
-			const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-			msg = scry__strdup(m ? m : PQerrorMessage(cc));
+			char m[1024];
+			scry__pg_result_message(r, cc, m, sizeof m);
+			msg = scry__strdup(m);
 		}
 		PQclear(r);
 		exec_ok(cc, "ROLLBACK");
