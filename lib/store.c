@@ -604,7 +604,8 @@ static int statement_for(scry_store *s, const char *text, size_t len, int nlits,
 		 * marker bytes that equals a template: store the text whole. */
 		scry__buf_clear(&s->tmpl);
 		scry__buf_clear(&s->lits);
-		scry__buf_put(&s->tmpl, text, len);
+		if (scry__buf_put(&s->tmpl, text, len))
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
 		nlits = 0;
 		h = XXH3_64bits(s->tmpl.ptr, s->tmpl.size) ^ 0x5c5c5c5c5c5c5c5cull;
 		if ((k = u64map_get(&s->stmt_map, h)) != 0) {
