@@ -98,6 +98,11 @@ int scry__fail(scry_error *err, int code, const char *fmt, ...)
 	return code;
 }
 
+int scry__vfail(scry_error *err, int code, const char *fmt, va_list ap)
+{
+	return fail_v(err, code, 0, fmt, ap);
+}
+
 int scry__fail_sys(scry_error *err, int code, int sys_code, const char *fmt, ...)
 {
 	va_list ap;

@@ -26,6 +26,9 @@ SCRY_HIDDEN char *scry__strndup(const char *s, size_t n);
 /* Fills err (if non-NULL) and returns code, so `return scry__fail(...)` reads well. */
 SCRY_HIDDEN int scry__fail(scry_error *err, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Same with a va_list, for modules' own failure wrappers. */
+SCRY_HIDDEN int scry__vfail(scry_error *err, int code, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
 /* Same, also recording errno / SQLite code in sys_code. */
 SCRY_HIDDEN int scry__fail_sys(scry_error *err, int code, int sys_code,
 	const char *fmt, ...) __attribute__((format(printf, 4, 5)));
