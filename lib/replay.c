@@ -291,13 +291,10 @@ static int set_fatal(ctx *x, int code, const char *fmt, ...)
 	if (x->fatal)
 		return x->fatal;
 	x->fatal = code;
-	if (x->err) {
-		va_list ap;
-		va_start(ap, fmt);
-		x->err->code = code;
-		vsnprintf(x->err->message, sizeof x->err->message, fmt, ap);
-		va_end(ap);
-	}
+	va_list ap;
+	va_start(ap, fmt);
+	scry__vfail(x->err, code, fmt, ap);
+	va_end(ap);
 	return code;
 }
 
