@@ -838,6 +838,8 @@ static void *writer_main(void *arg)
 		p->q = (qlist){ 0 };
 		pthread_mutex_unlock(&p->mu);
 		if (items) {
+			if (!evs) /* retry: one failed allocation must not drop every later batch */
+				evs = scry__malloc(p->opts.batch_events * sizeof *evs);
 			if (evs) {
 				write_items(p, items, evs);
 			} else { /* no memory for a batch array: drop, but keep sessions sane */
