@@ -496,8 +496,9 @@ static void conn_poll_connect(ctx *x, rconn *c)
 static void conn_reconnect(ctx *x, rconn *c)
 {
 	x->tg[c->target].res.reconnects++;
-	logf_(x, SCRY_LOG_WARNING, "replay connection lost (%s); reconnecting",
-	      c->pg ? PQerrorMessage(c->pg) : "");
+	char msg[300];
+	scry__pg_one_line(c->pg ? PQerrorMessage(c->pg) : "", msg, sizeof msg);
+	logf_(x, SCRY_LOG_WARNING, "replay connection lost (%s); reconnecting", msg);
 	conn_close(x, c);
 	conn_start(x, c);
 }
