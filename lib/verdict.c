@@ -1237,7 +1237,9 @@ static void best_index(scry_verdict *v, scry_store *store, scry_pattern_verdict 
 	int k1 = time_execs(cc, ex, n, BEST_ROUNDS, t);
 	bool created = k1 > 0 && exec_ok(cc, ddl.ptr);
 	if (!created) {
-		vlog(opts, SCRY_LOG_WARNING, "could not create %s: %s", ddl.ptr, PQerrorMessage(cc));
+		char m[1024];
+		scry__pg_result_message(NULL, cc, m, sizeof m);
+		vlog(opts, SCRY_LOG_WARNING, "could not create %s: %s", ddl.ptr, m);
 		goto fail;
 	}
 	int k2 = time_execs(cc, ex, n, BEST_ROUNDS, t + k1);
