@@ -296,14 +296,28 @@ static void update_events(scry_proxy *p, conn *c)
 	}
 }
 
+/*
+ * Removes a connection's socket from epoll before closing it. close() alone
+ * deregisters it only when no other descriptor refers to the socket: a fork
+ * elsewhere in the process (before its exec) holds copies, and epoll would
+ * then report events for a connection already freed.
+ */
+static void conn_fd_close(scry_proxy *p, conn *c, int side)
+{
+	if (c->fd[side] < 0)
+		return;
+	epoll_ctl(p->epfd, EPOLL_CTL_DEL, c->fd[side], NULL);
+	close(c->fd[side]);
+	c->fd[side] = -1;
+}
+
 static void conn_close(scry_proxy *p, conn *c)
 {
 	if (c->closed)
 		return;
 	c->closed = true;
 	for (int i = 0; i < 2; i++) {
-		if (c->fd[i] >= 0)
-			close(c->fd[i]);
+		conn_fd_close(p, c, i);
 		scry__free(c->out[i].p);
 		c->out[i].p = NULL;
 	}
@@ -538,10 +552,9 @@ static void handle_read(scry_proxy *p, conn *c, int side)
  * answer to its startup packet (after an SSLRequest was answered 'N', as
  * usual): an error in answer to SSLRequest itself would reach the user as
  * "error during SSL exchange", without the reason. */
-static void upstream_failed(conn *c)
+static void upstream_failed(scry_proxy *p, conn *c)
 {
-	close(c->fd[SIDE_SERVER]);
-	c->fd[SIDE_SERVER] = -1;
+	conn_fd_close(p, c, SIDE_SERVER);
 	c->upstream_failed = true;
 	c->state = C_STARTUP;
 }
@@ -627,7 +640,7 @@ static void accept_clients(scry_proxy *p, int lfd, bool is_unix)
 			c->state = C_STARTUP;
 		else if (errno != EINPROGRESS && errno != EAGAIN) {
 			plog(p, SCRY_LOG_ERROR, "cannot connect to the upstream %s: %s", p->upstream, strerror(errno));
-			upstream_failed(c);
+			upstream_failed(p, c);
 		}
 		for (int i = 0; i < 2; i++) {
 			struct epoll_event ev = { .events = 0, .data.ptr = &c->ep[i] };
@@ -650,7 +663,7 @@ static void handle_conn_event(scry_proxy *p, conn *c, int side, uint32_t events)
 		getsockopt(c->fd[SIDE_SERVER], SOL_SOCKET, SO_ERROR, &soerr, &sl);
 		if (soerr) {
 			plog(p, SCRY_LOG_ERROR, "cannot connect to the upstream %s: %s", p->upstream, strerror(soerr));
-			upstream_failed(c);
+			upstream_failed(p, c);
 			update_events(p, c);
 			return;
 		}
