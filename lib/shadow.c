@@ -63,9 +63,10 @@ static int conninfo_with_db(const char *target, const char *db, char **out, scry
 	char *perr = NULL;
 	PQconninfoOption *opts = PQconninfoParse(target, &perr);
 	if (!opts) {
-		int rc = scry__fail(err, SCRY_EINVAL, "invalid connection string: %s",
-		                    perr ? perr : "out of memory");
+		char msg[300];
+		scry__pg_one_line(perr ? perr : "out of memory", msg, sizeof msg);
 		PQfreemem(perr);
+		int rc = scry__fail(err, SCRY_EINVAL, "invalid connection string: %s", msg);
 		return rc;
 	}
 	scry_buf b = SCRY_BUF_INIT;
