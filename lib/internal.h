@@ -33,6 +33,13 @@ SCRY_HIDDEN int scry__vfail(scry_error *err, int code, const char *fmt, va_list 
 SCRY_HIDDEN int scry__fail_sys(scry_error *err, int code, int sys_code,
 	const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/*
+ * Checks the `version` field of a caller's options struct: versions 1 to
+ * `known` are understood. Returns 0, or SCRY_EINVAL with a message naming the
+ * struct (`what`, e.g. "scry_replay_options") and how to fill it.
+ */
+SCRY_HIDDEN int scry__check_version(scry_error *err, const char *what, unsigned int version, unsigned int known);
+
 /* scry_buf helpers: all return 0 or SCRY_ENOMEM. */
 SCRY_HIDDEN int scry__buf_grow(scry_buf *b, size_t extra);
 SCRY_HIDDEN int scry__buf_put(scry_buf *b, const void *data, size_t n);
