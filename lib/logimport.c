@@ -839,8 +839,9 @@ int scry_logimport_new(scry_logimport **out, scry_store *store, const scry_logim
 	*out = NULL;
 	scry_logimport_options o = SCRY_LOGIMPORT_OPTIONS_INIT;
 	if (opts) {
-		if (opts->version < 1 || opts->version > SCRY_LOGIMPORT_OPTIONS_VERSION)
-			return scry__fail(err, SCRY_EINVAL, "scry_logimport_options: unknown version %u", opts->version);
+		int rc = scry__check_version(err, "scry_logimport_options", opts->version, SCRY_LOGIMPORT_OPTIONS_VERSION);
+		if (rc)
+			return rc;
 		o = *opts;
 	}
 	if ((unsigned)o.format > SCRY_LOG_STDERR)

@@ -60,9 +60,9 @@ int scry_replay_new(scry_replay **out, scry_store *store, const scry_replay_opti
 		return scry__fail(err, SCRY_EINVAL, "scry_replay_new: a store is required");
 	scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
 	if (opts) {
-		if (opts->version < 1 || opts->version > SCRY_REPLAY_OPTIONS_VERSION)
-			return scry__fail(err, SCRY_EINVAL, "replay options version %u is not supported (this library knows %d)",
-			                  opts->version, SCRY_REPLAY_OPTIONS_VERSION);
+		int rc = scry__check_version(err, "scry_replay_options", opts->version, SCRY_REPLAY_OPTIONS_VERSION);
+		if (rc)
+			return rc;
 		o = *opts;
 	}
 	if (o.mode != SCRY_REPLAY_FAST && o.mode != SCRY_REPLAY_TIMED)

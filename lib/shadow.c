@@ -133,9 +133,9 @@ int scry_shadow_new(scry_shadow **out, const char *target, const scry_shadow_opt
 	*out = NULL;
 	if (!target)
 		return scry__fail(err, SCRY_EINVAL, "no target connection string");
-	if (opts && opts->version != SCRY_SHADOW_OPTIONS_VERSION)
-		return scry__fail(err, SCRY_EINVAL, "scry_shadow_options version %u is not %u",
-		                  opts->version, SCRY_SHADOW_OPTIONS_VERSION);
+	int vrc = opts ? scry__check_version(err, "scry_shadow_options", opts->version, SCRY_SHADOW_OPTIONS_VERSION) : 0;
+	if (vrc)
+		return vrc;
 	scry_shadow *s = scry__calloc(1, sizeof *s);
 	if (!s)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
@@ -736,9 +736,9 @@ int scry_shadow_migrate(scry_shadow *s, scry_shadow_side side, const scry_migrat
 {
 	if (!s || !m || (side != SCRY_SHADOW_A && side != SCRY_SHADOW_B))
 		return scry__fail(err, SCRY_EINVAL, "invalid shadow, side or migration");
-	if (m->version != SCRY_MIGRATION_VERSION)
-		return scry__fail(err, SCRY_EINVAL, "scry_migration version %u is not %u", m->version,
-		                  SCRY_MIGRATION_VERSION);
+	int vrc = scry__check_version(err, "scry_migration", m->version, SCRY_MIGRATION_VERSION);
+	if (vrc)
+		return vrc;
 	int kinds = (m->argv && m->argv[0]) + (m->sql != NULL) + (m->fn != NULL);
 	if (kinds != 1)
 		return scry__fail(err, SCRY_EINVAL, "a migration is exactly one of a command, SQL or a callback");
