@@ -1115,7 +1115,8 @@ int scry_store_run_find(scry_store *s, const char *label, int64_t *run_id, scry_
 	if (r == SQLITE_ROW)
 		return 0;
 	if (r == SQLITE_DONE)
-		return scry__fail(err, SCRY_ENOTFOUND, "no replay run labelled '%s' in %s; run `scry replay --label %s` first",
+		return scry__fail(err, SCRY_ENOTFOUND,
+		                  "no replay run labelled '%s' in %s; run `scry replay --label %s` first (or check the label)",
 		                  label, s->path, label);
 	return scry__store_fail(s, err, "finding a run");
 }

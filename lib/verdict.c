@@ -1385,14 +1385,8 @@ int scry_verdict_compute(scry_verdict **out, scry_store *store, const char *base
 		goto out;
 	}
 	if ((rc = scry_store_run_find(store, baseline, &v->baseline_run, err)) != 0 ||
-	    (rc = scry_store_run_find(store, candidate, &v->candidate_run, err)) != 0) {
-		if (rc == SCRY_ENOTFOUND && err)
-			snprintf(err->message, sizeof err->message,
-			         "no replay run labelled '%s' in %s; run 'scry replay --label %s' first (or check the label)",
-			         v->baseline_run ? candidate : baseline, scry_store_path(store),
-			         v->baseline_run ? candidate : baseline);
+	    (rc = scry_store_run_find(store, candidate, &v->candidate_run, err)) != 0)
 		goto out;
-	}
 	if (o.progress)
 		o.progress(o.progress_ctx, "verdict", 0, 3);
 	if ((rc = load_patterns(store, &pats, &npats, err)) != 0 ||
