@@ -61,6 +61,22 @@ SCRY_HIDDEN int scry__buf_conninfo_kv(scry_buf *b, const char *kw, const char *v
  */
 SCRY_HIDDEN int scry__array_grow(void **arr, size_t *cap, size_t n, size_t size, size_t first);
 
+/*
+ * A small open-addressing map: uint64 key -> uint32 value, where the value
+ * is an index into the caller's entry array plus one (0 means absent).
+ * Zero-initialise; free with scry__u64map_free.
+ */
+typedef struct scry__u64map {
+	uint64_t *keys;
+	uint32_t *vals; /* entry index + 1; 0 = empty slot */
+	size_t mask, used;
+} scry__u64map;
+/* The value stored for key, or 0. */
+SCRY_HIDDEN uint32_t scry__u64map_get(const scry__u64map *m, uint64_t key);
+/* Sets key's value (val > 0). Returns 0 or SCRY_ENOMEM. */
+SCRY_HIDDEN int scry__u64map_put(scry__u64map *m, uint64_t key, uint32_t val);
+SCRY_HIDDEN void scry__u64map_free(scry__u64map *m);
+
 /* Formats a message and passes it to a log callback; does nothing when fn is NULL. */
 SCRY_HIDDEN void scry__log(scry_log_fn fn, void *ctx, scry_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
