@@ -18,79 +18,6 @@
 #include <xxhash.h>
 
 /* ------------------------------------------------------------------ */
-/* A small open-addressing map: uint64 key -> index into an entry array */
-/* ------------------------------------------------------------------ */
-
-typedef struct u64map {
-	uint64_t *keys;
-	uint32_t *vals; /* entry index + 1; 0 = empty slot */
-	size_t mask, used;
-} u64map;
-
-static int u64map_grow(u64map *m)
-{
-	size_t cap = m->keys ? (m->mask + 1) * 2 : 1024;
-	uint64_t *keys = scry__calloc(cap, sizeof *keys);
-	uint32_t *vals = scry__calloc(cap, sizeof *vals);
-	if (!keys || !vals) {
-		scry__free(keys);
-		scry__free(vals);
-		return SCRY_ENOMEM;
-	}
-	for (size_t i = 0; m->keys && i <= m->mask; i++) {
-		if (!m->vals[i])
-			continue;
-		size_t j = (size_t)(m->keys[i] * 0x9E3779B97F4A7C15ull) & (cap - 1);
-		while (vals[j])
-			j = (j + 1) & (cap - 1);
-		keys[j] = m->keys[i];
-		vals[j] = m->vals[i];
-	}
-	scry__free(m->keys);
-	scry__free(m->vals);
-	m->keys = keys;
-	m->vals = vals;
-	m->mask = cap - 1;
-	return 0;
-}
-
-/* Returns the slot for key: vals[slot] is 0 when absent. */
-static size_t u64map_slot(const u64map *m, uint64_t key)
-{
-	size_t j = (size_t)(key * 0x9E3779B97F4A7C15ull) & m->mask;
-	while (m->vals[j] && m->keys[j] != key)
-		j = (j + 1) & m->mask;
-	return j;
-}
-
-/* Looks key up; returns entry index + 1, or 0. Iterates duplicates via `from`. */
-static uint32_t u64map_get(const u64map *m, uint64_t key)
-{
-	if (!m->keys)
-		return 0;
-	return m->vals[u64map_slot(m, key)];
-}
-
-static int u64map_put(u64map *m, uint64_t key, uint32_t val)
-{
-	if ((!m->keys || (m->used + 1) * 2 > m->mask + 1) && u64map_grow(m))
-		return SCRY_ENOMEM;
-	size_t j = u64map_slot(m, key);
-	if (!m->vals[j])
-		m->used++;
-	m->keys[j] = key;
-	m->vals[j] = val;
-	return 0;
-}
-
-static void u64map_free(u64map *m)
-{
-	scry__free(m->keys);
-	scry__free(m->vals);
-	memset(m, 0, sizeof *m);
-}
-
-/* ------------------------------------------------------------------ */
 /* The store                                                           */
 /* ------------------------------------------------------------------ */
 
@@ -152,13 +79,13 @@ struct scry_store {
 	char *path;
 	sqlite3_stmt *q[Q_COUNT];
 	scry_fingerprinter *fpr;
-	u64map stmt_map;      /* XXH3(template) -> stmts[] */
+	scry__u64map stmt_map;      /* XXH3(template) -> stmts[] */
 	stmt_entry *stmts;
 	size_t nstmts, astmts;
-	u64map pattern_map;   /* fingerprint -> patterns[] */
+	scry__u64map pattern_map;   /* fingerprint -> patterns[] */
 	pattern_entry *patterns;
 	size_t npatterns, apatterns;
-	u64map session_map;   /* session id -> sessions[] */
+	scry__u64map session_map;   /* session id -> sessions[] */
 	session_entry *sessions;
 	size_t nsessions, asessions;
 	bool caches_loaded;
@@ -392,9 +319,9 @@ void scry_store_free(scry_store *s)
 	scry__free(s->stmts);
 	scry__free(s->patterns);
 	scry__free(s->sessions);
-	u64map_free(&s->stmt_map);
-	u64map_free(&s->pattern_map);
-	u64map_free(&s->session_map);
+	scry__u64map_free(&s->stmt_map);
+	scry__u64map_free(&s->pattern_map);
+	scry__u64map_free(&s->session_map);
 	scry_fingerprinter_free(s->fpr);
 	scry_buf_dispose(&s->tmpl);
 	scry_buf_dispose(&s->lits);
@@ -432,7 +359,7 @@ static int load_caches(scry_store *s, scry_error *err)
 		memset(p, 0, sizeof *p);
 		p->id = sqlite3_column_int64(st, 0);
 		if (sqlite3_column_type(st, 1) != SQLITE_NULL &&
-		    u64map_put(&s->pattern_map, (uint64_t)sqlite3_column_int64(st, 1), (uint32_t)s->npatterns + 1)) {
+		    scry__u64map_put(&s->pattern_map, (uint64_t)sqlite3_column_int64(st, 1), (uint32_t)s->npatterns + 1)) {
 			sqlite3_finalize(st);
 			return scry__fail(err, SCRY_ENOMEM, "out of memory");
 		}
@@ -462,7 +389,7 @@ static int load_caches(scry_store *s, scry_error *err)
 		e->template_len = (size_t)sqlite3_column_bytes(st, 3);
 		e->template_text = scry__strndup((const char *)sqlite3_column_text(st, 3), e->template_len);
 		if (!e->template_text || e->pattern_index < 0 ||
-		    u64map_put(&s->stmt_map, (uint64_t)sqlite3_column_int64(st, 1), (uint32_t)s->nstmts + 1)) {
+		    scry__u64map_put(&s->stmt_map, (uint64_t)sqlite3_column_int64(st, 1), (uint32_t)s->nstmts + 1)) {
 			scry__free(e->template_text);
 			sqlite3_finalize(st);
 			return scry__fail(err, SCRY_ECORRUPT, "the store's statements table is inconsistent");
@@ -495,7 +422,7 @@ int scry_store_session_add(scry_store *s, const scry_session_info *info, int64_t
 		return scry__store_fail(s, err, "adding a session");
 	*session_id = sqlite3_last_insert_rowid(s->db);
 	if (scry__array_grow((void **)&s->sessions, &s->asessions, s->nsessions, sizeof *s->sessions, 256) ||
-	    u64map_put(&s->session_map, (uint64_t)*session_id, (uint32_t)s->nsessions + 1))
+	    scry__u64map_put(&s->session_map, (uint64_t)*session_id, (uint32_t)s->nsessions + 1))
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	s->sessions[s->nsessions++] = (session_entry){ *session_id, info->started_us, 0, false };
 	return 0;
@@ -517,7 +444,7 @@ int scry_store_session_end(scry_store *s, int64_t session_id, int64_t ended_us, 
 
 static session_entry *find_session(scry_store *s, int64_t id, scry_error *err, int *rc)
 {
-	uint32_t k = u64map_get(&s->session_map, (uint64_t)id);
+	uint32_t k = scry__u64map_get(&s->session_map, (uint64_t)id);
 	if (k)
 		return &s->sessions[k - 1];
 	sqlite3_stmt *q = prepared(s, Q_FIND_SESSION);
@@ -531,7 +458,7 @@ static session_entry *find_session(scry_store *s, int64_t id, scry_error *err, i
 		return NULL;
 	}
 	if (scry__array_grow((void **)&s->sessions, &s->asessions, s->nsessions, sizeof *s->sessions, 256) ||
-	    u64map_put(&s->session_map, (uint64_t)id, (uint32_t)s->nsessions + 1)) {
+	    scry__u64map_put(&s->session_map, (uint64_t)id, (uint32_t)s->nsessions + 1)) {
 		*rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 		return NULL;
 	}
@@ -549,7 +476,7 @@ static int pattern_for(scry_store *s, const char *text, size_t len, int64_t now_
 	if (prc && prc != SCRY_EPARSE)
 		return scry__fail(err, prc, "%s", perr.message);
 	if (!prc) {
-		uint32_t k = u64map_get(&s->pattern_map, fp);
+		uint32_t k = scry__u64map_get(&s->pattern_map, fp);
 		if (k) {
 			*index = k - 1;
 			return 0;
@@ -581,7 +508,7 @@ static int pattern_for(scry_store *s, const char *text, size_t len, int64_t now_
 	pattern_entry *p = &s->patterns[s->npatterns];
 	memset(p, 0, sizeof *p);
 	p->id = sqlite3_last_insert_rowid(s->db);
-	if (!prc && u64map_put(&s->pattern_map, fp, (uint32_t)s->npatterns + 1))
+	if (!prc && scry__u64map_put(&s->pattern_map, fp, (uint32_t)s->npatterns + 1))
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	*index = (int64_t)s->npatterns++;
 	return 0;
@@ -592,7 +519,7 @@ static int statement_for(scry_store *s, const char *text, size_t len, int nlits,
                          stmt_entry **out, scry_error *err)
 {
 	uint64_t h = XXH3_64bits(s->tmpl.ptr, s->tmpl.size);
-	uint32_t k = u64map_get(&s->stmt_map, h);
+	uint32_t k = scry__u64map_get(&s->stmt_map, h);
 	if (k) {
 		stmt_entry *e = &s->stmts[k - 1];
 		if (e->template_len == s->tmpl.size && (e->nlits > 0) == (nlits > 0) &&
@@ -608,7 +535,7 @@ static int statement_for(scry_store *s, const char *text, size_t len, int nlits,
 			return scry__fail(err, SCRY_ENOMEM, "out of memory");
 		nlits = 0;
 		h = XXH3_64bits(s->tmpl.ptr, s->tmpl.size) ^ 0x5c5c5c5c5c5c5c5cull;
-		if ((k = u64map_get(&s->stmt_map, h)) != 0) {
+		if ((k = scry__u64map_get(&s->stmt_map, h)) != 0) {
 			e = &s->stmts[k - 1];
 			if (e->nlits == 0 && e->template_len == len && !memcmp(e->template_text, text, len)) {
 				*out = e;
@@ -638,7 +565,7 @@ static int statement_for(scry_store *s, const char *text, size_t len, int nlits,
 	e->nlits = nlits;
 	e->template_len = s->tmpl.size;
 	e->template_text = scry__strndup(s->tmpl.ptr ? s->tmpl.ptr : "", s->tmpl.size);
-	if (!e->template_text || u64map_put(&s->stmt_map, h, (uint32_t)s->nstmts + 1))
+	if (!e->template_text || scry__u64map_put(&s->stmt_map, h, (uint32_t)s->nstmts + 1))
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	s->nstmts++;
 	*out = e;
@@ -770,9 +697,9 @@ static void drop_caches(scry_store *s)
 	for (size_t i = 0; i < s->nstmts; i++)
 		scry__free(s->stmts[i].template_text);
 	s->nstmts = s->npatterns = s->nsessions = 0;
-	u64map_free(&s->stmt_map);
-	u64map_free(&s->pattern_map);
-	u64map_free(&s->session_map);
+	scry__u64map_free(&s->stmt_map);
+	scry__u64map_free(&s->pattern_map);
+	scry__u64map_free(&s->session_map);
 	s->caches_loaded = false;
 }
 
