@@ -28,8 +28,7 @@ void scry__replay_workload_free(workload *w)
 	scry__free(w->sess);
 	scry__free(w->cls_keys);
 	scry__free(w->cls_vals);
-	scry__free(w->map_ids);
-	scry__free(w->map_idx);
+	scry__u64map_free(&w->sess_map);
 	memset(w, 0, sizeof *w);
 }
 
@@ -275,43 +274,19 @@ static int intern(workload *w, const char *text, size_t len, const scry_param *p
 	return 0;
 }
 
-/* Index of session `id` in w->sess, through an open-addressing map (ids are > 0). */
+/* Session `id`'s entry in w->sess, added when new; *last caches the previous answer. */
 static rsession *session_for(workload *w, int64_t id, size_t *last)
 {
 	if (*last < w->nsess && w->sess[*last].id == id)
 		return &w->sess[*last];
-	if ((w->nsess + 1) * 2 > w->cmap) {
-		size_t cap = w->cmap ? w->cmap * 2 : 256;
-		int64_t *k = scry__calloc(cap, sizeof *k);
-		size_t *v = scry__calloc(cap, sizeof *v);
-		if (!k || !v) {
-			scry__free(k);
-			scry__free(v);
-			return NULL;
-		}
-		for (size_t i = 0; i < w->nsess; i++) {
-			size_t j = (size_t)w->sess[i].id * 0x9E3779B97F4A7C15ull & (cap - 1);
-			while (k[j])
-				j = (j + 1) & (cap - 1);
-			k[j] = w->sess[i].id;
-			v[j] = i;
-		}
-		scry__free(w->map_ids);
-		scry__free(w->map_idx);
-		w->map_ids = k;
-		w->map_idx = v;
-		w->cmap = cap;
+	uint32_t k = scry__u64map_get(&w->sess_map, (uint64_t)id);
+	if (k) {
+		*last = k - 1;
+		return &w->sess[*last];
 	}
-	size_t j = (size_t)id * 0x9E3779B97F4A7C15ull & (w->cmap - 1);
-	for (; w->map_ids[j]; j = (j + 1) & (w->cmap - 1))
-		if (w->map_ids[j] == id) {
-			*last = w->map_idx[j];
-			return &w->sess[*last];
-		}
-	if (scry__array_grow((void **)&w->sess, &w->asess, w->nsess, sizeof *w->sess, 64))
+	if (scry__array_grow((void **)&w->sess, &w->asess, w->nsess, sizeof *w->sess, 64) ||
+	    scry__u64map_put(&w->sess_map, (uint64_t)id, (uint32_t)w->nsess + 1))
 		return NULL;
-	w->map_ids[j] = id;
-	w->map_idx[j] = w->nsess;
 	rsession *s = &w->sess[w->nsess];
 	memset(s, 0, sizeof *s);
 	s->id = id;
