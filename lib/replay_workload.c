@@ -26,8 +26,7 @@ void scry__replay_workload_free(workload *w)
 		scry__free(w->sess[i].st);
 	}
 	scry__free(w->sess);
-	scry__free(w->cls_keys);
-	scry__free(w->cls_vals);
+	scry__u64map_free(&w->cls_map);
 	scry__u64map_free(&w->sess_map);
 	memset(w, 0, sizeof *w);
 }
@@ -172,43 +171,6 @@ static void classify(itext *t)
 	                      (!strcmp(w2, "PREPARE") && strstr(t->text + 10, "ALL"))));
 }
 
-/* Looks up (found = true) or reserves the cache slot of a fingerprint. */
-static uint8_t *cls_slot(workload *w, uint64_t fp, bool *found)
-{
-	if ((w->ncls + 1) * 2 > w->ccls) {
-		size_t cap = w->ccls ? w->ccls * 2 : 256;
-		uint64_t *k = scry__calloc(cap, sizeof *k);
-		uint8_t *v = scry__calloc(cap, 1);
-		if (!k || !v) {
-			scry__free(k);
-			scry__free(v);
-			return NULL;
-		}
-		for (size_t i = 0; i < w->ccls; i++)
-			if (w->cls_keys[i]) {
-				size_t j = w->cls_keys[i] & (cap - 1);
-				while (k[j])
-					j = (j + 1) & (cap - 1);
-				k[j] = w->cls_keys[i];
-				v[j] = w->cls_vals[i];
-			}
-		scry__free(w->cls_keys);
-		scry__free(w->cls_vals);
-		w->cls_keys = k;
-		w->cls_vals = v;
-		w->ccls = cap;
-	}
-	size_t j = fp & (w->ccls - 1);
-	while (w->cls_keys[j] && w->cls_keys[j] != fp)
-		j = (j + 1) & (w->ccls - 1);
-	*found = w->cls_keys[j] == fp;
-	if (!*found) {
-		w->cls_keys[j] = fp;
-		w->ncls++;
-	}
-	return &w->cls_vals[j];
-}
-
 static int intern(workload *w, const char *text, size_t len, const scry_param *params, int np,
                   uint64_t fingerprint, itext **out)
 {
@@ -258,15 +220,15 @@ static int intern(workload *w, const char *text, size_t len, const scry_param *p
 	e->id = (uint32_t)w->ntexts;
 	for (int i = 0; i < np; i++)
 		e->types[i] = params[i].type_oid;
-	bool found = false;
-	uint8_t *slot = fingerprint ? cls_slot(w, fingerprint, &found) : NULL;
-	if (found) {
-		e->cls = *slot & 0x7f;
-		e->clears_prepared = *slot >> 7;
+	uint32_t known = fingerprint ? scry__u64map_get(&w->cls_map, fingerprint) : 0;
+	if (known) {
+		e->cls = (uint8_t)((known - 1) & 0x7f);
+		e->clears_prepared = (uint8_t)((known - 1) >> 7);
 	} else {
 		classify(e);
-		if (slot)
-			*slot = (uint8_t)(e->cls | e->clears_prepared << 7);
+		/* Out of memory here only means the pattern's next text is classified again. */
+		if (fingerprint)
+			scry__u64map_put(&w->cls_map, fingerprint, (uint32_t)(e->cls | e->clears_prepared << 7) + 1);
 	}
 	w->texts[w->ntexts++] = e;
 	w->table[j] = e;
