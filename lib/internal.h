@@ -84,17 +84,17 @@ SCRY_HIDDEN void scry__log(scry_log_fn fn, void *ctx, scry_log_level level, cons
 /* A libpq message (possibly several lines) on one line, lines joined by "; ",
  * without the trailing newline; truncated to fit out[n]. */
 SCRY_HIDDEN void scry__pg_one_line(const char *in, char *out, size_t n);
+struct pg_conn;
+struct pg_result;
+/* A failed command's message: the server's primary message from r, else the
+ * connection's error message (r may be NULL); on one line, as above. */
+SCRY_HIDDEN void scry__pg_result_message(const struct pg_result *r, struct pg_conn *c, char *buf, size_t n);
 /*
  * Fills err with SCRY_ECONNECT for a failed libpq connection (pg may be NULL
  * when libpq ran out of memory): where it tried, libpq's reason and what to
  * check next. `what` names the database for the person ("the target
  * database"), or NULL. Returns SCRY_ECONNECT.
  */
-struct pg_conn;
-struct pg_result;
-/* A failed command's message: the server's primary message from r, else the
- * connection's error message (r may be NULL); on one line, as above. */
-SCRY_HIDDEN void scry__pg_result_message(const struct pg_result *r, struct pg_conn *c, char *buf, size_t n);
 SCRY_HIDDEN int scry__pg_connect_fail(scry_error *err, struct pg_conn *pg, const char *what);
 
 /* Clocks, in microseconds. */
