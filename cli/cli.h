@@ -50,6 +50,9 @@ bool cli_is_help(const char *arg);
 bool cli_parse_double(const char *cmd, const char *opt, const char *value, double *out);
 bool cli_parse_long(const char *cmd, const char *opt, const char *value, long *out);
 
+/* CLOCK_MONOTONIC in microseconds, for progress redraws and elapsed times. */
+int64_t cli_now_us(void);
+
 /*
  * Progress display on stderr: a one-line bar redrawn in place when stderr is
  * a terminal, nothing otherwise. Usable directly as a scry_progress_fn with

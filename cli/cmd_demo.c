@@ -59,12 +59,7 @@ static const char demo_help[] =
 /* Small helpers                                                       */
 /* ------------------------------------------------------------------ */
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
+static double now_s(void) { return (double)cli_now_us() / 1e6; }
 
 static FILE *story; /* stdout; stderr with --json (stdout then holds only the JSON) */
 

@@ -94,7 +94,7 @@ bool cli_parse_long(const char *cmd, const char *opt, const char *v, long *out)
 	return true;
 }
 
-static int64_t now_us(void)
+int64_t cli_now_us(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -112,7 +112,7 @@ void cli_progress_cb(void *ctx, const char *phase, uint64_t done, uint64_t total
 	cli_progress *p = ctx;
 	if (!p || !p->enabled)
 		return;
-	int64_t t = now_us();
+	int64_t t = cli_now_us();
 	bool finished = total && done >= total;
 	/* Redraw at most 10 times a second, but always the final state. */
 	if (!finished && t - p->last_draw_us < 100000 && !strcmp(p->phase, phase ? phase : ""))

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -97,6 +98,11 @@ int scry__fail(scry_error *err, int code, const char *fmt, ...)
 	return code;
 }
 
+int scry__vfail(scry_error *err, int code, const char *fmt, va_list ap)
+{
+	return fail_v(err, code, 0, fmt, ap);
+}
+
 int scry__fail_sys(scry_error *err, int code, int sys_code, const char *fmt, ...)
 {
 	va_list ap;
@@ -104,6 +110,15 @@ int scry__fail_sys(scry_error *err, int code, int sys_code, const char *fmt, ...
 	fail_v(err, code, sys_code, fmt, ap);
 	va_end(ap);
 	return code;
+}
+
+int scry__check_version(scry_error *err, const char *what, unsigned int version, unsigned int known)
+{
+	if (version >= 1 && version <= known)
+		return 0;
+	return scry__fail(err, SCRY_EINVAL,
+		"%s version %u is not supported (this library knows 1 to %u); "
+		"initialise the struct with its _INIT macro or _init() function", what, version, known);
 }
 
 void scry__log(scry_log_fn fn, void *ctx, scry_log_level level, const char *fmt, ...)
@@ -116,6 +131,124 @@ void scry__log(scry_log_fn fn, void *ctx, scry_log_level level, const char *fmt,
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	fn(ctx, level, msg);
+}
+
+int scry__array_grow(void **arr, size_t *cap, size_t n, size_t size, size_t first)
+{
+	if (n < *cap)
+		return 0;
+	size_t want = *cap ? *cap : first;
+	while (want <= n) {
+		if (want > SIZE_MAX / 2 / size)
+			return SCRY_ENOMEM;
+		want *= 2;
+	}
+	void *p = scry__realloc(*arr, want * size);
+	if (!p)
+		return SCRY_ENOMEM;
+	*arr = p;
+	*cap = want;
+	return 0;
+}
+
+void scry__pg_one_line(const char *in, char *out, size_t n)
+{
+	size_t j = 0;
+	for (const char *p = in ? in : ""; *p && j + 3 < n; p++) {
+		if (*p == '\n') {
+			if (p[1])
+				out[j++] = ';', out[j++] = ' ';
+		} else {
+			out[j++] = *p;
+		}
+	}
+	out[j] = 0;
+}
+
+void scry__pg_result_message(const PGresult *r, PGconn *c, char *buf, size_t n)
+{
+	const char *m = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	scry__pg_one_line(m ? m : PQerrorMessage(c), buf, n);
+	size_t k = strlen(buf);
+	while (k && buf[k - 1] == ' ')
+		buf[--k] = 0;
+}
+
+int scry__pg_connect_fail(scry_error *err, PGconn *pg, const char *what)
+{
+	char msg[300];
+	scry__pg_one_line(pg ? PQerrorMessage(pg) : "out of memory", msg, sizeof msg);
+	const char *host = pg ? PQhost(pg) : NULL, *port = pg ? PQport(pg) : NULL, *user = pg ? PQuser(pg) : NULL;
+	bool auth = strstr(msg, "password") || strstr(msg, "authentication");
+	return scry__fail(err, SCRY_ECONNECT,
+		"cannot connect to %s%shost %s port %s as user %s: %s. %s",
+		what ? what : "", what ? " at " : "",
+		host && *host ? host : "(default socket)", port && *port ? port : "(default)",
+		user && *user ? user : "(default)", msg,
+		auth ? "Check the user and password (in the connection string, PGPASSWORD or ~/.pgpass) and pg_hba.conf."
+		     : "Check that the server is running and reachable at that address, and the connection string.");
+}
+
+static int u64map_grow(scry__u64map *m)
+{
+	size_t cap = m->keys ? (m->mask + 1) * 2 : 1024;
+	uint64_t *keys = scry__calloc(cap, sizeof *keys);
+	uint32_t *vals = scry__calloc(cap, sizeof *vals);
+	if (!keys || !vals) {
+		scry__free(keys);
+		scry__free(vals);
+		return SCRY_ENOMEM;
+	}
+	for (size_t i = 0; m->keys && i <= m->mask; i++) {
+		if (!m->vals[i])
+			continue;
+		size_t j = (size_t)(m->keys[i] * 0x9E3779B97F4A7C15ull) & (cap - 1);
+		while (vals[j])
+			j = (j + 1) & (cap - 1);
+		keys[j] = m->keys[i];
+		vals[j] = m->vals[i];
+	}
+	scry__free(m->keys);
+	scry__free(m->vals);
+	m->keys = keys;
+	m->vals = vals;
+	m->mask = cap - 1;
+	return 0;
+}
+
+/* Returns the slot for key: vals[slot] is 0 when absent. */
+static size_t u64map_slot(const scry__u64map *m, uint64_t key)
+{
+	size_t j = (size_t)(key * 0x9E3779B97F4A7C15ull) & m->mask;
+	while (m->vals[j] && m->keys[j] != key)
+		j = (j + 1) & m->mask;
+	return j;
+}
+
+uint32_t scry__u64map_get(const scry__u64map *m, uint64_t key)
+{
+	if (!m->keys)
+		return 0;
+	return m->vals[u64map_slot(m, key)];
+}
+
+int scry__u64map_put(scry__u64map *m, uint64_t key, uint32_t val)
+{
+	if ((!m->keys || (m->used + 1) * 2 > m->mask + 1) && u64map_grow(m))
+		return SCRY_ENOMEM;
+	size_t j = u64map_slot(m, key);
+	if (!m->vals[j])
+		m->used++;
+	m->keys[j] = key;
+	m->vals[j] = val;
+	return 0;
+}
+
+void scry__u64map_free(scry__u64map *m)
+{
+	scry__free(m->keys);
+	scry__free(m->vals);
+	memset(m, 0, sizeof *m);
 }
 
 void scry_buf_dispose(scry_buf *b)
@@ -227,6 +360,18 @@ int scry__buf_json_string(scry_buf *b, const char *s, size_t n)
 	b->ptr[b->size++] = '"';
 	b->ptr[b->size] = 0;
 	return 0;
+}
+
+int scry__buf_conninfo_kv(scry_buf *b, const char *kw, const char *val)
+{
+	int rc = scry__buf_printf(b, "%s%s='", b->size ? " " : "", kw);
+	for (const char *p = val; !rc && *p; p++) {
+		if (*p == '\'' || *p == '\\')
+			rc = scry__buf_put(b, "\\", 1);
+		if (!rc)
+			rc = scry__buf_put(b, p, 1);
+	}
+	return rc ? rc : scry__buf_puts(b, "'");
 }
 
 int scry__buf_varint(scry_buf *b, uint64_t v)

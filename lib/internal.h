@@ -26,9 +26,19 @@ SCRY_HIDDEN char *scry__strndup(const char *s, size_t n);
 /* Fills err (if non-NULL) and returns code, so `return scry__fail(...)` reads well. */
 SCRY_HIDDEN int scry__fail(scry_error *err, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Same with a va_list, for modules' own failure wrappers. */
+SCRY_HIDDEN int scry__vfail(scry_error *err, int code, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
 /* Same, also recording errno / SQLite code in sys_code. */
 SCRY_HIDDEN int scry__fail_sys(scry_error *err, int code, int sys_code,
 	const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/*
+ * Checks the `version` field of a caller's options struct: versions 1 to
+ * `known` are understood. Returns 0, or SCRY_EINVAL with a message naming the
+ * struct (`what`, e.g. "scry_replay_options") and how to fill it.
+ */
+SCRY_HIDDEN int scry__check_version(scry_error *err, const char *what, unsigned int version, unsigned int known);
 
 /* scry_buf helpers: all return 0 or SCRY_ENOMEM. */
 SCRY_HIDDEN int scry__buf_grow(scry_buf *b, size_t extra);
@@ -40,10 +50,52 @@ SCRY_HIDDEN int scry__buf_vprintf(scry_buf *b, const char *fmt, va_list ap);
 /* Appends s as a JSON string literal, quotes included. */
 SCRY_HIDDEN int scry__buf_json_string(scry_buf *b, const char *s, size_t n);
 SCRY_HIDDEN void scry__buf_clear(scry_buf *b);
+/* Appends keyword='value' to a libpq connection string (space-separated),
+ * quoting the value by libpq's rules. */
+SCRY_HIDDEN int scry__buf_conninfo_kv(scry_buf *b, const char *kw, const char *val);
+
+/*
+ * Growable arrays: makes room for element n of *arr (elements of `size`
+ * bytes, capacity *cap), doubling from `first` elements. Returns 0 or
+ * SCRY_ENOMEM (the array is left as it was).
+ */
+SCRY_HIDDEN int scry__array_grow(void **arr, size_t *cap, size_t n, size_t size, size_t first);
+
+/*
+ * A small open-addressing map: uint64 key -> uint32 value, where the value
+ * is an index into the caller's entry array plus one (0 means absent).
+ * Zero-initialise; free with scry__u64map_free.
+ */
+typedef struct scry__u64map {
+	uint64_t *keys;
+	uint32_t *vals; /* entry index + 1; 0 = empty slot */
+	size_t mask, used;
+} scry__u64map;
+/* The value stored for key, or 0. */
+SCRY_HIDDEN uint32_t scry__u64map_get(const scry__u64map *m, uint64_t key);
+/* Sets key's value (val > 0). Returns 0 or SCRY_ENOMEM. */
+SCRY_HIDDEN int scry__u64map_put(scry__u64map *m, uint64_t key, uint32_t val);
+SCRY_HIDDEN void scry__u64map_free(scry__u64map *m);
 
 /* Formats a message and passes it to a log callback; does nothing when fn is NULL. */
 SCRY_HIDDEN void scry__log(scry_log_fn fn, void *ctx, scry_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+
+/* A libpq message (possibly several lines) on one line, lines joined by "; ",
+ * without the trailing newline; truncated to fit out[n]. */
+SCRY_HIDDEN void scry__pg_one_line(const char *in, char *out, size_t n);
+struct pg_conn;
+struct pg_result;
+/* A failed command's message: the server's primary message from r, else the
+ * connection's error message (r may be NULL); on one line, as above. */
+SCRY_HIDDEN void scry__pg_result_message(const struct pg_result *r, struct pg_conn *c, char *buf, size_t n);
+/*
+ * Fills err with SCRY_ECONNECT for a failed libpq connection (pg may be NULL
+ * when libpq ran out of memory): where it tried, libpq's reason and what to
+ * check next. `what` names the database for the person ("the target
+ * database"), or NULL. Returns SCRY_ECONNECT.
+ */
+SCRY_HIDDEN int scry__pg_connect_fail(scry_error *err, struct pg_conn *pg, const char *what);
 
 /* Clocks, in microseconds. */
 SCRY_HIDDEN int64_t scry__now_us(void);        /* CLOCK_REALTIME (Unix) */

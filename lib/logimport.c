@@ -343,26 +343,13 @@ static void session_names(session *s, const rec *r)
 		copy_name(s->client, sizeof s->client, r->client);
 }
 
-static bool grow(void **arr, size_t *cap, size_t n, size_t size)
-{
-	if (n < *cap)
-		return true;
-	size_t nc = *cap ? *cap * 2 : 64;
-	void *p = scry__realloc(*arr, nc * size);
-	if (!p)
-		return false;
-	*arr = p;
-	*cap = nc;
-	return true;
-}
-
 /* Gives the session its store row: added with the next batch, so that a
  * log of many short sessions does not cost one transaction per session. */
 static int session_store(scry_logimport *imp, session *s, scry_error *err)
 {
 	if (s->store_id)
 		return 0;
-	if (!grow((void **)&imp->newsess, &imp->anew, imp->nnew, sizeof *imp->newsess))
+	if (scry__array_grow((void **)&imp->newsess, &imp->anew, imp->nnew, sizeof *imp->newsess, 64))
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	newsess *n = &imp->newsess[imp->nnew];
 	memcpy(n->db, s->db, sizeof n->db);
@@ -482,14 +469,8 @@ static int push_event(scry_logimport *imp, session *s, scry_event_kind kind, int
 	int rc = session_store(imp, s, err);
 	if (rc)
 		return rc;
-	if (imp->nbev == imp->abev) {
-		size_t na = imp->abev ? imp->abev * 2 : 256;
-		bevent *nb = scry__realloc(imp->bev, na * sizeof *nb);
-		if (!nb)
-			return scry__fail(err, SCRY_ENOMEM, "out of memory");
-		imp->bev = nb;
-		imp->abev = na;
-	}
+	if (scry__array_grow((void **)&imp->bev, &imp->abev, imp->nbev, sizeof *imp->bev, 256))
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	bevent *e = &imp->bev[imp->nbev];
 	e->session_id = s->store_id;
 	e->start_us = start;
@@ -794,7 +775,7 @@ int scry__logimport_record(scry_logimport *imp, rec *r, scry_error *err)
 				if ((rc = flush_pending(imp, s, err)) != 0)
 					return rc;
 				if (s->store_id) {
-					if (!grow((void **)&imp->ends, &imp->aends, imp->nends, sizeof *imp->ends))
+					if (scry__array_grow((void **)&imp->ends, &imp->aends, imp->nends, sizeof *imp->ends, 64))
 						return scry__fail(err, SCRY_ENOMEM, "out of memory");
 					imp->ends[imp->nends++] = (sessend){ s->store_id, r->time_us };
 					if (imp->nends >= imp->opts.batch_events && (rc = flush_batch(imp, err)) != 0)
@@ -858,8 +839,9 @@ int scry_logimport_new(scry_logimport **out, scry_store *store, const scry_logim
 	*out = NULL;
 	scry_logimport_options o = SCRY_LOGIMPORT_OPTIONS_INIT;
 	if (opts) {
-		if (opts->version < 1 || opts->version > SCRY_LOGIMPORT_OPTIONS_VERSION)
-			return scry__fail(err, SCRY_EINVAL, "scry_logimport_options: unknown version %u", opts->version);
+		int rc = scry__check_version(err, "scry_logimport_options", opts->version, SCRY_LOGIMPORT_OPTIONS_VERSION);
+		if (rc)
+			return rc;
 		o = *opts;
 	}
 	if ((unsigned)o.format > SCRY_LOG_STDERR)

@@ -63,18 +63,18 @@ int scry_pipeline_new(scry_pipeline **out, scry_store *store, const char *target
 	*out = NULL;
 	if (!store || !target)
 		return scry__fail(err, SCRY_EINVAL, "a store and a target are needed");
-	if (opts && opts->version != SCRY_PIPELINE_OPTIONS_VERSION)
-		return scry__fail(err, SCRY_EINVAL, "scry_pipeline_options version %u is not %u",
-		                  opts->version, SCRY_PIPELINE_OPTIONS_VERSION);
-	if (opts && opts->replay && opts->replay->version != SCRY_REPLAY_OPTIONS_VERSION)
-		return scry__fail(err, SCRY_EINVAL, "scry_replay_options version %u is not %u",
-		                  opts->replay->version, SCRY_REPLAY_OPTIONS_VERSION);
-	if (opts && opts->verdict && opts->verdict->version != SCRY_VERDICT_OPTIONS_VERSION)
-		return scry__fail(err, SCRY_EINVAL, "scry_verdict_options version %u is not %u",
-		                  opts->verdict->version, SCRY_VERDICT_OPTIONS_VERSION);
-	if (opts && opts->fix && opts->fix->version != SCRY_MIGRATION_VERSION)
-		return scry__fail(err, SCRY_EINVAL, "scry_migration version %u is not %u",
-		                  opts->fix->version, SCRY_MIGRATION_VERSION);
+	if (opts) {
+		int rc = scry__check_version(err, "scry_pipeline_options", opts->version, SCRY_PIPELINE_OPTIONS_VERSION);
+		if (!rc && opts->replay)
+			rc = scry__check_version(err, "scry_replay_options", opts->replay->version, SCRY_REPLAY_OPTIONS_VERSION);
+		if (!rc && opts->verdict)
+			rc = scry__check_version(err, "scry_verdict_options", opts->verdict->version,
+			                         SCRY_VERDICT_OPTIONS_VERSION);
+		if (!rc && opts->fix)
+			rc = scry__check_version(err, "scry_migration", opts->fix->version, SCRY_MIGRATION_VERSION);
+		if (rc)
+			return rc;
+	}
 	scry_pipeline *p = scry__calloc(1, sizeof *p);
 	if (!p)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");

@@ -296,19 +296,28 @@ static void update_events(scry_proxy *p, conn *c)
 	}
 }
 
+/*
+ * Removes a connection's socket from epoll before closing it. close() alone
+ * deregisters it only when no other descriptor refers to the socket: a fork
+ * elsewhere in the process (before its exec) holds copies, and epoll would
+ * then report events for a connection already freed.
+ */
+static void conn_fd_close(scry_proxy *p, conn *c, int side)
+{
+	if (c->fd[side] < 0)
+		return;
+	epoll_ctl(p->epfd, EPOLL_CTL_DEL, c->fd[side], NULL);
+	close(c->fd[side]);
+	c->fd[side] = -1;
+}
+
 static void conn_close(scry_proxy *p, conn *c)
 {
 	if (c->closed)
 		return;
 	c->closed = true;
 	for (int i = 0; i < 2; i++) {
-		if (c->fd[i] >= 0) {
-			/* close() alone leaves the registration while another process
-			 * holds a copy of the socket (a fork by the host program, before
-			 * its exec): epoll would then report events for a freed conn. */
-			epoll_ctl(p->epfd, EPOLL_CTL_DEL, c->fd[i], NULL);
-			close(c->fd[i]);
-		}
+		conn_fd_close(p, c, i);
 		scry__free(c->out[i].p);
 		c->out[i].p = NULL;
 	}
@@ -543,10 +552,9 @@ static void handle_read(scry_proxy *p, conn *c, int side)
  * answer to its startup packet (after an SSLRequest was answered 'N', as
  * usual): an error in answer to SSLRequest itself would reach the user as
  * "error during SSL exchange", without the reason. */
-static void upstream_failed(conn *c)
+static void upstream_failed(scry_proxy *p, conn *c)
 {
-	close(c->fd[SIDE_SERVER]);
-	c->fd[SIDE_SERVER] = -1;
+	conn_fd_close(p, c, SIDE_SERVER);
 	c->upstream_failed = true;
 	c->state = C_STARTUP;
 }
@@ -632,7 +640,7 @@ static void accept_clients(scry_proxy *p, int lfd, bool is_unix)
 			c->state = C_STARTUP;
 		else if (errno != EINPROGRESS && errno != EAGAIN) {
 			plog(p, SCRY_LOG_ERROR, "cannot connect to the upstream %s: %s", p->upstream, strerror(errno));
-			upstream_failed(c);
+			upstream_failed(p, c);
 		}
 		for (int i = 0; i < 2; i++) {
 			struct epoll_event ev = { .events = 0, .data.ptr = &c->ep[i] };
@@ -655,7 +663,7 @@ static void handle_conn_event(scry_proxy *p, conn *c, int side, uint32_t events)
 		getsockopt(c->fd[SIDE_SERVER], SOL_SOCKET, SO_ERROR, &soerr, &sl);
 		if (soerr) {
 			plog(p, SCRY_LOG_ERROR, "cannot connect to the upstream %s: %s", p->upstream, strerror(soerr));
-			upstream_failed(c);
+			upstream_failed(p, c);
 			update_events(p, c);
 			return;
 		}
@@ -843,6 +851,8 @@ static void *writer_main(void *arg)
 		p->q = (qlist){ 0 };
 		pthread_mutex_unlock(&p->mu);
 		if (items) {
+			if (!evs) /* retry: one failed allocation must not drop every later batch */
+				evs = scry__malloc(p->opts.batch_events * sizeof *evs);
 			if (evs) {
 				write_items(p, items, evs);
 			} else { /* no memory for a batch array: drop, but keep sessions sane */

@@ -60,9 +60,9 @@ int scry_replay_new(scry_replay **out, scry_store *store, const scry_replay_opti
 		return scry__fail(err, SCRY_EINVAL, "scry_replay_new: a store is required");
 	scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
 	if (opts) {
-		if (opts->version < 1 || opts->version > SCRY_REPLAY_OPTIONS_VERSION)
-			return scry__fail(err, SCRY_EINVAL, "replay options version %u is not supported (this library knows %d)",
-			                  opts->version, SCRY_REPLAY_OPTIONS_VERSION);
+		int rc = scry__check_version(err, "scry_replay_options", opts->version, SCRY_REPLAY_OPTIONS_VERSION);
+		if (rc)
+			return rc;
 		o = *opts;
 	}
 	if (o.mode != SCRY_REPLAY_FAST && o.mode != SCRY_REPLAY_TIMED)
@@ -291,44 +291,11 @@ static int set_fatal(ctx *x, int code, const char *fmt, ...)
 	if (x->fatal)
 		return x->fatal;
 	x->fatal = code;
-	if (x->err) {
-		va_list ap;
-		va_start(ap, fmt);
-		x->err->code = code;
-		vsnprintf(x->err->message, sizeof x->err->message, fmt, ap);
-		va_end(ap);
-	}
+	va_list ap;
+	va_start(ap, fmt);
+	scry__vfail(x->err, code, fmt, ap);
+	va_end(ap);
 	return code;
-}
-
-/* PQerrorMessage on one line, without the trailing newline. */
-static void one_line(const char *in, char *out, size_t n)
-{
-	size_t j = 0;
-	for (const char *p = in ? in : ""; *p && j + 3 < n; p++) {
-		if (*p == '\n') {
-			if (p[1])
-				out[j++] = ';', out[j++] = ' ';
-		} else {
-			out[j++] = *p;
-		}
-	}
-	out[j] = 0;
-}
-
-static int connect_error(scry_error *err, PGconn *pg, const char *conninfo)
-{
-	char msg[300];
-	one_line(pg ? PQerrorMessage(pg) : "out of memory", msg, sizeof msg);
-	const char *host = pg ? PQhost(pg) : NULL, *port = pg ? PQport(pg) : NULL, *user = pg ? PQuser(pg) : NULL;
-	bool auth = strstr(msg, "password") || strstr(msg, "authentication");
-	return scry__fail(err, SCRY_ECONNECT,
-		"cannot connect to host %s port %s as user %s: %s. %s",
-		host && *host ? host : "(default socket)", port && *port ? port : "(default)",
-		user && *user ? user : "(default)", msg,
-		auth ? "Check the user and password (in the connection string, PGPASSWORD or ~/.pgpass) and pg_hba.conf."
-		     : "Check that the server is running and reachable at that address, and the connection string.");
-	(void)conninfo;
 }
 
 /*
@@ -504,7 +471,7 @@ static void conn_poll_connect(ctx *x, rconn *c)
 		return;
 	default: {
 		char msg[300];
-		one_line(PQerrorMessage(c->pg), msg, sizeof msg);
+		scry__pg_one_line(PQerrorMessage(c->pg), msg, sizeof msg);
 		bool nofd = strstr(msg, "Too many open files") != NULL;
 		c->fails++;
 		if (nofd) {
@@ -529,8 +496,9 @@ static void conn_poll_connect(ctx *x, rconn *c)
 static void conn_reconnect(ctx *x, rconn *c)
 {
 	x->tg[c->target].res.reconnects++;
-	logf_(x, SCRY_LOG_WARNING, "replay connection lost (%s); reconnecting",
-	      c->pg ? PQerrorMessage(c->pg) : "");
+	char msg[300];
+	scry__pg_one_line(c->pg ? PQerrorMessage(c->pg) : "", msg, sizeof msg);
+	logf_(x, SCRY_LOG_WARNING, "replay connection lost (%s); reconnecting", msg);
 	conn_close(x, c);
 	conn_start(x, c);
 }
@@ -775,15 +743,9 @@ static void heap_push(ctx *x, runner *r)
 {
 	if (r->heap_idx >= 0)
 		return;
-	if (x->nheap == x->aheap) {
-		size_t n = x->aheap ? x->aheap * 2 : 64;
-		runner **h = scry__realloc(x->heap, n * sizeof *h);
-		if (!h) {
-			set_fatal(x, SCRY_ENOMEM, "out of memory");
-			return;
-		}
-		x->heap = h;
-		x->aheap = n;
+	if (scry__array_grow((void **)&x->heap, &x->aheap, x->nheap, sizeof *x->heap, 64)) {
+		set_fatal(x, SCRY_ENOMEM, "out of memory");
+		return;
 	}
 	x->heap[x->nheap] = r;
 	r->heap_idx = (int64_t)x->nheap;
@@ -836,14 +798,8 @@ static void free_dead(ctx *x)
 
 static void lag_add(ctx *x, int64_t lag)
 {
-	if (x->nlags == x->alags) {
-		size_t n = x->alags ? x->alags * 2 : 4096;
-		int64_t *l = scry__realloc(x->lags, n * sizeof *l);
-		if (!l)
-			return;
-		x->lags = l;
-		x->alags = n;
-	}
+	if (scry__array_grow((void **)&x->lags, &x->alags, x->nlags, sizeof *x->lags, 4096))
+		return;
 	x->lags[x->nlags++] = lag < 0 ? 0 : lag;
 }
 
@@ -995,16 +951,10 @@ static void job_start(ctx *x)
 		set_fatal(x, SCRY_ENOMEM, "out of memory");
 		return;
 	}
-	if (x->nactive == x->aactive) {
-		size_t n = x->aactive ? x->aactive * 2 : 64;
-		runner **a = scry__realloc(x->active, n * sizeof *a);
-		if (!a) {
-			scry__free(r);
-			set_fatal(x, SCRY_ENOMEM, "out of memory");
-			return;
-		}
-		x->active = a;
-		x->aactive = n;
+	if (scry__array_grow((void **)&x->active, &x->aactive, x->nactive, sizeof *x->active, 64)) {
+		scry__free(r);
+		set_fatal(x, SCRY_ENOMEM, "out of memory");
+		return;
 	}
 	r->s = &x->w->sess[x->order[j % ns]];
 	r->round = (int)(j / ns);
@@ -1129,18 +1079,15 @@ static char *redact_conninfo(const char *conninfo)
 		return NULL;
 	}
 	scry_buf b = SCRY_BUF_INIT;
-	for (PQconninfoOption *o = opts; o->keyword; o++) {
-		if (!o->val || !strcmp(o->keyword, "password"))
-			continue;
-		scry__buf_printf(&b, "%s%s='", b.size ? " " : "", o->keyword);
-		for (const char *p = o->val; *p; p++) {
-			if (*p == '\'' || *p == '\\')
-				scry__buf_put(&b, "\\", 1);
-			scry__buf_put(&b, p, 1);
-		}
-		scry__buf_put(&b, "'", 1);
-	}
+	int rc = 0;
+	for (PQconninfoOption *o = opts; !rc && o->keyword; o++)
+		if (o->val && strcmp(o->keyword, "password"))
+			rc = scry__buf_conninfo_kv(&b, o->keyword, o->val);
 	PQconninfoFree(opts);
+	if (rc) {
+		scry_buf_dispose(&b);
+		return NULL;
+	}
 	if (!b.ptr)
 		return scry__strdup("");
 	return b.ptr;
@@ -1153,7 +1100,7 @@ static int check_target(const char *conninfo, scry_error *err)
 	PQconninfoOption *opts = PQconninfoParse(conninfo, &errmsg);
 	if (!opts) {
 		char msg[300];
-		one_line(errmsg ? errmsg : "invalid", msg, sizeof msg);
+		scry__pg_one_line(errmsg ? errmsg : "invalid", msg, sizeof msg);
 		if (errmsg)
 			PQfreemem(errmsg);
 		return scry__fail(err, SCRY_EINVAL, "the connection string '%s' does not parse: %s", conninfo, msg);
@@ -1164,7 +1111,7 @@ static int check_target(const char *conninfo, scry_error *err)
 	PGconn *pg = PQconnectdbParams(keys, vals, 1);
 	int rc = 0;
 	if (!pg || PQstatus(pg) != CONNECTION_OK)
-		rc = connect_error(err, pg, conninfo);
+		rc = scry__pg_connect_fail(err, pg, NULL);
 	PQfinish(pg);
 	return rc;
 }

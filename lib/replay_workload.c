@@ -26,10 +26,8 @@ void scry__replay_workload_free(workload *w)
 		scry__free(w->sess[i].st);
 	}
 	scry__free(w->sess);
-	scry__free(w->cls_keys);
-	scry__free(w->cls_vals);
-	scry__free(w->map_ids);
-	scry__free(w->map_idx);
+	scry__u64map_free(&w->cls_map);
+	scry__u64map_free(&w->sess_map);
 	memset(w, 0, sizeof *w);
 }
 
@@ -173,43 +171,6 @@ static void classify(itext *t)
 	                      (!strcmp(w2, "PREPARE") && strstr(t->text + 10, "ALL"))));
 }
 
-/* Looks up (found = true) or reserves the cache slot of a fingerprint. */
-static uint8_t *cls_slot(workload *w, uint64_t fp, bool *found)
-{
-	if ((w->ncls + 1) * 2 > w->ccls) {
-		size_t cap = w->ccls ? w->ccls * 2 : 256;
-		uint64_t *k = scry__calloc(cap, sizeof *k);
-		uint8_t *v = scry__calloc(cap, 1);
-		if (!k || !v) {
-			scry__free(k);
-			scry__free(v);
-			return NULL;
-		}
-		for (size_t i = 0; i < w->ccls; i++)
-			if (w->cls_keys[i]) {
-				size_t j = w->cls_keys[i] & (cap - 1);
-				while (k[j])
-					j = (j + 1) & (cap - 1);
-				k[j] = w->cls_keys[i];
-				v[j] = w->cls_vals[i];
-			}
-		scry__free(w->cls_keys);
-		scry__free(w->cls_vals);
-		w->cls_keys = k;
-		w->cls_vals = v;
-		w->ccls = cap;
-	}
-	size_t j = fp & (w->ccls - 1);
-	while (w->cls_keys[j] && w->cls_keys[j] != fp)
-		j = (j + 1) & (w->ccls - 1);
-	*found = w->cls_keys[j] == fp;
-	if (!*found) {
-		w->cls_keys[j] = fp;
-		w->ncls++;
-	}
-	return &w->cls_vals[j];
-}
-
 static int intern(workload *w, const char *text, size_t len, const scry_param *params, int np,
                   uint64_t fingerprint, itext **out)
 {
@@ -243,14 +204,8 @@ static int intern(workload *w, const char *text, size_t len, const scry_param *p
 			return 0;
 		}
 	}
-	if (w->ntexts == w->atexts) {
-		size_t n = w->atexts ? w->atexts * 2 : 256;
-		itext **t = scry__realloc(w->texts, n * sizeof *t);
-		if (!t)
-			return SCRY_ENOMEM;
-		w->texts = t;
-		w->atexts = n;
-	}
+	if (scry__array_grow((void **)&w->texts, &w->atexts, w->ntexts, sizeof *w->texts, 256))
+		return SCRY_ENOMEM;
 	itext *e = scry__calloc(1, sizeof *e);
 	if (!e || !(e->text = scry__strndup(text, len)) ||
 	    (np && !(e->types = scry__calloc((size_t)np, sizeof *e->types)))) {
@@ -265,15 +220,15 @@ static int intern(workload *w, const char *text, size_t len, const scry_param *p
 	e->id = (uint32_t)w->ntexts;
 	for (int i = 0; i < np; i++)
 		e->types[i] = params[i].type_oid;
-	bool found = false;
-	uint8_t *slot = fingerprint ? cls_slot(w, fingerprint, &found) : NULL;
-	if (found) {
-		e->cls = *slot & 0x7f;
-		e->clears_prepared = *slot >> 7;
+	uint32_t known = fingerprint ? scry__u64map_get(&w->cls_map, fingerprint) : 0;
+	if (known) {
+		e->cls = (uint8_t)((known - 1) & 0x7f);
+		e->clears_prepared = (uint8_t)((known - 1) >> 7);
 	} else {
 		classify(e);
-		if (slot)
-			*slot = (uint8_t)(e->cls | e->clears_prepared << 7);
+		/* Out of memory here only means the pattern's next text is classified again. */
+		if (fingerprint)
+			scry__u64map_put(&w->cls_map, fingerprint, (uint32_t)(e->cls | e->clears_prepared << 7) + 1);
 	}
 	w->texts[w->ntexts++] = e;
 	w->table[j] = e;
@@ -281,49 +236,19 @@ static int intern(workload *w, const char *text, size_t len, const scry_param *p
 	return 0;
 }
 
-/* Index of session `id` in w->sess, through an open-addressing map (ids are > 0). */
+/* Session `id`'s entry in w->sess, added when new; *last caches the previous answer. */
 static rsession *session_for(workload *w, int64_t id, size_t *last)
 {
 	if (*last < w->nsess && w->sess[*last].id == id)
 		return &w->sess[*last];
-	if ((w->nsess + 1) * 2 > w->cmap) {
-		size_t cap = w->cmap ? w->cmap * 2 : 256;
-		int64_t *k = scry__calloc(cap, sizeof *k);
-		size_t *v = scry__calloc(cap, sizeof *v);
-		if (!k || !v) {
-			scry__free(k);
-			scry__free(v);
-			return NULL;
-		}
-		for (size_t i = 0; i < w->nsess; i++) {
-			size_t j = (size_t)w->sess[i].id * 0x9E3779B97F4A7C15ull & (cap - 1);
-			while (k[j])
-				j = (j + 1) & (cap - 1);
-			k[j] = w->sess[i].id;
-			v[j] = i;
-		}
-		scry__free(w->map_ids);
-		scry__free(w->map_idx);
-		w->map_ids = k;
-		w->map_idx = v;
-		w->cmap = cap;
+	uint32_t k = scry__u64map_get(&w->sess_map, (uint64_t)id);
+	if (k) {
+		*last = k - 1;
+		return &w->sess[*last];
 	}
-	size_t j = (size_t)id * 0x9E3779B97F4A7C15ull & (w->cmap - 1);
-	for (; w->map_ids[j]; j = (j + 1) & (w->cmap - 1))
-		if (w->map_ids[j] == id) {
-			*last = w->map_idx[j];
-			return &w->sess[*last];
-		}
-	if (w->nsess == w->asess) {
-		size_t n = w->asess ? w->asess * 2 : 64;
-		rsession *s = scry__realloc(w->sess, n * sizeof *s);
-		if (!s)
-			return NULL;
-		w->sess = s;
-		w->asess = n;
-	}
-	w->map_ids[j] = id;
-	w->map_idx[j] = w->nsess;
+	if (scry__array_grow((void **)&w->sess, &w->asess, w->nsess, sizeof *w->sess, 64) ||
+	    scry__u64map_put(&w->sess_map, (uint64_t)id, (uint32_t)w->nsess + 1))
+		return NULL;
 	rsession *s = &w->sess[w->nsess];
 	memset(s, 0, sizeof *s);
 	s->id = id;
@@ -336,14 +261,8 @@ static int add_stmt(workload *w, const scry_stored_event *ev, size_t *last)
 	rsession *s = session_for(w, ev->session_id, last);
 	if (!s)
 		return SCRY_ENOMEM;
-	if (s->n == s->alloc) {
-		size_t n = s->alloc ? s->alloc * 2 : 16;
-		rstmt *st = scry__realloc(s->st, n * sizeof *st);
-		if (!st)
-			return SCRY_ENOMEM;
-		s->st = st;
-		s->alloc = n;
-	}
+	if (scry__array_grow((void **)&s->st, &s->alloc, s->n, sizeof *s->st, 16))
+		return SCRY_ENOMEM;
 	rstmt *st = &s->st[s->n];
 	memset(st, 0, sizeof *st);
 	st->event_id = ev->id;

@@ -61,13 +61,9 @@ typedef struct workload {
 	size_t nsess, asess;
 	size_t nstmts;
 	int64_t first_us;
+	scry__u64map sess_map; /* session id -> index in sess + 1 */
 	/* classification per fingerprint: texts of one pattern differ only in constants */
-	int64_t *map_ids;  /* session id -> index in sess */
-	size_t *map_idx;
-	size_t cmap;
-	uint64_t *cls_keys;
-	uint8_t *cls_vals;
-	size_t ncls, ccls;
+	scry__u64map cls_map; /* fingerprint -> (cls | clears_prepared << 7) + 1 */
 } workload;
 
 /* Loads the events of `store` (only the patterns of o->fingerprints, if any). */

@@ -54,19 +54,6 @@ void scry_shadow_options_init(scry_shadow_options *opts)
 /* Logs through the caller's callback (scry__log does the formatting). */
 #define slog(s, level, ...) scry__log((s)->opts.log, (s)->opts.log_ctx, level, __VA_ARGS__)
 
-/* Appends keyword='value' with libpq's quoting rules. */
-static int put_kv(scry_buf *b, const char *kw, const char *val)
-{
-	int rc = scry__buf_printf(b, "%s%s='", b->size ? " " : "", kw);
-	for (const char *p = val; !rc && *p; p++) {
-		if (*p == '\'' || *p == '\\')
-			rc = scry__buf_put(b, "\\", 1);
-		if (!rc)
-			rc = scry__buf_put(b, p, 1);
-	}
-	return rc ? rc : scry__buf_puts(b, "'");
-}
-
 /*
  * The target's connection string with dbname replaced. PQconninfoParse
  * understands both key=value strings and URIs; we always emit key=value.
@@ -76,18 +63,19 @@ static int conninfo_with_db(const char *target, const char *db, char **out, scry
 	char *perr = NULL;
 	PQconninfoOption *opts = PQconninfoParse(target, &perr);
 	if (!opts) {
-		int rc = scry__fail(err, SCRY_EINVAL, "invalid connection string: %s",
-		                    perr ? perr : "out of memory");
+		char msg[300];
+		scry__pg_one_line(perr ? perr : "out of memory", msg, sizeof msg);
 		PQfreemem(perr);
+		int rc = scry__fail(err, SCRY_EINVAL, "invalid connection string: %s", msg);
 		return rc;
 	}
 	scry_buf b = SCRY_BUF_INIT;
 	int rc = 0;
 	for (PQconninfoOption *o = opts; !rc && o->keyword; o++)
 		if (o->val && *o->val && strcmp(o->keyword, "dbname"))
-			rc = put_kv(&b, o->keyword, o->val);
+			rc = scry__buf_conninfo_kv(&b, o->keyword, o->val);
 	if (!rc)
-		rc = put_kv(&b, "dbname", db);
+		rc = scry__buf_conninfo_kv(&b, "dbname", db);
 	PQconninfoFree(opts);
 	if (rc) {
 		scry_buf_dispose(&b);
@@ -101,29 +89,13 @@ static PGconn *connect_db(const char *conninfo, scry_error *err, const char *wha
 {
 	PGconn *c = PQconnectdb(conninfo);
 	if (PQstatus(c) != CONNECTION_OK) {
-		const char *m = PQerrorMessage(c);
-		size_t n = strlen(m);
-		while (n && (m[n - 1] == '\n' || m[n - 1] == ' '))
-			n--;
-		scry__fail(err, SCRY_ECONNECT, "cannot connect to %s: %.*s", what, (int)n, m);
+		scry__pg_connect_fail(err, c, what);
 		PQfinish(c);
 		return NULL;
 	}
 	/* Our own statements must not be cut short by a user's default. */
 	PQclear(PQexec(c, "SET statement_timeout = 0"));
 	return c;
-}
-
-/* Server error message without its trailing newline. */
-static void pg_message(const PGresult *r, PGconn *c, char *buf, size_t n)
-{
-	const char *m = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-	if (!m)
-		m = PQerrorMessage(c);
-	snprintf(buf, n, "%s", m);
-	size_t k = strlen(buf);
-	while (k && (buf[k - 1] == '\n' || buf[k - 1] == ' '))
-		buf[--k] = 0;
 }
 
 /*
@@ -161,9 +133,9 @@ int scry_shadow_new(scry_shadow **out, const char *target, const scry_shadow_opt
 	*out = NULL;
 	if (!target)
 		return scry__fail(err, SCRY_EINVAL, "no target connection string");
-	if (opts && opts->version != SCRY_SHADOW_OPTIONS_VERSION)
-		return scry__fail(err, SCRY_EINVAL, "scry_shadow_options version %u is not %u",
-		                  opts->version, SCRY_SHADOW_OPTIONS_VERSION);
+	int vrc = opts ? scry__check_version(err, "scry_shadow_options", opts->version, SCRY_SHADOW_OPTIONS_VERSION) : 0;
+	if (vrc)
+		return vrc;
 	scry_shadow *s = scry__calloc(1, sizeof *s);
 	if (!s)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
@@ -273,7 +245,7 @@ static int clone_one(scry_shadow *s, PGconn *c, int side, scry_error *err)
 		return 0;
 	}
 	char msg[300];
-	pg_message(r, c, msg, sizeof msg);
+	scry__pg_result_message(r, c, msg, sizeof msg);
 	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
 	char sqlstate[6] = "";
 	if (state)
@@ -362,7 +334,7 @@ int scry_shadow_drop(scry_shadow *s, scry_error *err)
 			slog(s, SCRY_LOG_DEBUG, "dropped %s", s->names[i]);
 		} else {
 			char msg[300];
-			pg_message(r, c, msg, sizeof msg);
+			scry__pg_result_message(r, c, msg, sizeof msg);
 			slog(s, SCRY_LOG_ERROR, "could not drop the clone %s: %s (drop it by hand: DROP DATABASE %s)",
 			     s->names[i], msg, s->names[i]);
 			if (!rc)
@@ -397,7 +369,7 @@ int scry_shadow_settle(scry_shadow *s, scry_error *err)
 				rc = scry__fail(err, SCRY_ECANCELED, "cancelled while settling %s", s->names[i]);
 			} else if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 				char msg[300];
-				pg_message(r, c, msg, sizeof msg);
+				scry__pg_result_message(r, c, msg, sizeof msg);
 				rc = scry__fail(err, SCRY_EPG, "%s in %s failed: %s", steps[k], s->names[i], msg);
 			}
 			PQclear(r);
@@ -744,7 +716,7 @@ static int run_sql(scry_shadow *s, int side, const scry_migration *m, scry_error
 			rc = scry__fail(err, SCRY_ECANCELED, "cancelled while the migration ran");
 		} else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
 			char msg[300];
-			pg_message(r, c, msg, sizeof msg);
+			scry__pg_result_message(r, c, msg, sizeof msg);
 			const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
 			rc = scry__fail(err, SCRY_EMIGRATION, "migration statement %zu failed: %s (%.80s)", i + 1,
 			                msg, stmt);
@@ -764,9 +736,9 @@ int scry_shadow_migrate(scry_shadow *s, scry_shadow_side side, const scry_migrat
 {
 	if (!s || !m || (side != SCRY_SHADOW_A && side != SCRY_SHADOW_B))
 		return scry__fail(err, SCRY_EINVAL, "invalid shadow, side or migration");
-	if (m->version != SCRY_MIGRATION_VERSION)
-		return scry__fail(err, SCRY_EINVAL, "scry_migration version %u is not %u", m->version,
-		                  SCRY_MIGRATION_VERSION);
+	int vrc = scry__check_version(err, "scry_migration", m->version, SCRY_MIGRATION_VERSION);
+	if (vrc)
+		return vrc;
 	int kinds = (m->argv && m->argv[0]) + (m->sql != NULL) + (m->fn != NULL);
 	if (kinds != 1)
 		return scry__fail(err, SCRY_EINVAL, "a migration is exactly one of a command, SQL or a callback");

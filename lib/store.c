@@ -18,79 +18,6 @@
 #include <xxhash.h>
 
 /* ------------------------------------------------------------------ */
-/* A small open-addressing map: uint64 key -> index into an entry array */
-/* ------------------------------------------------------------------ */
-
-typedef struct u64map {
-	uint64_t *keys;
-	uint32_t *vals; /* entry index + 1; 0 = empty slot */
-	size_t mask, used;
-} u64map;
-
-static int u64map_grow(u64map *m)
-{
-	size_t cap = m->keys ? (m->mask + 1) * 2 : 1024;
-	uint64_t *keys = scry__calloc(cap, sizeof *keys);
-	uint32_t *vals = scry__calloc(cap, sizeof *vals);
-	if (!keys || !vals) {
-		scry__free(keys);
-		scry__free(vals);
-		return SCRY_ENOMEM;
-	}
-	for (size_t i = 0; m->keys && i <= m->mask; i++) {
-		if (!m->vals[i])
-			continue;
-		size_t j = (size_t)(m->keys[i] * 0x9E3779B97F4A7C15ull) & (cap - 1);
-		while (vals[j])
-			j = (j + 1) & (cap - 1);
-		keys[j] = m->keys[i];
-		vals[j] = m->vals[i];
-	}
-	scry__free(m->keys);
-	scry__free(m->vals);
-	m->keys = keys;
-	m->vals = vals;
-	m->mask = cap - 1;
-	return 0;
-}
-
-/* Returns the slot for key: vals[slot] is 0 when absent. */
-static size_t u64map_slot(const u64map *m, uint64_t key)
-{
-	size_t j = (size_t)(key * 0x9E3779B97F4A7C15ull) & m->mask;
-	while (m->vals[j] && m->keys[j] != key)
-		j = (j + 1) & m->mask;
-	return j;
-}
-
-/* Looks key up; returns entry index + 1, or 0. Iterates duplicates via `from`. */
-static uint32_t u64map_get(const u64map *m, uint64_t key)
-{
-	if (!m->keys)
-		return 0;
-	return m->vals[u64map_slot(m, key)];
-}
-
-static int u64map_put(u64map *m, uint64_t key, uint32_t val)
-{
-	if ((!m->keys || (m->used + 1) * 2 > m->mask + 1) && u64map_grow(m))
-		return SCRY_ENOMEM;
-	size_t j = u64map_slot(m, key);
-	if (!m->vals[j])
-		m->used++;
-	m->keys[j] = key;
-	m->vals[j] = val;
-	return 0;
-}
-
-static void u64map_free(u64map *m)
-{
-	scry__free(m->keys);
-	scry__free(m->vals);
-	memset(m, 0, sizeof *m);
-}
-
-/* ------------------------------------------------------------------ */
 /* The store                                                           */
 /* ------------------------------------------------------------------ */
 
@@ -152,13 +79,13 @@ struct scry_store {
 	char *path;
 	sqlite3_stmt *q[Q_COUNT];
 	scry_fingerprinter *fpr;
-	u64map stmt_map;      /* XXH3(template) -> stmts[] */
+	scry__u64map stmt_map;      /* XXH3(template) -> stmts[] */
 	stmt_entry *stmts;
 	size_t nstmts, astmts;
-	u64map pattern_map;   /* fingerprint -> patterns[] */
+	scry__u64map pattern_map;   /* fingerprint -> patterns[] */
 	pattern_entry *patterns;
 	size_t npatterns, apatterns;
-	u64map session_map;   /* session id -> sessions[] */
+	scry__u64map session_map;   /* session id -> sessions[] */
 	session_entry *sessions;
 	size_t nsessions, asessions;
 	bool caches_loaded;
@@ -392,9 +319,9 @@ void scry_store_free(scry_store *s)
 	scry__free(s->stmts);
 	scry__free(s->patterns);
 	scry__free(s->sessions);
-	u64map_free(&s->stmt_map);
-	u64map_free(&s->pattern_map);
-	u64map_free(&s->session_map);
+	scry__u64map_free(&s->stmt_map);
+	scry__u64map_free(&s->pattern_map);
+	scry__u64map_free(&s->session_map);
 	scry_fingerprinter_free(s->fpr);
 	scry_buf_dispose(&s->tmpl);
 	scry_buf_dispose(&s->lits);
@@ -414,20 +341,6 @@ static sqlite3_stmt *prepared(scry_store *s, int which)
 	return s->q[which];
 }
 
-/* Grows an array of `size`-byte elements to hold one more. */
-static int grow_array(void **arr, size_t *alloc, size_t n, size_t size)
-{
-	if (n < *alloc)
-		return 0;
-	size_t want = *alloc ? *alloc * 2 : 256;
-	void *p = scry__realloc(*arr, want * size);
-	if (!p)
-		return SCRY_ENOMEM;
-	*arr = p;
-	*alloc = want;
-	return 0;
-}
-
 /* Loads statement and pattern ids of an existing store into memory, once. */
 static int load_caches(scry_store *s, scry_error *err)
 {
@@ -438,7 +351,7 @@ static int load_caches(scry_store *s, scry_error *err)
 		return scry__store_fail(s, err, "loading patterns");
 	int r;
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		if (grow_array((void **)&s->patterns, &s->apatterns, s->npatterns, sizeof *s->patterns)) {
+		if (scry__array_grow((void **)&s->patterns, &s->apatterns, s->npatterns, sizeof *s->patterns, 256)) {
 			sqlite3_finalize(st);
 			return scry__fail(err, SCRY_ENOMEM, "out of memory");
 		}
@@ -446,7 +359,7 @@ static int load_caches(scry_store *s, scry_error *err)
 		memset(p, 0, sizeof *p);
 		p->id = sqlite3_column_int64(st, 0);
 		if (sqlite3_column_type(st, 1) != SQLITE_NULL &&
-		    u64map_put(&s->pattern_map, (uint64_t)sqlite3_column_int64(st, 1), (uint32_t)s->npatterns + 1)) {
+		    scry__u64map_put(&s->pattern_map, (uint64_t)sqlite3_column_int64(st, 1), (uint32_t)s->npatterns + 1)) {
 			sqlite3_finalize(st);
 			return scry__fail(err, SCRY_ENOMEM, "out of memory");
 		}
@@ -459,7 +372,7 @@ static int load_caches(scry_store *s, scry_error *err)
 	    SQLITE_OK)
 		return scry__store_fail(s, err, "loading statements");
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		if (grow_array((void **)&s->stmts, &s->astmts, s->nstmts, sizeof *s->stmts)) {
+		if (scry__array_grow((void **)&s->stmts, &s->astmts, s->nstmts, sizeof *s->stmts, 256)) {
 			sqlite3_finalize(st);
 			return scry__fail(err, SCRY_ENOMEM, "out of memory");
 		}
@@ -476,7 +389,7 @@ static int load_caches(scry_store *s, scry_error *err)
 		e->template_len = (size_t)sqlite3_column_bytes(st, 3);
 		e->template_text = scry__strndup((const char *)sqlite3_column_text(st, 3), e->template_len);
 		if (!e->template_text || e->pattern_index < 0 ||
-		    u64map_put(&s->stmt_map, (uint64_t)sqlite3_column_int64(st, 1), (uint32_t)s->nstmts + 1)) {
+		    scry__u64map_put(&s->stmt_map, (uint64_t)sqlite3_column_int64(st, 1), (uint32_t)s->nstmts + 1)) {
 			scry__free(e->template_text);
 			sqlite3_finalize(st);
 			return scry__fail(err, SCRY_ECORRUPT, "the store's statements table is inconsistent");
@@ -508,8 +421,8 @@ int scry_store_session_add(scry_store *s, const scry_session_info *info, int64_t
 	if (sqlite3_step(q) != SQLITE_DONE)
 		return scry__store_fail(s, err, "adding a session");
 	*session_id = sqlite3_last_insert_rowid(s->db);
-	if (grow_array((void **)&s->sessions, &s->asessions, s->nsessions, sizeof *s->sessions) ||
-	    u64map_put(&s->session_map, (uint64_t)*session_id, (uint32_t)s->nsessions + 1))
+	if (scry__array_grow((void **)&s->sessions, &s->asessions, s->nsessions, sizeof *s->sessions, 256) ||
+	    scry__u64map_put(&s->session_map, (uint64_t)*session_id, (uint32_t)s->nsessions + 1))
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	s->sessions[s->nsessions++] = (session_entry){ *session_id, info->started_us, 0, false };
 	return 0;
@@ -531,7 +444,7 @@ int scry_store_session_end(scry_store *s, int64_t session_id, int64_t ended_us, 
 
 static session_entry *find_session(scry_store *s, int64_t id, scry_error *err, int *rc)
 {
-	uint32_t k = u64map_get(&s->session_map, (uint64_t)id);
+	uint32_t k = scry__u64map_get(&s->session_map, (uint64_t)id);
 	if (k)
 		return &s->sessions[k - 1];
 	sqlite3_stmt *q = prepared(s, Q_FIND_SESSION);
@@ -544,8 +457,8 @@ static session_entry *find_session(scry_store *s, int64_t id, scry_error *err, i
 		*rc = scry__fail(err, SCRY_ENOTFOUND, "event refers to session %lld, which does not exist", (long long)id);
 		return NULL;
 	}
-	if (grow_array((void **)&s->sessions, &s->asessions, s->nsessions, sizeof *s->sessions) ||
-	    u64map_put(&s->session_map, (uint64_t)id, (uint32_t)s->nsessions + 1)) {
+	if (scry__array_grow((void **)&s->sessions, &s->asessions, s->nsessions, sizeof *s->sessions, 256) ||
+	    scry__u64map_put(&s->session_map, (uint64_t)id, (uint32_t)s->nsessions + 1)) {
 		*rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 		return NULL;
 	}
@@ -563,7 +476,7 @@ static int pattern_for(scry_store *s, const char *text, size_t len, int64_t now_
 	if (prc && prc != SCRY_EPARSE)
 		return scry__fail(err, prc, "%s", perr.message);
 	if (!prc) {
-		uint32_t k = u64map_get(&s->pattern_map, fp);
+		uint32_t k = scry__u64map_get(&s->pattern_map, fp);
 		if (k) {
 			*index = k - 1;
 			return 0;
@@ -590,12 +503,12 @@ static int pattern_for(scry_store *s, const char *text, size_t len, int64_t now_
 	sqlite3_bind_int64(q, 5, now_us);
 	if (sqlite3_step(q) != SQLITE_DONE)
 		return scry__store_fail(s, err, "adding a pattern");
-	if (grow_array((void **)&s->patterns, &s->apatterns, s->npatterns, sizeof *s->patterns))
+	if (scry__array_grow((void **)&s->patterns, &s->apatterns, s->npatterns, sizeof *s->patterns, 256))
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	pattern_entry *p = &s->patterns[s->npatterns];
 	memset(p, 0, sizeof *p);
 	p->id = sqlite3_last_insert_rowid(s->db);
-	if (!prc && u64map_put(&s->pattern_map, fp, (uint32_t)s->npatterns + 1))
+	if (!prc && scry__u64map_put(&s->pattern_map, fp, (uint32_t)s->npatterns + 1))
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	*index = (int64_t)s->npatterns++;
 	return 0;
@@ -606,7 +519,7 @@ static int statement_for(scry_store *s, const char *text, size_t len, int nlits,
                          stmt_entry **out, scry_error *err)
 {
 	uint64_t h = XXH3_64bits(s->tmpl.ptr, s->tmpl.size);
-	uint32_t k = u64map_get(&s->stmt_map, h);
+	uint32_t k = scry__u64map_get(&s->stmt_map, h);
 	if (k) {
 		stmt_entry *e = &s->stmts[k - 1];
 		if (e->template_len == s->tmpl.size && (e->nlits > 0) == (nlits > 0) &&
@@ -618,10 +531,11 @@ static int statement_for(scry_store *s, const char *text, size_t len, int nlits,
 		 * marker bytes that equals a template: store the text whole. */
 		scry__buf_clear(&s->tmpl);
 		scry__buf_clear(&s->lits);
-		scry__buf_put(&s->tmpl, text, len);
+		if (scry__buf_put(&s->tmpl, text, len))
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
 		nlits = 0;
 		h = XXH3_64bits(s->tmpl.ptr, s->tmpl.size) ^ 0x5c5c5c5c5c5c5c5cull;
-		if ((k = u64map_get(&s->stmt_map, h)) != 0) {
+		if ((k = scry__u64map_get(&s->stmt_map, h)) != 0) {
 			e = &s->stmts[k - 1];
 			if (e->nlits == 0 && e->template_len == len && !memcmp(e->template_text, text, len)) {
 				*out = e;
@@ -643,7 +557,7 @@ static int statement_for(scry_store *s, const char *text, size_t len, int nlits,
 	sqlite3_bind_int(q, 4, nlits);
 	if (sqlite3_step(q) != SQLITE_DONE)
 		return scry__store_fail(s, err, "adding a statement");
-	if (grow_array((void **)&s->stmts, &s->astmts, s->nstmts, sizeof *s->stmts))
+	if (scry__array_grow((void **)&s->stmts, &s->astmts, s->nstmts, sizeof *s->stmts, 256))
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	stmt_entry *e = &s->stmts[s->nstmts];
 	e->id = sqlite3_last_insert_rowid(s->db);
@@ -651,7 +565,7 @@ static int statement_for(scry_store *s, const char *text, size_t len, int nlits,
 	e->nlits = nlits;
 	e->template_len = s->tmpl.size;
 	e->template_text = scry__strndup(s->tmpl.ptr ? s->tmpl.ptr : "", s->tmpl.size);
-	if (!e->template_text || u64map_put(&s->stmt_map, h, (uint32_t)s->nstmts + 1))
+	if (!e->template_text || scry__u64map_put(&s->stmt_map, h, (uint32_t)s->nstmts + 1))
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	s->nstmts++;
 	*out = e;
@@ -783,9 +697,9 @@ static void drop_caches(scry_store *s)
 	for (size_t i = 0; i < s->nstmts; i++)
 		scry__free(s->stmts[i].template_text);
 	s->nstmts = s->npatterns = s->nsessions = 0;
-	u64map_free(&s->stmt_map);
-	u64map_free(&s->pattern_map);
-	u64map_free(&s->session_map);
+	scry__u64map_free(&s->stmt_map);
+	scry__u64map_free(&s->pattern_map);
+	scry__u64map_free(&s->session_map);
 	s->caches_loaded = false;
 }
 
@@ -1128,7 +1042,8 @@ int scry_store_run_find(scry_store *s, const char *label, int64_t *run_id, scry_
 	if (r == SQLITE_ROW)
 		return 0;
 	if (r == SQLITE_DONE)
-		return scry__fail(err, SCRY_ENOTFOUND, "no replay run labelled '%s' in %s; run `scry replay --label %s` first",
+		return scry__fail(err, SCRY_ENOTFOUND,
+		                  "no replay run labelled '%s' in %s; run `scry replay --label %s` first (or check the label)",
 		                  label, s->path, label);
 	return scry__store_fail(s, err, "finding a run");
 }

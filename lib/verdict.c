@@ -285,14 +285,8 @@ static int plan_walk(plan_info *pi, const jval *o, int depth)
 {
 	if (!o || o->type != J_OBJ || depth > 100)
 		return 0;
-	if (pi->n == pi->cap) {
-		size_t cap = pi->cap ? pi->cap * 2 : 16;
-		plan_node *nn = scry__realloc(pi->nodes, cap * sizeof *nn);
-		if (!nn)
-			return SCRY_ENOMEM;
-		pi->nodes = nn;
-		pi->cap = cap;
-	}
+	if (scry__array_grow((void **)&pi->nodes, &pi->cap, pi->n, sizeof *pi->nodes, 16))
+		return SCRY_ENOMEM;
 	pi->nodes[pi->n++] = (plan_node){ o, depth };
 	double loops = jnum(o, "Actual Loops");
 	pi->removed += (jnum(o, "Rows Removed by Filter") + jnum(o, "Rows Removed by Join Filter")) * (loops > 0 ? loops : 1);
@@ -575,14 +569,9 @@ static int load_samples(scry_store *store, int64_t run, sample_row **out, size_t
 	size_t cap = 0;
 	int r;
 	while ((r = sqlite3_step(q)) == SQLITE_ROW) {
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 4096;
-			sample_row *nr = scry__realloc(*out, cap * sizeof *nr);
-			if (!nr) {
-				sqlite3_finalize(q);
-				return scry__fail(err, SCRY_ENOMEM, "out of memory reading samples");
-			}
-			*out = nr;
+		if (scry__array_grow((void **)out, &cap, *n, sizeof **out, 4096)) {
+			sqlite3_finalize(q);
+			return scry__fail(err, SCRY_ENOMEM, "out of memory reading samples");
 		}
 		sample_row *s = &(*out)[(*n)++];
 		s->event = sqlite3_column_int64(q, 0);
@@ -613,14 +602,9 @@ static int load_patterns(scry_store *store, pat_row **out, size_t *n, scry_error
 	size_t cap = 0;
 	int r;
 	while ((r = sqlite3_step(q)) == SQLITE_ROW) {
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 256;
-			pat_row *np = scry__realloc(*out, cap * sizeof *np);
-			if (!np) {
-				sqlite3_finalize(q);
-				return scry__fail(err, SCRY_ENOMEM, "out of memory reading patterns");
-			}
-			*out = np;
+		if (scry__array_grow((void **)out, &cap, *n, sizeof **out, 256)) {
+			sqlite3_finalize(q);
+			return scry__fail(err, SCRY_ENOMEM, "out of memory reading patterns");
 		}
 		pat_row *p = &(*out)[(*n)++];
 		p->id = sqlite3_column_int64(q, 0);
@@ -953,7 +937,9 @@ static PGconn *connect_side(const char *conninfo, const scry_verdict_options *op
 {
 	PGconn *c = PQconnectdb(conninfo);
 	if (PQstatus(c) != CONNECTION_OK) {
-		vlog(opts, SCRY_LOG_WARNING, "cannot connect to the %s for plans: %s", side, PQerrorMessage(c));
+		char msg[300];
+		scry__pg_one_line(PQerrorMessage(c), msg, sizeof msg);
+		vlog(opts, SCRY_LOG_WARNING, "cannot connect to the %s for plans: %s", side, msg);
 		PQfinish(c);
 		return NULL;
 	}
@@ -969,7 +955,9 @@ static char *explain(PGconn *conn, const stored_exec *e, char **msg)
 {
 	*msg = NULL;
 	if (!exec_ok(conn, "BEGIN") || !exec_ok(conn, "SET LOCAL statement_timeout = '60s'")) {
-		*msg = scry__strdup(PQerrorMessage(conn));
+		char m[1024];
+		scry__pg_result_message(NULL, conn, m, sizeof m);
+		*msg = scry__strdup(m);
 		exec_ok(conn, "ROLLBACK");
 		return NULL;
 	}
@@ -978,8 +966,9 @@ static char *explain(PGconn *conn, const stored_exec *e, char **msg)
 	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0) {
 		json = scry__strdup(PQgetvalue(r, 0, 0));
 	} else {
-		const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-		*msg = scry__strdup(m ? m : PQerrorMessage(conn));
+		char m[1024];
+		scry__pg_result_message(r, conn, m, sizeof m);
+		*msg = scry__strdup(m);
 	}
 	PQclear(r);
 	exec_ok(conn, "ROLLBACK");
@@ -1053,8 +1042,9 @@ static void error_message(scry_store *store, scry_pattern_verdict *pv, PGconn *c
 		PGresult *r = run_exec(cc, "", &ex[i]);
 		ExecStatusType st = PQresultStatus(r);
 		if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && st != PGRES_EMPTY_QUERY) {
-			const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-			msg = scry__strdup(m ? m : PQerrorMessage(cc));
+			char m[1024];
+			scry__pg_result_message(r, cc, m, sizeof m);
+			msg = scry__strdup(m);
 		}
 		PQclear(r);
 		exec_ok(cc, "ROLLBACK");
@@ -1247,7 +1237,9 @@ static void best_index(scry_verdict *v, scry_store *store, scry_pattern_verdict 
 	int k1 = time_execs(cc, ex, n, BEST_ROUNDS, t);
 	bool created = k1 > 0 && exec_ok(cc, ddl.ptr);
 	if (!created) {
-		vlog(opts, SCRY_LOG_WARNING, "could not create %s: %s", ddl.ptr, PQerrorMessage(cc));
+		char m[1024];
+		scry__pg_result_message(NULL, cc, m, sizeof m);
+		vlog(opts, SCRY_LOG_WARNING, "could not create %s: %s", ddl.ptr, m);
 		goto fail;
 	}
 	int k2 = time_execs(cc, ex, n, BEST_ROUNDS, t + k1);
@@ -1393,14 +1385,8 @@ int scry_verdict_compute(scry_verdict **out, scry_store *store, const char *base
 		goto out;
 	}
 	if ((rc = scry_store_run_find(store, baseline, &v->baseline_run, err)) != 0 ||
-	    (rc = scry_store_run_find(store, candidate, &v->candidate_run, err)) != 0) {
-		if (rc == SCRY_ENOTFOUND && err)
-			snprintf(err->message, sizeof err->message,
-			         "no replay run labelled '%s' in %s; run 'scry replay --label %s' first (or check the label)",
-			         v->baseline_run ? candidate : baseline, scry_store_path(store),
-			         v->baseline_run ? candidate : baseline);
+	    (rc = scry_store_run_find(store, candidate, &v->candidate_run, err)) != 0)
 		goto out;
-	}
 	if (o.progress)
 		o.progress(o.progress_ctx, "verdict", 0, 3);
 	if ((rc = load_patterns(store, &pats, &npats, err)) != 0 ||

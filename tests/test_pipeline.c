@@ -232,6 +232,7 @@ START_TEST(empty_store_and_bad_target)
 	bad.version = 99;
 	ck_assert_int_eq(scry_pipeline_new(&p, st, target, &bad, &err), SCRY_EINVAL);
 	ck_assert_ptr_null(p);
+	ck_assert_msg(strstr(err.message, "scry_pipeline_options version 99") != NULL, "%s", err.message);
 	scry_store_free(st);
 }
 END_TEST

@@ -158,6 +158,10 @@ START_TEST(unreachable_and_uri)
 	ck_assert_int_eq(scry_shadow_new(&s, "host=127.0.0.1 port=1 dbname=x connect_timeout=2", NULL, &err),
 	                 SCRY_ECONNECT);
 	ck_assert_ptr_null(s);
+	/* Says where it tried and what to check, on one line. */
+	ck_assert_msg(strstr(err.message, "cannot connect to the target database at host 127.0.0.1 port 1") &&
+	              strstr(err.message, "Check that the server is running") && !strchr(err.message, '\n'),
+	              "%s", err.message);
 	char uri[300];
 	snprintf(uri, sizeof uri, "postgresql://postgres@127.0.0.1:%d/shop", cl.port);
 	ck_assert_int_eq(scry_shadow_new(&s, uri, NULL, &err), 0);
