@@ -163,11 +163,32 @@ static char *conninfo_with(const char *base, const char *host, const char *port,
 	return out;
 }
 
+/* libpq's last error on one line (it ends messages with a newline). */
+static const char *pg_error(PGconn *c)
+{
+	static char buf[512];
+	size_t n = 0;
+	for (const char *p = PQerrorMessage(c); *p && n < sizeof buf - 1; p++) {
+		bool space = *p == '\n' || *p == '\t' || *p == ' ';
+		if (space && (n == 0 || buf[n - 1] == ' '))
+			continue; /* fold newlines and tabs into single spaces */
+		buf[n++] = space ? ' ' : *p;
+	}
+	while (n && buf[n - 1] == ' ')
+		n--;
+	buf[n] = 0;
+	return buf;
+}
+
 static PGconn *db_connect(const char *conninfo, const char *what)
 {
 	PGconn *c = PQconnectdb(conninfo);
 	if (PQstatus(c) != CONNECTION_OK) {
-		cli_error("cannot connect to %s: %s", what, PQerrorMessage(c));
+		cli_error("cannot connect to %s: %s", what, pg_error(c));
+		if (getenv("SCRY_DEMO_DSN"))
+			fprintf(stderr, "Check $SCRY_DEMO_DSN (a libpq connection string or URI of a server "
+			                "where this user may CREATE DATABASE), or unset it to let the demo "
+			                "start its own cluster.\n");
 		PQfinish(c);
 		return NULL;
 	}
@@ -181,7 +202,7 @@ static bool db_exec(PGconn *c, const char *sql)
 	ExecStatusType st = PQresultStatus(r);
 	bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_EMPTY_QUERY;
 	if (!ok)
-		cli_error("SQL failed: %s\n  %.200s", PQerrorMessage(c), sql);
+		cli_error("SQL failed: %s\n  %.200s", pg_error(c), sql);
 	PQclear(r);
 	return ok;
 }
@@ -546,7 +567,7 @@ static long run_app_query(PGconn *c, const app_query *q, int qi, bool is_geo, lo
 		}
 		ExecStatusType st = PQresultStatus(r);
 		if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-			cli_error("the demo application's query failed: %s", PQerrorMessage(c));
+			cli_error("the demo application's query failed: %s", pg_error(c));
 			PQclear(r);
 			return -1;
 		}
