@@ -9,13 +9,18 @@
 #include <time.h>
 #include <unistd.h>
 
+static void verror(const char *fmt, va_list ap)
+{
+	fputs("scry: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 void cli_error(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	fputs("scry: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	verror(fmt, ap);
 	va_end(ap);
 }
 
@@ -31,9 +36,7 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	fputs("scry: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	verror(fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "Try 'scry %s --help'.\n", cmd);
 	return CLI_EXIT_USAGE;
