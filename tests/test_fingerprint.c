@@ -10,6 +10,7 @@
 #include "sqlcorpus.h"
 
 #include <check.h>
+#include "pgtest.h"
 #include <pg_query.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -631,12 +632,8 @@ int main(void)
 	tcase_add_test(tc, cli_agrees_on_corpus);
 	tcase_add_test(tc, format_and_parse);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_NOFORK); /* one process: leaks and crashes show up directly */
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int status = pgtest_run_suite(s, 0);
 	sqlcorpus_free(&corpus);
 	pg_query_exit(); /* frees libpg_query's per-thread memory context */
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return status;
 }

@@ -5,6 +5,7 @@
  * same every way.
  */
 #include <check.h>
+#include "pgtest.h"
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -737,9 +738,5 @@ int main(void)
 	tcase_add_test(tc, garbage_and_limits);
 	tcase_add_test(tc, random_bytes_never_crash);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return pgtest_run_suite(s, 1);
 }

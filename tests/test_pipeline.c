@@ -248,10 +248,5 @@ int main(void)
 	tcase_add_test(tc, cancel_drops_clones);
 	tcase_add_test(tc, empty_store_and_bad_target);
 	suite_add_tcase(su, tc);
-	SRunner *sr = srunner_create(su);
-	srunner_set_fork_status(sr, CK_NOFORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return pgtest_run_suite(su, 0);
 }

@@ -768,10 +768,7 @@ int main(void)
 	tcase_add_test(tc, fork_while_clients_disconnect);
 	tcase_add_test(tc, unix_socket_ssl_prefer_and_drops);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int status = pgtest_run_suite(s, 1);
 	pgtest_stop(&cluster);
-	return failed ? 1 : 0;
+	return status;
 }

@@ -189,9 +189,5 @@ int main(void)
 	tcase_add_test(tc, test_formats_agree);
 	tcase_add_test(tc, test_format_parse);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return pgtest_run_suite(s, 1);
 }

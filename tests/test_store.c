@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <check.h>
+#include "pgtest.h"
 #include <pg_query.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -638,12 +639,8 @@ int main(void)
 	tcase_add_test(tc, runs_samples_plans);
 	tcase_add_test(tc, repetitive_stream_is_compact);
 	suite_add_tcase(su, tc);
-	SRunner *sr = srunner_create(su);
-	srunner_set_fork_status(sr, CK_NOFORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int status = pgtest_run_suite(su, 0);
 	rmdir(dir);
 	pg_query_exit();
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return status;
 }

@@ -114,6 +114,17 @@ char *pgtest_query_value(const char *conninfo, const char *sql)
 	return v;
 }
 
+int pgtest_run_suite(Suite *suite, int fork)
+{
+	SRunner *sr = srunner_create(suite);
+	if (!fork)
+		srunner_set_fork_status(sr, CK_NOFORK);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
 const char *pgtest_cli(void)
 {
 	const char *p = getenv("SCRY_CLI");

@@ -9,6 +9,7 @@
 #ifndef SCRY_PGTEST_H
 #define SCRY_PGTEST_H
 
+#include <check.h>
 #include <libpq-fe.h>
 
 typedef struct pgtest_cluster {
@@ -39,6 +40,11 @@ char *pgtest_query_value(const char *conninfo, const char *sql);
 
 /* Runs a shell command (sh -c), returns its exit status (0..255, or -1). */
 int pgtest_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Runs a Check suite and frees the runner; returns EXIT_SUCCESS or
+ * EXIT_FAILURE for main(). `fork` false runs every test in this process
+ * (CK_NOFORK): shared fixtures, and leaks and crashes show up directly. */
+int pgtest_run_suite(Suite *suite, int fork);
 
 /* Path of the scry CLI built alongside the tests ($SCRY_CLI). */
 const char *pgtest_cli(void);
