@@ -52,6 +52,8 @@ bool cli_parse_long(const char *cmd, const char *opt, const char *value, long *o
 
 /* CLOCK_MONOTONIC in microseconds, for progress redraws and elapsed times. */
 int64_t cli_now_us(void);
+/* Many connections need many descriptors: raises the soft RLIMIT_NOFILE to the hard one. */
+void cli_raise_nofile(void);
 
 /*
  * Progress display on stderr: a one-line bar redrawn in place when stderr is

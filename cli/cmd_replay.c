@@ -51,16 +51,6 @@ static void on_log(void *ctx, scry_log_level level, const char *msg)
 		fprintf(stderr, "scry: %s\n", msg);
 }
 
-/* Many sessions at once need many descriptors: use what the hard limit allows. */
-static void raise_nofile(void)
-{
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-}
-
 int cmd_replay(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -151,7 +141,7 @@ int cmd_replay(int argc, char **argv)
 	if (!label || !*label)
 		return cli_usage_error("replay", "--label NAME is required (the name `scry diff` will use)");
 
-	raise_nofile();
+	cli_raise_nofile();
 	scry_store *store = NULL;
 	if (cli_open_store(cli_store_path(store_opt), true, &store))
 		return CLI_EXIT_ERROR;

@@ -138,4 +138,13 @@ SCRY_HIDDEN struct sqlite3 *scry__store_db(scry_store *store);
 /* Fills err from the store's last SQLite error. Returns SCRY_ESTORE. */
 SCRY_HIDDEN int scry__store_fail(scry_store *store, scry_error *err, const char *what);
 
+/*
+ * Secrets out of a statement text (lib/redact.c): in CREATE/ALTER
+ * ROLE|USER|GROUP ... PASSWORD, CREATE/ALTER USER MAPPING and CREATE/ALTER
+ * SUBSCRIPTION, every string literal becomes '<redacted>'. Returns 0 (text
+ * unchanged, *out NULL), 1 (*out: a new NUL-terminated text of *outlen
+ * bytes, freed with scry__free) or SCRY_ENOMEM.
+ */
+SCRY_HIDDEN int scry__redact_secrets(const char *text, size_t len, char **out, size_t *outlen);
+
 #endif

@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "proxy_tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
@@ -46,6 +48,7 @@
  * it at its END item, the last item that names it). */
 typedef struct sess_rec {
 	int64_t session_id;  /* 0 until added to the store */
+	unsigned gen;        /* the store generation session_id belongs to */
 	bool failed;         /* could not be added: its events are dropped */
 	char *database, *user, *application, *client;
 	int64_t started_us;
@@ -95,7 +98,10 @@ static void sess_free(sess_rec *s)
 /* ------------------------------------------------------------------ */
 
 enum { SIDE_CLIENT = 0, SIDE_SERVER = 1, TAG_LISTEN = 2, TAG_STOP = 3 };
-enum { C_CONNECTING, C_STARTUP, C_STREAM };
+/* Client side: startup packets (SSLRequest...), TLS handshake, the stream. */
+enum { C_STARTUP, C_TLS, C_STREAM };
+/* Server side: TCP connect, SSLRequest sent, TLS handshake, ready. */
+enum { UP_CONNECTING, UP_SSLREQ, UP_TLS, UP_READY };
 
 typedef struct endpoint {
 	int tag;              /* SIDE_*, TAG_LISTEN or TAG_STOP */
@@ -113,10 +119,17 @@ typedef struct conn {
 	endpoint ep[2];
 	int fd[2];
 	uint32_t evmask[2];
-	int state;
+	int state;            /* C_* */
+	int up;               /* UP_* */
 	bool closed;
+	bool direct_tls;      /* the client opened TLS without SSLRequest */
+	bool unrecorded;      /* filtered out or not sampled: stop decoding */
+	scry__tls *tls[2];    /* NULL: plain */
+	int tls_hs_want[2];   /* handshake in progress: what it waits for */
+	bool tls_read_wants_write[2], tls_write_wants_read[2];
+	char *up_err;         /* why the upstream connection failed */
 	bool server_eof;      /* close once the client has got everything */
-	bool upstream_failed; /* tell the client at its startup packet, then close */
+	bool upstream_failed; /* tell the client at its startup packet, then close (up_err) */
 	pending out[2];       /* bytes waiting to be written TO side i */
 	unsigned char startup[8];
 	size_t startup_have;
@@ -130,6 +143,13 @@ struct scry_proxy {
 	scry_store *store;
 	scry_proxy_options opts;
 	char *listen, *listen_unix, *upstream;
+	char up_host[256];    /* for verify-full and SNI */
+	int up_sslmode;       /* SCRY__SSL_* */
+	scry__tls_ctx *tls_server, *tls_client;
+	char **filter[3];     /* databases, users, applications: NULL-terminated, or NULL */
+	uint64_t rng;         /* session sampling (loop thread) */
+	uint64_t limit_count; /* events counted against max_events (loop thread) */
+	int stopping;         /* atomic: a stop was asked */
 	struct sockaddr_storage up_addr;
 	socklen_t up_len;
 	int listen_fd[2];     /* TCP, Unix; -1 when absent */
@@ -157,6 +177,16 @@ struct scry_proxy {
 	bool writer_waiting, writer_stop;
 	int first_rc;
 	scry_error first_err;
+	/* store rotation (scry_proxy_switch_store) and loss detection (writer) */
+	pthread_cond_t swap_cv;
+	scry_store *next_store, *prev_store;
+	bool swap_asked;
+	unsigned store_gen;
+	bool store_lost;      /* the file was deleted or replaced: events are lost */
+	bool have_ino;
+	dev_t st_dev;
+	ino_t st_ino;
+	int64_t last_check_us;
 
 	/* counters (atomic) */
 	uint64_t st_conns, st_active, st_failed, st_proto, st_captured, st_recorded, st_dropped, st_bin, st_bout;
@@ -171,11 +201,39 @@ struct scry_proxy {
 /* Decoder callbacks (loop thread)                                     */
 /* ------------------------------------------------------------------ */
 
+/* Is `v` in the comma-separated-turned-list `list` (NULL list: everything)? */
+static bool filter_match(char **list, const char *v)
+{
+	if (!list)
+		return true;
+	for (; *list; list++)
+		if (v && !strcmp(*list, v))
+			return true;
+	return false;
+}
+
+/* splitmix64: a session's sampling draw (loop thread only). */
+static double sample_draw(scry_proxy *p)
+{
+	uint64_t z = (p->rng += 0x9E3779B97F4A7C15ull);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	z ^= z >> 31;
+	return (double)(z >> 11) / 9007199254740992.0;
+}
+
 static void on_startup(void *ctx, const scry_pgwire_startup *su)
 {
 	conn *c = ctx;
-	if (c->sess)
+	scry_proxy *p = c->proxy;
+	if (c->sess || c->unrecorded)
 		return;
+	if (!filter_match(p->filter[0], su->database) || !filter_match(p->filter[1], su->user) ||
+	    !filter_match(p->filter[2], su->application) ||
+	    (p->opts.sample_rate > 0 && p->opts.sample_rate < 1 && sample_draw(p) >= p->opts.sample_rate)) {
+		c->unrecorded = true; /* the decoder is freed once this feed returns */
+		return;
+	}
 	sess_rec *s = scry__calloc(1, sizeof *s);
 	if (!s)
 		return;
@@ -191,12 +249,27 @@ static void on_event(void *ctx, const scry_event *ev)
 {
 	conn *c = ctx;
 	scry_proxy *p = c->proxy;
+	if (c->unrecorded)
+		return;
+	if (p->opts.max_events) {
+		if (p->limit_count >= p->opts.max_events)
+			return; /* past the limit: the proxy is stopping */
+		if (++p->limit_count == p->opts.max_events)
+			scry_proxy_stop(p);
+	}
 	STAT_ADD(p, st_captured, 1);
 	if (!c->sess || p->local.n >= p->opts.queue_events) {
 		STAT_ADD(p, st_dropped, 1);
 		return;
 	}
-	size_t qlen = ev->query_len;
+	char *redacted = NULL;
+	size_t rlen = 0;
+	if (scry__redact_secrets(ev->query, ev->query_len, &redacted, &rlen) < 0) {
+		STAT_ADD(p, st_dropped, 1); /* never record a secret unredacted */
+		return;
+	}
+	const char *qtext = redacted ? redacted : ev->query;
+	size_t qlen = redacted ? rlen : ev->query_len;
 	size_t mlen = ev->error_message ? strlen(ev->error_message) + 1 : 0;
 	size_t total = sizeof(qitem) + (size_t)ev->nparams * sizeof(scry_param) + qlen + 1 + mlen;
 	for (int i = 0; i < ev->nparams; i++)
@@ -204,6 +277,7 @@ static void on_event(void *ctx, const scry_event *ev)
 			total += (size_t)ev->params[i].length;
 	qitem *it = scry__malloc(total);
 	if (!it) {
+		scry__free(redacted);
 		STAT_ADD(p, st_dropped, 1);
 		return;
 	}
@@ -224,8 +298,10 @@ static void on_event(void *ctx, const scry_event *ev)
 		}
 	}
 	it->ev.params = ev->nparams ? params : NULL;
-	memcpy(w, ev->query, qlen);
+	memcpy(w, qtext, qlen);
 	w[qlen] = 0;
+	it->ev.query_len = qlen;
+	scry__free(redacted);
 	it->ev.query = w;
 	w += qlen + 1;
 	if (mlen) {
@@ -277,14 +353,32 @@ static void listeners_pause(scry_proxy *p, bool pause)
 	p->accept_paused = pause;
 }
 
+static uint32_t hs_mask(int want)
+{
+	return want == SCRY__TLS_WANT_WRITE ? EPOLLOUT : EPOLLIN;
+}
+
 static void update_events(scry_proxy *p, conn *c)
 {
 	uint32_t want[2];
-	bool connected = c->state != C_CONNECTING;
-	want[SIDE_CLIENT] = (connected && !c->out[SIDE_SERVER].len && !c->server_eof ? EPOLLIN : 0)
-	                    | (c->out[SIDE_CLIENT].len ? EPOLLOUT : 0);
-	want[SIDE_SERVER] = (connected && !c->out[SIDE_CLIENT].len && !c->server_eof ? EPOLLIN : 0)
-	                    | (!connected || c->out[SIDE_SERVER].len ? EPOLLOUT : 0);
+	/* The client is read once the upstream is ready (or known to have
+	 * failed: the client is then told why at its startup packet). */
+	bool go = c->up == UP_READY || c->upstream_failed;
+	if (c->state == C_TLS)
+		want[SIDE_CLIENT] = hs_mask(c->tls_hs_want[SIDE_CLIENT]);
+	else
+		want[SIDE_CLIENT] = (go && !c->out[SIDE_SERVER].len && !c->server_eof ? EPOLLIN : 0)
+		                    | (c->out[SIDE_CLIENT].len || c->tls_read_wants_write[SIDE_CLIENT] ? EPOLLOUT : 0)
+		                    | (c->tls_write_wants_read[SIDE_CLIENT] ? EPOLLIN : 0);
+	switch (c->up) {
+	case UP_CONNECTING: want[SIDE_SERVER] = EPOLLOUT; break;
+	case UP_SSLREQ: want[SIDE_SERVER] = EPOLLIN; break;
+	case UP_TLS: want[SIDE_SERVER] = hs_mask(c->tls_hs_want[SIDE_SERVER]); break;
+	default:
+		want[SIDE_SERVER] = (!c->out[SIDE_CLIENT].len && !c->server_eof ? EPOLLIN : 0)
+		                    | (c->out[SIDE_SERVER].len || c->tls_read_wants_write[SIDE_SERVER] ? EPOLLOUT : 0)
+		                    | (c->tls_write_wants_read[SIDE_SERVER] ? EPOLLIN : 0);
+	}
 	for (int i = 0; i < 2; i++) {
 		if (i == SIDE_SERVER && (c->server_eof || c->fd[i] < 0))
 			continue; /* not (or no longer) in the epoll set */
@@ -304,6 +398,8 @@ static void update_events(scry_proxy *p, conn *c)
  */
 static void conn_fd_close(scry_proxy *p, conn *c, int side)
 {
+	scry__tls_free(c->tls[side]);
+	c->tls[side] = NULL;
 	if (c->fd[side] < 0)
 		return;
 	epoll_ctl(p->epfd, EPOLL_CTL_DEL, c->fd[side], NULL);
@@ -321,6 +417,8 @@ static void conn_close(scry_proxy *p, conn *c)
 		scry__free(c->out[i].p);
 		c->out[i].p = NULL;
 	}
+	scry__free(c->up_err);
+	c->up_err = NULL;
 	scry_pgwire_free(c->dec);
 	c->dec = NULL;
 	if (c->sess) {
@@ -348,13 +446,36 @@ static void conn_close(scry_proxy *p, conn *c)
 		listeners_pause(p, false);
 }
 
-/* Sends a FATAL ErrorResponse (best effort) before closing a client. */
-static void send_fatal(int fd, const char *sqlstate, const char *msg)
+/* Reads from / writes to one side, through TLS when it is on. Like
+ * recv()/send(): -1 with EAGAIN when it must wait. */
+static ssize_t io_recv(conn *c, int side, void *buf, size_t n)
 {
-	char b[512];
+	if (!c->tls[side])
+		return recv(c->fd[side], buf, n, 0);
+	int want = 0;
+	ssize_t r = scry__tls_read(c->tls[side], buf, n, &want);
+	c->tls_read_wants_write[side] = r < 0 && errno == EAGAIN && want == SCRY__TLS_WANT_WRITE;
+	return r;
+}
+
+static ssize_t io_send(conn *c, int side, const void *buf, size_t n)
+{
+	if (!c->tls[side])
+		return send(c->fd[side], buf, n, MSG_NOSIGNAL);
+	int want = 0;
+	ssize_t r = scry__tls_write(c->tls[side], buf, n, &want);
+	c->tls_write_wants_read[side] = r < 0 && errno == EAGAIN && want == SCRY__TLS_WANT_READ;
+	return r;
+}
+
+/* Sends a FATAL ErrorResponse (best effort, through TLS when the client
+ * negotiated it) before closing a client. */
+static void send_fatal(conn *c, int fd, const char *sqlstate, const char *msg)
+{
+	char b[640];
 	size_t mlen = strlen(msg);
-	if (mlen > 400)
-		mlen = 400;
+	if (mlen > 560)
+		mlen = 560;
 	size_t n = 5;
 	memcpy(b + n, "SFATAL", 7), n += 7;
 	memcpy(b + n, "VFATAL", 7), n += 7;
@@ -367,7 +488,8 @@ static void send_fatal(int fd, const char *sqlstate, const char *msg)
 	b[0] = 'E';
 	uint32_t len = htonl((uint32_t)(n - 1));
 	memcpy(b + 1, &len, 4);
-	ssize_t rc = send(fd, b, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	ssize_t rc = c && c->tls[SIDE_CLIENT] && c->state != C_TLS ? io_send(c, SIDE_CLIENT, b, n)
+	                                                             : send(fd, b, n, MSG_NOSIGNAL | MSG_DONTWAIT);
 	(void)rc;
 }
 
@@ -378,7 +500,7 @@ static bool conn_send(scry_proxy *p, conn *c, int to, const char *data, size_t l
 	pending *o = &c->out[to];
 	if (!o->len) {
 		while (len) {
-			ssize_t w = send(c->fd[to], data, len, MSG_NOSIGNAL);
+			ssize_t w = io_send(c, to, data, len);
 			if (w > 0) {
 				data += w;
 				len -= (size_t)w;
@@ -421,7 +543,7 @@ static bool conn_flush(scry_proxy *p, conn *c, int to)
 {
 	pending *o = &c->out[to];
 	while (o->len) {
-		ssize_t w = send(c->fd[to], o->p + o->off, o->len, MSG_NOSIGNAL);
+		ssize_t w = io_send(c, to, o->p + o->off, o->len);
 		if (w > 0) {
 			o->off += (size_t)w;
 			o->len -= (size_t)w;
@@ -451,12 +573,64 @@ static void protocol_error(scry_proxy *p, conn *c, const scry_error *e)
 	plog(p, SCRY_LOG_WARNING, "client %s disconnected: %s", c->client, e->message);
 	char msg[600];
 	snprintf(msg, sizeof msg, "scry capture proxy: %s", e->message);
-	send_fatal(c->fd[SIDE_CLIENT], "08P01", msg);
+	send_fatal(c, c->fd[SIDE_CLIENT], "08P01", msg);
 	conn_close(p, c);
 }
 
-/* Client bytes: the startup phase answers SSL/GSS requests itself ('N');
- * everything else is decoded and forwarded. */
+/* Feeds the decoder; stops decoding a connection the filters left out. */
+static int decode(conn *c, int dir, const void *data, size_t len, scry_error *e)
+{
+	if (!c->dec)
+		return 0;
+	int rc = scry_pgwire_feed(c->dec, dir, data, len, c->proxy->now, e);
+	if (c->unrecorded) {
+		scry_pgwire_free(c->dec);
+		c->dec = NULL;
+		return 0;
+	}
+	return rc;
+}
+
+/* Drives the client's TLS handshake; once done, startup packets follow. */
+static void client_handshake(scry_proxy *p, conn *c)
+{
+	char why[256];
+	int rc = scry__tls_handshake(c->tls[SIDE_CLIENT], why, sizeof why);
+	if (rc == SCRY__TLS_ERROR) {
+		STAT_ADD(p, st_failed, 1);
+		plog(p, SCRY_LOG_WARNING, "client %s: TLS handshake failed: %s", c->client, why);
+		conn_close(p, c);
+		return;
+	}
+	if (rc != SCRY__TLS_DONE) {
+		c->tls_hs_want[SIDE_CLIENT] = rc;
+		return;
+	}
+	c->state = C_STARTUP;
+	c->startup_have = 0;
+	if (c->direct_tls && !scry__tls_alpn_postgresql(c->tls[SIDE_CLIENT])) {
+		/* As PostgreSQL 17: direct TLS must negotiate ALPN "postgresql". */
+		STAT_ADD(p, st_failed, 1);
+		send_fatal(c, c->fd[SIDE_CLIENT], "08P01",
+			"scry capture proxy: direct TLS connection without ALPN protocol \"postgresql\"");
+		conn_close(p, c);
+	}
+}
+
+static void client_start_tls(scry_proxy *p, conn *c, bool direct)
+{
+	c->tls[SIDE_CLIENT] = scry__tls_new(p->tls_server, c->fd[SIDE_CLIENT], true, NULL);
+	if (!c->tls[SIDE_CLIENT]) {
+		conn_close(p, c);
+		return;
+	}
+	c->direct_tls = direct;
+	c->state = C_TLS;
+	client_handshake(p, c);
+}
+
+/* Client bytes: the startup phase answers SSL/GSS requests itself ('S' with
+ * a certificate, else 'N'); everything else is decoded and forwarded. */
 static void from_client(scry_proxy *p, conn *c, const char *data, size_t len)
 {
 	scry_error e = SCRY_ERROR_INIT;
@@ -476,10 +650,27 @@ static void from_client(scry_proxy *p, conn *c, const char *data, size_t len)
 		mlen = ntohl(mlen);
 		code = ntohl(code);
 		if (mlen == 8 && (code == 80877103u || code == 80877104u)) {
-			/* No TLS/GSS encryption here: the client goes on in plain text. */
 			c->startup_have = 0;
-			if (c->dec && (scry_pgwire_feed(c->dec, SCRY_PGWIRE_FRONTEND, c->startup, 8, p->now, &e) ||
-			               scry_pgwire_feed(c->dec, SCRY_PGWIRE_BACKEND, "N", 1, p->now, &e))) {
+			if (c->tls[SIDE_CLIENT]) {
+				e = (scry_error)SCRY_ERROR_INIT;
+				scry__fail(&e, SCRY_EPROTOCOL, "SSLRequest/GSSENCRequest inside TLS");
+				protocol_error(p, c, &e);
+				return;
+			}
+			if (code == 80877103u && p->tls_server) {
+				/* TLS terminated here. The client sent nothing past its request
+				 * (reads are cut at 8 bytes before TLS): the handshake starts clean. */
+				if (send(c->fd[SIDE_CLIENT], "S", 1, MSG_NOSIGNAL) != 1) {
+					conn_close(p, c);
+					return;
+				}
+				STAT_ADD(p, st_bout, 1);
+				client_start_tls(p, c, false);
+				return;
+			}
+			/* No TLS (or GSS encryption) here: the client goes on in plain text. */
+			if (decode(c, SCRY_PGWIRE_FRONTEND, c->startup, 8, &e) ||
+			    decode(c, SCRY_PGWIRE_BACKEND, "N", 1, &e)) {
 				protocol_error(p, c, &e);
 				return;
 			}
@@ -492,12 +683,14 @@ static void from_client(scry_proxy *p, conn *c, const char *data, size_t len)
 		}
 		if (c->upstream_failed) {
 			STAT_ADD(p, st_failed, 1);
-			send_fatal(c->fd[SIDE_CLIENT], "08006", "scry capture proxy: cannot connect to the upstream server");
+			char msg[600];
+			snprintf(msg, sizeof msg, "scry capture proxy: %s", c->up_err ? c->up_err : "cannot connect to the upstream server");
+			send_fatal(c, c->fd[SIDE_CLIENT], "08006", msg);
 			conn_close(p, c);
 			return;
 		}
 		c->state = C_STREAM;
-		if (c->dec && scry_pgwire_feed(c->dec, SCRY_PGWIRE_FRONTEND, c->startup, 8, p->now, &e)) {
+		if (decode(c, SCRY_PGWIRE_FRONTEND, c->startup, 8, &e)) {
 			protocol_error(p, c, &e);
 			return;
 		}
@@ -506,7 +699,7 @@ static void from_client(scry_proxy *p, conn *c, const char *data, size_t len)
 	}
 	if (!len)
 		return;
-	if (c->dec && scry_pgwire_feed(c->dec, SCRY_PGWIRE_FRONTEND, data, len, p->now, &e)) {
+	if (decode(c, SCRY_PGWIRE_FRONTEND, data, len, &e)) {
 		protocol_error(p, c, &e);
 		return;
 	}
@@ -516,7 +709,7 @@ static void from_client(scry_proxy *p, conn *c, const char *data, size_t len)
 static void from_server(scry_proxy *p, conn *c, const char *data, size_t len)
 {
 	scry_error e = SCRY_ERROR_INIT;
-	if (c->dec && scry_pgwire_feed(c->dec, SCRY_PGWIRE_BACKEND, data, len, p->now, &e)) {
+	if (decode(c, SCRY_PGWIRE_BACKEND, data, len, &e)) {
 		/* Our decoder's problem, not the client's: keep forwarding. */
 		plog(p, SCRY_LOG_WARNING, "client %s: stopped recording this connection: %s", c->client, e.message);
 		STAT_ADD(p, st_proto, 1);
@@ -528,7 +721,31 @@ static void from_server(scry_proxy *p, conn *c, const char *data, size_t len)
 
 static void handle_read(scry_proxy *p, conn *c, int side)
 {
-	ssize_t n = recv(c->fd[side], p->rbuf, READ_CHUNK, 0);
+	size_t want = READ_CHUNK;
+	if (side == SIDE_CLIENT && c->state == C_STARTUP && !c->tls[SIDE_CLIENT]) {
+		if (!c->startup_have) {
+			/* A TLS ClientHello (record type 22) where a startup packet is
+			 * expected: direct TLS (PostgreSQL 17's sslnegotiation=direct). */
+			unsigned char b;
+			ssize_t k = recv(c->fd[SIDE_CLIENT], &b, 1, MSG_PEEK);
+			if (k == 1 && b == 0x16) {
+				if (!p->tls_server) {
+					STAT_ADD(p, st_failed, 1);
+					plog(p, SCRY_LOG_WARNING, "client %s: TLS connection refused: TLS is not configured", c->client);
+					send_fatal(c, c->fd[SIDE_CLIENT], "08P01",
+						"scry capture proxy: TLS is not configured on the proxy (start it with --tls-cert and --tls-key)");
+					conn_close(p, c);
+					return;
+				}
+				client_start_tls(p, c, true);
+				return;
+			}
+		}
+		/* Never read past a startup packet's header in plain text: bytes
+		 * after an SSLRequest belong to the TLS handshake. */
+		want = 8 - c->startup_have;
+	}
+	ssize_t n = io_recv(c, side, p->rbuf, want);
 	if (n > 0) {
 		if (side == SIDE_CLIENT)
 			from_client(p, c, p->rbuf, (size_t)n);
@@ -548,15 +765,100 @@ static void handle_read(scry_proxy *p, conn *c, int side)
 	conn_close(p, c);
 }
 
-/* The upstream is unreachable. The client hears it as a FATAL error in
- * answer to its startup packet (after an SSLRequest was answered 'N', as
- * usual): an error in answer to SSLRequest itself would reach the user as
- * "error during SSL exchange", without the reason. */
-static void upstream_failed(scry_proxy *p, conn *c)
+/* The upstream is unreachable or refused TLS. The client hears it as a
+ * FATAL error in answer to its startup packet (after its SSLRequest was
+ * answered as usual): an error in answer to SSLRequest itself would reach
+ * the user as "error during SSL exchange", without the reason. */
+static void upstream_failed(scry_proxy *p, conn *c, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void upstream_failed(scry_proxy *p, conn *c, const char *fmt, ...)
 {
+	char why[400];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof why, fmt, ap);
+	va_end(ap);
+	char msg[600];
+	snprintf(msg, sizeof msg, "cannot connect to the upstream server %s: %s", p->upstream, why);
+	plog(p, SCRY_LOG_ERROR, "client %s: %s", c->client, msg);
+	scry__free(c->up_err);
+	c->up_err = scry__strdup(msg);
 	conn_fd_close(p, c, SIDE_SERVER);
 	c->upstream_failed = true;
-	c->state = C_STARTUP;
+	c->up = UP_READY;
+}
+
+/* TCP is connected: ask for TLS, or go. */
+static void upstream_connected(scry_proxy *p, conn *c)
+{
+	if (!p->tls_client) {
+		c->up = UP_READY;
+		return;
+	}
+	static const unsigned char sslreq[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
+	if (send(c->fd[SIDE_SERVER], sslreq, 8, MSG_NOSIGNAL) != 8) {
+		upstream_failed(p, c, "cannot send SSLRequest: %s", strerror(errno));
+		return;
+	}
+	c->up = UP_SSLREQ;
+}
+
+static void upstream_handshake(scry_proxy *p, conn *c)
+{
+	char why[256];
+	int rc = scry__tls_handshake(c->tls[SIDE_SERVER], why, sizeof why);
+	if (rc == SCRY__TLS_ERROR)
+		upstream_failed(p, c, "TLS: %s", why);
+	else if (rc == SCRY__TLS_DONE)
+		c->up = UP_READY;
+	else
+		c->tls_hs_want[SIDE_SERVER] = rc;
+}
+
+/* Events on the server side before it is ready. */
+static void upstream_progress(scry_proxy *p, conn *c, uint32_t events)
+{
+	if (c->up == UP_CONNECTING) {
+		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+			return;
+		int soerr = 0;
+		socklen_t sl = sizeof soerr;
+		getsockopt(c->fd[SIDE_SERVER], SOL_SOCKET, SO_ERROR, &soerr, &sl);
+		if (soerr)
+			upstream_failed(p, c, "%s", strerror(soerr));
+		else
+			upstream_connected(p, c);
+		return;
+	}
+	if (c->up == UP_SSLREQ) {
+		unsigned char b;
+		ssize_t n = recv(c->fd[SIDE_SERVER], &b, 1, 0);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n != 1) {
+			upstream_failed(p, c, "the server closed the connection after SSLRequest%s%s",
+				n < 0 ? ": " : "", n < 0 ? strerror(errno) : "");
+			return;
+		}
+		if (b == 'N' && p->up_sslmode == SCRY__SSL_PREFER) {
+			c->up = UP_READY;
+			return;
+		}
+		if (b != 'S') {
+			upstream_failed(p, c, b == 'N' ? "the server does not accept TLS (--upstream-sslmode %s)"
+			                               : "unexpected answer to SSLRequest (--upstream-sslmode %s)",
+				p->opts.upstream_sslmode);
+			return;
+		}
+		c->tls[SIDE_SERVER] = scry__tls_new(p->tls_client, c->fd[SIDE_SERVER], false, p->up_host);
+		if (!c->tls[SIDE_SERVER]) {
+			upstream_failed(p, c, "out of memory");
+			return;
+		}
+		c->up = UP_TLS;
+	}
+	if (c->up == UP_TLS)
+		upstream_handshake(p, c);
 }
 
 static void set_nodelay(int fd)
@@ -583,7 +885,7 @@ static void accept_clients(scry_proxy *p, int lfd, bool is_unix)
 			return;
 		}
 		if (p->nconns >= p->opts.max_connections) {
-			send_fatal(fd, "53300", "scry capture proxy: too many connections");
+			send_fatal(NULL, fd, "53300", "scry capture proxy: too many connections");
 			close(fd);
 			STAT_ADD(p, st_failed, 1);
 			continue;
@@ -591,8 +893,8 @@ static void accept_clients(scry_proxy *p, int lfd, bool is_unix)
 		conn *c = scry__calloc(1, sizeof *c);
 		int sfd = socket(p->up_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (!c || sfd < 0) {
-			plog(p, SCRY_LOG_ERROR, "cannot open a connection to the upstream: %s", strerror(errno));
-			send_fatal(fd, "08006", "scry capture proxy: cannot open a connection to the upstream server");
+			plog(p, SCRY_LOG_ERROR, "cannot open a connection to the upstream %s: %s", p->upstream, strerror(errno));
+			send_fatal(NULL, fd, "08006", "scry capture proxy: cannot open a connection to the upstream server");
 			close(fd);
 			if (sfd >= 0)
 				close(sfd);
@@ -603,7 +905,8 @@ static void accept_clients(scry_proxy *p, int lfd, bool is_unix)
 		c->proxy = p;
 		c->fd[SIDE_CLIENT] = fd;
 		c->fd[SIDE_SERVER] = sfd;
-		c->state = C_CONNECTING;
+		c->state = C_STARTUP;
+		c->up = UP_CONNECTING;
 		if (is_unix) {
 			snprintf(c->client, sizeof c->client, "[local]");
 		} else {
@@ -635,18 +938,15 @@ static void accept_clients(scry_proxy *p, int lfd, bool is_unix)
 		p->nconns++;
 		STAT_ADD(p, st_conns, 1);
 		STAT_ADD(p, st_active, 1);
-		int rc = connect(sfd, (struct sockaddr *)&p->up_addr, p->up_len);
-		if (rc == 0)
-			c->state = C_STARTUP;
-		else if (errno != EINPROGRESS && errno != EAGAIN) {
-			plog(p, SCRY_LOG_ERROR, "cannot connect to the upstream %s: %s", p->upstream, strerror(errno));
-			upstream_failed(p, c);
-		}
 		for (int i = 0; i < 2; i++) {
 			struct epoll_event ev = { .events = 0, .data.ptr = &c->ep[i] };
-			if (c->fd[i] >= 0)
-				epoll_ctl(p->epfd, EPOLL_CTL_ADD, c->fd[i], &ev);
+			epoll_ctl(p->epfd, EPOLL_CTL_ADD, c->fd[i], &ev);
 		}
+		int rc = connect(sfd, (struct sockaddr *)&p->up_addr, p->up_len);
+		if (rc == 0)
+			upstream_connected(p, c);
+		else if (errno != EINPROGRESS && errno != EAGAIN)
+			upstream_failed(p, c, "%s", strerror(errno));
 		update_events(p, c);
 	}
 }
@@ -655,43 +955,57 @@ static void handle_conn_event(scry_proxy *p, conn *c, int side, uint32_t events)
 {
 	if (c->closed)
 		return;
-	if (side == SIDE_SERVER && c->state == C_CONNECTING) {
-		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
-			return;
-		int soerr = 0;
-		socklen_t sl = sizeof soerr;
-		getsockopt(c->fd[SIDE_SERVER], SOL_SOCKET, SO_ERROR, &soerr, &sl);
-		if (soerr) {
-			plog(p, SCRY_LOG_ERROR, "cannot connect to the upstream %s: %s", p->upstream, strerror(soerr));
-			upstream_failed(p, c);
-			update_events(p, c);
-			return;
+	if (side == SIDE_SERVER && c->up != UP_READY) {
+		upstream_progress(p, c, events);
+	} else if (side == SIDE_CLIENT && c->state == C_TLS) {
+		client_handshake(p, c);
+	} else {
+		if (events & EPOLLOUT) {
+			if (c->tls_read_wants_write[side])
+				handle_read(p, c, side);
+			if (c->closed || !conn_flush(p, c, side))
+				return;
+			if (side == SIDE_CLIENT && c->server_eof && !c->out[SIDE_CLIENT].len) {
+				conn_close(p, c);
+				return;
+			}
 		}
-		c->state = C_STARTUP;
-		update_events(p, c);
+		if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+			if (c->tls_write_wants_read[side] && !conn_flush(p, c, side))
+				return;
+			if (c->closed)
+				return;
+			if (c->evmask[side] & EPOLLIN)
+				handle_read(p, c, side);
+			else if ((events & (EPOLLHUP | EPOLLERR)) && !(events & EPOLLOUT))
+				conn_close(p, c);
+		}
+	}
+	if (c->closed)
 		return;
-	}
-	if (events & EPOLLOUT) {
-		if (!conn_flush(p, c, side))
-			return;
-		if (side == SIDE_CLIENT && c->server_eof && !c->out[SIDE_CLIENT].len) {
-			conn_close(p, c);
-			return;
+	update_events(p, c);
+	/* TLS may hold decrypted bytes the socket no longer signals: read them
+	 * while the side is readable (e.g. right after back-pressure ended). */
+	for (int s = 0; s < 2 && !c->closed; s++) {
+		int guard = 64;
+		while (!c->closed && c->tls[s] && (c->evmask[s] & EPOLLIN) && scry__tls_has_pending(c->tls[s]) &&
+		       (s == SIDE_SERVER ? c->up == UP_READY : c->state != C_TLS) && guard--) {
+			handle_read(p, c, s);
+			if (!c->closed)
+				update_events(p, c);
 		}
 	}
-	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-		if (c->evmask[side] & EPOLLIN)
-			handle_read(p, c, side);
-		else if ((events & (EPOLLHUP | EPOLLERR)) && !(events & EPOLLOUT))
-			conn_close(p, c);
-	}
-	if (!c->closed)
-		update_events(p, c);
 }
 
 static void *loop_main(void *arg)
 {
 	scry_proxy *p = arg;
+	/* OpenSSL writes with write(): a peer gone away must give EPIPE, not
+	 * kill the process. A blocked SIGPIPE stays pending on this thread. */
+	sigset_t pipe;
+	sigemptyset(&pipe);
+	sigaddset(&pipe, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe, NULL);
 	struct epoll_event evs[256];
 	bool stop = false;
 	while (!stop) {
@@ -772,6 +1086,17 @@ static void write_items(scry_proxy *p, qitem *it, scry_event *evs)
 		qitem *next = it->next;
 		sess_rec *s = it->sess;
 		if (it->type == ITEM_EVENT) {
+			if (s->gen != p->store_gen) { /* the store was rotated: add the session again */
+				s->gen = p->store_gen;
+				s->session_id = 0;
+				s->failed = false;
+			}
+			if (p->store_lost) {
+				STAT_ADD(p, st_dropped, 1);
+				scry__free(it);
+				it = next;
+				continue;
+			}
 			if (!s->session_id && !s->failed) {
 				scry_session_info info = { SCRY_SOURCE_PROXY, s->database, s->user, s->application, s->client,
 				                           s->started_us };
@@ -780,6 +1105,8 @@ static void write_items(scry_proxy *p, qitem *it, scry_event *evs)
 				if (rc) {
 					s->failed = true;
 					writer_fail(p, rc, &e, 0);
+					plog(p, SCRY_LOG_ERROR, "session of %s@%s from %s not recorded: its events are lost "
+					     "(counted in events_dropped)", s->user, s->database, s->client);
 				}
 			}
 			if (s->failed) {
@@ -806,7 +1133,7 @@ static void write_items(scry_proxy *p, qitem *it, scry_event *evs)
 				done = d->next;
 				scry__free(d);
 			}
-			if (s->session_id) {
+			if (s->session_id && s->gen == p->store_gen && !p->store_lost) {
 				scry_error e = SCRY_ERROR_INIT;
 				int rc = scry_store_session_end(p->store, s->session_id, it->end_us, &e);
 				if (rc)
@@ -825,14 +1152,48 @@ static void write_items(scry_proxy *p, qitem *it, scry_event *evs)
 	}
 }
 
+/* Remembers which file the store is, to notice it being deleted or replaced. */
+static void store_identify(scry_proxy *p)
+{
+	struct stat st;
+	const char *path = scry_store_path(p->store);
+	p->have_ino = path && *path && strcmp(path, ":memory:") && stat(path, &st) == 0;
+	if (p->have_ino) {
+		p->st_dev = st.st_dev;
+		p->st_ino = st.st_ino;
+	}
+	p->store_lost = false;
+}
+
+/* At most once a second (and at the end): is the store still the file at
+ * its path? Events written into a deleted or replaced file are lost. */
+static void store_check(scry_proxy *p, bool now)
+{
+	int64_t t = scry__monotonic_us();
+	if (!p->have_ino || p->store_lost || (!now && t - p->last_check_us < 1000000))
+		return;
+	p->last_check_us = t;
+	struct stat st;
+	const char *path = scry_store_path(p->store);
+	bool gone = stat(path, &st) != 0;
+	if (!gone && st.st_dev == p->st_dev && st.st_ino == p->st_ino)
+		return;
+	p->store_lost = true;
+	scry_error e = SCRY_ERROR_INIT;
+	int rc = scry__fail(&e, SCRY_EIO, "the store file %s was %s while recording; events from now on are lost "
+		"(restart the capture, or rotate with SIGHUP, to record into a new file)", path, gone ? "deleted" : "replaced");
+	writer_fail(p, rc, &e, 0);
+}
+
 static void *writer_main(void *arg)
 {
 	scry_proxy *p = arg;
 	scry_event *evs = scry__malloc(p->opts.batch_events * sizeof *evs);
 	pthread_mutex_lock(&p->mu);
+	store_identify(p);
 	for (;;) {
-		/* Wait for a full batch, a stop, or a short timeout with something queued. */
-		while (!p->writer_stop && p->q.n < p->opts.batch_events) {
+		/* Wait for a full batch, a stop, a rotation, or a short timeout with something queued. */
+		while (!p->writer_stop && !p->swap_asked && p->q.n < p->opts.batch_events) {
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
 			ts.tv_nsec += WRITER_WAIT_MS * 1000000L;
@@ -845,11 +1206,18 @@ static void *writer_main(void *arg)
 			p->writer_waiting = false;
 			if (rc == ETIMEDOUT && p->q.n)
 				break;
+			if (rc == ETIMEDOUT) {
+				pthread_mutex_unlock(&p->mu);
+				store_check(p, false);
+				pthread_mutex_lock(&p->mu);
+			}
 		}
 		qitem *items = p->q.head;
 		bool last = p->writer_stop;
+		bool swap = p->swap_asked;
 		p->q = (qlist){ 0 };
 		pthread_mutex_unlock(&p->mu);
+		store_check(p, last || swap);
 		if (items) {
 			if (!evs) /* retry: one failed allocation must not drop every later batch */
 				evs = scry__malloc(p->opts.batch_events * sizeof *evs);
@@ -867,6 +1235,15 @@ static void *writer_main(void *arg)
 			}
 		}
 		pthread_mutex_lock(&p->mu);
+		if (swap) { /* everything queued before the rotation is in the old store */
+			p->prev_store = p->store;
+			p->store = p->next_store;
+			p->next_store = NULL;
+			p->store_gen++;
+			store_identify(p);
+			p->swap_asked = false;
+			pthread_cond_broadcast(&p->swap_cv);
+		}
 		if (last && !p->q.head)
 			break;
 	}
@@ -992,6 +1369,70 @@ static int listen_unix(scry_proxy *p, scry_error *err)
 	return 0;
 }
 
+/* "a,b,c" -> a NULL-terminated list of copies (empty items ignored). */
+static int split_list(const char *s, char ***out, scry_error *err)
+{
+	size_t n = 1;
+	for (const char *q = s; *q; q++)
+		n += *q == ',';
+	char **l = scry__calloc(n + 1, sizeof *l);
+	if (!l)
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	size_t k = 0;
+	for (const char *q = s; *q;) {
+		size_t len = strcspn(q, ",");
+		if (len && !(l[k++] = scry__strndup(q, len))) {
+			*out = l;
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		}
+		q += len;
+		if (*q == ',')
+			q++;
+	}
+	*out = l;
+	if (!k)
+		return scry__fail(err, SCRY_EINVAL, "empty filter list '%s' (give comma-separated names)", s);
+	return 0;
+}
+
+static int setup_tls(scry_proxy *p, scry_error *err)
+{
+	const scry_proxy_options *o = &p->opts;
+	if ((o->tls_cert == NULL) != (o->tls_key == NULL))
+		return scry__fail(err, SCRY_EINVAL, "TLS to clients needs both a certificate (tls_cert) and its key (tls_key)");
+	int rc;
+	if (o->tls_cert && (rc = scry__tls_server_ctx(&p->tls_server, o->tls_cert, o->tls_key, err)) != 0)
+		return rc;
+	bool unix_up = p->up_addr.ss_family == AF_UNIX;
+	if (o->upstream_sslmode) {
+		p->up_sslmode = scry__tls_sslmode(o->upstream_sslmode);
+		if (p->up_sslmode < 0)
+			return scry__fail(err, SCRY_EINVAL,
+				"unknown upstream sslmode '%s' (disable, prefer, require, verify-ca or verify-full)", o->upstream_sslmode);
+		if (unix_up && p->up_sslmode >= SCRY__SSL_REQUIRE)
+			return scry__fail(err, SCRY_EINVAL,
+				"upstream sslmode %s needs a TCP upstream (HOST:PORT): there is no TLS on a Unix socket", o->upstream_sslmode);
+	} else {
+		p->up_sslmode = SCRY__SSL_PREFER; /* libpq's default */
+	}
+	if (unix_up)
+		p->up_sslmode = SCRY__SSL_DISABLE; /* as libpq: no TLS on Unix sockets */
+	static const char *const names[] = { "disable", "prefer", "require", "verify-ca", "verify-full" };
+	p->opts.upstream_sslmode = names[p->up_sslmode];
+	if (p->up_sslmode == SCRY__SSL_DISABLE) {
+		if (o->upstream_sslrootcert || o->upstream_sslcert || o->upstream_sslkey)
+			return scry__fail(err, SCRY_EINVAL, "upstream TLS files were given, but the upstream sslmode is disable");
+		return 0;
+	}
+	if (!unix_up) {
+		char port[16];
+		if (split_hostport(p->upstream, p->up_host, sizeof p->up_host, port, sizeof port))
+			p->up_host[0] = 0;
+	}
+	return scry__tls_client_ctx(&p->tls_client, p->up_sslmode, o->upstream_sslrootcert, o->upstream_sslcert,
+		o->upstream_sslkey, err);
+}
+
 void scry_proxy_options_init(scry_proxy_options *opts)
 {
 	if (opts)
@@ -1005,6 +1446,9 @@ int scry_proxy_new(scry_proxy **out, scry_store *store, const scry_proxy_options
 	*out = NULL;
 	if (!store || !opts)
 		return scry__fail(err, SCRY_EINVAL, "scry_proxy_new: a store and options (listen, upstream) are required");
+	int vrc = scry__check_version(err, "scry_proxy_options", opts->version, SCRY_PROXY_OPTIONS_VERSION);
+	if (vrc)
+		return vrc;
 	if (!opts->listen && !opts->listen_unix)
 		return scry__fail(err, SCRY_EINVAL, "the proxy needs an address to listen on (listen or listen_unix)");
 	if (!opts->upstream || !*opts->upstream)
@@ -1013,8 +1457,11 @@ int scry_proxy_new(scry_proxy **out, scry_store *store, const scry_proxy_options
 	if (!p)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	p->store = store;
-	p->opts = *opts;
+	/* Options of an older version end before the fields added since. */
+	memcpy(&p->opts, opts, opts->version >= 2 ? sizeof p->opts : offsetof(scry_proxy_options, tls_cert));
+	p->opts.version = SCRY_PROXY_OPTIONS_VERSION;
 	p->listen_fd[0] = p->listen_fd[1] = p->epfd = p->stopfd = -1;
+	p->rng = (uint64_t)scry__now_us() ^ ((uint64_t)getpid() << 32);
 	if (!p->opts.queue_events)
 		p->opts.queue_events = 65536;
 	if (!p->opts.batch_events)
@@ -1031,6 +1478,7 @@ int scry_proxy_new(scry_proxy **out, scry_store *store, const scry_proxy_options
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_cond_init(&p->cv, &ca);
+	pthread_cond_init(&p->swap_cv, &ca);
 	pthread_condattr_destroy(&ca);
 	p->listen = opts->listen ? scry__strdup(opts->listen) : NULL;
 	p->listen_unix = opts->listen_unix ? scry__strdup(opts->listen_unix) : NULL;
@@ -1043,6 +1491,17 @@ int scry_proxy_new(scry_proxy **out, scry_store *store, const scry_proxy_options
 	}
 	if ((rc = resolve_upstream(p, err)) != 0)
 		goto fail;
+	if ((rc = setup_tls(p, err)) != 0)
+		goto fail;
+	const char *flist[3] = { p->opts.databases, p->opts.users, p->opts.applications };
+	for (int i = 0; i < 3; i++)
+		if (flist[i] && (rc = split_list(flist[i], &p->filter[i], err)) != 0)
+			goto fail;
+	if (p->opts.sample_rate < 0 || p->opts.sample_rate > 1) {
+		rc = scry__fail(err, SCRY_EINVAL, "sample_rate %g is not between 0 and 1 (a fraction of sessions)",
+			p->opts.sample_rate);
+		goto fail;
+	}
 	if (p->listen && (rc = listen_tcp(p, err)) != 0)
 		goto fail;
 	if (p->listen_unix && (rc = listen_unix(p, err)) != 0)
@@ -1098,9 +1557,42 @@ void scry_proxy_stop(scry_proxy *p)
 {
 	if (!p || p->stopfd < 0)
 		return;
+	__atomic_store_n(&p->stopping, 1, __ATOMIC_RELAXED);
 	uint64_t one = 1;
 	ssize_t rc = write(p->stopfd, &one, sizeof one);
 	(void)rc;
+}
+
+int scry_proxy_stopping(const scry_proxy *p)
+{
+	return !p || __atomic_load_n(&p->stopping, __ATOMIC_RELAXED);
+}
+
+int scry_proxy_switch_store(scry_proxy *p, scry_store *next, scry_store **previous, scry_error *err)
+{
+	if (previous)
+		*previous = NULL;
+	if (!p || !next || !previous)
+		return scry__fail(err, SCRY_EINVAL, "scry_proxy_switch_store: proxy, next store and previous are required");
+	pthread_mutex_lock(&p->mu);
+	if (!p->started || p->waited) { /* no writer thread: the caller owns the store */
+		*previous = p->store;
+		p->store = next;
+		p->store_gen++;
+		pthread_mutex_unlock(&p->mu);
+		return 0;
+	}
+	while (p->swap_asked) /* another rotation in progress */
+		pthread_cond_wait(&p->swap_cv, &p->mu);
+	p->next_store = next;
+	p->swap_asked = true;
+	pthread_cond_signal(&p->cv);
+	while (p->swap_asked)
+		pthread_cond_wait(&p->swap_cv, &p->mu);
+	*previous = p->prev_store;
+	p->prev_store = NULL;
+	pthread_mutex_unlock(&p->mu);
+	return 0;
 }
 
 int scry_proxy_wait(scry_proxy *p, scry_error *err)
@@ -1157,6 +1649,14 @@ void scry_proxy_free(scry_proxy *p)
 		close(p->stopfd);
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->cv);
+	pthread_cond_destroy(&p->swap_cv);
+	scry__tls_ctx_free(p->tls_server);
+	scry__tls_ctx_free(p->tls_client);
+	for (int i = 0; i < 3; i++) {
+		for (char **f = p->filter[i]; f && *f; f++)
+			scry__free(*f);
+		scry__free(p->filter[i]);
+	}
 	scry__free(p->listen);
 	scry__free(p->listen_unix);
 	scry__free(p->upstream);

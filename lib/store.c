@@ -11,10 +11,12 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 /* ------------------------------------------------------------------ */
@@ -277,6 +279,13 @@ int scry_store_open(scry_store **out, const char *path, const scry_store_options
 	}
 	int flags = o.read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
 	flags |= SQLITE_OPEN_NOMUTEX; /* one thread per handle, by contract */
+	if (!exists && !o.read_only && strcmp(path, ":memory:") && *path) {
+		/* Query texts and parameters are the application's data: the store
+		 * is created 0600 (SQLite gives its -wal/-shm files the same mode). */
+		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			close(fd);
+	}
 	if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
 		rc = s->db ? scry__store_fail(s, err, "opening the store")
 		           : scry__fail(err, SCRY_ENOMEM, "out of memory opening %s", path);

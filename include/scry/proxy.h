@@ -13,10 +13,13 @@
  * decodes; one writer thread owns the store handle between
  * scry_proxy_start() and the end of scry_proxy_wait().
  *
- * TLS: the proxy does not terminate TLS. A client's SSLRequest (and
- * GSSENCRequest) is answered 'N', so libpq with sslmode=prefer (the default)
- * goes on in plain text, and sslmode=require fails with a clear error.
- * See docs/proxy.md.
+ * TLS: with tls_cert/tls_key the proxy terminates the clients' TLS (an
+ * SSLRequest is answered 'S'; a ClientHello as the first bytes, ALPN
+ * "postgresql", is direct TLS); without them SSLRequest is answered 'N'.
+ * GSSENCRequest is always answered 'N'. To the server the proxy opens its
+ * own TLS as upstream_sslmode says (libpq's sslmode values). SCRAM channel
+ * binding (SCRAM-SHA-256-PLUS) cannot pass a terminating proxy: clients
+ * use channel_binding=prefer or disable. See docs/proxy.md.
  *
  * Typical in-process use (e.g. a demo or a test):
  *
@@ -81,12 +84,41 @@ typedef struct scry_proxy_options {
 	/** Capacity of the event queue in bytes (texts and parameters
 	 *  included); 0 = 256 MiB. Bounds the proxy's memory. */
 	size_t queue_bytes;
+	/* ---- version 2 ---- */
+	/** PEM certificate chain (and its private key, tls_key) to terminate the
+	 *  clients' TLS; both NULL: no TLS to clients (SSLRequest answered 'N',
+	 *  a direct-TLS client gets an error saying TLS is not configured). */
+	const char *tls_cert;
+	const char *tls_key;      /**< PEM private key of tls_cert */
+	/** TLS to the upstream server, as libpq's sslmode: "disable", "prefer"
+	 *  (NULL: the default), "require" (encrypted, not verified), "verify-ca",
+	 *  "verify-full" (also the host name or address of `upstream`). Ignored
+	 *  (disable) for a Unix-socket upstream; require and above are then an error. */
+	const char *upstream_sslmode;
+	/** PEM root certificate(s) verifying the server (verify-ca/-full);
+	 *  NULL: the system's trusted roots. */
+	const char *upstream_sslrootcert;
+	const char *upstream_sslcert; /**< client certificate for the server, or NULL */
+	const char *upstream_sslkey;  /**< its private key, or NULL */
+	/** Record only sessions whose database / user / application_name (at
+	 *  startup) is in these comma-separated lists; NULL: any. Sessions left
+	 *  out are still forwarded, never decoded. */
+	const char *databases;
+	const char *users;            /**< see `databases` */
+	const char *applications;     /**< see `databases` */
+	/** Fraction of sessions recorded, drawn per session at its startup (a
+	 *  sampled session is recorded whole); 0 or 1: every session. */
+	double sample_rate;
+	/** Stop after this many events were captured (the proxy stops itself,
+	 *  as scry_proxy_stop(), and records nothing past the limit); 0: no limit. */
+	uint64_t max_events;
 } scry_proxy_options;
 
 /** Current version of scry_proxy_options. */
-#define SCRY_PROXY_OPTIONS_VERSION 1
+#define SCRY_PROXY_OPTIONS_VERSION 2
 /** Default options (listen and upstream must still be set). */
-#define SCRY_PROXY_OPTIONS_INIT { SCRY_PROXY_OPTIONS_VERSION, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, NULL, 0 }
+#define SCRY_PROXY_OPTIONS_INIT { SCRY_PROXY_OPTIONS_VERSION, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, NULL, 0, \
+	NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0.0, 0 }
 
 /** Fills `opts` with the defaults. */
 SCRY_API void scry_proxy_options_init(scry_proxy_options *opts);
@@ -132,6 +164,25 @@ SCRY_API void scry_proxy_stop(scry_proxy *proxy);
  * the thread that owns the proxy.
  */
 SCRY_API int scry_proxy_wait(scry_proxy *proxy, scry_error *err);
+
+/**
+ * Non-zero once the proxy was asked to stop: by scry_proxy_stop(), or by itself
+ * when max_events was reached (1; else 0). Thread safe; a caller waiting for the
+ * proxy to finish polls it, then calls scry_proxy_wait(). 1 for NULL.
+ */
+SCRY_API int scry_proxy_stopping(const scry_proxy *proxy);
+
+/**
+ * Rotation: the writer appends everything queued so far to the current
+ * store, then records into `next`; returns the previous store in
+ * *previous, which the caller now owns (and frees). Sessions still open
+ * are added again to `next` at their next event (in the previous store
+ * they have no end time). Blocks until the switch is done (one batch at
+ * most). Call from the thread that owns the proxy, never from its log
+ * callback. Returns 0 or SCRY_EINVAL.
+ */
+SCRY_API int scry_proxy_switch_store(scry_proxy *proxy, scry_store *next,
+	scry_store **previous, scry_error *err);
 
 /** Counters of a proxy. */
 typedef struct scry_proxy_stats {
