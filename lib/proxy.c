@@ -732,6 +732,10 @@ static void handle_read(scry_proxy *p, conn *c, int side)
 				if (!p->tls_server) {
 					STAT_ADD(p, st_failed, 1);
 					plog(p, SCRY_LOG_WARNING, "client %s: TLS connection refused: TLS is not configured", c->client);
+					/* Take what the client sent, so that closing sends FIN, not
+					 * an RST that could discard the error before it is read. */
+					while (recv(c->fd[SIDE_CLIENT], p->rbuf, READ_CHUNK, MSG_DONTWAIT) > 0)
+						;
 					send_fatal(c, c->fd[SIDE_CLIENT], "08P01",
 						"scry capture proxy: TLS is not configured on the proxy (start it with --tls-cert and --tls-key)");
 					conn_close(p, c);
