@@ -1069,14 +1069,49 @@ static void writer_fail(scry_proxy *p, int rc, const scry_error *e, size_t lost)
 	pthread_mutex_unlock(&p->mu);
 }
 
+/* Remembers which file the store is, to notice it being deleted or replaced. */
+static void store_identify(scry_proxy *p)
+{
+	struct stat st;
+	const char *path = scry_store_path(p->store);
+	p->have_ino = path && *path && strcmp(path, ":memory:") && stat(path, &st) == 0;
+	if (p->have_ino) {
+		p->st_dev = st.st_dev;
+		p->st_ino = st.st_ino;
+	}
+	p->store_lost = false;
+}
+
+/* At most once a second (and at the end): is the store still the file at
+ * its path? Events written into a deleted or replaced file are lost. */
+static void store_check(scry_proxy *p, bool now)
+{
+	int64_t t = scry__monotonic_us();
+	if (!p->have_ino || p->store_lost || (!now && t - p->last_check_us < 1000000))
+		return;
+	p->last_check_us = t;
+	struct stat st;
+	const char *path = scry_store_path(p->store);
+	bool gone = stat(path, &st) != 0;
+	if (!gone && st.st_dev == p->st_dev && st.st_ino == p->st_ino)
+		return;
+	p->store_lost = true;
+	scry_error e = SCRY_ERROR_INIT;
+	int rc = scry__fail(&e, SCRY_EIO, "the store file %s was %s while recording; events from now on are lost "
+		"(restart the capture, or rotate with SIGHUP, to record into a new file)", path, gone ? "deleted" : "replaced");
+	writer_fail(p, rc, &e, 0);
+}
+
 static void append_batch(scry_proxy *p, scry_event *evs, size_t *n)
 {
 	if (!*n)
 		return;
 	scry_error e = SCRY_ERROR_INIT;
 	int rc = scry_store_append(p->store, evs, *n, &e);
-	if (rc)
+	if (rc) {
+		store_check(p, true); /* a deleted file is the clearer reason */
 		writer_fail(p, rc, &e, *n);
+	}
 	else
 		STAT_ADD(p, st_recorded, *n);
 	*n = 0;
@@ -1154,39 +1189,6 @@ static void write_items(scry_proxy *p, qitem *it, scry_event *evs)
 		done = d->next;
 		scry__free(d);
 	}
-}
-
-/* Remembers which file the store is, to notice it being deleted or replaced. */
-static void store_identify(scry_proxy *p)
-{
-	struct stat st;
-	const char *path = scry_store_path(p->store);
-	p->have_ino = path && *path && strcmp(path, ":memory:") && stat(path, &st) == 0;
-	if (p->have_ino) {
-		p->st_dev = st.st_dev;
-		p->st_ino = st.st_ino;
-	}
-	p->store_lost = false;
-}
-
-/* At most once a second (and at the end): is the store still the file at
- * its path? Events written into a deleted or replaced file are lost. */
-static void store_check(scry_proxy *p, bool now)
-{
-	int64_t t = scry__monotonic_us();
-	if (!p->have_ino || p->store_lost || (!now && t - p->last_check_us < 1000000))
-		return;
-	p->last_check_us = t;
-	struct stat st;
-	const char *path = scry_store_path(p->store);
-	bool gone = stat(path, &st) != 0;
-	if (!gone && st.st_dev == p->st_dev && st.st_ino == p->st_ino)
-		return;
-	p->store_lost = true;
-	scry_error e = SCRY_ERROR_INIT;
-	int rc = scry__fail(&e, SCRY_EIO, "the store file %s was %s while recording; events from now on are lost "
-		"(restart the capture, or rotate with SIGHUP, to record into a new file)", path, gone ? "deleted" : "replaced");
-	writer_fail(p, rc, &e, 0);
 }
 
 static void *writer_main(void *arg)

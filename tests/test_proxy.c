@@ -26,6 +26,7 @@
 #include <scry/scry.h>
 
 #include "pgtest.h"
+#include "internal.h" /* scry__redact_secrets */
 
 static pgtest_cluster cluster;
 
@@ -739,6 +740,9 @@ START_TEST(upstream_down)
 	PGconn *c = PQconnectdb(ci);
 	ck_assert_int_eq(PQstatus(c), CONNECTION_BAD);
 	ck_assert_msg(strstr(PQerrorMessage(c), "cannot connect to the upstream server") != NULL, "%s", PQerrorMessage(c));
+	/* ...which one, and why. */
+	ck_assert_msg(strstr(PQerrorMessage(c), up) != NULL, "%s", PQerrorMessage(c));
+	ck_assert_msg(strstr(PQerrorMessage(c), "refused") != NULL, "%s", PQerrorMessage(c));
 	PQfinish(c);
 	scry_proxy_stop(p);
 	ck_assert_int_eq(scry_proxy_wait(p, &err), 0);
@@ -748,6 +752,308 @@ START_TEST(upstream_down)
 	ck_assert_uint_eq(stats.connections_active, 0);
 	scry_proxy_free(p);
 	scry_store_free(st);
+}
+END_TEST
+
+
+/* ------------------------------------------------------------------ */
+/* Production controls: filters, sampling, max_events, rotation         */
+/* ------------------------------------------------------------------ */
+
+static int64_t count_sql(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_stmt *st;
+	ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK, "%s", sqlite3_errmsg(db));
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	int64_t v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+static void run_as(px *x, const char *user, const char *app, int queries)
+{
+	char ci[400];
+	snprintf(ci, sizeof ci, "host=127.0.0.1 port=%d user=%s dbname=postgres application_name=%s", x->port, user, app);
+	PGconn *c = pgtest_connect(ci);
+	for (int i = 0; i < queries; i++)
+		PQclear(must(c, PQexec(c, "SELECT 1"), PGRES_TUPLES_OK));
+	PQfinish(c);
+}
+
+START_TEST(filters_and_sampling)
+{
+	pgtest_exec(cluster.conninfo, "DROP ROLE IF EXISTS other_user; CREATE ROLE other_user LOGIN");
+	px x;
+	scry_proxy_options o = SCRY_PROXY_OPTIONS_INIT;
+	o.databases = "postgres,unused";
+	o.users = "postgres";
+	o.applications = "keep,keep2";
+	px_start_opts(&x, &o);
+	run_as(&x, "postgres", "keep", 2);
+	run_as(&x, "postgres", "drop", 3);
+	run_as(&x, "other_user", "keep", 4);
+	run_as(&x, "postgres", "keep2", 1);
+	px_stop(&x);
+	ck_assert_uint_eq(x.stats.events_recorded, 3);
+	ck_assert_uint_eq(x.stats.events_dropped, 0);
+	ck_assert_int_eq(count_sql(x.store_path, "SELECT count(*) FROM sessions"), 2);
+	ck_assert_int_eq(count_sql(x.store_path, "SELECT count(*) FROM sessions WHERE application NOT IN ('keep','keep2')"), 0);
+	px_free(&x);
+
+	/* Sampling by session: about half of 40 sessions, each one whole. */
+	o = (scry_proxy_options)SCRY_PROXY_OPTIONS_INIT;
+	o.sample_rate = 0.5;
+	px_start_opts(&x, &o);
+	for (int i = 0; i < 40; i++)
+		run_as(&x, "postgres", "sampled", 3);
+	px_stop(&x);
+	int64_t sessions = count_sql(x.store_path, "SELECT count(*) FROM sessions");
+	ck_assert_msg(sessions >= 5 && sessions <= 35, "%lld of 40 sessions sampled at 0.5", (long long)sessions);
+	ck_assert_int_eq(count_sql(x.store_path, "SELECT count(*) FROM events"), sessions * 3);
+	ck_assert_int_eq(count_sql(x.store_path, "SELECT count(*) FROM sessions WHERE events != 3"), 0);
+	ck_assert_uint_eq(x.stats.events_dropped, 0);
+	px_free(&x);
+
+	/* Bad values are refused. */
+	scry_store *st;
+	ck_assert_int_eq(scry_store_open(&st, ":memory:", NULL, NULL), 0);
+	o = (scry_proxy_options)SCRY_PROXY_OPTIONS_INIT;
+	o.listen = "127.0.0.1:0";
+	o.upstream = "127.0.0.1:5432";
+	o.sample_rate = 1.5;
+	scry_proxy *p;
+	scry_error err = SCRY_ERROR_INIT;
+	ck_assert_int_eq(scry_proxy_new(&p, st, &o, &err), SCRY_EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.message, "sample_rate"));
+	o.sample_rate = 0;
+	o.users = ",";
+	ck_assert_int_eq(scry_proxy_new(&p, st, &o, &err), SCRY_EINVAL);
+	o.users = NULL;
+	o.upstream_sslmode = "sometimes";
+	ck_assert_int_eq(scry_proxy_new(&p, st, &o, &err), SCRY_EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.message, "verify-full"));
+	o.upstream_sslmode = "require";
+	o.upstream = "/tmp";
+	ck_assert_int_eq(scry_proxy_new(&p, st, &o, &err), SCRY_EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.message, "Unix socket"));
+	o.upstream = "127.0.0.1:5432";
+	o.tls_cert = "/nonexistent.crt";
+	ck_assert_int_eq(scry_proxy_new(&p, st, &o, &err), SCRY_EINVAL);
+	o.tls_key = "/nonexistent.key";
+	ck_assert_int_eq(scry_proxy_new(&p, st, &o, &err), SCRY_EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.message, "/nonexistent.crt"));
+	/* A version-1 caller (shorter struct) is still accepted. */
+	o = (scry_proxy_options)SCRY_PROXY_OPTIONS_INIT;
+	o.version = 1;
+	o.listen = "127.0.0.1:0";
+	o.upstream = "127.0.0.1:5432";
+	o.sample_rate = 7; /* beyond a version-1 struct: ignored */
+	ck_assert_msg(scry_proxy_new(&p, st, &o, &err) == 0, "%s", err.message);
+	scry_proxy_free(p);
+	scry_store_free(st);
+}
+END_TEST
+
+START_TEST(max_events_stops)
+{
+	px x;
+	scry_proxy_options o = SCRY_PROXY_OPTIONS_INIT;
+	o.max_events = 5;
+	px_start_opts(&x, &o);
+	ck_assert(!scry_proxy_stopping(x.proxy));
+	PGconn *c = pgtest_connect(x.conninfo);
+	int ok = 0;
+	for (int i = 0; i < 50; i++) {
+		PGresult *r = PQexec(c, "SELECT 1");
+		if (PQresultStatus(r) == PGRES_TUPLES_OK)
+			ok++;
+		PQclear(r);
+		if (PQstatus(c) != CONNECTION_OK)
+			break;
+		if (scry_proxy_stopping(x.proxy) && ok > 5)
+			break;
+	}
+	PQfinish(c);
+	ck_assert(scry_proxy_stopping(x.proxy));
+	ck_assert_int_ge(ok, 5);
+	px_stop(&x);
+	ck_assert_uint_eq(x.stats.events_recorded, 5);
+	ck_assert_uint_eq(x.stats.events_captured, 5);
+	ck_assert_uint_eq(x.stats.events_dropped, 0);
+	px_free(&x);
+}
+END_TEST
+
+START_TEST(switch_store_rotates)
+{
+	px x;
+	px_start(&x);
+	char ci[300];
+	snprintf(ci, sizeof ci, "%s application_name=long", x.conninfo);
+	PGconn *c = pgtest_connect(ci);
+	PQclear(must(c, PQexec(c, "SELECT 'before'"), PGRES_TUPLES_OK));
+	char path2[160];
+	snprintf(path2, sizeof path2, "%s/second.db", x.dir);
+	scry_store *s2, *prev = NULL;
+	scry_error err = SCRY_ERROR_INIT;
+	ck_assert_int_eq(scry_store_open(&s2, path2, NULL, &err), 0);
+	ck_assert_msg(scry_proxy_switch_store(x.proxy, s2, &prev, &err) == 0, "%s", err.message);
+	ck_assert_ptr_eq(prev, x.store);
+	scry_store_free(prev);
+	x.store = s2;
+	PQclear(must(c, PQexec(c, "SELECT 'after'"), PGRES_TUPLES_OK));
+	run_as(&x, "postgres", "later", 1);
+	PQfinish(c);
+	px_stop(&x);
+	ck_assert_uint_eq(x.stats.events_recorded, 3);
+	ck_assert_int_eq(count_sql(x.store_path, "SELECT count(*) FROM events"), 1);
+	ck_assert_int_eq(count_sql(path2, "SELECT count(*) FROM events"), 2);
+	/* The session open across the rotation is in both files. */
+	ck_assert_int_eq(count_sql(x.store_path, "SELECT count(*) FROM sessions WHERE application = 'long'"), 1);
+	ck_assert_int_eq(count_sql(path2, "SELECT count(*) FROM sessions WHERE application = 'long' AND ended_us IS NOT NULL"), 1);
+	ck_assert_int_eq(count_sql(path2, "SELECT count(*) FROM sessions WHERE application = 'later'"), 1);
+	px_free(&x);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Secrets and losses                                                  */
+/* ------------------------------------------------------------------ */
+
+START_TEST(secrets_redacted)
+{
+	px x;
+	px_start(&x);
+	PGconn *c = pgtest_connect(x.conninfo);
+	const char *sql[] = {
+		"CREATE ROLE redact_me PASSWORD 'Secret-Role-Pw-1'",
+		"ALTER ROLE redact_me WITH LOGIN PASSWORD E'Secret\\\\-Role-Pw-2'",
+		"ALTER USER redact_me PASSWORD $pw$Secret-Role-Pw-3$pw$ VALID UNTIL 'infinity'",
+		"CREATE FOREIGN DATA WRAPPER redact_fdw",
+		"CREATE SERVER redact_srv FOREIGN DATA WRAPPER redact_fdw",
+		"CREATE USER MAPPING FOR redact_me SERVER redact_srv OPTIONS (user 'u', password 'Secret-Map-Pw-4')",
+		"CREATE SUBSCRIPTION redact_sub CONNECTION 'host=nowhere password=Secret-Sub-Pw-5' "
+		"PUBLICATION p WITH (connect = false)",
+		"SELECT 'not a password' AS password",
+	};
+	for (size_t i = 0; i < sizeof sql / sizeof *sql; i++)
+		PQclear(must(c, PQexec(c, sql[i]), i == 7 ? PGRES_TUPLES_OK : PGRES_COMMAND_OK));
+	pgtest_exec(x.conninfo, "ALTER SUBSCRIPTION redact_sub SET (slot_name = NONE); DROP SUBSCRIPTION redact_sub;"
+	                        "DROP USER MAPPING FOR redact_me SERVER redact_srv; DROP SERVER redact_srv;"
+	                        "DROP FOREIGN DATA WRAPPER redact_fdw; DROP ROLE redact_me");
+	PQfinish(c);
+	px_stop(&x);
+	lines l = events_of(&x, NULL);
+	ck_assert_int_ge(l.n, 8);
+	ck_assert_str_eq(l.v[0], "S|CREATE ROLE redact_me PASSWORD '<redacted>'||-1|");
+	ck_assert_str_eq(l.v[1], "S|ALTER ROLE redact_me WITH LOGIN PASSWORD E'<redacted>'||-1|");
+	ck_assert_str_eq(l.v[2], "S|ALTER USER redact_me PASSWORD '<redacted>' VALID UNTIL '<redacted>'||-1|");
+	ck_assert_str_eq(l.v[5], "S|CREATE USER MAPPING FOR redact_me SERVER redact_srv OPTIONS (user '<redacted>', "
+	                         "password '<redacted>')||-1|");
+	ck_assert_str_eq(l.v[6], "S|CREATE SUBSCRIPTION redact_sub CONNECTION '<redacted>' PUBLICATION p "
+	                         "WITH (connect = false)||-1|");
+	ck_assert_str_eq(l.v[7], "S|SELECT 'not a password' AS password||1|");
+	lines_free(&l);
+	scry_store_free(x.store);
+	x.store = NULL;
+	char path[200];
+	const char *suffixes[] = { "", "-wal", "-shm" };
+	for (int i = 0; i < 3; i++) {
+		snprintf(path, sizeof path, "%s%s", x.store_path, suffixes[i]);
+		ck_assert_msg(!file_contains(path, "Secret-"), "a secret is in %s", path);
+	}
+	struct stat stt;
+	ck_assert_int_eq(stat(x.store_path, &stt), 0);
+	ck_assert_int_eq(stt.st_mode & 0777, 0600);
+	px_free(&x);
+}
+END_TEST
+
+
+/* The redaction on its own: what is a literal, what is left alone. */
+START_TEST(redact_cases)
+{
+	static const struct { const char *in, *out; } cases[] = {
+		{ "create role a password 'x''y'", "create role a password '<redacted>'" },
+		{ "/* it's */ ALTER ROLE \"Pa'ss\" PASSWORD 'p' -- 'c'", "/* it's */ ALTER ROLE \"Pa'ss\" PASSWORD '<redacted>' -- 'c'" },
+		{ "ALTER ROLE a PASSWORD e'a\\'b'", "ALTER ROLE a PASSWORD e'<redacted>'" },
+		{ "CREATE ROLE a PASSWORD 'unterminated", "CREATE ROLE a PASSWORD '<redacted>'" },
+		{ "alter subscription s connection $$host=h password=p$$", "alter subscription s connection '<redacted>'" },
+		{ "ALTER USER MAPPING FOR u SERVER s OPTIONS (SET password 'p')",
+		  "ALTER USER MAPPING FOR u SERVER s OPTIONS (SET password '<redacted>')" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		char *out;
+		size_t n;
+		ck_assert_int_eq(scry__redact_secrets(cases[i].in, strlen(cases[i].in), &out, &n), 1);
+		ck_assert_str_eq(out, cases[i].out);
+		ck_assert_uint_eq(n, strlen(out));
+		scry__free(out);
+	}
+	static const char *const untouched[] = {
+		"SELECT 'password' FROM t", "ALTER ROLE a VALID UNTIL '2030-01-01'", "ALTER ROLE a SET search_path = 'x'",
+		"CREATE TABLE password (a text DEFAULT 'x')", "INSERT INTO subscription VALUES ('x')", "",
+	};
+	for (size_t i = 0; i < sizeof untouched / sizeof *untouched; i++) {
+		char *out = (char *)1;
+		size_t n;
+		ck_assert_int_eq(scry__redact_secrets(untouched[i], strlen(untouched[i]), &out, &n), 0);
+		ck_assert_ptr_null(out);
+	}
+}
+END_TEST
+
+START_TEST(failed_session_insert_counts_losses)
+{
+	px x;
+	px_start(&x);
+	/* The store refuses one application's session row. */
+	sqlite3 *db;
+	ck_assert_int_eq(sqlite3_open(x.store_path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, "CREATE TRIGGER refuse BEFORE INSERT ON sessions WHEN NEW.application = 'doomed' "
+	                                  "BEGIN SELECT RAISE(ABORT, 'refused by test'); END", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	run_as(&x, "postgres", "doomed", 3);
+	run_as(&x, "postgres", "fine", 1);
+	scry_error err = SCRY_ERROR_INIT;
+	scry_proxy_stop(x.proxy);
+	ck_assert_int_ne(scry_proxy_wait(x.proxy, &err), 0);
+	ck_assert_ptr_nonnull(strstr(err.message, "refused by test"));
+	scry_proxy_stats_get(x.proxy, &x.stats);
+	scry_proxy_free(x.proxy);
+	ck_assert_uint_eq(x.stats.events_captured, 4);
+	ck_assert_uint_eq(x.stats.events_dropped, 3);
+	ck_assert_uint_eq(x.stats.events_recorded, 1);
+	px_free(&x);
+}
+END_TEST
+
+START_TEST(store_deleted_is_detected)
+{
+	px x;
+	px_start(&x);
+	run_as(&x, "postgres", "first", 1);
+	ck_assert_int_eq(unlink(x.store_path), 0);
+	/* The writer checks the file at least once a second. */
+	PGconn *c = pgtest_connect(x.conninfo);
+	for (int i = 0; i < 30; i++) {
+		PQclear(must(c, PQexec(c, "SELECT 1"), PGRES_TUPLES_OK));
+		usleep(100000);
+	}
+	PQfinish(c);
+	scry_error err = SCRY_ERROR_INIT;
+	scry_proxy_stop(x.proxy);
+	ck_assert_int_ne(scry_proxy_wait(x.proxy, &err), 0);
+	ck_assert_msg(strstr(err.message, "was deleted while recording") != NULL, "%s", err.message);
+	scry_proxy_stats_get(x.proxy, &x.stats);
+	scry_proxy_free(x.proxy);
+	ck_assert_uint_eq(x.stats.events_captured, 31);
+	ck_assert_uint_ge(x.stats.events_dropped, 1);
+	ck_assert_uint_eq(x.stats.events_recorded + x.stats.events_dropped, 31);
+	px_free(&x);
 }
 END_TEST
 
@@ -767,6 +1073,13 @@ int main(void)
 	tcase_add_test(tc, garbage_client_disconnected_others_go_on);
 	tcase_add_test(tc, fork_while_clients_disconnect);
 	tcase_add_test(tc, unix_socket_ssl_prefer_and_drops);
+	tcase_add_test(tc, filters_and_sampling);
+	tcase_add_test(tc, max_events_stops);
+	tcase_add_test(tc, switch_store_rotates);
+	tcase_add_test(tc, secrets_redacted);
+	tcase_add_test(tc, redact_cases);
+	tcase_add_test(tc, failed_session_insert_counts_losses);
+	tcase_add_test(tc, store_deleted_is_detected);
 	suite_add_tcase(s, tc);
 	int status = pgtest_run_suite(s, 1);
 	pgtest_stop(&cluster);
