@@ -24,6 +24,7 @@ typedef int (*cli_command_fn)(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_fingerprint(int argc, char **argv);
 int cmd_workload(int argc, char **argv);
+int cmd_workload_merge(int argc, char **argv); /* argv[0] = "merge" */
 int cmd_capture_proxy(int argc, char **argv);
 int cmd_capture_log(int argc, char **argv);
 int cmd_replay(int argc, char **argv);

@@ -135,6 +135,9 @@ SCRY_HIDDEN int scry__pack_params(scry_buf *b, const scry_param *params, int n);
  */
 struct sqlite3;
 SCRY_HIDDEN struct sqlite3 *scry__store_db(scry_store *store);
+/* Drops the store handle's statement and pattern caches (reloaded on the
+ * next append), after SQL changed those tables behind them (merge). */
+SCRY_HIDDEN void scry__store_forget_caches(scry_store *store);
 /* Fills err from the store's last SQLite error. Returns SCRY_ESTORE. */
 SCRY_HIDDEN int scry__store_fail(scry_store *store, scry_error *err, const char *what);
 

@@ -340,6 +340,17 @@ void scry_store_free(scry_store *s)
 	scry__free(s);
 }
 
+void scry__store_forget_caches(scry_store *s)
+{
+	for (size_t i = 0; i < s->nstmts; i++)
+		scry__free(s->stmts[i].template_text);
+	s->nstmts = 0;
+	s->npatterns = 0;
+	scry__u64map_free(&s->stmt_map);
+	scry__u64map_free(&s->pattern_map);
+	s->caches_loaded = false;
+}
+
 static sqlite3_stmt *prepared(scry_store *s, int which)
 {
 	if (!s->q[which] && sqlite3_prepare_v3(s->db, query_sql[which], -1, SQLITE_PREPARE_PERSISTENT,

@@ -78,6 +78,19 @@ next=$(ls "$work/rot" | grep -E '^scry-[0-9]{8}-[0-9]{6}(-[0-9]+)?\.db$' | head 
 grep -q "\"rotations\":1" "$work/rot.out" || fail "summary: $(cat "$work/rot.out")"
 grep -q "$next" "$work/rot.out" || fail "summary does not name the last store: $(cat "$work/rot.out")"
 
+# A fleet: the stores of these proxies merged into one; sessions apart,
+# the shared pattern (SELECT $1) counted once with every execution.
+"$SCRY_CLI" workload merge "$work/fleet.db" "$work/max.db" "$work/dur.db" "$work/rot/first.db" "$work/rot/$next" \
+  --json >"$work/merge.out" || fail "workload merge: $(cat "$work/merge.out")"
+grep -q '"inputs_merged":4' "$work/merge.out" && grep -q '"events":6' "$work/merge.out" || fail "merge: $(cat "$work/merge.out")"
+sess_in=0
+for f in "$work/max.db" "$work/dur.db" "$work/rot/first.db" "$work/rot/$next"; do
+  sess_in=$((sess_in + $(sqlite3 "$f" "SELECT count(*) FROM sessions")))
+done
+[ "$(sqlite3 "$work/fleet.db" "SELECT count(*) FROM sessions")" = "$sess_in" ] || fail "merged sessions are not kept apart"
+[ "$(sqlite3 "$work/fleet.db" "SELECT count FROM patterns WHERE normalized = 'SELECT \$1'")" = 6 ] \
+  || fail "merged pattern count: $(sqlite3 "$work/fleet.db" "SELECT normalized, count FROM patterns")"
+
 # A store deleted while recording: reported when noticed, exit status 1.
 start_proxy del --store "$work/del.db"
 q -c "SELECT 'before delete'" >/dev/null

@@ -309,6 +309,20 @@ SCRY_API int scry_store_plan_put(scry_store *store, int64_t run_id,
 SCRY_API int scry_store_plan_get(scry_store *store, int64_t run_id,
 	uint64_t fingerprint, scry_buf *out, scry_error *err);
 
+/**
+ * Fleets: appends the workload of the store file `in_path` (another proxy's
+ * capture, a log import) to `store`. Patterns and statements are
+ * deduplicated (a pattern's counts and timings are summed, its first/last
+ * times widened); sessions and their events are copied as new sessions,
+ * never joined with existing ones. Replay runs, samples and plans of the
+ * input are not copied (they describe its own replays). One transaction:
+ * on error nothing is merged. `in_path` must be an existing store and not
+ * the file of `store`. Optional outputs: sessions and events added.
+ * Returns 0, SCRY_ENOTFOUND, SCRY_EINVAL, SCRY_ECORRUPT or SCRY_ESTORE.
+ */
+SCRY_API int scry_store_merge(scry_store *store, const char *in_path,
+	int64_t *sessions_added, int64_t *events_added, scry_error *err);
+
 #ifdef __cplusplus
 }
 #endif
