@@ -15,7 +15,11 @@
 #
 # Environment: RUNS (5), DURATION (10), CLIENTS (8), SCALE (10), MODE (simple),
 # SOAK (0: seconds of an extra full-load run through the proxy alone, sampling
-# its RSS every 10 s; 300 for the 5-minute memory check).
+# its RSS every 10 s; 300 for the 5-minute memory check), TLS (0; 1: TLS both
+# ways: the server runs with ssl=on, every client connects with
+# sslmode=require, pgbouncer terminates it with client_tls_* and reconnects
+# with server_tls_sslmode=require, the proxy with --tls-cert/--tls-key and
+# --upstream-sslmode require; certificates are made with the openssl CLI).
 set -euo pipefail
 build=${1:-build}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,6 +30,7 @@ CLIENTS=${CLIENTS:-8}
 SCALE=${SCALE:-10}
 MODE=${MODE:-simple}
 SOAK=${SOAK:-0}
+TLS=${TLS:-0}
 command -v pgbouncer >/dev/null || command -v /usr/sbin/pgbouncer >/dev/null ||
   { echo "pgbouncer not found: apt-get install pgbouncer (make bench-deps)" >&2; exit 1; }
 PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
@@ -44,9 +49,24 @@ trap cleanup EXIT
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 as_user() { if [ "$(id -u)" = 0 ]; then runuser -u nobody -- "$@"; else "$@"; fi; }
 
-echo "# starting PostgreSQL, pgbouncer and the scry proxy in $work" >&2
-pgport=$(bash "$here/tests/harness/pgcluster.sh" start "$work/pg")
-direct="host=127.0.0.1 port=$pgport user=postgres dbname=postgres"
+echo "# starting PostgreSQL, pgbouncer and the scry proxy in $work (TLS=$TLS)" >&2
+sslc=
+pgconf=
+if [ "$TLS" = 1 ]; then
+  # One self-signed certificate for the server, pgbouncer and the proxy
+  # (clients use sslmode=require: encrypted, not verified, on both sides).
+  mkdir -p "$work/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=localhost" \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$work/tls/key.pem" -out "$work/tls/cert.pem" 2>/dev/null
+  chmod 600 "$work/tls/key.pem"; chmod 755 "$work/tls"
+  [ "$(id -u)" = 0 ] && chown nobody "$work/tls/key.pem" "$work/tls/cert.pem"
+  printf "ssl = on\nssl_cert_file = '%s'\nssl_key_file = '%s'\n" "$work/tls/cert.pem" "$work/tls/key.pem" >"$work/ssl.conf"
+  pgconf=$work/ssl.conf
+  sslc=" sslmode=require"
+fi
+pgport=$(bash "$here/tests/harness/pgcluster.sh" start "$work/pg" $pgconf)
+direct="host=127.0.0.1 port=$pgport user=postgres dbname=postgres$sslc"
 pgbench -q -i -s "$SCALE" "$direct" >/dev/null 2>&1
 
 # pgbouncer, session pooling, trust auth (the user must still be in auth_file).
@@ -67,21 +87,33 @@ default_pool_size = 50
 logfile = $work/bouncer/pgbouncer.log
 pidfile = $work/bouncer/pgbouncer.pid
 EOF
+if [ "$TLS" = 1 ]; then
+  printf 'client_tls_sslmode = require\nclient_tls_key_file = %s\nclient_tls_cert_file = %s\nserver_tls_sslmode = require\n' \
+    "$work/tls/key.pem" "$work/tls/cert.pem" >>"$work/bouncer/pgbouncer.ini"
+fi
 echo '"postgres" ""' >"$work/bouncer/userlist.txt"
 [ "$(id -u)" = 0 ] && chown -R nobody "$work/bouncer"
 as_user "$PGBOUNCER" -d -q "$work/bouncer/pgbouncer.ini"
 for _ in $(seq 1 50); do [ -s "$work/bouncer/pgbouncer.pid" ] && break; sleep 0.1; done
 bouncer_pid=$(cat "$work/bouncer/pgbouncer.pid")
-bouncer="host=127.0.0.1 port=$bport user=postgres dbname=postgres"
+bouncer="host=127.0.0.1 port=$bport user=postgres dbname=postgres$sslc"
 
 # The capture proxy, recording into a store.
 sport=$(free_port)
-"$scry" capture proxy --listen "127.0.0.1:$sport" --upstream "127.0.0.1:$pgport" \
+tls_args=()
+if [ "$TLS" = 1 ]; then
+  tls_args=(--tls-cert "$work/tls/cert.pem" --tls-key "$work/tls/key.pem" --upstream-sslmode require)
+fi
+"$scry" capture proxy --listen "127.0.0.1:$sport" --upstream "127.0.0.1:$pgport" "${tls_args[@]}" \
   --store "$work/bench.db" --json >"$work/scry.json" 2>"$work/scry.err" &
 scry_pid=$!
-proxy="host=127.0.0.1 port=$sport user=postgres dbname=postgres"
+proxy="host=127.0.0.1 port=$sport user=postgres dbname=postgres$sslc"
 for c in "$bouncer" "$proxy"; do
   for _ in $(seq 1 50); do psql -X -q "$c" -c "SELECT 1" >/dev/null 2>&1 && break; sleep 0.2; done
+  if [ "$TLS" = 1 ]; then # every leg must really be TLS, or the comparison is void
+    ssl=$(psql -X -qAt "$c" -c "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") || ssl=
+    [ "$ssl" = t ] || { echo "bench: the server leg of '$c' is not TLS" >&2; exit 1; }
+  fi
 done
 
 # pgbench output -> "tps latency_ms transactions"
@@ -142,13 +174,13 @@ added() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", (a - b) * 1000}'; }
 
 cat <<EOF
 
-pgbench -S -M $MODE, scale $SCALE, TCP loopback, $RUNS rounds x ${DURATION}s, medians ($(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg))
+pgbench -S -M $MODE, scale $SCALE, TCP loopback$([ "$TLS" = 1 ] && echo ", TLS client->proxy and proxy->server (sslmode=require)"), $RUNS rounds x ${DURATION}s, medians ($(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg))
 
 | target | TPS, $CLIENTS clients | vs direct | latency, 1 client | added latency per query |
 |---|---|---|---|---|
 | direct | $d_tps | 1.00 | $d_lat ms | - |
-| pgbouncer (session) | $b_tps | $(ratio "$b_tps" "$d_tps") | $b_lat ms | $(added "$b_lat" "$d_lat") us |
-| scry capture proxy (recording) | $s_tps | $(ratio "$s_tps" "$d_tps") | $s_lat ms | $(added "$s_lat" "$d_lat") us |
+| pgbouncer (session$([ "$TLS" = 1 ] && echo ", client_tls_* + server_tls_sslmode=require")) | $b_tps | $(ratio "$b_tps" "$d_tps") | $b_lat ms | $(added "$b_lat" "$d_lat") us |
+| scry capture proxy (recording$([ "$TLS" = 1 ] && echo ", --tls-cert + --upstream-sslmode require")) | $s_tps | $(ratio "$s_tps" "$d_tps") | $s_lat ms | $(added "$s_lat" "$d_lat") us |
 
 scry / pgbouncer TPS: $(ratio "$s_tps" "$b_tps")
 all rounds, TPS: direct ${tps[direct]}| pgbouncer ${tps[pgbouncer]}| scry ${tps[scry]}
