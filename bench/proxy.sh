@@ -19,7 +19,8 @@
 # ways: the server runs with ssl=on, every client connects with
 # sslmode=require, pgbouncer terminates it with client_tls_* and reconnects
 # with server_tls_sslmode=require, the proxy with --tls-cert/--tls-key and
-# --upstream-sslmode require; certificates are made with the openssl CLI).
+# --upstream-sslmode require; certificates are made with the openssl CLI),
+# THREADS (1: the proxy's event-loop threads, --threads).
 set -euo pipefail
 build=${1:-build}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,6 +32,7 @@ SCALE=${SCALE:-10}
 MODE=${MODE:-simple}
 SOAK=${SOAK:-0}
 TLS=${TLS:-0}
+THREADS=${THREADS:-1}
 command -v pgbouncer >/dev/null || command -v /usr/sbin/pgbouncer >/dev/null ||
   { echo "pgbouncer not found: apt-get install pgbouncer (make bench-deps)" >&2; exit 1; }
 PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
@@ -104,7 +106,7 @@ tls_args=()
 if [ "$TLS" = 1 ]; then
   tls_args=(--tls-cert "$work/tls/cert.pem" --tls-key "$work/tls/key.pem" --upstream-sslmode require)
 fi
-"$scry" capture proxy --listen "127.0.0.1:$sport" --upstream "127.0.0.1:$pgport" "${tls_args[@]}" \
+"$scry" capture proxy --listen "127.0.0.1:$sport" --upstream "127.0.0.1:$pgport" "${tls_args[@]}" --threads "$THREADS" \
   --store "$work/bench.db" --json >"$work/scry.json" 2>"$work/scry.err" &
 scry_pid=$!
 proxy="host=127.0.0.1 port=$sport user=postgres dbname=postgres$sslc"

@@ -30,6 +30,8 @@ static const char help[] =
 	"  --store FILE      workload store (default $SCRY_STORE, then ./scry.db); created 0600\n"
 	"  --queue N         events buffered for the store writer (default 65536); when full,\n"
 	"                    events are dropped (never the traffic) and counted\n"
+	"  --threads N       event-loop threads (default 1); N > 1 listens N times on the\n"
+	"                    TCP port with SO_REUSEPORT, the kernel spreading connections\n"
 	"\n"
 	"TLS (SSLRequest is answered 'S' with a certificate, else 'N'; GSS encryption: 'N'):\n"
 	"  --tls-cert FILE   PEM certificate chain the proxy shows to clients\n"
@@ -98,7 +100,7 @@ static bool rotation_path(const char *pattern, const char *current, char *out, s
 int cmd_capture_proxy(int argc, char **argv)
 {
 	enum { O_TLS_CERT = 256, O_TLS_KEY, O_UP_MODE, O_UP_ROOT, O_UP_CERT, O_UP_KEY, O_DBS, O_USERS, O_APPS,
-	       O_SAMPLE, O_DURATION, O_MAX_EVENTS };
+	       O_SAMPLE, O_DURATION, O_MAX_EVENTS, O_THREADS };
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' },
 		{ "upstream", required_argument, NULL, 'u' },
@@ -119,11 +121,12 @@ int cmd_capture_proxy(int argc, char **argv)
 		{ "sample", required_argument, NULL, O_SAMPLE },
 		{ "duration", required_argument, NULL, O_DURATION },
 		{ "max-events", required_argument, NULL, O_MAX_EVENTS },
+		{ "threads", required_argument, NULL, O_THREADS },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *tcp = NULL, *sock = NULL, *upstream = NULL, *store_opt = NULL;
 	scry_proxy_options po = SCRY_PROXY_OPTIONS_INIT;
-	long queue = 0, max_events = 0;
+	long queue = 0, max_events = 0, threads = 1;
 	double duration = 0;
 	bool json = false;
 	int c;
@@ -178,6 +181,12 @@ int cmd_capture_proxy(int argc, char **argv)
 			if (max_events <= 0)
 				return cli_usage_error("capture proxy", "--max-events must be positive");
 			break;
+		case O_THREADS:
+			if (!cli_parse_long("capture proxy", "--threads", optarg, &threads))
+				return CLI_EXIT_USAGE;
+			if (threads < 1 || threads > 64)
+				return cli_usage_error("capture proxy", "--threads must be between 1 and 64");
+			break;
 		default: return cli_usage_error("capture proxy", "unknown option");
 		}
 	}
@@ -213,6 +222,7 @@ int cmd_capture_proxy(int argc, char **argv)
 	po.upstream = upstream;
 	po.queue_events = (size_t)queue;
 	po.max_events = (uint64_t)max_events;
+	po.event_threads = (int)threads;
 	po.log = log_stderr;
 	scry_error err = SCRY_ERROR_INIT;
 	scry_proxy *proxy;

@@ -114,8 +114,29 @@ typedef struct pending {
 	size_t off, len, cap;
 } pending;
 
+/* One event-loop thread: its epoll set, listeners and connections. With
+ * event_threads > 1 each has its own SO_REUSEPORT listener on the port. */
+typedef struct worker {
+	struct scry_proxy *proxy;
+	int epfd;
+	int listen_fd[2];     /* TCP, Unix (worker 0 only); -1 when absent */
+	endpoint listen_ep[2];
+	endpoint stop_ep;
+	bool accept_paused;
+	pthread_t thread;
+	bool running;
+	struct conn *conns;
+	struct conn *dead;    /* closed, freed at the end of the iteration */
+	int nconns;
+	char *rbuf;
+	qlist local;          /* events of this iteration */
+	int64_t now;          /* monotonic time of this iteration */
+	uint64_t rng;         /* session sampling */
+} worker;
+
 typedef struct conn {
 	struct conn *prev, *next;
+	worker *w;
 	endpoint ep[2];
 	int fd[2];
 	uint32_t evmask[2];
@@ -147,28 +168,17 @@ struct scry_proxy {
 	int up_sslmode;       /* SCRY__SSL_* */
 	scry__tls_ctx *tls_server, *tls_client;
 	char **filter[3];     /* databases, users, applications: NULL-terminated, or NULL */
-	uint64_t rng;         /* session sampling (loop thread) */
-	uint64_t limit_count; /* events counted against max_events (loop thread) */
+	uint64_t limit_count; /* events counted against max_events (atomic) */
 	int stopping;         /* atomic: a stop was asked */
 	struct sockaddr_storage up_addr;
 	socklen_t up_len;
-	int listen_fd[2];     /* TCP, Unix; -1 when absent */
-	endpoint listen_ep[2];
 	int port;
-	int epfd, stopfd;
-	endpoint stop_ep;
+	int stopfd;           /* an eventfd every loop watches; never read */
 	int64_t clock_offset;
-	pthread_t loop_thread, writer_thread;
+	pthread_t writer_thread;
 	bool started, waited;
-	bool accept_paused;
-
-	/* loop-thread state */
-	conn *conns;
-	conn *dead;           /* closed, freed at the end of the iteration */
-	int nconns;
-	char *rbuf;
-	qlist local;          /* events of this iteration */
-	int64_t now;          /* monotonic time of this iteration */
+	struct worker *workers;
+	int nworkers;
 
 	/* the queue */
 	pthread_mutex_t mu;
@@ -213,9 +223,9 @@ static bool filter_match(char **list, const char *v)
 }
 
 /* splitmix64: a session's sampling draw (loop thread only). */
-static double sample_draw(scry_proxy *p)
+static double sample_draw(worker *w)
 {
-	uint64_t z = (p->rng += 0x9E3779B97F4A7C15ull);
+	uint64_t z = (w->rng += 0x9E3779B97F4A7C15ull);
 	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
 	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
 	z ^= z >> 31;
@@ -226,11 +236,12 @@ static void on_startup(void *ctx, const scry_pgwire_startup *su)
 {
 	conn *c = ctx;
 	scry_proxy *p = c->proxy;
+	worker *w = c->w;
 	if (c->sess || c->unrecorded)
 		return;
 	if (!filter_match(p->filter[0], su->database) || !filter_match(p->filter[1], su->user) ||
 	    !filter_match(p->filter[2], su->application) ||
-	    (p->opts.sample_rate > 0 && p->opts.sample_rate < 1 && sample_draw(p) >= p->opts.sample_rate)) {
+	    (p->opts.sample_rate > 0 && p->opts.sample_rate < 1 && sample_draw(w) >= p->opts.sample_rate)) {
 		c->unrecorded = true; /* the decoder is freed once this feed returns */
 		return;
 	}
@@ -241,7 +252,7 @@ static void on_startup(void *ctx, const scry_pgwire_startup *su)
 	s->user = scry__strdup(su->user ? su->user : "");
 	s->application = su->application ? scry__strdup(su->application) : NULL;
 	s->client = scry__strdup(c->client);
-	s->started_us = c->proxy->now + c->proxy->clock_offset;
+	s->started_us = w->now + p->clock_offset;
 	c->sess = s;
 }
 
@@ -252,13 +263,14 @@ static void on_event(void *ctx, const scry_event *ev)
 	if (c->unrecorded)
 		return;
 	if (p->opts.max_events) {
-		if (p->limit_count >= p->opts.max_events)
+		uint64_t k = __atomic_add_fetch(&p->limit_count, 1, __ATOMIC_RELAXED);
+		if (k > p->opts.max_events)
 			return; /* past the limit: the proxy is stopping */
-		if (++p->limit_count == p->opts.max_events)
+		if (k == p->opts.max_events)
 			scry_proxy_stop(p);
 	}
 	STAT_ADD(p, st_captured, 1);
-	if (!c->sess || p->local.n >= p->opts.queue_events) {
+	if (!c->sess || c->w->local.n >= p->opts.queue_events) {
 		STAT_ADD(p, st_dropped, 1);
 		return;
 	}
@@ -286,39 +298,40 @@ static void on_event(void *ctx, const scry_event *ev)
 	it->bytes = total;
 	it->ev = *ev;
 	scry_param *params = (scry_param *)(it + 1);
-	char *w = (char *)(params + ev->nparams);
+	char *wp = (char *)(params + ev->nparams);
 	for (int i = 0; i < ev->nparams; i++) {
 		params[i] = ev->params[i];
 		if (ev->params[i].length > 0) {
-			memcpy(w, ev->params[i].value, (size_t)ev->params[i].length);
-			params[i].value = w;
-			w += ev->params[i].length;
+			memcpy(wp, ev->params[i].value, (size_t)ev->params[i].length);
+			params[i].value = wp;
+			wp += ev->params[i].length;
 		} else if (ev->params[i].length == 0) {
 			params[i].value = "";
 		}
 	}
 	it->ev.params = ev->nparams ? params : NULL;
-	memcpy(w, qtext, qlen);
-	w[qlen] = 0;
+	memcpy(wp, qtext, qlen);
+	wp[qlen] = 0;
 	it->ev.query_len = qlen;
 	scry__free(redacted);
-	it->ev.query = w;
-	w += qlen + 1;
+	it->ev.query = wp;
+	wp += qlen + 1;
 	if (mlen) {
-		memcpy(w, ev->error_message, mlen);
-		it->ev.error_message = w;
+		memcpy(wp, ev->error_message, mlen);
+		it->ev.error_message = wp;
 	}
-	qlist_push(&p->local, it);
+	qlist_push(&c->w->local, it);
 }
 
 /* Hands the iteration's events to the writer; drops what does not fit. */
-static void flush_local(scry_proxy *p, bool force_signal)
+static void flush_local(worker *w, bool force_signal)
 {
-	if (!p->local.n && !force_signal)
+	scry_proxy *p = w->proxy;
+	if (!w->local.n && !force_signal)
 		return;
 	size_t dropped = 0;
 	pthread_mutex_lock(&p->mu);
-	qitem *it = p->local.head;
+	qitem *it = w->local.head;
 	while (it) {
 		qitem *next = it->next;
 		if (it->type == ITEM_EVENT &&
@@ -330,7 +343,7 @@ static void flush_local(scry_proxy *p, bool force_signal)
 		}
 		it = next;
 	}
-	p->local = (qlist){ 0 };
+	w->local = (qlist){ 0 };
 	if (p->writer_waiting && (force_signal || p->q.n >= p->opts.batch_events))
 		pthread_cond_signal(&p->cv);
 	pthread_mutex_unlock(&p->mu);
@@ -342,15 +355,15 @@ static void flush_local(scry_proxy *p, bool force_signal)
 /* The event loop                                                      */
 /* ------------------------------------------------------------------ */
 
-static void listeners_pause(scry_proxy *p, bool pause)
+static void listeners_pause(worker *w, bool pause)
 {
 	for (int i = 0; i < 2; i++) {
-		if (p->listen_fd[i] < 0)
+		if (w->listen_fd[i] < 0)
 			continue;
-		struct epoll_event ev = { .events = pause ? 0 : EPOLLIN, .data.ptr = &p->listen_ep[i] };
-		epoll_ctl(p->epfd, EPOLL_CTL_MOD, p->listen_fd[i], &ev);
+		struct epoll_event ev = { .events = pause ? 0 : EPOLLIN, .data.ptr = &w->listen_ep[i] };
+		epoll_ctl(w->epfd, EPOLL_CTL_MOD, w->listen_fd[i], &ev);
 	}
-	p->accept_paused = pause;
+	w->accept_paused = pause;
 }
 
 static uint32_t hs_mask(int want)
@@ -358,7 +371,7 @@ static uint32_t hs_mask(int want)
 	return want == SCRY__TLS_WANT_WRITE ? EPOLLOUT : EPOLLIN;
 }
 
-static void update_events(scry_proxy *p, conn *c)
+static void update_events(worker *w, conn *c)
 {
 	uint32_t want[2];
 	/* The client is read once the upstream is ready (or known to have
@@ -384,7 +397,7 @@ static void update_events(scry_proxy *p, conn *c)
 			continue; /* not (or no longer) in the epoll set */
 		if (want[i] != c->evmask[i]) {
 			struct epoll_event ev = { .events = want[i], .data.ptr = &c->ep[i] };
-			epoll_ctl(p->epfd, EPOLL_CTL_MOD, c->fd[i], &ev);
+			epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd[i], &ev);
 			c->evmask[i] = want[i];
 		}
 	}
@@ -396,24 +409,25 @@ static void update_events(scry_proxy *p, conn *c)
  * elsewhere in the process (before its exec) holds copies, and epoll would
  * then report events for a connection already freed.
  */
-static void conn_fd_close(scry_proxy *p, conn *c, int side)
+static void conn_fd_close(worker *w, conn *c, int side)
 {
 	scry__tls_free(c->tls[side]);
 	c->tls[side] = NULL;
 	if (c->fd[side] < 0)
 		return;
-	epoll_ctl(p->epfd, EPOLL_CTL_DEL, c->fd[side], NULL);
+	epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd[side], NULL);
 	close(c->fd[side]);
 	c->fd[side] = -1;
 }
 
-static void conn_close(scry_proxy *p, conn *c)
+static void conn_close(worker *w, conn *c)
 {
+	scry_proxy *p = w->proxy;
 	if (c->closed)
 		return;
 	c->closed = true;
 	for (int i = 0; i < 2; i++) {
-		conn_fd_close(p, c, i);
+		conn_fd_close(w, c, i);
 		scry__free(c->out[i].p);
 		c->out[i].p = NULL;
 	}
@@ -426,24 +440,24 @@ static void conn_close(scry_proxy *p, conn *c)
 		if (it) {
 			it->type = ITEM_END;
 			it->sess = c->sess;
-			it->end_us = p->now + p->clock_offset;
+			it->end_us = w->now + p->clock_offset;
 			it->bytes = sizeof *it;
-			qlist_push(&p->local, it);
+			qlist_push(&w->local, it);
 		} /* else the session record leaks rather than being freed under the writer */
 		c->sess = NULL;
 	}
 	if (c->prev)
 		c->prev->next = c->next;
 	else
-		p->conns = c->next;
+		w->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	c->next = p->dead;
-	p->dead = c;
-	p->nconns--;
+	c->next = w->dead;
+	w->dead = c;
+	w->nconns--;
 	STAT_ADD(p, st_active, (uint64_t)-1);
-	if (p->accept_paused)
-		listeners_pause(p, false);
+	if (w->accept_paused)
+		listeners_pause(w, false);
 }
 
 /* Reads from / writes to one side, through TLS when it is on. Like
@@ -495,23 +509,24 @@ static void send_fatal(conn *c, int fd, const char *sqlstate, const char *msg)
 
 /* Writes to side `to`, queueing what does not go at once. Returns false
  * when the connection was closed. */
-static bool conn_send(scry_proxy *p, conn *c, int to, const char *data, size_t len)
+static bool conn_send(worker *w, conn *c, int to, const char *data, size_t len)
 {
+	scry_proxy *p = w->proxy;
 	pending *o = &c->out[to];
 	if (!o->len) {
 		while (len) {
-			ssize_t w = io_send(c, to, data, len);
-			if (w > 0) {
-				data += w;
-				len -= (size_t)w;
-				__atomic_fetch_add(to == SIDE_SERVER ? &p->st_bin : &p->st_bout, (uint64_t)w, __ATOMIC_RELAXED);
+			ssize_t k = io_send(c, to, data, len);
+			if (k > 0) {
+				data += k;
+				len -= (size_t)k;
+				__atomic_fetch_add(to == SIDE_SERVER ? &p->st_bin : &p->st_bout, (uint64_t)k, __ATOMIC_RELAXED);
 				continue;
 			}
-			if (w < 0 && errno == EINTR)
+			if (k < 0 && errno == EINTR)
 				continue;
-			if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 				break;
-			conn_close(p, c);
+			conn_close(w, c);
 			return false;
 		}
 		if (!len)
@@ -527,7 +542,7 @@ static bool conn_send(scry_proxy *p, conn *c, int to, const char *data, size_t l
 			size_t ncap = o->len + len;
 			char *np = scry__realloc(o->p, ncap);
 			if (!np) {
-				conn_close(p, c);
+				conn_close(w, c);
 				return false;
 			}
 			o->p = np;
@@ -539,22 +554,23 @@ static bool conn_send(scry_proxy *p, conn *c, int to, const char *data, size_t l
 	return true;
 }
 
-static bool conn_flush(scry_proxy *p, conn *c, int to)
+static bool conn_flush(worker *w, conn *c, int to)
 {
+	scry_proxy *p = w->proxy;
 	pending *o = &c->out[to];
 	while (o->len) {
-		ssize_t w = io_send(c, to, o->p + o->off, o->len);
-		if (w > 0) {
-			o->off += (size_t)w;
-			o->len -= (size_t)w;
-			__atomic_fetch_add(to == SIDE_SERVER ? &p->st_bin : &p->st_bout, (uint64_t)w, __ATOMIC_RELAXED);
+		ssize_t k = io_send(c, to, o->p + o->off, o->len);
+		if (k > 0) {
+			o->off += (size_t)k;
+			o->len -= (size_t)k;
+			__atomic_fetch_add(to == SIDE_SERVER ? &p->st_bin : &p->st_bout, (uint64_t)k, __ATOMIC_RELAXED);
 			continue;
 		}
-		if (w < 0 && errno == EINTR)
+		if (k < 0 && errno == EINTR)
 			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return true;
-		conn_close(p, c);
+		conn_close(w, c);
 		return false;
 	}
 	o->off = 0;
@@ -566,15 +582,16 @@ static bool conn_flush(scry_proxy *p, conn *c, int to)
 	return true;
 }
 
-static void protocol_error(scry_proxy *p, conn *c, const scry_error *e)
+static void protocol_error(worker *w, conn *c, const scry_error *e)
 {
+	scry_proxy *p = w->proxy;
 	STAT_ADD(p, st_proto, 1);
 	STAT_ADD(p, st_failed, 1);
 	plog(p, SCRY_LOG_WARNING, "client %s disconnected: %s", c->client, e->message);
 	char msg[600];
 	snprintf(msg, sizeof msg, "scry capture proxy: %s", e->message);
 	send_fatal(c, c->fd[SIDE_CLIENT], "08P01", msg);
-	conn_close(p, c);
+	conn_close(w, c);
 }
 
 /* Feeds the decoder; stops decoding a connection the filters left out. */
@@ -582,7 +599,7 @@ static int decode(conn *c, int dir, const void *data, size_t len, scry_error *e)
 {
 	if (!c->dec)
 		return 0;
-	int rc = scry_pgwire_feed(c->dec, dir, data, len, c->proxy->now, e);
+	int rc = scry_pgwire_feed(c->dec, dir, data, len, c->w->now, e);
 	if (c->unrecorded) {
 		scry_pgwire_free(c->dec);
 		c->dec = NULL;
@@ -592,14 +609,15 @@ static int decode(conn *c, int dir, const void *data, size_t len, scry_error *e)
 }
 
 /* Drives the client's TLS handshake; once done, startup packets follow. */
-static void client_handshake(scry_proxy *p, conn *c)
+static void client_handshake(worker *w, conn *c)
 {
+	scry_proxy *p = w->proxy;
 	char why[256];
 	int rc = scry__tls_handshake(c->tls[SIDE_CLIENT], why, sizeof why);
 	if (rc == SCRY__TLS_ERROR) {
 		STAT_ADD(p, st_failed, 1);
 		plog(p, SCRY_LOG_WARNING, "client %s: TLS handshake failed: %s", c->client, why);
-		conn_close(p, c);
+		conn_close(w, c);
 		return;
 	}
 	if (rc != SCRY__TLS_DONE) {
@@ -613,26 +631,28 @@ static void client_handshake(scry_proxy *p, conn *c)
 		STAT_ADD(p, st_failed, 1);
 		send_fatal(c, c->fd[SIDE_CLIENT], "08P01",
 			"scry capture proxy: direct TLS connection without ALPN protocol \"postgresql\"");
-		conn_close(p, c);
+		conn_close(w, c);
 	}
 }
 
-static void client_start_tls(scry_proxy *p, conn *c, bool direct)
+static void client_start_tls(worker *w, conn *c, bool direct)
 {
+	scry_proxy *p = w->proxy;
 	c->tls[SIDE_CLIENT] = scry__tls_new(p->tls_server, c->fd[SIDE_CLIENT], true, NULL);
 	if (!c->tls[SIDE_CLIENT]) {
-		conn_close(p, c);
+		conn_close(w, c);
 		return;
 	}
 	c->direct_tls = direct;
 	c->state = C_TLS;
-	client_handshake(p, c);
+	client_handshake(w, c);
 }
 
 /* Client bytes: the startup phase answers SSL/GSS requests itself ('S' with
  * a certificate, else 'N'); everything else is decoded and forwarded. */
-static void from_client(scry_proxy *p, conn *c, const char *data, size_t len)
+static void from_client(worker *w, conn *c, const char *data, size_t len)
 {
+	scry_proxy *p = w->proxy;
 	scry_error e = SCRY_ERROR_INIT;
 	while (c->state == C_STARTUP && len) {
 		size_t k = 8 - c->startup_have;
@@ -654,28 +674,28 @@ static void from_client(scry_proxy *p, conn *c, const char *data, size_t len)
 			if (c->tls[SIDE_CLIENT]) {
 				e = (scry_error)SCRY_ERROR_INIT;
 				scry__fail(&e, SCRY_EPROTOCOL, "SSLRequest/GSSENCRequest inside TLS");
-				protocol_error(p, c, &e);
+				protocol_error(w, c, &e);
 				return;
 			}
 			if (code == 80877103u && p->tls_server) {
 				/* TLS terminated here. The client sent nothing past its request
 				 * (reads are cut at 8 bytes before TLS): the handshake starts clean. */
 				if (send(c->fd[SIDE_CLIENT], "S", 1, MSG_NOSIGNAL) != 1) {
-					conn_close(p, c);
+					conn_close(w, c);
 					return;
 				}
 				STAT_ADD(p, st_bout, 1);
-				client_start_tls(p, c, false);
+				client_start_tls(w, c, false);
 				return;
 			}
 			/* No TLS (or GSS encryption) here: the client goes on in plain text. */
 			if (decode(c, SCRY_PGWIRE_FRONTEND, c->startup, 8, &e) ||
 			    decode(c, SCRY_PGWIRE_BACKEND, "N", 1, &e)) {
-				protocol_error(p, c, &e);
+				protocol_error(w, c, &e);
 				return;
 			}
 			if (send(c->fd[SIDE_CLIENT], "N", 1, MSG_NOSIGNAL) != 1) {
-				conn_close(p, c);
+				conn_close(w, c);
 				return;
 			}
 			STAT_ADD(p, st_bout, 1);
@@ -686,28 +706,29 @@ static void from_client(scry_proxy *p, conn *c, const char *data, size_t len)
 			char msg[600];
 			snprintf(msg, sizeof msg, "scry capture proxy: %s", c->up_err ? c->up_err : "cannot connect to the upstream server");
 			send_fatal(c, c->fd[SIDE_CLIENT], "08006", msg);
-			conn_close(p, c);
+			conn_close(w, c);
 			return;
 		}
 		c->state = C_STREAM;
 		if (decode(c, SCRY_PGWIRE_FRONTEND, c->startup, 8, &e)) {
-			protocol_error(p, c, &e);
+			protocol_error(w, c, &e);
 			return;
 		}
-		if (!conn_send(p, c, SIDE_SERVER, (const char *)c->startup, 8))
+		if (!conn_send(w, c, SIDE_SERVER, (const char *)c->startup, 8))
 			return;
 	}
 	if (!len)
 		return;
 	if (decode(c, SCRY_PGWIRE_FRONTEND, data, len, &e)) {
-		protocol_error(p, c, &e);
+		protocol_error(w, c, &e);
 		return;
 	}
-	conn_send(p, c, SIDE_SERVER, data, len);
+	conn_send(w, c, SIDE_SERVER, data, len);
 }
 
-static void from_server(scry_proxy *p, conn *c, const char *data, size_t len)
+static void from_server(worker *w, conn *c, const char *data, size_t len)
 {
+	scry_proxy *p = w->proxy;
 	scry_error e = SCRY_ERROR_INIT;
 	if (decode(c, SCRY_PGWIRE_BACKEND, data, len, &e)) {
 		/* Our decoder's problem, not the client's: keep forwarding. */
@@ -716,11 +737,12 @@ static void from_server(scry_proxy *p, conn *c, const char *data, size_t len)
 		scry_pgwire_free(c->dec);
 		c->dec = NULL;
 	}
-	conn_send(p, c, SIDE_CLIENT, data, len);
+	conn_send(w, c, SIDE_CLIENT, data, len);
 }
 
-static void handle_read(scry_proxy *p, conn *c, int side)
+static void handle_read(worker *w, conn *c, int side)
 {
+	scry_proxy *p = w->proxy;
 	size_t want = READ_CHUNK;
 	if (side == SIDE_CLIENT && c->state == C_STARTUP && !c->tls[SIDE_CLIENT]) {
 		if (!c->startup_have) {
@@ -734,14 +756,14 @@ static void handle_read(scry_proxy *p, conn *c, int side)
 					plog(p, SCRY_LOG_WARNING, "client %s: TLS connection refused: TLS is not configured", c->client);
 					/* Take what the client sent, so that closing sends FIN, not
 					 * an RST that could discard the error before it is read. */
-					while (recv(c->fd[SIDE_CLIENT], p->rbuf, READ_CHUNK, MSG_DONTWAIT) > 0)
+					while (recv(c->fd[SIDE_CLIENT], w->rbuf, READ_CHUNK, MSG_DONTWAIT) > 0)
 						;
 					send_fatal(c, c->fd[SIDE_CLIENT], "08P01",
 						"scry capture proxy: TLS is not configured on the proxy (start it with --tls-cert and --tls-key)");
-					conn_close(p, c);
+					conn_close(w, c);
 					return;
 				}
-				client_start_tls(p, c, true);
+				client_start_tls(w, c, true);
 				return;
 			}
 		}
@@ -749,34 +771,35 @@ static void handle_read(scry_proxy *p, conn *c, int side)
 		 * after an SSLRequest belong to the TLS handshake. */
 		want = 8 - c->startup_have;
 	}
-	ssize_t n = io_recv(c, side, p->rbuf, want);
+	ssize_t n = io_recv(c, side, w->rbuf, want);
 	if (n > 0) {
 		if (side == SIDE_CLIENT)
-			from_client(p, c, p->rbuf, (size_t)n);
+			from_client(w, c, w->rbuf, (size_t)n);
 		else
-			from_server(p, c, p->rbuf, (size_t)n);
+			from_server(w, c, w->rbuf, (size_t)n);
 		return;
 	}
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
 	if (side == SIDE_SERVER && n == 0 && c->out[SIDE_CLIENT].len) {
 		c->server_eof = true; /* let the client have the server's last words */
-		epoll_ctl(p->epfd, EPOLL_CTL_DEL, c->fd[SIDE_SERVER], NULL);
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd[SIDE_SERVER], NULL);
 		return;
 	}
 	if (n < 0 && side == SIDE_SERVER)
 		STAT_ADD(p, st_failed, 1);
-	conn_close(p, c);
+	conn_close(w, c);
 }
 
 /* The upstream is unreachable or refused TLS. The client hears it as a
  * FATAL error in answer to its startup packet (after its SSLRequest was
  * answered as usual): an error in answer to SSLRequest itself would reach
  * the user as "error during SSL exchange", without the reason. */
-static void upstream_failed(scry_proxy *p, conn *c, const char *fmt, ...)
+static void upstream_failed(worker *w, conn *c, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-static void upstream_failed(scry_proxy *p, conn *c, const char *fmt, ...)
+static void upstream_failed(worker *w, conn *c, const char *fmt, ...)
 {
+	scry_proxy *p = w->proxy;
 	char why[400];
 	va_list ap;
 	va_start(ap, fmt);
@@ -787,32 +810,33 @@ static void upstream_failed(scry_proxy *p, conn *c, const char *fmt, ...)
 	plog(p, SCRY_LOG_ERROR, "client %s: %s", c->client, msg);
 	scry__free(c->up_err);
 	c->up_err = scry__strdup(msg);
-	conn_fd_close(p, c, SIDE_SERVER);
+	conn_fd_close(w, c, SIDE_SERVER);
 	c->upstream_failed = true;
 	c->up = UP_READY;
 }
 
 /* TCP is connected: ask for TLS, or go. */
-static void upstream_connected(scry_proxy *p, conn *c)
+static void upstream_connected(worker *w, conn *c)
 {
+	scry_proxy *p = w->proxy;
 	if (!p->tls_client) {
 		c->up = UP_READY;
 		return;
 	}
 	static const unsigned char sslreq[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
 	if (send(c->fd[SIDE_SERVER], sslreq, 8, MSG_NOSIGNAL) != 8) {
-		upstream_failed(p, c, "cannot send SSLRequest: %s", strerror(errno));
+		upstream_failed(w, c, "cannot send SSLRequest: %s", strerror(errno));
 		return;
 	}
 	c->up = UP_SSLREQ;
 }
 
-static void upstream_handshake(scry_proxy *p, conn *c)
+static void upstream_handshake(worker *w, conn *c)
 {
 	char why[256];
 	int rc = scry__tls_handshake(c->tls[SIDE_SERVER], why, sizeof why);
 	if (rc == SCRY__TLS_ERROR)
-		upstream_failed(p, c, "TLS: %s", why);
+		upstream_failed(w, c, "TLS: %s", why);
 	else if (rc == SCRY__TLS_DONE)
 		c->up = UP_READY;
 	else
@@ -820,8 +844,9 @@ static void upstream_handshake(scry_proxy *p, conn *c)
 }
 
 /* Events on the server side before it is ready. */
-static void upstream_progress(scry_proxy *p, conn *c, uint32_t events)
+static void upstream_progress(worker *w, conn *c, uint32_t events)
 {
+	scry_proxy *p = w->proxy;
 	if (c->up == UP_CONNECTING) {
 		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
 			return;
@@ -829,9 +854,9 @@ static void upstream_progress(scry_proxy *p, conn *c, uint32_t events)
 		socklen_t sl = sizeof soerr;
 		getsockopt(c->fd[SIDE_SERVER], SOL_SOCKET, SO_ERROR, &soerr, &sl);
 		if (soerr)
-			upstream_failed(p, c, "%s", strerror(soerr));
+			upstream_failed(w, c, "%s", strerror(soerr));
 		else
-			upstream_connected(p, c);
+			upstream_connected(w, c);
 		return;
 	}
 	if (c->up == UP_SSLREQ) {
@@ -840,7 +865,7 @@ static void upstream_progress(scry_proxy *p, conn *c, uint32_t events)
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
 		if (n != 1) {
-			upstream_failed(p, c, "the server closed the connection after SSLRequest%s%s",
+			upstream_failed(w, c, "the server closed the connection after SSLRequest%s%s",
 				n < 0 ? ": " : "", n < 0 ? strerror(errno) : "");
 			return;
 		}
@@ -849,20 +874,20 @@ static void upstream_progress(scry_proxy *p, conn *c, uint32_t events)
 			return;
 		}
 		if (b != 'S') {
-			upstream_failed(p, c, b == 'N' ? "the server does not accept TLS (--upstream-sslmode %s)"
+			upstream_failed(w, c, b == 'N' ? "the server does not accept TLS (--upstream-sslmode %s)"
 			                               : "unexpected answer to SSLRequest (--upstream-sslmode %s)",
 				p->opts.upstream_sslmode);
 			return;
 		}
 		c->tls[SIDE_SERVER] = scry__tls_new(p->tls_client, c->fd[SIDE_SERVER], false, p->up_host);
 		if (!c->tls[SIDE_SERVER]) {
-			upstream_failed(p, c, "out of memory");
+			upstream_failed(w, c, "out of memory");
 			return;
 		}
 		c->up = UP_TLS;
 	}
 	if (c->up == UP_TLS)
-		upstream_handshake(p, c);
+		upstream_handshake(w, c);
 }
 
 static void set_nodelay(int fd)
@@ -871,8 +896,9 @@ static void set_nodelay(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-static void accept_clients(scry_proxy *p, int lfd, bool is_unix)
+static void accept_clients(worker *w, int lfd, bool is_unix)
 {
+	scry_proxy *p = w->proxy;
 	for (;;) {
 		struct sockaddr_storage sa;
 		socklen_t salen = sizeof sa;
@@ -885,10 +911,10 @@ static void accept_clients(scry_proxy *p, int lfd, bool is_unix)
 			/* Out of descriptors (EMFILE...): the listener would stay readable
 			 * and spin the loop; stop accepting until a connection closes. */
 			plog(p, SCRY_LOG_ERROR, "accept: %s; not accepting until a connection closes", strerror(errno));
-			listeners_pause(p, true);
+			listeners_pause(w, true);
 			return;
 		}
-		if (p->nconns >= p->opts.max_connections) {
+		if (STAT_GET(p, st_active) >= (uint64_t)p->opts.max_connections) {
 			send_fatal(NULL, fd, "53300", "scry capture proxy: too many connections");
 			close(fd);
 			STAT_ADD(p, st_failed, 1);
@@ -907,6 +933,7 @@ static void accept_clients(scry_proxy *p, int lfd, bool is_unix)
 			continue;
 		}
 		c->proxy = p;
+		c->w = w;
 		c->fd[SIDE_CLIENT] = fd;
 		c->fd[SIDE_SERVER] = sfd;
 		c->state = C_STARTUP;
@@ -935,75 +962,76 @@ static void accept_clients(scry_proxy *p, int lfd, bool is_unix)
 			c->ep[i].tag = i;
 			c->ep[i].conn = c;
 		}
-		c->next = p->conns;
-		if (p->conns)
-			p->conns->prev = c;
-		p->conns = c;
-		p->nconns++;
+		c->next = w->conns;
+		if (w->conns)
+			w->conns->prev = c;
+		w->conns = c;
+		w->nconns++;
 		STAT_ADD(p, st_conns, 1);
 		STAT_ADD(p, st_active, 1);
 		for (int i = 0; i < 2; i++) {
 			struct epoll_event ev = { .events = 0, .data.ptr = &c->ep[i] };
-			epoll_ctl(p->epfd, EPOLL_CTL_ADD, c->fd[i], &ev);
+			epoll_ctl(w->epfd, EPOLL_CTL_ADD, c->fd[i], &ev);
 		}
 		int rc = connect(sfd, (struct sockaddr *)&p->up_addr, p->up_len);
 		if (rc == 0)
-			upstream_connected(p, c);
+			upstream_connected(w, c);
 		else if (errno != EINPROGRESS && errno != EAGAIN)
-			upstream_failed(p, c, "%s", strerror(errno));
-		update_events(p, c);
+			upstream_failed(w, c, "%s", strerror(errno));
+		update_events(w, c);
 	}
 }
 
-static void handle_conn_event(scry_proxy *p, conn *c, int side, uint32_t events)
+static void handle_conn_event(worker *w, conn *c, int side, uint32_t events)
 {
 	if (c->closed)
 		return;
 	if (side == SIDE_SERVER && c->up != UP_READY) {
-		upstream_progress(p, c, events);
+		upstream_progress(w, c, events);
 	} else if (side == SIDE_CLIENT && c->state == C_TLS) {
-		client_handshake(p, c);
+		client_handshake(w, c);
 	} else {
 		if (events & EPOLLOUT) {
 			if (c->tls_read_wants_write[side])
-				handle_read(p, c, side);
-			if (c->closed || !conn_flush(p, c, side))
+				handle_read(w, c, side);
+			if (c->closed || !conn_flush(w, c, side))
 				return;
 			if (side == SIDE_CLIENT && c->server_eof && !c->out[SIDE_CLIENT].len) {
-				conn_close(p, c);
+				conn_close(w, c);
 				return;
 			}
 		}
 		if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-			if (c->tls_write_wants_read[side] && !conn_flush(p, c, side))
+			if (c->tls_write_wants_read[side] && !conn_flush(w, c, side))
 				return;
 			if (c->closed)
 				return;
 			if (c->evmask[side] & EPOLLIN)
-				handle_read(p, c, side);
+				handle_read(w, c, side);
 			else if ((events & (EPOLLHUP | EPOLLERR)) && !(events & EPOLLOUT))
-				conn_close(p, c);
+				conn_close(w, c);
 		}
 	}
 	if (c->closed)
 		return;
-	update_events(p, c);
+	update_events(w, c);
 	/* TLS may hold decrypted bytes the socket no longer signals: read them
 	 * while the side is readable (e.g. right after back-pressure ended). */
 	for (int s = 0; s < 2 && !c->closed; s++) {
 		int guard = 64;
 		while (!c->closed && c->tls[s] && (c->evmask[s] & EPOLLIN) && scry__tls_has_pending(c->tls[s]) &&
 		       (s == SIDE_SERVER ? c->up == UP_READY : c->state != C_TLS) && guard--) {
-			handle_read(p, c, s);
+			handle_read(w, c, s);
 			if (!c->closed)
-				update_events(p, c);
+				update_events(w, c);
 		}
 	}
 }
 
 static void *loop_main(void *arg)
 {
-	scry_proxy *p = arg;
+	worker *w = arg;
+	scry_proxy *p = w->proxy;
 	/* OpenSSL writes with write(): a peer gone away must give EPIPE, not
 	 * kill the process. A blocked SIGPIPE stays pending on this thread. */
 	sigset_t pipe;
@@ -1013,43 +1041,39 @@ static void *loop_main(void *arg)
 	struct epoll_event evs[256];
 	bool stop = false;
 	while (!stop) {
-		int n = epoll_wait(p->epfd, evs, 256, -1);
+		int n = epoll_wait(w->epfd, evs, 256, -1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			plog(p, SCRY_LOG_ERROR, "epoll_wait: %s", strerror(errno));
 			break;
 		}
-		p->now = scry__monotonic_us();
+		w->now = scry__monotonic_us();
 		for (int i = 0; i < n; i++) {
 			endpoint *ep = evs[i].data.ptr;
 			if (ep->tag == TAG_STOP)
 				stop = true;
 			else if (ep->tag == TAG_LISTEN)
-				accept_clients(p, ep->fd, ep == &p->listen_ep[1]);
+				accept_clients(w, ep->fd, ep == &w->listen_ep[1]);
 			else
-				handle_conn_event(p, ep->conn, ep->tag, evs[i].events);
+				handle_conn_event(w, ep->conn, ep->tag, evs[i].events);
 		}
-		while (p->dead) {
-			conn *c = p->dead;
-			p->dead = c->next;
+		while (w->dead) {
+			conn *c = w->dead;
+			w->dead = c->next;
 			scry__free(c);
 		}
-		flush_local(p, false);
+		flush_local(w, false);
 	}
-	p->now = scry__monotonic_us();
-	while (p->conns)
-		conn_close(p, p->conns);
-	while (p->dead) {
-		conn *c = p->dead;
-		p->dead = c->next;
+	w->now = scry__monotonic_us();
+	while (w->conns)
+		conn_close(w, w->conns);
+	while (w->dead) {
+		conn *c = w->dead;
+		w->dead = c->next;
 		scry__free(c);
 	}
-	flush_local(p, false);
-	pthread_mutex_lock(&p->mu);
-	p->writer_stop = true;
-	pthread_cond_signal(&p->cv);
-	pthread_mutex_unlock(&p->mu);
+	flush_local(w, false);
 	return NULL;
 }
 
@@ -1325,19 +1349,27 @@ static int resolve_upstream(scry_proxy *p, scry_error *err)
 	return 0;
 }
 
-static int listen_tcp(scry_proxy *p, scry_error *err)
+/* A TCP listener for worker w: the first binds the asked address (PORT 0:
+ * any free port); with several workers each binds the same port with
+ * SO_REUSEPORT and the kernel spreads connections over them. */
+static int listen_tcp(scry_proxy *p, worker *w, bool reuseport, scry_error *err)
 {
 	char host[256], port[16];
 	if (split_hostport(p->listen, host, sizeof host, port, sizeof port))
 		return scry__fail(err, SCRY_EINVAL, "listen address '%s' is not HOST:PORT (e.g. 127.0.0.1:6432)", p->listen);
+	if (p->port)
+		snprintf(port, sizeof port, "%d", p->port);
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *res = NULL;
 	int rc = getaddrinfo(*host ? host : NULL, port, &hints, &res);
 	if (rc || !res)
 		return scry__fail(err, SCRY_EINVAL, "cannot resolve the listen address '%s': %s", p->listen, gai_strerror(rc));
 	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int one = 1;
-	if (fd >= 0)
+	if (fd >= 0) {
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+		if (reuseport)
+			setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+	}
 	if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 1024)) {
 		int e = errno;
 		if (fd >= 0)
@@ -1351,11 +1383,11 @@ static int listen_tcp(scry_proxy *p, scry_error *err)
 	getsockname(fd, (struct sockaddr *)&sa, &sl);
 	p->port = ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&sa)->sin6_port
 	                                         : ((struct sockaddr_in *)&sa)->sin_port);
-	p->listen_fd[0] = fd;
+	w->listen_fd[0] = fd;
 	return 0;
 }
 
-static int listen_unix(scry_proxy *p, scry_error *err)
+static int listen_unix(scry_proxy *p, worker *w, scry_error *err)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	if (strlen(p->listen_unix) >= sizeof sun.sun_path)
@@ -1371,7 +1403,7 @@ static int listen_unix(scry_proxy *p, scry_error *err)
 			close(fd);
 		return scry__fail_sys(err, SCRY_EIO, e, "cannot listen on %s: %s", p->listen_unix, strerror(e));
 	}
-	p->listen_fd[1] = fd;
+	w->listen_fd[1] = fd;
 	return 0;
 }
 
@@ -1466,8 +1498,7 @@ int scry_proxy_new(scry_proxy **out, scry_store *store, const scry_proxy_options
 	/* Options of an older version end before the fields added since. */
 	memcpy(&p->opts, opts, opts->version >= 2 ? sizeof p->opts : offsetof(scry_proxy_options, tls_cert));
 	p->opts.version = SCRY_PROXY_OPTIONS_VERSION;
-	p->listen_fd[0] = p->listen_fd[1] = p->epfd = p->stopfd = -1;
-	p->rng = (uint64_t)scry__now_us() ^ ((uint64_t)getpid() << 32);
+	p->stopfd = -1;
 	if (!p->opts.queue_events)
 		p->opts.queue_events = 65536;
 	if (!p->opts.batch_events)
@@ -1489,9 +1520,12 @@ int scry_proxy_new(scry_proxy **out, scry_store *store, const scry_proxy_options
 	p->listen = opts->listen ? scry__strdup(opts->listen) : NULL;
 	p->listen_unix = opts->listen_unix ? scry__strdup(opts->listen_unix) : NULL;
 	p->upstream = scry__strdup(opts->upstream);
-	p->rbuf = scry__malloc(READ_CHUNK);
+	p->nworkers = p->opts.event_threads > 1 ? (p->opts.event_threads < 64 ? p->opts.event_threads : 64) : 1;
+	p->workers = scry__calloc((size_t)p->nworkers, sizeof *p->workers);
+	for (int k = 0; p->workers && k < p->nworkers; k++)
+		p->workers[k].epfd = p->workers[k].listen_fd[0] = p->workers[k].listen_fd[1] = -1;
 	int rc;
-	if ((opts->listen && !p->listen) || (opts->listen_unix && !p->listen_unix) || !p->upstream || !p->rbuf) {
+	if ((opts->listen && !p->listen) || (opts->listen_unix && !p->listen_unix) || !p->upstream || !p->workers) {
 		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 		goto fail;
 	}
@@ -1508,26 +1542,38 @@ int scry_proxy_new(scry_proxy **out, scry_store *store, const scry_proxy_options
 			p->opts.sample_rate);
 		goto fail;
 	}
-	if (p->listen && (rc = listen_tcp(p, err)) != 0)
-		goto fail;
-	if (p->listen_unix && (rc = listen_unix(p, err)) != 0)
-		goto fail;
-	p->epfd = epoll_create1(EPOLL_CLOEXEC);
 	p->stopfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (p->epfd < 0 || p->stopfd < 0) {
+	if (p->stopfd < 0) {
 		rc = scry__fail_sys(err, SCRY_EIO, errno, "cannot create the event loop: %s", strerror(errno));
 		goto fail;
 	}
-	p->stop_ep.tag = TAG_STOP;
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &p->stop_ep };
-	epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->stopfd, &ev);
-	for (int i = 0; i < 2; i++) {
-		if (p->listen_fd[i] < 0)
-			continue;
-		p->listen_ep[i].tag = TAG_LISTEN;
-		p->listen_ep[i].fd = p->listen_fd[i];
-		struct epoll_event lev = { .events = EPOLLIN, .data.ptr = &p->listen_ep[i] };
-		epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->listen_fd[i], &lev);
+	uint64_t seed = (uint64_t)scry__now_us() ^ ((uint64_t)getpid() << 32);
+	for (int k = 0; k < p->nworkers; k++) {
+		worker *w = &p->workers[k];
+		w->proxy = p;
+		w->rng = seed + 0x9E3779B97F4A7C15ull * (uint64_t)(k + 1);
+		w->epfd = epoll_create1(EPOLL_CLOEXEC);
+		w->rbuf = scry__malloc(READ_CHUNK);
+		if (w->epfd < 0 || !w->rbuf) {
+			rc = w->rbuf ? scry__fail_sys(err, SCRY_EIO, errno, "cannot create the event loop: %s", strerror(errno))
+			             : scry__fail(err, SCRY_ENOMEM, "out of memory");
+			goto fail;
+		}
+		if (p->listen && (rc = listen_tcp(p, w, p->nworkers > 1, err)) != 0)
+			goto fail;
+		if (k == 0 && p->listen_unix && (rc = listen_unix(p, w, err)) != 0)
+			goto fail;
+		w->stop_ep.tag = TAG_STOP;
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &w->stop_ep };
+		epoll_ctl(w->epfd, EPOLL_CTL_ADD, p->stopfd, &ev);
+		for (int i = 0; i < 2; i++) {
+			if (w->listen_fd[i] < 0)
+				continue;
+			w->listen_ep[i].tag = TAG_LISTEN;
+			w->listen_ep[i].fd = w->listen_fd[i];
+			struct epoll_event lev = { .events = EPOLLIN, .data.ptr = &w->listen_ep[i] };
+			epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->listen_fd[i], &lev);
+		}
 	}
 	p->clock_offset = scry__now_us() - scry__monotonic_us();
 	*out = p;
@@ -1539,6 +1585,21 @@ fail:
 
 int scry_proxy_port(const scry_proxy *p) { return p ? p->port : 0; }
 
+/* Joins the event loops, then tells the writer to finish what they queued. */
+static void join_threads(scry_proxy *p)
+{
+	for (int k = 0; k < p->nworkers; k++)
+		if (p->workers[k].running) {
+			pthread_join(p->workers[k].thread, NULL);
+			p->workers[k].running = false;
+		}
+	pthread_mutex_lock(&p->mu);
+	p->writer_stop = true;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	pthread_join(p->writer_thread, NULL);
+}
+
 int scry_proxy_start(scry_proxy *p, scry_error *err)
 {
 	if (!p || p->started)
@@ -1546,14 +1607,14 @@ int scry_proxy_start(scry_proxy *p, scry_error *err)
 	int rc = pthread_create(&p->writer_thread, NULL, writer_main, p);
 	if (rc)
 		return scry__fail_sys(err, SCRY_EIO, rc, "cannot start the proxy's writer thread: %s", strerror(rc));
-	rc = pthread_create(&p->loop_thread, NULL, loop_main, p);
-	if (rc) {
-		pthread_mutex_lock(&p->mu);
-		p->writer_stop = true;
-		pthread_cond_signal(&p->cv);
-		pthread_mutex_unlock(&p->mu);
-		pthread_join(p->writer_thread, NULL);
-		return scry__fail_sys(err, SCRY_EIO, rc, "cannot start the proxy's event loop: %s", strerror(rc));
+	for (int k = 0; k < p->nworkers; k++) {
+		rc = pthread_create(&p->workers[k].thread, NULL, loop_main, &p->workers[k]);
+		if (rc) {
+			scry_proxy_stop(p);
+			join_threads(p);
+			return scry__fail_sys(err, SCRY_EIO, rc, "cannot start the proxy's event loop: %s", strerror(rc));
+		}
+		p->workers[k].running = true;
 	}
 	p->started = true;
 	return 0;
@@ -1606,8 +1667,7 @@ int scry_proxy_wait(scry_proxy *p, scry_error *err)
 	if (!p)
 		return scry__fail(err, SCRY_EINVAL, "scry_proxy_wait: proxy is NULL");
 	if (p->started && !p->waited) {
-		pthread_join(p->loop_thread, NULL);
-		pthread_join(p->writer_thread, NULL);
+		join_threads(p);
 		p->waited = true;
 	}
 	if (p->first_rc) {
@@ -1644,13 +1704,18 @@ void scry_proxy_free(scry_proxy *p)
 		scry_proxy_stop(p);
 		scry_proxy_wait(p, NULL);
 	}
-	for (int i = 0; i < 2; i++)
-		if (p->listen_fd[i] >= 0)
-			close(p->listen_fd[i]);
-	if (p->listen_fd[1] >= 0 && p->listen_unix)
-		unlink(p->listen_unix);
-	if (p->epfd >= 0)
-		close(p->epfd);
+	for (int k = 0; p->workers && k < p->nworkers; k++) {
+		worker *w = &p->workers[k];
+		for (int i = 0; i < 2; i++)
+			if (w->listen_fd[i] >= 0)
+				close(w->listen_fd[i]);
+		if (w->listen_fd[1] >= 0 && p->listen_unix)
+			unlink(p->listen_unix);
+		if (w->epfd >= 0)
+			close(w->epfd);
+		scry__free(w->rbuf);
+	}
+	scry__free(p->workers);
 	if (p->stopfd >= 0)
 		close(p->stopfd);
 	pthread_mutex_destroy(&p->mu);
@@ -1666,6 +1731,5 @@ void scry_proxy_free(scry_proxy *p)
 	scry__free(p->listen);
 	scry__free(p->listen_unix);
 	scry__free(p->upstream);
-	scry__free(p->rbuf);
 	scry__free(p);
 }

@@ -919,6 +919,31 @@ START_TEST(switch_store_rotates)
 }
 END_TEST
 
+
+/* Several event loops on one port (SO_REUSEPORT): every session recorded. */
+START_TEST(event_threads_share_the_port)
+{
+	px x;
+	scry_proxy_options o = SCRY_PROXY_OPTIONS_INIT;
+	o.event_threads = 3;
+	px_start_opts(&x, &o);
+	PGconn *cs[12];
+	for (int i = 0; i < 12; i++)
+		cs[i] = pgtest_connect(x.conninfo);
+	for (int r = 0; r < 5; r++)
+		for (int i = 0; i < 12; i++)
+			PQclear(must(cs[i], PQexec(cs[i], "SELECT 1"), PGRES_TUPLES_OK));
+	for (int i = 0; i < 12; i++)
+		PQfinish(cs[i]);
+	px_stop(&x);
+	ck_assert_uint_eq(x.stats.connections, 12);
+	ck_assert_uint_eq(x.stats.events_recorded, 60);
+	ck_assert_uint_eq(x.stats.events_dropped, 0);
+	ck_assert_int_eq(count_sql(x.store_path, "SELECT count(*) FROM sessions WHERE events = 5"), 12);
+	px_free(&x);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Secrets and losses                                                  */
 /* ------------------------------------------------------------------ */
@@ -1076,6 +1101,7 @@ int main(void)
 	tcase_add_test(tc, filters_and_sampling);
 	tcase_add_test(tc, max_events_stops);
 	tcase_add_test(tc, switch_store_rotates);
+	tcase_add_test(tc, event_threads_share_the_port);
 	tcase_add_test(tc, secrets_redacted);
 	tcase_add_test(tc, redact_cases);
 	tcase_add_test(tc, failed_session_insert_counts_losses);

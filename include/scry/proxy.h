@@ -9,8 +9,8 @@
  * Forwarding never waits for recording: when the queue is full, the event is
  * dropped and counted (scry_proxy_stats.events_dropped).
  *
- * Threads: one event-loop thread (epoll, non-blocking sockets) forwards and
- * decodes; one writer thread owns the store handle between
+ * Threads: one event-loop thread (epoll, non-blocking sockets; more with
+ * event_threads) forwards and decodes; one writer thread owns the store handle between
  * scry_proxy_start() and the end of scry_proxy_wait().
  *
  * TLS: with tls_cert/tls_key the proxy terminates the clients' TLS (an
@@ -112,13 +112,18 @@ typedef struct scry_proxy_options {
 	/** Stop after this many events were captured (the proxy stops itself,
 	 *  as scry_proxy_stop(), and records nothing past the limit); 0: no limit. */
 	uint64_t max_events;
+	/** Event-loop threads; 0 or 1: one. With N > 1, each thread has its own
+	 *  epoll set and its own TCP listener on the same port (SO_REUSEPORT:
+	 *  the kernel spreads new connections); a Unix socket is served by the
+	 *  first. The writer thread stays one. At most 64. */
+	int event_threads;
 } scry_proxy_options;
 
 /** Current version of scry_proxy_options. */
 #define SCRY_PROXY_OPTIONS_VERSION 2
 /** Default options (listen and upstream must still be set). */
 #define SCRY_PROXY_OPTIONS_INIT { SCRY_PROXY_OPTIONS_VERSION, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, NULL, 0, \
-	NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0.0, 0 }
+	NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0.0, 0, 0 }
 
 /** Fills `opts` with the defaults. */
 SCRY_API void scry_proxy_options_init(scry_proxy_options *opts);
