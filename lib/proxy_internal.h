@@ -1,0 +1,190 @@
+/*
+ * lib/proxy_internal.h - the capture proxy's shared types (internal).
+ *
+ *   lib/proxy.c        decoder callbacks, the event loops, forwarding
+ *   lib/proxy_tls.c    TLS (OpenSSL) for both sides
+ *   lib/proxy_writer.c the writer thread: queue -> store, rotation, loss checks
+ *   lib/proxy_setup.c  options, addresses, listeners, the public lifecycle
+ */
+#ifndef SCRY_PROXY_INTERNAL_H
+#define SCRY_PROXY_INTERNAL_H
+
+#include "internal.h"
+#include "proxy_tls.h"
+
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#define READ_CHUNK 65536
+#define WRITER_WAIT_MS 20
+
+/* ------------------------------------------------------------------ */
+/* Queue items                                                         */
+/* ------------------------------------------------------------------ */
+
+/* A captured session, shared by the loop (which fills it at startup) and the
+ * writer (which adds it to the store lazily, at its first event, and frees
+ * it at its END item, the last item that names it). */
+typedef struct sess_rec {
+	int64_t session_id;  /* 0 until added to the store */
+	unsigned gen;        /* the store generation session_id belongs to */
+	bool failed;         /* could not be added: its events are dropped */
+	char *database, *user, *application, *client;
+	int64_t started_us;
+} sess_rec;
+
+enum { ITEM_EVENT, ITEM_END };
+
+typedef struct qitem {
+	struct qitem *next;
+	int type;
+	sess_rec *sess;
+	int64_t end_us;       /* ITEM_END */
+	size_t bytes;
+	scry_event ev;        /* pointers into the bytes after the item */
+} qitem;
+
+typedef struct qlist {
+	qitem *head, *tail;
+	size_t n, bytes;
+} qlist;
+
+
+
+/* ------------------------------------------------------------------ */
+/* Connections                                                         */
+/* ------------------------------------------------------------------ */
+
+enum { SIDE_CLIENT = 0, SIDE_SERVER = 1, TAG_LISTEN = 2, TAG_STOP = 3 };
+/* Client side: startup packets (SSLRequest...), TLS handshake, the stream. */
+enum { C_STARTUP, C_TLS, C_STREAM };
+/* Server side: TCP connect, SSLRequest sent, TLS handshake, ready. */
+enum { UP_CONNECTING, UP_SSLREQ, UP_TLS, UP_READY };
+
+typedef struct endpoint {
+	int tag;              /* SIDE_*, TAG_LISTEN or TAG_STOP */
+	struct conn *conn;
+	int fd;               /* for listeners */
+} endpoint;
+
+typedef struct pending {
+	char *p;
+	size_t off, len, cap;
+} pending;
+
+/* One event-loop thread: its epoll set, listeners and connections. With
+ * event_threads > 1 each has its own SO_REUSEPORT listener on the port. */
+typedef struct worker {
+	struct scry_proxy *proxy;
+	int epfd;
+	int listen_fd[2];     /* TCP, Unix (worker 0 only); -1 when absent */
+	endpoint listen_ep[2];
+	endpoint stop_ep;
+	bool accept_paused;
+	pthread_t thread;
+	bool running;
+	struct conn *conns;
+	struct conn *dead;    /* closed, freed at the end of the iteration */
+	int nconns;
+	char *rbuf;
+	qlist local;          /* events of this iteration */
+	int64_t now;          /* monotonic time of this iteration */
+	uint64_t rng;         /* session sampling */
+} worker;
+
+typedef struct conn {
+	struct conn *prev, *next;
+	worker *w;
+	endpoint ep[2];
+	int fd[2];
+	uint32_t evmask[2];
+	int state;            /* C_* */
+	int up;               /* UP_* */
+	bool closed;
+	bool direct_tls;      /* the client opened TLS without SSLRequest */
+	bool unrecorded;      /* filtered out or not sampled: stop decoding */
+	scry__tls *tls[2];    /* NULL: plain */
+	int tls_hs_want[2];   /* handshake in progress: what it waits for */
+	bool tls_read_wants_write[2], tls_write_wants_read[2];
+	char *up_err;         /* why the upstream connection failed */
+	bool server_eof;      /* close once the client has got everything */
+	bool upstream_failed; /* tell the client at its startup packet, then close (up_err) */
+	pending out[2];       /* bytes waiting to be written TO side i */
+	unsigned char startup[8];
+	size_t startup_have;
+	scry_pgwire *dec;     /* NULL once decoding stopped */
+	sess_rec *sess;
+	struct scry_proxy *proxy;
+	char client[64];
+} conn;
+
+struct scry_proxy {
+	scry_store *store;
+	scry_proxy_options opts;
+	char *listen, *listen_unix, *upstream;
+	char up_host[256];    /* for verify-full and SNI */
+	int up_sslmode;       /* SCRY__SSL_* */
+	scry__tls_ctx *tls_server, *tls_client;
+	char **filter[3];     /* databases, users, applications: NULL-terminated, or NULL */
+	uint64_t limit_count; /* events counted against max_events (atomic) */
+	int stopping;         /* atomic: a stop was asked */
+	struct sockaddr_storage up_addr;
+	socklen_t up_len;
+	int port;
+	int stopfd;           /* an eventfd every loop watches; never read */
+	int64_t clock_offset;
+	pthread_t writer_thread;
+	bool started, waited;
+	struct worker *workers;
+	int nworkers;
+
+	/* the queue */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	qlist q;
+	bool writer_waiting, writer_stop;
+	int first_rc;
+	scry_error first_err;
+	/* store rotation (scry_proxy_switch_store) and loss detection (writer) */
+	pthread_cond_t swap_cv;
+	scry_store *next_store, *prev_store;
+	bool swap_asked;
+	unsigned store_gen;
+	bool store_lost;      /* the file was deleted or replaced: events are lost */
+	bool have_ino;
+	dev_t st_dev;
+	ino_t st_ino;
+	int64_t last_check_us;
+
+	/* counters (atomic) */
+	uint64_t st_conns, st_active, st_failed, st_proto, st_captured, st_recorded, st_dropped, st_bin, st_bout;
+};
+
+
+
+#define STAT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
+#define STAT_GET(p, f) __atomic_load_n(&(p)->f, __ATOMIC_RELAXED)
+
+#define plog(p, lvl, ...) scry__log((p)->opts.log, (p)->opts.log_ctx, (lvl), __VA_ARGS__)
+
+static inline void qlist_push(qlist *l, qitem *it)
+{
+	it->next = NULL;
+	if (l->tail)
+		l->tail->next = it;
+	else
+		l->head = it;
+	l->tail = it;
+	l->n++;
+	l->bytes += it->bytes;
+}
+
+/* The event loop of one worker (lib/proxy.c); arg is the worker. */
+SCRY_HIDDEN void *scry__proxy_loop_main(void *arg);
+/* The writer thread (lib/proxy_writer.c); arg is the proxy. */
+SCRY_HIDDEN void *scry__proxy_writer_main(void *arg);
+/* Splits "HOST:PORT", "[V6]:PORT" or ":PORT" (lib/proxy_setup.c). */
+SCRY_HIDDEN int scry__split_hostport(const char *s, char *host, size_t hostsz, char *port, size_t portsz);
+
+#endif /* SCRY_PROXY_INTERNAL_H */
