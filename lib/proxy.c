@@ -79,6 +79,35 @@ static void on_startup(void *ctx, const scry_pgwire_startup *su)
 	c->sess = s;
 }
 
+/* An item of `total` bytes, carved from the worker's block when it fits. */
+static qitem *qitem_alloc(worker *w, size_t total)
+{
+	total = (total + 15) & ~(size_t)15;
+	if (total > QBLOCK_BYTES / 4) { /* large: alone */
+		qitem *it = scry__malloc(total);
+		if (it)
+			it->blk = NULL;
+		return it;
+	}
+	qblock *b = w->blk;
+	if (!b || b->used + total > b->cap) {
+		qblock *nb = scry__malloc(QBLOCK_BYTES);
+		if (!nb)
+			return NULL;
+		nb->refs = 1; /* the loop's own */
+		nb->used = (sizeof *nb + 15) & ~(size_t)15;
+		nb->cap = QBLOCK_BYTES;
+		if (b && __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0)
+			scry__free(b);
+		w->blk = b = nb;
+	}
+	qitem *it = (qitem *)((char *)b + b->used);
+	b->used += total;
+	__atomic_add_fetch(&b->refs, 1, __ATOMIC_RELAXED);
+	it->blk = b;
+	return it;
+}
+
 static void on_event(void *ctx, const scry_event *ev)
 {
 	conn *c = ctx;
@@ -110,7 +139,7 @@ static void on_event(void *ctx, const scry_event *ev)
 	for (int i = 0; i < ev->nparams; i++)
 		if (ev->params[i].length > 0)
 			total += (size_t)ev->params[i].length;
-	qitem *it = scry__malloc(total);
+	qitem *it = qitem_alloc(c->w, total);
 	if (!it) {
 		scry__free(redacted);
 		STAT_ADD(p, st_dropped, 1);
@@ -159,7 +188,7 @@ static void flush_local(worker *w, bool force_signal)
 		qitem *next = it->next;
 		if (it->type == ITEM_EVENT &&
 		    (p->q.n >= p->opts.queue_events || p->q.bytes + it->bytes > p->opts.queue_bytes)) {
-			scry__free(it);
+			qitem_free(it);
 			dropped++;
 		} else {
 			qlist_push(&p->q, it);
@@ -897,5 +926,8 @@ void *scry__proxy_loop_main(void *arg)
 		scry__free(c);
 	}
 	flush_local(w, false);
+	if (w->blk && __atomic_sub_fetch(&w->blk->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		scry__free(w->blk);
+	w->blk = NULL;
 	return NULL;
 }

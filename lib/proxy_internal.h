@@ -36,8 +36,19 @@ typedef struct sess_rec {
 
 enum { ITEM_EVENT, ITEM_END };
 
+/* Events are carved out of 64 KiB blocks (no allocation per event): the
+ * loop holds a reference on its current block, each item one more; the
+ * writer drops an item's reference when done, the last one frees the block. */
+typedef struct qblock {
+	unsigned refs;        /* atomic */
+	size_t used, cap;
+} qblock;
+
+#define QBLOCK_BYTES 65536
+
 typedef struct qitem {
 	struct qitem *next;
+	qblock *blk;          /* NULL: allocated alone */
 	int type;
 	sess_rec *sess;
 	int64_t end_us;       /* ITEM_END */
@@ -91,6 +102,7 @@ typedef struct worker {
 	qlist local;          /* events of this iteration */
 	int64_t now;          /* monotonic time of this iteration */
 	uint64_t rng;         /* session sampling */
+	qblock *blk;          /* where the next events are carved */
 } worker;
 
 typedef struct conn {
@@ -178,6 +190,16 @@ static inline void qlist_push(qlist *l, qitem *it)
 	l->tail = it;
 	l->n++;
 	l->bytes += it->bytes;
+}
+
+/* Frees a queue item (from any thread). */
+static inline void qitem_free(qitem *it)
+{
+	qblock *b = it->blk;
+	if (!b)
+		scry__free(it);
+	else if (__atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		scry__free(b);
 }
 
 /* The event loop of one worker (lib/proxy.c); arg is the worker. */

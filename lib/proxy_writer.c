@@ -103,7 +103,7 @@ static void write_items(scry_proxy *p, qitem *it, scry_event *evs)
 			}
 			if (p->store_lost) {
 				STAT_ADD(p, st_dropped, 1);
-				scry__free(it);
+				qitem_free(it);
 				it = next;
 				continue;
 			}
@@ -121,7 +121,7 @@ static void write_items(scry_proxy *p, qitem *it, scry_event *evs)
 			}
 			if (s->failed) {
 				STAT_ADD(p, st_dropped, 1);
-				scry__free(it);
+				qitem_free(it);
 			} else {
 				it->ev.session_id = s->session_id;
 				evs[n++] = it->ev;
@@ -132,7 +132,7 @@ static void write_items(scry_proxy *p, qitem *it, scry_event *evs)
 					while (done) {
 						qitem *d = done;
 						done = d->next;
-						scry__free(d);
+						qitem_free(d);
 					}
 				}
 			}
@@ -141,7 +141,7 @@ static void write_items(scry_proxy *p, qitem *it, scry_event *evs)
 			while (done) {
 				qitem *d = done;
 				done = d->next;
-				scry__free(d);
+				qitem_free(d);
 			}
 			if (s->session_id && s->gen == p->store_gen && !p->store_lost) {
 				scry_error e = SCRY_ERROR_INIT;
@@ -150,7 +150,7 @@ static void write_items(scry_proxy *p, qitem *it, scry_event *evs)
 					writer_fail(p, rc, &e, 0);
 			}
 			sess_free(s);
-			scry__free(it);
+			qitem_free(it);
 		}
 		it = next;
 	}
@@ -158,7 +158,7 @@ static void write_items(scry_proxy *p, qitem *it, scry_event *evs)
 	while (done) {
 		qitem *d = done;
 		done = d->next;
-		scry__free(d);
+		qitem_free(d);
 	}
 }
 
@@ -207,7 +207,7 @@ void *scry__proxy_writer_main(void *arg)
 						sess_free(it->sess);
 					else
 						STAT_ADD(p, st_dropped, 1);
-					scry__free(it);
+					qitem_free(it);
 				}
 			}
 		}
