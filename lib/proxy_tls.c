@@ -64,17 +64,30 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 	return SSL_TLSEXT_ERR_OK;
 }
 
-int scry__tls_server_ctx(scry__tls_ctx **out, const char *cert, const char *key, scry_error *err)
+/* A context with what both sides share: TLS 1.2+, non-blocking partial
+ * writes from a moving buffer, no renegotiation or compression. */
+static int ctx_base(SSL_CTX **out, const SSL_METHOD *method, scry_error *err)
 {
-	*out = NULL;
 	char why[256];
 	ERR_clear_error();
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	SSL_CTX *ctx = SSL_CTX_new(method);
 	if (!ctx)
 		return scry__fail(err, SCRY_ENOMEM, "cannot create a TLS context: %s", ssl_reason(why, sizeof why, "out of memory"));
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	*out = ctx;
+	return 0;
+}
+
+int scry__tls_server_ctx(scry__tls_ctx **out, const char *cert, const char *key, scry_error *err)
+{
+	*out = NULL;
+	char why[256];
+	SSL_CTX *ctx;
+	int brc = ctx_base(&ctx, TLS_server_method(), err);
+	if (brc)
+		return brc;
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
@@ -106,15 +119,11 @@ int scry__tls_client_ctx(scry__tls_ctx **out, int sslmode, const char *rootcert,
 {
 	*out = NULL;
 	char why[256];
-	ERR_clear_error();
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-	if (!ctx)
-		return scry__fail(err, SCRY_ENOMEM, "cannot create a TLS context: %s", ssl_reason(why, sizeof why, "out of memory"));
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	SSL_CTX *ctx;
+	int rc = ctx_base(&ctx, TLS_client_method(), err);
+	if (rc)
+		return rc;
 	SSL_CTX_set_alpn_protos(ctx, alpn_pg, sizeof alpn_pg - 1);
-	int rc = 0;
 	if (sslmode >= SCRY__SSL_VERIFY_CA) {
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 		int ok = rootcert ? SSL_CTX_load_verify_locations(ctx, rootcert, NULL)

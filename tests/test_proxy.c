@@ -80,6 +80,18 @@ static void px_stop(px *x)
 	x->proxy = NULL;
 }
 
+/* Stops a proxy whose scry_proxy_wait() must fail with `want` in its message. */
+static void px_stop_failing(px *x, const char *want)
+{
+	scry_error err = SCRY_ERROR_INIT;
+	scry_proxy_stop(x->proxy);
+	ck_assert_int_ne(scry_proxy_wait(x->proxy, &err), 0);
+	ck_assert_msg(strstr(err.message, want) != NULL, "%s", err.message);
+	scry_proxy_stats_get(x->proxy, &x->stats);
+	scry_proxy_free(x->proxy);
+	x->proxy = NULL;
+}
+
 static void px_free(px *x)
 {
 	scry_store_free(x->store);
@@ -760,19 +772,6 @@ END_TEST
 /* Production controls: filters, sampling, max_events, rotation         */
 /* ------------------------------------------------------------------ */
 
-static int64_t count_sql(const char *path, const char *sql)
-{
-	sqlite3 *db;
-	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	sqlite3_stmt *st;
-	ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK, "%s", sqlite3_errmsg(db));
-	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-	int64_t v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return v;
-}
-
 static void run_as(px *x, const char *user, const char *app, int queries)
 {
 	char ci[400];
@@ -799,8 +798,8 @@ START_TEST(filters_and_sampling)
 	px_stop(&x);
 	ck_assert_uint_eq(x.stats.events_recorded, 3);
 	ck_assert_uint_eq(x.stats.events_dropped, 0);
-	ck_assert_int_eq(count_sql(x.store_path, "SELECT count(*) FROM sessions"), 2);
-	ck_assert_int_eq(count_sql(x.store_path, "SELECT count(*) FROM sessions WHERE application NOT IN ('keep','keep2')"), 0);
+	ck_assert_int_eq(pgtest_sqlite_int(x.store_path, "SELECT count(*) FROM sessions"), 2);
+	ck_assert_int_eq(pgtest_sqlite_int(x.store_path, "SELECT count(*) FROM sessions WHERE application NOT IN ('keep','keep2')"), 0);
 	px_free(&x);
 
 	/* Sampling by session: about half of 40 sessions, each one whole. */
@@ -810,10 +809,10 @@ START_TEST(filters_and_sampling)
 	for (int i = 0; i < 40; i++)
 		run_as(&x, "postgres", "sampled", 3);
 	px_stop(&x);
-	int64_t sessions = count_sql(x.store_path, "SELECT count(*) FROM sessions");
+	int64_t sessions = pgtest_sqlite_int(x.store_path, "SELECT count(*) FROM sessions");
 	ck_assert_msg(sessions >= 5 && sessions <= 35, "%lld of 40 sessions sampled at 0.5", (long long)sessions);
-	ck_assert_int_eq(count_sql(x.store_path, "SELECT count(*) FROM events"), sessions * 3);
-	ck_assert_int_eq(count_sql(x.store_path, "SELECT count(*) FROM sessions WHERE events != 3"), 0);
+	ck_assert_int_eq(pgtest_sqlite_int(x.store_path, "SELECT count(*) FROM events"), sessions * 3);
+	ck_assert_int_eq(pgtest_sqlite_int(x.store_path, "SELECT count(*) FROM sessions WHERE events != 3"), 0);
 	ck_assert_uint_eq(x.stats.events_dropped, 0);
 	px_free(&x);
 
@@ -909,12 +908,12 @@ START_TEST(switch_store_rotates)
 	PQfinish(c);
 	px_stop(&x);
 	ck_assert_uint_eq(x.stats.events_recorded, 3);
-	ck_assert_int_eq(count_sql(x.store_path, "SELECT count(*) FROM events"), 1);
-	ck_assert_int_eq(count_sql(path2, "SELECT count(*) FROM events"), 2);
+	ck_assert_int_eq(pgtest_sqlite_int(x.store_path, "SELECT count(*) FROM events"), 1);
+	ck_assert_int_eq(pgtest_sqlite_int(path2, "SELECT count(*) FROM events"), 2);
 	/* The session open across the rotation is in both files. */
-	ck_assert_int_eq(count_sql(x.store_path, "SELECT count(*) FROM sessions WHERE application = 'long'"), 1);
-	ck_assert_int_eq(count_sql(path2, "SELECT count(*) FROM sessions WHERE application = 'long' AND ended_us IS NOT NULL"), 1);
-	ck_assert_int_eq(count_sql(path2, "SELECT count(*) FROM sessions WHERE application = 'later'"), 1);
+	ck_assert_int_eq(pgtest_sqlite_int(x.store_path, "SELECT count(*) FROM sessions WHERE application = 'long'"), 1);
+	ck_assert_int_eq(pgtest_sqlite_int(path2, "SELECT count(*) FROM sessions WHERE application = 'long' AND ended_us IS NOT NULL"), 1);
+	ck_assert_int_eq(pgtest_sqlite_int(path2, "SELECT count(*) FROM sessions WHERE application = 'later'"), 1);
 	px_free(&x);
 }
 END_TEST
@@ -939,7 +938,7 @@ START_TEST(event_threads_share_the_port)
 	ck_assert_uint_eq(x.stats.connections, 12);
 	ck_assert_uint_eq(x.stats.events_recorded, 60);
 	ck_assert_uint_eq(x.stats.events_dropped, 0);
-	ck_assert_int_eq(count_sql(x.store_path, "SELECT count(*) FROM sessions WHERE events = 5"), 12);
+	ck_assert_int_eq(pgtest_sqlite_int(x.store_path, "SELECT count(*) FROM sessions WHERE events = 5"), 12);
 	px_free(&x);
 }
 END_TEST
@@ -1043,12 +1042,7 @@ START_TEST(failed_session_insert_counts_losses)
 	sqlite3_close(db);
 	run_as(&x, "postgres", "doomed", 3);
 	run_as(&x, "postgres", "fine", 1);
-	scry_error err = SCRY_ERROR_INIT;
-	scry_proxy_stop(x.proxy);
-	ck_assert_int_ne(scry_proxy_wait(x.proxy, &err), 0);
-	ck_assert_ptr_nonnull(strstr(err.message, "refused by test"));
-	scry_proxy_stats_get(x.proxy, &x.stats);
-	scry_proxy_free(x.proxy);
+	px_stop_failing(&x, "refused by test");
 	ck_assert_uint_eq(x.stats.events_captured, 4);
 	ck_assert_uint_eq(x.stats.events_dropped, 3);
 	ck_assert_uint_eq(x.stats.events_recorded, 1);
@@ -1069,12 +1063,7 @@ START_TEST(store_deleted_is_detected)
 		usleep(100000);
 	}
 	PQfinish(c);
-	scry_error err = SCRY_ERROR_INIT;
-	scry_proxy_stop(x.proxy);
-	ck_assert_int_ne(scry_proxy_wait(x.proxy, &err), 0);
-	ck_assert_msg(strstr(err.message, "was deleted while recording") != NULL, "%s", err.message);
-	scry_proxy_stats_get(x.proxy, &x.stats);
-	scry_proxy_free(x.proxy);
+	px_stop_failing(&x, "was deleted while recording");
 	ck_assert_uint_eq(x.stats.events_captured, 31);
 	ck_assert_uint_ge(x.stats.events_dropped, 1);
 	ck_assert_uint_eq(x.stats.events_recorded + x.stats.events_dropped, 31);

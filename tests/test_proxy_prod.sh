@@ -4,36 +4,10 @@
 # the soft RLIMIT_NOFILE is raised, a deleted store and a full disk are
 # reported while recording and make the exit status non-zero.
 set -euo pipefail
-: "${SCRY_CLI:?}" "${SCRY_SOURCE_DIR:?}"
-work=$(mktemp -d /tmp/scry-pxprod.XXXXXX); chmod 755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  bash "$SCRY_SOURCE_DIR/tests/harness/pgcluster.sh" stop "$work/pg" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; for f in "$work"/*.err; do [ -f "$f" ] && { echo "--- $f" >&2; cat "$f" >&2; }; done; exit 1; }
+source "$SCRY_SOURCE_DIR/tests/proxy/lib.sh"
+start_cluster
+up=(--upstream "127.0.0.1:$port")
 
-port=$(bash "$SCRY_SOURCE_DIR/tests/harness/pgcluster.sh" start "$work/pg")
-
-start_proxy() { # NAME ARGS...: starts a proxy, sets $pport and $ppid
-  local name=$1; shift
-  "$SCRY_CLI" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$port" --json "$@" \
-    >"$work/$name.out" 2>"$work/$name.err" &
-  ppid=$!
-  pids+=($ppid)
-  for _ in $(seq 1 100); do
-    grep -q "capturing on" "$work/$name.err" 2>/dev/null && break
-    kill -0 "$ppid" 2>/dev/null || fail "proxy $name exited: $(cat "$work/$name.err")"
-    sleep 0.1
-  done
-  pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/$name.err")
-  [ -n "$pport" ] || fail "proxy $name announced no port"
-}
-wait_proxy() { # waits for $ppid; its status in $prc
-  set +e; wait "$ppid"; prc=$?; set -e
-}
 await() { # SECONDS COMMAND...: until the command succeeds
   local t=$1; shift
   for _ in $(seq 1 $((t * 10))); do "$@" && return 0; sleep 0.1; done
@@ -43,7 +17,7 @@ q() { psql -X -qAt "host=127.0.0.1 port=$pport user=postgres dbname=postgres" "$
 events() { "$SCRY_CLI" workload info --store "$1" --json | sed -n 's/.*"events":\([0-9]*\).*/\1/p'; }
 
 # --max-events: stops by itself, cleanly, with exactly that many events.
-start_proxy max --store "$work/max.db" --max-events 3
+start_proxy max "${up[@]}" --max-events 3
 set +e; for i in 1 2 3 4 5 6; do q -c "SELECT $i" >/dev/null 2>&1; done; set -e
 await 10 bash -c "! kill -0 $ppid 2>/dev/null" || fail "--max-events 3 did not stop the proxy"
 wait_proxy
@@ -51,7 +25,7 @@ wait_proxy
 [ "$(events "$work/max.db")" = 3 ] || fail "--max-events 3 recorded $(events "$work/max.db")"
 
 # --duration: stops by itself.
-start_proxy dur --store "$work/dur.db" --duration 1
+start_proxy dur "${up[@]}" --duration 1
 q -c "SELECT 'in time'" >/dev/null
 await 15 bash -c "! kill -0 $ppid 2>/dev/null" || fail "--duration 1 did not stop the proxy"
 wait_proxy
@@ -61,7 +35,7 @@ wait_proxy
 # SIGHUP: the store is closed and the next one opened; the soft
 # RLIMIT_NOFILE was raised to the hard limit.
 mkdir "$work/rot"
-start_proxy rot --store "$work/rot/first.db"
+start_proxy rot "${up[@]}" --store "$work/rot/first.db" # the last --store wins
 limits=$(grep "Max open files" "/proc/$ppid/limits")
 read -r soft hard <<<"$(awk '{print $4, $5}' <<<"$limits")"
 [ "$soft" = "$hard" ] || fail "soft RLIMIT_NOFILE not raised: $limits"
@@ -69,7 +43,7 @@ q -c "SELECT 'first file'" >/dev/null
 kill -HUP "$ppid"
 await 10 grep -q "rotated" "$work/rot.err" || fail "no rotation after SIGHUP"
 q -c "SELECT 'second file'" >/dev/null
-kill -INT "$ppid"; wait_proxy
+stop_proxy
 [ "$prc" = 0 ] || fail "rotation run exit status $prc"
 next=$(ls "$work/rot" | grep -E '^scry-[0-9]{8}-[0-9]{6}(-[0-9]+)?\.db$' | head -1)
 [ -n "$next" ] || fail "no scry-YYYYmmdd-HHMMSS.db after SIGHUP: $(ls "$work/rot")"
@@ -92,14 +66,14 @@ done
   || fail "merged pattern count: $(sqlite3 "$work/fleet.db" "SELECT normalized, count FROM patterns")"
 
 # A store deleted while recording: reported when noticed, exit status 1.
-start_proxy del --store "$work/del.db"
+start_proxy del "${up[@]}"
 q -c "SELECT 'before delete'" >/dev/null
 rm "$work/del.db"
 for i in $(seq 1 30); do q -c "SELECT $i" >/dev/null; grep -q "deleted" "$work/del.err" && break; sleep 0.1; done
 grep -q "del.db was deleted while recording" "$work/del.err" || fail "the deleted store was not reported while running"
 kill -0 "$ppid" || fail "the proxy stopped forwarding after the store was deleted"
 q -c "SELECT 'still forwarded'" >/dev/null || fail "traffic stopped"
-kill -INT "$ppid"; wait_proxy
+stop_proxy
 [ "$prc" = 1 ] || fail "deleted store: exit status $prc, want 1"
 
 # Disk full (a 200 KiB file-size limit): logged when it happens, exit 1.
@@ -115,7 +89,7 @@ for i in $(seq 1 40); do
 done
 grep -q "error: store" "$work/full.err" || fail "disk full not logged while running"
 kill -0 "$ppid" || fail "the proxy died on a full disk"
-kill -INT "$ppid"; wait_proxy
+stop_proxy
 [ "$prc" = 1 ] || fail "disk full: exit status $prc, want 1"
 grep -q "dropped" "$work/full.out" || fail "summary: $(cat "$work/full.out")"
 echo ok

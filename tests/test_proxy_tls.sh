@@ -7,16 +7,7 @@
 # proxy without a certificate answers a ClientHello with a PostgreSQL error;
 # upstream verification failures name the address and the reason.
 set -euo pipefail
-: "${SCRY_CLI:?}" "${SCRY_SOURCE_DIR:?}"
-work=$(mktemp -d /tmp/scry-pxtls.XXXXXX); chmod 755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  bash "$SCRY_SOURCE_DIR/tests/harness/pgcluster.sh" stop "$work/pg" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; for f in "$work"/*.err; do [ -f "$f" ] && { echo "--- $f" >&2; cat "$f" >&2; }; done; exit 1; }
+source "$SCRY_SOURCE_DIR/tests/proxy/lib.sh"
 
 # ---- certificates: a CA, the server's and the proxy's (localhost, 127.0.0.1)
 tls=$work/tls; mkdir -p "$tls"
@@ -43,7 +34,7 @@ ssl = on
 ssl_cert_file = '$tls/server.crt'
 ssl_key_file = '$tls/server.key'
 CONF
-port=$(bash "$SCRY_SOURCE_DIR/tests/harness/pgcluster.sh" start "$work/pg" "$work/ssl.conf")
+start_cluster "$work/ssl.conf"
 sock=$work/pg/sock
 psql -X -q -h "$sock" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 \
   -c "CREATE ROLE app LOGIN PASSWORD 'app-secret-pw'" \
@@ -58,26 +49,6 @@ psql -X -q -h "$sock" -p "$port" -U postgres -d postgres -c "SELECT pg_reload_co
 if psql -X -q "host=127.0.0.1 port=$port user=postgres dbname=postgres sslmode=disable" -c "SELECT 1" >/dev/null 2>&1; then
   fail "the server should accept TLS only"
 fi
-
-start_proxy() { # NAME ARGS...: starts a proxy, sets $pport
-  local name=$1; shift
-  "$SCRY_CLI" capture proxy --listen 127.0.0.1:0 --store "$work/$name.db" --json "$@" \
-    >"$work/$name.out" 2>"$work/$name.err" &
-  pids+=($!)
-  for _ in $(seq 1 100); do
-    grep -q "capturing on" "$work/$name.err" 2>/dev/null && break
-    kill -0 "${pids[-1]}" 2>/dev/null || fail "proxy $name exited: $(cat "$work/$name.err")"
-    sleep 0.1
-  done
-  pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/$name.err")
-  [ -n "$pport" ] || fail "proxy $name announced no port"
-}
-stop_proxy() { # expects the last started proxy; returns its exit status in $prc
-  local p=${pids[-1]}
-  kill -INT "$p"
-  set +e; wait "$p"; prc=$?; set -e
-  unset 'pids[-1]'
-}
 
 # ---- TLS both ways, every client with verify-full
 start_proxy main --upstream "127.0.0.1:$port" --upstream-sslmode verify-full \

@@ -6,7 +6,6 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,20 +55,12 @@ static void make_store(const char *name, const char *const *apps, int napps, con
 	scry_store_free(s);
 }
 
-static int64_t sql_int(scry_store *s, const char *name, const char *sql)
+/* An integer from the merged store "out.db". */
+static int64_t out_int(const char *sql)
 {
-	(void)s;
 	char p[256];
-	path_of(p, sizeof p, name);
-	sqlite3 *db;
-	ck_assert_int_eq(sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	sqlite3_stmt *st;
-	ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK, "%s", sqlite3_errmsg(db));
-	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-	int64_t v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return v;
+	path_of(p, sizeof p, "out.db");
+	return pgtest_sqlite_int(p, sql);
 }
 
 START_TEST(merge_fleet)
@@ -103,14 +94,14 @@ START_TEST(merge_fleet)
 	ck_assert_int_eq(info.events, 12);
 	/* SELECT 1/SELECT 2 share a pattern; t-lookup shared; missing; update; unparsable. */
 	ck_assert_int_eq(info.patterns, 5);
-	ck_assert_int_eq(sql_int(out, "out.db", "SELECT count FROM patterns WHERE normalized LIKE '%FROM t WHERE%'"), 3);
-	ck_assert_int_eq(sql_int(out, "out.db", "SELECT count FROM patterns WHERE fingerprint IS NULL"), 3);
-	ck_assert_int_eq(sql_int(out, "out.db", "SELECT errors FROM patterns WHERE normalized LIKE '%missing%'"), 1);
-	ck_assert_int_eq(sql_int(out, "out.db", "SELECT total_us FROM patterns WHERE normalized LIKE '%FROM t WHERE%'"),
+	ck_assert_int_eq(out_int("SELECT count FROM patterns WHERE normalized LIKE '%FROM t WHERE%'"), 3);
+	ck_assert_int_eq(out_int("SELECT count FROM patterns WHERE fingerprint IS NULL"), 3);
+	ck_assert_int_eq(out_int("SELECT errors FROM patterns WHERE normalized LIKE '%missing%'"), 1);
+	ck_assert_int_eq(out_int("SELECT total_us FROM patterns WHERE normalized LIKE '%FROM t WHERE%'"),
 	                 101 * 3);
-	ck_assert_int_eq(sql_int(out, "out.db", "SELECT count(*) FROM statements WHERE template LIKE '%FROM t WHERE%'"), 1);
+	ck_assert_int_eq(out_int("SELECT count(*) FROM statements WHERE template LIKE '%FROM t WHERE%'"), 1);
 	/* Sessions kept apart: two "web" sessions. */
-	ck_assert_int_eq(sql_int(out, "out.db", "SELECT count(*) FROM sessions WHERE application = 'web'"), 2);
+	ck_assert_int_eq(out_int("SELECT count(*) FROM sessions WHERE application = 'web'"), 2);
 
 	/* Every event reads back as captured. */
 	scry_event_iter *it;
@@ -133,7 +124,7 @@ START_TEST(merge_fleet)
 	ck_assert_int_eq(n, 12);
 	ck_assert_int_eq(with_params, 3);
 	ck_assert_int_eq(errors, 1);
-	ck_assert_int_eq(sql_int(out, "out.db", "SELECT count(*) FROM event_errors"), 1);
+	ck_assert_int_eq(out_int("SELECT count(*) FROM event_errors"), 1);
 
 	/* The handle keeps appending correctly after a merge (its caches were dropped). */
 	scry_session_info si = { SCRY_SOURCE_API, "db", "u", "after", "x", 3000000 };

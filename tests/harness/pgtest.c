@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "pgtest.h"
 
+#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,4 +130,17 @@ const char *pgtest_cli(void)
 {
 	const char *p = getenv("SCRY_CLI");
 	return p && *p ? p : SCRY_BINARY_DIR "/scry";
+}
+
+int64_t pgtest_sqlite_int(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	ck_assert_msg(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK, "cannot open %s", path);
+	sqlite3_stmt *st;
+	ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(db));
+	ck_assert_msg(sqlite3_step(st) == SQLITE_ROW, "%s: no row", sql);
+	int64_t v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
 }

@@ -10,6 +10,7 @@
 #define SCRY_PGTEST_H
 
 #include <check.h>
+#include <stdint.h>
 #include <libpq-fe.h>
 
 typedef struct pgtest_cluster {
@@ -45,6 +46,10 @@ int pgtest_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * EXIT_FAILURE for main(). `fork` false runs every test in this process
  * (CK_NOFORK): shared fixtures, and leaks and crashes show up directly. */
 int pgtest_run_suite(Suite *suite, int fork);
+
+/* The first column of the first row of `sql` on the SQLite file `path`
+ * (a store, read-only), as an integer; fails the test on any error. */
+int64_t pgtest_sqlite_int(const char *path, const char *sql);
 
 /* Path of the scry CLI built alongside the tests ($SCRY_CLI). */
 const char *pgtest_cli(void);
