@@ -318,10 +318,27 @@ static ssize_t io_recv(conn *c, int side, void *buf, size_t n)
 {
 	if (!c->tls[side])
 		return recv(c->fd[side], buf, n, 0);
-	int want = 0;
-	ssize_t r = scry__tls_read(c->tls[side], buf, n, &want);
-	c->tls_read_wants_write[side] = r < 0 && errno == EAGAIN && want == SCRY__TLS_WANT_WRITE;
-	return r;
+	/* Batch: one TLS record is at most 16 KiB; take every record already
+	 * decryptable or readable, up to n, so one forward carries them all. */
+	size_t got = 0;
+	for (;;) {
+		int want = 0;
+		ssize_t r = scry__tls_read(c->tls[side], (char *)buf + got, n - got, &want);
+		if (r <= 0) {
+			if (got) {
+				c->tls_read_wants_write[side] = false;
+				/* OpenSSL reports the end or error again at the next read,
+				 * which handle_read() makes at once. */
+				c->tls_ended[side] = r == 0 || errno != EAGAIN;
+				return (ssize_t)got;
+			}
+			c->tls_read_wants_write[side] = r < 0 && errno == EAGAIN && want == SCRY__TLS_WANT_WRITE;
+			return r;
+		}
+		got += (size_t)r;
+		if (got == n)
+			return (ssize_t)got;
+	}
 }
 
 static ssize_t io_send(conn *c, int side, const void *buf, size_t n)
@@ -629,6 +646,10 @@ static void handle_read(worker *w, conn *c, int side)
 			from_client(w, c, w->rbuf, (size_t)n);
 		else
 			from_server(w, c, w->rbuf, (size_t)n);
+		if (!c->closed && c->tls_ended[side]) {
+			c->tls_ended[side] = false;
+			handle_read(w, c, side);
+		}
 		return;
 	}
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))

@@ -119,6 +119,7 @@ typedef struct conn {
 	scry__tls *tls[2];    /* NULL: plain */
 	int tls_hs_want[2];   /* handshake in progress: what it waits for */
 	bool tls_read_wants_write[2], tls_write_wants_read[2];
+	bool tls_ended[2];    /* a batched TLS read met the end: read again at once */
 	char *up_err;         /* why the upstream connection failed */
 	bool server_eof;      /* close once the client has got everything */
 	bool upstream_failed; /* tell the client at its startup packet, then close (up_err) */

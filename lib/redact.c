@@ -11,12 +11,14 @@
 #include <string.h>
 #include <strings.h>
 
-/* Case-insensitive "does `hay` contain `needle`" over a length-bounded text. */
+/* Case-insensitive "does `hay` contain `needle`" (lower-case) over a
+ * length-bounded text; cheap on the first byte, as it runs on every event. */
 static bool contains_ci(const char *hay, size_t n, const char *needle)
 {
 	size_t k = strlen(needle);
+	char c0 = needle[0];
 	for (size_t i = 0; i + k <= n; i++)
-		if (!strncasecmp(hay + i, needle, k))
+		if ((hay[i] | 0x20) == c0 && !strncasecmp(hay + i, needle, k))
 			return true;
 	return false;
 }
