@@ -625,7 +625,7 @@ static void handle_read(worker *w, conn *c, int side)
 					plog(p, SCRY_LOG_WARNING, "client %s: TLS connection refused: TLS is not configured", c->client);
 					/* Take what the client sent, so that closing sends FIN, not
 					 * an RST that could discard the error before it is read. */
-					while (recv(c->fd[SIDE_CLIENT], w->rbuf, READ_CHUNK, MSG_DONTWAIT) > 0)
+					for (int i = 0; i < 4 && recv(c->fd[SIDE_CLIENT], w->rbuf, READ_CHUNK, MSG_DONTWAIT) > 0; i++)
 						;
 					send_fatal(c, c->fd[SIDE_CLIENT], "08P01",
 						"scry capture proxy: TLS is not configured on the proxy (start it with --tls-cert and --tls-key)");

@@ -156,7 +156,7 @@ struct scry_proxy {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	qlist q;
-	bool writer_waiting, writer_stop;
+	bool writer_waiting, writer_stop, writer_done;
 	int first_rc;
 	scry_error first_err;
 	/* store rotation (scry_proxy_switch_store) and loss detection (writer) */

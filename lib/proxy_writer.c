@@ -224,6 +224,7 @@ void *scry__proxy_writer_main(void *arg)
 		if (last && !p->q.head)
 			break;
 	}
+	p->writer_done = true; /* a later rotation swaps directly */
 	pthread_mutex_unlock(&p->mu);
 	scry__free(evs);
 	return NULL;
@@ -236,7 +237,7 @@ int scry_proxy_switch_store(scry_proxy *p, scry_store *next, scry_store **previo
 	if (!p || !next || !previous)
 		return scry__fail(err, SCRY_EINVAL, "scry_proxy_switch_store: proxy, next store and previous are required");
 	pthread_mutex_lock(&p->mu);
-	if (!p->started || p->waited) { /* no writer thread: the caller owns the store */
+	if (!p->started || p->waited || p->writer_done) { /* no writer thread: the caller owns the store */
 		*previous = p->store;
 		p->store = next;
 		p->store_gen++;
