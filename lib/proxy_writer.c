@@ -28,8 +28,14 @@ static void sess_free(sess_rec *s)
 /* The writer                                                          */
 /* ------------------------------------------------------------------ */
 
+static void store_check(scry_proxy *p, bool now);
+
+/* A store error: logged now, the first one kept for scry_proxy_wait(). A
+ * deleted or replaced file is the clearer reason, so it is checked first. */
 static void writer_fail(scry_proxy *p, int rc, const scry_error *e, size_t lost)
 {
+	if (!p->store_lost)
+		store_check(p, true); /* reports the loss itself (then store_lost is set) */
 	STAT_ADD(p, st_dropped, lost);
 	plog(p, SCRY_LOG_ERROR, "store: %s (%zu events lost)", e->message, lost);
 	pthread_mutex_lock(&p->mu);
@@ -79,10 +85,8 @@ static void append_batch(scry_proxy *p, scry_event *evs, size_t *n)
 		return;
 	scry_error e = SCRY_ERROR_INIT;
 	int rc = scry_store_append(p->store, evs, *n, &e);
-	if (rc) {
-		store_check(p, true); /* a deleted file is the clearer reason */
+	if (rc)
 		writer_fail(p, rc, &e, *n);
-	}
 	else
 		STAT_ADD(p, st_recorded, *n);
 	*n = 0;
