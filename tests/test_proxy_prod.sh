@@ -32,6 +32,15 @@ wait_proxy
 [ "$prc" = 0 ] || fail "--duration exit status $prc"
 [ "$(events "$work/dur.db")" = 1 ] || fail "--duration recorded $(events "$work/dur.db")"
 
+# Filters from the command line: only the chosen application is recorded.
+start_proxy filt "${up[@]}" --applications keep,also --users postgres --databases postgres
+psql -X -qAt "host=127.0.0.1 port=$pport user=postgres dbname=postgres application_name=keep" -c "SELECT 1" >/dev/null
+psql -X -qAt "host=127.0.0.1 port=$pport user=postgres dbname=postgres application_name=other" -c "SELECT 2" >/dev/null
+stop_proxy
+[ "$prc" = 0 ] || fail "filters: exit status $prc"
+[ "$(sqlite3 "$work/filt.db" "SELECT group_concat(application) FROM sessions")" = keep ] \
+  || fail "filtered sessions: $(sqlite3 "$work/filt.db" "SELECT application FROM sessions")"
+
 # SIGHUP: the store is closed and the next one opened; the soft
 # RLIMIT_NOFILE was raised to the hard limit.
 mkdir "$work/rot"

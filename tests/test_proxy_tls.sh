@@ -59,6 +59,12 @@ out=$(psql -X -qAt "$ci user=postgres application_name=psql-tls" -c "SELECT 'psq
   || fail "psql with sslmode=verify-full through the proxy"
 [ "$out" = "psql over true" ] || fail "psql: the proxy-to-server leg is not TLS: $out"
 
+# sslmode=verify-ca and require work too.
+for mode in verify-ca require; do
+  psql -X -qAt "host=127.0.0.1 port=$pport dbname=postgres user=postgres sslmode=$mode sslrootcert=$tls/ca.crt" \
+    -c "SELECT 'mode $mode'" | grep -qx "mode $mode" || fail "psql sslmode=$mode through the proxy"
+done
+
 # Megabytes both ways through TLS (records batched, back-pressure, TLS
 # buffers drained): byte for byte what a direct TLS connection gives.
 big="SELECT g, repeat(md5(g::text), 100) FROM generate_series(1, 3000) g"
