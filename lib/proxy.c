@@ -773,17 +773,27 @@ static void accept_clients(worker *w, int lfd, bool is_unix)
 {
 	scry_proxy *p = w->proxy;
 	for (;;) {
+		/* The upstream socket is made before accepting (and kept for the
+		 * next client when none is waiting): a client is accepted only when
+		 * both its descriptors exist, so running out of descriptors never
+		 * fails a client, it only makes it wait in the backlog. */
+		if (w->spare_sfd < 0)
+			w->spare_sfd = socket(p->up_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		struct sockaddr_storage sa;
 		socklen_t salen = sizeof sa;
-		int fd = accept4(lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = w->spare_sfd < 0 ? -1 : accept4(lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
+			if (w->spare_sfd >= 0 && (errno == EINTR || errno == ECONNABORTED))
 				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
+			if (w->spare_sfd >= 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 				return;
 			/* Out of descriptors (EMFILE...): the listener would stay readable
-			 * and spin the loop; stop accepting until a connection closes. */
-			plog(p, SCRY_LOG_ERROR, "accept: %s; not accepting until a connection closes", strerror(errno));
+			 * and spin the loop; stop accepting for a while (update_events). */
+			if (w->now - w->emfile_logged_us >= 10000000 || !w->emfile_logged_us) { /* at most every 10 s */
+				w->emfile_logged_us = w->now ? w->now : 1;
+				plog(p, SCRY_LOG_ERROR, "accept: %s; new connections wait until descriptors are free "
+				     "(raise the open-files limit, ulimit -n)", strerror(errno));
+			}
 			listeners_pause(w, true);
 			return;
 		}
@@ -794,13 +804,13 @@ static void accept_clients(worker *w, int lfd, bool is_unix)
 			continue;
 		}
 		conn *c = scry__calloc(1, sizeof *c);
-		int sfd = socket(p->up_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (!c || sfd < 0) {
-			plog(p, SCRY_LOG_ERROR, "cannot open a connection to the upstream %s: %s", p->upstream, strerror(errno));
-			send_fatal(NULL, fd, "08006", "scry capture proxy: cannot open a connection to the upstream server");
+		int sfd = w->spare_sfd;
+		w->spare_sfd = -1;
+		if (!c) {
+			plog(p, SCRY_LOG_ERROR, "client refused: out of memory");
+			send_fatal(NULL, fd, "53200", "scry capture proxy: out of memory");
 			close(fd);
-			if (sfd >= 0)
-				close(sfd);
+			close(sfd);
 			scry__free(c);
 			STAT_ADD(p, st_failed, 1);
 			continue;
@@ -914,13 +924,18 @@ void *scry__proxy_loop_main(void *arg)
 	struct epoll_event evs[256];
 	bool stop = false;
 	while (!stop) {
-		int n = epoll_wait(w->epfd, evs, 256, -1);
+		/* Listeners paused by EMFILE resume when one of this loop's
+		 * connections closes, or after 100 ms (the descriptors may be held
+		 * by another loop, or freed elsewhere in the process). */
+		int n = epoll_wait(w->epfd, evs, 256, w->accept_paused ? 100 : -1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			plog(p, SCRY_LOG_ERROR, "epoll_wait: %s", strerror(errno));
 			break;
 		}
+		if (n == 0 && w->accept_paused)
+			listeners_pause(w, false);
 		w->now = scry__monotonic_us();
 		for (int i = 0; i < n; i++) {
 			endpoint *ep = evs[i].data.ptr;
@@ -947,6 +962,9 @@ void *scry__proxy_loop_main(void *arg)
 		scry__free(c);
 	}
 	flush_local(w, false);
+	if (w->spare_sfd >= 0)
+		close(w->spare_sfd);
+	w->spare_sfd = -1;
 	if (w->blk && __atomic_sub_fetch(&w->blk->refs, 1, __ATOMIC_ACQ_REL) == 0)
 		scry__free(w->blk);
 	w->blk = NULL;

@@ -103,6 +103,8 @@ typedef struct worker {
 	int64_t now;          /* monotonic time of this iteration */
 	uint64_t rng;         /* session sampling */
 	qblock *blk;          /* where the next events are carved */
+	int64_t emfile_logged_us; /* last "out of descriptors" log */
+	int spare_sfd;        /* an upstream socket made ahead of the next accept, or -1 */
 } worker;
 
 typedef struct conn {

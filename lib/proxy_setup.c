@@ -259,7 +259,7 @@ int scry_proxy_new(scry_proxy **out, scry_store *store, const scry_proxy_options
 	p->nworkers = p->opts.event_threads > 1 ? (p->opts.event_threads < 64 ? p->opts.event_threads : 64) : 1;
 	p->workers = scry__calloc((size_t)p->nworkers, sizeof *p->workers);
 	for (int k = 0; p->workers && k < p->nworkers; k++)
-		p->workers[k].epfd = p->workers[k].listen_fd[0] = p->workers[k].listen_fd[1] = -1;
+		p->workers[k].epfd = p->workers[k].listen_fd[0] = p->workers[k].listen_fd[1] = p->workers[k].spare_sfd = -1;
 	int rc;
 	if ((opts->listen && !p->listen) || (opts->listen_unix && !p->listen_unix) || !p->upstream || !p->workers) {
 		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
