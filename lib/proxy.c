@@ -777,22 +777,27 @@ static void accept_clients(worker *w, int lfd, bool is_unix)
 		 * next client when none is waiting): a client is accepted only when
 		 * both its descriptors exist, so running out of descriptors never
 		 * fails a client, it only makes it wait in the backlog. */
-		if (w->spare_sfd < 0)
+		/* Past the open-files budget (scry_proxy_start), the store needs the
+		 * descriptors that are left: clients wait in the backlog. */
+		bool budget = STAT_GET(p, st_active) < p->fd_budget;
+		if (budget && w->spare_sfd < 0)
 			w->spare_sfd = socket(p->up_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		struct sockaddr_storage sa;
 		socklen_t salen = sizeof sa;
-		int fd = w->spare_sfd < 0 ? -1 : accept4(lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		bool may = budget && w->spare_sfd >= 0;
+		int fd = may ? accept4(lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC) : -1;
 		if (fd < 0) {
-			if (w->spare_sfd >= 0 && (errno == EINTR || errno == ECONNABORTED))
+			if (may && (errno == EINTR || errno == ECONNABORTED))
 				continue;
-			if (w->spare_sfd >= 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			if (may && (errno == EAGAIN || errno == EWOULDBLOCK))
 				return;
 			/* Out of descriptors (EMFILE...): the listener would stay readable
-			 * and spin the loop; stop accepting for a while (update_events). */
+			 * and spin the loop; stop accepting for a while (loop_main). */
 			if (w->now - w->emfile_logged_us >= 10000000 || !w->emfile_logged_us) { /* at most every 10 s */
 				w->emfile_logged_us = w->now ? w->now : 1;
 				plog(p, SCRY_LOG_ERROR, "accept: %s; new connections wait until descriptors are free "
-				     "(raise the open-files limit, ulimit -n)", strerror(errno));
+				     "(raise the open-files limit, ulimit -n)",
+				     budget ? strerror(errno) : "the open-files limit is reached (descriptors kept for the store)");
 			}
 			listeners_pause(w, true);
 			return;

@@ -148,6 +148,7 @@ struct scry_proxy {
 	socklen_t up_len;
 	int port;
 	int stopfd;           /* an eventfd every loop watches; never read */
+	uint64_t fd_budget;   /* connections the open-files limit allows (scry_proxy_start) */
 	int64_t clock_offset;
 	pthread_t writer_thread;
 	bool started, waited;

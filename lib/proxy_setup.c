@@ -6,6 +6,7 @@
 #include "proxy_internal.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -336,10 +338,40 @@ static void join_threads(scry_proxy *p)
 	pthread_join(p->writer_thread, NULL);
 }
 
+/*
+ * How many connections fit in the open-files limit while leaving room for
+ * the store: each connection takes two descriptors, and SQLite opens its
+ * -wal/-shm/journal files when it needs them (a rotation opens a second
+ * store). Taking the last descriptors would lose events, so the proxy stops
+ * accepting at this budget instead (clients wait in the backlog).
+ */
+#define FD_HEADROOM 24
+
+static uint64_t fd_budget(scry_proxy *p)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return UINT64_MAX;
+	uint64_t used = 0;
+	DIR *d = opendir("/proc/self/fd");
+	if (d) {
+		while (readdir(d))
+			used++;
+		closedir(d);
+	}
+	uint64_t avail = rl.rlim_cur > used + FD_HEADROOM ? (uint64_t)rl.rlim_cur - used - FD_HEADROOM : 0;
+	uint64_t n = avail / 2 > 0 ? avail / 2 : 1;
+	if (n < (uint64_t)p->opts.max_connections)
+		plog(p, SCRY_LOG_WARNING, "the open-files limit (%llu) allows %llu simultaneous connections; "
+		     "more wait until one closes (raise ulimit -n)", (unsigned long long)rl.rlim_cur, (unsigned long long)n);
+	return n;
+}
+
 int scry_proxy_start(scry_proxy *p, scry_error *err)
 {
 	if (!p || p->started)
 		return scry__fail(err, SCRY_EINVAL, "scry_proxy_start: the proxy is missing or already started");
+	p->fd_budget = fd_budget(p);
 	int rc = pthread_create(&p->writer_thread, NULL, scry__proxy_writer_main, p);
 	if (rc)
 		return scry__fail_sys(err, SCRY_EIO, rc, "cannot start the proxy's writer thread: %s", strerror(rc));
