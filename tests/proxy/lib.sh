@@ -3,7 +3,7 @@
 # proxy` started in the background. Source it after `set -euo pipefail`;
 # it sets $work and $port (a fresh cluster; PGCONF: extra postgresql.conf).
 : "${SCRY_CLI:?}" "${SCRY_SOURCE_DIR:?}"
-work=$(mktemp -d /tmp/scry-pxtest.XXXXXX); chmod 755 "$work"
+work=$(mktemp -d /tmp/scry-pxsh.XXXXXX); chmod 755 "$work"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -11,6 +11,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# KEEP=1 (debugging): keep the work directory and leave the cluster running.
 [ -n "${KEEP:-}" ] && trap "" EXIT
 fail() { echo "FAIL: $*" >&2; for f in "$work"/*.err; do [ -f "$f" ] && { echo "--- $f" >&2; cat "$f" >&2; }; done; exit 1; }
 start_cluster() { # [CONF_FILE]: sets $port
