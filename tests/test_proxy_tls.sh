@@ -5,7 +5,8 @@
 # pgjdbc (skipped when no JDK) connect with sslmode=verify-full and their
 # queries are recorded; a direct-TLS client (ALPN "postgresql") works; a
 # proxy without a certificate answers a ClientHello with a PostgreSQL error;
-# upstream verification failures name the address and the reason.
+# upstream verification failures name the address and the reason; the
+# proxy logs in with its own client certificate (pg_hba "cert").
 set -euo pipefail
 source "$SCRY_SOURCE_DIR/tests/proxy/lib.sh"
 
@@ -25,6 +26,12 @@ mkcert() { # NAME CA
 }
 mkca ca; mkca otherca
 mkcert server ca; mkcert proxy ca
+# A client certificate for the proxy's own login (pg_hba "cert": CN = user).
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=certuser" \
+  -keyout "$tls/client.key" -out "$tls/client.csr" 2>/dev/null
+printf 'extendedKeyUsage=clientAuth\n' >"$tls/client.ext"
+openssl x509 -req -in "$tls/client.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial -days 2 \
+  -extfile "$tls/client.ext" -out "$tls/client.crt" 2>/dev/null
 chmod 600 "$tls"/*.key; chmod 755 "$tls"
 [ "$(id -u)" = 0 ] && chown "${SCRY_PG_USER:-nobody}" "$tls/server.key" "$tls/server.crt"
 
@@ -33,15 +40,17 @@ cat >"$work/ssl.conf" <<CONF
 ssl = on
 ssl_cert_file = '$tls/server.crt'
 ssl_key_file = '$tls/server.key'
+ssl_ca_file = '$tls/ca.crt'
 CONF
 start_cluster "$work/ssl.conf"
 sock=$work/pg/sock
 psql -X -q -h "$sock" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 \
-  -c "CREATE ROLE app LOGIN PASSWORD 'app-secret-pw'" \
+  -c "CREATE ROLE app LOGIN PASSWORD 'app-secret-pw'" -c "CREATE ROLE certuser LOGIN" \
   -c "ALTER SYSTEM SET password_encryption = 'scram-sha-256'" >/dev/null
 cat >"$work/pg/data/pg_hba.conf" <<HBA
 local all all trust
 hostssl all app 127.0.0.1/32 scram-sha-256
+hostssl all certuser 127.0.0.1/32 cert
 hostssl all all 127.0.0.1/32 trust
 HBA
 psql -X -q -h "$sock" -p "$port" -U postgres -d postgres -c "SELECT pg_reload_conf()" >/dev/null
@@ -170,6 +179,19 @@ set -e
 [ "$rc" != 0 ] || fail "a hostssl-only server accepted plain text"
 grep -q "no encryption" "$work/plain.txt" || fail "server's refusal not forwarded: $(cat "$work/plain.txt")"
 stop_proxy
+
+# A client certificate for the server (pg_hba "cert"): only the proxy holds it.
+start_proxy cert --upstream "127.0.0.1:$port" --upstream-sslmode verify-full --upstream-sslrootcert "$tls/ca.crt" \
+  --upstream-sslcert "$tls/client.crt" --upstream-sslkey "$tls/client.key"
+out=$(psql -X -qAt "host=127.0.0.1 port=$pport user=certuser dbname=postgres" -c "SELECT 'cert ' || current_user") \
+  || fail "login with the proxy's client certificate"
+[ "$out" = "cert certuser" ] || fail "client certificate login printed $out"
+stop_proxy
+[ "$prc" = 0 ] || fail "cert proxy exit status $prc"
+set +e
+psql -X -q "host=127.0.0.1 port=$port user=certuser dbname=postgres sslmode=require" -c "SELECT 1" >/dev/null 2>&1; rc=$?
+set -e
+[ "$rc" != 0 ] || fail "certuser logged in without a certificate: the cert test proves nothing"
 
 # Bad TLS files: exit 1 naming the file.
 set +e
