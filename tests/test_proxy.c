@@ -1055,7 +1055,17 @@ START_TEST(store_deleted_is_detected)
 	px x;
 	px_start(&x);
 	run_as(&x, "postgres", "first", 1);
-	ck_assert_int_eq(unlink(x.store_path), 0);
+	bool replace = _i == 1; /* loop test: 0 deletes the file, 1 replaces it */
+	if (replace) {
+		char other[200];
+		snprintf(other, sizeof other, "%s/other.db", x.dir);
+		FILE *f = fopen(other, "w");
+		ck_assert_ptr_nonnull(f);
+		fclose(f);
+		ck_assert_int_eq(rename(other, x.store_path), 0);
+	} else {
+		ck_assert_int_eq(unlink(x.store_path), 0);
+	}
 	/* The writer checks the file at least once a second. */
 	PGconn *c = pgtest_connect(x.conninfo);
 	for (int i = 0; i < 30; i++) {
@@ -1063,7 +1073,7 @@ START_TEST(store_deleted_is_detected)
 		usleep(100000);
 	}
 	PQfinish(c);
-	px_stop_failing(&x, "was deleted while recording");
+	px_stop_failing(&x, replace ? "was replaced while recording" : "was deleted while recording");
 	ck_assert_uint_eq(x.stats.events_captured, 31);
 	ck_assert_uint_ge(x.stats.events_dropped, 1);
 	ck_assert_uint_eq(x.stats.events_recorded + x.stats.events_dropped, 31);
@@ -1094,7 +1104,7 @@ int main(void)
 	tcase_add_test(tc, secrets_redacted);
 	tcase_add_test(tc, redact_cases);
 	tcase_add_test(tc, failed_session_insert_counts_losses);
-	tcase_add_test(tc, store_deleted_is_detected);
+	tcase_add_loop_test(tc, store_deleted_is_detected, 0, 2);
 	suite_add_tcase(s, tc);
 	int status = pgtest_run_suite(s, 1);
 	pgtest_stop(&cluster);
