@@ -74,7 +74,9 @@ static int ctx_base(SSL_CTX **out, const SSL_METHOD *method, scry_error *err)
 	if (!ctx)
 		return scry__fail(err, SCRY_ENOMEM, "cannot create a TLS context: %s", ssl_reason(why, sizeof why, "out of memory"));
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+	/* Not SSL_MODE_RELEASE_BUFFERS: it would free and allocate the record
+	 * buffers around every message (docs/proxy.md, "TLS"). */
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
 	*out = ctx;
 	return 0;
