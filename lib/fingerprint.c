@@ -373,7 +373,11 @@ int scry_fingerprinter_new(scry_fingerprinter **out, const scry_fingerprinter_op
 	if (!out)
 		return scry__fail(err, SCRY_EINVAL, "scry_fingerprinter_new: out is NULL");
 	*out = NULL;
-	size_t want = opts && opts->cache_entries ? opts->cache_entries : 65536;
+	scry_fingerprinter_options o;
+	int vrc = scry__opts_copy(err, &scry__abi_fingerprinter_options, &o, opts);
+	if (vrc)
+		return vrc;
+	size_t want = o.cache_entries ? o.cache_entries : 65536;
 	size_t max_slots = 16;
 	while (max_slots < want * 2 && max_slots < ((size_t)1 << 40))
 		max_slots <<= 1;

@@ -34,11 +34,31 @@ SCRY_HIDDEN int scry__fail_sys(scry_error *err, int code, int sys_code,
 	const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /*
- * Checks the `version` field of a caller's options struct: versions 1 to
- * `known` are understood. Returns 0, or SCRY_EINVAL with a message naming the
- * struct (`what`, e.g. "scry_replay_options") and how to fill it.
+ * The versions of a struct crossing the API (lib/abi.c, docs/api.md): its
+ * name, its size in this library, how many versions it had, and the size
+ * of each version's layout (sizes[v - 1]).
  */
-SCRY_HIDDEN int scry__check_version(scry_error *err, const char *what, unsigned int version, unsigned int known);
+typedef struct scry__abi_type {
+	const char *name;
+	size_t size;
+	unsigned int versions;
+	const size_t *sizes;
+	void (*init)(void *); /* fills the defaults; NULL = all zero */
+} scry__abi_type;
+
+extern SCRY_HIDDEN const scry__abi_type scry__abi_store_options, scry__abi_replay_options,
+	scry__abi_verdict_options, scry__abi_pipeline_options, scry__abi_shadow_options,
+	scry__abi_migration, scry__abi_proxy_options, scry__abi_pgwire_options,
+	scry__abi_logimport_options, scry__abi_fingerprinter_options, scry__abi_event_filter;
+
+/*
+ * Copies a caller's input struct `src` (first field `unsigned int version`)
+ * into `dst`, the library's own struct of type t: the defaults first, then
+ * exactly the bytes of the version the caller declared; dst->version becomes
+ * the current version. src may be NULL (defaults only). An unknown or zero
+ * version gives SCRY_EINVAL with a message naming the struct.
+ */
+SCRY_HIDDEN int scry__opts_copy(scry_error *err, const scry__abi_type *t, void *dst, const void *src);
 
 /* scry_buf helpers: all return 0 or SCRY_ENOMEM. */
 SCRY_HIDDEN int scry__buf_grow(scry_buf *b, size_t extra);

@@ -837,13 +837,10 @@ int scry_logimport_new(scry_logimport **out, scry_store *store, const scry_logim
 	if (!out || !store)
 		return scry__fail(err, SCRY_EINVAL, "scry_logimport_new: out and store are required");
 	*out = NULL;
-	scry_logimport_options o = SCRY_LOGIMPORT_OPTIONS_INIT;
-	if (opts) {
-		int rc = scry__check_version(err, "scry_logimport_options", opts->version, SCRY_LOGIMPORT_OPTIONS_VERSION);
-		if (rc)
-			return rc;
-		o = *opts;
-	}
+	scry_logimport_options o;
+	int vrc = scry__opts_copy(err, &scry__abi_logimport_options, &o, opts);
+	if (vrc)
+		return vrc;
 	if ((unsigned)o.format > SCRY_LOG_STDERR)
 		return scry__fail(err, SCRY_EINVAL, "unknown log format %d (csvlog, jsonlog or stderr)", (int)o.format);
 	if (o.format == SCRY_LOG_STDERR && (!o.line_prefix || !*o.line_prefix))

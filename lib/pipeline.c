@@ -63,32 +63,27 @@ int scry_pipeline_new(scry_pipeline **out, scry_store *store, const char *target
 	*out = NULL;
 	if (!store || !target)
 		return scry__fail(err, SCRY_EINVAL, "a store and a target are needed");
-	if (opts) {
-		int rc = scry__check_version(err, "scry_pipeline_options", opts->version, SCRY_PIPELINE_OPTIONS_VERSION);
-		if (!rc && opts->replay)
-			rc = scry__check_version(err, "scry_replay_options", opts->replay->version, SCRY_REPLAY_OPTIONS_VERSION);
-		if (!rc && opts->verdict)
-			rc = scry__check_version(err, "scry_verdict_options", opts->verdict->version,
-			                         SCRY_VERDICT_OPTIONS_VERSION);
-		if (!rc && opts->fix)
-			rc = scry__check_version(err, "scry_migration", opts->fix->version, SCRY_MIGRATION_VERSION);
-		if (rc)
-			return rc;
-	}
+	scry_pipeline_options o;
+	scry_replay_options ro;
+	scry_verdict_options vo;
+	scry_migration fix;
+	int rc = scry__opts_copy(err, &scry__abi_pipeline_options, &o, opts);
+	if (!rc)
+		rc = scry__opts_copy(err, &scry__abi_replay_options, &ro, o.replay);
+	if (!rc)
+		rc = scry__opts_copy(err, &scry__abi_verdict_options, &vo, o.verdict);
+	if (!rc)
+		rc = scry__opts_copy(err, &scry__abi_migration, &fix, o.fix);
+	if (rc)
+		return rc;
 	scry_pipeline *p = scry__calloc(1, sizeof *p);
 	if (!p)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	scry_pipeline_options_init(&p->opts);
-	if (opts)
-		p->opts = *opts;
-	scry_replay_options_init(&p->ropts);
-	if (p->opts.replay)
-		p->ropts = *p->opts.replay;
-	scry_verdict_options_init(&p->vopts);
-	if (p->opts.verdict)
-		p->vopts = *p->opts.verdict;
-	if (p->opts.fix) {
-		p->fix = *p->opts.fix;
+	p->opts = o;
+	p->ropts = ro;
+	p->vopts = vo;
+	if (o.fix) {
+		p->fix = fix;
 		p->has_fix = true;
 	}
 	/* Pointers into the caller's structs are not kept past this call. */
@@ -97,15 +92,15 @@ int scry_pipeline_new(scry_pipeline **out, scry_store *store, const char *target
 	p->opts.fix = NULL;
 	p->ropts.fingerprints = NULL; /* replaced below by a copy when given */
 	p->ropts.nfingerprints = 0;
-	if (opts && opts->replay && opts->replay->fingerprints && opts->replay->nfingerprints) {
-		uint64_t *fps = scry__calloc(opts->replay->nfingerprints, sizeof *fps);
+	if (ro.fingerprints && ro.nfingerprints) {
+		uint64_t *fps = scry__calloc(ro.nfingerprints, sizeof *fps);
 		if (!fps) {
 			scry__free(p);
 			return scry__fail(err, SCRY_ENOMEM, "out of memory");
 		}
-		memcpy(fps, opts->replay->fingerprints, opts->replay->nfingerprints * sizeof *fps);
+		memcpy(fps, ro.fingerprints, ro.nfingerprints * sizeof *fps);
 		p->ropts.fingerprints = fps;
-		p->ropts.nfingerprints = opts->replay->nfingerprints;
+		p->ropts.nfingerprints = ro.nfingerprints;
 	}
 	p->store = store;
 	p->target = scry__strdup(target);
@@ -115,7 +110,7 @@ int scry_pipeline_new(scry_pipeline **out, scry_store *store, const char *target
 	p->opts.suffix = NULL;
 	pthread_mutex_init(&p->lock, NULL);
 	atomic_init(&p->canceled, 0);
-	if (!p->target || !p->prefix || (opts && opts->suffix && !p->suffix)) {
+	if (!p->target || !p->prefix || (o.suffix && !p->suffix)) {
 		scry_pipeline_free(p);
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	}

@@ -1005,15 +1005,19 @@ int scry_proxy_new(scry_proxy **out, scry_store *store, const scry_proxy_options
 	*out = NULL;
 	if (!store || !opts)
 		return scry__fail(err, SCRY_EINVAL, "scry_proxy_new: a store and options (listen, upstream) are required");
-	if (!opts->listen && !opts->listen_unix)
+	scry_proxy_options o;
+	int vrc = scry__opts_copy(err, &scry__abi_proxy_options, &o, opts);
+	if (vrc)
+		return vrc;
+	if (!o.listen && !o.listen_unix)
 		return scry__fail(err, SCRY_EINVAL, "the proxy needs an address to listen on (listen or listen_unix)");
-	if (!opts->upstream || !*opts->upstream)
+	if (!o.upstream || !*o.upstream)
 		return scry__fail(err, SCRY_EINVAL, "the proxy needs the upstream server's address (HOST:PORT)");
 	scry_proxy *p = scry__calloc(1, sizeof *p);
 	if (!p)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	p->store = store;
-	p->opts = *opts;
+	p->opts = o;
 	p->listen_fd[0] = p->listen_fd[1] = p->epfd = p->stopfd = -1;
 	if (!p->opts.queue_events)
 		p->opts.queue_events = 65536;
@@ -1032,12 +1036,12 @@ int scry_proxy_new(scry_proxy **out, scry_store *store, const scry_proxy_options
 	pthread_condattr_init(&ca);
 	pthread_cond_init(&p->cv, &ca);
 	pthread_condattr_destroy(&ca);
-	p->listen = opts->listen ? scry__strdup(opts->listen) : NULL;
-	p->listen_unix = opts->listen_unix ? scry__strdup(opts->listen_unix) : NULL;
-	p->upstream = scry__strdup(opts->upstream);
+	p->listen = o.listen ? scry__strdup(o.listen) : NULL;
+	p->listen_unix = o.listen_unix ? scry__strdup(o.listen_unix) : NULL;
+	p->upstream = scry__strdup(o.upstream);
 	p->rbuf = scry__malloc(READ_CHUNK);
 	int rc;
-	if ((opts->listen && !p->listen) || (opts->listen_unix && !p->listen_unix) || !p->upstream || !p->rbuf) {
+	if ((o.listen && !p->listen) || (o.listen_unix && !p->listen_unix) || !p->upstream || !p->rbuf) {
 		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 		goto fail;
 	}

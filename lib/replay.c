@@ -58,13 +58,10 @@ int scry_replay_new(scry_replay **out, scry_store *store, const scry_replay_opti
 	*out = NULL;
 	if (!store)
 		return scry__fail(err, SCRY_EINVAL, "scry_replay_new: a store is required");
-	scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
-	if (opts) {
-		int rc = scry__check_version(err, "scry_replay_options", opts->version, SCRY_REPLAY_OPTIONS_VERSION);
-		if (rc)
-			return rc;
-		o = *opts;
-	}
+	scry_replay_options o;
+	int vrc = scry__opts_copy(err, &scry__abi_replay_options, &o, opts);
+	if (vrc)
+		return vrc;
 	if (o.mode != SCRY_REPLAY_FAST && o.mode != SCRY_REPLAY_TIMED)
 		return scry__fail(err, SCRY_EINVAL, "replay mode must be fast or timed");
 	if (o.mode == SCRY_REPLAY_TIMED && !(o.speed > 0))

@@ -260,9 +260,10 @@ int scry_store_open(scry_store **out, const char *path, const scry_store_options
 	if (!out || !path || !*path)
 		return scry__fail(err, SCRY_EINVAL, "scry_store_open: a path is required");
 	*out = NULL;
-	scry_store_options o = SCRY_STORE_OPTIONS_INIT;
-	if (opts)
-		o = *opts;
+	scry_store_options o;
+	int vrc = scry__opts_copy(err, &scry__abi_store_options, &o, opts);
+	if (vrc)
+		return vrc;
 	bool exists;
 	int rc = check_file_header(path, &exists, err);
 	if (rc)
@@ -778,6 +779,11 @@ int scry_store_events(scry_store *s, const scry_event_filter *filter, scry_event
 	if (!s || !out)
 		return scry__fail(err, SCRY_EINVAL, "scry_store_events: arguments are required");
 	*out = NULL;
+	scry_event_filter fcopy;
+	int vrc = scry__opts_copy(err, &scry__abi_event_filter, &fcopy, filter);
+	if (vrc)
+		return vrc;
+	filter = &fcopy;
 	scry_buf sql = SCRY_BUF_INIT;
 	int rc = scry__buf_puts(&sql,
 		"SELECT e.id, e.session, e.seq, s.started_us + e.offset_us, e.duration_us, e.kind, st.template,"

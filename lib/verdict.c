@@ -1357,9 +1357,10 @@ int scry_verdict_compute(scry_verdict **out, scry_store *store, const char *base
 	if (!out || !store || !baseline || !candidate)
 		return scry__fail(err, SCRY_EINVAL, "scry_verdict_compute: store and both labels are required");
 	*out = NULL;
-	scry_verdict_options o = SCRY_VERDICT_OPTIONS_INIT;
-	if (opts)
-		o = *opts;
+	scry_verdict_options o;
+	int vrc = scry__opts_copy(err, &scry__abi_verdict_options, &o, opts);
+	if (vrc)
+		return vrc;
 	if (!(o.threshold >= 1.0) || !(o.min_delta_ms >= 0) || !isfinite(o.threshold) || !isfinite(o.min_delta_ms))
 		return scry__fail(err, SCRY_EINVAL, "threshold must be >= 1 and min_delta_ms >= 0 (got %g and %g)",
 		                  o.threshold, o.min_delta_ms);
