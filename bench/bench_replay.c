@@ -275,7 +275,7 @@ static int cancel_probe(scry_store *st, const char *conninfo)
 		goto fail;
 	pthread_t th;
 	pthread_create(&th, NULL, cancel_after, r);
-	scry_replay_result res;
+	scry_replay_result res = SCRY_REPLAY_RESULT_INIT;
 	int rc = scry_replay_run(r, conninfo, "cancel-probe", &res, &err);
 	int64_t back = mono_us();
 	pthread_join(th, NULL);

@@ -125,7 +125,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_verdict: %s\n", err.message);
 		return 1;
 	}
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	if (scry_store_info_get(s, &info, &err) == 0 && info.runs == 0) {
 		double t0 = now_s();
 		if (build(s, patterns, samples))

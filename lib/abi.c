@@ -85,6 +85,25 @@ ABI_TABLE(scry__abi_event_filter, scry_event_filter, NULL,
 	SCRY_EVENT_FILTER_VERSION, session_id,
 	THROUGH(scry_event_filter, session_id))
 
+/* ---- output structs: `size_t size` first (no version macro) ------------- */
+
+ABI_TABLE(scry__abi_replay_result, scry_replay_result, NULL, 1, lag_max_us,
+	THROUGH(scry_replay_result, lag_max_us))
+ABI_TABLE(scry__abi_store_info, scry_store_info, NULL, 1, schema_version,
+	THROUGH(scry_store_info, schema_version))
+ABI_TABLE(scry__abi_pipeline_stats, scry_pipeline_stats, NULL, 1, total_us,
+	THROUGH(scry_pipeline_stats, total_us))
+ABI_TABLE(scry__abi_verdict_summary, scry_verdict_summary, NULL, 1, candidate_run,
+	THROUGH(scry_verdict_summary, candidate_run))
+ABI_TABLE(scry__abi_logimport_stats, scry_logimport_stats, NULL, 1, warning,
+	THROUGH(scry_logimport_stats, warning))
+ABI_TABLE(scry__abi_pgwire_stats, scry_pgwire_stats, NULL, 1, pending,
+	THROUGH(scry_pgwire_stats, pending))
+ABI_TABLE(scry__abi_proxy_stats, scry_proxy_stats, NULL, 1, bytes_from_server,
+	THROUGH(scry_proxy_stats, bytes_from_server))
+ABI_TABLE(scry__abi_fingerprinter_stats, scry_fingerprinter_stats, NULL, 1, errors,
+	THROUGH(scry_fingerprinter_stats, errors))
+
 /* ---- copies ------------------------------------------------------------- */
 
 int scry__opts_copy(scry_error *err, const scry__abi_type *t, void *dst, const void *src)
@@ -106,4 +125,32 @@ int scry__opts_copy(scry_error *err, const scry__abi_type *t, void *dst, const v
 	/* The caller's struct has exactly version v's fields: read no further. */
 	memcpy((char *)dst + sizeof v, (const char *)src + sizeof v, t->sizes[v - 1] - sizeof v);
 	return 0;
+}
+
+int scry__out_check(scry_error *err, const scry__abi_type *t, const void *out)
+{
+	size_t have;
+	memcpy(&have, out, sizeof have);
+	if (have >= t->sizes[0])
+		return 0;
+	return scry__fail(err, SCRY_EINVAL,
+		"%s: its size field is %zu, smaller than any version of the struct; "
+		"set it to sizeof(%s) (its _INIT macro does)", t->name, have, t->name);
+}
+
+void scry__out_put(const scry__abi_type *t, void *out, const void *src)
+{
+	size_t have;
+	memcpy(&have, out, sizeof have);
+	size_t n = have < t->size ? have : t->size;
+	memcpy((char *)out + sizeof n, (const char *)src + sizeof n, n - sizeof n);
+	memcpy(out, &n, sizeof n);
+}
+
+int scry__out_copy(scry_error *err, const scry__abi_type *t, void *out, const void *src)
+{
+	int rc = scry__out_check(err, t, out);
+	if (!rc)
+		scry__out_put(t, out, src);
+	return rc;
 }

@@ -407,10 +407,14 @@ void scry_fingerprinter_free(scry_fingerprinter *f)
 	scry__free(f);
 }
 
-void scry_fingerprinter_stats_get(const scry_fingerprinter *f, scry_fingerprinter_stats *out)
+int scry_fingerprinter_stats_get(const scry_fingerprinter *f, scry_fingerprinter_stats *out)
 {
-	if (f && out)
-		*out = f->stats;
+	if (!out)
+		return SCRY_EINVAL;
+	scry_fingerprinter_stats st = { sizeof st, 0, 0, 0, 0 };
+	if (f)
+		st = f->stats;
+	return scry__out_copy(NULL, &scry__abi_fingerprinter_stats, out, &st);
 }
 
 /* The parser itself: NUL-terminated text in. */

@@ -49,7 +49,10 @@ typedef struct scry__abi_type {
 extern SCRY_HIDDEN const scry__abi_type scry__abi_store_options, scry__abi_replay_options,
 	scry__abi_verdict_options, scry__abi_pipeline_options, scry__abi_shadow_options,
 	scry__abi_migration, scry__abi_proxy_options, scry__abi_pgwire_options,
-	scry__abi_logimport_options, scry__abi_fingerprinter_options, scry__abi_event_filter;
+	scry__abi_logimport_options, scry__abi_fingerprinter_options, scry__abi_event_filter,
+	scry__abi_replay_result, scry__abi_store_info, scry__abi_pipeline_stats,
+	scry__abi_verdict_summary, scry__abi_logimport_stats, scry__abi_pgwire_stats,
+	scry__abi_proxy_stats, scry__abi_fingerprinter_stats;
 
 /*
  * Copies a caller's input struct `src` (first field `unsigned int version`)
@@ -59,6 +62,17 @@ extern SCRY_HIDDEN const scry__abi_type scry__abi_store_options, scry__abi_repla
  * version gives SCRY_EINVAL with a message naming the struct.
  */
 SCRY_HIDDEN int scry__opts_copy(scry_error *err, const scry__abi_type *t, void *dst, const void *src);
+
+/*
+ * Output structs (first field `size_t size`, set by the caller): check that
+ * out->size covers at least version 1 (SCRY_EINVAL otherwise), then copy
+ * the library's full struct `src` into `out`, only as many bytes as
+ * out->size says, and set out->size to the bytes written. scry__out_copy
+ * does both; scry__out_put assumes a passed check.
+ */
+SCRY_HIDDEN int scry__out_check(scry_error *err, const scry__abi_type *t, const void *out);
+SCRY_HIDDEN void scry__out_put(const scry__abi_type *t, void *out, const void *src);
+SCRY_HIDDEN int scry__out_copy(scry_error *err, const scry__abi_type *t, void *out, const void *src);
 
 /* scry_buf helpers: all return 0 or SCRY_ENOMEM. */
 SCRY_HIDDEN int scry__buf_grow(scry_buf *b, size_t extra);

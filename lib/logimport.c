@@ -866,7 +866,7 @@ int scry_logimport_new(scry_logimport **out, scry_store *store, const scry_logim
 			return rc;
 		}
 	}
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	int rc = scry_store_info_get(store, &info, err);
 	if (rc) {
 		scry_logimport_free(imp);
@@ -951,19 +951,26 @@ int scry_logimport_feed_file(scry_logimport *imp, const char *path, scry_error *
 
 static void fill_stats(const scry_logimport *imp, scry_logimport_stats *stats)
 {
-	*stats = imp->st;
-	stats->lines = imp->line;
+	scry_logimport_stats st = imp->st;
+	st.lines = imp->line;
+	scry__out_put(&scry__abi_logimport_stats, stats, &st);
 }
 
-void scry_logimport_stats_get(const scry_logimport *imp, scry_logimport_stats *stats)
+int scry_logimport_stats_get(const scry_logimport *imp, scry_logimport_stats *stats)
 {
 	if (!stats)
-		return;
+		return SCRY_EINVAL;
+	int rc = scry__out_check(NULL, &scry__abi_logimport_stats, stats);
+	if (rc)
+		return rc;
 	if (!imp) {
-		memset(stats, 0, sizeof *stats);
-		return;
+		scry_logimport_stats st;
+		memset(&st, 0, sizeof st);
+		scry__out_put(&scry__abi_logimport_stats, stats, &st);
+		return 0;
 	}
 	fill_stats(imp, stats);
+	return 0;
 }
 
 int scry_logimport_finish(scry_logimport *imp, scry_logimport_stats *stats, scry_error *err)
@@ -972,6 +979,11 @@ int scry_logimport_finish(scry_logimport *imp, scry_logimport_stats *stats, scry
 		return scry__fail(err, SCRY_EINVAL, "scry_logimport_finish: importer is NULL");
 	if (imp->finished)
 		return scry__fail(err, SCRY_EINVAL, "scry_logimport_finish: already finished");
+	if (stats) {
+		int src = scry__out_check(err, &scry__abi_logimport_stats, stats);
+		if (src)
+			return src;
+	}
 	imp->finished = true;
 	int rc = scry__logimport_process(imp, true, err);
 	if (!rc && imp->opts.format == SCRY_LOG_STDERR)
@@ -982,7 +994,7 @@ int scry_logimport_finish(scry_logimport *imp, scry_logimport_stats *stats, scry
 			rc = flush_pending(imp, &imp->sess[i], err);
 	if (!rc)
 		rc = flush_batch(imp, err);
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	if (!rc && (rc = scry_store_info_get(imp->store, &info, err)) == 0) {
 		imp->st.patterns = (uint64_t)info.patterns;
 		imp->st.new_patterns = (uint64_t)(info.patterns - imp->patterns_before);

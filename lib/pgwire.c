@@ -1072,13 +1072,15 @@ scry_pgwire_conn_state scry_pgwire_state(const scry_pgwire *d)
 
 int scry_pgwire_tx_status(const scry_pgwire *d) { return d ? d->tx_status : 0; }
 
-void scry_pgwire_stats_get(const scry_pgwire *d, scry_pgwire_stats *out)
+int scry_pgwire_stats_get(const scry_pgwire *d, scry_pgwire_stats *out)
 {
 	if (!out)
-		return;
-	memset(out, 0, sizeof *out);
+		return SCRY_EINVAL;
+	scry_pgwire_stats st;
+	memset(&st, 0, sizeof st);
 	if (d) {
-		*out = d->stats;
-		out->pending = d->ops_count;
+		st = d->stats;
+		st.pending = d->ops_count;
 	}
+	return scry__out_copy(NULL, &scry__abi_pgwire_stats, out, &st);
 }

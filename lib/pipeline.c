@@ -26,6 +26,7 @@ struct scry_pipeline {
 
 	scry_verdict *verdict, *fix_verdict;
 	scry_pipeline_stats stats;
+	scry_replay_result results[4]; /* by scry_pipeline_replay */
 
 	atomic_int canceled;
 	pthread_mutex_t lock;
@@ -80,6 +81,9 @@ int scry_pipeline_new(scry_pipeline **out, scry_store *store, const char *target
 	if (!p)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	p->opts = o;
+	p->stats.size = sizeof p->stats;
+	for (int i = 0; i < 4; i++)
+		p->results[i].size = sizeof p->results[i];
 	p->ropts = ro;
 	p->vopts = vo;
 	if (o.fix) {
@@ -254,7 +258,8 @@ static int run_clones(scry_pipeline *p, scry_shadow *sh, const scry_migration *m
 		return rc;
 	set_label(la, sizeof la, p, "baseline");
 	set_label(lb, sizeof lb, p, "candidate");
-	if ((rc = replay(p, a, la, b, lb, &p->stats.baseline, &p->stats.candidate, err)))
+	if ((rc = replay(p, a, la, b, lb, &p->results[SCRY_PIPELINE_BASELINE],
+	                 &p->results[SCRY_PIPELINE_CANDIDATE], err)))
 		return rc;
 	if ((rc = decide(p, la, lb, a, b, &p->verdict, err)))
 		return rc;
@@ -266,7 +271,8 @@ static int run_clones(scry_pipeline *p, scry_shadow *sh, const scry_migration *m
 		return rc;
 	set_label(la, sizeof la, p, "fix-baseline");
 	set_label(lb, sizeof lb, p, "fixed");
-	if ((rc = replay(p, a, la, b, lb, &p->stats.fixed_baseline, &p->stats.fixed, err)))
+	if ((rc = replay(p, a, la, b, lb, &p->results[SCRY_PIPELINE_FIXED_BASELINE],
+	                 &p->results[SCRY_PIPELINE_FIXED], err)))
 		return rc;
 	return decide(p, la, lb, a, b, &p->fix_verdict, err);
 }
@@ -282,14 +288,14 @@ static int run_sequential(scry_pipeline *p, scry_shadow *sh, const scry_migratio
 	set_label(lbase, sizeof lbase, p, "baseline");
 	set_label(lcand, sizeof lcand, p, "candidate");
 	int rc = settle(p, sh, err);
-	if (rc || (rc = replay(p, t, lbase, NULL, NULL, &p->stats.baseline, NULL, err)))
+	if (rc || (rc = replay(p, t, lbase, NULL, NULL, &p->results[SCRY_PIPELINE_BASELINE], NULL, err)))
 		return rc;
 	if ((rc = check_canceled(p, err)) || (rc = migrate(p, sh, m, SCRY_PHASE_MIGRATING,
 	                                                   &p->stats.migrate_us, err)))
 		return rc;
 	if ((rc = settle(p, sh, err)))
 		return rc;
-	if ((rc = replay(p, t, lcand, NULL, NULL, &p->stats.candidate, NULL, err)))
+	if ((rc = replay(p, t, lcand, NULL, NULL, &p->results[SCRY_PIPELINE_CANDIDATE], NULL, err)))
 		return rc;
 	/* Plans: both sides are the migrated database now; EXPLAIN shows the after. */
 	if ((rc = decide(p, lbase, lcand, t, t, &p->verdict, err)))
@@ -299,7 +305,7 @@ static int run_sequential(scry_pipeline *p, scry_shadow *sh, const scry_migratio
 	if ((rc = apply_fix(p, sh, err)))
 		return rc;
 	set_label(lcand, sizeof lcand, p, "fixed");
-	if ((rc = replay(p, t, lcand, NULL, NULL, &p->stats.fixed, NULL, err)))
+	if ((rc = replay(p, t, lcand, NULL, NULL, &p->results[SCRY_PIPELINE_FIXED], NULL, err)))
 		return rc;
 	return decide(p, lbase, lcand, t, t, &p->fix_verdict, err);
 }
@@ -315,7 +321,7 @@ int scry_pipeline_run(scry_pipeline *p, const scry_migration *m, scry_error *err
 	int64_t t0 = scry__monotonic_us();
 
 	/* Nothing to replay is an error a person can fix before cloning anything. */
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	int rc = scry_store_info_get(p->store, &info, err);
 	if (rc)
 		return rc;
@@ -371,10 +377,19 @@ size_t scry_pipeline_failures(const scry_pipeline *p)
 	return p->verdict ? scry_verdict_failures(p->verdict) : 0;
 }
 
-void scry_pipeline_stats_get(const scry_pipeline *p, scry_pipeline_stats *out)
+int scry_pipeline_stats_get(const scry_pipeline *p, scry_pipeline_stats *out)
 {
-	if (p && out)
-		*out = p->stats;
+	if (!p || !out)
+		return SCRY_EINVAL;
+	return scry__out_copy(NULL, &scry__abi_pipeline_stats, out, &p->stats);
+}
+
+int scry_pipeline_replay_result_get(const scry_pipeline *p, scry_pipeline_replay which,
+	scry_replay_result *out)
+{
+	if (!p || !out || (unsigned)which > SCRY_PIPELINE_FIXED_BASELINE)
+		return SCRY_EINVAL;
+	return scry__out_copy(NULL, &scry__abi_replay_result, out, &p->results[which]);
 }
 
 int scry_pipeline_report(const scry_pipeline *p, scry_report_format format, scry_buf *out,

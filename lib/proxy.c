@@ -1124,22 +1124,24 @@ int scry_proxy_wait(scry_proxy *p, scry_error *err)
 	return 0;
 }
 
-void scry_proxy_stats_get(const scry_proxy *p, scry_proxy_stats *out)
+int scry_proxy_stats_get(const scry_proxy *p, scry_proxy_stats *out)
 {
 	if (!out)
-		return;
-	memset(out, 0, sizeof *out);
-	if (!p)
-		return;
-	out->connections = STAT_GET(p, st_conns);
-	out->connections_active = STAT_GET(p, st_active);
-	out->connections_failed = STAT_GET(p, st_failed);
-	out->protocol_errors = STAT_GET(p, st_proto);
-	out->events_captured = STAT_GET(p, st_captured);
-	out->events_recorded = STAT_GET(p, st_recorded);
-	out->events_dropped = STAT_GET(p, st_dropped);
-	out->bytes_from_clients = STAT_GET(p, st_bin);
-	out->bytes_from_server = STAT_GET(p, st_bout);
+		return SCRY_EINVAL;
+	scry_proxy_stats st;
+	memset(&st, 0, sizeof st);
+	if (p) {
+		st.connections = STAT_GET(p, st_conns);
+		st.connections_active = STAT_GET(p, st_active);
+		st.connections_failed = STAT_GET(p, st_failed);
+		st.protocol_errors = STAT_GET(p, st_proto);
+		st.events_captured = STAT_GET(p, st_captured);
+		st.events_recorded = STAT_GET(p, st_recorded);
+		st.events_dropped = STAT_GET(p, st_dropped);
+		st.bytes_from_clients = STAT_GET(p, st_bin);
+		st.bytes_from_server = STAT_GET(p, st_bout);
+	}
+	return scry__out_copy(NULL, &scry__abi_proxy_stats, out, &st);
 }
 
 void scry_proxy_free(scry_proxy *p)

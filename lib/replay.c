@@ -1147,8 +1147,12 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 	for (int i = 0; i < ntargets; i++) {
 		if (!conninfo[i] || !label[i] || !*label[i])
 			return scry__fail(err, SCRY_EINVAL, "a replay needs a connection string and a non-empty label");
+		static const scry_replay_result zero;
+		int orc = outs[i] ? scry__out_check(err, &scry__abi_replay_result, outs[i]) : 0;
+		if (orc)
+			return orc;
 		if (outs[i])
-			memset(outs[i], 0, sizeof *outs[i]);
+			scry__out_put(&scry__abi_replay_result, outs[i], &zero);
 	}
 	for (int i = 0; i < ntargets; i++) {
 		int rc = check_target(conninfo[i], err);
@@ -1330,7 +1334,7 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 		if (!rc && erc)
 			rc = erc;
 		if (outs[i])
-			*outs[i] = *res;
+			scry__out_put(&scry__abi_replay_result, outs[i], res);
 	}
 out:
 	/* A cancel that arrived during this run is consumed by it. */

@@ -733,7 +733,11 @@ int scry_store_info_get(scry_store *s, scry_store_info *out, scry_error *err)
 {
 	if (!s || !out)
 		return scry__fail(err, SCRY_EINVAL, "scry_store_info_get: arguments are required");
-	memset(out, 0, sizeof *out);
+	int rc = scry__out_check(err, &scry__abi_store_info, out);
+	if (rc)
+		return rc;
+	scry_store_info info;
+	memset(&info, 0, sizeof info);
 	sqlite3_stmt *q;
 	static const char sql[] =
 		"SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM sessions),"
@@ -747,17 +751,18 @@ int scry_store_info_get(scry_store *s, scry_store_info *out, scry_error *err)
 		sqlite3_finalize(q);
 		return scry__store_fail(s, err, "reading store counts");
 	}
-	out->events = sqlite3_column_int64(q, 0);
-	out->sessions = sqlite3_column_int64(q, 1);
-	out->patterns = sqlite3_column_int64(q, 2);
-	out->statements = sqlite3_column_int64(q, 3);
-	out->runs = sqlite3_column_int64(q, 4);
-	out->samples = sqlite3_column_int64(q, 5);
-	out->first_us = sqlite3_column_int64(q, 6);
-	out->last_us = sqlite3_column_int64(q, 7);
-	out->file_bytes = sqlite3_column_int64(q, 8);
-	out->schema_version = SCRY_STORE_SCHEMA_VERSION;
+	info.events = sqlite3_column_int64(q, 0);
+	info.sessions = sqlite3_column_int64(q, 1);
+	info.patterns = sqlite3_column_int64(q, 2);
+	info.statements = sqlite3_column_int64(q, 3);
+	info.runs = sqlite3_column_int64(q, 4);
+	info.samples = sqlite3_column_int64(q, 5);
+	info.first_us = sqlite3_column_int64(q, 6);
+	info.last_us = sqlite3_column_int64(q, 7);
+	info.file_bytes = sqlite3_column_int64(q, 8);
+	info.schema_version = SCRY_STORE_SCHEMA_VERSION;
 	sqlite3_finalize(q);
+	scry__out_put(&scry__abi_store_info, out, &info);
 	return 0;
 }
 

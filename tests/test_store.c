@@ -123,7 +123,7 @@ START_TEST(creates_schema_in_wal)
 {
 	scry_store *s = open_store();
 	ck_assert_str_eq(scry_store_path(s), path);
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	ck_assert_int_eq(scry_store_info_get(s, &info, NULL), 0);
 	ck_assert_int_eq(info.events, 0);
 	ck_assert_int_eq(info.schema_version, SCRY_STORE_SCHEMA_VERSION);
@@ -235,7 +235,7 @@ START_TEST(append_and_read_back_in_order)
 	ck_assert_uint_eq(i, NTEXTS);
 	scry_event_iter_free(it);
 
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	ck_assert_int_eq(scry_store_info_get(s, &info, NULL), 0);
 	ck_assert_int_eq(info.events, NTEXTS);
 	ck_assert_int_eq(info.sessions, 2);
@@ -374,7 +374,7 @@ START_TEST(batch_is_all_or_nothing)
 	scry_error err = SCRY_ERROR_INIT;
 	ck_assert_int_eq(scry_store_append(s, bad, 3, &err), SCRY_ENOTFOUND);
 	ck_assert_msg(strstr(err.message, "session") != NULL, "%s", err.message);
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	ck_assert_int_eq(scry_store_info_get(s, &info, NULL), 0);
 	ck_assert_int_eq(info.events, 2);
 	ck_assert_int_eq(info.patterns, 2); /* the pattern of "SELECT 3 FROM u" was rolled back */
@@ -402,7 +402,7 @@ START_TEST(reopen_continues)
 	s = open_store();
 	scry_event b[2] = { ev(sid, 3, 7, "SELECT * FROM t WHERE a = 3"), ev(sid, 4, 5, "SELECT * FROM t WHERE b = 'x'") };
 	ck_assert_int_eq(scry_store_append(s, b, 2, NULL), 0);
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	ck_assert_int_eq(scry_store_info_get(s, &info, NULL), 0);
 	ck_assert_int_eq(info.events, 4);
 	ck_assert_int_eq(info.statements, 2); /* the reopened store reused the first template */
@@ -557,7 +557,7 @@ START_TEST(runs_samples_plans)
 	scry_buf_dispose(&b);
 	ck_assert_int_eq(scry_store_plan_get(s, run, fp ^ 1, &b, NULL), SCRY_ENOTFOUND);
 	ck_assert_int_eq(scry_store_plan_put(s, run, fp ^ 1, 2, "{}", NULL), SCRY_ENOTFOUND);
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	ck_assert_int_eq(scry_store_info_get(s, &info, NULL), 0);
 	ck_assert_int_eq(info.runs, 1);
 	ck_assert_int_eq(info.samples, 4);
@@ -588,7 +588,7 @@ START_TEST(repetitive_stream_is_compact)
 		}
 		ck_assert_int_eq(scry_store_append(s, evs, B, NULL), 0);
 	}
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	ck_assert_int_eq(scry_store_info_get(s, &info, NULL), 0);
 	ck_assert_int_eq(info.events, N);
 	ck_assert_int_eq(info.statements, 4);

@@ -192,7 +192,7 @@ START_TEST(test_classes)
 	for (size_t i = 0; i < 3; i++)
 		ck_assert(scry_verdict_get(v, i)->flagged);
 	ck_assert(scry_verdict_get(v, 10) == NULL);
-	scry_verdict_summary sum;
+	scry_verdict_summary sum = SCRY_VERDICT_SUMMARY_INIT;
 	scry_verdict_summarize(v, &sum);
 	ck_assert_uint_eq(sum.by_class[SCRY_CLASS_REGRESSED], 2);
 	ck_assert_uint_eq(sum.patterns, 10);
@@ -655,7 +655,7 @@ static void replay_ab(scry_store *s, const char *a, const char *b, const char *l
 	scry_replay *r;
 	scry_error err = SCRY_ERROR_INIT;
 	ck_assert_msg(scry_replay_new(&r, s, &ro, &err) == 0, "%s", err.message);
-	scry_replay_result ra, rb;
+	scry_replay_result ra = SCRY_REPLAY_RESULT_INIT, rb = SCRY_REPLAY_RESULT_INIT;
 	ck_assert_msg(scry_replay_run_ab(r, a, la, b, lb, &ra, &rb, &err) == 0, "%s", err.message);
 	ck_assert_int_eq(ra.executions, (int64_t)(NWORK * EXECS));
 	scry_replay_free(r);

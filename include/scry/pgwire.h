@@ -127,6 +127,7 @@ SCRY_API int scry_pgwire_tx_status(const scry_pgwire *d);
 
 /** Counters of a decoder. */
 typedef struct scry_pgwire_stats {
+	size_t size;             /**< set to sizeof(scry_pgwire_stats) before the call (SCRY_PGWIRE_STATS_INIT does); the library writes only that many bytes, and sets it to what it wrote */
 	uint64_t messages_frontend;  /**< messages decoded client -> server */
 	uint64_t messages_backend;   /**< messages decoded server -> client */
 	uint64_t events;             /**< on_event calls */
@@ -135,8 +136,12 @@ typedef struct scry_pgwire_stats {
 	uint64_t pending;            /**< requests awaiting their response now */
 } scry_pgwire_stats;
 
-/** Reads the counters of a decoder. */
-SCRY_API void scry_pgwire_stats_get(const scry_pgwire *d, scry_pgwire_stats *out);
+/** Initialiser of a scry_pgwire_stats the library fills in: sets `size`. */
+#define SCRY_PGWIRE_STATS_INIT { .size = sizeof(scry_pgwire_stats) }
+
+/** Reads the counters of a decoder. Returns 0, or SCRY_EINVAL when
+ * out->size is smaller than version 1 of the struct. */
+SCRY_API int scry_pgwire_stats_get(const scry_pgwire *d, scry_pgwire_stats *out);
 
 #ifdef __cplusplus
 }

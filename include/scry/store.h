@@ -136,6 +136,7 @@ SCRY_API int scry_store_append(scry_store *store, const scry_event *events,
 
 /** Counts of what a store holds. */
 typedef struct scry_store_info {
+	size_t size;             /**< set to sizeof(scry_store_info) before the call (SCRY_STORE_INFO_INIT does); the library writes only that many bytes, and sets it to what it wrote */
 	int64_t events;
 	int64_t sessions;
 	int64_t patterns;
@@ -148,7 +149,10 @@ typedef struct scry_store_info {
 	int schema_version;
 } scry_store_info;
 
-/** Reads the counts of a store. */
+/** Initialiser of a scry_store_info the library fills in: sets `size`. */
+#define SCRY_STORE_INFO_INIT { .size = sizeof(scry_store_info) }
+
+/** Reads the counts of a store (set out->size first: SCRY_STORE_INFO_INIT). */
 SCRY_API int scry_store_info_get(scry_store *store, scry_store_info *out,
 	scry_error *err);
 
