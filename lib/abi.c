@@ -85,6 +85,23 @@ ABI_TABLE(scry__abi_event_filter, scry_event_filter, NULL,
 	SCRY_EVENT_FILTER_VERSION, session_id,
 	THROUGH(scry_event_filter, session_id))
 
+ABI_TABLE(scry__abi_session_info, scry_session_info, NULL,
+	SCRY_SESSION_INFO_VERSION, started_us,
+	THROUGH(scry_session_info, started_us))
+ABI_TABLE(scry__abi_run_summary, scry_run_summary, NULL,
+	SCRY_RUN_SUMMARY_VERSION, summary_json,
+	THROUGH(scry_run_summary, summary_json))
+ABI_TABLE(scry__abi_pgwire_callbacks, scry_pgwire_callbacks, NULL,
+	SCRY_PGWIRE_CALLBACKS_VERSION, ctx,
+	THROUGH(scry_pgwire_callbacks, ctx))
+
+/* ---- array elements: passed with their size (the caller's stride) ------- */
+
+ABI_TABLE(scry__abi_event, scry_event, NULL, 1, error_message,
+	THROUGH(scry_event, error_message))
+ABI_TABLE(scry__abi_sample, scry_sample, NULL, 1, sqlstate,
+	THROUGH(scry_sample, sqlstate))
+
 /* ---- output structs: `size_t size` first (no version macro) ------------- */
 
 ABI_TABLE(scry__abi_replay_result, scry_replay_result, NULL, 1, lag_max_us,
@@ -153,4 +170,24 @@ int scry__out_copy(scry_error *err, const scry__abi_type *t, void *out, const vo
 	if (!rc)
 		scry__out_put(t, out, src);
 	return rc;
+}
+
+int scry__elem_check(scry_error *err, const scry__abi_type *t, size_t elem_size)
+{
+	if (elem_size >= t->sizes[0])
+		return 0;
+	return scry__fail(err, SCRY_EINVAL,
+		"the array's element size is %zu, smaller than any version of %s; pass sizeof(%s)",
+		elem_size, t->name, t->name);
+}
+
+const void *scry__elem_get(const scry__abi_type *t, void *tmp, const void *base, size_t i, size_t elem_size)
+{
+	const char *p = (const char *)base + i * elem_size;
+	if (elem_size == t->size)
+		return p;
+	size_t n = elem_size < t->size ? elem_size : t->size;
+	memset(tmp, 0, t->size);
+	memcpy(tmp, p, n);
+	return tmp;
 }

@@ -52,7 +52,8 @@ extern SCRY_HIDDEN const scry__abi_type scry__abi_store_options, scry__abi_repla
 	scry__abi_logimport_options, scry__abi_fingerprinter_options, scry__abi_event_filter,
 	scry__abi_replay_result, scry__abi_store_info, scry__abi_pipeline_stats,
 	scry__abi_verdict_summary, scry__abi_logimport_stats, scry__abi_pgwire_stats,
-	scry__abi_proxy_stats, scry__abi_fingerprinter_stats;
+	scry__abi_proxy_stats, scry__abi_fingerprinter_stats, scry__abi_session_info,
+	scry__abi_run_summary, scry__abi_pgwire_callbacks, scry__abi_event, scry__abi_sample;
 
 /*
  * Copies a caller's input struct `src` (first field `unsigned int version`)
@@ -73,6 +74,16 @@ SCRY_HIDDEN int scry__opts_copy(scry_error *err, const scry__abi_type *t, void *
 SCRY_HIDDEN int scry__out_check(scry_error *err, const scry__abi_type *t, const void *out);
 SCRY_HIDDEN void scry__out_put(const scry__abi_type *t, void *out, const void *src);
 SCRY_HIDDEN int scry__out_copy(scry_error *err, const scry__abi_type *t, void *out, const void *src);
+
+/*
+ * Arrays passed with their element size (the caller's sizeof): check that
+ * elem_size covers version 1 of t (SCRY_EINVAL otherwise); get element i as
+ * the library's type: a pointer into the array when the sizes agree, else
+ * a copy in `tmp` (t->size bytes) with the fields the caller lacks zeroed.
+ */
+SCRY_HIDDEN int scry__elem_check(scry_error *err, const scry__abi_type *t, size_t elem_size);
+SCRY_HIDDEN const void *scry__elem_get(const scry__abi_type *t, void *tmp, const void *base, size_t i,
+	size_t elem_size);
 
 /* scry_buf helpers: all return 0 or SCRY_ENOMEM. */
 SCRY_HIDDEN int scry__buf_grow(scry_buf *b, size_t extra);

@@ -384,8 +384,8 @@ static int flush_sessions(scry_logimport *imp, scry_error *err)
 	for (size_t i = 0; i < imp->nnew && !rc; i++) {
 		newsess *n = &imp->newsess[i];
 		scry_session_info info = {
-			src[imp->opts.format], n->db[0] ? n->db : NULL, n->user[0] ? n->user : NULL,
-			n->app[0] ? n->app : NULL, n->client[0] ? n->client : NULL, n->start_us
+			SCRY_SESSION_INFO_VERSION, src[imp->opts.format], n->db[0] ? n->db : NULL,
+			n->user[0] ? n->user : NULL, n->app[0] ? n->app : NULL, n->client[0] ? n->client : NULL, n->start_us
 		};
 		rc = scry_store_session_add(imp->store, &info, &n->id, err);
 	}
@@ -608,7 +608,7 @@ static int flush_batch(scry_logimport *imp, scry_error *err)
 			e->error_message = a + b->eoff;
 		}
 	}
-	rc = scry_store_append(imp->store, evs, imp->nbev, err);
+	rc = scry_store_append(imp->store, evs, imp->nbev, sizeof(scry_event), err);
 	imp->nbev = 0;
 	imp->nnew = 0;
 	scry__buf_clear(&imp->arena);

@@ -1017,14 +1017,16 @@ int scry_pgwire_new(scry_pgwire **out, const scry_pgwire_callbacks *cb, const sc
 		return scry__fail(err, SCRY_EINVAL, "scry_pgwire_new: out is required");
 	*out = NULL;
 	scry_pgwire_options o;
+	scry_pgwire_callbacks c;
 	int vrc = scry__opts_copy(err, &scry__abi_pgwire_options, &o, opts);
+	if (!vrc)
+		vrc = scry__opts_copy(err, &scry__abi_pgwire_callbacks, &c, cb);
 	if (vrc)
 		return vrc;
 	scry_pgwire *d = scry__calloc(1, sizeof *d);
 	if (!d)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	if (cb)
-		d->cb = *cb;
+	d->cb = c;
 	d->opts = o;
 	if (!d->opts.max_message_bytes)
 		d->opts.max_message_bytes = 256u << 20;

@@ -617,7 +617,7 @@ static void accept_clients(scry_proxy *p, int lfd, bool is_unix)
 		}
 		if (p->up_addr.ss_family != AF_UNIX)
 			set_nodelay(sfd);
-		scry_pgwire_callbacks cb = { on_startup, on_event, c };
+		scry_pgwire_callbacks cb = { SCRY_PGWIRE_CALLBACKS_VERSION, on_startup, on_event, c };
 		scry_pgwire_options dopts = SCRY_PGWIRE_OPTIONS_INIT;
 		dopts.max_message_bytes = p->opts.max_message_bytes;
 		dopts.max_query_bytes = p->opts.max_query_bytes;
@@ -756,7 +756,7 @@ static void append_batch(scry_proxy *p, scry_event *evs, size_t *n)
 	if (!*n)
 		return;
 	scry_error e = SCRY_ERROR_INIT;
-	int rc = scry_store_append(p->store, evs, *n, &e);
+	int rc = scry_store_append(p->store, evs, *n, sizeof(scry_event), &e);
 	if (rc)
 		writer_fail(p, rc, &e, *n);
 	else
@@ -773,8 +773,8 @@ static void write_items(scry_proxy *p, qitem *it, scry_event *evs)
 		sess_rec *s = it->sess;
 		if (it->type == ITEM_EVENT) {
 			if (!s->session_id && !s->failed) {
-				scry_session_info info = { SCRY_SOURCE_PROXY, s->database, s->user, s->application, s->client,
-				                           s->started_us };
+				scry_session_info info = { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_PROXY, s->database, s->user,
+				                           s->application, s->client, s->started_us };
 				scry_error e = SCRY_ERROR_INIT;
 				int rc = scry_store_session_add(p->store, &info, &s->session_id, &e);
 				if (rc) {

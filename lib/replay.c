@@ -237,7 +237,7 @@ static void *writer_main(void *arg)
 			w->tail = NULL;
 		pthread_mutex_unlock(&w->mu);
 		if (!w->rc) {
-			w->rc = scry_store_samples_append(w->store, w->run_id[b->target], b->s, b->n, &w->err);
+			w->rc = scry_store_samples_append(w->store, w->run_id[b->target], b->s, b->n, sizeof(scry_sample), &w->err);
 			if (w->rc)
 				atomic_store(&w->failed, 1);
 		}
@@ -1327,8 +1327,8 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 			"\"complete\":%s}",
 			(long long)res->skipped, (long long)elapsed, (long long)res->lag_p50_us,
 			(long long)res->lag_p99_us, (long long)res->lag_max_us, rc ? "false" : "true");
-		scry_run_summary sum = { res->executions, res->errors, res->timeouts, res->reconnects,
-		                         res->per_second, summary };
+		scry_run_summary sum = { SCRY_RUN_SUMMARY_VERSION, res->executions, res->errors, res->timeouts,
+		                         res->reconnects, res->per_second, summary };
 		scry_error eerr = SCRY_ERROR_INIT;
 		int erc = scry_store_run_end(rp->store, x.tg[i].run_id, &sum, rc ? &eerr : err);
 		if (!rc && erc)

@@ -409,6 +409,11 @@ int scry_store_session_add(scry_store *s, const scry_session_info *info, int64_t
 	static const char *const sources[] = { "api", "proxy", "csvlog", "jsonlog", "stderr" };
 	if (!s || !info || !session_id)
 		return scry__fail(err, SCRY_EINVAL, "scry_store_session_add: arguments are required");
+	scry_session_info icopy;
+	int vrc = scry__opts_copy(err, &scry__abi_session_info, &icopy, info);
+	if (vrc)
+		return vrc;
+	info = &icopy;
 	sqlite3_stmt *q = prepared(s, Q_INSERT_SESSION);
 	if (!q)
 		return scry__store_fail(s, err, "adding a session");
@@ -545,7 +550,7 @@ static int statement_for(scry_store *s, const char *text, size_t len, int nlits,
 			/* Yet another collision: a new row; the map then names it. */
 		}
 	}
-	int64_t pidx;
+	int64_t pidx = 0;
 	int rc = pattern_for(s, text, len, start_us, &pidx, err);
 	if (rc)
 		return rc;
@@ -704,20 +709,22 @@ static void drop_caches(scry_store *s)
 	s->caches_loaded = false;
 }
 
-int scry_store_append(scry_store *s, const scry_event *events, size_t n, scry_error *err)
+int scry_store_append(scry_store *s, const scry_event *events, size_t n, size_t event_size, scry_error *err)
 {
 	if (!s || (n && !events))
 		return scry__fail(err, SCRY_EINVAL, "scry_store_append: store and events are required");
-	if (n == 0)
-		return 0;
-	int rc = load_caches(s, err);
+	int rc = scry__elem_check(err, &scry__abi_event, event_size);
+	if (rc || n == 0)
+		return rc;
+	rc = load_caches(s, err);
 	if (rc)
 		return rc;
 	if ((rc = exec_sql(s, "BEGIN IMMEDIATE", err, "appending events")) != 0)
 		return rc;
 	reset_deltas(s);
+	scry_event tmp;
 	for (size_t i = 0; i < n && !rc; i++)
-		rc = append_one(s, &events[i], err);
+		rc = append_one(s, scry__elem_get(&scry__abi_event, &tmp, events, i, event_size), err);
 	if (!rc)
 		rc = flush_deltas(s, err);
 	if (!rc)
@@ -1014,6 +1021,11 @@ int scry_store_run_end(scry_store *s, int64_t run_id, const scry_run_summary *su
 {
 	if (!s || !sum)
 		return scry__fail(err, SCRY_EINVAL, "scry_store_run_end: arguments are required");
+	scry_run_summary scopy;
+	int vrc = scry__opts_copy(err, &scry__abi_run_summary, &scopy, sum);
+	if (vrc)
+		return vrc;
+	sum = &scopy;
 	sqlite3_stmt *q;
 	if (sqlite3_prepare_v2(s->db,
 	                       "UPDATE runs SET ended_us = ?, executions = ?, errors = ?, timeouts = ?, reconnects = ?,"
@@ -1059,20 +1071,22 @@ int scry_store_run_find(scry_store *s, const char *label, int64_t *run_id, scry_
 	return scry__store_fail(s, err, "finding a run");
 }
 
-int scry_store_samples_append(scry_store *s, int64_t run_id, const scry_sample *samples, size_t n, scry_error *err)
+int scry_store_samples_append(scry_store *s, int64_t run_id, const scry_sample *samples, size_t n,
+	size_t sample_size, scry_error *err)
 {
 	if (!s || (n && !samples))
 		return scry__fail(err, SCRY_EINVAL, "scry_store_samples_append: arguments are required");
-	int rc = exec_sql(s, "BEGIN IMMEDIATE", err, "appending samples");
-	if (rc)
+	int rc = scry__elem_check(err, &scry__abi_sample, sample_size);
+	if (rc || (rc = exec_sql(s, "BEGIN IMMEDIATE", err, "appending samples")))
 		return rc;
+	scry_sample tmp;
 	for (size_t i = 0; i < n && !rc; i++) {
 		sqlite3_stmt *q = prepared(s, Q_INSERT_SAMPLE);
 		if (!q) {
 			rc = scry__store_fail(s, err, "appending samples");
 			break;
 		}
-		const scry_sample *x = &samples[i];
+		const scry_sample *x = scry__elem_get(&scry__abi_sample, &tmp, samples, i, sample_size);
 		sqlite3_bind_int64(q, 1, run_id);
 		sqlite3_bind_int64(q, 2, x->event_id);
 		sqlite3_bind_int(q, 3, x->round);

@@ -208,7 +208,7 @@ static void recs_free(recs *rs)
 static int run(const convo *c, int mode, recs *rs, scry_pgwire **keep, const scry_pgwire_options *opts)
 {
 	memset(rs, 0, sizeof *rs);
-	scry_pgwire_callbacks cb = { on_startup, on_event, rs };
+	scry_pgwire_callbacks cb = { SCRY_PGWIRE_CALLBACKS_VERSION, on_startup, on_event, rs };
 	scry_pgwire *d;
 	ck_assert_int_eq(scry_pgwire_new(&d, &cb, opts, NULL), 0);
 	int rc = 0;

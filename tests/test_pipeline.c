@@ -29,7 +29,7 @@ static void setup(void)
 	scry_store *st = NULL;
 	scry_error err = SCRY_ERROR_INIT;
 	ck_assert_int_eq(scry_store_open(&st, store_path, NULL, &err), 0);
-	scry_session_info si = { SCRY_SOURCE_API, "shop", "postgres", "test", "[local]", scry__now_us() };
+	scry_session_info si = { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_API, "shop", "postgres", "test", "[local]", scry__now_us() };
 	int64_t sid;
 	ck_assert_int_eq(scry_store_session_add(st, &si, &sid, &err), 0);
 	scry_event ev[60];
@@ -55,7 +55,7 @@ static void setup(void)
 			ev[i].query = texts[i];
 		}
 	}
-	ck_assert_int_eq(scry_store_append(st, ev, 60, &err), 0);
+	ck_assert_int_eq(scry_store_append(st, ev, 60, sizeof(scry_event), &err), 0);
 	scry_store_free(st);
 }
 

@@ -42,7 +42,7 @@ static void drop_store(scry_store *s)
 
 static int64_t add_session(scry_store *s, int64_t start)
 {
-	scry_session_info info = { SCRY_SOURCE_API, "postgres", "postgres", "test", "[local]", start };
+	scry_session_info info = { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_API, "postgres", "postgres", "test", "[local]", start };
 	int64_t id = 0;
 	scry_error err = SCRY_ERROR_INIT;
 	ck_assert_msg(scry_store_session_add(s, &info, &id, &err) == 0, "%s", err.message);
@@ -60,7 +60,7 @@ static void add_simple(scry_store *s, int64_t session, int64_t start, const char
 	ev.query = sql;
 	ev.rows = rows;
 	scry_error err = SCRY_ERROR_INIT;
-	ck_assert_msg(scry_store_append(s, &ev, 1, &err) == 0, "%s", err.message);
+	ck_assert_msg(scry_store_append(s, &ev, 1, sizeof(scry_event), &err) == 0, "%s", err.message);
 }
 
 static void add_ext(scry_store *s, int64_t session, int64_t start, const char *sql, const scry_param *p, int np)
@@ -76,7 +76,7 @@ static void add_ext(scry_store *s, int64_t session, int64_t start, const char *s
 	ev.nparams = np;
 	ev.rows = -1;
 	scry_error err = SCRY_ERROR_INIT;
-	ck_assert_msg(scry_store_append(s, &ev, 1, &err) == 0, "%s", err.message);
+	ck_assert_msg(scry_store_append(s, &ev, 1, sizeof(scry_event), &err) == 0, "%s", err.message);
 }
 
 typedef struct collected {
@@ -562,7 +562,7 @@ START_TEST(test_many_sessions)
 		}
 	}
 	scry_error err = SCRY_ERROR_INIT;
-	ck_assert_msg(scry_store_append(s, evs, (size_t)N * 2, &err) == 0, "%s", err.message);
+	ck_assert_msg(scry_store_append(s, evs, (size_t)N * 2, sizeof(scry_event), &err) == 0, "%s", err.message);
 	free(evs);
 	scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
 	o.concurrency = N;

@@ -48,6 +48,7 @@ typedef struct scry_pgwire_startup {
 
 /** Callbacks of a decoder. Any may be NULL. */
 typedef struct scry_pgwire_callbacks {
+	unsigned int version;     /**< SCRY_PGWIRE_CALLBACKS_VERSION */
 	/** The startup message of a normal (protocol 3) connection was seen. */
 	void (*on_startup)(void *ctx, const scry_pgwire_startup *startup);
 	/**
@@ -57,6 +58,11 @@ typedef struct scry_pgwire_callbacks {
 	void (*on_event)(void *ctx, const scry_event *ev);
 	void *ctx; /**< passed to the callbacks */
 } scry_pgwire_callbacks;
+
+/** Current version of scry_pgwire_callbacks. */
+#define SCRY_PGWIRE_CALLBACKS_VERSION 1
+/** No callbacks (fill the ones you want). */
+#define SCRY_PGWIRE_CALLBACKS_INIT { SCRY_PGWIRE_CALLBACKS_VERSION, NULL, NULL, NULL }
 
 /** Options of scry_pgwire_new(). */
 typedef struct scry_pgwire_options {
@@ -86,7 +92,8 @@ SCRY_API void scry_pgwire_options_init(scry_pgwire_options *opts);
 
 /**
  * Creates a decoder for one connection, expecting its first bytes (the
- * startup packet). `cb` is copied; `opts` may be NULL.
+ * startup packet). `cb` is copied (by its version, like options); `cb`
+ * and `opts` may be NULL.
  * Returns 0 or SCRY_ENOMEM; *out is NULL on failure.
  */
 SCRY_API int scry_pgwire_new(scry_pgwire **out, const scry_pgwire_callbacks *cb,
