@@ -14,6 +14,8 @@ static scry_allocator g_alloc = { malloc, realloc, free };
 
 const char *scry_version(void) { return SCRY_VERSION_STRING; }
 
+int scry_version_number(void) { return SCRY_VERSION_NUMBER; }
+
 int scry_set_allocator(const scry_allocator *a)
 {
 	if (a && a->malloc_fn && a->realloc_fn && a->free_fn)
