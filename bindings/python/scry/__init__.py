@@ -50,9 +50,31 @@ def _load():
 
 _lib = _load()
 
-# Mirrors of the C structs. Options structs are only ever appended to, so a
-# prefix mirror filled by the library's own *_options_init() stays valid; the
-# buffers are padded so that appended fields have room.
+# The structs below mirror the version-1 layouts of libscry 0.1 (docs/api.md,
+# "Versioning"): the library reads options by their declared version and
+# writes results only as far as their `size`, so any libscry.so.0 from 0.1 on
+# serves them. Anything else is refused here, at import.
+_BUILT_FOR = 100  # SCRY_VERSION_NUMBER (MAJOR*10000 + MINOR*100) these mirrors follow
+
+
+def _check_version(lib):
+    fn = getattr(lib, "scry_version_number", None)
+    if fn is None:
+        raise ImportError("the libscry loaded is older than 0.1 (no scry_version_number); "
+                          "install libscry 0.1 or newer, or set SCRY_LIB")
+    fn.restype = ctypes.c_int
+    fn.argtypes = []
+    n = fn()
+    if n // 10000 != _BUILT_FOR // 10000 or n < _BUILT_FOR:
+        raise ImportError(f"libscry {n // 10000}.{n // 100 % 100}.{n % 100} is not compatible with this "
+                          f"binding (made for {_BUILT_FOR // 10000}.{_BUILT_FOR // 100 % 100} or a later "
+                          f"{_BUILT_FOR // 10000}.x); install a matching libscry or set SCRY_LIB")
+
+
+_check_version(_lib)
+
+# Mirrors of the C structs (prefixes of them: fields appended later are
+# unknown here, which the version/size rules make harmless).
 
 
 class _Error(ctypes.Structure):
