@@ -26,7 +26,6 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <sqlite3.h>
 #include <zlib.h>
 
 /* ------------------------------------------------------------------ */
@@ -376,11 +375,10 @@ static int flush_sessions(scry_logimport *imp, scry_error *err)
 {
 	if (!imp->nnew && !imp->nends)
 		return 0;
-	struct sqlite3 *db = scry__store_db(imp->store);
-	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-		return scry__store_fail(imp->store, err, "adding sessions");
+	int rc = scry_store_begin(imp->store, err);
+	if (rc)
+		return rc;
 	static const scry_source src[] = { SCRY_SOURCE_CSVLOG, SCRY_SOURCE_JSONLOG, SCRY_SOURCE_STDERR };
-	int rc = 0;
 	for (size_t i = 0; i < imp->nnew && !rc; i++) {
 		newsess *n = &imp->newsess[i];
 		scry_session_info info = {
@@ -391,10 +389,10 @@ static int flush_sessions(scry_logimport *imp, scry_error *err)
 	}
 	for (size_t i = 0; i < imp->nends && !rc; i++)
 		rc = scry_store_session_end(imp->store, resolve_id(imp, imp->ends[i].id), imp->ends[i].ended_us, err);
-	if (!rc && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		rc = scry__store_fail(imp->store, err, "adding sessions");
+	if (!rc)
+		rc = scry_store_commit(imp->store, err);
 	if (rc) {
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		scry_store_rollback(imp->store);
 		return rc;
 	}
 	/* Sessions still open now know their row. */

@@ -89,6 +89,7 @@ struct scry_store {
 	session_entry *sessions;
 	size_t nsessions, asessions;
 	bool caches_loaded;
+	bool txn_open;              /* scry_store_begin() without commit/rollback yet */
 	scry_buf tmpl, lits, params, text;
 };
 
@@ -709,6 +710,68 @@ static void drop_caches(scry_store *s)
 	s->caches_loaded = false;
 }
 
+/*
+ * One batch (an append) is all or nothing: its own transaction, or a
+ * savepoint inside the caller's (scry_store_begin). On failure the batch is
+ * undone and the caches, which may name undone rows, are dropped.
+ */
+static int batch_begin(scry_store *s, scry_error *err, const char *what)
+{
+	return exec_sql(s, s->txn_open ? "SAVEPOINT scry_batch" : "BEGIN IMMEDIATE", err, what);
+}
+
+static int batch_end(scry_store *s, int rc, scry_error *err, const char *what)
+{
+	if (!rc)
+		rc = exec_sql(s, s->txn_open ? "RELEASE scry_batch" : "COMMIT", err, what);
+	if (rc) {
+		if (s->txn_open) {
+			sqlite3_exec(s->db, "ROLLBACK TO scry_batch", NULL, NULL, NULL);
+			sqlite3_exec(s->db, "RELEASE scry_batch", NULL, NULL, NULL);
+		} else {
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		}
+		drop_caches(s);
+	}
+	return rc;
+}
+
+int scry_store_begin(scry_store *s, scry_error *err)
+{
+	if (!s)
+		return scry__fail(err, SCRY_EINVAL, "scry_store_begin: store is NULL");
+	if (s->txn_open)
+		return scry__fail(err, SCRY_EINVAL,
+			"a transaction is already open on this store; commit or roll it back first");
+	int rc = exec_sql(s, "BEGIN IMMEDIATE", err, "starting a transaction");
+	if (!rc)
+		s->txn_open = true;
+	return rc;
+}
+
+int scry_store_commit(scry_store *s, scry_error *err)
+{
+	if (!s || !s->txn_open)
+		return scry__fail(err, SCRY_EINVAL, "scry_store_commit: no transaction is open (scry_store_begin)");
+	int rc = exec_sql(s, "COMMIT", err, "committing a transaction");
+	if (rc) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		drop_caches(s);
+	}
+	s->txn_open = false;
+	return rc;
+}
+
+void scry_store_rollback(scry_store *s)
+{
+	if (!s || !s->txn_open)
+		return;
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	s->txn_open = false;
+	/* Sessions, statements and patterns added since begin are gone: so are their cache entries. */
+	drop_caches(s);
+}
+
 int scry_store_append(scry_store *s, const scry_event *events, size_t n, size_t event_size, scry_error *err)
 {
 	if (!s || (n && !events))
@@ -719,7 +782,7 @@ int scry_store_append(scry_store *s, const scry_event *events, size_t n, size_t 
 	rc = load_caches(s, err);
 	if (rc)
 		return rc;
-	if ((rc = exec_sql(s, "BEGIN IMMEDIATE", err, "appending events")) != 0)
+	if ((rc = batch_begin(s, err, "appending events")) != 0)
 		return rc;
 	reset_deltas(s);
 	scry_event tmp;
@@ -727,13 +790,7 @@ int scry_store_append(scry_store *s, const scry_event *events, size_t n, size_t 
 		rc = append_one(s, scry__elem_get(&scry__abi_event, &tmp, events, i, event_size), err);
 	if (!rc)
 		rc = flush_deltas(s, err);
-	if (!rc)
-		rc = exec_sql(s, "COMMIT", err, "committing events");
-	if (rc) {
-		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-		drop_caches(s);
-	}
-	return rc;
+	return batch_end(s, rc, err, "committing events");
 }
 
 int scry_store_info_get(scry_store *s, scry_store_info *out, scry_error *err)
@@ -1077,7 +1134,7 @@ int scry_store_samples_append(scry_store *s, int64_t run_id, const scry_sample *
 	if (!s || (n && !samples))
 		return scry__fail(err, SCRY_EINVAL, "scry_store_samples_append: arguments are required");
 	int rc = scry__elem_check(err, &scry__abi_sample, sample_size);
-	if (rc || (rc = exec_sql(s, "BEGIN IMMEDIATE", err, "appending samples")))
+	if (rc || (rc = batch_begin(s, err, "appending samples")))
 		return rc;
 	scry_sample tmp;
 	for (size_t i = 0; i < n && !rc; i++) {
@@ -1098,11 +1155,7 @@ int scry_store_samples_append(scry_store *s, int64_t run_id, const scry_sample *
 		if (sqlite3_step(q) != SQLITE_DONE)
 			rc = scry__store_fail(s, err, "appending samples");
 	}
-	if (!rc)
-		rc = exec_sql(s, "COMMIT", err, "committing samples");
-	if (rc)
-		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-	return rc;
+	return batch_end(s, rc, err, "committing samples");
 }
 
 struct scry_sample_iter {

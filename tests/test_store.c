@@ -392,6 +392,50 @@ START_TEST(batch_is_all_or_nothing)
 }
 END_TEST
 
+/* Transactions through the store: commit keeps, rollback undoes, and a
+ * session added then rolled back is forgotten (it used to stay cached). */
+START_TEST(transactions_keep_caches_right)
+{
+	scry_store *s = open_store();
+	scry_error err = SCRY_ERROR_INIT;
+	ck_assert_int_eq(scry_store_commit(s, &err), SCRY_EINVAL);
+	ck_assert_int_eq(scry_store_begin(s, &err), 0);
+	ck_assert_int_eq(scry_store_begin(s, &err), SCRY_EINVAL);
+	ck_assert_msg(strstr(err.message, "already open"), "%s", err.message);
+	int64_t kept = add_session(s, 0);
+	scry_event e1[1] = { ev(kept, 1, 5, "SELECT 1") };
+	ck_assert_int_eq(scry_store_append(s, e1, 1, sizeof(scry_event), &err), 0);
+	/* A failing append inside the transaction undoes only itself. */
+	scry_event bad[2] = { ev(kept, 2, 5, "SELECT 2 FROM t"), ev(kept + 99, 3, 5, "SELECT 3") };
+	ck_assert_int_eq(scry_store_append(s, bad, 2, sizeof(scry_event), &err), SCRY_ENOTFOUND);
+	ck_assert_int_eq(scry_store_commit(s, &err), 0);
+	scry_store_info info = SCRY_STORE_INFO_INIT;
+	ck_assert_int_eq(scry_store_info_get(s, &info, NULL), 0);
+	ck_assert_int_eq(info.events, 1);
+	ck_assert_int_eq(info.patterns, 1);
+
+	ck_assert_int_eq(scry_store_begin(s, &err), 0);
+	int64_t gone = add_session(s, 0);
+	scry_event e2[1] = { ev(gone, 4, 5, "SELECT 4 FROM u") };
+	ck_assert_int_eq(scry_store_append(s, e2, 1, sizeof(scry_event), &err), 0);
+	scry_store_rollback(s);
+	scry_store_rollback(s); /* none open: harmless */
+	ck_assert_int_eq(scry_store_info_get(s, &info, NULL), 0);
+	ck_assert_int_eq(info.events, 1);
+	ck_assert_int_eq(info.sessions, 1);
+	ck_assert_int_eq(info.patterns, 1);
+	/* The rolled-back session is unknown now, not served from a stale cache. */
+	ck_assert_int_eq(scry_store_append(s, e2, 1, sizeof(scry_event), &err), SCRY_ENOTFOUND);
+	ck_assert_int_eq(scry_store_append(s, e1, 1, sizeof(scry_event), &err), 0);
+	ck_assert_int_eq(raw_int(path, "SELECT count(*) FROM events"), 2);
+	/* Freeing with a transaction open rolls it back. */
+	ck_assert_int_eq(scry_store_begin(s, &err), 0);
+	ck_assert_int_eq(scry_store_append(s, e1, 1, sizeof(scry_event), &err), 0);
+	scry_store_free(s);
+	ck_assert_int_eq(raw_int(path, "SELECT count(*) FROM events"), 2);
+}
+END_TEST
+
 START_TEST(reopen_continues)
 {
 	scry_store *s = open_store();
@@ -630,6 +674,7 @@ int main(void)
 	tcase_add_test(tc, parse_errors_are_kept);
 	tcase_add_test(tc, marker_bytes_round_trip);
 	tcase_add_test(tc, batch_is_all_or_nothing);
+	tcase_add_test(tc, transactions_keep_caches_right);
 	tcase_add_test(tc, reopen_continues);
 	tcase_add_test(tc, refuses_newer_schema);
 	tcase_add_test(tc, refuses_non_sqlite_file);

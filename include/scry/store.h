@@ -145,6 +145,26 @@ typedef struct scry_event {
 SCRY_API int scry_store_append(scry_store *store, const scry_event *events,
 	size_t n, size_t event_size, scry_error *err);
 
+/**
+ * Groups several calls (sessions added and ended, appends) into one
+ * transaction: all of them are kept by scry_store_commit(), none by
+ * scry_store_rollback(). Inside it, each append stays all or nothing on its
+ * own (a failed append undoes only itself). One transaction at a time: a
+ * second begin is SCRY_EINVAL. Freeing the store with a transaction open
+ * rolls it back.
+ */
+SCRY_API int scry_store_begin(scry_store *store, scry_error *err);
+
+/** Commits the transaction of scry_store_begin(); SCRY_EINVAL when none is open. */
+SCRY_API int scry_store_commit(scry_store *store, scry_error *err);
+
+/**
+ * Rolls back the transaction of scry_store_begin(), if one is open: what it
+ * added is gone, and the store forgets it too (a session id added inside it
+ * is unknown afterwards). Accepts NULL.
+ */
+SCRY_API void scry_store_rollback(scry_store *store);
+
 /** Counts of what a store holds. */
 typedef struct scry_store_info {
 	size_t size;             /**< set to sizeof(scry_store_info) before the call (SCRY_STORE_INFO_INIT does); the library writes only that many bytes, and sets it to what it wrote */
