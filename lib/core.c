@@ -244,17 +244,48 @@ void scry__u64map_free(scry__u64map *m)
 	memset(m, 0, sizeof *m);
 }
 
+/*
+ * The sticky failure of a scry_buf (libgit2's git_str__oom): after one failed
+ * append the buffer points here, holds nothing, and every later append fails
+ * too, so a long rendering can check once at the end (scry__buf_failed)
+ * without ever returning a truncated text as a success.
+ */
+static char buf_failed_marker[1];
+
+static int buf_fail(scry_buf *b, int code)
+{
+	if (b->ptr != buf_failed_marker)
+		scry__free(b->ptr);
+	b->ptr = buf_failed_marker;
+	b->size = b->asize = 0;
+	return code;
+}
+
+bool scry__buf_failed(const scry_buf *b)
+{
+	return b->ptr == buf_failed_marker;
+}
+
+void scry__buf_inherit(scry_buf *b, const scry_buf *from)
+{
+	if (scry__buf_failed(from))
+		buf_fail(b, SCRY_ENOMEM);
+}
+
 void scry_buf_dispose(scry_buf *b)
 {
 	if (!b)
 		return;
-	scry__free(b->ptr);
+	if (b->ptr != buf_failed_marker)
+		scry__free(b->ptr);
 	b->ptr = NULL;
 	b->size = b->asize = 0;
 }
 
 void scry__buf_clear(scry_buf *b)
 {
+	if (b->ptr == buf_failed_marker)
+		b->ptr = NULL; /* starting over forgets a failure */
 	b->size = 0;
 	if (b->ptr)
 		b->ptr[0] = 0;
@@ -264,15 +295,17 @@ int scry__buf_grow(scry_buf *b, size_t extra)
 {
 	if (b->size + extra + 1 <= b->asize)
 		return 0;
+	if (b->ptr == buf_failed_marker)
+		return SCRY_ENOMEM;
 	size_t want = b->asize ? b->asize : 64;
 	while (want < b->size + extra + 1) {
 		if (want > SIZE_MAX / 2)
-			return SCRY_ENOMEM;
+			return buf_fail(b, SCRY_ENOMEM);
 		want *= 2;
 	}
 	char *p = scry__realloc(b->ptr, want);
 	if (!p)
-		return SCRY_ENOMEM;
+		return buf_fail(b, SCRY_ENOMEM);
 	b->ptr = p;
 	b->asize = want;
 	return 0;
@@ -298,7 +331,7 @@ int scry__buf_vprintf(scry_buf *b, const char *fmt, va_list ap)
 	int n = vsnprintf(NULL, 0, fmt, ap2);
 	va_end(ap2);
 	if (n < 0)
-		return SCRY_EINVAL;
+		return buf_fail(b, SCRY_EINVAL);
 	if (scry__buf_grow(b, (size_t)n))
 		return SCRY_ENOMEM;
 	vsnprintf(b->ptr + b->size, (size_t)n + 1, fmt, ap);

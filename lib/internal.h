@@ -85,7 +85,16 @@ SCRY_HIDDEN int scry__elem_check(scry_error *err, const scry__abi_type *t, size_
 SCRY_HIDDEN const void *scry__elem_get(const scry__abi_type *t, void *tmp, const void *base, size_t i,
 	size_t elem_size);
 
-/* scry_buf helpers: all return 0 or SCRY_ENOMEM. */
+/*
+ * scry_buf helpers: all return 0 or SCRY_ENOMEM. A failure is sticky: the
+ * buffer is emptied and every later append fails too, until scry__buf_clear
+ * or scry_buf_dispose; scry__buf_failed tells. So a rendering may ignore
+ * each append's result and check scry__buf_failed once at the end, but must
+ * check it: never return a buffer that failed as a success.
+ */
+SCRY_HIDDEN bool scry__buf_failed(const scry_buf *b);
+/* Fails b when `from` (a scratch buffer whose text went into b) failed. */
+SCRY_HIDDEN void scry__buf_inherit(scry_buf *b, const scry_buf *from);
 SCRY_HIDDEN int scry__buf_grow(scry_buf *b, size_t extra);
 SCRY_HIDDEN int scry__buf_put(scry_buf *b, const void *data, size_t n);
 SCRY_HIDDEN int scry__buf_puts(scry_buf *b, const char *s);
@@ -94,6 +103,7 @@ SCRY_HIDDEN int scry__buf_printf(scry_buf *b, const char *fmt, ...)
 SCRY_HIDDEN int scry__buf_vprintf(scry_buf *b, const char *fmt, va_list ap);
 /* Appends s as a JSON string literal, quotes included. */
 SCRY_HIDDEN int scry__buf_json_string(scry_buf *b, const char *s, size_t n);
+/* Empties the buffer, keeping its memory; also forgets a failure. */
 SCRY_HIDDEN void scry__buf_clear(scry_buf *b);
 /* Appends keyword='value' to a libpq connection string (space-separated),
  * quoting the value by libpq's rules. */

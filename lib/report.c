@@ -225,6 +225,7 @@ static void render_json(const scry_verdict *v, const scry_verdict_summary *s, sc
 		reason(&r, p);
 		scry__buf_puts(b, "\"reason\":");
 		scry__buf_json_string(b, r.ptr ? r.ptr : "", r.size);
+		scry__buf_inherit(b, &r);
 		scry_buf_dispose(&r);
 		scry__buf_puts(b, "}");
 	}
@@ -247,6 +248,7 @@ static void md_cell(scry_buf *b, const char *s, size_t max)
 		else
 			scry__buf_put(b, &c, 1);
 	}
+	scry__buf_inherit(b, &t);
 	scry_buf_dispose(&t);
 }
 
@@ -293,6 +295,7 @@ static void render_markdown(const scry_verdict *v, const scry_verdict_summary *s
 		scry_buf r = SCRY_BUF_INIT;
 		reason(&r, p);
 		md_cell(b, r.ptr, 400);
+		scry__buf_inherit(b, &r);
 		scry_buf_dispose(&r);
 		scry__buf_puts(b, "\n");
 		if (p->plan_change)
@@ -373,6 +376,8 @@ static void render_junit(const scry_verdict *v, const scry_verdict_summary *s, s
 			scry__buf_puts(b, "</system-out>\n");
 		}
 		scry__buf_puts(b, "    </testcase>\n");
+		scry__buf_inherit(b, &name);
+		scry__buf_inherit(b, &r);
 		scry_buf_dispose(&name);
 		scry_buf_dispose(&r);
 	}
@@ -393,8 +398,8 @@ int scry_report_render(const scry_verdict *v, scry_report_format format, scry_bu
 	case SCRY_REPORT_JUNIT: render_junit(v, &s, &b); break;
 	default: return scry__fail(err, SCRY_EINVAL, "unknown report format %d", (int)format);
 	}
-	/* The buf helpers only fail on allocation; check once at the end. */
-	int rc = b.ptr ? scry__buf_put(out, b.ptr, b.size) : 0;
+	/* A failed append is sticky (lib/internal.h): check once, at the end. */
+	int rc = scry__buf_failed(&b) ? SCRY_ENOMEM : b.ptr ? scry__buf_put(out, b.ptr, b.size) : 0;
 	scry_buf_dispose(&b);
 	return rc ? scry__fail(err, SCRY_ENOMEM, "out of memory rendering the report") : 0;
 }

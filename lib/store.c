@@ -492,7 +492,8 @@ static int pattern_for(scry_store *s, const char *text, size_t len, int64_t now_
 	scry__buf_clear(&s->text);
 	if (!prc && scry_fingerprint_normalize(text, len, &s->text, NULL) != 0) {
 		scry__buf_clear(&s->text);
-		scry__buf_put(&s->text, text, len);
+		if (scry__buf_put(&s->text, text, len))
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	}
 	sqlite3_stmt *q = prepared(s, Q_INSERT_PATTERN);
 	if (!q)
