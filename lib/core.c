@@ -252,7 +252,7 @@ void scry__u64map_free(scry__u64map *m)
  */
 static char buf_failed_marker[1];
 
-static int buf_fail(scry_buf *b, int code)
+int scry__buf_fail(scry_buf *b, int code)
 {
 	if (b->ptr != buf_failed_marker)
 		scry__free(b->ptr);
@@ -269,7 +269,7 @@ bool scry__buf_failed(const scry_buf *b)
 void scry__buf_inherit(scry_buf *b, const scry_buf *from)
 {
 	if (scry__buf_failed(from))
-		buf_fail(b, SCRY_ENOMEM);
+		scry__buf_fail(b, SCRY_ENOMEM);
 }
 
 void scry_buf_dispose(scry_buf *b)
@@ -300,12 +300,12 @@ int scry__buf_grow(scry_buf *b, size_t extra)
 	size_t want = b->asize ? b->asize : 64;
 	while (want < b->size + extra + 1) {
 		if (want > SIZE_MAX / 2)
-			return buf_fail(b, SCRY_ENOMEM);
+			return scry__buf_fail(b, SCRY_ENOMEM);
 		want *= 2;
 	}
 	char *p = scry__realloc(b->ptr, want);
 	if (!p)
-		return buf_fail(b, SCRY_ENOMEM);
+		return scry__buf_fail(b, SCRY_ENOMEM);
 	b->ptr = p;
 	b->asize = want;
 	return 0;
@@ -331,7 +331,7 @@ int scry__buf_vprintf(scry_buf *b, const char *fmt, va_list ap)
 	int n = vsnprintf(NULL, 0, fmt, ap2);
 	va_end(ap2);
 	if (n < 0)
-		return buf_fail(b, SCRY_EINVAL);
+		return scry__buf_fail(b, SCRY_EINVAL);
 	if (scry__buf_grow(b, (size_t)n))
 		return SCRY_ENOMEM;
 	vsnprintf(b->ptr + b->size, (size_t)n + 1, fmt, ap);

@@ -93,6 +93,8 @@ SCRY_HIDDEN const void *scry__elem_get(const scry__abi_type *t, void *tmp, const
  * check it: never return a buffer that failed as a success.
  */
 SCRY_HIDDEN bool scry__buf_failed(const scry_buf *b);
+/* Puts b in the failed state (emptied; later appends fail). Returns code. */
+SCRY_HIDDEN int scry__buf_fail(scry_buf *b, int code);
 /* Fails b when `from` (a scratch buffer whose text went into b) failed. */
 SCRY_HIDDEN void scry__buf_inherit(scry_buf *b, const scry_buf *from);
 SCRY_HIDDEN int scry__buf_grow(scry_buf *b, size_t extra);
