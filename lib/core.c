@@ -182,68 +182,6 @@ int scry__pg_connect_fail(scry_error *err, PGconn *pg, const char *what)
 		     : "Check that the server is running and reachable at that address, and the connection string.");
 }
 
-static int u64map_grow(scry__u64map *m)
-{
-	size_t cap = m->keys ? (m->mask + 1) * 2 : 1024;
-	uint64_t *keys = scry__calloc(cap, sizeof *keys);
-	uint32_t *vals = scry__calloc(cap, sizeof *vals);
-	if (!keys || !vals) {
-		scry__free(keys);
-		scry__free(vals);
-		return SCRY_ENOMEM;
-	}
-	for (size_t i = 0; m->keys && i <= m->mask; i++) {
-		if (!m->vals[i])
-			continue;
-		size_t j = (size_t)(m->keys[i] * 0x9E3779B97F4A7C15ull) & (cap - 1);
-		while (vals[j])
-			j = (j + 1) & (cap - 1);
-		keys[j] = m->keys[i];
-		vals[j] = m->vals[i];
-	}
-	scry__free(m->keys);
-	scry__free(m->vals);
-	m->keys = keys;
-	m->vals = vals;
-	m->mask = cap - 1;
-	return 0;
-}
-
-/* Returns the slot for key: vals[slot] is 0 when absent. */
-static size_t u64map_slot(const scry__u64map *m, uint64_t key)
-{
-	size_t j = (size_t)(key * 0x9E3779B97F4A7C15ull) & m->mask;
-	while (m->vals[j] && m->keys[j] != key)
-		j = (j + 1) & m->mask;
-	return j;
-}
-
-uint32_t scry__u64map_get(const scry__u64map *m, uint64_t key)
-{
-	if (!m->keys)
-		return 0;
-	return m->vals[u64map_slot(m, key)];
-}
-
-int scry__u64map_put(scry__u64map *m, uint64_t key, uint32_t val)
-{
-	if ((!m->keys || (m->used + 1) * 2 > m->mask + 1) && u64map_grow(m))
-		return SCRY_ENOMEM;
-	size_t j = u64map_slot(m, key);
-	if (!m->vals[j])
-		m->used++;
-	m->keys[j] = key;
-	m->vals[j] = val;
-	return 0;
-}
-
-void scry__u64map_free(scry__u64map *m)
-{
-	scry__free(m->keys);
-	scry__free(m->vals);
-	memset(m, 0, sizeof *m);
-}
-
 /*
  * The sticky failure of a scry_buf (libgit2's git_str__oom): after one failed
  * append the buffer points here, holds nothing, and every later append fails

@@ -18,6 +18,7 @@
  */
 #define _GNU_SOURCE
 #include "logimport_internal.h"
+#include "util/map.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -173,14 +174,6 @@ static void copy_name(char *dst, size_t cap, span s)
 /* Sessions                                                            */
 /* ------------------------------------------------------------------ */
 
-static uint64_t hash_key(const char *p, size_t n)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
-	return h;
-}
-
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -197,7 +190,7 @@ static session *session_find(scry_logimport *imp, span key)
 	session *last = imp->last_sess;
 	if (last && last->used && last->keylen == key.n && !memcmp(last->key, key.p, key.n))
 		return last;
-	int32_t i = imp->buckets[hash_key(key.p, key.n) & (imp->nbuckets - 1)];
+	int32_t i = imp->buckets[scry__hash_bytes(key.p, key.n) & (imp->nbuckets - 1)];
 	while (i >= 0) {
 		session *s = &imp->sess[i];
 		if (s->keylen == key.n && !memcmp(s->key, key.p, key.n))
@@ -218,7 +211,7 @@ static int rehash(scry_logimport *imp, size_t nb)
 		session *s = &imp->sess[i];
 		if (!s->used)
 			continue;
-		size_t h = hash_key(s->key, s->keylen) & (nb - 1);
+		size_t h = scry__hash_bytes(s->key, s->keylen) & (nb - 1);
 		s->next = b[h];
 		b[h] = (int32_t)i;
 	}
@@ -231,7 +224,7 @@ static int rehash(scry_logimport *imp, size_t nb)
 static void unlink_session(scry_logimport *imp, session *s)
 {
 	int32_t idx = (int32_t)(s - imp->sess);
-	int32_t *pp = &imp->buckets[hash_key(s->key, s->keylen) & (imp->nbuckets - 1)];
+	int32_t *pp = &imp->buckets[scry__hash_bytes(s->key, s->keylen) & (imp->nbuckets - 1)];
 	while (*pp >= 0 && *pp != idx)
 		pp = &imp->sess[*pp].next;
 	if (*pp == idx)
@@ -322,7 +315,7 @@ static session *session_get(scry_logimport *imp, const rec *r, span key, scry_er
 	s->start_us = start ? start : r->time_us;
 	s->db[0] = s->user[0] = s->app[0] = s->client[0] = 0;
 	s->pstate = P_NONE;
-	size_t h = hash_key(s->key, s->keylen) & (imp->nbuckets - 1);
+	size_t h = scry__hash_bytes(s->key, s->keylen) & (imp->nbuckets - 1);
 	s->next = imp->buckets[h];
 	imp->buckets[h] = idx;
 	imp->open_sessions++;
