@@ -11,6 +11,7 @@
 #define SCRY_PIPELINE_H
 
 #include "scry/core.h"
+#include "scry/impact.h"
 #include "scry/replay.h"
 #include "scry/report.h"
 #include "scry/shadow.h"
@@ -69,13 +70,26 @@ typedef struct scry_pipeline_options {
 	void *progress_ctx;
 	scry_log_fn log;
 	void *log_ctx;
+	/* Version 2: what the migration does to live traffic (docs/impact.md). */
+	/**
+	 * Do not replay the workload on the candidate while the migration runs
+	 * (nor sample its locks). Sequential mode never does.
+	 */
+	int no_impact;
+	/** Speed of that replay: 1.0 = the captured rate (default). */
+	double impact_speed;
+	/** Gate: fail when a replayed query waited longer than this on the migration (ms); 0 = off. */
+	int64_t max_lock_wait_ms;
+	/** Gate: fail when the migration took longer than this (s); 0 = off. */
+	double max_migration_seconds;
 } scry_pipeline_options;
 
 /** Current version of scry_pipeline_options. */
-#define SCRY_PIPELINE_OPTIONS_VERSION 1
+#define SCRY_PIPELINE_OPTIONS_VERSION 2
 /** Defaults: clones, settle, default replay and verdict, no fix. */
 #define SCRY_PIPELINE_OPTIONS_INIT \
-	{ SCRY_PIPELINE_OPTIONS_VERSION, SCRY_PIPELINE_CLONES, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL }
+	{ SCRY_PIPELINE_OPTIONS_VERSION, SCRY_PIPELINE_CLONES, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+	  0, 1.0, 0, 0 }
 
 /** Fills `opts` with the defaults. */
 SCRY_API void scry_pipeline_options_init(scry_pipeline_options *opts);
@@ -116,8 +130,9 @@ SCRY_API const scry_verdict *scry_pipeline_verdict(const scry_pipeline *p);
 SCRY_API const scry_verdict *scry_pipeline_fix_verdict(const scry_pipeline *p);
 
 /**
- * Failures of the final verdict (after the fix when there is one): what
- * gates a CI pipeline. 0 when no verdict was reached.
+ * Failures of the final verdict (after the fix when there is one), plus the
+ * migration-impact limits exceeded (max_lock_wait_ms, max_migration_seconds):
+ * what gates a CI pipeline. 0 when no verdict was reached.
  */
 SCRY_API size_t scry_pipeline_failures(const scry_pipeline *p);
 
@@ -128,6 +143,13 @@ typedef struct scry_pipeline_stats {
 	scry_replay_result fixed;                 /**< the replay after the fix (B) */
 	scry_replay_result fixed_baseline;        /**< its paired A run */
 } scry_pipeline_stats;
+
+/**
+ * What the migration did to the workload replayed while it ran; NULL when
+ * it was not measured (no_impact, sequential mode, or no verdict reached).
+ * Owned by the pipeline.
+ */
+SCRY_API const scry_impact *scry_pipeline_impact(const scry_pipeline *p);
 
 /** Copies the measurements of the last run into *out. */
 SCRY_API void scry_pipeline_stats_get(const scry_pipeline *p, scry_pipeline_stats *out);
