@@ -20,7 +20,7 @@
 typedef struct hold {
 	char *rel, *mode;
 	int64_t last_poll;          /* poll number it was last seen in */
-	int64_t cur_first, cur_last;/* server time (us) of the current hold */
+	int64_t cur_start, cur_last;/* server time (us): estimated start, last sighting */
 	char *cur_stmt;             /* statement at the current hold's start */
 	int64_t best_us, best_start;
 	char *best_stmt;
@@ -59,6 +59,7 @@ struct scry_impact {
 	bool running, stopped;
 	atomic_int stop;
 	int64_t t0_mono, t0_server, duration_us, polls, interval_us;
+	int64_t prev_now;           /* server time of the previous poll */
 	char lsn[64];
 	int64_t wal_bytes;
 	char poll_error[256];
@@ -128,7 +129,8 @@ static const char POLL_SQL[] =
 	" AND a.wait_event_type = 'Lock' AND a.pid <> pg_backend_pid()"
 	" AND a.application_name IS DISTINCT FROM $1"
 	" AND EXISTS (SELECT 1 FROM pg_stat_activity m WHERE m.pid = ANY (pg_blocking_pids(a.pid))"
-	"   AND m.application_name = $1)";
+	"   AND m.application_name = $1)"
+	" UNION ALL SELECT 'T', 0, NULL, NULL, NULL, NULL, 0, " NOW_US;
 
 static hold *find_hold(scry_impact *im, const char *rel, const char *mode)
 {
@@ -151,6 +153,23 @@ static hold *find_hold(scry_impact *im, const char *rel, const char *mode)
 	return h;
 }
 
+/* A hold's length so far, or until `end`; kept when it is the longest. */
+static void hold_measure(scry_impact *im, hold *h, int64_t end)
+{
+	int64_t held = end - h->cur_start;
+	if (held <= h->best_us)
+		return;
+	h->best_us = held;
+	h->best_start = h->cur_start - im->t0_server;
+	scry__free(h->best_stmt);
+	h->best_stmt = h->cur_stmt ? scry__strdup(h->cur_stmt) : NULL;
+}
+
+/*
+ * A hold began between the last poll that did not see it and the first
+ * that did, and ended between the last that saw it and the next: the
+ * midpoints of the actual gaps (polls slow down on a loaded server).
+ */
 static void note_hold(scry_impact *im, const char *rel, const char *mode, const char *stmt, int64_t now)
 {
 	hold *h = find_hold(im, rel, mode);
@@ -159,22 +178,22 @@ static void note_hold(scry_impact *im, const char *rel, const char *mode, const 
 	if (h->last_poll == im->polls)
 		return; /* two migration backends holding the same: one hold */
 	if (h->last_poll != im->polls - 1) {
-		h->cur_first = now;
+		h->cur_start = im->prev_now ? (im->prev_now + now) / 2 : now - im->interval_us / 2;
 		scry__free(h->cur_stmt);
 		h->cur_stmt = scry__strdup(stmt);
 	}
 	h->cur_last = now;
 	h->last_poll = im->polls;
-	/* A hold began, on average, half an interval before it was first seen
-	 * and ended half an interval after it was last seen. */
-	int64_t held = h->cur_last - h->cur_first + im->interval_us;
-	if (held > h->best_us) {
-		h->best_us = held;
-		h->best_start = h->cur_first - im->t0_server;
-		if (h->best_stmt != h->cur_stmt) {
-			scry__free(h->best_stmt);
-			h->best_stmt = h->cur_stmt ? scry__strdup(h->cur_stmt) : NULL;
-		}
+	hold_measure(im, h, now + im->interval_us / 2); /* provisional: the sampler may stop next */
+}
+
+/* After a poll at `now`: holds seen by the previous poll and not by this one ended in between. */
+static void close_holds(scry_impact *im, int64_t now)
+{
+	for (size_t i = 0; i < im->nholds; i++) {
+		hold *h = &im->holds[i];
+		if (h->last_poll == im->polls - 1)
+			hold_measure(im, h, (h->cur_last + now) / 2);
 	}
 }
 
@@ -225,15 +244,21 @@ static void poll_once(scry_impact *im)
 		PQclear(r);
 		return;
 	}
+	int64_t now = 0;
+	for (int i = 0; i < PQntuples(r); i++)
+		if (str(r, i, 0)[0] == 'T')
+			now = i64(r, i, 7);
 	for (int i = 0; i < PQntuples(r); i++) {
-		int64_t now = i64(r, i, 7);
-		if (str(r, i, 0)[0] == 'H')
+		char kind = str(r, i, 0)[0];
+		if (kind == 'H')
 			note_hold(im, str(r, i, 2), str(r, i, 3), str(r, i, 4), now);
-		else
+		else if (kind == 'W')
 			note_wait(im, (int)i64(r, i, 1), i64(r, i, 6), str(r, i, 4), str(r, i, 2), str(r, i, 5),
-			          str(r, i, 3), now);
+			          str(r, i, 3), i64(r, i, 7));
 	}
 	PQclear(r);
+	close_holds(im, now);
+	im->prev_now = now;
 	im->polls++;
 }
 
