@@ -112,15 +112,6 @@ int scry__fail_sys(scry_error *err, int code, int sys_code, const char *fmt, ...
 	return code;
 }
 
-int scry__check_version(scry_error *err, const char *what, unsigned int version, unsigned int known)
-{
-	if (version >= 1 && version <= known)
-		return 0;
-	return scry__fail(err, SCRY_EINVAL,
-		"%s version %u is not supported (this library knows 1 to %u); "
-		"initialise the struct with its _INIT macro or _init() function", what, version, known);
-}
-
 void scry__log(scry_log_fn fn, void *ctx, scry_log_level level, const char *fmt, ...)
 {
 	if (!fn)

@@ -337,6 +337,12 @@ static int snapshot(scry_impact *im, relrow **out, size_t *nout, scry_error *err
 	return 0;
 }
 
+static void quiet_notice(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
 int scry_impact_start(scry_impact **out, const char *conninfo, const scry_impact_options *opts,
 	scry_error *err)
 {
@@ -345,17 +351,14 @@ int scry_impact_start(scry_impact **out, const char *conninfo, const scry_impact
 	*out = NULL;
 	if (!conninfo)
 		return scry__fail(err, SCRY_EINVAL, "a connection string is needed");
-	if (opts) {
-		int rc = scry__check_version(err, "scry_impact_options", opts->version, SCRY_IMPACT_OPTIONS_VERSION);
-		if (rc)
-			return rc;
-	}
+	scry_impact_options o;
+	int rc = scry__opts_copy(err, &scry__abi_impact_options, &o, opts);
+	if (rc)
+		return rc;
 	scry_impact *im = scry__calloc(1, sizeof *im);
 	if (!im)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	scry_impact_options_init(&im->opts);
-	if (opts)
-		im->opts = *opts;
+	im->opts = o;
 	if (im->opts.interval_ms <= 0)
 		im->opts.interval_ms = 5;
 	if (im->opts.min_lock_ms < 0)
@@ -374,18 +377,18 @@ int scry_impact_start(scry_impact **out, const char *conninfo, const scry_impact
 	const char *vals[] = { conninfo, "scry impact", NULL };
 	im->pg = PQconnectdbParams(keys, vals, 1);
 	if (!im->pg || PQstatus(im->pg) != CONNECTION_OK) {
-		int rc = scry__pg_connect_fail(err, im->pg, "the migrating clone");
+		rc = scry__pg_connect_fail(err, im->pg, "the migrating clone");
 		scry_impact_free(im);
 		return rc;
 	}
-	PQsetNoticeProcessor(im->pg, NULL, NULL); /* the library never prints */
+	PQsetNoticeProcessor(im->pg, quiet_notice, NULL); /* the library never prints */
 	PGresult *r = PQexec(im->pg, "SELECT pg_current_wal_lsn()::text, " NOW_US);
 	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
 		snprintf(im->lsn, sizeof im->lsn, "%s", str(r, 0, 0));
 		im->t0_server = i64(r, 0, 1);
 	}
 	PQclear(r);
-	int rc = snapshot(im, &im->before, &im->nbefore, err);
+	rc = snapshot(im, &im->before, &im->nbefore, err);
 	if (rc) {
 		scry_impact_free(im);
 		return rc;
@@ -707,13 +710,16 @@ int scry_impact_add_latency(scry_impact *im, scry_store *store, const int64_t *r
 	return rc;
 }
 
-void scry_impact_summarize(const scry_impact *im, scry_impact_summary *out)
+int scry_impact_summarize(const scry_impact *im, scry_impact_summary *out)
 {
-	if (!out || out->size < sizeof(size_t))
-		return;
+	if (!out)
+		return SCRY_EINVAL;
+	int rc = scry__out_check(NULL, &scry__abi_impact_summary, out);
+	if (rc)
+		return rc;
 	scry_impact_summary s;
 	memset(&s, 0, sizeof s);
-	s.size = out->size < sizeof s ? out->size : sizeof s;
+	s.size = sizeof s;
 	if (im) {
 		s.duration_us = im->duration_us;
 		s.polls = im->polls;
@@ -727,7 +733,8 @@ void scry_impact_summarize(const scry_impact *im, scry_impact_summary *out)
 		s.nnew_indexes = im->nobjs[SCRY_IMPACT_NEW_INDEX];
 		s.ninvalid_indexes = im->nobjs[SCRY_IMPACT_INVALID_INDEX];
 	}
-	memcpy(out, &s, s.size);
+	scry__out_put(&scry__abi_impact_summary, out, &s);
+	return 0;
 }
 
 const scry_impact_lock *scry_impact_lock_get(const scry_impact *im, size_t i)

@@ -315,10 +315,12 @@ int scry_impact_render(const scry_impact *im, const scry_impact_gate *gate, scry
 {
 	if (!im || !out)
 		return scry__fail(err, SCRY_EINVAL, "sampler or output is NULL");
+	scry_impact_gate g;
 	if (gate) {
-		int rc = scry__check_version(err, "scry_impact_gate", gate->version, SCRY_IMPACT_GATE_VERSION);
+		int rc = scry__opts_copy(err, &scry__abi_impact_gate, &g, gate);
 		if (rc)
 			return rc;
+		gate = &g;
 	}
 	/* Appends are not checked one by one: the buffer is checked once at the end. */
 	scry_buf b = SCRY_BUF_INIT;

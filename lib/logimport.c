@@ -384,8 +384,8 @@ static int flush_sessions(scry_logimport *imp, scry_error *err)
 	for (size_t i = 0; i < imp->nnew && !rc; i++) {
 		newsess *n = &imp->newsess[i];
 		scry_session_info info = {
-			src[imp->opts.format], n->db[0] ? n->db : NULL, n->user[0] ? n->user : NULL,
-			n->app[0] ? n->app : NULL, n->client[0] ? n->client : NULL, n->start_us
+			SCRY_SESSION_INFO_VERSION, src[imp->opts.format], n->db[0] ? n->db : NULL,
+			n->user[0] ? n->user : NULL, n->app[0] ? n->app : NULL, n->client[0] ? n->client : NULL, n->start_us
 		};
 		rc = scry_store_session_add(imp->store, &info, &n->id, err);
 	}
@@ -608,7 +608,7 @@ static int flush_batch(scry_logimport *imp, scry_error *err)
 			e->error_message = a + b->eoff;
 		}
 	}
-	rc = scry_store_append(imp->store, evs, imp->nbev, err);
+	rc = scry_store_append(imp->store, evs, imp->nbev, sizeof(scry_event), err);
 	imp->nbev = 0;
 	imp->nnew = 0;
 	scry__buf_clear(&imp->arena);
@@ -837,13 +837,10 @@ int scry_logimport_new(scry_logimport **out, scry_store *store, const scry_logim
 	if (!out || !store)
 		return scry__fail(err, SCRY_EINVAL, "scry_logimport_new: out and store are required");
 	*out = NULL;
-	scry_logimport_options o = SCRY_LOGIMPORT_OPTIONS_INIT;
-	if (opts) {
-		int rc = scry__check_version(err, "scry_logimport_options", opts->version, SCRY_LOGIMPORT_OPTIONS_VERSION);
-		if (rc)
-			return rc;
-		o = *opts;
-	}
+	scry_logimport_options o;
+	int vrc = scry__opts_copy(err, &scry__abi_logimport_options, &o, opts);
+	if (vrc)
+		return vrc;
 	if ((unsigned)o.format > SCRY_LOG_STDERR)
 		return scry__fail(err, SCRY_EINVAL, "unknown log format %d (csvlog, jsonlog or stderr)", (int)o.format);
 	if (o.format == SCRY_LOG_STDERR && (!o.line_prefix || !*o.line_prefix))
@@ -869,7 +866,7 @@ int scry_logimport_new(scry_logimport **out, scry_store *store, const scry_logim
 			return rc;
 		}
 	}
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	int rc = scry_store_info_get(store, &info, err);
 	if (rc) {
 		scry_logimport_free(imp);
@@ -954,19 +951,26 @@ int scry_logimport_feed_file(scry_logimport *imp, const char *path, scry_error *
 
 static void fill_stats(const scry_logimport *imp, scry_logimport_stats *stats)
 {
-	*stats = imp->st;
-	stats->lines = imp->line;
+	scry_logimport_stats st = imp->st;
+	st.lines = imp->line;
+	scry__out_put(&scry__abi_logimport_stats, stats, &st);
 }
 
-void scry_logimport_stats_get(const scry_logimport *imp, scry_logimport_stats *stats)
+int scry_logimport_stats_get(const scry_logimport *imp, scry_logimport_stats *stats)
 {
 	if (!stats)
-		return;
+		return SCRY_EINVAL;
+	int rc = scry__out_check(NULL, &scry__abi_logimport_stats, stats);
+	if (rc)
+		return rc;
 	if (!imp) {
-		memset(stats, 0, sizeof *stats);
-		return;
+		scry_logimport_stats st;
+		memset(&st, 0, sizeof st);
+		scry__out_put(&scry__abi_logimport_stats, stats, &st);
+		return 0;
 	}
 	fill_stats(imp, stats);
+	return 0;
 }
 
 int scry_logimport_finish(scry_logimport *imp, scry_logimport_stats *stats, scry_error *err)
@@ -975,6 +979,11 @@ int scry_logimport_finish(scry_logimport *imp, scry_logimport_stats *stats, scry
 		return scry__fail(err, SCRY_EINVAL, "scry_logimport_finish: importer is NULL");
 	if (imp->finished)
 		return scry__fail(err, SCRY_EINVAL, "scry_logimport_finish: already finished");
+	if (stats) {
+		int src = scry__out_check(err, &scry__abi_logimport_stats, stats);
+		if (src)
+			return src;
+	}
 	imp->finished = true;
 	int rc = scry__logimport_process(imp, true, err);
 	if (!rc && imp->opts.format == SCRY_LOG_STDERR)
@@ -985,7 +994,7 @@ int scry_logimport_finish(scry_logimport *imp, scry_logimport_stats *stats, scry
 			rc = flush_pending(imp, &imp->sess[i], err);
 	if (!rc)
 		rc = flush_batch(imp, err);
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	if (!rc && (rc = scry_store_info_get(imp->store, &info, err)) == 0) {
 		imp->st.patterns = (uint64_t)info.patterns;
 		imp->st.new_patterns = (uint64_t)(info.patterns - imp->patterns_before);

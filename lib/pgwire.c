@@ -1016,14 +1016,18 @@ int scry_pgwire_new(scry_pgwire **out, const scry_pgwire_callbacks *cb, const sc
 	if (!out)
 		return scry__fail(err, SCRY_EINVAL, "scry_pgwire_new: out is required");
 	*out = NULL;
+	scry_pgwire_options o;
+	scry_pgwire_callbacks c;
+	int vrc = scry__opts_copy(err, &scry__abi_pgwire_options, &o, opts);
+	if (!vrc)
+		vrc = scry__opts_copy(err, &scry__abi_pgwire_callbacks, &c, cb);
+	if (vrc)
+		return vrc;
 	scry_pgwire *d = scry__calloc(1, sizeof *d);
 	if (!d)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	if (cb)
-		d->cb = *cb;
-	d->opts = (scry_pgwire_options)SCRY_PGWIRE_OPTIONS_INIT;
-	if (opts)
-		d->opts = *opts;
+	d->cb = c;
+	d->opts = o;
 	if (!d->opts.max_message_bytes)
 		d->opts.max_message_bytes = 256u << 20;
 	if (!d->opts.max_query_bytes)
@@ -1070,13 +1074,15 @@ scry_pgwire_conn_state scry_pgwire_state(const scry_pgwire *d)
 
 int scry_pgwire_tx_status(const scry_pgwire *d) { return d ? d->tx_status : 0; }
 
-void scry_pgwire_stats_get(const scry_pgwire *d, scry_pgwire_stats *out)
+int scry_pgwire_stats_get(const scry_pgwire *d, scry_pgwire_stats *out)
 {
 	if (!out)
-		return;
-	memset(out, 0, sizeof *out);
+		return SCRY_EINVAL;
+	scry_pgwire_stats st;
+	memset(&st, 0, sizeof st);
 	if (d) {
-		*out = d->stats;
-		out->pending = d->ops_count;
+		st = d->stats;
+		st.pending = d->ops_count;
 	}
+	return scry__out_copy(NULL, &scry__abi_pgwire_stats, out, &st);
 }

@@ -28,6 +28,7 @@ struct scry_pipeline {
 
 	scry_verdict *verdict, *fix_verdict;
 	scry_pipeline_stats stats;
+	scry_replay_result results[4]; /* by scry_pipeline_replay */
 
 	atomic_int canceled;
 	pthread_mutex_t lock;
@@ -68,38 +69,35 @@ int scry_pipeline_new(scry_pipeline **out, scry_store *store, const char *target
 	*out = NULL;
 	if (!store || !target)
 		return scry__fail(err, SCRY_EINVAL, "a store and a target are needed");
-	if (opts) {
-		int rc = scry__check_version(err, "scry_pipeline_options", opts->version, SCRY_PIPELINE_OPTIONS_VERSION);
-		if (!rc && opts->replay)
-			rc = scry__check_version(err, "scry_replay_options", opts->replay->version, SCRY_REPLAY_OPTIONS_VERSION);
-		if (!rc && opts->verdict)
-			rc = scry__check_version(err, "scry_verdict_options", opts->verdict->version,
-			                         SCRY_VERDICT_OPTIONS_VERSION);
-		if (!rc && opts->fix)
-			rc = scry__check_version(err, "scry_migration", opts->fix->version, SCRY_MIGRATION_VERSION);
-		if (rc)
-			return rc;
-	}
+	scry_pipeline_options o;
+	scry_replay_options ro;
+	scry_verdict_options vo;
+	scry_migration fix;
+	int rc = scry__opts_copy(err, &scry__abi_pipeline_options, &o, opts);
+	if (!rc)
+		rc = scry__opts_copy(err, &scry__abi_replay_options, &ro, o.replay);
+	if (!rc)
+		rc = scry__opts_copy(err, &scry__abi_verdict_options, &vo, o.verdict);
+	if (!rc)
+		rc = scry__opts_copy(err, &scry__abi_migration, &fix, o.fix);
+	if (rc)
+		return rc;
 	scry_pipeline *p = scry__calloc(1, sizeof *p);
 	if (!p)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	scry_pipeline_options_init(&p->opts);
-	/* A version 1 caller's struct ends before the impact fields: they keep their defaults. */
-	if (opts)
-		memcpy(&p->opts, opts, opts->version < 2 ? offsetof(scry_pipeline_options, no_impact) : sizeof *opts);
+	p->opts = o;
 	p->gate = (scry_impact_gate)SCRY_IMPACT_GATE_INIT;
-	p->gate.max_lock_wait_ms = p->opts.max_lock_wait_ms;
-	p->gate.max_migration_seconds = p->opts.max_migration_seconds;
+	p->gate.max_lock_wait_ms = o.max_lock_wait_ms;
+	p->gate.max_migration_seconds = o.max_migration_seconds;
 	if (!(p->opts.impact_speed > 0))
 		p->opts.impact_speed = 1.0;
-	scry_replay_options_init(&p->ropts);
-	if (p->opts.replay)
-		p->ropts = *p->opts.replay;
-	scry_verdict_options_init(&p->vopts);
-	if (p->opts.verdict)
-		p->vopts = *p->opts.verdict;
-	if (p->opts.fix) {
-		p->fix = *p->opts.fix;
+	p->stats.size = sizeof p->stats;
+	for (int i = 0; i < 4; i++)
+		p->results[i].size = sizeof p->results[i];
+	p->ropts = ro;
+	p->vopts = vo;
+	if (o.fix) {
+		p->fix = fix;
 		p->has_fix = true;
 	}
 	/* Pointers into the caller's structs are not kept past this call. */
@@ -108,15 +106,15 @@ int scry_pipeline_new(scry_pipeline **out, scry_store *store, const char *target
 	p->opts.fix = NULL;
 	p->ropts.fingerprints = NULL; /* replaced below by a copy when given */
 	p->ropts.nfingerprints = 0;
-	if (opts && opts->replay && opts->replay->fingerprints && opts->replay->nfingerprints) {
-		uint64_t *fps = scry__calloc(opts->replay->nfingerprints, sizeof *fps);
+	if (ro.fingerprints && ro.nfingerprints) {
+		uint64_t *fps = scry__calloc(ro.nfingerprints, sizeof *fps);
 		if (!fps) {
 			scry__free(p);
 			return scry__fail(err, SCRY_ENOMEM, "out of memory");
 		}
-		memcpy(fps, opts->replay->fingerprints, opts->replay->nfingerprints * sizeof *fps);
+		memcpy(fps, ro.fingerprints, ro.nfingerprints * sizeof *fps);
 		p->ropts.fingerprints = fps;
-		p->ropts.nfingerprints = opts->replay->nfingerprints;
+		p->ropts.nfingerprints = ro.nfingerprints;
 	}
 	p->store = store;
 	p->target = scry__strdup(target);
@@ -126,7 +124,7 @@ int scry_pipeline_new(scry_pipeline **out, scry_store *store, const char *target
 	p->opts.suffix = NULL;
 	pthread_mutex_init(&p->lock, NULL);
 	atomic_init(&p->canceled, 0);
-	if (!p->target || !p->prefix || (opts && opts->suffix && !p->suffix)) {
+	if (!p->target || !p->prefix || (o.suffix && !p->suffix)) {
 		scry_pipeline_free(p);
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	}
@@ -427,7 +425,8 @@ static int run_clones(scry_pipeline *p, scry_shadow *sh, const scry_migration *m
 		return rc;
 	set_label(la, sizeof la, p, "baseline");
 	set_label(lb, sizeof lb, p, "candidate");
-	if ((rc = replay(p, a, la, b, lb, &p->stats.baseline, &p->stats.candidate, err)))
+	if ((rc = replay(p, a, la, b, lb, &p->results[SCRY_PIPELINE_BASELINE],
+	                 &p->results[SCRY_PIPELINE_CANDIDATE], err)))
 		return rc;
 	if ((rc = decide(p, la, lb, a, b, &p->verdict, err)))
 		return rc;
@@ -439,7 +438,8 @@ static int run_clones(scry_pipeline *p, scry_shadow *sh, const scry_migration *m
 		return rc;
 	set_label(la, sizeof la, p, "fix-baseline");
 	set_label(lb, sizeof lb, p, "fixed");
-	if ((rc = replay(p, a, la, b, lb, &p->stats.fixed_baseline, &p->stats.fixed, err)))
+	if ((rc = replay(p, a, la, b, lb, &p->results[SCRY_PIPELINE_FIXED_BASELINE],
+	                 &p->results[SCRY_PIPELINE_FIXED], err)))
 		return rc;
 	return decide(p, la, lb, a, b, &p->fix_verdict, err);
 }
@@ -455,14 +455,14 @@ static int run_sequential(scry_pipeline *p, scry_shadow *sh, const scry_migratio
 	set_label(lbase, sizeof lbase, p, "baseline");
 	set_label(lcand, sizeof lcand, p, "candidate");
 	int rc = settle(p, sh, err);
-	if (rc || (rc = replay(p, t, lbase, NULL, NULL, &p->stats.baseline, NULL, err)))
+	if (rc || (rc = replay(p, t, lbase, NULL, NULL, &p->results[SCRY_PIPELINE_BASELINE], NULL, err)))
 		return rc;
 	if ((rc = check_canceled(p, err)) || (rc = migrate(p, sh, m, SCRY_PHASE_MIGRATING,
 	                                                   &p->stats.migrate_us, err)))
 		return rc;
 	if ((rc = settle(p, sh, err)))
 		return rc;
-	if ((rc = replay(p, t, lcand, NULL, NULL, &p->stats.candidate, NULL, err)))
+	if ((rc = replay(p, t, lcand, NULL, NULL, &p->results[SCRY_PIPELINE_CANDIDATE], NULL, err)))
 		return rc;
 	/* Plans: both sides are the migrated database now; EXPLAIN shows the after. */
 	if ((rc = decide(p, lbase, lcand, t, t, &p->verdict, err)))
@@ -472,7 +472,7 @@ static int run_sequential(scry_pipeline *p, scry_shadow *sh, const scry_migratio
 	if ((rc = apply_fix(p, sh, err)))
 		return rc;
 	set_label(lcand, sizeof lcand, p, "fixed");
-	if ((rc = replay(p, t, lcand, NULL, NULL, &p->stats.fixed, NULL, err)))
+	if ((rc = replay(p, t, lcand, NULL, NULL, &p->results[SCRY_PIPELINE_FIXED], NULL, err)))
 		return rc;
 	return decide(p, lbase, lcand, t, t, &p->fix_verdict, err);
 }
@@ -488,7 +488,7 @@ int scry_pipeline_run(scry_pipeline *p, const scry_migration *m, scry_error *err
 	int64_t t0 = scry__monotonic_us();
 
 	/* Nothing to replay is an error a person can fix before cloning anything. */
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	int rc = scry_store_info_get(p->store, &info, err);
 	if (rc)
 		return rc;
@@ -548,10 +548,19 @@ const scry_impact *scry_pipeline_impact(const scry_pipeline *p)
 	return p && p->verdict ? p->impact : NULL;
 }
 
-void scry_pipeline_stats_get(const scry_pipeline *p, scry_pipeline_stats *out)
+int scry_pipeline_stats_get(const scry_pipeline *p, scry_pipeline_stats *out)
 {
-	if (p && out)
-		*out = p->stats;
+	if (!p || !out)
+		return SCRY_EINVAL;
+	return scry__out_copy(NULL, &scry__abi_pipeline_stats, out, &p->stats);
+}
+
+int scry_pipeline_replay_result_get(const scry_pipeline *p, scry_pipeline_replay which,
+	scry_replay_result *out)
+{
+	if (!p || !out || (unsigned)which > SCRY_PIPELINE_FIXED_BASELINE)
+		return SCRY_EINVAL;
+	return scry__out_copy(NULL, &scry__abi_replay_result, out, &p->results[which]);
 }
 
 static int verdicts_report(const scry_pipeline *p, scry_report_format format, scry_buf *out,

@@ -58,13 +58,10 @@ int scry_replay_new(scry_replay **out, scry_store *store, const scry_replay_opti
 	*out = NULL;
 	if (!store)
 		return scry__fail(err, SCRY_EINVAL, "scry_replay_new: a store is required");
-	scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
-	if (opts) {
-		int rc = scry__check_version(err, "scry_replay_options", opts->version, SCRY_REPLAY_OPTIONS_VERSION);
-		if (rc)
-			return rc;
-		o = *opts;
-	}
+	scry_replay_options o;
+	int vrc = scry__opts_copy(err, &scry__abi_replay_options, &o, opts);
+	if (vrc)
+		return vrc;
 	if (o.mode != SCRY_REPLAY_FAST && o.mode != SCRY_REPLAY_TIMED)
 		return scry__fail(err, SCRY_EINVAL, "replay mode must be fast or timed");
 	if (o.mode == SCRY_REPLAY_TIMED && !(o.speed > 0))
@@ -240,7 +237,7 @@ static void *writer_main(void *arg)
 			w->tail = NULL;
 		pthread_mutex_unlock(&w->mu);
 		if (!w->rc) {
-			w->rc = scry_store_samples_append(w->store, w->run_id[b->target], b->s, b->n, &w->err);
+			w->rc = scry_store_samples_append(w->store, w->run_id[b->target], b->s, b->n, sizeof(scry_sample), &w->err);
 			if (w->rc)
 				atomic_store(&w->failed, 1);
 		}
@@ -1150,8 +1147,12 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 	for (int i = 0; i < ntargets; i++) {
 		if (!conninfo[i] || !label[i] || !*label[i])
 			return scry__fail(err, SCRY_EINVAL, "a replay needs a connection string and a non-empty label");
+		static const scry_replay_result zero;
+		int orc = outs[i] ? scry__out_check(err, &scry__abi_replay_result, outs[i]) : 0;
+		if (orc)
+			return orc;
 		if (outs[i])
-			memset(outs[i], 0, sizeof *outs[i]);
+			scry__out_put(&scry__abi_replay_result, outs[i], &zero);
 	}
 	for (int i = 0; i < ntargets; i++) {
 		int rc = check_target(conninfo[i], err);
@@ -1326,14 +1327,14 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 			"\"complete\":%s}",
 			(long long)res->skipped, (long long)elapsed, (long long)res->lag_p50_us,
 			(long long)res->lag_p99_us, (long long)res->lag_max_us, rc ? "false" : "true");
-		scry_run_summary sum = { res->executions, res->errors, res->timeouts, res->reconnects,
-		                         res->per_second, summary };
+		scry_run_summary sum = { SCRY_RUN_SUMMARY_VERSION, res->executions, res->errors, res->timeouts,
+		                         res->reconnects, res->per_second, summary };
 		scry_error eerr = SCRY_ERROR_INIT;
 		int erc = scry_store_run_end(rp->store, x.tg[i].run_id, &sum, rc ? &eerr : err);
 		if (!rc && erc)
 			rc = erc;
 		if (outs[i])
-			*outs[i] = *res;
+			scry__out_put(&scry__abi_replay_result, outs[i], res);
 	}
 out:
 	/* A cancel that arrived during this run is consumed by it. */

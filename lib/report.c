@@ -383,7 +383,7 @@ int scry_report_render(const scry_verdict *v, scry_report_format format, scry_bu
 {
 	if (!v || !out)
 		return scry__fail(err, SCRY_EINVAL, "scry_report_render: a verdict and an output buffer are required");
-	scry_verdict_summary s;
+	scry_verdict_summary s = SCRY_VERDICT_SUMMARY_INIT;
 	scry_verdict_summarize(v, &s);
 	scry_buf b = SCRY_BUF_INIT;
 	switch (format) {

@@ -133,15 +133,14 @@ int scry_shadow_new(scry_shadow **out, const char *target, const scry_shadow_opt
 	*out = NULL;
 	if (!target)
 		return scry__fail(err, SCRY_EINVAL, "no target connection string");
-	int vrc = opts ? scry__check_version(err, "scry_shadow_options", opts->version, SCRY_SHADOW_OPTIONS_VERSION) : 0;
+	scry_shadow_options o;
+	int vrc = scry__opts_copy(err, &scry__abi_shadow_options, &o, opts);
 	if (vrc)
 		return vrc;
 	scry_shadow *s = scry__calloc(1, sizeof *s);
 	if (!s)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	scry_shadow_options_init(&s->opts);
-	if (opts)
-		s->opts = *opts;
+	s->opts = o;
 	s->opts.suffix = NULL;
 	s->opts.maintenance_db = NULL;
 	pthread_mutex_init(&s->lock, NULL);
@@ -739,9 +738,11 @@ int scry_shadow_migrate(scry_shadow *s, scry_shadow_side side, const scry_migrat
 {
 	if (!s || !m || (side != SCRY_SHADOW_A && side != SCRY_SHADOW_B))
 		return scry__fail(err, SCRY_EINVAL, "invalid shadow, side or migration");
-	int vrc = scry__check_version(err, "scry_migration", m->version, SCRY_MIGRATION_VERSION);
+	scry_migration mig;
+	int vrc = scry__opts_copy(err, &scry__abi_migration, &mig, m);
 	if (vrc)
 		return vrc;
+	m = &mig;
 	int kinds = (m->argv && m->argv[0]) + (m->sql != NULL) + (m->fn != NULL);
 	if (kinds != 1)
 		return scry__fail(err, SCRY_EINVAL, "a migration is exactly one of a command, SQL or a callback");

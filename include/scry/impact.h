@@ -127,8 +127,15 @@ typedef struct scry_impact_summary {
 	size_t nlocks, nwaits, npatterns, nrewrites, nnew_indexes, ninvalid_indexes;
 } scry_impact_summary;
 
-/** Fills *out (out->size says how much of it the caller has). */
-SCRY_API void scry_impact_summarize(const scry_impact *im, scry_impact_summary *out);
+/** Initialiser of a scry_impact_summary: sets `size`. */
+#define SCRY_IMPACT_SUMMARY_INIT { .size = sizeof(scry_impact_summary) }
+
+/**
+ * Fills *out, only as many bytes as out->size says (then set to what was
+ * written). Returns 0, or SCRY_EINVAL when out->size is smaller than
+ * version 1 of the struct.
+ */
+SCRY_API int scry_impact_summarize(const scry_impact *im, scry_impact_summary *out);
 
 /** The i-th lock (longest first); NULL past the end. Owned by the sampler. */
 SCRY_API const scry_impact_lock *scry_impact_lock_get(const scry_impact *im, size_t i);

@@ -138,10 +138,8 @@ SCRY_API size_t scry_pipeline_failures(const scry_pipeline *p);
 
 /** What the run measured, besides the verdicts. */
 typedef struct scry_pipeline_stats {
+	size_t size;             /**< set to sizeof(scry_pipeline_stats) before the call (SCRY_PIPELINE_STATS_INIT does); the library writes only that many bytes, and sets it to what it wrote */
 	int64_t clone_us, migrate_us, settle_us, replay_us, verdict_us, fix_us, total_us;
-	scry_replay_result baseline, candidate;   /**< the first replay */
-	scry_replay_result fixed;                 /**< the replay after the fix (B) */
-	scry_replay_result fixed_baseline;        /**< its paired A run */
 } scry_pipeline_stats;
 
 /**
@@ -151,8 +149,31 @@ typedef struct scry_pipeline_stats {
  */
 SCRY_API const scry_impact *scry_pipeline_impact(const scry_pipeline *p);
 
-/** Copies the measurements of the last run into *out. */
-SCRY_API void scry_pipeline_stats_get(const scry_pipeline *p, scry_pipeline_stats *out);
+
+/** Initialiser of a scry_pipeline_stats the library fills in: sets `size`. */
+#define SCRY_PIPELINE_STATS_INIT { .size = sizeof(scry_pipeline_stats) }
+
+/**
+ * Copies the measurements of the last run into *out. Returns 0, or
+ * SCRY_EINVAL when out->size is smaller than version 1 of the struct.
+ */
+SCRY_API int scry_pipeline_stats_get(const scry_pipeline *p, scry_pipeline_stats *out);
+
+/** The replays of a pipeline, for scry_pipeline_replay_result_get(). */
+typedef enum scry_pipeline_replay {
+	SCRY_PIPELINE_BASELINE = 0,      /**< the first replay, side A */
+	SCRY_PIPELINE_CANDIDATE = 1,     /**< the first replay, side B (migrated) */
+	SCRY_PIPELINE_FIXED = 2,         /**< the replay after the fix (B) */
+	SCRY_PIPELINE_FIXED_BASELINE = 3 /**< its paired A run */
+} scry_pipeline_replay;
+
+/**
+ * Copies what one replay of the last run measured into *out (a replay that
+ * did not happen reads as zeros). Returns 0, or SCRY_EINVAL for an unknown
+ * `which` or an out->size smaller than version 1 of scry_replay_result.
+ */
+SCRY_API int scry_pipeline_replay_result_get(const scry_pipeline *p, scry_pipeline_replay which,
+	scry_replay_result *out);
 
 /**
  * Renders the verdict(s) in `format` into `out`. With a fix, text and

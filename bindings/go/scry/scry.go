@@ -132,6 +132,7 @@ type Info struct {
 // Info reads the counts of the store.
 func (s *Store) Info() (Info, error) {
 	var in C.scry_store_info
+	in.size = C.size_t(unsafe.Sizeof(in))
 	var e C.scry_error
 	if err := check(C.scry_store_info_get(s.h, &in, &e), &e); err != nil {
 		return Info{}, err
@@ -188,6 +189,7 @@ func (s *Store) Replay(target, label string, opts *ReplayOptions) (ReplayResult,
 	defer C.free(unsafe.Pointer(ct))
 	defer C.free(unsafe.Pointer(cl))
 	var res C.scry_replay_result
+	res.size = C.size_t(unsafe.Sizeof(res))
 	if err := check(C.scry_replay_run(r, ct, cl, &res, &e), &e); err != nil {
 		return ReplayResult{}, err
 	}

@@ -65,7 +65,7 @@ class _Buf(ctypes.Structure):
 
 
 class _StoreInfo(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_int64) for name in (
+    _fields_ = [("size", ctypes.c_size_t)] + [(name, ctypes.c_int64) for name in (
         "events", "sessions", "patterns", "statements", "runs", "samples",
         "first_us", "last_us", "file_bytes")] + [("schema_version", ctypes.c_int)]
 
@@ -87,11 +87,10 @@ class _ReplayOptions(ctypes.Structure):
 
 
 class _ReplayResult(ctypes.Structure):
-    _fields_ = [("run_id", ctypes.c_int64), ("executions", ctypes.c_int64), ("errors", ctypes.c_int64),
+    _fields_ = [("size", ctypes.c_size_t), ("run_id", ctypes.c_int64), ("executions", ctypes.c_int64), ("errors", ctypes.c_int64),
                 ("timeouts", ctypes.c_int64), ("reconnects", ctypes.c_int64), ("skipped", ctypes.c_int64),
                 ("per_second", ctypes.c_double), ("elapsed_us", ctypes.c_int64),
-                ("lag_p50_us", ctypes.c_int64), ("lag_p99_us", ctypes.c_int64), ("lag_max_us", ctypes.c_int64),
-                ("_reserved", ctypes.c_char * 256)]
+                ("lag_p50_us", ctypes.c_int64), ("lag_p99_us", ctypes.c_int64), ("lag_max_us", ctypes.c_int64)]
 
 
 class _VerdictOptions(ctypes.Structure):
@@ -274,10 +273,10 @@ class Store:
 
     def info(self):
         """Counts: events, sessions, patterns, statements, runs, samples, ..."""
-        out = _StoreInfo()
+        out = _StoreInfo(size=ctypes.sizeof(_StoreInfo))
         err = _Error()
         _check(_store_info(self._h, ctypes.byref(out), ctypes.byref(err)), err)
-        return {name: getattr(out, name) for name, _ in _StoreInfo._fields_}
+        return {name: getattr(out, name) for name, _ in _StoreInfo._fields_ if name != "size"}
 
     def replay(self, target, label, mode="fast", speed=1.0, concurrency=8, repeat=1, warmup=0,
                writes="rollback", timeout_ms=30000):
@@ -287,11 +286,11 @@ class Store:
         err = _Error()
         _check(_replay_new(ctypes.byref(r), self._h, ctypes.byref(opts), ctypes.byref(err)), err)
         try:
-            res = _ReplayResult()
+            res = _ReplayResult(size=ctypes.sizeof(_ReplayResult))
             _check(_replay_run(r, _b(target), _b(label), ctypes.byref(res), ctypes.byref(err)), err)
         finally:
             _replay_free(r)
-        return {name: getattr(res, name) for name, _ in _ReplayResult._fields_ if not name.startswith("_")}
+        return {name: getattr(res, name) for name, _ in _ReplayResult._fields_ if name != "size"}
 
     def diff(self, baseline, candidate, threshold=1.5, min_delta_ms=0.5, format="json"):
         """Compares two runs. Returns the JSON report as a dict (format="json") or the rendered text."""
