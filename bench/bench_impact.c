@@ -26,7 +26,7 @@ static double replay_rate(scry_store *st, const char *target, int conc, const ch
 	ro.concurrency = conc;
 	scry_replay *r = NULL;
 	scry_error err = SCRY_ERROR_INIT;
-	scry_replay_result res = { 0 };
+	scry_replay_result res = SCRY_REPLAY_RESULT_INIT;
 	if (scry_replay_new(&r, st, &ro, &err) || scry_replay_run(r, target, label, &res, &err)) {
 		fprintf(stderr, "bench_impact: replay: %s\n", err.message);
 		exit(1);

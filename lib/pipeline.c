@@ -296,9 +296,7 @@ static int impact_round(impact_run *ir, int round)
 	char la[200], lb[200];
 	snprintf(la, sizeof la, "%s-impact-baseline-%d", p->prefix, round);
 	snprintf(lb, sizeof lb, "%s-impact-%d", p->prefix, round);
-	scry_replay_result ra, rb;
-	memset(&ra, 0, sizeof ra);
-	memset(&rb, 0, sizeof rb);
+	scry_replay_result ra = SCRY_REPLAY_RESULT_INIT, rb = SCRY_REPLAY_RESULT_INIT;
 	rc = scry_replay_run_ab(r, ir->a, la, ir->b, lb, &ra, &rb, &ir->err);
 	pthread_mutex_lock(&p->lock);
 	p->impact_replay = NULL;
