@@ -61,7 +61,7 @@ int cmd_workload_merge(int argc, char **argv)
 		events += e;
 		merged++;
 	}
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	scry_error err = SCRY_ERROR_INIT;
 	int irc = scry_store_info_get(out, &info, &err);
 	if (irc) {

@@ -839,7 +839,7 @@ static void accept_clients(worker *w, int lfd, bool is_unix)
 		}
 		if (p->up_addr.ss_family != AF_UNIX)
 			set_nodelay(sfd);
-		scry_pgwire_callbacks cb = { on_startup, on_event, c };
+		scry_pgwire_callbacks cb = { SCRY_PGWIRE_CALLBACKS_VERSION, on_startup, on_event, c };
 		scry_pgwire_options dopts = SCRY_PGWIRE_OPTIONS_INIT;
 		dopts.max_message_bytes = p->opts.max_message_bytes;
 		dopts.max_query_bytes = p->opts.max_query_bytes;

@@ -222,20 +222,20 @@ int scry_proxy_new(scry_proxy **out, scry_store *store, const scry_proxy_options
 	*out = NULL;
 	if (!store || !opts)
 		return scry__fail(err, SCRY_EINVAL, "scry_proxy_new: a store and options (listen, upstream) are required");
-	int vrc = scry__check_version(err, "scry_proxy_options", opts->version, SCRY_PROXY_OPTIONS_VERSION);
+	/* Options of an older version keep the defaults of the fields added since. */
+	scry_proxy_options o;
+	int vrc = scry__opts_copy(err, &scry__abi_proxy_options, &o, opts);
 	if (vrc)
 		return vrc;
-	if (!opts->listen && !opts->listen_unix)
+	if (!o.listen && !o.listen_unix)
 		return scry__fail(err, SCRY_EINVAL, "the proxy needs an address to listen on (listen or listen_unix)");
-	if (!opts->upstream || !*opts->upstream)
+	if (!o.upstream || !*o.upstream)
 		return scry__fail(err, SCRY_EINVAL, "the proxy needs the upstream server's address (HOST:PORT)");
 	scry_proxy *p = scry__calloc(1, sizeof *p);
 	if (!p)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	p->store = store;
-	/* Options of an older version end before the fields added since. */
-	memcpy(&p->opts, opts, opts->version >= 2 ? sizeof p->opts : offsetof(scry_proxy_options, tls_cert));
-	p->opts.version = SCRY_PROXY_OPTIONS_VERSION;
+	p->opts = o;
 	p->stopfd = -1;
 	if (!p->opts.queue_events)
 		p->opts.queue_events = 65536;
@@ -255,15 +255,15 @@ int scry_proxy_new(scry_proxy **out, scry_store *store, const scry_proxy_options
 	pthread_cond_init(&p->cv, &ca);
 	pthread_cond_init(&p->swap_cv, &ca);
 	pthread_condattr_destroy(&ca);
-	p->listen = opts->listen ? scry__strdup(opts->listen) : NULL;
-	p->listen_unix = opts->listen_unix ? scry__strdup(opts->listen_unix) : NULL;
-	p->upstream = scry__strdup(opts->upstream);
+	p->listen = o.listen ? scry__strdup(o.listen) : NULL;
+	p->listen_unix = o.listen_unix ? scry__strdup(o.listen_unix) : NULL;
+	p->upstream = scry__strdup(o.upstream);
 	p->nworkers = p->opts.event_threads > 1 ? (p->opts.event_threads < 64 ? p->opts.event_threads : 64) : 1;
 	p->workers = scry__calloc((size_t)p->nworkers, sizeof *p->workers);
 	for (int k = 0; p->workers && k < p->nworkers; k++)
 		p->workers[k].epfd = p->workers[k].listen_fd[0] = p->workers[k].listen_fd[1] = p->workers[k].spare_sfd = -1;
 	int rc;
-	if ((opts->listen && !p->listen) || (opts->listen_unix && !p->listen_unix) || !p->upstream || !p->workers) {
+	if ((o.listen && !p->listen) || (o.listen_unix && !p->listen_unix) || !p->upstream || !p->workers) {
 		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 		goto fail;
 	}
@@ -420,22 +420,24 @@ int scry_proxy_wait(scry_proxy *p, scry_error *err)
 	return 0;
 }
 
-void scry_proxy_stats_get(const scry_proxy *p, scry_proxy_stats *out)
+int scry_proxy_stats_get(const scry_proxy *p, scry_proxy_stats *out)
 {
 	if (!out)
-		return;
-	memset(out, 0, sizeof *out);
-	if (!p)
-		return;
-	out->connections = STAT_GET(p, st_conns);
-	out->connections_active = STAT_GET(p, st_active);
-	out->connections_failed = STAT_GET(p, st_failed);
-	out->protocol_errors = STAT_GET(p, st_proto);
-	out->events_captured = STAT_GET(p, st_captured);
-	out->events_recorded = STAT_GET(p, st_recorded);
-	out->events_dropped = STAT_GET(p, st_dropped);
-	out->bytes_from_clients = STAT_GET(p, st_bin);
-	out->bytes_from_server = STAT_GET(p, st_bout);
+		return SCRY_EINVAL;
+	scry_proxy_stats st;
+	memset(&st, 0, sizeof st);
+	if (p) {
+		st.connections = STAT_GET(p, st_conns);
+		st.connections_active = STAT_GET(p, st_active);
+		st.connections_failed = STAT_GET(p, st_failed);
+		st.protocol_errors = STAT_GET(p, st_proto);
+		st.events_captured = STAT_GET(p, st_captured);
+		st.events_recorded = STAT_GET(p, st_recorded);
+		st.events_dropped = STAT_GET(p, st_dropped);
+		st.bytes_from_clients = STAT_GET(p, st_bin);
+		st.bytes_from_server = STAT_GET(p, st_bout);
+	}
+	return scry__out_copy(NULL, &scry__abi_proxy_stats, out, &st);
 }
 
 void scry_proxy_free(scry_proxy *p)

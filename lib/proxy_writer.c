@@ -84,7 +84,7 @@ static void append_batch(scry_proxy *p, scry_event *evs, size_t *n)
 	if (!*n)
 		return;
 	scry_error e = SCRY_ERROR_INIT;
-	int rc = scry_store_append(p->store, evs, *n, &e);
+	int rc = scry_store_append(p->store, evs, *n, sizeof(scry_event), &e);
 	if (rc)
 		writer_fail(p, rc, &e, *n);
 	else
@@ -112,8 +112,8 @@ static void write_items(scry_proxy *p, qitem *it, scry_event *evs)
 				continue;
 			}
 			if (!s->session_id && !s->failed) {
-				scry_session_info info = { SCRY_SOURCE_PROXY, s->database, s->user, s->application, s->client,
-				                           s->started_us };
+				scry_session_info info = { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_PROXY, s->database, s->user,
+				                           s->application, s->client, s->started_us };
 				scry_error e = SCRY_ERROR_INIT;
 				int rc = scry_store_session_add(p->store, &info, &s->session_id, &e);
 				if (rc) {

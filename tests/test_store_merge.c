@@ -32,7 +32,7 @@ static void make_store(const char *name, const char *const *apps, int napps, con
 	scry_error err = SCRY_ERROR_INIT;
 	ck_assert_msg(scry_store_open(&s, p, NULL, &err) == 0, "%s", err.message);
 	for (int a = 0; a < napps; a++) {
-		scry_session_info si = { SCRY_SOURCE_PROXY, "db", "u", apps[a], "10.0.0.1", t0 + a };
+		scry_session_info si = { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_PROXY, "db", "u", apps[a], "10.0.0.1", t0 + a };
 		int64_t sid;
 		ck_assert_int_eq(scry_store_session_add(s, &si, &sid, &err), 0);
 		for (int i = 0; i < ntexts; i++) {
@@ -49,7 +49,7 @@ static void make_store(const char *name, const char *const *apps, int napps, con
 				ev.error_message = "relation \"missing\" does not exist";
 				ev.rows = -1;
 			}
-			ck_assert_msg(scry_store_append(s, &ev, 1, &err) == 0, "%s", err.message);
+			ck_assert_msg(scry_store_append(s, &ev, 1, sizeof ev, &err) == 0, "%s", err.message);
 		}
 	}
 	scry_store_free(s);
@@ -88,7 +88,7 @@ START_TEST(merge_fleet)
 	ck_assert_int_eq(ns, 2);
 	ck_assert_int_eq(ne, 8);
 
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	ck_assert_int_eq(scry_store_info_get(out, &info, &err), 0);
 	ck_assert_int_eq(info.sessions, 3);
 	ck_assert_int_eq(info.events, 12);
@@ -127,12 +127,12 @@ START_TEST(merge_fleet)
 	ck_assert_int_eq(out_int("SELECT count(*) FROM event_errors"), 1);
 
 	/* The handle keeps appending correctly after a merge (its caches were dropped). */
-	scry_session_info si = { SCRY_SOURCE_API, "db", "u", "after", "x", 3000000 };
+	scry_session_info si = { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_API, "db", "u", "after", "x", 3000000 };
 	int64_t sid;
 	ck_assert_int_eq(scry_store_session_add(out, &si, &sid, &err), 0);
 	scry_event e2 = { .session_id = sid, .start_us = 3000001, .duration_us = 5, .kind = SCRY_EVENT_SIMPLE,
 	                  .query = "UPDATE t SET a = 4", .rows = 1 };
-	ck_assert_msg(scry_store_append(out, &e2, 1, &err) == 0, "%s", err.message);
+	ck_assert_msg(scry_store_append(out, &e2, 1, sizeof e2, &err) == 0, "%s", err.message);
 	ck_assert_int_eq(scry_store_info_get(out, &info, &err), 0);
 	ck_assert_int_eq(info.patterns, 5);
 	ck_assert_int_eq(info.events, 13);
