@@ -94,6 +94,14 @@ static void px_stop_failing(px *x, const char *want)
 	x->proxy = NULL;
 }
 
+/* The event counters of a stopped proxy. */
+static void expect_events(const px *x, uint64_t captured, uint64_t recorded, uint64_t dropped)
+{
+	ck_assert_uint_eq(x->stats.events_captured, captured);
+	ck_assert_uint_eq(x->stats.events_recorded, recorded);
+	ck_assert_uint_eq(x->stats.events_dropped, dropped);
+}
+
 static void px_free(px *x)
 {
 	scry_store_free(x->store);
@@ -881,9 +889,7 @@ START_TEST(max_events_stops)
 	ck_assert(scry_proxy_stopping(x.proxy));
 	ck_assert_int_ge(ok, 5);
 	px_stop(&x);
-	ck_assert_uint_eq(x.stats.events_recorded, 5);
-	ck_assert_uint_eq(x.stats.events_captured, 5);
-	ck_assert_uint_eq(x.stats.events_dropped, 0);
+	expect_events(&x, 5, 5, 0);
 	px_free(&x);
 }
 END_TEST
@@ -1045,9 +1051,7 @@ START_TEST(failed_session_insert_counts_losses)
 	run_as(&x, "postgres", "doomed", 3);
 	run_as(&x, "postgres", "fine", 1);
 	px_stop_failing(&x, "refused by test");
-	ck_assert_uint_eq(x.stats.events_captured, 4);
-	ck_assert_uint_eq(x.stats.events_dropped, 3);
-	ck_assert_uint_eq(x.stats.events_recorded, 1);
+	expect_events(&x, 4, 1, 3);
 	px_free(&x);
 }
 END_TEST
