@@ -48,6 +48,7 @@ static void proxy_options_init(void *o) { scry_proxy_options_init(o); }
 static void pgwire_options_init(void *o) { scry_pgwire_options_init(o); }
 static void logimport_options_init(void *o) { scry_logimport_options_init(o); }
 static void fingerprinter_options_init(void *o) { scry_fingerprinter_options_init(o); }
+static void impact_options_init(void *o) { scry_impact_options_init(o); }
 
 /* ---- input structs: `unsigned int version` first ------------------------ */
 
@@ -61,8 +62,9 @@ ABI_TABLE(scry__abi_verdict_options, scry_verdict_options, verdict_options_init,
 	SCRY_VERDICT_OPTIONS_VERSION, progress_ctx,
 	THROUGH(scry_verdict_options, progress_ctx))
 ABI_TABLE(scry__abi_pipeline_options, scry_pipeline_options, pipeline_options_init,
-	SCRY_PIPELINE_OPTIONS_VERSION, log_ctx,
-	THROUGH(scry_pipeline_options, log_ctx))
+	SCRY_PIPELINE_OPTIONS_VERSION, max_migration_seconds,
+	THROUGH(scry_pipeline_options, log_ctx),
+	THROUGH(scry_pipeline_options, max_migration_seconds))
 ABI_TABLE(scry__abi_shadow_options, scry_shadow_options, shadow_options_init,
 	SCRY_SHADOW_OPTIONS_VERSION, in_place,
 	THROUGH(scry_shadow_options, in_place))
@@ -95,6 +97,13 @@ ABI_TABLE(scry__abi_pgwire_callbacks, scry_pgwire_callbacks, NULL,
 	SCRY_PGWIRE_CALLBACKS_VERSION, ctx,
 	THROUGH(scry_pgwire_callbacks, ctx))
 
+ABI_TABLE(scry__abi_impact_options, scry_impact_options, impact_options_init,
+	SCRY_IMPACT_OPTIONS_VERSION, log_ctx,
+	THROUGH(scry_impact_options, log_ctx))
+ABI_TABLE(scry__abi_impact_gate, scry_impact_gate, NULL,
+	SCRY_IMPACT_GATE_VERSION, max_migration_seconds,
+	THROUGH(scry_impact_gate, max_migration_seconds))
+
 /* ---- array elements: passed with their size (the caller's stride) ------- */
 
 ABI_TABLE(scry__abi_event, scry_event, NULL, 1, error_message,
@@ -120,6 +129,8 @@ ABI_TABLE(scry__abi_proxy_stats, scry_proxy_stats, NULL, 1, bytes_from_server,
 	THROUGH(scry_proxy_stats, bytes_from_server))
 ABI_TABLE(scry__abi_fingerprinter_stats, scry_fingerprinter_stats, NULL, 1, errors,
 	THROUGH(scry_fingerprinter_stats, errors))
+ABI_TABLE(scry__abi_impact_summary, scry_impact_summary, NULL, 1, ninvalid_indexes,
+	THROUGH(scry_impact_summary, ninvalid_indexes))
 
 /* ---- copies ------------------------------------------------------------- */
 

@@ -474,7 +474,7 @@ static int database_url(const scry_shadow *s, const char *db, scry_buf *b)
 static bool is_pg_conn_var(const char *e)
 {
 	static const char *const vars[] = { "PGHOST=", "PGHOSTADDR=", "PGPORT=", "PGDATABASE=",
-		"PGUSER=", "PGPASSWORD=", "PGSERVICE=", "DATABASE_URL=", NULL };
+		"PGUSER=", "PGPASSWORD=", "PGSERVICE=", "DATABASE_URL=", "PGAPPNAME=", NULL };
 	for (int i = 0; vars[i]; i++)
 		if (!strncmp(e, vars[i], strlen(vars[i])))
 			return true;
@@ -527,8 +527,8 @@ static int run_command(scry_shadow *s, int side, const scry_migration *m, scry_e
 	size_t n = 0;
 	while (environ && environ[n])
 		n++;
-	char **envp = scry__calloc(n + 8, sizeof *envp);
-	char *own[6] = { NULL };
+	char **envp = scry__calloc(n + 9, sizeof *envp);
+	char *own[7] = { NULL };
 	int rc = 0;
 	if (!envp) {
 		scry_buf_dispose(&url);
@@ -544,9 +544,11 @@ static int run_command(scry_shadow *s, int side, const scry_migration *m, scry_e
 	own[3] = env_entry("PGPORT", s->port);
 	own[4] = env_entry("PGUSER", s->user);
 	own[5] = s->password ? env_entry("PGPASSWORD", s->password) : NULL;
+	/* The migration's connections are told apart by it (include/scry/impact.h). */
+	own[6] = env_entry("PGAPPNAME", SCRY_IMPACT_MIGRATION_APP);
 	scry_buf_dispose(&url);
-	for (int i = 0; i < 6; i++) {
-		if (!own[i] && (i < 5 || s->password)) {
+	for (int i = 0; i < 7; i++) {
+		if (!own[i] && (i != 5 || s->password)) {
 			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 			goto out;
 		}
@@ -681,7 +683,7 @@ static int run_command(scry_shadow *s, int side, const scry_migration *m, scry_e
 	}
 	scry__free(tail);
 out:
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < 7; i++)
 		scry__free(own[i]);
 	scry__free(envp);
 	return rc;
@@ -702,6 +704,7 @@ static int run_sql(scry_shadow *s, int side, const scry_migration *m, scry_error
 		scry_statement_spans_free(spans);
 		return SCRY_ECONNECT;
 	}
+	PQclear(PQexec(c, "SET application_name = '" SCRY_IMPACT_MIGRATION_APP "'"));
 	/* One statement at a time, autocommit: CREATE INDEX CONCURRENTLY works. */
 	for (size_t i = 0; i < n && !rc; i++) {
 		char *stmt = scry__strndup(m->sql + spans[i].offset, spans[i].length);
