@@ -1086,7 +1086,7 @@ struct scry_sample_iter {
 	scry_stored_sample s;
 };
 
-int scry_store_samples(scry_store *s, int64_t run_id, scry_sample_iter **out, scry_error *err)
+static int samples_query(scry_store *s, int64_t run_id, const char *order, scry_sample_iter **out, scry_error *err)
 {
 	if (!s || !out)
 		return scry__fail(err, SCRY_EINVAL, "scry_store_samples: arguments are required");
@@ -1095,12 +1095,14 @@ int scry_store_samples(scry_store *s, int64_t run_id, scry_sample_iter **out, sc
 	if (!it)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	it->store = s;
-	if (sqlite3_prepare_v2(s->db,
-	                       "SELECT x.event, st.pattern, p.fingerprint, x.round, x.latency_us, x.rows, x.sqlstate"
-	                       " FROM samples x JOIN events e ON e.id = x.event"
-	                       " JOIN statements st ON st.id = e.statement JOIN patterns p ON p.id = st.pattern"
-	                       " WHERE x.run = ? ORDER BY st.pattern, x.event, x.round",
-	                       -1, &it->q, NULL) != SQLITE_OK) {
+	char sql[512];
+	snprintf(sql, sizeof sql,
+	         "SELECT x.event, st.pattern, p.fingerprint, x.round, x.latency_us, x.rows, x.sqlstate, e.session"
+	         " FROM samples x JOIN events e ON e.id = x.event"
+	         " JOIN statements st ON st.id = e.statement JOIN patterns p ON p.id = st.pattern"
+	         " WHERE x.run = ? ORDER BY %s",
+	         order);
+	if (sqlite3_prepare_v2(s->db, sql, -1, &it->q, NULL) != SQLITE_OK) {
 		int rc = scry__store_fail(s, err, "reading samples");
 		scry_sample_iter_free(it);
 		return rc;
@@ -1108,6 +1110,16 @@ int scry_store_samples(scry_store *s, int64_t run_id, scry_sample_iter **out, sc
 	sqlite3_bind_int64(it->q, 1, run_id);
 	*out = it;
 	return 0;
+}
+
+int scry_store_samples(scry_store *s, int64_t run_id, scry_sample_iter **out, scry_error *err)
+{
+	return samples_query(s, run_id, "st.pattern, x.event, x.round", out, err);
+}
+
+int scry_store_samples_by_event(scry_store *s, int64_t run_id, scry_sample_iter **out, scry_error *err)
+{
+	return samples_query(s, run_id, "x.event, x.round", out, err);
 }
 
 int scry_sample_iter_next(scry_sample_iter *it, const scry_stored_sample **out, scry_error *err)
@@ -1131,6 +1143,7 @@ int scry_sample_iter_next(scry_sample_iter *it, const scry_stored_sample **out, 
 	const unsigned char *ss = sqlite3_column_text(q, 6);
 	if (ss)
 		snprintf(x->sqlstate, sizeof x->sqlstate, "%s", ss);
+	x->session_id = sqlite3_column_int64(q, 7);
 	*out = x;
 	return 1;
 }

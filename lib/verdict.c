@@ -6,8 +6,9 @@
  */
 #include "verdict_internal.h"
 
+#include <libpq-fe.h>
 #include <math.h>
-#include <sqlite3.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -41,79 +42,131 @@ char *scry__vdup_printf(const char *fmt, ...)
 	return scry__vdup_buf(&b);
 }
 
-/* Reads every sample of a run, ordered by event and round. */
-static int load_samples(scry_store *store, int64_t run, sample_row **out, size_t *n, scry_error *err)
+/* Per (session, round): the first failure of the transaction in progress. */
+typedef struct txn_state {
+	int64_t root_pattern; /* 0: no failure since the last success */
+	char root_state[6];
+} txn_state;
+
+/*
+ * Attributes a 25P02 ("current transaction is aborted") to the failure that
+ * aborted its transaction: walking a session's statements in order (per
+ * round), every statement after a failure fails with 25P02 until the
+ * transaction ends, so the root is the last failure that was not a 25P02.
+ */
+static int attribute_root(scry__u64map *m, txn_state **st, size_t *nst, size_t *cst, sample_row *s,
+                          int64_t session)
 {
-	sqlite3 *db = scry__store_db(store);
-	sqlite3_stmt *q;
-	*out = NULL;
-	*n = 0;
-	if (sqlite3_prepare_v2(db,
-	                       "SELECT x.event, st.pattern, x.round, x.latency_us, x.rows, x.sqlstate"
-	                       " FROM samples x JOIN events e ON e.id = x.event JOIN statements st ON st.id = e.statement"
-	                       " WHERE x.run = ? ORDER BY x.event, x.round",
-	                       -1, &q, NULL) != SQLITE_OK)
-		return scry__store_fail(store, err, "reading samples");
-	sqlite3_bind_int64(q, 1, run);
-	size_t cap = 0;
-	int r;
-	while ((r = sqlite3_step(q)) == SQLITE_ROW) {
-		if (scry__array_grow((void **)out, &cap, *n, sizeof **out, 4096)) {
-			sqlite3_finalize(q);
-			return scry__fail(err, SCRY_ENOMEM, "out of memory reading samples");
-		}
-		sample_row *s = &(*out)[(*n)++];
-		s->event = sqlite3_column_int64(q, 0);
-		s->pattern = sqlite3_column_int64(q, 1);
-		s->round = sqlite3_column_int(q, 2);
-		s->ms = (double)sqlite3_column_int64(q, 3) / 1000.0;
-		s->rows = sqlite3_column_type(q, 4) == SQLITE_NULL ? -1 : sqlite3_column_int64(q, 4);
-		const unsigned char *st = sqlite3_column_text(q, 5);
-		s->state[0] = 0;
-		if (st)
-			snprintf(s->state, sizeof s->state, "%s", st);
+	uint64_t key = (uint64_t)session * 1000003u + (uint64_t)(uint32_t)s->round;
+	uint32_t i = scry__u64map_get(m, key);
+	if (!i) {
+		if (scry__array_grow((void **)st, cst, *nst, sizeof **st, 256) ||
+		    scry__u64map_put(m, key, (uint32_t)*nst + 1))
+			return SCRY_ENOMEM;
+		memset(&(*st)[*nst], 0, sizeof **st);
+		i = (uint32_t)++*nst;
 	}
-	sqlite3_finalize(q);
-	if (r != SQLITE_DONE)
-		return scry__store_fail(store, err, "reading samples");
+	txn_state *t = &(*st)[i - 1];
+	if (!strcmp(s->state, "25P02")) {
+		if (t->root_pattern) {
+			s->root_pattern = t->root_pattern;
+			memcpy(s->root_state, t->root_state, 6);
+		}
+	} else if (s->state[0]) {
+		t->root_pattern = s->pattern;
+		memcpy(t->root_state, s->state, 6);
+	} else {
+		t->root_pattern = 0;
+	}
 	return 0;
 }
 
-static int load_patterns(scry_store *store, pat_row **out, size_t *n, scry_error *err)
+/* Reads every sample of a run, ordered by event and round, with the root error of aborted transactions. */
+static int load_samples(scry_store *store, int64_t run, sample_row **out, size_t *n, scry_error *err)
 {
-	sqlite3 *db = scry__store_db(store);
-	sqlite3_stmt *q;
+	scry_sample_iter *it;
 	*out = NULL;
 	*n = 0;
-	if (sqlite3_prepare_v2(db, "SELECT id, fingerprint, normalized, count, total_us, timed FROM patterns ORDER BY id",
-	                       -1, &q, NULL) != SQLITE_OK)
-		return scry__store_fail(store, err, "reading patterns");
+	int rc = scry_store_samples_by_event(store, run, &it, err);
+	if (rc)
+		return rc;
+	scry__u64map m = { 0 };
+	txn_state *st = NULL;
+	size_t nst = 0, cst = 0, cap = 0;
+	const scry_stored_sample *x;
+	while ((rc = scry_sample_iter_next(it, &x, err)) == 1) {
+		if (scry__array_grow((void **)out, &cap, *n, sizeof **out, 4096)) {
+			rc = SCRY_ENOMEM;
+			break;
+		}
+		sample_row *s = &(*out)[(*n)++];
+		memset(s, 0, sizeof *s);
+		s->event = x->event_id;
+		s->pattern = x->pattern_id;
+		s->round = x->round;
+		s->ms = (double)x->latency_us / 1000.0;
+		s->rows = x->rows;
+		memcpy(s->state, x->sqlstate, 6);
+		if ((rc = attribute_root(&m, &st, &nst, &cst, s, x->session_id)) != 0)
+			break;
+	}
+	scry_sample_iter_free(it);
+	scry__u64map_free(&m);
+	scry__free(st);
+	if (rc == SCRY_ENOMEM)
+		return scry__fail(err, SCRY_ENOMEM, "out of memory reading samples");
+	return rc < 0 ? rc : 0;
+}
+
+static int cmp_pat_id(const void *x, const void *y)
+{
+	const pat_row *a = x, *b = y;
+	return a->id < b->id ? -1 : a->id > b->id;
+}
+
+/* Reads every pattern, ordered by id. */
+static int load_patterns(scry_store *store, pat_row **out, size_t *n, scry_error *err)
+{
+	scry_pattern_iter *it;
+	*out = NULL;
+	*n = 0;
+	int rc = scry_store_patterns(store, &it, err);
+	if (rc)
+		return rc;
 	size_t cap = 0;
-	int r;
-	while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+	const scry_pattern *x;
+	while ((rc = scry_pattern_iter_next(it, &x, err)) == 1) {
 		if (scry__array_grow((void **)out, &cap, *n, sizeof **out, 256)) {
-			sqlite3_finalize(q);
-			return scry__fail(err, SCRY_ENOMEM, "out of memory reading patterns");
+			rc = SCRY_ENOMEM;
+			break;
 		}
 		pat_row *p = &(*out)[(*n)++];
-		p->id = sqlite3_column_int64(q, 0);
-		p->fingerprint = (uint64_t)sqlite3_column_int64(q, 1);
-		const char *t = (const char *)sqlite3_column_text(q, 2);
-		p->normalized = scry__strdup(t ? t : "");
-		p->count = sqlite3_column_int64(q, 3);
-		int64_t timed = sqlite3_column_int64(q, 5);
-		p->mean_ms = timed > 0 ? (double)sqlite3_column_int64(q, 4) / (double)timed / 1000.0 : 0;
+		p->id = x->id;
+		p->fingerprint = x->fingerprint;
+		p->normalized = scry__strdup(x->normalized ? x->normalized : "");
+		p->count = x->count;
+		p->mean_ms = x->mean_us / 1000.0;
+		if (!p->normalized) {
+			rc = SCRY_ENOMEM;
+			break;
+		}
 	}
-	sqlite3_finalize(q);
-	if (r != SQLITE_DONE)
-		return scry__store_fail(store, err, "reading patterns");
+	scry_pattern_iter_free(it);
+	if (rc == SCRY_ENOMEM)
+		return scry__fail(err, SCRY_ENOMEM, "out of memory reading patterns");
+	if (rc < 0)
+		return rc;
+	qsort(*out, *n, sizeof **out, cmp_pat_id);
 	return 0;
 }
 
 /* ------------------------------------------------------------------ */
 
+/* Patterns that could not be judged come first (with their reason), then failures. */
 static int class_rank(const scry_pattern_verdict *p)
 {
+	if (p->cls == SCRY_CLASS_INSUFFICIENT)
+		return -1;
 	if (p->flagged)
 		return p->cls == SCRY_CLASS_NEW_ERROR ? 0 : 1;
 	switch (p->cls) {
@@ -165,20 +218,135 @@ void scry_verdict_free(scry_verdict *v)
 	scry__free(v);
 }
 
+static bool cancelled(const scry_verdict_options *o)
+{
+	return o->cancel && *o->cancel;
+}
+
+/* Reads the options the caller's version declares; defaults for the rest. */
+static int read_options(scry_verdict_options *o, const scry_verdict_options *opts, scry_error *err)
+{
+	*o = (scry_verdict_options)SCRY_VERDICT_OPTIONS_INIT;
+	if (opts) {
+		int rc = scry__check_version(err, "scry_verdict_options", opts->version, SCRY_VERDICT_OPTIONS_VERSION);
+		if (rc)
+			return rc;
+		memcpy(o, opts, opts->version < 2 ? offsetof(scry_verdict_options, fail_on_insufficient) : sizeof *o);
+		o->version = SCRY_VERDICT_OPTIONS_VERSION;
+	}
+	if (!(o->threshold >= 1.0) || !(o->min_delta_ms >= 0) || !isfinite(o->threshold) || !isfinite(o->min_delta_ms))
+		return scry__fail(err, SCRY_EINVAL, "threshold must be >= 1 and min_delta_ms >= 0 (got %g and %g)",
+		                  o->threshold, o->min_delta_ms);
+	if (o->min_samples < 1)
+		o->min_samples = 1;
+	return 0;
+}
+
+/* What scry_verdict_compute() works on. */
+typedef struct vwork {
+	pat_row *pats;
+	size_t npats;
+	obs *ob;
+	size_t *start;
+	double *scratch;
+	size_t scratch_n;
+	int32_t next_round; /* first round free for repeated executions */
+} vwork;
+
+static void vwork_free(vwork *w)
+{
+	for (size_t i = 0; i < w->npats; i++)
+		scry__free(w->pats[i].normalized);
+	scry__free(w->pats);
+	scry__free(w->ob);
+	scry__free(w->start);
+	scry__free(w->scratch);
+}
+
+static int ensure_scratch(vwork *w, size_t n)
+{
+	if (n <= w->scratch_n)
+		return 0;
+	double *s = scry__realloc(w->scratch, (3 * n + 1) * sizeof *s);
+	if (!s)
+		return SCRY_ENOMEM;
+	w->scratch = s;
+	w->scratch_n = n;
+	return 0;
+}
+
+/* Reads both runs and groups their paired observations by pattern. */
+static int load_runs(scry_verdict *v, scry_store *store, vwork *w, scry_error *err)
+{
+	sample_row *sb = NULL, *sc = NULL;
+	size_t nsb = 0, nsc = 0, nob = 0;
+	int rc;
+	if ((rc = load_patterns(store, &w->pats, &w->npats, err)) != 0 ||
+	    (rc = load_samples(store, v->baseline_run, &sb, &nsb, err)) != 0 ||
+	    (rc = load_samples(store, v->candidate_run, &sc, &nsc, err)) != 0)
+		goto out;
+	int32_t maxr = 0;
+	for (size_t i = 0; i < nsb; i++)
+		maxr = sb[i].round > maxr ? sb[i].round : maxr;
+	for (size_t i = 0; i < nsc; i++)
+		maxr = sc[i].round > maxr ? sc[i].round : maxr;
+	w->next_round = maxr + 1 > 1000000 ? maxr + 1 : 1000000;
+	if (scry__verdict_merge(sb, nsb, sc, nsc, w->pats, w->npats, &w->ob, &nob) ||
+	    scry__verdict_group(&w->ob, nob, w->npats, &w->start))
+		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
+out:
+	scry__free(sb);
+	scry__free(sc);
+	return rc;
+}
+
+/*
+ * A pattern with too few pairs: its captured executions are repeated on
+ * both sides until it has min_samples, and it is judged again with them.
+ */
+static int repeat_and_rejudge(scry_verdict *v, scry_store *store, vwork *w, scry_pattern_verdict *pv, size_t p,
+                              PGconn *ca, PGconn *cc)
+{
+	size_t have = w->start[p + 1] - w->start[p];
+	size_t want = (size_t)v->opts.min_samples - (size_t)pv->pairs;
+	obs *extra;
+	size_t nextra;
+	int rc = scry__verdict_repeat(v, store, &w->pats[p], (int32_t)p, want, w->next_round, ca, cc, &extra, &nextra);
+	if (rc)
+		return rc < 0 ? rc : 0;
+	w->next_round += (int32_t)(want + want / 2);
+	obs *all = scry__malloc((have + nextra + 1) * sizeof *all);
+	if (!all || ensure_scratch(w, have + nextra)) {
+		scry__free(all);
+		scry__free(extra);
+		return SCRY_ENOMEM;
+	}
+	memcpy(all, w->ob + w->start[p], have * sizeof *all);
+	memcpy(all + have, extra, nextra * sizeof *all);
+	scry__free(extra);
+	scry_pattern_verdict keep = { 0 };
+	keep.fingerprint = pv->fingerprint;
+	keep.normalized = pv->normalized;
+	keep.executions = pv->executions;
+	keep.captured_mean_ms = pv->captured_mean_ms;
+	pv->normalized = NULL;
+	pattern_free_strings(pv);
+	*pv = keep;
+	scry__verdict_judge(pv, all, have + nextra, &v->opts, w->pats, w->scratch);
+	scry__free(all);
+	return 0;
+}
+
 int scry_verdict_compute(scry_verdict **out, scry_store *store, const char *baseline, const char *candidate,
                          const scry_verdict_options *opts, scry_error *err)
 {
 	if (!out || !store || !baseline || !candidate)
 		return scry__fail(err, SCRY_EINVAL, "scry_verdict_compute: store and both labels are required");
 	*out = NULL;
-	scry_verdict_options o = SCRY_VERDICT_OPTIONS_INIT;
-	if (opts)
-		o = *opts;
-	if (!(o.threshold >= 1.0) || !(o.min_delta_ms >= 0) || !isfinite(o.threshold) || !isfinite(o.min_delta_ms))
-		return scry__fail(err, SCRY_EINVAL, "threshold must be >= 1 and min_delta_ms >= 0 (got %g and %g)",
-		                  o.threshold, o.min_delta_ms);
-	if (o.min_samples < 1)
-		o.min_samples = 1;
+	scry_verdict_options o;
+	int rc = read_options(&o, opts, err);
+	if (rc)
+		return rc;
 	o.baseline_conninfo = o.candidate_conninfo = NULL; /* not kept past the call */
 
 	scry_verdict *v = scry__calloc(1, sizeof *v);
@@ -187,12 +355,9 @@ int scry_verdict_compute(scry_verdict **out, scry_store *store, const char *base
 	v->opts = o;
 	v->baseline_label = scry__strdup(baseline);
 	v->candidate_label = scry__strdup(candidate);
-	sample_row *sb = NULL, *sc = NULL;
-	pat_row *pats = NULL;
-	obs *ob = NULL;
-	size_t nsb = 0, nsc = 0, npats = 0, nob = 0, *start = NULL;
-	double *scratch = NULL;
-	int rc;
+	vwork w = { 0 };
+	PGconn *ca = NULL, *cc = NULL;
+	size_t *pat_of = NULL; /* verdict item -> pattern index */
 	if (!v->baseline_label || !v->candidate_label) {
 		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 		goto out;
@@ -202,49 +367,55 @@ int scry_verdict_compute(scry_verdict **out, scry_store *store, const char *base
 		goto out;
 	if (o.progress)
 		o.progress(o.progress_ctx, "verdict", 0, 3);
-	if ((rc = load_patterns(store, &pats, &npats, err)) != 0 ||
-	    (rc = load_samples(store, v->baseline_run, &sb, &nsb, err)) != 0 ||
-	    (rc = load_samples(store, v->candidate_run, &sc, &nsc, err)) != 0)
+	if ((rc = load_runs(v, store, &w, err)) != 0)
 		goto out;
 	if (o.progress)
 		o.progress(o.progress_ctx, "verdict", 1, 3);
-	if (scry__verdict_merge(sb, nsb, sc, nsc, pats, npats, &ob, &nob) || scry__verdict_group(&ob, nob, npats, &start)) {
-		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
-		goto out;
-	}
-	scry__free(sb);
-	scry__free(sc);
-	sb = sc = NULL;
 	size_t maxn = 0, npresent = 0;
-	for (size_t p = 0; p < npats; p++) {
-		size_t c = start[p + 1] - start[p];
+	for (size_t p = 0; p < w.npats; p++) {
+		size_t c = w.start[p + 1] - w.start[p];
 		maxn = c > maxn ? c : maxn;
 		npresent += c > 0;
 	}
-	scratch = scry__malloc((3 * maxn + 1) * sizeof *scratch);
 	v->items = scry__calloc(npresent + 1, sizeof *v->items);
-	if (!scratch || !v->items) {
+	pat_of = scry__calloc(npresent + 1, sizeof *pat_of);
+	if (!v->items || !pat_of || ensure_scratch(&w, maxn)) {
 		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 		goto out;
 	}
-	for (size_t p = 0; p < npats; p++) {
-		size_t c = start[p + 1] - start[p];
+	for (size_t p = 0; p < w.npats; p++) {
+		size_t c = w.start[p + 1] - w.start[p];
 		if (!c)
 			continue;
+		pat_of[v->n] = p;
 		scry_pattern_verdict *pv = &v->items[v->n++];
-		pv->fingerprint = pats[p].fingerprint;
-		pv->normalized = pats[p].normalized;
-		pats[p].normalized = NULL;
-		pv->executions = pats[p].count;
-		pv->captured_mean_ms = pats[p].mean_ms;
-		scry__verdict_judge(pv, ob + start[p], c, &o, scratch);
+		pv->fingerprint = w.pats[p].fingerprint;
+		pv->normalized = scry__strdup(w.pats[p].normalized);
+		pv->executions = w.pats[p].count;
+		pv->captured_mean_ms = w.pats[p].mean_ms;
+		scry__verdict_judge(pv, w.ob + w.start[p], c, &o, w.pats, w.scratch);
 	}
 	if (o.progress)
 		o.progress(o.progress_ctx, "verdict", 2, 3);
 
-	/* With connections: root causes, error messages, best indexes. */
-	if (opts && opts->candidate_conninfo)
-		scry__verdict_probe(v, store, opts);
+	/* With connections: repeated executions, root causes, error messages, best indexes. */
+	if (opts && opts->candidate_conninfo) {
+		cc = scry__verdict_connect(v, opts->candidate_conninfo, "candidate");
+		ca = scry__verdict_connect(v, opts->baseline_conninfo, "baseline");
+	}
+	bool two_clones = ca && cc && strcmp(opts->baseline_conninfo, opts->candidate_conninfo) != 0;
+	for (size_t i = 0; i < v->n && two_clones && o.repeat_to_min && !cancelled(&o); i++)
+		if (v->items[i].cls == SCRY_CLASS_INSUFFICIENT &&
+		    (rc = repeat_and_rejudge(v, store, &w, &v->items[i], pat_of[i], ca, cc)) != 0) {
+			rc = scry__fail(err, rc, "out of memory");
+			goto out;
+		}
+	if (cc && !cancelled(&o))
+		scry__verdict_probe(v, store, ca, cc);
+	if (cancelled(&o)) {
+		rc = scry__fail(err, SCRY_ECANCELED, "cancelled");
+		goto out;
+	}
 	qsort(v->items, v->n, sizeof *v->items, cmp_verdict);
 	for (size_t i = 0; i < v->n; i++)
 		v->failures += v->items[i].flagged != 0;
@@ -252,14 +423,10 @@ int scry_verdict_compute(scry_verdict **out, scry_store *store, const char *base
 		o.progress(o.progress_ctx, "verdict", 3, 3);
 	rc = 0;
 out:
-	for (size_t i = 0; i < npats; i++)
-		scry__free(pats[i].normalized);
-	scry__free(pats);
-	scry__free(sb);
-	scry__free(sc);
-	scry__free(ob);
-	scry__free(start);
-	scry__free(scratch);
+	PQfinish(ca);
+	PQfinish(cc);
+	scry__free(pat_of);
+	vwork_free(&w);
 	if (rc) {
 		scry_verdict_free(v);
 		return rc;

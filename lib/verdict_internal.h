@@ -29,7 +29,8 @@ typedef struct obs {
 	int32_t round;
 	double b_ms, c_ms;
 	int64_t b_rows, c_rows;
-	char b_state[6], c_state[6];
+	char b_state[6], c_state[6];  /* the root error when the pattern's own earlier failure aborted the transaction */
+	int32_t b_abort, c_abort;     /* pattern index of another pattern whose failure aborted this one, else -1 */
 } obs;
 
 typedef struct pat_row {
@@ -45,6 +46,8 @@ typedef struct sample_row {
 	int32_t round;
 	double ms;
 	char state[6];
+	int64_t root_pattern; /* state 25P02: the pattern whose failure aborted the transaction, else 0 */
+	char root_state[6];   /* ... and its SQLSTATE */
 } sample_row;
 
 /* Logs through the caller's callback (scry__log does the formatting). */
@@ -109,12 +112,22 @@ SCRY_HIDDEN int scry__verdict_merge(const sample_row *b, size_t nb, const sample
 SCRY_HIDDEN int scry__verdict_group(obs **o, size_t n, size_t npats, size_t **start_out);
 /* Statistics and class of one pattern from its observations; scratch holds 3n doubles. */
 SCRY_HIDDEN int scry__verdict_judge(scry_pattern_verdict *pv, const obs *o, size_t n,
-	const scry_verdict_options *opts, double *scratch);
+	const scry_verdict_options *opts, const pat_row *pats, double *scratch);
 
 /* ---- verdict_probe.c: plans, error messages and best indexes on live clones ---- */
 
-/* Connects to the sides `opts` names and completes the verdict's patterns
- * (root causes of regressions, new errors' messages, best indexes). */
-SCRY_HIDDEN void scry__verdict_probe(scry_verdict *v, scry_store *store, const scry_verdict_options *opts);
+/* A connection to one side for the probes, or NULL (logged) when it fails or conninfo is NULL. */
+SCRY_HIDDEN struct pg_conn *scry__verdict_connect(const scry_verdict *v, const char *conninfo, const char *side);
+/* Completes the verdict's patterns from the clones (root causes of
+ * regressions, new errors' messages, best indexes). ca may be NULL. */
+SCRY_HIDDEN void scry__verdict_probe(scry_verdict *v, scry_store *store, struct pg_conn *ca, struct pg_conn *cc);
+/*
+ * Repeats a pattern's captured executions on both sides, interleaved, each
+ * in BEGIN ... ROLLBACK, until `want` pairs succeed (or it clearly cannot);
+ * stores the samples in both runs (rounds from round0) and returns them as
+ * observations (*out, caller frees). 1 when the pattern cannot be repeated.
+ */
+SCRY_HIDDEN int scry__verdict_repeat(scry_verdict *v, scry_store *store, const pat_row *pat, int32_t pat_index,
+	size_t want, int32_t round0, struct pg_conn *ca, struct pg_conn *cc, obs **out, size_t *nout);
 
 #endif /* SCRY_VERDICT_INTERNAL_H */

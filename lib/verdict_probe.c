@@ -8,10 +8,12 @@
  */
 #include "verdict_internal.h"
 
+#include <ctype.h>
 #include <libpq-fe.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 
 #define BEST_EVENTS 20        /* executions measured per side for a best-index check */
 #define BEST_ROUNDS 2
@@ -485,13 +487,16 @@ done:
 	scry__free(ex);
 }
 
-void scry__verdict_probe(scry_verdict *v, scry_store *store, const scry_verdict_options *opts)
+PGconn *scry__verdict_connect(const scry_verdict *v, const char *conninfo, const char *side)
 {
-	PGconn *ca = NULL, *cc = NULL;
-	if (opts->baseline_conninfo)
-		ca = connect_side(opts->baseline_conninfo, &v->opts, "baseline");
-	cc = connect_side(opts->candidate_conninfo, &v->opts, "candidate");
+	return conninfo ? connect_side(conninfo, &v->opts, side) : NULL;
+}
+
+void scry__verdict_probe(scry_verdict *v, scry_store *store, PGconn *ca, PGconn *cc)
+{
 	for (size_t i = 0; i < v->n && cc; i++) {
+		if (v->opts.cancel && *v->opts.cancel)
+			return;
 		scry_pattern_verdict *pv = &v->items[i];
 		if (pv->cls == SCRY_CLASS_REGRESSED && ca)
 			root_cause(v, store, pv, ca, cc);
@@ -500,6 +505,110 @@ void scry__verdict_probe(scry_verdict *v, scry_store *store, const scry_verdict_
 		else if (pv->cls == SCRY_CLASS_ONLY_IN_CANDIDATE)
 			best_index(v, store, pv, cc);
 	}
-	PQfinish(ca);
-	PQfinish(cc);
+}
+
+/* ------------------------------------------------------------------ */
+/* Repeating a pattern's captured executions until it has enough pairs */
+/* ------------------------------------------------------------------ */
+
+/* Statements a pattern can be repeated as: one query or DML statement, no transaction control. */
+static bool repeatable(const char *normalized)
+{
+	static const char *const kw[] = { "select", "with", "insert", "update", "delete", "values", "table" };
+	while (*normalized == ' ' || *normalized == '\n' || *normalized == '\t' || *normalized == '(')
+		normalized++;
+	for (size_t i = 0; i < sizeof kw / sizeof *kw; i++) {
+		size_t n = strlen(kw[i]);
+		if (!strncasecmp(normalized, kw[i], n) && !isalnum((unsigned char)normalized[n]) && normalized[n] != '_')
+			return true;
+	}
+	return false;
+}
+
+/* One execution in BEGIN ... ROLLBACK, timed; fills the sample. false when the connection failed. */
+static bool timed_once(PGconn *conn, const stored_exec *e, scry_sample *s)
+{
+	if (!exec_ok(conn, "BEGIN") || !exec_ok(conn, "SET LOCAL statement_timeout = '60s'")) {
+		exec_ok(conn, "ROLLBACK");
+		return false;
+	}
+	int64_t t0 = scry__monotonic_us();
+	PGresult *r = run_exec(conn, "", e);
+	s->latency_us = scry__monotonic_us() - t0;
+	ExecStatusType st = PQresultStatus(r);
+	s->rows = -1;
+	if (st == PGRES_TUPLES_OK)
+		s->rows = PQntuples(r);
+	else if (st == PGRES_COMMAND_OK)
+		s->rows = *PQcmdTuples(r) ? strtoll(PQcmdTuples(r), NULL, 10) : 0;
+	else {
+		const char *ss = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+		snprintf(s->sqlstate, sizeof s->sqlstate, "%s", ss && *ss ? ss : "XX000");
+	}
+	PQclear(r);
+	exec_ok(conn, "ROLLBACK");
+	return PQstatus(conn) == CONNECTION_OK;
+}
+
+int scry__verdict_repeat(scry_verdict *v, scry_store *store, const pat_row *pat, int32_t pat_index, size_t want,
+                         int32_t round0, PGconn *ca, PGconn *cc, obs **out, size_t *nout)
+{
+	*out = NULL;
+	*nout = 0;
+	if (!repeatable(pat->normalized))
+		return 1;
+	stored_exec *ex = NULL;
+	size_t n = 0;
+	if (load_execs(store, pat->fingerprint, want, &ex, &n, NULL) || n == 0)
+		return 1;
+	size_t max_iter = want + want / 2, pairs = 0, k = 0;
+	scry_sample *sb = scry__calloc(max_iter, sizeof *sb), *sc = scry__calloc(max_iter, sizeof *sc);
+	obs *o = scry__calloc(max_iter, sizeof *o);
+	int rc = 0;
+	if (!sb || !sc || !o)
+		rc = SCRY_ENOMEM;
+	for (size_t i = 0; !rc && i < max_iter && pairs < want; i++) {
+		if (v->opts.cancel && *v->opts.cancel)
+			break;
+		const stored_exec *e = &ex[i % n];
+		scry_sample *b = &sb[k], *c = &sc[k];
+		b->event_id = c->event_id = e->id;
+		b->round = c->round = round0 + (int32_t)i;
+		bool ok = (i & 1) ? timed_once(cc, e, c) && timed_once(ca, e, b) : timed_once(ca, e, b) && timed_once(cc, e, c);
+		if (!ok)
+			break;
+		obs *x = &o[k++];
+		x->pat = pat_index;
+		x->has_b = x->has_c = 1;
+		x->event = e->id;
+		x->round = b->round;
+		x->b_ms = (double)b->latency_us / 1000.0;
+		x->c_ms = (double)c->latency_us / 1000.0;
+		x->b_rows = b->rows;
+		x->c_rows = c->rows;
+		memcpy(x->b_state, b->sqlstate, 6);
+		memcpy(x->c_state, c->sqlstate, 6);
+		x->b_abort = x->c_abort = -1;
+		pairs += !b->sqlstate[0] && !c->sqlstate[0];
+		if (i + 1 == want && !pairs && b->sqlstate[0] && c->sqlstate[0])
+			break; /* fails on both sides: more of the same says nothing */
+	}
+	if (!rc && k) {
+		scry_error e = SCRY_ERROR_INIT;
+		if (scry_store_samples_append(store, v->baseline_run, sb, k, &e) ||
+		    scry_store_samples_append(store, v->candidate_run, sc, k, &e))
+			vlog(&v->opts, SCRY_LOG_WARNING, "could not store repeated executions: %s", e.message);
+	}
+	scry__free(sb);
+	scry__free(sc);
+	for (size_t i = 0; i < n; i++)
+		exec_free(&ex[i]);
+	scry__free(ex);
+	if (rc) {
+		scry__free(o);
+		return rc;
+	}
+	*out = o;
+	*nout = k;
+	return 0;
 }

@@ -188,8 +188,10 @@ START_TEST(test_classes)
 	ck_assert_str_eq(scry_verdict_class_name(find(v, "few")->cls), "insufficient-samples");
 	ck_assert_str_eq(scry_verdict_class_name(find(v, "slight")->cls), "unchanged");
 	ck_assert_uint_eq(scry_verdict_failures(v), 3);
-	/* Worst first: the failures lead. */
-	for (size_t i = 0; i < 3; i++)
+	/* Patterns not judged lead, with their reason; then the failures. */
+	ck_assert_str_eq(scry_verdict_class_name(scry_verdict_get(v, 0)->cls), "insufficient-samples");
+	ck_assert(strstr(scry_verdict_get(v, 0)->note, "4 paired successful executions; 20 needed"));
+	for (size_t i = 1; i < 4; i++)
 		ck_assert(scry_verdict_get(v, i)->flagged);
 	ck_assert(scry_verdict_get(v, 10) == NULL);
 	scry_verdict_summary sum;
