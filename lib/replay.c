@@ -157,7 +157,10 @@ typedef struct runner {
 	rsession *s;
 	int round;
 	size_t next;
-	int cur, phase;
+	int cur, phase;              /* cur: 0 = the unit's first pass, 1 = its second (A/B) */
+	size_t unit_start, unit_end; /* A/B: the statements of the unit (transaction) in progress */
+	size_t units;                /* units started: which side goes first alternates */
+	bool unit_rollback;          /* the unit ended with the session still in a transaction: rolled back */
 	bool wrapped, override_rollback;
 	int64_t due;
 	int64_t heap_idx; /* -1 when not waiting in the timer heap */
@@ -822,20 +825,78 @@ static bool send_exec(ctx *x, runner *r, rconn *c)
 	return conn_sent(x, c, ok);
 }
 
-/* Moves a runner as far as it can go without waiting. */
 /*
- * The connection of the r->cur-th step of a statement. With two targets the
- * order alternates per statement and round (A then B, then B then A), so
- * that neither side always runs first: a first execution after an idle gap
- * tends to be the slower one, which would bias the pairs.
+ * The connection of the r->cur-th pass of a unit. With two targets a runner
+ * replays a whole unit - a captured transaction, or one statement outside
+ * any - on one side, then the same unit on the other, so it never waits on
+ * one clone while holding locks on the other (PostgreSQL cannot see such a
+ * cycle through scry). Which side goes first alternates per unit and round:
+ * a first execution after an idle gap tends to be the slower one, which
+ * would bias the pairs.
  */
 static rconn *step_conn(const ctx *x, runner *r)
 {
 	if (x->ntargets < 2)
 		return &r->c[r->cur];
-	return &r->c[(r->cur + (int)((r->next + (size_t)r->round) & 1)) % x->ntargets];
+	return &r->c[(r->cur + (int)((r->units + (size_t)r->round) & 1)) % x->ntargets];
 }
 
+static bool conn_in_txn(const rconn *c)
+{
+	PGTransactionStatusType ts = PQtransactionStatus(c->pg);
+	return ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR;
+}
+
+/*
+ * After a statement's pass: the next statement of the unit, the unit's
+ * second pass, or the next unit. A unit ends where the first side's
+ * connection is out of any transaction. Returns false when a ROLLBACK was
+ * sent (a session that ends inside a transaction releases its locks first).
+ */
+static bool next_step(ctx *x, runner *r, rconn *c)
+{
+	bool timed = x->o->mode == SCRY_REPLAY_TIMED;
+	if (x->ntargets < 2) {
+		r->next++;
+		x->done++;
+		r->phase = timed ? PH_DUE : PH_START;
+		return true;
+	}
+	if (r->cur == 0 && r->next + 1 < r->s->n && conn_in_txn(c)) {
+		r->next++; /* the transaction goes on */
+		r->phase = timed ? PH_DUE : PH_START;
+		return true;
+	}
+	bool last = r->cur == 0 ? r->next + 1 >= r->s->n : r->next >= r->unit_end;
+	if (last && conn_in_txn(c) && !r->unit_rollback) {
+		r->unit_rollback = true;
+		conn_begin_step(c, STEP_ROLLBACK);
+		conn_sent(x, c, PQsendQuery(c->pg, "ROLLBACK"));
+		return false;
+	}
+	r->unit_rollback = false;
+	if (r->cur == 0) {
+		r->unit_end = r->next;
+		r->next = r->unit_start;
+		r->cur = 1;
+		r->phase = PH_START;
+		return true;
+	}
+	x->done++;
+	if (r->next < r->unit_end) {
+		r->next++;
+		r->phase = PH_START;
+		return true;
+	}
+	r->cur = 0;
+	r->next++;
+	r->unit_start = r->next;
+	r->units++;
+	r->phase = timed ? PH_DUE : PH_START;
+	return true;
+}
+
+/* Moves a runner as far as it can go without waiting. */
 static void drive(ctx *x, runner *r)
 {
 	for (;;) {
@@ -883,11 +944,8 @@ static void drive(ctx *x, runner *r)
 				break;
 			}
 			if (skip) {
-				if (r->cur == 0 && r->round >= x->o->warmup)
-					x->tg[0].res.skipped++;
-				if (r->cur == 0 && x->ntargets > 1 && r->round >= x->o->warmup)
-					x->tg[1].res.skipped++;
-				r->cur = x->ntargets - 1; /* skip on every target */
+				if (r->round >= x->o->warmup)
+					x->tg[c->target].res.skipped++;
 				r->phase = PH_NEXT;
 				break;
 			}
@@ -927,15 +985,8 @@ static void drive(ctx *x, runner *r)
 			r->phase = PH_NEXT;
 			break;
 		case PH_NEXT:
-			if (r->cur + 1 < x->ntargets) {
-				r->cur++;
-				r->phase = PH_START;
-				break;
-			}
-			r->cur = 0;
-			r->next++;
-			x->done++;
-			r->phase = x->o->mode == SCRY_REPLAY_TIMED ? PH_DUE : PH_START;
+			if (!next_step(x, r, c))
+				return;
 			break;
 		}
 	}
