@@ -1086,6 +1086,25 @@ struct scry_sample_iter {
 	scry_stored_sample s;
 };
 
+int scry_store_run_complete(scry_store *s, int64_t run_id, scry_error *err)
+{
+	if (!s)
+		return scry__fail(err, SCRY_EINVAL, "scry_store_run_complete: a store is required");
+	sqlite3_stmt *q;
+	if (sqlite3_prepare_v2(s->db,
+	                       "SELECT ended_us IS NOT NULL AND coalesce(json_extract(CASE WHEN json_valid(summary)"
+	                       " THEN summary END, '$.complete'), 1) != 0 FROM runs WHERE id = ?",
+	                       -1, &q, NULL) != SQLITE_OK)
+		return scry__store_fail(s, err, "reading runs");
+	sqlite3_bind_int64(q, 1, run_id);
+	int r = sqlite3_step(q);
+	int rc = r == SQLITE_ROW ? sqlite3_column_int(q, 0) != 0
+	         : r == SQLITE_DONE ? scry__fail(err, SCRY_ENOTFOUND, "no run %lld in the store", (long long)run_id)
+	                            : scry__store_fail(s, err, "reading runs");
+	sqlite3_finalize(q);
+	return rc;
+}
+
 static int samples_query(scry_store *s, int64_t run_id, const char *order, scry_sample_iter **out, scry_error *err)
 {
 	if (!s || !out)

@@ -258,6 +258,13 @@ typedef struct scry_run_summary {
 SCRY_API int scry_store_run_end(scry_store *store, int64_t run_id,
 	const scry_run_summary *summary, scry_error *err);
 
+/**
+ * Whether a run finished: 1 when it ended and its summary does not say
+ * `"complete":false` (an interrupted replay), else 0; SCRY_ENOTFOUND when
+ * there is no such run.
+ */
+SCRY_API int scry_store_run_complete(scry_store *store, int64_t run_id, scry_error *err);
+
 /** Finds the newest run with `label`; SCRY_ENOTFOUND when none. */
 SCRY_API int scry_store_run_find(scry_store *store, const char *label,
 	int64_t *run_id, scry_error *err);

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# End-to-end: the new-column scenario captured INSIDE transactions (as a
+# psycopg2/SQLAlchemy application or libpq BEGIN ... COMMIT sends it).
+# Staging has orders.region; production does not. On the baseline clone the
+# first region query fails with 42703 and the rest of its transaction with
+# 25P02; the verdict attributes those to the first failure, so the region
+# patterns are only-in-candidate, judged against an index on region, and
+# `scry ci test-migration` exits 5 naming them. Then `scry diff` refuses a
+# run against itself unless --allow-incomplete.
+set -uo pipefail
+
+SCRY=${SCRY_CLI:?SCRY_CLI is not set}
+SRC=${SCRY_SOURCE_DIR:?SCRY_SOURCE_DIR is not set}
+WORK=$(mktemp -d /tmp/scry-test-vtxn.XXXXXX)
+chmod 755 "$WORK"
+PROXY_PID=
+cleanup() {
+  [ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null
+  bash "$SRC/tests/harness/pgcluster.sh" stop "$WORK/pg" >/dev/null 2>&1
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+fails=0
+ok()   { echo "ok   - $*"; }
+bad()  { echo "FAIL - $*"; fails=$((fails + 1)); }
+expect_exit() { # expected actual what
+  if [ "$1" = "$2" ]; then ok "$3 (exit $2)"; else bad "$3: exit $2, expected $1"; fi
+}
+
+PORT=$(bash "$SRC/tests/harness/pgcluster.sh" start "$WORK/pg") || { echo "cannot start PostgreSQL"; exit 1; }
+export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
+for db in app staging; do
+  psql -XqAt -d postgres -c "CREATE DATABASE $db" >/dev/null
+  psql -Xq -d $db >/dev/null <<'SQL'
+CREATE TABLE orders (id int PRIMARY KEY, customer int NOT NULL, total int NOT NULL);
+INSERT INTO orders SELECT g, g % 1000, g % 997 FROM generate_series(1, 25000) g;
+VACUUM ANALYZE orders;
+SQL
+done
+MIGRATION="ALTER TABLE orders ADD COLUMN region text; UPDATE orders SET region = 'r' || (id % 50)"
+psql -Xq -d staging -c "$MIGRATION" >/dev/null
+TARGET="host=127.0.0.1 port=$PORT user=postgres dbname=app"
+STORE="$WORK/scry.db"
+
+# --- capture staging traffic through the proxy, every request in a transaction ---
+"$SCRY" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$PORT" --store "$STORE" \
+  2>"$WORK/proxy.err" &
+PROXY_PID=$!
+PPORT=
+for _ in $(seq 1 50); do
+  PPORT=$(sed -n 's/.*capturing on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/proxy.err" | head -1)
+  [ -n "$PPORT" ] && break
+  sleep 0.1
+done
+[ -n "$PPORT" ] || { cat "$WORK/proxy.err"; echo "the proxy did not start"; exit 1; }
+{
+  for i in $(seq 1 12); do
+    echo "BEGIN;"
+    echo "SELECT total FROM orders WHERE id = $((i * 37 % 25000 + 1));"
+    echo "SELECT count(*) FROM orders WHERE region = 'r$((i % 50))';"
+    echo "SELECT sum(total) FROM orders WHERE region = 'r$((i * 7 % 50))';"
+    echo "SELECT customer FROM orders WHERE id = $((i * 91 % 25000 + 1));"
+    echo "COMMIT;"
+  done
+} >"$WORK/workload.sql"
+psql -Xq -h 127.0.0.1 -p "$PPORT" -d staging -f "$WORK/workload.sql" >/dev/null || bad "workload through the proxy"
+kill -INT "$PROXY_PID"
+wait "$PROXY_PID"
+PROXY_PID=
+
+# --- the gate: exit 5, naming both region patterns ---------------------------------
+"$SCRY" ci test-migration "$TARGET" --store "$STORE" --format json --output "$WORK/ci.json" \
+  -- psql -Xq -v ON_ERROR_STOP=1 -c "$MIGRATION" >"$WORK/ci.out" 2>"$WORK/ci.err"
+rc=$?; expect_exit 5 $rc "transaction-wrapped capture of a new column without an index"
+[ $rc = 5 ] || cat "$WORK/ci.err" "$WORK/ci.json"
+python3 - "$WORK/ci.json" <<'PY' && ok "both region patterns fail as only-in-candidate" || bad "region patterns not flagged"
+import json, sys
+r = json.load(open(sys.argv[1]))
+pats = r.get("patterns") or r.get("verdict", {}).get("patterns")
+region = [p for p in pats if "region" in p["query"]]
+assert len(region) == 2, region
+for p in region:
+    assert p["class"] == "only-in-candidate" and p["flagged"], p
+PY
+
+echo "$fails failure(s)"
+[ "$fails" = 0 ]
