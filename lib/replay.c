@@ -17,6 +17,7 @@
  */
 #define _GNU_SOURCE
 #include "replay_workload.h"
+#include "verdict_internal.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -1412,6 +1413,21 @@ out:
 	return rc;
 }
 
+static bool replay_cancelled(void *r)
+{
+	return atomic_load(&((scry_replay *)r)->cancelled) != 0;
+}
+
+/* Each pattern's plan on each target, for `scry diff` (lib/verdict_probe.c). */
+static int record_plans(scry_replay *r, const char **conninfo, scry_replay_result **outs, int n, scry_error *err)
+{
+	for (int i = 0; i < n; i++)
+		if (scry__plans_record(r->store, conninfo[i], outs[i]->run_id, r->o.fingerprints, r->o.nfingerprints,
+		                       replay_cancelled, r, r->o.log, r->o.log_ctx))
+			return scry__fail(err, SCRY_ENOMEM, "out of memory recording plans");
+	return 0;
+}
+
 int scry_replay_run(scry_replay *r, const char *conninfo, const char *label,
                     scry_replay_result *out, scry_error *err)
 {
@@ -1419,8 +1435,10 @@ int scry_replay_run(scry_replay *r, const char *conninfo, const char *label,
 		return scry__fail(err, SCRY_EINVAL, "scry_replay_run: a replayer is required");
 	const char *ci[1] = { conninfo };
 	const char *lb[1] = { label };
-	scry_replay_result *outs[1] = { out };
-	return run_targets(r, ci, lb, 1, outs, err);
+	scry_replay_result res;
+	scry_replay_result *outs[1] = { out ? out : &res };
+	int rc = run_targets(r, ci, lb, 1, outs, err);
+	return rc ? rc : record_plans(r, ci, outs, 1, err);
 }
 
 int scry_replay_run_ab(scry_replay *r, const char *conninfo_a, const char *label_a,
@@ -1433,6 +1451,8 @@ int scry_replay_run_ab(scry_replay *r, const char *conninfo_a, const char *label
 		return scry__fail(err, SCRY_EINVAL, "the two runs of an A/B replay need different labels, not '%s' twice", label_a);
 	const char *ci[2] = { conninfo_a, conninfo_b };
 	const char *lb[2] = { label_a, label_b };
-	scry_replay_result *outs[2] = { out_a, out_b };
-	return run_targets(r, ci, lb, 2, outs, err);
+	scry_replay_result ra, rb;
+	scry_replay_result *outs[2] = { out_a ? out_a : &ra, out_b ? out_b : &rb };
+	int rc = run_targets(r, ci, lb, 2, outs, err);
+	return rc ? rc : record_plans(r, ci, outs, 2, err);
 }

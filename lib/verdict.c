@@ -412,6 +412,7 @@ int scry_verdict_compute(scry_verdict **out, scry_store *store, const char *base
 		}
 	if (cc && !cancelled(&o))
 		scry__verdict_probe(v, store, ca, cc);
+	scry__verdict_stored_plans(v, store);
 	if (cancelled(&o)) {
 		rc = scry__fail(err, SCRY_ECANCELED, "cancelled");
 		goto out;

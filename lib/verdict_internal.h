@@ -88,6 +88,7 @@ typedef struct plan_info {
 	double exec_ms;
 	double removed;       /* rows removed by filter, all nodes, times loops */
 	double buffers;       /* shared hit + read of the top node (cumulative) */
+	bool analyzed;        /* EXPLAIN ANALYZE (actual rows, timings), else estimates only */
 } plan_info;
 
 /* Parses EXPLAIN (FORMAT JSON) text. Returns 0, SCRY_EPARSE or SCRY_ENOMEM. */
@@ -95,6 +96,8 @@ SCRY_HIDDEN int scry__plan_parse(const char *json, plan_info *pi);
 SCRY_HIDDEN void scry__plan_free(plan_info *pi);
 /* Indented one-line-per-node summary a person can read. */
 SCRY_HIDDEN void scry__plan_text(scry_buf *b, const plan_info *pi);
+/* Same node types and indexes, in the same order? */
+SCRY_HIDDEN bool scry__plan_same_shape(const plan_info *a, const plan_info *c);
 /* One line: what changed between the plans. */
 SCRY_HIDDEN void scry__plan_diff(scry_buf *b, const plan_info *a, const plan_info *c);
 
@@ -129,5 +132,18 @@ SCRY_HIDDEN void scry__verdict_probe(scry_verdict *v, scry_store *store, struct 
  */
 SCRY_HIDDEN int scry__verdict_repeat(scry_verdict *v, scry_store *store, const pat_row *pat, int32_t pat_index,
 	size_t want, int32_t round0, struct pg_conn *ca, struct pg_conn *cc, obs **out, size_t *nout);
+
+/* Plans the store holds for both runs: shown for regressions, and wherever the plan's shape changed. */
+SCRY_HIDDEN void scry__verdict_stored_plans(scry_verdict *v, scry_store *store);
+
+/*
+ * EXPLAIN (FORMAT JSON) - no ANALYZE: nothing runs - of one captured
+ * execution (real parameters) of every pattern (of `fps`, if any) on
+ * `conninfo`, stored in `plans` for run_id. Called by the replay after a
+ * run, so that `scry diff` of any two runs can name the plan change.
+ * Failures are logged; returns 0 or SCRY_ENOMEM.
+ */
+SCRY_HIDDEN int scry__plans_record(scry_store *store, const char *conninfo, int64_t run_id, const uint64_t *fps,
+	size_t nfps, bool (*stop)(void *), void *stop_ctx, scry_log_fn log, void *log_ctx);
 
 #endif /* SCRY_VERDICT_INTERNAL_H */

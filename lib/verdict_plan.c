@@ -280,6 +280,7 @@ int scry__plan_parse(const char *json, plan_info *pi)
 		return SCRY_EPARSE;
 	}
 	pi->exec_ms = scry__jnum(first, "Execution Time");
+	pi->analyzed = scry__jget(pi->top, "Actual Rows") != NULL;
 	pi->buffers = scry__jnum(pi->top, "Shared Hit Blocks") + scry__jnum(pi->top, "Shared Read Blocks");
 	int rc = plan_walk(pi, pi->top, 0);
 	if (rc)
@@ -312,7 +313,9 @@ void scry__plan_text(scry_buf *b, const plan_info *pi)
 		scry__buf_printf(b, "%*s", pi->nodes[i].depth * 2, "");
 		node_label(b, o);
 		double loops = scry__jnum(o, "Actual Loops");
-		scry__buf_printf(b, " (est rows %.0f, actual rows %.0f", scry__jnum(o, "Plan Rows"), scry__jnum(o, "Actual Rows"));
+		scry__buf_printf(b, " (est rows %.0f", scry__jnum(o, "Plan Rows"));
+		if (pi->analyzed)
+			scry__buf_printf(b, ", actual rows %.0f", scry__jnum(o, "Actual Rows"));
 		if (loops > 1)
 			scry__buf_printf(b, " x %.0f loops", loops);
 		double removed = scry__jnum(o, "Rows Removed by Filter");
@@ -330,7 +333,10 @@ void scry__plan_text(scry_buf *b, const plan_info *pi)
 			scry__buf_printf(b, " filter: %s", filter);
 		scry__buf_puts(b, "\n");
 	}
-	scry__buf_printf(b, "execution %.3f ms", pi->exec_ms);
+	if (pi->analyzed)
+		scry__buf_printf(b, "execution %.3f ms", pi->exec_ms);
+	else
+		scry__buf_printf(b, "estimated cost %.2f (EXPLAIN without ANALYZE)", scry__jnum(pi->top, "Total Cost"));
 }
 
 /* Finds the scan of relation `rel` in a plan (first in preorder). */
@@ -388,8 +394,26 @@ void scry__plan_diff(scry_buf *b, const plan_info *a, const plan_info *c)
 		scry__buf_puts(b, a->n == c->n ? "same plan shape" : "plan shape changed");
 	if (c->removed > 0 || a->removed > 0)
 		scry__buf_printf(b, "; rows removed by filter %.0f -> %.0f", a->removed, c->removed);
+	if (!a->analyzed || !c->analyzed) {
+		scry__buf_printf(b, "; est rows %.0f -> %.0f; est cost %.2f -> %.2f", scry__jnum(ra, "Plan Rows"),
+		                 scry__jnum(rc, "Plan Rows"), scry__jnum(a->top, "Total Cost"), scry__jnum(c->top, "Total Cost"));
+		return;
+	}
 	scry__buf_printf(b, "; est/actual rows %.0f/%.0f -> %.0f/%.0f", scry__jnum(ra, "Plan Rows"), scry__jnum(ra, "Actual Rows"),
 	                 scry__jnum(rc, "Plan Rows"), scry__jnum(rc, "Actual Rows"));
 	scry__buf_printf(b, "; buffers %.0f -> %.0f; execution %.3f -> %.3f ms", a->buffers, c->buffers, a->exec_ms,
 	                 c->exec_ms);
+}
+
+bool scry__plan_same_shape(const plan_info *a, const plan_info *c)
+{
+	if (a->n != c->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++) {
+		const char *ta = scry__jstr(a->nodes[i].o, "Node Type"), *tc = scry__jstr(c->nodes[i].o, "Node Type");
+		const char *ia = scry__jstr(a->nodes[i].o, "Index Name"), *ic = scry__jstr(c->nodes[i].o, "Index Name");
+		if (!ta != !tc || (ta && strcmp(ta, tc)) || !ia != !ic || (ia && strcmp(ia, ic)))
+			return false;
+	}
+	return true;
 }

@@ -612,3 +612,92 @@ int scry__verdict_repeat(scry_verdict *v, scry_store *store, const pat_row *pat,
 	*nout = k;
 	return 0;
 }
+
+/* ------------------------------------------------------------------ */
+/* Plans of every pattern of a run                                     */
+/* ------------------------------------------------------------------ */
+
+/* Is fp among the filter's fingerprints (none = all)? */
+static bool wanted(const uint64_t *fps, size_t nfps, uint64_t fp)
+{
+	if (!fps || !nfps)
+		return true;
+	for (size_t i = 0; i < nfps; i++)
+		if (fps[i] == fp)
+			return true;
+	return false;
+}
+
+int scry__plans_record(scry_store *store, const char *conninfo, int64_t run_id, const uint64_t *fps, size_t nfps,
+                       bool (*stop)(void *), void *stop_ctx, scry_log_fn log, void *log_ctx)
+{
+	scry_verdict_options lo = SCRY_VERDICT_OPTIONS_INIT;
+	lo.log = log;
+	lo.log_ctx = log_ctx;
+	PGconn *conn = connect_side(conninfo, &lo, "replay target");
+	if (!conn)
+		return 0;
+	scry_pattern_iter *it = NULL;
+	int rc = scry_store_patterns(store, &it, NULL), stored = 0;
+	/* Patterns first (the iterator holds a read statement), then one EXPLAIN each. */
+	uint64_t *list = NULL;
+	size_t n = 0, cap = 0;
+	const scry_pattern *p;
+	while (rc == 0 && (rc = scry_pattern_iter_next(it, &p, NULL)) == 1) {
+		rc = 0;
+		if (p->normalized && repeatable(p->normalized) && wanted(fps, nfps, p->fingerprint)) {
+			if (scry__array_grow((void **)&list, &cap, n, sizeof *list, 64)) {
+				rc = SCRY_ENOMEM;
+				break;
+			}
+			list[n++] = p->fingerprint;
+		}
+	}
+	scry_pattern_iter_free(it);
+	for (size_t i = 0; rc >= 0 && i < n && !(stop && stop(stop_ctx)); i++) {
+		stored_exec *ex;
+		size_t ne;
+		if (load_execs(store, list[i], 1, &ex, &ne, NULL) || ne == 0)
+			continue;
+		PGresult *r = run_exec(conn, "EXPLAIN (FORMAT JSON) ", &ex[0]);
+		if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 &&
+		    scry_store_plan_put(store, run_id, list[i], ex[0].id, PQgetvalue(r, 0, 0), NULL) == 0)
+			stored++;
+		PQclear(r);
+		exec_free(&ex[0]);
+		scry__free(ex);
+	}
+	scry__free(list);
+	PQfinish(conn);
+	if (rc < 0 && rc != SCRY_ENOMEM)
+		scry__log(log, log_ctx, SCRY_LOG_WARNING, "could not read the patterns to store their plans");
+	scry__log(log, log_ctx, SCRY_LOG_INFO, "stored the plans of %d of %zu patterns for run %lld", stored, n,
+	          (long long)run_id);
+	return rc == SCRY_ENOMEM ? rc : 0;
+}
+
+void scry__verdict_stored_plans(scry_verdict *v, scry_store *store)
+{
+	for (size_t i = 0; i < v->n; i++) {
+		scry_pattern_verdict *pv = &v->items[i];
+		if (pv->plan_change || pv->cls == SCRY_CLASS_ONLY_IN_CANDIDATE || pv->cls == SCRY_CLASS_INSUFFICIENT)
+			continue;
+		scry_buf ja = SCRY_BUF_INIT, jc = SCRY_BUF_INIT;
+		if (!scry_store_plan_get(store, v->baseline_run, pv->fingerprint, &ja, NULL) &&
+		    !scry_store_plan_get(store, v->candidate_run, pv->fingerprint, &jc, NULL) && ja.ptr && jc.ptr) {
+			plan_info a, c;
+			bool show = pv->cls == SCRY_CLASS_REGRESSED;
+			if (!show && !scry__plan_parse(ja.ptr, &a)) {
+				if (!scry__plan_parse(jc.ptr, &c)) {
+					show = !scry__plan_same_shape(&a, &c);
+					scry__plan_free(&c);
+				}
+				scry__plan_free(&a);
+			}
+			if (show)
+				set_plan(pv, ja.ptr, jc.ptr);
+		}
+		scry_buf_dispose(&ja);
+		scry_buf_dispose(&jc);
+	}
+}

@@ -84,5 +84,57 @@ for p in region:
     assert p["class"] == "only-in-candidate" and p["flagged"], p
 PY
 
+# --- two plain replay runs around a dropped index: scry diff names the plan change ---
+S="host=127.0.0.1 port=$PORT user=postgres dbname=staging"
+"$SCRY" replay --store "$STORE" --target "$S" --label before --repeat 3 >/dev/null 2>"$WORK/r1.err" \
+  || { bad "replay before"; cat "$WORK/r1.err"; }
+psql -Xq -d staging -c "ALTER TABLE orders DROP CONSTRAINT orders_pkey" >/dev/null
+"$SCRY" replay --store "$STORE" --target "$S" --label after --repeat 3 >/dev/null 2>"$WORK/r2.err" \
+  || { bad "replay after"; cat "$WORK/r2.err"; }
+"$SCRY" diff --store "$STORE" --baseline before --candidate after >"$WORK/diff.out" 2>&1
+rc=$?; expect_exit 5 $rc "diff of two replay runs around a dropped index"
+grep -q "Index Scan using orders_pkey on orders -> Seq Scan on orders" "$WORK/diff.out" \
+  && ok "diff names Index Scan -> Seq Scan from the plans the runs stored" \
+  || { bad "no plan change in the diff"; cat "$WORK/diff.out"; }
+
+# --- scry diff refuses a run against itself ------------------------------------------
+"$SCRY" diff --store "$STORE" --baseline before --candidate before >/dev/null 2>"$WORK/self.err"
+rc=$?; expect_exit 1 $rc "diff of a run against itself is refused"
+grep -q "same run" "$WORK/self.err" && ok "... and says why" || bad "no reason given: $(cat "$WORK/self.err")"
+"$SCRY" diff --store "$STORE" --baseline before --candidate before --allow-incomplete >/dev/null 2>&1
+expect_exit 0 $? "... unless --allow-incomplete"
+
+# --- crossed row locks, --repeat 5, a no-op migration: exit 0 -------------------------
+STORE2="$WORK/locks.db"
+"$SCRY" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$PORT" --store "$STORE2" \
+  2>"$WORK/proxy2.err" &
+PROXY_PID=$!
+PPORT=
+for _ in $(seq 1 50); do
+  PPORT=$(sed -n 's/.*capturing on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/proxy2.err" | head -1)
+  [ -n "$PPORT" ] && break
+  sleep 0.1
+done
+[ -n "$PPORT" ] || { cat "$WORK/proxy2.err"; echo "the proxy did not start"; exit 1; }
+for k in 1 2 3 4 5 6; do
+  {
+    for j in 1 2 3; do
+      a=$(( k % 2 ? j : 4 - j ))
+      echo "BEGIN;"
+      [ $((k % 2)) = 0 ] && echo "SELECT 1;"
+      echo "UPDATE orders SET total = total + 1 WHERE customer = $a;"
+      echo "SELECT pg_sleep(0.005);"
+      echo "COMMIT;"
+    done
+  } | psql -Xq -h 127.0.0.1 -p "$PPORT" -d app >/dev/null || bad "lock workload through the proxy"
+done
+kill -INT "$PROXY_PID"
+wait "$PROXY_PID"
+PROXY_PID=
+"$SCRY" ci test-migration "$TARGET" --store "$STORE2" --repeat 5 --timeout 5000 -- true \
+  >"$WORK/locks.out" 2>"$WORK/locks.err"
+rc=$?; expect_exit 0 $rc "crossed row locks, --repeat 5, no-op migration"
+[ $rc = 0 ] || cat "$WORK/locks.out" "$WORK/locks.err"
+
 echo "$fails failure(s)"
 [ "$fails" = 0 ]
