@@ -1423,7 +1423,7 @@ static int record_plans(scry_replay *r, const char **conninfo, scry_replay_resul
 {
 	for (int i = 0; i < n; i++)
 		if (scry__plans_record(r->store, conninfo[i], outs[i]->run_id, r->o.fingerprints, r->o.nfingerprints,
-		                       replay_cancelled, r, r->o.log, r->o.log_ctx))
+		                       r->o.writes != SCRY_WRITES_SKIP, replay_cancelled, r, r->o.log, r->o.log_ctx))
 			return scry__fail(err, SCRY_ENOMEM, "out of memory recording plans");
 	return 0;
 }

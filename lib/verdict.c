@@ -410,6 +410,12 @@ int scry_verdict_compute(scry_verdict **out, scry_store *store, const char *base
 			rc = scry__fail(err, rc, "out of memory");
 			goto out;
 		}
+	for (size_t i = 0; i < v->n && two_clones && !cancelled(&o); i++) {
+		scry_verdict_class c = v->items[i].cls;
+		if (c == SCRY_CLASS_UNCHANGED || c == SCRY_CLASS_REGRESSED || c == SCRY_CLASS_IMPROVED ||
+		    c == SCRY_CLASS_ROWS_CHANGED)
+			scry__verdict_measure_work(v, store, &v->items[i], ca, cc);
+	}
 	if (cc && !cancelled(&o))
 		scry__verdict_probe(v, store, ca, cc);
 	scry__verdict_stored_plans(v, store);

@@ -133,17 +133,26 @@ SCRY_HIDDEN void scry__verdict_probe(scry_verdict *v, scry_store *store, struct 
 SCRY_HIDDEN int scry__verdict_repeat(scry_verdict *v, scry_store *store, const pat_row *pat, int32_t pat_index,
 	size_t want, int32_t round0, struct pg_conn *ca, struct pg_conn *cc, obs **out, size_t *nout);
 
+/* The work rule (plan changed, work grew by the threshold, timing ratio > 1): may make pv regressed. */
+SCRY_HIDDEN void scry__verdict_apply_work(scry_pattern_verdict *pv, const scry_verdict_options *opts);
+/* Work of both sides from two EXPLAIN ANALYZE BUFFERS plans; false when they are not both analyzed. */
+SCRY_HIDDEN bool scry__verdict_work_from_plans(scry_pattern_verdict *pv, const char *json_a, const char *json_c);
+/* Work of a judged pattern on two clones: a few sampled executions, interleaved; applies the work rule. */
+SCRY_HIDDEN void scry__verdict_measure_work(scry_verdict *v, scry_store *store, scry_pattern_verdict *pv,
+	struct pg_conn *ca, struct pg_conn *cc);
 /* Plans the store holds for both runs: shown for regressions, and wherever the plan's shape changed. */
 SCRY_HIDDEN void scry__verdict_stored_plans(scry_verdict *v, scry_store *store);
 
 /*
- * EXPLAIN (FORMAT JSON) - no ANALYZE: nothing runs - of one captured
- * execution (real parameters) of every pattern (of `fps`, if any) on
- * `conninfo`, stored in `plans` for run_id. Called by the replay after a
+ * EXPLAIN (ANALYZE, BUFFERS, TIMING OFF, FORMAT JSON) inside BEGIN ...
+ * ROLLBACK of one captured execution (real parameters) of every pattern (of
+ * `fps`, if any) on `conninfo`, stored in `plans` for run_id; a plain
+ * EXPLAIN (nothing runs) for statements that may write unless
+ * analyze_writes. Called by the replay after a
  * run, so that `scry diff` of any two runs can name the plan change.
  * Failures are logged; returns 0 or SCRY_ENOMEM.
  */
 SCRY_HIDDEN int scry__plans_record(scry_store *store, const char *conninfo, int64_t run_id, const uint64_t *fps,
-	size_t nfps, bool (*stop)(void *), void *stop_ctx, scry_log_fn log, void *log_ctx);
+	size_t nfps, bool analyze_writes, bool (*stop)(void *), void *stop_ctx, scry_log_fn log, void *log_ctx);
 
 #endif /* SCRY_VERDICT_INTERNAL_H */

@@ -498,7 +498,7 @@ void scry__verdict_probe(scry_verdict *v, scry_store *store, PGconn *ca, PGconn 
 		if (v->opts.cancel && *v->opts.cancel)
 			return;
 		scry_pattern_verdict *pv = &v->items[i];
-		if (pv->cls == SCRY_CLASS_REGRESSED && ca)
+		if (pv->cls == SCRY_CLASS_REGRESSED && ca && !pv->plan_change)
 			root_cause(v, store, pv, ca, cc);
 		else if (pv->cls == SCRY_CLASS_NEW_ERROR)
 			error_message(store, pv, cc);
@@ -614,6 +614,138 @@ int scry__verdict_repeat(scry_verdict *v, scry_store *store, const pat_row *pat,
 }
 
 /* ------------------------------------------------------------------ */
+/* Work: what the executions read, not only how long they took          */
+/* ------------------------------------------------------------------ */
+
+#define WORK_EXECS 3 /* sampled executions per side */
+
+/* Blocks an EXPLAIN (ANALYZE, BUFFERS) plan touched: shared hit + read and temp read + written, all nodes' top. */
+static double plan_work(const plan_info *pi)
+{
+	const jval *t = pi->top;
+	return scry__jnum(t, "Shared Hit Blocks") + scry__jnum(t, "Shared Read Blocks") +
+	       scry__jnum(t, "Temp Read Blocks") + scry__jnum(t, "Temp Written Blocks");
+}
+
+static char *explain_work(PGconn *conn, const stored_exec *e, char **msg)
+{
+	*msg = NULL;
+	if (!exec_ok(conn, "BEGIN") || !exec_ok(conn, "SET LOCAL statement_timeout = '60s'")) {
+		exec_ok(conn, "ROLLBACK");
+		return NULL;
+	}
+	PGresult *r = run_exec(conn, "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF, FORMAT JSON) ", e);
+	char *json = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 ? scry__strdup(PQgetvalue(r, 0, 0)) : NULL;
+	PQclear(r);
+	exec_ok(conn, "ROLLBACK");
+	return json;
+}
+
+/*
+ * The work rule: a pattern whose plan changed and whose work grew by the
+ * threshold, with a timing ratio above 1, is a regression even when timing
+ * alone cannot say so (a saturated machine widens the interval).
+ */
+void scry__verdict_apply_work(scry_pattern_verdict *pv, const scry_verdict_options *opts)
+{
+	if (!pv->work_measured || pv->flagged || pv->cls == SCRY_CLASS_INSUFFICIENT ||
+	    pv->cls == SCRY_CLASS_ONLY_IN_CANDIDATE || pv->cls == SCRY_CLASS_NEW_ERROR)
+		return;
+	pv->work_ratio = pv->baseline_work > 0 ? pv->candidate_work / pv->baseline_work : pv->candidate_work > 0 ? INFINITY : 1;
+	if (pv->plan_changed && pv->work_ratio >= opts->threshold && pv->ratio > 1.0) {
+		pv->cls = SCRY_CLASS_REGRESSED;
+		pv->flagged = 1;
+		pv->work_regressed = 1;
+		scry__free((char *)pv->note);
+		pv->note = scry__vdup_printf("plan changed and work grew %.2fx (%.0f -> %.0f blocks per execution) with "
+		                             "a timing ratio of %.2fx",
+		                             pv->work_ratio, pv->baseline_work, pv->candidate_work, pv->ratio);
+	}
+}
+
+/* Work of both sides from two analyzed plans (one execution each). */
+bool scry__verdict_work_from_plans(scry_pattern_verdict *pv, const char *json_a, const char *json_c)
+{
+	plan_info a, c;
+	if (scry__plan_parse(json_a, &a))
+		return false;
+	if (scry__plan_parse(json_c, &c)) {
+		scry__plan_free(&a);
+		return false;
+	}
+	bool ok = a.analyzed && c.analyzed;
+	if (ok) {
+		pv->baseline_work = plan_work(&a);
+		pv->candidate_work = plan_work(&c);
+		pv->plan_changed = !scry__plan_same_shape(&a, &c);
+		pv->work_measured = 1;
+	}
+	scry__plan_free(&a);
+	scry__plan_free(&c);
+	return ok;
+}
+
+/*
+ * EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) of a few sampled executions on
+ * both sides, interleaved (which side goes first alternates): the median
+ * work per side, whether the plan's shape changed, and the plans (stored in
+ * both runs, shown when the shape changed or the pattern regressed).
+ */
+void scry__verdict_measure_work(scry_verdict *v, scry_store *store, scry_pattern_verdict *pv, PGconn *ca, PGconn *cc)
+{
+	stored_exec *ex;
+	size_t n;
+	if (!repeatable(pv->normalized) || load_execs(store, pv->fingerprint, WORK_EXECS, &ex, &n, NULL) || n == 0)
+		return;
+	double wa[WORK_EXECS], wc[WORK_EXECS];
+	size_t k = 0;
+	char *first_a = NULL, *first_c = NULL;
+	bool changed = false;
+	for (size_t i = 0; i < n; i++) {
+		char *ma, *mc, *ja, *jc;
+		if (i & 1) {
+			jc = explain_work(cc, &ex[i], &mc);
+			ja = explain_work(ca, &ex[i], &ma);
+		} else {
+			ja = explain_work(ca, &ex[i], &ma);
+			jc = explain_work(cc, &ex[i], &mc);
+		}
+		scry_pattern_verdict tmp = { 0 };
+		if (ja && jc && scry__verdict_work_from_plans(&tmp, ja, jc)) {
+			wa[k] = tmp.baseline_work;
+			wc[k] = tmp.candidate_work;
+			changed |= tmp.plan_changed != 0;
+			k++;
+			if (!first_a) {
+				first_a = ja;
+				first_c = jc;
+				scry_store_plan_put(store, v->baseline_run, pv->fingerprint, ex[i].id, ja, NULL);
+				scry_store_plan_put(store, v->candidate_run, pv->fingerprint, ex[i].id, jc, NULL);
+				ja = jc = NULL;
+			}
+		}
+		scry__free(ja);
+		scry__free(jc);
+	}
+	if (k) {
+		qsort(wa, k, sizeof *wa, scry__cmp_double);
+		qsort(wc, k, sizeof *wc, scry__cmp_double);
+		pv->baseline_work = scry__quantile(wa, k, 0.5);
+		pv->candidate_work = scry__quantile(wc, k, 0.5);
+		pv->plan_changed = changed;
+		pv->work_measured = 1;
+		scry__verdict_apply_work(pv, &v->opts);
+		if (!pv->plan_change && (changed || pv->cls == SCRY_CLASS_REGRESSED))
+			set_plan(pv, first_a, first_c);
+	}
+	scry__free(first_a);
+	scry__free(first_c);
+	for (size_t i = 0; i < n; i++)
+		exec_free(&ex[i]);
+	scry__free(ex);
+}
+
+/* ------------------------------------------------------------------ */
 /* Plans of every pattern of a run                                     */
 /* ------------------------------------------------------------------ */
 
@@ -628,8 +760,17 @@ static bool wanted(const uint64_t *fps, size_t nfps, uint64_t fp)
 	return false;
 }
 
+/* Read-only by its first keyword (a WITH may hide a write). */
+static bool reads_only(const char *normalized)
+{
+	while (*normalized == ' ' || *normalized == '(')
+		normalized++;
+	return !strncasecmp(normalized, "select", 6) || !strncasecmp(normalized, "values", 6) ||
+	       !strncasecmp(normalized, "table", 5);
+}
+
 int scry__plans_record(scry_store *store, const char *conninfo, int64_t run_id, const uint64_t *fps, size_t nfps,
-                       bool (*stop)(void *), void *stop_ctx, scry_log_fn log, void *log_ctx)
+                       bool analyze_writes, bool (*stop)(void *), void *stop_ctx, scry_log_fn log, void *log_ctx)
 {
 	scry_verdict_options lo = SCRY_VERDICT_OPTIONS_INIT;
 	lo.log = log;
@@ -650,20 +791,34 @@ int scry__plans_record(scry_store *store, const char *conninfo, int64_t run_id, 
 				rc = SCRY_ENOMEM;
 				break;
 			}
+			/* The low bit of the slot says whether it may be executed (EXPLAIN ANALYZE). */
 			list[n++] = p->fingerprint;
+			if (scry__array_grow((void **)&list, &cap, n, sizeof *list, 64)) {
+				rc = SCRY_ENOMEM;
+				break;
+			}
+			list[n++] = analyze_writes || reads_only(p->normalized);
 		}
 	}
 	scry_pattern_iter_free(it);
-	for (size_t i = 0; rc >= 0 && i < n && !(stop && stop(stop_ctx)); i++) {
+	for (size_t i = 0; rc >= 0 && i < n && !(stop && stop(stop_ctx)); i += 2) {
 		stored_exec *ex;
 		size_t ne;
 		if (load_execs(store, list[i], 1, &ex, &ne, NULL) || ne == 0)
 			continue;
-		PGresult *r = run_exec(conn, "EXPLAIN (FORMAT JSON) ", &ex[0]);
-		if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 &&
-		    scry_store_plan_put(store, run_id, list[i], ex[0].id, PQgetvalue(r, 0, 0), NULL) == 0)
+		char *msg = NULL, *json = NULL;
+		if (list[i + 1]) {
+			json = explain_work(conn, &ex[0], &msg);
+		} else {
+			PGresult *r = run_exec(conn, "EXPLAIN (FORMAT JSON) ", &ex[0]);
+			if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0)
+				json = scry__strdup(PQgetvalue(r, 0, 0));
+			PQclear(r);
+		}
+		if (json && scry_store_plan_put(store, run_id, list[i], ex[0].id, json, NULL) == 0)
 			stored++;
-		PQclear(r);
+		scry__free(json);
+		scry__free(msg);
 		exec_free(&ex[0]);
 		scry__free(ex);
 	}
@@ -671,7 +826,7 @@ int scry__plans_record(scry_store *store, const char *conninfo, int64_t run_id, 
 	PQfinish(conn);
 	if (rc < 0 && rc != SCRY_ENOMEM)
 		scry__log(log, log_ctx, SCRY_LOG_WARNING, "could not read the patterns to store their plans");
-	scry__log(log, log_ctx, SCRY_LOG_INFO, "stored the plans of %d of %zu patterns for run %lld", stored, n,
+	scry__log(log, log_ctx, SCRY_LOG_INFO, "stored the plans of %d of %zu patterns for run %lld", stored, n / 2,
 	          (long long)run_id);
 	return rc == SCRY_ENOMEM ? rc : 0;
 }
@@ -686,15 +841,17 @@ void scry__verdict_stored_plans(scry_verdict *v, scry_store *store)
 		if (!scry_store_plan_get(store, v->baseline_run, pv->fingerprint, &ja, NULL) &&
 		    !scry_store_plan_get(store, v->candidate_run, pv->fingerprint, &jc, NULL) && ja.ptr && jc.ptr) {
 			plan_info a, c;
-			bool show = pv->cls == SCRY_CLASS_REGRESSED;
-			if (!show && !scry__plan_parse(ja.ptr, &a)) {
+			bool changed = false;
+			if (!scry__plan_parse(ja.ptr, &a)) {
 				if (!scry__plan_parse(jc.ptr, &c)) {
-					show = !scry__plan_same_shape(&a, &c);
+					changed = !scry__plan_same_shape(&a, &c);
 					scry__plan_free(&c);
 				}
 				scry__plan_free(&a);
 			}
-			if (show)
+			if (!pv->work_measured && scry__verdict_work_from_plans(pv, ja.ptr, jc.ptr))
+				scry__verdict_apply_work(pv, &v->opts);
+			if (changed || pv->cls == SCRY_CLASS_REGRESSED)
 				set_plan(pv, ja.ptr, jc.ptr);
 		}
 		scry_buf_dispose(&ja);

@@ -622,6 +622,9 @@ static void measure(scry_store *s, const char *a, const char *b, const char *la,
 	ck_assert(scry_store_run_begin(s, lb, "b", NULL, &rb, &err) == 0);
 	ck_assert(scry_store_samples_append(s, ra, sa, k, &err) == 0);
 	ck_assert(scry_store_samples_append(s, rb, sb, k, &err) == 0);
+	scry_run_summary sum = { 0, 0, 0, 0, 0, NULL };
+	ck_assert(scry_store_run_end(s, ra, &sum, &err) == 0);
+	ck_assert(scry_store_run_end(s, rb, &sum, &err) == 0);
 	free(sa);
 	free(sb);
 	free(nth);

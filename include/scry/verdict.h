@@ -99,6 +99,11 @@ typedef struct scry_pattern_verdict {
 	double p95_ratio;                          /**< candidate p95 / baseline p95 */
 	double p95_ratio_low, p95_ratio_high;      /**< its interval (each side's p95 interval combined) */
 	int tail_regressed;                        /**< regressed on p95 alone */
+	int work_measured;                         /**< 1 when the work fields below are known */
+	double baseline_work, candidate_work;      /**< blocks per execution (shared hit+read, temp read+written), median of EXPLAIN (ANALYZE, BUFFERS) samples */
+	double work_ratio;                         /**< candidate_work / baseline_work */
+	int plan_changed;                          /**< the plan's shape (node types, indexes) differs */
+	int work_regressed;                        /**< regressed by the work rule (plan changed, work grew by the threshold, timing ratio > 1) */
 } scry_pattern_verdict;
 
 /** A computed verdict. */
