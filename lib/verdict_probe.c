@@ -17,6 +17,9 @@
 
 #define BEST_EVENTS 20        /* executions measured per side for a best-index check */
 #define BEST_ROUNDS 2
+#define WORK_FLOOR_BLOCKS 32 /* 256 kB more read per execution: below it, work growth is not a regression */
+#define EXPLAIN_ANALYZE "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
+#define EXPLAIN_WORK "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF, FORMAT JSON) " /* counts, no clock reads */
 
 /* ------------------------------------------------------------------ */
 /* Plans, error messages and best indexes (need connections)           */
@@ -138,11 +141,10 @@ static PGconn *connect_side(const char *conninfo, const scry_verdict_options *op
 }
 
 /*
- * EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) of one execution inside
- * BEGIN ... ROLLBACK. Returns the JSON (caller frees) or NULL, with the
+ * EXPLAIN (`prefix`) of one execution inside BEGIN ... ROLLBACK. Returns the JSON (caller frees) or NULL, with the
  * server's message in *msg (caller frees) when it failed.
  */
-static char *explain(PGconn *conn, const stored_exec *e, char **msg)
+static char *explain(PGconn *conn, const char *prefix, const stored_exec *e, char **msg)
 {
 	*msg = NULL;
 	if (!exec_ok(conn, "BEGIN") || !exec_ok(conn, "SET LOCAL statement_timeout = '60s'")) {
@@ -152,7 +154,7 @@ static char *explain(PGconn *conn, const stored_exec *e, char **msg)
 		exec_ok(conn, "ROLLBACK");
 		return NULL;
 	}
-	PGresult *r = run_exec(conn, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ", e);
+	PGresult *r = run_exec(conn, prefix, e);
 	char *json = NULL;
 	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0) {
 		json = scry__strdup(PQgetvalue(r, 0, 0));
@@ -200,8 +202,8 @@ static void root_cause(scry_verdict *v, scry_store *store, scry_pattern_verdict 
 		return;
 	}
 	char *ma = NULL, *mc = NULL;
-	char *ja = explain(ca, &ex[0], &ma);
-	char *jc = explain(cc, &ex[0], &mc);
+	char *ja = explain(ca, EXPLAIN_ANALYZE, &ex[0], &ma);
+	char *jc = explain(cc, EXPLAIN_ANALYZE, &ex[0], &mc);
 	if (ja)
 		scry_store_plan_put(store, v->baseline_run, pv->fingerprint, ex[0].id, ja, NULL);
 	if (jc)
@@ -366,6 +368,32 @@ static int time_execs(PGconn *conn, const stored_exec *ex, size_t n, int rounds,
 	return k;
 }
 
+/* Blocks an EXPLAIN (ANALYZE, BUFFERS) plan touched: shared hit + read and temp read + written, all nodes' top. */
+static double plan_work(const plan_info *pi)
+{
+	const jval *t = pi->top;
+	return scry__jnum(t, "Shared Hit Blocks") + scry__jnum(t, "Shared Read Blocks") +
+	       scry__jnum(t, "Temp Read Blocks") + scry__jnum(t, "Temp Written Blocks");
+}
+
+/* Blocks of one execution, EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) inside the open transaction; -1 if it failed. */
+static double work_in_txn(PGconn *conn, const stored_exec *e)
+{
+	if (!exec_ok(conn, "SAVEPOINT scry_work"))
+		return -1;
+	PGresult *r = run_exec(conn, EXPLAIN_WORK, e);
+	double w = -1;
+	plan_info pi;
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 && !scry__plan_parse(PQgetvalue(r, 0, 0), &pi)) {
+		w = plan_work(&pi);
+		scry__plan_free(&pi);
+	}
+	PQclear(r);
+	if (!exec_ok(conn, "ROLLBACK TO SAVEPOINT scry_work"))
+		return -1;
+	return w;
+}
+
 /*
  * Judges a pattern that only works on the candidate against its best:
  * the indexes its plan lacks are created inside a transaction, the same
@@ -384,7 +412,7 @@ static void best_index(scry_verdict *v, scry_store *store, scry_pattern_verdict 
 	double *t = NULL;
 	if (load_execs(store, pv->fingerprint, BEST_EVENTS, &ex, &n, NULL) || n == 0)
 		goto done;
-	json = explain(cc, &ex[0], &msg);
+	json = explain(cc, EXPLAIN_ANALYZE, &ex[0], &msg);
 	if (!json) {
 		vlog(opts, SCRY_LOG_WARNING, "EXPLAIN on the candidate failed: %s", msg ? msg : "");
 		goto done;
@@ -426,6 +454,7 @@ static void best_index(scry_verdict *v, scry_store *store, scry_pattern_verdict 
 	if (!t || !exec_ok(cc, "BEGIN") || !exec_ok(cc, "SET LOCAL statement_timeout = '60s'"))
 		goto fail;
 	int k1 = time_execs(cc, ex, n, BEST_ROUNDS, t);
+	double work_without = work_in_txn(cc, &ex[0]);
 	bool created = k1 > 0 && exec_ok(cc, ddl.ptr);
 	if (!created) {
 		char m[1024];
@@ -434,6 +463,7 @@ static void best_index(scry_verdict *v, scry_store *store, scry_pattern_verdict 
 		goto fail;
 	}
 	int k2 = time_execs(cc, ex, n, BEST_ROUNDS, t + k1);
+	double work_with = work_in_txn(cc, &ex[0]);
 	exec_ok(cc, "ROLLBACK");
 	if (k2 != k1)
 		goto done;
@@ -466,6 +496,17 @@ static void best_index(scry_verdict *v, scry_store *store, scry_pattern_verdict 
 		double delta = pv->unindexed_p50_ms - pv->best_p50_ms;
 		pv->suggested_index = scry__strdup(ddl.ptr);
 		pv->flagged = pv->ratio_low > opts->threshold && delta > opts->min_delta_ms;
+		/* Work: the index changes the plan by construction; blocks read tell what timing under load may not. */
+		if (work_without >= 0 && work_with >= 0) {
+			pv->work_measured = 1;
+			pv->plan_changed = 1;
+			pv->baseline_work = work_with; /* "baseline" of this comparison: the pattern at its best */
+			pv->candidate_work = work_without;
+			pv->work_ratio = work_with > 0 ? work_without / work_with : 1;
+			if (!pv->flagged && pv->work_ratio >= opts->threshold && pv->ratio > 1.0 &&
+			    work_without - work_with >= WORK_FLOOR_BLOCKS)
+				pv->flagged = pv->work_regressed = 1;
+		}
 		scry__free((char *)pv->note);
 		pv->note = scry__vdup_printf("%s: p50 %.3f ms as migrated vs %.3f ms with %s", pv->flagged ? "slower than its best"
 		                                                                                   : "at its best",
@@ -619,32 +660,12 @@ int scry__verdict_repeat(scry_verdict *v, scry_store *store, const pat_row *pat,
 
 #define WORK_EXECS 3 /* sampled executions per side */
 
-/* Blocks an EXPLAIN (ANALYZE, BUFFERS) plan touched: shared hit + read and temp read + written, all nodes' top. */
-static double plan_work(const plan_info *pi)
-{
-	const jval *t = pi->top;
-	return scry__jnum(t, "Shared Hit Blocks") + scry__jnum(t, "Shared Read Blocks") +
-	       scry__jnum(t, "Temp Read Blocks") + scry__jnum(t, "Temp Written Blocks");
-}
-
-static char *explain_work(PGconn *conn, const stored_exec *e, char **msg)
-{
-	*msg = NULL;
-	if (!exec_ok(conn, "BEGIN") || !exec_ok(conn, "SET LOCAL statement_timeout = '60s'")) {
-		exec_ok(conn, "ROLLBACK");
-		return NULL;
-	}
-	PGresult *r = run_exec(conn, "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF, FORMAT JSON) ", e);
-	char *json = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 ? scry__strdup(PQgetvalue(r, 0, 0)) : NULL;
-	PQclear(r);
-	exec_ok(conn, "ROLLBACK");
-	return json;
-}
 
 /*
  * The work rule: a pattern whose plan changed and whose work grew by the
- * threshold, with a timing ratio above 1, is a regression even when timing
- * alone cannot say so (a saturated machine widens the interval).
+ * threshold (and by at least WORK_FLOOR_BLOCKS), with a timing ratio
+ * above 1, is a regression even when timing alone cannot say so (a saturated machine
+ * widens the interval).
  */
 void scry__verdict_apply_work(scry_pattern_verdict *pv, const scry_verdict_options *opts)
 {
@@ -652,7 +673,8 @@ void scry__verdict_apply_work(scry_pattern_verdict *pv, const scry_verdict_optio
 	    pv->cls == SCRY_CLASS_ONLY_IN_CANDIDATE || pv->cls == SCRY_CLASS_NEW_ERROR)
 		return;
 	pv->work_ratio = pv->baseline_work > 0 ? pv->candidate_work / pv->baseline_work : pv->candidate_work > 0 ? INFINITY : 1;
-	if (pv->plan_changed && pv->work_ratio >= opts->threshold && pv->ratio > 1.0) {
+	if (pv->plan_changed && pv->work_ratio >= opts->threshold && pv->ratio > 1.0 &&
+	    pv->candidate_work - pv->baseline_work >= WORK_FLOOR_BLOCKS) {
 		pv->cls = SCRY_CLASS_REGRESSED;
 		pv->flagged = 1;
 		pv->work_regressed = 1;
@@ -704,11 +726,11 @@ void scry__verdict_measure_work(scry_verdict *v, scry_store *store, scry_pattern
 	for (size_t i = 0; i < n; i++) {
 		char *ma, *mc, *ja, *jc;
 		if (i & 1) {
-			jc = explain_work(cc, &ex[i], &mc);
-			ja = explain_work(ca, &ex[i], &ma);
+			jc = explain(cc, EXPLAIN_WORK, &ex[i], &mc);
+			ja = explain(ca, EXPLAIN_WORK, &ex[i], &ma);
 		} else {
-			ja = explain_work(ca, &ex[i], &ma);
-			jc = explain_work(cc, &ex[i], &mc);
+			ja = explain(ca, EXPLAIN_WORK, &ex[i], &ma);
+			jc = explain(cc, EXPLAIN_WORK, &ex[i], &mc);
 		}
 		scry_pattern_verdict tmp = { 0 };
 		if (ja && jc && scry__verdict_work_from_plans(&tmp, ja, jc)) {
@@ -726,6 +748,8 @@ void scry__verdict_measure_work(scry_verdict *v, scry_store *store, scry_pattern
 		}
 		scry__free(ja);
 		scry__free(jc);
+		scry__free(ma);
+		scry__free(mc);
 	}
 	if (k) {
 		qsort(wa, k, sizeof *wa, scry__cmp_double);
@@ -781,7 +805,10 @@ int scry__plans_record(scry_store *store, const char *conninfo, int64_t run_id, 
 	scry_pattern_iter *it = NULL;
 	int rc = scry_store_patterns(store, &it, NULL), stored = 0;
 	/* Patterns first (the iterator holds a read statement), then one EXPLAIN each. */
-	uint64_t *list = NULL;
+	struct planned {
+		uint64_t fp;
+		bool analyze; /* may be executed: EXPLAIN ANALYZE */
+	} *list = NULL;
 	size_t n = 0, cap = 0;
 	const scry_pattern *p;
 	while (rc == 0 && (rc = scry_pattern_iter_next(it, &p, NULL)) == 1) {
@@ -791,31 +818,26 @@ int scry__plans_record(scry_store *store, const char *conninfo, int64_t run_id, 
 				rc = SCRY_ENOMEM;
 				break;
 			}
-			/* The low bit of the slot says whether it may be executed (EXPLAIN ANALYZE). */
-			list[n++] = p->fingerprint;
-			if (scry__array_grow((void **)&list, &cap, n, sizeof *list, 64)) {
-				rc = SCRY_ENOMEM;
-				break;
-			}
-			list[n++] = analyze_writes || reads_only(p->normalized);
+			list[n].fp = p->fingerprint;
+			list[n++].analyze = analyze_writes || reads_only(p->normalized);
 		}
 	}
 	scry_pattern_iter_free(it);
-	for (size_t i = 0; rc >= 0 && i < n && !(stop && stop(stop_ctx)); i += 2) {
+	for (size_t i = 0; rc >= 0 && i < n && !(stop && stop(stop_ctx)); i++) {
 		stored_exec *ex;
 		size_t ne;
-		if (load_execs(store, list[i], 1, &ex, &ne, NULL) || ne == 0)
+		if (load_execs(store, list[i].fp, 1, &ex, &ne, NULL) || ne == 0)
 			continue;
 		char *msg = NULL, *json = NULL;
-		if (list[i + 1]) {
-			json = explain_work(conn, &ex[0], &msg);
+		if (list[i].analyze) {
+			json = explain(conn, EXPLAIN_WORK, &ex[0], &msg);
 		} else {
 			PGresult *r = run_exec(conn, "EXPLAIN (FORMAT JSON) ", &ex[0]);
 			if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0)
 				json = scry__strdup(PQgetvalue(r, 0, 0));
 			PQclear(r);
 		}
-		if (json && scry_store_plan_put(store, run_id, list[i], ex[0].id, json, NULL) == 0)
+		if (json && scry_store_plan_put(store, run_id, list[i].fp, ex[0].id, json, NULL) == 0)
 			stored++;
 		scry__free(json);
 		scry__free(msg);
@@ -826,7 +848,7 @@ int scry__plans_record(scry_store *store, const char *conninfo, int64_t run_id, 
 	PQfinish(conn);
 	if (rc < 0 && rc != SCRY_ENOMEM)
 		scry__log(log, log_ctx, SCRY_LOG_WARNING, "could not read the patterns to store their plans");
-	scry__log(log, log_ctx, SCRY_LOG_INFO, "stored the plans of %d of %zu patterns for run %lld", stored, n / 2,
+	scry__log(log, log_ctx, SCRY_LOG_INFO, "stored the plans of %d of %zu patterns for run %lld", stored, n,
 	          (long long)run_id);
 	return rc == SCRY_ENOMEM ? rc : 0;
 }

@@ -11,9 +11,11 @@
  */
 #include "verdict_internal.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 
 /* ------------------------------------------------------------------ */
 /* Statistics                                                          */
@@ -292,6 +294,26 @@ static size_t collect(scry_pattern_verdict *pv, const obs *o, size_t n, double *
 	return np;
 }
 
+/*
+ * Transaction control and session statements (BEGIN, COMMIT, SET...): their
+ * replayed latency says nothing about the migration (a COMMIT is replayed as
+ * a ROLLBACK, and takes whatever the statements before it left to undo), so
+ * it is reported but never gated. Their errors still are.
+ */
+static bool timing_gated(const char *normalized)
+{
+	static const char *const kw[] = { "begin", "start", "commit", "end", "rollback", "abort", "savepoint",
+		                          "release", "set", "reset", "show", "discard", "deallocate", "prepare transaction" };
+	while (*normalized == ' ' || *normalized == '\n' || *normalized == '\t')
+		normalized++;
+	for (size_t i = 0; i < sizeof kw / sizeof *kw; i++) {
+		size_t n = strlen(kw[i]);
+		if (!strncasecmp(normalized, kw[i], n) && !isalnum((unsigned char)normalized[n]) && normalized[n] != '_')
+			return false;
+	}
+	return true;
+}
+
 /* Statistics and class of one pattern from its observations. */
 int scry__verdict_judge(scry_pattern_verdict *pv, const obs *o, size_t n, const scry_verdict_options *opts,
                         const pat_row *pats, double *scratch)
@@ -361,6 +383,11 @@ int scry__verdict_judge(scry_pattern_verdict *pv, const obs *o, size_t n, const 
 		pv->cls = SCRY_CLASS_INSUFFICIENT;
 		pv->note = insufficient_reason(pv, o, n, np, opts, pats);
 		pv->flagged = opts->fail_on_insufficient != 0;
+		return 0;
+	}
+	if (!timing_gated(pv->normalized ? pv->normalized : "")) {
+		pv->cls = pv->rows_differ > 0 ? SCRY_CLASS_ROWS_CHANGED : SCRY_CLASS_UNCHANGED;
+		pv->note = scry__strdup("transaction control or session statement: its latency is reported, not gated");
 		return 0;
 	}
 	double p95_delta = pv->candidate_p95_ms - pv->baseline_p95_ms;
