@@ -11,8 +11,9 @@
  * DUE waits for the statement's original offset (timed mode only); BEGIN and
  * ROLLBACK wrap a write that runs outside a captured transaction; PREPARE
  * happens once per connection and text. Only EXEC is timed. With two targets
- * (A/B) NEXT switches to the B connection before advancing, so each
- * statement runs on A and then at once on B. The workload is loaded and
+ * (A/B) a runner replays one unit - a captured transaction, or a statement
+ * outside any - on one side, then the same unit on the other (next_step()),
+ * so it never waits on one clone holding locks on the other. The workload is loaded and
  * classified by lib/replay_workload.c. See docs/replay.md.
  */
 #define _GNU_SOURCE
