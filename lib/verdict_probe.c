@@ -395,6 +395,60 @@ static double work_in_txn(PGconn *conn, const stored_exec *e)
 }
 
 /*
+ * The verdict of a pattern against its best, paired like a run: t[i] and
+ * t[k + i] are the same execution without and with the index.
+ */
+static void judge_best(scry_pattern_verdict *pv, const double *t, int k1, const char *ddl, double work_without,
+                       double work_with, const scry_verdict_options *opts)
+{
+	double *bl, *cl;
+	double *tmp = scry__calloc(3 * (size_t)k1, sizeof *tmp);
+	if (!tmp)
+		return;
+	bl = tmp;
+	cl = tmp + k1;
+	double *lr = tmp + 2 * (size_t)k1;
+	size_t np = 0;
+	for (int i = 0; i < k1; i++)
+		if (!isnan(t[i]) && !isnan(t[k1 + i])) {
+			cl[np] = t[i];
+			bl[np] = t[k1 + i];
+			lr[np] = log(fmax(t[i], 0.001) / fmax(t[k1 + i], 0.001));
+			np++;
+		}
+	if (np) {
+		qsort(bl, np, sizeof *bl, scry__cmp_double);
+		qsort(cl, np, sizeof *cl, scry__cmp_double);
+		qsort(lr, np, sizeof *lr, scry__cmp_double);
+		pv->best_p50_ms = scry__quantile(bl, np, 0.5);
+		pv->unindexed_p50_ms = scry__quantile(cl, np, 0.5);
+		pv->ratio = pv->best_p50_ms > 0 ? pv->unindexed_p50_ms / pv->best_p50_ms : 0;
+		size_t k = scry__sign_test_k(np, CONFIDENCE_ALPHA);
+		pv->ratio_low = k ? exp(lr[k - 1]) : 0;
+		pv->ratio_high = k ? exp(lr[np - k]) : INFINITY;
+		double delta = pv->unindexed_p50_ms - pv->best_p50_ms;
+		pv->suggested_index = scry__strdup(ddl);
+		pv->flagged = pv->ratio_low > opts->threshold && delta > opts->min_delta_ms;
+		/* Work: the index changes the plan by construction; blocks read tell what timing under load may not. */
+		if (work_without >= 0 && work_with >= 0) {
+			pv->work_measured = 1;
+			pv->plan_changed = 1;
+			pv->baseline_work = work_with; /* "baseline" of this comparison: the pattern at its best */
+			pv->candidate_work = work_without;
+			pv->work_ratio = work_with > 0 ? work_without / work_with : 1;
+			if (!pv->flagged && pv->work_ratio >= opts->threshold && pv->ratio > 1.0 &&
+			    work_without - work_with >= WORK_FLOOR_BLOCKS)
+				pv->flagged = pv->work_regressed = 1;
+		}
+		scry__free((char *)pv->note);
+		pv->note = scry__vdup_printf("%s: p50 %.3f ms as migrated vs %.3f ms with %s", pv->flagged ? "slower than its best"
+		                                                                                   : "at its best",
+		                      pv->unindexed_p50_ms, pv->best_p50_ms, ddl);
+	}
+	scry__free(tmp);
+}
+
+/*
  * Judges a pattern that only works on the candidate against its best:
  * the indexes its plan lacks are created inside a transaction, the same
  * executions are timed without and with them, and the transaction is
@@ -467,52 +521,7 @@ static void best_index(scry_verdict *v, scry_store *store, scry_pattern_verdict 
 	exec_ok(cc, "ROLLBACK");
 	if (k2 != k1)
 		goto done;
-	/* Paired like a run: the same execution without and with the index. */
-	double *bl, *cl;
-	double *tmp = scry__calloc(3 * (size_t)k1, sizeof *tmp);
-	if (!tmp)
-		goto done;
-	bl = tmp;
-	cl = tmp + k1;
-	double *lr = tmp + 2 * (size_t)k1;
-	size_t np = 0;
-	for (int i = 0; i < k1; i++)
-		if (!isnan(t[i]) && !isnan(t[k1 + i])) {
-			cl[np] = t[i];
-			bl[np] = t[k1 + i];
-			lr[np] = log(fmax(t[i], 0.001) / fmax(t[k1 + i], 0.001));
-			np++;
-		}
-	if (np) {
-		qsort(bl, np, sizeof *bl, scry__cmp_double);
-		qsort(cl, np, sizeof *cl, scry__cmp_double);
-		qsort(lr, np, sizeof *lr, scry__cmp_double);
-		pv->best_p50_ms = scry__quantile(bl, np, 0.5);
-		pv->unindexed_p50_ms = scry__quantile(cl, np, 0.5);
-		pv->ratio = pv->best_p50_ms > 0 ? pv->unindexed_p50_ms / pv->best_p50_ms : 0;
-		size_t k = scry__sign_test_k(np, CONFIDENCE_ALPHA);
-		pv->ratio_low = k ? exp(lr[k - 1]) : 0;
-		pv->ratio_high = k ? exp(lr[np - k]) : INFINITY;
-		double delta = pv->unindexed_p50_ms - pv->best_p50_ms;
-		pv->suggested_index = scry__strdup(ddl.ptr);
-		pv->flagged = pv->ratio_low > opts->threshold && delta > opts->min_delta_ms;
-		/* Work: the index changes the plan by construction; blocks read tell what timing under load may not. */
-		if (work_without >= 0 && work_with >= 0) {
-			pv->work_measured = 1;
-			pv->plan_changed = 1;
-			pv->baseline_work = work_with; /* "baseline" of this comparison: the pattern at its best */
-			pv->candidate_work = work_without;
-			pv->work_ratio = work_with > 0 ? work_without / work_with : 1;
-			if (!pv->flagged && pv->work_ratio >= opts->threshold && pv->ratio > 1.0 &&
-			    work_without - work_with >= WORK_FLOOR_BLOCKS)
-				pv->flagged = pv->work_regressed = 1;
-		}
-		scry__free((char *)pv->note);
-		pv->note = scry__vdup_printf("%s: p50 %.3f ms as migrated vs %.3f ms with %s", pv->flagged ? "slower than its best"
-		                                                                                   : "at its best",
-		                      pv->unindexed_p50_ms, pv->best_p50_ms, ddl.ptr);
-	}
-	scry__free(tmp);
+	judge_best(pv, t, k1, ddl.ptr, work_without, work_with, opts);
 	goto done;
 fail:
 	exec_ok(cc, "ROLLBACK");

@@ -429,16 +429,22 @@ START_TEST(test_cancel)
 }
 END_TEST
 
-START_TEST(test_ab_pairing)
+/* Two fresh copies of the test database, clone_a and clone_b; their conninfos in a and b. */
+static void make_clones(char a[512], char b[512])
 {
-	setup_db();
 	pgtest_exec(g_pg.conninfo, "DROP DATABASE IF EXISTS clone_a");
 	pgtest_exec(g_pg.conninfo, "DROP DATABASE IF EXISTS clone_b");
 	pgtest_exec(g_pg.conninfo, "CREATE DATABASE clone_a TEMPLATE postgres");
 	pgtest_exec(g_pg.conninfo, "CREATE DATABASE clone_b TEMPLATE postgres");
+	pgtest_conninfo_db(&g_pg, "clone_a", a, 512);
+	pgtest_conninfo_db(&g_pg, "clone_b", b, 512);
+}
+
+START_TEST(test_ab_pairing)
+{
+	setup_db();
 	char cia[512], cib[512];
-	pgtest_conninfo_db(&g_pg, "clone_a", cia, sizeof cia);
-	pgtest_conninfo_db(&g_pg, "clone_b", cib, sizeof cib);
+	make_clones(cia, cib);
 	/* the "migration" on B drops a column A still has */
 	pgtest_exec(cib, "ALTER TABLE t DROP COLUMN v");
 	scry_store *s = new_store();
@@ -486,13 +492,8 @@ END_TEST
 START_TEST(test_ab_crossed_locks)
 {
 	setup_db();
-	pgtest_exec(g_pg.conninfo, "DROP DATABASE IF EXISTS clone_a");
-	pgtest_exec(g_pg.conninfo, "DROP DATABASE IF EXISTS clone_b");
-	pgtest_exec(g_pg.conninfo, "CREATE DATABASE clone_a TEMPLATE postgres");
-	pgtest_exec(g_pg.conninfo, "CREATE DATABASE clone_b TEMPLATE postgres");
 	char cia[512], cib[512];
-	pgtest_conninfo_db(&g_pg, "clone_a", cia, sizeof cia);
-	pgtest_conninfo_db(&g_pg, "clone_b", cib, sizeof cib);
+	make_clones(cia, cib);
 	scry_store *s = new_store();
 	int64_t t0 = 1700000000000000LL;
 	for (int k = 0; k < 8; k++) {

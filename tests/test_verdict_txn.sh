@@ -43,17 +43,22 @@ psql -Xq -d staging -c "$MIGRATION" >/dev/null
 TARGET="host=127.0.0.1 port=$PORT user=postgres dbname=app"
 STORE="$WORK/scry.db"
 
+# The capture proxy into store $1; sets PPORT, the port to send traffic to.
+start_proxy() {
+  "$SCRY" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$PORT" --store "$1" 2>"$WORK/proxy.err" &
+  PROXY_PID=$!
+  PPORT=
+  for _ in $(seq 1 50); do
+    PPORT=$(sed -n 's/.*capturing on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/proxy.err" | head -1)
+    [ -n "$PPORT" ] && break
+    sleep 0.1
+  done
+  [ -n "$PPORT" ] || { cat "$WORK/proxy.err"; echo "the proxy did not start"; exit 1; }
+}
+stop_proxy() { kill -INT "$PROXY_PID"; wait "$PROXY_PID"; PROXY_PID=; }
+
 # --- capture staging traffic through the proxy, every request in a transaction ---
-"$SCRY" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$PORT" --store "$STORE" \
-  2>"$WORK/proxy.err" &
-PROXY_PID=$!
-PPORT=
-for _ in $(seq 1 50); do
-  PPORT=$(sed -n 's/.*capturing on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/proxy.err" | head -1)
-  [ -n "$PPORT" ] && break
-  sleep 0.1
-done
-[ -n "$PPORT" ] || { cat "$WORK/proxy.err"; echo "the proxy did not start"; exit 1; }
+start_proxy "$STORE"
 {
   for i in $(seq 1 12); do
     echo "BEGIN;"
@@ -65,9 +70,7 @@ done
   done
 } >"$WORK/workload.sql"
 psql -Xq -h 127.0.0.1 -p "$PPORT" -d staging -f "$WORK/workload.sql" >/dev/null || bad "workload through the proxy"
-kill -INT "$PROXY_PID"
-wait "$PROXY_PID"
-PROXY_PID=
+stop_proxy
 
 # --- the gate: exit 5, naming both region patterns ---------------------------------
 "$SCRY" ci test-migration "$TARGET" --store "$STORE" --format json --output "$WORK/ci.json" \
@@ -106,16 +109,7 @@ expect_exit 0 $? "... unless --allow-incomplete"
 
 # --- crossed row locks, --repeat 5, a no-op migration: exit 0 -------------------------
 STORE2="$WORK/locks.db"
-"$SCRY" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$PORT" --store "$STORE2" \
-  2>"$WORK/proxy2.err" &
-PROXY_PID=$!
-PPORT=
-for _ in $(seq 1 50); do
-  PPORT=$(sed -n 's/.*capturing on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/proxy2.err" | head -1)
-  [ -n "$PPORT" ] && break
-  sleep 0.1
-done
-[ -n "$PPORT" ] || { cat "$WORK/proxy2.err"; echo "the proxy did not start"; exit 1; }
+start_proxy "$STORE2"
 for k in 1 2 3 4 5 6; do
   {
     for j in 1 2 3; do
@@ -128,9 +122,7 @@ for k in 1 2 3 4 5 6; do
     done
   } | psql -Xq -h 127.0.0.1 -p "$PPORT" -d app >/dev/null || bad "lock workload through the proxy"
 done
-kill -INT "$PROXY_PID"
-wait "$PROXY_PID"
-PROXY_PID=
+stop_proxy
 "$SCRY" ci test-migration "$TARGET" --store "$STORE2" --repeat 5 --timeout 5000 -- true \
   >"$WORK/locks.out" 2>"$WORK/locks.err"
 rc=$?; expect_exit 0 $rc "crossed row locks, --repeat 5, no-op migration"
