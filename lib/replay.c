@@ -163,6 +163,7 @@ typedef struct runner {
 	size_t unit_start, unit_end; /* A/B: the statements of the unit (transaction) in progress */
 	size_t units;                /* units started: which side goes first alternates */
 	bool unit_rollback;          /* the unit ended with the session still in a transaction: rolled back */
+	bool unit_locks;             /* the unit's transaction may take row locks: replayed whole per side */
 	bool wrapped, override_rollback;
 	int64_t due;
 	int64_t heap_idx; /* -1 when not waiting in the timer heap */
@@ -843,6 +844,26 @@ static rconn *step_conn(const ctx *x, runner *r)
 	return &r->c[(r->cur + (int)((r->units + (size_t)r->round) & 1)) % x->ntargets];
 }
 
+/*
+ * May the captured transaction starting at statement i take locks (a write,
+ * SELECT ... FOR UPDATE, DDL)? Scans to its COMMIT/ROLLBACK. A transaction
+ * that only reads holds no row locks, so its statements can be interleaved
+ * one by one like autocommit ones: the pairs stay moments apart.
+ */
+static bool unit_takes_locks(const rsession *s, size_t i)
+{
+	for (size_t j = i; j < s->n; j++) {
+		const itext *t = s->st[j].t;
+		if (t->cls == CLS_WRITE || t->cls == CLS_2PC || t->cls == CLS_NOTXN)
+			return true;
+		if (j > i && (t->cls == CLS_COMMIT ||
+		              (t->cls == CLS_TXN && (!strncasecmp(t->text, "rollback", 8) || !strncasecmp(t->text, "abort", 5)) &&
+		               !strcasestr(t->text, " to "))))
+			return false;
+	}
+	return false;
+}
+
 static bool conn_in_txn(const rconn *c)
 {
 	PGTransactionStatusType ts = PQtransactionStatus(c->pg);
@@ -864,12 +885,14 @@ static bool next_step(ctx *x, runner *r, rconn *c)
 		r->phase = timed ? PH_DUE : PH_START;
 		return true;
 	}
-	if (r->cur == 0 && r->next + 1 < r->s->n && conn_in_txn(c)) {
+	if (r->cur == 0 && r->next == r->unit_start)
+		r->unit_locks = unit_takes_locks(r->s, r->next);
+	if (r->cur == 0 && r->unit_locks && r->next + 1 < r->s->n && conn_in_txn(c)) {
 		r->next++; /* the transaction goes on */
 		r->phase = timed ? PH_DUE : PH_START;
 		return true;
 	}
-	bool last = r->cur == 0 ? r->next + 1 >= r->s->n : r->next >= r->unit_end;
+	bool last = r->cur == 0 ? r->next + 1 >= r->s->n : r->next >= r->unit_end && (r->unit_locks || r->next + 1 >= r->s->n);
 	if (last && conn_in_txn(c) && !r->unit_rollback) {
 		r->unit_rollback = true;
 		conn_begin_step(c, STEP_ROLLBACK);

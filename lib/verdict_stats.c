@@ -377,17 +377,17 @@ int scry__verdict_judge(scry_pattern_verdict *pv, const obs *o, size_t n, const 
 		                             (long long)(pv->baseline_n - pv->baseline_errors), st);
 		return 0;
 	}
+	if (!timing_gated(pv->normalized ? pv->normalized : "")) {
+		pv->cls = pv->rows_differ > 0 ? SCRY_CLASS_ROWS_CHANGED : SCRY_CLASS_UNCHANGED;
+		pv->note = scry__strdup("transaction control or session statement: its latency is reported, not gated");
+		return 0;
+	}
 	bool enough = np >= (size_t)opts->min_samples ||
 	              (np == 0 && nb >= (size_t)opts->min_samples && nc >= (size_t)opts->min_samples);
 	if (!enough) {
 		pv->cls = SCRY_CLASS_INSUFFICIENT;
 		pv->note = insufficient_reason(pv, o, n, np, opts, pats);
 		pv->flagged = opts->fail_on_insufficient != 0;
-		return 0;
-	}
-	if (!timing_gated(pv->normalized ? pv->normalized : "")) {
-		pv->cls = pv->rows_differ > 0 ? SCRY_CLASS_ROWS_CHANGED : SCRY_CLASS_UNCHANGED;
-		pv->note = scry__strdup("transaction control or session statement: its latency is reported, not gated");
 		return 0;
 	}
 	double p95_delta = pv->candidate_p95_ms - pv->baseline_p95_ms;
