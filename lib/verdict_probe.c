@@ -645,8 +645,8 @@ int scry__verdict_repeat(scry_verdict *v, scry_store *store, const pat_row *pat,
 	}
 	if (!rc && k) {
 		scry_error e = SCRY_ERROR_INIT;
-		if (scry_store_samples_append(store, v->baseline_run, sb, k, &e) ||
-		    scry_store_samples_append(store, v->candidate_run, sc, k, &e))
+		if (scry_store_samples_append(store, v->baseline_run, sb, k, sizeof *sb, &e) ||
+		    scry_store_samples_append(store, v->candidate_run, sc, k, sizeof *sc, &e))
 			vlog(&v->opts, SCRY_LOG_WARNING, "could not store repeated executions: %s", e.message);
 	}
 	scry__free(sb);
