@@ -31,13 +31,13 @@ struct scry_pipeline {
 	scry_replay_result results[4]; /* by scry_pipeline_replay */
 
 	atomic_int canceled;
-	volatile int verdict_cancel; /* the verdict polls it */
 	pthread_mutex_t lock;
 	scry_shadow *shadow;         /* while it exists, for cancel */
 	scry_replay *replay;         /* while one runs, for cancel */
 	scry_replay *impact_replay;  /* the replay during the migration, for cancel */
 	scry_impact *impact;         /* what the migration did to it */
 	scry_impact_gate gate;
+	volatile int verdict_cancel; /* the verdict polls it */
 };
 
 void scry_pipeline_options_init(scry_pipeline_options *opts)

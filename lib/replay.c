@@ -158,16 +158,16 @@ typedef struct runner {
 	int round;
 	size_t next;
 	int cur, phase;              /* cur: 0 = the unit's first pass, 1 = its second (A/B) */
-	size_t unit_start, unit_end; /* A/B: the statements of the unit (transaction) in progress */
-	size_t units;                /* units started: which side goes first alternates */
-	bool unit_rollback;          /* the unit ended with the session still in a transaction: rolled back */
-	bool unit_locks;             /* the unit's transaction may take row locks: replayed whole per side */
 	bool wrapped, override_rollback;
 	int64_t due;
 	int64_t heap_idx; /* -1 when not waiting in the timer heap */
 	struct runner *next_dead; /* finished, freed after the current batch of events */
 	size_t active_idx;
 	rconn c[2];
+	size_t unit_start, unit_end; /* A/B: the statements of the unit (transaction) in progress */
+	size_t units;                /* units started: which side goes first alternates */
+	bool unit_rollback;          /* the unit ended with the session still in a transaction: rolled back */
+	bool unit_locks;             /* the unit's transaction may take row locks: replayed whole per side */
 } runner;
 
 /*

@@ -60,7 +60,7 @@ SCRY_HIDDEN char *scry__vdup_printf(const char *fmt, ...) __attribute__((format(
 
 /* ---- verdict_plan.c: EXPLAIN (FORMAT JSON) reader, plan summary and diff ---- */
 
-typedef enum { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ } jtype;
+typedef enum jtype { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ } jtype;
 
 typedef struct jval {
 	jtype type;
