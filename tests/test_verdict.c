@@ -211,6 +211,19 @@ START_TEST(test_classes)
 	ck_assert_str_eq(scry_verdict_class_name(find(v, "twice")->cls), "unchanged");
 	ck_assert_str_eq(scry_verdict_class_name(find(v, "tenx")->cls), "regressed");
 	scry_verdict_free(v);
+	/* A cancel flag already set: SCRY_ECANCELED, no verdict. */
+	volatile int stop = 1;
+	o.threshold = 1.5;
+	o.cancel = &stop;
+	v = NULL;
+	ck_assert_int_eq(scry_verdict_compute(&v, s, "A", "B", &o, &err), SCRY_ECANCELED);
+	ck_assert(v == NULL);
+	/* Version-1 options (without the appended fields) still work: defaults for the rest. */
+	scry_verdict_options_init(&o);
+	o.version = 1;
+	o.cancel = &stop; /* beyond version 1: must be ignored */
+	ck_assert_msg(scry_verdict_compute(&v, s, "A", "B", &o, &err) == 0, "%s", err.message);
+	scry_verdict_free(v);
 	/* A/A on the store itself: the same run as both sides. */
 	ck_assert(scry_verdict_compute(&v, s, "A", "A", NULL, &err) == 0);
 	ck_assert_uint_eq(scry_verdict_failures(v), 0);

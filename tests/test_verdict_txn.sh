@@ -86,6 +86,17 @@ assert len(region) == 2, region
 for p in region:
     assert p["class"] == "only-in-candidate" and p["flagged"], p
 PY
+python3 - "$WORK/ci.json" <<'PY' && ok "patterns aborted on the baseline were repeated and judged" || bad "aborted patterns not judged"
+import json, sys
+r = json.load(open(sys.argv[1]))
+pats = r.get("patterns") or r.get("verdict", {}).get("patterns")
+ids = [p for p in pats if "WHERE id" in p["query"]]
+assert len(ids) == 2, ids
+for p in ids:  # 12 captured executions each: repeated on their own up to 20 pairs
+    assert p["class"] == "unchanged" and p["pairs"] >= 20, p
+after = [p for p in ids if "customer" in p["query"]][0]
+assert after["baseline_aborted"] == 12, after  # after the region query: aborted on the baseline in the replay
+PY
 
 # --- two plain replay runs around a dropped index: scry diff names the plan change ---
 S="host=127.0.0.1 port=$PORT user=postgres dbname=staging"
