@@ -935,15 +935,22 @@ static int unpack_params(scry_event_iter *it, const unsigned char *b, size_t n)
 	return 0;
 }
 
+/* One step of an iterator's query: 1 a row, 0 the end, or a store error. */
+static int iter_step(scry_store *s, sqlite3_stmt *q, scry_error *err, const char *what)
+{
+	int r = sqlite3_step(q);
+	if (r == SQLITE_ROW)
+		return 1;
+	return r == SQLITE_DONE ? 0 : scry__store_fail(s, err, what);
+}
+
 int scry_event_iter_next(scry_event_iter *it, const scry_stored_event **ev, scry_error *err)
 {
 	if (!it || !ev)
 		return scry__fail(err, SCRY_EINVAL, "scry_event_iter_next: arguments are required");
-	int r = sqlite3_step(it->q);
-	if (r == SQLITE_DONE)
-		return 0;
-	if (r != SQLITE_ROW)
-		return scry__store_fail(it->store, err, "reading events");
+	int r = iter_step(it->store, it->q, err, "reading events");
+	if (r <= 0)
+		return r;
 	sqlite3_stmt *q = it->q;
 	scry_stored_event *e = &it->ev;
 	memset(e, 0, sizeof *e);
@@ -1020,11 +1027,9 @@ int scry_pattern_iter_next(scry_pattern_iter *it, const scry_pattern **p, scry_e
 {
 	if (!it || !p)
 		return scry__fail(err, SCRY_EINVAL, "scry_pattern_iter_next: arguments are required");
-	int r = sqlite3_step(it->q);
-	if (r == SQLITE_DONE)
-		return 0;
-	if (r != SQLITE_ROW)
-		return scry__store_fail(it->store, err, "reading patterns");
+	int r = iter_step(it->store, it->q, err, "reading patterns");
+	if (r <= 0)
+		return r;
 	sqlite3_stmt *q = it->q;
 	scry_pattern *x = &it->p;
 	x->id = sqlite3_column_int64(q, 0);
@@ -1193,11 +1198,9 @@ int scry_sample_iter_next(scry_sample_iter *it, const scry_stored_sample **out, 
 {
 	if (!it || !out)
 		return scry__fail(err, SCRY_EINVAL, "scry_sample_iter_next: arguments are required");
-	int r = sqlite3_step(it->q);
-	if (r == SQLITE_DONE)
-		return 0;
-	if (r != SQLITE_ROW)
-		return scry__store_fail(it->store, err, "reading samples");
+	int r = iter_step(it->store, it->q, err, "reading samples");
+	if (r <= 0)
+		return r;
 	sqlite3_stmt *q = it->q;
 	scry_stored_sample *x = &it->s;
 	memset(x, 0, sizeof *x);
