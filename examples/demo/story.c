@@ -153,9 +153,10 @@ static void json_pattern(FILE *f, const scry_pattern_verdict *pv)
 	scry_fingerprint_format(pv->fingerprint, hex);
 	fprintf(f, "{\"fingerprint\":\"%s\",\"class\":\"%s\",\"fails\":%s,\"ratio\":%.3f,"
 	           "\"baseline_p50_ms\":%.4f,\"candidate_p50_ms\":%.4f,\"best_p50_ms\":%.4f,"
-	           "\"captured_mean_ms\":%.4f,\"normalized\":",
+	           "\"captured_mean_ms\":%.4f,\"work_ratio\":%.3f,\"work_regressed\":%s,\"normalized\":",
 	        hex, scry_verdict_class_name(pv->cls), pattern_fails(pv) ? "true" : "false",
-	        pv->ratio, pv->baseline_p50_ms, pv->candidate_p50_ms, pv->best_p50_ms, pv->captured_mean_ms);
+	        pv->ratio, pv->baseline_p50_ms, pv->candidate_p50_ms, pv->best_p50_ms, pv->captured_mean_ms,
+	        pv->work_measured ? pv->work_ratio : 0.0, pv->work_regressed ? "true" : "false");
 	cli_json_string(f, pv->normalized);
 	fputs(",\"plan_change\":", f);
 	if (pv->plan_change)
