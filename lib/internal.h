@@ -188,13 +188,9 @@ SCRY_HIDDEN size_t scry__read_varint(const unsigned char *p, size_t n, uint64_t 
 SCRY_HIDDEN int scry__pack_params(scry_buf *b, const scry_param *params, int n);
 
 /*
- * The store's SQLite connection, for library modules that need SQL beyond
- * the public store API (verdict statistics, replay scheduling). The schema
- * is owned by lib/store.c and documented in docs/store.md.
- */
-struct sqlite3;
-SCRY_HIDDEN struct sqlite3 *scry__store_db(scry_store *store);
-/* Fills err from the store's last SQLite error. Returns SCRY_ESTORE. */
+ * The store owns its SQL: no other module gets its SQLite connection; they
+ * go through the store's API (transactions included: scry_store_begin).
+ * Fills err from the store's last SQLite error. Returns SCRY_ESTORE. */
 SCRY_HIDDEN int scry__store_fail(scry_store *store, scry_error *err, const char *what);
 
 #endif

@@ -151,7 +151,6 @@ static const char schema_sql[] =
 	"  FROM events e JOIN sessions s ON s.id = e.session JOIN statements st ON st.id = e.statement\n"
 	"  JOIN patterns p ON p.id = st.pattern;\n";
 
-struct sqlite3 *scry__store_db(scry_store *s) { return s ? s->db : NULL; }
 
 int scry__store_fail(scry_store *s, scry_error *err, const char *what)
 {
