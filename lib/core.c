@@ -183,25 +183,24 @@ int scry__pg_connect_fail(scry_error *err, PGconn *pg, const char *what)
 }
 
 /*
- * The sticky failure of a scry_buf (libgit2's git_str__oom): after one failed
- * append the buffer points here, holds nothing, and every later append fails
- * too, so a long rendering can check once at the end (scry__buf_failed)
- * without ever returning a truncated text as a success.
+ * The sticky failure of a scry_buf (libgit2's git_str OOM pattern): after
+ * one failed append the buffer refuses every later one, so a long rendering
+ * can check once at the end (scry__buf_failed) without ever returning a
+ * truncated text as a success. The failure is the top bit of `asize` (no
+ * buffer is that large): the bytes already written stay where they were,
+ * so offsets a module keeps into a buffer stay valid after a failure.
  */
-static char buf_failed_marker[1];
+#define BUF_FAILED (~(SIZE_MAX >> 1))
 
 int scry__buf_fail(scry_buf *b, int code)
 {
-	if (b->ptr != buf_failed_marker)
-		scry__free(b->ptr);
-	b->ptr = buf_failed_marker;
-	b->size = b->asize = 0;
+	b->asize |= BUF_FAILED;
 	return code;
 }
 
 bool scry__buf_failed(const scry_buf *b)
 {
-	return b->ptr == buf_failed_marker;
+	return (b->asize & BUF_FAILED) != 0;
 }
 
 void scry__buf_inherit(scry_buf *b, const scry_buf *from)
@@ -214,16 +213,14 @@ void scry_buf_dispose(scry_buf *b)
 {
 	if (!b)
 		return;
-	if (b->ptr != buf_failed_marker)
-		scry__free(b->ptr);
+	scry__free(b->ptr);
 	b->ptr = NULL;
 	b->size = b->asize = 0;
 }
 
 void scry__buf_clear(scry_buf *b)
 {
-	if (b->ptr == buf_failed_marker)
-		b->ptr = NULL; /* starting over forgets a failure */
+	b->asize &= ~BUF_FAILED; /* starting over forgets a failure */
 	b->size = 0;
 	if (b->ptr)
 		b->ptr[0] = 0;
@@ -231,16 +228,15 @@ void scry__buf_clear(scry_buf *b)
 
 int scry__buf_grow(scry_buf *b, size_t extra)
 {
+	if (scry__buf_failed(b))
+		return SCRY_ENOMEM;
+	if (extra > SIZE_MAX / 4 - b->size)
+		return scry__buf_fail(b, SCRY_ENOMEM);
 	if (b->size + extra + 1 <= b->asize)
 		return 0;
-	if (b->ptr == buf_failed_marker)
-		return SCRY_ENOMEM;
 	size_t want = b->asize ? b->asize : 64;
-	while (want < b->size + extra + 1) {
-		if (want > SIZE_MAX / 2)
-			return scry__buf_fail(b, SCRY_ENOMEM);
+	while (want < b->size + extra + 1)
 		want *= 2;
-	}
 	char *p = scry__realloc(b->ptr, want);
 	if (!p)
 		return scry__buf_fail(b, SCRY_ENOMEM);

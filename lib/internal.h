@@ -89,13 +89,13 @@ SCRY_HIDDEN const void *scry__elem_get(const scry__abi_type *t, void *tmp, const
 
 /*
  * scry_buf helpers: all return 0 or SCRY_ENOMEM. A failure is sticky: the
- * buffer is emptied and every later append fails too, until scry__buf_clear
- * or scry_buf_dispose; scry__buf_failed tells. So a rendering may ignore
- * each append's result and check scry__buf_failed once at the end, but must
- * check it: never return a buffer that failed as a success.
+ * buffer keeps what it held but every later append fails too, until
+ * scry__buf_clear or scry_buf_dispose; scry__buf_failed tells. So a
+ * rendering may ignore each append's result and check scry__buf_failed once
+ * at the end, but must check it: never use a buffer that failed as a result.
  */
 SCRY_HIDDEN bool scry__buf_failed(const scry_buf *b);
-/* Puts b in the failed state (emptied; later appends fail). Returns code. */
+/* Puts b in the failed state (later appends fail). Returns code. */
 SCRY_HIDDEN int scry__buf_fail(scry_buf *b, int code);
 /* Fails b when `from` (a scratch buffer whose text went into b) failed. */
 SCRY_HIDDEN void scry__buf_inherit(scry_buf *b, const scry_buf *from);

@@ -103,12 +103,14 @@ SCRY_API const char *scry_strerror(int code);
 /**
  * A growable byte buffer for output the caller owns. Initialise with
  * SCRY_BUF_INIT; the library (re)allocates `ptr` as needed; `ptr` is always
- * NUL-terminated when size > 0. Release with scry_buf_dispose().
+ * NUL-terminated when size > 0. Release with scry_buf_dispose(). A call that
+ * failed with SCRY_ENOMEM while appending to it leaves it refusing further
+ * appends (its content is then incomplete): dispose it before reusing it.
  */
 typedef struct scry_buf {
 	char *ptr;    /**< the bytes, NUL-terminated; NULL when empty */
 	size_t size;  /**< bytes used, excluding the terminating NUL */
-	size_t asize; /**< bytes allocated */
+	size_t asize; /**< the library's bookkeeping (bytes allocated); do not change it */
 } scry_buf;
 
 /** Static initialiser for scry_buf. */
