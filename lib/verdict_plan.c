@@ -116,7 +116,7 @@ static char *jstring(jparser *j)
 		default: scry__buf_put(&b, &c, 1); break; /* \" \\ \/ */
 		}
 	}
-	if (j->p >= j->end)
+	if (j->p >= j->end || scry__buf_failed(&b))
 		goto bad;
 	j->p++;
 	if (!b.ptr)

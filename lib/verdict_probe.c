@@ -113,6 +113,10 @@ static PGresult *run_exec(PGconn *conn, const char *prefix, const stored_exec *e
 	scry_buf sql = SCRY_BUF_INIT;
 	scry__buf_puts(&sql, prefix);
 	scry__buf_puts(&sql, e->query);
+	if (scry__buf_failed(&sql)) { /* never run a truncated statement */
+		scry_buf_dispose(&sql);
+		return NULL;
+	}
 	PGresult *r = PQexecParams(conn, sql.ptr, e->nparams, e->types, (const char *const *)e->values, e->lengths,
 	                           e->formats, 0);
 	scry_buf_dispose(&sql);
@@ -301,6 +305,10 @@ static int filter_columns(PGconn *conn, const char *schema, const char *rel, con
 	for (size_t i = 0; i < ncols; i++)
 		scry__buf_put(&all, PQgetvalue(r, (int)i, 0), strlen(PQgetvalue(r, (int)i, 0)) + 1);
 	PQclear(r);
+	if (scry__buf_failed(&all)) { /* not every name is there: is_column would read past them */
+		scry_buf_dispose(&all);
+		return 0;
+	}
 	int found = 0;
 	scry_buf seen = SCRY_BUF_INIT; /* NUL-separated, as in `all` */
 	const char *p = filter;
@@ -336,7 +344,8 @@ static int filter_columns(PGconn *conn, const char *schema, const char *rel, con
 		if (*p == '.' || *p == '(' || after_cast) /* a qualifier, a function, or a type */
 			continue;
 		if (wl && all.ptr && is_column(all.ptr, ncols, word) && !(seen.ptr && is_column(seen.ptr, (size_t)found, word))) {
-			scry__buf_put(&seen, word, wl + 1);
+			if (scry__buf_put(&seen, word, wl + 1))
+				break;
 			if (found)
 				scry__buf_puts(cols_out, ", ");
 			quote_ident(conn, cols_out, word);
@@ -497,6 +506,8 @@ static void best_index(scry_verdict *v, scry_store *store, scry_pattern_verdict 
 		}
 		scry_buf_dispose(&cols);
 	}
+	if (scry__buf_failed(&ddl))
+		goto done;
 	if (!ddl.size) {
 		scry__free((char *)pv->note);
 		pv->note = scry__vdup_printf("fails on baseline (SQLSTATE %s); on candidate its plan has no filtered sequential "
