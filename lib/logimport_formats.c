@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include "logimport_internal.h"
+#include "util/json.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -248,26 +249,6 @@ static int hexval(char c)
 	return -1;
 }
 
-static char *put_utf8(char *w, unsigned cp)
-{
-	if (cp < 0x80) {
-		*w++ = (char)cp;
-	} else if (cp < 0x800) {
-		*w++ = (char)(0xC0 | (cp >> 6));
-		*w++ = (char)(0x80 | (cp & 0x3F));
-	} else if (cp < 0x10000) {
-		*w++ = (char)(0xE0 | (cp >> 12));
-		*w++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-		*w++ = (char)(0x80 | (cp & 0x3F));
-	} else {
-		*w++ = (char)(0xF0 | (cp >> 18));
-		*w++ = (char)(0x80 | ((cp >> 12) & 0x3F));
-		*w++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-		*w++ = (char)(0x80 | (cp & 0x3F));
-	}
-	return w;
-}
-
 /* Reads a JSON string at p[*i] (the opening quote) into w; returns the
  * end of the written bytes or NULL when malformed. */
 static char *json_string(const char *p, size_t n, size_t *i, char *w)
@@ -319,7 +300,7 @@ static char *json_string(const char *p, size_t n, size_t *i, char *w)
 					j += 6;
 				}
 			}
-			w = put_utf8(w, cp);
+			w += scry__utf8_put(w, cp);
 			break;
 		}
 		default: *w++ = c; break; /* \" \\ \/ */
