@@ -123,6 +123,16 @@ static PGresult *run_exec(PGconn *conn, const char *prefix, const stored_exec *e
 	return r;
 }
 
+/* Stores a plan; a store failure is logged, not dropped (the verdict stands without it). */
+static void keep_plan(scry_store *store, const scry_verdict_options *opts, int64_t run, uint64_t fp, int64_t event,
+                      const char *json)
+{
+	scry_error e = SCRY_ERROR_INIT;
+	if (scry_store_plan_put(store, run, fp, event, json, &e))
+		vlog(opts, SCRY_LOG_WARNING, "cannot store the plan of pattern %016llx: %s", (unsigned long long)fp,
+		     e.message);
+}
+
 static bool exec_ok(PGconn *conn, const char *sql)
 {
 	PGresult *r = PQexec(conn, sql);
@@ -209,9 +219,9 @@ static void root_cause(scry_verdict *v, scry_store *store, scry_pattern_verdict 
 	char *ja = explain(ca, EXPLAIN_ANALYZE, &ex[0], &ma);
 	char *jc = explain(cc, EXPLAIN_ANALYZE, &ex[0], &mc);
 	if (ja)
-		scry_store_plan_put(store, v->baseline_run, pv->fingerprint, ex[0].id, ja, NULL);
+		keep_plan(store, &v->opts, v->baseline_run, pv->fingerprint, ex[0].id, ja);
 	if (jc)
-		scry_store_plan_put(store, v->candidate_run, pv->fingerprint, ex[0].id, jc, NULL);
+		keep_plan(store, &v->opts, v->candidate_run, pv->fingerprint, ex[0].id, jc);
 	if (!ja || !jc)
 		vlog(&v->opts, SCRY_LOG_WARNING, "EXPLAIN failed: %s", ma ? ma : mc ? mc : "");
 	set_plan(pv, ja, jc);
@@ -480,7 +490,7 @@ static void best_index(scry_verdict *v, scry_store *store, scry_pattern_verdict 
 		vlog(opts, SCRY_LOG_WARNING, "EXPLAIN on the candidate failed: %s", msg ? msg : "");
 		goto done;
 	}
-	scry_store_plan_put(store, v->candidate_run, pv->fingerprint, ex[0].id, json, NULL);
+	keep_plan(store, opts, v->candidate_run, pv->fingerprint, ex[0].id, json);
 	if (scry__plan_parse(json, &pi))
 		goto done;
 	have_plan = true;
@@ -761,8 +771,8 @@ void scry__verdict_measure_work(scry_verdict *v, scry_store *store, scry_pattern
 			if (!first_a) {
 				first_a = ja;
 				first_c = jc;
-				scry_store_plan_put(store, v->baseline_run, pv->fingerprint, ex[i].id, ja, NULL);
-				scry_store_plan_put(store, v->candidate_run, pv->fingerprint, ex[i].id, jc, NULL);
+				keep_plan(store, &v->opts, v->baseline_run, pv->fingerprint, ex[i].id, ja);
+				keep_plan(store, &v->opts, v->candidate_run, pv->fingerprint, ex[i].id, jc);
 				ja = jc = NULL;
 			}
 		}
