@@ -251,6 +251,7 @@ static void render_json(const scry_verdict *v, const scry_verdict_summary *s, sc
 		scry__json_kbool(&j, "work_regressed", p->work_regressed);
 		scry__json_kbool(&j, "tail_regressed", p->tail_regressed);
 		scry__json_knum(&j, "p95_ratio", p->p95_ratio > 0 ? p->p95_ratio : NAN, "%.6g");
+		scry__json_knum(&j, "server_ratio", p->server_ratio > 0 ? p->server_ratio : NAN, "%.6g");
 		scry__json_kint(&j, "baseline_aborted", p->baseline_aborted);
 		scry__json_kint(&j, "candidate_aborted", p->candidate_aborted);
 		scry__json_kstr(&j, "baseline_plan", p->baseline_plan);
