@@ -136,6 +136,25 @@ SCRY_HIDDEN size_t scry__sql_depth(const char *sql, size_t len);
 SCRY_HIDDEN int scry__pgq_run(const char *text, size_t len, void (*fn)(void *), void *arg,
 	scry_error *err);
 
+/* Marks a function whose unsigned arithmetic wraps on purpose (hashes), for
+ * the fuzz build's -fsanitize=integer (docs/testing.md). */
+#if defined(__clang__)
+#define SCRY__WRAPS __attribute__((no_sanitize("unsigned-integer-overflow")))
+#else
+#define SCRY__WRAPS
+#endif
+
+/* Appends decimal digit d to *v; false (with *v unchanged) when the result
+ * would pass INT64_MAX. The decoders' digit runs come from the network and
+ * from log files: never trust their length. */
+static inline bool scry__dec_digit(int64_t *v, int d)
+{
+	if (*v > (INT64_MAX - d) / 10)
+		return false;
+	*v = *v * 10 + d;
+	return true;
+}
+
 /* Varint (LEB128) helpers used by packed blobs. */
 SCRY_HIDDEN int scry__buf_varint(scry_buf *b, uint64_t v);
 /* Reads a varint; returns bytes consumed, 0 on truncated input. */

@@ -77,7 +77,7 @@ typedef struct namemap {
 	void (*unref)(void *);
 } namemap;
 
-static size_t hash_name(const char *s)
+SCRY__WRAPS static size_t hash_name(const char *s)
 {
 	size_t h = 1469598103934665603ull;
 	while (*s)
@@ -394,9 +394,8 @@ static int64_t tag_rows(const char *tag)
 		return -1;
 	int64_t v = 0;
 	for (const char *p = sp + 1; *p; p++) {
-		if (*p < '0' || *p > '9')
-			return -1;
-		v = v * 10 + (*p - '0');
+		if (*p < '0' || *p > '9' || !scry__dec_digit(&v, *p - '0'))
+			return -1; /* not a count, or beyond int64: unknown */
 	}
 	return v;
 }

@@ -1,0 +1,127 @@
+/*
+ * tests/fuzz/fuzz_logimport.c - the log importer, every format, whole
+ * versus chunked.
+ *
+ * Input: byte 0 picks the format (csvlog, jsonlog, stderr; for stderr the
+ * text up to the first newline is the log_line_prefix, so the prefix parser
+ * is fuzzed through the public entry too); the rest is the log. Two
+ * importers write into two in-memory stores: one gets the log in one feed,
+ * the other in random chunks (1 byte to 4 KB). Their statistics and the
+ * events they recorded (text, session, times, rows, SQLSTATE, parameters)
+ * must be identical.
+ *
+ * Opening a store costs far more than an import of a few lines, so the two
+ * stores are kept for 64 inputs (both see the same inputs in the same order)
+ * and each input's digest covers the events it added (ids above the last
+ * seen).
+ */
+#include "fuzz_common.h"
+#include "internal.h"
+#include <scry/logimport.h>
+
+static scry_store *stores[2];
+static int64_t last_id[2];
+static unsigned uses;
+
+static int import(int which, scry_log_format fmt, const char *prefix, const uint8_t *log, size_t n,
+                  uint64_t *seed, scry_logimport_stats *st, scry_buf *digest)
+{
+	if (!stores[which]) {
+		FUZZ_CHECK(scry_store_open(&stores[which], ":memory:", NULL, NULL) == 0, "store");
+		last_id[which] = 0;
+	}
+	scry_store *s = stores[which];
+	scry_logimport_options o;
+	scry_logimport_options_init(&o);
+	o.format = fmt;
+	o.line_prefix = prefix;
+	o.batch_events = 7;
+	o.max_record_bytes = 1 << 17; /* above any input: see docs/testing.md */
+	o.max_open_sessions = 16;
+	scry_logimport *imp = NULL;
+	scry_error err = SCRY_ERROR_INIT;
+	int rc = scry_logimport_new(&imp, s, &o, &err);
+	if (rc) {
+		FUZZ_CHECK(rc == SCRY_EINVAL && fmt == SCRY_LOG_STDERR, "logimport_new: %d %s", rc, err.message);
+		scry__buf_printf(digest, "refused: %s\n", err.message);
+		return rc;
+	}
+	for (size_t off = 0; off < n;) {
+		size_t k = seed ? fuzz_chunk(seed, n - off) : n;
+		rc = scry_logimport_feed(imp, log + off, k, &err);
+		FUZZ_CHECK(rc == 0, "feed: %d %s", rc, err.message);
+		off += k;
+	}
+	rc = scry_logimport_finish(imp, st, &err);
+	FUZZ_CHECK(rc == 0, "finish: %d %s", rc, err.message);
+	scry_logimport_free(imp);
+	scry_event_iter *it = NULL;
+	FUZZ_CHECK(scry_store_events(s, NULL, &it, &err) == 0, "events: %s", err.message);
+	const scry_stored_event *e;
+	while ((rc = scry_event_iter_next(it, &e, &err)) == 1) {
+		if (e->id <= last_id[which])
+			continue;
+		last_id[which] = e->id;
+		scry__buf_printf(digest, "%lld|%lld|%lld|%lld|%d|%lld|%.5s|%d|", (long long)e->session_id,
+		                 (long long)e->seq, (long long)e->start_us, (long long)e->duration_us, (int)e->kind,
+		                 (long long)e->rows, e->sqlstate, e->nparams);
+		scry__buf_put(digest, e->query, e->query_len);
+		for (int i = 0; i < e->nparams; i++) {
+			scry__buf_printf(digest, "|%d:", (int)e->params[i].length);
+			if (e->params[i].value && e->params[i].length > 0)
+				scry__buf_put(digest, e->params[i].value, (size_t)e->params[i].length);
+		}
+		scry__buf_puts(digest, "\n");
+	}
+	FUZZ_CHECK(rc == 0, "iterating: %s", err.message);
+	scry_event_iter_free(it);
+	for (unsigned i = 0; i < st->nskip_samples; i++)
+		scry__buf_printf(digest, "skip line %llu: %s\n", (unsigned long long)st->skip_samples[i].line,
+		                 st->skip_samples[i].reason);
+	scry_store_info info;
+	FUZZ_CHECK(scry_store_info_get(s, &info, &err) == 0, "info: %s", err.message);
+	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size < 1 || size > 1 << 16)
+		return 0;
+	scry_log_format fmt = (scry_log_format)(data[0] % 3);
+	const uint8_t *log = data + 1;
+	size_t n = size - 1;
+	char prefix[256] = "";
+	if (fmt == SCRY_LOG_STDERR) {
+		const uint8_t *nl = memchr(log, '\n', n < 200 ? n : 200);
+		size_t k = nl ? (size_t)(nl - log) : 0;
+		memcpy(prefix, log, k);
+		prefix[k] = 0;
+		log += nl ? k + 1 : 0;
+		n -= nl ? k + 1 : 0;
+	}
+	uint64_t seed = fuzz_seed(data, size);
+	scry_logimport_stats a, b;
+	memset(&a, 0, sizeof a);
+	memset(&b, 0, sizeof b);
+	scry_buf da = SCRY_BUF_INIT, db = SCRY_BUF_INIT;
+	int ra = import(0, fmt, prefix, log, n, NULL, &a, &da);
+	int rb = import(1, fmt, prefix, log, n, &seed, &b, &db);
+	FUZZ_CHECK(ra == rb, "status differs");
+	FUZZ_CHECK(FUZZ_BUF_EQ(da, db), "events differ:\nwhole:\n%.*s\nchunked:\n%.*s",
+	           (int)da.size, da.ptr ? da.ptr : "", (int)db.size, db.ptr ? db.ptr : "");
+	FUZZ_CHECK(a.bytes == b.bytes && a.lines == b.lines && a.records == b.records && a.statements == b.statements &&
+	           a.failed == b.failed && a.sessions == b.sessions && a.patterns == b.patterns &&
+	           a.unpaired_durations == b.unpaired_durations && a.skipped == b.skipped,
+	           "stats differ: lines %llu/%llu records %llu/%llu statements %llu/%llu skipped %llu/%llu",
+	           (unsigned long long)a.lines, (unsigned long long)b.lines, (unsigned long long)a.records,
+	           (unsigned long long)b.records, (unsigned long long)a.statements, (unsigned long long)b.statements,
+	           (unsigned long long)a.skipped, (unsigned long long)b.skipped);
+	scry_buf_dispose(&da);
+	scry_buf_dispose(&db);
+	if (++uses % 64 == 0) {
+		scry_store_free(stores[0]);
+		scry_store_free(stores[1]);
+		stores[0] = stores[1] = NULL;
+	}
+	return 0;
+}
