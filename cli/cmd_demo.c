@@ -758,7 +758,7 @@ static void demo_log(void *ctx, scry_log_level level, const char *msg)
 	if (level < SCRY_LOG_WARNING)
 		return;
 	cli_progress_done(ctx);
-	fprintf(stderr, "scry: %s%s\n", level == SCRY_LOG_WARNING ? "warning: " : "", msg);
+	fprintf(stderr, "scry: %s%s\n", level == SCRY_LOG_WARNING ? "warning: " : "", cli_esc(msg));
 }
 
 static void print_sql_block(const char *sql, const char *indent)

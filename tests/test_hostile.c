@@ -301,6 +301,137 @@ START_TEST(split_scanner_error_frees_everything)
 }
 END_TEST
 
+/* Secrets never reach a message: one helper, used by every error and log line. */
+START_TEST(redaction)
+{
+	static const char *cases[][2] = {
+		{ "host=x password=secret dbname=y", "host=x password=*** dbname=y" },
+		{ "password = 'se cr\\'et' user=u", "password =*** user=u" },
+		{ "postgresql://bob:hunter2@db:5432/shop", "postgresql://bob:***@db:5432/shop" },
+		{ "postgres://u:p@ss@h/db", "postgres://u:***@h/db" },
+		{ "x?sslmode=require&password=abc&user=u", "x?sslmode=require&password=***&user=u" },
+		{ "PGPASSWORD=xyz", "PGPASSWORD=***" },
+		{ "postgresql://bob@db/shop", "postgresql://bob@db/shop" },
+		{ "passwordless=1 pass=2", "passwordless=1 pass=2" },
+		{ "'host=a Password=b' does not parse", "'host=a Password=***' does not parse" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		char out[256];
+		ck_assert_str_eq(scry_redact_secrets(cases[i][0], out, sizeof out), cases[i][1]);
+	}
+	char tiny[8];
+	ck_assert_str_eq(scry_redact_secrets("password=abcdefgh", tiny, sizeof tiny), "passwor");
+	/* Through the library's error path. */
+	scry_error err = SCRY_ERROR_INIT;
+	scry__fail(&err, SCRY_EINVAL, "the connection string '%s' does not parse", "host=a password=hunter2 x");
+	ck_assert_ptr_null(strstr(err.message, "hunter2"));
+}
+END_TEST
+
+START_TEST(control_characters_escaped)
+{
+	scry_buf b = SCRY_BUF_INIT;
+	const char in[] = "a\x1b[31mb\tc\nd\re\x7f f\xc2\x9b g\xc3\xa9";
+	ck_assert_int_eq(scry_escape_controls(in, sizeof in - 1, &b), 0);
+	ck_assert_str_eq(b.ptr, "a\\x1b[31mb\tc\nd\\x0de\\x7f f\\u009b g\xc3\xa9");
+	scry_buf_dispose(&b);
+}
+END_TEST
+
+/* Long digit runs saturate or become "unknown", never wrap (UBSan checks the rest). */
+static int64_t last_rows = 7;
+static void rows_cb(void *ctx, const scry_event *ev)
+{
+	(void)ctx;
+	last_rows = ev->rows;
+}
+
+static void put_msg(scry_buf *b, char type, const char *body, size_t n)
+{
+	unsigned char hdr[5] = { (unsigned char)type, 0, 0, 0, 0 };
+	uint32_t len = (uint32_t)n + 4;
+	hdr[1] = (unsigned char)(len >> 24), hdr[2] = (unsigned char)(len >> 16);
+	hdr[3] = (unsigned char)(len >> 8), hdr[4] = (unsigned char)len;
+	scry__buf_put(b, hdr, 5);
+	scry__buf_put(b, body, n);
+}
+
+static int64_t rows_of(const char *tag)
+{
+	scry_pgwire_callbacks cb = { NULL, rows_cb, NULL };
+	scry_pgwire *d;
+	ck_assert_int_eq(scry_pgwire_new(&d, &cb, NULL, NULL), 0);
+	static const char startup[] = "\0\0\0\x12" "\0\x03\0\0" "user\0app\0\0";
+	ck_assert_int_eq(scry_pgwire_feed(d, SCRY_PGWIRE_FRONTEND, startup, sizeof startup - 1, 1, NULL), 0);
+	scry_buf be = SCRY_BUF_INIT, fe = SCRY_BUF_INIT;
+	put_msg(&be, 'R', "\0\0\0\0", 4);
+	put_msg(&be, 'Z', "I", 1);
+	ck_assert_int_eq(scry_pgwire_feed(d, SCRY_PGWIRE_BACKEND, be.ptr, be.size, 2, NULL), 0);
+	put_msg(&fe, 'Q', "INSERT INTO t VALUES (1)", 25);
+	ck_assert_int_eq(scry_pgwire_feed(d, SCRY_PGWIRE_FRONTEND, fe.ptr, fe.size, 3, NULL), 0);
+	scry__buf_clear(&be);
+	put_msg(&be, 'C', tag, strlen(tag) + 1);
+	put_msg(&be, 'Z', "I", 1);
+	last_rows = 7;
+	ck_assert_int_eq(scry_pgwire_feed(d, SCRY_PGWIRE_BACKEND, be.ptr, be.size, 4, NULL), 0);
+	scry_buf_dispose(&be);
+	scry_buf_dispose(&fe);
+	scry_pgwire_free(d);
+	return last_rows;
+}
+
+START_TEST(long_digit_runs)
+{
+	ck_assert_int_eq(rows_of("INSERT 0 5"), 5);
+	ck_assert_int_eq(rows_of("INSERT 0 9223372036854775807"), INT64_MAX);
+	ck_assert_int_eq(rows_of("INSERT 0 9223372036854775808"), -1);
+	ck_assert_int_eq(rows_of("INSERT 0 99999999999999999999999999999999"), -1);
+
+	/* A log whose numbers overflow every field: durations, pids, %n, %c. */
+	char dir[] = "/tmp/scry-test-hostile-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	char path[256];
+	snprintf(path, sizeof path, "%s/l.db", dir);
+	scry_store *s;
+	scry_error err = SCRY_ERROR_INIT;
+	ck_assert_int_eq(scry_store_open(&s, path, NULL, &err), 0);
+	scry_logimport_options o;
+	scry_logimport_options_init(&o);
+	o.format = SCRY_LOG_STDERR;
+	o.line_prefix = "%t [%p] %c %n ";
+	scry_logimport *imp;
+	ck_assert_int_eq(scry_logimport_new(&imp, s, &o, &err), 0);
+	const char *log =
+		"2026-01-01 00:00:00 UTC [12] 6779a1b2.c 1735689600.5 LOG:  duration: 18446744073709551617 ms  statement: SELECT 1\n"
+		"2026-01-01 00:00:00 UTC [99999999999999999999999] 99999999999999999999.c 99999999999999999999.5 LOG:  duration: 0.5 ms  statement: SELECT 2\n"
+		"2026-01-01 00:00:00 UTC [13] 7fffffffffffffff.d 1735689600.5 LOG:  duration: 9223372036854775.807 ms  statement: SELECT 3\n";
+	ck_assert_int_eq(scry_logimport_feed(imp, log, strlen(log), &err), 0);
+	scry_logimport_stats st;
+	ck_assert_int_eq(scry_logimport_finish(imp, &st, &err), 0);
+	scry_logimport_free(imp);
+	ck_assert_uint_eq(st.statements, 3);
+	scry_event_iter *it;
+	ck_assert_int_eq(scry_store_events(s, NULL, &it, &err), 0);
+	const scry_stored_event *e;
+	int n = 0;
+	while (scry_event_iter_next(it, &e, &err) == 1) {
+		if (!strcmp(e->query, "SELECT 1"))
+			ck_assert_int_eq(e->duration_us, -1); /* not 1 ms after wrapping */
+		if (!strcmp(e->query, "SELECT 2"))
+			ck_assert_int_eq(e->duration_us, 500);
+		if (!strcmp(e->query, "SELECT 3"))
+			ck_assert_int_eq(e->duration_us, -1);
+		n++;
+	}
+	ck_assert_int_eq(n, 3);
+	scry_event_iter_free(it);
+	scry_store_free(s);
+	char cmd[512];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *su = suite_create("hostile");
@@ -313,6 +444,9 @@ int main(void)
 	tcase_add_test(tc, lifting_refuses_marker_bytes);
 	tcase_add_test(tc, nul_anywhere_is_an_error);
 	tcase_add_test(tc, split_scanner_error_frees_everything);
+	tcase_add_test(tc, redaction);
+	tcase_add_test(tc, control_characters_escaped);
+	tcase_add_test(tc, long_digit_runs);
 	suite_add_tcase(su, tc);
 	int status = pgtest_run_suite(su, 0);
 	pg_query_exit();

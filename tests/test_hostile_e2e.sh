@@ -48,6 +48,7 @@ w("12_marker_comment", "SELECT 1 /* \x01 */")
 w("13_marker_string", "SELECT 'a\x02b', 3 /* \x03 */")
 w("14_marker_line", "SELECT 4 -- \x01\x02\x03")
 w("15_escape", "SELECT '\x1b[31mred\x1b[0m' AS x, 5")
+w("16_escape_ident", "SELECT 6 FROM \"\x1b]0;pwned\x07\x1b[2J\" /* \x1b[31m */")
 w("99_alive", "SELECT 42")
 EOF
 nstmt=$(ls "$work/sql" | wc -l)
@@ -86,7 +87,17 @@ replayable() { # store, label
 replayable "$work/proxy.db" proxyrun
 "$SCRY_CLI" workload patterns --store "$work/proxy.db" >"$work/patterns.txt" || fail "workload patterns failed"
 grep -q $'\x1b' "$work/patterns.txt" && fail "an ESC byte reached the terminal through workload patterns"
-grep -q 'nested too deeply' "$work/patterns.txt" || true
+grep -q '\\x1b' "$work/patterns.txt" || fail "the ESC byte is not shown escaped: $(grep pwned "$work/patterns.txt")"
+"$SCRY_CLI" fingerprint --normalize "$work/sql/16_escape_ident.sql" | grep -q $'\x1b' && fail "ESC through scry fingerprint --normalize"
+
+# A malformed --target never echoes its password.
+set +e
+"$SCRY_CLI" replay --store "$work/proxy.db" --target "host=127.0.0.1 password=hunter2 = x" --label bad 2>"$work/pw.err"
+"$SCRY_CLI" replay --store "$work/proxy.db" --target "postgresql://u:hunter2@[::1" --label bad 2>>"$work/pw.err"
+"$SCRY_CLI" replay --store "$work/proxy.db" --target "postgresql://u:hunter2@127.0.0.1:1/x" --label bad 2>>"$work/pw.err"
+set -e
+[ "$(wc -l <"$work/pw.err")" -ge 3 ] || fail "expected three errors: $(cat "$work/pw.err")"
+grep -q hunter2 "$work/pw.err" && fail "a password reached the terminal: $(cat "$work/pw.err")"
 
 # The server's own log of the same statements, through the log importer.
 "$SCRY_CLI" capture log --format stderr --prefix "$prefix" --store "$work/log.db" --json \
