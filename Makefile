@@ -55,7 +55,7 @@ $(FUZZ_BUILD)/CMakeCache.txt:
 	  -DSCRY_BUILD_BENCH=OFF $(CMAKE_FLAGS)
 
 build-fuzz: fuzz-deps $(FUZZ_BUILD)/CMakeCache.txt
-	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_pgwire fuzz_fingerprint fuzz_logimport fuzz_store
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_pgwire fuzz_fingerprint fuzz_logimport fuzz_logprefix fuzz_store
 
 fuzz: build-fuzz
 	./tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)

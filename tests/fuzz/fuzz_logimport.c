@@ -10,6 +10,10 @@
  * events they recorded (text, session, times, rows, SQLSTATE, parameters)
  * must be identical.
  *
+ * Built a second time as fuzz_logprefix (FUZZ_PREFIX_ONLY): stderr only,
+ * the input's first line is the log_line_prefix, so the prefix parser and
+ * the line matcher get the whole budget, through the public entry.
+ *
  * Opening a store costs far more than an import of a few lines, so the two
  * stores are kept for 64 inputs (both see the same inputs in the same order)
  * and each input's digest covers the events it added (ids above the last
@@ -87,9 +91,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1 || size > 1 << 16)
 		return 0;
+#ifdef FUZZ_PREFIX_ONLY
+	/* fuzz_logprefix: always stderr; the whole input is prefix line + log. */
+	scry_log_format fmt = SCRY_LOG_STDERR;
+	const uint8_t *log = data;
+	size_t n = size;
+#else
 	scry_log_format fmt = (scry_log_format)(data[0] % 3);
 	const uint8_t *log = data + 1;
 	size_t n = size - 1;
+#endif
 	char prefix[256] = "";
 	if (fmt == SCRY_LOG_STDERR) {
 		const uint8_t *nl = memchr(log, '\n', n < 200 ? n : 200);

@@ -104,6 +104,17 @@ for part, off in (("a", 0), ("b", 1)):
     with open(os.path.join(fx, "pg.log"), "rb") as f:
         lines = f.read().split(b"\n")
     out("logimport", "stderr_" + part, b"\2%m [%p] %q%u@%d/%a \n" + b"\n".join(lines[off * 50:off * 50 + 50]) + b"\n")
+prefixes = ["%m [%p] %q%u@%d/%a ", "%t [%p-%l] %c %e %n %u@%d ", "%m %c %x %v %i %r %h %b %s %% %q%a ",
+            "[%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ", "%n|%p|%e|", "%c %Q %P %L %B "]
+with open(os.path.join(fx, "pg.log"), "rb") as f:
+    lines = f.read().split(b"\n")
+for i, pre in enumerate(prefixes):
+    body = b"\n".join(lines[i * 20:i * 20 + 20]) + b"\n"
+    out("logprefix", "prefix%d" % i, pre.encode() + b"\n" + body)
+out("logprefix", "session", b"%t [%p-%l] %c %e %n %u@%d \n"
+    b"2026-01-01 00:00:00 UTC [12-1] 6779a1b2.c 00000 1735689600.123 app@shop LOG:  statement: SELECT 1\n"
+    b"2026-01-01 00:00:00 UTC [12-2] 6779a1b2.c 00000 1735689600.124 app@shop LOG:  duration: 0.5 ms\n"
+    b"2026-01-01 00:00:02 UTC [99999999999999999999999-1] 99999999999999999999.c 00000 99999999999999999999.1 a@b LOG:  duration: 18446744073709551617 ms  statement: SELECT 2\n")
 out("logimport", "stderr_session", b"\2%t [%p-%l] %c %e %n %u@%d \n"
     b"2026-01-01 00:00:00 UTC [12-1] 6779a1b2.c 00000 1735689600.123 app@shop LOG:  statement: SELECT 1\n"
     b"2026-01-01 00:00:00 UTC [12-2] 6779a1b2.c 00000 1735689600.124 app@shop LOG:  duration: 0.5 ms\n"

@@ -11,7 +11,7 @@
 set -uo pipefail
 build=${1:?build dir}; secs=${2:?seconds}; shift 2
 src=$(cd "$(dirname "$0")" && pwd)
-targets=${*:-pgwire fingerprint logimport store}
+targets=${*:-pgwire fingerprint logimport logprefix store}
 mkdir -p "$build/fuzz-artifacts" "$build/fuzz-logs"
 status=0
 for t in $targets; do
