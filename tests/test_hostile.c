@@ -68,16 +68,22 @@ static void *ref_thread(void *p)
 	return NULL;
 }
 
-static ref_call reference(const char *text)
+/* Runs fn(arg) on a thread with a stack of `stack` bytes and waits for it. */
+static void on_thread(void *(*fn)(void *), void *arg, size_t stack)
 {
-	ref_call c = { text, 0, 0 };
 	pthread_attr_t a;
 	pthread_t t;
 	pthread_attr_init(&a);
-	pthread_attr_setstacksize(&a, (size_t)512 << 20);
-	ck_assert_int_eq(pthread_create(&t, &a, ref_thread, &c), 0);
+	pthread_attr_setstacksize(&a, stack);
+	ck_assert_int_eq(pthread_create(&t, &a, fn, arg), 0);
 	pthread_join(t, NULL);
 	pthread_attr_destroy(&a);
+}
+
+static ref_call reference(const char *text)
+{
+	ref_call c = { text, 0, 0 };
+	on_thread(ref_thread, &c, (size_t)512 << 20);
 	return c;
 }
 
@@ -132,13 +138,7 @@ START_TEST(deep_expressions_do_not_crash)
 	for (int k = 0; k < NSHAPES; k++) {
 		for (size_t j = 0; j < sizeof sizes / sizeof *sizes; j++) {
 			deep_case d = { k, sizes[j], 0, "" };
-			pthread_attr_t a;
-			pthread_t t;
-			pthread_attr_init(&a);
-			pthread_attr_setstacksize(&a, (size_t)1 << 20);
-			ck_assert_int_eq(pthread_create(&t, &a, deep_thread, &d), 0);
-			pthread_join(t, NULL);
-			pthread_attr_destroy(&a);
+			on_thread(deep_thread, &d, (size_t)1 << 20);
 			ck_assert_msg(d.failures == 0, "shape %d n %d: %s", k, sizes[j], d.msg);
 		}
 	}

@@ -5,26 +5,10 @@
 # capture proxy in front of a real server, the server's own log through
 # `scry capture log`, and `scry fingerprint --normalize`. Nothing may die, and
 # both stores must replay.
-set -euo pipefail
-: "${SCRY_CLI:?}" "${SCRY_SOURCE_DIR:?}"
-work=$(mktemp -d /tmp/scry-hostile.XXXXXX); chmod 755 "$work"
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-  bash "$SCRY_SOURCE_DIR/tests/harness/pgcluster.sh" stop "$work/pg" >/dev/null 2>&1 || true
-  [ -n "${KEEP:-}" ] && echo "$work" || rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$SCRY_SOURCE_DIR/tests/faults/lib.sh" # cluster, proxy, store checks
 
 prefix='%m [%p] %q%u@%d/%a '
-cat >"$work/pg.conf" <<EOF
-log_statement = 'all'
-log_line_prefix = '$prefix'
-lc_messages = 'C'
-EOF
-port=$(bash "$SCRY_SOURCE_DIR/tests/harness/pgcluster.sh" start "$work/pg" "$work/pg.conf")
-conn="host=127.0.0.1 port=$port user=postgres dbname=postgres"
+start_cluster "log_statement = 'all'" "log_line_prefix = '$prefix'" "lc_messages = 'C'"
 
 # One file per statement (some are too long for a command-line argument).
 mkdir "$work/sql"
@@ -53,15 +37,8 @@ w("99_alive", "SELECT 42")
 EOF
 nstmt=$(ls "$work/sql" | wc -l)
 
-"$SCRY_CLI" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$port" \
-  --store "$work/proxy.db" --json >"$work/proxy.out" 2>"$work/proxy.err" &
-pid=$!
-for _ in $(seq 1 100); do
-  grep -q "capturing on" "$work/proxy.err" 2>/dev/null && break
-  sleep 0.1
-done
-pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/proxy.err")
-[ -n "$pport" ] || fail "no port announced: $(cat "$work/proxy.err")"
+start_proxy "$work/proxy.db"
+pid=$proxy_pid
 
 for f in "$work"/sql/*.sql; do
   # Some are refused by the server (stack depth, memory exhausted): fine.
@@ -73,7 +50,7 @@ psql -X -qAt "host=127.0.0.1 port=$pport user=postgres dbname=postgres" -c "SELE
   || fail "the proxy no longer answers"
 kill -INT "$pid"
 set +e; wait "$pid"; rc=$?; set -e
-pid=
+pid= proxy_pid=
 [ "$rc" = 0 ] || fail "the proxy exited with $rc: $(tail -5 "$work/proxy.err")"
 grep -q "\"events_recorded\":$((nstmt + 1))" "$work/proxy.out" || fail "proxy summary: $(cat "$work/proxy.out")"
 grep -q '"events_dropped":0' "$work/proxy.out" || fail "proxy dropped events: $(cat "$work/proxy.out")"
@@ -84,6 +61,7 @@ replayable() { # store, label
   grep -q '"executed":0[,}]' "$work/$2.json" && fail "replay of $1 executed nothing: $(cat "$work/$2.json")"
   return 0
 }
+check_store "$work/proxy.db"
 replayable "$work/proxy.db" proxyrun
 "$SCRY_CLI" workload patterns --store "$work/proxy.db" >"$work/patterns.txt" || fail "workload patterns failed"
 grep -q $'\x1b' "$work/patterns.txt" && fail "an ESC byte reached the terminal through workload patterns"
@@ -103,6 +81,7 @@ grep -q hunter2 "$work/pw.err" && fail "a password reached the terminal: $(cat "
 "$SCRY_CLI" capture log --format stderr --prefix "$prefix" --store "$work/log.db" --json \
   "$work/pg/server.log" >"$work/log.json" 2>"$work/log.err" || fail "capture log failed: $(cat "$work/log.err")"
 grep -q '"statements":0[,}]' "$work/log.json" && fail "capture log imported nothing: $(cat "$work/log.json")"
+check_store "$work/log.db"
 replayable "$work/log.db" logrun
 
 # The CLI: every file fingerprints or reports an error, never a signal.

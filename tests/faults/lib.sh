@@ -20,12 +20,16 @@ start_cluster() { # [conf lines...]
   conn="host=127.0.0.1 port=$port user=postgres dbname=postgres"
 }
 
-# start_proxy STORE [extra args...]: sets proxy_pid and pport.
+# start_proxy STORE [extra args...]: sets proxy_pid and pport. With
+# PROXY_ULIMIT set (e.g. "-f 200"), the proxy runs under that ulimit.
 start_proxy() {
   local store=$1; shift
   : >"$work/proxy.err"
-  "$SCRY_CLI" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$port" --store "$store" --json "$@" \
-    >"$work/proxy.out" 2>"$work/proxy.err" &
+  (
+    if [ -n "${PROXY_ULIMIT:-}" ]; then ulimit $PROXY_ULIMIT; fi
+    exec "$SCRY_CLI" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$port" --store "$store" --json "$@" \
+      >"$work/proxy.out" 2>"$work/proxy.err"
+  ) &
   proxy_pid=$!
   for _ in $(seq 1 200); do
     grep -q "capturing on" "$work/proxy.err" 2>/dev/null && break

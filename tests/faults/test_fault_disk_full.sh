@@ -13,14 +13,7 @@ start_cluster
 "$SCRY_CLI" capture log --format csvlog --store "$work/empty.db" /dev/null >/dev/null 2>&1 || true
 base=$(( ($(stat -c %s "$work/empty.db") + 1023) / 1024 ))
 limit=$((base + 96))
-(
-  ulimit -f "$limit"
-  exec "$SCRY_CLI" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$port" --store "$work/s.db" --json \
-    >"$work/proxy.out" 2>"$work/proxy.err"
-) &
-proxy_pid=$!
-wait_for "the proxy" 30 grep -q "capturing on" "$work/proxy.err"
-pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/proxy.err")
+PROXY_ULIMIT="-f $limit" start_proxy "$work/s.db"
 # Long texts fill the limit fast; every query must still be answered.
 /usr/bin/python3 - "$pport" <<'PY' || fail "a client query failed while the disk was full"
 import sys, psycopg2

@@ -15,14 +15,8 @@ if [ "$hard" != unlimited ] && [ "$hard" -lt $((2 * N + 200)) ]; then
   echo "SKIP: hard descriptor limit $hard < $((2 * N + 200))"; exit 77
 fi
 start_cluster "max_connections = 1100" "authentication_timeout = '5min'"
-(
-  ulimit -Sn "${SCRY_FAULT_SOFT_NOFILE:-1024}" # override only to check this test itself
-  exec "$SCRY_CLI" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$port" --store "$work/s.db" --json \
-    >"$work/proxy.out" 2>"$work/proxy.err"
-) &
-proxy_pid=$!
-wait_for "the proxy" 30 grep -q "capturing on" "$work/proxy.err"
-pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/proxy.err")
+# SCRY_FAULT_SOFT_NOFILE overrides the start limit, only to check this test itself.
+PROXY_ULIMIT="-Sn ${SCRY_FAULT_SOFT_NOFILE:-1024}" start_proxy "$work/s.db"
 soft=$(awk '/Max open files/ {print $4}' "/proc/$proxy_pid/limits")
 if [ "$soft" != unlimited ] && [ "$soft" -lt $((2 * N + 20)) ]; then
   echo "SKIP: the proxy keeps a soft descriptor limit of $soft (it does not raise RLIMIT_NOFILE)"; exit 77
