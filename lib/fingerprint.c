@@ -90,6 +90,12 @@ static size_t skip_comment(const char *s, size_t len, size_t i, bool *ok)
 	return len;
 }
 
+size_t scry__sql_skip_comment(const char *s, size_t len, size_t i)
+{
+	bool ok;
+	return skip_comment(s, len, i, &ok);
+}
+
 static bool comment_starts(const char *s, size_t len, size_t i)
 {
 	return i + 1 < len && ((s[i] == '-' && s[i + 1] == '-') || (s[i] == '/' && s[i + 1] == '*'));

@@ -133,6 +133,8 @@ SCRY_HIDDEN int scry__splice_literals(const char *tmpl, size_t tlen,
 #define SCRY__PGQ_INLINE_DEPTH 1000
 #define SCRY__PGQ_MAX_DEPTH 100000
 SCRY_HIDDEN size_t scry__sql_depth(const char *sql, size_t len);
+/* Index past the comment (-- or nested block) starting at sql[i]; len when unterminated. */
+SCRY_HIDDEN size_t scry__sql_skip_comment(const char *sql, size_t len, size_t i);
 SCRY_HIDDEN int scry__pgq_run(const char *text, size_t len, void (*fn)(void *), void *arg,
 	scry_error *err);
 

@@ -79,23 +79,8 @@ size_t scry__sql_depth(const char *s, size_t len)
 	size_t cur = 0, max = 0;
 	for (size_t i = 0; i < len;) {
 		unsigned char c = (unsigned char)s[i];
-		if (c == '-' && i + 1 < len && s[i + 1] == '-') {
-			while (i < len && s[i] != '\n')
-				i++;
-		} else if (c == '/' && i + 1 < len && s[i + 1] == '*') {
-			int d = 0;
-			while (i < len) {
-				if (i + 1 < len && s[i] == '/' && s[i + 1] == '*') {
-					d++;
-					i += 2;
-				} else if (i + 1 < len && s[i] == '*' && s[i + 1] == '/') {
-					i += 2;
-					if (--d == 0)
-						break;
-				} else {
-					i++;
-				}
-			}
+		if ((c == '-' || c == '/') && i + 1 < len && s[i + 1] == (c == '-' ? '-' : '*')) {
+			i = scry__sql_skip_comment(s, len, i);
 		} else if (c == '\'') {
 			/* E'...' (the E starting a token) takes backslash escapes. */
 			bool esc = i > 0 && (s[i - 1] == 'e' || s[i - 1] == 'E') &&

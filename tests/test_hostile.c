@@ -187,16 +187,33 @@ START_TEST(depth_bound)
 }
 END_TEST
 
+/* A new store in a fresh temporary directory; close_tmp_store() removes both. */
+static char tmp_dir[64];
+static scry_store *open_tmp_store(void)
+{
+	snprintf(tmp_dir, sizeof tmp_dir, "/tmp/scry-test-hostile-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(tmp_dir));
+	char path[128];
+	snprintf(path, sizeof path, "%s/s.db", tmp_dir);
+	scry_store *s = NULL;
+	scry_error err = SCRY_ERROR_INIT;
+	ck_assert_msg(scry_store_open(&s, path, NULL, &err) == 0, "%s", err.message);
+	return s;
+}
+
+static void close_tmp_store(scry_store *s)
+{
+	scry_store_free(s);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
 /* Marker bytes in comments, strings, identifiers: the store gives back the exact text. */
 START_TEST(marker_bytes_round_trip)
 {
-	char dir[] = "/tmp/scry-test-hostile-XXXXXX";
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	char path[256];
-	snprintf(path, sizeof path, "%s/s.db", dir);
-	scry_store *s = NULL;
+	scry_store *s = open_tmp_store();
 	scry_error err = SCRY_ERROR_INIT;
-	ck_assert_int_eq(scry_store_open(&s, path, NULL, &err), 0);
 	scry_session_info si = { SCRY_SOURCE_API, "db", "u", "a", "[local]", 1 };
 	int64_t sid;
 	ck_assert_int_eq(scry_store_session_add(s, &si, &sid, &err), 0);
@@ -229,10 +246,7 @@ START_TEST(marker_bytes_round_trip)
 	ck_assert_msg(rc == 0, "%s", err.message);
 	ck_assert_int_eq(i, N);
 	scry_event_iter_free(it);
-	scry_store_free(s);
-	char cmd[512];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	ck_assert_int_eq(system(cmd), 0);
+	close_tmp_store(s);
 }
 END_TEST
 
@@ -388,13 +402,8 @@ START_TEST(long_digit_runs)
 	ck_assert_int_eq(rows_of("INSERT 0 99999999999999999999999999999999"), -1);
 
 	/* A log whose numbers overflow every field: durations, pids, %n, %c. */
-	char dir[] = "/tmp/scry-test-hostile-XXXXXX";
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	char path[256];
-	snprintf(path, sizeof path, "%s/l.db", dir);
-	scry_store *s;
+	scry_store *s = open_tmp_store();
 	scry_error err = SCRY_ERROR_INIT;
-	ck_assert_int_eq(scry_store_open(&s, path, NULL, &err), 0);
 	scry_logimport_options o;
 	scry_logimport_options_init(&o);
 	o.format = SCRY_LOG_STDERR;
@@ -425,10 +434,7 @@ START_TEST(long_digit_runs)
 	}
 	ck_assert_int_eq(n, 3);
 	scry_event_iter_free(it);
-	scry_store_free(s);
-	char cmd[512];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	ck_assert_int_eq(system(cmd), 0);
+	close_tmp_store(s);
 }
 END_TEST
 
