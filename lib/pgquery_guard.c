@@ -82,10 +82,7 @@ size_t scry__sql_depth(const char *s, size_t len)
 		if ((c == '-' || c == '/') && i + 1 < len && s[i + 1] == (c == '-' ? '-' : '*')) {
 			i = scry__sql_skip_comment(s, len, i);
 		} else if (c == '\'') {
-			/* E'...' (the E starting a token) takes backslash escapes. */
-			bool esc = i > 0 && (s[i - 1] == 'e' || s[i - 1] == 'E') &&
-			           (i < 2 || !g_is_word((unsigned char)s[i - 2]));
-			i = g_skip_string(s, len, i, esc);
+			i = g_skip_string(s, len, i, false);
 		} else if (c == '"') {
 			size_t j = i + 1;
 			while (j < len && !(s[j] == '"' && !(j + 1 < len && s[j + 1] == '"')))
@@ -98,8 +95,13 @@ size_t scry__sql_depth(const char *s, size_t len)
 				j++;
 			i = j + t <= len ? j + t : len;
 		} else if (c >= '0' && c <= '9') {
-			while (i < len && (g_is_word((unsigned char)s[i]) || s[i] == '.'))
-				i++; /* a number (or junk glued to it): a leaf */
+			/* A number, or junk glued to it: a leaf. As in PostgreSQL's lexer,
+			 * it ends before '$' and before an E'...' string (1e'x' is 1, E'x'). */
+			while (i < len && s[i] != '$' && (g_is_word((unsigned char)s[i]) || s[i] == '.') &&
+			       !((s[i] == 'e' || s[i] == 'E') && i + 1 < len && s[i + 1] == '\''))
+				i++;
+		} else if ((c == 'e' || c == 'E') && i + 1 < len && s[i + 1] == '\'') {
+			i = g_skip_string(s, len, i + 1, true); /* E'...': backslash escapes */
 		} else if (c == '$') {
 			i++; /* $1 */
 			while (i < len && s[i] >= '0' && s[i] <= '9')
