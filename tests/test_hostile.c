@@ -214,7 +214,7 @@ START_TEST(marker_bytes_round_trip)
 {
 	scry_store *s = open_tmp_store();
 	scry_error err = SCRY_ERROR_INIT;
-	scry_session_info si = { SCRY_SOURCE_API, "db", "u", "a", "[local]", 1 };
+	scry_session_info si = { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_API, "db", "u", "a", "[local]", 1 };
 	int64_t sid;
 	ck_assert_int_eq(scry_store_session_add(s, &si, &sid, &err), 0);
 	static const char *texts[] = {
@@ -232,7 +232,7 @@ START_TEST(marker_bytes_round_trip)
 		evs[i].query = texts[i];
 		evs[i].rows = -1;
 	}
-	ck_assert_int_eq(scry_store_append(s, evs, N, &err), 0);
+	ck_assert_int_eq(scry_store_append(s, evs, N, sizeof *evs, &err), 0);
 	scry_event_iter *it;
 	ck_assert_int_eq(scry_store_events(s, NULL, &it, &err), 0);
 	const scry_stored_event *e;
@@ -372,7 +372,7 @@ static void put_msg(scry_buf *b, char type, const char *body, size_t n)
 
 static int64_t rows_of(const char *tag)
 {
-	scry_pgwire_callbacks cb = { NULL, rows_cb, NULL };
+	scry_pgwire_callbacks cb = { SCRY_PGWIRE_CALLBACKS_VERSION, NULL, rows_cb, NULL };
 	scry_pgwire *d;
 	ck_assert_int_eq(scry_pgwire_new(&d, &cb, NULL, NULL), 0);
 	static const char startup[] = "\0\0\0\x12" "\0\x03\0\0" "user\0app\0\0";
@@ -415,7 +415,7 @@ START_TEST(long_digit_runs)
 		"2026-01-01 00:00:00 UTC [99999999999999999999999] 99999999999999999999.c 99999999999999999999.5 LOG:  duration: 0.5 ms  statement: SELECT 2\n"
 		"2026-01-01 00:00:00 UTC [13] 7fffffffffffffff.d 1735689600.5 LOG:  duration: 9223372036854775.807 ms  statement: SELECT 3\n";
 	ck_assert_int_eq(scry_logimport_feed(imp, log, strlen(log), &err), 0);
-	scry_logimport_stats st;
+	scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 	ck_assert_int_eq(scry_logimport_finish(imp, &st, &err), 0);
 	scry_logimport_free(imp);
 	ck_assert_uint_eq(st.statements, 3);

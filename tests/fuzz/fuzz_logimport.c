@@ -113,9 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		n -= nl ? k + 1 : 0;
 	}
 	uint64_t seed = fuzz_seed(data, size);
-	scry_logimport_stats a, b;
-	memset(&a, 0, sizeof a);
-	memset(&b, 0, sizeof b);
+	scry_logimport_stats a = SCRY_LOGIMPORT_STATS_INIT, b = SCRY_LOGIMPORT_STATS_INIT;
 	scry_buf da = SCRY_BUF_INIT, db = SCRY_BUF_INIT;
 	int ra = import(0, fmt, prefix, log, n, NULL, &a, &da);
 	int rb = import(1, fmt, prefix, log, n, &seed, &b, &db);

@@ -43,7 +43,7 @@ static void on_event(void *ctx, const scry_event *ev)
 
 static scry_pgwire *decoder(sink *s)
 {
-	scry_pgwire_callbacks cb = { on_startup, on_event, s };
+	scry_pgwire_callbacks cb = { SCRY_PGWIRE_CALLBACKS_VERSION, on_startup, on_event, s };
 	scry_pgwire_options o;
 	scry_pgwire_options_init(&o);
 	o.max_message_bytes = 1 << 16; /* exercise the limits, keep memory small */
@@ -107,7 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	FUZZ_CHECK(scry_pgwire_state(whole) == scry_pgwire_state(chunked), "states differ");
 	FUZZ_CHECK(scry_pgwire_tx_status(whole) == scry_pgwire_tx_status(chunked), "tx status differs");
-	scry_pgwire_stats sa, sb;
+	scry_pgwire_stats sa = SCRY_PGWIRE_STATS_INIT, sb = SCRY_PGWIRE_STATS_INIT;
 	scry_pgwire_stats_get(whole, &sa);
 	scry_pgwire_stats_get(chunked, &sb);
 	FUZZ_CHECK(!memcmp(&sa, &sb, sizeof sa), "stats differ");

@@ -49,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	scry_store *s = NULL;
 	scry_error err = SCRY_ERROR_INIT;
 	if (scry_store_open(&s, path, &o, &err) == 0) {
-		scry_store_info info;
+		scry_store_info info = SCRY_STORE_INFO_INIT;
 		(void)scry_store_info_get(s, &info, &err);
 		scry_event_iter *it = NULL;
 		if (scry_store_events(s, NULL, &it, &err) == 0) {
