@@ -183,8 +183,9 @@ SCRY_HIDDEN int scry__splice_literals(const char *tmpl, size_t tlen,
  * above the depth of the parse tree of a SQL text (words and operator
  * characters along the bracket path, plus bracket depth). scry__pgq_run()
  * calls fn(arg), a libpg_query call on that text, where the stack can hold
- * its recursion: inline up to SCRY__PGQ_INLINE_DEPTH, on a thread with a
- * stack sized for the depth up to SCRY__PGQ_MAX_DEPTH. Returns 0 when fn ran,
+ * its recursion: inline when the caller's stack has room (or, its size
+ * unknown, up to SCRY__PGQ_INLINE_DEPTH), else on a thread with a stack
+ * sized for the depth, up to SCRY__PGQ_MAX_DEPTH. Returns 0 when fn ran,
  * SCRY_EPARSE (err filled) when the text is nested deeper than that or the
  * thread could not start.
  */

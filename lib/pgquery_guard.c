@@ -15,8 +15,10 @@
  * bracket path to any point, plus the bracket depth. Every tree level needs
  * at least one such token, so the bound is safe (it overestimates: `a = 1 AND
  * b = 2` counts 7). Then:
- *   - depth <= SCRY__PGQ_INLINE_DEPTH: the call runs on the caller's stack
- *     (libpg_query needs ~450 bytes per level at most: < 0.5 MB);
+ *   - when the caller's stack has 1 KB per level and 256 KB to spare (its
+ *     bounds are looked up once per thread; libpg_query needs ~450 bytes per
+ *     level at most), the call runs on it; when the bounds are unknown, only
+ *     up to SCRY__PGQ_INLINE_DEPTH levels (< 0.5 MB);
  *   - up to SCRY__PGQ_MAX_DEPTH: on a short-lived thread whose stack is sized
  *     for the depth (2 MB + 1 KB per level, reserved, touched only as used);
  *   - beyond: not parsed; SCRY_EPARSE "statement nested too deeply". The
@@ -24,6 +26,7 @@
  *     out near 22,000 terms).
  * docs/fingerprint.md ("Hostile statements") has the measurements.
  */
+#define _GNU_SOURCE /* pthread_getattr_np */
 #include "internal.h"
 
 #include <pg_query.h>
@@ -160,10 +163,39 @@ static void *guard_thread(void *p)
 	return NULL;
 }
 
+/* Bytes of stack left below this frame in the calling thread, or 0 when
+ * unknown. The stack's low end is looked up once per thread. */
+static _Thread_local uintptr_t stack_low;
+static _Thread_local bool stack_looked_up;
+
+static size_t stack_room(void)
+{
+	if (!stack_looked_up) {
+		stack_looked_up = true;
+		pthread_attr_t a;
+		if (pthread_getattr_np(pthread_self(), &a) == 0) {
+			void *addr;
+			size_t size, guard = 0;
+			if (pthread_attr_getstack(&a, &addr, &size) == 0 && size > 0) {
+				pthread_attr_getguardsize(&a, &guard);
+				stack_low = (uintptr_t)addr + guard;
+			}
+			pthread_attr_destroy(&a);
+		}
+	}
+	char here;
+	uintptr_t sp = (uintptr_t)&here;
+	return stack_low && sp > stack_low ? sp - stack_low : 0;
+}
+
 int scry__pgq_run(const char *text, size_t len, void (*fn)(void *), void *arg, scry_error *err)
 {
 	size_t depth = scry__sql_depth(text, len);
-	if (depth <= SCRY__PGQ_INLINE_DEPTH) {
+	/* The caller's stack when it holds 1 KB per level (twice the deepest
+	 * measured need) and 256 KB more; when its size is unknown, only up to
+	 * SCRY__PGQ_INLINE_DEPTH. */
+	size_t room = depth <= SCRY__PGQ_MAX_DEPTH ? stack_room() : 0;
+	if (room ? depth * 1024 + ((size_t)256 << 10) <= room : depth <= SCRY__PGQ_INLINE_DEPTH) {
 		fn(arg);
 		return 0;
 	}
