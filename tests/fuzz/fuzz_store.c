@@ -4,7 +4,8 @@
  * Input: a whole store file (the seeds are small real stores; libFuzzer and
  * the runner corrupt them). It is written to a temporary file and opened;
  * every read path the CLI uses runs over it: info, events with their texts
- * and parameters, patterns. Any outcome but a crash, a leak or a hang is
+ * and parameters, patterns, the runs "base" and "cand" with their samples
+ * and a plan (the seed runs.db has both runs). Any outcome but a crash, a leak or a hang is
  * fine: a clear error (SCRY_ECORRUPT, SCRY_ESTORE, SCRY_EVERSION...) or
  * rows.
  */
@@ -66,6 +67,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			while (n++ < 10000 && scry_pattern_iter_next(pi, &p, &err) == 1)
 				;
 			scry_pattern_iter_free(pi);
+		}
+		for (int r = 0; r < 2; r++) { /* the runs `scry diff` would read */
+			int64_t run = 0;
+			if (scry_store_run_find(s, r ? "cand" : "base", &run, &err) != 0)
+				continue;
+			scry_sample_iter *si = NULL;
+			if (scry_store_samples(s, run, &si, &err) == 0) {
+				const scry_stored_sample *sm;
+				int n = 0;
+				while (n++ < 10000 && scry_sample_iter_next(si, &sm, &err) == 1)
+					;
+				scry_sample_iter_free(si);
+			}
+			scry_buf plan = SCRY_BUF_INIT;
+			(void)scry_store_plan_get(s, run, 0, &plan, &err);
+			scry_buf_dispose(&plan);
 		}
 		scry_store_free(s);
 	}
