@@ -8,6 +8,8 @@
 # The working corpus grows in BUILD_DIR/fuzz-corpus/TARGET (the committed
 # seeds in tests/fuzz/corpus/TARGET are read, never written); crashing inputs
 # land in BUILD_DIR/fuzz-artifacts/. Exit 1 when a target crashed.
+# FUZZ_TIMEOUT (default 60) is the per-input limit in seconds: keep it
+# generous when the machine is shared (libFuzzer measures wall time).
 set -uo pipefail
 build=${1:?build dir}; secs=${2:?seconds}; shift 2
 src=$(cd "$(dirname "$0")" && pwd)
@@ -20,7 +22,7 @@ for t in $targets; do
   mkdir -p "$build/fuzz-corpus/$t"
   log=$build/fuzz-logs/$t.log
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    "$exe" -max_total_time="$secs" -print_final_stats=1 -rss_limit_mb=2048 -timeout=25 \
+    "$exe" -max_total_time="$secs" -print_final_stats=1 -rss_limit_mb=2048 -timeout="${FUZZ_TIMEOUT:-60}" \
       -artifact_prefix="$build/fuzz-artifacts/$t-" \
       "$build/fuzz-corpus/$t" "$src/corpus/$t" >"$log" 2>&1
   rc=$?
