@@ -3,6 +3,7 @@
  * report format. See include/scry/impact.h and docs/impact.md.
  */
 #include "internal.h"
+#include "util/json.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -41,7 +42,7 @@ static double ms(int64_t us) { return (double)us / 1000.0; }
 static void headline(const scry_impact *im, scry_buf *b)
 {
 	const scry_impact_lock *l = scry_impact_lock_get(im, 0);
-	scry_impact_summary s = { .size = sizeof s };
+	scry_impact_summary s = SCRY_IMPACT_SUMMARY_INIT;
 	scry_impact_summarize(im, &s);
 	if (l) {
 		one_line(b, l->statement, 60);
@@ -79,7 +80,7 @@ static void gate_lines(const scry_impact *im, const scry_impact_gate *g, bool md
 {
 	if (!g)
 		return;
-	scry_impact_summary s = { .size = sizeof s };
+	scry_impact_summary s = SCRY_IMPACT_SUMMARY_INIT;
 	scry_impact_summarize(im, &s);
 	if (g->max_lock_wait_ms > 0)
 		scry__buf_printf(b, "%sGate --max-lock-wait %" PRId64 " ms: %s (longest wait %.0f ms)\n", md ? "- " : "",
@@ -94,7 +95,7 @@ static void gate_lines(const scry_impact *im, const scry_impact_gate *g, bool md
 
 static void render_text(const scry_impact *im, const scry_impact_gate *g, bool md, scry_buf *b)
 {
-	scry_impact_summary s = { .size = sizeof s };
+	scry_impact_summary s = SCRY_IMPACT_SUMMARY_INIT;
 	scry_impact_summarize(im, &s);
 	scry__buf_puts(b, md ? "\n## While the migration ran\n\n" : "\n== While the migration ran ==\n\n");
 	if (md)
@@ -189,83 +190,101 @@ static void render_text(const scry_impact *im, const scry_impact_gate *g, bool m
 	}
 }
 
-static void jkey_str(scry_buf *b, const char *key, const char *v, bool comma)
+static void jnames(scry__json *j, const scry_impact *im, scry_impact_object which, const char *key)
 {
-	scry__buf_printf(b, "\"%s\":", key);
-	if (v)
-		scry__buf_json_string(b, v, strlen(v));
-	else
-		scry__buf_puts(b, "null");
-	if (comma)
-		scry__buf_puts(b, ",");
+	scry__json_key(j, key);
+	scry__json_array(j);
+	const char *n;
+	for (size_t i = 0; (n = scry_impact_object_get(im, which, i)); i++)
+		scry__json_str(j, n);
+	scry__json_end(j);
 }
 
-static void jnames(const scry_impact *im, scry_impact_object which, const char *key, scry_buf *b)
+static void jfp(scry__json *j, uint64_t fp)
 {
-	scry__buf_printf(b, "\"%s\":[", key);
-	const char *n;
-	for (size_t i = 0; (n = scry_impact_object_get(im, which, i)); i++) {
-		if (i)
-			scry__buf_puts(b, ",");
-		scry__buf_json_string(b, n, strlen(n));
-	}
-	scry__buf_puts(b, "]");
+	char hex[17];
+	snprintf(hex, sizeof hex, "%016" PRIx64, fp);
+	scry__json_kstr(j, "fingerprint", hex);
 }
 
 static void render_json(const scry_impact *im, const scry_impact_gate *g, scry_buf *b)
 {
-	scry_impact_summary s = { .size = sizeof s };
+	scry_impact_summary s = SCRY_IMPACT_SUMMARY_INIT;
 	scry_impact_summarize(im, &s);
 	scry_buf h = SCRY_BUF_INIT;
 	headline(im, &h);
-	scry__buf_puts(b, "{");
-	jkey_str(b, "summary", h.ptr ? h.ptr : "", true);
+	scry__buf_inherit(b, &h);
+	scry__json j;
+	scry__json_init(&j, b);
+	scry__json_object(&j);
+	scry__json_kstr(&j, "summary", h.ptr ? h.ptr : "");
 	scry_buf_dispose(&h);
-	scry__buf_printf(b, "\"duration_ms\":%.3f,\"polls\":%" PRId64 ",\"wal_bytes\":%" PRId64
-	                 ",\"max_lock_wait_ms\":%.3f,\"queries_waited\":%" PRId64 ",",
-	                 ms(s.duration_us), s.polls, s.wal_bytes, ms(s.max_wait_us), s.waits);
-	scry__buf_puts(b, "\"locks\":[");
+	scry__json_knum(&j, "duration_ms", ms(s.duration_us), "%.3f");
+	scry__json_kint(&j, "polls", s.polls);
+	scry__json_kint(&j, "wal_bytes", s.wal_bytes);
+	scry__json_knum(&j, "max_lock_wait_ms", ms(s.max_wait_us), "%.3f");
+	scry__json_kint(&j, "queries_waited", s.waits);
+	scry__json_key(&j, "locks");
+	scry__json_array(&j);
 	const scry_impact_lock *l;
 	for (size_t i = 0; (l = scry_impact_lock_get(im, i)); i++) {
-		scry__buf_puts(b, i ? ",{" : "{");
-		jkey_str(b, "relation", l->relation, true);
-		jkey_str(b, "mode", l->mode, true);
-		scry__buf_printf(b, "\"held_ms\":%.3f,\"start_ms\":%.3f,", ms(l->held_us), ms(l->start_us));
-		jkey_str(b, "statement", l->statement, true);
-		jkey_str(b, "advice", l->advice, false);
-		scry__buf_puts(b, "}");
+		scry__json_object(&j);
+		scry__json_kstr(&j, "relation", l->relation);
+		scry__json_kstr(&j, "mode", l->mode);
+		scry__json_knum(&j, "held_ms", ms(l->held_us), "%.3f");
+		scry__json_knum(&j, "start_ms", ms(l->start_us), "%.3f");
+		scry__json_kstr(&j, "statement", l->statement);
+		scry__json_kstr(&j, "advice", l->advice);
+		scry__json_end(&j);
 	}
-	scry__buf_puts(b, "],\"waits\":[");
+	scry__json_end(&j);
+	scry__json_key(&j, "waits");
+	scry__json_array(&j);
 	const scry_impact_wait *w;
 	for (size_t i = 0; (w = scry_impact_wait_get(im, i)); i++) {
-		scry__buf_printf(b, "%s{\"fingerprint\":\"%016" PRIx64 "\",", i ? "," : "", w->fingerprint);
-		jkey_str(b, "query", w->query, true);
-		jkey_str(b, "relation", w->relation, true);
-		jkey_str(b, "lock", w->lock, true);
-		jkey_str(b, "blocker", w->blocker, true);
-		jkey_str(b, "advice", w->advice, true);
-		scry__buf_printf(b, "\"count\":%" PRId64 ",\"max_wait_ms\":%.3f,\"total_wait_ms\":%.3f}", w->count,
-		                 ms(w->max_wait_us), ms(w->total_wait_us));
+		scry__json_object(&j);
+		jfp(&j, w->fingerprint);
+		scry__json_kstr(&j, "query", w->query);
+		scry__json_kstr(&j, "relation", w->relation);
+		scry__json_kstr(&j, "lock", w->lock);
+		scry__json_kstr(&j, "blocker", w->blocker);
+		scry__json_kstr(&j, "advice", w->advice);
+		scry__json_kint(&j, "count", w->count);
+		scry__json_knum(&j, "max_wait_ms", ms(w->max_wait_us), "%.3f");
+		scry__json_knum(&j, "total_wait_ms", ms(w->total_wait_us), "%.3f");
+		scry__json_end(&j);
 	}
-	scry__buf_puts(b, "],\"patterns\":[");
+	scry__json_end(&j);
+	scry__json_key(&j, "patterns");
+	scry__json_array(&j);
 	const scry_impact_pattern *p;
-	for (size_t i = 0; (p = scry_impact_pattern_get(im, i)); i++)
-		scry__buf_printf(b, "%s{\"fingerprint\":\"%016" PRIx64 "\",\"executions\":%" PRId64
-		                 ",\"baseline_p50_ms\":%.3f,\"during_p50_ms\":%.3f,\"baseline_p95_ms\":%.3f,"
-		                 "\"during_p95_ms\":%.3f,\"during_max_ms\":%.3f,\"ratio\":%.3f,\"p95_ratio\":%.3f,"
-		                 "\"errors\":%" PRId64 ",\"sqlstate\":\"%s\",\"exceeded\":%s}",
-		                 i ? "," : "", p->fingerprint, p->executions, p->baseline_p50_ms, p->during_p50_ms,
-		                 p->baseline_p95_ms, p->during_p95_ms, p->during_max_ms, p->ratio, p->p95_ratio, p->errors,
-		                 p->sqlstate, p->exceeded ? "true" : "false");
-	scry__buf_puts(b, "],");
-	jnames(im, SCRY_IMPACT_REWRITTEN, "rewritten", b);
-	scry__buf_puts(b, ",");
-	jnames(im, SCRY_IMPACT_NEW_INDEX, "new_indexes", b);
-	scry__buf_puts(b, ",");
-	jnames(im, SCRY_IMPACT_INVALID_INDEX, "invalid_indexes", b);
-	scry__buf_printf(b, ",\"gate\":{\"max_lock_wait_ms\":%" PRId64 ",\"max_migration_seconds\":%g,\"failures\":%zu}}",
-	                 g ? g->max_lock_wait_ms : 0, g ? g->max_migration_seconds : 0.0,
-	                 scry_impact_failures(im, g));
+	for (size_t i = 0; (p = scry_impact_pattern_get(im, i)); i++) {
+		scry__json_object(&j);
+		jfp(&j, p->fingerprint);
+		scry__json_kint(&j, "executions", p->executions);
+		scry__json_knum(&j, "baseline_p50_ms", p->baseline_p50_ms, "%.3f");
+		scry__json_knum(&j, "during_p50_ms", p->during_p50_ms, "%.3f");
+		scry__json_knum(&j, "baseline_p95_ms", p->baseline_p95_ms, "%.3f");
+		scry__json_knum(&j, "during_p95_ms", p->during_p95_ms, "%.3f");
+		scry__json_knum(&j, "during_max_ms", p->during_max_ms, "%.3f");
+		scry__json_knum(&j, "ratio", p->ratio, "%.3f");
+		scry__json_knum(&j, "p95_ratio", p->p95_ratio, "%.3f");
+		scry__json_kint(&j, "errors", p->errors);
+		scry__json_kstr(&j, "sqlstate", p->sqlstate);
+		scry__json_kbool(&j, "exceeded", p->exceeded);
+		scry__json_end(&j);
+	}
+	scry__json_end(&j);
+	jnames(&j, im, SCRY_IMPACT_REWRITTEN, "rewritten");
+	jnames(&j, im, SCRY_IMPACT_NEW_INDEX, "new_indexes");
+	jnames(&j, im, SCRY_IMPACT_INVALID_INDEX, "invalid_indexes");
+	scry__json_key(&j, "gate");
+	scry__json_object(&j);
+	scry__json_kint(&j, "max_lock_wait_ms", g ? g->max_lock_wait_ms : 0);
+	scry__json_knum(&j, "max_migration_seconds", g ? g->max_migration_seconds : 0.0, "%g");
+	scry__json_kint(&j, "failures", (int64_t)scry_impact_failures(im, g));
+	scry__json_end(&j);
+	scry__json_end(&j);
 }
 
 static void xml_text(scry_buf *b, const char *s)
@@ -285,7 +304,7 @@ static void xml_text(scry_buf *b, const char *s)
 
 static void render_junit(const scry_impact *im, const scry_impact_gate *g, scry_buf *b)
 {
-	scry_impact_summary s = { .size = sizeof s };
+	scry_impact_summary s = SCRY_IMPACT_SUMMARY_INIT;
 	scry_impact_summarize(im, &s);
 	scry_buf h = SCRY_BUF_INIT;
 	headline(im, &h);
@@ -322,7 +341,8 @@ int scry_impact_render(const scry_impact *im, const scry_impact_gate *gate, scry
 			return rc;
 		gate = &g;
 	}
-	/* Appends are not checked one by one: the buffer is checked once at the end. */
+	/* Appends are not checked one by one: the buffer's failure is sticky,
+	 * checked once at the end. */
 	scry_buf b = SCRY_BUF_INIT;
 	switch (format) {
 	case SCRY_REPORT_JSON: render_json(im, gate, &b); break;
@@ -331,7 +351,7 @@ int scry_impact_render(const scry_impact *im, const scry_impact_gate *gate, scry
 	case SCRY_REPORT_TEXT:
 	default: render_text(im, gate, false, &b); break;
 	}
-	int rc = !b.ptr ? SCRY_ENOMEM : scry__buf_put(out, b.ptr, b.size);
+	int rc = scry__buf_failed(&b) || !b.ptr ? SCRY_ENOMEM : scry__buf_put(out, b.ptr, b.size);
 	scry_buf_dispose(&b);
 	return rc ? scry__fail(err, SCRY_ENOMEM, "out of memory") : 0;
 }
