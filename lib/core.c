@@ -80,13 +80,102 @@ const char *scry_strerror(int code)
 	}
 }
 
+static bool ci_prefix(const char *s, const char *word)
+{
+	for (; *word; s++, word++)
+		if ((*s | 0x20) != *word)
+			return false;
+	return true;
+}
+
+char *scry_redact_secrets(const char *in, char *out, size_t n)
+{
+	if (!out || !n)
+		return out;
+	size_t j = 0;
+#define PUT(c) do { if (j + 1 < n) out[j++] = (c); } while (0)
+	for (const char *p = in ? in : ""; *p;) {
+		if (ci_prefix(p, "password")) {
+			const char *q = p + 8;
+			while (*q == ' ' || *q == '\t')
+				q++;
+			if (*q == '=') {
+				for (const char *c = p; c <= q; c++)
+					PUT(*c);
+				q++;
+				while (*q == ' ' || *q == '\t')
+					q++;
+				if (*q == '\'') { /* conninfo quoting: \' and \\ escape */
+					for (q++; *q && *q != '\''; q++)
+						if (*q == '\\' && q[1])
+							q++;
+					q += *q == '\'';
+				} else {
+					while (*q && *q != ' ' && *q != '\t' && *q != '\n' && *q != '&' && *q != '"' &&
+					       *q != '\'' && *q != ',' && *q != ')')
+						q++;
+				}
+				for (int k = 0; k < 3; k++)
+					PUT('*');
+				p = q;
+				continue;
+			}
+		}
+		if (p[0] == ':' && p[1] == '/' && p[2] == '/') {
+			/* scheme://user:password@host: the last '@' before the path. */
+			const char *u = p + 3, *end = u, *at = NULL, *colon = NULL;
+			while (*end && *end != '/' && *end != ' ' && *end != '\'' && *end != '"' && *end != '\n') {
+				if (*end == '@')
+					at = end;
+				else if (*end == ':' && !colon && !at)
+					colon = end;
+				end++;
+			}
+			if (at && colon && colon < at) {
+				for (const char *c = p; c <= colon; c++)
+					PUT(*c);
+				for (int k = 0; k < 3; k++)
+					PUT('*');
+				p = at;
+				continue;
+			}
+		}
+		PUT(*p);
+		p++;
+	}
+#undef PUT
+	out[j] = 0;
+	return out;
+}
+
+int scry_escape_controls(const char *s, size_t n, scry_buf *out)
+{
+	size_t start = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		bool c1 = c == 0xC2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 && (unsigned char)s[i + 1] <= 0x9F;
+		if (!((c < 0x20 && c != '\n' && c != '\t') || c == 0x7F || c1))
+			continue;
+		if (scry__buf_put(out, s + start, i - start))
+			return SCRY_ENOMEM;
+		int rc = c1 ? scry__buf_printf(out, "\\u%04x", (unsigned char)s[++i])
+		            : scry__buf_printf(out, "\\x%02x", c);
+		if (rc)
+			return SCRY_ENOMEM;
+		start = i + 1;
+	}
+	return scry__buf_put(out, s + start, n - start) ? SCRY_ENOMEM : 0;
+}
+
 static int fail_v(scry_error *err, int code, int sys_code, const char *fmt, va_list ap)
 {
 	if (err) {
+		char raw[sizeof err->message];
 		err->code = code;
 		err->sys_code = sys_code;
 		err->sqlstate[0] = 0;
-		vsnprintf(err->message, sizeof err->message, fmt, ap);
+		vsnprintf(raw, sizeof raw, fmt, ap);
+		scry_redact_secrets(raw, err->message, sizeof err->message);
 	}
 	return code;
 }
@@ -118,12 +207,12 @@ void scry__log(scry_log_fn fn, void *ctx, scry_log_level level, const char *fmt,
 {
 	if (!fn)
 		return;
-	char msg[1024];
+	char raw[1024], msg[1024];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
+	vsnprintf(raw, sizeof raw, fmt, ap);
 	va_end(ap);
-	fn(ctx, level, msg);
+	fn(ctx, level, scry_redact_secrets(raw, msg, sizeof msg));
 }
 
 int scry__array_grow(void **arr, size_t *cap, size_t n, size_t size, size_t first)

@@ -179,6 +179,36 @@ SCRY_HIDDEN int scry__lift_literals(const char *sql, size_t len,
 SCRY_HIDDEN int scry__splice_literals(const char *tmpl, size_t tlen,
 	const unsigned char *lits, size_t llen, scry_buf *out);
 
+/*
+ * libpg_query guard (lib/pgquery_guard.c). scry__sql_depth() bounds from
+ * above the depth of the parse tree of a SQL text (words and operator
+ * characters along the bracket path, plus bracket depth). scry__pgq_run()
+ * calls fn(arg), a libpg_query call on that text, where the stack can hold
+ * its recursion: inline when the caller's stack has room (or, its size
+ * unknown, up to SCRY__PGQ_INLINE_DEPTH), else on a thread with a stack
+ * sized for the depth, up to SCRY__PGQ_MAX_DEPTH. Returns 0 when fn ran,
+ * SCRY_EPARSE (err filled) when the text is nested deeper than that or the
+ * thread could not start.
+ */
+#define SCRY__PGQ_INLINE_DEPTH 1000
+#define SCRY__PGQ_MAX_DEPTH 100000
+SCRY_HIDDEN size_t scry__sql_depth(const char *sql, size_t len);
+/* Index past the comment (-- or nested block) starting at sql[i]; len when unterminated. */
+SCRY_HIDDEN size_t scry__sql_skip_comment(const char *sql, size_t len, size_t i);
+SCRY_HIDDEN int scry__pgq_run(const char *text, size_t len, void (*fn)(void *), void *arg,
+	scry_error *err);
+
+/* Appends decimal digit d to *v; false (with *v unchanged) when the result
+ * would pass INT64_MAX. The decoders' digit runs come from the network and
+ * from log files: never trust their length. */
+static inline bool scry__dec_digit(int64_t *v, int d)
+{
+	if (*v > (INT64_MAX - d) / 10)
+		return false;
+	*v = *v * 10 + d;
+	return true;
+}
+
 /* Varint (LEB128) helpers used by packed blobs. */
 SCRY_HIDDEN int scry__buf_varint(scry_buf *b, uint64_t v);
 /* Reads a varint; returns bytes consumed, 0 on truncated input. */

@@ -262,6 +262,7 @@ int scry__plan_parse(const char *json, plan_info *pi)
 		return SCRY_EPARSE;
 	}
 	pi->exec_ms = scry__jnum(first, "Execution Time");
+	pi->plan_ms = scry__jnum(first, "Planning Time");
 	pi->analyzed = scry__jget(pi->top, "Actual Rows") != NULL;
 	pi->buffers = scry__jnum(pi->top, "Shared Hit Blocks") + scry__jnum(pi->top, "Shared Read Blocks");
 	int rc = plan_walk(pi, pi->top, 0);

@@ -154,6 +154,44 @@ static PGconn *connect_side(const char *conninfo, const scry_verdict_options *op
 	return c;
 }
 
+/* Planning + execution time the server measured for an EXPLAIN ANALYZE plan. */
+static bool server_ms(const char *json, double *ms)
+{
+	plan_info pi;
+	if (scry__plan_parse(json, &pi))
+		return false;
+	*ms = pi.plan_ms + pi.exec_ms;
+	bool ok = pi.analyzed;
+	scry__plan_free(&pi);
+	return ok;
+}
+
+/*
+ * A regression by client latency alone - same plan, same work - must show
+ * in the time the server itself measured (planning + execution, EXPLAIN
+ * ANALYZE of the sampled executions): a pg_sleep, a trigger, a lock wait or
+ * a slower function does. Under CPU saturation a backend that did more work
+ * earlier (B's slower statements of another pattern) waits for a core before
+ * it even reads the next query: its client latency grows, its server time
+ * does not. Such a regression is not confirmed and is reported unchanged,
+ * with both figures. Only ever removes a flag.
+ */
+static void confirm_timing(scry_pattern_verdict *pv, const scry_verdict_options *opts, size_t samples)
+{
+	double confirm = 1.0 + (opts->threshold - 1.0) / 2.0;
+	if (pv->cls != SCRY_CLASS_REGRESSED || pv->tail_regressed || pv->plan_changed || samples < 2 ||
+	    !(pv->server_ratio > 0) || pv->server_ratio >= confirm ||
+	    (pv->baseline_work > 0 && pv->candidate_work / pv->baseline_work >= opts->threshold))
+		return;
+	pv->cls = SCRY_CLASS_UNCHANGED;
+	pv->flagged = 0;
+	scry__free((char *)pv->note);
+	pv->note = scry__vdup_printf("not confirmed: client latency %.2fx, but the same plan and work took %.2fx the "
+	                             "server time (EXPLAIN ANALYZE of %zu sampled executions per side); a loaded "
+	                             "machine delaying one side's backend, not the migration",
+	                             pv->ratio, pv->server_ratio, samples);
+}
+
 /*
  * EXPLAIN (`prefix`) of one execution inside BEGIN ... ROLLBACK. Returns the JSON (caller frees) or NULL, with the
  * server's message in *msg (caller frees) when it failed.
@@ -749,7 +787,7 @@ void scry__verdict_measure_work(scry_verdict *v, scry_store *store, scry_pattern
 	size_t n;
 	if (!repeatable(pv->normalized) || load_execs(store, pv->fingerprint, WORK_EXECS, &ex, &n, NULL) || n == 0)
 		return;
-	double wa[WORK_EXECS], wc[WORK_EXECS];
+	double wa[WORK_EXECS], wc[WORK_EXECS], sa[WORK_EXECS], sc[WORK_EXECS];
 	size_t k = 0;
 	char *first_a = NULL, *first_c = NULL;
 	bool changed = false;
@@ -763,7 +801,8 @@ void scry__verdict_measure_work(scry_verdict *v, scry_store *store, scry_pattern
 			jc = explain(cc, EXPLAIN_WORK, &ex[i], &mc);
 		}
 		scry_pattern_verdict tmp = { 0 };
-		if (ja && jc && scry__verdict_work_from_plans(&tmp, ja, jc)) {
+		if (ja && jc && scry__verdict_work_from_plans(&tmp, ja, jc) && server_ms(ja, &sa[k]) &&
+		    server_ms(jc, &sc[k])) {
 			wa[k] = tmp.baseline_work;
 			wc[k] = tmp.candidate_work;
 			changed |= tmp.plan_changed != 0;
@@ -788,6 +827,11 @@ void scry__verdict_measure_work(scry_verdict *v, scry_store *store, scry_pattern
 		pv->candidate_work = scry__quantile(wc, k, 0.5);
 		pv->plan_changed = changed;
 		pv->work_measured = 1;
+		qsort(sa, k, sizeof *sa, scry__cmp_double);
+		qsort(sc, k, sizeof *sc, scry__cmp_double);
+		double ma = scry__quantile(sa, k, 0.5), mc = scry__quantile(sc, k, 0.5);
+		pv->server_ratio = ma > 0 ? mc / ma : 0;
+		confirm_timing(pv, &v->opts, k);
 		scry__verdict_apply_work(pv, &v->opts);
 		if (!pv->plan_change && (changed || pv->cls == SCRY_CLASS_REGRESSED))
 			set_plan(pv, first_a, first_c);
