@@ -176,20 +176,25 @@ static bool server_ms(const char *json, double *ms)
  * does not. Such a regression is not confirmed and is reported unchanged,
  * with both figures. Only ever removes a flag.
  */
-static void confirm_timing(scry_pattern_verdict *pv, const scry_verdict_options *opts, size_t samples)
+static void confirm_timing(scry_pattern_verdict *pv, const scry_verdict_options *opts, size_t samples,
+                           double server_a_ms, double server_c_ms)
 {
 	double confirm = 1.0 + (opts->threshold - 1.0) / 2.0;
+	double client_delta = pv->candidate_p50_ms - pv->baseline_p50_ms, server_delta = server_c_ms - server_a_ms;
 	if (pv->cls != SCRY_CLASS_REGRESSED || pv->tail_regressed || pv->plan_changed || samples < 2 ||
-	    !(pv->server_ratio > 0) || pv->server_ratio >= confirm ||
+	    !(pv->server_ratio > 0) ||
 	    (pv->baseline_work > 0 && pv->candidate_work / pv->baseline_work >= opts->threshold))
+		return;
+	/* Confirmed: the server's time grew too, and explains at least half of the client's growth. */
+	if (pv->server_ratio >= confirm && server_delta >= 0.5 * client_delta)
 		return;
 	pv->cls = SCRY_CLASS_UNCHANGED;
 	pv->flagged = 0;
 	scry__free((char *)pv->note);
-	pv->note = scry__vdup_printf("not confirmed: client latency %.2fx, but the same plan and work took %.2fx the "
-	                             "server time (EXPLAIN ANALYZE of %zu sampled executions per side); a loaded "
-	                             "machine delaying one side's backend, not the migration",
-	                             pv->ratio, pv->server_ratio, samples);
+	pv->note = scry__vdup_printf("not confirmed: client latency %.2fx (p50 +%.3f ms), but the same plan and work took "
+	                             "%.2fx the server time (%.3f -> %.3f ms, EXPLAIN ANALYZE of %zu sampled executions "
+	                             "per side); a loaded machine delaying one side's backend, not the migration",
+	                             pv->ratio, client_delta, pv->server_ratio, server_a_ms, server_c_ms, samples);
 }
 
 /*
@@ -831,7 +836,7 @@ void scry__verdict_measure_work(scry_verdict *v, scry_store *store, scry_pattern
 		qsort(sc, k, sizeof *sc, scry__cmp_double);
 		double ma = scry__quantile(sa, k, 0.5), mc = scry__quantile(sc, k, 0.5);
 		pv->server_ratio = ma > 0 ? mc / ma : 0;
-		confirm_timing(pv, &v->opts, k);
+		confirm_timing(pv, &v->opts, k, ma, mc);
 		scry__verdict_apply_work(pv, &v->opts);
 		if (!pv->plan_change && (changed || pv->cls == SCRY_CLASS_REGRESSED))
 			set_plan(pv, first_a, first_c);
