@@ -16,7 +16,7 @@ CMAKE_FLAGS ?=
 
 # Debian packages: build, tests (a real PostgreSQL server and real clients).
 PKGS       := cmake make gcc pkg-config libpq-dev libpg-query-dev libxxhash-dev \
-              libsqlite3-dev zlib1g-dev check postgresql postgresql-client \
+              libsqlite3-dev zlib1g-dev libbz2-dev liblzma-dev libzstd-dev check postgresql postgresql-client \
               python3 python3-psycopg2 sqlite3 procps golang-go
 BENCH_PKGS := pgbouncer pgreplay hyperfine
 

@@ -186,6 +186,7 @@ static int csv_fields(scry_logimport *imp, span *f, int nf, const char *p, size_
 	r.message = f[13];
 	r.detail = f[14];
 	r.statement = f[19];
+	r.context = f[18];
 	r.app = f[22];
 	return scry__logimport_record(imp, &r, err);
 }
@@ -410,6 +411,8 @@ static int json_line(scry_logimport *imp, const char *p, size_t n, uint64_t line
 			r.statement = val;
 		else if (KEY("application_name"))
 			r.app = val;
+		else if (KEY("context"))
+			r.context = val;
 #undef KEY
 	}
 	if (!ts.n || !scry__logimport_time(imp, ts.p, ts.n, &r.time_us)) {
@@ -430,25 +433,16 @@ bad:
 /* stderr with log_line_prefix                                         */
 /* ------------------------------------------------------------------ */
 
-static const char *const severities[] = {
-	"LOG", "ERROR", "FATAL", "PANIC", "WARNING", "NOTICE", "INFO", "DEBUG", "DEBUG1", "DEBUG2", "DEBUG3",
-	"DEBUG4", "DEBUG5", "DETAIL", "HINT", "QUERY", "CONTEXT", "LOCATION", "STATEMENT", NULL
-};
+int scry__logimport_severity_at(const scry_logimport *imp, const char *p, size_t n, size_t *len)
+{
+	return scry__loglang_severity_at(imp->lang, imp->detecting, p, n, len);
+}
 
 /* "SEVERITY:  " at p? Returns the severity's length or 0. */
-static size_t severity_at(const char *p, size_t n)
+static size_t severity_at(scry_logimport *imp, const char *p, size_t n)
 {
-	size_t k = 0;
-	while (k < n && k < 10 && isupper((unsigned char)p[k]))
-		k++;
-	while (k < n && k < 10 && isdigit((unsigned char)p[k]))
-		k++;
-	if (k == 0 || k + 3 > n || p[k] != ':' || p[k + 1] != ' ' || p[k + 2] != ' ')
-		return 0;
-	for (int i = 0; severities[i]; i++)
-		if (strlen(severities[i]) == k && !memcmp(severities[i], p, k))
-			return k;
-	return 0;
+	size_t k;
+	return scry__logimport_severity_at(imp, p, n, &k) >= 0 ? k : 0;
 }
 
 static bool is_free_escape(char c)
@@ -519,7 +513,7 @@ static size_t scan_fixed(scry_logimport *imp, char esc, const char *p, size_t n)
 static bool prefix_match(scry_logimport *imp, int i, const char *p, size_t n, size_t pos, size_t *msg)
 {
 	if (i == imp->nitems) {
-		if (!severity_at(p + pos, n - pos))
+		if (!severity_at(imp, p + pos, n - pos))
 			return false;
 		imp->qend = imp->nitems;
 		*msg = pos;
@@ -534,7 +528,7 @@ static bool prefix_match(scry_logimport *imp, int i, const char *p, size_t n, si
 	if (it->esc == 'q') {
 		if (prefix_match(imp, i + 1, p, n, pos, msg))
 			return true;
-		if (severity_at(p + pos, n - pos)) {
+		if (severity_at(imp, p + pos, n - pos)) {
 			imp->qend = i;
 			*msg = pos;
 			return true;
@@ -593,7 +587,7 @@ int scry__logimport_stderr_finish(scry_logimport *imp, scry_error *err)
 	imp->cur_open = false;
 	rec *r = &imp->cur_rec;
 	span *fields[F_COUNT] = { &r->user, &r->db, &r->app, &r->client, &r->sid, &r->severity,
-	                          &r->message, &r->detail, &r->statement, NULL };
+	                          &r->message, &r->detail, &r->statement, &r->context, NULL };
 	for (int f = 0; f < F_OTHER; f++)
 		*fields[f] = imp->cur_len[f] != (size_t)-1 ? (span){ imp->cur.ptr + imp->cur_off[f], imp->cur_len[f] }
 		                                           : (span){ "", 0 };
@@ -633,8 +627,10 @@ static int stderr_line(scry_logimport *imp, const char *p, size_t n, uint64_t li
 		scry__logimport_skip(imp, line, "line does not start with log_line_prefix", p, n);
 		return 0;
 	}
-	size_t sk = severity_at(p + msg, n - msg);
-	span sev = { p + msg, sk };
+	size_t sk;
+	int code = scry__logimport_severity_at(imp, p + msg, n - msg, &sk);
+	const char *en = scry__loglang_english_severity(code);
+	span sev = { en, strlen(en) };
 	span body = { p + msg + sk + 3, n - msg - sk - 3 };
 	int64_t pid = -1;
 	span sid = { NULL, 0 };
@@ -644,16 +640,14 @@ static int stderr_line(scry_logimport *imp, const char *p, size_t n, uint64_t li
 		else if (imp->items[i].esc == 'c')
 			sid = imp->mspan[i];
 	}
-	static const char *const secondary[] = { "DETAIL", "HINT", "QUERY", "CONTEXT", "LOCATION", "STATEMENT" };
-	for (int k = 0; k < 6; k++) {
-		if (strlen(secondary[k]) != sk || memcmp(secondary[k], sev.p, sk))
-			continue;
-		/* Belongs to the message before it, from the same scry__logimport_process. */
+	if (code >= 8) {
+		int k = code - 8; /* DETAIL HINT QUERY CONTEXT LOCATION STATEMENT */
+		/* Belongs to the message before it, from the same process. */
 		if (!imp->cur_open || (pid >= 0 && pid != imp->cur_pid)) {
 			scry__logimport_skip(imp, line, "detail line without the message it belongs to", p, n);
 			return 0;
 		}
-		int f = k == 0 ? F_DETAIL : k == 5 ? F_STMT : F_OTHER;
+		int f = k == 0 ? F_DETAIL : k == 5 ? F_STMT : k == 3 ? F_CTX : F_OTHER;
 		if (f == F_OTHER) {
 			imp->cur_last = F_OTHER;
 			return 0;
@@ -715,7 +709,7 @@ static int stderr_line(scry_logimport *imp, const char *p, size_t n, uint64_t li
 			break;
 		}
 	}
-	/* Session key: %c, else the scry__logimport_process id (+ %s when present). */
+	/* Session key: %c, else the process id (+ %s when present). */
 	if (sid.n) {
 		klen = snprintf(key, sizeof key, "%.*s", (int)(sid.n > 40 ? 40 : sid.n), sid.p);
 		/* %c is hex(session start).hex(pid): the start, to the second. */
@@ -730,6 +724,39 @@ static int stderr_line(scry_logimport *imp, const char *p, size_t n, uint64_t li
 	    cur_put(imp, F_MSG, body.p, body.n))
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	return 0;
+}
+
+void scry__logimport_prefix_reset(scry_logimport *imp)
+{
+	scry__free(imp->prefix_copy);
+	imp->prefix_copy = NULL;
+	imp->nitems = 0;
+	imp->has_c = imp->has_p = imp->has_s = false;
+}
+
+bool scry__logimport_prefix_match(scry_logimport *imp, const char *p, size_t n, size_t *msg)
+{
+	return prefix_match(imp, 0, p, n, 0, msg);
+}
+
+size_t scry__logimport_prefix_score(scry_logimport *imp, const char *p, size_t n, size_t max, size_t *looked)
+{
+	size_t ok = 0, k = 0, pos = 0;
+	while (pos < n && k < max) {
+		const char *nl = memchr(p + pos, '\n', n - pos);
+		size_t len = nl ? (size_t)(nl - (p + pos)) : n - pos;
+		const char *l = p + pos;
+		pos += len + 1;
+		if (!len || l[0] == '\t')
+			continue;
+		if (len > 4096)
+			len = 4096;
+		size_t msg;
+		k++;
+		ok += prefix_match(imp, 0, l, len, 0, &msg);
+	}
+	*looked = k;
+	return ok;
 }
 
 int scry__logimport_compile_prefix(scry_logimport *imp, const char *prefix, scry_error *err)
@@ -771,7 +798,7 @@ int scry__logimport_compile_prefix(scry_logimport *imp, const char *prefix, scry
 	}
 	if (!imp->has_c && !imp->has_p)
 		return scry__fail(err, SCRY_EINVAL,
-		                  "log_line_prefix '%s' has no session id (%%c) or scry__logimport_process id (%%p), so lines cannot be "
+		                  "log_line_prefix '%s' has no session id (%%c) or process id (%%p), so lines cannot be "
 		                  "told apart by session; add %%c or %%p to log_line_prefix on the server (for example "
 		                  "log_line_prefix = '%%m [%%p] %%q%%u@%%d/%%a ') and import logs written after that",
 		                  prefix ? prefix : "");
@@ -782,9 +809,20 @@ int scry__logimport_compile_prefix(scry_logimport *imp, const char *prefix, scry
 /* Framing                                                             */
 /* ------------------------------------------------------------------ */
 
+/* Bytes looked at to detect the format, prefix and language. */
+#define DETECT_BYTES ((size_t)256 << 10)
+
 /* Consumes complete records from imp->in; `final` at end of input. */
 int scry__logimport_process(scry_logimport *imp, bool final, scry_error *err)
 {
+	if (imp->detecting) {
+		/* Enough of the log to see what it is, or all of it. */
+		if (!imp->in.size || (imp->in.size < DETECT_BYTES && !final))
+			return 0;
+		int rc = scry__logimport_detect(imp, final, err);
+		if (rc)
+			return rc;
+	}
 	char *buf = imp->in.ptr;
 	size_t n = imp->in.size, pos = 0;
 	int rc = 0;
@@ -792,7 +830,7 @@ int scry__logimport_process(scry_logimport *imp, bool final, scry_error *err)
 		char *p = buf + pos;
 		size_t avail = n - pos;
 		uint64_t line = imp->line + 1;
-		if (imp->opts.format == SCRY_LOG_CSVLOG) {
+		if (imp->fmt == SCRY_LOG_CSVLOG) {
 			if (imp->scan == 0 && !imp->discarding) {
 				/* Resynchronise on a record start: a log cut in the middle of a
 				 * quoted field must not flip quoting for the rest of the file. */
@@ -855,6 +893,17 @@ int scry__logimport_process(scry_logimport *imp, bool final, scry_error *err)
 			continue;
 		}
 		char *nl = memchr(p, '\n', avail);
+		if (!nl && final) {
+			/* The writer stopped in the middle of this line: a cut record. */
+			if (!imp->discarding && !(avail == 1 && p[0] == '\r'))
+				scry__logimport_skip(imp, line, "record cut at the end of the log (no final newline)", p, avail);
+			if (imp->fmt == SCRY_LOG_STDERR && p[0] == '\t')
+				imp->cur_open = false; /* the record it continues is cut too */
+			imp->discarding = false;
+			imp->line++;
+			pos = n;
+			break;
+		}
 		if (!nl && !final) {
 			if (avail > imp->opts.max_record_bytes) {
 				if (!imp->discarding)
@@ -873,7 +922,7 @@ int scry__logimport_process(scry_logimport *imp, bool final, scry_error *err)
 		}
 		if (len == 0 || (len == 1 && p[0] == '\r'))
 			continue;
-		if (imp->opts.format == SCRY_LOG_JSONLOG)
+		if (imp->fmt == SCRY_LOG_JSONLOG)
 			rc = json_line(imp, p, len, line, err);
 		else
 			rc = stderr_line(imp, p, len, line, err);

@@ -7,6 +7,7 @@
 #define SCRY_LOGIMPORT_INTERNAL_H
 
 #include "internal.h"
+#include "logimport_lang.h"
 
 #include <sys/types.h>
 
@@ -41,7 +42,7 @@ typedef struct rec {
 	span user, db, app, client;
 	span severity;
 	char sqlstate[6];
-	span message, detail, statement;
+	span message, detail, statement, context;
 } rec;
 
 /* ------------------------------------------------------------------ */
@@ -152,13 +153,30 @@ struct scry_logimport {
 	sessend *ends;
 	size_t nends, aends;
 	bool tz_warned;
+	struct { char abbr[12]; int off; bool ok; } tz[8]; /* zone abbreviations seen */
+	int ntz;
+	/* detection (format, log_line_prefix, language) on the first bytes */
+	bool detecting;
+	int fmt;                 /* the format being read (scry_log_format, never AUTO) */
+	int wrapper;             /* LOGWRAP_* around the records */
+	const scry__loglang *lang; /* the log's language; NULL = English */
+	bool lang_auto;          /* detect it */
+	scry_buf xsev, xmsg, xdetail, xctx; /* translated texts, in English */
+	char *tz_name;           /* copy of opts.timezone */
+	/* the file being fed (re-import detection) */
+	uint64_t skip_bytes;     /* bytes of the input still to drop (already imported) */
+	bool damaged;            /* a file was truncated or corrupt */
+	scry_log_file *files;    /* files read, recorded in the store at finish */
+	size_t nfiles, afiles;
 	session *last_sess;      /* cache of session_find(); reset when sess moves */
 	char tcache[19];         /* last "YYYY-MM-DD HH:MM:SS" parsed */
 	int64_t tcache_sec;
 };
 
+enum { LOGWRAP_NONE = 0, LOGWRAP_SYSLOG, LOGWRAP_CNPG, LOGWRAP_GCL };
+
 /* Fields of the stderr record buffer. */
-enum { F_USER, F_DB, F_APP, F_CLIENT, F_SID, F_SEV, F_MSG, F_DETAIL, F_STMT, F_OTHER, F_COUNT };
+enum { F_USER, F_DB, F_APP, F_CLIENT, F_SID, F_SEV, F_MSG, F_DETAIL, F_STMT, F_CTX, F_OTHER, F_COUNT };
 
 /* lib/logimport.c */
 /* Counts a line that cannot be used; keeps the first few as examples. */
@@ -180,5 +198,43 @@ SCRY_HIDDEN int scry__logimport_process(scry_logimport *imp, bool final, scry_er
 SCRY_HIDDEN int scry__logimport_stderr_finish(scry_logimport *imp, scry_error *err);
 /* Compiles a log_line_prefix; SCRY_EINVAL (with advice) without %c or %p. */
 SCRY_HIDDEN int scry__logimport_compile_prefix(scry_logimport *imp, const char *prefix, scry_error *err);
+
+/* lib/logimport_detect.c */
+/* Detects what the options left open (format, log_line_prefix, language)
+ * from the bytes in imp->in, then compiles the prefix. */
+SCRY_HIDDEN int scry__logimport_detect(scry_logimport *imp, bool final, scry_error *err);
+/* Frees and forgets a compiled prefix. */
+SCRY_HIDDEN void scry__logimport_prefix_reset(scry_logimport *imp);
+/* Lines of p[0..n) that start with the compiled prefix (of at most `max` lines looked at). */
+SCRY_HIDDEN size_t scry__logimport_prefix_score(scry_logimport *imp, const char *p, size_t n, size_t max,
+	size_t *looked);
+/* Matches the compiled prefix at the start of a line; the message's offset in *msg. */
+SCRY_HIDDEN bool scry__logimport_prefix_match(scry_logimport *imp, const char *p, size_t n, size_t *msg);
+/* Severity or label at p followed by ":  ": its code (0-7 severities LOG..DEBUG, 8-13 labels
+ * DETAIL..STATEMENT) and length, or -1. */
+SCRY_HIDDEN int scry__logimport_severity_at(const scry_logimport *imp, const char *p, size_t n, size_t *len);
+
+/* lib/logimport_input.c */
+/* Records the files fed (scry_store_log_file_add). */
+SCRY_HIDDEN int scry__logimport_record_files(scry_logimport *imp, scry_error *err);
+
+/* lib/logimport_translate.c */
+SCRY_HIDDEN const scry__loglang *scry__loglang_find(const char *code);
+/* The language of a sample of log text, or NULL for English. */
+SCRY_HIDDEN const scry__loglang *scry__loglang_detect(const char *p, size_t n);
+/* See scry__logimport_severity_at(): English, and `l`'s words (every
+ * language's when `l` is NULL and `any`). */
+SCRY_HIDDEN int scry__loglang_severity_at(const scry__loglang *l, bool any, const char *p, size_t n, size_t *len);
+/* English name of a severity/label code. */
+SCRY_HIDDEN const char *scry__loglang_english_severity(int code);
+/* A translated severity in English (s unchanged when not one). */
+SCRY_HIDDEN span scry__loglang_severity(const scry__loglang *l, span s);
+/* A translated message rewritten in English into buf (s unchanged when no format matches). */
+SCRY_HIDDEN span scry__loglang_message(const scry__loglang *l, span s, scry_buf *buf, scry_error *err, int *rc);
+
+/* lib/logimport_tz.c */
+/* Offset (seconds east of UTC) of a zone abbreviation: 0, or -1 unknown /
+ * -2 ambiguous with a note saying so. `zone`: log_timezone, or NULL. */
+SCRY_HIDDEN int scry__tz_abbrev(const char *zone, const char *abbr, int *offset, char *note, size_t cap);
 
 #endif
