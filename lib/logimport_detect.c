@@ -245,12 +245,13 @@ typedef struct cand {
 	int escapes;
 } cand;
 
+/* Escapes in a prefix, %q not counted (it adds no field). */
 static int escapes(const char *p)
 {
 	int k = 0;
 	for (; *p; p++)
 		if (*p == '%' && p[1]) {
-			k += p[1] != '%';
+			k += p[1] != '%' && p[1] != 'q';
 			p++;
 		}
 	return k;
