@@ -170,12 +170,12 @@ size_t scry__logimport_time(scry_logimport *imp, const char *p, size_t n, int64_
 			zn = 1;
 			while (zn < avail && zn < 5 && zp[zn] >= '0' && zp[zn] <= '9')
 				zn++;
-			if (zn == 3 && zn + 2 < avail && zp[3] == ':' && zp[4] >= '0' && zp[4] <= '9')
-				zn = 6;
-			if (zn != 3 && zn != 5 && zn != 6)
+			/* "+04", "+0530": tzdb's numeric abbreviations. Never "+05:30",
+			 * so "-03:10.0.0.1" is a zone and then the next field. */
+			if (zn != 3 && zn != 5)
 				zn = 0;
 			else {
-				int oh = digits(zp + 1, 2), om = zn > 3 ? digits(zp + zn - 2, 2) : 0;
+				int oh = digits(zp + 1, 2), om = zn > 3 ? digits(zp + 3, 2) : 0;
 				int64_t off = ((int64_t)oh * 3600 + om * 60) * 1000000;
 				t -= zp[0] == '+' ? off : -off;
 			}

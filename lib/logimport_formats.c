@@ -217,7 +217,11 @@ static ssize_t csv_find_end(scry_logimport *imp, const char *p, size_t n)
 			size_t e = nl ? (size_t)(nl - p) : n;
 			const char *q = memchr(p + i, '"', e - i);
 			if (q) {
-				imp->in_quote = true;
+				/* Only a quote that starts a field opens quoting (as in the
+				 * fast path): a stray one inside a field is text, so that a
+				 * malformed record is framed the same whatever the chunks. */
+				if (q == p || q[-1] == ',')
+					imp->in_quote = true;
 				i = (size_t)(q - p) + 1;
 				continue;
 			}
