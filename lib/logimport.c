@@ -1077,6 +1077,8 @@ int scry_logimport_finish(scry_logimport *imp, scry_logimport_stats *stats, scry
 	imp->finished = true;
 	int rc = scry__logimport_process(imp, true, err);
 	if (!rc && imp->fmt == SCRY_LOG_STDERR)
+		rc = scry__logimport_wrapped_flush(imp, err);
+	if (!rc && imp->fmt == SCRY_LOG_STDERR)
 		rc = scry__logimport_stderr_finish(imp, err);
 	/* Statements still waiting for a duration line: the log ended first. */
 	for (size_t i = 0; i < imp->nsess && !rc; i++)
@@ -1121,6 +1123,8 @@ void scry_logimport_free(scry_logimport *imp)
 	scry_buf_dispose(&imp->xmsg);
 	scry_buf_dispose(&imp->xdetail);
 	scry_buf_dispose(&imp->xctx);
+	scry_buf_dispose(&imp->wline);
+	scry_buf_dispose(&imp->wtext);
 	scry_buf_dispose(&imp->in);
 	scry_buf_dispose(&imp->scratch);
 	scry_buf_dispose(&imp->cur);

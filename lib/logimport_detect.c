@@ -329,6 +329,19 @@ static int detect_prefix(scry_logimport *imp, const char *p, size_t n, scry_erro
 	return rc;
 }
 
+/* A JSON key followed (after ':' and blanks) by `what`. */
+static bool key_then(const char *l, size_t len, const char *key, const char *what)
+{
+	size_t kn = strlen(key), wn = strlen(what);
+	const char *k = memmem(l, len, key, kn);
+	if (!k)
+		return false;
+	size_t i = (size_t)(k - l) + kn;
+	while (i < len && (l[i] == ' ' || l[i] == ':'))
+		i++;
+	return len - i >= wn && !memcmp(l + i, what, wn);
+}
+
 /* csvlog, jsonlog, stderr, or a wrapper: what most of the first lines are. */
 static int detect_format(scry_logimport *imp, const char *p, size_t n)
 {
@@ -346,7 +359,7 @@ static int detect_format(scry_logimport *imp, const char *p, size_t n)
 		if (l[0] == '{') {
 			if (memmem(l, len, "\"textPayload\"", 13) || memmem(l, len, "\"jsonPayload\"", 13))
 				gcl++;
-			else if (memmem(l, len, "\"record\":{", 10) || memmem(l, len, "\"logger\":\"postgres\"", 19))
+			else if (key_then(l, len, "\"record\"", "{") || key_then(l, len, "\"logger\"", "\"postgres\""))
 				cnpg++;
 			else if (memmem(l, len, "\"error_severity\"", 16) || memmem(l, len, "\"timestamp\"", 11))
 				json++;
@@ -396,11 +409,6 @@ int scry__logimport_detect(scry_logimport *imp, bool final, scry_error *err)
 		static const char *const wraps[] = { "", " in syslog", " in CloudNativePG JSON", " in Google Cloud Logging JSON" };
 		snprintf(imp->st.detected, sizeof imp->st.detected, "format %s%s", names[imp->fmt], wraps[imp->wrapper]);
 	}
-	if (imp->wrapper != LOGWRAP_NONE) {
-		imp->detecting = false;
-		return scry__fail(err, SCRY_EINVAL, "%s: not supported yet; export the server's own log file instead",
-		                  imp->st.detected);
-	}
 	if (imp->lang_auto) {
 		imp->lang = scry__loglang_detect(p, n);
 		if (imp->lang) {
@@ -410,8 +418,32 @@ int scry__logimport_detect(scry_logimport *imp, bool final, scry_error *err)
 		}
 	}
 	int rc = 0;
-	if (imp->fmt == SCRY_LOG_STDERR && !imp->nitems && n)
-		rc = detect_prefix(imp, p, n, err);
+	if (imp->fmt == SCRY_LOG_STDERR && !imp->nitems && n) {
+		if (imp->wrapper == LOGWRAP_NONE) {
+			rc = detect_prefix(imp, p, n, err);
+		} else {
+			/* The prefix is that of the stderr lines inside the wrapper. */
+			scry_buf lines = SCRY_BUF_INIT;
+			imp->unwrap_sink = &lines;
+			size_t pos = 0;
+			while (pos < n && !rc) {
+				const char *nl = memchr(p + pos, '\n', n - pos);
+				size_t len = nl ? (size_t)(nl - (p + pos)) : n - pos;
+				if (len)
+					rc = scry__logimport_wrapped_line(imp, p + pos, len, 0, err);
+				pos += len + 1;
+			}
+			if (!rc)
+				rc = scry__logimport_wrapped_flush(imp, err);
+			imp->unwrap_sink = NULL;
+			/* Detection's skipped lines are not the import's. */
+			imp->st.skipped = 0;
+			imp->st.nskip_samples = 0;
+			if (!rc)
+				rc = detect_prefix(imp, lines.ptr ? lines.ptr : "", lines.size, err);
+			scry_buf_dispose(&lines);
+		}
+	}
 	imp->detecting = false;
 	return rc;
 }

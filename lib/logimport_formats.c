@@ -352,11 +352,21 @@ static int json_line(scry_logimport *imp, const char *p, size_t n, uint64_t line
 		return 0;
 	}
 	i++;
+	/* CloudNativePG wraps the record: {"level":..,"logger":"postgres",
+	 * "record":{"log_time":..,"user_name":..}}. Nested objects are read as
+	 * if their keys were at the top (the record's keys are csvlog's names). */
+	int depth = 0;
+	bool cnpg_record = false;
 	for (;;) {
 		while (i < n && (isspace((unsigned char)p[i]) || p[i] == ','))
 			i++;
-		if (i < n && p[i] == '}')
-			break;
+		if (i < n && p[i] == '}') {
+			if (depth == 0)
+				break;
+			depth--;
+			i++;
+			continue;
+		}
 		if (i >= n || p[i] != '"')
 			goto bad;
 		char *k = w;
@@ -373,6 +383,33 @@ static int json_line(scry_logimport *imp, const char *p, size_t n, uint64_t line
 		while (i < n && isspace((unsigned char)p[i]))
 			i++;
 		span val;
+		if (i < n && p[i] == '{') {
+			if (depth >= 4)
+				goto bad;
+			depth++;
+			i++;
+			if (key.n == 6 && !memcmp(key.p, "record", 6))
+				cnpg_record = true;
+			continue;
+		}
+		if (i < n && p[i] == '[') {
+			/* An array (Cloud Logging labels...): skipped, strings aware. */
+			int d = 0;
+			for (; i < n; i++) {
+				if (p[i] == '"') {
+					size_t j = i;
+					if (!json_string(p, n, &j, w))
+						goto bad;
+					i = j - 1;
+				} else if (p[i] == '[' || p[i] == '{') {
+					d++;
+				} else if ((p[i] == ']' || p[i] == '}') && --d == 0) {
+					i++;
+					break;
+				}
+			}
+			continue;
+		}
 		if (i < n && p[i] == '"') {
 			char *v = w;
 			char *ve = json_string(p, n, &i, w);
@@ -389,29 +426,33 @@ static int json_line(scry_logimport *imp, const char *p, size_t n, uint64_t line
 				val.n--;
 		}
 #define KEY(lit) (key.n == sizeof(lit) - 1 && !memcmp(key.p, lit, sizeof(lit) - 1))
+		if (imp->wrapper == LOGWRAP_CNPG && !cnpg_record)
+			continue; /* the wrapper's own keys ("level", "ts", "msg") */
 		if (KEY("message"))
 			r.message = val;
-		else if (KEY("timestamp"))
+		else if (KEY("timestamp") || KEY("log_time"))
 			ts = val;
 		else if (KEY("session_id"))
 			r.sid = val;
 		else if (KEY("error_severity"))
 			r.severity = val;
-		else if (KEY("pid"))
+		else if (KEY("pid") || KEY("process_id"))
 			r.pid = scry__logimport_int(val);
-		else if (KEY("user"))
+		else if (KEY("user") || KEY("user_name"))
 			r.user = val;
-		else if (KEY("dbname"))
+		else if (KEY("dbname") || KEY("database_name"))
 			r.db = val;
 		else if (KEY("remote_host"))
 			r.client = val;
-		else if (KEY("session_start"))
+		else if (KEY("connection_from"))
+			r.client = strip_port(val);
+		else if (KEY("session_start") || KEY("session_start_time"))
 			sstart = val;
-		else if (KEY("state_code"))
+		else if (KEY("state_code") || KEY("sql_state_code"))
 			state = val;
 		else if (KEY("detail"))
 			r.detail = val;
-		else if (KEY("statement"))
+		else if (KEY("statement") || KEY("query"))
 			r.statement = val;
 		else if (KEY("application_name"))
 			r.app = val;
@@ -419,6 +460,8 @@ static int json_line(scry_logimport *imp, const char *p, size_t n, uint64_t line
 			r.context = val;
 #undef KEY
 	}
+	if (imp->wrapper == LOGWRAP_CNPG && !cnpg_record)
+		return 0; /* the operator's own messages: not PostgreSQL records */
 	if (!ts.n || !scry__logimport_time(imp, ts.p, ts.n, &r.time_us)) {
 		scry__logimport_skip(imp, line, "jsonlog record without a valid timestamp", p, n);
 		return 0;
@@ -810,6 +853,128 @@ int scry__logimport_compile_prefix(scry_logimport *imp, const char *prefix, scry
 }
 
 /* ------------------------------------------------------------------ */
+/* Wrappers around stderr lines: syslog, Google Cloud Logging           */
+/* ------------------------------------------------------------------ */
+
+static int unwrapped(scry_logimport *imp, const char *p, size_t n, uint64_t line, scry_error *err)
+{
+	if (imp->unwrap_sink) {
+		if (scry__buf_put(imp->unwrap_sink, p, n) || scry__buf_put(imp->unwrap_sink, "\n", 1))
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		return 0;
+	}
+	return stderr_line(imp, p, n, line, err);
+}
+
+int scry__logimport_wrapped_flush(scry_logimport *imp, scry_error *err)
+{
+	if (!imp->wline.size)
+		return 0;
+	int rc = unwrapped(imp, imp->wline.ptr, imp->wline.size, imp->wline_no, err);
+	scry__buf_clear(&imp->wline);
+	return rc;
+}
+
+/* rsyslog writes control characters as #ooo (a tab: #011). */
+static int put_unescaped(scry_buf *b, const char *p, size_t n)
+{
+	size_t i = 0;
+	while (i < n) {
+		const char *h = memmem(p + i, n - i, "#011", 4);
+		size_t e = h ? (size_t)(h - p) : n;
+		if (scry__buf_put(b, p + i, e - i) || (h && scry__buf_put(b, "\t", 1)))
+			return SCRY_ENOMEM;
+		i = h ? e + 4 : n;
+	}
+	return 0;
+}
+
+/* "Mmm dd hh:mm:ss host ident[pid]: [N-M] text" (or an ISO time first).
+ * With syslog_sequence_numbers, M > 1 is a piece of message N: a line of
+ * its own when it starts with the tab PostgreSQL puts before continuation
+ * lines, else the rest of a line longer than syslog's limit. */
+static int syslog_line(scry_logimport *imp, const char *p, size_t n, uint64_t line, scry_error *err)
+{
+	size_t lim = n < 400 ? n : 400;
+	const char *b = memmem(p, lim, "]: ", 3);
+	if (!b) {
+		scry__logimport_skip(imp, line, "not a syslog line from PostgreSQL (no ident[pid]: )", p, n);
+		return 0;
+	}
+	const char *o = memrchr(p, '[', (size_t)(b - p));
+	int64_t pid = o ? scry__logimport_int((span){ o + 1, (size_t)(b - o - 1) }) : -1;
+	const char *t = b + 3, *e = p + n;
+	long chunk = 1;
+	if (t < e && *t == '[') {
+		const char *q = t + 1;
+		while (q < e && isdigit((unsigned char)*q))
+			q++;
+		if (q < e && *q == '-' && q > t + 1) {
+			const char *c = ++q;
+			chunk = 0;
+			while (q < e && isdigit((unsigned char)*q))
+				chunk = chunk * 10 + (*q++ - '0');
+			if (q + 1 < e && q > c && q[0] == ']' && q[1] == ' ')
+				t = q + 2;
+			else
+				chunk = 1;
+		}
+	}
+	int rc;
+	bool cont = chunk > 1 && (t < e && (*t == '\t' || (e - t >= 4 && !memcmp(t, "#011", 4))));
+	if (chunk > 1 && !cont && imp->wline.size && pid == imp->wline_pid) {
+		/* The rest of a long line. */
+		if (put_unescaped(&imp->wline, t, (size_t)(e - t)))
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		return 0;
+	}
+	if ((rc = scry__logimport_wrapped_flush(imp, err)) != 0)
+		return rc;
+	if (put_unescaped(&imp->wline, t, (size_t)(e - t)))
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	imp->wline_pid = pid;
+	imp->wline_no = line;
+	return 0;
+}
+
+/* Google Cloud Logging (Cloud SQL): one JSON entry per line whose
+ * "textPayload" is the server's stderr text. */
+static int gcl_line(scry_logimport *imp, const char *p, size_t n, uint64_t line, scry_error *err)
+{
+	const char *k = memmem(p, n, "\"textPayload\"", 13);
+	size_t i = k ? (size_t)(k - p) + 13 : n;
+	while (i < n && (p[i] == ' ' || p[i] == ':'))
+		i++;
+	if (i >= n || p[i] != '"') {
+		scry__logimport_skip(imp, line, "Cloud Logging entry without a textPayload", p, n);
+		return 0;
+	}
+	scry__buf_clear(&imp->wtext);
+	if (scry__buf_grow(&imp->wtext, n + 8))
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	char *w = json_string(p, n, &i, imp->wtext.ptr);
+	if (!w) {
+		scry__logimport_skip(imp, line, "malformed Cloud Logging entry", p, n);
+		return 0;
+	}
+	const char *t = imp->wtext.ptr, *e = w;
+	while (t < e) {
+		const char *nl = memchr(t, '\n', (size_t)(e - t));
+		size_t len = nl ? (size_t)(nl - t) : (size_t)(e - t);
+		int rc = len ? unwrapped(imp, t, len, line, err) : 0;
+		if (rc)
+			return rc;
+		t += len + 1;
+	}
+	return 0;
+}
+
+int scry__logimport_wrapped_line(scry_logimport *imp, const char *p, size_t n, uint64_t line, scry_error *err)
+{
+	return imp->wrapper == LOGWRAP_GCL ? gcl_line(imp, p, n, line, err) : syslog_line(imp, p, n, line, err);
+}
+
+/* ------------------------------------------------------------------ */
 /* Framing                                                             */
 /* ------------------------------------------------------------------ */
 
@@ -928,6 +1093,8 @@ int scry__logimport_process(scry_logimport *imp, bool final, scry_error *err)
 			continue;
 		if (imp->fmt == SCRY_LOG_JSONLOG)
 			rc = json_line(imp, p, len, line, err);
+		else if (imp->wrapper != LOGWRAP_NONE)
+			rc = scry__logimport_wrapped_line(imp, p, len, line, err);
 		else
 			rc = stderr_line(imp, p, len, line, err);
 	}

@@ -166,6 +166,11 @@ struct scry_logimport {
 	/* the file being fed (re-import detection) */
 	uint64_t skip_bytes;     /* bytes of the input still to drop (already imported) */
 	bool damaged;            /* a file was truncated or corrupt */
+	/* syslog / Cloud Logging: the stderr line being joined from its pieces */
+	scry_buf wline, wtext;
+	int64_t wline_pid;
+	uint64_t wline_no;
+	scry_buf *unwrap_sink;   /* detection: unwrapped lines go here instead */
 	scry_log_file *files;    /* files read, recorded in the store at finish */
 	size_t nfiles, afiles;
 	session *last_sess;      /* cache of session_find(); reset when sess moves */
@@ -198,6 +203,12 @@ SCRY_HIDDEN int scry__logimport_process(scry_logimport *imp, bool final, scry_er
 SCRY_HIDDEN int scry__logimport_stderr_finish(scry_logimport *imp, scry_error *err);
 /* Compiles a log_line_prefix; SCRY_EINVAL (with advice) without %c or %p. */
 SCRY_HIDDEN int scry__logimport_compile_prefix(scry_logimport *imp, const char *prefix, scry_error *err);
+
+/* Unwraps syslog / Cloud Logging lines into the stderr lines they carry. */
+SCRY_HIDDEN int scry__logimport_wrapped_line(scry_logimport *imp, const char *p, size_t n, uint64_t line,
+	scry_error *err);
+/* Hands a joined syslog line still waiting to the stderr reader. */
+SCRY_HIDDEN int scry__logimport_wrapped_flush(scry_logimport *imp, scry_error *err);
 
 /* lib/logimport_detect.c */
 /* Detects what the options left open (format, log_line_prefix, language)

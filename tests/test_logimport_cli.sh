@@ -135,5 +135,58 @@ check "wrong format: reason" grep -q 'nothing imported: no line could be read as
 "$SCRY_CLI" capture log --json --store "$tmp/utf8.db" "$tmp/utf8.csv" >"$tmp/utf8.json"
 check "valid UTF-8 JSON" python3 -c 'import json,sys; json.load(open(sys.argv[1], encoding="utf-8"))' "$tmp/utf8.json"
 
+# Wrappers: syslog (with sequence numbers, #011 tabs, a line split at the
+# syslog limit), CloudNativePG JSON, Google Cloud Logging JSON lines: all
+# made from the real server's logs; the same 19 statements come out.
+python3 - "$fx" "$tmp" <<'PY'
+import json, sys
+fx, tmp = sys.argv[1], sys.argv[2]
+lines = open(fx + "/pg.log", encoding="utf-8").read().split("\n")[:-1]
+msgs = []
+for l in lines:
+    if l.startswith("\t") and msgs:
+        msgs[-1].append(l)
+    else:
+        msgs.append([l])
+with open(tmp + "/pg.syslog", "w", encoding="utf-8") as f:
+    f.write("Nov 25 02:26:37 db1 systemd[1]: Started something.\n")
+    for seq, m in enumerate(msgs, 1):
+        pid = m[0].split("[", 1)[1].split("]", 1)[0]
+        chunk = 0
+        for l in m:
+            pieces = [l[i:i + 40] for i in range(0, len(l), 40)] if len(l) > 200 else [l]
+            for piece in pieces:
+                chunk += 1
+                f.write("Nov 25 02:26:37 db1 postgres[%s]: [%d-%d] %s\n" % (pid, seq, chunk, piece.replace("\t", "#011")))
+with open(tmp + "/pg.gcl", "w", encoding="utf-8") as f:
+    for m in msgs:
+        f.write(json.dumps({"insertId": "x", "logName": "projects/p/logs/cloudsql.googleapis.com%2Fpostgres.log",
+                            "resource": {"type": "cloudsql_database", "labels": {"region": "eu"}},
+                            "severity": "INFO", "textPayload": "\n".join(m), "labels": ["a", {"b": "]"}]}) + "\n")
+ren = {"timestamp": "log_time", "user": "user_name", "dbname": "database_name", "pid": "process_id",
+       "remote_host": "connection_from", "line_num": "session_line_num", "ps": "command_tag",
+       "session_start": "session_start_time", "vxid": "virtual_transaction_id", "txid": "transaction_id",
+       "state_code": "sql_state_code", "statement": "query"}
+with open(tmp + "/pg.cnpg", "w", encoding="utf-8") as f:
+    f.write(json.dumps({"level": "info", "ts": "2026-11-25T02:26:37Z", "logger": "instance-manager",
+                        "msg": "starting", "logging_pod": "pg-1"}) + "\n")
+    for l in open(fx + "/pg.json", encoding="utf-8"):
+        r = json.loads(l)
+        rec = {ren.get(k, k): (str(v) if k == "pid" else v) for k, v in r.items()}
+        f.write(json.dumps({"level": "info", "ts": "2026-11-25T02:26:37Z", "logger": "postgres", "msg": "record",
+                            "logging_pod": "pg-1", "record": rec}) + "\n")
+PY
+for w in syslog gcl cnpg; do
+  "$SCRY_CLI" capture log --json --store "$tmp/$w.db" "$tmp/pg.$w" >"$tmp/$w.json"
+  check "$w: statements" test "$(field statements "$tmp/$w.json")" = 19
+  check "$w: failed" test "$(field failed "$tmp/$w.json")" = 5
+  check "$w: sessions" test "$(field sessions "$tmp/$w.json")" = 3
+  "$SCRY_CLI" workload patterns --json --store "$tmp/$w.db" 2>/dev/null | sed -E 's/"(first|last|mean|total)[a-z_]*":[^,}]*,?//g' | sort >"$tmp/$w.patterns" || true
+  check "$w: patterns as csvlog's" cmp -s "$tmp/csv.patterns" "$tmp/$w.patterns"
+done
+check "syslog detected" grep -q 'format stderr in syslog, log_line_prefix' "$tmp/syslog.json"
+check "cnpg detected" grep -q 'CloudNativePG' "$tmp/cnpg.json"
+check "gcl detected" grep -q 'Google Cloud Logging' "$tmp/gcl.json"
+
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
