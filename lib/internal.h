@@ -116,6 +116,10 @@ SCRY_HIDDEN int64_t scry__monotonic_us(void);  /* CLOCK_MONOTONIC */
 #define SCRY__LIT_NUMBER '\x02'
 SCRY_HIDDEN int scry__lift_literals(const char *sql, size_t len,
 	scry_buf *template_out, scry_buf *literals_out, int *nliterals);
+/* scry_fingerprint_split() through PostgreSQL's scanner only (its fallback;
+ * the tests compare the two). */
+SCRY_HIDDEN int scry__split_scanner(const char *sql, size_t len, struct scry_statement_span **spans,
+	size_t *count, scry_error *err);
 /* Inverse: rebuilds the exact text from a template and packed literals. */
 SCRY_HIDDEN int scry__splice_literals(const char *tmpl, size_t tlen,
 	const unsigned char *lits, size_t llen, scry_buf *out);
