@@ -618,7 +618,11 @@ static int flush_pending(scry_logimport *imp, session *s, scry_error *err)
 
 static int flush_batch(scry_logimport *imp, scry_error *err)
 {
-	int rc = flush_sessions(imp, err);
+	/* The store is free once the batch before is written. */
+	int rc = scry__logwriter_wait(imp->writer, err);
+	if (rc)
+		return rc;
+	rc = flush_sessions(imp, err);
 	if (rc)
 		return rc;
 	if (!imp->nbev) {
@@ -635,10 +639,14 @@ static int flush_batch(scry_logimport *imp, scry_error *err)
 		imp->params = p;
 		imp->aparams = np;
 	}
-	scry_event *evs = scry__realloc(imp->evs, imp->nbev * sizeof *evs);
-	if (!evs)
-		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	imp->evs = evs;
+	if (imp->nbev > imp->aevs) {
+		scry_event *ne = scry__realloc(imp->evs, imp->nbev * sizeof *ne);
+		if (!ne)
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		imp->evs = ne;
+		imp->aevs = imp->nbev;
+	}
+	scry_event *evs = imp->evs;
 	const char *a = imp->arena.ptr;
 	size_t pi = 0;
 	for (size_t i = 0; i < imp->nbev; i++) {
@@ -672,11 +680,25 @@ static int flush_batch(scry_logimport *imp, scry_error *err)
 			e->error_message = a + b->eoff;
 		}
 	}
-	rc = scry_store_append(imp->store, evs, imp->nbev, err);
+	/* Written by the second thread while the next batch is parsed (here,
+	 * when the thread cannot be started). */
+	if (!imp->writer && !imp->no_writer && scry__logwriter_start(&imp->writer, imp->store))
+		imp->no_writer = true;
+	if (imp->writer) {
+		scry__logwriter_submit(imp->writer, &imp->evs, &imp->aevs, &imp->params, &imp->aparams, &imp->arena,
+		                       imp->nbev);
+	} else {
+		rc = scry_store_append(imp->store, evs, imp->nbev, err);
+		scry__buf_clear(&imp->arena);
+	}
 	imp->nbev = 0;
 	imp->nnew = 0;
-	scry__buf_clear(&imp->arena);
 	return rc;
+}
+
+int scry__logimport_store_idle(scry_logimport *imp, scry_error *err)
+{
+	return scry__logwriter_wait(imp->writer, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1087,6 +1109,8 @@ int scry_logimport_finish(scry_logimport *imp, scry_logimport_stats *stats, scry
 	if (!rc)
 		rc = flush_batch(imp, err);
 	if (!rc)
+		rc = scry__logwriter_wait(imp->writer, err);
+	if (!rc)
 		rc = scry__logimport_record_files(imp, err);
 	explain_nothing(imp);
 	scry_store_info info;
@@ -1103,6 +1127,7 @@ void scry_logimport_free(scry_logimport *imp)
 {
 	if (!imp)
 		return;
+	scry__logwriter_free(imp->writer); /* after the batch in flight */
 	for (size_t i = 0; i < imp->nsess; i++) {
 		scry_buf_dispose(&imp->sess[i].ptext);
 		scry_buf_dispose(&imp->sess[i].pparams);

@@ -445,7 +445,8 @@ int scry_logimport_feed_file(scry_logimport *imp, const char *path, scry_error *
 	const char *name = is_stdin ? "standard input" : path;
 	uint64_t skip = 0;
 	int rc;
-	if (!is_stdin && !imp->opts.force && (rc = already_imported(imp, path, &skip, err)) != 0)
+	if (!is_stdin && !imp->opts.force &&
+	    ((rc = scry__logimport_store_idle(imp, err)) != 0 || (rc = already_imported(imp, path, &skip, err)) != 0))
 		return rc;
 	int fd = is_stdin ? dup(STDIN_FILENO) : open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)

@@ -11,6 +11,8 @@
 
 #include <sys/types.h>
 
+typedef struct scry__logwriter scry__logwriter;
+
 typedef struct span {
 	const char *p;
 	size_t n;
@@ -145,8 +147,11 @@ struct scry_logimport {
 	size_t nbev, abev;
 	scry_buf arena;
 	scry_event *evs;
+	size_t aevs;
 	scry_param *params;
 	size_t aparams;
+	scry__logwriter *writer;  /* the thread that writes batches; NULL until the first */
+	bool no_writer;          /* it could not be started: write in this thread */
 	scry_buf tmp;
 	newsess *newsess;        /* session rows and ends wait for the batch, so */
 	size_t nnew, anew;       /* that they cost one transaction, not one each */
@@ -225,9 +230,21 @@ SCRY_HIDDEN bool scry__logimport_prefix_match(scry_logimport *imp, const char *p
  * DETAIL..STATEMENT) and length, or -1. */
 SCRY_HIDDEN int scry__logimport_severity_at(const scry_logimport *imp, const char *p, size_t n, size_t *len);
 
+/* Waits until the store is not in use by the writer thread (its error, if any). */
+SCRY_HIDDEN int scry__logimport_store_idle(scry_logimport *imp, scry_error *err);
+
 /* lib/logimport_input.c */
 /* Records the files fed (scry_store_log_file_add). */
 SCRY_HIDDEN int scry__logimport_record_files(scry_logimport *imp, scry_error *err);
+
+/* lib/logimport_writer.c */
+SCRY_HIDDEN int scry__logwriter_start(scry__logwriter **out, scry_store *store);
+/* Waits until the batch in flight is written; its error, if any. */
+SCRY_HIDDEN int scry__logwriter_wait(scry__logwriter *w, scry_error *err);
+/* Hands a batch to the (idle) writer, taking the buffers and giving back empty spare ones. */
+SCRY_HIDDEN void scry__logwriter_submit(scry__logwriter *w, scry_event **evs, size_t *aevs, scry_param **params,
+	size_t *aparams, scry_buf *arena, size_t n);
+SCRY_HIDDEN void scry__logwriter_free(scry__logwriter *w);
 
 /* lib/logimport_translate.c */
 SCRY_HIDDEN const scry__loglang *scry__loglang_find(const char *code);
