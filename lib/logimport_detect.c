@@ -287,10 +287,9 @@ static int detect_prefix(scry_logimport *imp, const char *p, size_t n, scry_erro
 	const char *first = NULL;
 	size_t firstlen = 0;
 	while (pos < n && seen < INFER_LINES) {
-		const char *nl = memchr(p + pos, '\n', n - pos);
-		size_t len = nl ? (size_t)(nl - (p + pos)) : n - pos;
-		const char *l = p + pos;
-		pos += len + 1;
+		span ln = next_line(p, n, &pos);
+		const char *l = ln.p;
+		size_t len = ln.n;
 		if (!len || l[0] == '\t')
 			continue;
 		if (!first) {
@@ -347,10 +346,9 @@ static int detect_format(scry_logimport *imp, const char *p, size_t n)
 {
 	size_t pos = 0, lines = 0, csv = 0, json = 0, gcl = 0, cnpg = 0, syslog = 0;
 	while (pos < n && lines < 200) {
-		const char *l = p + pos;
-		const char *nl = memchr(l, '\n', n - pos);
-		size_t len = nl ? (size_t)(nl - l) : n - pos;
-		pos += len + 1;
+		span ln = next_line(p, n, &pos);
+		const char *l = ln.p;
+		size_t len = ln.n;
 		while (len && (l[0] == ' ' || l[0] == '\r'))
 			l++, len--;
 		if (!len)
@@ -427,11 +425,9 @@ int scry__logimport_detect(scry_logimport *imp, bool final, scry_error *err)
 			imp->unwrap_sink = &lines;
 			size_t pos = 0;
 			while (pos < n && !rc) {
-				const char *nl = memchr(p + pos, '\n', n - pos);
-				size_t len = nl ? (size_t)(nl - (p + pos)) : n - pos;
-				if (len)
-					rc = scry__logimport_wrapped_line(imp, p + pos, len, 0, err);
-				pos += len + 1;
+				span ln = next_line(p, n, &pos);
+				if (ln.n)
+					rc = scry__logimport_wrapped_line(imp, ln.p, ln.n, 0, err);
 			}
 			if (!rc)
 				rc = scry__logimport_wrapped_flush(imp, err);

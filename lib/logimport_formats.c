@@ -790,10 +790,9 @@ size_t scry__logimport_prefix_score(scry_logimport *imp, const char *p, size_t n
 {
 	size_t ok = 0, k = 0, pos = 0;
 	while (pos < n && k < max) {
-		const char *nl = memchr(p + pos, '\n', n - pos);
-		size_t len = nl ? (size_t)(nl - (p + pos)) : n - pos;
-		const char *l = p + pos;
-		pos += len + 1;
+		span ln = next_line(p, n, &pos);
+		const char *l = ln.p;
+		size_t len = ln.n;
 		if (!len || l[0] == '\t')
 			continue;
 		if (len > 4096)

@@ -103,16 +103,11 @@ static int src_open(src *s, int fd)
 	return 0;
 }
 
+static void stream_end(src *s);
+
 static void src_close(src *s)
 {
-	if (s->started) {
-		if (s->kind == K_GZIP)
-			inflateEnd(&s->z);
-		else if (s->kind == K_BZIP2)
-			BZ2_bzDecompressEnd(&s->bz);
-		else if (s->kind == K_XZ)
-			lzma_end(&s->xz);
-	}
+	stream_end(s);
 	if (s->zs)
 		ZSTD_freeDStream(s->zs);
 	scry__free(s->ib);

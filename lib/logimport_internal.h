@@ -31,6 +31,16 @@ static inline span span_skip(span s, size_t n)
 	return (span){ s.p + n, s.n - n };
 }
 
+/* The line of p[0..n) at *pos (without its newline); advances *pos past it. */
+static inline span next_line(const char *p, size_t n, size_t *pos)
+{
+	const char *l = p + *pos;
+	const char *nl = memchr(l, '\n', n - *pos);
+	size_t len = nl ? (size_t)(nl - l) : n - *pos;
+	*pos += len + 1;
+	return (span){ l, len };
+}
+
 /* One log message, whatever the format. Spans point into format buffers
  * that stay valid while the record is processed. */
 typedef struct rec {

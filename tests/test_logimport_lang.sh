@@ -8,19 +8,8 @@
 # German log is made from the English one with the server's own catalog
 # (postgres-15.mo) and the test says so.
 set -euo pipefail
-: "${SCRY_CLI:?}" "${SCRY_SOURCE_DIR:?}"
-command -v sqlite3 >/dev/null || { echo "sqlite3 is missing" >&2; exit 1; }
-pgc=$SCRY_SOURCE_DIR/tests/harness/pgcluster.sh
-tmp=$(mktemp -d /tmp/scry-loglang.XXXXXX)
-chmod 755 "$tmp"
-cl=$tmp/cluster
-trap 'bash "$pgc" stop "$cl" >/dev/null 2>&1 || true; [ -n "${SCRY_TEST_KEEP:-}" ] || rm -rf "$tmp"' EXIT
-pass=0 fail=0
-check() { # name, command...
-  local name=$1; shift
-  if "$@"; then pass=$((pass + 1)); else echo "FAIL: $name" >&2; fail=$((fail + 1)); fi
-}
-field() { sed -E "s/.*\"$1\":([0-9]+).*/\\1/" "$2"; }
+LOGTEST_NAME=loglang
+. "${SCRY_SOURCE_DIR:?}/tests/logimport/server.sh"
 
 have_de() { locale -a 2>/dev/null | grep -qix 'de_DE.utf8'; }
 if ! have_de && [ "$(id -u)" = 0 ] && command -v localedef >/dev/null; then
@@ -29,33 +18,11 @@ fi
 real=1
 have_de && [ -z "${SCRY_TEST_NO_LOCALE:-}" ] || real=0
 
-cat >"$tmp/pg.conf" <<'CONF'
-logging_collector = on
-log_destination = 'stderr,csvlog,jsonlog'
-log_directory = 'log'
-log_filename = 'start.log'
-log_line_prefix = '%m [%p] %q%u@%d/%a '
-log_statement = 'all'
-log_min_duration_statement = 0
-log_connections = on
-log_disconnections = on
-log_parameter_max_length_on_error = -1
-lc_messages = 'C'
-log_timezone = 'UTC'
-CONF
-chmod 644 "$tmp/pg.conf"
-port=$(bash "$pgc" start "$cl" "$tmp/pg.conf")
-logdir=$cl/data/log
-psql_() { psql -X -q -h 127.0.0.1 -p "$port" -U postgres "$@"; }
-pgbench -h 127.0.0.1 -p "$port" -U postgres -i -s 1 -q postgres >/dev/null 2>&1
-printf '\\set x 1\nSELECT :x::int / (SELECT 0);\n' >"$tmp/fail.sql"
+log_server_start 'stderr,csvlog,jsonlog' "log_line_prefix = '%m [%p] %q%u@%d/%a '"
 
 phase() { # name, lc_messages
   local name=$1 lc=$2
-  psql_ -c "ALTER SYSTEM SET lc_messages = '$lc'" -c "SELECT pg_reload_conf()" >/dev/null
-  for _ in $(seq 100); do [ "$(psql_ -At -c 'SHOW lc_messages')" = "$lc" ] && break; sleep 0.05; done
-  psql_ -c "ALTER SYSTEM SET log_filename = '$name.log'" -c "SELECT pg_reload_conf()" >/dev/null
-  for _ in $(seq 100); do [ "$(psql_ -At -c 'SHOW log_filename')" = "$name.log" ] && break; sleep 0.05; done
+  log_switch "$name" lc_messages "$lc"
   PGAPPNAME='app one' psql_ -c "SELECT 'it''s', 1" -c "SELECT 1/0" -c "SELEC 1" -c "SELECT 1;
 SELECT
   2 AS two" >/dev/null 2>&1 || true
@@ -63,13 +30,7 @@ SELECT
   pgbench -h 127.0.0.1 -p "$port" -U postgres -n -c 1 -t 10 -M prepared postgres >/dev/null 2>&1
   PGOPTIONS='-c log_statement=none' pgbench -h 127.0.0.1 -p "$port" -U postgres -n -t 1 -M extended \
     -f "$tmp/fail.sql" postgres >/dev/null 2>&1 || true
-  psql_ -c "SELECT 'end of $name'" >/dev/null
-  for _ in $(seq 100); do
-    grep -q "end of $name" "$logdir/$name.log" 2>/dev/null && [ "$(grep -c 'pgbench' "$logdir/$name.csv")" -gt 10 ] && break
-    sleep 0.1
-  done
-  sleep 0.5
-  cp "$logdir/$name.log" "$logdir/$name.csv" "$logdir/$name.json" "$tmp/"
+  log_finish "$name"
 }
 
 phase en C

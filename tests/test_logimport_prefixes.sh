@@ -10,56 +10,14 @@
 # their texts, parameters and durations are exactly those imported from the
 # csvlog. Also: CONTEXT portal parameters, application names with spaces.
 set -euo pipefail
-: "${SCRY_CLI:?}" "${SCRY_SOURCE_DIR:?}"
 command -v pgreplay >/dev/null || { echo "pgreplay is missing (make bench-deps)" >&2; exit 1; }
-command -v sqlite3 >/dev/null || { echo "sqlite3 is missing" >&2; exit 1; }
-pgc=$SCRY_SOURCE_DIR/tests/harness/pgcluster.sh
-tmp=$(mktemp -d /tmp/scry-logprefix.XXXXXX)
-chmod 755 "$tmp"
-cl=$tmp/cluster
-trap 'bash "$pgc" stop "$cl" >/dev/null 2>&1 || true; [ -n "${SCRY_TEST_KEEP:-}" ] || rm -rf "$tmp"' EXIT
-pass=0 fail=0
-check() { # name, command...
-  local name=$1; shift
-  if "$@"; then pass=$((pass + 1)); else echo "FAIL: $name" >&2; fail=$((fail + 1)); fi
-}
-field() { sed -E "s/.*\"$1\":([0-9]+).*/\\1/" "$2"; }
-
-cat >"$tmp/pg.conf" <<'CONF'
-logging_collector = on
-log_destination = 'stderr,csvlog'
-log_directory = 'log'
-log_filename = 'start.log'
-log_statement = 'all'
-log_min_duration_statement = 0
-log_connections = on
-log_disconnections = on
-log_parameter_max_length_on_error = -1
-lc_messages = 'C'
-log_timezone = 'UTC'
-CONF
-chmod 644 "$tmp/pg.conf"
-port=$(bash "$pgc" start "$cl" "$tmp/pg.conf")
-logdir=$cl/data/log
-psql_() { psql -X -q -h 127.0.0.1 -p "$port" -U postgres "$@"; }
-pgbench -h 127.0.0.1 -p "$port" -U postgres -i -s 1 -q postgres >/dev/null 2>&1
-
-# The failing extended-protocol statement below (parameters in CONTEXT only).
-printf '\\set x 1\nSELECT :x::int / (SELECT 0);\n' >"$tmp/fail.sql"
+LOGTEST_NAME=logprefix
+. "${SCRY_SOURCE_DIR:?}/tests/logimport/server.sh"
+log_server_start 'stderr,csvlog'
 
 phase() { # name, log_line_prefix
   local name=$1 prefix=$2
-  # The prefix first, then the file name (the collector switches files when
-  # its name changes: lines of the session that changes it would otherwise
-  # start the new file with the old prefix). Reloads are asynchronous: wait
-  # until new sessions see each.
-  psql_ -c "ALTER SYSTEM SET log_line_prefix = '$prefix'" -c "SELECT pg_reload_conf()" >/dev/null
-  for _ in $(seq 100); do
-    [ "$(psql_ -At -c 'SHOW log_line_prefix')" = "$prefix" ] && break
-    sleep 0.05
-  done
-  psql_ -c "ALTER SYSTEM SET log_filename = '$name.log'" -c "SELECT pg_reload_conf()" >/dev/null
-  for _ in $(seq 50); do [ -f "$logdir/$name.log" ] && break; sleep 0.1; done
+  log_switch "$name" log_line_prefix "$prefix"
   PGAPPNAME='PostgreSQL JDBC Driver' psql_ -c "SELECT 'it''s', 1" -c "SELECT 1;
 SELECT
   2 AS two" >/dev/null
@@ -68,14 +26,7 @@ SELECT
   done
   PGOPTIONS='-c log_statement=none' pgbench -h 127.0.0.1 -p "$port" -U postgres -n -t 1 -M extended \
     -f "$tmp/fail.sql" postgres >/dev/null 2>&1 || true
-  psql_ -c "SELECT 'end of $name'" >/dev/null
-  for _ in $(seq 100); do
-    grep -q "disconnection.*" "$logdir/$name.csv" 2>/dev/null && grep -q "end of $name" "$logdir/$name.log" &&
-      [ "$(grep -c 'disconnection:' "$logdir/$name.csv")" -ge 10 ] && break
-    sleep 0.1
-  done
-  sleep 0.3
-  cp "$logdir/$name.log" "$logdir/$name.csv" "$tmp/"
+  log_finish "$name"
 }
 
 compare() { # name, log_line_prefix, pgreplay's stderr reference (0/1)
