@@ -1007,6 +1007,10 @@ int scry_logimport_new(scry_logimport **out, scry_store *store, const scry_logim
 	}
 	bool have_prefix = o.line_prefix && *o.line_prefix;
 	if (have_prefix) {
+		if (!(imp->prefix_given = scry__strdup(o.line_prefix))) {
+			scry_logimport_free(imp);
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		}
 		int rc = scry__logimport_compile_prefix(imp, o.line_prefix, err);
 		if (rc) {
 			scry_logimport_free(imp);
@@ -1140,6 +1144,7 @@ void scry_logimport_free(scry_logimport *imp)
 	scry__free(imp->newsess);
 	scry__free(imp->ends);
 	scry__free(imp->prefix_copy);
+	scry__free(imp->prefix_given);
 	scry__free(imp->tz_name);
 	for (size_t i = 0; i < imp->nfiles; i++)
 		scry__free((char *)imp->files[i].name);

@@ -275,7 +275,9 @@ static void try_prefix(scry_logimport *imp, const char *pf, const char *p, size_
 	}
 }
 
-static int detect_prefix(scry_logimport *imp, const char *p, size_t n, scry_error *err)
+/* `given`: the prefix the caller gave, which matches none of the lines:
+ * the error then names the prefix the lines have. */
+static int detect_prefix(scry_logimport *imp, const char *p, size_t n, const char *given, scry_error *err)
 {
 	cand best = { "", 0, 0 };
 	size_t looked = 0;
@@ -312,6 +314,8 @@ static int detect_prefix(scry_logimport *imp, const char *p, size_t n, scry_erro
 	scry_buf_dispose(&pf);
 	scry_buf_dispose(&q);
 	scry__logimport_prefix_reset(imp);
+	if (!best.score && given) /* nothing matches better: keep the given one */
+		return scry__logimport_compile_prefix(imp, given, err);
 	if (!best.score) {
 		int k = firstlen > 100 ? 100 : (int)firstlen;
 		return scry__fail(err, SCRY_EINVAL,
@@ -320,6 +324,12 @@ static int detect_prefix(scry_logimport *imp, const char *p, size_t n, scry_erro
 		                  "(SHOW log_line_prefix;), or --format if it is not a stderr log",
 		                  k, first ? first : "");
 	}
+	if (given)
+		return scry__fail(err, SCRY_EINVAL,
+		                  "log_line_prefix '%s' matches none of the first %zu lines; they look written with '%s' "
+		                  "(matches %zu): check SHOW log_line_prefix; on the server (a trailing space is part of "
+		                  "it), or leave --prefix out to use the detected one",
+		                  given, looked, best.text, best.score);
 	int rc = scry__logimport_compile_prefix(imp, best.text, err);
 	size_t len = strlen(imp->st.detected);
 	snprintf(imp->st.detected + len, sizeof imp->st.detected - len,
@@ -416,9 +426,15 @@ int scry__logimport_detect(scry_logimport *imp, bool final, scry_error *err)
 		}
 	}
 	int rc = 0;
-	if (imp->fmt == SCRY_LOG_STDERR && !imp->nitems && n) {
+	if (imp->fmt == SCRY_LOG_STDERR && imp->nitems && imp->wrapper == LOGWRAP_NONE && n) {
+		/* A prefix given that matches none of the lines (a missing trailing
+		 * space, another server's): say so up front, with the one they have. */
+		size_t looked = 0;
+		if (!scry__logimport_prefix_score(imp, p, n, SCORE_LINES, &looked) && looked && imp->prefix_given)
+			rc = detect_prefix(imp, p, n, imp->prefix_given, err);
+	} else if (imp->fmt == SCRY_LOG_STDERR && !imp->nitems && n) {
 		if (imp->wrapper == LOGWRAP_NONE) {
-			rc = detect_prefix(imp, p, n, err);
+			rc = detect_prefix(imp, p, n, NULL, err);
 		} else {
 			/* The prefix is that of the stderr lines inside the wrapper. */
 			scry_buf lines = SCRY_BUF_INIT;
@@ -436,7 +452,7 @@ int scry__logimport_detect(scry_logimport *imp, bool final, scry_error *err)
 			imp->st.skipped = 0;
 			imp->st.nskip_samples = 0;
 			if (!rc)
-				rc = detect_prefix(imp, lines.ptr ? lines.ptr : "", lines.size, err);
+				rc = detect_prefix(imp, lines.ptr ? lines.ptr : "", lines.size, NULL, err);
 			scry_buf_dispose(&lines);
 		}
 	}

@@ -719,7 +719,9 @@ static int stderr_line(scry_logimport *imp, const char *p, size_t n, uint64_t li
 	int klen = 0;
 	for (int i = 0; i < imp->qend; i++) {
 		span v = imp->mspan[i];
-		if (imp->items[i].padded)
+		/* Padded values, and a value that ends the prefix (whose separator
+		 * space before the severity the prefix then lacks), lose their blanks. */
+		if (imp->items[i].padded || i + 1 == imp->nitems)
 			v = trim(v);
 		switch (imp->items[i].esc) {
 		case 'm': case 't':

@@ -134,6 +134,7 @@ struct scry_logimport {
 	pitem items[64];
 	int nitems;
 	char *prefix_copy;
+	char *prefix_given;      /* the prefix as the options gave it, or NULL */
 	bool has_c, has_p, has_s;
 	span mspan[64];          /* per-item matches of the last matched line */
 	int qend;

@@ -130,6 +130,14 @@ set -e
 check "wrong format: exit 1" test $rc = 1
 check "wrong format: reason" grep -q 'nothing imported: no line could be read as csvlog' "$tmp/wrong.out"
 
+# A prefix that matches no line (its trailing space missing): refused up
+# front, naming the prefix the lines have.
+set +e
+"$SCRY_CLI" capture log --prefix '%m [%p]' --store "$tmp/np.db" "$fx/pg.log" >/dev/null 2>"$tmp/np.err"; rc=$?
+set -e
+check "prefix matching nothing: exit 2" test $rc = 2
+check "prefix matching nothing: the right one named" grep -qF "they look written with '%m [%p] %q%u@%d/%a '" "$tmp/np.err"
+
 # Skipped-line samples are valid UTF-8 in --json, even when a cut would split a character.
 { printf 'garbage '; for _ in $(seq 80); do printf '\xc3\xa9'; done; printf '\xff\n'; cat "$fx/pg.csv"; } >"$tmp/utf8.csv"
 "$SCRY_CLI" capture log --json --store "$tmp/utf8.db" "$tmp/utf8.csv" >"$tmp/utf8.json"
