@@ -718,6 +718,8 @@ static int stderr_line(scry_logimport *imp, const char *p, size_t n, uint64_t li
 	char key[48];
 	int klen = 0;
 	for (int i = 0; i < imp->qend; i++) {
+		if (!imp->items[i].esc || imp->items[i].esc == 'q')
+			continue; /* literals: no value */
 		span v = imp->mspan[i];
 		/* Padded values, and a value that ends the prefix (whose separator
 		 * space before the severity the prefix then lacks), lose their blanks. */
