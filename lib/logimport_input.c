@@ -440,7 +440,11 @@ int scry_logimport_feed_file(scry_logimport *imp, const char *path, scry_error *
 	const char *name = is_stdin ? "standard input" : path;
 	uint64_t skip = 0;
 	int rc;
-	if (!is_stdin && !imp->opts.force &&
+	/* Only regular files are looked at twice: a pipe (<(zcat ...)) would
+	 * lose what the first look read. */
+	struct stat pre;
+	bool regular = !is_stdin && !stat(path, &pre) && S_ISREG(pre.st_mode);
+	if (regular && !imp->opts.force &&
 	    ((rc = scry__logimport_store_idle(imp, err)) != 0 || (rc = already_imported(imp, path, &skip, err)) != 0))
 		return rc;
 	int fd = is_stdin ? dup(STDIN_FILENO) : open(path, O_RDONLY | O_CLOEXEC);
@@ -457,7 +461,7 @@ int scry_logimport_feed_file(scry_logimport *imp, const char *path, scry_error *
 		close(fd);
 		return rc;
 	}
-	ident *id = is_stdin ? NULL : scry__calloc(1, sizeof *id);
+	ident *id = regular ? scry__calloc(1, sizeof *id) : NULL;
 	enum { CHUNK = 1 << 20 };
 	uint64_t skipped = 0;
 	for (;;) {
@@ -592,8 +596,9 @@ int scry_logimport_order_files(const char *const *paths, size_t n, size_t *order
 	int rc = 0;
 	for (size_t i = 0; i < n && !rc; i++) {
 		e[i].i = i;
-		if (!strcmp(paths[i], "-"))
-			continue; /* standard input cannot be read twice */
+		struct stat sb;
+		if (!strcmp(paths[i], "-") || stat(paths[i], &sb) || !S_ISREG(sb.st_mode))
+			continue; /* standard input, pipes: cannot be read twice (they keep their place) */
 		int fd = open(paths[i], O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
 			rc = scry__fail_sys(err, SCRY_EIO, errno, "cannot open %s: %s", paths[i], strerror(errno));

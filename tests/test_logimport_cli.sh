@@ -98,6 +98,11 @@ check "corrupt gzip: exit 1" test $rc = 1
 check "corrupt gzip: said" grep -Eq 'gzip data is (corrupt|truncated)' "$tmp/badgz.err"
 check "corrupt gzip: the start kept" test "$(field statements "$tmp/badgz.json")" -gt $(( 19 * 40 / 3 ))
 
+# A pipe is read once, whole (not looked at twice for ordering or re-import).
+"$SCRY_CLI" capture log --json --store "$tmp/pipe.db" <(gzip -c "$tmp/a.log") <(cat "$tmp/b.log") >"$tmp/pipe.json" 2>/dev/null
+check "pipes: statements" test "$(field statements "$tmp/pipe.json")" = 19
+check "pipes: sessions" test "$(field sessions "$tmp/pipe.json")" = 3
+
 # Importing the same file again is recognised; --force imports it again.
 "$SCRY_CLI" capture log --json --store "$tmp/csv.db" "$fx/pg.csv" >"$tmp/again.json"
 check "re-import skipped" test "$(field files_skipped "$tmp/again.json")" = 1

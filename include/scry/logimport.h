@@ -138,7 +138,8 @@ SCRY_API int scry_logimport_feed(scry_logimport *imp, const void *data,
  * in turn to one importer (rotated logs: a session may go on in the next
  * file). A file this store already imported (same content, by size and
  * hashes of its first and last 64 KiB) is skipped, or only its new end is
- * read when it grew, unless opts.force; stats.files_skipped counts them.
+ * read when it grew, unless opts.force; stats.files_skipped counts them
+ * (regular files only: standard input and pipes are read once).
  * A record cut at the end of the file is counted as skipped. A truncated
  * or corrupt compressed file is read up to the damage: its events are
  * kept and SCRY_EIO says where it ended. Reports progress in bytes of the
@@ -173,9 +174,10 @@ SCRY_API int scry_logimport_file(scry_store *store, const char *path,
 
 /**
  * Orders log files by the first timestamp found in each (rotated files
- * given in any order): fills `order` with indexes into `paths`. Files
- * without a timestamp keep their place after the dated ones. Returns 0 or
- * SCRY_EIO when a file cannot be read.
+ * given in any order): fills `order` with indexes into `paths`. "-",
+ * pipes and files without a timestamp come after the dated ones, in their
+ * given order (pipes are not read). Returns 0 or SCRY_EIO when a file
+ * cannot be opened.
  */
 SCRY_API int scry_logimport_order_files(const char *const *paths, size_t n, size_t *order,
 	scry_error *err);
