@@ -147,9 +147,22 @@ static void infer(scry_logimport *imp, const char *t, size_t m, scry_buf *out)
 			if (w < left && q[w] == '=' && (e = key_escape(q, w)) != 0) {
 				/* key=value: the value runs to the next separator. */
 				lit(out, q, w + 1);
+				/* The value runs to a separator; a space ends it only before
+				 * the next key= or the end ("app=my app,client=..."). */
 				size_t v = w + 1;
-				while (v < left && q[v] != ',' && q[v] != ' ' && q[v] != ']' && q[v] != ';' && q[v] != '|')
+				while (v < left && q[v] != ',' && q[v] != ']' && q[v] != ';' && q[v] != '|') {
+					if (q[v] == ' ') {
+						size_t r = v;
+						while (r < left && q[r] == ' ')
+							r++;
+						size_t kw = r;
+						while (kw < left && (isalnum((unsigned char)q[kw]) || q[kw] == '_'))
+							kw++;
+						if (r == left || (kw > r && kw < left && q[kw] == '='))
+							break;
+					}
 					v++;
+				}
 				if (e == 'h' && memchr(q + w + 1, '(', v - w - 1))
 					e = 'r';
 				ESC(e);
@@ -157,14 +170,15 @@ static void infer(scry_logimport *imp, const char *t, size_t m, scry_buf *out)
 				continue;
 			}
 		}
-		if (word_char(q[0]) || q[0] == '[' || q[0] == ':') {
+		if ((word_char(q[0]) && q[0] != '-' && q[0] != '.') || q[0] == '[' || q[0] == ':') {
 			/* A value: up to a separator. */
 			size_t w = 0;
 			if (left >= 7 && !memcmp(q, "[local]", 7))
 				w = 7;
 			else
-				while (w < left && (word_char(q[w]) || (q[w] == ':' && w + 1 < left && isxdigit((unsigned char)q[w + 1]) &&
-				                                         strchr(q, ':') && memchr(q, '.', w) == NULL && w > 0)))
+				/* (an IPv6 address goes on over ':' followed by a hex digit) */
+				while (w < left && (word_char(q[w]) || (q[w] == ':' && w > 0 && w + 1 < left &&
+				                                         isxdigit((unsigned char)q[w + 1]) && !memchr(q, '.', w))))
 					w++;
 			if (w) {
 				/* host(port) */

@@ -840,6 +840,55 @@ START_TEST(csv_chunking)
 }
 END_TEST
 
+/* log_line_prefix detection on prefixes of tools and services and on one
+ * no list knows (inferred from the lines). */
+START_TEST(prefix_detection)
+{
+	static const struct { const char *want, *l1, *l2; } cases[] = {
+		{ "%t [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
+		  "2024-05-01 10:00:00 UTC [123]: [1-1] user=bob,db=shop,app=my app,client=10.0.0.1 LOG:  statement: SELECT 1",
+		  "2024-05-01 10:00:01 UTC [123]: [2-1] user=bob,db=shop,app=my app,client=10.0.0.1 LOG:  duration: 1.500 ms" },
+		{ "%m [%p]: [%l-1] db=%d,user=%u ",
+		  "2024-05-01 10:00:00.100 UTC [124]: [1-1] db=shop,user=bob LOG:  statement: SELECT 1",
+		  "2024-05-01 10:00:00.200 UTC [124]: [2-1] db=shop,user=bob LOG:  duration: 1.500 ms" },
+		{ "%t-%c-",
+		  "2024-05-01 10:00:00 UTC-664a1b2c.7b-LOG:  statement: SELECT 1",
+		  "2024-05-01 10:00:00 UTC-664a1b2c.7b-LOG:  duration: 1.500 ms" },
+		{ "%m %u %d %p ",
+		  "2024-05-01 10:00:00.100 UTC bob shop 125 LOG:  statement: SELECT 1",
+		  "2024-05-01 10:00:00.200 UTC bob shop 125 LOG:  duration: 1.500 ms" },
+		{ "%m [%p] %q%u@%d ",
+		  "2024-05-01 10:00:00.100 CEST [126] LOG:  checkpoint starting: time",
+		  "2024-05-01 10:00:00.200 CEST [127] bob@shop LOG:  duration: 1.500 ms  statement: SELECT 1" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char sp[300], log[600], want[300];
+		scry_store *s = open_store(sp, sizeof sp);
+		snprintf(log, sizeof log, "%s\n%s\n", cases[i].l1, cases[i].l2);
+		scry_logimport_options o = SCRY_LOGIMPORT_OPTIONS_INIT;
+		o.format = SCRY_LOG_AUTO;
+		scry_logimport *imp;
+		scry_logimport_stats st;
+		scry_error err = SCRY_ERROR_INIT;
+		ck_assert_int_eq(scry_logimport_new(&imp, s, &o, &err), 0);
+		ck_assert_msg(scry_logimport_feed(imp, log, strlen(log), &err) == 0, "%s", err.message);
+		ck_assert_msg(scry_logimport_finish(imp, &st, &err) == 0, "%s", err.message);
+		scry_logimport_free(imp);
+		snprintf(want, sizeof want, "format stderr, log_line_prefix '%s' (matches 2 of the first 2 lines)",
+		         cases[i].want);
+		ck_assert_str_eq(st.detected, want);
+		ck_assert_uint_eq(st.statements, 1);
+		ck_assert_uint_eq(st.skipped, 0);
+		int timed;
+		char *got = events_dump(s, NULL, &timed);
+		ck_assert_ptr_nonnull(strstr(got, "SELECT 1"));
+		ck_assert_int_eq(timed, 1);
+		free(got);
+		drop_store(s, sp);
+	}
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("logimport");
@@ -854,6 +903,7 @@ static Suite *suite(void)
 	tcase_add_test(u, damaged_logs);
 	tcase_add_test(u, time_zones);
 	tcase_add_test(u, csv_chunking);
+	tcase_add_test(u, prefix_detection);
 	suite_add_tcase(s, u);
 	TCase *r = tcase_create("server");
 	tcase_add_unchecked_fixture(r, cluster_setup, cluster_teardown);
