@@ -243,8 +243,8 @@ int scry__tz_abbrev(const char *zone, const char *abbr, int *offset, char *note,
 	size_t k = (size_t)snprintf(note, cap, "time zone abbreviation '%s' is ambiguous (", abbr);
 	for (int i = 0; i < z.noffs && k < cap; i++) {
 		int o = z.offs[i] < 0 ? -z.offs[i] : z.offs[i];
-		k += (size_t)snprintf(note + k, cap - k, "%s%c%02d:%02d in %s", i ? ", " : "", z.offs[i] < 0 ? '-' : '+',
-		                      o / 3600, o / 60 % 60, z.zone[i]);
+		k += (size_t)snprintf(note + k, cap - k, "%s%c%02d:%02d", i ? ", " : "", z.offs[i] < 0 ? '-' : '+',
+		                      o / 3600, o / 60 % 60);
 	}
 	if (k < cap)
 		snprintf(note + k, cap - k, ")");

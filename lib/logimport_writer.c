@@ -36,7 +36,7 @@ static void *run(void *arg)
 		if (w->busy) {
 			pthread_mutex_unlock(&w->mu);
 			scry_error err = SCRY_ERROR_INIT;
-			int rc = scry_store_append(w->store, w->evs, w->n, &err);
+			int rc = scry_store_append(w->store, w->evs, w->n, sizeof(scry_event), &err);
 			pthread_mutex_lock(&w->mu);
 			if (rc && !w->rc) {
 				w->rc = rc;

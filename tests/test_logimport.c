@@ -252,7 +252,7 @@ static void check_real_log(scry_log_format fmt, const char *file, const char *pr
 	scry_logimport_options o = SCRY_LOGIMPORT_OPTIONS_INIT;
 	o.format = fmt;
 	o.line_prefix = prefix;
-	scry_logimport_stats st;
+	scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 	scry_error err = SCRY_ERROR_INIT;
 	ck_assert_msg(scry_logimport_file(s, path, &o, &st, &err) == 0, "%s", err.message);
 	int n, timed;
@@ -287,7 +287,7 @@ static void check_real_log(scry_log_format fmt, const char *file, const char *pr
 			ck_assert_str_eq((const char *)sqlite3_column_text(q, 5), "127.0.0.1");
 	}
 	sqlite3_finalize(q);
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	ck_assert_int_eq(scry_store_info_get(s, &info, &err), 0);
 	ck_assert_int_eq(info.events, 19);
 	ck_assert_uint_eq(st.patterns, (uint64_t)info.patterns);
@@ -362,7 +362,7 @@ START_TEST(both_orders)
 		L(7, "LOG:  duration: 9.000 ms");
 	char sp[300];
 	scry_store *s = open_store(sp, sizeof sp);
-	scry_logimport_stats st;
+	scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 	import_text(s, SCRY_LOG_STDERR, PREFIX, log, 7, &st);
 	char *got = events_dump(s, NULL, NULL);
 	ck_assert_str_eq(got, "S1|Q||SELECT 1\nS1|Q||SELECT 2\nS1|X||SELECT $1|5\n");
@@ -399,7 +399,7 @@ START_TEST(malformed_lines)
 		L(7, "LOG:  statement: SELECT 2");
 	char sp[300];
 	scry_store *s = open_store(sp, sizeof sp);
-	scry_logimport_stats st;
+	scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 	import_text(s, SCRY_LOG_STDERR, PREFIX, log, 1000, &st);
 	char *got = events_dump(s, NULL, NULL);
 	ck_assert_str_eq(got, "S1|Q||SELECT 1\ncontinued\nS1|Q||SELECT 2\n");
@@ -466,7 +466,7 @@ START_TEST(mid_session)
 		L(7, "LOG:  statement: SELECT\n\t  2");
 	char sp[300];
 	scry_store *s = open_store(sp, sizeof sp);
-	scry_logimport_stats st;
+	scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 	import_text(s, SCRY_LOG_STDERR, PREFIX, log, 1, &st);
 	char *got = events_dump(s, NULL, NULL);
 	ck_assert_str_eq(got, "S1|X|22P02|UPDATE t SET a = $1|x\nS1|Q|XX000|SELEC 1\nS1|Q||SELECT\n  2\n");
@@ -484,7 +484,7 @@ START_TEST(prefixes)
 {
 	char sp[300];
 	scry_store *s = open_store(sp, sizeof sp);
-	scry_logimport_stats st;
+	scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 	static const char log[] =
 		"1714557600.250 664a1b2c.1f4 5 [PostgreSQL JDBC Driver] bob db1 LOG:  statement: SELECT 1\n"
 		"1714557600.500 664a1b2c.1f5 1 [] LOG:  checkpoint starting: time\n"
@@ -536,7 +536,7 @@ START_TEST(sessions)
 		L(7, "LOG:  statement: SELECT 'b7'");
 	char sp[300];
 	scry_store *s = open_store(sp, sizeof sp);
-	scry_logimport_stats st;
+	scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 	import_text(s, SCRY_LOG_STDERR, PREFIX, log, 64, &st);
 	char *got = events_dump(s, NULL, NULL);
 	ck_assert_str_eq(got, "S1|Q||SELECT 'a7'\nS2|Q||SELECT 'a8'\nS3|Q||SELECT 'b7'\n");
@@ -566,7 +566,7 @@ START_TEST(session_eviction)
 	scry_error err = SCRY_ERROR_INIT;
 	ck_assert_int_eq(scry_logimport_new(&imp, s, &o, &err), 0);
 	ck_assert_int_eq(scry_logimport_feed(imp, log.ptr, log.size, &err), 0);
-	scry_logimport_stats st;
+	scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 	ck_assert_int_eq(scry_logimport_finish(imp, &st, &err), 0);
 	scry_logimport_free(imp);
 	ck_assert_uint_eq(st.statements, 40);
@@ -605,7 +605,7 @@ START_TEST(fixture_chunks)
 		for (size_t k = 0; k < 4; k++) {
 			char sp[300];
 			scry_store *s = open_store(sp, sizeof sp);
-			scry_logimport_stats st;
+			scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 			import_text(s, cases[c].f, cases[c].f == SCRY_LOG_STDERR ? PREFIX : NULL, text, chunks[k], &st);
 			char *got = events_dump(s, NULL, NULL);
 			ck_assert_str_eq(got, expected);
@@ -646,7 +646,7 @@ START_TEST(damaged_logs)
 			}
 			size_t cut = round % 3 ? n : rand_r(&seed) % n; /* also cut short */
 			text[cut] = 0;
-			scry_logimport_stats st;
+			scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 			import_text(s, cases[c].f, cases[c].f == SCRY_LOG_STDERR ? PREFIX : NULL, text, 1 + round * 37,
 			            &st);
 			ck_assert_uint_le(st.statements, 19 + 8);
@@ -719,13 +719,13 @@ START_TEST(proxy_vs_log)
 	char path[450];
 	snprintf(path, sizeof path, "%s/pg.csv", dir);
 	scry_store *ls = open_store(lsp, sizeof lsp);
-	scry_logimport_stats st;
+	scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 	ck_assert_msg(scry_logimport_file(ls, path, NULL, &st, &err) == 0, "%s", err.message);
 	pgtest_stop(&pc);
 
 	char *from_proxy = patterns_dump(ps), *from_log = patterns_dump(ls);
 	ck_assert_str_eq(from_log, from_proxy);
-	scry_store_info pi, li;
+	scry_store_info pi = SCRY_STORE_INFO_INIT, li = SCRY_STORE_INFO_INIT;
 	ck_assert_int_eq(scry_store_info_get(ps, &pi, NULL), 0);
 	ck_assert_int_eq(scry_store_info_get(ls, &li, NULL), 0);
 	ck_assert_int_eq(li.events, pi.events);
@@ -778,7 +778,7 @@ static int64_t zone_import(const char *zone, const char *lz, scry_logimport_stat
 START_TEST(time_zones)
 {
 	const int64_t utc10 = 1705312800LL * 1000000; /* 2024-01-15 10:00:00 UTC */
-	scry_logimport_stats st;
+	scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 	ck_assert_int_eq(zone_import(NULL, "UTC", &st), utc10 - 1000);
 	ck_assert_str_eq(st.warning, "");
 	ck_assert_int_eq(zone_import(NULL, "CET", &st), utc10 - 3600LL * 1000000 - 1000);
@@ -822,7 +822,7 @@ START_TEST(csv_chunking)
 	for (size_t k = 0; k < sizeof chunks / sizeof chunks[0]; k++) {
 		char sp[300];
 		scry_store *s = open_store(sp, sizeof sp);
-		scry_logimport_stats st;
+		scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 		import_text(s, SCRY_LOG_CSVLOG, NULL, log, chunks[k], &st);
 		char *got = events_dump(s, NULL, NULL);
 		if (!ref) {
@@ -868,7 +868,7 @@ START_TEST(prefix_detection)
 		scry_logimport_options o = SCRY_LOGIMPORT_OPTIONS_INIT;
 		o.format = SCRY_LOG_AUTO;
 		scry_logimport *imp;
-		scry_logimport_stats st;
+		scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 		scry_error err = SCRY_ERROR_INIT;
 		ck_assert_int_eq(scry_logimport_new(&imp, s, &o, &err), 0);
 		ck_assert_msg(scry_logimport_feed(imp, log, strlen(log), &err) == 0, "%s", err.message);

@@ -90,6 +90,7 @@ typedef struct scry_logimport_skip {
 
 /** What an import read and recorded. */
 typedef struct scry_logimport_stats {
+	size_t size;             /**< set to sizeof(scry_logimport_stats) before the call (SCRY_LOGIMPORT_STATS_INIT does); the library writes only that many bytes, and sets it to what it wrote */
 	uint64_t bytes;          /**< bytes read (uncompressed) */
 	uint64_t lines;          /**< physical lines read */
 	uint64_t records;        /**< log records (one message with its detail lines) */
@@ -102,7 +103,8 @@ typedef struct scry_logimport_stats {
 	uint64_t skipped;        /**< lines or records that could not be used */
 	unsigned nskip_samples;  /**< entries used in skip_samples */
 	scry_logimport_skip skip_samples[SCRY_LOGIMPORT_SKIP_SAMPLES]; /**< the first skipped */
-	char warning[256];       /**< a note about the whole import, or "" (e.g. unknown time zone) */
+	char warning[160];       /**< a note about the whole import, or "" (e.g. unknown time zone) */
+	/* version 2 (fields after `warning`) */
 	/** What was detected (format, log_line_prefix, language), or "". */
 	char detected[256];
 	uint64_t files;          /**< files fed */
@@ -111,6 +113,9 @@ typedef struct scry_logimport_stats {
 	/** Why nothing was imported from a non-empty log, or "" (then statements > 0 or the log was empty). */
 	char nothing_reason[256];
 } scry_logimport_stats;
+
+/** Initialiser of a scry_logimport_stats the library fills in: sets `size`. */
+#define SCRY_LOGIMPORT_STATS_INIT { .size = sizeof(scry_logimport_stats) }
 
 /** A log importer writing into one store. */
 typedef struct scry_logimport scry_logimport;
@@ -152,13 +157,17 @@ SCRY_API int scry_logimport_feed_file(scry_logimport *imp, const char *path,
  * Ends the import: the last record is processed, statements still waiting
  * for their `duration:` line are recorded without one, and every event is
  * written. Sessions still open (the log ends mid-session) stay without an
- * end time. Fills `stats` when not NULL. Feeding after finish is an error.
+ * end time. Fills `stats` when not NULL (set stats->size first:
+ * SCRY_LOGIMPORT_STATS_INIT). Feeding after finish is an error.
  */
 SCRY_API int scry_logimport_finish(scry_logimport *imp,
 	scry_logimport_stats *stats, scry_error *err);
 
-/** Reads the statistics so far (events still batched are not yet counted). */
-SCRY_API void scry_logimport_stats_get(const scry_logimport *imp,
+/**
+ * Reads the statistics so far (events still batched are not yet counted).
+ * Returns 0, or SCRY_EINVAL when stats->size is smaller than version 1.
+ */
+SCRY_API int scry_logimport_stats_get(const scry_logimport *imp,
 	scry_logimport_stats *stats);
 
 /** Frees an importer (without finishing it). Accepts NULL. */
