@@ -91,6 +91,9 @@ ABI_TABLE(scry__abi_event_filter, scry_event_filter, NULL,
 ABI_TABLE(scry__abi_session_info, scry_session_info, NULL,
 	SCRY_SESSION_INFO_VERSION, started_us,
 	THROUGH(scry_session_info, started_us))
+ABI_TABLE(scry__abi_log_file, scry_log_file, NULL,
+	SCRY_LOG_FILE_VERSION, imported_us,
+	THROUGH(scry_log_file, imported_us))
 ABI_TABLE(scry__abi_run_summary, scry_run_summary, NULL,
 	SCRY_RUN_SUMMARY_VERSION, summary_json,
 	THROUGH(scry_run_summary, summary_json))

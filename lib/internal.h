@@ -54,7 +54,7 @@ extern SCRY_HIDDEN const scry__abi_type scry__abi_store_options, scry__abi_repla
 	scry__abi_verdict_summary, scry__abi_logimport_stats, scry__abi_pgwire_stats,
 	scry__abi_proxy_stats, scry__abi_fingerprinter_stats, scry__abi_session_info,
 	scry__abi_run_summary, scry__abi_pgwire_callbacks, scry__abi_event, scry__abi_sample,
-	scry__abi_impact_options, scry__abi_impact_gate, scry__abi_impact_summary;
+	scry__abi_impact_options, scry__abi_impact_gate, scry__abi_impact_summary, scry__abi_log_file;
 
 /*
  * Copies a caller's input struct `src` (first field `unsigned int version`)

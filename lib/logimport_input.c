@@ -403,7 +403,8 @@ static int already_imported(scry_logimport *imp, const char *path, uint64_t *ski
 		goto out;
 	scry_log_file found[8];
 	size_t nf = 0;
-	if ((rc = scry_store_log_files_find(imp->store, XXH3_64bits(id->first, id->nfirst), found, 8, &nf, err)))
+	if ((rc = scry_store_log_files_find(imp->store, XXH3_64bits(id->first, id->nfirst), found, sizeof found[0], 8,
+	                                    &nf, err)))
 		goto out;
 	for (size_t i = 0; i < nf && !*skip; i++) {
 		if (found[i].size < id->nfirst || (found[i].size > FIRSTBLOCK && id->nfirst < FIRSTBLOCK))
@@ -515,8 +516,8 @@ int scry_logimport_feed_file(scry_logimport *imp, const char *path, scry_error *
 			scry__free(copy);
 			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 		} else {
-			imp->files[imp->nfiles++] = (scry_log_file){ copy, id->size, XXH3_64bits(id->first, id->nfirst),
-			                                              ident_last(id), 0 };
+			imp->files[imp->nfiles++] = (scry_log_file){ SCRY_LOG_FILE_VERSION, copy, id->size,
+			                                              XXH3_64bits(id->first, id->nfirst), ident_last(id), 0 };
 		}
 	}
 	scry__free(id);

@@ -26,11 +26,16 @@ static int ensure_table(scry_store *s, scry_error *err)
 	return 0;
 }
 
-int scry_store_log_file_add(scry_store *s, const scry_log_file *f, scry_error *err)
+int scry_store_log_file_add(scry_store *s, const scry_log_file *file, scry_error *err)
 {
-	if (!s || !f)
+	if (!s || !file)
 		return scry__fail(err, SCRY_EINVAL, "scry_store_log_file_add: store and file are required");
-	int rc = ensure_table(s, err);
+	scry_log_file fcopy;
+	int rc = scry__opts_copy(err, &scry__abi_log_file, &fcopy, file);
+	if (rc)
+		return rc;
+	const scry_log_file *f = &fcopy;
+	rc = ensure_table(s, err);
 	if (rc)
 		return rc;
 	sqlite3_stmt *st;
@@ -50,13 +55,15 @@ int scry_store_log_file_add(scry_store *s, const scry_log_file *f, scry_error *e
 	return rc;
 }
 
-int scry_store_log_files_find(scry_store *s, uint64_t first_hash, scry_log_file *out, size_t cap, size_t *n,
-                              scry_error *err)
+int scry_store_log_files_find(scry_store *s, uint64_t first_hash, scry_log_file *out, size_t elem_size, size_t cap,
+                              size_t *n, scry_error *err)
 {
 	if (!s || !n || (cap && !out))
 		return scry__fail(err, SCRY_EINVAL, "scry_store_log_files_find: arguments are required");
 	*n = 0;
-	int rc = ensure_table(s, err);
+	int rc = cap ? scry__elem_check(err, &scry__abi_log_file, elem_size) : 0;
+	if (!rc)
+		rc = ensure_table(s, err);
 	if (rc)
 		return rc;
 	sqlite3_stmt *st;
@@ -67,9 +74,12 @@ int scry_store_log_files_find(scry_store *s, uint64_t first_hash, scry_log_file 
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)first_hash);
 	int r;
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		if (*n < cap)
-			out[*n] = (scry_log_file){ NULL, (uint64_t)sqlite3_column_int64(st, 0), first_hash,
-			                           (uint64_t)sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2) };
+		if (*n < cap) {
+			/* Written as the caller's (possibly older, shorter) element. */
+			scry_log_file f = { SCRY_LOG_FILE_VERSION, NULL, (uint64_t)sqlite3_column_int64(st, 0), first_hash,
+			                    (uint64_t)sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2) };
+			memcpy((char *)out + *n * elem_size, &f, elem_size < sizeof f ? elem_size : sizeof f);
+		}
 		(*n)++;
 	}
 	rc = r == SQLITE_DONE ? 0 : scry__store_fail(s, err, "reading imported log files");
