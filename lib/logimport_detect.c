@@ -425,11 +425,17 @@ int scry__logimport_detect(scry_logimport *imp, bool final, scry_error *err)
 	if (!n && !final)
 		return 0;
 	imp->st.detected[0] = 0;
+	static const char *const names[] = { "csvlog", "jsonlog", "stderr" };
+	static const char *const wraps[] = { "", " in syslog", " in CloudNativePG JSON", " in Google Cloud Logging JSON" };
 	if (imp->fmt == SCRY_LOG_AUTO) {
 		imp->fmt = detect_format(imp, p, n);
-		static const char *const names[] = { "csvlog", "jsonlog", "stderr" };
-		static const char *const wraps[] = { "", " in syslog", " in CloudNativePG JSON", " in Google Cloud Logging JSON" };
 		snprintf(imp->st.detected, sizeof imp->st.detected, "format %s%s", names[imp->fmt], wraps[imp->wrapper]);
+	} else if (imp->fmt == SCRY_LOG_STDERR && detect_format(imp, p, n) == SCRY_LOG_STDERR &&
+	           imp->wrapper != LOGWRAP_NONE) {
+		/* stderr as asked, inside a wrapper (syslog, Cloud Logging). */
+		snprintf(imp->st.detected, sizeof imp->st.detected, "format %s%s", names[imp->fmt], wraps[imp->wrapper]);
+	} else {
+		imp->wrapper = LOGWRAP_NONE;
 	}
 	if (imp->lang_auto) {
 		imp->lang = scry__loglang_detect(p, n);

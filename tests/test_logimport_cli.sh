@@ -198,6 +198,8 @@ for w in syslog gcl cnpg; do
   check "$w: patterns as csvlog's" cmp -s "$tmp/csv.patterns" "$tmp/$w.patterns"
 done
 check "syslog detected" grep -q 'format stderr in syslog, log_line_prefix' "$tmp/syslog.json"
+"$SCRY_CLI" capture log --format stderr --json --store "$tmp/syslog2.db" "$tmp/pg.syslog" >"$tmp/syslog2.json"
+check "syslog with --format stderr" test "$(field statements "$tmp/syslog2.json")" = 19
 check "cnpg detected" grep -q 'CloudNativePG' "$tmp/cnpg.json"
 check "gcl detected" grep -q 'Google Cloud Logging' "$tmp/gcl.json"
 
