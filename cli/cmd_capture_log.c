@@ -83,7 +83,7 @@ static void print_json(const scry_logimport_stats *st, const char *store)
 static void print_text(const scry_logimport_stats *st, const char *store)
 {
 	if (st->detected[0])
-		printf("detected: %s\n", st->detected);
+		printf("detected: %s\n", cli_esc(st->detected));
 	if (st->files_skipped || st->bytes_skipped)
 		printf("already in this store: %llu file(s) skipped, %llu bytes skipped in all (--force imports "
 		       "them again)\n", (unsigned long long)st->files_skipped, (unsigned long long)st->bytes_skipped);
@@ -99,13 +99,13 @@ static void print_text(const scry_logimport_stats *st, const char *store)
 	printf("\nlines skipped: %llu\n", (unsigned long long)st->skipped);
 	for (unsigned i = 0; i < st->nskip_samples; i++)
 		printf("  line %llu: %s: %s\n", (unsigned long long)st->skip_samples[i].line,
-		       st->skip_samples[i].reason, st->skip_samples[i].text);
+		       st->skip_samples[i].reason, cli_esc(st->skip_samples[i].text));
 	if (st->skipped > st->nskip_samples)
 		printf("  ... and %llu more\n", (unsigned long long)(st->skipped - st->nskip_samples));
 	if (st->warning[0])
-		printf("note: %s\n", st->warning);
+		printf("note: %s\n", cli_esc(st->warning));
 	if (st->nothing_reason[0])
-		printf("nothing imported: %s\n", st->nothing_reason);
+		printf("nothing imported: %s\n", cli_esc(st->nothing_reason));
 }
 
 /* Progress over several files: bytes of the files before this one + this one's. */

@@ -198,7 +198,8 @@ int64_t scry__logimport_int(span s)
 {
 	int64_t v = 0;
 	for (size_t i = 0; i < s.n && s.p[i] >= '0' && s.p[i] <= '9'; i++)
-		v = v * 10 + (s.p[i] - '0');
+		if (!scry__dec_digit(&v, s.p[i] - '0'))
+			return 0; /* beyond int64: no such process */
 	return v;
 }
 
@@ -207,8 +208,9 @@ static size_t parse_ms(span s, int64_t *us)
 {
 	size_t i = 0;
 	int64_t ms = 0, frac = 0;
-	while (i < s.n && s.p[i] >= '0' && s.p[i] <= '9')
-		ms = ms * 10 + (s.p[i++] - '0');
+	bool range = true;
+	for (; i < s.n && s.p[i] >= '0' && s.p[i] <= '9'; i++)
+		range = range && scry__dec_digit(&ms, s.p[i] - '0');
 	if (i == 0)
 		return 0;
 	if (i < s.n && s.p[i] == '.') {
@@ -220,7 +222,8 @@ static size_t parse_ms(span s, int64_t *us)
 	}
 	if (i + 3 > s.n || memcmp(s.p + i, " ms", 3))
 		return 0;
-	*us = ms * 1000 + frac;
+	/* Beyond ~292,000 years: unknown, not wrapped around. */
+	*us = range && ms <= (INT64_MAX - 999) / 1000 ? ms * 1000 + frac : -1;
 	return i + 3;
 }
 
@@ -639,7 +642,7 @@ static int flush_batch(scry_logimport *imp, scry_error *err)
 		imp->aevs = imp->nbev;
 	}
 	scry_event *evs = imp->evs;
-	const char *a = imp->arena.ptr;
+	const char *a = imp->arena.ptr ? imp->arena.ptr : ""; /* empty arena: no NULL + 0 */
 	size_t pi = 0;
 	for (size_t i = 0; i < imp->nbev; i++) {
 		const bevent *b = &imp->bev[i];
@@ -653,7 +656,7 @@ static int flush_batch(scry_logimport *imp, scry_error *err)
 		e->query_len = b->qlen;
 		e->rows = -1;
 		e->nparams = b->nparams;
-		e->params = imp->params + pi;
+		e->params = b->nparams ? imp->params + pi : NULL;
 		const char *p = a + b->poff;
 		for (int k = 0; k < b->nparams; k++) {
 			int32_t len;
@@ -1045,7 +1048,11 @@ int scry_logimport_feed(scry_logimport *imp, const void *data, size_t n, scry_er
 static void explain_nothing(scry_logimport *imp)
 {
 	scry_logimport_stats *st = &imp->st;
-	if (st->statements || !st->bytes || st->nothing_reason[0])
+	if (st->statements) {
+		st->nothing_reason[0] = 0; /* a detection's doubt that did not stop the import */
+		return;
+	}
+	if (!st->bytes || st->nothing_reason[0])
 		return;
 	const char *fmt = imp->fmt == SCRY_LOG_CSVLOG ? "csvlog" : imp->fmt == SCRY_LOG_JSONLOG ? "jsonlog" : "stderr";
 	if (!st->records && st->skipped)
@@ -1075,19 +1082,14 @@ static void fill_stats(const scry_logimport *imp, scry_logimport_stats *stats)
 
 int scry_logimport_stats_get(const scry_logimport *imp, scry_logimport_stats *stats)
 {
-	if (!stats)
-		return SCRY_EINVAL;
 	int rc = scry__out_check(NULL, &scry__abi_logimport_stats, stats);
-	if (rc)
-		return rc;
-	if (!imp) {
-		scry_logimport_stats st;
-		memset(&st, 0, sizeof st);
-		scry__out_put(&scry__abi_logimport_stats, stats, &st);
-		return 0;
+	if (!rc && imp) {
+		fill_stats(imp, stats);
+	} else if (!rc) {
+		static const scry_logimport_stats zero;
+		scry__out_put(&scry__abi_logimport_stats, stats, &zero);
 	}
-	fill_stats(imp, stats);
-	return 0;
+	return rc;
 }
 
 int scry_logimport_finish(scry_logimport *imp, scry_logimport_stats *stats, scry_error *err)

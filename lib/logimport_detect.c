@@ -328,28 +328,44 @@ static int detect_prefix(scry_logimport *imp, const char *p, size_t n, const cha
 	scry_buf_dispose(&pf);
 	scry_buf_dispose(&q);
 	scry__logimport_prefix_reset(imp);
-	if (!best.score && given) /* nothing matches better: keep the given one */
-		return scry__logimport_compile_prefix(imp, given, err);
-	if (!best.score) {
-		int k = firstlen > 100 ? 100 : (int)firstlen;
-		return scry__fail(err, SCRY_EINVAL,
-		                  "cannot tell this stderr log's log_line_prefix: no known or inferred prefix matches its "
-		                  "lines (the first: '%.*s'); pass --prefix with the server's log_line_prefix "
-		                  "(SHOW log_line_prefix;), or --format if it is not a stderr log",
-		                  k, first ? first : "");
+	/* Bad log lines are never an error: when no prefix can be used, every
+	 * line is skipped and the reason says why (stats.nothing_reason). */
+	if (!best.score && given) { /* nothing matches better: keep the given one */
+		scry_error e = SCRY_ERROR_INIT;
+		scry__logimport_compile_prefix(imp, given, &e);
+		return 0;
 	}
-	if (given)
-		return scry__fail(err, SCRY_EINVAL,
-		                  "log_line_prefix '%s' matches none of the first %zu lines; they look written with '%s' "
-		                  "(matches %zu): check SHOW log_line_prefix; on the server (a trailing space is part of "
-		                  "it), or leave --prefix out to use the detected one",
-		                  given, looked, best.text, best.score);
-	int rc = scry__logimport_compile_prefix(imp, best.text, err);
+	if (!best.score) {
+		int k = firstlen > 60 ? 60 : (int)firstlen;
+		imp->no_prefix = true;
+		snprintf(imp->st.nothing_reason, sizeof imp->st.nothing_reason,
+		         "cannot tell this stderr log's log_line_prefix (no known or inferred one matches its lines, the "
+		         "first: '%.*s'): pass --prefix (SHOW log_line_prefix;), or --format", k, first ? first : "");
+		return 0;
+	}
+	if (given) {
+		scry_error e = SCRY_ERROR_INIT;
+		scry__logimport_compile_prefix(imp, given, &e);
+		snprintf(imp->st.nothing_reason, sizeof imp->st.nothing_reason,
+		         "log_line_prefix '%.30s' matches none of the first %zu lines; they look written with '%.50s' "
+		         "(check SHOW log_line_prefix;, trailing space included)",
+		         given, looked, best.text);
+		return 0;
+	}
+	scry_error e = SCRY_ERROR_INIT;
+	if (scry__logimport_compile_prefix(imp, best.text, &e)) {
+		/* No %c or %p: sessions cannot be told apart. */
+		imp->no_prefix = true;
+		snprintf(imp->st.nothing_reason, sizeof imp->st.nothing_reason,
+		         "the lines look written with log_line_prefix '%.60s', which has no %%c or %%p to tell sessions "
+		         "apart: add %%p to log_line_prefix on the server for logs scry can read", best.text);
+		return 0;
+	}
 	size_t len = strlen(imp->st.detected);
 	snprintf(imp->st.detected + len, sizeof imp->st.detected - len,
 	         "%slog_line_prefix '%s' (matches %zu of the first %zu lines)", len ? ", " : "", best.text, best.score,
 	         looked);
-	return rc;
+	return 0;
 }
 
 /* A JSON key followed (after ':' and blanks) by `what`. */

@@ -135,6 +135,7 @@ struct scry_logimport {
 	int nitems;
 	char *prefix_copy;
 	char *prefix_given;      /* the prefix as the options gave it, or NULL */
+	bool no_prefix;          /* none could be detected: every line is skipped (nothing_reason says why) */
 	bool has_c, has_p, has_s;
 	span mspan[64];          /* per-item matches of the last matched line */
 	int qend;

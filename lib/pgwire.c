@@ -317,9 +317,8 @@ static int64_t tag_rows(const char *tag)
 		return -1;
 	int64_t v = 0;
 	for (const char *p = sp + 1; *p; p++) {
-		if (*p < '0' || *p > '9')
-			return -1;
-		v = v * 10 + (*p - '0');
+		if (*p < '0' || *p > '9' || !scry__dec_digit(&v, *p - '0'))
+			return -1; /* not a count, or beyond int64: unknown */
 	}
 	return v;
 }
@@ -999,10 +998,7 @@ int scry_pgwire_tx_status(const scry_pgwire *d) { return d ? d->tx_status : 0; }
 
 int scry_pgwire_stats_get(const scry_pgwire *d, scry_pgwire_stats *out)
 {
-	if (!out)
-		return SCRY_EINVAL;
-	scry_pgwire_stats st;
-	memset(&st, 0, sizeof st);
+	scry_pgwire_stats st = { 0 };
 	if (d) {
 		st = d->stats;
 		st.pending = d->ops_count;

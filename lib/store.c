@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <xxhash.h>
 
 /* ------------------------------------------------------------------ */
@@ -151,7 +152,6 @@ static const char schema_sql[] =
 	"  FROM events e JOIN sessions s ON s.id = e.session JOIN statements st ON st.id = e.statement\n"
 	"  JOIN patterns p ON p.id = st.pattern;\n";
 
-struct sqlite3 *scry__store_db(scry_store *s) { return s ? s->db : NULL; }
 
 int scry__store_fail(scry_store *s, scry_error *err, const char *what)
 {
@@ -935,15 +935,22 @@ static int unpack_params(scry_event_iter *it, const unsigned char *b, size_t n)
 	return 0;
 }
 
+/* One step of an iterator's query: 1 a row, 0 the end, or a store error. */
+static int iter_step(scry_store *s, sqlite3_stmt *q, scry_error *err, const char *what)
+{
+	int r = sqlite3_step(q);
+	if (r == SQLITE_ROW)
+		return 1;
+	return r == SQLITE_DONE ? 0 : scry__store_fail(s, err, what);
+}
+
 int scry_event_iter_next(scry_event_iter *it, const scry_stored_event **ev, scry_error *err)
 {
 	if (!it || !ev)
 		return scry__fail(err, SCRY_EINVAL, "scry_event_iter_next: arguments are required");
-	int r = sqlite3_step(it->q);
-	if (r == SQLITE_DONE)
-		return 0;
-	if (r != SQLITE_ROW)
-		return scry__store_fail(it->store, err, "reading events");
+	int r = iter_step(it->store, it->q, err, "reading events");
+	if (r <= 0)
+		return r;
 	sqlite3_stmt *q = it->q;
 	scry_stored_event *e = &it->ev;
 	memset(e, 0, sizeof *e);
@@ -1020,11 +1027,9 @@ int scry_pattern_iter_next(scry_pattern_iter *it, const scry_pattern **p, scry_e
 {
 	if (!it || !p)
 		return scry__fail(err, SCRY_EINVAL, "scry_pattern_iter_next: arguments are required");
-	int r = sqlite3_step(it->q);
-	if (r == SQLITE_DONE)
-		return 0;
-	if (r != SQLITE_ROW)
-		return scry__store_fail(it->store, err, "reading patterns");
+	int r = iter_step(it->store, it->q, err, "reading patterns");
+	if (r <= 0)
+		return r;
 	sqlite3_stmt *q = it->q;
 	scry_pattern *x = &it->p;
 	x->id = sqlite3_column_int64(q, 0);
@@ -1165,7 +1170,26 @@ struct scry_sample_iter {
 	scry_stored_sample s;
 };
 
-int scry_store_samples(scry_store *s, int64_t run_id, scry_sample_iter **out, scry_error *err)
+int scry_store_run_complete(scry_store *s, int64_t run_id, scry_error *err)
+{
+	if (!s)
+		return scry__fail(err, SCRY_EINVAL, "scry_store_run_complete: a store is required");
+	sqlite3_stmt *q;
+	if (sqlite3_prepare_v2(s->db,
+	                       "SELECT ended_us IS NOT NULL AND coalesce(json_extract(CASE WHEN json_valid(summary)"
+	                       " THEN summary END, '$.complete'), 1) != 0 FROM runs WHERE id = ?",
+	                       -1, &q, NULL) != SQLITE_OK)
+		return scry__store_fail(s, err, "reading runs");
+	sqlite3_bind_int64(q, 1, run_id);
+	int r = sqlite3_step(q);
+	int rc = r == SQLITE_ROW ? sqlite3_column_int(q, 0) != 0
+	         : r == SQLITE_DONE ? scry__fail(err, SCRY_ENOTFOUND, "no run %lld in the store", (long long)run_id)
+	                            : scry__store_fail(s, err, "reading runs");
+	sqlite3_finalize(q);
+	return rc;
+}
+
+static int samples_query(scry_store *s, int64_t run_id, const char *order, scry_sample_iter **out, scry_error *err)
 {
 	if (!s || !out)
 		return scry__fail(err, SCRY_EINVAL, "scry_store_samples: arguments are required");
@@ -1174,12 +1198,14 @@ int scry_store_samples(scry_store *s, int64_t run_id, scry_sample_iter **out, sc
 	if (!it)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	it->store = s;
-	if (sqlite3_prepare_v2(s->db,
-	                       "SELECT x.event, st.pattern, p.fingerprint, x.round, x.latency_us, x.rows, x.sqlstate"
-	                       " FROM samples x JOIN events e ON e.id = x.event"
-	                       " JOIN statements st ON st.id = e.statement JOIN patterns p ON p.id = st.pattern"
-	                       " WHERE x.run = ? ORDER BY st.pattern, x.event, x.round",
-	                       -1, &it->q, NULL) != SQLITE_OK) {
+	char sql[512];
+	snprintf(sql, sizeof sql,
+	         "SELECT x.event, st.pattern, p.fingerprint, x.round, x.latency_us, x.rows, x.sqlstate, e.session"
+	         " FROM samples x JOIN events e ON e.id = x.event"
+	         " JOIN statements st ON st.id = e.statement JOIN patterns p ON p.id = st.pattern"
+	         " WHERE x.run = ? ORDER BY %s",
+	         order);
+	if (sqlite3_prepare_v2(s->db, sql, -1, &it->q, NULL) != SQLITE_OK) {
 		int rc = scry__store_fail(s, err, "reading samples");
 		scry_sample_iter_free(it);
 		return rc;
@@ -1189,15 +1215,23 @@ int scry_store_samples(scry_store *s, int64_t run_id, scry_sample_iter **out, sc
 	return 0;
 }
 
+int scry_store_samples(scry_store *s, int64_t run_id, scry_sample_iter **out, scry_error *err)
+{
+	return samples_query(s, run_id, "st.pattern, x.event, x.round", out, err);
+}
+
+int scry_store_samples_by_event(scry_store *s, int64_t run_id, scry_sample_iter **out, scry_error *err)
+{
+	return samples_query(s, run_id, "x.event, x.round", out, err);
+}
+
 int scry_sample_iter_next(scry_sample_iter *it, const scry_stored_sample **out, scry_error *err)
 {
 	if (!it || !out)
 		return scry__fail(err, SCRY_EINVAL, "scry_sample_iter_next: arguments are required");
-	int r = sqlite3_step(it->q);
-	if (r == SQLITE_DONE)
-		return 0;
-	if (r != SQLITE_ROW)
-		return scry__store_fail(it->store, err, "reading samples");
+	int r = iter_step(it->store, it->q, err, "reading samples");
+	if (r <= 0)
+		return r;
 	sqlite3_stmt *q = it->q;
 	scry_stored_sample *x = &it->s;
 	memset(x, 0, sizeof *x);
@@ -1210,6 +1244,7 @@ int scry_sample_iter_next(scry_sample_iter *it, const scry_stored_sample **out, 
 	const unsigned char *ss = sqlite3_column_text(q, 6);
 	if (ss)
 		snprintf(x->sqlstate, sizeof x->sqlstate, "%s", ss);
+	x->session_id = sqlite3_column_int64(q, 7);
 	*out = x;
 	return 1;
 }
@@ -1285,5 +1320,91 @@ int scry_store_plan_get(scry_store *s, int64_t run_id, uint64_t fp, scry_buf *ou
 		rc = scry__store_fail(s, err, "reading a plan");
 	}
 	sqlite3_finalize(q);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Imported log files (scry_logimport_feed_file recognises them): the  */
+/* table is created on first use, so stores made before it need no     */
+/* migration.                                                          */
+/* ------------------------------------------------------------------ */
+
+static const char table_sql[] =
+	"CREATE TABLE IF NOT EXISTS log_files(\n"
+	"  id INTEGER PRIMARY KEY,\n"
+	"  name TEXT,\n"
+	"  size INTEGER NOT NULL,\n"
+	"  first_hash INTEGER NOT NULL,\n"
+	"  last_hash INTEGER NOT NULL,\n"
+	"  imported_us INTEGER NOT NULL);\n"
+	"CREATE INDEX IF NOT EXISTS log_files_first ON log_files(first_hash);";
+
+static int ensure_table(scry_store *s, scry_error *err)
+{
+	if (sqlite3_exec(s->db, table_sql, NULL, NULL, NULL) != SQLITE_OK)
+		return scry__store_fail(s, err, "creating the log_files table");
+	return 0;
+}
+
+int scry_store_log_file_add(scry_store *s, const scry_log_file *file, scry_error *err)
+{
+	if (!s || !file)
+		return scry__fail(err, SCRY_EINVAL, "scry_store_log_file_add: store and file are required");
+	scry_log_file fcopy;
+	int rc = scry__opts_copy(err, &scry__abi_log_file, &fcopy, file);
+	if (rc)
+		return rc;
+	const scry_log_file *f = &fcopy;
+	rc = ensure_table(s, err);
+	if (rc)
+		return rc;
+	sqlite3_stmt *st;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (sqlite3_prepare_v2(s->db,
+	                       "INSERT INTO log_files(name, size, first_hash, last_hash, imported_us) VALUES (?,?,?,?,?)",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return scry__store_fail(s, err, "recording an imported log file");
+	sqlite3_bind_text(st, 1, f->name, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)f->size);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)f->first_hash);
+	sqlite3_bind_int64(st, 4, (sqlite3_int64)f->last_hash);
+	sqlite3_bind_int64(st, 5, (sqlite3_int64)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : scry__store_fail(s, err, "recording an imported log file");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int scry_store_log_files_find(scry_store *s, uint64_t first_hash, scry_log_file *out, size_t elem_size, size_t cap,
+                              size_t *n, scry_error *err)
+{
+	if (!s || !n || (cap && !out))
+		return scry__fail(err, SCRY_EINVAL, "scry_store_log_files_find: arguments are required");
+	*n = 0;
+	int rc = cap ? scry__elem_check(err, &scry__abi_log_file, elem_size) : 0;
+	if (!rc)
+		rc = ensure_table(s, err);
+	if (rc)
+		return rc;
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db,
+	                       "SELECT size, last_hash, imported_us FROM log_files WHERE first_hash = ? ORDER BY size DESC",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return scry__store_fail(s, err, "reading imported log files");
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)first_hash);
+	int r;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n < cap) {
+			/* Written as the caller's (possibly older, shorter) element. */
+			scry_log_file f = { SCRY_LOG_FILE_VERSION, NULL, (uint64_t)sqlite3_column_int64(st, 0), first_hash,
+			                    (uint64_t)sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2) };
+			memcpy((char *)out + *n * elem_size, &f, elem_size < sizeof f ? elem_size : sizeof f);
+		}
+		(*n)++;
+	}
+	rc = r == SQLITE_DONE ? 0 : scry__store_fail(s, err, "reading imported log files");
+	sqlite3_finalize(st);
+	if (*n > cap)
+		*n = cap;
 	return rc;
 }

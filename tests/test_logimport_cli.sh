@@ -135,13 +135,20 @@ set -e
 check "wrong format: exit 1" test $rc = 1
 check "wrong format: reason" grep -q 'nothing imported: no line could be read as csvlog' "$tmp/wrong.out"
 
-# A prefix that matches no line (its trailing space missing): refused up
-# front, naming the prefix the lines have.
+# A prefix that matches no line (its trailing space missing): nothing
+# imported, exit 1, and the reason names the prefix the lines have.
 set +e
-"$SCRY_CLI" capture log --prefix '%m [%p]' --store "$tmp/np.db" "$fx/pg.log" >/dev/null 2>"$tmp/np.err"; rc=$?
+"$SCRY_CLI" capture log --prefix '%m [%p]' --store "$tmp/np.db" "$fx/pg.log" >"$tmp/np.out" 2>&1; rc=$?
 set -e
-check "prefix matching nothing: exit 2" test $rc = 2
-check "prefix matching nothing: the right one named" grep -qF "they look written with '%m [%p] %q%u@%d/%a '" "$tmp/np.err"
+check "prefix matching nothing: exit 1" test $rc = 1
+check "prefix matching nothing: the right one named" grep -qF "they look written with '%m [%p] %q%u@%d/%a '" "$tmp/np.out"
+# No prefix can be told: nothing imported, exit 1, the reason says to pass --prefix.
+printf 'hello world\nnot a log LOG: at all\n' >"$tmp/noprefix.log"
+set +e
+"$SCRY_CLI" capture log --format stderr --store "$tmp/np2.db" "$tmp/noprefix.log" >"$tmp/np2.out" 2>&1; rc=$?
+set -e
+check "no prefix: exit 1" test $rc = 1
+check "no prefix: says pass --prefix" grep -q "nothing imported: cannot tell this stderr log's log_line_prefix.*--prefix" "$tmp/np2.out"
 
 # Skipped-line samples are valid UTF-8 in --json, even when a cut would split a character.
 { printf 'garbage '; for _ in $(seq 80); do printf '\xc3\xa9'; done; printf '\xff\n'; cat "$fx/pg.csv"; } >"$tmp/utf8.csv"
