@@ -18,9 +18,9 @@ CMAKE_FLAGS ?=
 
 # Debian packages: build, tests (a real PostgreSQL server and real clients).
 PKGS       := cmake make gcc pkg-config libpq-dev libpg-query-dev libxxhash-dev \
-              libsqlite3-dev zlib1g-dev check postgresql postgresql-client \
+              libsqlite3-dev zlib1g-dev libbz2-dev liblzma-dev libzstd-dev check postgresql postgresql-client \
               python3 python3-psycopg2 sqlite3 procps golang-go \
-              abigail-tools binutils
+              abigail-tools binutils pgreplay locales
 BENCH_PKGS := pgbouncer pgreplay hyperfine
 FUZZ_PKGS  := clang libclang-rt-14-dev
 FUZZ_BUILD ?= build-fuzz

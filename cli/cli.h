@@ -88,6 +88,8 @@ int cli_ci_run(const char *target, scry_store *store, const scry_pipeline_option
 void cli_ci_progress(void *ctx, const char *phase, uint64_t done, uint64_t total);
 
 /* Writes a JSON string literal to f. */
+/* Length of the valid UTF-8 sequence at c (lead byte >= 0x80), or 0. */
+size_t cli_utf8_len(const unsigned char *c);
 void cli_json_string(FILE *f, const char *s);
 
 #endif

@@ -54,7 +54,7 @@ extern SCRY_HIDDEN const scry__abi_type scry__abi_store_options, scry__abi_repla
 	scry__abi_verdict_summary, scry__abi_logimport_stats, scry__abi_pgwire_stats,
 	scry__abi_proxy_stats, scry__abi_fingerprinter_stats, scry__abi_session_info,
 	scry__abi_run_summary, scry__abi_pgwire_callbacks, scry__abi_event, scry__abi_sample,
-	scry__abi_impact_options, scry__abi_impact_gate, scry__abi_impact_summary;
+	scry__abi_impact_options, scry__abi_impact_gate, scry__abi_impact_summary, scry__abi_log_file;
 
 /*
  * Copies a caller's input struct `src` (first field `unsigned int version`)
@@ -175,6 +175,10 @@ SCRY_HIDDEN int64_t scry__monotonic_us(void);  /* CLOCK_MONOTONIC */
 #define SCRY__LIT_NUMBER '\x02'
 SCRY_HIDDEN int scry__lift_literals(const char *sql, size_t len,
 	scry_buf *template_out, scry_buf *literals_out, int *nliterals);
+/* scry_fingerprint_split() through PostgreSQL's scanner only (its fallback;
+ * the tests compare the two). */
+SCRY_HIDDEN int scry__split_scanner(const char *sql, size_t len, struct scry_statement_span **spans,
+	size_t *count, scry_error *err);
 /* Inverse: rebuilds the exact text from a template and packed literals. */
 SCRY_HIDDEN int scry__splice_literals(const char *tmpl, size_t tlen,
 	const unsigned char *lits, size_t llen, scry_buf *out);
