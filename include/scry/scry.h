@@ -18,5 +18,6 @@
 #include "scry/verdict.h"
 #include "scry/report.h"
 #include "scry/pipeline.h"
+#include "scry/settings.h"
 
 #endif /* SCRY_SCRY_H */

@@ -1,0 +1,647 @@
+/*
+ * lib/settings.c - every option by name (scry/settings.h), and result
+ * structs as JSON: what the bindings use instead of mirroring C structs.
+ *
+ * One table lists each key with the struct and field it sets; setting,
+ * describing and the defaults all read it, so a field appended to an
+ * options struct is one line here.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+
+typedef enum { T_INT, T_DOUBLE, T_BOOL, T_STRING, T_ENUM, T_FPLIST } key_type;
+typedef enum { S_STORE, S_REPLAY, S_VERDICT, S_PIPELINE, S_MIGRATION, S_FIX } key_struct;
+
+typedef struct key_def {
+	const char *key;
+	key_struct where;
+	size_t offset;
+	key_type type;
+	const char *const *names; /* T_ENUM: NULL-terminated, index = value */
+	const char *doc;
+} key_def;
+
+static const char *const replay_modes[] = { "fast", "timed", NULL };
+static const char *const replay_writes[] = { "rollback", "skip", "execute", NULL };
+static const char *const pipeline_modes[] = { "clones", "sequential", NULL };
+
+static const key_def keys[] = {
+	{ "store.read_only", S_STORE, offsetof(scry_store_options, read_only), T_BOOL, NULL,
+	  "open the store read-only; the file must exist" },
+	{ "store.must_exist", S_STORE, offsetof(scry_store_options, must_exist), T_BOOL, NULL,
+	  "fail with SCRY_ENOTFOUND instead of creating a missing store" },
+	{ "store.durable", S_STORE, offsetof(scry_store_options, durable), T_BOOL, NULL,
+	  "fsync every batch (synchronous=FULL)" },
+	{ "replay.mode", S_REPLAY, offsetof(scry_replay_options, mode), T_ENUM, replay_modes,
+	  "fast: as fast as possible at `concurrency`; timed: original start offsets x speed" },
+	{ "replay.speed", S_REPLAY, offsetof(scry_replay_options, speed), T_DOUBLE, NULL,
+	  "timed mode: 2 = twice as fast" },
+	{ "replay.concurrency", S_REPLAY, offsetof(scry_replay_options, concurrency), T_INT, NULL,
+	  "fast mode: sessions replayed at once" },
+	{ "replay.repeat", S_REPLAY, offsetof(scry_replay_options, repeat), T_INT, NULL,
+	  "rounds recorded per execution (the pipeline's default is 5)" },
+	{ "replay.warmup", S_REPLAY, offsetof(scry_replay_options, warmup), T_INT, NULL,
+	  "rounds run first and not recorded (the pipeline's default is 1)" },
+	{ "replay.writes", S_REPLAY, offsetof(scry_replay_options, writes), T_ENUM, replay_writes,
+	  "statements that write: rollback their transactions, skip them, or execute and commit" },
+	{ "replay.timeout_ms", S_REPLAY, offsetof(scry_replay_options, timeout_ms), T_INT, NULL,
+	  "statement_timeout of each replayed statement, in milliseconds" },
+	{ "replay.fingerprints", S_REPLAY, offsetof(scry_replay_options, fingerprints), T_FPLIST, NULL,
+	  "replay only these patterns: fingerprints (16 hex digits) separated by commas; empty = all" },
+	{ "verdict.threshold", S_VERDICT, offsetof(scry_verdict_options, threshold), T_DOUBLE, NULL,
+	  "ratio of medians (candidate / baseline) above which a pattern regressed" },
+	{ "verdict.min_delta_ms", S_VERDICT, offsetof(scry_verdict_options, min_delta_ms), T_DOUBLE, NULL,
+	  "floor on the median's growth, in milliseconds" },
+	{ "verdict.min_samples", S_VERDICT, offsetof(scry_verdict_options, min_samples), T_INT, NULL,
+	  "samples needed per side to judge a pattern" },
+	{ "verdict.baseline_conninfo", S_VERDICT, offsetof(scry_verdict_options, baseline_conninfo), T_STRING,
+	  NULL, "scry_verdict_compute: connection to the baseline, for plans" },
+	{ "verdict.candidate_conninfo", S_VERDICT, offsetof(scry_verdict_options, candidate_conninfo),
+	  T_STRING, NULL, "scry_verdict_compute: connection to the candidate, for plans" },
+	{ "pipeline.mode", S_PIPELINE, offsetof(scry_pipeline_options, mode), T_ENUM, pipeline_modes,
+	  "clones: two clones replayed interleaved; sequential: on the target itself, before and after" },
+	{ "pipeline.no_settle", S_PIPELINE, offsetof(scry_pipeline_options, no_settle), T_BOOL, NULL,
+	  "skip VACUUM ANALYZE after migrating" },
+	{ "pipeline.label_prefix", S_PIPELINE, offsetof(scry_pipeline_options, label_prefix), T_STRING, NULL,
+	  "prefix of the run labels (default \"pipeline\")" },
+	{ "pipeline.suffix", S_PIPELINE, offsetof(scry_pipeline_options, suffix), T_STRING, NULL,
+	  "suffix of the clones' names (default: unique)" },
+	{ "migration.sql", S_MIGRATION, offsetof(scry_migration, sql), T_STRING, NULL,
+	  "the migration as SQL statements, run in one transaction on the clone" },
+	{ "fix.sql", S_FIX, offsetof(scry_migration, sql), T_STRING, NULL,
+	  "a fix applied after the first verdict, as SQL, then validated again" },
+};
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+/* One migration ("migration" or "fix") and what it owns. */
+typedef struct owned_migration {
+	scry_migration m;
+	bool set;
+	char **argv;
+} owned_migration;
+
+struct scry_settings {
+	scry_store_options store;
+	scry_replay_options replay;
+	scry_verdict_options verdict;
+	scry_pipeline_options pipeline;
+	owned_migration mig[2]; /* migration, fix */
+	/* Defaults, to describe them and to restore a key. */
+	scry_store_options d_store;
+	scry_replay_options d_replay;
+	scry_verdict_options d_verdict;
+	scry_pipeline_options d_pipeline;
+	/* Which keys were set, by index in keys[]. */
+	bool explicit_key[NKEYS];
+	/* Strings and the fingerprint list, owned, by index in keys[]. */
+	void *owned[NKEYS];
+	/* The pipeline's replay options: `replay` with the pipeline's defaults. */
+	scry_replay_options pipeline_replay;
+	scry_log_fn log;
+	void *log_ctx;
+	scry_progress_fn progress;
+	void *progress_ctx;
+};
+
+static void *field(scry_settings *s, const key_def *k, bool defaults)
+{
+	char *base = NULL;
+	switch (k->where) {
+	case S_STORE: base = (char *)(defaults ? &s->d_store : &s->store); break;
+	case S_REPLAY: base = (char *)(defaults ? &s->d_replay : &s->replay); break;
+	case S_VERDICT: base = (char *)(defaults ? &s->d_verdict : &s->verdict); break;
+	case S_PIPELINE: base = (char *)(defaults ? &s->d_pipeline : &s->pipeline); break;
+	case S_MIGRATION: base = (char *)&s->mig[0].m; break;
+	case S_FIX: base = (char *)&s->mig[1].m; break;
+	}
+	return base + k->offset;
+}
+
+static void init_defaults(scry_settings *s)
+{
+	scry_store_options_init(&s->d_store);
+	scry_replay_options_init(&s->d_replay);
+	scry_verdict_options_init(&s->d_verdict);
+	scry_pipeline_options_init(&s->d_pipeline);
+	s->store = s->d_store;
+	s->replay = s->d_replay;
+	s->verdict = s->d_verdict;
+	s->pipeline = s->d_pipeline;
+	for (int i = 0; i < 2; i++) {
+		scry_migration m = SCRY_MIGRATION_INIT;
+		s->mig[i].m = m;
+	}
+}
+
+int scry_settings_new(scry_settings **out, scry_error *err)
+{
+	if (!out)
+		return scry__fail(err, SCRY_EINVAL, "scry_settings_new: out is NULL");
+	*out = NULL;
+	scry_settings *s = scry__calloc(1, sizeof *s);
+	if (!s)
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	init_defaults(s);
+	*out = s;
+	return 0;
+}
+
+static void free_argv(char **argv)
+{
+	for (size_t i = 0; argv && argv[i]; i++)
+		scry__free(argv[i]);
+	scry__free(argv);
+}
+
+void scry_settings_free(scry_settings *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < NKEYS; i++)
+		scry__free(s->owned[i]);
+	for (int i = 0; i < 2; i++)
+		free_argv(s->mig[i].argv);
+	scry__free(s);
+}
+
+static const key_def *find_key(const char *key, size_t *index)
+{
+	for (size_t i = 0; key && i < NKEYS; i++)
+		if (!strcmp(keys[i].key, key)) {
+			*index = i;
+			return &keys[i];
+		}
+	return NULL;
+}
+
+static int parse_bool(const char *v, int *out)
+{
+	static const char *const yes[] = { "1", "true", "yes", "on" };
+	static const char *const no[] = { "0", "false", "no", "off" };
+	for (int i = 0; i < 4; i++) {
+		if (!strcasecmp(v, yes[i]))
+			return *out = 1, 0;
+		if (!strcasecmp(v, no[i]))
+			return *out = 0, 0;
+	}
+	return SCRY_EINVAL;
+}
+
+/* Parses "a,b,c" hex fingerprints into a new array (NULL and 0 for ""). */
+static int parse_fplist(const char *v, uint64_t **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	size_t cap = 0;
+	while (*v) {
+		while (*v == ' ' || *v == ',')
+			v++;
+		if (!*v)
+			break;
+		char hex[17];
+		size_t len = strcspn(v, ", ");
+		if (len > 16)
+			goto bad;
+		memcpy(hex, v, len);
+		hex[len] = '\0';
+		if (scry__array_grow((void **)out, &cap, *n, sizeof **out, 8))
+			goto bad;
+		if (scry_fingerprint_parse(hex, &(*out)[*n]))
+			goto bad;
+		(*n)++;
+		v += len;
+	}
+	return 0;
+bad:
+	scry__free(*out);
+	*out = NULL;
+	*n = 0;
+	return SCRY_EINVAL;
+}
+
+static int bad_value(scry_error *err, const key_def *k, const char *value)
+{
+	const char *want = "";
+	char names[160] = "";
+	switch (k->type) {
+	case T_INT: want = "an integer"; break;
+	case T_DOUBLE: want = "a number"; break;
+	case T_BOOL: want = "true or false"; break;
+	case T_FPLIST: want = "fingerprints (16 hex digits) separated by commas"; break;
+	case T_ENUM:
+		for (int i = 0; k->names[i]; i++)
+			snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "one of ",
+			         k->names[i]);
+		want = names;
+		break;
+	case T_STRING: want = "text"; break;
+	}
+	return scry__fail(err, SCRY_EINVAL, "setting %s: \"%s\" is not valid; it takes %s", k->key, value, want);
+}
+
+int scry_settings_set(scry_settings *s, const char *key, const char *value, scry_error *err)
+{
+	if (!s || !key)
+		return scry__fail(err, SCRY_EINVAL, "scry_settings_set: settings or key is NULL");
+	size_t idx = 0;
+	const key_def *k = find_key(key, &idx);
+	if (!k)
+		return scry__fail(err, SCRY_EINVAL,
+		                  "unknown setting \"%s\" (scry_settings_describe() lists them; see docs/api.md)", key);
+	void *f = field(s, k, false);
+	bool is_mig = k->where == S_MIGRATION || k->where == S_FIX;
+	if (!value) { /* restore the default */
+		if (is_mig) {
+			*(const char **)f = NULL;
+		} else {
+			memcpy(f, field(s, k, true),
+			       k->type == T_INT || k->type == T_BOOL || k->type == T_ENUM ? sizeof(int)
+			       : k->type == T_DOUBLE ? sizeof(double) : sizeof(void *));
+			if (k->type == T_FPLIST)
+				s->replay.nfingerprints = 0;
+		}
+		scry__free(s->owned[idx]);
+		s->owned[idx] = NULL;
+		s->explicit_key[idx] = false;
+		return 0;
+	}
+	char *end = NULL;
+	errno = 0;
+	switch (k->type) {
+	case T_INT: {
+		long v = strtol(value, &end, 10);
+		if (!*value || *end || errno || v < -2147483647L || v > 2147483647L)
+			return bad_value(err, k, value);
+		*(int *)f = (int)v;
+		break;
+	}
+	case T_DOUBLE: {
+		double v = strtod(value, &end);
+		if (!*value || *end || errno || !isfinite(v))
+			return bad_value(err, k, value);
+		*(double *)f = v;
+		break;
+	}
+	case T_BOOL: {
+		int v;
+		if (parse_bool(value, &v))
+			return bad_value(err, k, value);
+		*(int *)f = v;
+		break;
+	}
+	case T_ENUM: {
+		int found = -1;
+		for (int i = 0; k->names[i]; i++)
+			if (!strcmp(k->names[i], value))
+				found = i;
+		if (found < 0)
+			return bad_value(err, k, value);
+		*(int *)f = found;
+		break;
+	}
+	case T_STRING: {
+		char *copy = scry__strdup(value);
+		if (!copy)
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		scry__free(s->owned[idx]);
+		s->owned[idx] = copy;
+		*(const char **)f = copy;
+		if (is_mig) { /* SQL replaces a callback or a command */
+			owned_migration *om = &s->mig[k->where == S_FIX];
+			free_argv(om->argv);
+			om->argv = NULL;
+			om->m.argv = NULL;
+			om->m.fn = NULL;
+			om->set = true;
+		}
+		break;
+	}
+	case T_FPLIST: {
+		uint64_t *list;
+		size_t n;
+		if (parse_fplist(value, &list, &n))
+			return bad_value(err, k, value);
+		scry__free(s->owned[idx]);
+		s->owned[idx] = list;
+		s->replay.fingerprints = list;
+		s->replay.nfingerprints = n;
+		break;
+	}
+	}
+	s->explicit_key[idx] = true;
+	return 0;
+}
+
+/* The default of a key, as text. */
+static void default_text(scry_settings *d, const key_def *k, char *out, size_t n)
+{
+	if (k->where == S_MIGRATION || k->where == S_FIX) {
+		snprintf(out, n, "%s", "");
+		return;
+	}
+	const void *f = field(d, k, true);
+	switch (k->type) {
+	case T_INT: snprintf(out, n, "%d", *(const int *)f); break;
+	case T_BOOL: snprintf(out, n, "%s", *(const int *)f ? "true" : "false"); break;
+	case T_DOUBLE: snprintf(out, n, "%g", *(const double *)f); break;
+	case T_ENUM: snprintf(out, n, "%s", k->names[*(const int *)f]); break;
+	case T_STRING:
+	case T_FPLIST: snprintf(out, n, "%s", ""); break;
+	}
+}
+
+int scry_settings_describe(scry_buf *out, scry_error *err)
+{
+	static const char *const type_names[] = { "int", "double", "bool", "string", "enum", "fingerprints" };
+	if (!out)
+		return scry__fail(err, SCRY_EINVAL, "scry_settings_describe: out is NULL");
+	scry_settings *d;
+	int rc = scry_settings_new(&d, err);
+	if (rc)
+		return rc;
+	rc = scry__buf_puts(out, "[");
+	for (size_t i = 0; !rc && i < NKEYS; i++) {
+		const key_def *k = &keys[i];
+		char def[64];
+		default_text(d, k, def, sizeof def);
+		rc = scry__buf_printf(out, "%s\n  {\"key\": \"%s\", \"type\": \"%s\", \"default\": ", i ? "," : "",
+		                      k->key, type_names[k->type]);
+		rc = rc ? rc : scry__buf_json_string(out, def, strlen(def));
+		if (!rc && k->type == T_ENUM) {
+			rc = scry__buf_puts(out, ", \"values\": [");
+			for (int j = 0; !rc && k->names[j]; j++)
+				rc = scry__buf_printf(out, "%s\"%s\"", j ? ", " : "", k->names[j]);
+			rc = rc ? rc : scry__buf_puts(out, "]");
+		}
+		rc = rc ? rc : scry__buf_puts(out, ", \"doc\": ");
+		rc = rc ? rc : scry__buf_json_string(out, k->doc, strlen(k->doc));
+		rc = rc ? rc : scry__buf_puts(out, "}");
+	}
+	rc = rc ? rc : scry__buf_puts(out, "\n]\n");
+	scry_settings_free(d);
+	return rc ? scry__fail(err, rc, "out of memory") : 0;
+}
+
+void scry_settings_set_log(scry_settings *s, scry_log_fn fn, void *ctx)
+{
+	if (!s)
+		return;
+	s->log = fn;
+	s->log_ctx = ctx;
+}
+
+void scry_settings_set_progress(scry_settings *s, scry_progress_fn fn, void *ctx)
+{
+	if (!s)
+		return;
+	s->progress = fn;
+	s->progress_ctx = ctx;
+}
+
+static owned_migration *which_migration(scry_settings *s, const char *which, scry_error *err)
+{
+	if (s && which && !strcmp(which, "migration"))
+		return &s->mig[0];
+	if (s && which && !strcmp(which, "fix"))
+		return &s->mig[1];
+	scry__fail(err, SCRY_EINVAL, "settings: no migration named \"%s\" (\"migration\" or \"fix\")",
+	           which ? which : "(null)");
+	return NULL;
+}
+
+/* Forgets the SQL of a migration (its key). */
+static void clear_sql(scry_settings *s, owned_migration *om)
+{
+	size_t idx = 0;
+	find_key(om == &s->mig[0] ? "migration.sql" : "fix.sql", &idx);
+	scry__free(s->owned[idx]);
+	s->owned[idx] = NULL;
+	s->explicit_key[idx] = false;
+	om->m.sql = NULL;
+}
+
+int scry_settings_set_migration_fn(scry_settings *s, const char *which, scry_migration_fn fn, void *ctx,
+                                   scry_error *err)
+{
+	owned_migration *om = which_migration(s, which, err);
+	if (!om)
+		return SCRY_EINVAL;
+	clear_sql(s, om);
+	free_argv(om->argv);
+	om->argv = NULL;
+	om->m.argv = NULL;
+	om->m.fn = fn;
+	om->m.fn_ctx = ctx;
+	om->set = fn != NULL;
+	return 0;
+}
+
+int scry_settings_set_migration_argv(scry_settings *s, const char *which, const char *const *argv,
+                                     scry_error *err)
+{
+	owned_migration *om = which_migration(s, which, err);
+	if (!om)
+		return SCRY_EINVAL;
+	if (!argv || !argv[0])
+		return scry__fail(err, SCRY_EINVAL, "settings: the %s command is empty", which);
+	size_t n = 0;
+	while (argv[n])
+		n++;
+	char **copy = scry__calloc(n + 1, sizeof *copy);
+	for (size_t i = 0; copy && i < n; i++)
+		if (!(copy[i] = scry__strdup(argv[i]))) {
+			free_argv(copy);
+			copy = NULL;
+		}
+	if (!copy)
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	clear_sql(s, om);
+	free_argv(om->argv);
+	om->argv = copy;
+	om->m.argv = copy;
+	om->m.fn = NULL;
+	om->set = true;
+	return 0;
+}
+
+int scry_settings_set_migration_output(scry_settings *s, const char *which, scry_output_fn fn, void *ctx,
+                                       scry_error *err)
+{
+	owned_migration *om = which_migration(s, which, err);
+	if (!om)
+		return SCRY_EINVAL;
+	om->m.output = fn;
+	om->m.output_ctx = ctx;
+	return 0;
+}
+
+const scry_store_options *scry_settings_store(const scry_settings *s)
+{
+	return s ? &s->store : NULL;
+}
+
+const scry_replay_options *scry_settings_replay(const scry_settings *cs)
+{
+	if (!cs)
+		return NULL;
+	scry_settings *s = (scry_settings *)cs;
+	s->replay.log = s->log;
+	s->replay.log_ctx = s->log_ctx;
+	s->replay.progress = s->progress;
+	s->replay.progress_ctx = s->progress_ctx;
+	return &s->replay;
+}
+
+const scry_verdict_options *scry_settings_verdict(const scry_settings *cs)
+{
+	if (!cs)
+		return NULL;
+	scry_settings *s = (scry_settings *)cs;
+	s->verdict.log = s->log;
+	s->verdict.log_ctx = s->log_ctx;
+	s->verdict.progress = s->progress;
+	s->verdict.progress_ctx = s->progress_ctx;
+	return &s->verdict;
+}
+
+static bool replay_key_set(const scry_settings *s, const char *key)
+{
+	size_t idx = 0;
+	return find_key(key, &idx) && s->explicit_key[idx];
+}
+
+const scry_pipeline_options *scry_settings_pipeline(const scry_settings *cs)
+{
+	if (!cs)
+		return NULL;
+	scry_settings *s = (scry_settings *)cs;
+	bool any_replay = false;
+	for (size_t i = 0; i < NKEYS; i++)
+		any_replay |= keys[i].where == S_REPLAY && s->explicit_key[i];
+	s->pipeline.replay = NULL;
+	if (any_replay) {
+		s->pipeline_replay = *scry_settings_replay(s);
+		/* The pipeline's own defaults, unless set (docs/pipeline.md). */
+		if (!replay_key_set(s, "replay.repeat"))
+			s->pipeline_replay.repeat = 5;
+		if (!replay_key_set(s, "replay.warmup"))
+			s->pipeline_replay.warmup = 1;
+		s->pipeline.replay = &s->pipeline_replay;
+	}
+	s->pipeline.verdict = scry_settings_verdict(s);
+	s->pipeline.fix = s->mig[1].set ? &s->mig[1].m : NULL;
+	s->pipeline.log = s->log;
+	s->pipeline.log_ctx = s->log_ctx;
+	s->pipeline.progress = s->progress;
+	s->pipeline.progress_ctx = s->progress_ctx;
+	return &s->pipeline;
+}
+
+const scry_migration *scry_settings_migration(const scry_settings *s, const char *which)
+{
+	owned_migration *om = which_migration((scry_settings *)s, which, NULL);
+	return om && om->set ? &om->m : NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Results as JSON                                                     */
+
+static int json_i64(scry_buf *b, bool *first, const char *name, int64_t v)
+{
+	int rc = scry__buf_printf(b, "%s\"%s\": %lld", *first ? "" : ", ", name, (long long)v);
+	*first = false;
+	return rc;
+}
+
+static int replay_result_json(scry_buf *b, const scry_replay_result *r)
+{
+	bool first = true;
+	int rc = scry__buf_puts(b, "{");
+	rc = rc ? rc : json_i64(b, &first, "run_id", r->run_id);
+	rc = rc ? rc : json_i64(b, &first, "executions", r->executions);
+	rc = rc ? rc : json_i64(b, &first, "errors", r->errors);
+	rc = rc ? rc : json_i64(b, &first, "timeouts", r->timeouts);
+	rc = rc ? rc : json_i64(b, &first, "reconnects", r->reconnects);
+	rc = rc ? rc : json_i64(b, &first, "skipped", r->skipped);
+	rc = rc ? rc : scry__buf_printf(b, ", \"per_second\": %.3f", isfinite(r->per_second) ? r->per_second : 0.0);
+	rc = rc ? rc : json_i64(b, &first, "elapsed_us", r->elapsed_us);
+	rc = rc ? rc : json_i64(b, &first, "lag_p50_us", r->lag_p50_us);
+	rc = rc ? rc : json_i64(b, &first, "lag_p99_us", r->lag_p99_us);
+	rc = rc ? rc : json_i64(b, &first, "lag_max_us", r->lag_max_us);
+	rc = rc ? rc : scry__buf_puts(b, "}");
+	return rc;
+}
+
+int scry_store_info_json(scry_store *store, scry_buf *out, scry_error *err)
+{
+	if (!out)
+		return scry__fail(err, SCRY_EINVAL, "scry_store_info_json: out is NULL");
+	scry_store_info info;
+	memset(&info, 0, sizeof info);
+	int rc = scry_store_info_get(store, &info, err);
+	if (rc)
+		return rc;
+	bool first = true;
+	rc = scry__buf_puts(out, "{");
+	rc = rc ? rc : json_i64(out, &first, "events", info.events);
+	rc = rc ? rc : json_i64(out, &first, "sessions", info.sessions);
+	rc = rc ? rc : json_i64(out, &first, "patterns", info.patterns);
+	rc = rc ? rc : json_i64(out, &first, "statements", info.statements);
+	rc = rc ? rc : json_i64(out, &first, "runs", info.runs);
+	rc = rc ? rc : json_i64(out, &first, "samples", info.samples);
+	rc = rc ? rc : json_i64(out, &first, "first_us", info.first_us);
+	rc = rc ? rc : json_i64(out, &first, "last_us", info.last_us);
+	rc = rc ? rc : json_i64(out, &first, "file_bytes", info.file_bytes);
+	rc = rc ? rc : json_i64(out, &first, "schema_version", info.schema_version);
+	rc = rc ? rc : scry__buf_puts(out, "}");
+	return rc ? scry__fail(err, rc, "out of memory") : 0;
+}
+
+int scry_replay_run_json(scry_replay *r, const char *conninfo, const char *label, scry_buf *out,
+                         scry_error *err)
+{
+	if (!out)
+		return scry__fail(err, SCRY_EINVAL, "scry_replay_run_json: out is NULL");
+	scry_replay_result res;
+	memset(&res, 0, sizeof res);
+	int rc = scry_replay_run(r, conninfo, label, &res, err);
+	if (rc && rc != SCRY_ECANCELED)
+		return rc;
+	if (replay_result_json(out, &res))
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	return rc;
+}
+
+int scry_pipeline_stats_json(const scry_pipeline *p, scry_buf *out, scry_error *err)
+{
+	if (!p || !out)
+		return scry__fail(err, SCRY_EINVAL, "scry_pipeline_stats_json: pipeline or out is NULL");
+	scry_pipeline_stats st;
+	memset(&st, 0, sizeof st);
+	scry_pipeline_stats_get(p, &st);
+	bool first = true;
+	int rc = scry__buf_puts(out, "{");
+	rc = rc ? rc : json_i64(out, &first, "clone_us", st.clone_us);
+	rc = rc ? rc : json_i64(out, &first, "migrate_us", st.migrate_us);
+	rc = rc ? rc : json_i64(out, &first, "settle_us", st.settle_us);
+	rc = rc ? rc : json_i64(out, &first, "replay_us", st.replay_us);
+	rc = rc ? rc : json_i64(out, &first, "verdict_us", st.verdict_us);
+	rc = rc ? rc : json_i64(out, &first, "fix_us", st.fix_us);
+	rc = rc ? rc : json_i64(out, &first, "total_us", st.total_us);
+	const struct { const char *name; const scry_replay_result *r; } runs[] = {
+		{ "baseline", &st.baseline }, { "candidate", &st.candidate },
+		{ "fixed", &st.fixed }, { "fixed_baseline", &st.fixed_baseline },
+	};
+	for (size_t i = 0; !rc && i < 4; i++) {
+		rc = scry__buf_printf(out, ", \"%s\": ", runs[i].name);
+		rc = rc ? rc : replay_result_json(out, runs[i].r);
+	}
+	rc = rc ? rc : scry__buf_puts(out, "}");
+	return rc ? scry__fail(err, rc, "out of memory") : 0;
+}
