@@ -72,14 +72,18 @@ class BindingTest(unittest.TestCase):
                     break
                 except psycopg2.OperationalError:
                     time.sleep(0.05)
-            cur = app.cursor()
+            # One session per pattern: in a replay, a slow statement delays the
+            # next one of its session, which would blur the verdict on it.
+            app2 = psycopg2.connect(f"host=127.0.0.1 port={proxy_port} user=postgres dbname=shop")
+            cur, cur2 = app.cursor(), app2.cursor()
             for i in range(1, 41):
                 cur.execute("SELECT id, price FROM items WHERE sku = %s", (f"sku-{i * 997}",))
                 cur.fetchall()
-                cur.execute("SELECT count(*) FROM items WHERE id BETWEEN %s AND %s", (i, i + 50))
-                cur.fetchall()
-            app.commit()
-            app.close()
+                cur2.execute("SELECT count(*) FROM items WHERE id BETWEEN %s AND %s", (i, i + 50))
+                cur2.fetchall()
+            for c in (app, app2):
+                c.commit()
+                c.close()
         finally:
             proxy.send_signal(signal.SIGTERM)
             proxy.wait(timeout=30)
