@@ -17,7 +17,9 @@ CMAKE_FLAGS ?=
 # Debian packages: build, tests (a real PostgreSQL server and real clients).
 PKGS       := cmake make gcc pkg-config libpq-dev libpg-query-dev libxxhash-dev \
               libsqlite3-dev zlib1g-dev check postgresql postgresql-client \
-              python3 python3-psycopg2 sqlite3 procps golang-go
+              python3 python3-psycopg2 sqlite3 procps golang-go \
+              python3-venv python3-pip python3-setuptools python3-pytest python3-alembic \
+              python3-sqlalchemy python3-django python3-yaml groff-base
 BENCH_PKGS := pgbouncer pgreplay hyperfine
 
 .PHONY: all deps bench-deps build build-asan test test-asan demo bench clean
