@@ -20,14 +20,19 @@ PKGS       := cmake make gcc pkg-config libpq-dev libpg-query-dev libxxhash-dev 
               python3 python3-psycopg2 sqlite3 procps golang-go \
               python3-venv python3-pip python3-setuptools python3-pytest python3-alembic \
               python3-sqlalchemy python3-django python3-yaml groff-base
+TEST_PKGS  := chromium
 BENCH_PKGS := pgbouncer pgreplay hyperfine
 
-.PHONY: all deps bench-deps build build-asan test test-asan demo bench clean
+.PHONY: all deps test-deps bench-deps build build-asan test test-asan demo bench clean
 
 all: build
 
 deps:
 	@./tools/ensure-packages $(PKGS)
+
+# What only the tests need (headless Chromium opens the HTML report).
+test-deps:
+	@./tools/ensure-packages $(PKGS) $(TEST_PKGS)
 
 bench-deps:
 	@./tools/ensure-packages $(PKGS) $(BENCH_PKGS)
@@ -49,7 +54,7 @@ ifeq ($(CI),true)
 CMAKE_FLAGS += -DSCRY_WERROR=ON
 endif
 
-test: build build-asan
+test: test-deps build build-asan
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	$(MAKE) --no-print-directory test-asan
 

@@ -28,7 +28,7 @@ static const char ci_help[] =
 	"(except with --sequential).\n"
 	"\n"
 	"  --store FILE        the workload store (default $SCRY_STORE, then ./scry.db)\n"
-	"  --format FMT        text (default), json, markdown or junit\n"
+	"  --format FMT        text (default), json, markdown, junit or html\n"
 	"  --output FILE       write the report to FILE instead of standard output\n"
 	"  --threshold X       regression when the median ratio exceeds X (default 1.5)\n"
 	"  --min-delta MS      ... and the median grew by more than MS ms (default 0.5)\n"
@@ -239,7 +239,7 @@ static int test_migration(int argc, char **argv)
 		case 's': store_opt = optarg; break;
 		case 'f':
 			if (scry_report_format_parse(optarg, &format))
-				return cli_usage_error("ci", "--format is text, json, markdown or junit, not '%s'", optarg);
+				return cli_usage_error("ci", "--format is text, json, markdown, junit or html, not '%s'", optarg);
 			break;
 		case 'o': output = optarg; break;
 		case 't':

@@ -10,7 +10,7 @@
 
 static const char diff_help[] =
 	"usage: scry diff --baseline LABEL --candidate LABEL [--store FILE]\n"
-	"                 [--format text|json|markdown|junit] [--threshold X] [--min-delta MS]\n"
+	"                 [--format text|json|markdown|junit|html] [--threshold X] [--min-delta MS]\n"
 	"                 [--min-samples N] [--baseline-target CONNINFO --candidate-target CONNINFO]\n"
 	"\n"
 	"Compares, per query pattern, the newest replay runs labelled LABEL and\n"
@@ -19,7 +19,8 @@ static const char diff_help[] =
 	"  --baseline LABEL        run before the migration (e.g. clone A)\n"
 	"  --candidate LABEL       run after the migration (e.g. clone B)\n"
 	"  --store FILE            workload store (default $SCRY_STORE, then ./scry.db)\n"
-	"  --format F              text (default), json, markdown, junit\n"
+	"  --format F              text (default), json, markdown, junit, html (one\n"
+	"                          self-contained page with latency histograms)\n"
 	"  --threshold X           regressed when the 95%% interval of the latency ratio\n"
 	"                          lies above X (default 1.5)\n"
 	"  --min-delta MS          ... and the median grew by more than MS (default 0.5)\n"
@@ -68,7 +69,7 @@ int cmd_diff(int argc, char **argv)
 		case 's': store_opt = optarg; break;
 		case 'f':
 			if (scry_report_format_parse(optarg, &format))
-				return cli_usage_error("diff", "--format must be text, json, markdown or junit, not '%s'", optarg);
+				return cli_usage_error("diff", "--format must be text, json, markdown, junit or html, not '%s'", optarg);
 			break;
 		case 't':
 			if (!cli_parse_double("diff", "--threshold", optarg, &vo.threshold))
@@ -120,7 +121,13 @@ int cmd_diff(int argc, char **argv)
 		return CLI_EXIT_ERROR;
 	}
 	scry_buf out = SCRY_BUF_INIT;
-	rc = scry_report_render(v, format, &out, &err);
+	if (format == SCRY_REPORT_HTML) { /* the store gives the latency histograms */
+		scry_report_html_options ho = SCRY_REPORT_HTML_OPTIONS_INIT;
+		ho.store = store;
+		rc = scry_report_render_html(v, &ho, &out, &err);
+	} else {
+		rc = scry_report_render(v, format, &out, &err);
+	}
 	int exit_code = scry_verdict_failures(v) ? CLI_EXIT_REGRESSION : CLI_EXIT_OK;
 	if (rc) {
 		cli_lib_error("rendering the report", &err);

@@ -97,6 +97,9 @@ SCRY_HIDDEN void scry__pg_result_message(const struct pg_result *r, struct pg_co
  */
 SCRY_HIDDEN int scry__pg_connect_fail(scry_error *err, struct pg_conn *pg, const char *what);
 
+/* The one-line reason of a pattern's class, as every report format words it (lib/report.c). */
+SCRY_HIDDEN void scry__report_reason(scry_buf *b, const scry_pattern_verdict *p);
+
 /* Clocks, in microseconds. */
 SCRY_HIDDEN int64_t scry__now_us(void);        /* CLOCK_REALTIME (Unix) */
 SCRY_HIDDEN int64_t scry__monotonic_us(void);  /* CLOCK_MONOTONIC */

@@ -389,6 +389,19 @@ int scry_pipeline_report(const scry_pipeline *p, scry_report_format format, scry
 		return scry__fail(err, SCRY_EINVAL, "pipeline or output is NULL");
 	if (!p->verdict)
 		return scry__fail(err, SCRY_ENOTFOUND, "no verdict was reached");
+	if (format == SCRY_REPORT_HTML) { /* with the samples' histograms and the run's timings */
+		scry_buf stats = SCRY_BUF_INIT;
+		scry_report_html_options ho = SCRY_REPORT_HTML_OPTIONS_INIT;
+		int hrc = scry_pipeline_stats_json(p, &stats, err);
+		ho.store = p->store;
+		ho.after_fix = p->fix_verdict;
+		ho.migration_json = stats.ptr;
+		ho.title = "scry ci test-migration";
+		if (!hrc)
+			hrc = scry_report_render_html(p->verdict, &ho, out, err);
+		scry_buf_dispose(&stats);
+		return hrc;
+	}
 	if (!p->fix_verdict)
 		return scry_report_render(p->verdict, format, out, err);
 	int rc;

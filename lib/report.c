@@ -12,8 +12,8 @@
 
 int scry_report_format_parse(const char *name, scry_report_format *out)
 {
-	static const char *const names[] = { "text", "json", "markdown", "junit" };
-	for (int i = 0; name && i < 4; i++)
+	static const char *const names[] = { "text", "json", "markdown", "junit", "html" };
+	for (int i = 0; name && i < 5; i++)
 		if (!strcmp(name, names[i])) {
 			*out = (scry_report_format)i;
 			return 0;
@@ -30,8 +30,8 @@ static const char *verdict_word(const scry_verdict_summary *s)
 	return s->failures ? "FAIL" : "PASS";
 }
 
-/* The one-line reason of a pattern, shared by every format. */
-static void reason(scry_buf *b, const scry_pattern_verdict *p)
+/* The one-line reason of a pattern, shared by every format (and lib/report_html.c). */
+void scry__report_reason(scry_buf *b, const scry_pattern_verdict *p)
 {
 	switch (p->cls) {
 	case SCRY_CLASS_REGRESSED:
@@ -133,7 +133,7 @@ static void render_text(const scry_verdict *v, const scry_verdict_summary *s, sc
 		if (p->flagged || p->cls == SCRY_CLASS_ONLY_IN_CANDIDATE || p->cls == SCRY_CLASS_ROWS_CHANGED ||
 		    p->cls == SCRY_CLASS_INSUFFICIENT) {
 			scry__buf_puts(b, "       why: ");
-			reason(b, p);
+			scry__report_reason(b, p);
 			scry__buf_puts(b, "\n");
 		}
 		if (p->plan_change)
@@ -222,7 +222,7 @@ static void render_json(const scry_verdict *v, const scry_verdict_summary *s, sc
 		jstr(b, "baseline_plan", p->baseline_plan);
 		jstr(b, "candidate_plan", p->candidate_plan);
 		scry_buf r = SCRY_BUF_INIT;
-		reason(&r, p);
+		scry__report_reason(&r, p);
 		scry__buf_puts(b, "\"reason\":");
 		scry__buf_json_string(b, r.ptr ? r.ptr : "", r.size);
 		scry_buf_dispose(&r);
@@ -291,7 +291,7 @@ static void render_markdown(const scry_verdict *v, const scry_verdict_summary *s
 		scry_fingerprint_format(p->fingerprint, fp);
 		scry__buf_printf(b, "\n**`%s`** %s: ", fp, scry_verdict_class_name(p->cls));
 		scry_buf r = SCRY_BUF_INIT;
-		reason(&r, p);
+		scry__report_reason(&r, p);
 		md_cell(b, r.ptr, 400);
 		scry_buf_dispose(&r);
 		scry__buf_puts(b, "\n");
@@ -345,7 +345,7 @@ static void render_junit(const scry_verdict *v, const scry_verdict_summary *s, s
 		scry_buf name = SCRY_BUF_INIT, r = SCRY_BUF_INIT;
 		scry__buf_printf(&name, "%s ", fp);
 		one_line(&name, p->normalized, 100);
-		reason(&r, p);
+		scry__report_reason(&r, p);
 		scry__buf_puts(b, "    <testcase classname=\"scry.patterns\" name=\"");
 		xml(b, name.ptr);
 		scry__buf_puts(b, "\">\n");
@@ -383,6 +383,8 @@ int scry_report_render(const scry_verdict *v, scry_report_format format, scry_bu
 {
 	if (!v || !out)
 		return scry__fail(err, SCRY_EINVAL, "scry_report_render: a verdict and an output buffer are required");
+	if (format == SCRY_REPORT_HTML)
+		return scry_report_render_html(v, NULL, out, err);
 	scry_verdict_summary s;
 	scry_verdict_summarize(v, &s);
 	scry_buf b = SCRY_BUF_INIT;

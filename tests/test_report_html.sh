@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# The HTML report (--format html): `scry ci test-migration` gates a dropped
+# index and writes one self-contained page, which headless Chromium opens:
+# a screenshot is taken and checked (exists, not blank) and the DOM
+# Chromium built holds the failing pattern's text, its histogram and plan.
+# The page loads nothing: no script, no external reference.
+set -uo pipefail
+SCRY=${SCRY_CLI:?SCRY_CLI is not set}
+SRC=${SCRY_SOURCE_DIR:?SCRY_SOURCE_DIR is not set}
+WORK=$(mktemp -d /tmp/scry-test-html.XXXXXX)
+chmod 755 "$WORK"
+PROXY_PID=
+cleanup() {
+  [ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null
+  bash "$SRC/tests/harness/pgcluster.sh" stop "$WORK/pg" >/dev/null 2>&1
+  [ -n "${KEEP:-}" ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+fails=0
+ok()   { echo "ok   - $*"; }
+bad()  { echo "FAIL - $*"; fails=$((fails + 1)); }
+
+CHROMIUM=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
+[ -n "$CHROMIUM" ] || { echo "chromium is not installed (Debian: apt-get install chromium)"; exit 1; }
+
+PORT=$(bash "$SRC/tests/harness/pgcluster.sh" start "$WORK/pg") || { echo "cannot start PostgreSQL"; exit 1; }
+export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
+psql -XqAt -d postgres -c "CREATE DATABASE shop" >/dev/null
+psql -Xq -d shop >/dev/null <<'SQL'
+CREATE TABLE items (id serial PRIMARY KEY, category text NOT NULL, name text NOT NULL, price int NOT NULL);
+INSERT INTO items (category, name, price)
+  SELECT 'cat' || (g % 500), 'item <' || g || '>', 100 + g % 900 FROM generate_series(1, 50000) g;
+CREATE INDEX idx_items_category ON items(category);
+VACUUM ANALYZE items;
+SQL
+TARGET="host=127.0.0.1 port=$PORT user=postgres dbname=shop"
+STORE="$WORK/scry.db"
+"$SCRY" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$PORT" --store "$STORE" 2>"$WORK/proxy.err" &
+PROXY_PID=$!
+PPORT=
+for _ in $(seq 1 50); do
+  PPORT=$(sed -n 's/.*capturing on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/proxy.err" | head -1)
+  [ -n "$PPORT" ] && break
+  sleep 0.1
+done
+[ -n "$PPORT" ] || { cat "$WORK/proxy.err"; echo "the proxy did not start"; exit 1; }
+for i in $(seq 1 30); do echo "SELECT id, name, price FROM items WHERE category = 'cat$((i * 7 % 500))' AND name <> '<none>';"; done >"$WORK/w1.sql"
+for i in $(seq 1 30); do echo "SELECT name FROM items WHERE id = $((i * 997 % 50000 + 1));"; done >"$WORK/w2.sql"
+for s in 1 2; do for w in w1 w2; do
+  psql -Xq -h 127.0.0.1 -p "$PPORT" -d shop -f "$WORK/$w.sql" >/dev/null || bad "workload"
+done; done
+kill -INT "$PROXY_PID"; wait "$PROXY_PID"; PROXY_PID=
+
+HTML="$WORK/report.html"
+"$SCRY" ci test-migration "$TARGET" --store "$STORE" --format html --output "$HTML" -- \
+  psql -Xq -c "DROP INDEX idx_items_category" >"$WORK/ci.out" 2>&1
+rc=$?; [ $rc = 5 ] && ok "ci test-migration --format html: exit 5" || { bad "exit $rc"; cat "$WORK/ci.out"; }
+[ -s "$HTML" ] && ok "report written ($(wc -c <"$HTML") bytes)" || bad "no report"
+
+# --- self-contained ------------------------------------------------------------
+grep -qi "<script" "$HTML" && bad "the page has a script" || ok "no script"
+if grep -oE '(src|href)="[^"#][^"]*"' "$HTML" | grep -q .; then bad "the page references: $(grep -oE '(src|href)="[^"]*"' "$HTML" | head -3)"
+else ok "no external reference (src/href)"; fi
+grep -oE 'https?://[^" ]+' "$HTML" | grep -v '^http://www.w3.org/2000/svg$' | grep -q . \
+  && bad "the page names a URL" || ok "no URL but the SVG namespace"
+grep -q "&lt;none&gt;" "$HTML" && ok "query text is escaped" || bad "query text not escaped"
+
+# --- what it shows -----------------------------------------------------------------
+grep -q "<svg" "$HTML" && grep -q "candidate: " "$HTML" && ok "an SVG histogram of the samples, baseline vs candidate" \
+  || bad "no histogram"
+grep -q "Plan change:" "$HTML" && grep -q "Seq Scan" "$HTML" && ok "the plan change" || bad "no plan change"
+grep -q "<h2>Migration</h2>" "$HTML" && grep -q "migrate_us" "$HTML" && ok "the migration section" || bad "no migration section"
+
+# --- opened in headless Chromium ------------------------------------------------------
+CH=(timeout 120 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run
+    --user-data-dir="$WORK/chromium-profile" --hide-scrollbars --window-size=1200,1600)
+"${CH[@]}" --screenshot="$WORK/shot.png" "file://$HTML" >"$WORK/chromium.out" 2>&1
+[ -s "$WORK/shot.png" ] && ok "screenshot taken" || { bad "no screenshot"; tail -5 "$WORK/chromium.out"; }
+/usr/bin/python3 - "$WORK/shot.png" <<'PY' && ok "the screenshot is not blank" || bad "blank screenshot"
+import struct, sys, zlib
+data = open(sys.argv[1], "rb").read()
+assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+pos, idat, w, h = 8, b"", 0, 0
+while pos < len(data):
+    n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+    body = data[pos + 8:pos + 8 + n]
+    if kind == b"IHDR":
+        w, h, depth, ctype = struct.unpack(">IIBB", body[:10])
+    elif kind == b"IDAT":
+        idat += body
+    pos += 12 + n
+raw = zlib.decompress(idat)
+stride = len(raw) // h
+rows = {raw[y * stride + 1:(y + 1) * stride] for y in range(0, h, 4)}
+colors = set()
+for r in list(rows)[:200]:
+    colors.update(r[i:i + 3] for i in range(0, len(r) - 3, 12))
+print(f"{w}x{h}, {len(rows)} distinct sampled rows, {len(colors)} colors")
+assert w > 100 and h > 100 and len(rows) > 20 and len(colors) > 20
+PY
+"${CH[@]}" --dump-dom "file://$HTML" >"$WORK/dom.html" 2>"$WORK/chromium2.out"
+grep -q "WHERE category = \$1" "$WORK/dom.html" && grep -q "FAIL" "$WORK/dom.html" \
+  && ok "Chromium's DOM holds the failing pattern's text" || { bad "the DOM lacks the failing pattern"; tail -5 "$WORK/chromium2.out"; }
+
+# --- diff --format html (histograms from the store), and a bad format ---------------------
+"$SCRY" diff --store "$STORE" --baseline ci-baseline --candidate ci-candidate --format html \
+  >"$WORK/diff.html" 2>"$WORK/diff.err"
+rc=$?; [ $rc = 5 ] && grep -q "candidate: " "$WORK/diff.html" && ok "diff --format html (exit 5, histograms)" \
+  || { bad "diff --format html: exit $rc"; cat "$WORK/diff.err"; }
+"$SCRY" diff --store "$STORE" --baseline ci-baseline --candidate ci-candidate --format htm >/dev/null 2>&1
+[ $? = 2 ] && ok "--format htm is a usage error" || bad "--format htm"
+
+echo "$fails failure(s)"
+[ $fails = 0 ]
