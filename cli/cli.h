@@ -50,6 +50,24 @@ bool cli_is_help(const char *arg);
 bool cli_parse_double(const char *cmd, const char *opt, const char *value, double *out);
 bool cli_parse_long(const char *cmd, const char *opt, const char *value, long *out);
 
+/*
+ * Noise control, shared by diff and ci: --include GLOB and --exclude GLOB
+ * (repeatable; 'I' and 'E' in getopt_long) and --judge-session-setup ('J').
+ * Builds *filter on first use (free it with scry_pattern_filter_free);
+ * returns 0 or CLI_EXIT_USAGE/ERROR after printing why.
+ */
+int cli_filter_option(const char *cmd, int opt, const char *arg, scry_pattern_filter **filter);
+#define CLI_FILTER_OPTIONS \
+	{ "include", required_argument, NULL, 'I' }, { "exclude", required_argument, NULL, 'E' }, \
+	{ "judge-session-setup", no_argument, NULL, 'J' }
+#define CLI_FILTER_HELP \
+	"  --include GLOB      judge only the patterns whose fingerprint or normalized\n" \
+	"                      text matches GLOB (repeatable; case-insensitive)\n" \
+	"  --exclude GLOB      do not judge the patterns it matches (repeatable)\n" \
+	"  --judge-session-setup  also judge SET, SHOW, RESET, DISCARD, BEGIN, COMMIT,\n" \
+	"                      ROLLBACK... (not judged by default; always replayed).\n" \
+	"                      Patterns not judged are listed in the report's footer.\n"
+
 /* CLOCK_MONOTONIC in microseconds, for progress redraws and elapsed times. */
 int64_t cli_now_us(void);
 

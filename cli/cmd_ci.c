@@ -40,6 +40,7 @@ static const char ci_help[] =
 	"  --concurrency N     sessions replayed at once (default 8)\n"
 	"  --timeout MS        statement_timeout of replayed statements (default 30000)\n"
 	"  --no-settle         do not VACUUM ANALYZE after the migration\n"
+CLI_FILTER_HELP
 	"  --sequential        no clones: replay on TARGET, migrate TARGET, replay again.\n"
 	"                      For when cloning is impossible. THE MIGRATION STAYS APPLIED\n"
 	"                      TO TARGET: use it only on a database you can throw away.\n"
@@ -203,7 +204,8 @@ int cli_ci_run(const char *target, scry_store *store, const scry_pipeline_option
 	return status;
 }
 
-static int test_migration(int argc, char **argv)
+/* The filter built by --include/--exclude is freed by the caller, whatever the return path. */
+static int test_migration_with(int argc, char **argv, scry_pattern_filter **filter)
 {
 	static const struct option opts[] = {
 		{ "store", required_argument, NULL, 's' },
@@ -218,6 +220,7 @@ static int test_migration(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "no-settle", no_argument, NULL, 'N' },
 		{ "sequential", no_argument, NULL, 'S' },
+		CLI_FILTER_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -275,6 +278,13 @@ static int test_migration(int argc, char **argv)
 			break;
 		case 'N': po.no_settle = 1; break;
 		case 'S': po.mode = SCRY_PIPELINE_SEQUENTIAL; break;
+		case 'I':
+		case 'E':
+		case 'J':
+			if ((n = cli_filter_option("ci", c, optarg, filter)))
+				return (int)n;
+			vo.filter = *filter;
+			break;
 		case 'h': fputs(ci_help, stdout); return CLI_EXIT_OK;
 		default: return cli_usage_error("ci", "unknown option");
 		}
@@ -319,6 +329,14 @@ static int test_migration(int argc, char **argv)
 	int status = cli_ci_run(target, store, &po, &mig, format, output, &prog, NULL);
 	scry_store_free(store);
 	return status;
+}
+
+static int test_migration(int argc, char **argv)
+{
+	scry_pattern_filter *filter = NULL;
+	int rc = test_migration_with(argc, argv, &filter);
+	scry_pattern_filter_free(filter);
+	return rc;
 }
 
 int cmd_ci(int argc, char **argv)

@@ -12,6 +12,7 @@ static const char diff_help[] =
 	"usage: scry diff --baseline LABEL --candidate LABEL [--store FILE]\n"
 	"                 [--format text|json|markdown|junit|html] [--threshold X] [--min-delta MS]\n"
 	"                 [--min-samples N] [--baseline-target CONNINFO --candidate-target CONNINFO]\n"
+	"                 [--include GLOB] [--exclude GLOB] [--judge-session-setup]\n"
 	"\n"
 	"Compares, per query pattern, the newest replay runs labelled LABEL and\n"
 	"prints what regressed, what now fails, and why (docs/verdict.md).\n"
@@ -30,6 +31,7 @@ static const char diff_help[] =
 	"                          regressed patterns on both (inside BEGIN ... ROLLBACK),\n"
 	"                          error messages, and best-index checks of patterns\n"
 	"                          that only work on the candidate\n"
+	CLI_FILTER_HELP
 	"\n"
 	"Exit status: 0 nothing fails the gate, 5 a pattern regressed, gained an\n"
 	"error or is slower than its best, 1 error, 2 usage.\n";
@@ -41,7 +43,8 @@ static void log_cb(void *ctx, scry_log_level level, const char *message)
 		fprintf(stderr, "scry: %s\n", message);
 }
 
-int cmd_diff(int argc, char **argv)
+/* The filter built by --include/--exclude is freed by cmd_diff, whatever the return path. */
+static int diff_with(int argc, char **argv, scry_pattern_filter **filter)
 {
 	static const struct option opts[] = {
 		{ "baseline", required_argument, NULL, 'b' },
@@ -53,6 +56,7 @@ int cmd_diff(int argc, char **argv)
 		{ "min-samples", required_argument, NULL, 'n' },
 		{ "baseline-target", required_argument, NULL, 'B' },
 		{ "candidate-target", required_argument, NULL, 'C' },
+		CLI_FILTER_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -92,6 +96,13 @@ int cmd_diff(int argc, char **argv)
 			break;
 		case 'B': vo.baseline_conninfo = optarg; break;
 		case 'C': vo.candidate_conninfo = optarg; break;
+		case 'I':
+		case 'E':
+		case 'J':
+			if ((n = cli_filter_option("diff", c, optarg, filter)))
+				return (int)n;
+			vo.filter = *filter;
+			break;
 		case 'h': fputs(diff_help, stdout); return CLI_EXIT_OK;
 		default: return cli_usage_error("diff", "unknown option");
 		}
@@ -144,4 +155,12 @@ int cmd_diff(int argc, char **argv)
 	scry_verdict_free(v);
 	scry_store_free(store);
 	return exit_code;
+}
+
+int cmd_diff(int argc, char **argv)
+{
+	scry_pattern_filter *filter = NULL;
+	int rc = diff_with(argc, argv, &filter);
+	scry_pattern_filter_free(filter);
+	return rc;
 }

@@ -100,6 +100,25 @@ SCRY_HIDDEN int scry__pg_connect_fail(scry_error *err, struct pg_conn *pg, const
 /* The one-line reason of a pattern's class, as every report format words it (lib/report.c). */
 SCRY_HIDDEN void scry__report_reason(scry_buf *b, const scry_pattern_verdict *p);
 
+/* Patterns a verdict did not judge (lib/filter.c), for the reports' footer. */
+typedef struct scry__excluded_pattern {
+	uint64_t fingerprint;
+	char *normalized;
+	const char *why;        /* static: "session setup", "--exclude", "not in --include" */
+	int64_t executions;
+} scry__excluded_pattern;
+typedef struct scry__excluded {
+	scry__excluded_pattern *v;
+	size_t n, cap;
+} scry__excluded;
+SCRY_HIDDEN int scry__excluded_add(scry__excluded *x, uint64_t fingerprint, const char *normalized,
+	const char *why, int64_t executions);
+SCRY_HIDDEN void scry__excluded_free(scry__excluded *x);
+/* The excluded patterns of a verdict (lib/verdict.c); NULL when none. */
+SCRY_HIDDEN const scry__excluded *scry__verdict_excluded(const scry_verdict *v);
+/* Appends the footer listing them in `format` (JSON: an array); nothing when there is none. */
+SCRY_HIDDEN int scry__report_excluded(scry_buf *b, const scry__excluded *x, scry_report_format format);
+
 /* Clocks, in microseconds. */
 SCRY_HIDDEN int64_t scry__now_us(void);        /* CLOCK_REALTIME (Unix) */
 SCRY_HIDDEN int64_t scry__monotonic_us(void);  /* CLOCK_MONOTONIC */

@@ -228,7 +228,12 @@ static void render_json(const scry_verdict *v, const scry_verdict_summary *s, sc
 		scry_buf_dispose(&r);
 		scry__buf_puts(b, "}");
 	}
-	scry__buf_puts(b, "]}\n");
+	scry__buf_puts(b, "]");
+	if (scry__verdict_excluded(v)) { /* patterns not judged (lib/filter.c) */
+		scry__buf_puts(b, ",\"excluded\":");
+		scry__report_excluded(b, scry__verdict_excluded(v), SCRY_REPORT_JSON);
+	}
+	scry__buf_puts(b, "}\n");
 }
 
 /* ---------------- Markdown ---------------- */
@@ -395,6 +400,8 @@ int scry_report_render(const scry_verdict *v, scry_report_format format, scry_bu
 	case SCRY_REPORT_JUNIT: render_junit(v, &s, &b); break;
 	default: return scry__fail(err, SCRY_EINVAL, "unknown report format %d", (int)format);
 	}
+	if (format == SCRY_REPORT_TEXT || format == SCRY_REPORT_MARKDOWN) /* the footer: patterns not judged */
+		scry__report_excluded(&b, scry__verdict_excluded(v), format);
 	/* The buf helpers only fail on allocation; check once at the end. */
 	int rc = b.ptr ? scry__buf_put(out, b.ptr, b.size) : 0;
 	scry_buf_dispose(&b);

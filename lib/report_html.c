@@ -377,6 +377,8 @@ static int one_verdict(scry_buf *b, const scry_verdict *v, scry_store *store, co
 	}
 	if (!rc)
 		failing_patterns(b, v, sets, nsets);
+	if (!rc && scry__report_excluded(b, scry__verdict_excluded(v), SCRY_REPORT_HTML))
+		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 	for (size_t i = 0; i < nsets; i++)
 		for (int k = 0; k < 2; k++)
 			scry__free(sets[i].ms[k]);

@@ -16,7 +16,13 @@
 #include <strings.h>
 
 typedef enum { T_INT, T_DOUBLE, T_BOOL, T_STRING, T_ENUM, T_FPLIST } key_type;
-typedef enum { S_STORE, S_REPLAY, S_VERDICT, S_PIPELINE, S_MIGRATION, S_FIX } key_struct;
+typedef enum { S_STORE, S_REPLAY, S_VERDICT, S_PIPELINE, S_MIGRATION, S_FIX, S_FILTER } key_struct;
+
+/* The verdict's pattern filter, by key; built into a scry_pattern_filter on use. */
+typedef struct filter_keys {
+	const char *include, *exclude; /* globs, one per line */
+	int session_setup;
+} filter_keys;
 
 typedef struct key_def {
 	const char *key;
@@ -64,6 +70,12 @@ static const key_def keys[] = {
 	  NULL, "scry_verdict_compute: connection to the baseline, for plans" },
 	{ "verdict.candidate_conninfo", S_VERDICT, offsetof(scry_verdict_options, candidate_conninfo),
 	  T_STRING, NULL, "scry_verdict_compute: connection to the candidate, for plans" },
+	{ "verdict.include", S_FILTER, offsetof(filter_keys, include), T_STRING, NULL,
+	  "judge only patterns whose fingerprint or normalized text matches one of these globs (one per line)" },
+	{ "verdict.exclude", S_FILTER, offsetof(filter_keys, exclude), T_STRING, NULL,
+	  "do not judge patterns matching one of these globs (one per line)" },
+	{ "verdict.judge_session_setup", S_FILTER, offsetof(filter_keys, session_setup), T_BOOL, NULL,
+	  "also judge SET, SHOW, RESET, DISCARD and transaction control (excluded by default)" },
 	{ "pipeline.mode", S_PIPELINE, offsetof(scry_pipeline_options, mode), T_ENUM, pipeline_modes,
 	  "clones: two clones replayed interleaved; sequential: on the target itself, before and after" },
 	{ "pipeline.no_settle", S_PIPELINE, offsetof(scry_pipeline_options, no_settle), T_BOOL, NULL,
@@ -91,6 +103,8 @@ struct scry_settings {
 	scry_replay_options replay;
 	scry_verdict_options verdict;
 	scry_pipeline_options pipeline;
+	filter_keys fk, d_fk;
+	scry_pattern_filter *filter; /* built from fk by scry_settings_verdict() */
 	owned_migration mig[2]; /* migration, fix */
 	/* Defaults, to describe them and to restore a key. */
 	scry_store_options d_store;
@@ -119,6 +133,7 @@ static void *field(scry_settings *s, const key_def *k, bool defaults)
 	case S_PIPELINE: base = (char *)(defaults ? &s->d_pipeline : &s->pipeline); break;
 	case S_MIGRATION: base = (char *)&s->mig[0].m; break;
 	case S_FIX: base = (char *)&s->mig[1].m; break;
+	case S_FILTER: base = (char *)(defaults ? &s->d_fk : &s->fk); break;
 	}
 	return base + k->offset;
 }
@@ -167,6 +182,7 @@ void scry_settings_free(scry_settings *s)
 		scry__free(s->owned[i]);
 	for (int i = 0; i < 2; i++)
 		free_argv(s->mig[i].argv);
+	scry_pattern_filter_free(s->filter);
 	scry__free(s);
 }
 
@@ -498,11 +514,50 @@ const scry_replay_options *scry_settings_replay(const scry_settings *cs)
 	return &s->replay;
 }
 
+/* Adds each line of `globs` to the filter. */
+static int add_globs(scry_pattern_filter *f, int include, const char *globs)
+{
+	for (const char *p = globs; p && *p;) {
+		size_t n = strcspn(p, "\n");
+		if (n) {
+			char *g = scry__strndup(p, n);
+			int rc = g ? scry_pattern_filter_add(f, include, g, NULL) : SCRY_ENOMEM;
+			scry__free(g);
+			if (rc)
+				return rc;
+		}
+		p += n + (p[n] == '\n');
+	}
+	return 0;
+}
+
+/* Rebuilds the verdict's filter from the "verdict.include/exclude/..." keys. */
+static void build_filter(scry_settings *s)
+{
+	scry_pattern_filter_free(s->filter);
+	s->filter = NULL;
+	s->verdict.filter = NULL;
+	if (!s->fk.include && !s->fk.exclude && !s->fk.session_setup)
+		return; /* the default filter */
+	if (scry_pattern_filter_new(&s->filter, NULL) || add_globs(s->filter, 1, s->fk.include) ||
+	    add_globs(s->filter, 0, s->fk.exclude)) {
+		/* Out of memory: judge everything rather than silently less. */
+		scry_pattern_filter_free(s->filter);
+		s->filter = NULL;
+		s->fk.session_setup = 1;
+		if (scry_pattern_filter_new(&s->filter, NULL))
+			return;
+	}
+	scry_pattern_filter_set_session_setup(s->filter, s->fk.session_setup);
+	s->verdict.filter = s->filter;
+}
+
 const scry_verdict_options *scry_settings_verdict(const scry_settings *cs)
 {
 	if (!cs)
 		return NULL;
 	scry_settings *s = (scry_settings *)cs;
+	build_filter(s);
 	s->verdict.log = s->log;
 	s->verdict.log_ctx = s->log_ctx;
 	s->verdict.progress = s->progress;

@@ -16,6 +16,8 @@
  */
 #include "internal.h"
 
+#include <stddef.h>
+
 #include <libpq-fe.h>
 #include <math.h>
 #include <sqlite3.h>
@@ -491,6 +493,7 @@ struct scry_verdict {
 	scry_verdict_options opts;
 	char *baseline_label, *candidate_label;
 	int64_t baseline_run, candidate_run;
+	scry__excluded excluded; /* patterns the filter left out (lib/filter.c) */
 };
 
 /* One (event, round) of a pattern, with what each side measured. */
@@ -1348,7 +1351,13 @@ void scry_verdict_free(scry_verdict *v)
 	scry__free(v->items);
 	scry__free(v->baseline_label);
 	scry__free(v->candidate_label);
+	scry__excluded_free(&v->excluded);
 	scry__free(v);
+}
+
+const scry__excluded *scry__verdict_excluded(const scry_verdict *v)
+{
+	return v && v->excluded.n ? &v->excluded : NULL;
 }
 
 int scry_verdict_compute(scry_verdict **out, scry_store *store, const char *baseline, const char *candidate,
@@ -1358,7 +1367,9 @@ int scry_verdict_compute(scry_verdict **out, scry_store *store, const char *base
 		return scry__fail(err, SCRY_EINVAL, "scry_verdict_compute: store and both labels are required");
 	*out = NULL;
 	scry_verdict_options o = SCRY_VERDICT_OPTIONS_INIT;
-	if (opts)
+	if (opts && opts->version < 2) /* version 1 ends before `filter` */
+		memcpy(&o, opts, offsetof(scry_verdict_options, filter));
+	else if (opts)
 		o = *opts;
 	if (!(o.threshold >= 1.0) || !(o.min_delta_ms >= 0) || !isfinite(o.threshold) || !isfinite(o.min_delta_ms))
 		return scry__fail(err, SCRY_EINVAL, "threshold must be >= 1 and min_delta_ms >= 0 (got %g and %g)",
@@ -1371,6 +1382,7 @@ int scry_verdict_compute(scry_verdict **out, scry_store *store, const char *base
 	if (!v)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	v->opts = o;
+	v->opts.filter = NULL; /* not kept past the call */
 	v->baseline_label = scry__strdup(baseline);
 	v->candidate_label = scry__strdup(candidate);
 	sample_row *sb = NULL, *sc = NULL;
@@ -1416,8 +1428,16 @@ int scry_verdict_compute(scry_verdict **out, scry_store *store, const char *base
 	}
 	for (size_t p = 0; p < npats; p++) {
 		size_t c = start[p + 1] - start[p];
+		const char *why;
 		if (!c)
 			continue;
+		if (!scry_pattern_filter_match(o.filter, pats[p].fingerprint, pats[p].normalized, &why)) {
+			if (scry__excluded_add(&v->excluded, pats[p].fingerprint, pats[p].normalized, why, pats[p].count)) {
+				rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
+				goto out;
+			}
+			continue;
+		}
 		scry_pattern_verdict *pv = &v->items[v->n++];
 		pv->fingerprint = pats[p].fingerprint;
 		pv->normalized = pats[p].normalized;

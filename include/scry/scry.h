@@ -18,6 +18,7 @@
 #include "scry/verdict.h"
 #include "scry/report.h"
 #include "scry/pipeline.h"
+#include "scry/filter.h"
 #include "scry/settings.h"
 
 #endif /* SCRY_SCRY_H */

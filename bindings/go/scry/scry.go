@@ -570,7 +570,12 @@ type VerdictOptions struct {
 	Threshold  float64 // ratio of medians above which a pattern regressed (default 1.5)
 	MinDeltaMs float64 // floor on the median's growth (default 0.5 ms)
 	MinSamples int     // per side (default 5)
-	Settings   map[string]string
+	// Noise control: globs matched against the fingerprint and the
+	// normalized text (scry/filter.h). Session setup (SET, SHOW, BEGIN...)
+	// is not judged unless JudgeSessionSetup.
+	Include, Exclude  []string
+	JudgeSessionSetup bool
+	Settings          map[string]string
 }
 
 func (o *VerdictOptions) settings() (map[string]string, map[string]string) {
@@ -586,6 +591,15 @@ func (o *VerdictOptions) settings() (map[string]string, map[string]string) {
 	}
 	if o.MinSamples != 0 {
 		m["verdict.min_samples"] = strconv.Itoa(o.MinSamples)
+	}
+	if len(o.Include) > 0 {
+		m["verdict.include"] = strings.Join(o.Include, "\n")
+	}
+	if len(o.Exclude) > 0 {
+		m["verdict.exclude"] = strings.Join(o.Exclude, "\n")
+	}
+	if o.JudgeSessionSetup {
+		m["verdict.judge_session_setup"] = "true"
 	}
 	return m, o.Settings
 }

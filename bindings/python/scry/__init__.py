@@ -160,7 +160,8 @@ class _Settings:
         elif isinstance(value, bool):
             text = b"true" if value else b"false"
         elif isinstance(value, (list, tuple, set)):
-            text = ",".join(str(v) for v in value).encode()
+            sep = "," if _KEYS.get(key, {}).get("type") == "fingerprints" else "\n"  # globs: one per line
+            text = sep.join(str(v) for v in value).encode()
         else:
             text = str(value).encode()
         err = _native.Error()

@@ -1,4 +1,7 @@
 #!/usr/bin/env bash
+# The reports from the CLI: noise control (--include/--exclude, session
+# setup not judged and listed in the footer), and the HTML report.
+#
 # The HTML report (--format html): `scry ci test-migration` gates a dropped
 # index and writes one self-contained page, which headless Chromium opens:
 # a screenshot is taken and checked (exists, not blank) and the DOM
@@ -46,7 +49,10 @@ done
 [ -n "$PPORT" ] || { cat "$WORK/proxy.err"; echo "the proxy did not start"; exit 1; }
 for i in $(seq 1 30); do echo "SELECT id, name, price FROM items WHERE category = 'cat$((i * 7 % 500))' AND name <> '<none>';"; done >"$WORK/w1.sql"
 for i in $(seq 1 30); do echo "SELECT name FROM items WHERE id = $((i * 997 % 50000 + 1));"; done >"$WORK/w2.sql"
-for s in 1 2; do for w in w1 w2; do
+# A driver's session setup around the queries: replayed, never judged.
+{ echo "SET application_name = 'shop';"; echo "SHOW standard_conforming_strings;"; echo "BEGIN;"
+  for i in $(seq 1 10); do echo "SELECT count(*) FROM items WHERE price = $i;"; done; echo "COMMIT;"; } >"$WORK/w3.sql"
+for s in 1 2; do for w in w1 w2 w3; do
   psql -Xq -h 127.0.0.1 -p "$PPORT" -d shop -f "$WORK/$w.sql" >/dev/null || bad "workload"
 done; done
 kill -INT "$PROXY_PID"; wait "$PROXY_PID"; PROXY_PID=
@@ -109,6 +115,31 @@ rc=$?; [ $rc = 5 ] && grep -q "candidate: " "$WORK/diff.html" && ok "diff --form
   || { bad "diff --format html: exit $rc"; cat "$WORK/diff.err"; }
 "$SCRY" diff --store "$STORE" --baseline ci-baseline --candidate ci-candidate --format htm >/dev/null 2>&1
 [ $? = 2 ] && ok "--format htm is a usage error" || bad "--format htm"
+
+# --- noise control -------------------------------------------------------------------------
+D=(diff --store "$STORE" --baseline ci-baseline --candidate ci-candidate)
+"$SCRY" "${D[@]}" >"$WORK/n1.out" 2>&1
+rc=$?; [ $rc = 5 ] && ok "diff: exit 5 (the dropped index)" || { bad "diff: exit $rc"; cat "$WORK/n1.out"; }
+grep -q "Not judged: 4 patterns (4 session setup" "$WORK/n1.out" && ok "the footer lists the 4 session-setup patterns" \
+  || { bad "no footer"; cat "$WORK/n1.out"; }
+if sed '/^Not judged/,$d' "$WORK/n1.out" | grep -qE "SHOW standard|BEGIN|COMMIT|SET application"; then bad "session setup in the table"
+else ok "session setup is not in the table"; fi
+"$SCRY" "${D[@]}" --format markdown >"$WORK/n1.md" 2>&1
+grep -q -- "- \`.*SHOW standard_conforming_strings" "$WORK/n1.md" \
+  && ok "markdown footer" || bad "markdown footer"
+"$SCRY" "${D[@]}" --exclude '*category*' >"$WORK/n2.out" 2>&1
+rc=$?; [ $rc = 0 ] && grep -q "1 --exclude" "$WORK/n2.out" && ok "--exclude '*category*': exit 0, listed" \
+  || { bad "--exclude: exit $rc"; cat "$WORK/n2.out"; }
+fp=$(grep -o '[0-9a-f]\{16\}  SELECT name FROM items' "$WORK/n1.out" | cut -c1-16 | head -1)
+[ -z "$fp" ] && fp=$(sed -n 's/.* \([0-9a-f]\{16\}\) SELECT name FROM items.*/\1/p' "$WORK/n1.out" | head -1)
+"$SCRY" "${D[@]}" --include "$fp" --format json >"$WORK/n3.json" 2>&1
+rc=$?; [ $rc = 0 ] && [ "$(/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(len(d["patterns"]), len(d["excluded"]))' "$WORK/n3.json")" = "1 6" ] \
+  && ok "--include FINGERPRINT: that pattern only (exit 0)" || { bad "--include $fp: exit $rc"; head -c 600 "$WORK/n3.json"; }
+"$SCRY" "${D[@]}" --judge-session-setup --format json >"$WORK/n4.json" 2>&1
+[ "$(/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(len(d["patterns"]), "excluded" in d)' "$WORK/n4.json")" = "7 False" ] \
+  && ok "--judge-session-setup judges all 7" || { bad "--judge-session-setup"; head -c 600 "$WORK/n4.json"; }
+"$SCRY" "${D[@]}" --exclude "" >/dev/null 2>&1; [ $? = 2 ] && ok "--exclude '' is a usage error" || bad "--exclude ''"
+"$SCRY" ci test-migration --help | grep -q -- "--exclude GLOB" && ok "ci --help lists --exclude" || bad "ci --help"
 
 echo "$fails failure(s)"
 [ $fails = 0 ]
