@@ -119,6 +119,15 @@ SCRY_HIDDEN const scry__excluded *scry__verdict_excluded(const scry_verdict *v);
 /* Appends the footer listing them in `format` (JSON: an array); nothing when there is none. */
 SCRY_HIDDEN int scry__report_excluded(scry_buf *b, const scry__excluded *x, scry_report_format format);
 
+/*
+ * Server notices (lib/pgnotice.c): the library never prints, so every
+ * connection it opens gets a notice receiver that passes them to a log
+ * callback: a module's receiver calls scry__pg_notice_log with its own
+ * callback; scry__pg_notice_ignore drops them (short-lived probes).
+ */
+SCRY_HIDDEN void scry__pg_notice_log(scry_log_fn fn, void *ctx, const struct pg_result *r);
+SCRY_HIDDEN void scry__pg_notice_ignore(void *arg, const struct pg_result *r);
+
 /* Clocks, in microseconds. */
 SCRY_HIDDEN int64_t scry__now_us(void);        /* CLOCK_REALTIME (Unix) */
 SCRY_HIDDEN int64_t scry__monotonic_us(void);  /* CLOCK_MONOTONIC */
