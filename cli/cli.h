@@ -53,10 +53,11 @@ bool cli_parse_long(const char *cmd, const char *opt, const char *value, long *o
 /*
  * Noise control, shared by diff and ci: --include GLOB and --exclude GLOB
  * (repeatable; 'I' and 'E' in getopt_long) and --judge-session-setup ('J').
- * Builds *filter on first use (free it with scry_pattern_filter_free);
- * returns 0 or CLI_EXIT_USAGE/ERROR after printing why.
+ * Builds *filter on first use (free it with scry_pattern_filter_free) and
+ * points vo->filter at it; returns 0 or CLI_EXIT_USAGE/ERROR after printing why.
  */
-int cli_filter_option(const char *cmd, int opt, const char *arg, scry_pattern_filter **filter);
+int cli_filter_option(const char *cmd, int opt, const char *arg, scry_pattern_filter **filter,
+	scry_verdict_options *vo);
 #define CLI_FILTER_OPTIONS \
 	{ "include", required_argument, NULL, 'I' }, { "exclude", required_argument, NULL, 'E' }, \
 	{ "judge-session-setup", no_argument, NULL, 'J' }

@@ -278,12 +278,9 @@ static int test_migration_with(int argc, char **argv, scry_pattern_filter **filt
 			break;
 		case 'N': po.no_settle = 1; break;
 		case 'S': po.mode = SCRY_PIPELINE_SEQUENTIAL; break;
-		case 'I':
-		case 'E':
-		case 'J':
-			if ((n = cli_filter_option("ci", c, optarg, filter)))
+		case 'I': case 'E': case 'J':
+			if ((n = cli_filter_option("ci", c, optarg, filter, &vo)))
 				return (int)n;
-			vo.filter = *filter;
 			break;
 		case 'h': fputs(ci_help, stdout); return CLI_EXIT_OK;
 		default: return cli_usage_error("ci", "unknown option");

@@ -96,12 +96,9 @@ static int diff_with(int argc, char **argv, scry_pattern_filter **filter)
 			break;
 		case 'B': vo.baseline_conninfo = optarg; break;
 		case 'C': vo.candidate_conninfo = optarg; break;
-		case 'I':
-		case 'E':
-		case 'J':
-			if ((n = cli_filter_option("diff", c, optarg, filter)))
+		case 'I': case 'E': case 'J':
+			if ((n = cli_filter_option("diff", c, optarg, filter, &vo)))
 				return (int)n;
-			vo.filter = *filter;
 			break;
 		case 'h': fputs(diff_help, stdout); return CLI_EXIT_OK;
 		default: return cli_usage_error("diff", "unknown option");

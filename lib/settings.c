@@ -607,30 +607,68 @@ const scry_migration *scry_settings_migration(const scry_settings *s, const char
 /* ------------------------------------------------------------------ */
 /* Results as JSON                                                     */
 
-static int json_i64(scry_buf *b, bool *first, const char *name, int64_t v)
+/* A field of a result struct, for the JSON writers below. */
+typedef struct json_field {
+	const char *name;
+	size_t offset;
+	char type; /* 'l' int64_t, 'i' int, 'd' double */
+} json_field;
+
+#define F(st, name, type) { #name, offsetof(st, name), type }
+static const json_field replay_fields[] = {
+	F(scry_replay_result, run_id, 'l'), F(scry_replay_result, executions, 'l'),
+	F(scry_replay_result, errors, 'l'), F(scry_replay_result, timeouts, 'l'),
+	F(scry_replay_result, reconnects, 'l'), F(scry_replay_result, skipped, 'l'),
+	F(scry_replay_result, per_second, 'd'), F(scry_replay_result, elapsed_us, 'l'),
+	F(scry_replay_result, lag_p50_us, 'l'), F(scry_replay_result, lag_p99_us, 'l'),
+	F(scry_replay_result, lag_max_us, 'l'),
+};
+static const json_field info_fields[] = {
+	F(scry_store_info, events, 'l'), F(scry_store_info, sessions, 'l'), F(scry_store_info, patterns, 'l'),
+	F(scry_store_info, statements, 'l'), F(scry_store_info, runs, 'l'), F(scry_store_info, samples, 'l'),
+	F(scry_store_info, first_us, 'l'), F(scry_store_info, last_us, 'l'), F(scry_store_info, file_bytes, 'l'),
+	F(scry_store_info, schema_version, 'i'),
+};
+static const json_field stats_fields[] = {
+	F(scry_pipeline_stats, clone_us, 'l'), F(scry_pipeline_stats, migrate_us, 'l'),
+	F(scry_pipeline_stats, settle_us, 'l'), F(scry_pipeline_stats, replay_us, 'l'),
+	F(scry_pipeline_stats, verdict_us, 'l'), F(scry_pipeline_stats, fix_us, 'l'),
+	F(scry_pipeline_stats, total_us, 'l'),
+};
+#undef F
+#define NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Appends the fields of `base` as JSON members ("name": value, ...), without braces. */
+static int json_fields(scry_buf *b, const void *base, const json_field *f, size_t n)
 {
-	int rc = scry__buf_printf(b, "%s\"%s\": %lld", *first ? "" : ", ", name, (long long)v);
-	*first = false;
+	int rc = 0;
+	for (size_t i = 0; !rc && i < n; i++) {
+		const char *p = (const char *)base + f[i].offset;
+		const char *sep = i ? ", " : "";
+		if (f[i].type == 'd') {
+			double d;
+			memcpy(&d, p, sizeof d);
+			rc = scry__buf_printf(b, "%s\"%s\": %.3f", sep, f[i].name, isfinite(d) ? d : 0.0);
+		} else {
+			int64_t v = 0;
+			if (f[i].type == 'l')
+				memcpy(&v, p, sizeof v);
+			else {
+				int iv;
+				memcpy(&iv, p, sizeof iv);
+				v = iv;
+			}
+			rc = scry__buf_printf(b, "%s\"%s\": %lld", sep, f[i].name, (long long)v);
+		}
+	}
 	return rc;
 }
 
 static int replay_result_json(scry_buf *b, const scry_replay_result *r)
 {
-	bool first = true;
 	int rc = scry__buf_puts(b, "{");
-	rc = rc ? rc : json_i64(b, &first, "run_id", r->run_id);
-	rc = rc ? rc : json_i64(b, &first, "executions", r->executions);
-	rc = rc ? rc : json_i64(b, &first, "errors", r->errors);
-	rc = rc ? rc : json_i64(b, &first, "timeouts", r->timeouts);
-	rc = rc ? rc : json_i64(b, &first, "reconnects", r->reconnects);
-	rc = rc ? rc : json_i64(b, &first, "skipped", r->skipped);
-	rc = rc ? rc : scry__buf_printf(b, ", \"per_second\": %.3f", isfinite(r->per_second) ? r->per_second : 0.0);
-	rc = rc ? rc : json_i64(b, &first, "elapsed_us", r->elapsed_us);
-	rc = rc ? rc : json_i64(b, &first, "lag_p50_us", r->lag_p50_us);
-	rc = rc ? rc : json_i64(b, &first, "lag_p99_us", r->lag_p99_us);
-	rc = rc ? rc : json_i64(b, &first, "lag_max_us", r->lag_max_us);
-	rc = rc ? rc : scry__buf_puts(b, "}");
-	return rc;
+	rc = rc ? rc : json_fields(b, r, replay_fields, NFIELDS(replay_fields));
+	return rc ? rc : scry__buf_puts(b, "}");
 }
 
 int scry_store_info_json(scry_store *store, scry_buf *out, scry_error *err)
@@ -642,18 +680,8 @@ int scry_store_info_json(scry_store *store, scry_buf *out, scry_error *err)
 	int rc = scry_store_info_get(store, &info, err);
 	if (rc)
 		return rc;
-	bool first = true;
 	rc = scry__buf_puts(out, "{");
-	rc = rc ? rc : json_i64(out, &first, "events", info.events);
-	rc = rc ? rc : json_i64(out, &first, "sessions", info.sessions);
-	rc = rc ? rc : json_i64(out, &first, "patterns", info.patterns);
-	rc = rc ? rc : json_i64(out, &first, "statements", info.statements);
-	rc = rc ? rc : json_i64(out, &first, "runs", info.runs);
-	rc = rc ? rc : json_i64(out, &first, "samples", info.samples);
-	rc = rc ? rc : json_i64(out, &first, "first_us", info.first_us);
-	rc = rc ? rc : json_i64(out, &first, "last_us", info.last_us);
-	rc = rc ? rc : json_i64(out, &first, "file_bytes", info.file_bytes);
-	rc = rc ? rc : json_i64(out, &first, "schema_version", info.schema_version);
+	rc = rc ? rc : json_fields(out, &info, info_fields, NFIELDS(info_fields));
 	rc = rc ? rc : scry__buf_puts(out, "}");
 	return rc ? scry__fail(err, rc, "out of memory") : 0;
 }
@@ -680,15 +708,8 @@ int scry_pipeline_stats_json(const scry_pipeline *p, scry_buf *out, scry_error *
 	scry_pipeline_stats st;
 	memset(&st, 0, sizeof st);
 	scry_pipeline_stats_get(p, &st);
-	bool first = true;
 	int rc = scry__buf_puts(out, "{");
-	rc = rc ? rc : json_i64(out, &first, "clone_us", st.clone_us);
-	rc = rc ? rc : json_i64(out, &first, "migrate_us", st.migrate_us);
-	rc = rc ? rc : json_i64(out, &first, "settle_us", st.settle_us);
-	rc = rc ? rc : json_i64(out, &first, "replay_us", st.replay_us);
-	rc = rc ? rc : json_i64(out, &first, "verdict_us", st.verdict_us);
-	rc = rc ? rc : json_i64(out, &first, "fix_us", st.fix_us);
-	rc = rc ? rc : json_i64(out, &first, "total_us", st.total_us);
+	rc = rc ? rc : json_fields(out, &st, stats_fields, NFIELDS(stats_fields));
 	const struct { const char *name; const scry_replay_result *r; } runs[] = {
 		{ "baseline", &st.baseline }, { "candidate", &st.candidate },
 		{ "fixed", &st.fixed }, { "fixed_baseline", &st.fixed_baseline },

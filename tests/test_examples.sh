@@ -7,25 +7,11 @@
 #   CI recipes: valid YAML with the gate step (they are not executed here).
 # The Python examples run in test_python_package (they need a pip install).
 set -uo pipefail
-
-SCRY=${SCRY_CLI:?SCRY_CLI is not set}
-SRC=${SCRY_SOURCE_DIR:?SCRY_SOURCE_DIR is not set}
+. "$SCRY_SOURCE_DIR/tests/harness/scenario.sh"
 BIN=${SCRY_BINARY_DIR:?SCRY_BINARY_DIR is not set}
 unset SCRY_LIB CGO_CFLAGS CGO_LDFLAGS
 export PKG_CONFIG_PATH="$BIN/pkgconfig"
-WORK=$(mktemp -d /tmp/scry-test-examples.XXXXXX)
-chmod 755 "$WORK"
-PROXY_PID=
-cleanup() {
-  [ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null
-  bash "$SRC/tests/harness/pgcluster.sh" stop "$WORK/pg" >/dev/null 2>&1
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-fails=0
-ok()   { echo "ok   - $*"; }
-bad()  { echo "FAIL - $*"; fails=$((fails + 1)); }
-expect_exit() { if [ "$1" = "$2" ]; then ok "$3 (exit $2)"; else bad "$3: exit $2, expected $1"; fi; }
+scenario_begin examples
 
 # --- build -------------------------------------------------------------------
 for ex in fingerprint gate; do
@@ -45,8 +31,7 @@ grep -q 'WHERE category = \$1' "$WORK/fp.out" && ok "normalized text" || bad "no
 "$WORK/fingerprint" /nonexistent.sql >/dev/null 2>&1; expect_exit 1 $? "fingerprint of a missing file"
 
 # --- a database and a workload for the gates ----------------------------------------
-PORT=$(bash "$SRC/tests/harness/pgcluster.sh" start "$WORK/pg") || { echo "cannot start PostgreSQL"; exit 1; }
-export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
+scenario_cluster
 psql -XqAt -d postgres -c "CREATE DATABASE shop" >/dev/null
 psql -Xq -d shop >/dev/null <<'SQL'
 CREATE TABLE items (id serial PRIMARY KEY, category text NOT NULL, name text NOT NULL, price int NOT NULL);
@@ -57,18 +42,8 @@ VACUUM ANALYZE items;
 SQL
 TARGET="host=127.0.0.1 port=$PORT user=postgres dbname=shop"
 STORE="$WORK/scry.db"
-"$SCRY" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$PORT" --store "$STORE" 2>"$WORK/proxy.err" &
-PROXY_PID=$!
-PPORT=
-for _ in $(seq 1 50); do
-  PPORT=$(sed -n 's/.*capturing on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/proxy.err" | head -1)
-  [ -n "$PPORT" ] && break
-  sleep 0.1
-done
-[ -n "$PPORT" ] || { cat "$WORK/proxy.err"; echo "the proxy did not start"; exit 1; }
 for i in $(seq 1 30); do echo "SELECT id, name, price FROM items WHERE category = 'cat$((i * 7 % 500))';"; done >"$WORK/w.sql"
-for s in 1 2; do psql -Xq -h 127.0.0.1 -p "$PPORT" -d shop -f "$WORK/w.sql" >/dev/null || bad "workload"; done
-kill -INT "$PROXY_PID"; wait "$PROXY_PID"; PROXY_PID=
+scenario_capture "$STORE" shop "$WORK/w.sql" "$WORK/w.sql"
 
 # --- gate.c ----------------------------------------------------------------------------
 "$WORK/gate" "$STORE" "$TARGET" "DROP INDEX idx_items_category" >"$WORK/c1.md" 2>"$WORK/c1.err"
@@ -102,5 +77,4 @@ assert "scry ci test-migration" in text and "--format markdown" in text, "no gat
 PY
 done
 
-echo "$fails failure(s)"
-[ $fails = 0 ]
+scenario_end

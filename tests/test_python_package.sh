@@ -8,26 +8,11 @@
 #   - the Django recipe (examples/django): `scry ci test-migration -- python3
 #     manage.py migrate` exits 0 on a safe migration, 5 on a dropped index.
 set -uo pipefail
-
-SCRY=${SCRY_CLI:?SCRY_CLI is not set}
-SRC=${SCRY_SOURCE_DIR:?SCRY_SOURCE_DIR is not set}
+. "$SCRY_SOURCE_DIR/tests/harness/scenario.sh"
 export SCRY_LIB=${SCRY_LIB:?SCRY_LIB is not set}
-PY=/usr/bin/python3
-WORK=$(mktemp -d /tmp/scry-test-pypkg.XXXXXX)
-chmod 755 "$WORK"
-PROXY_PID=
-cleanup() {
-  [ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null
-  bash "$SRC/tests/harness/pgcluster.sh" stop "$WORK/pg" >/dev/null 2>&1
-  [ -n "${KEEP:-}" ] || rm -rf "$WORK"
-}
-trap cleanup EXIT
 export PYTHONDONTWRITEBYTECODE=1   # nothing written into the source tree
-
-fails=0
-ok()   { echo "ok   - $*"; }
-bad()  { echo "FAIL - $*"; fails=$((fails + 1)); }
-expect_exit() { if [ "$1" = "$2" ]; then ok "$3 (exit $2)"; else bad "$3: exit $2, expected $1"; fi; }
+PY=/usr/bin/python3
+scenario_begin pypkg
 
 # --- the package, installed with pip into a venv ------------------------------
 $PY -m venv --system-site-packages "$WORK/venv" || { echo "python3 -m venv failed (Debian: python3-venv)"; exit 1; }
@@ -42,8 +27,7 @@ grep -q -- "--scry-target" "$WORK/pytest-help.out" \
   && ok "the pytest plugin is registered (pytest11 entry point)" || bad "pytest does not know --scry-target"
 
 # --- a database and its workload -----------------------------------------------
-PORT=$(bash "$SRC/tests/harness/pgcluster.sh" start "$WORK/pg") || { echo "cannot start PostgreSQL"; exit 1; }
-export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
+scenario_cluster
 psql -XqAt -d postgres -c "CREATE DATABASE shop" -c "CREATE DATABASE djshop" >/dev/null
 psql -Xq -d shop >/dev/null <<'SQL'
 CREATE TABLE items (id serial PRIMARY KEY, category varchar(50) NOT NULL, name varchar(100) NOT NULL, price int NOT NULL);
@@ -63,26 +47,12 @@ TARGET="host=127.0.0.1 port=$PORT user=postgres dbname=shop"
 DJTARGET="host=127.0.0.1 port=$PORT user=postgres dbname=djshop"
 STORE="$WORK/scry.db"
 
-"$SCRY" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$PORT" --store "$STORE" 2>"$WORK/proxy.err" &
-PROXY_PID=$!
-PPORT=
-for _ in $(seq 1 50); do
-  PPORT=$(sed -n 's/.*capturing on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/proxy.err" | head -1)
-  [ -n "$PPORT" ] && break
-  sleep 0.1
-done
-[ -n "$PPORT" ] || { cat "$WORK/proxy.err"; echo "the proxy did not start"; exit 1; }
 # The two patterns in separate sessions: a slow statement delays the next one
 # of its session in the replay (noted in docs/bindings.md), which would make
 # the unchanged pattern look regressed too.
 for i in $(seq 1 30); do echo "SELECT id, name, price FROM items WHERE category = 'cat$((i * 7 % 500))';"; done >"$WORK/w1.sql"
 for i in $(seq 1 30); do echo "SELECT name FROM items WHERE id = $((i * 997 % 50000 + 1));"; done >"$WORK/w2.sql"
-for s in 1 2; do
-  for w in w1 w2; do
-    psql -Xq -h 127.0.0.1 -p "$PPORT" -d shop -f "$WORK/$w.sql" >/dev/null || bad "workload through the proxy"
-  done
-done
-kill -INT "$PROXY_PID"; wait "$PROXY_PID"; PROXY_PID=
+scenario_capture "$STORE" shop "$WORK"/w1.sql "$WORK"/w2.sql "$WORK"/w1.sql "$WORK"/w2.sql
 
 # --- pytest + plugin + Alembic --------------------------------------------------
 pytest_gate() { # revision -> output in $WORK/pytest-$1.out
@@ -133,5 +103,4 @@ grep -q "category" "$WORK/dj-0003.out" && ok "django: the report names the query
 [ "$(psql -XqAt -d djshop -c "SELECT max(name) FROM django_migrations WHERE app='shop'")" = 0001_initial ] \
   && ok "django: the target itself was not migrated" || bad "django: the target was migrated"
 
-echo "$fails failure(s)"
-[ $fails = 0 ]
+scenario_end

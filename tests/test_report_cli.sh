@@ -8,26 +8,13 @@
 # Chromium built holds the failing pattern's text, its histogram and plan.
 # The page loads nothing: no script, no external reference.
 set -uo pipefail
-SCRY=${SCRY_CLI:?SCRY_CLI is not set}
-SRC=${SCRY_SOURCE_DIR:?SCRY_SOURCE_DIR is not set}
-WORK=$(mktemp -d /tmp/scry-test-html.XXXXXX)
-chmod 755 "$WORK"
-PROXY_PID=
-cleanup() {
-  [ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null
-  bash "$SRC/tests/harness/pgcluster.sh" stop "$WORK/pg" >/dev/null 2>&1
-  [ -n "${KEEP:-}" ] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-fails=0
-ok()   { echo "ok   - $*"; }
-bad()  { echo "FAIL - $*"; fails=$((fails + 1)); }
+. "$SCRY_SOURCE_DIR/tests/harness/scenario.sh"
+scenario_begin report-cli
 
 CHROMIUM=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
 [ -n "$CHROMIUM" ] || { echo "chromium is not installed (Debian: apt-get install chromium)"; exit 1; }
 
-PORT=$(bash "$SRC/tests/harness/pgcluster.sh" start "$WORK/pg") || { echo "cannot start PostgreSQL"; exit 1; }
-export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
+scenario_cluster
 psql -XqAt -d postgres -c "CREATE DATABASE shop" >/dev/null
 psql -Xq -d shop >/dev/null <<'SQL'
 CREATE TABLE items (id serial PRIMARY KEY, category text NOT NULL, name text NOT NULL, price int NOT NULL);
@@ -38,24 +25,12 @@ VACUUM ANALYZE items;
 SQL
 TARGET="host=127.0.0.1 port=$PORT user=postgres dbname=shop"
 STORE="$WORK/scry.db"
-"$SCRY" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$PORT" --store "$STORE" 2>"$WORK/proxy.err" &
-PROXY_PID=$!
-PPORT=
-for _ in $(seq 1 50); do
-  PPORT=$(sed -n 's/.*capturing on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/proxy.err" | head -1)
-  [ -n "$PPORT" ] && break
-  sleep 0.1
-done
-[ -n "$PPORT" ] || { cat "$WORK/proxy.err"; echo "the proxy did not start"; exit 1; }
 for i in $(seq 1 30); do echo "SELECT id, name, price FROM items WHERE category = 'cat$((i * 7 % 500))' AND name <> '<none>';"; done >"$WORK/w1.sql"
 for i in $(seq 1 30); do echo "SELECT name FROM items WHERE id = $((i * 997 % 50000 + 1));"; done >"$WORK/w2.sql"
 # A driver's session setup around the queries: replayed, never judged.
 { echo "SET application_name = 'shop';"; echo "SHOW standard_conforming_strings;"; echo "BEGIN;"
   for i in $(seq 1 10); do echo "SELECT count(*) FROM items WHERE price = $i;"; done; echo "COMMIT;"; } >"$WORK/w3.sql"
-for s in 1 2; do for w in w1 w2 w3; do
-  psql -Xq -h 127.0.0.1 -p "$PPORT" -d shop -f "$WORK/$w.sql" >/dev/null || bad "workload"
-done; done
-kill -INT "$PROXY_PID"; wait "$PROXY_PID"; PROXY_PID=
+scenario_capture "$STORE" shop "$WORK"/w1.sql "$WORK"/w2.sql "$WORK"/w3.sql "$WORK"/w1.sql "$WORK"/w2.sql "$WORK"/w3.sql
 
 HTML="$WORK/report.html"
 "$SCRY" ci test-migration "$TARGET" --store "$STORE" --format html --output "$HTML" -- \
@@ -141,5 +116,4 @@ rc=$?; [ $rc = 0 ] && [ "$(/usr/bin/python3 -c 'import json,sys; d=json.load(ope
 "$SCRY" "${D[@]}" --exclude "" >/dev/null 2>&1; [ $? = 2 ] && ok "--exclude '' is a usage error" || bad "--exclude ''"
 "$SCRY" ci test-migration --help | grep -q -- "--exclude GLOB" && ok "ci --help lists --exclude" || bad "ci --help"
 
-echo "$fails failure(s)"
-[ $fails = 0 ]
+scenario_end
