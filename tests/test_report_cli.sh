@@ -15,14 +15,7 @@ CHROMIUM=$(command -v chromium || command -v chromium-browser || command -v goog
 [ -n "$CHROMIUM" ] || { echo "chromium is not installed (Debian: apt-get install chromium)"; exit 1; }
 
 scenario_cluster
-psql -XqAt -d postgres -c "CREATE DATABASE shop" >/dev/null
-psql -Xq -d shop >/dev/null <<'SQL'
-CREATE TABLE items (id serial PRIMARY KEY, category text NOT NULL, name text NOT NULL, price int NOT NULL);
-INSERT INTO items (category, name, price)
-  SELECT 'cat' || (g % 500), 'item <' || g || '>', 100 + g % 900 FROM generate_series(1, 50000) g;
-CREATE INDEX idx_items_category ON items(category);
-VACUUM ANALYZE items;
-SQL
+scenario_shop shop
 TARGET="host=127.0.0.1 port=$PORT user=postgres dbname=shop"
 STORE="$WORK/scry.db"
 for i in $(seq 1 30); do echo "SELECT id, name, price FROM items WHERE category = 'cat$((i * 7 % 500))' AND name <> '<none>';"; done >"$WORK/w1.sql"

@@ -5,6 +5,8 @@
 #   . "$SCRY_SOURCE_DIR/tests/harness/scenario.sh"
 #   scenario_begin NAME          WORK=/tmp/scry-test-NAME.XXXXXX, removed on exit (kept with KEEP=1)
 #   scenario_cluster             starts PostgreSQL; exports PGHOST PGPORT PGUSER, sets PORT
+#   scenario_shop DB             creates DB with items(id, category, name, price): 50,000 rows,
+#                                an index on category (what the gates drop), analyzed
 #   scenario_capture STORE DB FILE...   runs each SQL FILE with psql through the proxy into STORE
 #   ok MSG / bad MSG / expect_exit WANT GOT MSG;  scenario_end   (exit status: failures)
 SCRY=${SCRY_CLI:?SCRY_CLI is not set}
@@ -30,6 +32,17 @@ scenario_begin() {
 scenario_cluster() {
   PORT=$(bash "$SRC/tests/harness/pgcluster.sh" start "$WORK/pg") || { echo "cannot start PostgreSQL"; exit 1; }
   export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
+}
+
+scenario_shop() { # DB
+  psql -XqAt -d postgres -c "CREATE DATABASE $1" >/dev/null
+  psql -Xq -v ON_ERROR_STOP=1 -d "$1" >/dev/null <<'SQL'
+CREATE TABLE items (id serial PRIMARY KEY, category text NOT NULL, name text NOT NULL, price int NOT NULL);
+INSERT INTO items (category, name, price)
+  SELECT 'cat' || (g % 500), 'item <' || g || '>', 100 + g % 900 FROM generate_series(1, 50000) g;
+CREATE INDEX idx_items_category ON items(category);
+VACUUM ANALYZE items;
+SQL
 }
 
 scenario_capture() { # STORE DB FILE...
