@@ -72,6 +72,10 @@ def _load():
             continue
         lib.scry_version.restype = ctypes.c_char_p
         have = lib.scry_version().decode()
+        if hasattr(lib, "scry_version_number"):  # MAJOR*10000 + MINOR*100 + PATCH
+            lib.scry_version_number.restype = ctypes.c_int
+            n = lib.scry_version_number()
+            have = "%d.%d.%d" % (n // 10000, n // 100 % 100, n % 100)
         if have.split(".")[:2] != VERSION.split(".")[:2]:
             errors.append(f"  {what}: {path} is libscry {have}; this package needs {VERSION[:VERSION.rfind('.')]}.x")
             continue
