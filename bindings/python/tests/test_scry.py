@@ -233,6 +233,24 @@ class BindingTest(unittest.TestCase):
         self.assertEqual([r[0] for r in cur.fetchall()], ["shop"])
         conn.close()
 
+    def test_ctrl_c_during_replay_cancels(self):
+        """SIGINT while C code replays (no Python callback running): KeyboardInterrupt soon after."""
+        import threading
+        with scry.Store(self.store_path) as st:
+            started = threading.Event()
+            timer = threading.Thread(target=lambda: (started.wait(60), time.sleep(0.3),
+                                                     os.kill(os.getpid(), signal.SIGINT)))
+            timer.start()
+            t0 = time.monotonic()
+            with self.assertRaises(KeyboardInterrupt):
+                st.replay(self.shop, "py-interrupted", repeat=400, concurrency=1,
+                          progress=lambda phase, done, total: started.set())
+            timer.join()
+            self.assertLess(time.monotonic() - t0, 60)
+            print(f"interrupted after {time.monotonic() - t0:.1f} s", file=sys.stderr)
+            # The store is still usable, and the interrupted run kept its samples so far.
+            self.assertGreaterEqual(st.info()["runs"], 1)
+
     def test_cancel_from_another_thread(self):
         import threading
         with scry.Store(self.store_path) as st:
