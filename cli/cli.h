@@ -52,15 +52,17 @@ bool cli_parse_long(const char *cmd, const char *opt, const char *value, long *o
 
 /*
  * Noise control, shared by diff and ci: --include GLOB and --exclude GLOB
- * (repeatable; 'I' and 'E' in getopt_long) and --judge-session-setup ('J').
+ * (repeatable) and --judge-session-setup, with the getopt_long codes below.
  * Builds *filter on first use (free it with scry_pattern_filter_free) and
  * points vo->filter at it; returns 0 or CLI_EXIT_USAGE/ERROR after printing why.
  */
+enum { CLI_OPT_INCLUDE = 0x1001, CLI_OPT_EXCLUDE, CLI_OPT_JUDGE_SETUP };
 int cli_filter_option(const char *cmd, int opt, const char *arg, scry_pattern_filter **filter,
 	scry_verdict_options *vo);
 #define CLI_FILTER_OPTIONS \
-	{ "include", required_argument, NULL, 'I' }, { "exclude", required_argument, NULL, 'E' }, \
-	{ "judge-session-setup", no_argument, NULL, 'J' }
+	{ "include", required_argument, NULL, CLI_OPT_INCLUDE }, \
+	{ "exclude", required_argument, NULL, CLI_OPT_EXCLUDE }, \
+	{ "judge-session-setup", no_argument, NULL, CLI_OPT_JUDGE_SETUP }
 #define CLI_FILTER_HELP \
 	"  --include GLOB      judge only the patterns whose fingerprint or normalized\n" \
 	"                      text matches GLOB (repeatable; case-insensitive)\n" \

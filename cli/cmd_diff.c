@@ -96,7 +96,7 @@ static int diff_with(int argc, char **argv, scry_pattern_filter **filter)
 			break;
 		case 'B': vo.baseline_conninfo = optarg; break;
 		case 'C': vo.candidate_conninfo = optarg; break;
-		case 'I': case 'E': case 'J':
+		case CLI_OPT_INCLUDE: case CLI_OPT_EXCLUDE: case CLI_OPT_JUDGE_SETUP:
 			if ((n = cli_filter_option("diff", c, optarg, filter, &vo)))
 				return (int)n;
 			break;

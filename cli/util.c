@@ -174,11 +174,11 @@ int cli_filter_option(const char *cmd, int opt, const char *arg, scry_pattern_fi
 		return CLI_EXIT_ERROR;
 	}
 	vo->filter = *filter;
-	if (opt == 'J') {
+	if (opt == CLI_OPT_JUDGE_SETUP) {
 		scry_pattern_filter_set_session_setup(*filter, 1);
 		return 0;
 	}
-	if (scry_pattern_filter_add(*filter, opt == 'I', arg, &err))
+	if (scry_pattern_filter_add(*filter, opt == CLI_OPT_INCLUDE, arg, &err))
 		return cli_usage_error(cmd, "%s", err.message);
 	return 0;
 }

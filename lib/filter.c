@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE /* FNM_CASEFOLD */
 #include "internal.h"
+#include "util/json.h"
 
 #include <ctype.h>
 #include <fnmatch.h>
@@ -155,6 +156,25 @@ void scry__excluded_free(scry__excluded *x)
 	memset(x, 0, sizeof *x);
 }
 
+void scry__report_excluded_json(scry__json *j, const scry__excluded *x)
+{
+	if (!x || !x->n)
+		return;
+	scry__json_key(j, "excluded");
+	scry__json_array(j);
+	for (size_t i = 0; i < x->n; i++) {
+		char fp[17];
+		scry_fingerprint_format(x->v[i].fingerprint, fp);
+		scry__json_object(j);
+		scry__json_kstr(j, "fingerprint", fp);
+		scry__json_kstr(j, "query", x->v[i].normalized);
+		scry__json_kstr(j, "reason", x->v[i].why);
+		scry__json_kint(j, "executions", x->v[i].executions);
+		scry__json_end(j);
+	}
+	scry__json_end(j);
+}
+
 /* Counts by reason, in a fixed order, for the one-line summary. */
 static const char *const reasons[] = { "session setup", "--exclude", "not in --include" };
 
@@ -163,18 +183,6 @@ int scry__report_excluded(scry_buf *b, const scry__excluded *x, scry_report_form
 	if (!x || !x->n)
 		return 0;
 	int rc = 0;
-	if (format == SCRY_REPORT_JSON) {
-		rc = scry__buf_puts(b, "[");
-		for (size_t i = 0; !rc && i < x->n; i++) {
-			char fp[17];
-			scry_fingerprint_format(x->v[i].fingerprint, fp);
-			rc = scry__buf_printf(b, "%s{\"fingerprint\":\"%s\",\"query\":", i ? "," : "", fp);
-			rc = rc ? rc : scry__buf_json_string(b, x->v[i].normalized, strlen(x->v[i].normalized));
-			rc = rc ? rc : scry__buf_printf(b, ",\"reason\":\"%s\",\"executions\":%lld}", x->v[i].why,
-			                                 (long long)x->v[i].executions);
-		}
-		return rc ? rc : scry__buf_puts(b, "]");
-	}
 	bool md = format == SCRY_REPORT_MARKDOWN, html = format == SCRY_REPORT_HTML;
 	rc = scry__buf_printf(b, html ? "<footer><p>" : md ? "\n---\n" : "\n");
 	rc = rc ? rc : scry__buf_printf(b, "Not judged: %zu pattern%s (", x->n, x->n == 1 ? "" : "s");

@@ -391,14 +391,10 @@ int scry_report_render_html(const scry_verdict *v, const scry_report_html_option
 {
 	if (!v || !out)
 		return scry__fail(err, SCRY_EINVAL, "scry_report_render_html: a verdict and an output buffer are required");
-	scry_report_html_options o = SCRY_REPORT_HTML_OPTIONS_INIT;
-	if (opts) {
-		int rc = scry__check_version(err, "scry_report_html_options", opts->version,
-		                             SCRY_REPORT_HTML_OPTIONS_VERSION);
-		if (rc)
-			return rc;
-		o = *opts;
-	}
+	scry_report_html_options o;
+	int orc = scry__opts_copy(err, &scry__abi_report_html_options, &o, opts);
+	if (orc)
+		return orc;
 	const char *title = o.title ? o.title : "scry report";
 	scry_buf b = SCRY_BUF_INIT;
 	scry__buf_puts(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

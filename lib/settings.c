@@ -7,6 +7,7 @@
  * options struct is one line here.
  */
 #include "internal.h"
+#include "util/json.h"
 
 #include <errno.h>
 #include <math.h>
@@ -638,52 +639,47 @@ static const json_field stats_fields[] = {
 #undef F
 #define NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
 
-/* Appends the fields of `base` as JSON members ("name": value, ...), without braces. */
-static int json_fields(scry_buf *b, const void *base, const json_field *f, size_t n)
+/* Writes the fields of `base` as one JSON object. */
+static void json_fields(scry__json *j, const void *base, const json_field *f, size_t n)
 {
-	int rc = 0;
-	for (size_t i = 0; !rc && i < n; i++) {
+	scry__json_object(j);
+	for (size_t i = 0; i < n; i++) {
 		const char *p = (const char *)base + f[i].offset;
-		const char *sep = i ? ", " : "";
 		if (f[i].type == 'd') {
 			double d;
 			memcpy(&d, p, sizeof d);
-			rc = scry__buf_printf(b, "%s\"%s\": %.3f", sep, f[i].name, isfinite(d) ? d : 0.0);
+			scry__json_knum(j, f[i].name, d, "%.3f");
+		} else if (f[i].type == 'l') {
+			int64_t v;
+			memcpy(&v, p, sizeof v);
+			scry__json_kint(j, f[i].name, v);
 		} else {
-			int64_t v = 0;
-			if (f[i].type == 'l')
-				memcpy(&v, p, sizeof v);
-			else {
-				int iv;
-				memcpy(&iv, p, sizeof iv);
-				v = iv;
-			}
-			rc = scry__buf_printf(b, "%s\"%s\": %lld", sep, f[i].name, (long long)v);
+			int v;
+			memcpy(&v, p, sizeof v);
+			scry__json_kint(j, f[i].name, v);
 		}
 	}
-	return rc;
+	scry__json_end(j);
 }
 
-static int replay_result_json(scry_buf *b, const scry_replay_result *r)
+/* The sticky buffer's verdict on a JSON rendering into `out`. */
+static int json_done(scry_buf *out, scry_error *err)
 {
-	int rc = scry__buf_puts(b, "{");
-	rc = rc ? rc : json_fields(b, r, replay_fields, NFIELDS(replay_fields));
-	return rc ? rc : scry__buf_puts(b, "}");
+	return scry__buf_failed(out) ? scry__fail(err, SCRY_ENOMEM, "out of memory") : 0;
 }
 
 int scry_store_info_json(scry_store *store, scry_buf *out, scry_error *err)
 {
 	if (!out)
 		return scry__fail(err, SCRY_EINVAL, "scry_store_info_json: out is NULL");
-	scry_store_info info;
-	memset(&info, 0, sizeof info);
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	int rc = scry_store_info_get(store, &info, err);
 	if (rc)
 		return rc;
-	rc = scry__buf_puts(out, "{");
-	rc = rc ? rc : json_fields(out, &info, info_fields, NFIELDS(info_fields));
-	rc = rc ? rc : scry__buf_puts(out, "}");
-	return rc ? scry__fail(err, rc, "out of memory") : 0;
+	scry__json j;
+	scry__json_init(&j, out);
+	json_fields(&j, &info, info_fields, NFIELDS(info_fields));
+	return json_done(out, err);
 }
 
 int scry_replay_run_json(scry_replay *r, const char *conninfo, const char *label, scry_buf *out,
@@ -691,33 +687,40 @@ int scry_replay_run_json(scry_replay *r, const char *conninfo, const char *label
 {
 	if (!out)
 		return scry__fail(err, SCRY_EINVAL, "scry_replay_run_json: out is NULL");
-	scry_replay_result res;
-	memset(&res, 0, sizeof res);
+	scry_replay_result res = SCRY_REPLAY_RESULT_INIT;
 	int rc = scry_replay_run(r, conninfo, label, &res, err);
 	if (rc && rc != SCRY_ECANCELED)
 		return rc;
-	if (replay_result_json(out, &res))
-		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	return rc;
+	scry__json j;
+	scry__json_init(&j, out);
+	json_fields(&j, &res, replay_fields, NFIELDS(replay_fields));
+	return json_done(out, err) ? SCRY_ENOMEM : rc;
 }
 
 int scry_pipeline_stats_json(const scry_pipeline *p, scry_buf *out, scry_error *err)
 {
 	if (!p || !out)
 		return scry__fail(err, SCRY_EINVAL, "scry_pipeline_stats_json: pipeline or out is NULL");
-	scry_pipeline_stats st;
-	memset(&st, 0, sizeof st);
-	scry_pipeline_stats_get(p, &st);
-	int rc = scry__buf_puts(out, "{");
-	rc = rc ? rc : json_fields(out, &st, stats_fields, NFIELDS(stats_fields));
-	const struct { const char *name; const scry_replay_result *r; } runs[] = {
-		{ "baseline", &st.baseline }, { "candidate", &st.candidate },
-		{ "fixed", &st.fixed }, { "fixed_baseline", &st.fixed_baseline },
-	};
-	for (size_t i = 0; !rc && i < 4; i++) {
-		rc = scry__buf_printf(out, ", \"%s\": ", runs[i].name);
-		rc = rc ? rc : replay_result_json(out, runs[i].r);
+	scry_pipeline_stats st = SCRY_PIPELINE_STATS_INIT;
+	if (scry_pipeline_stats_get(p, &st))
+		return scry__fail(err, SCRY_EINVAL, "scry_pipeline_stats_json: no statistics");
+	static const char *const runs[] = { "baseline", "candidate", "fixed", "fixed_baseline" };
+	static const scry_pipeline_replay which[] = { SCRY_PIPELINE_BASELINE, SCRY_PIPELINE_CANDIDATE,
+	                                              SCRY_PIPELINE_FIXED, SCRY_PIPELINE_FIXED_BASELINE };
+	scry__json j;
+	scry__json_init(&j, out);
+	scry__json_object(&j);
+	for (size_t i = 0; i < NFIELDS(stats_fields); i++) {
+		int64_t v;
+		memcpy(&v, (const char *)&st + stats_fields[i].offset, sizeof v);
+		scry__json_kint(&j, stats_fields[i].name, v);
 	}
-	rc = rc ? rc : scry__buf_puts(out, "}");
-	return rc ? scry__fail(err, rc, "out of memory") : 0;
+	for (size_t i = 0; i < 4; i++) {
+		scry_replay_result r = SCRY_REPLAY_RESULT_INIT;
+		scry_pipeline_replay_result_get(p, which[i], &r);
+		scry__json_key(&j, runs[i]);
+		json_fields(&j, &r, replay_fields, NFIELDS(replay_fields));
+	}
+	scry__json_end(&j);
+	return json_done(out, err);
 }

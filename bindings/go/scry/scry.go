@@ -408,9 +408,24 @@ type StoreOptions struct {
 // Store is an open workload store.
 type Store struct{ h *C.scry_store }
 
+// checkLibrary refuses a libscry loaded at run time that is older than the
+// headers this package was compiled with, or of another major version
+// (docs/api.md, "Versioning").
+func checkLibrary() error {
+	n, built := int(C.scry_version_number()), int(C.SCRY_VERSION_NUMBER)
+	if n/10000 != built/10000 || n < built {
+		return fmt.Errorf("libscry %d.%d.%d is not compatible with this binding (compiled against %d.%d.%d); "+
+			"install a matching libscry", n/10000, n/100%100, n%100, built/10000, built/100%100, built%100)
+	}
+	return nil
+}
+
 // OpenStore opens the workload store at path. Without opts.Create a missing
 // file is an error matching ErrNotFound (a typo'd path is not a new store).
 func OpenStore(path string, opts *StoreOptions) (*Store, error) {
+	if err := checkLibrary(); err != nil {
+		return nil, err
+	}
 	if opts == nil {
 		opts = &StoreOptions{}
 	}

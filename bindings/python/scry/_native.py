@@ -12,9 +12,14 @@ import os
 import shutil
 import subprocess
 
-# The library versions this package works with: the same major.minor
-# (0.x releases may change the API between minors).
+# The library this package mirrors. A libscry of the same major version and
+# at least this version is accepted (docs/api.md, "Versioning").
 VERSION = "0.1.0"
+
+
+def _number(v):
+    major, minor, patch = (int(x) for x in v.split("."))
+    return major * 10000 + minor * 100 + patch
 
 
 def _config_libdir():
@@ -76,8 +81,10 @@ def _load():
             lib.scry_version_number.restype = ctypes.c_int
             n = lib.scry_version_number()
             have = "%d.%d.%d" % (n // 10000, n // 100 % 100, n % 100)
-        if have.split(".")[:2] != VERSION.split(".")[:2]:
-            errors.append(f"  {what}: {path} is libscry {have}; this package needs {VERSION[:VERSION.rfind('.')]}.x")
+        n, built = _number(have), _number(VERSION)
+        if n // 10000 != built // 10000 or n < built:
+            errors.append(f"  {what}: {path} is libscry {have}; this package needs {VERSION[0]}.x, "
+                          f"at least {VERSION}")
             continue
         if not hasattr(lib, "scry_settings_new"):
             errors.append(f"  {what}: {path} is too old (no scry_settings_new)")
