@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <strings.h>
 
-typedef enum { T_INT, T_DOUBLE, T_BOOL, T_STRING, T_ENUM, T_FPLIST } key_type;
+typedef enum { T_INT, T_DOUBLE, T_BOOL, T_STRING, T_ENUM, T_FPLIST, T_INT64 } key_type;
 typedef enum { S_STORE, S_REPLAY, S_VERDICT, S_PIPELINE, S_MIGRATION, S_FIX, S_FILTER } key_struct;
 
 /* The verdict's pattern filter, by key; built into a scry_pattern_filter on use. */
@@ -85,12 +85,35 @@ static const key_def keys[] = {
 	  "prefix of the run labels (default \"pipeline\")" },
 	{ "pipeline.suffix", S_PIPELINE, offsetof(scry_pipeline_options, suffix), T_STRING, NULL,
 	  "suffix of the clones' names (default: unique)" },
+	{ "pipeline.no_impact", S_PIPELINE, offsetof(scry_pipeline_options, no_impact), T_BOOL, NULL,
+	  "do not replay the workload on the candidate while the migration runs" },
+	{ "pipeline.impact_speed", S_PIPELINE, offsetof(scry_pipeline_options, impact_speed), T_DOUBLE, NULL,
+	  "speed of the replay during the migration (1 = the captured rate)" },
+	{ "pipeline.max_lock_wait_ms", S_PIPELINE, offsetof(scry_pipeline_options, max_lock_wait_ms), T_INT64, NULL,
+	  "fail the gate when a replayed query waited longer on a lock the migration held (0 = off)" },
+	{ "pipeline.max_migration_seconds", S_PIPELINE, offsetof(scry_pipeline_options, max_migration_seconds),
+	  T_DOUBLE, NULL, "fail the gate when the migration took longer (0 = off)" },
 	{ "migration.sql", S_MIGRATION, offsetof(scry_migration, sql), T_STRING, NULL,
 	  "the migration as SQL statements, run in one transaction on the clone" },
 	{ "fix.sql", S_FIX, offsetof(scry_migration, sql), T_STRING, NULL,
 	  "a fix applied after the first verdict, as SQL, then validated again" },
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
+
+/*
+ * Every field of every options struct is reachable by a key above (or by a
+ * scry_settings_set_* function for callbacks and the migration): a field
+ * appended to a struct fails the build here until it has its key.
+ */
+#define ENDS_WITH(T, field) \
+	_Static_assert(sizeof(T) == ((offsetof(T, field) + sizeof(((T *)0)->field) + _Alignof(T) - 1) / _Alignof(T) * \
+		_Alignof(T)), #T " grew: give its new field a key in lib/settings.c")
+ENDS_WITH(scry_store_options, durable);
+ENDS_WITH(scry_replay_options, log_ctx);
+ENDS_WITH(scry_verdict_options, filter);
+ENDS_WITH(scry_pipeline_options, max_migration_seconds);
+ENDS_WITH(scry_migration, output_ctx);
+#undef ENDS_WITH
 
 /* One migration ("migration" or "fix") and what it owns. */
 typedef struct owned_migration {
@@ -247,7 +270,8 @@ static int bad_value(scry_error *err, const key_def *k, const char *value)
 	const char *want = "";
 	char names[160] = "";
 	switch (k->type) {
-	case T_INT: want = "an integer"; break;
+	case T_INT:
+	case T_INT64: want = "an integer"; break;
 	case T_DOUBLE: want = "a number"; break;
 	case T_BOOL: want = "true or false"; break;
 	case T_FPLIST: want = "fingerprints (16 hex digits) separated by commas"; break;
@@ -279,7 +303,8 @@ int scry_settings_set(scry_settings *s, const char *key, const char *value, scry
 		} else {
 			memcpy(f, field(s, k, true),
 			       k->type == T_INT || k->type == T_BOOL || k->type == T_ENUM ? sizeof(int)
-			       : k->type == T_DOUBLE ? sizeof(double) : sizeof(void *));
+			       : k->type == T_DOUBLE ? sizeof(double) : k->type == T_INT64 ? sizeof(int64_t)
+			       : sizeof(void *));
 			if (k->type == T_FPLIST)
 				s->replay.nfingerprints = 0;
 		}
@@ -296,6 +321,13 @@ int scry_settings_set(scry_settings *s, const char *key, const char *value, scry
 		if (!*value || *end || errno || v < -2147483647L || v > 2147483647L)
 			return bad_value(err, k, value);
 		*(int *)f = (int)v;
+		break;
+	}
+	case T_INT64: {
+		long long v = strtoll(value, &end, 10);
+		if (!*value || *end || errno)
+			return bad_value(err, k, value);
+		*(int64_t *)f = (int64_t)v;
 		break;
 	}
 	case T_DOUBLE: {
@@ -365,6 +397,7 @@ static void default_text(scry_settings *d, const key_def *k, char *out, size_t n
 	const void *f = field(d, k, true);
 	switch (k->type) {
 	case T_INT: snprintf(out, n, "%d", *(const int *)f); break;
+	case T_INT64: snprintf(out, n, "%lld", (long long)*(const int64_t *)f); break;
 	case T_BOOL: snprintf(out, n, "%s", *(const int *)f ? "true" : "false"); break;
 	case T_DOUBLE: snprintf(out, n, "%g", *(const double *)f); break;
 	case T_ENUM: snprintf(out, n, "%s", k->names[*(const int *)f]); break;
@@ -375,32 +408,36 @@ static void default_text(scry_settings *d, const key_def *k, char *out, size_t n
 
 int scry_settings_describe(scry_buf *out, scry_error *err)
 {
-	static const char *const type_names[] = { "int", "double", "bool", "string", "enum", "fingerprints" };
+	static const char *const type_names[] = { "int", "double", "bool", "string", "enum", "fingerprints", "int" };
 	if (!out)
 		return scry__fail(err, SCRY_EINVAL, "scry_settings_describe: out is NULL");
 	scry_settings *d;
 	int rc = scry_settings_new(&d, err);
 	if (rc)
 		return rc;
-	rc = scry__buf_puts(out, "[");
-	for (size_t i = 0; !rc && i < NKEYS; i++) {
+	scry__json j;
+	scry__json_init(&j, out);
+	scry__json_array(&j);
+	for (size_t i = 0; i < NKEYS; i++) {
 		const key_def *k = &keys[i];
 		char def[64];
 		default_text(d, k, def, sizeof def);
-		rc = scry__buf_printf(out, "%s\n  {\"key\": \"%s\", \"type\": \"%s\", \"default\": ", i ? "," : "",
-		                      k->key, type_names[k->type]);
-		rc = rc ? rc : scry__buf_json_string(out, def, strlen(def));
-		if (!rc && k->type == T_ENUM) {
-			rc = scry__buf_puts(out, ", \"values\": [");
-			for (int j = 0; !rc && k->names[j]; j++)
-				rc = scry__buf_printf(out, "%s\"%s\"", j ? ", " : "", k->names[j]);
-			rc = rc ? rc : scry__buf_puts(out, "]");
+		scry__json_object(&j);
+		scry__json_kstr(&j, "key", k->key);
+		scry__json_kstr(&j, "type", type_names[k->type]);
+		scry__json_kstr(&j, "default", def);
+		if (k->type == T_ENUM) {
+			scry__json_key(&j, "values");
+			scry__json_array(&j);
+			for (int v = 0; k->names[v]; v++)
+				scry__json_str(&j, k->names[v]);
+			scry__json_end(&j);
 		}
-		rc = rc ? rc : scry__buf_puts(out, ", \"doc\": ");
-		rc = rc ? rc : scry__buf_json_string(out, k->doc, strlen(k->doc));
-		rc = rc ? rc : scry__buf_puts(out, "}");
+		scry__json_kstr(&j, "doc", k->doc);
+		scry__json_end(&j);
 	}
-	rc = rc ? rc : scry__buf_puts(out, "\n]\n");
+	scry__json_end(&j);
+	rc = scry__buf_failed(out) ? SCRY_ENOMEM : 0;
 	scry_settings_free(d);
 	return rc ? scry__fail(err, rc, "out of memory") : 0;
 }

@@ -757,11 +757,17 @@ type MigrationOptions struct {
 	Sequential  bool       // replay, migrate and replay on the target itself
 	NoSettle    bool       // skip VACUUM ANALYZE after migrating
 	LabelPrefix string     // prefix of the run labels (default "pipeline")
-	Replay      *ReplayOptions
-	Verdict     *VerdictOptions
-	Output      io.Writer // a migration command's output (nil: inherited)
-	Callbacks   *Callbacks
-	Settings    map[string]string // any other option, by key
+	// Migration impact (docs/impact.md): the workload replayed on the
+	// candidate while the migration runs, and two gates on it (zero = off).
+	NoImpact         bool
+	ImpactSpeed      float64       // speed of that replay (default 1 = the captured rate)
+	MaxLockWait      time.Duration // fail when a query waited longer on the migration's locks
+	MaxMigrationTime time.Duration // fail when the migration took longer
+	Replay           *ReplayOptions
+	Verdict          *VerdictOptions
+	Output           io.Writer // a migration command's output (nil: inherited)
+	Callbacks        *Callbacks
+	Settings         map[string]string // any other option, by key
 }
 
 // MigrationResult is the outcome of TestMigration.
@@ -812,6 +818,18 @@ func (s *Store) TestMigration(ctx context.Context, target string, m Migration, o
 	}
 	if opts.LabelPrefix != "" {
 		typed["pipeline.label_prefix"] = opts.LabelPrefix
+	}
+	if opts.NoImpact {
+		typed["pipeline.no_impact"] = "true"
+	}
+	if opts.ImpactSpeed != 0 {
+		typed["pipeline.impact_speed"] = strconv.FormatFloat(opts.ImpactSpeed, 'g', -1, 64)
+	}
+	if opts.MaxLockWait != 0 {
+		typed["pipeline.max_lock_wait_ms"] = strconv.FormatInt(opts.MaxLockWait.Milliseconds(), 10)
+	}
+	if opts.MaxMigrationTime != 0 {
+		typed["pipeline.max_migration_seconds"] = strconv.FormatFloat(opts.MaxMigrationTime.Seconds(), 'g', -1, 64)
 	}
 	if err := st.setAll(typed, nil); err != nil {
 		return nil, err
