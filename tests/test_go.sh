@@ -10,4 +10,7 @@ export GOCACHE=${GOCACHE:-$SCRY_BINARY_DIR/go-cache}
 cd "$SCRY_SOURCE_DIR/bindings/go"
 go vet ./...
 echo "ok   - go vet ./..."
+unformatted=$(gofmt -l . "$SCRY_SOURCE_DIR/examples/go")
+[ -z "$unformatted" ] || { echo "FAIL - not gofmt'ed: $unformatted"; exit 1; }
+echo "ok   - gofmt"
 exec go test -count=1 -v ./...
