@@ -161,6 +161,8 @@ int scry__opts_copy(scry_error *err, const scry__abi_type *t, void *dst, const v
 
 int scry__out_check(scry_error *err, const scry__abi_type *t, const void *out)
 {
+	if (!out)
+		return scry__fail(err, SCRY_EINVAL, "the %s to fill in is NULL", t->name);
 	size_t have;
 	memcpy(&have, out, sizeof have);
 	if (have >= t->sizes[0])

@@ -548,15 +548,13 @@ const scry_impact *scry_pipeline_impact(const scry_pipeline *p)
 
 int scry_pipeline_stats_get(const scry_pipeline *p, scry_pipeline_stats *out)
 {
-	if (!p || !out)
-		return SCRY_EINVAL;
-	return scry__out_copy(NULL, &scry__abi_pipeline_stats, out, &p->stats);
+	return p ? scry__out_copy(NULL, &scry__abi_pipeline_stats, out, &p->stats) : SCRY_EINVAL;
 }
 
 int scry_pipeline_replay_result_get(const scry_pipeline *p, scry_pipeline_replay which,
 	scry_replay_result *out)
 {
-	if (!p || !out || (unsigned)which > SCRY_PIPELINE_FIXED_BASELINE)
+	if (!p || (unsigned)which > SCRY_PIPELINE_FIXED_BASELINE)
 		return SCRY_EINVAL;
 	return scry__out_copy(NULL, &scry__abi_replay_result, out, &p->results[which]);
 }

@@ -1508,10 +1508,7 @@ size_t scry_verdict_failures(const scry_verdict *v) { return v ? v->failures : 0
 
 int scry_verdict_summarize(const scry_verdict *v, scry_verdict_summary *out)
 {
-	if (!out)
-		return SCRY_EINVAL;
-	scry_verdict_summary s;
-	memset(&s, 0, sizeof s);
+	scry_verdict_summary s = { 0 };
 	if (v) {
 		s.patterns = v->n;
 		for (size_t i = 0; i < v->n; i++)
