@@ -413,8 +413,8 @@ int scry_report_render_html(const scry_verdict *v, const scry_report_html_option
 	if (!rc)
 		scry__buf_printf(&b, "<footer>scry %s - a self-contained page: no script, nothing loaded from the "
 		                     "network.</footer></main></body></html>\n", scry_version());
-	/* The buf helpers only fail on allocation; checked once here. */
-	if (!rc && (!b.ptr || scry__buf_put(out, b.ptr, b.size)))
+	/* A failed append is sticky (lib/internal.h): checked once, here. */
+	if (!rc && (scry__buf_failed(&b) || !b.ptr || scry__buf_put(out, b.ptr, b.size)))
 		rc = scry__fail(err, SCRY_ENOMEM, "out of memory rendering the HTML report");
 	scry_buf_dispose(&b);
 	return rc;
