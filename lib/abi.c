@@ -61,6 +61,7 @@ ABI_TABLE(scry__abi_replay_options, scry_replay_options, replay_options_init,
 ABI_TABLE(scry__abi_verdict_options, scry_verdict_options, verdict_options_init,
 	SCRY_VERDICT_OPTIONS_VERSION, filter,
 	THROUGH(scry_verdict_options, progress_ctx),
+	THROUGH(scry_verdict_options, cancel),
 	THROUGH(scry_verdict_options, filter))
 ABI_TABLE(scry__abi_pipeline_options, scry_pipeline_options, pipeline_options_init,
 	SCRY_PIPELINE_OPTIONS_VERSION, max_migration_seconds,
