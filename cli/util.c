@@ -212,3 +212,21 @@ void cli_json_string(FILE *f, const char *s)
 	}
 	fputc('"', f);
 }
+
+int cli_filter_option(const char *cmd, int opt, const char *arg, scry_pattern_filter **filter,
+                      scry_verdict_options *vo)
+{
+	scry_error err = SCRY_ERROR_INIT;
+	if (!*filter && scry_pattern_filter_new(filter, &err)) {
+		cli_lib_error(cmd, &err);
+		return CLI_EXIT_ERROR;
+	}
+	vo->filter = *filter;
+	if (opt == CLI_OPT_JUDGE_SETUP) {
+		scry_pattern_filter_set_session_setup(*filter, 1);
+		return 0;
+	}
+	if (scry_pattern_filter_add(*filter, opt == CLI_OPT_INCLUDE, arg, &err))
+		return cli_usage_error(cmd, "%s", err.message);
+	return 0;
+}

@@ -59,9 +59,10 @@ ABI_TABLE(scry__abi_replay_options, scry_replay_options, replay_options_init,
 	SCRY_REPLAY_OPTIONS_VERSION, log_ctx,
 	THROUGH(scry_replay_options, log_ctx))
 ABI_TABLE(scry__abi_verdict_options, scry_verdict_options, verdict_options_init,
-	SCRY_VERDICT_OPTIONS_VERSION, cancel,
+	SCRY_VERDICT_OPTIONS_VERSION, filter,
 	THROUGH(scry_verdict_options, progress_ctx),
-	THROUGH(scry_verdict_options, cancel))
+	THROUGH(scry_verdict_options, cancel),
+	THROUGH(scry_verdict_options, filter))
 ABI_TABLE(scry__abi_pipeline_options, scry_pipeline_options, pipeline_options_init,
 	SCRY_PIPELINE_OPTIONS_VERSION, max_migration_seconds,
 	THROUGH(scry_pipeline_options, log_ctx),
@@ -69,6 +70,9 @@ ABI_TABLE(scry__abi_pipeline_options, scry_pipeline_options, pipeline_options_in
 ABI_TABLE(scry__abi_shadow_options, scry_shadow_options, shadow_options_init,
 	SCRY_SHADOW_OPTIONS_VERSION, in_place,
 	THROUGH(scry_shadow_options, in_place))
+ABI_TABLE(scry__abi_report_html_options, scry_report_html_options, NULL,
+	SCRY_REPORT_HTML_OPTIONS_VERSION, title,
+	THROUGH(scry_report_html_options, title))
 ABI_TABLE(scry__abi_migration, scry_migration, NULL,
 	SCRY_MIGRATION_VERSION, output_ctx,
 	THROUGH(scry_migration, output_ctx))

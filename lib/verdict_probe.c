@@ -141,9 +141,17 @@ static bool exec_ok(PGconn *conn, const char *sql)
 	return ok;
 }
 
+static void notice(void *arg, const PGresult *r)
+{
+	const scry_verdict_options *opts = arg;
+	scry__pg_notice_log(opts->log, opts->log_ctx, r);
+}
+
 static PGconn *connect_side(const char *conninfo, const scry_verdict_options *opts, const char *side)
 {
 	PGconn *c = PQconnectdb(conninfo);
+	if (c) /* the server's notices go to the log callback, never to stderr */
+		PQsetNoticeReceiver(c, notice, (void *)opts);
 	if (PQstatus(c) != CONNECTION_OK) {
 		char msg[300];
 		scry__pg_one_line(PQerrorMessage(c), msg, sizeof msg);
