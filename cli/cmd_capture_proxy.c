@@ -67,7 +67,7 @@ static void log_stderr(void *ctx, scry_log_level level, const char *message)
 	(void)ctx;
 	if (level < SCRY_LOG_ERROR && !verbose_log)
 		return;
-	fprintf(stderr, "scry: %s%s\n", level >= SCRY_LOG_ERROR ? "error: " : "", message);
+	fprintf(stderr, "scry: %s%s\n", level >= SCRY_LOG_ERROR ? "error: " : "", cli_esc(message));
 }
 
 /* The next store's path: the --store pattern when it holds %-fields, else

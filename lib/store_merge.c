@@ -6,7 +6,7 @@
  * events copied with their ids shifted past the output's. Columns are
  * copied by name, so columns added to the schema later travel too.
  */
-#include "internal.h"
+#include "store_internal.h"
 
 #include <sqlite3.h>
 #include <stdio.h>
@@ -99,7 +99,7 @@ int scry_store_merge(scry_store *s, const char *in_path, int64_t *sessions_added
 	if (out_path && stat(out_path, &a) == 0 && stat(in_path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
 		return scry__fail(err, SCRY_EINVAL, "cannot merge %s into itself", in_path);
 
-	sqlite3 *db = scry__store_db(s);
+	sqlite3 *db = scry__store_sqlite(s);
 	sqlite3_stmt *att;
 	if (sqlite3_prepare_v2(db, "ATTACH DATABASE ? AS inp", -1, &att, NULL) != SQLITE_OK)
 		return scry__store_fail(s, err, "merging: attaching the input");
