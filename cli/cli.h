@@ -30,6 +30,10 @@ int cmd_replay(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_ci(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+/* cli/cmd_admin.c: housekeeping. */
+int cmd_workload_compact(int argc, char **argv);
+int cmd_runs(int argc, char **argv);
+int cmd_shadow(int argc, char **argv);
 
 /* Prints "scry: <message>\n" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

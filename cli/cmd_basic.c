@@ -159,10 +159,13 @@ int cmd_fingerprint(int argc, char **argv)
 static const char workload_help[] =
 	"usage: scry workload info [--store FILE] [--json]\n"
 	"       scry workload patterns [--store FILE] [--json] [--limit N]\n"
+	"       scry workload compact --keep-per-pattern N [--store FILE]\n"
 	"\n"
 	"  info       counts of events, sessions, patterns, statements, runs, samples\n"
 	"  patterns   the captured query patterns, most executed first, with their\n"
 	"             count, errors and mean captured latency\n"
+	"  compact    keep N executions per pattern (spread over the capture) and\n"
+	"             the captured counts; delete the rest (see scry workload compact --help)\n"
 	"\n"
 	"  --store FILE   the workload store (default $SCRY_STORE, then ./scry.db)\n"
 	"  --json         machine-readable output (docs/cli.md)\n"
@@ -198,8 +201,10 @@ int cmd_workload(int argc, char **argv)
 		fputs(workload_help, stdout);
 		return CLI_EXIT_OK;
 	}
+	if (!strcmp(sub, "compact"))
+		return cmd_workload_compact(argc - 1, argv + 1);
 	if (strcmp(sub, "info") && strcmp(sub, "patterns"))
-		return cli_usage_error("workload", "unknown subcommand '%s' (info or patterns)", sub);
+		return cli_usage_error("workload", "unknown subcommand '%s' (info, patterns or compact)", sub);
 	const char *store_opt = NULL;
 	bool json = false;
 	long limit = -1;

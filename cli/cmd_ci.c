@@ -40,6 +40,21 @@ static const char ci_help[] =
 	"  --concurrency N     sessions replayed at once (default 8)\n"
 	"  --timeout MS        statement_timeout of replayed statements (default 30000)\n"
 	"  --no-settle         do not VACUUM ANALYZE after the migration\n"
+	"  --budget N|off      replay a stratified sample of N executions per side\n"
+	"                      (default 20000; every pattern keeps at least the\n"
+	"                      verdict's minimum); off replays every captured execution\n"
+	"  --budget-seconds S  or: a sample sized to replay in about S seconds\n"
+	"  --clone PROVIDER    template (default: CREATE DATABASE ... TEMPLATE on the\n"
+	"                      target's server), given (--baseline/--candidate) or\n"
+	"                      command (--clone-command)\n"
+	"  --baseline DSN      with --candidate: two copies of TARGET you prepared;\n"
+	"                      the migration runs on the candidate; neither is dropped\n"
+	"  --candidate DSN\n"
+	"  --clone-command CMD clones made by CMD: `CMD create NAME` prints the clone's\n"
+	"                      connection string, `CMD destroy NAME` removes it\n"
+	"                      (recipes for DBLab, Neon, ZFS, pg_basebackup in\n"
+	"                      docs/pipeline.md)\n"
+	"  --migration-timeout S  kill the migration (and fix) command after S seconds\n"
 	"  --sequential        no clones: replay on TARGET, migrate TARGET, replay again.\n"
 	"                      For when cloning is impossible. THE MIGRATION STAYS APPLIED\n"
 	"                      TO TARGET: use it only on a database you can throw away.\n"
@@ -218,6 +233,13 @@ static int test_migration(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "no-settle", no_argument, NULL, 'N' },
 		{ "sequential", no_argument, NULL, 'S' },
+		{ "budget", required_argument, NULL, 'B' },
+		{ "budget-seconds", required_argument, NULL, 'b' },
+		{ "clone", required_argument, NULL, 'C' },
+		{ "baseline", required_argument, NULL, 'A' },
+		{ "candidate", required_argument, NULL, 'Z' },
+		{ "clone-command", required_argument, NULL, 'K' },
+		{ "migration-timeout", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -225,6 +247,8 @@ static int test_migration(int argc, char **argv)
 	scry_report_format format = SCRY_REPORT_TEXT;
 	scry_pipeline_options po = SCRY_PIPELINE_OPTIONS_INIT;
 	scry_replay_options ro = SCRY_REPLAY_OPTIONS_INIT;
+	ro.budget = SCRY_PIPELINE_DEFAULT_BUDGET;
+	const char *clone = NULL;
 	scry_verdict_options vo = SCRY_VERDICT_OPTIONS_INIT;
 	double d;
 	long n = 1;
@@ -275,6 +299,35 @@ static int test_migration(int argc, char **argv)
 			break;
 		case 'N': po.no_settle = 1; break;
 		case 'S': po.mode = SCRY_PIPELINE_SEQUENTIAL; break;
+		case 'B':
+			if (!strcmp(optarg, "off") || !strcmp(optarg, "0")) {
+				ro.budget = 0;
+			} else {
+				if (!cli_parse_long("ci", "--budget", optarg, &n))
+					return CLI_EXIT_USAGE;
+				if (n < 1)
+					return cli_usage_error("ci", "--budget is a number of executions (at least 1) or off");
+				ro.budget = n;
+			}
+			break;
+		case 'b':
+			if (!cli_parse_double("ci", "--budget-seconds", optarg, &d))
+				return CLI_EXIT_USAGE;
+			if (!(d > 0))
+				return cli_usage_error("ci", "--budget-seconds needs a positive number of seconds");
+			ro.budget_seconds = d;
+			break;
+		case 'C': clone = optarg; break;
+		case 'A': po.baseline = optarg; break;
+		case 'Z': po.candidate = optarg; break;
+		case 'K': po.clone_command = optarg; break;
+		case 'M':
+			if (!cli_parse_long("ci", "--migration-timeout", optarg, &n))
+				return CLI_EXIT_USAGE;
+			if (n < 1 || n > INT32_MAX)
+				return cli_usage_error("ci", "--migration-timeout needs a number of seconds (at least 1)");
+			po.migration_timeout_s = (int)n;
+			break;
 		case 'h': fputs(ci_help, stdout); return CLI_EXIT_OK;
 		default: return cli_usage_error("ci", "unknown option");
 		}
@@ -283,6 +336,26 @@ static int test_migration(int argc, char **argv)
 		return cli_usage_error("ci", "TARGET is missing (a connection string or URI)");
 	if (dd - optind > 1)
 		return cli_usage_error("ci", "unexpected '%s': put the migration command after --", argv[optind + 1]);
+	/* The clone provider: named, or implied by the options that only one provider takes. */
+	if (!clone)
+		clone = po.clone_command ? "command" : (po.baseline || po.candidate) ? "given" : "template";
+	if (!strcmp(clone, "template"))
+		po.clone = SCRY_CLONE_TEMPLATE;
+	else if (!strcmp(clone, "given"))
+		po.clone = SCRY_CLONE_GIVEN;
+	else if (!strcmp(clone, "command"))
+		po.clone = SCRY_CLONE_COMMAND;
+	else
+		return cli_usage_error("ci", "--clone is template, given or command, not '%s'", clone);
+	if (po.clone == SCRY_CLONE_GIVEN && (!po.baseline || !po.candidate))
+		return cli_usage_error("ci", "--baseline and --candidate go together: two copies of TARGET");
+	if (po.clone != SCRY_CLONE_GIVEN && (po.baseline || po.candidate))
+		return cli_usage_error("ci", "--baseline/--candidate need --clone given (or no --clone)");
+	if ((po.clone == SCRY_CLONE_COMMAND) != (po.clone_command != NULL))
+		return cli_usage_error("ci", po.clone_command ? "--clone-command needs --clone command (or no --clone)"
+		                                              : "--clone command needs --clone-command CMD");
+	if (po.mode == SCRY_PIPELINE_SEQUENTIAL && po.clone != SCRY_CLONE_TEMPLATE)
+		return cli_usage_error("ci", "--sequential makes no clones: it does not go with --clone %s", clone);
 	const char *target = argv[optind];
 	optind = dd + 1;
 	if (optind >= argc)

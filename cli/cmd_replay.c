@@ -12,6 +12,7 @@ static const char replay_help[] =
 	"usage: scry replay --target CONNINFO --label NAME [--store FILE] [--mode fast|timed]\n"
 	"                   [--speed X] [--concurrency N] [--repeat N] [--warmup N]\n"
 	"                   [--writes rollback|skip|execute] [--timeout MS] [--json]\n"
+	"                   [--budget N|off] [--budget-seconds S] [--min-per-pattern N]\n"
 	"\n"
 	"Replays the workload captured in the store against CONNINFO (a libpq connection\n"
 	"string or URI, e.g. \"host=localhost dbname=shop\" or \"service=shadow\") and\n"
@@ -29,6 +30,11 @@ static const char replay_help[] =
 	"                      skip: do not run statements that may write\n"
 	"                      execute: run and commit everything (changes the target!)\n"
 	"  --timeout MS        statement_timeout per statement (default 30000; 0 = none)\n"
+	"  --budget N|off      replay a stratified sample of N executions (per pattern\n"
+	"                      spread over time and parameter values, whole\n"
+	"                      transactions); default off: every captured execution\n"
+	"  --budget-seconds S  or: a sample sized to replay in about S seconds\n"
+	"  --min-per-pattern N a budget keeps at least N executions per pattern (default 20)\n"
 	"  --json              print one JSON object with the results (see docs/cli.md)\n"
 	"\n"
 	"Exit status: 0 replayed (statement errors are recorded, not fatal), 1 error\n"
@@ -75,6 +81,9 @@ int cmd_replay(int argc, char **argv)
 		{ "writes", required_argument, NULL, 'W' },
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "budget", required_argument, NULL, 'B' },
+		{ "budget-seconds", required_argument, NULL, 'b' },
+		{ "min-per-pattern", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -140,6 +149,33 @@ int cmd_replay(int argc, char **argv)
 			o.timeout_ms = (int)n;
 			break;
 		case 'j': json = true; break;
+		case 'B':
+			if (!strcmp(optarg, "off") || !strcmp(optarg, "0")) {
+				o.budget = 0;
+				break;
+			}
+			if (!cli_parse_long("replay", "--budget", optarg, &n))
+				return CLI_EXIT_USAGE;
+			if (n < 1)
+				return cli_usage_error("replay", "--budget is a number of executions (at least 1) or off");
+			o.budget = n;
+			break;
+		case 'b': {
+			double d;
+			if (!cli_parse_double("replay", "--budget-seconds", optarg, &d))
+				return CLI_EXIT_USAGE;
+			if (!(d > 0))
+				return cli_usage_error("replay", "--budget-seconds needs a positive number of seconds");
+			o.budget_seconds = d;
+			break;
+		}
+		case 'P':
+			if (!cli_parse_long("replay", "--min-per-pattern", optarg, &n))
+				return CLI_EXIT_USAGE;
+			if (n < 1 || n > 1000000)
+				return cli_usage_error("replay", "--min-per-pattern needs a number from 1 to 1000000");
+			o.min_per_pattern = (int)n;
+			break;
 		case 'h': fputs(replay_help, stdout); return CLI_EXIT_OK;
 		default: return cli_usage_error("replay", "unknown option");
 		}
@@ -196,11 +232,13 @@ int cmd_replay(int argc, char **argv)
 		cli_json_string(stdout, label);
 		printf(",\"run_id\":%lld,\"executions\":%lld,\"errors\":%lld,\"timeouts\":%lld,"
 		       "\"reconnects\":%lld,\"skipped\":%lld,\"per_second\":%.1f,\"elapsed_ms\":%.1f,"
-		       "\"lag_p50_ms\":%.3f,\"lag_p99_ms\":%.3f,\"lag_max_ms\":%.3f,\"complete\":%s}\n",
+		       "\"lag_p50_ms\":%.3f,\"lag_p99_ms\":%.3f,\"lag_max_ms\":%.3f,\"complete\":%s,"
+		       "\"budget\":%lld,\"captured\":%lld,\"sampled\":%lld}\n",
 		       (long long)res.run_id, (long long)res.executions, (long long)res.errors,
 		       (long long)res.timeouts, (long long)res.reconnects, (long long)res.skipped,
 		       res.per_second, res.elapsed_us / 1000.0, res.lag_p50_us / 1000.0,
-		       res.lag_p99_us / 1000.0, res.lag_max_us / 1000.0, rc ? "false" : "true");
+		       res.lag_p99_us / 1000.0, res.lag_max_us / 1000.0, rc ? "false" : "true",
+		       (long long)res.budget, (long long)res.captured, (long long)res.sampled);
 	} else {
 		printf("run '%s' (id %lld): %lld executions in %.1f s (%.0f/s), %lld errors, %lld timeouts",
 		       label, (long long)res.run_id, (long long)res.executions, res.elapsed_us / 1e6,
@@ -210,6 +248,9 @@ int cmd_replay(int argc, char **argv)
 		if (res.skipped)
 			printf(", %lld skipped writes", (long long)res.skipped);
 		printf("\n");
+		if (res.budget)
+			printf("sampled: %lld of %lld captured executions (budget %lld, at least %d per pattern)\n",
+			       (long long)res.sampled, (long long)res.captured, (long long)res.budget, o.min_per_pattern);
 		if (o.mode == SCRY_REPLAY_TIMED)
 			printf("start lag: p50 %.3f ms, p99 %.3f ms, max %.3f ms\n", res.lag_p50_us / 1000.0,
 			       res.lag_p99_us / 1000.0, res.lag_max_us / 1000.0);

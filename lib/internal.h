@@ -137,5 +137,9 @@ struct sqlite3;
 SCRY_HIDDEN struct sqlite3 *scry__store_db(scry_store *store);
 /* Fills err from the store's last SQLite error. Returns SCRY_ESTORE. */
 SCRY_HIDDEN int scry__store_fail(scry_store *store, scry_error *err, const char *what);
+/* An event iterator over the given ids, in the given order (ids missing from the store are skipped);
+ * `ids` must stay valid while it is used. */
+SCRY_HIDDEN int scry__store_events_by_id(scry_store *store, const int64_t *ids, size_t n,
+	scry_event_iter **out, scry_error *err);
 
 #endif

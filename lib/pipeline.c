@@ -22,6 +22,7 @@ struct scry_pipeline {
 	char *target;
 	char *prefix;
 	char *suffix;
+	char *baseline, *candidate, *clone_command; /* copies of the options' strings */
 	bool ran;
 
 	scry_verdict *verdict, *fix_verdict;
@@ -79,14 +80,22 @@ int scry_pipeline_new(scry_pipeline **out, scry_store *store, const char *target
 	if (!p)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	scry_pipeline_options_init(&p->opts);
-	if (opts)
+	if (opts && opts->version >= 2)
 		p->opts = *opts;
+	else if (opts) /* a version-1 struct ends before the clone provider */
+		memcpy(&p->opts, opts, offsetof(scry_pipeline_options, clone));
 	scry_replay_options_init(&p->ropts);
-	if (p->opts.replay)
+	p->ropts.budget = SCRY_PIPELINE_DEFAULT_BUDGET;
+	if (p->opts.replay && p->opts.replay->version >= 2)
 		p->ropts = *p->opts.replay;
+	else if (p->opts.replay)
+		memcpy(&p->ropts, p->opts.replay, offsetof(scry_replay_options, budget));
 	scry_verdict_options_init(&p->vopts);
 	if (p->opts.verdict)
 		p->vopts = *p->opts.verdict;
+	/* A budget keeps at least what the verdict needs per pattern. */
+	if (p->ropts.min_per_pattern < p->vopts.min_samples)
+		p->ropts.min_per_pattern = p->vopts.min_samples;
 	if (p->opts.fix) {
 		p->fix = *p->opts.fix;
 		p->has_fix = true;
@@ -113,9 +122,17 @@ int scry_pipeline_new(scry_pipeline **out, scry_store *store, const char *target
 	p->suffix = p->opts.suffix ? scry__strdup(p->opts.suffix) : NULL;
 	p->opts.label_prefix = NULL;
 	p->opts.suffix = NULL;
+	bool nomem = false;
+	char **own[3] = { &p->baseline, &p->candidate, &p->clone_command };
+	const char **from[3] = { &p->opts.baseline, &p->opts.candidate, &p->opts.clone_command };
+	for (int i = 0; i < 3; i++) {
+		if (*from[i] && !(*own[i] = scry__strdup(*from[i])))
+			nomem = true;
+		*from[i] = *own[i];
+	}
 	pthread_mutex_init(&p->lock, NULL);
 	atomic_init(&p->canceled, 0);
-	if (!p->target || !p->prefix || (opts && opts->suffix && !p->suffix)) {
+	if (nomem || !p->target || !p->prefix || (opts && opts->suffix && !p->suffix)) {
 		scry_pipeline_free(p);
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	}
@@ -334,6 +351,11 @@ int scry_pipeline_run(scry_pipeline *p, const scry_migration *m, scry_error *err
 	so.log = p->opts.log;
 	so.log_ctx = p->opts.log_ctx;
 	so.in_place = p->opts.mode == SCRY_PIPELINE_SEQUENTIAL;
+	so.provider = p->opts.clone;
+	so.baseline = p->opts.baseline;
+	so.candidate = p->opts.candidate;
+	so.clone_command = p->opts.clone_command;
+	so.migration_timeout_s = p->opts.migration_timeout_s;
 	scry_shadow *sh = NULL;
 	if ((rc = scry_shadow_new(&sh, p->target, &so, err)))
 		return rc;
@@ -382,13 +404,24 @@ void scry_pipeline_stats_get(const scry_pipeline *p, scry_pipeline_stats *out)
 		*out = p->stats;
 }
 
-int scry_pipeline_report(const scry_pipeline *p, scry_report_format format, scry_buf *out,
-	scry_error *err)
+/* Adds `"name":value` as the last member of the JSON object that ends `out`. */
+static int json_add_member(scry_buf *out, const char *name, const char *value, size_t vlen, scry_error *err)
 {
-	if (!p || !out)
-		return scry__fail(err, SCRY_EINVAL, "pipeline or output is NULL");
-	if (!p->verdict)
-		return scry__fail(err, SCRY_ENOTFOUND, "no verdict was reached");
+	size_t n = out->size;
+	while (n && out->ptr[n - 1] != '}')
+		n--;
+	if (!n)
+		return scry__fail(err, SCRY_EPARSE, "the JSON report is not an object");
+	out->size = n - 1;
+	while (vlen && (value[vlen - 1] == '\n' || value[vlen - 1] == ' '))
+		vlen--;
+	if (scry__buf_printf(out, ",\"%s\":", name) || scry__buf_put(out, value, vlen) || scry__buf_puts(out, "}\n"))
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	return 0;
+}
+
+static int render_verdicts(const scry_pipeline *p, scry_report_format format, scry_buf *out, scry_error *err)
+{
 	if (!p->fix_verdict)
 		return scry_report_render(p->verdict, format, out, err);
 	int rc;
@@ -397,27 +430,12 @@ int scry_pipeline_report(const scry_pipeline *p, scry_report_format format, scry
 		return scry_report_render(p->fix_verdict, format, out, err);
 	case SCRY_REPORT_JSON: {
 		/* {...migration verdict..., "after_fix": {...}}: a superset of diff's JSON. */
-		scry_buf first = SCRY_BUF_INIT;
-		if ((rc = scry_report_render(p->verdict, format, &first, err)))
-			return rc;
-		size_t n = first.size;
-		while (n && first.ptr[n - 1] != '}')
-			n--;
-		if (!n) {
-			scry_buf_dispose(&first);
-			return scry__fail(err, SCRY_EPARSE, "the JSON report is not an object");
-		}
-		rc = scry__buf_put(out, first.ptr, n - 1);
-		scry_buf_dispose(&first);
-		if (!rc)
-			rc = scry__buf_puts(out, ",\"after_fix\":");
-		if (rc)
-			return scry__fail(err, SCRY_ENOMEM, "out of memory");
-		if ((rc = scry_report_render(p->fix_verdict, format, out, err)))
-			return rc;
-		while (out->size && (out->ptr[out->size - 1] == '\n' || out->ptr[out->size - 1] == ' '))
-			out->ptr[--out->size] = 0;
-		return scry__buf_puts(out, "}\n") ? scry__fail(err, SCRY_ENOMEM, "out of memory") : 0;
+		scry_buf second = SCRY_BUF_INIT;
+		if (!(rc = scry_report_render(p->verdict, format, out, err)) &&
+		    !(rc = scry_report_render(p->fix_verdict, format, &second, err)))
+			rc = json_add_member(out, "after_fix", second.ptr, second.size, err);
+		scry_buf_dispose(&second);
+		return rc;
 	}
 	case SCRY_REPORT_MARKDOWN:
 	case SCRY_REPORT_TEXT:
@@ -434,6 +452,35 @@ int scry_pipeline_report(const scry_pipeline *p, scry_report_format format, scry
 	}
 }
 
+int scry_pipeline_report(const scry_pipeline *p, scry_report_format format, scry_buf *out,
+	scry_error *err)
+{
+	if (!p || !out)
+		return scry__fail(err, SCRY_EINVAL, "pipeline or output is NULL");
+	if (!p->verdict)
+		return scry__fail(err, SCRY_ENOTFOUND, "no verdict was reached");
+	int rc = render_verdicts(p, format, out, err);
+	const scry_replay_result *b = &p->stats.baseline;
+	if (rc || !b->budget || format == SCRY_REPORT_JUNIT)
+		return rc;
+	/* What a budget sampled: the verdict judged these, impact_ms still weighs the captured counts. */
+	if (format == SCRY_REPORT_JSON) {
+		char v[256];
+		int n = snprintf(v, sizeof v, "{\"budget\":%lld,\"captured\":%lld,\"replayed\":%lld,\"min_per_pattern\":%d}",
+		                 (long long)b->budget, (long long)b->captured, (long long)b->sampled,
+		                 p->ropts.min_per_pattern);
+		return json_add_member(out, "sampling", v, (size_t)n, err);
+	}
+	bool all = b->sampled >= b->captured;
+	if (scry__buf_printf(out, "\n%sReplayed %s: %lld of %lld captured executions per side and round "
+	                          "(budget %lld, at least %d per pattern; impact uses the captured counts).%s\n",
+	                     format == SCRY_REPORT_MARKDOWN ? "_" : "", all ? "everything" : "a stratified sample",
+	                     (long long)b->sampled, (long long)b->captured, (long long)b->budget,
+	                     p->ropts.min_per_pattern, format == SCRY_REPORT_MARKDOWN ? "_" : ""))
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	return 0;
+}
+
 void scry_pipeline_free(scry_pipeline *p)
 {
 	if (!p)
@@ -444,6 +491,9 @@ void scry_pipeline_free(scry_pipeline *p)
 	scry__free(p->target);
 	scry__free(p->prefix);
 	scry__free(p->suffix);
+	scry__free(p->baseline);
+	scry__free(p->candidate);
+	scry__free(p->clone_command);
 	pthread_mutex_destroy(&p->lock);
 	scry__free(p);
 }

@@ -63,8 +63,13 @@ int scry_replay_new(scry_replay **out, scry_store *store, const scry_replay_opti
 		int rc = scry__check_version(err, "scry_replay_options", opts->version, SCRY_REPLAY_OPTIONS_VERSION);
 		if (rc)
 			return rc;
-		o = *opts;
+		if (opts->version >= 2)
+			o = *opts;
+		else /* a version-1 struct ends before the budget fields: they keep their defaults */
+			memcpy(&o, opts, offsetof(scry_replay_options, budget));
 	}
+	if (o.budget < 0 || o.budget_seconds < 0 || o.min_per_pattern < 0)
+		return scry__fail(err, SCRY_EINVAL, "replay budget, budget_seconds and min_per_pattern must be >= 0");
 	if (o.mode != SCRY_REPLAY_FAST && o.mode != SCRY_REPLAY_TIMED)
 		return scry__fail(err, SCRY_EINVAL, "replay mode must be fast or timed");
 	if (o.mode == SCRY_REPLAY_TIMED && !(o.speed > 0))
@@ -1214,9 +1219,11 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 		char opts_json[512];
 		snprintf(opts_json, sizeof opts_json,
 			"{\"mode\":\"%s\",\"speed\":%g,\"concurrency\":%d,\"repeat\":%d,\"warmup\":%d,"
-			"\"writes\":\"%s\",\"timeout_ms\":%d,\"patterns\":%zu,\"interleaved\":%s}",
+			"\"writes\":\"%s\",\"timeout_ms\":%d,\"patterns\":%zu,\"interleaved\":%s,"
+			"\"budget\":%lld,\"captured\":%lld,\"sampled\":%zu}",
 			mode_name(o->mode), o->speed, o->concurrency, o->repeat, o->warmup,
-			writes_name(o->writes), o->timeout_ms, o->nfingerprints, ntargets > 1 ? "true" : "false");
+			writes_name(o->writes), o->timeout_ms, o->nfingerprints, ntargets > 1 ? "true" : "false",
+			(long long)w.budget, (long long)w.captured, w.sampled ? w.nstmts : 0);
 		for (int i = 0; i < ntargets; i++) {
 			x.tg[i].conninfo = conninfo[i];
 			char *red = redact_conninfo(conninfo[i]);
@@ -1320,6 +1327,11 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 		res->lag_p50_us = pct(x.lags, x.nlags, 0.50);
 		res->lag_p99_us = pct(x.lags, x.nlags, 0.99);
 		res->lag_max_us = x.nlags ? x.lags[x.nlags - 1] : 0;
+		if (w.sampled) {
+			res->captured = w.captured;
+			res->sampled = (int64_t)w.nstmts;
+			res->budget = w.budget;
+		}
 		char summary[512];
 		snprintf(summary, sizeof summary,
 			"{\"skipped\":%lld,\"elapsed_us\":%lld,\"lag_p50_us\":%lld,\"lag_p99_us\":%lld,\"lag_max_us\":%lld,"

@@ -31,8 +31,7 @@ void scry__replay_workload_free(workload *w)
 	memset(w, 0, sizeof *w);
 }
 
-/* Skips blanks, comments and opening parentheses; copies the next word upper-cased. */
-static const char *next_word(const char *p, char *word, size_t n)
+const char *scry__sql_next_word(const char *p, char *word, size_t n)
 {
 	for (;;) {
 		while (*p && (isspace((unsigned char)*p) || *p == '('))
@@ -142,8 +141,8 @@ static bool provably_read_only(const char *text)
 static void classify(itext *t)
 {
 	char w1[24], w2[24];
-	const char *p = next_word(t->text, w1, sizeof w1);
-	next_word(p, w2, sizeof w2);
+	const char *p = scry__sql_next_word(t->text, w1, sizeof w1);
+	scry__sql_next_word(p, w2, sizeof w2);
 	t->cls = CLS_WRITE;
 	if (!strcmp(w1, "BEGIN") || !strcmp(w1, "START"))
 		t->cls = CLS_BEGIN;
@@ -314,13 +313,26 @@ static int add_stmt(workload *w, const scry_stored_event *ev, size_t *last)
 
 int scry__replay_load(scry_store *store, const scry_replay_options *o, workload *w, scry_error *err)
 {
-	scry_event_filter f = SCRY_EVENT_FILTER_INIT;
-	f.fingerprints = o->fingerprints;
-	f.nfingerprints = o->nfingerprints;
+	scry__budget_plan plan = { 0 };
 	scry_event_iter *it = NULL;
-	int rc = scry_store_events(store, o->fingerprints ? &f : NULL, &it, err);
-	if (rc)
+	int rc;
+	if (o->budget > 0 || o->budget_seconds > 0) {
+		if ((rc = scry__budget_select(store, o, &plan, err)))
+			return rc;
+		w->sampled = true;
+		w->captured = plan.captured;
+		w->budget = plan.budget;
+		rc = scry__store_events_by_id(store, plan.ids, plan.n, &it, err);
+	} else {
+		scry_event_filter f = SCRY_EVENT_FILTER_INIT;
+		f.fingerprints = o->fingerprints;
+		f.nfingerprints = o->nfingerprints;
+		rc = scry_store_events(store, o->fingerprints ? &f : NULL, &it, err);
+	}
+	if (rc) {
+		scry__budget_plan_free(&plan);
 		return rc;
+	}
 	const scry_stored_event *ev;
 	size_t last = 0;
 	while ((rc = scry_event_iter_next(it, &ev, err)) == 1) {
@@ -330,5 +342,6 @@ int scry__replay_load(scry_store *store, const scry_replay_options *o, workload 
 		}
 	}
 	scry_event_iter_free(it);
+	scry__budget_plan_free(&plan);
 	return rc < 0 ? rc : 0;
 }

@@ -64,7 +64,27 @@ typedef struct workload {
 	scry__u64map sess_map; /* session id -> index in sess + 1 */
 	/* classification per fingerprint: texts of one pattern differ only in constants */
 	scry__u64map cls_map; /* fingerprint -> (cls | clears_prepared << 7) + 1 */
+	/* With a budget (lib/replay_budget.c): what was sampled. */
+	bool sampled;
+	int64_t captured, budget;
 } workload;
+
+/* The events a budgeted replay runs (lib/replay_budget.c). */
+typedef struct scry__budget_plan {
+	int64_t *ids;      /* event ids, ascending */
+	size_t n;
+	int64_t captured;  /* captured executions of the wanted patterns */
+	int64_t present;   /* of them, events still in the store */
+	int64_t budget;    /* executions the sample was sized for */
+} scry__budget_plan;
+
+/* Chooses the sample for o->budget / o->budget_seconds. */
+SCRY_HIDDEN int scry__budget_select(scry_store *store, const scry_replay_options *o, scry__budget_plan *plan,
+	scry_error *err);
+SCRY_HIDDEN void scry__budget_plan_free(scry__budget_plan *plan);
+
+/* Skips blanks, comments and opening parentheses; copies the next word upper-cased into word. */
+SCRY_HIDDEN const char *scry__sql_next_word(const char *p, char *word, size_t n);
 
 /* Loads the events of `store` (only the patterns of o->fingerprints, if any). */
 SCRY_HIDDEN int scry__replay_load(scry_store *store, const scry_replay_options *o, workload *w,

@@ -771,7 +771,34 @@ struct scry_event_iter {
 	scry_buf text;
 	scry_param *params;
 	int aparams;
+	/* scry__store_events_by_id(): the ids to read, one point query each */
+	const int64_t *ids;
+	size_t nids, pos;
 };
+
+#define EVENT_COLUMNS \
+	"SELECT e.id, e.session, e.seq, s.started_us + e.offset_us, e.duration_us, e.kind, st.template," \
+	" e.literals, e.params, e.rows, e.sqlstate, st.pattern, p.fingerprint" \
+	" FROM events e JOIN statements st ON st.id = e.statement JOIN patterns p ON p.id = st.pattern" \
+	" JOIN sessions s ON s.id = e.session"
+
+int scry__store_events_by_id(scry_store *s, const int64_t *ids, size_t n, scry_event_iter **out, scry_error *err)
+{
+	*out = NULL;
+	scry_event_iter *it = scry__calloc(1, sizeof *it);
+	if (!it)
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	it->store = s;
+	it->ids = ids;
+	it->nids = n;
+	if (sqlite3_prepare_v2(s->db, EVENT_COLUMNS " WHERE e.id = ?", -1, &it->q, NULL) != SQLITE_OK) {
+		int rc = scry__store_fail(s, err, "reading events");
+		scry_event_iter_free(it);
+		return rc;
+	}
+	*out = it;
+	return 0;
+}
 
 int scry_store_events(scry_store *s, const scry_event_filter *filter, scry_event_iter **out, scry_error *err)
 {
@@ -779,11 +806,7 @@ int scry_store_events(scry_store *s, const scry_event_filter *filter, scry_event
 		return scry__fail(err, SCRY_EINVAL, "scry_store_events: arguments are required");
 	*out = NULL;
 	scry_buf sql = SCRY_BUF_INIT;
-	int rc = scry__buf_puts(&sql,
-		"SELECT e.id, e.session, e.seq, s.started_us + e.offset_us, e.duration_us, e.kind, st.template,"
-		" e.literals, e.params, e.rows, e.sqlstate, st.pattern, p.fingerprint"
-		" FROM events e JOIN statements st ON st.id = e.statement JOIN patterns p ON p.id = st.pattern"
-		" JOIN sessions s ON s.id = e.session WHERE 1");
+	int rc = scry__buf_puts(&sql, EVENT_COLUMNS " WHERE 1");
 	if (!rc && filter && filter->session_id)
 		rc = scry__buf_printf(&sql, " AND e.session = %lld", (long long)filter->session_id);
 	if (!rc && filter && filter->fingerprints) {
@@ -863,7 +886,18 @@ int scry_event_iter_next(scry_event_iter *it, const scry_stored_event **ev, scry
 {
 	if (!it || !ev)
 		return scry__fail(err, SCRY_EINVAL, "scry_event_iter_next: arguments are required");
-	int r = sqlite3_step(it->q);
+	int r;
+	for (;;) {
+		if (it->ids) {
+			if (it->pos >= it->nids)
+				return 0;
+			sqlite3_reset(it->q);
+			sqlite3_bind_int64(it->q, 1, it->ids[it->pos++]);
+		}
+		r = sqlite3_step(it->q);
+		if (r != SQLITE_DONE || !it->ids)
+			break; /* an id that is gone (deleted meanwhile) is skipped */
+	}
 	if (r == SQLITE_DONE)
 		return 0;
 	if (r != SQLITE_ROW)

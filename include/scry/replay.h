@@ -46,13 +46,28 @@ typedef struct scry_replay_options {
 	void *progress_ctx;
 	scry_log_fn log;             /**< optional log callback */
 	void *log_ctx;
+	/* Appended in version 2: the replay budget (docs/replay.md, "Replay budget"). */
+	/**
+	 * Executions per side to replay: a stratified sample of the capture (per
+	 * pattern, spread over time and parameter values; at least
+	 * min_per_pattern each; the rest in proportion to the captured counts;
+	 * whole transactions). 0 = every captured execution.
+	 */
+	int64_t budget;
+	/**
+	 * Or: a sample sized to replay in about this many seconds, estimated from
+	 * the captured latencies. 0 = none. When both are set the smaller wins.
+	 */
+	double budget_seconds;
+	/** A budget keeps at least this many executions per pattern (all when fewer); default 20. */
+	int min_per_pattern;
 } scry_replay_options;
 
 /** Current version of scry_replay_options. */
-#define SCRY_REPLAY_OPTIONS_VERSION 1
+#define SCRY_REPLAY_OPTIONS_VERSION 2
 /** Defaults: fast, concurrency 8, 1 round, rollback writes, 30 s timeout. */
 #define SCRY_REPLAY_OPTIONS_INIT \
-	{ SCRY_REPLAY_OPTIONS_VERSION, SCRY_REPLAY_FAST, 1.0, 8, 1, 0, SCRY_WRITES_ROLLBACK, 30000, NULL, 0, NULL, NULL, NULL, NULL }
+	{ SCRY_REPLAY_OPTIONS_VERSION, SCRY_REPLAY_FAST, 1.0, 8, 1, 0, SCRY_WRITES_ROLLBACK, 30000, NULL, 0, NULL, NULL, NULL, NULL, 0, 0.0, 20 }
 
 /** Fills `opts` with the defaults. */
 SCRY_API void scry_replay_options_init(scry_replay_options *opts);
@@ -68,6 +83,10 @@ typedef struct scry_replay_result {
 	double per_second;       /**< executions per second of wall time */
 	int64_t elapsed_us;
 	int64_t lag_p50_us, lag_p99_us, lag_max_us; /**< timed mode: start lag */
+	/* Appended: what a budget sampled (all zero without a budget). */
+	int64_t captured;        /**< captured executions of the replayed patterns (in the store) */
+	int64_t sampled;         /**< of them, the executions replayed per round (transactions' BEGIN/COMMIT included) */
+	int64_t budget;          /**< the budget in executions the sample was sized for */
 } scry_replay_result;
 
 /** A replayer: holds options and can be cancelled from another thread. */

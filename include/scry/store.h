@@ -309,6 +309,58 @@ SCRY_API int scry_store_plan_put(scry_store *store, int64_t run_id,
 SCRY_API int scry_store_plan_get(scry_store *store, int64_t run_id,
 	uint64_t fingerprint, scry_buf *out, scry_error *err);
 
+/* ------------------------------------------------------------------ */
+/* Housekeeping: runs and compaction (docs/store.md)                   */
+/* ------------------------------------------------------------------ */
+
+/** A replay run as listed by scry_store_runs(). Strings are owned by the iterator. */
+typedef struct scry_run_info {
+	int64_t id;
+	const char *label;
+	const char *target;      /**< connection string, password removed; may be NULL */
+	int64_t started_us, ended_us; /**< Unix microseconds; ended_us 0 while running or interrupted */
+	int64_t executions, errors;
+	int64_t samples;         /**< samples rows it holds */
+} scry_run_info;
+
+/** An iterator over runs. */
+typedef struct scry_run_iter scry_run_iter;
+
+/** Iterates the runs of a store, oldest first. */
+SCRY_API int scry_store_runs(scry_store *store, scry_run_iter **out, scry_error *err);
+
+/** Advances; 1 = row in *run (owned by the iterator), 0 = end, <0 error. */
+SCRY_API int scry_run_iter_next(scry_run_iter *it, const scry_run_info **run, scry_error *err);
+
+/** Frees a run iterator. Accepts NULL. */
+SCRY_API void scry_run_iter_free(scry_run_iter *it);
+
+/** Deletes a run with its samples and plans; SCRY_ENOTFOUND when there is no such run. */
+SCRY_API int scry_store_run_delete(scry_store *store, int64_t run_id, scry_error *err);
+
+/**
+ * Deletes every run but the newest `keep` of each label (so that a baseline
+ * and its candidate go together), with their samples and plans. *deleted
+ * (may be NULL) receives how many runs were deleted. keep >= 0.
+ */
+SCRY_API int scry_store_runs_prune(scry_store *store, int keep, int64_t *deleted, scry_error *err);
+
+/** What scry_store_compact() did. */
+typedef struct scry_compact_result {
+	int64_t events_before, events_after;
+	int64_t bytes_before, bytes_after;   /**< database file size */
+} scry_compact_result;
+
+/**
+ * Keeps at most `keep_per_pattern` captured events per pattern, spread evenly
+ * over the capture (the first of each of that many consecutive windows), and
+ * deletes the others with their samples; patterns keep their captured counts
+ * (what impact weighs). Then VACUUMs the file. `out` may be NULL.
+ * keep_per_pattern >= 1.
+ */
+SCRY_API int scry_store_compact(scry_store *store, int keep_per_pattern, scry_compact_result *out,
+	scry_error *err);
+
 #ifdef __cplusplus
 }
 #endif
