@@ -257,8 +257,6 @@ static int apply_fix(scry_pipeline *p, scry_shadow *sh, scry_error *err)
 /* The clone mode: A and B side by side, replayed interleaved. */
 static int run_clones(scry_pipeline *p, scry_shadow *sh, const scry_migration *m, scry_error *err)
 {
-	const char *a = scry_shadow_conninfo(sh, SCRY_SHADOW_A);
-	const char *b = scry_shadow_conninfo(sh, SCRY_SHADOW_B);
 	char la[200], lb[200];
 	phase(p, SCRY_PHASE_CLONING, 0, 0);
 	int64_t t0 = scry__monotonic_us();
@@ -266,6 +264,9 @@ static int run_clones(scry_pipeline *p, scry_shadow *sh, const scry_migration *m
 	p->stats.clone_us = scry__monotonic_us() - t0;
 	if (rc)
 		return rc;
+	/* After create: a clone command prints its clones' connection strings. */
+	const char *a = scry_shadow_conninfo(sh, SCRY_SHADOW_A);
+	const char *b = scry_shadow_conninfo(sh, SCRY_SHADOW_B);
 	plog(p, SCRY_LOG_INFO, "cloned %s into %s (baseline) and %s (candidate)",
 	     scry_shadow_target_name(sh), scry_shadow_name(sh, SCRY_SHADOW_A),
 	     scry_shadow_name(sh, SCRY_SHADOW_B));

@@ -244,6 +244,18 @@ static int64_t set_quotas(sampler *s, const scry_replay_options *o)
 		}
 		rest -= given;
 	}
+	/* What rounding down left (less than two per pattern): one more each to those that can take it. */
+	for (bool gave = true; rest > 0 && gave;) {
+		gave = false;
+		for (size_t i = 0; i < s->npats && rest > 0; i++) {
+			bpat *p = &s->pats[i];
+			if (p->wanted && p->quota < p->present) {
+				p->quota++;
+				rest--;
+				gave = true;
+			}
+		}
+	}
 	return budget > base ? budget : base;
 }
 

@@ -121,8 +121,10 @@ SCRY_API const char *scry_shadow_target_name(const scry_shadow *s);
 SCRY_API const char *scry_shadow_name(const scry_shadow *s, scry_shadow_side side);
 
 /**
- * Connection string of a clone: the target's with dbname replaced. Owned
- * by the shadow, valid until scry_shadow_free().
+ * Connection string of a clone: the target's with dbname replaced (template
+ * clones), the given one, or what the clone command printed (NULL until
+ * scry_shadow_create() for that provider). Owned by the shadow, valid until
+ * scry_shadow_free().
  */
 SCRY_API const char *scry_shadow_conninfo(const scry_shadow *s, scry_shadow_side side);
 
