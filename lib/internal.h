@@ -141,5 +141,12 @@ SCRY_HIDDEN int scry__store_fail(scry_store *store, scry_error *err, const char 
  * `ids` must stay valid while it is used. */
 SCRY_HIDDEN int scry__store_events_by_id(scry_store *store, const int64_t *ids, size_t n,
 	scry_event_iter **out, scry_error *err);
+/* An event iterator over one session's events in an id range, in chunks: prepare once (only the patterns
+ * `fps`, when not NULL), then scry__event_iter_rebind() before each chunk. */
+SCRY_HIDDEN int scry__store_session_events(scry_store *store, const uint64_t *fps, size_t nfps,
+	scry_event_iter **out, scry_error *err);
+/* The session, the range (after_id, last_id] and the most events the next chunk reads. */
+SCRY_HIDDEN void scry__event_iter_rebind(scry_event_iter *it, int64_t session, int64_t after_id, int64_t last_id,
+	int limit);
 
 #endif

@@ -169,7 +169,11 @@ typedef struct runner {
 	struct runner *next_dead; /* finished, freed after the current batch of events */
 	size_t active_idx;
 	rconn c[2];
+	scry__stmt_cursor sc; /* where it is in its session (a streaming workload reads it in chunks) */
 } runner;
+
+/* The statement the runner is at (read by drive() first, so never NULL elsewhere). */
+#define CUR_STMT(x, r) scry__replay_stmt((x)->w, &(r)->sc, (r)->s, (r)->next)
 
 /*
  * Samples go to the store from a writer thread, in batches, so that SQLite
@@ -523,7 +527,7 @@ static void record(ctx *x, runner *r, rconn *c, int64_t latency)
 	}
 	scry_sample *s = &t->cur->s[t->cur->n++];
 	memset(s, 0, sizeof *s);
-	s->event_id = r->s->st[r->next].event_id;
+	s->event_id = CUR_STMT(x, r)->event_id;
 	s->round = r->round - x->o->warmup;
 	s->latency_us = latency;
 	s->rows = c->error ? -1 : c->rows;
@@ -687,13 +691,13 @@ static void conn_step_done(ctx *x, rconn *c)
 			record(x, r, c, now - c->t0);
 			r->phase = PH_AFTER;
 		} else {
-			prepared_add(c, r->s->st[r->next].t->id);
+			prepared_add(c, CUR_STMT(x, r)->t->id);
 			r->phase = PH_EXEC;
 		}
 		break;
 	case STEP_EXEC:
 		record(x, r, c, now - c->t0);
-		if (r->s->st[r->next].t->clears_prepared)
+		if (CUR_STMT(x, r)->t->clears_prepared)
 			prepared_clear(c);
 		r->phase = PH_AFTER;
 		break;
@@ -771,9 +775,9 @@ static void heap_remove(ctx *x, runner *r)
 	}
 }
 
-static int64_t stmt_due(ctx *x, const runner *r)
+static int64_t stmt_due(ctx *x, runner *r)
 {
-	const rstmt *st = &r->s->st[r->next];
+	const rstmt *st = CUR_STMT(x, r);
 	return x->round_start + (int64_t)((double)(st->start_us - x->w->first_us) / x->o->speed);
 }
 
@@ -784,6 +788,7 @@ static void runner_finish(ctx *x, runner *r)
 		conn_close(x, &r->c[i]);
 		scry__free(r->c[i].prep);
 	}
+	scry__stmt_cursor_close(x->w, &r->sc);
 	size_t i = r->active_idx;
 	x->active[i] = x->active[--x->nactive];
 	x->active[i]->active_idx = i;
@@ -810,7 +815,7 @@ static void lag_add(ctx *x, int64_t lag)
 
 static bool send_exec(ctx *x, runner *r, rconn *c)
 {
-	const rstmt *st = &r->s->st[r->next];
+	const rstmt *st = CUR_STMT(x, r);
 	conn_begin_step(c, STEP_EXEC);
 	c->t0 = scry__monotonic_us();
 	int ok;
@@ -853,7 +858,11 @@ static void drive(ctx *x, runner *r)
 		rconn *c = step_conn(x, r);
 		if (c->state != C_IDLE)
 			return; /* connecting, or a step is in flight: its completion calls us */
-		const rstmt *st = &r->s->st[r->next];
+		const rstmt *st = CUR_STMT(x, r);
+		if (!st) {
+			set_fatal(x, x->w->error, "%s", x->w->err.message);
+			return;
+		}
 		switch (r->phase) {
 		case PH_DUE: {
 			int64_t now = scry__monotonic_us();

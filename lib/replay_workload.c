@@ -9,6 +9,7 @@
 
 #include <ctype.h>
 #include <pg_query.h>
+#include <sqlite3.h>
 #include <xxhash.h>
 
 void scry__replay_workload_free(workload *w)
@@ -21,13 +22,15 @@ void scry__replay_workload_free(workload *w)
 	scry__free(w->texts);
 	scry__free(w->table);
 	for (size_t i = 0; i < w->nsess; i++) {
-		for (size_t j = 0; j < w->sess[i].n; j++)
+		for (size_t j = 0; w->sess[i].st && j < w->sess[i].n; j++)
 			scry__free(w->sess[i].st[j].values);
 		scry__free(w->sess[i].st);
 	}
 	scry__free(w->sess);
 	scry__u64map_free(&w->cls_map);
 	scry__u64map_free(&w->sess_map);
+	scry_event_iter_free(w->chunk_it);
+	scry_store_free(w->reader);
 	memset(w, 0, sizeof *w);
 }
 
@@ -170,6 +173,21 @@ static void classify(itext *t)
 	                      (!strcmp(w2, "PREPARE") && strstr(t->text + 10, "ALL"))));
 }
 
+/* Classifies a text, once per fingerprint: texts of one pattern differ only in constants. */
+static void set_class(workload *w, itext *e, uint64_t fingerprint)
+{
+	uint32_t known = fingerprint ? scry__u64map_get(&w->cls_map, fingerprint) : 0;
+	if (known) {
+		e->cls = (uint8_t)((known - 1) & 0x7f);
+		e->clears_prepared = (uint8_t)((known - 1) >> 7);
+	} else {
+		classify(e);
+		/* Out of memory here only means the pattern's next text is classified again. */
+		if (fingerprint)
+			scry__u64map_put(&w->cls_map, fingerprint, (uint32_t)(e->cls | e->clears_prepared << 7) + 1);
+	}
+}
+
 static int intern(workload *w, const char *text, size_t len, const scry_param *params, int np,
                   uint64_t fingerprint, itext **out)
 {
@@ -219,16 +237,7 @@ static int intern(workload *w, const char *text, size_t len, const scry_param *p
 	e->id = (uint32_t)w->ntexts;
 	for (int i = 0; i < np; i++)
 		e->types[i] = params[i].type_oid;
-	uint32_t known = fingerprint ? scry__u64map_get(&w->cls_map, fingerprint) : 0;
-	if (known) {
-		e->cls = (uint8_t)((known - 1) & 0x7f);
-		e->clears_prepared = (uint8_t)((known - 1) >> 7);
-	} else {
-		classify(e);
-		/* Out of memory here only means the pattern's next text is classified again. */
-		if (fingerprint)
-			scry__u64map_put(&w->cls_map, fingerprint, (uint32_t)(e->cls | e->clears_prepared << 7) + 1);
-	}
+	set_class(w, e, fingerprint);
 	w->texts[w->ntexts++] = e;
 	w->table[j] = e;
 	*out = e;
@@ -255,23 +264,35 @@ static rsession *session_for(workload *w, int64_t id, size_t *last)
 	return s;
 }
 
-static int add_stmt(workload *w, const scry_stored_event *ev, size_t *last)
+/*
+ * Fills `st` from `ev`. Extended-protocol texts are interned (each is
+ * prepared once per connection, named by its id); with `own`, other texts
+ * get an itext of their own in *own (a streaming chunk frees them), so that
+ * a stream of distinct literal-laden texts does not accumulate.
+ */
+static int fill_stmt(workload *w, const scry_stored_event *ev, rstmt *st, itext **own)
 {
-	rsession *s = session_for(w, ev->session_id, last);
-	if (!s)
-		return SCRY_ENOMEM;
-	if (scry__array_grow((void **)&s->st, &s->alloc, s->n, sizeof *s->st, 16))
-		return SCRY_ENOMEM;
-	rstmt *st = &s->st[s->n];
 	memset(st, 0, sizeof *st);
 	st->event_id = ev->id;
 	st->start_us = ev->start_us;
 	st->kind = (uint8_t)ev->kind;
-	int rc = intern(w, ev->query, ev->query_len, ev->params, ev->kind == SCRY_EVENT_EXTENDED ? ev->nparams : 0,
-	                ev->fingerprint, &st->t);
-	if (rc)
-		return rc;
-	if (ev->kind == SCRY_EVENT_EXTENDED && ev->nparams > 0) {
+	bool ext = ev->kind == SCRY_EVENT_EXTENDED;
+	if (own && !ext) {
+		itext *e = scry__calloc(1, sizeof *e);
+		if (!e || !(e->text = scry__strndup(ev->query, ev->query_len))) {
+			scry__free(e);
+			return SCRY_ENOMEM;
+		}
+		e->len = ev->query_len;
+		e->id = UINT32_MAX;
+		set_class(w, e, ev->fingerprint);
+		*own = st->t = e;
+	} else {
+		int rc = intern(w, ev->query, ev->query_len, ev->params, ext ? ev->nparams : 0, ev->fingerprint, &st->t);
+		if (rc)
+			return rc;
+	}
+	if (ext && ev->nparams > 0) {
 		size_t np = (size_t)ev->nparams, bytes = 0;
 		for (size_t i = 0; i < np; i++)
 			if (ev->params[i].value && ev->params[i].length > 0)
@@ -301,14 +322,157 @@ static int add_stmt(workload *w, const scry_stored_event *ev, size_t *last)
 		}
 		st->nparams = ev->nparams;
 	}
+	return 0;
+}
+
+static int add_stmt(workload *w, const scry_stored_event *ev, size_t *last)
+{
+	rsession *s = session_for(w, ev->session_id, last);
+	if (!s)
+		return SCRY_ENOMEM;
+	if (scry__array_grow((void **)&s->st, &s->alloc, s->n, sizeof *s->st, 16))
+		return SCRY_ENOMEM;
+	int rc = fill_stmt(w, ev, &s->st[s->n], NULL);
+	if (rc)
+		return rc;
 	if (!s->n)
 		s->first_us = ev->start_us;
 	s->last_us = ev->start_us;
 	s->n++;
 	w->nstmts++;
+	w->resident = w->resident_peak = w->nstmts;
 	if (!w->first_us || ev->start_us < w->first_us)
 		w->first_us = ev->start_us;
 	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Streaming: sessions up front, statements in chunks                  */
+/* ------------------------------------------------------------------ */
+
+/* Statements read per chunk of a session. */
+#define CHUNK 256
+
+/* One pass over the events (ids and times only): each session's range and count. */
+static int load_sessions(scry_store *store, const scry_replay_options *o, workload *w, scry_error *err)
+{
+	sqlite3 *db = scry__store_db(store);
+	scry__u64map want = { 0 };
+	for (size_t i = 0; o->fingerprints && i < o->nfingerprints; i++)
+		if (scry__u64map_put(&want, o->fingerprints[i], 1)) {
+			scry__u64map_free(&want);
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		}
+	sqlite3_stmt *q;
+	if (sqlite3_prepare_v2(db, o->fingerprints
+	        ? "SELECT e.session, e.id, s.started_us + e.offset_us, p.fingerprint FROM events e"
+	          " JOIN sessions s ON s.id = e.session JOIN statements st ON st.id = e.statement"
+	          " JOIN patterns p ON p.id = st.pattern ORDER BY e.id"
+	        : "SELECT e.session, e.id, s.started_us + e.offset_us FROM events e"
+	          " JOIN sessions s ON s.id = e.session ORDER BY e.id", -1, &q, NULL) != SQLITE_OK) {
+		scry__u64map_free(&want);
+		return scry__store_fail(store, err, "reading the workload's sessions");
+	}
+	int r, rc = 0;
+	size_t last = 0;
+	while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+		if (o->fingerprints && (sqlite3_column_type(q, 3) == SQLITE_NULL ||
+		                        !scry__u64map_get(&want, (uint64_t)sqlite3_column_int64(q, 3))))
+			continue;
+		rsession *x = session_for(w, sqlite3_column_int64(q, 0), &last);
+		if (!x) {
+			rc = scry__fail(err, SCRY_ENOMEM, "out of memory reading the workload's sessions");
+			break;
+		}
+		int64_t id = sqlite3_column_int64(q, 1), at = sqlite3_column_int64(q, 2);
+		if (!x->n) {
+			x->first_id = id;
+			x->first_us = at;
+		}
+		x->last_id = id;
+		x->last_us = at;
+		x->n++;
+		w->nstmts++;
+		if (!w->first_us || at < w->first_us)
+			w->first_us = at;
+	}
+	sqlite3_finalize(q);
+	scry__u64map_free(&want);
+	if (!rc && r != SQLITE_DONE)
+		rc = scry__store_fail(store, err, "reading the workload's sessions");
+	return rc;
+}
+
+static void chunk_free(workload *w, scry__stmt_cursor *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		scry__free(c->st[i].values);
+	for (size_t i = 0; i < c->nown; i++) {
+		scry__free(c->own[i]->text);
+		scry__free(c->own[i]);
+	}
+	w->resident -= c->n;
+	c->base += c->n;
+	c->n = c->nown = 0;
+}
+
+void scry__stmt_cursor_close(workload *w, scry__stmt_cursor *c)
+{
+	if (w->streaming)
+		chunk_free(w, c);
+	scry__free(c->st);
+	scry__free(c->own);
+	memset(c, 0, sizeof *c);
+}
+
+static int load_chunk(workload *w, scry__stmt_cursor *c, const rsession *s)
+{
+	chunk_free(w, c);
+	if (!c->st && (!(c->st = scry__calloc(CHUNK, sizeof *c->st)) || !(c->own = scry__calloc(CHUNK, sizeof *c->own))))
+		return scry__fail(&w->err, SCRY_ENOMEM, "out of memory reading the workload");
+	if (!w->chunk_it) {
+		int rc = scry__store_session_events(w->reader, w->fingerprints, w->nfingerprints, &w->chunk_it, &w->err);
+		if (rc)
+			return rc;
+	}
+	scry__event_iter_rebind(w->chunk_it, s->id, c->last_id ? c->last_id : s->first_id - 1, s->last_id, CHUNK);
+	const scry_stored_event *ev;
+	int rc;
+	while (c->n < CHUNK && (rc = scry_event_iter_next(w->chunk_it, &ev, &w->err)) == 1) {
+		itext *own = NULL;
+		if ((rc = fill_stmt(w, ev, &c->st[c->n], &own)) != 0)
+			return scry__fail(&w->err, rc, "out of memory reading the workload");
+		if (own)
+			c->own[c->nown++] = own;
+		c->n++;
+		c->last_id = ev->id;
+	}
+	w->resident += c->n;
+	if (w->resident > w->resident_peak)
+		w->resident_peak = w->resident;
+	if (rc < 0)
+		return rc;
+	return c->n ? 0 : scry__fail(&w->err, SCRY_ECORRUPT, "session %lld has fewer events than the store counted "
+	                             "(was the store changed during the replay?)", (long long)s->id);
+}
+
+const rstmt *scry__replay_stmt(workload *w, scry__stmt_cursor *c, const rsession *s, size_t idx)
+{
+	if (!w->streaming)
+		return &s->st[idx];
+	if (idx < c->base) { /* never in order: start the session again */
+		chunk_free(w, c);
+		c->base = 0;
+		c->last_id = 0;
+	}
+	while (idx >= c->base + c->n) {
+		int rc = load_chunk(w, c, s);
+		if (rc) {
+			w->error = rc;
+			return NULL;
+		}
+	}
+	return &c->st[idx - c->base];
 }
 
 int scry__replay_load(scry_store *store, const scry_replay_options *o, workload *w, scry_error *err)
@@ -324,10 +488,16 @@ int scry__replay_load(scry_store *store, const scry_replay_options *o, workload 
 		w->budget = plan.budget;
 		rc = scry__store_events_by_id(store, plan.ids, plan.n, &it, err);
 	} else {
-		scry_event_filter f = SCRY_EVENT_FILTER_INIT;
-		f.fingerprints = o->fingerprints;
-		f.nfingerprints = o->nfingerprints;
-		rc = scry_store_events(store, o->fingerprints ? &f : NULL, &it, err);
+		/* No budget: stream, so that memory does not grow with the store. */
+		scry_store_options so = SCRY_STORE_OPTIONS_INIT;
+		so.read_only = 1;
+		so.must_exist = 1;
+		w->streaming = true;
+		w->fingerprints = o->fingerprints;
+		w->nfingerprints = o->nfingerprints;
+		if ((rc = load_sessions(store, o, w, err)) == 0)
+			rc = scry_store_open(&w->reader, scry_store_path(store), &so, err);
+		return rc;
 	}
 	if (rc) {
 		scry__budget_plan_free(&plan);

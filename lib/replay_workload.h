@@ -47,10 +47,23 @@ typedef struct rstmt {
 
 typedef struct rsession {
 	int64_t id;
-	rstmt *st;
+	rstmt *st;        /* loaded mode: all its statements; streaming: NULL */
 	size_t n, alloc;
 	int64_t first_us, last_us;
+	int64_t first_id, last_id; /* streaming: its events lie in this id range */
 } rsession;
+
+/*
+ * Where a runner is in its session when the workload streams: the chunk of
+ * statements read last (lib/replay_workload.c). Zero-initialised.
+ */
+typedef struct scry__stmt_cursor {
+	rstmt *st;        /* chunk */
+	itext **own;      /* texts owned by the chunk (simple-protocol statements) */
+	size_t n, nown, cap;
+	size_t base;      /* session index of st[0] */
+	int64_t last_id;  /* last event id read */
+} scry__stmt_cursor;
 
 typedef struct workload {
 	itext **texts;   /* by id */
@@ -67,6 +80,20 @@ typedef struct workload {
 	/* With a budget (lib/replay_budget.c): what was sampled. */
 	bool sampled;
 	int64_t captured, budget;
+	/*
+	 * Without a budget the workload streams: sessions are known (ids, time
+	 * and id ranges, counts) but their statements are read in chunks as the
+	 * replay advances, through a read-only connection of its own (the sample
+	 * writer thread uses the caller's).
+	 */
+	bool streaming;
+	scry_store *reader;
+	scry_event_iter *chunk_it;
+	const uint64_t *fingerprints;
+	size_t nfingerprints;
+	size_t resident, resident_peak; /* statements held in memory now / at most (tests) */
+	int error;                      /* a chunk failed to load: the code, message in err */
+	scry_error err;
 } workload;
 
 /* The events a budgeted replay runs (lib/replay_budget.c). */
@@ -89,6 +116,14 @@ SCRY_HIDDEN const char *scry__sql_next_word(const char *p, char *word, size_t n)
 /* Loads the events of `store` (only the patterns of o->fingerprints, if any). */
 SCRY_HIDDEN int scry__replay_load(scry_store *store, const scry_replay_options *o, workload *w,
 	scry_error *err);
+/*
+ * Statement `idx` of session `s` for the runner whose cursor is `c`
+ * (statements are asked for in order; a streaming workload reads the next
+ * chunk when needed). NULL when a chunk could not be read (w->error, w->err).
+ */
+SCRY_HIDDEN const rstmt *scry__replay_stmt(workload *w, scry__stmt_cursor *c, const rsession *s, size_t idx);
+/* Frees what a cursor holds. */
+SCRY_HIDDEN void scry__stmt_cursor_close(workload *w, scry__stmt_cursor *c);
 /* Frees what scry__replay_load() allocated; `w` is left empty. */
 SCRY_HIDDEN void scry__replay_workload_free(workload *w);
 

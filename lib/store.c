@@ -782,6 +782,51 @@ struct scry_event_iter {
 	" FROM events e JOIN statements st ON st.id = e.statement JOIN patterns p ON p.id = st.pattern" \
 	" JOIN sessions s ON s.id = e.session"
 
+/* " AND p.fingerprint IN (...)" */
+static int fingerprint_in(scry_buf *sql, const uint64_t *fps, size_t n)
+{
+	int rc = scry__buf_puts(sql, " AND p.fingerprint IN (");
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = scry__buf_printf(sql, "%s%lld", i ? "," : "", (long long)(int64_t)fps[i]);
+	return rc ? rc : scry__buf_puts(sql, ")");
+}
+
+int scry__store_session_events(scry_store *s, const uint64_t *fps, size_t nfps, scry_event_iter **out,
+                               scry_error *err)
+{
+	*out = NULL;
+	scry_buf sql = SCRY_BUF_INIT;
+	int rc = scry__buf_puts(&sql, EVENT_COLUMNS " WHERE e.id > ?2 AND e.id <= ?3 AND e.session = ?1");
+	if (!rc && fps)
+		rc = fingerprint_in(&sql, fps, nfps);
+	if (!rc)
+		rc = scry__buf_puts(&sql, " ORDER BY e.id LIMIT ?4");
+	scry_event_iter *it = rc ? NULL : scry__calloc(1, sizeof *it);
+	if (!it) {
+		scry_buf_dispose(&sql);
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	}
+	it->store = s;
+	if (sqlite3_prepare_v2(s->db, sql.ptr, -1, &it->q, NULL) != SQLITE_OK) {
+		rc = scry__store_fail(s, err, "reading events");
+		scry_buf_dispose(&sql);
+		scry_event_iter_free(it);
+		return rc;
+	}
+	scry_buf_dispose(&sql);
+	*out = it;
+	return 0;
+}
+
+void scry__event_iter_rebind(scry_event_iter *it, int64_t session, int64_t after_id, int64_t last_id, int limit)
+{
+	sqlite3_reset(it->q);
+	sqlite3_bind_int64(it->q, 1, session);
+	sqlite3_bind_int64(it->q, 2, after_id);
+	sqlite3_bind_int64(it->q, 3, last_id);
+	sqlite3_bind_int(it->q, 4, limit);
+}
+
 int scry__store_events_by_id(scry_store *s, const int64_t *ids, size_t n, scry_event_iter **out, scry_error *err)
 {
 	*out = NULL;
@@ -809,13 +854,8 @@ int scry_store_events(scry_store *s, const scry_event_filter *filter, scry_event
 	int rc = scry__buf_puts(&sql, EVENT_COLUMNS " WHERE 1");
 	if (!rc && filter && filter->session_id)
 		rc = scry__buf_printf(&sql, " AND e.session = %lld", (long long)filter->session_id);
-	if (!rc && filter && filter->fingerprints) {
-		rc = scry__buf_puts(&sql, " AND p.fingerprint IN (");
-		for (size_t i = 0; !rc && i < filter->nfingerprints; i++)
-			rc = scry__buf_printf(&sql, "%s%lld", i ? "," : "", (long long)(int64_t)filter->fingerprints[i]);
-		if (!rc)
-			rc = scry__buf_puts(&sql, ")");
-	}
+	if (!rc && filter && filter->fingerprints)
+		rc = fingerprint_in(&sql, filter->fingerprints, filter->nfingerprints);
 	if (!rc)
 		rc = scry__buf_puts(&sql, " ORDER BY e.id");
 	if (rc) {

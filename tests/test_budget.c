@@ -249,6 +249,59 @@ START_TEST(budget_seconds_sizes_the_sample)
 }
 END_TEST
 
+/*
+ * Without a budget the workload streams: sessions up front, statements read
+ * in chunks as cursors advance. Four cursors walking four sessions at once
+ * (as four concurrent runners would) hold at most four chunks, whatever the
+ * store holds, and see every event of their session in capture order.
+ */
+START_TEST(streaming_holds_chunks_not_the_store)
+{
+	size_t peak[2];
+	int sizes[2] = { 4000, 40000 };
+	for (int k = 0; k < 2; k++) {
+		if (k)
+			setup();
+		scry_store *s = make_store(sizes[k]);
+		scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
+		workload w = { 0 };
+		scry_error err = SCRY_ERROR_INIT;
+		ck_assert_int_eq(scry__replay_load(s, &o, &w, &err), 0);
+		ck_assert(w.streaming);
+		ck_assert_int_eq((int)w.resident, 0);
+		ck_assert_int_eq((int)w.nsess, 4);
+		ck_assert_int_eq((int)w.nstmts, sizes[k] + 100 + 3 + 1 + 60);
+		scry__stmt_cursor cur[4] = { { 0 } };
+		size_t pos[4] = { 0 }, seen = 0;
+		int64_t last[4] = { 0 };
+		for (bool more = true; more;) {
+			more = false;
+			for (size_t i = 0; i < 4; i++) {
+				for (int step = 0; step < 7 && pos[i] < w.sess[i].n; step++, pos[i]++, seen++) {
+					const rstmt *st = scry__replay_stmt(&w, &cur[i], &w.sess[i], pos[i]);
+					ck_assert_ptr_nonnull(st);
+					ck_assert_int_gt(st->event_id, last[i]);
+					last[i] = st->event_id;
+				}
+				more |= pos[i] < w.sess[i].n;
+			}
+		}
+		ck_assert_int_eq((int)seen, (int)w.nstmts);
+		peak[k] = w.resident_peak;
+		for (int i = 0; i < 4; i++)
+			scry__stmt_cursor_close(&w, &cur[i]);
+		ck_assert_int_eq((int)w.resident, 0);
+		scry__replay_workload_free(&w);
+		scry_store_free(s);
+		if (k)
+			teardown();
+	}
+	fprintf(stderr, "streaming: at most %zu statements resident (store of 4k), %zu (store of 40k)\n", peak[0], peak[1]);
+	ck_assert_int_le((int)peak[1], 4 * 256);
+	ck_assert_int_le((int)peak[1], (int)peak[0]);
+}
+END_TEST
+
 START_TEST(compact_keeps_sample_and_counts)
 {
 	scry_store *s = make_store(3000);
@@ -348,6 +401,7 @@ int main(void)
 	tcase_add_test(tc, budget_keeps_minimum_and_proportion);
 	tcase_add_test(tc, resident_events_bounded_by_budget);
 	tcase_add_test(tc, budget_seconds_sizes_the_sample);
+	tcase_add_test(tc, streaming_holds_chunks_not_the_store);
 	tcase_add_test(tc, compact_keeps_sample_and_counts);
 	tcase_add_test(tc, runs_list_prune_delete);
 	suite_add_tcase(su, tc);
