@@ -7,7 +7,7 @@
  * each window gives one execution, preferably one whose parameter values were
  * not picked yet. Transactions are replayed whole, and the session-state
  * statements (SET, PREPARE, ...) of a replayed session come along.
- * See docs/replay.md, "Replay budget".
+ * See docs/pipeline.md, "Replay budget".
  */
 #include "replay_workload.h"
 

@@ -46,7 +46,7 @@ typedef struct scry_replay_options {
 	void *progress_ctx;
 	scry_log_fn log;             /**< optional log callback */
 	void *log_ctx;
-	/* Appended in version 2: the replay budget (docs/replay.md, "Replay budget"). */
+	/* Appended in version 2: the replay budget (docs/pipeline.md, "Replay budget"). */
 	/**
 	 * Executions per side to replay: a stratified sample of the capture (per
 	 * pattern, spread over time and parameter values; at least
