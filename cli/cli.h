@@ -86,5 +86,7 @@ void cli_ci_progress(void *ctx, const char *phase, uint64_t done, uint64_t total
 
 /* Writes a JSON string literal to f. */
 void cli_json_string(FILE *f, const char *s);
+/* Unix microseconds as "YYYY-MM-DD HH:MM:SS UTC" ("-" for 0) into buf. */
+void cli_format_time(int64_t us, char *buf, size_t n);
 
 #endif

@@ -8,7 +8,6 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const char compact_help[] =
 	"usage: scry workload compact --keep-per-pattern N [--store FILE]\n"
@@ -83,18 +82,6 @@ static const char runs_help[] =
 	"  --store FILE   the workload store (default $SCRY_STORE, then ./scry.db)\n"
 	"  --json         list: one JSON array\n";
 
-static void when(int64_t us, char *buf, size_t n)
-{
-	if (!us) {
-		snprintf(buf, n, "-");
-		return;
-	}
-	time_t t = (time_t)(us / 1000000);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(buf, n, "%Y-%m-%d %H:%M:%S", &tm);
-}
-
 static int runs_list(scry_store *store, bool json)
 {
 	scry_error err = SCRY_ERROR_INIT;
@@ -108,7 +95,7 @@ static int runs_list(scry_store *store, bool json)
 	if (json)
 		printf("[");
 	else
-		printf("%6s  %-24s  %-19s  %10s  %8s  %10s\n", "id", "label", "started (UTC)", "executions", "errors",
+		printf("%6s  %-24s  %-23s  %10s  %8s  %10s\n", "id", "label", "started", "executions", "errors",
 		       "samples");
 	while ((rc = scry_run_iter_next(it, &r, &err)) == 1) {
 		if (json) {
@@ -121,8 +108,8 @@ static int runs_list(scry_store *store, bool json)
 			       (long long)r->errors, (long long)r->samples);
 		} else {
 			char t[32];
-			when(r->started_us, t, sizeof t);
-			printf("%6lld  %-24s  %-19s  %10lld  %8lld  %10lld\n", (long long)r->id, r->label ? r->label : "", t,
+			cli_format_time(r->started_us, t, sizeof t);
+			printf("%6lld  %-24s  %-23s  %10lld  %8lld  %10lld\n", (long long)r->id, r->label ? r->label : "", t,
 			       (long long)r->executions, (long long)r->errors, (long long)r->samples);
 		}
 		n++;

@@ -171,18 +171,6 @@ static const char workload_help[] =
 	"  --json         machine-readable output (docs/cli.md)\n"
 	"  --limit N      show at most N patterns (default: all)\n";
 
-static void format_time(int64_t us, char *buf, size_t n)
-{
-	if (!us) {
-		snprintf(buf, n, "-");
-		return;
-	}
-	time_t t = (time_t)(us / 1000000);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(buf, n, "%Y-%m-%d %H:%M:%S UTC", &tm);
-}
-
 int cmd_workload(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -249,8 +237,8 @@ int cmd_workload(int argc, char **argv)
 			       info.schema_version);
 		} else {
 			char a[40], b[40];
-			format_time(info.first_us, a, sizeof a);
-			format_time(info.last_us, b, sizeof b);
+			cli_format_time(info.first_us, a, sizeof a);
+			cli_format_time(info.last_us, b, sizeof b);
 			printf("store        %s (%.1f MiB, schema %d)\n", path, info.file_bytes / 1048576.0,
 			       info.schema_version);
 			printf("events       %lld\n", (long long)info.events);

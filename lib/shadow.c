@@ -33,7 +33,7 @@ void scry_shadow_options_init(scry_shadow_options *opts)
  * The target's connection string with dbname replaced. PQconninfoParse
  * understands both key=value strings and URIs; we always emit key=value.
  */
-static int conninfo_with_db(const char *target, const char *db, char **out, scry_error *err)
+int scry__shadow_conninfo_with_db(const char *target, const char *db, char **out, scry_error *err)
 {
 	char *perr = NULL;
 	PQconninfoOption *opts = PQconninfoParse(target, &perr);
@@ -186,14 +186,14 @@ int scry_shadow_new(scry_shadow **out, const char *target, const scry_shadow_opt
 			s->conninfos[i] = scry__strdup(i ? opts->candidate : opts->baseline);
 		else if (s->opts.provider == SCRY_CLONE_COMMAND)
 			s->conninfos[i] = NULL; /* printed by the command when it creates the clone */
-		else if ((rc = conninfo_with_db(target, name, &s->conninfos[i], err)))
+		else if ((rc = scry__shadow_conninfo_with_db(target, name, &s->conninfos[i], err)))
 			goto fail;
 		if (!s->conninfos[i] && (s->opts.in_place || s->opts.provider != SCRY_CLONE_COMMAND)) {
 			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 			goto fail;
 		}
 	}
-	if ((rc = conninfo_with_db(target, opts && opts->maintenance_db ? opts->maintenance_db : "postgres",
+	if ((rc = scry__shadow_conninfo_with_db(target, opts && opts->maintenance_db ? opts->maintenance_db : "postgres",
 	                           &s->maint_conninfo, err)))
 		goto fail;
 	if (s->opts.provider == SCRY_CLONE_COMMAND && !(s->clone_command = scry__strdup(opts->clone_command))) {

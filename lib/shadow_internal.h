@@ -45,6 +45,8 @@ SCRY_HIDDEN int scry__shadow_marker(const char *target_db, char *buf, size_t n);
 SCRY_HIDDEN int scry__shadow_given_create(scry_shadow *s, scry_error *err);
 SCRY_HIDDEN int scry__shadow_command_create(scry_shadow *s, scry_error *err);
 SCRY_HIDDEN int scry__shadow_command_drop(scry_shadow *s, scry_error *err);
+/* The target's connection string with dbname replaced (key=value form, *out malloc'ed). */
+SCRY_HIDDEN int scry__shadow_conninfo_with_db(const char *target, const char *db, char **out, scry_error *err);
 /* Connects (with statement_timeout 0); NULL and err filled on failure. */
 SCRY_HIDDEN PGconn *scry__shadow_connect(const char *conninfo, scry_error *err, const char *what);
 

@@ -318,28 +318,13 @@ int scry_shadow_gc(const char *target, const scry_shadow_options *opts, int *dro
 		return 0;
 	}
 	/* The maintenance database of the target's server. */
-	char *perr = NULL;
-	PQconninfoOption *co = PQconninfoParse(target, &perr);
-	if (!co) {
-		char msg[300];
-		scry__pg_one_line(perr ? perr : "out of memory", msg, sizeof msg);
-		PQfreemem(perr);
-		return scry__fail(err, SCRY_EINVAL, "invalid connection string: %s", msg);
-	}
-	scry_buf ci = SCRY_BUF_INIT;
-	int rc = 0;
-	for (PQconninfoOption *o = co; !rc && o->keyword; o++)
-		if (o->val && *o->val && strcmp(o->keyword, "dbname"))
-			rc = scry__buf_conninfo_kv(&ci, o->keyword, o->val);
-	if (!rc)
-		rc = scry__buf_conninfo_kv(&ci, "dbname", opts && opts->maintenance_db ? opts->maintenance_db : "postgres");
-	PQconninfoFree(co);
-	if (rc) {
-		scry_buf_dispose(&ci);
-		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	}
-	PGconn *c = scry__shadow_connect(ci.ptr, err, "the server's maintenance database");
-	scry_buf_dispose(&ci);
+	char *maint = NULL;
+	int rc = scry__shadow_conninfo_with_db(target, opts && opts->maintenance_db ? opts->maintenance_db : "postgres",
+	                                       &maint, err);
+	if (rc)
+		return rc;
+	PGconn *c = scry__shadow_connect(maint, err, "the server's maintenance database");
+	scry__free(maint);
 	if (!c)
 		return SCRY_ECONNECT;
 	PGresult *r = PQexec(c, "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database"
