@@ -302,6 +302,42 @@ START_TEST(streaming_holds_chunks_not_the_store)
 }
 END_TEST
 
+/* A budget that covers everything loads exactly what streaming reads: same statements, same classes. */
+START_TEST(full_budget_equals_stream)
+{
+	scry_store *s = make_store(2000);
+	scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
+	workload ws = { 0 }, wb = { 0 };
+	scry_error err = SCRY_ERROR_INIT;
+	ck_assert_int_eq(scry__replay_load(s, &o, &ws, &err), 0);
+	o.budget = 1000000;
+	ck_assert_int_eq(scry__replay_load(s, &o, &wb, &err), 0);
+	ck_assert_int_eq((int)wb.nstmts, (int)ws.nstmts);
+	ck_assert_int_eq((int)wb.nsess, (int)ws.nsess);
+	for (size_t i = 0; i < ws.nsess; i++) {
+		ck_assert_int_eq(ws.sess[i].id, wb.sess[i].id);
+		ck_assert_int_eq((int)ws.sess[i].n, (int)wb.sess[i].n);
+		ck_assert_int_eq(ws.sess[i].first_us, wb.sess[i].first_us);
+		ck_assert_int_eq(ws.sess[i].last_us, wb.sess[i].last_us);
+		scry__stmt_cursor c = { 0 };
+		for (size_t j = 0; j < ws.sess[i].n; j++) {
+			const rstmt *a = scry__replay_stmt(&ws, &c, &ws.sess[i], j), *b = &wb.sess[i].st[j];
+			ck_assert_int_eq(a->event_id, b->event_id);
+			ck_assert_int_eq(a->start_us, b->start_us);
+			ck_assert_int_eq(a->kind, b->kind);
+			ck_assert_int_eq(a->nparams, b->nparams);
+			ck_assert_str_eq(a->t->text, b->t->text);
+			ck_assert_int_eq(a->t->cls, b->t->cls);
+		}
+		scry__stmt_cursor_close(&ws, &c);
+	}
+	ck_assert_int_eq(ws.first_us, wb.first_us);
+	scry__replay_workload_free(&ws);
+	scry__replay_workload_free(&wb);
+	scry_store_free(s);
+}
+END_TEST
+
 START_TEST(compact_keeps_sample_and_counts)
 {
 	scry_store *s = make_store(3000);
@@ -402,6 +438,7 @@ int main(void)
 	tcase_add_test(tc, resident_events_bounded_by_budget);
 	tcase_add_test(tc, budget_seconds_sizes_the_sample);
 	tcase_add_test(tc, streaming_holds_chunks_not_the_store);
+	tcase_add_test(tc, full_budget_equals_stream);
 	tcase_add_test(tc, compact_keeps_sample_and_counts);
 	tcase_add_test(tc, runs_list_prune_delete);
 	suite_add_tcase(su, tc);
