@@ -176,6 +176,19 @@ rc=$?; expect_exit 0 $rc "--clone-command against the pg_basebackup copy"
   && ok "no clone left on the copy" || bad "clones left on the copy"
 [ "$(psql -XqAt -d app -c "SELECT count(*) FROM pg_tables WHERE tablename='migrated_here'")" = 0 ] \
   && ok "the target is unchanged" || bad "the migration reached the target"
+# kill -9 with command clones: the registry lets gc destroy them through the same command
+rm -f "$WORK/started"
+"$SCRY" ci test-migration "$TARGET" --store "$STORE" --clone-command "$WORK/clone.sh" -- \
+  sh -c "touch '$WORK/started'; sleep 315; true" >/dev/null 2>&1 &
+CI_PID=$!
+await test -e "$WORK/started" || bad "the migration on a command clone did not start"
+kill -9 "$CI_PID"; wait "$CI_PID" 2>/dev/null; CI_PID=
+copy_clones() { psql -XqAt -p "$PORT2" -d postgres -c "SELECT count(*) FROM pg_database WHERE datname LIKE '%_scry_%'"; }
+[ "$(copy_clones)" = 2 ] && ok "kill -9 leaves two command clones" || bad "kill -9 left $(copy_clones) command clones"
+"$SCRY" shadow gc "$TARGET" >"$WORK/gc3.out" 2>&1
+grep -q "dropped 2 abandoned clones" "$WORK/gc3.out" && [ "$(copy_clones)" = 0 ] \
+  && ok "gc destroyed them with the clone command" || { bad "command clones after gc: $(copy_clones)"; cat "$WORK/gc3.out"; }
+
 # a command that fails to create: a clear error, and destroy is still asked
 ci --clone-command "false" -- true >/dev/null 2>"$WORK/cf.err"; expect_exit 1 $? "a failing clone command"
 grep -q "clone command" "$WORK/cf.err" && ok "it names the clone command" || { bad "no clone command in the error"; cat "$WORK/cf.err"; }
