@@ -337,15 +337,20 @@ int scry_pipeline_run(scry_pipeline *p, const scry_migration *m, scry_error *err
 	memset(&p->stats, 0, sizeof p->stats);
 	int64_t t0 = scry__monotonic_us();
 
-	/* Nothing to replay is an error a person can fix before cloning anything. */
-	scry_store_info info;
-	int rc = scry_store_info_get(p->store, &info, err);
-	if (rc)
+	/* Nothing to replay is an error a person can fix before cloning anything (one row read, not a count). */
+	scry_event_iter *it = NULL;
+	const scry_stored_event *first = NULL;
+	int rc = scry_store_events(p->store, NULL, &it, err);
+	if (!rc)
+		rc = scry_event_iter_next(it, &first, err);
+	scry_event_iter_free(it);
+	if (rc < 0)
 		return rc;
-	if (info.events == 0)
+	if (rc == 0)
 		return scry__fail(err, SCRY_ENOTFOUND,
 		                  "the store %s holds no captured workload: capture one first "
 		                  "(scry capture proxy, or scry capture log)", scry_store_path(p->store));
+	rc = 0;
 
 	scry_shadow_options so = SCRY_SHADOW_OPTIONS_INIT;
 	so.suffix = p->suffix;

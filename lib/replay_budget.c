@@ -171,10 +171,24 @@ static const bstmt *stmt_of(const sampler *s, int64_t id)
 	return id > 0 && (size_t)id < s->nstmts ? &s->stmts[id] : &none;
 }
 
-/* First pass: how many events of each pattern the store holds (compaction leaves fewer than captured). */
+/*
+ * How many events of each pattern the store holds: the captured counts,
+ * unless the store was compacted (which keeps the counts and deletes events):
+ * then one pass over the events counts them.
+ */
 static int count_present(sampler *s, sqlite3 *db, scry_store *store, scry_error *err)
 {
 	sqlite3_stmt *q;
+	bool compacted = false;
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM scry_meta WHERE key = 'compacted_keep_per_pattern'", -1, &q, NULL))
+		return scry__store_fail(store, err, "reading the store's metadata");
+	compacted = sqlite3_step(q) == SQLITE_ROW;
+	sqlite3_finalize(q);
+	if (!compacted) {
+		for (size_t i = 0; i < s->npats; i++)
+			s->pats[i].present = s->pats[i].captured;
+		return 0;
+	}
 	if (sqlite3_prepare_v2(db, "SELECT statement FROM events", -1, &q, NULL))
 		return scry__store_fail(store, err, "counting events");
 	int r;
@@ -264,8 +278,8 @@ static int chosen(sampler *s, bpat *p, uint64_t vh, bool *out)
 {
 	int64_t i = p->seen++;
 	*out = false;
-	if (p->quota <= 0)
-		return 0;
+	if (p->quota <= 0 || i >= p->present)
+		return 0; /* (events appended while we read, by a capture still running: not counted, not sampled) */
 	if (p->quota >= p->present) {
 		*out = true;
 		return 0;
