@@ -18,7 +18,7 @@ CMAKE_FLAGS ?=
 PKGS       := cmake make gcc pkg-config libpq-dev libpg-query-dev libxxhash-dev \
               libsqlite3-dev zlib1g-dev check postgresql postgresql-client \
               python3 python3-psycopg2 sqlite3 procps golang-go
-BENCH_PKGS := pgbouncer pgreplay hyperfine
+BENCH_PKGS := pgbouncer pgreplay hyperfine time
 
 .PHONY: all deps bench-deps build build-asan test test-asan demo bench clean
 
