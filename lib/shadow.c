@@ -257,6 +257,7 @@ static int clone_one(scry_shadow *s, PGconn *c, int side, scry_error *err)
 		/* The database may exist if the cancel came too late: drop tries anyway. */
 		s->exists[side] = r && PQresultStatus(r) == PGRES_COMMAND_OK;
 		PQclear(r);
+		scry_buf_dispose(&comment);
 		return scry__fail(err, SCRY_ECANCELED, "cancelled while cloning %s", s->target_db);
 	}
 	if (PQresultStatus(r) == PGRES_COMMAND_OK) {
