@@ -488,16 +488,27 @@ int scry__replay_load(scry_store *store, const scry_replay_options *o, workload 
 		w->budget = plan.budget;
 		rc = scry__store_events_by_id(store, plan.ids, plan.n, &it, err);
 	} else {
-		/* No budget: stream, so that memory does not grow with the store. */
+		/*
+		 * No budget: stream, so that memory does not grow with the store. The
+		 * chunks are read through a second, read-only handle of the same file;
+		 * a store that cannot be opened twice (not a file) is loaded whole.
+		 */
 		scry_store_options so = SCRY_STORE_OPTIONS_INIT;
 		so.read_only = 1;
 		so.must_exist = 1;
-		w->streaming = true;
-		w->fingerprints = o->fingerprints;
-		w->nfingerprints = o->nfingerprints;
-		if ((rc = load_sessions(store, o, w, err)) == 0)
-			rc = scry_store_open(&w->reader, scry_store_path(store), &so, err);
-		return rc;
+		scry_error oerr = SCRY_ERROR_INIT;
+		if (scry_store_open(&w->reader, scry_store_path(store), &so, &oerr) == 0) {
+			w->streaming = true;
+			w->fingerprints = o->fingerprints;
+			w->nfingerprints = o->nfingerprints;
+			return load_sessions(store, o, w, err);
+		}
+		scry__log(o->log, o->log_ctx, SCRY_LOG_WARNING,
+		          "cannot open the store a second time to stream it (%s): loading the workload whole", oerr.message);
+		scry_event_filter f = SCRY_EVENT_FILTER_INIT;
+		f.fingerprints = o->fingerprints;
+		f.nfingerprints = o->nfingerprints;
+		rc = scry_store_events(store, o->fingerprints ? &f : NULL, &it, err);
 	}
 	if (rc) {
 		scry__budget_plan_free(&plan);

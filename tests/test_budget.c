@@ -302,6 +302,22 @@ START_TEST(streaming_holds_chunks_not_the_store)
 }
 END_TEST
 
+/* A store that cannot be opened a second time (in memory) is loaded whole instead of streamed. */
+START_TEST(memory_store_is_loaded_whole)
+{
+	snprintf(path, sizeof path, ":memory:");
+	scry_store *s = make_store(500);
+	scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
+	workload w = { 0 };
+	scry_error err = SCRY_ERROR_INIT;
+	ck_assert_int_eq(scry__replay_load(s, &o, &w, &err), 0);
+	ck_assert(!w.streaming);
+	ck_assert_int_eq((int)w.nstmts, 500 + 100 + 3 + 1 + 60);
+	scry__replay_workload_free(&w);
+	scry_store_free(s);
+}
+END_TEST
+
 /* A budget that covers everything loads exactly what streaming reads: same statements, same classes. */
 START_TEST(full_budget_equals_stream)
 {
@@ -439,6 +455,7 @@ int main(void)
 	tcase_add_test(tc, budget_seconds_sizes_the_sample);
 	tcase_add_test(tc, streaming_holds_chunks_not_the_store);
 	tcase_add_test(tc, full_budget_equals_stream);
+	tcase_add_test(tc, memory_store_is_loaded_whole);
 	tcase_add_test(tc, compact_keeps_sample_and_counts);
 	tcase_add_test(tc, runs_list_prune_delete);
 	suite_add_tcase(su, tc);
