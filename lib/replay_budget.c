@@ -39,9 +39,16 @@ typedef struct bstmt {
 	uint8_t tx;
 } bstmt;
 
+/* An event of an open transaction: if the transaction is pulled in, it fills its pattern's window. */
+typedef struct tev {
+	int64_t id;
+	uint32_t pat;     /* pats + 1; 0 = none */
+	int64_t window;   /* its window in its pattern; -1 = none */
+} tev;
+
 typedef struct bsess {
 	bool in_txn, txn_sel, txn_long, active;
-	int64_t *txn;
+	tev *txn;
 	size_t ntxn, atxn;
 	int64_t *state;
 	size_t nstate, astate;
@@ -273,11 +280,12 @@ static int64_t set_quotas(sampler *s, const scry_replay_options *o)
 	return budget > base ? budget : base;
 }
 
-/* Is the ordinal-th event of p one of the sample? `vh` hashes its values. */
-static int chosen(sampler *s, bpat *p, uint64_t vh, bool *out)
+/* Is the next event of p one of the sample? `vh` hashes its values; *window gets its window (-1: none). */
+static int chosen(sampler *s, bpat *p, uint64_t vh, bool *out, int64_t *window)
 {
 	int64_t i = p->seen++;
 	*out = false;
+	*window = -1;
 	if (p->quota <= 0 || i >= p->present)
 		return 0; /* (events appended while we read, by a capture still running: not counted, not sampled) */
 	if (p->quota >= p->present) {
@@ -285,7 +293,8 @@ static int chosen(sampler *s, bpat *p, uint64_t vh, bool *out)
 		return 0;
 	}
 	int64_t w = i * p->quota / p->present;
-	if (w == p->sel_window)
+	*window = w;
+	if (w <= p->sel_window)
 		return 0;
 	bool last = i + 1 >= p->present || (i + 1) * p->quota / p->present != w;
 	uint64_t key = vh ^ ((uint64_t)p->id * 0x9E3779B97F4A7C15ull);
@@ -343,7 +352,8 @@ static int choose(sampler *s, sqlite3 *db, scry_store *store, scry_error *err)
 		                                   (uint64_t)sqlite3_column_bytes(q, 4));
 		vh ^= XXH3_64bits(sqlite3_column_blob(q, 4), (size_t)sqlite3_column_bytes(q, 4)) * 31;
 		bool take = false;
-		if ((rc = chosen(s, p, vh, &take)))
+		int64_t window = -1;
+		if ((rc = chosen(s, p, vh, &take, &window)))
 			break;
 		int64_t sid = sqlite3_column_int64(q, 1);
 		bool need = take || st->tx != TX_OTHER;
@@ -360,10 +370,14 @@ static int choose(sampler *s, sqlite3 *db, scry_store *store, scry_error *err)
 			x->ntxn = 0;
 		}
 		if (x->in_txn) {
-			if (x->ntxn < MAX_TXN_EVENTS)
-				rc = push_id(&x->txn, &x->ntxn, &x->atxn, id);
-			else
+			if (x->ntxn < MAX_TXN_EVENTS) {
+				if (scry__array_grow((void **)&x->txn, &x->atxn, x->ntxn, sizeof *x->txn, 8))
+					rc = SCRY_ENOMEM;
+				else
+					x->txn[x->ntxn++] = (tev){ id, st->pat, window };
+			} else {
 				x->txn_long = true;
+			}
 			if (take) {
 				x->txn_sel = true;
 				if (!rc)
@@ -373,9 +387,15 @@ static int choose(sampler *s, sqlite3 *db, scry_store *store, scry_error *err)
 			}
 			if (!rc && st->tx == TX_END) {
 				x->in_txn = false;
-				if (x->txn_sel && !x->txn_long)
-					for (size_t i = 0; !rc && i < x->ntxn; i++)
-						rc = pick(s, x->txn[i]);
+				if (x->txn_sel && !x->txn_long) {
+					/* Pulled in whole: each of its statements counts as its window's pick. */
+					for (size_t i = 0; !rc && i < x->ntxn; i++) {
+						const tev *t = &x->txn[i];
+						rc = pick(s, t->id);
+						if (t->pat && t->window > s->pats[t->pat - 1].sel_window)
+							s->pats[t->pat - 1].sel_window = t->window;
+					}
+				}
 				x->ntxn = 0;
 				if (x->atxn > 64) { /* give a long transaction's memory back */
 					scry__free(x->txn);
