@@ -302,6 +302,50 @@ START_TEST(streaming_holds_chunks_not_the_store)
 }
 END_TEST
 
+/* Transactions of five statements (TPC-B-like): pulled-in statements count, so the sample stays near the budget. */
+START_TEST(transaction_heavy_stays_near_budget)
+{
+	scry_store *s = NULL;
+	scry_error err = SCRY_ERROR_INIT;
+	ck_assert_int_eq(scry_store_open(&s, path, NULL, &err), 0);
+	int64_t sess[4];
+	for (int i = 0; i < 4; i++) {
+		scry_session_info si = { SCRY_SOURCE_API, "db", "u", NULL, NULL, 1000000 };
+		ck_assert_int_eq(scry_store_session_add(s, &si, &sess[i], &err), 0);
+	}
+	static char texts[5][128];
+	scry_event ev[5];
+	for (int t = 0; t < 2000; t++) {
+		snprintf(texts[0], sizeof texts[0], "BEGIN");
+		snprintf(texts[1], sizeof texts[1], "UPDATE accounts SET abalance = abalance + %d WHERE aid = %d", t % 7, t * 13);
+		snprintf(texts[2], sizeof texts[2], "SELECT abalance FROM accounts WHERE aid = %d", t * 13);
+		snprintf(texts[3], sizeof texts[3], "INSERT INTO history (aid, delta) VALUES (%d, %d)", t * 13, t % 7);
+		snprintf(texts[4], sizeof texts[4], "END");
+		for (int j = 0; j < 5; j++) {
+			memset(&ev[j], 0, sizeof ev[j]);
+			ev[j].session_id = sess[t % 4];
+			ev[j].start_us = 1000000 + (t * 5 + j) * 10;
+			ev[j].duration_us = 100;
+			ev[j].query = texts[j];
+		}
+		ck_assert_int_eq(scry_store_append(s, ev, 5, &err), 0);
+	}
+	scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
+	o.budget = 500;
+	o.min_per_pattern = 20;
+	workload w = { 0 };
+	ck_assert_int_eq(scry__replay_load(s, &o, &w, &err), 0);
+	int begins = count_prefix(&w, "BEGIN", NULL), ends = count_prefix(&w, "END", NULL);
+	fprintf(stderr, "transactions: %zu statements sampled for a budget of 500 (%d transactions)\n", w.nstmts, begins);
+	ck_assert_int_eq(begins, ends);
+	ck_assert_int_eq((int)w.nstmts, begins * 5); /* whole transactions only */
+	ck_assert_int_le((int)w.nstmts, 500 * 2);
+	ck_assert_int_ge((int)w.nstmts, 500);
+	scry__replay_workload_free(&w);
+	scry_store_free(s);
+}
+END_TEST
+
 /* A store that cannot be opened a second time (in memory) is loaded whole instead of streamed. */
 START_TEST(memory_store_is_loaded_whole)
 {
@@ -456,6 +500,7 @@ int main(void)
 	tcase_add_test(tc, streaming_holds_chunks_not_the_store);
 	tcase_add_test(tc, full_budget_equals_stream);
 	tcase_add_test(tc, memory_store_is_loaded_whole);
+	tcase_add_test(tc, transaction_heavy_stays_near_budget);
 	tcase_add_test(tc, compact_keeps_sample_and_counts);
 	tcase_add_test(tc, runs_list_prune_delete);
 	suite_add_tcase(su, tc);
