@@ -37,7 +37,7 @@ int main(int argc, char **argv)
 	int64_t t0 = 1700000000000000LL;
 	int64_t *sess = calloc((size_t)nsess, sizeof *sess);
 	for (int i = 0; i < nsess; i++) {
-		scry_session_info si = { SCRY_SOURCE_PROXY, "bench", "postgres", "pgbench", "127.0.0.1", t0 };
+		scry_session_info si = { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_PROXY, "bench", "postgres", "pgbench", "127.0.0.1", t0 };
 		if (scry_store_session_add(s, &si, &sess[i], &err)) {
 			fprintf(stderr, "%s\n", err.message);
 			return 1;
@@ -76,7 +76,7 @@ int main(int argc, char **argv)
 			}
 			e->query = texts[k];
 		}
-		if (scry_store_append(s, ev, k, &err)) {
+		if (scry_store_append(s, ev, k, sizeof *ev, &err)) {
 			fprintf(stderr, "%s\n", err.message);
 			return 1;
 		}

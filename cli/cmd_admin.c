@@ -53,7 +53,7 @@ int cmd_workload_compact(int argc, char **argv)
 	if (cli_open_store(cli_store_path(store_opt), true, &store))
 		return CLI_EXIT_ERROR;
 	scry_error err = SCRY_ERROR_INIT;
-	scry_compact_result r;
+	scry_compact_result r = SCRY_COMPACT_RESULT_INIT;
 	int status = CLI_EXIT_OK;
 	if (scry_store_compact(store, (int)keep, &r, &err)) {
 		cli_lib_error("workload compact", &err);

@@ -15,6 +15,7 @@
  * client re-binds the unnamed portal before the result comes back.
  */
 #include "internal.h"
+#include "util/map.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,126 +64,48 @@ static void portal_unref(portal *p)
 	}
 }
 
-typedef struct map_entry {
-	char *name;
-	void *obj;
-	struct map_entry *next;
-} map_entry;
-
-/* name -> stmt* or portal*; the unnamed ("") one lives outside the table. */
+/* name -> stmt* or portal*; the unnamed ("") one lives outside the table.
+ * named.unref releases a value that leaves it. */
 typedef struct namemap {
-	map_entry **buckets;
-	size_t nbuckets, count;
+	scry__strmap named;
 	void *unnamed;
-	void (*unref)(void *);
 } namemap;
-
-static size_t hash_name(const char *s)
-{
-	size_t h = 1469598103934665603ull;
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 1099511628211ull;
-	return h;
-}
 
 static void *map_get(namemap *m, const char *name)
 {
-	if (!*name)
-		return m->unnamed;
-	if (!m->nbuckets)
-		return NULL;
-	for (map_entry *e = m->buckets[hash_name(name) & (m->nbuckets - 1)]; e; e = e->next)
-		if (!strcmp(e->name, name))
-			return e->obj;
-	return NULL;
+	return *name ? scry__strmap_get(&m->named, name) : m->unnamed;
 }
 
 static void map_del(namemap *m, const char *name)
 {
-	if (!*name) {
-		if (m->unnamed)
-			m->unref(m->unnamed);
-		m->unnamed = NULL;
+	if (*name) {
+		scry__strmap_del(&m->named, name);
 		return;
 	}
-	if (!m->nbuckets)
-		return;
-	map_entry **pp = &m->buckets[hash_name(name) & (m->nbuckets - 1)];
-	for (; *pp; pp = &(*pp)->next) {
-		if (!strcmp((*pp)->name, name)) {
-			map_entry *e = *pp;
-			*pp = e->next;
-			m->unref(e->obj);
-			scry__free(e->name);
-			scry__free(e);
-			m->count--;
-			return;
-		}
-	}
+	if (m->unnamed)
+		m->named.unref(m->unnamed);
+	m->unnamed = NULL;
 }
 
 /* Stores obj (taking the caller's reference) under name, replacing any. */
 static int map_put(namemap *m, const char *name, void *obj)
 {
+	if (*name)
+		return scry__strmap_put(&m->named, name, obj);
 	map_del(m, name);
-	if (!*name) {
-		m->unnamed = obj;
-		return 0;
-	}
-	if (m->count >= m->nbuckets) {
-		size_t n = m->nbuckets ? m->nbuckets * 2 : 16;
-		map_entry **b = scry__calloc(n, sizeof *b);
-		if (!b)
-			return SCRY_ENOMEM;
-		for (size_t i = 0; i < m->nbuckets; i++) {
-			for (map_entry *e = m->buckets[i], *next; e; e = next) {
-				next = e->next;
-				size_t j = hash_name(e->name) & (n - 1);
-				e->next = b[j];
-				b[j] = e;
-			}
-		}
-		scry__free(m->buckets);
-		m->buckets = b;
-		m->nbuckets = n;
-	}
-	map_entry *e = scry__malloc(sizeof *e);
-	char *nm = scry__strdup(name);
-	if (!e || !nm) {
-		scry__free(e);
-		scry__free(nm);
-		return SCRY_ENOMEM;
-	}
-	size_t j = hash_name(name) & (m->nbuckets - 1);
-	e->name = nm;
-	e->obj = obj;
-	e->next = m->buckets[j];
-	m->buckets[j] = e;
-	m->count++;
+	m->unnamed = obj;
 	return 0;
 }
 
 static void map_clear_named(namemap *m)
 {
-	for (size_t i = 0; i < m->nbuckets; i++) {
-		for (map_entry *e = m->buckets[i], *next; e; e = next) {
-			next = e->next;
-			m->unref(e->obj);
-			scry__free(e->name);
-			scry__free(e);
-		}
-		m->buckets[i] = NULL;
-	}
-	m->count = 0;
+	scry__strmap_clear(&m->named);
 }
 
 static void map_free(namemap *m)
 {
-	map_clear_named(m);
 	map_del(m, "");
-	scry__free(m->buckets);
-	m->buckets = NULL;
-	m->nbuckets = 0;
+	scry__strmap_free(&m->named);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1016,14 +939,18 @@ int scry_pgwire_new(scry_pgwire **out, const scry_pgwire_callbacks *cb, const sc
 	if (!out)
 		return scry__fail(err, SCRY_EINVAL, "scry_pgwire_new: out is required");
 	*out = NULL;
+	scry_pgwire_options o;
+	scry_pgwire_callbacks c;
+	int vrc = scry__opts_copy(err, &scry__abi_pgwire_options, &o, opts);
+	if (!vrc)
+		vrc = scry__opts_copy(err, &scry__abi_pgwire_callbacks, &c, cb);
+	if (vrc)
+		return vrc;
 	scry_pgwire *d = scry__calloc(1, sizeof *d);
 	if (!d)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	if (cb)
-		d->cb = *cb;
-	d->opts = (scry_pgwire_options)SCRY_PGWIRE_OPTIONS_INIT;
-	if (opts)
-		d->opts = *opts;
+	d->cb = c;
+	d->opts = o;
 	if (!d->opts.max_message_bytes)
 		d->opts.max_message_bytes = 256u << 20;
 	if (!d->opts.max_query_bytes)
@@ -1031,8 +958,8 @@ int scry_pgwire_new(scry_pgwire **out, const scry_pgwire_callbacks *cb, const sc
 	if (!d->opts.max_pending)
 		d->opts.max_pending = 1000000;
 	d->fe_startup = true;
-	d->stmts.unref = unref_stmt_v;
-	d->portals.unref = unref_portal_v;
+	d->stmts.named.unref = unref_stmt_v;
+	d->portals.named.unref = unref_portal_v;
 	*out = d;
 	return 0;
 }
@@ -1070,13 +997,15 @@ scry_pgwire_conn_state scry_pgwire_state(const scry_pgwire *d)
 
 int scry_pgwire_tx_status(const scry_pgwire *d) { return d ? d->tx_status : 0; }
 
-void scry_pgwire_stats_get(const scry_pgwire *d, scry_pgwire_stats *out)
+int scry_pgwire_stats_get(const scry_pgwire *d, scry_pgwire_stats *out)
 {
 	if (!out)
-		return;
-	memset(out, 0, sizeof *out);
+		return SCRY_EINVAL;
+	scry_pgwire_stats st;
+	memset(&st, 0, sizeof st);
 	if (d) {
-		*out = d->stats;
-		out->pending = d->ops_count;
+		st = d->stats;
+		st.pending = d->ops_count;
 	}
+	return scry__out_copy(NULL, &scry__abi_pgwire_stats, out, &st);
 }

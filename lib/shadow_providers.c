@@ -306,11 +306,10 @@ int scry_shadow_gc(const char *target, const scry_shadow_options *opts, int *dro
 	int n = 0;
 	if (dropped)
 		*dropped = 0;
-	if (opts) {
-		int rc = scry__check_version(err, "scry_shadow_options", opts->version, SCRY_SHADOW_OPTIONS_VERSION);
-		if (rc)
-			return rc;
-	}
+	scry_shadow_options o;
+	int rc = scry__opts_copy(err, &scry__abi_shadow_options, &o, opts);
+	if (rc)
+		return rc;
 	gc_registry(&n);
 	if (!target) {
 		if (dropped)
@@ -319,8 +318,7 @@ int scry_shadow_gc(const char *target, const scry_shadow_options *opts, int *dro
 	}
 	/* The maintenance database of the target's server. */
 	char *maint = NULL;
-	int rc = scry__shadow_conninfo_with_db(target, opts && opts->maintenance_db ? opts->maintenance_db : "postgres",
-	                                       &maint, err);
+	rc = scry__shadow_conninfo_with_db(target, o.maintenance_db ? o.maintenance_db : "postgres", &maint, err);
 	if (rc)
 		return rc;
 	PGconn *c = scry__shadow_connect(maint, err, "the server's maintenance database");

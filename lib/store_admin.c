@@ -160,7 +160,12 @@ int scry_store_compact(scry_store *s, int keep, scry_compact_result *out, scry_e
 {
 	if (!s || keep < 1)
 		return scry__fail(err, SCRY_EINVAL, "scry_store_compact: a store and keep_per_pattern >= 1 are required");
-	scry_compact_result res = { 0 };
+	if (out) {
+		int rc = scry__out_check(err, &scry__abi_compact_result, out);
+		if (rc)
+			return rc;
+	}
+	scry_compact_result res = SCRY_COMPACT_RESULT_INIT;
 	static const char size_sql[] = "SELECT page_count * page_size FROM pragma_page_count, pragma_page_size";
 	res.events_before = single_int(s, "SELECT count(*) FROM events");
 	res.bytes_before = single_int(s, size_sql);
@@ -208,6 +213,6 @@ int scry_store_compact(scry_store *s, int keep, scry_compact_result *out, scry_e
 	res.events_after = single_int(s, "SELECT count(*) FROM events");
 	res.bytes_after = single_int(s, size_sql);
 	if (out)
-		*out = res;
+		scry__out_put(&scry__abi_compact_result, out, &res);
 	return 0;
 }

@@ -50,7 +50,7 @@ static scry_store *make_store(int na)
 	ck_assert_int_eq(scry_store_open(&s, path, NULL, &err), 0);
 	int64_t sess[4];
 	for (int i = 0; i < 4; i++) {
-		scry_session_info si = { SCRY_SOURCE_API, "db", "u", NULL, NULL, 1000000 };
+		scry_session_info si = { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_API, "db", "u", NULL, NULL, 1000000 };
 		ck_assert_int_eq(scry_store_session_add(s, &si, &sess[i], &err), 0);
 	}
 	enum { BATCH = 500 };
@@ -106,7 +106,7 @@ static scry_store *make_store(int na)
 				ev[k].query = texts[k];
 			}
 		}
-		ck_assert_int_eq(scry_store_append(s, ev, (size_t)k, &err), 0);
+		ck_assert_int_eq(scry_store_append(s, ev, (size_t)k, sizeof *ev, &err), 0);
 	}
 	return s;
 }
@@ -310,7 +310,7 @@ START_TEST(transaction_heavy_stays_near_budget)
 	ck_assert_int_eq(scry_store_open(&s, path, NULL, &err), 0);
 	int64_t sess[4];
 	for (int i = 0; i < 4; i++) {
-		scry_session_info si = { SCRY_SOURCE_API, "db", "u", NULL, NULL, 1000000 };
+		scry_session_info si = { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_API, "db", "u", NULL, NULL, 1000000 };
 		ck_assert_int_eq(scry_store_session_add(s, &si, &sess[i], &err), 0);
 	}
 	static char texts[5][128];
@@ -328,7 +328,7 @@ START_TEST(transaction_heavy_stays_near_budget)
 			ev[j].duration_us = 100;
 			ev[j].query = texts[j];
 		}
-		ck_assert_int_eq(scry_store_append(s, ev, 5, &err), 0);
+		ck_assert_int_eq(scry_store_append(s, ev, 5, sizeof *ev, &err), 0);
 	}
 	scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
 	o.budget = 500;
@@ -402,7 +402,7 @@ START_TEST(compact_keeps_sample_and_counts)
 {
 	scry_store *s = make_store(3000);
 	scry_error err = SCRY_ERROR_INIT;
-	scry_compact_result r;
+	scry_compact_result r = SCRY_COMPACT_RESULT_INIT;
 	ck_assert_int_eq(scry_store_compact(s, 10, &r, &err), 0);
 	ck_assert_int_eq(r.events_before, 3000 + 100 + 3 + 1 + 60);
 	/* A 10, B 10, C 3, SET 1, BEGIN 10, UPDATE 10, COMMIT 10 */
@@ -456,7 +456,7 @@ START_TEST(runs_list_prune_delete)
 	for (int i = 0; i < 7; i++) {
 		ck_assert_int_eq(scry_store_run_begin(s, labels[i], "dbname=x", NULL, &ids[i], &err), 0);
 		scry_sample sm = { 1, 0, 100, 1, "" };
-		ck_assert_int_eq(scry_store_samples_append(s, ids[i], &sm, 1, &err), 0);
+		ck_assert_int_eq(scry_store_samples_append(s, ids[i], &sm, 1, sizeof sm, &err), 0);
 	}
 	int64_t deleted = -1;
 	ck_assert_int_eq(scry_store_runs_prune(s, 1, &deleted, &err), 0);
@@ -479,7 +479,7 @@ START_TEST(runs_list_prune_delete)
 	ck_assert_int_eq(scry_store_run_delete(s, ids[6], &err), 0);
 	ck_assert_int_eq(scry_store_run_delete(s, ids[6], &err), SCRY_ENOTFOUND);
 	ck_assert_ptr_nonnull(strstr(err.message, "scry runs list"));
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	ck_assert_int_eq(scry_store_info_get(s, &info, &err), 0);
 	ck_assert_int_eq(info.runs, 2);
 	ck_assert_int_eq(info.samples, 2);

@@ -208,7 +208,7 @@ static void recs_free(recs *rs)
 static int run(const convo *c, int mode, recs *rs, scry_pgwire **keep, const scry_pgwire_options *opts)
 {
 	memset(rs, 0, sizeof *rs);
-	scry_pgwire_callbacks cb = { on_startup, on_event, rs };
+	scry_pgwire_callbacks cb = { SCRY_PGWIRE_CALLBACKS_VERSION, on_startup, on_event, rs };
 	scry_pgwire *d;
 	ck_assert_int_eq(scry_pgwire_new(&d, &cb, opts, NULL), 0);
 	int rc = 0;
@@ -436,7 +436,7 @@ START_TEST(extended_pipeline_with_error)
 	run_all(&c, &rs);
 	recs_free(&rs);
 	ck_assert_int_eq(run(&c, 0, &rs, &d, NULL), 0);
-	scry_pgwire_stats st;
+	scry_pgwire_stats st = SCRY_PGWIRE_STATS_INIT;
 	scry_pgwire_stats_get(d, &st);
 	ck_assert_int_eq(st.pending, 0);
 	ck_assert_int_eq(scry_pgwire_tx_status(d), 'I');
@@ -569,7 +569,7 @@ START_TEST(notices_status_and_transactions)
 	ck_assert_int_eq(rs.n, 2);
 	ck_assert_int_eq(rs.r[0].rows, -1);
 	ck_assert_int_eq(scry_pgwire_tx_status(d), 'T');
-	scry_pgwire_stats st;
+	scry_pgwire_stats st = SCRY_PGWIRE_STATS_INIT;
 	scry_pgwire_stats_get(d, &st);
 	ck_assert_int_eq(st.notices, 1);
 	ck_assert_int_eq(st.parameter_status, 2);

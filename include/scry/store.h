@@ -68,6 +68,7 @@ typedef enum scry_source {
 
 /** Describes a client session. All strings may be NULL; they are copied. */
 typedef struct scry_session_info {
+	unsigned int version;    /**< SCRY_SESSION_INFO_VERSION */
 	scry_source source;
 	const char *database;
 	const char *user;
@@ -75,6 +76,11 @@ typedef struct scry_session_info {
 	const char *client;      /**< client address or "[local]" */
 	int64_t started_us;      /**< Unix time in microseconds */
 } scry_session_info;
+
+/** Current version of scry_session_info. */
+#define SCRY_SESSION_INFO_VERSION 1
+/** An empty session description (source API, no names, start 0). */
+#define SCRY_SESSION_INFO_INIT { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_API, NULL, NULL, NULL, NULL, 0 }
 
 /**
  * Adds a session and returns its id in *session_id (> 0).
@@ -109,7 +115,10 @@ typedef struct scry_param {
 
 /**
  * One captured execution of one statement. Strings and params are copied
- * by scry_store_append().
+ * by scry_store_append(). Fields may be appended in later versions: arrays
+ * of events are passed with their element size (sizeof(scry_event)), so a
+ * caller compiled against an older layout keeps working. scry_param, by
+ * contrast, is frozen: it will never grow.
  */
 typedef struct scry_event {
 	int64_t session_id;      /**< from scry_store_session_add() */
@@ -129,13 +138,36 @@ typedef struct scry_event {
  * Appends `n` events in one transaction (all or nothing). Events must be
  * given in capture order; each gets the next sequence number of its
  * session. Statements that do not parse are still stored (their pattern
- * carries the parse error), so nothing captured is lost.
+ * carries the parse error), so nothing captured is lost. `event_size` is
+ * sizeof(scry_event) as the caller compiled it (the array's stride); one
+ * smaller than version 1 of the struct gives SCRY_EINVAL.
  */
 SCRY_API int scry_store_append(scry_store *store, const scry_event *events,
-	size_t n, scry_error *err);
+	size_t n, size_t event_size, scry_error *err);
+
+/**
+ * Groups several calls (sessions added and ended, appends) into one
+ * transaction: all of them are kept by scry_store_commit(), none by
+ * scry_store_rollback(). Inside it, each append stays all or nothing on its
+ * own (a failed append undoes only itself). One transaction at a time: a
+ * second begin is SCRY_EINVAL. Freeing the store with a transaction open
+ * rolls it back.
+ */
+SCRY_API int scry_store_begin(scry_store *store, scry_error *err);
+
+/** Commits the transaction of scry_store_begin(); SCRY_EINVAL when none is open. */
+SCRY_API int scry_store_commit(scry_store *store, scry_error *err);
+
+/**
+ * Rolls back the transaction of scry_store_begin(), if one is open: what it
+ * added is gone, and the store forgets it too (a session id added inside it
+ * is unknown afterwards). Accepts NULL.
+ */
+SCRY_API void scry_store_rollback(scry_store *store);
 
 /** Counts of what a store holds. */
 typedef struct scry_store_info {
+	size_t size;             /**< set to sizeof(scry_store_info) before the call (SCRY_STORE_INFO_INIT does); the library writes only that many bytes, and sets it to what it wrote */
 	int64_t events;
 	int64_t sessions;
 	int64_t patterns;
@@ -148,7 +180,10 @@ typedef struct scry_store_info {
 	int schema_version;
 } scry_store_info;
 
-/** Reads the counts of a store. */
+/** Initialiser of a scry_store_info the library fills in: sets `size`. */
+#define SCRY_STORE_INFO_INIT { .size = sizeof(scry_store_info) }
+
+/** Reads the counts of a store (set out->size first: SCRY_STORE_INFO_INIT). */
 SCRY_API int scry_store_info_get(scry_store *store, scry_store_info *out,
 	scry_error *err);
 
@@ -246,6 +281,7 @@ SCRY_API int scry_store_run_begin(scry_store *store, const char *label,
 
 /** Summary written when a run ends. */
 typedef struct scry_run_summary {
+	unsigned int version;     /**< SCRY_RUN_SUMMARY_VERSION */
 	int64_t executions;
 	int64_t errors;
 	int64_t timeouts;
@@ -253,6 +289,11 @@ typedef struct scry_run_summary {
 	double per_second;
 	const char *summary_json; /**< NULL, or extra JSON stored verbatim */
 } scry_run_summary;
+
+/** Current version of scry_run_summary. */
+#define SCRY_RUN_SUMMARY_VERSION 1
+/** An empty summary. */
+#define SCRY_RUN_SUMMARY_INIT { SCRY_RUN_SUMMARY_VERSION, 0, 0, 0, 0, 0, NULL }
 
 /** Ends a run, storing its summary. */
 SCRY_API int scry_store_run_end(scry_store *store, int64_t run_id,
@@ -262,7 +303,7 @@ SCRY_API int scry_store_run_end(scry_store *store, int64_t run_id,
 SCRY_API int scry_store_run_find(scry_store *store, const char *label,
 	int64_t *run_id, scry_error *err);
 
-/** One replayed execution. */
+/** One replayed execution. Arrays of samples are passed with their element size. */
 typedef struct scry_sample {
 	int64_t event_id;
 	int32_t round;           /**< repetition number, 0-based */
@@ -271,9 +312,12 @@ typedef struct scry_sample {
 	char sqlstate[6];        /**< "" on success */
 } scry_sample;
 
-/** Appends `n` samples of a run in one transaction. */
+/**
+ * Appends `n` samples of a run in one transaction. `sample_size` is
+ * sizeof(scry_sample) as the caller compiled it (the array's stride).
+ */
 SCRY_API int scry_store_samples_append(scry_store *store, int64_t run_id,
-	const scry_sample *samples, size_t n, scry_error *err);
+	const scry_sample *samples, size_t n, size_t sample_size, scry_error *err);
 
 /** A sample as read back, with its pattern. */
 typedef struct scry_stored_sample {
@@ -347,16 +391,20 @@ SCRY_API int scry_store_runs_prune(scry_store *store, int keep, int64_t *deleted
 
 /** What scry_store_compact() did. */
 typedef struct scry_compact_result {
+	size_t size;             /**< set to sizeof(scry_compact_result) before the call (SCRY_COMPACT_RESULT_INIT does); the library writes only that many bytes, and sets it to what it wrote */
 	int64_t events_before, events_after;
 	int64_t bytes_before, bytes_after;   /**< database file size */
 } scry_compact_result;
+
+/** Initialiser of a scry_compact_result the library fills in: sets `size`. */
+#define SCRY_COMPACT_RESULT_INIT { .size = sizeof(scry_compact_result) }
 
 /**
  * Keeps at most `keep_per_pattern` captured events per pattern, spread evenly
  * over the capture (the first of each of that many consecutive windows), and
  * deletes the others with their samples; patterns keep their captured counts
- * (what impact weighs). Then VACUUMs the file. `out` may be NULL.
- * keep_per_pattern >= 1.
+ * (what impact weighs). Then VACUUMs the file. `out` may be NULL (else set
+ * out->size first: SCRY_COMPACT_RESULT_INIT). keep_per_pattern >= 1.
  */
 SCRY_API int scry_store_compact(scry_store *store, int keep_per_pattern, scry_compact_result *out,
 	scry_error *err);
