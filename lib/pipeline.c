@@ -291,6 +291,9 @@ static int impact_round(impact_run *ir, int round)
 	scry_replay_options ro = p->ropts;
 	ro.mode = SCRY_REPLAY_TIMED;
 	ro.speed = p->opts.impact_speed;
+	/* Live traffic at its captured rate: the whole stream (streamed, memory bounded), not the verdict's sample. */
+	ro.budget = 0;
+	ro.budget_seconds = 0;
 	ro.repeat = 1;
 	ro.warmup = 0;
 	ro.progress = impact_progress;
