@@ -211,7 +211,8 @@ static int count_present(sampler *s, sqlite3 *db, scry_store *store, scry_error 
 /*
  * Places per pattern: min(present, min_per_pattern) each, then the rest of
  * the budget in proportion to the captured counts (capped at what is
- * present). Returns the budget in executions that was used.
+ * present). Returns the budget in executions: the one asked for, or the sum
+ * of the minimums when they exceed it.
  */
 static int64_t set_quotas(sampler *s, const scry_replay_options *o)
 {
@@ -239,6 +240,7 @@ static int64_t set_quotas(sampler *s, const scry_replay_options *o)
 		if (by_time < budget)
 			budget = by_time;
 	}
+	int64_t asked = budget; /* what the report shows: the budget, not what the store could fill */
 	if (budget > present)
 		budget = present;
 	int64_t rest = budget > base ? budget - base : 0;
@@ -277,7 +279,7 @@ static int64_t set_quotas(sampler *s, const scry_replay_options *o)
 			}
 		}
 	}
-	return budget > base ? budget : base;
+	return asked > base ? asked : base;
 }
 
 /* Is the next event of p one of the sample? `vh` hashes its values; *window gets its window (-1: none). */
