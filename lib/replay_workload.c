@@ -403,33 +403,48 @@ static int load_sessions(scry_store *store, const scry_replay_options *o, worklo
 	return rc;
 }
 
-static void chunk_free(workload *w, scry__stmt_cursor *c)
+/* Drops the first k statements of the window. */
+static void window_drop(workload *w, scry__stmt_cursor *c, size_t k)
 {
-	for (size_t i = 0; i < c->n; i++)
+	for (size_t i = 0; i < k; i++) {
 		scry__free(c->st[i].values);
-	for (size_t i = 0; i < c->nown; i++) {
-		scry__free(c->own[i]->text);
-		scry__free(c->own[i]);
+		if (c->own[i]) {
+			scry__free(c->own[i]->text);
+			scry__free(c->own[i]);
+		}
 	}
-	w->resident -= c->n;
-	c->base += c->n;
-	c->n = c->nown = 0;
+	memmove(c->st, c->st + k, (c->n - k) * sizeof *c->st);
+	memmove(c->own, c->own + k, (c->n - k) * sizeof *c->own);
+	w->resident -= k;
+	c->base += k;
+	c->n -= k;
 }
 
 void scry__stmt_cursor_close(workload *w, scry__stmt_cursor *c)
 {
-	if (w->streaming)
-		chunk_free(w, c);
+	if (w->streaming && c->n)
+		window_drop(w, c, c->n);
 	scry__free(c->st);
 	scry__free(c->own);
 	memset(c, 0, sizeof *c);
 }
 
-static int load_chunk(workload *w, scry__stmt_cursor *c, const rsession *s)
+/* Reads the session's next chunk into the window, after dropping what lies before the pin. */
+static int window_more(workload *w, scry__stmt_cursor *c, const rsession *s, size_t pin)
 {
-	chunk_free(w, c);
-	if (!c->st && (!(c->st = scry__calloc(CHUNK, sizeof *c->st)) || !(c->own = scry__calloc(CHUNK, sizeof *c->own))))
-		return scry__fail(&w->err, SCRY_ENOMEM, "out of memory reading the workload");
+	if (pin > c->base)
+		window_drop(w, c, pin - c->base < c->n ? pin - c->base : c->n);
+	if (c->n + CHUNK > c->cap) {
+		size_t cap = c->n + CHUNK;
+		rstmt *st = scry__realloc(c->st, cap * sizeof *st);
+		if (st)
+			c->st = st;
+		itext **own = st ? scry__realloc(c->own, cap * sizeof *own) : NULL;
+		if (!own)
+			return scry__fail(&w->err, SCRY_ENOMEM, "out of memory reading the workload");
+		c->own = own;
+		c->cap = cap;
+	}
 	if (!w->chunk_it) {
 		int rc = scry__store_session_events(w->reader, w->fingerprints, w->nfingerprints, &w->chunk_it, &w->err);
 		if (rc)
@@ -437,36 +452,43 @@ static int load_chunk(workload *w, scry__stmt_cursor *c, const rsession *s)
 	}
 	scry__event_iter_rebind(w->chunk_it, s->id, c->last_id ? c->last_id : s->first_id - 1, s->last_id, CHUNK);
 	const scry_stored_event *ev;
+	size_t got = 0;
 	int rc;
-	while (c->n < CHUNK && (rc = scry_event_iter_next(w->chunk_it, &ev, &w->err)) == 1) {
-		itext *own = NULL;
-		if ((rc = fill_stmt(w, ev, &c->st[c->n], &own)) != 0)
+	while (got < CHUNK && (rc = scry_event_iter_next(w->chunk_it, &ev, &w->err)) == 1) {
+		c->own[c->n] = NULL;
+		if ((rc = fill_stmt(w, ev, &c->st[c->n], &c->own[c->n])) != 0) {
+			if (c->own[c->n]) {
+				scry__free(c->own[c->n]->text);
+				scry__free(c->own[c->n]);
+			}
 			return scry__fail(&w->err, rc, "out of memory reading the workload");
-		if (own)
-			c->own[c->nown++] = own;
+		}
 		c->n++;
+		got++;
 		c->last_id = ev->id;
 	}
-	w->resident += c->n;
+	w->resident += got;
 	if (w->resident > w->resident_peak)
 		w->resident_peak = w->resident;
 	if (rc < 0)
 		return rc;
-	return c->n ? 0 : scry__fail(&w->err, SCRY_ECORRUPT, "session %lld has fewer events than the store counted "
-	                             "(was the store changed during the replay?)", (long long)s->id);
+	return got ? 0 : scry__fail(&w->err, SCRY_ECORRUPT, "session %lld has fewer events than the store counted "
+	                            "(was the store changed during the replay?)", (long long)s->id);
 }
 
-const rstmt *scry__replay_stmt(workload *w, scry__stmt_cursor *c, const rsession *s, size_t idx)
+const rstmt *scry__replay_stmt(workload *w, scry__stmt_cursor *c, const rsession *s, size_t idx, size_t pin)
 {
 	if (!w->streaming)
 		return &s->st[idx];
-	if (idx < c->base) { /* never in order: start the session again */
-		chunk_free(w, c);
+	if (idx < c->base) { /* before the window (a pin not honoured): read the session again */
+		window_drop(w, c, c->n);
 		c->base = 0;
 		c->last_id = 0;
 	}
+	if (pin > idx)
+		pin = idx;
 	while (idx >= c->base + c->n) {
-		int rc = load_chunk(w, c, s);
+		int rc = window_more(w, c, s, pin);
 		if (rc) {
 			w->error = rc;
 			return NULL;

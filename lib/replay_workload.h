@@ -54,13 +54,16 @@ typedef struct rsession {
 } rsession;
 
 /*
- * Where a runner is in its session when the workload streams: the chunk of
- * statements read last (lib/replay_workload.c). Zero-initialised.
+ * Where a runner is in its session when the workload streams: a window of
+ * its statements, [base, base + n), read in chunks (lib/replay_workload.c).
+ * Statements before the pin (the first one the runner may still go back to:
+ * the start of the A/B unit in progress) are dropped when more are read.
+ * Zero-initialised.
  */
 typedef struct scry__stmt_cursor {
-	rstmt *st;        /* chunk */
-	itext **own;      /* texts owned by the chunk (simple-protocol statements) */
-	size_t n, nown, cap;
+	rstmt *st;        /* the window */
+	itext **own;      /* per statement: its own text (simple protocol), or NULL */
+	size_t n, cap;
 	size_t base;      /* session index of st[0] */
 	int64_t last_id;  /* last event id read */
 } scry__stmt_cursor;
@@ -117,11 +120,13 @@ SCRY_HIDDEN const char *scry__sql_next_word(const char *p, char *word, size_t n)
 SCRY_HIDDEN int scry__replay_load(scry_store *store, const scry_replay_options *o, workload *w,
 	scry_error *err);
 /*
- * Statement `idx` of session `s` for the runner whose cursor is `c`
- * (statements are asked for in order; a streaming workload reads the next
- * chunk when needed). NULL when a chunk could not be read (w->error, w->err).
+ * Statement `idx` of session `s` for the runner whose cursor is `c`; the
+ * runner will not ask for statements before `pin` again (pin <= idx). A
+ * streaming workload reads the next chunk when needed, dropping what lies
+ * before the pin. NULL when a chunk could not be read (w->error, w->err).
  */
-SCRY_HIDDEN const rstmt *scry__replay_stmt(workload *w, scry__stmt_cursor *c, const rsession *s, size_t idx);
+SCRY_HIDDEN const rstmt *scry__replay_stmt(workload *w, scry__stmt_cursor *c, const rsession *s, size_t idx,
+	size_t pin);
 /* Frees what a cursor holds. */
 SCRY_HIDDEN void scry__stmt_cursor_close(workload *w, scry__stmt_cursor *c);
 /* Frees what scry__replay_load() allocated; `w` is left empty. */

@@ -278,7 +278,7 @@ START_TEST(streaming_holds_chunks_not_the_store)
 			more = false;
 			for (size_t i = 0; i < 4; i++) {
 				for (int step = 0; step < 7 && pos[i] < w.sess[i].n; step++, pos[i]++, seen++) {
-					const rstmt *st = scry__replay_stmt(&w, &cur[i], &w.sess[i], pos[i]);
+					const rstmt *st = scry__replay_stmt(&w, &cur[i], &w.sess[i], pos[i], pos[i]);
 					ck_assert_ptr_nonnull(st);
 					ck_assert_int_gt(st->event_id, last[i]);
 					last[i] = st->event_id;
@@ -381,7 +381,7 @@ START_TEST(full_budget_equals_stream)
 		ck_assert_int_eq(ws.sess[i].last_us, wb.sess[i].last_us);
 		scry__stmt_cursor c = { 0 };
 		for (size_t j = 0; j < ws.sess[i].n; j++) {
-			const rstmt *a = scry__replay_stmt(&ws, &c, &ws.sess[i], j), *b = &wb.sess[i].st[j];
+			const rstmt *a = scry__replay_stmt(&ws, &c, &ws.sess[i], j, j), *b = &wb.sess[i].st[j];
 			ck_assert_int_eq(a->event_id, b->event_id);
 			ck_assert_int_eq(a->start_us, b->start_us);
 			ck_assert_int_eq(a->kind, b->kind);
