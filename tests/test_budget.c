@@ -362,6 +362,47 @@ START_TEST(memory_store_is_loaded_whole)
 }
 END_TEST
 
+/*
+ * The A/B scheduler replays a unit (a transaction) on one side, goes back to
+ * its first statement for the other side, then moves on: the window keeps
+ * what lies after the pin, drops what lies before, and stays small.
+ */
+START_TEST(window_goes_back_to_its_pin)
+{
+	scry_store *s = make_store(3000);
+	scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
+	workload w = { 0 };
+	scry_error err = SCRY_ERROR_INIT;
+	ck_assert_int_eq(scry__replay_load(s, &o, &w, &err), 0);
+	ck_assert(w.streaming);
+	for (size_t i = 0; i < w.nsess; i++) {
+		scry__stmt_cursor c = { 0 };
+		size_t n = w.sess[i].n;
+		int64_t *ids = calloc(n, sizeof *ids);
+		for (size_t u = 0, len = 1; u < n; u += len, len = len % 7 + 1) {
+			size_t end = u + len < n ? u + len : n;
+			for (int side = 0; side < 2; side++)
+				for (size_t j = u; j < end; j++) {
+					const rstmt *st = scry__replay_stmt(&w, &c, &w.sess[i], j, u);
+					ck_assert_ptr_nonnull(st);
+					if (side == 0)
+						ids[j] = st->event_id;
+					else
+						ck_assert_int_eq(st->event_id, ids[j]); /* the same statement again */
+					ck_assert(j == 0 || ids[j] > ids[j - 1]);
+				}
+		}
+		scry__stmt_cursor_close(&w, &c);
+		free(ids);
+	}
+	fprintf(stderr, "A/B units: at most %zu statements resident\n", w.resident_peak);
+	ck_assert_int_le((int)w.resident_peak, 2 * 256);
+	ck_assert_int_eq((int)w.resident, 0);
+	scry__replay_workload_free(&w);
+	scry_store_free(s);
+}
+END_TEST
+
 /* A budget that covers everything loads exactly what streaming reads: same statements, same classes. */
 START_TEST(full_budget_equals_stream)
 {
@@ -498,6 +539,7 @@ int main(void)
 	tcase_add_test(tc, resident_events_bounded_by_budget);
 	tcase_add_test(tc, budget_seconds_sizes_the_sample);
 	tcase_add_test(tc, streaming_holds_chunks_not_the_store);
+	tcase_add_test(tc, window_goes_back_to_its_pin);
 	tcase_add_test(tc, full_budget_equals_stream);
 	tcase_add_test(tc, memory_store_is_loaded_whole);
 	tcase_add_test(tc, transaction_heavy_stays_near_budget);
