@@ -517,7 +517,7 @@ START_TEST(test_ab_crossed_locks)
 	scry_replay *r = NULL;
 	scry_error err = SCRY_ERROR_INIT;
 	ck_assert_int_eq(scry_replay_new(&r, s, &o, &err), 0);
-	scry_replay_result ra, rb;
+	scry_replay_result ra = SCRY_REPLAY_RESULT_INIT, rb = SCRY_REPLAY_RESULT_INIT;
 	ck_assert_msg(scry_replay_run_ab(r, cia, "A", cib, "B", &ra, &rb, &err) == 0, "%s", err.message);
 	ck_assert_int_eq(ra.executions, rb.executions);
 	ck_assert_int_eq(ra.executions, (4 * 8 + 5 * 8) * 5); /* 4 sessions of 2 x 4 statements, 4 of 2 x 5 */
