@@ -5,6 +5,8 @@
 #                then the C tests again under AddressSanitizer+UBSan
 #   make build   configure and build into ./build
 #   make bench   build and run the benchmarks (see docs/benchmarks.md)
+#   make fuzz    build the fuzz targets with clang's libFuzzer and run each
+#                for FUZZ_SECONDS (default 60; see docs/testing.md)
 #
 # When run as root on Debian, missing packages are installed with apt-get;
 # otherwise the one apt-get line to run is printed.
@@ -20,8 +22,11 @@ PKGS       := cmake make gcc pkg-config libpq-dev libpg-query-dev libxxhash-dev 
               python3 python3-psycopg2 sqlite3 procps golang-go \
               abigail-tools binutils
 BENCH_PKGS := pgbouncer pgreplay hyperfine time
+FUZZ_PKGS  := clang libclang-rt-14-dev
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 
-.PHONY: all deps bench-deps build build-asan test test-asan demo bench clean abi-dump
+.PHONY: all deps bench-deps fuzz-deps build build-asan build-fuzz test test-asan demo bench fuzz clean abi-dump
 
 all: build
 
@@ -30,6 +35,9 @@ deps:
 
 bench-deps:
 	@./tools/ensure-packages $(PKGS) $(BENCH_PKGS)
+
+fuzz-deps:
+	@./tools/ensure-packages $(PKGS) $(FUZZ_PKGS)
 
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
@@ -42,6 +50,16 @@ $(ASAN_BUILD)/CMakeCache.txt:
 
 build-asan: deps $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+$(FUZZ_BUILD)/CMakeCache.txt:
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSCRY_FUZZ=ON \
+	  -DSCRY_BUILD_BENCH=OFF $(CMAKE_FLAGS)
+
+build-fuzz: fuzz-deps $(FUZZ_BUILD)/CMakeCache.txt
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_pgwire fuzz_fingerprint fuzz_logimport fuzz_logprefix fuzz_store
+
+fuzz: build-fuzz
+	./tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 # CI (CI=true) builds with warnings as errors.
 ifeq ($(CI),true)
@@ -71,4 +89,4 @@ bench: bench-deps build
 	./bench/run-all.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -42,6 +42,13 @@ void cli_lib_error(const char *what, const scry_error *err);
 /* Prints "scry: <message>" and "Try 'scry <cmd> --help'." and returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* `s` with terminal control characters made visible (scry_escape_controls),
+ * for printing captured SQL, log lines and server messages. The result lives
+ * in one of 4 per-thread buffers: valid until the 4th next call. */
+const char *cli_esc(const char *s);
+/* Writes cli_esc(s) to f. */
+void cli_put_escaped(FILE *f, const char *s);
+
 /* --store resolution: the option, then $SCRY_STORE, then ./scry.db. */
 const char *cli_store_path(const char *option_value);
 /* Opens the store or prints why not; returns 0 or CLI_EXIT_ERROR. */

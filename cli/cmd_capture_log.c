@@ -71,11 +71,11 @@ static void print_text(const scry_logimport_stats *st, const char *store)
 	printf("\nlines skipped: %llu\n", (unsigned long long)st->skipped);
 	for (unsigned i = 0; i < st->nskip_samples; i++)
 		printf("  line %llu: %s: %s\n", (unsigned long long)st->skip_samples[i].line,
-		       st->skip_samples[i].reason, st->skip_samples[i].text);
+		       st->skip_samples[i].reason, cli_esc(st->skip_samples[i].text));
 	if (st->skipped > st->nskip_samples)
 		printf("  ... and %llu more\n", (unsigned long long)(st->skipped - st->nskip_samples));
 	if (st->warning[0])
-		printf("note: %s\n", st->warning);
+		printf("note: %s\n", cli_esc(st->warning));
 	if (st->statements == 0)
 		printf("No statements found: is log_statement = 'all' or log_min_duration_statement = 0 set,"
 		       " and is --format right?\n");

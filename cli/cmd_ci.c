@@ -113,7 +113,7 @@ static void print_log(void *ctx, scry_log_level level, const char *msg)
 	if (level < SCRY_LOG_WARNING)
 		return;
 	cli_progress_done(p);
-	fprintf(stderr, "scry: %s%s\n", level == SCRY_LOG_WARNING ? "warning: " : "", msg);
+	fprintf(stderr, "scry: %s%s\n", level == SCRY_LOG_WARNING ? "warning: " : "", cli_esc(msg));
 }
 
 /* The migration's output goes to stderr, so that stdout holds only the report. */

@@ -41,7 +41,7 @@ static void log_cb(void *ctx, scry_log_level level, const char *message)
 {
 	(void)ctx;
 	if (level >= SCRY_LOG_WARNING)
-		fprintf(stderr, "scry: %s\n", message);
+		fprintf(stderr, "scry: %s\n", cli_esc(message));
 }
 
 /*

@@ -9,10 +9,31 @@
 #include <time.h>
 #include <unistd.h>
 
+const char *cli_esc(const char *s)
+{
+	static _Thread_local scry_buf ring[4];
+	static _Thread_local unsigned next;
+	scry_buf *b = &ring[next++ % 4];
+	b->size = 0;
+	if (!s || scry_escape_controls(s, strlen(s), b) != 0 || !b->ptr)
+		return s ? s : "";
+	return b->ptr;
+}
+
+void cli_put_escaped(FILE *f, const char *s)
+{
+	fputs(cli_esc(s), f);
+}
+
+/* Every CLI message goes through the library's redaction (passwords in
+ * connection strings and URIs) and has its control characters escaped. */
 static void verror(const char *fmt, va_list ap)
 {
+	char raw[2048], msg[2048];
+	vsnprintf(raw, sizeof raw, fmt, ap);
+	scry_redact_secrets(raw, msg, sizeof msg);
 	fputs("scry: ", stderr);
-	vfprintf(stderr, fmt, ap);
+	cli_put_escaped(stderr, msg);
 	fputc('\n', stderr);
 }
 

@@ -90,6 +90,12 @@ static size_t skip_comment(const char *s, size_t len, size_t i, bool *ok)
 	return len;
 }
 
+size_t scry__sql_skip_comment(const char *s, size_t len, size_t i)
+{
+	bool ok;
+	return skip_comment(s, len, i, &ok);
+}
+
 static bool comment_starts(const char *s, size_t len, size_t i)
 {
 	return i + 1 < len && ((s[i] == '-' && s[i + 1] == '-') || (s[i] == '/' && s[i + 1] == '*'));
@@ -290,12 +296,22 @@ static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int 
 #undef EMIT_LITERAL
 }
 
+/* A byte 0x00-0x03 anywhere, comments and quotes included: such a text is
+ * stored as it is (no literals), so no byte of it can pass for a marker. */
+static bool has_marker_byte(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x04)
+			return true;
+	return false;
+}
+
 int scry__lift_literals(const char *sql, size_t len, scry_buf *tmpl, scry_buf *lits, int *nlits)
 {
 	size_t t0 = tmpl->size, l0 = lits->size;
 	int oom = 0;
 	*nlits = 0;
-	if (is_dml(sql, len) && lift(sql, len, tmpl, lits, nlits, &oom))
+	if (!has_marker_byte(sql, len) && is_dml(sql, len) && lift(sql, len, tmpl, lits, nlits, &oom))
 		return 0;
 	if (oom)
 		return SCRY_ENOMEM;
@@ -415,18 +431,32 @@ int scry_fingerprinter_stats_get(const scry_fingerprinter *f, scry_fingerprinter
 	return scry__out_copy(NULL, &scry__abi_fingerprinter_stats, out, &st);
 }
 
-/* The parser itself: NUL-terminated text in. */
+typedef struct fp_call {
+	const char *text;
+	PgQueryFingerprintResult r;
+} fp_call;
+
+static void fp_call_run(void *p)
+{
+	fp_call *c = p;
+	c->r = pg_query_fingerprint(c->text);
+}
+
+/* The parser itself: NUL-terminated text in; deeply nested texts are kept
+ * off the caller's stack (lib/pgquery_guard.c). */
 static int parse_fingerprint(const char *text, uint64_t *out, scry_error *err)
 {
-	PgQueryFingerprintResult r = pg_query_fingerprint(text);
-	int rc = 0;
-	if (r.error) {
-		rc = scry__fail(err, SCRY_EPARSE, "%s at position %d", r.error->message,
-		                r.error->cursorpos);
+	fp_call c = { text, { 0 } };
+	int rc = scry__pgq_run(text, strlen(text), fp_call_run, &c, err);
+	if (rc)
+		return rc;
+	if (c.r.error) {
+		rc = scry__fail(err, SCRY_EPARSE, "%s at position %d", c.r.error->message,
+		                c.r.error->cursorpos);
 	} else {
-		*out = r.fingerprint;
+		*out = c.r.fingerprint;
 	}
-	pg_query_free_fingerprint_result(r);
+	pg_query_free_fingerprint_result(c.r);
 	return rc;
 }
 
@@ -576,20 +606,36 @@ int scry_fingerprint_batch(scry_fingerprinter *f, const char *const *sqls, const
 	return failed;
 }
 
+typedef struct norm_call {
+	const char *text;
+	PgQueryNormalizeResult r;
+} norm_call;
+
+static void norm_call_run(void *p)
+{
+	norm_call *c = p;
+	c->r = pg_query_normalize(c->text);
+}
+
 int scry_fingerprint_normalize(const char *sql, size_t len, scry_buf *out, scry_error *err)
 {
 	if (!sql || !out)
 		return scry__fail(err, SCRY_EINVAL, "scry_fingerprint_normalize: sql and out are required");
+	if (memchr(sql, 0, len))
+		return nul_error(sql, len, err);
 	char *copy = scry__strndup(sql, len);
 	if (!copy)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	PgQueryNormalizeResult r = pg_query_normalize(copy);
-	int rc = 0;
-	if (r.error)
-		rc = scry__fail(err, SCRY_EPARSE, "%s at position %d", r.error->message, r.error->cursorpos);
-	else if (scry__buf_puts(out, r.normalized_query))
-		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
-	pg_query_free_normalize_result(r);
+	norm_call c = { copy, { 0 } };
+	int rc = scry__pgq_run(copy, len, norm_call_run, &c, err);
+	if (!rc) {
+		if (c.r.error)
+			rc = scry__fail(err, SCRY_EPARSE, "%s at position %d", c.r.error->message,
+			                c.r.error->cursorpos);
+		else if (scry__buf_puts(out, c.r.normalized_query))
+			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
+		pg_query_free_normalize_result(c.r);
+	}
 	scry__free(copy);
 	return rc;
 }
@@ -644,18 +690,19 @@ int scry_fingerprint_split(const char *sql, size_t len, scry_statement_span **sp
 			tail = 0;
 	}
 	/* A last piece that no ';' ended continues into the rest. */
-	if (!r.error && tail < len && r.n_stmts > 0) {
-		size_t end = (size_t)r.stmts[r.n_stmts - 1]->stmt_location + (size_t)r.stmts[r.n_stmts - 1]->stmt_len;
-		if (r.stmts[r.n_stmts - 1]->stmt_len == 0 || end >= tail || copy[end] != ';')
-			tail = (size_t)r.stmts[--r.n_stmts]->stmt_location;
+	int nstmts = r.error ? 0 : r.n_stmts; /* r.n_stmts stays whole: it frees r */
+	if (!r.error && tail < len && nstmts > 0) {
+		size_t end = (size_t)r.stmts[nstmts - 1]->stmt_location + (size_t)r.stmts[nstmts - 1]->stmt_len;
+		if (r.stmts[nstmts - 1]->stmt_len == 0 || end >= tail || copy[end] != ';')
+			tail = (size_t)r.stmts[--nstmts]->stmt_location;
 	}
 	int rc = 0;
-	scry_statement_span *a = scry__calloc(r.error ? 1 : (size_t)r.n_stmts + 1, sizeof *a);
+	scry_statement_span *a = scry__calloc((size_t)nstmts + 1, sizeof *a);
 	if (!a) {
 		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 	} else {
 		size_t k = 0;
-		for (int i = 0; !r.error && i < r.n_stmts; i++) {
+		for (int i = 0; i < nstmts; i++) {
 			size_t off = (size_t)r.stmts[i]->stmt_location;
 			size_t n = (size_t)r.stmts[i]->stmt_len;
 			if (n == 0) /* the last statement runs to the end */

@@ -89,13 +89,13 @@ SCRY_HIDDEN const void *scry__elem_get(const scry__abi_type *t, void *tmp, const
 
 /*
  * scry_buf helpers: all return 0 or SCRY_ENOMEM. A failure is sticky: the
- * buffer is emptied and every later append fails too, until scry__buf_clear
- * or scry_buf_dispose; scry__buf_failed tells. So a rendering may ignore
- * each append's result and check scry__buf_failed once at the end, but must
- * check it: never return a buffer that failed as a success.
+ * buffer keeps what it held but every later append fails too, until
+ * scry__buf_clear or scry_buf_dispose; scry__buf_failed tells. So a
+ * rendering may ignore each append's result and check scry__buf_failed once
+ * at the end, but must check it: never use a buffer that failed as a result.
  */
 SCRY_HIDDEN bool scry__buf_failed(const scry_buf *b);
-/* Puts b in the failed state (emptied; later appends fail). Returns code. */
+/* Puts b in the failed state (later appends fail). Returns code. */
 SCRY_HIDDEN int scry__buf_fail(scry_buf *b, int code);
 /* Fails b when `from` (a scratch buffer whose text went into b) failed. */
 SCRY_HIDDEN void scry__buf_inherit(scry_buf *b, const scry_buf *from);
@@ -179,6 +179,36 @@ SCRY_HIDDEN int scry__lift_literals(const char *sql, size_t len,
 SCRY_HIDDEN int scry__splice_literals(const char *tmpl, size_t tlen,
 	const unsigned char *lits, size_t llen, scry_buf *out);
 
+/*
+ * libpg_query guard (lib/pgquery_guard.c). scry__sql_depth() bounds from
+ * above the depth of the parse tree of a SQL text (words and operator
+ * characters along the bracket path, plus bracket depth). scry__pgq_run()
+ * calls fn(arg), a libpg_query call on that text, where the stack can hold
+ * its recursion: inline when the caller's stack has room (or, its size
+ * unknown, up to SCRY__PGQ_INLINE_DEPTH), else on a thread with a stack
+ * sized for the depth, up to SCRY__PGQ_MAX_DEPTH. Returns 0 when fn ran,
+ * SCRY_EPARSE (err filled) when the text is nested deeper than that or the
+ * thread could not start.
+ */
+#define SCRY__PGQ_INLINE_DEPTH 1000
+#define SCRY__PGQ_MAX_DEPTH 100000
+SCRY_HIDDEN size_t scry__sql_depth(const char *sql, size_t len);
+/* Index past the comment (-- or nested block) starting at sql[i]; len when unterminated. */
+SCRY_HIDDEN size_t scry__sql_skip_comment(const char *sql, size_t len, size_t i);
+SCRY_HIDDEN int scry__pgq_run(const char *text, size_t len, void (*fn)(void *), void *arg,
+	scry_error *err);
+
+/* Appends decimal digit d to *v; false (with *v unchanged) when the result
+ * would pass INT64_MAX. The decoders' digit runs come from the network and
+ * from log files: never trust their length. */
+static inline bool scry__dec_digit(int64_t *v, int d)
+{
+	if (*v > (INT64_MAX - d) / 10)
+		return false;
+	*v = *v * 10 + d;
+	return true;
+}
+
 /* Varint (LEB128) helpers used by packed blobs. */
 SCRY_HIDDEN int scry__buf_varint(scry_buf *b, uint64_t v);
 /* Reads a varint; returns bytes consumed, 0 on truncated input. */
@@ -188,16 +218,33 @@ SCRY_HIDDEN size_t scry__read_varint(const unsigned char *p, size_t n, uint64_t 
 SCRY_HIDDEN int scry__pack_params(scry_buf *b, const scry_param *params, int n);
 
 /*
- * The store's SQLite connection, for library modules that need SQL beyond
- * the public store API (verdict statistics, replay scheduling). The schema
- * is owned by lib/store.c and documented in docs/store.md.
- */
-struct sqlite3;
-SCRY_HIDDEN struct sqlite3 *scry__store_db(scry_store *store);
-/* Fills err from the store's last SQLite error. Returns SCRY_ESTORE. */
+ * The store owns its SQL: no other module gets its SQLite connection; they
+ * go through the store's API (transactions included: scry_store_begin).
+ * Fills err from the store's last SQLite error. Returns SCRY_ESTORE. */
 SCRY_HIDDEN int scry__store_fail(scry_store *store, scry_error *err, const char *what);
 /* An event iterator over the given ids, in the given order (ids missing from the store are skipped);
  * `ids` must stay valid while it is used. */
+/*
+ * Fixed whole-table queries of the store for the replay's sampler and
+ * streaming loader (lib/store_admin.c holds their SQL; docs/store.md the
+ * schema). Columns, by index:
+ *   SCRY__Q_PATTERNS        id, fingerprint (NULL: unparsable), count, total_us, timed
+ *   SCRY__Q_STATEMENTS      id, pattern, the template's first 200 bytes (ids descending)
+ *   SCRY__Q_EVENT_STATEMENT statement (every event)
+ *   SCRY__Q_EVENT_KEYS      id, session, statement, literals, params (capture order)
+ *   SCRY__Q_EVENT_SPANS     session, id, start_us, fingerprint (capture order)
+ *   SCRY__Q_COMPACTED       one row when the store was compacted (scry_store_compact)
+ */
+enum { SCRY__Q_PATTERNS, SCRY__Q_STATEMENTS, SCRY__Q_EVENT_STATEMENT, SCRY__Q_EVENT_KEYS, SCRY__Q_EVENT_SPANS,
+	SCRY__Q_COMPACTED };
+typedef struct scry__rows scry__rows;
+SCRY_HIDDEN int scry__store_rows(scry_store *store, int query, scry__rows **out, scry_error *err);
+/* 1: a row; 0: the end; < 0: an error (in err). */
+SCRY_HIDDEN int scry__rows_next(scry__rows *r, scry_error *err);
+SCRY_HIDDEN int64_t scry__rows_int(scry__rows *r, int col);
+SCRY_HIDDEN bool scry__rows_null(scry__rows *r, int col);
+SCRY_HIDDEN const void *scry__rows_blob(scry__rows *r, int col, size_t *n);
+SCRY_HIDDEN void scry__rows_free(scry__rows *r);
 SCRY_HIDDEN int scry__store_events_by_id(scry_store *store, const int64_t *ids, size_t n,
 	scry_event_iter **out, scry_error *err);
 /* An event iterator over one session's events in an id range, in chunks: prepare once (only the patterns

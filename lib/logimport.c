@@ -134,7 +134,8 @@ int64_t scry__logimport_int(span s)
 {
 	int64_t v = 0;
 	for (size_t i = 0; i < s.n && s.p[i] >= '0' && s.p[i] <= '9'; i++)
-		v = v * 10 + (s.p[i] - '0');
+		if (!scry__dec_digit(&v, s.p[i] - '0'))
+			return 0; /* beyond int64: no such process */
 	return v;
 }
 
@@ -143,8 +144,9 @@ static size_t parse_ms(span s, int64_t *us)
 {
 	size_t i = 0;
 	int64_t ms = 0, frac = 0;
-	while (i < s.n && s.p[i] >= '0' && s.p[i] <= '9')
-		ms = ms * 10 + (s.p[i++] - '0');
+	bool range = true;
+	for (; i < s.n && s.p[i] >= '0' && s.p[i] <= '9'; i++)
+		range = range && scry__dec_digit(&ms, s.p[i] - '0');
 	if (i == 0)
 		return 0;
 	if (i < s.n && s.p[i] == '.') {
@@ -156,7 +158,8 @@ static size_t parse_ms(span s, int64_t *us)
 	}
 	if (i + 3 > s.n || memcmp(s.p + i, " ms", 3))
 		return 0;
-	*us = ms * 1000 + frac;
+	/* Beyond ~292,000 years: unknown, not wrapped around. */
+	*us = range && ms <= (INT64_MAX - 999) / 1000 ? ms * 1000 + frac : -1;
 	return i + 3;
 }
 
@@ -566,7 +569,7 @@ static int flush_batch(scry_logimport *imp, scry_error *err)
 	if (!evs)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	imp->evs = evs;
-	const char *a = imp->arena.ptr;
+	const char *a = imp->arena.ptr ? imp->arena.ptr : ""; /* empty arena: no NULL + 0 */
 	size_t pi = 0;
 	for (size_t i = 0; i < imp->nbev; i++) {
 		const bevent *b = &imp->bev[i];
@@ -580,7 +583,7 @@ static int flush_batch(scry_logimport *imp, scry_error *err)
 		e->query_len = b->qlen;
 		e->rows = -1;
 		e->nparams = b->nparams;
-		e->params = imp->params + pi;
+		e->params = b->nparams ? imp->params + pi : NULL;
 		const char *p = a + b->poff;
 		for (int k = 0; k < b->nparams; k++) {
 			int32_t len;

@@ -119,8 +119,12 @@ static ssize_t csv_fast(span *f, int *nfp, uint64_t *nlines, char *p, size_t n)
 			i = j + 1;
 		} else {
 			size_t j = i;
-			while (j < n && p[j] != ',' && p[j] != '\n')
+			while (j < n && p[j] != ',' && p[j] != '\n') {
+				if (p[j] == '"')
+					return -1; /* a quote inside a field: the careful path frames it (as it
+					              does when the record arrives in pieces) */
 				j++;
+			}
 			start = i;
 			end = j;
 			i = j;
@@ -687,13 +691,15 @@ static int stderr_line(scry_logimport *imp, const char *p, size_t n, uint64_t li
 		case 'n': {
 			int64_t sec = 0, us = 0;
 			size_t k = 0;
+			bool range = true;
 			for (; k < v.n && isdigit((unsigned char)v.p[k]); k++)
-				sec = sec * 10 + (v.p[k] - '0');
+				range = range && scry__dec_digit(&sec, v.p[k] - '0');
 			int scale = 100000;
 			for (k++; k < v.n && isdigit((unsigned char)v.p[k]); k++, scale /= 10)
 				us += (v.p[k] - '0') * scale;
-			r->time_us = sec * 1000000 + us;
-			r->has_time = true;
+			range = range && sec <= INT64_MAX / 1000000 - 1;
+			r->time_us = range ? sec * 1000000 + us : 0;
+			r->has_time = range;
 			break;
 		}
 		case 's':
@@ -719,8 +725,11 @@ static int stderr_line(scry_logimport *imp, const char *p, size_t n, uint64_t li
 	if (sid.n) {
 		klen = snprintf(key, sizeof key, "%.*s", (int)(sid.n > 40 ? 40 : sid.n), sid.p);
 		/* %c is hex(session start).hex(pid): the start, to the second. */
-		if (!r->sess_start_us)
-			r->sess_start_us = (int64_t)strtoll(key, NULL, 16) * 1000000;
+		if (!r->sess_start_us) {
+			long long start = strtoll(key, NULL, 16);
+			if (start > 0 && start < INT64_MAX / 1000000)
+				r->sess_start_us = (int64_t)start * 1000000;
+		}
 	} else {
 		klen = snprintf(key, sizeof key, "%lld.%lld", (long long)pid, (long long)r->sess_start_us);
 	}

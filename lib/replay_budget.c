@@ -11,7 +11,6 @@
  */
 #include "replay_workload.h"
 
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <xxhash.h>
 
@@ -119,57 +118,54 @@ static int push_id(int64_t **arr, size_t *n, size_t *cap, int64_t id)
 }
 
 /* Patterns (wanted ones: all, or o->fingerprints) and statements: what each is. */
-static int load_dictionary(sampler *s, sqlite3 *db, scry_store *store, const scry_replay_options *o,
-                           scry_error *err)
+static int load_dictionary(sampler *s, scry_store *store, const scry_replay_options *o, scry_error *err)
 {
-	sqlite3_stmt *q;
-	if (sqlite3_prepare_v2(db, "SELECT id, fingerprint, count, total_us, timed FROM patterns", -1, &q, NULL))
-		return scry__store_fail(store, err, "reading patterns");
-	int r;
-	while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+	scry__rows *q;
+	int r, rc = scry__store_rows(store, SCRY__Q_PATTERNS, &q, err);
+	if (rc)
+		return rc;
+	while ((r = scry__rows_next(q, err)) == 1) {
 		if (scry__array_grow((void **)&s->pats, &s->apats, s->npats, sizeof *s->pats, 256) ||
-		    scry__u64map_put(&s->pat_map, (uint64_t)sqlite3_column_int64(q, 0), (uint32_t)s->npats + 1)) {
-			sqlite3_finalize(q);
+		    scry__u64map_put(&s->pat_map, (uint64_t)scry__rows_int(q, 0), (uint32_t)s->npats + 1)) {
+			scry__rows_free(q);
 			return scry__fail(err, SCRY_ENOMEM, "out of memory");
 		}
 		bpat *p = &s->pats[s->npats++];
 		memset(p, 0, sizeof *p);
-		p->id = sqlite3_column_int64(q, 0);
-		p->captured = sqlite3_column_int64(q, 2);
-		int64_t timed = sqlite3_column_int64(q, 4);
-		p->mean_us = timed ? (double)sqlite3_column_int64(q, 3) / (double)timed : 0;
+		p->id = scry__rows_int(q, 0);
+		p->captured = scry__rows_int(q, 2);
+		int64_t timed = scry__rows_int(q, 4);
+		p->mean_us = timed ? (double)scry__rows_int(q, 3) / (double)timed : 0;
 		p->sel_window = -1;
-		uint64_t fp = (uint64_t)sqlite3_column_int64(q, 1);
+		uint64_t fp = (uint64_t)scry__rows_int(q, 1);
 		p->wanted = !o->fingerprints;
 		for (size_t i = 0; !p->wanted && i < o->nfingerprints; i++)
-			p->wanted = o->fingerprints[i] == fp && sqlite3_column_type(q, 1) != SQLITE_NULL;
+			p->wanted = o->fingerprints[i] == fp && !scry__rows_null(q, 1);
 	}
-	sqlite3_finalize(q);
-	if (r != SQLITE_DONE)
-		return scry__store_fail(store, err, "reading patterns");
-	if (sqlite3_prepare_v2(db, "SELECT id, pattern, substr(template, 1, 200) FROM statements ORDER BY id DESC", -1,
-	                       &q, NULL))
-		return scry__store_fail(store, err, "reading statements");
-	while ((r = sqlite3_step(q)) == SQLITE_ROW) {
-		int64_t id = sqlite3_column_int64(q, 0);
+	scry__rows_free(q);
+	if (r < 0 || (rc = scry__store_rows(store, SCRY__Q_STATEMENTS, &q, err)))
+		return r < 0 ? r : rc;
+	while ((r = scry__rows_next(q, err)) == 1) {
+		int64_t id = scry__rows_int(q, 0);
 		if (id < 1 || id > INT32_MAX)
 			continue;
-		if (!s->stmts) {
+		if (!s->stmts) { /* ids descending: the first is the largest */
 			s->nstmts = (size_t)id + 1;
 			if (!(s->stmts = scry__calloc(s->nstmts, sizeof *s->stmts))) {
-				sqlite3_finalize(q);
+				scry__rows_free(q);
 				return scry__fail(err, SCRY_ENOMEM, "out of memory");
 			}
 		}
 		bstmt *st = &s->stmts[id];
-		st->pat = scry__u64map_get(&s->pat_map, (uint64_t)sqlite3_column_int64(q, 1));
-		const char *t = (const char *)sqlite3_column_text(q, 2);
-		st->tx = tx_kind(t ? t : "");
+		st->pat = scry__u64map_get(&s->pat_map, (uint64_t)scry__rows_int(q, 1));
+		size_t n;
+		const char *t = scry__rows_blob(q, 2, &n);
+		char head[201];
+		snprintf(head, sizeof head, "%.*s", (int)(n < 200 ? n : 200), t ? t : "");
+		st->tx = tx_kind(head);
 	}
-	sqlite3_finalize(q);
-	if (r != SQLITE_DONE)
-		return scry__store_fail(store, err, "reading statements");
-	return 0;
+	scry__rows_free(q);
+	return r < 0 ? r : 0;
 }
 
 static const bstmt *stmt_of(const sampler *s, int64_t id)
@@ -183,29 +179,30 @@ static const bstmt *stmt_of(const sampler *s, int64_t id)
  * unless the store was compacted (which keeps the counts and deletes events):
  * then one pass over the events counts them.
  */
-static int count_present(sampler *s, sqlite3 *db, scry_store *store, scry_error *err)
+static int count_present(sampler *s, scry_store *store, scry_error *err)
 {
-	sqlite3_stmt *q;
-	bool compacted = false;
-	if (sqlite3_prepare_v2(db, "SELECT 1 FROM scry_meta WHERE key = 'compacted_keep_per_pattern'", -1, &q, NULL))
-		return scry__store_fail(store, err, "reading the store's metadata");
-	compacted = sqlite3_step(q) == SQLITE_ROW;
-	sqlite3_finalize(q);
-	if (!compacted) {
+	scry__rows *q;
+	int r, rc = scry__store_rows(store, SCRY__Q_COMPACTED, &q, err);
+	if (rc)
+		return rc;
+	r = scry__rows_next(q, err);
+	scry__rows_free(q);
+	if (r < 0)
+		return r;
+	if (r == 0) {
 		for (size_t i = 0; i < s->npats; i++)
 			s->pats[i].present = s->pats[i].captured;
 		return 0;
 	}
-	if (sqlite3_prepare_v2(db, "SELECT statement FROM events", -1, &q, NULL))
-		return scry__store_fail(store, err, "counting events");
-	int r;
-	while ((r = sqlite3_step(q)) == SQLITE_ROW) {
-		uint32_t p = stmt_of(s, sqlite3_column_int64(q, 0))->pat;
+	if ((rc = scry__store_rows(store, SCRY__Q_EVENT_STATEMENT, &q, err)))
+		return rc;
+	while ((r = scry__rows_next(q, err)) == 1) {
+		uint32_t p = stmt_of(s, scry__rows_int(q, 0))->pat;
 		if (p)
 			s->pats[p - 1].present++;
 	}
-	sqlite3_finalize(q);
-	return r == SQLITE_DONE ? 0 : scry__store_fail(store, err, "counting events");
+	scry__rows_free(q);
+	return r < 0 ? r : 0;
 }
 
 /*
@@ -337,27 +334,26 @@ static int activate(sampler *s, bsess *x)
 }
 
 /* Second pass: the choice itself, in capture order. */
-static int choose(sampler *s, sqlite3 *db, scry_store *store, scry_error *err)
+static int choose(sampler *s, scry_store *store, scry_error *err)
 {
-	sqlite3_stmt *q;
-	if (sqlite3_prepare_v2(db, "SELECT id, session, statement, literals, params FROM events ORDER BY id", -1, &q,
-	                       NULL))
-		return scry__store_fail(store, err, "sampling events");
-	int r, rc = 0;
-	while (!rc && (r = sqlite3_step(q)) == SQLITE_ROW) {
-		int64_t id = sqlite3_column_int64(q, 0);
-		const bstmt *st = stmt_of(s, sqlite3_column_int64(q, 2));
+	scry__rows *q;
+	int r, rc = scry__store_rows(store, SCRY__Q_EVENT_KEYS, &q, err);
+	if (rc)
+		return rc;
+	while (!rc && (r = scry__rows_next(q, err)) == 1) {
+		int64_t id = scry__rows_int(q, 0);
+		const bstmt *st = stmt_of(s, scry__rows_int(q, 2));
 		if (!st->pat || !s->pats[st->pat - 1].wanted)
 			continue;
 		bpat *p = &s->pats[st->pat - 1];
-		uint64_t vh = XXH3_64bits_withSeed(sqlite3_column_blob(q, 3), (size_t)sqlite3_column_bytes(q, 3),
-		                                   (uint64_t)sqlite3_column_bytes(q, 4));
-		vh ^= XXH3_64bits(sqlite3_column_blob(q, 4), (size_t)sqlite3_column_bytes(q, 4)) * 31;
+		size_t nl, np;
+		const void *lits = scry__rows_blob(q, 3, &nl), *params = scry__rows_blob(q, 4, &np);
+		uint64_t vh = XXH3_64bits_withSeed(lits, nl, (uint64_t)np) ^ XXH3_64bits(params, np) * 31;
 		bool take = false;
 		int64_t window = -1;
 		if ((rc = chosen(s, p, vh, &take, &window)))
 			break;
-		int64_t sid = sqlite3_column_int64(q, 1);
+		int64_t sid = scry__rows_int(q, 1);
 		bool need = take || st->tx != TX_OTHER;
 		if (!need && !scry__u64map_get(&s->sess_map, (uint64_t)sid))
 			continue; /* the common case: nothing to remember */
@@ -417,10 +413,10 @@ static int choose(sampler *s, sqlite3 *db, scry_store *store, scry_error *err)
 		if (take && !(rc = activate(s, x)))
 			rc = pick(s, id);
 	}
-	sqlite3_finalize(q);
+	scry__rows_free(q);
 	if (rc)
 		return scry__fail(err, rc, "out of memory sampling the workload");
-	return r == SQLITE_DONE ? 0 : scry__store_fail(store, err, "sampling events");
+	return r < 0 ? r : 0;
 }
 
 static int cmp_id(const void *a, const void *b)
@@ -432,12 +428,11 @@ static int cmp_id(const void *a, const void *b)
 int scry__budget_select(scry_store *store, const scry_replay_options *o, scry__budget_plan *plan, scry_error *err)
 {
 	memset(plan, 0, sizeof *plan);
-	sqlite3 *db = scry__store_db(store);
 	sampler s;
 	memset(&s, 0, sizeof s);
-	int rc = load_dictionary(&s, db, store, o, err);
+	int rc = load_dictionary(&s, store, o, err);
 	if (!rc)
-		rc = count_present(&s, db, store, err);
+		rc = count_present(&s, store, err);
 	if (rc) {
 		sampler_free(&s);
 		return rc;
@@ -448,7 +443,7 @@ int scry__budget_select(scry_store *store, const scry_replay_options *o, scry__b
 			plan->present += s.pats[i].present;
 			plan->captured += s.pats[i].captured > s.pats[i].present ? s.pats[i].captured : s.pats[i].present;
 		}
-	if ((rc = choose(&s, db, store, err))) {
+	if ((rc = choose(&s, store, err))) {
 		sampler_free(&s);
 		return rc;
 	}

@@ -9,7 +9,6 @@
 
 #include <ctype.h>
 #include <pg_query.h>
-#include <sqlite3.h>
 #include <xxhash.h>
 
 void scry__replay_workload_free(workload *w)
@@ -123,9 +122,25 @@ static bool funcs_safe(const char *t)
  * no FOR UPDATE/SHARE and no data-modifying WITH. The residual risk (a
  * user-defined operator, cast or view function that writes) is documented.
  */
+typedef struct parse_call {
+	const char *text;
+	PgQueryParseResult r;
+} parse_call;
+
+static void parse_call_run(void *p)
+{
+	parse_call *c = p;
+	c->r = pg_query_parse(c->text);
+}
+
 static bool provably_read_only(const char *text)
 {
-	PgQueryParseResult r = pg_query_parse(text);
+	/* Off the caller's stack when deeply nested (lib/pgquery_guard.c); a text
+	 * too deep to parse is not provably read-only. */
+	parse_call c = { text, { 0 } };
+	if (scry__pgq_run(text, strlen(text), parse_call_run, &c, NULL) != 0)
+		return false;
+	PgQueryParseResult r = c.r;
 	bool ro = false;
 	if (!r.error && r.parse_tree) {
 		const char *t = r.parse_tree;
@@ -356,35 +371,28 @@ static int add_stmt(workload *w, const scry_stored_event *ev, size_t *last)
 /* One pass over the events (ids and times only): each session's range and count. */
 static int load_sessions(scry_store *store, const scry_replay_options *o, workload *w, scry_error *err)
 {
-	sqlite3 *db = scry__store_db(store);
 	scry__u64map want = { 0 };
 	for (size_t i = 0; o->fingerprints && i < o->nfingerprints; i++)
 		if (scry__u64map_put(&want, o->fingerprints[i], 1)) {
 			scry__u64map_free(&want);
 			return scry__fail(err, SCRY_ENOMEM, "out of memory");
 		}
-	sqlite3_stmt *q;
-	if (sqlite3_prepare_v2(db, o->fingerprints
-	        ? "SELECT e.session, e.id, s.started_us + e.offset_us, p.fingerprint FROM events e"
-	          " JOIN sessions s ON s.id = e.session JOIN statements st ON st.id = e.statement"
-	          " JOIN patterns p ON p.id = st.pattern ORDER BY e.id"
-	        : "SELECT e.session, e.id, s.started_us + e.offset_us FROM events e"
-	          " JOIN sessions s ON s.id = e.session ORDER BY e.id", -1, &q, NULL) != SQLITE_OK) {
+	scry__rows *q;
+	int r, rc = scry__store_rows(store, SCRY__Q_EVENT_SPANS, &q, err);
+	if (rc) {
 		scry__u64map_free(&want);
-		return scry__store_fail(store, err, "reading the workload's sessions");
+		return rc;
 	}
-	int r, rc = 0;
 	size_t last = 0;
-	while ((r = sqlite3_step(q)) == SQLITE_ROW) {
-		if (o->fingerprints && (sqlite3_column_type(q, 3) == SQLITE_NULL ||
-		                        !scry__u64map_get(&want, (uint64_t)sqlite3_column_int64(q, 3))))
+	while ((r = scry__rows_next(q, err)) == 1) {
+		if (o->fingerprints && (scry__rows_null(q, 3) || !scry__u64map_get(&want, (uint64_t)scry__rows_int(q, 3))))
 			continue;
-		rsession *x = session_for(w, sqlite3_column_int64(q, 0), &last);
+		rsession *x = session_for(w, scry__rows_int(q, 0), &last);
 		if (!x) {
 			rc = scry__fail(err, SCRY_ENOMEM, "out of memory reading the workload's sessions");
 			break;
 		}
-		int64_t id = sqlite3_column_int64(q, 1), at = sqlite3_column_int64(q, 2);
+		int64_t id = scry__rows_int(q, 1), at = scry__rows_int(q, 2);
 		if (!x->n) {
 			x->first_id = id;
 			x->first_us = at;
@@ -396,11 +404,9 @@ static int load_sessions(scry_store *store, const scry_replay_options *o, worklo
 		if (!w->first_us || at < w->first_us)
 			w->first_us = at;
 	}
-	sqlite3_finalize(q);
+	scry__rows_free(q);
 	scry__u64map_free(&want);
-	if (!rc && r != SQLITE_DONE)
-		rc = scry__store_fail(store, err, "reading the workload's sessions");
-	return rc;
+	return rc ? rc : r < 0 ? r : 0;
 }
 
 /* Drops the first k statements of the window. */

@@ -251,6 +251,7 @@ static void render_json(const scry_verdict *v, const scry_verdict_summary *s, sc
 		scry__json_kbool(&j, "work_regressed", p->work_regressed);
 		scry__json_kbool(&j, "tail_regressed", p->tail_regressed);
 		scry__json_knum(&j, "p95_ratio", p->p95_ratio > 0 ? p->p95_ratio : NAN, "%.6g");
+		scry__json_knum(&j, "server_ratio", p->server_ratio > 0 ? p->server_ratio : NAN, "%.6g");
 		scry__json_kint(&j, "baseline_aborted", p->baseline_aborted);
 		scry__json_kint(&j, "candidate_aborted", p->candidate_aborted);
 		scry__json_kstr(&j, "baseline_plan", p->baseline_plan);
@@ -436,8 +437,13 @@ int scry_report_render(const scry_verdict *v, scry_report_format format, scry_bu
 	case SCRY_REPORT_JUNIT: render_junit(v, &s, &b); break;
 	default: return scry__fail(err, SCRY_EINVAL, "unknown report format %d", (int)format);
 	}
-	/* A failed append is sticky (lib/internal.h): check once, at the end. */
-	int rc = scry__buf_failed(&b) ? SCRY_ENOMEM : b.ptr ? scry__buf_put(out, b.ptr, b.size) : 0;
+	/* A failed append is sticky (lib/internal.h): check once, at the end.
+	 * Captured SQL, server messages and labels may hold terminal escapes:
+	 * every human-readable format gets them escaped (JSON escapes its own). */
+	int rc = scry__buf_failed(&b) ? SCRY_ENOMEM
+	         : !b.ptr ? 0
+	         : format == SCRY_REPORT_JSON ? scry__buf_put(out, b.ptr, b.size)
+	                                      : scry_escape_controls(b.ptr, b.size, out);
 	scry_buf_dispose(&b);
 	return rc ? scry__fail(err, SCRY_ENOMEM, "out of memory rendering the report") : 0;
 }

@@ -8,7 +8,7 @@
  * the exact text is rebuilt on read. Statement and pattern ids are cached in
  * memory so that an append touches SQLite only to insert rows.
  */
-#include "internal.h"
+#include "store_internal.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -151,7 +151,8 @@ static const char schema_sql[] =
 	"  FROM events e JOIN sessions s ON s.id = e.session JOIN statements st ON st.id = e.statement\n"
 	"  JOIN patterns p ON p.id = st.pattern;\n";
 
-struct sqlite3 *scry__store_db(scry_store *s) { return s ? s->db : NULL; }
+
+sqlite3 *scry__store_sqlite(scry_store *s) { return s ? s->db : NULL; }
 
 int scry__store_fail(scry_store *s, scry_error *err, const char *what)
 {
@@ -998,6 +999,15 @@ static int unpack_params(scry_event_iter *it, const unsigned char *b, size_t n)
 	return 0;
 }
 
+/* One step of an iterator's query: 1 a row, 0 the end, or a store error. */
+static int iter_step(scry_store *s, sqlite3_stmt *q, scry_error *err, const char *what)
+{
+	int r = sqlite3_step(q);
+	if (r == SQLITE_ROW)
+		return 1;
+	return r == SQLITE_DONE ? 0 : scry__store_fail(s, err, what);
+}
+
 int scry_event_iter_next(scry_event_iter *it, const scry_stored_event **ev, scry_error *err)
 {
 	if (!it || !ev)
@@ -1010,14 +1020,12 @@ int scry_event_iter_next(scry_event_iter *it, const scry_stored_event **ev, scry
 			sqlite3_reset(it->q);
 			sqlite3_bind_int64(it->q, 1, it->ids[it->pos++]);
 		}
-		r = sqlite3_step(it->q);
-		if (r != SQLITE_DONE || !it->ids)
+		r = iter_step(it->store, it->q, err, "reading events");
+		if (r != 0 || !it->ids)
 			break; /* an id that is gone (deleted meanwhile) is skipped */
 	}
-	if (r == SQLITE_DONE)
-		return 0;
-	if (r != SQLITE_ROW)
-		return scry__store_fail(it->store, err, "reading events");
+	if (r <= 0)
+		return r;
 	sqlite3_stmt *q = it->q;
 	scry_stored_event *e = &it->ev;
 	memset(e, 0, sizeof *e);
@@ -1094,11 +1102,9 @@ int scry_pattern_iter_next(scry_pattern_iter *it, const scry_pattern **p, scry_e
 {
 	if (!it || !p)
 		return scry__fail(err, SCRY_EINVAL, "scry_pattern_iter_next: arguments are required");
-	int r = sqlite3_step(it->q);
-	if (r == SQLITE_DONE)
-		return 0;
-	if (r != SQLITE_ROW)
-		return scry__store_fail(it->store, err, "reading patterns");
+	int r = iter_step(it->store, it->q, err, "reading patterns");
+	if (r <= 0)
+		return r;
 	sqlite3_stmt *q = it->q;
 	scry_pattern *x = &it->p;
 	x->id = sqlite3_column_int64(q, 0);
@@ -1298,11 +1304,9 @@ int scry_sample_iter_next(scry_sample_iter *it, const scry_stored_sample **out, 
 {
 	if (!it || !out)
 		return scry__fail(err, SCRY_EINVAL, "scry_sample_iter_next: arguments are required");
-	int r = sqlite3_step(it->q);
-	if (r == SQLITE_DONE)
-		return 0;
-	if (r != SQLITE_ROW)
-		return scry__store_fail(it->store, err, "reading samples");
+	int r = iter_step(it->store, it->q, err, "reading samples");
+	if (r <= 0)
+		return r;
 	sqlite3_stmt *q = it->q;
 	scry_stored_sample *x = &it->s;
 	memset(x, 0, sizeof *x);

@@ -4,14 +4,13 @@
  * sample per pattern, so that a store used in CI for months stays small.
  * Part of the store module (include/scry/store.h, docs/store.md).
  */
-#include "internal.h"
+#include "store_internal.h"
 
-#include <sqlite3.h>
 #include <stdio.h>
 
 static int admin_exec(scry_store *s, const char *sql, scry_error *err, const char *what)
 {
-	if (sqlite3_exec(scry__store_db(s), sql, NULL, NULL, NULL) != SQLITE_OK)
+	if (sqlite3_exec(scry__store_sqlite(s), sql, NULL, NULL, NULL) != SQLITE_OK)
 		return scry__store_fail(s, err, what);
 	return 0;
 }
@@ -35,7 +34,7 @@ int scry_store_runs(scry_store *s, scry_run_iter **out, scry_error *err)
 	if (!it)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	it->store = s;
-	if (sqlite3_prepare_v2(scry__store_db(s),
+	if (sqlite3_prepare_v2(scry__store_sqlite(s),
 	                       "SELECT r.id, r.label, r.target, r.started_us, r.ended_us, r.executions, r.errors,"
 	                       " (SELECT count(*) FROM samples x WHERE x.run = r.id) FROM runs r ORDER BY r.id",
 	                       -1, &it->q, NULL) != SQLITE_OK) {
@@ -81,7 +80,7 @@ void scry_run_iter_free(scry_run_iter *it)
 /* Deletes the runs listed in temp table doomed(id), with their samples and plans, in one transaction. */
 static int delete_doomed(scry_store *s, int64_t *deleted, scry_error *err)
 {
-	sqlite3 *db = scry__store_db(s);
+	sqlite3 *db = scry__store_sqlite(s);
 	int rc = admin_exec(s,
 		"DELETE FROM samples WHERE run IN (SELECT id FROM temp.doomed);"
 		"DELETE FROM plans WHERE run IN (SELECT id FROM temp.doomed);"
@@ -94,7 +93,7 @@ static int delete_doomed(scry_store *s, int64_t *deleted, scry_error *err)
 
 static int with_doomed(scry_store *s, const char *fill_sql, int64_t a, int64_t *deleted, scry_error *err)
 {
-	sqlite3 *db = scry__store_db(s);
+	sqlite3 *db = scry__store_sqlite(s);
 	int rc = admin_exec(s, "BEGIN IMMEDIATE; CREATE TEMP TABLE IF NOT EXISTS doomed(id INTEGER PRIMARY KEY);"
 	                       "DELETE FROM temp.doomed", err, "deleting runs");
 	if (rc)
@@ -148,7 +147,7 @@ static int64_t single_int(scry_store *s, const char *sql)
 {
 	sqlite3_stmt *q;
 	int64_t v = -1;
-	if (sqlite3_prepare_v2(scry__store_db(s), sql, -1, &q, NULL) == SQLITE_OK) {
+	if (sqlite3_prepare_v2(scry__store_sqlite(s), sql, -1, &q, NULL) == SQLITE_OK) {
 		if (sqlite3_step(q) == SQLITE_ROW)
 			v = sqlite3_column_int64(q, 0);
 		sqlite3_finalize(q);
@@ -169,7 +168,7 @@ int scry_store_compact(scry_store *s, int keep, scry_compact_result *out, scry_e
 	static const char size_sql[] = "SELECT page_count * page_size FROM pragma_page_count, pragma_page_size";
 	res.events_before = single_int(s, "SELECT count(*) FROM events");
 	res.bytes_before = single_int(s, size_sql);
-	sqlite3 *db = scry__store_db(s);
+	sqlite3 *db = scry__store_sqlite(s);
 	int rc = admin_exec(s, "BEGIN IMMEDIATE; CREATE TEMP TABLE IF NOT EXISTS doomed_events(id INTEGER PRIMARY KEY);"
 	                       "DELETE FROM temp.doomed_events", err, "compacting the store");
 	if (rc)
@@ -215,4 +214,69 @@ int scry_store_compact(scry_store *s, int keep, scry_compact_result *out, scry_e
 	if (out)
 		scry__out_put(&scry__abi_compact_result, out, &res);
 	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Fixed queries for the replay's sampler and streaming loader         */
+/* ------------------------------------------------------------------ */
+
+struct scry__rows {
+	scry_store *store;
+	sqlite3_stmt *q;
+};
+
+static const char *const row_sql[] = {
+	[SCRY__Q_PATTERNS] = "SELECT id, fingerprint, count, total_us, timed FROM patterns",
+	[SCRY__Q_STATEMENTS] = "SELECT id, pattern, substr(template, 1, 200) FROM statements ORDER BY id DESC",
+	[SCRY__Q_EVENT_STATEMENT] = "SELECT statement FROM events",
+	[SCRY__Q_EVENT_KEYS] = "SELECT id, session, statement, literals, params FROM events ORDER BY id",
+	[SCRY__Q_EVENT_SPANS] = "SELECT e.session, e.id, s.started_us + e.offset_us, p.fingerprint FROM events e"
+	                        " JOIN sessions s ON s.id = e.session JOIN statements st ON st.id = e.statement"
+	                        " JOIN patterns p ON p.id = st.pattern ORDER BY e.id",
+	[SCRY__Q_COMPACTED] = "SELECT 1 FROM scry_meta WHERE key = 'compacted_keep_per_pattern'",
+};
+
+int scry__store_rows(scry_store *s, int query, scry__rows **out, scry_error *err)
+{
+	*out = NULL;
+	if (query < 0 || query > SCRY__Q_COMPACTED)
+		return scry__fail(err, SCRY_EINVAL, "unknown store query %d", query);
+	scry__rows *r = scry__calloc(1, sizeof *r);
+	if (!r)
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	r->store = s;
+	if (sqlite3_prepare_v2(scry__store_sqlite(s), row_sql[query], -1, &r->q, NULL) != SQLITE_OK) {
+		int rc = scry__store_fail(s, err, "reading the workload");
+		scry__rows_free(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+int scry__rows_next(scry__rows *r, scry_error *err)
+{
+	int rc = sqlite3_step(r->q);
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : scry__store_fail(r->store, err, "reading the workload");
+}
+
+int64_t scry__rows_int(scry__rows *r, int col) { return sqlite3_column_int64(r->q, col); }
+
+bool scry__rows_null(scry__rows *r, int col) { return sqlite3_column_type(r->q, col) == SQLITE_NULL; }
+
+const void *scry__rows_blob(scry__rows *r, int col, size_t *n)
+{
+	const void *p = sqlite3_column_blob(r->q, col);
+	*n = (size_t)sqlite3_column_bytes(r->q, col);
+	return p;
+}
+
+void scry__rows_free(scry__rows *r)
+{
+	if (!r)
+		return;
+	sqlite3_finalize(r->q);
+	scry__free(r);
 }

@@ -27,7 +27,8 @@ void scry_verdict_options_init(scry_verdict_options *o)
 
 char *scry__vdup_buf(scry_buf *b)
 {
-	char *s = scry__strdup(b->ptr ? b->ptr : "");
+	/* Out of memory while building it: no text rather than a truncated one. */
+	char *s = scry__buf_failed(b) ? NULL : scry__strdup(b->ptr ? b->ptr : "");
 	scry_buf_dispose(b);
 	return s;
 }

@@ -85,7 +85,7 @@ typedef struct plan_info {
 	const jval *top;      /* the "Plan" object */
 	plan_node *nodes;     /* preorder */
 	size_t n, cap;
-	double exec_ms;
+	double exec_ms, plan_ms;
 	double removed;       /* rows removed by filter, all nodes, times loops */
 	double buffers;       /* shared hit + read of the top node (cumulative) */
 	bool analyzed;        /* EXPLAIN ANALYZE (actual rows, timings), else estimates only */

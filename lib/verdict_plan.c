@@ -116,7 +116,7 @@ static char *jstring(jparser *j)
 		default: scry__buf_put(&b, &c, 1); break; /* \" \\ \/ */
 		}
 	}
-	if (j->p >= j->end)
+	if (j->p >= j->end || scry__buf_failed(&b))
 		goto bad;
 	j->p++;
 	if (!b.ptr)
@@ -280,6 +280,7 @@ int scry__plan_parse(const char *json, plan_info *pi)
 		return SCRY_EPARSE;
 	}
 	pi->exec_ms = scry__jnum(first, "Execution Time");
+	pi->plan_ms = scry__jnum(first, "Planning Time");
 	pi->analyzed = scry__jget(pi->top, "Actual Rows") != NULL;
 	pi->buffers = scry__jnum(pi->top, "Shared Hit Blocks") + scry__jnum(pi->top, "Shared Read Blocks");
 	int rc = plan_walk(pi, pi->top, 0);

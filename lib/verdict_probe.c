@@ -113,6 +113,10 @@ static PGresult *run_exec(PGconn *conn, const char *prefix, const stored_exec *e
 	scry_buf sql = SCRY_BUF_INIT;
 	scry__buf_puts(&sql, prefix);
 	scry__buf_puts(&sql, e->query);
+	if (scry__buf_failed(&sql)) { /* never run a truncated statement */
+		scry_buf_dispose(&sql);
+		return NULL;
+	}
 	PGresult *r = PQexecParams(conn, sql.ptr, e->nparams, e->types, (const char *const *)e->values, e->lengths,
 	                           e->formats, 0);
 	scry_buf_dispose(&sql);
@@ -138,6 +142,44 @@ static PGconn *connect_side(const char *conninfo, const scry_verdict_options *op
 		return NULL;
 	}
 	return c;
+}
+
+/* Planning + execution time the server measured for an EXPLAIN ANALYZE plan. */
+static bool server_ms(const char *json, double *ms)
+{
+	plan_info pi;
+	if (scry__plan_parse(json, &pi))
+		return false;
+	*ms = pi.plan_ms + pi.exec_ms;
+	bool ok = pi.analyzed;
+	scry__plan_free(&pi);
+	return ok;
+}
+
+/*
+ * A regression by client latency alone - same plan, same work - must show
+ * in the time the server itself measured (planning + execution, EXPLAIN
+ * ANALYZE of the sampled executions): a pg_sleep, a trigger, a lock wait or
+ * a slower function does. Under CPU saturation a backend that did more work
+ * earlier (B's slower statements of another pattern) waits for a core before
+ * it even reads the next query: its client latency grows, its server time
+ * does not. Such a regression is not confirmed and is reported unchanged,
+ * with both figures. Only ever removes a flag.
+ */
+static void confirm_timing(scry_pattern_verdict *pv, const scry_verdict_options *opts, size_t samples)
+{
+	double confirm = 1.0 + (opts->threshold - 1.0) / 2.0;
+	if (pv->cls != SCRY_CLASS_REGRESSED || pv->tail_regressed || pv->plan_changed || samples < 2 ||
+	    !(pv->server_ratio > 0) || pv->server_ratio >= confirm ||
+	    (pv->baseline_work > 0 && pv->candidate_work / pv->baseline_work >= opts->threshold))
+		return;
+	pv->cls = SCRY_CLASS_UNCHANGED;
+	pv->flagged = 0;
+	scry__free((char *)pv->note);
+	pv->note = scry__vdup_printf("not confirmed: client latency %.2fx, but the same plan and work took %.2fx the "
+	                             "server time (EXPLAIN ANALYZE of %zu sampled executions per side); a loaded "
+	                             "machine delaying one side's backend, not the migration",
+	                             pv->ratio, pv->server_ratio, samples);
 }
 
 /*
@@ -301,6 +343,10 @@ static int filter_columns(PGconn *conn, const char *schema, const char *rel, con
 	for (size_t i = 0; i < ncols; i++)
 		scry__buf_put(&all, PQgetvalue(r, (int)i, 0), strlen(PQgetvalue(r, (int)i, 0)) + 1);
 	PQclear(r);
+	if (scry__buf_failed(&all)) { /* not every name is there: is_column would read past them */
+		scry_buf_dispose(&all);
+		return 0;
+	}
 	int found = 0;
 	scry_buf seen = SCRY_BUF_INIT; /* NUL-separated, as in `all` */
 	const char *p = filter;
@@ -336,7 +382,8 @@ static int filter_columns(PGconn *conn, const char *schema, const char *rel, con
 		if (*p == '.' || *p == '(' || after_cast) /* a qualifier, a function, or a type */
 			continue;
 		if (wl && all.ptr && is_column(all.ptr, ncols, word) && !(seen.ptr && is_column(seen.ptr, (size_t)found, word))) {
-			scry__buf_put(&seen, word, wl + 1);
+			if (scry__buf_put(&seen, word, wl + 1))
+				break;
 			if (found)
 				scry__buf_puts(cols_out, ", ");
 			quote_ident(conn, cols_out, word);
@@ -497,6 +544,8 @@ static void best_index(scry_verdict *v, scry_store *store, scry_pattern_verdict 
 		}
 		scry_buf_dispose(&cols);
 	}
+	if (scry__buf_failed(&ddl))
+		goto done;
 	if (!ddl.size) {
 		scry__free((char *)pv->note);
 		pv->note = scry__vdup_printf("fails on baseline (SQLSTATE %s); on candidate its plan has no filtered sequential "
@@ -728,7 +777,7 @@ void scry__verdict_measure_work(scry_verdict *v, scry_store *store, scry_pattern
 	size_t n;
 	if (!repeatable(pv->normalized) || load_execs(store, pv->fingerprint, WORK_EXECS, &ex, &n, NULL) || n == 0)
 		return;
-	double wa[WORK_EXECS], wc[WORK_EXECS];
+	double wa[WORK_EXECS], wc[WORK_EXECS], sa[WORK_EXECS], sc[WORK_EXECS];
 	size_t k = 0;
 	char *first_a = NULL, *first_c = NULL;
 	bool changed = false;
@@ -742,7 +791,8 @@ void scry__verdict_measure_work(scry_verdict *v, scry_store *store, scry_pattern
 			jc = explain(cc, EXPLAIN_WORK, &ex[i], &mc);
 		}
 		scry_pattern_verdict tmp = { 0 };
-		if (ja && jc && scry__verdict_work_from_plans(&tmp, ja, jc)) {
+		if (ja && jc && scry__verdict_work_from_plans(&tmp, ja, jc) && server_ms(ja, &sa[k]) &&
+		    server_ms(jc, &sc[k])) {
 			wa[k] = tmp.baseline_work;
 			wc[k] = tmp.candidate_work;
 			changed |= tmp.plan_changed != 0;
@@ -767,6 +817,11 @@ void scry__verdict_measure_work(scry_verdict *v, scry_store *store, scry_pattern
 		pv->candidate_work = scry__quantile(wc, k, 0.5);
 		pv->plan_changed = changed;
 		pv->work_measured = 1;
+		qsort(sa, k, sizeof *sa, scry__cmp_double);
+		qsort(sc, k, sizeof *sc, scry__cmp_double);
+		double ma = scry__quantile(sa, k, 0.5), mc = scry__quantile(sc, k, 0.5);
+		pv->server_ratio = ma > 0 ? mc / ma : 0;
+		confirm_timing(pv, &v->opts, k);
 		scry__verdict_apply_work(pv, &v->opts);
 		if (!pv->plan_change && (changed || pv->cls == SCRY_CLASS_REGRESSED))
 			set_plan(pv, first_a, first_c);

@@ -268,8 +268,9 @@ static void check_real_log(scry_log_format fmt, const char *file, const char *pr
 	ck_assert_int_eq(timed, 6 + 3);
 	ck_assert_str_eq(st.warning, "");
 
-	/* Sessions: database, user, application, end time. */
-	sqlite3 *db = scry__store_db(s);
+	/* Sessions: database, user, application, end time (read beside the store: it owns its connection). */
+	sqlite3 *db;
+	ck_assert_int_eq(sqlite3_open_v2(scry_store_path(s), &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
 	sqlite3_stmt *q;
 	ck_assert_int_eq(sqlite3_prepare_v2(db,
 		"SELECT source, database, user_name, coalesce(application, ''), ended_us IS NOT NULL,"
@@ -286,6 +287,7 @@ static void check_real_log(scry_log_format fmt, const char *file, const char *pr
 			ck_assert_str_eq((const char *)sqlite3_column_text(q, 5), "127.0.0.1");
 	}
 	sqlite3_finalize(q);
+	sqlite3_close(db);
 	scry_store_info info = SCRY_STORE_INFO_INIT;
 	ck_assert_int_eq(scry_store_info_get(s, &info, &err), 0);
 	ck_assert_int_eq(info.events, 19);
@@ -494,8 +496,10 @@ START_TEST(prefixes)
 	ck_assert_str_eq(got, "S1|Q|XX000|SELECT 1\n");
 	free(got);
 	ck_assert_uint_eq(st.skipped, 0);
+	sqlite3 *db;
+	ck_assert_int_eq(sqlite3_open_v2(scry_store_path(s), &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
 	sqlite3_stmt *q;
-	ck_assert_int_eq(sqlite3_prepare_v2(scry__store_db(s), "SELECT application, user_name, database, started_us"
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT application, user_name, database, started_us"
 	                                    " FROM sessions", -1, &q, NULL), SQLITE_OK);
 	ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
 	ck_assert_str_eq((const char *)sqlite3_column_text(q, 0), "PostgreSQL JDBC Driver");
@@ -503,6 +507,7 @@ START_TEST(prefixes)
 	ck_assert_str_eq((const char *)sqlite3_column_text(q, 2), "db1");
 	ck_assert_int_eq(sqlite3_column_int64(q, 3), 0x664a1b2cLL * 1000000);
 	sqlite3_finalize(q);
+	sqlite3_close(db);
 
 	scry_logimport_options o = SCRY_LOGIMPORT_OPTIONS_INIT;
 	o.format = SCRY_LOG_STDERR;

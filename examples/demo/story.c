@@ -491,6 +491,22 @@ static void tell_migration(const demo_run *r, const scry_verdict *v1, const scry
 	}
 }
 
+/* What the migration did to the traffic replayed while it ran (docs/impact.md). */
+static void tell_impact(const demo_run *r)
+{
+	const scry_impact *im = scry_pipeline_impact(r->pl);
+	if (!im)
+		return;
+	scry_buf rep = SCRY_BUF_INIT;
+	scry_error err = SCRY_ERROR_INIT;
+	say("   The same traffic was replayed on clone B while the migration ran, its locks\n"
+	    "   sampled every 5 ms:\n");
+	if (!scry_impact_render(im, NULL, SCRY_REPORT_TEXT, &rep, &err) && rep.size)
+		print_sql_block(rep.ptr, "   ");
+	scry_buf_dispose(&rep);
+	say("\n");
+}
+
 /* The fix's verdict, pattern by pattern, and the conclusion. Returns whether the story was told. */
 static bool tell_fix(const scry_verdict *v1, const scry_verdict *v2)
 {
@@ -542,6 +558,11 @@ static void print_json(const demo_run *r, const scry_verdict *v1, const scry_ver
 	json_verdict(stdout, "migration", v1);
 	fputc(',', stdout);
 	json_verdict(stdout, "after_fix", v2);
+	const scry_impact *im = scry_pipeline_impact(r->pl);
+	scry_buf ij = SCRY_BUF_INIT;
+	if (im && !scry_impact_render(im, NULL, SCRY_REPORT_JSON, &ij, NULL) && ij.size)
+		printf(",\"migration_impact\":%s", ij.ptr);
+	scry_buf_dispose(&ij);
 	printf(",\"story_told\":%s,\"seconds\":{\"cluster\":%.2f,\"schema\":%.2f,\"capture\":%.2f,"
 	       "\"pipeline\":%.2f,\"total\":%.2f}}\n",
 	       told ? "true" : "false", r->t_cluster, r->t_schema, cs->seconds, r->t_pipe, now_s() - r->t_start);
@@ -609,6 +630,7 @@ int demo_main(int argc, char **argv)
 		scry_pipeline_replay_result_get(r->pl, SCRY_PIPELINE_BASELINE, &rbase);
 		scry_pipeline_replay_result_get(r->pl, SCRY_PIPELINE_CANDIDATE, &rcand);
 		tell_migration(r, v1, &rcand);
+		tell_impact(r);
 		bool told = tell_fix(v1, v2);
 		r->status = told ? CLI_EXIT_OK : CLI_EXIT_ERROR;
 		if (r->json)

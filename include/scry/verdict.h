@@ -104,6 +104,7 @@ typedef struct scry_pattern_verdict {
 	double work_ratio;                         /**< candidate_work / baseline_work */
 	int plan_changed;                          /**< the plan's shape (node types, indexes) differs */
 	int work_regressed;                        /**< regressed by the work rule (plan changed, work grew by the threshold, timing ratio > 1) */
+	double server_ratio;                       /**< candidate / baseline server time (planning + execution) of the EXPLAIN ANALYZE samples; 0 unknown */
 } scry_pattern_verdict;
 
 /** A computed verdict. */
