@@ -111,6 +111,15 @@ static scry_store *make_store(int na)
 	return s;
 }
 
+/* make_store(na), then the replay's loader on it with `o`; the caller frees both. */
+static scry_store *make_loaded(int na, const scry_replay_options *o, workload *w)
+{
+	scry_store *s = make_store(na);
+	scry_error err = SCRY_ERROR_INIT;
+	ck_assert_msg(scry__replay_load(s, o, w, &err) == 0, "%s", err.message);
+	return s;
+}
+
 static int count_prefix(const workload *w, const char *prefix, int *sessions_with)
 {
 	int n = 0;
@@ -130,13 +139,12 @@ static int count_prefix(const workload *w, const char *prefix, int *sessions_wit
 
 START_TEST(budget_keeps_minimum_and_proportion)
 {
-	scry_store *s = make_store(5000);
 	scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
 	o.budget = 300;
 	o.min_per_pattern = 20;
 	workload w = { 0 };
 	scry_error err = SCRY_ERROR_INIT;
-	ck_assert_int_eq(scry__replay_load(s, &o, &w, &err), 0);
+	scry_store *s = make_loaded(5000, &o, &w);
 	ck_assert(w.sampled);
 	int a = count_prefix(&w, TEXT_A, NULL), b = count_prefix(&w, TEXT_B, NULL), c = count_prefix(&w, TEXT_C, NULL);
 	fprintf(stderr, "sample: A %d, B %d, C %d, all %zu of %lld\n", a, b, c, w.nstmts, (long long)w.captured);
@@ -210,12 +218,10 @@ START_TEST(resident_events_bounded_by_budget)
 	for (int k = 0; k < 2; k++) {
 		if (k)
 			setup();
-		scry_store *s = make_store(sizes[k]);
 		scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
 		o.budget = 200;
 		workload w = { 0 };
-		scry_error err = SCRY_ERROR_INIT;
-		ck_assert_int_eq(scry__replay_load(s, &o, &w, &err), 0);
+		scry_store *s = make_loaded(sizes[k], &o, &w);
 		resident[k] = w.nstmts;
 		ck_assert_int_eq((int)w.captured, sizes[k] + 100 + 3 + 1 + 60);
 		scry__replay_workload_free(&w);
@@ -232,13 +238,11 @@ END_TEST
 /* budget_seconds: a sample sized from the captured latencies (100 us each here, plus the round trip). */
 START_TEST(budget_seconds_sizes_the_sample)
 {
-	scry_store *s = make_store(20000);
 	scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
 	o.budget_seconds = 0.5;
 	o.concurrency = 1;
 	workload w = { 0 };
-	scry_error err = SCRY_ERROR_INIT;
-	ck_assert_int_eq(scry__replay_load(s, &o, &w, &err), 0);
+	scry_store *s = make_loaded(20000, &o, &w);
 	/* 0.5 s / (2 sides x 300 us) ~ 833 executions */
 	fprintf(stderr, "budget_seconds 0.5 -> budget %lld, %zu events\n", (long long)w.budget, w.nstmts);
 	ck_assert_int_ge(w.budget, 600);
@@ -262,11 +266,9 @@ START_TEST(streaming_holds_chunks_not_the_store)
 	for (int k = 0; k < 2; k++) {
 		if (k)
 			setup();
-		scry_store *s = make_store(sizes[k]);
 		scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
 		workload w = { 0 };
-		scry_error err = SCRY_ERROR_INIT;
-		ck_assert_int_eq(scry__replay_load(s, &o, &w, &err), 0);
+		scry_store *s = make_loaded(sizes[k], &o, &w);
 		ck_assert(w.streaming);
 		ck_assert_int_eq((int)w.resident, 0);
 		ck_assert_int_eq((int)w.nsess, 4);
@@ -350,11 +352,9 @@ END_TEST
 START_TEST(memory_store_is_loaded_whole)
 {
 	snprintf(path, sizeof path, ":memory:");
-	scry_store *s = make_store(500);
 	scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
 	workload w = { 0 };
-	scry_error err = SCRY_ERROR_INIT;
-	ck_assert_int_eq(scry__replay_load(s, &o, &w, &err), 0);
+	scry_store *s = make_loaded(500, &o, &w);
 	ck_assert(!w.streaming);
 	ck_assert_int_eq((int)w.nstmts, 500 + 100 + 3 + 1 + 60);
 	scry__replay_workload_free(&w);
@@ -369,11 +369,9 @@ END_TEST
  */
 START_TEST(window_goes_back_to_its_pin)
 {
-	scry_store *s = make_store(3000);
 	scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
 	workload w = { 0 };
-	scry_error err = SCRY_ERROR_INIT;
-	ck_assert_int_eq(scry__replay_load(s, &o, &w, &err), 0);
+	scry_store *s = make_loaded(3000, &o, &w);
 	ck_assert(w.streaming);
 	for (size_t i = 0; i < w.nsess; i++) {
 		scry__stmt_cursor c = { 0 };
