@@ -28,7 +28,7 @@ static const char ci_help[] =
 	"(except with --sequential).\n"
 	"\n"
 	"  --store FILE        the workload store (default $SCRY_STORE, then ./scry.db)\n"
-	"  --format FMT        text (default), json, markdown or junit\n"
+	"  --format FMT        text (default), json, markdown, junit or html\n"
 	"  --output FILE       write the report to FILE instead of standard output\n"
 	"  --threshold X       regression when the median ratio exceeds X (default 1.5)\n"
 	"  --min-delta MS      ... and the median grew by more than MS ms (default 0.5)\n"
@@ -66,6 +66,7 @@ static const char ci_help[] =
 	"                      (recipes for DBLab, Neon, ZFS, pg_basebackup in\n"
 	"                      docs/pipeline.md)\n"
 	"  --migration-timeout S  kill the migration (and fix) command after S seconds\n"
+CLI_FILTER_HELP
 	"  --sequential        no clones: replay on TARGET, migrate TARGET, replay again.\n"
 	"                      For when cloning is impossible. THE MIGRATION STAYS APPLIED\n"
 	"                      TO TARGET: use it only on a database you can throw away.\n"
@@ -229,7 +230,8 @@ int cli_ci_run(const char *target, scry_store *store, const scry_pipeline_option
 	return status;
 }
 
-static int test_migration(int argc, char **argv)
+/* The filter built by --include/--exclude is freed by the caller, whatever the return path. */
+static int test_migration_with(int argc, char **argv, scry_pattern_filter **filter)
 {
 	static const struct option opts[] = {
 		{ "store", required_argument, NULL, 's' },
@@ -246,6 +248,7 @@ static int test_migration(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "no-settle", no_argument, NULL, 'N' },
 		{ "sequential", no_argument, NULL, 'S' },
+		CLI_FILTER_OPTIONS,
 		{ "no-impact", no_argument, NULL, 'I' },
 		{ "impact-speed", required_argument, NULL, 'P' },
 		{ "max-lock-wait", required_argument, NULL, 'L' },
@@ -280,7 +283,7 @@ static int test_migration(int argc, char **argv)
 		case 's': store_opt = optarg; break;
 		case 'f':
 			if (scry_report_format_parse(optarg, &format))
-				return cli_usage_error("ci", "--format is text, json, markdown or junit, not '%s'", optarg);
+				return cli_usage_error("ci", "--format is text, json, markdown, junit or html, not '%s'", optarg);
 			break;
 		case 'o': output = optarg; break;
 		case 't':
@@ -371,6 +374,10 @@ static int test_migration(int argc, char **argv)
 				return cli_usage_error("ci", "--migration-timeout needs a number of seconds (at least 1)");
 			po.migration_timeout_s = (int)n;
 			break;
+		case CLI_OPT_INCLUDE: case CLI_OPT_EXCLUDE: case CLI_OPT_JUDGE_SETUP:
+			if ((n = cli_filter_option("ci", c, optarg, filter, &vo)))
+				return (int)n;
+			break;
 		case 'h': fputs(ci_help, stdout); return CLI_EXIT_OK;
 		default: return cli_usage_error("ci", "unknown option");
 		}
@@ -435,6 +442,14 @@ static int test_migration(int argc, char **argv)
 	int status = cli_ci_run(target, store, &po, &mig, format, output, &prog, NULL);
 	scry_store_free(store);
 	return status;
+}
+
+static int test_migration(int argc, char **argv)
+{
+	scry_pattern_filter *filter = NULL;
+	int rc = test_migration_with(argc, argv, &filter);
+	scry_pattern_filter_free(filter);
+	return rc;
 }
 
 int cmd_ci(int argc, char **argv)

@@ -47,7 +47,7 @@ SCRY_HIDDEN int scry__shadow_command_create(scry_shadow *s, scry_error *err);
 SCRY_HIDDEN int scry__shadow_command_drop(scry_shadow *s, scry_error *err);
 /* The target's connection string with dbname replaced (key=value form, *out malloc'ed). */
 SCRY_HIDDEN int scry__shadow_conninfo_with_db(const char *target, const char *db, char **out, scry_error *err);
-/* Connects (with statement_timeout 0); NULL and err filled on failure. */
-SCRY_HIDDEN PGconn *scry__shadow_connect(const char *conninfo, scry_error *err, const char *what);
+/* Connects (with statement_timeout 0; notices to s's log, s may be NULL); NULL and err filled on failure. */
+SCRY_HIDDEN PGconn *scry__shadow_connect(scry_shadow *s, const char *conninfo, scry_error *err, const char *what);
 
 #endif

@@ -89,7 +89,7 @@ int scry__shadow_given_create(scry_shadow *s, scry_error *err)
 {
 	char where[2][600];
 	for (int i = 0; i < 2; i++) {
-		PGconn *c = scry__shadow_connect(s->conninfos[i], err, i ? "the candidate database" : "the baseline database");
+		PGconn *c = scry__shadow_connect(s, s->conninfos[i], err, i ? "the candidate database" : "the baseline database");
 		if (!c)
 			return SCRY_ECONNECT;
 		const char *h = PQhost(c) ? PQhost(c) : "", *p = PQport(c) ? PQport(c) : "", *d = PQdb(c);
@@ -229,7 +229,7 @@ int scry__shadow_command_create(scry_shadow *s, scry_error *err)
 			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 		scry_buf_dispose(&out);
 		if (!rc) {
-			PGconn *c = scry__shadow_connect(s->conninfos[i], err, s->names[i]);
+			PGconn *c = scry__shadow_connect(s, s->conninfos[i], err, s->names[i]);
 			if (!c)
 				rc = SCRY_ECONNECT;
 			PQfinish(c);
@@ -321,7 +321,7 @@ int scry_shadow_gc(const char *target, const scry_shadow_options *opts, int *dro
 	rc = scry__shadow_conninfo_with_db(target, o.maintenance_db ? o.maintenance_db : "postgres", &maint, err);
 	if (rc)
 		return rc;
-	PGconn *c = scry__shadow_connect(maint, err, "the server's maintenance database");
+	PGconn *c = scry__shadow_connect(NULL, maint, err, "the server's maintenance database");
 	scry__free(maint);
 	if (!c)
 		return SCRY_ECONNECT;
