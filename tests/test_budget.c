@@ -216,8 +216,10 @@ START_TEST(resident_events_bounded_by_budget)
 	size_t resident[2];
 	int sizes[2] = { 4000, 40000 };
 	for (int k = 0; k < 2; k++) {
-		if (k)
+		if (k) { /* a fresh file for the larger store (the fixture removes the last one) */
+			teardown();
 			setup();
+		}
 		scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
 		o.budget = 200;
 		workload w = { 0 };
@@ -226,8 +228,6 @@ START_TEST(resident_events_bounded_by_budget)
 		ck_assert_int_eq((int)w.captured, sizes[k] + 100 + 3 + 1 + 60);
 		scry__replay_workload_free(&w);
 		scry_store_free(s);
-		if (k)
-			teardown();
 	}
 	fprintf(stderr, "resident events: %zu (store of 4k), %zu (store of 40k)\n", resident[0], resident[1]);
 	ck_assert_int_le((int)resident[1], 200 + 60);
@@ -264,8 +264,10 @@ START_TEST(streaming_holds_chunks_not_the_store)
 	size_t peak[2];
 	int sizes[2] = { 4000, 40000 };
 	for (int k = 0; k < 2; k++) {
-		if (k)
+		if (k) { /* a fresh file for the larger store (the fixture removes the last one) */
+			teardown();
 			setup();
+		}
 		scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
 		workload w = { 0 };
 		scry_store *s = make_loaded(sizes[k], &o, &w);
@@ -295,8 +297,6 @@ START_TEST(streaming_holds_chunks_not_the_store)
 		ck_assert_int_eq((int)w.resident, 0);
 		scry__replay_workload_free(&w);
 		scry_store_free(s);
-		if (k)
-			teardown();
 	}
 	fprintf(stderr, "streaming: at most %zu statements resident (store of 4k), %zu (store of 40k)\n", peak[0], peak[1]);
 	ck_assert_int_le((int)peak[1], 4 * 256);
