@@ -130,7 +130,7 @@ void scry_replay_cancel(scry_replay *r)
 /* ------------------------------------------------------------------ */
 
 enum { C_NONE, C_CONNECTING, C_SETUP, C_IDLE, C_BUSY };
-enum { STEP_NONE, STEP_SETUP, STEP_BEGIN, STEP_PREPARE, STEP_EXEC, STEP_ROLLBACK };
+enum { STEP_NONE, STEP_SETUP, STEP_BEGIN, STEP_PREPARE, STEP_EXEC, STEP_ROLLBACK, STEP_CLOSE };
 enum { PH_DUE, PH_START, PH_PREP, PH_EXEC, PH_AFTER, PH_NEXT };
 
 struct runner;
@@ -151,6 +151,11 @@ typedef struct rconn {
 	int64_t t0, rows;
 	char sqlstate[6];
 	bool error;
+	bool copy_in, copied;     /* COPY FROM STDIN data being sent; COPY TO STDOUT rows counted */
+	size_t copy_off;
+	int cur_stage;            /* row-limited portal as a cursor: 1 DECLARE sent, 2 FETCHing */
+	int64_t fetch_prev;       /* rows before the FETCH in flight */
+	bool cancel_sent;         /* the captured cancel was replayed on this step */
 } rconn;
 
 typedef struct runner {
@@ -159,6 +164,10 @@ typedef struct runner {
 	size_t next;
 	int cur, phase;
 	bool wrapped, override_rollback;
+	bool cursor, cursor_open; /* this statement runs as DECLARE/FETCH (a captured row-limited portal) */
+	bool io_timer;            /* in the heap for a deadline of the step in flight, not for a due time */
+	int64_t io_deadline;      /* client-side limit of the step in flight (0 = none) */
+	int64_t cancel_at;        /* when to replay the captured cancel (0 = none) */
 	int64_t due;
 	int64_t heap_idx; /* -1 when not waiting in the timer heap */
 	struct runner *next_dead; /* finished, freed after the current batch of events */
@@ -196,6 +205,9 @@ typedef struct target {
 	int64_t run_id;
 	batch *cur;
 	scry_replay_result res;
+	int64_t cancels;         /* captured cancels replayed (samples with 57014 we asked for) */
+	int64_t client_timeouts; /* steps given up by the client-side timer */
+	int64_t not_replayable;  /* truncated texts, COPY data over the capture limit */
 } target;
 
 typedef struct ctx {
@@ -223,6 +235,8 @@ typedef struct ctx {
 	int fatal;
 	scry_error *err;
 	writer wr;
+	scry_buf keybuf, sqlbuf;  /* connection keywords, setup/cursor SQL */
+	bool warned_truncated, warned_copy;
 } ctx;
 
 static void *writer_main(void *arg)
@@ -340,12 +354,17 @@ static void conn_close(ctx *x, rconn *c)
 }
 
 static void conn_poll_connect(ctx *x, rconn *c);
+static void io_arm(ctx *x, runner *r);
 
 static void conn_start(ctx *x, rconn *c)
 {
-	const char *keys[] = { "dbname", "fallback_application_name", NULL };
-	const char *vals[] = { x->tg[c->target].conninfo, "scry replay", NULL };
+	const char *keys[REPLAY_MAX_KEYS + 1], *vals[REPLAY_MAX_KEYS + 1];
+	if (scry__replay_conn_keys(x->o, c->r->s, x->tg[c->target].conninfo, keys, vals, &x->keybuf)) {
+		set_fatal(x, SCRY_ENOMEM, "out of memory opening a connection");
+		return;
+	}
 	c->pg = PQconnectStartParams(keys, vals, 1);
+	io_arm(x, c->r); /* a server that accepts but never answers */
 	c->state = C_CONNECTING;
 	c->fd = -1;
 	c->mask = 0;
@@ -419,6 +438,11 @@ static void conn_begin_step(rconn *c, int step)
 	c->sqlstate[0] = 0;
 	c->error = false;
 	c->copy_out = false;
+	c->copy_in = c->copied = false;
+	c->copy_off = 0;
+	c->cur_stage = 0;
+	c->fetch_prev = 0;
+	c->cancel_sent = false;
 }
 
 static void conn_step_done(ctx *x, rconn *c);
@@ -434,18 +458,21 @@ static bool conn_sent(ctx *x, rconn *c, int ok)
 		return false;
 	}
 	conn_flush_watch(x, c);
+	io_arm(x, c->r);
 	return true;
 }
 
 static void conn_send_setup(ctx *x, rconn *c)
 {
-	char sql[64];
-	snprintf(sql, sizeof sql, "SET statement_timeout = %d", x->o->timeout_ms);
+	if (scry__replay_setup_sql(x->o, c->r->s, c->target, &x->sqlbuf)) {
+		set_fatal(x, SCRY_ENOMEM, "out of memory");
+		return;
+	}
 	PQsetnonblocking(c->pg, 1);
 	c->fd = PQsocket(c->pg);
 	conn_begin_step(c, STEP_SETUP);
 	c->state = C_SETUP;
-	conn_sent(x, c, PQsendQuery(c->pg, sql));
+	conn_sent(x, c, PQsendQuery(c->pg, x->sqlbuf.ptr));
 }
 
 static void conn_poll_connect(ctx *x, rconn *c)
@@ -527,8 +554,12 @@ static void record(ctx *x, runner *r, rconn *c, int64_t latency)
 	t->res.executions++;
 	if (c->error) {
 		t->res.errors++;
-		if (!strcmp(s->sqlstate, "57014"))
-			t->res.timeouts++;
+		if (!strcmp(s->sqlstate, "57014")) {
+			if (c->cancel_sent)
+				t->cancels++; /* the captured cancel, replayed: not a timeout */
+			else
+				t->res.timeouts++;
+		}
 	}
 	if (t->cur->n == BATCH_SAMPLES) {
 		writer_push(&x->wr, t->cur);
@@ -545,17 +576,22 @@ static bool accumulate(rconn *c, PGresult *res)
 		c->rows += PQntuples(res);
 		break;
 	case PGRES_COMMAND_OK: {
+		/* After COPY TO STDOUT the rows were counted one per CopyData:
+		 * the "COPY n" tag would count them twice. */
 		const char *n = PQcmdTuples(res);
-		if (n && *n)
+		if (n && *n && !c->copied)
 			c->rows += strtoll(n, NULL, 10);
+		c->copied = false;
 		break;
 	}
 	case PGRES_COPY_IN:
-		/* The capture has no COPY data: end the copy with none. */
-		PQputCopyEnd(c->pg, NULL);
+		/* Send the captured data (none if the capture has none), then end. */
+		c->copy_in = true;
+		c->copy_off = 0;
 		return true;
 	case PGRES_COPY_OUT:
 		c->copy_out = true;
+		c->copied = true;
 		break;
 	case PGRES_EMPTY_QUERY:
 		break;
@@ -569,6 +605,45 @@ static bool accumulate(rconn *c, PGresult *res)
 	}
 	}
 	return false;
+}
+
+/* Sends the captured COPY FROM STDIN data of the statement in flight, as
+ * far as the socket takes it (EPOLLOUT resumes), then CopyDone. */
+static void copy_pump(ctx *x, rconn *c)
+{
+	const rstmt *st = &c->r->s->st[c->r->next];
+	const char *data = c->step == STEP_EXEC ? st->copy : NULL;
+	size_t len = data ? st->copy_len : 0;
+	while (c->copy_in) {
+		int rc;
+		if (c->copy_off < len) {
+			size_t k = len - c->copy_off < 65536 ? len - c->copy_off : 65536;
+			rc = PQputCopyData(c->pg, data + c->copy_off, (int)k);
+			if (rc > 0)
+				c->copy_off += k;
+		} else {
+			rc = PQputCopyEnd(c->pg, NULL);
+			if (rc > 0)
+				c->copy_in = false;
+		}
+		if (rc < 0) {
+			c->lost = true;
+			return;
+		}
+		if (rc == 0) { /* libpq's buffer is full: wait until the socket drains */
+			int f = PQflush(c->pg);
+			if (f < 0) {
+				c->lost = true;
+				return;
+			}
+			if (f == 1) {
+				c->flushing = true;
+				conn_update_mask(x, c, EPOLLIN | EPOLLOUT);
+				return;
+			}
+		}
+	}
+	conn_flush_watch(x, c);
 }
 
 /* Reads whatever results are complete; finishes the step at the last one. */
@@ -604,10 +679,18 @@ static void conn_process(ctx *x, rconn *c)
 			conn_step_done(x, c);
 			return;
 		}
-		bool flush = accumulate(c, res);
+		bool copy = accumulate(c, res);
 		PQclear(res);
-		if (flush)
-			conn_flush_watch(x, c);
+		if (copy)
+			copy_pump(x, c);
+		if (c->lost) {
+			if (!c->error) {
+				c->error = true;
+				snprintf(c->sqlstate, sizeof c->sqlstate, "08006");
+			}
+			conn_step_done(x, c);
+			return;
+		}
 	}
 }
 
@@ -621,6 +704,8 @@ static void conn_event(ctx *x, rconn *c, uint32_t events)
 	}
 	if (c->flushing && (events & EPOLLOUT))
 		conn_flush_watch(x, c);
+	if (c->copy_in && !c->flushing && !c->lost)
+		copy_pump(x, c);
 	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
 		if (!PQconsumeInput(c->pg))
 			c->lost = true;
@@ -657,11 +742,38 @@ static void conn_event(ctx *x, rconn *c, uint32_t events)
 	}
 }
 
+static void io_disarm(ctx *x, runner *r);
+static void heap_remove(ctx *x, runner *r);
+
+/* A row-limited portal replayed as a cursor: the next FETCH, while the last
+ * one returned a full batch. True when one was sent (the step goes on). */
+static bool cursor_continue(ctx *x, rconn *c, bool bad)
+{
+	runner *r = c->r;
+	const rstmt *st = &r->s->st[r->next];
+	if (!c->cur_stage || c->error || bad)
+		return false;
+	if (c->cur_stage == 2 && c->rows - c->fetch_prev < st->fetch)
+		return false; /* the last batch was short: the portal is done */
+	c->cur_stage = 2;
+	c->fetch_prev = c->rows;
+	r->cursor_open = true;
+	char sql[64];
+	snprintf(sql, sizeof sql, "FETCH %lld FROM scry_portal", (long long)st->fetch);
+	c->step = STEP_EXEC;
+	c->state = C_BUSY;
+	conn_sent(x, c, PQsendQuery(c->pg, sql));
+	return true;
+}
+
 static void conn_step_done(ctx *x, rconn *c)
 {
 	runner *r = c->r;
 	int step = c->step;
 	bool bad = c->lost || PQstatus(c->pg) == CONNECTION_BAD;
+	io_disarm(x, r);
+	if (step == STEP_EXEC && cursor_continue(x, c, bad))
+		return;
 	c->step = STEP_NONE;
 	c->state = C_IDLE;
 	int64_t now = scry__monotonic_us();
@@ -694,6 +806,10 @@ static void conn_step_done(ctx *x, rconn *c)
 		break;
 	case STEP_ROLLBACK:
 		r->phase = PH_NEXT;
+		break;
+	case STEP_CLOSE:
+		r->cursor_open = false;
+		r->phase = PH_AFTER;
 		break;
 	}
 	if (bad)
@@ -766,6 +882,126 @@ static void heap_remove(ctx *x, runner *r)
 	}
 }
 
+/* ------------------------------------------------------------------ */
+/* Client-side deadlines and replayed cancels                          */
+/* ------------------------------------------------------------------ */
+
+/* The client-side limit of one step: statement_timeout plus a margin (0 = none). */
+static int64_t io_limit_us(const ctx *x)
+{
+	if (x->o->timeout_ms <= 0)
+		return 0;
+	int margin = x->o->client_margin_ms > 0 ? x->o->client_margin_ms : 1000;
+	return ((int64_t)x->o->timeout_ms + margin) * 1000;
+}
+
+/* (Re)arms the runner's deadline for the step just sent: the timer heap
+ * holds it with due = the earlier of the hard limit and a pending cancel. */
+static void io_arm(ctx *x, runner *r)
+{
+	int64_t lim = io_limit_us(x);
+	if (!lim && !r->cancel_at)
+		return;
+	heap_remove(x, r);
+	r->io_deadline = lim ? scry__monotonic_us() + lim : 0;
+	int64_t due = r->io_deadline ? r->io_deadline : INT64_MAX;
+	if (r->cancel_at && r->cancel_at < due)
+		due = r->cancel_at;
+	r->due = due;
+	r->io_timer = true;
+	heap_push(x, r);
+}
+
+static void io_disarm(ctx *x, runner *r)
+{
+	if (!r->io_timer)
+		return;
+	heap_remove(x, r);
+	r->io_timer = false;
+	r->cancel_at = 0;
+}
+
+static void *cancel_main(void *arg)
+{
+	char msg[256];
+	PQcancel(arg, msg, sizeof msg);
+	PQfreeCancel(arg);
+	return NULL;
+}
+
+/* Sends a CancelRequest for c's statement without blocking the loop:
+ * libpq 15's PQcancel() connects and waits, so it runs on a detached thread. */
+static void send_cancel(ctx *x, rconn *c)
+{
+	PGcancel *cn = PQgetCancel(c->pg);
+	if (!cn)
+		return;
+	pthread_attr_t a;
+	pthread_t th;
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &a, cancel_main, cn) != 0) {
+		PQfreeCancel(cn);
+		logf_(x, SCRY_LOG_WARNING, "cannot start a thread to replay a cancel");
+	} else {
+		c->cancel_sent = true;
+	}
+	pthread_attr_destroy(&a);
+}
+
+static void runner_finish(ctx *x, runner *r);
+
+/* The runner's deadline passed while a step was in flight. */
+static void io_deadline(ctx *x, runner *r)
+{
+	r->io_timer = false;
+	rconn *c = NULL;
+	for (int i = 0; i < x->ntargets && !c; i++)
+		if (r->c[i].state == C_BUSY || r->c[i].state == C_SETUP || r->c[i].state == C_CONNECTING)
+			c = &r->c[i];
+	if (!c) {
+		r->cancel_at = 0;
+		return;
+	}
+	int64_t now = scry__monotonic_us();
+	if (r->cancel_at && now >= r->cancel_at && c->state == C_BUSY && c->step == STEP_EXEC) {
+		r->cancel_at = 0;
+		if (!c->cancel_sent)
+			send_cancel(x, c);
+		if (r->io_deadline) { /* the hard limit still holds */
+			r->due = r->io_deadline;
+			r->io_timer = true;
+			heap_push(x, r);
+		}
+		return;
+	}
+	if (!r->io_deadline || now < r->io_deadline) {
+		r->due = r->io_deadline ? r->io_deadline : r->cancel_at;
+		r->io_timer = r->due != 0;
+		if (r->io_timer)
+			heap_push(x, r);
+		return;
+	}
+	/* The server has not answered within statement_timeout + margin: it is
+	 * stopped, or the network is gone. Record a timeout and give up on this
+	 * session (its connection cannot be trusted; a reconnect would hang too). */
+	x->tg[c->target].client_timeouts++;
+	logf_(x, SCRY_LOG_WARNING, "the server did not answer within %lld ms (statement timeout + margin); "
+	      "giving up on this session's connection", (long long)(io_limit_us(x) / 1000));
+	if (c->state == C_BUSY && (c->step == STEP_EXEC || c->step == STEP_PREPARE || c->step == STEP_BEGIN)) {
+		c->error = true;
+		snprintf(c->sqlstate, sizeof c->sqlstate, "57014");
+		c->cancel_sent = false;
+		record(x, r, c, now - c->t0);
+	}
+	size_t left = r->s->n - r->next - (c->state == C_BUSY && c->step == STEP_EXEC ? 1 : 0);
+	if (r->round >= x->o->warmup)
+		for (int i = 0; i < x->ntargets; i++)
+			x->tg[i].res.skipped += (int64_t)left;
+	x->done += r->s->n - r->next;
+	runner_finish(x, r);
+}
+
 static int64_t stmt_due(ctx *x, const runner *r)
 {
 	const rstmt *st = &r->s->st[r->next];
@@ -775,6 +1011,7 @@ static int64_t stmt_due(ctx *x, const runner *r)
 static void runner_finish(ctx *x, runner *r)
 {
 	heap_remove(x, r);
+	r->io_timer = false;
 	for (int i = 0; i < x->ntargets; i++) {
 		conn_close(x, &r->c[i]);
 		scry__free(r->c[i].prep);
@@ -809,9 +1046,22 @@ static bool send_exec(ctx *x, runner *r, rconn *c)
 	conn_begin_step(c, STEP_EXEC);
 	c->t0 = scry__monotonic_us();
 	int ok;
+	r->cancel_at = 0;
+	if ((st->flags & SCRY_EVENT_F_CANCELLED) && st->duration_us >= 0 && !r->override_rollback)
+		r->cancel_at = c->t0 + st->duration_us; /* replay the client's cancel at the same offset */
 	if (r->override_rollback)
 		ok = PQsendQuery(c->pg, "ROLLBACK");
-	else if (st->kind == SCRY_EVENT_EXTENDED) {
+	else if (r->cursor) {
+		scry__buf_clear(&x->sqlbuf);
+		if (scry__buf_puts(&x->sqlbuf, "DECLARE scry_portal NO SCROLL CURSOR FOR ") ||
+		    scry__buf_put(&x->sqlbuf, st->t->text, st->t->len)) {
+			set_fatal(x, SCRY_ENOMEM, "out of memory");
+			return false;
+		}
+		c->cur_stage = 1;
+		ok = PQsendQueryParams(c->pg, x->sqlbuf.ptr, st->nparams, st->t->types, st->values, st->lengths,
+		                       st->formats, 0);
+	} else if (st->kind == SCRY_EVENT_EXTENDED) {
 		char name[24];
 		snprintf(name, sizeof name, "scry_%u", st->t->id);
 		ok = PQsendQueryPrepared(c->pg, name, st->nparams, st->values, st->lengths, st->formats, 0);
@@ -868,7 +1118,28 @@ static void drive(ctx *x, runner *r)
 			bool skip = false, wrap = false;
 			scry_replay_writes wm = x->o->writes;
 			r->override_rollback = false;
-			switch (st->t->cls) {
+			/* A captured row-limited portal: DECLARE + FETCH n, in a transaction. */
+			r->cursor = st->kind == SCRY_EVENT_EXTENDED && st->fetch > 0 && st->t->cursorable;
+			r->cursor_open = false;
+			if (st->flags & (SCRY_EVENT_F_TRUNCATED | SCRY_EVENT_F_COPY_DROPPED)) {
+				/* Not replayable as captured: a cut text would be a syntax
+				 * error, a COPY without its data would measure nothing. */
+				bool tr = (st->flags & SCRY_EVENT_F_TRUNCATED) != 0;
+				if (tr ? !x->warned_truncated : !x->warned_copy) {
+					logf_(x, SCRY_LOG_WARNING, "%s", tr
+						? "skipping statements whose text was truncated at capture (raise the capture limit to replay them)"
+						: "skipping COPY FROM STDIN statements whose data was over the capture limit");
+					if (tr)
+						x->warned_truncated = true;
+					else
+						x->warned_copy = true;
+				}
+				skip = true;
+				if (r->cur == 0 && r->round >= x->o->warmup)
+					for (int i = 0; i < x->ntargets; i++)
+						x->tg[i].not_replayable++;
+			}
+			switch (skip ? -1 : st->t->cls) {
 			case CLS_COMMIT:
 				r->override_rollback = wm != SCRY_WRITES_EXECUTE;
 				break;
@@ -891,6 +1162,8 @@ static void drive(ctx *x, runner *r)
 				r->phase = PH_NEXT;
 				break;
 			}
+			if (r->cursor && !in_txn && !skip)
+				wrap = true; /* a cursor needs a transaction; ROLLBACK closes it */
 			r->wrapped = wrap;
 			if (wrap) {
 				conn_begin_step(c, STEP_BEGIN);
@@ -902,7 +1175,8 @@ static void drive(ctx *x, runner *r)
 			break;
 		}
 		case PH_PREP:
-			if (st->kind == SCRY_EVENT_EXTENDED && !r->override_rollback && !prepared_has(c, st->t->id)) {
+			if (st->kind == SCRY_EVENT_EXTENDED && !r->override_rollback && !r->cursor &&
+			    !prepared_has(c, st->t->id)) {
 				char name[24];
 				snprintf(name, sizeof name, "scry_%u", st->t->id);
 				conn_begin_step(c, STEP_PREPARE);
@@ -916,6 +1190,12 @@ static void drive(ctx *x, runner *r)
 			send_exec(x, r, c);
 			return;
 		case PH_AFTER:
+			if (r->cursor_open && !r->wrapped && PQtransactionStatus(c->pg) == PQTRANS_INTRANS) {
+				conn_begin_step(c, STEP_CLOSE);
+				conn_sent(x, c, PQsendQuery(c->pg, "CLOSE scry_portal"));
+				return;
+			}
+			r->cursor_open = false;
 			if (r->wrapped) {
 				r->wrapped = false;
 				if (PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
@@ -1171,6 +1451,9 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 	int rc = scry__replay_load(rp->store, o, &w, err);
 	if (rc)
 		goto out;
+	for (int i = 0; i < ntargets; i++)
+		if ((rc = scry__replay_roles(o, &w, conninfo[i], i, err)) != 0)
+			goto out;
 	/* Enough file descriptors for the connections that will be open at once? */
 	{
 		size_t at_once = o->mode == SCRY_REPLAY_FAST
@@ -1253,7 +1536,10 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 		while (!x.fatal && x.nheap && x.heap[0]->due <= now) {
 			runner *r = x.heap[0];
 			heap_remove(&x, r);
-			drive(&x, r);
+			if (r->io_timer)
+				io_deadline(&x, r);
+			else
+				drive(&x, r);
 		}
 		if (x.fatal)
 			break;
@@ -1320,12 +1606,13 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 		res->lag_p50_us = pct(x.lags, x.nlags, 0.50);
 		res->lag_p99_us = pct(x.lags, x.nlags, 0.99);
 		res->lag_max_us = x.nlags ? x.lags[x.nlags - 1] : 0;
-		char summary[512];
+		char summary[640];
 		snprintf(summary, sizeof summary,
 			"{\"skipped\":%lld,\"elapsed_us\":%lld,\"lag_p50_us\":%lld,\"lag_p99_us\":%lld,\"lag_max_us\":%lld,"
-			"\"complete\":%s}",
+			"\"cancels\":%lld,\"client_timeouts\":%lld,\"not_replayable\":%lld,\"complete\":%s}",
 			(long long)res->skipped, (long long)elapsed, (long long)res->lag_p50_us,
-			(long long)res->lag_p99_us, (long long)res->lag_max_us, rc ? "false" : "true");
+			(long long)res->lag_p99_us, (long long)res->lag_max_us, (long long)x.tg[i].cancels,
+			(long long)x.tg[i].client_timeouts, (long long)x.tg[i].not_replayable, rc ? "false" : "true");
 		scry_run_summary sum = { res->executions, res->errors, res->timeouts, res->reconnects,
 		                         res->per_second, summary };
 		scry_error eerr = SCRY_ERROR_INIT;
@@ -1353,6 +1640,8 @@ out:
 	scry__free(x.heap);
 	scry__free(x.lags);
 	scry__free(x.order);
+	scry_buf_dispose(&x.keybuf);
+	scry_buf_dispose(&x.sqlbuf);
 	if (x.ep >= 0)
 		close(x.ep);
 	if (x.timer_fd >= 0)

@@ -144,6 +144,10 @@ typedef struct rec {
 	char sqlstate[6];
 	char *message;
 	int64_t start, dur;
+	int64_t fetch;
+	unsigned flags;
+	size_t copy_len;
+	char copy[64];
 } rec;
 
 typedef struct recs {
@@ -178,6 +182,11 @@ static void on_event(void *ctx, const scry_event *ev)
 		strncat(r->params, one, sizeof r->params - strlen(r->params) - 1);
 	}
 	r->rows = ev->rows;
+	r->fetch = ev->fetch_rows;
+	r->flags = ev->flags;
+	r->copy_len = ev->copy_len;
+	if (ev->copy_len)
+		memcpy(r->copy, ev->copy_data, ev->copy_len < sizeof r->copy ? ev->copy_len : sizeof r->copy - 1);
 	memcpy(r->sqlstate, ev->sqlstate, 6);
 	r->message = ev->error_message ? strdup(ev->error_message) : NULL;
 	r->start = ev->start_us;
@@ -248,6 +257,9 @@ static void run_all(const convo *c, recs *rs)
 			ck_assert_str_eq(other.r[i].params, rs->r[i].params);
 			ck_assert_int_eq(other.r[i].rows, rs->r[i].rows);
 			ck_assert_str_eq(other.r[i].sqlstate, rs->r[i].sqlstate);
+			ck_assert_int_eq(other.r[i].fetch, rs->r[i].fetch);
+			ck_assert_uint_eq(other.r[i].copy_len, rs->r[i].copy_len);
+			ck_assert_str_eq(other.r[i].copy, rs->r[i].copy);
 		}
 		recs_free(&other);
 	}
@@ -504,10 +516,11 @@ START_TEST(describe_fills_types_and_portal_suspended)
 	be_datarow(b, "8"); be_cmd(b, "SELECT 1"); be_ready(b, 'I');
 	recs rs;
 	run_all(&c, &rs);
-	ck_assert_int_eq(rs.n, 2);
+	/* A suspended Execute continues its portal: ONE execution, all its rows, its fetch size. */
+	ck_assert_int_eq(rs.n, 1);
 	ck_assert_str_eq(rs.r[0].params, "20/0/1:5|");
-	ck_assert_int_eq(rs.r[0].rows, 2);
-	ck_assert_int_eq(rs.r[1].rows, 1);
+	ck_assert_int_eq(rs.r[0].rows, 3);
+	ck_assert_int_eq(rs.r[0].fetch, 2);
 	recs_free(&rs);
 	convo_free(&c);
 }
@@ -540,6 +553,10 @@ START_TEST(copy_in_and_out)
 	ck_assert_str_eq(rs.r[0].query, "copy t from stdin");
 	ck_assert_int_eq(rs.r[0].kind, SCRY_EVENT_COPY);
 	ck_assert_int_eq(rs.r[0].rows, 2);
+	/* The COPY FROM STDIN data is kept, exactly, for replay. */
+	ck_assert_uint_eq(rs.r[0].copy_len, 21);
+	ck_assert_str_eq(rs.r[0].copy, "1\tsecret-data\n2\tmore\n");
+	ck_assert_uint_eq(rs.r[1].copy_len, 0);
 	ck_assert_str_eq(rs.r[1].query, "copy t to stdout");
 	ck_assert_int_eq(rs.r[1].kind, SCRY_EVENT_COPY);
 	ck_assert_int_eq(rs.r[1].rows, 1);
