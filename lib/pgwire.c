@@ -48,7 +48,7 @@ typedef struct portal {
 	 * execution goes on with the next Execute, and is reported once, when
 	 * the portal completes, fails or goes away. */
 	struct scry_pgwire *d;
-	bool suspended;
+	bool suspended, gone;
 	int64_t fetch, susp_rows, susp_start, susp_end;
 } portal;
 
@@ -268,6 +268,21 @@ static op *op_head(scry_pgwire *d)
 	return d->ops_count ? &d->ops[d->ops_head] : NULL;
 }
 
+/* The request COPY data belongs to: the latest Query or Execute the client
+ * sent. Clients may stream CopyData before the server's CopyInResponse
+ * arrives (asyncpg does), so this is not the head of the FIFO. */
+static op *op_copy_target(scry_pgwire *d)
+{
+	for (size_t i = d->ops_count; i-- > 0;) {
+		op *o = &d->ops[(d->ops_head + i) & (d->ops_cap - 1)];
+		if (o->kind == OP_QUERY || o->kind == OP_EXECUTE)
+			return o;
+		if (o->kind != OP_SYNC)
+			return NULL;
+	}
+	return NULL;
+}
+
 static void op_pop(scry_pgwire *d)
 {
 	op_release(&d->ops[d->ops_head]);
@@ -400,6 +415,8 @@ static void emit(scry_pgwire *d, scry_event_kind kind, const char *query, size_t
 		ev.nparams = po->nparams;
 		ev.params = po->params;
 		ev.fetch_rows = po->suspended ? po->fetch : 0;
+		if (po->gone)
+			ev.flags |= SCRY_EVENT_F_PORTAL_OPEN;
 	}
 	if (o && kind == SCRY_EVENT_COPY) {
 		if (o->cdropped)
@@ -782,7 +799,7 @@ static void be_complete(scry_pgwire *d, int64_t now, int64_t rows, bool suspende
  * rows it returned, ending at its last Execute. */
 static void portal_gone_suspended(portal *p)
 {
-	p->suspended = true;
+	p->gone = true;
 	if (p->d && !p->d->freeing && p->st) {
 		emit(p->d, SCRY_EVENT_EXTENDED, p->st->query, p->st->qlen, p, NULL, p->susp_start, p->susp_end,
 		     p->susp_rows, NULL, NULL);
@@ -956,8 +973,8 @@ static int skipped_header(scry_pgwire *d, int dir, char type, int64_t now, scry_
 	if (dir == SCRY_PGWIRE_FRONTEND) {
 		d->stats.messages_frontend++;
 		/* CopyData: kept for a COPY FROM STDIN in progress */
-		op *o = type == 'd' ? op_head(d) : NULL;
-		d->dir[dir].copy_sink = o && o->copy && !o->cdropped;
+		op *o = type == 'd' ? op_copy_target(d) : NULL;
+		d->dir[dir].copy_sink = o && !o->cdropped;
 		if (type == 'F' && !op_push(d, OP_FUNC, now))
 			return fail(d, err, SCRY_ELIMIT, "too many requests in flight on one connection");
 		return 0;
@@ -978,8 +995,8 @@ static int skipped_header(scry_pgwire *d, int dir, char type, int64_t now, scry_
  * dropped (the event is then marked SCRY_EVENT_F_COPY_DROPPED). */
 static int copy_keep(scry_pgwire *d, const unsigned char *p, size_t k, scry_error *err)
 {
-	op *o = op_head(d);
-	if (!o || !o->copy || o->cdropped) {
+	op *o = op_copy_target(d);
+	if (!o || o->cdropped) {
 		d->dir[SCRY_PGWIRE_FRONTEND].copy_sink = false;
 		return 0;
 	}

@@ -755,6 +755,8 @@ static bool cursor_continue(ctx *x, rconn *c, bool bad)
 		return false;
 	if (c->cur_stage == 2 && c->rows - c->fetch_prev < st->fetch)
 		return false; /* the last batch was short: the portal is done */
+	if ((st->flags & SCRY_EVENT_F_PORTAL_OPEN) && c->cur_stage == 2 && c->rows >= st->rows)
+		return false; /* the application stopped fetching here */
 	c->cur_stage = 2;
 	c->fetch_prev = c->rows;
 	r->cursor_open = true;

@@ -279,6 +279,7 @@ static int add_stmt(workload *w, const scry_stored_event *ev, size_t *last)
 	st->start_us = ev->start_us;
 	st->kind = (uint8_t)ev->kind;
 	st->fetch = ev->fetch_rows;
+	st->rows = ev->rows;
 	st->duration_us = ev->duration_us;
 	st->flags = ev->flags;
 	if (!s->n) {

@@ -45,6 +45,7 @@ typedef struct rstmt {
 	int *lengths;
 	int *formats;
 	int64_t fetch;        /* row limit per Execute of the captured portal; 0 = one Execute */
+	int64_t rows;         /* captured rows; -1 unknown */
 	int64_t duration_us;  /* captured; -1 unknown */
 	unsigned flags;       /* SCRY_EVENT_F_* */
 	char *copy;           /* COPY FROM STDIN data (owned), NULL when none */

@@ -151,6 +151,9 @@ typedef struct scry_event {
 #define SCRY_EVENT_F_COPY_DROPPED 2u
 /** scry_event.flags: the client cancelled the statement (57014 "due to user request"). */
 #define SCRY_EVENT_F_CANCELLED 4u
+/** scry_event.flags: a row-limited portal the client closed (or dropped with
+ *  its transaction) before it completed: `rows` is what it fetched. */
+#define SCRY_EVENT_F_PORTAL_OPEN 8u
 
 /**
  * Appends `n` events in one transaction (all or nothing). Events must be
