@@ -17,7 +17,9 @@ CMAKE_FLAGS ?=
 # Debian packages: build, tests (a real PostgreSQL server and real clients).
 PKGS       := cmake make gcc pkg-config libpq-dev libpg-query-dev libxxhash-dev \
               libsqlite3-dev zlib1g-dev check postgresql postgresql-client \
-              python3 python3-psycopg2 sqlite3 procps golang-go
+              python3 python3-psycopg2 sqlite3 procps golang-go \
+              python3-asyncpg default-jdk-headless libpostgresql-jdbc-java \
+              golang-github-jackc-pgx-v4-dev nodejs
 BENCH_PKGS := pgbouncer pgreplay hyperfine
 
 .PHONY: all deps bench-deps build build-asan test test-asan demo bench clean

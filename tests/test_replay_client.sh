@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Replay's client side: a captured cancel is replayed at the same offset (the
+# sample records 57014 and the run counts it as a cancel, not a timeout), and
+# a server that stops answering (SIGSTOP) is given up after --timeout plus the
+# margin: the replay ends, records a timeout and does not hang.
+set -euo pipefail
+: "${SCRY_CLI:?}" "${SCRY_SOURCE_DIR:?}"
+work=$(mktemp -d /tmp/scry-rclient.XXXXXX); chmod 755 "$work"
+pid= rpid= stopped=
+cleanup() {
+  [ -n "$stopped" ] && kill -CONT $stopped 2>/dev/null || true
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  [ -n "$rpid" ] && kill "$rpid" 2>/dev/null || true
+  bash "$SCRY_SOURCE_DIR/tests/harness/pgcluster.sh" stop "$work/pg" >/dev/null 2>&1 || true
+  if [ -n "${SCRY_KEEP:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+now_ms() { date +%s%3N; }
+
+port=$(bash "$SCRY_SOURCE_DIR/tests/harness/pgcluster.sh" start "$work/pg")
+base="host=127.0.0.1 port=$port user=postgres dbname=postgres"
+
+"$SCRY_CLI" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$port" --store "$work/s.db" 2>"$work/proxy.err" &
+pid=$!
+pport=
+for _ in $(seq 1 100); do
+  pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/proxy.err")
+  [ -n "$pport" ] && break
+  sleep 0.1
+done
+[ -n "$pport" ] || fail "the proxy did not start: $(cat "$work/proxy.err")"
+# psql sends a CancelRequest on SIGINT: the statement ends with 57014 after ~1 s.
+set +e
+timeout -s INT 1 psql -X -q "host=127.0.0.1 port=$pport user=postgres dbname=postgres" -c "SELECT pg_sleep(20)" 2>/dev/null
+set -e
+psql -X -q "host=127.0.0.1 port=$pport user=postgres dbname=postgres application_name=frozen" -c "SELECT pg_sleep(1.5)" >/dev/null
+kill -INT "$pid"; wait "$pid"; pid=
+[ "$(sqlite3 "$work/s.db" "SELECT sqlstate || '/' || flags FROM events WHERE sqlstate IS NOT NULL")" = 57014/4 ] ||
+  fail "the cancelled statement is not recorded as a client cancel: $(sqlite3 "$work/s.db" "SELECT * FROM events")"
+
+# 1. The cancel is replayed: 57014 again, after about the captured duration, not 20 s.
+"$SCRY_CLI" replay --store "$work/s.db" --target "$base" --label cancel --timeout 30000 --concurrency 1 \
+  --json >"$work/cancel.json"
+lat=$(sqlite3 "$work/s.db" "SELECT s.latency_us FROM samples s JOIN events e ON e.id = s.event
+  WHERE s.run = (SELECT max(id) FROM runs WHERE label = 'cancel') AND s.sqlstate = '57014'")
+[ -n "$lat" ] || fail "the replayed cancel has no 57014 sample: $(sqlite3 "$work/s.db" "SELECT * FROM samples")"
+[ "$lat" -lt 15000000 ] || fail "the cancelled statement ran ${lat} us on replay: the cancel was not replayed"
+sqlite3 "$work/s.db" "SELECT summary FROM runs WHERE label = 'cancel'" | grep -q '"cancels":1' ||
+  fail "the run does not count the cancel: $(sqlite3 "$work/s.db" "SELECT summary FROM runs")"
+grep -q '"timeouts":0' "$work/cancel.json" || fail "a replayed cancel counted as a timeout: $(cat "$work/cancel.json")"
+
+# 2. A frozen server: SIGSTOP every process of the test's own cluster while
+# replay runs pg_sleep(1.5); --timeout 2000 + 1 s margin must end the run.
+"$SCRY_CLI" replay --store "$work/s.db" --target "$base" --label frozen --timeout 2000 --concurrency 1 \
+  --json >"$work/frozen.json" 2>"$work/frozen.err" &
+rpid=$!
+for _ in $(seq 1 200); do
+  n=$(psql -X -At "$base" -c "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(1.5)' AND state = 'active'")
+  [ "$n" = 1 ] && break
+  sleep 0.05
+done
+[ "$n" = 1 ] || fail "replay never ran the statement to freeze"
+pm=$(head -1 "$work/pg/data/postmaster.pid")
+stopped="$pm $(pgrep -P "$pm" | tr '\n' ' ')"
+kill -STOP $stopped
+t0=$(now_ms)
+ended=
+for _ in $(seq 1 200); do # 20 s: far more than 2 s + 1 s, far less than forever
+  if ! kill -0 "$rpid" 2>/dev/null; then ended=1; break; fi
+  sleep 0.1
+done
+t1=$(now_ms)
+kill -CONT $stopped; stopped=
+[ -n "$ended" ] || fail "replay still waits on a frozen server after $((t1 - t0)) ms"
+wait "$rpid" || fail "replay against a frozen server exited with $?: $(cat "$work/frozen.err")"
+rpid=
+grep -q "did not answer" "$work/frozen.err" || fail "no warning about the frozen server: $(cat "$work/frozen.err")"
+sqlite3 "$work/s.db" "SELECT summary FROM runs WHERE label = 'frozen'" | grep -q '"client_timeouts":1' ||
+  fail "the run does not count the client-side timeout: $(sqlite3 "$work/s.db" "SELECT summary FROM runs WHERE label = 'frozen'")"
+[ "$(sqlite3 "$work/s.db" "SELECT count(*) FROM samples s JOIN events e ON e.id = s.event
+  WHERE s.run = (SELECT max(id) FROM runs WHERE label = 'frozen') AND s.sqlstate = '57014' AND e.sqlstate IS NULL")" = 1 ] ||
+  fail "no timeout sample for the frozen statement"
+echo "ok: cancel replayed (${lat} us); frozen server given up after $((t1 - t0)) ms"
