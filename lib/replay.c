@@ -130,7 +130,7 @@ void scry_replay_cancel(scry_replay *r)
 /* ------------------------------------------------------------------ */
 
 enum { C_NONE, C_CONNECTING, C_SETUP, C_IDLE, C_BUSY };
-enum { STEP_NONE, STEP_SETUP, STEP_BEGIN, STEP_PREPARE, STEP_EXEC, STEP_ROLLBACK, STEP_CLOSE };
+enum { STEP_NONE, STEP_SETUP, STEP_BEGIN, STEP_PREPARE, STEP_EXEC, STEP_ROLLBACK, STEP_CLOSE, STEP_PIPE };
 enum { PH_DUE, PH_START, PH_PREP, PH_EXEC, PH_AFTER, PH_NEXT };
 
 struct runner;
@@ -156,6 +156,11 @@ typedef struct rconn {
 	int cur_stage;            /* row-limited portal as a cursor: 1 DECLARE sent, 2 FETCHing */
 	int64_t fetch_prev;       /* rows before the FETCH in flight */
 	bool cancel_sent;         /* the captured cancel was replayed on this step */
+	/* STEP_PIPE: BEGIN, [PREPARE], the write, ROLLBACK and Sync in one round trip */
+	int pipe_stage, pipe_write; /* results finished so far; index of the write */
+	bool pipe_prep;           /* a PREPARE is in the pipeline */
+	bool pipe_prep_failed;
+	int64_t t_end;            /* when the write's own results ended */
 } rconn;
 
 typedef struct runner {
@@ -443,6 +448,9 @@ static void conn_begin_step(rconn *c, int step)
 	c->cur_stage = 0;
 	c->fetch_prev = 0;
 	c->cancel_sent = false;
+	c->pipe_stage = c->pipe_write = 0;
+	c->pipe_prep = c->pipe_prep_failed = false;
+	c->t_end = 0;
 }
 
 static void conn_step_done(ctx *x, rconn *c);
@@ -675,6 +683,32 @@ static void conn_process(ctx *x, rconn *c)
 			return;
 		}
 		PGresult *res = PQgetResult(c->pg);
+		if (c->step == STEP_PIPE) {
+			if (!res) { /* one query of the pipeline is done */
+				if (c->pipe_stage == c->pipe_write)
+					c->t_end = scry__monotonic_us();
+				c->pipe_stage++;
+				continue;
+			}
+			ExecStatusType es = PQresultStatus(res);
+			if (es == PGRES_PIPELINE_SYNC) {
+				PQclear(res);
+				if (PQexitPipelineMode(c->pg) != 1)
+					c->lost = true; /* cannot happen after the Sync: treat as a broken connection */
+				conn_step_done(x, c);
+				return;
+			}
+			/* Only the write's outcome (and its PREPARE's) is recorded;
+			 * BEGIN and ROLLBACK are not part of the sample. */
+			bool mine = c->pipe_stage == c->pipe_write || (c->pipe_prep && c->pipe_stage == c->pipe_write - 1);
+			if (mine && es != PGRES_PIPELINE_ABORTED) {
+				if (c->pipe_prep && c->pipe_stage == c->pipe_write - 1 && es == PGRES_FATAL_ERROR)
+					c->pipe_prep_failed = true;
+				accumulate(c, res);
+			}
+			PQclear(res);
+			continue;
+		}
 		if (!res) {
 			conn_step_done(x, c);
 			return;
@@ -812,6 +846,12 @@ static void conn_step_done(ctx *x, rconn *c)
 	case STEP_CLOSE:
 		r->cursor_open = false;
 		r->phase = PH_AFTER;
+		break;
+	case STEP_PIPE:
+		if (c->pipe_prep && !c->pipe_prep_failed && !bad)
+			prepared_add(c, r->s->st[r->next].t->id);
+		record(x, r, c, (c->t_end ? c->t_end : now) - c->t0);
+		r->phase = PH_AFTER; /* the server's transaction state says whether the ROLLBACK ran */
 		break;
 	}
 	if (bad)
@@ -966,7 +1006,7 @@ static void io_deadline(ctx *x, runner *r)
 		return;
 	}
 	int64_t now = scry__monotonic_us();
-	if (r->cancel_at && now >= r->cancel_at && c->state == C_BUSY && c->step == STEP_EXEC) {
+	if (r->cancel_at && now >= r->cancel_at && c->state == C_BUSY && (c->step == STEP_EXEC || c->step == STEP_PIPE)) {
 		r->cancel_at = 0;
 		if (!c->cancel_sent)
 			send_cancel(x, c);
@@ -990,13 +1030,14 @@ static void io_deadline(ctx *x, runner *r)
 	x->tg[c->target].client_timeouts++;
 	logf_(x, SCRY_LOG_WARNING, "the server did not answer within %lld ms (statement timeout + margin); "
 	      "giving up on this session's connection", (long long)(io_limit_us(x) / 1000));
-	if (c->state == C_BUSY && (c->step == STEP_EXEC || c->step == STEP_PREPARE || c->step == STEP_BEGIN)) {
+	bool in_stmt = c->state == C_BUSY && (c->step == STEP_EXEC || c->step == STEP_PIPE);
+	if (c->state == C_BUSY && (in_stmt || c->step == STEP_PREPARE || c->step == STEP_BEGIN)) {
 		c->error = true;
 		snprintf(c->sqlstate, sizeof c->sqlstate, "57014");
 		c->cancel_sent = false;
 		record(x, r, c, now - c->t0);
 	}
-	size_t left = r->s->n - r->next - (c->state == C_BUSY && c->step == STEP_EXEC ? 1 : 0);
+	size_t left = r->s->n - r->next - (in_stmt ? 1 : 0);
 	if (r->round >= x->o->warmup)
 		for (int i = 0; i < x->ntargets; i++)
 			x->tg[i].res.skipped += (int64_t)left;
@@ -1042,15 +1083,22 @@ static void lag_add(ctx *x, int64_t lag)
 	x->lags[x->nlags++] = lag < 0 ? 0 : lag;
 }
 
+/* A statement the client cancelled at capture is cancelled at the same
+ * offset after its start (io_deadline() sends the CancelRequest). */
+static void set_cancel_at(runner *r, const rconn *c, const rstmt *st)
+{
+	r->cancel_at = 0;
+	if ((st->flags & SCRY_EVENT_F_CANCELLED) && st->duration_us >= 0 && !r->override_rollback)
+		r->cancel_at = c->t0 + st->duration_us;
+}
+
 static bool send_exec(ctx *x, runner *r, rconn *c)
 {
 	const rstmt *st = &r->s->st[r->next];
 	conn_begin_step(c, STEP_EXEC);
 	c->t0 = scry__monotonic_us();
 	int ok;
-	r->cancel_at = 0;
-	if ((st->flags & SCRY_EVENT_F_CANCELLED) && st->duration_us >= 0 && !r->override_rollback)
-		r->cancel_at = c->t0 + st->duration_us; /* replay the client's cancel at the same offset */
+	set_cancel_at(r, c, st);
 	if (r->override_rollback)
 		ok = PQsendQuery(c->pg, "ROLLBACK");
 	else if (r->cursor) {
@@ -1072,6 +1120,56 @@ static bool send_exec(ctx *x, runner *r, rconn *c)
 		ok = PQsendQuery(c->pg, st->t->text);
 	}
 	return conn_sent(x, c, ok);
+}
+
+/* A write wrapped in BEGIN ... ROLLBACK can go in one pipeline: not a COPY
+ * (no COPY in pipeline mode), not a cursor, and for the simple protocol a
+ * single statement (the pipeline sends it with the extended protocol, which
+ * takes one statement per message). */
+static bool pipeline_ok(const rstmt *st, const runner *r)
+{
+	if (r->cursor || r->override_rollback || st->kind == SCRY_EVENT_COPY)
+		return false;
+	if (st->kind == SCRY_EVENT_EXTENDED)
+		return true;
+	const char *semi = memchr(st->t->text, ';', st->t->len);
+	if (!semi)
+		return true;
+	for (const char *p = semi + 1; p < st->t->text + st->t->len; p++)
+		if (*p != ' ' && *p != '\n' && *p != '\t' && *p != '\r')
+			return false;
+	return true;
+}
+
+/*
+ * BEGIN, [PREPARE], the write, ROLLBACK and Sync in ONE round trip (libpq
+ * pipeline mode). The write's latency runs from the send of the pipeline to
+ * the end of the write's own results (BEGIN costs the server microseconds;
+ * ROLLBACK comes after and is not counted).
+ */
+static void send_pipeline(ctx *x, runner *r, rconn *c)
+{
+	const rstmt *st = &r->s->st[r->next];
+	conn_begin_step(c, STEP_PIPE);
+	c->t0 = scry__monotonic_us();
+	int ok = PQenterPipelineMode(c->pg) &&
+	         PQsendQueryParams(c->pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+	c->pipe_write = 1;
+	char name[24];
+	snprintf(name, sizeof name, "scry_%u", st->t->id);
+	if (ok && st->kind == SCRY_EVENT_EXTENDED && !prepared_has(c, st->t->id)) {
+		c->pipe_prep = true;
+		c->pipe_write = 2;
+		ok = PQsendPrepare(c->pg, name, st->t->text, st->t->nparams, st->t->types);
+	}
+	if (ok)
+		ok = st->kind == SCRY_EVENT_EXTENDED
+			? PQsendQueryPrepared(c->pg, name, st->nparams, st->values, st->lengths, st->formats, 0)
+			: PQsendQueryParams(c->pg, st->t->text, 0, NULL, NULL, NULL, NULL, 0);
+	if (ok)
+		ok = PQsendQueryParams(c->pg, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(c->pg);
+	set_cancel_at(r, c, st);
+	conn_sent(x, c, ok);
 }
 
 /* Moves a runner as far as it can go without waiting. */
@@ -1167,6 +1265,10 @@ static void drive(ctx *x, runner *r)
 			if (r->cursor && !in_txn && !skip)
 				wrap = true; /* a cursor needs a transaction; ROLLBACK closes it */
 			r->wrapped = wrap;
+			if (wrap && pipeline_ok(st, r)) {
+				send_pipeline(x, r, c);
+				return;
+			}
 			if (wrap) {
 				conn_begin_step(c, STEP_BEGIN);
 				c->t0 = scry__monotonic_us();

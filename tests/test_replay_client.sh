@@ -81,4 +81,39 @@ sqlite3 "$work/s.db" "SELECT summary FROM runs WHERE label = 'frozen'" | grep -q
 [ "$(sqlite3 "$work/s.db" "SELECT count(*) FROM samples s JOIN events e ON e.id = s.event
   WHERE s.run = (SELECT max(id) FROM runs WHERE label = 'frozen') AND s.sqlstate = '57014' AND e.sqlstate IS NULL")" = 1 ] ||
   fail "no timeout sample for the frozen statement"
+# 3. A write outside a transaction is replayed as BEGIN, the write and ROLLBACK in
+# ONE round trip (pipeline mode): replayed through a second capture proxy, the
+# three arrive in the same packet, so the proxy stamps them with the same time.
+psql -X -q "$base" -c "CREATE TABLE w (a int)" -c "INSERT INTO w VALUES (1), (2)"
+"$SCRY_CLI" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$port" --store "$work/w.db" 2>"$work/proxy2.err" &
+pid=$!
+pport=
+for _ in $(seq 1 100); do
+  pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/proxy2.err")
+  [ -n "$pport" ] && break
+  sleep 0.1
+done
+[ -n "$pport" ] || fail "the proxy did not start: $(cat "$work/proxy2.err")"
+psql -X -q "host=127.0.0.1 port=$pport user=postgres dbname=postgres" -c "UPDATE w SET a = a + 1" >/dev/null
+kill -INT "$pid"; wait "$pid"; pid=
+"$SCRY_CLI" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$port" --store "$work/w2.db" 2>"$work/proxy3.err" &
+pid=$!
+pport=
+for _ in $(seq 1 100); do
+  pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/proxy3.err")
+  [ -n "$pport" ] && break
+  sleep 0.1
+done
+"$SCRY_CLI" replay --store "$work/w.db" --target "host=127.0.0.1 port=$pport user=postgres dbname=postgres" \
+  --label pipe --json >"$work/pipe.json"
+kill -INT "$pid"; wait "$pid"; pid=
+grep -q '"errors":0' "$work/pipe.json" || fail "pipelined write failed: $(cat "$work/pipe.json")"
+[ "$(sqlite3 "$work/w.db" "SELECT rows FROM samples")" = 2 ] || fail "the pipelined UPDATE did not count its 2 rows"
+starts=$(sqlite3 "$work/w2.db" "SELECT count(DISTINCT offset_us) || '/' || count(*) FROM events e JOIN statements st
+  ON st.id = e.statement WHERE st.template IN ('BEGIN', 'UPDATE w SET a = a + \x02', 'ROLLBACK')
+  OR st.template LIKE 'UPDATE w%'")
+[ "$starts" = 1/3 ] || fail "BEGIN, UPDATE, ROLLBACK were not sent in one round trip (distinct starts/events: $starts):
+$(sqlite3 "$work/w2.db" "SELECT e.offset_us, st.template FROM events e JOIN statements st ON st.id = e.statement")"
+[ "$(psql -X -At "$base" -c "SELECT sum(a) FROM w")" = 5 ] || fail "the replayed UPDATE was not rolled back"
+
 echo "ok: cancel replayed (${lat} us); frozen server given up after $((t1 - t0)) ms"
