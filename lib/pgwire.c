@@ -249,6 +249,7 @@ struct scry_pgwire {
 	size_t ops_head, ops_count, ops_cap;
 	scry_pgwire_stats stats;
 	bool freeing;         /* scry_pgwire_free(): report nothing more */
+	const scry_event_extra *cur_extra; /* during on_event */
 };
 
 static void unref_stmt_v(void *p) { stmt_unref(p); }
@@ -402,28 +403,29 @@ static void emit(scry_pgwire *d, scry_event_kind kind, const char *query, size_t
 		return;
 	scry_event ev;
 	memset(&ev, 0, sizeof ev);
+	scry_event_extra ex = SCRY_EVENT_EXTRA_INIT;
 	ev.start_us = start + d->opts.clock_offset_us;
 	ev.duration_us = end >= start ? end - start : -1;
 	ev.kind = kind;
 	ev.query = query;
 	ev.query_len = qlen < d->opts.max_query_bytes ? qlen : d->opts.max_query_bytes;
 	if (ev.query_len < qlen)
-		ev.flags |= SCRY_EVENT_F_TRUNCATED;
+		ex.flags |= SCRY_EVENT_F_TRUNCATED;
 	if (ev.query_len == 0)
 		ev.query = ""; /* query_len 0 means strlen(): keep it consistent */
 	if (po) {
 		ev.nparams = po->nparams;
 		ev.params = po->params;
-		ev.fetch_rows = po->suspended ? po->fetch : 0;
+		ex.fetch_rows = po->suspended ? po->fetch : 0;
 		if (po->gone)
-			ev.flags |= SCRY_EVENT_F_PORTAL_OPEN;
+			ex.flags |= SCRY_EVENT_F_PORTAL_OPEN;
 	}
 	if (o && kind == SCRY_EVENT_COPY) {
 		if (o->cdropped)
-			ev.flags |= SCRY_EVENT_F_COPY_DROPPED;
+			ex.flags |= SCRY_EVENT_F_COPY_DROPPED;
 		else if (o->clen) {
-			ev.copy_data = o->cbuf;
-			ev.copy_len = o->clen;
+			ex.copy_data = o->cbuf;
+			ex.copy_len = o->clen;
 		}
 	}
 	ev.rows = rows;
@@ -432,10 +434,12 @@ static void emit(scry_pgwire *d, scry_event_kind kind, const char *query, size_t
 		/* A client's CancelRequest ends its statement with this message (the
 		 * server's own statement_timeout says "statement timeout"). */
 		if (!strcmp(sqlstate, "57014") && message && strstr(message, "user request"))
-			ev.flags |= SCRY_EVENT_F_CANCELLED;
+			ex.flags |= SCRY_EVENT_F_CANCELLED;
 	}
 	ev.error_message = message;
+	d->cur_extra = &ex;
 	d->cb.on_event(d->cb.ctx, &ev);
+	d->cur_extra = NULL;
 }
 
 /* Rows of a CommandComplete tag: the last number of "SELECT 5",
@@ -1220,6 +1224,16 @@ scry_pgwire_conn_state scry_pgwire_state(const scry_pgwire *d)
 }
 
 int scry_pgwire_tx_status(const scry_pgwire *d) { return d ? d->tx_status : 0; }
+
+int scry_pgwire_event_extra(const scry_pgwire *d, scry_event_extra *out)
+{
+	if (!d || !out || !d->cur_extra || out->version < 1 || out->version > SCRY_EVENT_EXTRA_VERSION)
+		return SCRY_EINVAL;
+	unsigned int v = out->version;
+	*out = *d->cur_extra;
+	out->version = v;
+	return 0;
+}
 
 void scry_pgwire_stats_get(const scry_pgwire *d, scry_pgwire_stats *out)
 {

@@ -61,6 +61,7 @@ typedef struct qitem {
 	int64_t end_us;       /* ITEM_END */
 	size_t bytes;
 	scry_event ev;        /* pointers into the bytes after the item */
+	scry_event_extra ex;  /* fetch size, flags, COPY data (also after the item) */
 } qitem;
 
 typedef struct qlist {
@@ -199,9 +200,11 @@ static void on_event(void *ctx, const scry_event *ev)
 		STAT_ADD(p, st_dropped, 1);
 		return;
 	}
+	scry_event_extra ex = SCRY_EVENT_EXTRA_INIT;
+	scry_pgwire_event_extra(c->dec, &ex);
 	size_t qlen = ev->query_len;
 	size_t mlen = ev->error_message ? strlen(ev->error_message) + 1 : 0;
-	size_t total = sizeof(qitem) + (size_t)ev->nparams * sizeof(scry_param) + qlen + 1 + mlen + ev->copy_len;
+	size_t total = sizeof(qitem) + (size_t)ev->nparams * sizeof(scry_param) + qlen + 1 + mlen + ex.copy_len;
 	for (int i = 0; i < ev->nparams; i++)
 		if (ev->params[i].length > 0)
 			total += (size_t)ev->params[i].length;
@@ -214,6 +217,7 @@ static void on_event(void *ctx, const scry_event *ev)
 	it->sess = c->sess;
 	it->bytes = total;
 	it->ev = *ev;
+	it->ex = ex;
 	scry_param *params = (scry_param *)(it + 1);
 	char *w = (char *)(params + ev->nparams);
 	for (int i = 0; i < ev->nparams; i++) {
@@ -236,9 +240,9 @@ static void on_event(void *ctx, const scry_event *ev)
 		it->ev.error_message = w;
 		w += mlen;
 	}
-	if (ev->copy_len) { /* COPY FROM STDIN data */
-		memcpy(w, ev->copy_data, ev->copy_len);
-		it->ev.copy_data = w;
+	if (ex.copy_len) { /* COPY FROM STDIN data */
+		memcpy(w, ex.copy_data, ex.copy_len);
+		it->ex.copy_data = w;
 	}
 	qlist_push(&p->local, it);
 }
@@ -764,7 +768,8 @@ static void append_batch(scry_proxy *p, scry_event *evs, size_t *n)
 	if (!*n)
 		return;
 	scry_error e = SCRY_ERROR_INIT;
-	int rc = scry_store_append(p->store, evs, *n, &e);
+	/* The extras live right after the batch's events (see writer_main). */
+	int rc = scry_store_append_ex(p->store, evs, (scry_event_extra *)(evs + p->opts.batch_events), *n, &e);
 	if (rc)
 		writer_fail(p, rc, &e, *n);
 	else
@@ -797,6 +802,7 @@ static void write_items(scry_proxy *p, qitem *it, scry_event *evs)
 				scry__free(it);
 			} else {
 				it->ev.session_id = s->session_id;
+				((scry_event_extra *)(evs + p->opts.batch_events))[n] = it->ex;
 				evs[n++] = it->ev;
 				it->next = done;
 				done = it;
@@ -838,7 +844,8 @@ static void write_items(scry_proxy *p, qitem *it, scry_event *evs)
 static void *writer_main(void *arg)
 {
 	scry_proxy *p = arg;
-	scry_event *evs = scry__malloc(p->opts.batch_events * sizeof *evs);
+	/* batch_events events, then as many scry_event_extra */
+	scry_event *evs = scry__malloc(p->opts.batch_events * (sizeof *evs + sizeof(scry_event_extra)));
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
 		/* Wait for a full batch, a stop, or a short timeout with something queued. */
@@ -862,7 +869,7 @@ static void *writer_main(void *arg)
 		pthread_mutex_unlock(&p->mu);
 		if (items) {
 			if (!evs) /* retry: one failed allocation must not drop every later batch */
-				evs = scry__malloc(p->opts.batch_events * sizeof *evs);
+				evs = scry__malloc(p->opts.batch_events * (sizeof *evs + sizeof(scry_event_extra)));
 			if (evs) {
 				write_items(p, items, evs);
 			} else { /* no memory for a batch array: drop, but keep sessions sane */

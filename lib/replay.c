@@ -42,6 +42,8 @@ struct scry_replay {
 	scry_store *store;
 	scry_replay_options o;
 	uint64_t *fps;
+	char **umap;      /* copy of o.user_map */
+	size_t numap;
 	int cancel_fd;
 	atomic_int cancelled;
 };
@@ -64,7 +66,16 @@ int scry_replay_new(scry_replay **out, scry_store *store, const scry_replay_opti
 		if (rc)
 			return rc;
 		o = *opts;
+		if (opts->version < 2) { /* fields of version 2: their defaults */
+			o.user_map = NULL;
+			o.nuser_map = 0;
+			o.ignore_users = o.ignore_session_params = o.client_margin_ms = 0;
+		}
 	}
+	if (o.client_margin_ms < 0)
+		return scry__fail(err, SCRY_EINVAL, "replay client_margin_ms must be >= 0 (0 = 1000 ms)");
+	if (o.nuser_map && !o.user_map)
+		return scry__fail(err, SCRY_EINVAL, "replay user_map is NULL but nuser_map is %zu", o.nuser_map);
 	if (o.mode != SCRY_REPLAY_FAST && o.mode != SCRY_REPLAY_TIMED)
 		return scry__fail(err, SCRY_EINVAL, "replay mode must be fast or timed");
 	if (o.mode == SCRY_REPLAY_TIMED && !(o.speed > 0))
@@ -92,6 +103,25 @@ int scry_replay_new(scry_replay **out, scry_store *store, const scry_replay_opti
 		o.fingerprints = NULL;
 		o.nfingerprints = 0;
 	}
+	if (o.nuser_map) {
+		if (!(r->umap = scry__calloc(o.nuser_map, sizeof *r->umap))) {
+			scry_replay_free(r);
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		}
+		r->numap = o.nuser_map;
+		for (size_t i = 0; i < o.nuser_map; i++) {
+			if (!o.user_map[i] || !strchr(o.user_map[i], '=')) {
+				scry_replay_free(r);
+				return scry__fail(err, SCRY_EINVAL, "replay user_map entries are \"captured=role\", not '%s'",
+				                  o.user_map[i] ? o.user_map[i] : "(null)");
+			}
+			if (!(r->umap[i] = scry__strdup(o.user_map[i]))) {
+				scry_replay_free(r);
+				return scry__fail(err, SCRY_ENOMEM, "out of memory");
+			}
+		}
+		o.user_map = (const char *const *)r->umap;
+	}
 	r->o = o;
 	r->store = store;
 	r->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -110,6 +140,9 @@ void scry_replay_free(scry_replay *r)
 		return;
 	if (r->cancel_fd >= 0)
 		close(r->cancel_fd);
+	for (size_t i = 0; i < r->numap; i++)
+		scry__free(r->umap[i]);
+	scry__free(r->umap);
 	scry__free(r->fps);
 	scry__free(r);
 }
@@ -1477,9 +1510,12 @@ static char *redact_conninfo(const char *conninfo)
 	return b.ptr;
 }
 
-/* Connects once, blocking, so that a wrong target gives one clear error before anything runs. */
-static int check_target(const char *conninfo, scry_error *err)
+/* Connects once, blocking, so that a wrong target gives one clear error before
+ * anything runs; the connection is kept for the role check (*out). A server
+ * that accepts but never answers is given up after timeout + margin. */
+static int check_target(const char *conninfo, const scry_replay_options *o, PGconn **out, scry_error *err)
 {
+	*out = NULL;
 	char *errmsg = NULL;
 	PQconninfoOption *opts = PQconninfoParse(conninfo, &errmsg);
 	if (!opts) {
@@ -1490,14 +1526,19 @@ static int check_target(const char *conninfo, scry_error *err)
 		return scry__fail(err, SCRY_EINVAL, "the connection string '%s' does not parse: %s", conninfo, msg);
 	}
 	PQconninfoFree(opts);
-	const char *keys[] = { "dbname", "fallback_application_name", NULL };
-	const char *vals[] = { conninfo, "scry replay", NULL };
+	char ct[16] = "0";
+	if (o->timeout_ms > 0) /* seconds, rounded up; the target's own connect_timeout wins */
+		snprintf(ct, sizeof ct, "%d", (o->timeout_ms + (o->client_margin_ms > 0 ? o->client_margin_ms : 1000) + 999) / 1000);
+	const char *keys[] = { "connect_timeout", "dbname", "fallback_application_name", NULL };
+	const char *vals[] = { ct, conninfo, "scry replay", NULL };
 	PGconn *pg = PQconnectdbParams(keys, vals, 1);
-	int rc = 0;
-	if (!pg || PQstatus(pg) != CONNECTION_OK)
-		rc = scry__pg_connect_fail(err, pg, NULL);
-	PQfinish(pg);
-	return rc;
+	if (!pg || PQstatus(pg) != CONNECTION_OK) {
+		int rc = scry__pg_connect_fail(err, pg, NULL);
+		PQfinish(pg);
+		return rc;
+	}
+	*out = pg;
+	return 0;
 }
 
 static const char *mode_name(scry_replay_mode m) { return m == SCRY_REPLAY_TIMED ? "timed" : "fast"; }
@@ -1537,10 +1578,13 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 		if (outs[i])
 			memset(outs[i], 0, sizeof *outs[i]);
 	}
+	PGconn *chk[2] = { NULL, NULL };
 	for (int i = 0; i < ntargets; i++) {
-		int rc = check_target(conninfo[i], err);
-		if (rc)
+		int rc = check_target(conninfo[i], o, &chk[i], err);
+		if (rc) {
+			PQfinish(chk[0]);
 			return rc;
+		}
 	}
 	workload w = { 0 };
 	ctx x;
@@ -1553,11 +1597,19 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 	x.err = err;
 	x.cur_round = -1;
 	int rc = scry__replay_load(rp->store, o, &w, err);
+	if (rc) {
+		for (int i = 0; i < ntargets; i++)
+			PQfinish(chk[i]);
+		goto out;
+	}
+	for (int i = 0; i < ntargets && !rc; i++)
+		rc = scry__replay_roles(o, &w, chk[i], i, err);
+	for (int i = 0; i < ntargets; i++) {
+		PQfinish(chk[i]);
+		chk[i] = NULL;
+	}
 	if (rc)
 		goto out;
-	for (int i = 0; i < ntargets; i++)
-		if ((rc = scry__replay_roles(o, &w, conninfo[i], i, err)) != 0)
-			goto out;
 	/* Enough file descriptors for the connections that will be open at once? */
 	{
 		size_t at_once = o->mode == SCRY_REPLAY_FAST

@@ -118,28 +118,24 @@ static const char *mapped_user(const scry_replay_options *o, const char *user)
 	return user;
 }
 
-int scry__replay_roles(const scry_replay_options *o, workload *w, const char *conninfo, int target, scry_error *err)
+int scry__replay_roles(const scry_replay_options *o, workload *w, PGconn *pg, int target, scry_error *err)
 {
 	for (size_t i = 0; i < w->nsess; i++) {
 		rsession *s = &w->sess[i];
 		s->role = o->ignore_users || !s->user ? NULL : mapped_user(o, s->user);
 		s->role_ok[target] = 0;
 	}
-	const char *keys[] = { "dbname", "fallback_application_name", NULL };
-	const char *vals[] = { conninfo, "scry replay", NULL };
-	PGconn *pg = PQconnectdbParams(keys, vals, 1);
-	if (!pg || PQstatus(pg) != CONNECTION_OK) {
-		int rc = scry__pg_connect_fail(err, pg, NULL);
-		PQfinish(pg);
-		return rc;
-	}
+	bool any = false;
+	for (size_t i = 0; i < w->nsess && !any; i++)
+		any = w->sess[i].role != NULL;
+	if (!any)
+		return 0;
 	/* Roles the replay user may become (a superuser: every role). */
 	PGresult *res = PQexec(pg, "SELECT rolname FROM pg_roles WHERE pg_has_role(current_user, oid, 'MEMBER')");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		char msg[300];
 		scry__pg_one_line(PQerrorMessage(pg), msg, sizeof msg);
 		PQclear(res);
-		PQfinish(pg);
 		return scry__fail(err, SCRY_ECONNECT, "cannot list the target's roles: %s", msg);
 	}
 	int nroles = PQntuples(res);
@@ -168,7 +164,6 @@ int scry__replay_roles(const scry_replay_options *o, workload *w, const char *co
 	}
 	scry__free(warned);
 	PQclear(res);
-	PQfinish(pg);
 	return 0;
 }
 

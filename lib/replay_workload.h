@@ -93,7 +93,7 @@ SCRY_HIDDEN int scry__replay_conn_keys(const scry_replay_options *o, const rsess
 	const char **keys, const char **vals, scry_buf *store);
 /* Decides each session's role (user map, --ignore-users) and asks the target
  * which of them the replay user may SET ROLE to; logs once per missing role. */
-SCRY_HIDDEN int scry__replay_roles(const scry_replay_options *o, workload *w, const char *conninfo, int target,
+SCRY_HIDDEN int scry__replay_roles(const scry_replay_options *o, workload *w, PGconn *pg, int target,
 	scry_error *err);
 /* The setup query of a new connection: statement_timeout and SET ROLE. */
 SCRY_HIDDEN int scry__replay_setup_sql(const scry_replay_options *o, const rsession *s, int target, scry_buf *out);

@@ -623,8 +623,14 @@ static int statement_for(scry_store *s, const char *text, size_t len, int nlits,
 	return 0;
 }
 
-static int append_one(scry_store *s, const scry_event *ev, scry_error *err)
+static int append_one(scry_store *s, const scry_event *ev, const scry_event_extra *ex, scry_error *err)
 {
+	static const scry_event_extra none = SCRY_EVENT_EXTRA_INIT;
+	if (!ex)
+		ex = &none;
+	else if (ex->version < 1 || ex->version > SCRY_EVENT_EXTRA_VERSION)
+		return scry__fail(err, SCRY_EINVAL, "scry_event_extra version %u is not supported (this library knows 1 to %d)",
+		                  ex->version, SCRY_EVENT_EXTRA_VERSION);
 	int rc = 0;
 	session_entry *sess = find_session(s, ev->session_id, err, &rc);
 	if (!sess)
@@ -637,7 +643,7 @@ static int append_one(scry_store *s, const scry_event *ev, scry_error *err)
 	if (scry__lift_literals(text, len, &s->tmpl, &s->lits, &nlits))
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	stmt_entry *st = NULL;
-	bool truncated = (ev->flags & SCRY_EVENT_F_TRUNCATED) != 0;
+	bool truncated = (ex->flags & SCRY_EVENT_F_TRUNCATED) != 0;
 	if (truncated) { /* kept whole, never lifted: it must not share a template with a complete text */
 		scry__buf_clear(&s->tmpl);
 		scry__buf_clear(&s->lits);
@@ -688,19 +694,19 @@ static int append_one(scry_store *s, const scry_event *ev, scry_error *err)
 	if (failed)
 		sqlite3_bind_text(q, 9, ev->sqlstate, (int)strnlen(ev->sqlstate, 5), SQLITE_STATIC);
 	sqlite3_bind_int(q, 10, (int)ev->kind);
-	if (ev->fetch_rows > 0)
-		sqlite3_bind_int64(q, 11, ev->fetch_rows);
-	if (ev->flags)
-		sqlite3_bind_int(q, 12, (int)ev->flags);
+	if (ex->fetch_rows > 0)
+		sqlite3_bind_int64(q, 11, ex->fetch_rows);
+	if (ex->flags)
+		sqlite3_bind_int(q, 12, (int)ex->flags);
 	if (sqlite3_step(q) != SQLITE_DONE)
 		return scry__store_fail(s, err, "appending events");
 	int64_t event_id = sqlite3_last_insert_rowid(s->db);
-	if (ev->copy_data && ev->copy_len) {
+	if (ex->copy_data && ex->copy_len) {
 		sqlite3_stmt *qc = prepared(s, Q_INSERT_COPY);
 		if (!qc)
 			return scry__store_fail(s, err, "appending events");
 		sqlite3_bind_int64(qc, 1, event_id);
-		sqlite3_bind_blob64(qc, 2, ev->copy_data, (sqlite3_uint64)ev->copy_len, SQLITE_STATIC);
+		sqlite3_bind_blob64(qc, 2, ex->copy_data, (sqlite3_uint64)ex->copy_len, SQLITE_STATIC);
 		if (sqlite3_step(qc) != SQLITE_DONE)
 			return scry__store_fail(s, err, "appending events");
 	}
@@ -777,6 +783,12 @@ static void drop_caches(scry_store *s)
 
 int scry_store_append(scry_store *s, const scry_event *events, size_t n, scry_error *err)
 {
+	return scry_store_append_ex(s, events, NULL, n, err);
+}
+
+int scry_store_append_ex(scry_store *s, const scry_event *events, const scry_event_extra *extras, size_t n,
+                         scry_error *err)
+{
 	if (!s || (n && !events))
 		return scry__fail(err, SCRY_EINVAL, "scry_store_append: store and events are required");
 	if (n == 0)
@@ -788,7 +800,7 @@ int scry_store_append(scry_store *s, const scry_event *events, size_t n, scry_er
 		return rc;
 	reset_deltas(s);
 	for (size_t i = 0; i < n && !rc; i++)
-		rc = append_one(s, &events[i], err);
+		rc = append_one(s, &events[i], extras ? &extras[i] : NULL, err);
 	if (!rc)
 		rc = flush_deltas(s, err);
 	if (!rc)

@@ -59,7 +59,7 @@ run_driver() { # name, then the client command (gets PORT DB WORKDIR)
   pid=$!
   local pport=
   for _ in $(seq 1 100); do
-    pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/$name.proxy.err")
+    pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/$name.proxy.err" 2>/dev/null)
     [ -n "$pport" ] && break
     sleep 0.1
   done
@@ -94,6 +94,17 @@ if want psql; then
     fail "psql: the app_user session is not recorded with its user"
   sqlite3 "$work/psql.db" "SELECT params FROM sessions" | grep -q "search_path=app" ||
     fail "psql: PGOPTIONS not captured: $(sqlite3 "$work/psql.db" "SELECT params FROM sessions")"
+  # --ignore-users: the app_user statement runs as postgres and divides by zero;
+  # --user-map to a missing role: one warning for the role, same outcome.
+  div0() { sqlite3 "$work/psql.db" "SELECT count(*) FROM samples WHERE sqlstate = '22012'
+    AND run = (SELECT max(id) FROM runs WHERE label = '$1')"; }
+  "$SCRY_CLI" replay --store "$work/psql.db" --target "$base dbname=rep_psql" --label nousers --ignore-users \
+    --json >/dev/null 2>"$work/nousers.err" || fail "psql: --ignore-users replay failed: $(cat "$work/nousers.err")"
+  [ "$(div0 nousers)" = 1 ] || fail "psql: --ignore-users still ran the session as app_user"
+  "$SCRY_CLI" replay --store "$work/psql.db" --target "$base dbname=rep_psql" --label mapped \
+    --user-map app_user=nosuch --json >/dev/null 2>"$work/mapped.err" || fail "psql: --user-map replay failed"
+  [ "$(grep -c 'role "nosuch"' "$work/mapped.err")" = 1 ] || fail "psql: no single warning for the missing role: $(cat "$work/mapped.err")"
+  [ "$(div0 mapped)" = 1 ] || fail "psql: a missing mapped role did not fall back to the replay user"
 fi
 
 if ! want psycopg2; then :

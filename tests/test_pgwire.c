@@ -155,6 +155,7 @@ typedef struct recs {
 	int n;
 	char user[64], db[64], app[64], params[256];
 	int startups;
+	scry_pgwire *dec; /* the decoder calling back */
 } recs;
 
 static void on_event(void *ctx, const scry_event *ev)
@@ -182,11 +183,13 @@ static void on_event(void *ctx, const scry_event *ev)
 		strncat(r->params, one, sizeof r->params - strlen(r->params) - 1);
 	}
 	r->rows = ev->rows;
-	r->fetch = ev->fetch_rows;
-	r->flags = ev->flags;
-	r->copy_len = ev->copy_len;
-	if (ev->copy_len)
-		memcpy(r->copy, ev->copy_data, ev->copy_len < sizeof r->copy ? ev->copy_len : sizeof r->copy - 1);
+	scry_event_extra ex = SCRY_EVENT_EXTRA_INIT;
+	ck_assert_int_eq(scry_pgwire_event_extra(rs->dec, &ex), 0);
+	r->fetch = ex.fetch_rows;
+	r->flags = ex.flags;
+	r->copy_len = ex.copy_len;
+	if (ex.copy_len)
+		memcpy(r->copy, ex.copy_data, ex.copy_len < sizeof r->copy ? ex.copy_len : sizeof r->copy - 1);
 	memcpy(r->sqlstate, ev->sqlstate, 6);
 	r->message = ev->error_message ? strdup(ev->error_message) : NULL;
 	r->start = ev->start_us;
@@ -221,6 +224,9 @@ static int run(const convo *c, int mode, recs *rs, scry_pgwire **keep, const scr
 	scry_pgwire_callbacks cb = { on_startup, on_event, rs };
 	scry_pgwire *d;
 	ck_assert_int_eq(scry_pgwire_new(&d, &cb, opts, NULL), 0);
+	rs->dec = d;
+	scry_event_extra none = SCRY_EVENT_EXTRA_INIT;
+	ck_assert_int_eq(scry_pgwire_event_extra(d, &none), SCRY_EINVAL); /* only during on_event */
 	int rc = 0;
 	for (int i = 0; i < c->n && !rc; i++) {
 		const bytes *b = &c->seg[i];

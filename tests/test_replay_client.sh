@@ -25,7 +25,7 @@ base="host=127.0.0.1 port=$port user=postgres dbname=postgres"
 pid=$!
 pport=
 for _ in $(seq 1 100); do
-  pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/proxy.err")
+  pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/proxy.err" 2>/dev/null)
   [ -n "$pport" ] && break
   sleep 0.1
 done
@@ -34,11 +34,15 @@ done
 set +e
 timeout -s INT 1 psql -X -q "host=127.0.0.1 port=$pport user=postgres dbname=postgres" -c "SELECT pg_sleep(20)" 2>/dev/null
 set -e
-psql -X -q "host=127.0.0.1 port=$pport user=postgres dbname=postgres application_name=frozen" -c "SELECT pg_sleep(1.5)" >/dev/null
+# The session to freeze: SELECT 1, 4 s of nothing, SELECT 2 (replayed in timed
+# mode, the test stops the server in that gap, so SELECT 2 meets a frozen server).
+psql -X -q "host=127.0.0.1 port=$pport user=postgres dbname=postgres application_name=frozen" \
+  -c "SELECT 1" -c '\! sleep 4' -c "SELECT 2" >/dev/null
 kill -INT "$pid"; wait "$pid"; pid=
 [ "$(sqlite3 "$work/s.db" "SELECT sqlstate || '/' || flags FROM events WHERE sqlstate IS NOT NULL")" = 57014/4 ] ||
   fail "the cancelled statement is not recorded as a client cancel: $(sqlite3 "$work/s.db" "SELECT * FROM events")"
 
+[ "$(sqlite3 "$work/s.db" "SELECT count(*) FROM events")" = 3 ] || fail "expected 3 captured events"
 # 1. The cancel is replayed: 57014 again, after about the captured duration, not 20 s.
 "$SCRY_CLI" replay --store "$work/s.db" --target "$base" --label cancel --timeout 30000 --concurrency 1 \
   --json >"$work/cancel.json"
@@ -50,17 +54,18 @@ sqlite3 "$work/s.db" "SELECT summary FROM runs WHERE label = 'cancel'" | grep -q
   fail "the run does not count the cancel: $(sqlite3 "$work/s.db" "SELECT summary FROM runs")"
 grep -q '"timeouts":0' "$work/cancel.json" || fail "a replayed cancel counted as a timeout: $(cat "$work/cancel.json")"
 
-# 2. A frozen server: SIGSTOP every process of the test's own cluster while
-# replay runs pg_sleep(1.5); --timeout 2000 + 1 s margin must end the run.
-"$SCRY_CLI" replay --store "$work/s.db" --target "$base" --label frozen --timeout 2000 --concurrency 1 \
+# 2. A frozen server: SIGSTOP every process of the test's own cluster between
+# the replayed SELECT 1 and SELECT 2; --timeout 2000 + 1 s margin must end the run.
+"$SCRY_CLI" replay --store "$work/s.db" --target "$base" --label frozen --timeout 2000 --mode timed \
   --json >"$work/frozen.json" 2>"$work/frozen.err" &
 rpid=$!
-for _ in $(seq 1 200); do
-  n=$(psql -X -At "$base" -c "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(1.5)' AND state = 'active'")
+for _ in $(seq 1 300); do
+  n=$(psql -X -At "$base" -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'frozen'
+    AND query = 'SELECT 1' AND state = 'idle'")
   [ "$n" = 1 ] && break
   sleep 0.05
 done
-[ "$n" = 1 ] || fail "replay never ran the statement to freeze"
+[ "$n" = 1 ] || fail "replay never ran the session to freeze (with its captured application_name)"
 pm=$(head -1 "$work/pg/data/postmaster.pid")
 stopped="$pm $(pgrep -P "$pm" | tr '\n' ' ')"
 kill -STOP $stopped
@@ -89,7 +94,7 @@ psql -X -q "$base" -c "CREATE TABLE w (a int)" -c "INSERT INTO w VALUES (1), (2)
 pid=$!
 pport=
 for _ in $(seq 1 100); do
-  pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/proxy2.err")
+  pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/proxy2.err" 2>/dev/null)
   [ -n "$pport" ] && break
   sleep 0.1
 done
@@ -100,7 +105,7 @@ kill -INT "$pid"; wait "$pid"; pid=
 pid=$!
 pport=
 for _ in $(seq 1 100); do
-  pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/proxy3.err")
+  pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/proxy3.err" 2>/dev/null)
   [ -n "$pport" ] && break
   sleep 0.1
 done
@@ -116,4 +121,4 @@ starts=$(sqlite3 "$work/w2.db" "SELECT count(DISTINCT offset_us) || '/' || count
 $(sqlite3 "$work/w2.db" "SELECT e.offset_us, st.template FROM events e JOIN statements st ON st.id = e.statement")"
 [ "$(psql -X -At "$base" -c "SELECT sum(a) FROM w")" = 5 ] || fail "the replayed UPDATE was not rolled back"
 
-echo "ok: cancel replayed (${lat} us); frozen server given up after $((t1 - t0)) ms"
+echo "ok: cancel replayed (${lat} us); replay ended $((t1 - t0)) ms after the server froze (SELECT 2 due ~4 s later, then 2 s + 1 s)"

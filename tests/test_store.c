@@ -556,12 +556,16 @@ START_TEST(upgrades_schema_1)
 	ck_assert_int_eq(scry_store_session_set_params(s, sid, "options=-c search_path=app", NULL), 0);
 	ck_assert_int_eq(scry_store_session_set_params(s, sid + 100, "x=y", NULL), SCRY_ENOTFOUND);
 	scry_event more[2] = { ev(sid, 2000, 5, "COPY t FROM STDIN"), ev(sid, 3000, 5, "SELECT * FROM t WHERE a = 'cut") };
+	scry_event_extra ex[2] = { SCRY_EVENT_EXTRA_INIT, SCRY_EVENT_EXTRA_INIT };
 	more[0].kind = SCRY_EVENT_COPY;
-	more[0].copy_data = "1\tx\n";
-	more[0].copy_len = 4;
-	more[1].flags = SCRY_EVENT_F_TRUNCATED;
-	more[1].fetch_rows = 100;
-	ck_assert_int_eq(scry_store_append(s, more, 2, NULL), 0);
+	ex[0].copy_data = "1\tx\n";
+	ex[0].copy_len = 4;
+	ex[1].flags = SCRY_EVENT_F_TRUNCATED;
+	ex[1].fetch_rows = 100;
+	ex[1].version = 99;
+	ck_assert_int_eq(scry_store_append_ex(s, more, ex, 2, NULL), SCRY_EINVAL); /* unknown version: nothing written */
+	ex[1].version = SCRY_EVENT_EXTRA_VERSION;
+	ck_assert_int_eq(scry_store_append_ex(s, more, ex, 2, NULL), 0);
 	ck_assert_int_eq(scry_store_events(s, NULL, &it, NULL), 0);
 	ck_assert_int_eq(scry_event_iter_next(it, &se, NULL), 1);
 	ck_assert_str_eq(se->session_params, "options=-c search_path=app");

@@ -14,7 +14,7 @@
  * of a COPY FROM STDIN is kept (up to max_copy_bytes) so that replay can
  * send it. A row-limited portal (Execute with a row limit, PortalSuspended,
  * Execute again...) is reported as ONE event with its total rows and its
- * row limit (scry_event.fetch_rows).
+ * row limit (scry_event_extra.fetch_rows, see scry_pgwire_event_extra()).
  *
  * Malformed input, or a message larger than the configured limit, gives
  * SCRY_EPROTOCOL / SCRY_ELIMIT for that connection; after that the decoder
@@ -118,6 +118,14 @@ SCRY_API void scry_pgwire_free(scry_pgwire *d);
  */
 SCRY_API int scry_pgwire_feed(scry_pgwire *d, scry_pgwire_dir dir,
 	const void *data, size_t len, int64_t now_us, scry_error *err);
+
+/**
+ * During on_event only: what the decoder knows of that event beyond
+ * scry_event (fetch size, SCRY_EVENT_F_* flags, COPY FROM STDIN data, valid
+ * until the callback returns). Returns 0, or SCRY_EINVAL outside on_event or
+ * for an `out` of an unknown version.
+ */
+SCRY_API int scry_pgwire_event_extra(const scry_pgwire *d, scry_event_extra *out);
 
 /** Connection states reported by scry_pgwire_state(). */
 typedef enum scry_pgwire_conn_state {

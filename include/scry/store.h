@@ -133,25 +133,39 @@ typedef struct scry_event {
 	int64_t rows;            /**< rows from CommandComplete; -1 unknown */
 	char sqlstate[6];        /**< "" on success, else the SQLSTATE */
 	const char *error_message; /**< NULL on success */
+} scry_event;
+
+/**
+ * What the capture knows of an event beyond scry_event (a separate struct,
+ * so that arrays of scry_event keep their layout): see
+ * scry_store_append_ex() and scry_pgwire_event_extra().
+ */
+typedef struct scry_event_extra {
+	unsigned int version;    /**< SCRY_EVENT_EXTRA_VERSION */
 	/** Row limit of each Execute of a row-limited portal (the driver's
-	 *  fetch size); 0 when the statement ran in one Execute. `rows` is
-	 *  then the total over every Execute of the portal. */
+	 *  fetch size); 0 when the statement ran in one Execute. The event's
+	 *  `rows` is then the total over every Execute of the portal. */
 	int64_t fetch_rows;
 	unsigned int flags;      /**< SCRY_EVENT_F_* bits */
 	/** COPY ... FROM STDIN: the data stream the client sent (the CopyData
 	 *  payloads concatenated); NULL when none or over the capture limit
-	 *  (then SCRY_EVENT_F_COPY_DROPPED is set). */
+	 *  (then SCRY_EVENT_F_COPY_DROPPED is set). Copied by the store. */
 	const void *copy_data;
 	size_t copy_len;
-} scry_event;
+} scry_event_extra;
 
-/** scry_event.flags: the text was cut at the capture limit; never replayed. */
+/** Current version of scry_event_extra. */
+#define SCRY_EVENT_EXTRA_VERSION 1
+/** Nothing extra. */
+#define SCRY_EVENT_EXTRA_INIT { SCRY_EVENT_EXTRA_VERSION, 0, 0, NULL, 0 }
+
+/** Event flag: the text was cut at the capture limit; never replayed. */
 #define SCRY_EVENT_F_TRUNCATED 1u
-/** scry_event.flags: COPY FROM STDIN data was over the capture limit and not kept. */
+/** Event flag: COPY FROM STDIN data was over the capture limit and not kept. */
 #define SCRY_EVENT_F_COPY_DROPPED 2u
-/** scry_event.flags: the client cancelled the statement (57014 "due to user request"). */
+/** Event flag: the client cancelled the statement (57014 "due to user request"). */
 #define SCRY_EVENT_F_CANCELLED 4u
-/** scry_event.flags: a row-limited portal the client closed (or dropped with
+/** Event flag: a row-limited portal the client closed (or dropped with
  *  its transaction) before it completed: `rows` is what it fetched. */
 #define SCRY_EVENT_F_PORTAL_OPEN 8u
 
@@ -163,6 +177,14 @@ typedef struct scry_event {
  */
 SCRY_API int scry_store_append(scry_store *store, const scry_event *events,
 	size_t n, scry_error *err);
+
+/**
+ * scry_store_append() with what the capture knows beyond scry_event:
+ * `extras` is NULL or an array of `n`, extras[i] describing events[i]
+ * (each initialised with SCRY_EVENT_EXTRA_INIT).
+ */
+SCRY_API int scry_store_append_ex(scry_store *store, const scry_event *events,
+	const scry_event_extra *extras, size_t n, scry_error *err);
 
 /** Counts of what a store holds. */
 typedef struct scry_store_info {
@@ -202,7 +224,7 @@ typedef struct scry_stored_event {
 	char sqlstate[6];
 	int64_t pattern_id;
 	uint64_t fingerprint;    /**< pattern key; for a text that did not parse, a hash of its text */
-	int64_t fetch_rows;      /**< row limit per Execute (0: one Execute), see scry_event */
+	int64_t fetch_rows;      /**< row limit per Execute (0: one Execute), see scry_event_extra */
 	unsigned int flags;      /**< SCRY_EVENT_F_* bits */
 	const void *copy_data;   /**< COPY FROM STDIN data, NULL when none */
 	size_t copy_len;
