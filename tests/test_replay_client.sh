@@ -121,4 +121,31 @@ starts=$(sqlite3 "$work/w2.db" "SELECT count(DISTINCT offset_us) || '/' || count
 $(sqlite3 "$work/w2.db" "SELECT e.offset_us, st.template FROM events e JOIN statements st ON st.id = e.statement")"
 [ "$(psql -X -At "$base" -c "SELECT sum(a) FROM w")" = 5 ] || fail "the replayed UPDATE was not rolled back"
 
+# 4. A text over --max-query-bytes: recorded cut and marked, listed as
+# (truncated), skipped by replay (never a 42601); unparsable texts get keys.
+"$SCRY_CLI" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$port" --store "$work/t.db" \
+  --max-query-bytes 40 2>"$work/proxy4.err" &
+pid=$!
+pport=
+for _ in $(seq 1 100); do
+  pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/proxy4.err" 2>/dev/null)
+  [ -n "$pport" ] && break
+  sleep 0.1
+done
+set +e
+psql -X -q "host=127.0.0.1 port=$pport user=postgres dbname=postgres" \
+  -c "SELECT 'a fairly long literal that is cut by the capture limit' AS x" \
+  -c "SELEC 1" -c "SELEC 2 FROM" >/dev/null 2>&1
+set -e
+kill -INT "$pid"; wait "$pid"; pid=
+"$SCRY_CLI" workload patterns --store "$work/t.db" >"$work/t.pat"
+grep -q "^(truncated)" "$work/t.pat" || fail "the cut text is not listed as (truncated): $(cat "$work/t.pat")"
+[ "$(sqlite3 "$work/t.db" "SELECT count(DISTINCT fingerprint) FROM patterns WHERE parse_error IS NOT NULL AND fingerprint <> 0")" = 3 ] ||
+  fail "unparsable/truncated patterns do not have distinct keys: $(sqlite3 "$work/t.db" "SELECT * FROM patterns")"
+"$SCRY_CLI" replay --store "$work/t.db" --target "$base" --label trunc --json >"$work/trunc.json" 2>"$work/trunc.err"
+grep -q '"skipped":1' "$work/trunc.json" || fail "the truncated text was not skipped: $(cat "$work/trunc.json")"
+grep -q "truncated at capture" "$work/trunc.err" || fail "no warning about the skipped truncated text"
+[ "$(sqlite3 "$work/t.db" "SELECT count(*) FROM samples s JOIN events e ON e.id = s.event WHERE s.sqlstate = '42601'
+  AND e.sqlstate IS NULL")" = 0 ] || fail "a truncated text was replayed as a syntax error"
+
 echo "ok: cancel replayed (${lat} us); replay ended $((t1 - t0)) ms after the server froze (SELECT 2 due ~4 s later, then 2 s + 1 s)"
