@@ -17,19 +17,24 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 now_ms() { date +%s%3N; }
+start_proxy() { # STORE [proxy options...]: starts `scry capture proxy` on a free port; sets pid and pport
+  local store=$1; shift
+  "$SCRY_CLI" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$port" --store "$store" "$@" \
+    >/dev/null 2>"$store.err" &
+  pid=$!
+  pport=
+  for _ in $(seq 1 100); do
+    pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$store.err" 2>/dev/null)
+    [ -n "$pport" ] && return 0
+    sleep 0.1
+  done
+  fail "the proxy did not start: $(cat "$store.err")"
+}
 
 port=$(bash "$SCRY_SOURCE_DIR/tests/harness/pgcluster.sh" start "$work/pg")
 base="host=127.0.0.1 port=$port user=postgres dbname=postgres"
 
-"$SCRY_CLI" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$port" --store "$work/s.db" 2>"$work/proxy.err" &
-pid=$!
-pport=
-for _ in $(seq 1 100); do
-  pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/proxy.err" 2>/dev/null)
-  [ -n "$pport" ] && break
-  sleep 0.1
-done
-[ -n "$pport" ] || fail "the proxy did not start: $(cat "$work/proxy.err")"
+start_proxy "$work/s.db"
 # psql sends a CancelRequest on SIGINT: the statement ends with 57014 after ~1 s.
 set +e
 timeout -s INT 1 psql -X -q "host=127.0.0.1 port=$pport user=postgres dbname=postgres" -c "SELECT pg_sleep(20)" 2>/dev/null
@@ -90,25 +95,10 @@ sqlite3 "$work/s.db" "SELECT summary FROM runs WHERE label = 'frozen'" | grep -q
 # ONE round trip (pipeline mode): replayed through a second capture proxy, the
 # three arrive in the same packet, so the proxy stamps them with the same time.
 psql -X -q "$base" -c "CREATE TABLE w (a int)" -c "INSERT INTO w VALUES (1), (2)"
-"$SCRY_CLI" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$port" --store "$work/w.db" 2>"$work/proxy2.err" &
-pid=$!
-pport=
-for _ in $(seq 1 100); do
-  pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/proxy2.err" 2>/dev/null)
-  [ -n "$pport" ] && break
-  sleep 0.1
-done
-[ -n "$pport" ] || fail "the proxy did not start: $(cat "$work/proxy2.err")"
+start_proxy "$work/w.db"
 psql -X -q "host=127.0.0.1 port=$pport user=postgres dbname=postgres" -c "UPDATE w SET a = a + 1" >/dev/null
 kill -INT "$pid"; wait "$pid"; pid=
-"$SCRY_CLI" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$port" --store "$work/w2.db" 2>"$work/proxy3.err" &
-pid=$!
-pport=
-for _ in $(seq 1 100); do
-  pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/proxy3.err" 2>/dev/null)
-  [ -n "$pport" ] && break
-  sleep 0.1
-done
+start_proxy "$work/w2.db"
 "$SCRY_CLI" replay --store "$work/w.db" --target "host=127.0.0.1 port=$pport user=postgres dbname=postgres" \
   --label pipe --json >"$work/pipe.json"
 kill -INT "$pid"; wait "$pid"; pid=
@@ -123,15 +113,7 @@ $(sqlite3 "$work/w2.db" "SELECT e.offset_us, st.template FROM events e JOIN stat
 
 # 4. A text over --max-query-bytes: recorded cut and marked, listed as
 # (truncated), skipped by replay (never a 42601); unparsable texts get keys.
-"$SCRY_CLI" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$port" --store "$work/t.db" \
-  --max-query-bytes 40 2>"$work/proxy4.err" &
-pid=$!
-pport=
-for _ in $(seq 1 100); do
-  pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/proxy4.err" 2>/dev/null)
-  [ -n "$pport" ] && break
-  sleep 0.1
-done
+start_proxy "$work/t.db" --max-query-bytes 40
 set +e
 psql -X -q "host=127.0.0.1 port=$pport user=postgres dbname=postgres" \
   -c "SELECT 'a fairly long literal that is cut by the capture limit' AS x" \
