@@ -18,11 +18,12 @@ CMAKE_FLAGS ?=
 PKGS       := cmake make gcc pkg-config libpq-dev libpg-query-dev libxxhash-dev \
               libsqlite3-dev zlib1g-dev check postgresql postgresql-client \
               python3 python3-psycopg2 sqlite3 procps golang-go \
+              abigail-tools binutils \
               python3-asyncpg default-jdk-headless libpostgresql-jdbc-java \
               golang-github-jackc-pgx-v4-dev nodejs
 BENCH_PKGS := pgbouncer pgreplay hyperfine
 
-.PHONY: all deps bench-deps build build-asan test test-asan demo bench clean
+.PHONY: all deps bench-deps build build-asan test test-asan demo bench clean abi-dump
 
 all: build
 
@@ -57,6 +58,13 @@ test-asan: build-asan
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -L unit -j $(JOBS)
+
+# On a release: the ABI dump tests/test_abi.sh compares later builds with
+# (docs/api.md, "Versioning"). Needs a -g build (RelWithDebInfo, the default).
+ABI_VERSION := $(shell grep -m1 -o 'scry VERSION [0-9]*\.[0-9]*' CMakeLists.txt | cut -d' ' -f3)
+abi-dump: build
+	./tools/abi-dump $(BUILD)/libscry.so abi/libscry-$(ABI_VERSION).abi
+	@echo "wrote abi/libscry-$(ABI_VERSION).abi: commit it with the release"
 
 demo: build
 	./$(BUILD)/scry demo

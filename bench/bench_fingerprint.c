@@ -80,7 +80,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < n; i++)
 		texts[i] = stream_get(&s, i);
 	double pg_rate[64], scry_rate[64], ratio[64];
-	scry_fingerprinter_stats st = { 0, 0, 0, 0 };
+	scry_fingerprinter_stats st = SCRY_FINGERPRINTER_STATS_INIT;
 	for (int r = 0; r < runs; r++) {
 		scry_fingerprinter *f;
 		if (scry_fingerprinter_new(&f, NULL, NULL))

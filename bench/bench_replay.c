@@ -126,7 +126,7 @@ static int import_csvlog(scry_store *st, int nfiles, char **files)
 					ss = realloc(ss, css * sizeof *ss);
 				}
 				snprintf(ss[k].key, sizeof ss[k].key, "%s", fl[5]);
-				scry_session_info info = { SCRY_SOURCE_CSVLOG, fl[2], fl[1], "pgbench", "[local]", t };
+				scry_session_info info = { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_CSVLOG, fl[2], fl[1], "pgbench", "[local]", t };
 				if (scry_store_session_add(st, &info, &ss[k].id, &err)) {
 					fprintf(stderr, "%s\n", err.message);
 					return 1;
@@ -143,7 +143,7 @@ static int import_csvlog(scry_store *st, int nfiles, char **files)
 			e->query = texts[nev];
 			e->rows = -1;
 			if (++nev == 10000) {
-				if (scry_store_append(st, evs, nev, &err)) {
+				if (scry_store_append(st, evs, nev, sizeof(scry_event), &err)) {
 					fprintf(stderr, "%s\n", err.message);
 					return 1;
 				}
@@ -155,7 +155,7 @@ static int import_csvlog(scry_store *st, int nfiles, char **files)
 		}
 		fclose(f);
 	}
-	if (nev && scry_store_append(st, evs, nev, &err)) {
+	if (nev && scry_store_append(st, evs, nev, sizeof(scry_event), &err)) {
 		fprintf(stderr, "%s\n", err.message);
 		return 1;
 	}
@@ -175,7 +175,7 @@ static int many(scry_store *st, int n)
 	scry_error err = SCRY_ERROR_INIT;
 	int64_t t0 = 1700000000000000LL;
 	for (int k = 0; k < n; k++) {
-		scry_session_info info = { SCRY_SOURCE_API, "postgres", "postgres", "many", "[local]", t0 };
+		scry_session_info info = { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_API, "postgres", "postgres", "many", "[local]", t0 };
 		int64_t id;
 		if (scry_store_session_add(st, &info, &id, &err))
 			goto fail;
@@ -189,7 +189,7 @@ static int many(scry_store *st, int n)
 		}
 		e[0].query = "SELECT pg_sleep(1)";
 		e[1].query = "SELECT abalance FROM pgbench_accounts WHERE aid = 1";
-		if (scry_store_append(st, e, 2, &err))
+		if (scry_store_append(st, e, 2, sizeof(scry_event), &err))
 			goto fail;
 	}
 	printf("%d sessions, %d events\n", n, 2 * n);
@@ -252,7 +252,7 @@ static int cancel_probe(scry_store *st, const char *conninfo)
 	scry_error err = SCRY_ERROR_INIT;
 	int64_t t0 = 1700000000000000LL;
 	for (int k = 0; k < 64; k++) {
-		scry_session_info info = { SCRY_SOURCE_API, "postgres", "postgres", "cancel", "[local]", t0 };
+		scry_session_info info = { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_API, "postgres", "postgres", "cancel", "[local]", t0 };
 		int64_t id;
 		if (scry_store_session_add(st, &info, &id, &err))
 			goto fail;
@@ -265,7 +265,7 @@ static int cancel_probe(scry_store *st, const char *conninfo)
 			e[i].rows = 1;
 			e[i].query = "SELECT pg_sleep(0.2)";
 		}
-		if (scry_store_append(st, e, 50, &err))
+		if (scry_store_append(st, e, 50, sizeof(scry_event), &err))
 			goto fail;
 	}
 	scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
@@ -275,7 +275,7 @@ static int cancel_probe(scry_store *st, const char *conninfo)
 		goto fail;
 	pthread_t th;
 	pthread_create(&th, NULL, cancel_after, r);
-	scry_replay_result res;
+	scry_replay_result res = SCRY_REPLAY_RESULT_INIT;
 	int rc = scry_replay_run(r, conninfo, "cancel-probe", &res, &err);
 	int64_t back = mono_us();
 	pthread_join(th, NULL);

@@ -74,7 +74,7 @@ static int run_scry(const stream *s, const char *path, size_t batch, double *wal
 	}
 	int64_t sids[SESSIONS];
 	for (int i = 0; i < SESSIONS; i++) {
-		scry_session_info si = { SCRY_SOURCE_PROXY, "shop", "app", "web", "10.0.0.1", 1700000000000000 };
+		scry_session_info si = { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_PROXY, "shop", "app", "web", "10.0.0.1", 1700000000000000 };
 		if (scry_store_session_add(st, &si, &sids[i], &err))
 			return 1;
 	}
@@ -84,7 +84,7 @@ static int run_scry(const stream *s, const char *path, size_t batch, double *wal
 		size_t k = start + batch <= s->n ? batch : s->n - start;
 		for (size_t i = 0; i < k; i++)
 			fill_event(&evs[i], s, start + i, sids);
-		if (scry_store_append(st, evs, k, &err)) {
+		if (scry_store_append(st, evs, k, sizeof(scry_event), &err)) {
 			fprintf(stderr, "append: %s\n", err.message);
 			return 1;
 		}

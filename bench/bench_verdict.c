@@ -53,7 +53,7 @@ static int cmp(const void *a, const void *b)
 static int build(scry_store *s, int patterns, long samples)
 {
 	scry_error err = SCRY_ERROR_INIT;
-	scry_session_info si = { SCRY_SOURCE_API, "db", "u", "bench", "[local]", 1700000000000000 };
+	scry_session_info si = { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_API, "db", "u", "bench", "[local]", 1700000000000000 };
 	int64_t sid;
 	if (scry_store_session_add(s, &si, &sid, &err))
 		goto fail;
@@ -83,7 +83,7 @@ static int build(scry_store *s, int patterns, long samples)
 		evs[i].query = texts[p];
 		evs[i].rows = 1;
 	}
-	if (scry_store_append(s, evs, (size_t)nev, &err))
+	if (scry_store_append(s, evs, (size_t)nev, sizeof(scry_event), &err))
 		goto fail;
 	int64_t ra, rb;
 	if (scry_store_run_begin(s, "A", "a", NULL, &ra, &err) || scry_store_run_begin(s, "B", "b", NULL, &rb, &err))
@@ -97,7 +97,7 @@ static int build(scry_store *s, int patterns, long samples)
 			sa[k] = (scry_sample){ i + 1, r, (int64_t)(1000 * base * (0.8 + 0.4 * urand())), 1, "" };
 			sb[k] = (scry_sample){ i + 1, r, (int64_t)(1000 * base * (p % 10 ? 1 : 2) * (0.8 + 0.4 * urand())), 1, "" };
 		}
-	if (scry_store_samples_append(s, ra, sa, n, &err) || scry_store_samples_append(s, rb, sb, n, &err))
+	if (scry_store_samples_append(s, ra, sa, n, sizeof(scry_sample), &err) || scry_store_samples_append(s, rb, sb, n, sizeof(scry_sample), &err))
 		goto fail;
 	free(sa);
 	free(sb);
@@ -125,7 +125,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_verdict: %s\n", err.message);
 		return 1;
 	}
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	if (scry_store_info_get(s, &info, &err) == 0 && info.runs == 0) {
 		double t0 = now_s();
 		if (build(s, patterns, samples))

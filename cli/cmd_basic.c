@@ -226,7 +226,7 @@ int cmd_workload(int argc, char **argv)
 	scry_error err = SCRY_ERROR_INIT;
 	int status = CLI_EXIT_OK;
 	if (!strcmp(sub, "info")) {
-		scry_store_info info;
+		scry_store_info info = SCRY_STORE_INFO_INIT;
 		if (scry_store_info_get(store, &info, &err)) {
 			cli_lib_error(path, &err);
 			scry_store_free(store);

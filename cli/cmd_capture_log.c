@@ -166,7 +166,7 @@ int cmd_capture_log(int argc, char **argv)
 	}
 	int feed_rc = rc;
 	scry_error ferr = SCRY_ERROR_INIT;
-	scry_logimport_stats st;
+	scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 	/* Finish even after a read error: what was read is kept. */
 	int frc = scry_logimport_finish(imp, &st, &ferr);
 	cli_progress_done(&mp.bar);

@@ -145,7 +145,7 @@ int cmd_capture_proxy(int argc, char **argv)
 		if (sig == SIGINT || sig == SIGTERM)
 			break;
 		if (tty) {
-			scry_proxy_stats st;
+			scry_proxy_stats st = SCRY_PROXY_STATS_INIT;
 			scry_proxy_stats_get(proxy, &st);
 			fprintf(stderr, "\r\033[Kconnections %" PRIu64 " open, %" PRIu64 " total; events %" PRIu64
 			        " recorded, %" PRIu64 " dropped",
@@ -156,7 +156,7 @@ int cmd_capture_proxy(int argc, char **argv)
 		fputs("\r\033[K", stderr);
 	scry_proxy_stop(proxy);
 	int rc = scry_proxy_wait(proxy, &err);
-	scry_proxy_stats st;
+	scry_proxy_stats st = SCRY_PROXY_STATS_INIT;
 	scry_proxy_stats_get(proxy, &st);
 	if (rc)
 		cli_lib_error("store", &err);

@@ -40,6 +40,14 @@ static const char ci_help[] =
 	"  --concurrency N     sessions replayed at once (default 8)\n"
 	"  --timeout MS        statement_timeout of replayed statements (default 30000)\n"
 	"  --no-settle         do not VACUUM ANALYZE after the migration\n"
+	"  --no-impact         do not replay the workload on the candidate while the\n"
+	"                      migration runs (by default it does, in timed mode, and\n"
+	"                      reports the locks the migration held and who waited)\n"
+	"  --impact-speed X    speed of that replay (default 1 = the captured rate)\n"
+	"  --max-lock-wait MS  exit 5 when a replayed query waited longer than MS ms on\n"
+	"                      a lock the migration held (default: off)\n"
+	"  --max-migration-seconds S\n"
+	"                      exit 5 when the migration took longer than S seconds\n"
 	"  --sequential        no clones: replay on TARGET, migrate TARGET, replay again.\n"
 	"                      For when cloning is impossible. THE MIGRATION STAYS APPLIED\n"
 	"                      TO TARGET: use it only on a database you can throw away.\n"
@@ -218,6 +226,10 @@ static int test_migration(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "no-settle", no_argument, NULL, 'N' },
 		{ "sequential", no_argument, NULL, 'S' },
+		{ "no-impact", no_argument, NULL, 'I' },
+		{ "impact-speed", required_argument, NULL, 'P' },
+		{ "max-lock-wait", required_argument, NULL, 'L' },
+		{ "max-migration-seconds", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -275,6 +287,26 @@ static int test_migration(int argc, char **argv)
 			break;
 		case 'N': po.no_settle = 1; break;
 		case 'S': po.mode = SCRY_PIPELINE_SEQUENTIAL; break;
+		case 'I': po.no_impact = 1; break;
+		case 'P':
+			if (!cli_parse_double("ci", "--impact-speed", optarg, &d))
+				return CLI_EXIT_USAGE;
+			if (!(d > 0))
+				return cli_usage_error("ci", "--impact-speed must be above 0");
+			po.impact_speed = d;
+			break;
+		case 'L':
+			if (!cli_parse_long("ci", "--max-lock-wait", optarg, &n) || n < 1)
+				return n < 1 ? cli_usage_error("ci", "--max-lock-wait needs at least 1 (ms)") : CLI_EXIT_USAGE;
+			po.max_lock_wait_ms = n;
+			break;
+		case 'M':
+			if (!cli_parse_double("ci", "--max-migration-seconds", optarg, &d))
+				return CLI_EXIT_USAGE;
+			if (!(d > 0))
+				return cli_usage_error("ci", "--max-migration-seconds must be above 0");
+			po.max_migration_seconds = d;
+			break;
 		case 'h': fputs(ci_help, stdout); return CLI_EXIT_OK;
 		default: return cli_usage_error("ci", "unknown option");
 		}

@@ -641,7 +641,7 @@ static bool capture_traffic(scry_store *store, const char *upstream, const char 
 		cli_lib_error("capture proxy", &err);
 		ok = false;
 	}
-	scry_proxy_stats stats;
+	scry_proxy_stats stats = SCRY_PROXY_STATS_INIT;
 	scry_proxy_stats_get(px, &stats);
 	cs->recorded = stats.events_recorded;
 	cs->dropped = stats.events_dropped;
@@ -973,8 +973,9 @@ int cmd_demo(int argc, char **argv)
 		goto out;
 	}
 	const scry_verdict *v1 = scry_pipeline_verdict(pl), *v2 = scry_pipeline_fix_verdict(pl);
-	scry_pipeline_stats ps;
-	scry_pipeline_stats_get(pl, &ps);
+	scry_replay_result rbase = SCRY_REPLAY_RESULT_INIT, rcand = SCRY_REPLAY_RESULT_INIT;
+	scry_pipeline_replay_result_get(pl, SCRY_PIPELINE_BASELINE, &rbase);
+	scry_pipeline_replay_result_get(pl, SCRY_PIPELINE_CANDIDATE, &rcand);
 
 	size_t n1 = 0, n2 = 0;
 	for (size_t i = 0; i < scry_verdict_count(v1); i++)
@@ -990,7 +991,7 @@ int cmd_demo(int argc, char **argv)
 		scry_buf_dispose(&rep);
 	}
 	say("\n   Replayed %lld executions on each clone (%.0f/s). %zu pattern%s regressed:\n\n",
-	    (long long)ps.candidate.executions, ps.candidate.per_second, n1, n1 == 1 ? "" : "s");
+	    (long long)rcand.executions, rcand.per_second, n1, n1 == 1 ? "" : "s");
 	for (size_t i = 0; i < scry_verdict_count(v1); i++) {
 		const scry_pattern_verdict *pv = scry_verdict_get(v1, i);
 		if (!pattern_fails(pv))
@@ -1057,8 +1058,8 @@ int cmd_demo(int argc, char **argv)
 		       "\"replay\":{\"executions\":%lld,\"errors_baseline\":%lld,\"errors_candidate\":%lld,"
 		       "\"per_second\":%.1f},",
 		       rows, cl.version, cs.production_execs, cs.geo_execs, (unsigned long long)cs.recorded,
-		       (unsigned long long)cs.dropped, staging_mean, (long long)ps.candidate.executions,
-		       (long long)ps.baseline.errors, (long long)ps.candidate.errors, ps.candidate.per_second);
+		       (unsigned long long)cs.dropped, staging_mean, (long long)rcand.executions,
+		       (long long)rbase.errors, (long long)rcand.errors, rcand.per_second);
 		json_verdict(stdout, "migration", v1);
 		fputc(',', stdout);
 		json_verdict(stdout, "after_fix", v2);

@@ -199,8 +199,7 @@ int cmd_replay(int argc, char **argv)
 	sa.sa_handler = on_signal;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	scry_replay_result res;
-	memset(&res, 0, sizeof res);
+	scry_replay_result res = SCRY_REPLAY_RESULT_INIT;
 	int rc = scry_replay_run(r, target, label, &res, &err);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);

@@ -14,6 +14,8 @@ static scry_allocator g_alloc = { malloc, realloc, free };
 
 const char *scry_version(void) { return SCRY_VERSION_STRING; }
 
+int scry_version_number(void) { return SCRY_VERSION_NUMBER; }
+
 int scry_set_allocator(const scry_allocator *a)
 {
 	if (a && a->malloc_fn && a->realloc_fn && a->free_fn)
@@ -112,15 +114,6 @@ int scry__fail_sys(scry_error *err, int code, int sys_code, const char *fmt, ...
 	return code;
 }
 
-int scry__check_version(scry_error *err, const char *what, unsigned int version, unsigned int known)
-{
-	if (version >= 1 && version <= known)
-		return 0;
-	return scry__fail(err, SCRY_EINVAL,
-		"%s version %u is not supported (this library knows 1 to %u); "
-		"initialise the struct with its _INIT macro or _init() function", what, version, known);
-}
-
 void scry__log(scry_log_fn fn, void *ctx, scry_log_level level, const char *fmt, ...)
 {
 	if (!fn)
@@ -189,79 +182,48 @@ int scry__pg_connect_fail(scry_error *err, PGconn *pg, const char *what)
 		     : "Check that the server is running and reachable at that address, and the connection string.");
 }
 
-static int u64map_grow(scry__u64map *m)
+/*
+ * The sticky failure of a scry_buf (libgit2's git_str__oom): after one failed
+ * append the buffer points here, holds nothing, and every later append fails
+ * too, so a long rendering can check once at the end (scry__buf_failed)
+ * without ever returning a truncated text as a success.
+ */
+static char buf_failed_marker[1];
+
+int scry__buf_fail(scry_buf *b, int code)
 {
-	size_t cap = m->keys ? (m->mask + 1) * 2 : 1024;
-	uint64_t *keys = scry__calloc(cap, sizeof *keys);
-	uint32_t *vals = scry__calloc(cap, sizeof *vals);
-	if (!keys || !vals) {
-		scry__free(keys);
-		scry__free(vals);
-		return SCRY_ENOMEM;
-	}
-	for (size_t i = 0; m->keys && i <= m->mask; i++) {
-		if (!m->vals[i])
-			continue;
-		size_t j = (size_t)(m->keys[i] * 0x9E3779B97F4A7C15ull) & (cap - 1);
-		while (vals[j])
-			j = (j + 1) & (cap - 1);
-		keys[j] = m->keys[i];
-		vals[j] = m->vals[i];
-	}
-	scry__free(m->keys);
-	scry__free(m->vals);
-	m->keys = keys;
-	m->vals = vals;
-	m->mask = cap - 1;
-	return 0;
+	if (b->ptr != buf_failed_marker)
+		scry__free(b->ptr);
+	b->ptr = buf_failed_marker;
+	b->size = b->asize = 0;
+	return code;
 }
 
-/* Returns the slot for key: vals[slot] is 0 when absent. */
-static size_t u64map_slot(const scry__u64map *m, uint64_t key)
+bool scry__buf_failed(const scry_buf *b)
 {
-	size_t j = (size_t)(key * 0x9E3779B97F4A7C15ull) & m->mask;
-	while (m->vals[j] && m->keys[j] != key)
-		j = (j + 1) & m->mask;
-	return j;
+	return b->ptr == buf_failed_marker;
 }
 
-uint32_t scry__u64map_get(const scry__u64map *m, uint64_t key)
+void scry__buf_inherit(scry_buf *b, const scry_buf *from)
 {
-	if (!m->keys)
-		return 0;
-	return m->vals[u64map_slot(m, key)];
-}
-
-int scry__u64map_put(scry__u64map *m, uint64_t key, uint32_t val)
-{
-	if ((!m->keys || (m->used + 1) * 2 > m->mask + 1) && u64map_grow(m))
-		return SCRY_ENOMEM;
-	size_t j = u64map_slot(m, key);
-	if (!m->vals[j])
-		m->used++;
-	m->keys[j] = key;
-	m->vals[j] = val;
-	return 0;
-}
-
-void scry__u64map_free(scry__u64map *m)
-{
-	scry__free(m->keys);
-	scry__free(m->vals);
-	memset(m, 0, sizeof *m);
+	if (scry__buf_failed(from))
+		scry__buf_fail(b, SCRY_ENOMEM);
 }
 
 void scry_buf_dispose(scry_buf *b)
 {
 	if (!b)
 		return;
-	scry__free(b->ptr);
+	if (b->ptr != buf_failed_marker)
+		scry__free(b->ptr);
 	b->ptr = NULL;
 	b->size = b->asize = 0;
 }
 
 void scry__buf_clear(scry_buf *b)
 {
+	if (b->ptr == buf_failed_marker)
+		b->ptr = NULL; /* starting over forgets a failure */
 	b->size = 0;
 	if (b->ptr)
 		b->ptr[0] = 0;
@@ -271,15 +233,17 @@ int scry__buf_grow(scry_buf *b, size_t extra)
 {
 	if (b->size + extra + 1 <= b->asize)
 		return 0;
+	if (b->ptr == buf_failed_marker)
+		return SCRY_ENOMEM;
 	size_t want = b->asize ? b->asize : 64;
 	while (want < b->size + extra + 1) {
 		if (want > SIZE_MAX / 2)
-			return SCRY_ENOMEM;
+			return scry__buf_fail(b, SCRY_ENOMEM);
 		want *= 2;
 	}
 	char *p = scry__realloc(b->ptr, want);
 	if (!p)
-		return SCRY_ENOMEM;
+		return scry__buf_fail(b, SCRY_ENOMEM);
 	b->ptr = p;
 	b->asize = want;
 	return 0;
@@ -305,7 +269,7 @@ int scry__buf_vprintf(scry_buf *b, const char *fmt, va_list ap)
 	int n = vsnprintf(NULL, 0, fmt, ap2);
 	va_end(ap2);
 	if (n < 0)
-		return SCRY_EINVAL;
+		return scry__buf_fail(b, SCRY_EINVAL);
 	if (scry__buf_grow(b, (size_t)n))
 		return SCRY_ENOMEM;
 	vsnprintf(b->ptr + b->size, (size_t)n + 1, fmt, ap);

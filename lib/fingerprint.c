@@ -373,7 +373,11 @@ int scry_fingerprinter_new(scry_fingerprinter **out, const scry_fingerprinter_op
 	if (!out)
 		return scry__fail(err, SCRY_EINVAL, "scry_fingerprinter_new: out is NULL");
 	*out = NULL;
-	size_t want = opts && opts->cache_entries ? opts->cache_entries : 65536;
+	scry_fingerprinter_options o;
+	int vrc = scry__opts_copy(err, &scry__abi_fingerprinter_options, &o, opts);
+	if (vrc)
+		return vrc;
+	size_t want = o.cache_entries ? o.cache_entries : 65536;
 	size_t max_slots = 16;
 	while (max_slots < want * 2 && max_slots < ((size_t)1 << 40))
 		max_slots <<= 1;
@@ -403,10 +407,14 @@ void scry_fingerprinter_free(scry_fingerprinter *f)
 	scry__free(f);
 }
 
-void scry_fingerprinter_stats_get(const scry_fingerprinter *f, scry_fingerprinter_stats *out)
+int scry_fingerprinter_stats_get(const scry_fingerprinter *f, scry_fingerprinter_stats *out)
 {
-	if (f && out)
-		*out = f->stats;
+	if (!out)
+		return SCRY_EINVAL;
+	scry_fingerprinter_stats st = { sizeof st, 0, 0, 0, 0 };
+	if (f)
+		st = f->stats;
+	return scry__out_copy(NULL, &scry__abi_fingerprinter_stats, out, &st);
 }
 
 /* The parser itself: NUL-terminated text in. */

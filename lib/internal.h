@@ -34,13 +34,70 @@ SCRY_HIDDEN int scry__fail_sys(scry_error *err, int code, int sys_code,
 	const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /*
- * Checks the `version` field of a caller's options struct: versions 1 to
- * `known` are understood. Returns 0, or SCRY_EINVAL with a message naming the
- * struct (`what`, e.g. "scry_replay_options") and how to fill it.
+ * The versions of a struct crossing the API (lib/abi.c, docs/api.md): its
+ * name, its size in this library, how many versions it had, and the size
+ * of each version's layout (sizes[v - 1]).
  */
-SCRY_HIDDEN int scry__check_version(scry_error *err, const char *what, unsigned int version, unsigned int known);
+typedef struct scry__abi_type {
+	const char *name;
+	size_t size;
+	unsigned int versions;
+	const size_t *sizes;
+	void (*init)(void *); /* fills the defaults; NULL = all zero */
+} scry__abi_type;
 
-/* scry_buf helpers: all return 0 or SCRY_ENOMEM. */
+extern SCRY_HIDDEN const scry__abi_type scry__abi_store_options, scry__abi_replay_options,
+	scry__abi_verdict_options, scry__abi_pipeline_options, scry__abi_shadow_options,
+	scry__abi_migration, scry__abi_proxy_options, scry__abi_pgwire_options,
+	scry__abi_logimport_options, scry__abi_fingerprinter_options, scry__abi_event_filter,
+	scry__abi_replay_result, scry__abi_store_info, scry__abi_pipeline_stats,
+	scry__abi_verdict_summary, scry__abi_logimport_stats, scry__abi_pgwire_stats,
+	scry__abi_proxy_stats, scry__abi_fingerprinter_stats, scry__abi_session_info,
+	scry__abi_run_summary, scry__abi_pgwire_callbacks, scry__abi_event, scry__abi_sample,
+	scry__abi_impact_options, scry__abi_impact_gate, scry__abi_impact_summary;
+
+/*
+ * Copies a caller's input struct `src` (first field `unsigned int version`)
+ * into `dst`, the library's own struct of type t: the defaults first, then
+ * exactly the bytes of the version the caller declared; dst->version becomes
+ * the current version. src may be NULL (defaults only). An unknown or zero
+ * version gives SCRY_EINVAL with a message naming the struct.
+ */
+SCRY_HIDDEN int scry__opts_copy(scry_error *err, const scry__abi_type *t, void *dst, const void *src);
+
+/*
+ * Output structs (first field `size_t size`, set by the caller): check that
+ * out->size covers at least version 1 (SCRY_EINVAL otherwise), then copy
+ * the library's full struct `src` into `out`, only as many bytes as
+ * out->size says, and set out->size to the bytes written. scry__out_copy
+ * does both; scry__out_put assumes a passed check.
+ */
+SCRY_HIDDEN int scry__out_check(scry_error *err, const scry__abi_type *t, const void *out);
+SCRY_HIDDEN void scry__out_put(const scry__abi_type *t, void *out, const void *src);
+SCRY_HIDDEN int scry__out_copy(scry_error *err, const scry__abi_type *t, void *out, const void *src);
+
+/*
+ * Arrays passed with their element size (the caller's sizeof): check that
+ * elem_size covers version 1 of t (SCRY_EINVAL otherwise); get element i as
+ * the library's type: a pointer into the array when the sizes agree, else
+ * a copy in `tmp` (t->size bytes) with the fields the caller lacks zeroed.
+ */
+SCRY_HIDDEN int scry__elem_check(scry_error *err, const scry__abi_type *t, size_t elem_size);
+SCRY_HIDDEN const void *scry__elem_get(const scry__abi_type *t, void *tmp, const void *base, size_t i,
+	size_t elem_size);
+
+/*
+ * scry_buf helpers: all return 0 or SCRY_ENOMEM. A failure is sticky: the
+ * buffer is emptied and every later append fails too, until scry__buf_clear
+ * or scry_buf_dispose; scry__buf_failed tells. So a rendering may ignore
+ * each append's result and check scry__buf_failed once at the end, but must
+ * check it: never return a buffer that failed as a success.
+ */
+SCRY_HIDDEN bool scry__buf_failed(const scry_buf *b);
+/* Puts b in the failed state (emptied; later appends fail). Returns code. */
+SCRY_HIDDEN int scry__buf_fail(scry_buf *b, int code);
+/* Fails b when `from` (a scratch buffer whose text went into b) failed. */
+SCRY_HIDDEN void scry__buf_inherit(scry_buf *b, const scry_buf *from);
 SCRY_HIDDEN int scry__buf_grow(scry_buf *b, size_t extra);
 SCRY_HIDDEN int scry__buf_put(scry_buf *b, const void *data, size_t n);
 SCRY_HIDDEN int scry__buf_puts(scry_buf *b, const char *s);
@@ -49,6 +106,7 @@ SCRY_HIDDEN int scry__buf_printf(scry_buf *b, const char *fmt, ...)
 SCRY_HIDDEN int scry__buf_vprintf(scry_buf *b, const char *fmt, va_list ap);
 /* Appends s as a JSON string literal, quotes included. */
 SCRY_HIDDEN int scry__buf_json_string(scry_buf *b, const char *s, size_t n);
+/* Empties the buffer, keeping its memory; also forgets a failure. */
 SCRY_HIDDEN void scry__buf_clear(scry_buf *b);
 /* Appends keyword='value' to a libpq connection string (space-separated),
  * quoting the value by libpq's rules. */

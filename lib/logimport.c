@@ -18,6 +18,7 @@
  */
 #define _GNU_SOURCE
 #include "logimport_internal.h"
+#include "util/map.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -26,7 +27,6 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <sqlite3.h>
 #include <zlib.h>
 
 /* ------------------------------------------------------------------ */
@@ -174,14 +174,6 @@ static void copy_name(char *dst, size_t cap, span s)
 /* Sessions                                                            */
 /* ------------------------------------------------------------------ */
 
-static uint64_t hash_key(const char *p, size_t n)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
-	return h;
-}
-
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -198,7 +190,7 @@ static session *session_find(scry_logimport *imp, span key)
 	session *last = imp->last_sess;
 	if (last && last->used && last->keylen == key.n && !memcmp(last->key, key.p, key.n))
 		return last;
-	int32_t i = imp->buckets[hash_key(key.p, key.n) & (imp->nbuckets - 1)];
+	int32_t i = imp->buckets[scry__hash_bytes(key.p, key.n) & (imp->nbuckets - 1)];
 	while (i >= 0) {
 		session *s = &imp->sess[i];
 		if (s->keylen == key.n && !memcmp(s->key, key.p, key.n))
@@ -219,7 +211,7 @@ static int rehash(scry_logimport *imp, size_t nb)
 		session *s = &imp->sess[i];
 		if (!s->used)
 			continue;
-		size_t h = hash_key(s->key, s->keylen) & (nb - 1);
+		size_t h = scry__hash_bytes(s->key, s->keylen) & (nb - 1);
 		s->next = b[h];
 		b[h] = (int32_t)i;
 	}
@@ -232,7 +224,7 @@ static int rehash(scry_logimport *imp, size_t nb)
 static void unlink_session(scry_logimport *imp, session *s)
 {
 	int32_t idx = (int32_t)(s - imp->sess);
-	int32_t *pp = &imp->buckets[hash_key(s->key, s->keylen) & (imp->nbuckets - 1)];
+	int32_t *pp = &imp->buckets[scry__hash_bytes(s->key, s->keylen) & (imp->nbuckets - 1)];
 	while (*pp >= 0 && *pp != idx)
 		pp = &imp->sess[*pp].next;
 	if (*pp == idx)
@@ -323,7 +315,7 @@ static session *session_get(scry_logimport *imp, const rec *r, span key, scry_er
 	s->start_us = start ? start : r->time_us;
 	s->db[0] = s->user[0] = s->app[0] = s->client[0] = 0;
 	s->pstate = P_NONE;
-	size_t h = hash_key(s->key, s->keylen) & (imp->nbuckets - 1);
+	size_t h = scry__hash_bytes(s->key, s->keylen) & (imp->nbuckets - 1);
 	s->next = imp->buckets[h];
 	imp->buckets[h] = idx;
 	imp->open_sessions++;
@@ -376,25 +368,24 @@ static int flush_sessions(scry_logimport *imp, scry_error *err)
 {
 	if (!imp->nnew && !imp->nends)
 		return 0;
-	struct sqlite3 *db = scry__store_db(imp->store);
-	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-		return scry__store_fail(imp->store, err, "adding sessions");
+	int rc = scry_store_begin(imp->store, err);
+	if (rc)
+		return rc;
 	static const scry_source src[] = { SCRY_SOURCE_CSVLOG, SCRY_SOURCE_JSONLOG, SCRY_SOURCE_STDERR };
-	int rc = 0;
 	for (size_t i = 0; i < imp->nnew && !rc; i++) {
 		newsess *n = &imp->newsess[i];
 		scry_session_info info = {
-			src[imp->opts.format], n->db[0] ? n->db : NULL, n->user[0] ? n->user : NULL,
-			n->app[0] ? n->app : NULL, n->client[0] ? n->client : NULL, n->start_us
+			SCRY_SESSION_INFO_VERSION, src[imp->opts.format], n->db[0] ? n->db : NULL,
+			n->user[0] ? n->user : NULL, n->app[0] ? n->app : NULL, n->client[0] ? n->client : NULL, n->start_us
 		};
 		rc = scry_store_session_add(imp->store, &info, &n->id, err);
 	}
 	for (size_t i = 0; i < imp->nends && !rc; i++)
 		rc = scry_store_session_end(imp->store, resolve_id(imp, imp->ends[i].id), imp->ends[i].ended_us, err);
-	if (!rc && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		rc = scry__store_fail(imp->store, err, "adding sessions");
+	if (!rc)
+		rc = scry_store_commit(imp->store, err);
 	if (rc) {
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		scry_store_rollback(imp->store);
 		return rc;
 	}
 	/* Sessions still open now know their row. */
@@ -608,7 +599,7 @@ static int flush_batch(scry_logimport *imp, scry_error *err)
 			e->error_message = a + b->eoff;
 		}
 	}
-	rc = scry_store_append(imp->store, evs, imp->nbev, err);
+	rc = scry_store_append(imp->store, evs, imp->nbev, sizeof(scry_event), err);
 	imp->nbev = 0;
 	imp->nnew = 0;
 	scry__buf_clear(&imp->arena);
@@ -837,13 +828,10 @@ int scry_logimport_new(scry_logimport **out, scry_store *store, const scry_logim
 	if (!out || !store)
 		return scry__fail(err, SCRY_EINVAL, "scry_logimport_new: out and store are required");
 	*out = NULL;
-	scry_logimport_options o = SCRY_LOGIMPORT_OPTIONS_INIT;
-	if (opts) {
-		int rc = scry__check_version(err, "scry_logimport_options", opts->version, SCRY_LOGIMPORT_OPTIONS_VERSION);
-		if (rc)
-			return rc;
-		o = *opts;
-	}
+	scry_logimport_options o;
+	int vrc = scry__opts_copy(err, &scry__abi_logimport_options, &o, opts);
+	if (vrc)
+		return vrc;
 	if ((unsigned)o.format > SCRY_LOG_STDERR)
 		return scry__fail(err, SCRY_EINVAL, "unknown log format %d (csvlog, jsonlog or stderr)", (int)o.format);
 	if (o.format == SCRY_LOG_STDERR && (!o.line_prefix || !*o.line_prefix))
@@ -869,7 +857,7 @@ int scry_logimport_new(scry_logimport **out, scry_store *store, const scry_logim
 			return rc;
 		}
 	}
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	int rc = scry_store_info_get(store, &info, err);
 	if (rc) {
 		scry_logimport_free(imp);
@@ -954,19 +942,26 @@ int scry_logimport_feed_file(scry_logimport *imp, const char *path, scry_error *
 
 static void fill_stats(const scry_logimport *imp, scry_logimport_stats *stats)
 {
-	*stats = imp->st;
-	stats->lines = imp->line;
+	scry_logimport_stats st = imp->st;
+	st.lines = imp->line;
+	scry__out_put(&scry__abi_logimport_stats, stats, &st);
 }
 
-void scry_logimport_stats_get(const scry_logimport *imp, scry_logimport_stats *stats)
+int scry_logimport_stats_get(const scry_logimport *imp, scry_logimport_stats *stats)
 {
 	if (!stats)
-		return;
+		return SCRY_EINVAL;
+	int rc = scry__out_check(NULL, &scry__abi_logimport_stats, stats);
+	if (rc)
+		return rc;
 	if (!imp) {
-		memset(stats, 0, sizeof *stats);
-		return;
+		scry_logimport_stats st;
+		memset(&st, 0, sizeof st);
+		scry__out_put(&scry__abi_logimport_stats, stats, &st);
+		return 0;
 	}
 	fill_stats(imp, stats);
+	return 0;
 }
 
 int scry_logimport_finish(scry_logimport *imp, scry_logimport_stats *stats, scry_error *err)
@@ -975,6 +970,11 @@ int scry_logimport_finish(scry_logimport *imp, scry_logimport_stats *stats, scry
 		return scry__fail(err, SCRY_EINVAL, "scry_logimport_finish: importer is NULL");
 	if (imp->finished)
 		return scry__fail(err, SCRY_EINVAL, "scry_logimport_finish: already finished");
+	if (stats) {
+		int src = scry__out_check(err, &scry__abi_logimport_stats, stats);
+		if (src)
+			return src;
+	}
 	imp->finished = true;
 	int rc = scry__logimport_process(imp, true, err);
 	if (!rc && imp->opts.format == SCRY_LOG_STDERR)
@@ -985,7 +985,7 @@ int scry_logimport_finish(scry_logimport *imp, scry_logimport_stats *stats, scry
 			rc = flush_pending(imp, &imp->sess[i], err);
 	if (!rc)
 		rc = flush_batch(imp, err);
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	if (!rc && (rc = scry_store_info_get(imp->store, &info, err)) == 0) {
 		imp->st.patterns = (uint64_t)info.patterns;
 		imp->st.new_patterns = (uint64_t)(info.patterns - imp->patterns_before);

@@ -15,6 +15,7 @@
  * client re-binds the unnamed portal before the result comes back.
  */
 #include "internal.h"
+#include "util/map.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,126 +76,48 @@ static void portal_unref(portal *p)
 	}
 }
 
-typedef struct map_entry {
-	char *name;
-	void *obj;
-	struct map_entry *next;
-} map_entry;
-
-/* name -> stmt* or portal*; the unnamed ("") one lives outside the table. */
+/* name -> stmt* or portal*; the unnamed ("") one lives outside the table.
+ * named.unref releases a value that leaves it. */
 typedef struct namemap {
-	map_entry **buckets;
-	size_t nbuckets, count;
+	scry__strmap named;
 	void *unnamed;
-	void (*unref)(void *);
 } namemap;
-
-static size_t hash_name(const char *s)
-{
-	size_t h = 1469598103934665603ull;
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 1099511628211ull;
-	return h;
-}
 
 static void *map_get(namemap *m, const char *name)
 {
-	if (!*name)
-		return m->unnamed;
-	if (!m->nbuckets)
-		return NULL;
-	for (map_entry *e = m->buckets[hash_name(name) & (m->nbuckets - 1)]; e; e = e->next)
-		if (!strcmp(e->name, name))
-			return e->obj;
-	return NULL;
+	return *name ? scry__strmap_get(&m->named, name) : m->unnamed;
 }
 
 static void map_del(namemap *m, const char *name)
 {
-	if (!*name) {
-		if (m->unnamed)
-			m->unref(m->unnamed);
-		m->unnamed = NULL;
+	if (*name) {
+		scry__strmap_del(&m->named, name);
 		return;
 	}
-	if (!m->nbuckets)
-		return;
-	map_entry **pp = &m->buckets[hash_name(name) & (m->nbuckets - 1)];
-	for (; *pp; pp = &(*pp)->next) {
-		if (!strcmp((*pp)->name, name)) {
-			map_entry *e = *pp;
-			*pp = e->next;
-			m->unref(e->obj);
-			scry__free(e->name);
-			scry__free(e);
-			m->count--;
-			return;
-		}
-	}
+	if (m->unnamed)
+		m->named.unref(m->unnamed);
+	m->unnamed = NULL;
 }
 
 /* Stores obj (taking the caller's reference) under name, replacing any. */
 static int map_put(namemap *m, const char *name, void *obj)
 {
+	if (*name)
+		return scry__strmap_put(&m->named, name, obj);
 	map_del(m, name);
-	if (!*name) {
-		m->unnamed = obj;
-		return 0;
-	}
-	if (m->count >= m->nbuckets) {
-		size_t n = m->nbuckets ? m->nbuckets * 2 : 16;
-		map_entry **b = scry__calloc(n, sizeof *b);
-		if (!b)
-			return SCRY_ENOMEM;
-		for (size_t i = 0; i < m->nbuckets; i++) {
-			for (map_entry *e = m->buckets[i], *next; e; e = next) {
-				next = e->next;
-				size_t j = hash_name(e->name) & (n - 1);
-				e->next = b[j];
-				b[j] = e;
-			}
-		}
-		scry__free(m->buckets);
-		m->buckets = b;
-		m->nbuckets = n;
-	}
-	map_entry *e = scry__malloc(sizeof *e);
-	char *nm = scry__strdup(name);
-	if (!e || !nm) {
-		scry__free(e);
-		scry__free(nm);
-		return SCRY_ENOMEM;
-	}
-	size_t j = hash_name(name) & (m->nbuckets - 1);
-	e->name = nm;
-	e->obj = obj;
-	e->next = m->buckets[j];
-	m->buckets[j] = e;
-	m->count++;
+	m->unnamed = obj;
 	return 0;
 }
 
 static void map_clear_named(namemap *m)
 {
-	for (size_t i = 0; i < m->nbuckets; i++) {
-		for (map_entry *e = m->buckets[i], *next; e; e = next) {
-			next = e->next;
-			m->unref(e->obj);
-			scry__free(e->name);
-			scry__free(e);
-		}
-		m->buckets[i] = NULL;
-	}
-	m->count = 0;
+	scry__strmap_clear(&m->named);
 }
 
 static void map_free(namemap *m)
 {
-	map_clear_named(m);
 	map_del(m, "");
-	scry__free(m->buckets);
-	m->buckets = NULL;
-	m->nbuckets = 0;
+	scry__strmap_free(&m->named);
 }
 
 /* ------------------------------------------------------------------ */
@@ -249,7 +172,6 @@ struct scry_pgwire {
 	size_t ops_head, ops_count, ops_cap;
 	scry_pgwire_stats stats;
 	bool freeing;         /* scry_pgwire_free(): report nothing more */
-	const scry_event_extra *cur_extra; /* during on_event */
 };
 
 static void unref_stmt_v(void *p) { stmt_unref(p); }
@@ -403,29 +325,28 @@ static void emit(scry_pgwire *d, scry_event_kind kind, const char *query, size_t
 		return;
 	scry_event ev;
 	memset(&ev, 0, sizeof ev);
-	scry_event_extra ex = SCRY_EVENT_EXTRA_INIT;
 	ev.start_us = start + d->opts.clock_offset_us;
 	ev.duration_us = end >= start ? end - start : -1;
 	ev.kind = kind;
 	ev.query = query;
 	ev.query_len = qlen < d->opts.max_query_bytes ? qlen : d->opts.max_query_bytes;
 	if (ev.query_len < qlen)
-		ex.flags |= SCRY_EVENT_F_TRUNCATED;
+		ev.flags |= SCRY_EVENT_F_TRUNCATED;
 	if (ev.query_len == 0)
 		ev.query = ""; /* query_len 0 means strlen(): keep it consistent */
 	if (po) {
 		ev.nparams = po->nparams;
 		ev.params = po->params;
-		ex.fetch_rows = po->suspended ? po->fetch : 0;
+		ev.fetch_rows = po->suspended ? po->fetch : 0;
 		if (po->gone)
-			ex.flags |= SCRY_EVENT_F_PORTAL_OPEN;
+			ev.flags |= SCRY_EVENT_F_PORTAL_OPEN;
 	}
 	if (o && kind == SCRY_EVENT_COPY) {
 		if (o->cdropped)
-			ex.flags |= SCRY_EVENT_F_COPY_DROPPED;
+			ev.flags |= SCRY_EVENT_F_COPY_DROPPED;
 		else if (o->clen) {
-			ex.copy_data = o->cbuf;
-			ex.copy_len = o->clen;
+			ev.copy_data = o->cbuf;
+			ev.copy_len = o->clen;
 		}
 	}
 	ev.rows = rows;
@@ -434,12 +355,10 @@ static void emit(scry_pgwire *d, scry_event_kind kind, const char *query, size_t
 		/* A client's CancelRequest ends its statement with this message (the
 		 * server's own statement_timeout says "statement timeout"). */
 		if (!strcmp(sqlstate, "57014") && message && strstr(message, "user request"))
-			ex.flags |= SCRY_EVENT_F_CANCELLED;
+			ev.flags |= SCRY_EVENT_F_CANCELLED;
 	}
 	ev.error_message = message;
-	d->cur_extra = &ex;
 	d->cb.on_event(d->cb.ctx, &ev);
-	d->cur_extra = NULL;
 }
 
 /* Rows of a CommandComplete tag: the last number of "SELECT 5",
@@ -1166,14 +1085,18 @@ int scry_pgwire_new(scry_pgwire **out, const scry_pgwire_callbacks *cb, const sc
 	if (!out)
 		return scry__fail(err, SCRY_EINVAL, "scry_pgwire_new: out is required");
 	*out = NULL;
+	scry_pgwire_options o;
+	scry_pgwire_callbacks c;
+	int vrc = scry__opts_copy(err, &scry__abi_pgwire_options, &o, opts);
+	if (!vrc)
+		vrc = scry__opts_copy(err, &scry__abi_pgwire_callbacks, &c, cb);
+	if (vrc)
+		return vrc;
 	scry_pgwire *d = scry__calloc(1, sizeof *d);
 	if (!d)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	if (cb)
-		d->cb = *cb;
-	d->opts = (scry_pgwire_options)SCRY_PGWIRE_OPTIONS_INIT;
-	if (opts)
-		d->opts = *opts;
+	d->cb = c;
+	d->opts = o;
 	if (!d->opts.max_message_bytes)
 		d->opts.max_message_bytes = 256u << 20;
 	if (!d->opts.max_query_bytes)
@@ -1185,8 +1108,8 @@ int scry_pgwire_new(scry_pgwire **out, const scry_pgwire_callbacks *cb, const sc
 	if (!d->opts.max_pending)
 		d->opts.max_pending = 1000000;
 	d->fe_startup = true;
-	d->stmts.unref = unref_stmt_v;
-	d->portals.unref = unref_portal_v;
+	d->stmts.named.unref = unref_stmt_v;
+	d->portals.named.unref = unref_portal_v;
 	*out = d;
 	return 0;
 }
@@ -1225,23 +1148,15 @@ scry_pgwire_conn_state scry_pgwire_state(const scry_pgwire *d)
 
 int scry_pgwire_tx_status(const scry_pgwire *d) { return d ? d->tx_status : 0; }
 
-int scry_pgwire_event_extra(const scry_pgwire *d, scry_event_extra *out)
-{
-	if (!d || !out || !d->cur_extra || out->version < 1 || out->version > SCRY_EVENT_EXTRA_VERSION)
-		return SCRY_EINVAL;
-	unsigned int v = out->version;
-	*out = *d->cur_extra;
-	out->version = v;
-	return 0;
-}
-
-void scry_pgwire_stats_get(const scry_pgwire *d, scry_pgwire_stats *out)
+int scry_pgwire_stats_get(const scry_pgwire *d, scry_pgwire_stats *out)
 {
 	if (!out)
-		return;
-	memset(out, 0, sizeof *out);
+		return SCRY_EINVAL;
+	scry_pgwire_stats st;
+	memset(&st, 0, sizeof st);
 	if (d) {
-		*out = d->stats;
-		out->pending = d->ops_count;
+		st = d->stats;
+		st.pending = d->ops_count;
 	}
+	return scry__out_copy(NULL, &scry__abi_pgwire_stats, out, &st);
 }

@@ -9,7 +9,9 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <time.h>
 
 struct scry_pipeline {
 	scry_pipeline_options opts;
@@ -26,11 +28,15 @@ struct scry_pipeline {
 
 	scry_verdict *verdict, *fix_verdict;
 	scry_pipeline_stats stats;
+	scry_replay_result results[4]; /* by scry_pipeline_replay */
 
 	atomic_int canceled;
 	pthread_mutex_t lock;
 	scry_shadow *shadow;         /* while it exists, for cancel */
 	scry_replay *replay;         /* while one runs, for cancel */
+	scry_replay *impact_replay;  /* the replay during the migration, for cancel */
+	scry_impact *impact;         /* what the migration did to it */
+	scry_impact_gate gate;
 };
 
 void scry_pipeline_options_init(scry_pipeline_options *opts)
@@ -63,32 +69,35 @@ int scry_pipeline_new(scry_pipeline **out, scry_store *store, const char *target
 	*out = NULL;
 	if (!store || !target)
 		return scry__fail(err, SCRY_EINVAL, "a store and a target are needed");
-	if (opts) {
-		int rc = scry__check_version(err, "scry_pipeline_options", opts->version, SCRY_PIPELINE_OPTIONS_VERSION);
-		if (!rc && opts->replay)
-			rc = scry__check_version(err, "scry_replay_options", opts->replay->version, SCRY_REPLAY_OPTIONS_VERSION);
-		if (!rc && opts->verdict)
-			rc = scry__check_version(err, "scry_verdict_options", opts->verdict->version,
-			                         SCRY_VERDICT_OPTIONS_VERSION);
-		if (!rc && opts->fix)
-			rc = scry__check_version(err, "scry_migration", opts->fix->version, SCRY_MIGRATION_VERSION);
-		if (rc)
-			return rc;
-	}
+	scry_pipeline_options o;
+	scry_replay_options ro;
+	scry_verdict_options vo;
+	scry_migration fix;
+	int rc = scry__opts_copy(err, &scry__abi_pipeline_options, &o, opts);
+	if (!rc)
+		rc = scry__opts_copy(err, &scry__abi_replay_options, &ro, o.replay);
+	if (!rc)
+		rc = scry__opts_copy(err, &scry__abi_verdict_options, &vo, o.verdict);
+	if (!rc)
+		rc = scry__opts_copy(err, &scry__abi_migration, &fix, o.fix);
+	if (rc)
+		return rc;
 	scry_pipeline *p = scry__calloc(1, sizeof *p);
 	if (!p)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	scry_pipeline_options_init(&p->opts);
-	if (opts)
-		p->opts = *opts;
-	scry_replay_options_init(&p->ropts);
-	if (p->opts.replay)
-		p->ropts = *p->opts.replay;
-	scry_verdict_options_init(&p->vopts);
-	if (p->opts.verdict)
-		p->vopts = *p->opts.verdict;
-	if (p->opts.fix) {
-		p->fix = *p->opts.fix;
+	p->opts = o;
+	p->gate = (scry_impact_gate)SCRY_IMPACT_GATE_INIT;
+	p->gate.max_lock_wait_ms = o.max_lock_wait_ms;
+	p->gate.max_migration_seconds = o.max_migration_seconds;
+	if (!(p->opts.impact_speed > 0))
+		p->opts.impact_speed = 1.0;
+	p->stats.size = sizeof p->stats;
+	for (int i = 0; i < 4; i++)
+		p->results[i].size = sizeof p->results[i];
+	p->ropts = ro;
+	p->vopts = vo;
+	if (o.fix) {
+		p->fix = fix;
 		p->has_fix = true;
 	}
 	/* Pointers into the caller's structs are not kept past this call. */
@@ -97,15 +106,15 @@ int scry_pipeline_new(scry_pipeline **out, scry_store *store, const char *target
 	p->opts.fix = NULL;
 	p->ropts.fingerprints = NULL; /* replaced below by a copy when given */
 	p->ropts.nfingerprints = 0;
-	if (opts && opts->replay && opts->replay->fingerprints && opts->replay->nfingerprints) {
-		uint64_t *fps = scry__calloc(opts->replay->nfingerprints, sizeof *fps);
+	if (ro.fingerprints && ro.nfingerprints) {
+		uint64_t *fps = scry__calloc(ro.nfingerprints, sizeof *fps);
 		if (!fps) {
 			scry__free(p);
 			return scry__fail(err, SCRY_ENOMEM, "out of memory");
 		}
-		memcpy(fps, opts->replay->fingerprints, opts->replay->nfingerprints * sizeof *fps);
+		memcpy(fps, ro.fingerprints, ro.nfingerprints * sizeof *fps);
 		p->ropts.fingerprints = fps;
-		p->ropts.nfingerprints = opts->replay->nfingerprints;
+		p->ropts.nfingerprints = ro.nfingerprints;
 	}
 	p->store = store;
 	p->target = scry__strdup(target);
@@ -115,7 +124,7 @@ int scry_pipeline_new(scry_pipeline **out, scry_store *store, const char *target
 	p->opts.suffix = NULL;
 	pthread_mutex_init(&p->lock, NULL);
 	atomic_init(&p->canceled, 0);
-	if (!p->target || !p->prefix || (opts && opts->suffix && !p->suffix)) {
+	if (!p->target || !p->prefix || (o.suffix && !p->suffix)) {
 		scry_pipeline_free(p);
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	}
@@ -133,6 +142,8 @@ void scry_pipeline_cancel(scry_pipeline *p)
 		scry_shadow_cancel(p->shadow);
 	if (p->replay)
 		scry_replay_cancel(p->replay);
+	if (p->impact_replay)
+		scry_replay_cancel(p->impact_replay);
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -226,6 +237,158 @@ static int migrate(scry_pipeline *p, scry_shadow *sh, const scry_migration *m, c
 	return rc;
 }
 
+/*
+ * The workload replayed on A and B in timed mode while the migration runs
+ * on B, round after round until it ends (docs/impact.md).
+ */
+typedef struct impact_run {
+	scry_pipeline *p;
+	const char *a, *b;
+	int64_t *runs_a, *runs_b;
+	size_t nruns, cap_a, cap_b;
+	atomic_int done;
+	bool started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int rc;
+	scry_error err;
+} impact_run;
+
+static void impact_started(impact_run *ir)
+{
+	pthread_mutex_lock(&ir->mu);
+	ir->started = true;
+	pthread_cond_broadcast(&ir->cv);
+	pthread_mutex_unlock(&ir->mu);
+}
+
+static void impact_progress(void *ctx, const char *ph, uint64_t done, uint64_t total)
+{
+	(void)ph;
+	(void)done;
+	(void)total;
+	impact_started(ctx);
+}
+
+static int impact_round(impact_run *ir, int round)
+{
+	scry_pipeline *p = ir->p;
+	scry_replay_options ro = p->ropts;
+	ro.mode = SCRY_REPLAY_TIMED;
+	ro.speed = p->opts.impact_speed;
+	ro.repeat = 1;
+	ro.warmup = 0;
+	ro.progress = impact_progress;
+	ro.progress_ctx = ir;
+	if (!ro.log) {
+		ro.log = p->opts.log;
+		ro.log_ctx = p->opts.log_ctx;
+	}
+	scry_replay *r = NULL;
+	int rc = scry_replay_new(&r, p->store, &ro, &ir->err);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&p->lock);
+	p->impact_replay = r;
+	if (atomic_load(&ir->done) || atomic_load(&p->canceled))
+		scry_replay_cancel(r); /* consumed by the run below: it returns at once */
+	pthread_mutex_unlock(&p->lock);
+	char la[200], lb[200];
+	snprintf(la, sizeof la, "%s-impact-baseline-%d", p->prefix, round);
+	snprintf(lb, sizeof lb, "%s-impact-%d", p->prefix, round);
+	scry_replay_result ra = SCRY_REPLAY_RESULT_INIT, rb = SCRY_REPLAY_RESULT_INIT;
+	rc = scry_replay_run_ab(r, ir->a, la, ir->b, lb, &ra, &rb, &ir->err);
+	pthread_mutex_lock(&p->lock);
+	p->impact_replay = NULL;
+	pthread_mutex_unlock(&p->lock);
+	scry_replay_free(r);
+	if (ra.run_id && rb.run_id) {
+		if (scry__array_grow((void **)&ir->runs_a, &ir->cap_a, ir->nruns, sizeof *ir->runs_a, 4) ||
+		    scry__array_grow((void **)&ir->runs_b, &ir->cap_b, ir->nruns, sizeof *ir->runs_b, 4))
+			return scry__fail(&ir->err, SCRY_ENOMEM, "out of memory");
+		ir->runs_a[ir->nruns] = ra.run_id;
+		ir->runs_b[ir->nruns++] = rb.run_id;
+	}
+	return rc;
+}
+
+static void *impact_main(void *arg)
+{
+	impact_run *ir = arg;
+	for (int round = 1; !atomic_load(&ir->done) && !atomic_load(&ir->p->canceled); round++) {
+		int rc = impact_round(ir, round);
+		if (rc == SCRY_ECANCELED)
+			break;
+		if (rc) {
+			ir->rc = rc;
+			break;
+		}
+	}
+	impact_started(ir); /* never leave the migration waiting */
+	return NULL;
+}
+
+/*
+ * The migration with the workload running on B meanwhile and B's locks
+ * sampled. Anything that fails in the measuring is a warning: the migration
+ * and the verdict go on without it.
+ */
+static int migrate_with_impact(scry_pipeline *p, scry_shadow *sh, const scry_migration *m, const char *a,
+	const char *b, scry_error *err)
+{
+	scry_impact_options io = SCRY_IMPACT_OPTIONS_INIT;
+	io.log = p->opts.log;
+	io.log_ctx = p->opts.log_ctx;
+	scry_error ie = SCRY_ERROR_INIT;
+	if (scry_impact_start(&p->impact, b, &io, &ie)) {
+		plog(p, SCRY_LOG_WARNING, "the migration's impact is not measured: %s", ie.message);
+		return migrate(p, sh, m, SCRY_PHASE_MIGRATING, &p->stats.migrate_us, err);
+	}
+	impact_run ir;
+	memset(&ir, 0, sizeof ir);
+	ir.p = p;
+	ir.a = a;
+	ir.b = b;
+	ir.err = (scry_error)SCRY_ERROR_INIT;
+	atomic_init(&ir.done, 0);
+	pthread_mutex_init(&ir.mu, NULL);
+	pthread_cond_init(&ir.cv, NULL);
+	pthread_t th;
+	bool threaded = pthread_create(&th, NULL, impact_main, &ir) == 0;
+	if (threaded) {
+		/* The migration starts once the workload runs (bounded: a slow start is not a hang). */
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 10;
+		pthread_mutex_lock(&ir.mu);
+		while (!ir.started && pthread_cond_timedwait(&ir.cv, &ir.mu, &until) == 0) {
+		}
+		pthread_mutex_unlock(&ir.mu);
+	} else {
+		plog(p, SCRY_LOG_WARNING, "the workload is not replayed during the migration: cannot start a thread");
+	}
+	int rc = migrate(p, sh, m, SCRY_PHASE_MIGRATING, &p->stats.migrate_us, err);
+	atomic_store(&ir.done, 1);
+	pthread_mutex_lock(&p->lock);
+	if (p->impact_replay)
+		scry_replay_cancel(p->impact_replay);
+	pthread_mutex_unlock(&p->lock);
+	if (threaded)
+		pthread_join(th, NULL);
+	if (scry_impact_stop(p->impact, &ie))
+		plog(p, SCRY_LOG_WARNING, "the migration's impact is incomplete: %s", ie.message);
+	if (ir.rc)
+		plog(p, SCRY_LOG_WARNING, "the replay during the migration failed: %s", ir.err.message);
+	if (!rc && scry_impact_add_latency(p->impact, p->store, ir.runs_a, ir.runs_b, ir.nruns,
+	                                   p->vopts.threshold, p->vopts.min_delta_ms, &ie))
+		plog(p, SCRY_LOG_WARNING, "latency during the migration not measured: %s", ie.message);
+	scry__free(ir.runs_a);
+	scry__free(ir.runs_b);
+	pthread_mutex_destroy(&ir.mu);
+	pthread_cond_destroy(&ir.cv);
+	return rc;
+}
+
 /* Applies the fix to the migrated side and settles it; fix_us covers both. */
 static int apply_fix(scry_pipeline *p, scry_shadow *sh, scry_error *err)
 {
@@ -252,14 +415,16 @@ static int run_clones(scry_pipeline *p, scry_shadow *sh, const scry_migration *m
 	plog(p, SCRY_LOG_INFO, "cloned %s into %s (baseline) and %s (candidate)",
 	     scry_shadow_target_name(sh), scry_shadow_name(sh, SCRY_SHADOW_A),
 	     scry_shadow_name(sh, SCRY_SHADOW_B));
-	if ((rc = check_canceled(p, err)) || (rc = migrate(p, sh, m, SCRY_PHASE_MIGRATING,
-	                                                   &p->stats.migrate_us, err)))
+	if ((rc = check_canceled(p, err)))
 		return rc;
-	if ((rc = settle(p, sh, err)))
+	rc = p->opts.no_impact ? migrate(p, sh, m, SCRY_PHASE_MIGRATING, &p->stats.migrate_us, err)
+	                       : migrate_with_impact(p, sh, m, a, b, err);
+	if (rc || (rc = settle(p, sh, err)))
 		return rc;
 	set_label(la, sizeof la, p, "baseline");
 	set_label(lb, sizeof lb, p, "candidate");
-	if ((rc = replay(p, a, la, b, lb, &p->stats.baseline, &p->stats.candidate, err)))
+	if ((rc = replay(p, a, la, b, lb, &p->results[SCRY_PIPELINE_BASELINE],
+	                 &p->results[SCRY_PIPELINE_CANDIDATE], err)))
 		return rc;
 	if ((rc = decide(p, la, lb, a, b, &p->verdict, err)))
 		return rc;
@@ -271,7 +436,8 @@ static int run_clones(scry_pipeline *p, scry_shadow *sh, const scry_migration *m
 		return rc;
 	set_label(la, sizeof la, p, "fix-baseline");
 	set_label(lb, sizeof lb, p, "fixed");
-	if ((rc = replay(p, a, la, b, lb, &p->stats.fixed_baseline, &p->stats.fixed, err)))
+	if ((rc = replay(p, a, la, b, lb, &p->results[SCRY_PIPELINE_FIXED_BASELINE],
+	                 &p->results[SCRY_PIPELINE_FIXED], err)))
 		return rc;
 	return decide(p, la, lb, a, b, &p->fix_verdict, err);
 }
@@ -287,14 +453,14 @@ static int run_sequential(scry_pipeline *p, scry_shadow *sh, const scry_migratio
 	set_label(lbase, sizeof lbase, p, "baseline");
 	set_label(lcand, sizeof lcand, p, "candidate");
 	int rc = settle(p, sh, err);
-	if (rc || (rc = replay(p, t, lbase, NULL, NULL, &p->stats.baseline, NULL, err)))
+	if (rc || (rc = replay(p, t, lbase, NULL, NULL, &p->results[SCRY_PIPELINE_BASELINE], NULL, err)))
 		return rc;
 	if ((rc = check_canceled(p, err)) || (rc = migrate(p, sh, m, SCRY_PHASE_MIGRATING,
 	                                                   &p->stats.migrate_us, err)))
 		return rc;
 	if ((rc = settle(p, sh, err)))
 		return rc;
-	if ((rc = replay(p, t, lcand, NULL, NULL, &p->stats.candidate, NULL, err)))
+	if ((rc = replay(p, t, lcand, NULL, NULL, &p->results[SCRY_PIPELINE_CANDIDATE], NULL, err)))
 		return rc;
 	/* Plans: both sides are the migrated database now; EXPLAIN shows the after. */
 	if ((rc = decide(p, lbase, lcand, t, t, &p->verdict, err)))
@@ -304,7 +470,7 @@ static int run_sequential(scry_pipeline *p, scry_shadow *sh, const scry_migratio
 	if ((rc = apply_fix(p, sh, err)))
 		return rc;
 	set_label(lcand, sizeof lcand, p, "fixed");
-	if ((rc = replay(p, t, lcand, NULL, NULL, &p->stats.fixed, NULL, err)))
+	if ((rc = replay(p, t, lcand, NULL, NULL, &p->results[SCRY_PIPELINE_FIXED], NULL, err)))
 		return rc;
 	return decide(p, lbase, lcand, t, t, &p->fix_verdict, err);
 }
@@ -320,7 +486,7 @@ int scry_pipeline_run(scry_pipeline *p, const scry_migration *m, scry_error *err
 	int64_t t0 = scry__monotonic_us();
 
 	/* Nothing to replay is an error a person can fix before cloning anything. */
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	int rc = scry_store_info_get(p->store, &info, err);
 	if (rc)
 		return rc;
@@ -369,26 +535,35 @@ const scry_verdict *scry_pipeline_fix_verdict(const scry_pipeline *p)
 
 size_t scry_pipeline_failures(const scry_pipeline *p)
 {
-	if (!p)
+	if (!p || !p->verdict)
 		return 0;
-	if (p->fix_verdict)
-		return scry_verdict_failures(p->fix_verdict);
-	return p->verdict ? scry_verdict_failures(p->verdict) : 0;
+	size_t n = scry_impact_failures(p->impact, &p->gate);
+	return n + scry_verdict_failures(p->fix_verdict ? p->fix_verdict : p->verdict);
 }
 
-void scry_pipeline_stats_get(const scry_pipeline *p, scry_pipeline_stats *out)
+const scry_impact *scry_pipeline_impact(const scry_pipeline *p)
 {
-	if (p && out)
-		*out = p->stats;
+	return p && p->verdict ? p->impact : NULL;
 }
 
-int scry_pipeline_report(const scry_pipeline *p, scry_report_format format, scry_buf *out,
-	scry_error *err)
+int scry_pipeline_stats_get(const scry_pipeline *p, scry_pipeline_stats *out)
 {
 	if (!p || !out)
-		return scry__fail(err, SCRY_EINVAL, "pipeline or output is NULL");
-	if (!p->verdict)
-		return scry__fail(err, SCRY_ENOTFOUND, "no verdict was reached");
+		return SCRY_EINVAL;
+	return scry__out_copy(NULL, &scry__abi_pipeline_stats, out, &p->stats);
+}
+
+int scry_pipeline_replay_result_get(const scry_pipeline *p, scry_pipeline_replay which,
+	scry_replay_result *out)
+{
+	if (!p || !out || (unsigned)which > SCRY_PIPELINE_FIXED_BASELINE)
+		return SCRY_EINVAL;
+	return scry__out_copy(NULL, &scry__abi_replay_result, out, &p->results[which]);
+}
+
+static int verdicts_report(const scry_pipeline *p, scry_report_format format, scry_buf *out,
+	scry_error *err)
+{
 	if (!p->fix_verdict)
 		return scry_report_render(p->verdict, format, out, err);
 	int rc;
@@ -434,12 +609,63 @@ int scry_pipeline_report(const scry_pipeline *p, scry_report_format format, scry
 	}
 }
 
+/* Inserts `section` before the last occurrence of `before` in out (the JSON
+ * object's closing brace, JUnit's </testsuites>). */
+static int insert_before_last(scry_buf *out, const char *before, const scry_buf *section)
+{
+	size_t bl = strlen(before);
+	size_t at = out->size;
+	while (at >= bl && memcmp(out->ptr + at - bl, before, bl))
+		at--;
+	if (at < bl)
+		return SCRY_EPARSE;
+	at -= bl;
+	scry_buf tail = SCRY_BUF_INIT;
+	int rc = scry__buf_put(&tail, out->ptr + at, out->size - at);
+	if (!rc) {
+		out->size = at;
+		out->ptr[at] = 0;
+		rc = scry__buf_put(out, section->ptr, section->size);
+	}
+	if (!rc)
+		rc = scry__buf_put(out, tail.ptr, tail.size);
+	scry_buf_dispose(&tail);
+	return rc;
+}
+
+int scry_pipeline_report(const scry_pipeline *p, scry_report_format format, scry_buf *out,
+	scry_error *err)
+{
+	if (!p || !out)
+		return scry__fail(err, SCRY_EINVAL, "pipeline or output is NULL");
+	if (!p->verdict)
+		return scry__fail(err, SCRY_ENOTFOUND, "no verdict was reached");
+	int rc = verdicts_report(p, format, out, err);
+	if (rc || !p->impact)
+		return rc;
+	scry_buf sec = SCRY_BUF_INIT;
+	if (format == SCRY_REPORT_JSON)
+		rc = scry__buf_puts(&sec, ",\"migration_impact\":");
+	if (!rc)
+		rc = scry_impact_render(p->impact, &p->gate, format, &sec, err);
+	if (!rc && format == SCRY_REPORT_JSON)
+		rc = insert_before_last(out, "}", &sec);
+	else if (!rc && format == SCRY_REPORT_JUNIT)
+		rc = insert_before_last(out, "</testsuites>", &sec);
+	else if (!rc)
+		rc = scry__buf_put(out, sec.ptr, sec.size);
+	scry_buf_dispose(&sec);
+	return rc == SCRY_EPARSE ? scry__fail(err, rc, "the report has no place for the impact section")
+	     : rc == SCRY_ENOMEM ? scry__fail(err, rc, "out of memory") : rc;
+}
+
 void scry_pipeline_free(scry_pipeline *p)
 {
 	if (!p)
 		return;
 	scry_verdict_free(p->verdict);
 	scry_verdict_free(p->fix_verdict);
+	scry_impact_free(p->impact);
 	scry__free((void *)p->ropts.fingerprints);
 	scry__free(p->target);
 	scry__free(p->prefix);

@@ -61,7 +61,6 @@ typedef struct qitem {
 	int64_t end_us;       /* ITEM_END */
 	size_t bytes;
 	scry_event ev;        /* pointers into the bytes after the item */
-	scry_event_extra ex;  /* fetch size, flags, COPY data (also after the item) */
 } qitem;
 
 typedef struct qlist {
@@ -200,11 +199,9 @@ static void on_event(void *ctx, const scry_event *ev)
 		STAT_ADD(p, st_dropped, 1);
 		return;
 	}
-	scry_event_extra ex = SCRY_EVENT_EXTRA_INIT;
-	scry_pgwire_event_extra(c->dec, &ex);
 	size_t qlen = ev->query_len;
 	size_t mlen = ev->error_message ? strlen(ev->error_message) + 1 : 0;
-	size_t total = sizeof(qitem) + (size_t)ev->nparams * sizeof(scry_param) + qlen + 1 + mlen + ex.copy_len;
+	size_t total = sizeof(qitem) + (size_t)ev->nparams * sizeof(scry_param) + qlen + 1 + mlen + ev->copy_len;
 	for (int i = 0; i < ev->nparams; i++)
 		if (ev->params[i].length > 0)
 			total += (size_t)ev->params[i].length;
@@ -217,7 +214,6 @@ static void on_event(void *ctx, const scry_event *ev)
 	it->sess = c->sess;
 	it->bytes = total;
 	it->ev = *ev;
-	it->ex = ex;
 	scry_param *params = (scry_param *)(it + 1);
 	char *w = (char *)(params + ev->nparams);
 	for (int i = 0; i < ev->nparams; i++) {
@@ -240,9 +236,9 @@ static void on_event(void *ctx, const scry_event *ev)
 		it->ev.error_message = w;
 		w += mlen;
 	}
-	if (ex.copy_len) { /* COPY FROM STDIN data */
-		memcpy(w, ex.copy_data, ex.copy_len);
-		it->ex.copy_data = w;
+	if (ev->copy_len) { /* COPY FROM STDIN data */
+		memcpy(w, ev->copy_data, ev->copy_len);
+		it->ev.copy_data = w;
 	}
 	qlist_push(&p->local, it);
 }
@@ -629,7 +625,7 @@ static void accept_clients(scry_proxy *p, int lfd, bool is_unix)
 		}
 		if (p->up_addr.ss_family != AF_UNIX)
 			set_nodelay(sfd);
-		scry_pgwire_callbacks cb = { on_startup, on_event, c };
+		scry_pgwire_callbacks cb = { SCRY_PGWIRE_CALLBACKS_VERSION, on_startup, on_event, c };
 		scry_pgwire_options dopts = SCRY_PGWIRE_OPTIONS_INIT;
 		dopts.max_message_bytes = p->opts.max_message_bytes;
 		dopts.max_query_bytes = p->opts.max_query_bytes;
@@ -768,8 +764,7 @@ static void append_batch(scry_proxy *p, scry_event *evs, size_t *n)
 	if (!*n)
 		return;
 	scry_error e = SCRY_ERROR_INIT;
-	/* The extras live right after the batch's events (see writer_main). */
-	int rc = scry_store_append_ex(p->store, evs, (scry_event_extra *)(evs + p->opts.batch_events), *n, &e);
+	int rc = scry_store_append(p->store, evs, *n, sizeof(scry_event), &e);
 	if (rc)
 		writer_fail(p, rc, &e, *n);
 	else
@@ -786,8 +781,8 @@ static void write_items(scry_proxy *p, qitem *it, scry_event *evs)
 		sess_rec *s = it->sess;
 		if (it->type == ITEM_EVENT) {
 			if (!s->session_id && !s->failed) {
-				scry_session_info info = { SCRY_SOURCE_PROXY, s->database, s->user, s->application, s->client,
-				                           s->started_us };
+				scry_session_info info = { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_PROXY, s->database, s->user,
+				                           s->application, s->client, s->started_us };
 				scry_error e = SCRY_ERROR_INIT;
 				int rc = scry_store_session_add(p->store, &info, &s->session_id, &e);
 				if (!rc && s->params)
@@ -802,7 +797,6 @@ static void write_items(scry_proxy *p, qitem *it, scry_event *evs)
 				scry__free(it);
 			} else {
 				it->ev.session_id = s->session_id;
-				((scry_event_extra *)(evs + p->opts.batch_events))[n] = it->ex;
 				evs[n++] = it->ev;
 				it->next = done;
 				done = it;
@@ -844,8 +838,7 @@ static void write_items(scry_proxy *p, qitem *it, scry_event *evs)
 static void *writer_main(void *arg)
 {
 	scry_proxy *p = arg;
-	/* batch_events events, then as many scry_event_extra */
-	scry_event *evs = scry__malloc(p->opts.batch_events * (sizeof *evs + sizeof(scry_event_extra)));
+	scry_event *evs = scry__malloc(p->opts.batch_events * sizeof *evs);
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
 		/* Wait for a full batch, a stop, or a short timeout with something queued. */
@@ -869,7 +862,7 @@ static void *writer_main(void *arg)
 		pthread_mutex_unlock(&p->mu);
 		if (items) {
 			if (!evs) /* retry: one failed allocation must not drop every later batch */
-				evs = scry__malloc(p->opts.batch_events * (sizeof *evs + sizeof(scry_event_extra)));
+				evs = scry__malloc(p->opts.batch_events * sizeof *evs);
 			if (evs) {
 				write_items(p, items, evs);
 			} else { /* no memory for a batch array: drop, but keep sessions sane */
@@ -1022,15 +1015,19 @@ int scry_proxy_new(scry_proxy **out, scry_store *store, const scry_proxy_options
 	*out = NULL;
 	if (!store || !opts)
 		return scry__fail(err, SCRY_EINVAL, "scry_proxy_new: a store and options (listen, upstream) are required");
-	if (!opts->listen && !opts->listen_unix)
+	scry_proxy_options o;
+	int vrc = scry__opts_copy(err, &scry__abi_proxy_options, &o, opts);
+	if (vrc)
+		return vrc;
+	if (!o.listen && !o.listen_unix)
 		return scry__fail(err, SCRY_EINVAL, "the proxy needs an address to listen on (listen or listen_unix)");
-	if (!opts->upstream || !*opts->upstream)
+	if (!o.upstream || !*o.upstream)
 		return scry__fail(err, SCRY_EINVAL, "the proxy needs the upstream server's address (HOST:PORT)");
 	scry_proxy *p = scry__calloc(1, sizeof *p);
 	if (!p)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	p->store = store;
-	p->opts = *opts;
+	p->opts = o;
 	p->listen_fd[0] = p->listen_fd[1] = p->epfd = p->stopfd = -1;
 	if (!p->opts.queue_events)
 		p->opts.queue_events = 65536;
@@ -1049,12 +1046,12 @@ int scry_proxy_new(scry_proxy **out, scry_store *store, const scry_proxy_options
 	pthread_condattr_init(&ca);
 	pthread_cond_init(&p->cv, &ca);
 	pthread_condattr_destroy(&ca);
-	p->listen = opts->listen ? scry__strdup(opts->listen) : NULL;
-	p->listen_unix = opts->listen_unix ? scry__strdup(opts->listen_unix) : NULL;
-	p->upstream = scry__strdup(opts->upstream);
+	p->listen = o.listen ? scry__strdup(o.listen) : NULL;
+	p->listen_unix = o.listen_unix ? scry__strdup(o.listen_unix) : NULL;
+	p->upstream = scry__strdup(o.upstream);
 	p->rbuf = scry__malloc(READ_CHUNK);
 	int rc;
-	if ((opts->listen && !p->listen) || (opts->listen_unix && !p->listen_unix) || !p->upstream || !p->rbuf) {
+	if ((o.listen && !p->listen) || (o.listen_unix && !p->listen_unix) || !p->upstream || !p->rbuf) {
 		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 		goto fail;
 	}
@@ -1137,22 +1134,24 @@ int scry_proxy_wait(scry_proxy *p, scry_error *err)
 	return 0;
 }
 
-void scry_proxy_stats_get(const scry_proxy *p, scry_proxy_stats *out)
+int scry_proxy_stats_get(const scry_proxy *p, scry_proxy_stats *out)
 {
 	if (!out)
-		return;
-	memset(out, 0, sizeof *out);
-	if (!p)
-		return;
-	out->connections = STAT_GET(p, st_conns);
-	out->connections_active = STAT_GET(p, st_active);
-	out->connections_failed = STAT_GET(p, st_failed);
-	out->protocol_errors = STAT_GET(p, st_proto);
-	out->events_captured = STAT_GET(p, st_captured);
-	out->events_recorded = STAT_GET(p, st_recorded);
-	out->events_dropped = STAT_GET(p, st_dropped);
-	out->bytes_from_clients = STAT_GET(p, st_bin);
-	out->bytes_from_server = STAT_GET(p, st_bout);
+		return SCRY_EINVAL;
+	scry_proxy_stats st;
+	memset(&st, 0, sizeof st);
+	if (p) {
+		st.connections = STAT_GET(p, st_conns);
+		st.connections_active = STAT_GET(p, st_active);
+		st.connections_failed = STAT_GET(p, st_failed);
+		st.protocol_errors = STAT_GET(p, st_proto);
+		st.events_captured = STAT_GET(p, st_captured);
+		st.events_recorded = STAT_GET(p, st_recorded);
+		st.events_dropped = STAT_GET(p, st_dropped);
+		st.bytes_from_clients = STAT_GET(p, st_bin);
+		st.bytes_from_server = STAT_GET(p, st_bout);
+	}
+	return scry__out_copy(NULL, &scry__abi_proxy_stats, out, &st);
 }
 
 void scry_proxy_free(scry_proxy *p)

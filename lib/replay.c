@@ -17,6 +17,7 @@
  */
 #define _GNU_SOURCE
 #include "replay_workload.h"
+#include "util/json.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -60,18 +61,10 @@ int scry_replay_new(scry_replay **out, scry_store *store, const scry_replay_opti
 	*out = NULL;
 	if (!store)
 		return scry__fail(err, SCRY_EINVAL, "scry_replay_new: a store is required");
-	scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
-	if (opts) {
-		int rc = scry__check_version(err, "scry_replay_options", opts->version, SCRY_REPLAY_OPTIONS_VERSION);
-		if (rc)
-			return rc;
-		o = *opts;
-		if (opts->version < 2) { /* fields of version 2: their defaults */
-			o.user_map = NULL;
-			o.nuser_map = 0;
-			o.ignore_users = o.ignore_session_params = o.client_margin_ms = 0;
-		}
-	}
+	scry_replay_options o;
+	int vrc = scry__opts_copy(err, &scry__abi_replay_options, &o, opts);
+	if (vrc)
+		return vrc;
 	if (o.client_margin_ms < 0)
 		return scry__fail(err, SCRY_EINVAL, "replay client_margin_ms must be >= 0 (0 = 1000 ms)");
 	if (o.nuser_map && !o.user_map)
@@ -292,7 +285,7 @@ static void *writer_main(void *arg)
 			w->tail = NULL;
 		pthread_mutex_unlock(&w->mu);
 		if (!w->rc) {
-			w->rc = scry_store_samples_append(w->store, w->run_id[b->target], b->s, b->n, &w->err);
+			w->rc = scry_store_samples_append(w->store, w->run_id[b->target], b->s, b->n, sizeof(scry_sample), &w->err);
 			if (w->rc)
 				atomic_store(&w->failed, 1);
 		}
@@ -1567,6 +1560,24 @@ static int64_t pct(const int64_t *v, size_t n, double p)
 	return v[i < n ? i : n - 1];
 }
 
+/* The options of a run, as stored in its `runs` row (docs/store.md). */
+static void options_json(scry_buf *b, const scry_replay_options *o, int ntargets)
+{
+	scry__json j;
+	scry__json_init(&j, b);
+	scry__json_object(&j);
+	scry__json_kstr(&j, "mode", mode_name(o->mode));
+	scry__json_knum(&j, "speed", o->speed, "%g");
+	scry__json_kint(&j, "concurrency", o->concurrency);
+	scry__json_kint(&j, "repeat", o->repeat);
+	scry__json_kint(&j, "warmup", o->warmup);
+	scry__json_kstr(&j, "writes", writes_name(o->writes));
+	scry__json_kint(&j, "timeout_ms", o->timeout_ms);
+	scry__json_kint(&j, "patterns", (int64_t)o->nfingerprints);
+	scry__json_kbool(&j, "interleaved", ntargets > 1);
+	scry__json_end(&j);
+}
+
 /* The replay proper, for one or two targets. */
 static int run_targets(scry_replay *rp, const char **conninfo, const char **label, int ntargets,
                        scry_replay_result **outs, scry_error *err)
@@ -1575,8 +1586,12 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 	for (int i = 0; i < ntargets; i++) {
 		if (!conninfo[i] || !label[i] || !*label[i])
 			return scry__fail(err, SCRY_EINVAL, "a replay needs a connection string and a non-empty label");
+		static const scry_replay_result zero;
+		int orc = outs[i] ? scry__out_check(err, &scry__abi_replay_result, outs[i]) : 0;
+		if (orc)
+			return orc;
 		if (outs[i])
-			memset(outs[i], 0, sizeof *outs[i]);
+			scry__out_put(&scry__abi_replay_result, outs[i], &zero);
 	}
 	PGconn *chk[2] = { NULL, NULL };
 	for (int i = 0; i < ntargets; i++) {
@@ -1650,20 +1665,19 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 
 	/* The runs rows. */
 	{
-		char opts_json[512];
-		snprintf(opts_json, sizeof opts_json,
-			"{\"mode\":\"%s\",\"speed\":%g,\"concurrency\":%d,\"repeat\":%d,\"warmup\":%d,"
-			"\"writes\":\"%s\",\"timeout_ms\":%d,\"patterns\":%zu,\"interleaved\":%s}",
-			mode_name(o->mode), o->speed, o->concurrency, o->repeat, o->warmup,
-			writes_name(o->writes), o->timeout_ms, o->nfingerprints, ntargets > 1 ? "true" : "false");
-		for (int i = 0; i < ntargets; i++) {
+		scry_buf opts_json = SCRY_BUF_INIT;
+		options_json(&opts_json, o, ntargets);
+		if (scry__buf_failed(&opts_json))
+			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
+		for (int i = 0; i < ntargets && !rc; i++) {
 			x.tg[i].conninfo = conninfo[i];
 			char *red = redact_conninfo(conninfo[i]);
-			rc = scry_store_run_begin(rp->store, label[i], red ? red : "", opts_json, &x.tg[i].run_id, err);
+			rc = scry_store_run_begin(rp->store, label[i], red ? red : "", opts_json.ptr, &x.tg[i].run_id, err);
 			scry__free(red);
-			if (rc)
-				goto out;
 		}
+		scry_buf_dispose(&opts_json);
+		if (rc)
+			goto out;
 	}
 
 	x.wr.store = rp->store;
@@ -1762,21 +1776,31 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 		res->lag_p50_us = pct(x.lags, x.nlags, 0.50);
 		res->lag_p99_us = pct(x.lags, x.nlags, 0.99);
 		res->lag_max_us = x.nlags ? x.lags[x.nlags - 1] : 0;
-		char summary[640];
-		snprintf(summary, sizeof summary,
-			"{\"skipped\":%lld,\"elapsed_us\":%lld,\"lag_p50_us\":%lld,\"lag_p99_us\":%lld,\"lag_max_us\":%lld,"
-			"\"cancels\":%lld,\"client_timeouts\":%lld,\"not_replayable\":%lld,\"complete\":%s}",
-			(long long)res->skipped, (long long)elapsed, (long long)res->lag_p50_us,
-			(long long)res->lag_p99_us, (long long)res->lag_max_us, (long long)x.tg[i].cancels,
-			(long long)x.tg[i].client_timeouts, (long long)x.tg[i].not_replayable, rc ? "false" : "true");
-		scry_run_summary sum = { res->executions, res->errors, res->timeouts, res->reconnects,
-		                         res->per_second, summary };
+		scry_buf summary = SCRY_BUF_INIT;
+		scry__json j;
+		scry__json_init(&j, &summary);
+		scry__json_object(&j);
+		scry__json_kint(&j, "skipped", res->skipped);
+		scry__json_kint(&j, "elapsed_us", elapsed);
+		scry__json_kint(&j, "lag_p50_us", res->lag_p50_us);
+		scry__json_kint(&j, "lag_p99_us", res->lag_p99_us);
+		scry__json_kint(&j, "lag_max_us", res->lag_max_us);
+		scry__json_kint(&j, "cancels", x.tg[i].cancels);
+		scry__json_kint(&j, "client_timeouts", x.tg[i].client_timeouts);
+		scry__json_kint(&j, "not_replayable", x.tg[i].not_replayable);
+		scry__json_kbool(&j, "complete", !rc);
+		scry__json_end(&j);
+		/* Out of memory: the summary's counts are still stored, without the JSON. */
+		scry_run_summary sum = { SCRY_RUN_SUMMARY_VERSION, res->executions, res->errors, res->timeouts,
+		                         res->reconnects, res->per_second,
+		                         scry__buf_failed(&summary) ? NULL : summary.ptr };
 		scry_error eerr = SCRY_ERROR_INIT;
 		int erc = scry_store_run_end(rp->store, x.tg[i].run_id, &sum, rc ? &eerr : err);
+		scry_buf_dispose(&summary);
 		if (!rc && erc)
 			rc = erc;
 		if (outs[i])
-			*outs[i] = *res;
+			scry__out_put(&scry__abi_replay_result, outs[i], res);
 	}
 out:
 	/* A cancel that arrived during this run is consumed by it. */

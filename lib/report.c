@@ -6,6 +6,7 @@
  * keys are documented in docs/cli.md and only ever added to.
  */
 #include "internal.h"
+#include "util/json.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -143,92 +144,94 @@ static void render_text(const scry_verdict *v, const scry_verdict_summary *s, sc
 
 /* ---------------- JSON ---------------- */
 
-static void jnum(scry_buf *b, const char *key, double x, bool comma)
+/* Milliseconds with three decimals; null when not measured. */
+static void jms(scry__json *j, const char *key, double x)
 {
-	if (isfinite(x))
-		scry__buf_printf(b, "\"%s\":%.6g%s", key, x, comma ? "," : "");
-	else
-		scry__buf_printf(b, "\"%s\":null%s", key, comma ? "," : "");
-}
-
-static void jms(scry_buf *b, const char *key, double x)
-{
-	if (isfinite(x))
-		scry__buf_printf(b, "\"%s\":%.3f,", key, x);
-	else
-		scry__buf_printf(b, "\"%s\":null,", key);
-}
-
-static void jstr(scry_buf *b, const char *key, const char *s)
-{
-	scry__buf_printf(b, "\"%s\":", key);
-	if (s)
-		scry__buf_json_string(b, s, strlen(s));
-	else
-		scry__buf_puts(b, "null");
-	scry__buf_puts(b, ",");
+	scry__json_knum(j, key, x, "%.3f");
 }
 
 static void render_json(const scry_verdict *v, const scry_verdict_summary *s, scry_buf *b)
 {
-	scry__buf_puts(b, "{\"baseline\":{\"label\":");
-	scry__buf_json_string(b, s->baseline_label, strlen(s->baseline_label));
-	scry__buf_printf(b, ",\"run\":%lld},\"candidate\":{\"label\":", (long long)s->baseline_run);
-	scry__buf_json_string(b, s->candidate_label, strlen(s->candidate_label));
-	scry__buf_printf(b, ",\"run\":%lld},", (long long)s->candidate_run);
-	jnum(b, "threshold", s->threshold, true);
-	jnum(b, "min_delta_ms", s->min_delta_ms, true);
-	scry__buf_printf(b, "\"summary\":{\"verdict\":\"%s\",\"patterns\":%zu,\"failures\":%zu", s->failures ? "fail" : "pass",
-	                 s->patterns, s->failures);
+	scry__json j;
+	scry__json_init(&j, b);
+	scry__json_object(&j);
+	scry__json_key(&j, "baseline");
+	scry__json_object(&j);
+	scry__json_kstr(&j, "label", s->baseline_label);
+	scry__json_kint(&j, "run", s->baseline_run);
+	scry__json_end(&j);
+	scry__json_key(&j, "candidate");
+	scry__json_object(&j);
+	scry__json_kstr(&j, "label", s->candidate_label);
+	scry__json_kint(&j, "run", s->candidate_run);
+	scry__json_end(&j);
+	scry__json_knum(&j, "threshold", s->threshold, "%.6g");
+	scry__json_knum(&j, "min_delta_ms", s->min_delta_ms, "%.6g");
+	scry__json_key(&j, "summary");
+	scry__json_object(&j);
+	scry__json_kstr(&j, "verdict", s->failures ? "fail" : "pass");
+	scry__json_kint(&j, "patterns", (int64_t)s->patterns);
+	scry__json_kint(&j, "failures", (int64_t)s->failures);
 	for (int c = 0; c < 7; c++) {
-		scry__buf_puts(b, ",\"");
-		for (const char *p = scry_verdict_class_name((scry_verdict_class)c); *p; p++)
-			scry__buf_printf(b, "%c", *p == '-' ? '_' : *p);
-		scry__buf_printf(b, "\":%zu", s->by_class[c]);
+		char key[32];
+		snprintf(key, sizeof key, "%s", scry_verdict_class_name((scry_verdict_class)c));
+		for (char *p = key; *p; p++)
+			if (*p == '-')
+				*p = '_';
+		scry__json_kint(&j, key, (int64_t)s->by_class[c]);
 	}
-	scry__buf_puts(b, "},\"patterns\":[");
+	scry__json_end(&j);
+	scry__json_key(&j, "patterns");
+	scry__json_array(&j);
 	for (size_t i = 0; i < scry_verdict_count(v); i++) {
 		const scry_pattern_verdict *p = scry_verdict_get(v, i);
 		char fp[17];
 		scry_fingerprint_format(p->fingerprint, fp);
-		scry__buf_printf(b, "%s{\"fingerprint\":\"%s\",", i ? "," : "", fp);
-		jstr(b, "query", p->normalized);
-		scry__buf_printf(b, "\"class\":\"%s\",\"flagged\":%s,", scry_verdict_class_name(p->cls),
-		                 p->flagged ? "true" : "false");
-		scry__buf_printf(b, "\"baseline_n\":%lld,\"candidate_n\":%lld,\"pairs\":%lld,\"baseline_errors\":%lld,"
-		                    "\"candidate_errors\":%lld,\"new_failures\":%lld,\"rows_differ\":%lld,\"executions\":%lld,",
-		                 (long long)p->baseline_n, (long long)p->candidate_n, (long long)p->pairs,
-		                 (long long)p->baseline_errors, (long long)p->candidate_errors, (long long)p->new_failures,
-		                 (long long)p->rows_differ, (long long)p->executions);
+		scry__json_object(&j);
+		scry__json_kstr(&j, "fingerprint", fp);
+		scry__json_kstr(&j, "query", p->normalized);
+		scry__json_kstr(&j, "class", scry_verdict_class_name(p->cls));
+		scry__json_kbool(&j, "flagged", p->flagged);
+		scry__json_kint(&j, "baseline_n", p->baseline_n);
+		scry__json_kint(&j, "candidate_n", p->candidate_n);
+		scry__json_kint(&j, "pairs", p->pairs);
+		scry__json_kint(&j, "baseline_errors", p->baseline_errors);
+		scry__json_kint(&j, "candidate_errors", p->candidate_errors);
+		scry__json_kint(&j, "new_failures", p->new_failures);
+		scry__json_kint(&j, "rows_differ", p->rows_differ);
+		scry__json_kint(&j, "executions", p->executions);
 		bool has_base = p->baseline_n > p->baseline_errors, has_cand = p->candidate_n > p->candidate_errors;
-		jms(b, "baseline_p50_ms", has_base ? p->baseline_p50_ms : NAN);
-		jms(b, "baseline_p95_ms", has_base ? p->baseline_p95_ms : NAN);
-		jms(b, "baseline_p99_ms", has_base ? p->baseline_p99_ms : NAN);
-		jms(b, "candidate_p50_ms", has_cand ? p->candidate_p50_ms : NAN);
-		jms(b, "candidate_p95_ms", has_cand ? p->candidate_p95_ms : NAN);
-		jms(b, "candidate_p99_ms", has_cand ? p->candidate_p99_ms : NAN);
-		jnum(b, "ratio", p->ratio > 0 ? p->ratio : NAN, true);
-		jnum(b, "ratio_low", p->ratio > 0 && isfinite(p->ratio_high) ? p->ratio_low : NAN, true);
-		jnum(b, "ratio_high", p->ratio > 0 ? p->ratio_high : NAN, true);
-		jms(b, "impact_ms", p->impact_ms);
-		jms(b, "captured_mean_ms", p->captured_mean_ms > 0 ? p->captured_mean_ms : NAN);
-		jstr(b, "baseline_sqlstate", p->baseline_sqlstate);
-		jstr(b, "candidate_sqlstate", p->candidate_sqlstate);
-		jstr(b, "candidate_error", p->candidate_error);
-		jstr(b, "suggested_index", p->suggested_index);
-		jms(b, "best_p50_ms", p->suggested_index ? p->best_p50_ms : NAN);
-		jms(b, "unindexed_p50_ms", p->suggested_index ? p->unindexed_p50_ms : NAN);
-		jstr(b, "plan_change", p->plan_change);
-		jstr(b, "baseline_plan", p->baseline_plan);
-		jstr(b, "candidate_plan", p->candidate_plan);
+		jms(&j, "baseline_p50_ms", has_base ? p->baseline_p50_ms : NAN);
+		jms(&j, "baseline_p95_ms", has_base ? p->baseline_p95_ms : NAN);
+		jms(&j, "baseline_p99_ms", has_base ? p->baseline_p99_ms : NAN);
+		jms(&j, "candidate_p50_ms", has_cand ? p->candidate_p50_ms : NAN);
+		jms(&j, "candidate_p95_ms", has_cand ? p->candidate_p95_ms : NAN);
+		jms(&j, "candidate_p99_ms", has_cand ? p->candidate_p99_ms : NAN);
+		scry__json_knum(&j, "ratio", p->ratio > 0 ? p->ratio : NAN, "%.6g");
+		scry__json_knum(&j, "ratio_low", p->ratio > 0 && isfinite(p->ratio_high) ? p->ratio_low : NAN, "%.6g");
+		scry__json_knum(&j, "ratio_high", p->ratio > 0 ? p->ratio_high : NAN, "%.6g");
+		jms(&j, "impact_ms", p->impact_ms);
+		jms(&j, "captured_mean_ms", p->captured_mean_ms > 0 ? p->captured_mean_ms : NAN);
+		scry__json_kstr(&j, "baseline_sqlstate", p->baseline_sqlstate);
+		scry__json_kstr(&j, "candidate_sqlstate", p->candidate_sqlstate);
+		scry__json_kstr(&j, "candidate_error", p->candidate_error);
+		scry__json_kstr(&j, "suggested_index", p->suggested_index);
+		jms(&j, "best_p50_ms", p->suggested_index ? p->best_p50_ms : NAN);
+		jms(&j, "unindexed_p50_ms", p->suggested_index ? p->unindexed_p50_ms : NAN);
+		scry__json_kstr(&j, "plan_change", p->plan_change);
+		scry__json_kstr(&j, "baseline_plan", p->baseline_plan);
+		scry__json_kstr(&j, "candidate_plan", p->candidate_plan);
 		scry_buf r = SCRY_BUF_INIT;
 		reason(&r, p);
-		scry__buf_puts(b, "\"reason\":");
-		scry__buf_json_string(b, r.ptr ? r.ptr : "", r.size);
+		scry__json_key(&j, "reason");
+		scry__json_strn(&j, r.ptr ? r.ptr : "", r.size);
+		scry__buf_inherit(b, &r);
 		scry_buf_dispose(&r);
-		scry__buf_puts(b, "}");
+		scry__json_end(&j);
 	}
-	scry__buf_puts(b, "]}\n");
+	scry__json_end(&j);
+	scry__json_end(&j);
+	scry__buf_puts(b, "\n");
 }
 
 /* ---------------- Markdown ---------------- */
@@ -247,6 +250,7 @@ static void md_cell(scry_buf *b, const char *s, size_t max)
 		else
 			scry__buf_put(b, &c, 1);
 	}
+	scry__buf_inherit(b, &t);
 	scry_buf_dispose(&t);
 }
 
@@ -293,6 +297,7 @@ static void render_markdown(const scry_verdict *v, const scry_verdict_summary *s
 		scry_buf r = SCRY_BUF_INIT;
 		reason(&r, p);
 		md_cell(b, r.ptr, 400);
+		scry__buf_inherit(b, &r);
 		scry_buf_dispose(&r);
 		scry__buf_puts(b, "\n");
 		if (p->plan_change)
@@ -373,6 +378,8 @@ static void render_junit(const scry_verdict *v, const scry_verdict_summary *s, s
 			scry__buf_puts(b, "</system-out>\n");
 		}
 		scry__buf_puts(b, "    </testcase>\n");
+		scry__buf_inherit(b, &name);
+		scry__buf_inherit(b, &r);
 		scry_buf_dispose(&name);
 		scry_buf_dispose(&r);
 	}
@@ -383,7 +390,7 @@ int scry_report_render(const scry_verdict *v, scry_report_format format, scry_bu
 {
 	if (!v || !out)
 		return scry__fail(err, SCRY_EINVAL, "scry_report_render: a verdict and an output buffer are required");
-	scry_verdict_summary s;
+	scry_verdict_summary s = SCRY_VERDICT_SUMMARY_INIT;
 	scry_verdict_summarize(v, &s);
 	scry_buf b = SCRY_BUF_INIT;
 	switch (format) {
@@ -393,8 +400,8 @@ int scry_report_render(const scry_verdict *v, scry_report_format format, scry_bu
 	case SCRY_REPORT_JUNIT: render_junit(v, &s, &b); break;
 	default: return scry__fail(err, SCRY_EINVAL, "unknown report format %d", (int)format);
 	}
-	/* The buf helpers only fail on allocation; check once at the end. */
-	int rc = b.ptr ? scry__buf_put(out, b.ptr, b.size) : 0;
+	/* A failed append is sticky (lib/internal.h): check once, at the end. */
+	int rc = scry__buf_failed(&b) ? SCRY_ENOMEM : b.ptr ? scry__buf_put(out, b.ptr, b.size) : 0;
 	scry_buf_dispose(&b);
 	return rc ? scry__fail(err, SCRY_ENOMEM, "out of memory rendering the report") : 0;
 }

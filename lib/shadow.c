@@ -133,15 +133,14 @@ int scry_shadow_new(scry_shadow **out, const char *target, const scry_shadow_opt
 	*out = NULL;
 	if (!target)
 		return scry__fail(err, SCRY_EINVAL, "no target connection string");
-	int vrc = opts ? scry__check_version(err, "scry_shadow_options", opts->version, SCRY_SHADOW_OPTIONS_VERSION) : 0;
+	scry_shadow_options o;
+	int vrc = scry__opts_copy(err, &scry__abi_shadow_options, &o, opts);
 	if (vrc)
 		return vrc;
 	scry_shadow *s = scry__calloc(1, sizeof *s);
 	if (!s)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	scry_shadow_options_init(&s->opts);
-	if (opts)
-		s->opts = *opts;
+	s->opts = o;
 	s->opts.suffix = NULL;
 	s->opts.maintenance_db = NULL;
 	pthread_mutex_init(&s->lock, NULL);
@@ -475,7 +474,7 @@ static int database_url(const scry_shadow *s, const char *db, scry_buf *b)
 static bool is_pg_conn_var(const char *e)
 {
 	static const char *const vars[] = { "PGHOST=", "PGHOSTADDR=", "PGPORT=", "PGDATABASE=",
-		"PGUSER=", "PGPASSWORD=", "PGSERVICE=", "DATABASE_URL=", NULL };
+		"PGUSER=", "PGPASSWORD=", "PGSERVICE=", "DATABASE_URL=", "PGAPPNAME=", NULL };
 	for (int i = 0; vars[i]; i++)
 		if (!strncmp(e, vars[i], strlen(vars[i])))
 			return true;
@@ -528,8 +527,8 @@ static int run_command(scry_shadow *s, int side, const scry_migration *m, scry_e
 	size_t n = 0;
 	while (environ && environ[n])
 		n++;
-	char **envp = scry__calloc(n + 8, sizeof *envp);
-	char *own[6] = { NULL };
+	char **envp = scry__calloc(n + 9, sizeof *envp);
+	char *own[7] = { NULL };
 	int rc = 0;
 	if (!envp) {
 		scry_buf_dispose(&url);
@@ -545,9 +544,11 @@ static int run_command(scry_shadow *s, int side, const scry_migration *m, scry_e
 	own[3] = env_entry("PGPORT", s->port);
 	own[4] = env_entry("PGUSER", s->user);
 	own[5] = s->password ? env_entry("PGPASSWORD", s->password) : NULL;
+	/* The migration's connections are told apart by it (include/scry/impact.h). */
+	own[6] = env_entry("PGAPPNAME", SCRY_IMPACT_MIGRATION_APP);
 	scry_buf_dispose(&url);
-	for (int i = 0; i < 6; i++) {
-		if (!own[i] && (i < 5 || s->password)) {
+	for (int i = 0; i < 7; i++) {
+		if (!own[i] && (i != 5 || s->password)) {
 			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 			goto out;
 		}
@@ -682,7 +683,7 @@ static int run_command(scry_shadow *s, int side, const scry_migration *m, scry_e
 	}
 	scry__free(tail);
 out:
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < 7; i++)
 		scry__free(own[i]);
 	scry__free(envp);
 	return rc;
@@ -703,6 +704,7 @@ static int run_sql(scry_shadow *s, int side, const scry_migration *m, scry_error
 		scry_statement_spans_free(spans);
 		return SCRY_ECONNECT;
 	}
+	PQclear(PQexec(c, "SET application_name = '" SCRY_IMPACT_MIGRATION_APP "'"));
 	/* One statement at a time, autocommit: CREATE INDEX CONCURRENTLY works. */
 	for (size_t i = 0; i < n && !rc; i++) {
 		char *stmt = scry__strndup(m->sql + spans[i].offset, spans[i].length);
@@ -736,9 +738,11 @@ int scry_shadow_migrate(scry_shadow *s, scry_shadow_side side, const scry_migrat
 {
 	if (!s || !m || (side != SCRY_SHADOW_A && side != SCRY_SHADOW_B))
 		return scry__fail(err, SCRY_EINVAL, "invalid shadow, side or migration");
-	int vrc = scry__check_version(err, "scry_migration", m->version, SCRY_MIGRATION_VERSION);
+	scry_migration mig;
+	int vrc = scry__opts_copy(err, &scry__abi_migration, &mig, m);
 	if (vrc)
 		return vrc;
+	m = &mig;
 	int kinds = (m->argv && m->argv[0]) + (m->sql != NULL) + (m->fn != NULL);
 	if (kinds != 1)
 		return scry__fail(err, SCRY_EINVAL, "a migration is exactly one of a command, SQL or a callback");

@@ -53,7 +53,6 @@ enum {
 	Q_FIND_SESSION,
 	Q_UPDATE_SESSION,
 	Q_INSERT_ERROR,
-	Q_INSERT_COPY,
 	Q_INSERT_SAMPLE,
 	Q_COUNT
 };
@@ -72,7 +71,6 @@ static const char *const query_sql[Q_COUNT] = {
 	[Q_FIND_SESSION] = "SELECT started_us, events FROM sessions WHERE id = ?",
 	[Q_UPDATE_SESSION] = "UPDATE sessions SET events = ? WHERE id = ?",
 	[Q_INSERT_ERROR] = "INSERT INTO event_errors(event, message) VALUES (?,?)",
-	[Q_INSERT_COPY] = "INSERT INTO event_copy(event, data) VALUES (?,?)",
 	[Q_INSERT_SAMPLE] = "INSERT INTO samples(run, event, round, latency_us, rows, sqlstate) VALUES (?,?,?,?,?,?)",
 };
 
@@ -91,8 +89,9 @@ struct scry_store {
 	session_entry *sessions;
 	size_t nsessions, asessions;
 	bool caches_loaded;
-	int schema;                 /* user_version of the file (older read-only stores stay old) */
+	bool txn_open;              /* scry_store_begin() without commit/rollback yet */
 	scry_buf tmpl, lits, params, text;
+	int schema;                 /* user_version of the file (older read-only stores stay old) */
 };
 
 static const char schema_sql[] =
@@ -288,9 +287,10 @@ int scry_store_open(scry_store **out, const char *path, const scry_store_options
 	if (!out || !path || !*path)
 		return scry__fail(err, SCRY_EINVAL, "scry_store_open: a path is required");
 	*out = NULL;
-	scry_store_options o = SCRY_STORE_OPTIONS_INIT;
-	if (opts)
-		o = *opts;
+	scry_store_options o;
+	int vrc = scry__opts_copy(err, &scry__abi_store_options, &o, opts);
+	if (vrc)
+		return vrc;
 	bool exists;
 	int rc = check_file_header(path, &exists, err);
 	if (rc)
@@ -436,6 +436,11 @@ int scry_store_session_add(scry_store *s, const scry_session_info *info, int64_t
 	static const char *const sources[] = { "api", "proxy", "csvlog", "jsonlog", "stderr" };
 	if (!s || !info || !session_id)
 		return scry__fail(err, SCRY_EINVAL, "scry_store_session_add: arguments are required");
+	scry_session_info icopy;
+	int vrc = scry__opts_copy(err, &scry__abi_session_info, &icopy, info);
+	if (vrc)
+		return vrc;
+	info = &icopy;
 	sqlite3_stmt *q = prepared(s, Q_INSERT_SESSION);
 	if (!q)
 		return scry__store_fail(s, err, "adding a session");
@@ -532,7 +537,8 @@ static int pattern_for(scry_store *s, const char *text, size_t len, bool truncat
 	scry__buf_clear(&s->text);
 	if (!prc && scry_fingerprint_normalize(text, len, &s->text, NULL) != 0) {
 		scry__buf_clear(&s->text);
-		scry__buf_put(&s->text, text, len);
+		if (scry__buf_put(&s->text, text, len))
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	}
 	sqlite3_stmt *q = prepared(s, Q_INSERT_PATTERN);
 	if (!q)
@@ -595,7 +601,7 @@ static int statement_for(scry_store *s, const char *text, size_t len, int nlits,
 			/* Yet another collision: a new row; the map then names it. */
 		}
 	}
-	int64_t pidx;
+	int64_t pidx = 0;
 	int rc = pattern_for(s, text, len, truncated, start_us, &pidx, err);
 	if (rc)
 		return rc;
@@ -623,14 +629,9 @@ static int statement_for(scry_store *s, const char *text, size_t len, int nlits,
 	return 0;
 }
 
-static int append_one(scry_store *s, const scry_event *ev, const scry_event_extra *ex, scry_error *err)
+static int append_one(scry_store *s, const scry_event *ev, scry_error *err)
 {
-	static const scry_event_extra none = SCRY_EVENT_EXTRA_INIT;
-	if (!ex)
-		ex = &none;
-	else if (ex->version < 1 || ex->version > SCRY_EVENT_EXTRA_VERSION)
-		return scry__fail(err, SCRY_EINVAL, "scry_event_extra version %u is not supported (this library knows 1 to %d)",
-		                  ex->version, SCRY_EVENT_EXTRA_VERSION);
+	const scry_event *ex = ev; /* the fields of version 2 (zero for an older caller's events) */
 	int rc = 0;
 	session_entry *sess = find_session(s, ev->session_id, err, &rc);
 	if (!sess)
@@ -702,12 +703,16 @@ static int append_one(scry_store *s, const scry_event *ev, const scry_event_extr
 		return scry__store_fail(s, err, "appending events");
 	int64_t event_id = sqlite3_last_insert_rowid(s->db);
 	if (ex->copy_data && ex->copy_len) {
-		sqlite3_stmt *qc = prepared(s, Q_INSERT_COPY);
-		if (!qc)
+		/* COPY events are rare: prepared when needed (the prepared-statement
+		 * array of struct scry_store keeps its layout, see docs/api.md). */
+		sqlite3_stmt *qc;
+		if (sqlite3_prepare_v2(s->db, "INSERT INTO event_copy(event, data) VALUES (?,?)", -1, &qc, NULL) != SQLITE_OK)
 			return scry__store_fail(s, err, "appending events");
 		sqlite3_bind_int64(qc, 1, event_id);
 		sqlite3_bind_blob64(qc, 2, ex->copy_data, (sqlite3_uint64)ex->copy_len, SQLITE_STATIC);
-		if (sqlite3_step(qc) != SQLITE_DONE)
+		int qrc = sqlite3_step(qc);
+		sqlite3_finalize(qc);
+		if (qrc != SQLITE_DONE)
 			return scry__store_fail(s, err, "appending events");
 	}
 	if (ev->error_message && *ev->error_message) {
@@ -781,42 +786,98 @@ static void drop_caches(scry_store *s)
 	s->caches_loaded = false;
 }
 
-int scry_store_append(scry_store *s, const scry_event *events, size_t n, scry_error *err)
+/*
+ * One batch (an append) is all or nothing: its own transaction, or a
+ * savepoint inside the caller's (scry_store_begin). On failure the batch is
+ * undone and the caches, which may name undone rows, are dropped.
+ */
+static int batch_begin(scry_store *s, scry_error *err, const char *what)
 {
-	return scry_store_append_ex(s, events, NULL, n, err);
+	return exec_sql(s, s->txn_open ? "SAVEPOINT scry_batch" : "BEGIN IMMEDIATE", err, what);
 }
 
-int scry_store_append_ex(scry_store *s, const scry_event *events, const scry_event_extra *extras, size_t n,
-                         scry_error *err)
+static int batch_end(scry_store *s, int rc, scry_error *err, const char *what)
 {
-	if (!s || (n && !events))
-		return scry__fail(err, SCRY_EINVAL, "scry_store_append: store and events are required");
-	if (n == 0)
-		return 0;
-	int rc = load_caches(s, err);
-	if (rc)
-		return rc;
-	if ((rc = exec_sql(s, "BEGIN IMMEDIATE", err, "appending events")) != 0)
-		return rc;
-	reset_deltas(s);
-	for (size_t i = 0; i < n && !rc; i++)
-		rc = append_one(s, &events[i], extras ? &extras[i] : NULL, err);
 	if (!rc)
-		rc = flush_deltas(s, err);
+		rc = exec_sql(s, s->txn_open ? "RELEASE scry_batch" : "COMMIT", err, what);
+	if (rc) {
+		if (s->txn_open) {
+			sqlite3_exec(s->db, "ROLLBACK TO scry_batch", NULL, NULL, NULL);
+			sqlite3_exec(s->db, "RELEASE scry_batch", NULL, NULL, NULL);
+		} else {
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		}
+		drop_caches(s);
+	}
+	return rc;
+}
+
+int scry_store_begin(scry_store *s, scry_error *err)
+{
+	if (!s)
+		return scry__fail(err, SCRY_EINVAL, "scry_store_begin: store is NULL");
+	if (s->txn_open)
+		return scry__fail(err, SCRY_EINVAL,
+			"a transaction is already open on this store; commit or roll it back first");
+	int rc = exec_sql(s, "BEGIN IMMEDIATE", err, "starting a transaction");
 	if (!rc)
-		rc = exec_sql(s, "COMMIT", err, "committing events");
+		s->txn_open = true;
+	return rc;
+}
+
+int scry_store_commit(scry_store *s, scry_error *err)
+{
+	if (!s || !s->txn_open)
+		return scry__fail(err, SCRY_EINVAL, "scry_store_commit: no transaction is open (scry_store_begin)");
+	int rc = exec_sql(s, "COMMIT", err, "committing a transaction");
 	if (rc) {
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 		drop_caches(s);
 	}
+	s->txn_open = false;
 	return rc;
+}
+
+void scry_store_rollback(scry_store *s)
+{
+	if (!s || !s->txn_open)
+		return;
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	s->txn_open = false;
+	/* Sessions, statements and patterns added since begin are gone: so are their cache entries. */
+	drop_caches(s);
+}
+
+int scry_store_append(scry_store *s, const scry_event *events, size_t n, size_t event_size, scry_error *err)
+{
+	if (!s || (n && !events))
+		return scry__fail(err, SCRY_EINVAL, "scry_store_append: store and events are required");
+	int rc = scry__elem_check(err, &scry__abi_event, event_size);
+	if (rc || n == 0)
+		return rc;
+	rc = load_caches(s, err);
+	if (rc)
+		return rc;
+	if ((rc = batch_begin(s, err, "appending events")) != 0)
+		return rc;
+	reset_deltas(s);
+	scry_event tmp;
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = append_one(s, scry__elem_get(&scry__abi_event, &tmp, events, i, event_size), err);
+	if (!rc)
+		rc = flush_deltas(s, err);
+	return batch_end(s, rc, err, "committing events");
 }
 
 int scry_store_info_get(scry_store *s, scry_store_info *out, scry_error *err)
 {
 	if (!s || !out)
 		return scry__fail(err, SCRY_EINVAL, "scry_store_info_get: arguments are required");
-	memset(out, 0, sizeof *out);
+	int rc = scry__out_check(err, &scry__abi_store_info, out);
+	if (rc)
+		return rc;
+	scry_store_info info;
+	memset(&info, 0, sizeof info);
 	sqlite3_stmt *q;
 	static const char sql[] =
 		"SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM sessions),"
@@ -830,17 +891,18 @@ int scry_store_info_get(scry_store *s, scry_store_info *out, scry_error *err)
 		sqlite3_finalize(q);
 		return scry__store_fail(s, err, "reading store counts");
 	}
-	out->events = sqlite3_column_int64(q, 0);
-	out->sessions = sqlite3_column_int64(q, 1);
-	out->patterns = sqlite3_column_int64(q, 2);
-	out->statements = sqlite3_column_int64(q, 3);
-	out->runs = sqlite3_column_int64(q, 4);
-	out->samples = sqlite3_column_int64(q, 5);
-	out->first_us = sqlite3_column_int64(q, 6);
-	out->last_us = sqlite3_column_int64(q, 7);
-	out->file_bytes = sqlite3_column_int64(q, 8);
-	out->schema_version = SCRY_STORE_SCHEMA_VERSION;
+	info.events = sqlite3_column_int64(q, 0);
+	info.sessions = sqlite3_column_int64(q, 1);
+	info.patterns = sqlite3_column_int64(q, 2);
+	info.statements = sqlite3_column_int64(q, 3);
+	info.runs = sqlite3_column_int64(q, 4);
+	info.samples = sqlite3_column_int64(q, 5);
+	info.first_us = sqlite3_column_int64(q, 6);
+	info.last_us = sqlite3_column_int64(q, 7);
+	info.file_bytes = sqlite3_column_int64(q, 8);
+	info.schema_version = SCRY_STORE_SCHEMA_VERSION;
 	sqlite3_finalize(q);
+	scry__out_put(&scry__abi_store_info, out, &info);
 	return 0;
 }
 
@@ -862,6 +924,11 @@ int scry_store_events(scry_store *s, const scry_event_filter *filter, scry_event
 	if (!s || !out)
 		return scry__fail(err, SCRY_EINVAL, "scry_store_events: arguments are required");
 	*out = NULL;
+	scry_event_filter fcopy;
+	int vrc = scry__opts_copy(err, &scry__abi_event_filter, &fcopy, filter);
+	if (vrc)
+		return vrc;
+	filter = &fcopy;
 	scry_buf sql = SCRY_BUF_INIT;
 	int rc = scry__buf_puts(&sql,
 		"SELECT e.id, e.session, e.seq, s.started_us + e.offset_us, e.duration_us, e.kind, st.template,"
@@ -1098,6 +1165,11 @@ int scry_store_run_end(scry_store *s, int64_t run_id, const scry_run_summary *su
 {
 	if (!s || !sum)
 		return scry__fail(err, SCRY_EINVAL, "scry_store_run_end: arguments are required");
+	scry_run_summary scopy;
+	int vrc = scry__opts_copy(err, &scry__abi_run_summary, &scopy, sum);
+	if (vrc)
+		return vrc;
+	sum = &scopy;
 	sqlite3_stmt *q;
 	if (sqlite3_prepare_v2(s->db,
 	                       "UPDATE runs SET ended_us = ?, executions = ?, errors = ?, timeouts = ?, reconnects = ?,"
@@ -1143,20 +1215,22 @@ int scry_store_run_find(scry_store *s, const char *label, int64_t *run_id, scry_
 	return scry__store_fail(s, err, "finding a run");
 }
 
-int scry_store_samples_append(scry_store *s, int64_t run_id, const scry_sample *samples, size_t n, scry_error *err)
+int scry_store_samples_append(scry_store *s, int64_t run_id, const scry_sample *samples, size_t n,
+	size_t sample_size, scry_error *err)
 {
 	if (!s || (n && !samples))
 		return scry__fail(err, SCRY_EINVAL, "scry_store_samples_append: arguments are required");
-	int rc = exec_sql(s, "BEGIN IMMEDIATE", err, "appending samples");
-	if (rc)
+	int rc = scry__elem_check(err, &scry__abi_sample, sample_size);
+	if (rc || (rc = batch_begin(s, err, "appending samples")))
 		return rc;
+	scry_sample tmp;
 	for (size_t i = 0; i < n && !rc; i++) {
 		sqlite3_stmt *q = prepared(s, Q_INSERT_SAMPLE);
 		if (!q) {
 			rc = scry__store_fail(s, err, "appending samples");
 			break;
 		}
-		const scry_sample *x = &samples[i];
+		const scry_sample *x = scry__elem_get(&scry__abi_sample, &tmp, samples, i, sample_size);
 		sqlite3_bind_int64(q, 1, run_id);
 		sqlite3_bind_int64(q, 2, x->event_id);
 		sqlite3_bind_int(q, 3, x->round);
@@ -1168,11 +1242,7 @@ int scry_store_samples_append(scry_store *s, int64_t run_id, const scry_sample *
 		if (sqlite3_step(q) != SQLITE_DONE)
 			rc = scry__store_fail(s, err, "appending samples");
 	}
-	if (!rc)
-		rc = exec_sql(s, "COMMIT", err, "committing samples");
-	if (rc)
-		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-	return rc;
+	return batch_end(s, rc, err, "committing samples");
 }
 
 struct scry_sample_iter {

@@ -1357,9 +1357,10 @@ int scry_verdict_compute(scry_verdict **out, scry_store *store, const char *base
 	if (!out || !store || !baseline || !candidate)
 		return scry__fail(err, SCRY_EINVAL, "scry_verdict_compute: store and both labels are required");
 	*out = NULL;
-	scry_verdict_options o = SCRY_VERDICT_OPTIONS_INIT;
-	if (opts)
-		o = *opts;
+	scry_verdict_options o;
+	int vrc = scry__opts_copy(err, &scry__abi_verdict_options, &o, opts);
+	if (vrc)
+		return vrc;
 	if (!(o.threshold >= 1.0) || !(o.min_delta_ms >= 0) || !isfinite(o.threshold) || !isfinite(o.min_delta_ms))
 		return scry__fail(err, SCRY_EINVAL, "threshold must be >= 1 and min_delta_ms >= 0 (got %g and %g)",
 		                  o.threshold, o.min_delta_ms);
@@ -1479,20 +1480,24 @@ const scry_pattern_verdict *scry_verdict_get(const scry_verdict *v, size_t i)
 
 size_t scry_verdict_failures(const scry_verdict *v) { return v ? v->failures : 0; }
 
-void scry_verdict_summarize(const scry_verdict *v, scry_verdict_summary *out)
+int scry_verdict_summarize(const scry_verdict *v, scry_verdict_summary *out)
 {
-	memset(out, 0, sizeof *out);
-	if (!v)
-		return;
-	out->patterns = v->n;
-	for (size_t i = 0; i < v->n; i++)
-		if ((unsigned)v->items[i].cls < 7)
-			out->by_class[v->items[i].cls]++;
-	out->failures = v->failures;
-	out->threshold = v->opts.threshold;
-	out->min_delta_ms = v->opts.min_delta_ms;
-	out->baseline_label = v->baseline_label;
-	out->candidate_label = v->candidate_label;
-	out->baseline_run = v->baseline_run;
-	out->candidate_run = v->candidate_run;
+	if (!out)
+		return SCRY_EINVAL;
+	scry_verdict_summary s;
+	memset(&s, 0, sizeof s);
+	if (v) {
+		s.patterns = v->n;
+		for (size_t i = 0; i < v->n; i++)
+			if ((unsigned)v->items[i].cls < 7)
+				s.by_class[v->items[i].cls]++;
+		s.failures = v->failures;
+		s.threshold = v->opts.threshold;
+		s.min_delta_ms = v->opts.min_delta_ms;
+		s.baseline_label = v->baseline_label;
+		s.candidate_label = v->candidate_label;
+		s.baseline_run = v->baseline_run;
+		s.candidate_run = v->candidate_run;
+	}
+	return scry__out_copy(NULL, &scry__abi_verdict_summary, out, &s);
 }

@@ -94,7 +94,7 @@ lib = C.CDLL(sys.argv[1])
 class Err(C.Structure):
     _fields_ = [("code", C.c_int), ("sys_code", C.c_int), ("sqlstate", C.c_char * 6), ("message", C.c_char * 512)]
 class Session(C.Structure):
-    _fields_ = [("source", C.c_int), ("database", C.c_char_p), ("user", C.c_char_p),
+    _fields_ = [("version", C.c_uint), ("source", C.c_int), ("database", C.c_char_p), ("user", C.c_char_p),
                 ("application", C.c_char_p), ("client", C.c_char_p), ("started_us", C.c_int64)]
 class Event(C.Structure):
     _fields_ = [("session_id", C.c_int64), ("start_us", C.c_int64), ("duration_us", C.c_int64),
@@ -103,7 +103,7 @@ class Event(C.Structure):
                 ("error_message", C.c_char_p)]
 lib.scry_store_open.argtypes = [C.POINTER(C.c_void_p), C.c_char_p, C.c_void_p, C.POINTER(Err)]
 lib.scry_store_session_add.argtypes = [C.c_void_p, C.POINTER(Session), C.POINTER(C.c_int64), C.POINTER(Err)]
-lib.scry_store_append.argtypes = [C.c_void_p, C.POINTER(Event), C.c_size_t, C.POINTER(Err)]
+lib.scry_store_append.argtypes = [C.c_void_p, C.POINTER(Event), C.c_size_t, C.c_size_t, C.POINTER(Err)]
 lib.scry_store_free.argtypes = [C.c_void_p]
 err = Err()
 for path in sys.argv[3:]:
@@ -113,7 +113,7 @@ for path in sys.argv[3:]:
 s = C.c_void_p()
 assert lib.scry_store_open(C.byref(s), sys.argv[2].encode(), None, C.byref(err)) == 0, err.message
 sid = C.c_int64()
-info = Session(1, b"shop", b"app", b"web", b"10.0.0.7", 1700000000000000)
+info = Session(1, 1, b"shop", b"app", b"web", b"10.0.0.7", 1700000000000000)
 assert lib.scry_store_session_add(s, C.byref(info), C.byref(sid), C.byref(err)) == 0, err.message
 evs = (Event * 6)()
 texts = [(b"SELECT * FROM orders WHERE id = 1", 1000), (b"SELECT * FROM orders WHERE id = 2", 3000),
@@ -121,7 +121,7 @@ texts = [(b"SELECT * FROM orders WHERE id = 1", 1000), (b"SELECT * FROM orders W
          (b"SELECT * FORM orders", 10), (b"UPDATE orders SET note = 'y' WHERE id = 5", 1500)]
 for i, (q, d) in enumerate(texts):
     evs[i] = Event(sid.value, 1700000001000000 + i * 1000, d, 0, q, 0, 0, None, 1, b"42601" if b"FORM" in q else b"", None)
-assert lib.scry_store_append(s, evs, 6, C.byref(err)) == 0, err.message
+assert lib.scry_store_append(s, evs, 6, C.sizeof(Event), C.byref(err)) == 0, err.message
 lib.scry_store_free(s)
 PY
 

@@ -92,7 +92,7 @@ START_TEST(corpus_matches_pg_query)
 		bad += !same_as_pg_query(cached, s, n, "cache, repeated");
 		bad += !same_as_pg_query(tiny, s, n, "tiny cache");
 	}
-	scry_fingerprinter_stats st;
+	scry_fingerprinter_stats st = SCRY_FINGERPRINTER_STATS_INIT;
 	scry_fingerprinter_stats_get(cached, &st);
 	ck_assert_uint_eq(st.calls, 2 * corpus.n);
 	/* Every repeated call that parsed the first time is a hit. */
@@ -119,7 +119,7 @@ START_TEST(variants_match_pg_query)
 			free(m);
 		}
 	}
-	scry_fingerprinter_stats st;
+	scry_fingerprinter_stats st = SCRY_FINGERPRINTER_STATS_INIT;
 	scry_fingerprinter_stats_get(f, &st);
 	fprintf(stderr, "variants: %zu statements, %zu variants, %llu cache hits, %llu parses, %llu errors\n",
 	        corpus.n, total, (unsigned long long)st.hits, (unsigned long long)st.parses,
@@ -308,7 +308,7 @@ START_TEST(constants_do_not_reparse)
 			first = fp;
 		ck_assert_uint_eq(fp, first);
 	}
-	scry_fingerprinter_stats st;
+	scry_fingerprinter_stats st = SCRY_FINGERPRINTER_STATS_INIT;
 	scry_fingerprinter_stats_get(f, &st);
 	ck_assert_uint_eq(st.calls, 4);
 	ck_assert_uint_eq(st.parses, 1);
@@ -349,7 +349,7 @@ START_TEST(syntax_error_has_position)
 		ck_assert_msg(strstr(err.message, "syntax error at or near \"FORM\"") != NULL, "%s", err.message);
 		ck_assert_msg(strstr(err.message, "at position 10") != NULL, "%s", err.message);
 	}
-	scry_fingerprinter_stats st;
+	scry_fingerprinter_stats st = SCRY_FINGERPRINTER_STATS_INIT;
 	scry_fingerprinter_stats_get(f, &st);
 	ck_assert_uint_eq(st.errors, 2);
 	/* Not NUL-terminated input: only len bytes are read. */

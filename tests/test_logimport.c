@@ -251,7 +251,7 @@ static void check_real_log(scry_log_format fmt, const char *file, const char *pr
 	scry_logimport_options o = SCRY_LOGIMPORT_OPTIONS_INIT;
 	o.format = fmt;
 	o.line_prefix = prefix;
-	scry_logimport_stats st;
+	scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 	scry_error err = SCRY_ERROR_INIT;
 	ck_assert_msg(scry_logimport_file(s, path, &o, &st, &err) == 0, "%s", err.message);
 	int n, timed;
@@ -286,7 +286,7 @@ static void check_real_log(scry_log_format fmt, const char *file, const char *pr
 			ck_assert_str_eq((const char *)sqlite3_column_text(q, 5), "127.0.0.1");
 	}
 	sqlite3_finalize(q);
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	ck_assert_int_eq(scry_store_info_get(s, &info, &err), 0);
 	ck_assert_int_eq(info.events, 19);
 	ck_assert_uint_eq(st.patterns, (uint64_t)info.patterns);
@@ -361,7 +361,7 @@ START_TEST(both_orders)
 		L(7, "LOG:  duration: 9.000 ms");
 	char sp[300];
 	scry_store *s = open_store(sp, sizeof sp);
-	scry_logimport_stats st;
+	scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 	import_text(s, SCRY_LOG_STDERR, PREFIX, log, 7, &st);
 	char *got = events_dump(s, NULL, NULL);
 	ck_assert_str_eq(got, "S1|Q||SELECT 1\nS1|Q||SELECT 2\nS1|X||SELECT $1|5\n");
@@ -398,7 +398,7 @@ START_TEST(malformed_lines)
 		L(7, "LOG:  statement: SELECT 2");
 	char sp[300];
 	scry_store *s = open_store(sp, sizeof sp);
-	scry_logimport_stats st;
+	scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 	import_text(s, SCRY_LOG_STDERR, PREFIX, log, 1000, &st);
 	char *got = events_dump(s, NULL, NULL);
 	ck_assert_str_eq(got, "S1|Q||SELECT 1\ncontinued\nS1|Q||SELECT 2\n");
@@ -465,7 +465,7 @@ START_TEST(mid_session)
 		L(7, "LOG:  statement: SELECT\n\t  2");
 	char sp[300];
 	scry_store *s = open_store(sp, sizeof sp);
-	scry_logimport_stats st;
+	scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 	import_text(s, SCRY_LOG_STDERR, PREFIX, log, 1, &st);
 	char *got = events_dump(s, NULL, NULL);
 	ck_assert_str_eq(got, "S1|X|22P02|UPDATE t SET a = $1|x\nS1|Q|XX000|SELEC 1\nS1|Q||SELECT\n  2\n");
@@ -483,7 +483,7 @@ START_TEST(prefixes)
 {
 	char sp[300];
 	scry_store *s = open_store(sp, sizeof sp);
-	scry_logimport_stats st;
+	scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 	static const char log[] =
 		"1714557600.250 664a1b2c.1f4 5 [PostgreSQL JDBC Driver] bob db1 LOG:  statement: SELECT 1\n"
 		"1714557600.500 664a1b2c.1f5 1 [] LOG:  checkpoint starting: time\n"
@@ -533,7 +533,7 @@ START_TEST(sessions)
 		L(7, "LOG:  statement: SELECT 'b7'");
 	char sp[300];
 	scry_store *s = open_store(sp, sizeof sp);
-	scry_logimport_stats st;
+	scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 	import_text(s, SCRY_LOG_STDERR, PREFIX, log, 64, &st);
 	char *got = events_dump(s, NULL, NULL);
 	ck_assert_str_eq(got, "S1|Q||SELECT 'a7'\nS2|Q||SELECT 'a8'\nS3|Q||SELECT 'b7'\n");
@@ -563,7 +563,7 @@ START_TEST(session_eviction)
 	scry_error err = SCRY_ERROR_INIT;
 	ck_assert_int_eq(scry_logimport_new(&imp, s, &o, &err), 0);
 	ck_assert_int_eq(scry_logimport_feed(imp, log.ptr, log.size, &err), 0);
-	scry_logimport_stats st;
+	scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 	ck_assert_int_eq(scry_logimport_finish(imp, &st, &err), 0);
 	scry_logimport_free(imp);
 	ck_assert_uint_eq(st.statements, 40);
@@ -602,7 +602,7 @@ START_TEST(fixture_chunks)
 		for (size_t k = 0; k < 4; k++) {
 			char sp[300];
 			scry_store *s = open_store(sp, sizeof sp);
-			scry_logimport_stats st;
+			scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 			import_text(s, cases[c].f, cases[c].f == SCRY_LOG_STDERR ? PREFIX : NULL, text, chunks[k], &st);
 			char *got = events_dump(s, NULL, NULL);
 			ck_assert_str_eq(got, expected);
@@ -643,7 +643,7 @@ START_TEST(damaged_logs)
 			}
 			size_t cut = round % 3 ? n : rand_r(&seed) % n; /* also cut short */
 			text[cut] = 0;
-			scry_logimport_stats st;
+			scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 			import_text(s, cases[c].f, cases[c].f == SCRY_LOG_STDERR ? PREFIX : NULL, text, 1 + round * 37,
 			            &st);
 			ck_assert_uint_le(st.statements, 19 + 8);
@@ -716,13 +716,13 @@ START_TEST(proxy_vs_log)
 	char path[450];
 	snprintf(path, sizeof path, "%s/pg.csv", dir);
 	scry_store *ls = open_store(lsp, sizeof lsp);
-	scry_logimport_stats st;
+	scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 	ck_assert_msg(scry_logimport_file(ls, path, NULL, &st, &err) == 0, "%s", err.message);
 	pgtest_stop(&pc);
 
 	char *from_proxy = patterns_dump(ps), *from_log = patterns_dump(ls);
 	ck_assert_str_eq(from_log, from_proxy);
-	scry_store_info pi, li;
+	scry_store_info pi = SCRY_STORE_INFO_INIT, li = SCRY_STORE_INFO_INIT;
 	ck_assert_int_eq(scry_store_info_get(ps, &pi, NULL), 0);
 	ck_assert_int_eq(scry_store_info_get(ls, &li, NULL), 0);
 	ck_assert_int_eq(li.events, pi.events);

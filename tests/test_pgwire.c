@@ -155,7 +155,6 @@ typedef struct recs {
 	int n;
 	char user[64], db[64], app[64], params[256];
 	int startups;
-	scry_pgwire *dec; /* the decoder calling back */
 } recs;
 
 static void on_event(void *ctx, const scry_event *ev)
@@ -183,13 +182,11 @@ static void on_event(void *ctx, const scry_event *ev)
 		strncat(r->params, one, sizeof r->params - strlen(r->params) - 1);
 	}
 	r->rows = ev->rows;
-	scry_event_extra ex = SCRY_EVENT_EXTRA_INIT;
-	ck_assert_int_eq(scry_pgwire_event_extra(rs->dec, &ex), 0);
-	r->fetch = ex.fetch_rows;
-	r->flags = ex.flags;
-	r->copy_len = ex.copy_len;
-	if (ex.copy_len)
-		memcpy(r->copy, ex.copy_data, ex.copy_len < sizeof r->copy ? ex.copy_len : sizeof r->copy - 1);
+	r->fetch = ev->fetch_rows;
+	r->flags = ev->flags;
+	r->copy_len = ev->copy_len;
+	if (ev->copy_len)
+		memcpy(r->copy, ev->copy_data, ev->copy_len < sizeof r->copy ? ev->copy_len : sizeof r->copy - 1);
 	memcpy(r->sqlstate, ev->sqlstate, 6);
 	r->message = ev->error_message ? strdup(ev->error_message) : NULL;
 	r->start = ev->start_us;
@@ -221,12 +218,9 @@ static void recs_free(recs *rs)
 static int run(const convo *c, int mode, recs *rs, scry_pgwire **keep, const scry_pgwire_options *opts)
 {
 	memset(rs, 0, sizeof *rs);
-	scry_pgwire_callbacks cb = { on_startup, on_event, rs };
+	scry_pgwire_callbacks cb = { SCRY_PGWIRE_CALLBACKS_VERSION, on_startup, on_event, rs };
 	scry_pgwire *d;
 	ck_assert_int_eq(scry_pgwire_new(&d, &cb, opts, NULL), 0);
-	rs->dec = d;
-	scry_event_extra none = SCRY_EVENT_EXTRA_INIT;
-	ck_assert_int_eq(scry_pgwire_event_extra(d, &none), SCRY_EINVAL); /* only during on_event */
 	int rc = 0;
 	for (int i = 0; i < c->n && !rc; i++) {
 		const bytes *b = &c->seg[i];
@@ -455,7 +449,7 @@ START_TEST(extended_pipeline_with_error)
 	run_all(&c, &rs);
 	recs_free(&rs);
 	ck_assert_int_eq(run(&c, 0, &rs, &d, NULL), 0);
-	scry_pgwire_stats st;
+	scry_pgwire_stats st = SCRY_PGWIRE_STATS_INIT;
 	scry_pgwire_stats_get(d, &st);
 	ck_assert_int_eq(st.pending, 0);
 	ck_assert_int_eq(scry_pgwire_tx_status(d), 'I');
@@ -679,7 +673,7 @@ START_TEST(notices_status_and_transactions)
 	ck_assert_int_eq(rs.n, 2);
 	ck_assert_int_eq(rs.r[0].rows, -1);
 	ck_assert_int_eq(scry_pgwire_tx_status(d), 'T');
-	scry_pgwire_stats st;
+	scry_pgwire_stats st = SCRY_PGWIRE_STATS_INIT;
 	scry_pgwire_stats_get(d, &st);
 	ck_assert_int_eq(st.notices, 1);
 	ck_assert_int_eq(st.parameter_status, 2);

@@ -74,6 +74,7 @@ static void px_stop(px *x)
 	scry_error err = SCRY_ERROR_INIT;
 	scry_proxy_stop(x->proxy);
 	ck_assert_msg(scry_proxy_wait(x->proxy, &err) == 0, "%s", err.message);
+	x->stats.size = sizeof x->stats;
 	scry_proxy_stats_get(x->proxy, &x->stats);
 	scry_proxy_free(x->proxy);
 	x->proxy = NULL;
@@ -656,7 +657,7 @@ START_TEST(unix_socket_ssl_prefer_and_drops)
 	ck_assert_uint_eq(x.stats.events_captured, 400);
 	ck_assert_uint_eq(x.stats.events_recorded + x.stats.events_dropped, 400);
 	ck_assert_uint_gt(x.stats.events_recorded, 0);
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	ck_assert_int_eq(scry_store_info_get(x.store, &info, NULL), 0);
 	ck_assert_int_eq(info.events, (int64_t)x.stats.events_recorded);
 	px_free(&x);
@@ -742,7 +743,7 @@ START_TEST(upstream_down)
 	PQfinish(c);
 	scry_proxy_stop(p);
 	ck_assert_int_eq(scry_proxy_wait(p, &err), 0);
-	scry_proxy_stats stats;
+	scry_proxy_stats stats = SCRY_PROXY_STATS_INIT;
 	scry_proxy_stats_get(p, &stats);
 	ck_assert_uint_ge(stats.connections_failed, 1);
 	ck_assert_uint_eq(stats.connections_active, 0);

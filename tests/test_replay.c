@@ -42,7 +42,7 @@ static void drop_store(scry_store *s)
 
 static int64_t add_session(scry_store *s, int64_t start)
 {
-	scry_session_info info = { SCRY_SOURCE_API, "postgres", "postgres", "test", "[local]", start };
+	scry_session_info info = { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_API, "postgres", "postgres", "test", "[local]", start };
 	int64_t id = 0;
 	scry_error err = SCRY_ERROR_INIT;
 	ck_assert_msg(scry_store_session_add(s, &info, &id, &err) == 0, "%s", err.message);
@@ -60,7 +60,7 @@ static void add_simple(scry_store *s, int64_t session, int64_t start, const char
 	ev.query = sql;
 	ev.rows = rows;
 	scry_error err = SCRY_ERROR_INIT;
-	ck_assert_msg(scry_store_append(s, &ev, 1, &err) == 0, "%s", err.message);
+	ck_assert_msg(scry_store_append(s, &ev, 1, sizeof(scry_event), &err) == 0, "%s", err.message);
 }
 
 static void add_ext(scry_store *s, int64_t session, int64_t start, const char *sql, const scry_param *p, int np)
@@ -76,7 +76,7 @@ static void add_ext(scry_store *s, int64_t session, int64_t start, const char *s
 	ev.nparams = np;
 	ev.rows = -1;
 	scry_error err = SCRY_ERROR_INIT;
-	ck_assert_msg(scry_store_append(s, &ev, 1, &err) == 0, "%s", err.message);
+	ck_assert_msg(scry_store_append(s, &ev, 1, sizeof(scry_event), &err) == 0, "%s", err.message);
 }
 
 typedef struct collected {
@@ -136,7 +136,7 @@ START_TEST(test_samples_correct)
 	scry_replay *r = NULL;
 	scry_error err = SCRY_ERROR_INIT;
 	ck_assert_int_eq(scry_replay_new(&r, s, &o, &err), 0);
-	scry_replay_result res;
+	scry_replay_result res = SCRY_REPLAY_RESULT_INIT;
 	ck_assert_msg(scry_replay_run(r, g_db_conninfo, "base", &res, &err) == 0, "%s", err.message);
 	ck_assert_int_eq(res.executions, 15);
 	ck_assert_int_eq(res.errors, 6);
@@ -189,7 +189,7 @@ START_TEST(test_extended_params)
 	scry_replay *r = NULL;
 	scry_error err = SCRY_ERROR_INIT;
 	ck_assert_int_eq(scry_replay_new(&r, s, NULL, &err), 0);
-	scry_replay_result res;
+	scry_replay_result res = SCRY_REPLAY_RESULT_INIT;
 	ck_assert_msg(scry_replay_run(r, g_db_conninfo, "ext", &res, &err) == 0, "%s", err.message);
 	ck_assert_int_eq(res.executions, 4);
 	ck_assert_int_eq(res.errors, 0);
@@ -262,7 +262,7 @@ START_TEST(test_rollback_isolation)
 	scry_replay *r = NULL;
 	scry_error err = SCRY_ERROR_INIT;
 	ck_assert_int_eq(scry_replay_new(&r, s, &o, &err), 0);
-	scry_replay_result res;
+	scry_replay_result res = SCRY_REPLAY_RESULT_INIT;
 	ck_assert_msg(scry_replay_run(r, g_db_conninfo, "rb", &res, &err) == 0, "%s", err.message);
 	ck_assert_int_eq(res.executions, 20 * 14 * 2);
 	/* Writes really ran: their row counts are those of the captured statements. */
@@ -322,7 +322,7 @@ START_TEST(test_timeout_and_reconnect)
 	scry_replay *r = NULL;
 	scry_error err = SCRY_ERROR_INIT;
 	ck_assert_int_eq(scry_replay_new(&r, s, &o, &err), 0);
-	scry_replay_result res;
+	scry_replay_result res = SCRY_REPLAY_RESULT_INIT;
 	ck_assert_msg(scry_replay_run(r, g_db_conninfo, "to", &res, &err) == 0, "%s", err.message);
 	ck_assert_int_eq(res.executions, 3);
 	ck_assert_int_eq(res.timeouts, 1);
@@ -363,7 +363,7 @@ START_TEST(test_wrong_password_and_down)
 	ck_assert_int_eq(scry_replay_new(&r, s, NULL, &err), 0);
 	char ci[512];
 	snprintf(ci, sizeof ci, "host=127.0.0.1 port=%d user=pwuser password=wrong dbname=postgres", g_pg.port);
-	scry_replay_result res;
+	scry_replay_result res = SCRY_REPLAY_RESULT_INIT;
 	ck_assert_int_eq(scry_replay_run(r, ci, "pw", &res, &err), SCRY_ECONNECT);
 	ck_assert_msg(strstr(err.message, "127.0.0.1") && strstr(err.message, "pwuser") &&
 	              strstr(err.message, "password"), "%s", err.message);
@@ -406,7 +406,7 @@ START_TEST(test_cancel)
 	ck_assert_int_eq(scry_replay_new(&r, s, NULL, &err), 0);
 	pthread_t th;
 	pthread_create(&th, NULL, cancel_later, r);
-	scry_replay_result res;
+	scry_replay_result res = SCRY_REPLAY_RESULT_INIT;
 	ck_assert_int_eq(scry_replay_run(r, g_db_conninfo, "cancelled", &res, &err), SCRY_ECANCELED);
 	pthread_join(th, NULL);
 	/* stopped part-way (all of it takes over 2 s), with what ran recorded */
@@ -449,7 +449,7 @@ START_TEST(test_ab_pairing)
 	scry_replay *r = NULL;
 	scry_error err = SCRY_ERROR_INIT;
 	ck_assert_int_eq(scry_replay_new(&r, s, &o, &err), 0);
-	scry_replay_result ra, rb;
+	scry_replay_result ra = SCRY_REPLAY_RESULT_INIT, rb = SCRY_REPLAY_RESULT_INIT;
 	ck_assert_msg(scry_replay_run_ab(r, cia, "A", cib, "B", &ra, &rb, &err) == 0, "%s", err.message);
 	ck_assert_int_eq(ra.executions, 6 * 14 * 2);
 	ck_assert_int_eq(rb.executions, 6 * 14 * 2);
@@ -492,7 +492,7 @@ START_TEST(test_timed_mode)
 	scry_replay *r = NULL;
 	scry_error err = SCRY_ERROR_INIT;
 	ck_assert_int_eq(scry_replay_new(&r, s, &o, &err), 0);
-	scry_replay_result res;
+	scry_replay_result res = SCRY_REPLAY_RESULT_INIT;
 	ck_assert_msg(scry_replay_run(r, g_db_conninfo, "timed", &res, &err) == 0, "%s", err.message);
 	ck_assert_int_eq(res.executions, 30);
 	/* 270 ms of capture at speed 2 is at least 135 ms of replay */
@@ -520,7 +520,7 @@ START_TEST(test_fd_limit)
 	scry_replay *r = NULL;
 	scry_error err = SCRY_ERROR_INIT;
 	ck_assert_int_eq(scry_replay_new(&r, s, &o, &err), 0);
-	scry_replay_result res;
+	scry_replay_result res = SCRY_REPLAY_RESULT_INIT;
 	int rc = scry_replay_run(r, g_db_conninfo, "fds", &res, &err);
 	setrlimit(RLIMIT_NOFILE, &old);
 	ck_assert_int_eq(rc, SCRY_ELIMIT);
@@ -562,13 +562,13 @@ START_TEST(test_many_sessions)
 		}
 	}
 	scry_error err = SCRY_ERROR_INIT;
-	ck_assert_msg(scry_store_append(s, evs, (size_t)N * 2, &err) == 0, "%s", err.message);
+	ck_assert_msg(scry_store_append(s, evs, (size_t)N * 2, sizeof(scry_event), &err) == 0, "%s", err.message);
 	free(evs);
 	scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
 	o.concurrency = N;
 	scry_replay *r = NULL;
 	ck_assert_int_eq(scry_replay_new(&r, s, &o, &err), 0);
-	scry_replay_result res;
+	scry_replay_result res = SCRY_REPLAY_RESULT_INIT;
 	ck_assert_msg(scry_replay_run(r, g_db_conninfo, "many", &res, &err) == 0, "%s", err.message);
 	ck_assert_int_eq(res.executions, N * 2);
 	ck_assert_int_eq(res.errors, 0);

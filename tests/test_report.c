@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,7 @@ static scry_store *make_store(void)
 	scry_store *s;
 	scry_error err = SCRY_ERROR_INIT;
 	ck_assert(scry_store_open(&s, path, NULL, &err) == 0);
-	scry_session_info si = { SCRY_SOURCE_API, "db", "u", "app", "[local]", 1700000000000000 };
+	scry_session_info si = { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_API, "db", "u", "app", "[local]", 1700000000000000 };
 	int64_t sid;
 	ck_assert(scry_store_session_add(s, &si, &sid, &err) == 0);
 	static const char *const q[] = {
@@ -39,7 +40,7 @@ static scry_store *make_store(void)
 		ev.duration_us = 500;
 		ev.query = q[i % 4];
 		ev.rows = 1;
-		ck_assert_msg(scry_store_append(s, &ev, 1, &err) == 0, "%s", err.message);
+		ck_assert_msg(scry_store_append(s, &ev, 1, sizeof(scry_event), &err) == 0, "%s", err.message);
 	}
 	int64_t ra, rb;
 	ck_assert(scry_store_run_begin(s, "base <1>", "a", NULL, &ra, &err) == 0);
@@ -54,8 +55,8 @@ static scry_store *make_store(void)
 			snprintf(b.sqlstate, 6, "42703");
 		if (p == 2)
 			snprintf(a.sqlstate, 6, "42703");
-		ck_assert(scry_store_samples_append(s, ra, &a, 1, &err) == 0);
-		ck_assert(scry_store_samples_append(s, rb, &b, 1, &err) == 0);
+		ck_assert(scry_store_samples_append(s, ra, &a, 1, sizeof(scry_sample), &err) == 0);
+		ck_assert(scry_store_samples_append(s, rb, &b, 1, sizeof(scry_sample), &err) == 0);
 	}
 	return s;
 }
@@ -168,6 +169,54 @@ START_TEST(test_formats_agree)
 }
 END_TEST
 
+/* An allocator that fails the n-th allocation only, the others succeed (n < 0: none fails). */
+static long alloc_left = -1;
+static bool may_allocate(void)
+{
+	if (alloc_left < 0)
+		return true;
+	return alloc_left-- != 0;
+}
+static void *fail_malloc(size_t n) { return may_allocate() ? malloc(n) : NULL; }
+static void *fail_realloc(void *p, size_t n) { return may_allocate() ? realloc(p, n) : NULL; }
+
+/* Out of memory anywhere in a rendering is SCRY_ENOMEM, never a truncated report returned as a success. */
+START_TEST(test_oom_is_never_truncated_success)
+{
+	scry_store *s = make_store();
+	scry_verdict *v;
+	scry_error err = SCRY_ERROR_INIT;
+	ck_assert_msg(scry_verdict_compute(&v, s, "base <1>", "cand \"2\"", NULL, &err) == 0, "%s", err.message);
+	for (int f = SCRY_REPORT_TEXT; f <= SCRY_REPORT_JUNIT; f++) {
+		char *want = render(v, (scry_report_format)f);
+		int failures = 0;
+		for (long n = 0; n < 400; n++) {
+			scry_buf b = SCRY_BUF_INIT;
+			alloc_left = n;
+			scry_set_allocator(&(scry_allocator){ fail_malloc, fail_realloc, free });
+			int rc = scry_report_render(v, (scry_report_format)f, &b, &err);
+			scry_set_allocator(NULL);
+			alloc_left = -1;
+			if (rc == 0)
+				ck_assert_msg(b.ptr && !strcmp(b.ptr, want), "format %d, allocation %ld: a different text", f, n);
+			else {
+				ck_assert_int_eq(rc, SCRY_ENOMEM);
+				ck_assert_uint_eq(b.size, 0);
+				failures++;
+			}
+			scry_buf_dispose(&b);
+			if (rc == 0)
+				break;
+		}
+		ck_assert_int_gt(failures, 0); /* the failing allocator was reached */
+		free(want);
+	}
+	scry_verdict_free(v);
+	scry_store_free(s);
+	unlink(path);
+}
+END_TEST
+
 START_TEST(test_format_parse)
 {
 	scry_report_format f;
@@ -188,6 +237,7 @@ int main(void)
 	TCase *tc = tcase_create("render");
 	tcase_add_test(tc, test_formats_agree);
 	tcase_add_test(tc, test_format_parse);
+	tcase_add_test(tc, test_oom_is_never_truncated_success);
 	suite_add_tcase(s, tc);
 	return pgtest_run_suite(s, 1);
 }

@@ -99,7 +99,7 @@ static scry_store *open_store(void)
 
 static int64_t add_session(scry_store *s, int64_t started)
 {
-	scry_session_info si = { SCRY_SOURCE_API, "shop", "app", "web", "[local]", started };
+	scry_session_info si = { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_API, "shop", "app", "web", "[local]", started };
 	int64_t id = 0;
 	ck_assert_int_eq(scry_store_session_add(s, &si, &id, NULL), 0);
 	ck_assert_int_gt(id, 0);
@@ -123,7 +123,7 @@ START_TEST(creates_schema_in_wal)
 {
 	scry_store *s = open_store();
 	ck_assert_str_eq(scry_store_path(s), path);
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	ck_assert_int_eq(scry_store_info_get(s, &info, NULL), 0);
 	ck_assert_int_eq(info.events, 0);
 	ck_assert_int_eq(info.schema_version, SCRY_STORE_SCHEMA_VERSION);
@@ -190,9 +190,9 @@ START_TEST(append_and_read_back_in_order)
 	}
 	scry_error err = SCRY_ERROR_INIT;
 	/* Two batches: the second starts mid-way, sequence numbers continue. */
-	ck_assert_int_eq(scry_store_append(s, evs, 4, &err), 0);
-	ck_assert_int_eq(scry_store_append(s, evs + 4, NTEXTS - 4, &err), 0);
-	ck_assert_int_eq(scry_store_append(s, evs, 0, &err), 0);
+	ck_assert_int_eq(scry_store_append(s, evs, 4, sizeof(scry_event), &err), 0);
+	ck_assert_int_eq(scry_store_append(s, evs + 4, NTEXTS - 4, sizeof(scry_event), &err), 0);
+	ck_assert_int_eq(scry_store_append(s, evs, 0, sizeof(scry_event), &err), 0);
 
 	scry_event_iter *it;
 	ck_assert_int_eq(scry_store_events(s, NULL, &it, &err), 0);
@@ -238,7 +238,7 @@ START_TEST(append_and_read_back_in_order)
 	ck_assert_uint_eq(i, NTEXTS);
 	scry_event_iter_free(it);
 
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	ck_assert_int_eq(scry_store_info_get(s, &info, NULL), 0);
 	ck_assert_int_eq(info.events, NTEXTS);
 	ck_assert_int_eq(info.sessions, 2);
@@ -268,8 +268,8 @@ START_TEST(patterns_count_and_latency)
 		if (i == 5)
 			evs[i].duration_us = -1; /* unknown: not in the mean */
 	}
-	ck_assert_int_eq(scry_store_append(s, evs, 30, NULL), 0);
-	ck_assert_int_eq(scry_store_append(s, evs + 30, 30, NULL), 0);
+	ck_assert_int_eq(scry_store_append(s, evs, 30, sizeof(scry_event), NULL), 0);
+	ck_assert_int_eq(scry_store_append(s, evs + 30, 30, sizeof(scry_event), NULL), 0);
 	scry_pattern_iter *it;
 	ck_assert_int_eq(scry_store_patterns(s, &it, NULL), 0);
 	const scry_pattern *p;
@@ -322,7 +322,7 @@ START_TEST(parse_errors_are_kept)
 	scry_store *s = open_store();
 	int64_t sid = add_session(s, 0);
 	scry_event evs[3] = { ev(sid, 1, 5, "SELECT * FORM t"), ev(sid, 2, 5, "SELECT * FORM t"), ev(sid, 3, 5, "SELEC 1") };
-	ck_assert_int_eq(scry_store_append(s, evs, 3, NULL), 0);
+	ck_assert_int_eq(scry_store_append(s, evs, 3, sizeof(scry_event), NULL), 0);
 	scry_pattern_iter *it;
 	ck_assert_int_eq(scry_store_patterns(s, &it, NULL), 0);
 	const scry_pattern *p;
@@ -352,8 +352,8 @@ START_TEST(marker_bytes_round_trip)
 	scry_event evs[5];
 	for (int i = 0; i < 5; i++)
 		evs[i] = ev(sid, i, 1, q[i]);
-	ck_assert_int_eq(scry_store_append(s, evs, 5, NULL), 0);
-	ck_assert_int_eq(scry_store_append(s, evs + 1, 1, NULL), 0); /* the raw text again */
+	ck_assert_int_eq(scry_store_append(s, evs, 5, sizeof(scry_event), NULL), 0);
+	ck_assert_int_eq(scry_store_append(s, evs + 1, 1, sizeof(scry_event), NULL), 0); /* the raw text again */
 	scry_event_iter *it;
 	ck_assert_int_eq(scry_store_events(s, NULL, &it, NULL), 0);
 	const scry_stored_event *e;
@@ -378,26 +378,70 @@ START_TEST(batch_is_all_or_nothing)
 	scry_store *s = open_store();
 	int64_t sid = add_session(s, 0);
 	scry_event good[2] = { ev(sid, 1, 5, "SELECT 1"), ev(sid, 2, 5, "SELECT 2 FROM t") };
-	ck_assert_int_eq(scry_store_append(s, good, 2, NULL), 0);
+	ck_assert_int_eq(scry_store_append(s, good, 2, sizeof(scry_event), NULL), 0);
 	scry_event bad[3] = { ev(sid, 3, 5, "SELECT 3 FROM u"), ev(sid + 99, 4, 5, "SELECT 4"), ev(sid, 5, 5, "SELECT 5") };
 	scry_error err = SCRY_ERROR_INIT;
-	ck_assert_int_eq(scry_store_append(s, bad, 3, &err), SCRY_ENOTFOUND);
+	ck_assert_int_eq(scry_store_append(s, bad, 3, sizeof(scry_event), &err), SCRY_ENOTFOUND);
 	ck_assert_msg(strstr(err.message, "session") != NULL, "%s", err.message);
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	ck_assert_int_eq(scry_store_info_get(s, &info, NULL), 0);
 	ck_assert_int_eq(info.events, 2);
 	ck_assert_int_eq(info.patterns, 2); /* the pattern of "SELECT 3 FROM u" was rolled back */
 	/* The store keeps working after the failed batch, and numbering continues. */
-	ck_assert_int_eq(scry_store_append(s, bad, 1, NULL), 0);
-	ck_assert_int_eq(scry_store_append(s, good, 2, NULL), 0);
+	ck_assert_int_eq(scry_store_append(s, bad, 1, sizeof(scry_event), NULL), 0);
+	ck_assert_int_eq(scry_store_append(s, good, 2, sizeof(scry_event), NULL), 0);
 	ck_assert_int_eq(scry_store_info_get(s, &info, NULL), 0);
 	ck_assert_int_eq(info.events, 5);
 	ck_assert_int_eq(info.patterns, 3);
 	ck_assert_int_eq(raw_int(path, "SELECT max(seq) FROM events"), 5);
 	ck_assert_int_eq(raw_int(path, "SELECT count(DISTINCT seq) FROM events"), 5);
-	ck_assert_int_eq(scry_store_append(NULL, good, 1, NULL), SCRY_EINVAL);
-	ck_assert_int_eq(scry_store_append(s, NULL, 1, NULL), SCRY_EINVAL);
+	ck_assert_int_eq(scry_store_append(NULL, good, 1, sizeof(scry_event), NULL), SCRY_EINVAL);
+	ck_assert_int_eq(scry_store_append(s, NULL, 1, sizeof(scry_event), NULL), SCRY_EINVAL);
 	scry_store_free(s);
+}
+END_TEST
+
+/* Transactions through the store: commit keeps, rollback undoes, and a
+ * session added then rolled back is forgotten (it used to stay cached). */
+START_TEST(transactions_keep_caches_right)
+{
+	scry_store *s = open_store();
+	scry_error err = SCRY_ERROR_INIT;
+	ck_assert_int_eq(scry_store_commit(s, &err), SCRY_EINVAL);
+	ck_assert_int_eq(scry_store_begin(s, &err), 0);
+	ck_assert_int_eq(scry_store_begin(s, &err), SCRY_EINVAL);
+	ck_assert_msg(strstr(err.message, "already open"), "%s", err.message);
+	int64_t kept = add_session(s, 0);
+	scry_event e1[1] = { ev(kept, 1, 5, "SELECT 1") };
+	ck_assert_int_eq(scry_store_append(s, e1, 1, sizeof(scry_event), &err), 0);
+	/* A failing append inside the transaction undoes only itself. */
+	scry_event bad[2] = { ev(kept, 2, 5, "SELECT 2 FROM t"), ev(kept + 99, 3, 5, "SELECT 3") };
+	ck_assert_int_eq(scry_store_append(s, bad, 2, sizeof(scry_event), &err), SCRY_ENOTFOUND);
+	ck_assert_int_eq(scry_store_commit(s, &err), 0);
+	scry_store_info info = SCRY_STORE_INFO_INIT;
+	ck_assert_int_eq(scry_store_info_get(s, &info, NULL), 0);
+	ck_assert_int_eq(info.events, 1);
+	ck_assert_int_eq(info.patterns, 1);
+
+	ck_assert_int_eq(scry_store_begin(s, &err), 0);
+	int64_t gone = add_session(s, 0);
+	scry_event e2[1] = { ev(gone, 4, 5, "SELECT 4 FROM u") };
+	ck_assert_int_eq(scry_store_append(s, e2, 1, sizeof(scry_event), &err), 0);
+	scry_store_rollback(s);
+	scry_store_rollback(s); /* none open: harmless */
+	ck_assert_int_eq(scry_store_info_get(s, &info, NULL), 0);
+	ck_assert_int_eq(info.events, 1);
+	ck_assert_int_eq(info.sessions, 1);
+	ck_assert_int_eq(info.patterns, 1);
+	/* The rolled-back session is unknown now, not served from a stale cache. */
+	ck_assert_int_eq(scry_store_append(s, e2, 1, sizeof(scry_event), &err), SCRY_ENOTFOUND);
+	ck_assert_int_eq(scry_store_append(s, e1, 1, sizeof(scry_event), &err), 0);
+	ck_assert_int_eq(raw_int(path, "SELECT count(*) FROM events"), 2);
+	/* Freeing with a transaction open rolls it back. */
+	ck_assert_int_eq(scry_store_begin(s, &err), 0);
+	ck_assert_int_eq(scry_store_append(s, e1, 1, sizeof(scry_event), &err), 0);
+	scry_store_free(s);
+	ck_assert_int_eq(raw_int(path, "SELECT count(*) FROM events"), 2);
 }
 END_TEST
 
@@ -406,12 +450,12 @@ START_TEST(reopen_continues)
 	scry_store *s = open_store();
 	int64_t sid = add_session(s, 0);
 	scry_event a[2] = { ev(sid, 1, 5, "SELECT * FROM t WHERE a = 1"), ev(sid, 2, 5, "SELECT * FROM t WHERE a = 2") };
-	ck_assert_int_eq(scry_store_append(s, a, 2, NULL), 0);
+	ck_assert_int_eq(scry_store_append(s, a, 2, sizeof(scry_event), NULL), 0);
 	scry_store_free(s);
 	s = open_store();
 	scry_event b[2] = { ev(sid, 3, 7, "SELECT * FROM t WHERE a = 3"), ev(sid, 4, 5, "SELECT * FROM t WHERE b = 'x'") };
-	ck_assert_int_eq(scry_store_append(s, b, 2, NULL), 0);
-	scry_store_info info;
+	ck_assert_int_eq(scry_store_append(s, b, 2, sizeof(scry_event), NULL), 0);
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	ck_assert_int_eq(scry_store_info_get(s, &info, NULL), 0);
 	ck_assert_int_eq(info.events, 4);
 	ck_assert_int_eq(info.statements, 2); /* the reopened store reused the first template */
@@ -426,7 +470,7 @@ START_TEST(reopen_continues)
 	ck_assert_int_eq(scry_store_open(&s, path, &o, &err), 0);
 	ck_assert_int_eq(scry_store_info_get(s, &info, NULL), 0);
 	ck_assert_int_eq(info.events, 4);
-	ck_assert_int_lt(scry_store_append(s, b, 1, &err), 0);
+	ck_assert_int_lt(scry_store_append(s, b, 1, sizeof(scry_event), &err), 0);
 	ck_assert_msg(strstr(err.message, "read-only") != NULL, "%s", err.message);
 	scry_store_free(s);
 }
@@ -556,16 +600,12 @@ START_TEST(upgrades_schema_1)
 	ck_assert_int_eq(scry_store_session_set_params(s, sid, "options=-c search_path=app", NULL), 0);
 	ck_assert_int_eq(scry_store_session_set_params(s, sid + 100, "x=y", NULL), SCRY_ENOTFOUND);
 	scry_event more[2] = { ev(sid, 2000, 5, "COPY t FROM STDIN"), ev(sid, 3000, 5, "SELECT * FROM t WHERE a = 'cut") };
-	scry_event_extra ex[2] = { SCRY_EVENT_EXTRA_INIT, SCRY_EVENT_EXTRA_INIT };
 	more[0].kind = SCRY_EVENT_COPY;
-	ex[0].copy_data = "1\tx\n";
-	ex[0].copy_len = 4;
-	ex[1].flags = SCRY_EVENT_F_TRUNCATED;
-	ex[1].fetch_rows = 100;
-	ex[1].version = 99;
-	ck_assert_int_eq(scry_store_append_ex(s, more, ex, 2, NULL), SCRY_EINVAL); /* unknown version: nothing written */
-	ex[1].version = SCRY_EVENT_EXTRA_VERSION;
-	ck_assert_int_eq(scry_store_append_ex(s, more, ex, 2, NULL), 0);
+	more[0].copy_data = "1\tx\n";
+	more[0].copy_len = 4;
+	more[1].flags = SCRY_EVENT_F_TRUNCATED;
+	more[1].fetch_rows = 100;
+	ck_assert_int_eq(scry_store_append(s, more, 2, sizeof more[0], NULL), 0);
 	ck_assert_int_eq(scry_store_events(s, NULL, &it, NULL), 0);
 	ck_assert_int_eq(scry_event_iter_next(it, &se, NULL), 1);
 	ck_assert_str_eq(se->session_params, "options=-c search_path=app");
@@ -616,7 +656,7 @@ START_TEST(refuses_corrupt_store)
 	scry_store *s = open_store();
 	int64_t sid = add_session(s, 0);
 	scry_event e = ev(sid, 1, 1, "SELECT 1");
-	ck_assert_int_eq(scry_store_append(s, &e, 1, NULL), 0);
+	ck_assert_int_eq(scry_store_append(s, &e, 1, sizeof(scry_event), NULL), 0);
 	scry_store_free(s);
 	raw_sql(path, "PRAGMA wal_checkpoint(TRUNCATE)");
 	/* Keep the 100-byte header, smash the schema page behind it. */
@@ -658,14 +698,14 @@ START_TEST(runs_samples_plans)
 	scry_store *s = open_store();
 	int64_t sid = add_session(s, 0);
 	scry_event evs[2] = { ev(sid, 1, 5, "SELECT * FROM t WHERE a = 1"), ev(sid, 2, 5, "SELECT * FROM u") };
-	ck_assert_int_eq(scry_store_append(s, evs, 2, NULL), 0);
+	ck_assert_int_eq(scry_store_append(s, evs, 2, sizeof(scry_event), NULL), 0);
 	int64_t run, found;
 	scry_error err = SCRY_ERROR_INIT;
 	ck_assert_int_eq(scry_store_run_find(s, "baseline", &found, &err), SCRY_ENOTFOUND);
 	ck_assert_int_eq(scry_store_run_begin(s, "baseline", "dbname=a", NULL, &run, NULL), 0);
 	scry_sample smp[4] = { { 2, 0, 900, 3, "" }, { 1, 0, 100, 1, "" }, { 1, 1, 120, 1, "" }, { 2, 1, 50, -1, "57014" } };
-	ck_assert_int_eq(scry_store_samples_append(s, run, smp, 4, NULL), 0);
-	scry_run_summary sum = { 4, 1, 1, 0, 1234.5, "{\"x\":1}" };
+	ck_assert_int_eq(scry_store_samples_append(s, run, smp, 4, sizeof(scry_sample), NULL), 0);
+	scry_run_summary sum = { SCRY_RUN_SUMMARY_VERSION, 4, 1, 1, 0, 1234.5, "{\"x\":1}" };
 	ck_assert_int_eq(scry_store_run_end(s, run, &sum, NULL), 0);
 	ck_assert_int_eq(scry_store_run_end(s, run + 50, &sum, NULL), SCRY_ENOTFOUND);
 	ck_assert_int_eq(scry_store_run_find(s, "baseline", &found, NULL), 0);
@@ -694,7 +734,7 @@ START_TEST(runs_samples_plans)
 	scry_buf_dispose(&b);
 	ck_assert_int_eq(scry_store_plan_get(s, run, fp ^ 1, &b, NULL), SCRY_ENOTFOUND);
 	ck_assert_int_eq(scry_store_plan_put(s, run, fp ^ 1, 2, "{}", NULL), SCRY_ENOTFOUND);
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	ck_assert_int_eq(scry_store_info_get(s, &info, NULL), 0);
 	ck_assert_int_eq(info.runs, 1);
 	ck_assert_int_eq(info.samples, 4);
@@ -723,9 +763,9 @@ START_TEST(repetitive_stream_is_compact)
 			}
 			evs[i] = ev(sids[k % 8], 1700000001000000 + k * 250, 100 + k % 50, bufs[i]);
 		}
-		ck_assert_int_eq(scry_store_append(s, evs, B, NULL), 0);
+		ck_assert_int_eq(scry_store_append(s, evs, B, sizeof(scry_event), NULL), 0);
 	}
-	scry_store_info info;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
 	ck_assert_int_eq(scry_store_info_get(s, &info, NULL), 0);
 	ck_assert_int_eq(info.events, N);
 	ck_assert_int_eq(info.statements, 4);
@@ -767,6 +807,7 @@ int main(void)
 	tcase_add_test(tc, parse_errors_are_kept);
 	tcase_add_test(tc, marker_bytes_round_trip);
 	tcase_add_test(tc, batch_is_all_or_nothing);
+	tcase_add_test(tc, transactions_keep_caches_right);
 	tcase_add_test(tc, reopen_continues);
 	tcase_add_test(tc, refuses_newer_schema);
 	tcase_add_test(tc, upgrades_schema_1);

@@ -4,7 +4,7 @@
 set -u
 lib=${SCRY_LIB:?SCRY_LIB must name libscry.so (ctest sets it)}
 command -v nm >/dev/null || { echo "nm not found (binutils)"; exit 1; }
-syms=$(nm -D --defined-only "$lib" | awk 'NF >= 3 { print $3 }' | sed 's/@.*//' | sort -u)
+syms=$(nm -D --defined-only "$lib" | awk 'NF >= 3 && $2 != "A" { print $3 }' | sed 's/@.*//' | sort -u)
 count=$(printf '%s\n' "$syms" | grep -c . || true)
 if [ "$count" -lt 20 ]; then
   echo "FAIL: only $count exported symbols in $lib; the public API is missing"
@@ -30,4 +30,14 @@ done
 for unwanted in pg_query_fingerprint pg_query_parse XXH3_64bits XXH64 sqlite3_open; do
   printf '%s\n' "$syms" | grep -qx "$unwanted" && { echo "FAIL: $unwanted is exported"; exit 1; }
 done
-echo "ok: $count exported symbols, all scry_*"
+# Every exported function carries a symbol version (lib/libscry.map): the
+# first is SCRY_0.1; a later node may only add.
+unversioned=$(nm -D --defined-only "$lib" | awk 'NF >= 3 && $3 ~ /^scry_/ && $3 !~ /@@?SCRY_[0-9]+\.[0-9]+$/ { print $3 }')
+if [ -n "$unversioned" ]; then
+  echo "FAIL: exported symbols without a SCRY_x.y version (lib/libscry.map):"
+  printf '  %s\n' $unversioned
+  exit 1
+fi
+nm -D --defined-only "$lib" | grep -q ' scry_store_open@@SCRY_0\.1$' \
+  || { echo "FAIL: scry_store_open is not versioned SCRY_0.1"; exit 1; }
+echo "ok: $count exported symbols, all scry_*, all versioned"

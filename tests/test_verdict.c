@@ -90,7 +90,7 @@ typedef struct synth {
 static void build(scry_store *s, const synth *sp, size_t nsp, int rounds)
 {
 	scry_error err = SCRY_ERROR_INIT;
-	scry_session_info si = { SCRY_SOURCE_API, "db", "u", "app", "[local]", 1700000000000000 };
+	scry_session_info si = { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_API, "db", "u", "app", "[local]", 1700000000000000 };
 	int64_t sid;
 	ck_assert(scry_store_session_add(s, &si, &sid, &err) == 0);
 	for (size_t p = 0; p < nsp; p++)
@@ -103,7 +103,7 @@ static void build(scry_store *s, const synth *sp, size_t nsp, int rounds)
 			ev.kind = SCRY_EVENT_SIMPLE;
 			ev.query = sp[p].sql;
 			ev.rows = sp[p].base_rows;
-			ck_assert_msg(scry_store_append(s, &ev, 1, &err) == 0, "%s", err.message);
+			ck_assert_msg(scry_store_append(s, &ev, 1, sizeof(scry_event), &err) == 0, "%s", err.message);
 		}
 	int64_t ra, rb;
 	ck_assert(scry_store_run_begin(s, "A", "a", NULL, &ra, &err) == 0);
@@ -120,8 +120,8 @@ static void build(scry_store *s, const synth *sp, size_t nsp, int rounds)
 					snprintf(b.sqlstate, 6, "%s", sp[p].cand_state);
 				if (sp[p].cand_fail_every && i % sp[p].cand_fail_every == 0)
 					snprintf(b.sqlstate, 6, "23505");
-				ck_assert(scry_store_samples_append(s, ra, &a, 1, &err) == 0);
-				ck_assert(scry_store_samples_append(s, rb, &b, 1, &err) == 0);
+				ck_assert(scry_store_samples_append(s, ra, &a, 1, sizeof(scry_sample), &err) == 0);
+				ck_assert(scry_store_samples_append(s, rb, &b, 1, sizeof(scry_sample), &err) == 0);
 			}
 }
 
@@ -192,7 +192,7 @@ START_TEST(test_classes)
 	for (size_t i = 0; i < 3; i++)
 		ck_assert(scry_verdict_get(v, i)->flagged);
 	ck_assert(scry_verdict_get(v, 10) == NULL);
-	scry_verdict_summary sum;
+	scry_verdict_summary sum = SCRY_VERDICT_SUMMARY_INIT;
 	scry_verdict_summarize(v, &sum);
 	ck_assert_uint_eq(sum.by_class[SCRY_CLASS_REGRESSED], 2);
 	ck_assert_uint_eq(sum.patterns, 10);
@@ -429,7 +429,7 @@ static const char *const workload[] = {
 static void capture(scry_store *s, const char *const *sqls, size_t nsql, int execs)
 {
 	scry_error err = SCRY_ERROR_INIT;
-	scry_session_info si = { SCRY_SOURCE_API, "acc", "postgres", "test", "[local]", 1700000000000000 };
+	scry_session_info si = { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_API, "acc", "postgres", "test", "[local]", 1700000000000000 };
 	int64_t sid;
 	ck_assert(scry_store_session_add(s, &si, &sid, &err) == 0);
 	for (int i = 0; i < execs; i++)
@@ -452,7 +452,7 @@ static void capture(scry_store *s, const char *const *sqls, size_t nsql, int exe
 			ev.nparams = 1;
 			ev.params = &prm;
 			ev.rows = 1;
-			ck_assert_msg(scry_store_append(s, &ev, 1, &err) == 0, "%s", err.message);
+			ck_assert_msg(scry_store_append(s, &ev, 1, sizeof(scry_event), &err) == 0, "%s", err.message);
 		}
 }
 
@@ -529,8 +529,8 @@ static void measure(scry_store *s, const char *a, const char *b, const char *la,
 	int64_t ra, rb;
 	ck_assert(scry_store_run_begin(s, la, "a", NULL, &ra, &err) == 0);
 	ck_assert(scry_store_run_begin(s, lb, "b", NULL, &rb, &err) == 0);
-	ck_assert(scry_store_samples_append(s, ra, sa, k, &err) == 0);
-	ck_assert(scry_store_samples_append(s, rb, sb, k, &err) == 0);
+	ck_assert(scry_store_samples_append(s, ra, sa, k, sizeof(scry_sample), &err) == 0);
+	ck_assert(scry_store_samples_append(s, rb, sb, k, sizeof(scry_sample), &err) == 0);
 	free(sa);
 	free(sb);
 	free(nth);
@@ -655,7 +655,7 @@ static void replay_ab(scry_store *s, const char *a, const char *b, const char *l
 	scry_replay *r;
 	scry_error err = SCRY_ERROR_INIT;
 	ck_assert_msg(scry_replay_new(&r, s, &ro, &err) == 0, "%s", err.message);
-	scry_replay_result ra, rb;
+	scry_replay_result ra = SCRY_REPLAY_RESULT_INIT, rb = SCRY_REPLAY_RESULT_INIT;
 	ck_assert_msg(scry_replay_run_ab(r, a, la, b, lb, &ra, &rb, &err) == 0, "%s", err.message);
 	ck_assert_int_eq(ra.executions, (int64_t)(NWORK * EXECS));
 	scry_replay_free(r);

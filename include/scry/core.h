@@ -49,6 +49,13 @@ extern "C" {
  */
 SCRY_API const char *scry_version(void);
 
+/**
+ * Returns the version of the linked library as one number,
+ * MAJOR*10000 + MINOR*100 + PATCH (compare it with SCRY_VERSION_NUMBER of
+ * the headers a caller was compiled with). Thread safe.
+ */
+SCRY_API int scry_version_number(void);
+
 /** Error codes. Every failing function returns one of these (negative). */
 typedef enum scry_error_code {
 	SCRY_OK = 0,          /**< success */

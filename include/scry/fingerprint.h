@@ -45,14 +45,19 @@ SCRY_API void scry_fingerprinter_free(scry_fingerprinter *fpr);
 
 /** Cache statistics of a fingerprinter. */
 typedef struct scry_fingerprinter_stats {
+	size_t size;             /**< set to sizeof(scry_fingerprinter_stats) before the call (SCRY_FINGERPRINTER_STATS_INIT does); the library writes only that many bytes, and sets it to what it wrote */
 	uint64_t calls;   /**< statements fingerprinted */
 	uint64_t hits;    /**< answered from the cache */
 	uint64_t parses;  /**< statements sent to the parser */
 	uint64_t errors;  /**< statements that did not parse */
 } scry_fingerprinter_stats;
 
-/** Reads the statistics of a fingerprinter. */
-SCRY_API void scry_fingerprinter_stats_get(const scry_fingerprinter *fpr,
+/** Initialiser of a scry_fingerprinter_stats the library fills in: sets `size`. */
+#define SCRY_FINGERPRINTER_STATS_INIT { .size = sizeof(scry_fingerprinter_stats) }
+
+/** Reads the statistics of a fingerprinter. Returns 0, or SCRY_EINVAL when
+ * out->size is smaller than version 1 of the struct. */
+SCRY_API int scry_fingerprinter_stats_get(const scry_fingerprinter *fpr,
 	scry_fingerprinter_stats *out);
 
 /**

@@ -70,6 +70,7 @@ typedef struct scry_logimport_skip {
 
 /** What an import read and recorded. */
 typedef struct scry_logimport_stats {
+	size_t size;             /**< set to sizeof(scry_logimport_stats) before the call (SCRY_LOGIMPORT_STATS_INIT does); the library writes only that many bytes, and sets it to what it wrote */
 	uint64_t bytes;          /**< bytes read (uncompressed) */
 	uint64_t lines;          /**< physical lines read */
 	uint64_t records;        /**< log records (one message with its detail lines) */
@@ -84,6 +85,9 @@ typedef struct scry_logimport_stats {
 	scry_logimport_skip skip_samples[SCRY_LOGIMPORT_SKIP_SAMPLES]; /**< the first skipped */
 	char warning[160];       /**< a note about the whole import, or "" (e.g. unknown time zone) */
 } scry_logimport_stats;
+
+/** Initialiser of a scry_logimport_stats the library fills in: sets `size`. */
+#define SCRY_LOGIMPORT_STATS_INIT { .size = sizeof(scry_logimport_stats) }
 
 /** A log importer writing into one store. */
 typedef struct scry_logimport scry_logimport;
@@ -118,13 +122,17 @@ SCRY_API int scry_logimport_feed_file(scry_logimport *imp, const char *path,
  * Ends the import: the last record is processed, statements still waiting
  * for their `duration:` line are recorded without one, and every event is
  * written. Sessions still open (the log ends mid-session) stay without an
- * end time. Fills `stats` when not NULL. Feeding after finish is an error.
+ * end time. Fills `stats` when not NULL (set stats->size first:
+ * SCRY_LOGIMPORT_STATS_INIT). Feeding after finish is an error.
  */
 SCRY_API int scry_logimport_finish(scry_logimport *imp,
 	scry_logimport_stats *stats, scry_error *err);
 
-/** Reads the statistics so far (events still batched are not yet counted). */
-SCRY_API void scry_logimport_stats_get(const scry_logimport *imp,
+/**
+ * Reads the statistics so far (events still batched are not yet counted).
+ * Returns 0, or SCRY_EINVAL when stats->size is smaller than version 1.
+ */
+SCRY_API int scry_logimport_stats_get(const scry_logimport *imp,
 	scry_logimport_stats *stats);
 
 /** Frees an importer (without finishing it). Accepts NULL. */

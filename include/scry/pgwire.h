@@ -14,7 +14,7 @@
  * of a COPY FROM STDIN is kept (up to max_copy_bytes) so that replay can
  * send it. A row-limited portal (Execute with a row limit, PortalSuspended,
  * Execute again...) is reported as ONE event with its total rows and its
- * row limit (scry_event_extra.fetch_rows, see scry_pgwire_event_extra()).
+ * row limit (scry_event.fetch_rows).
  *
  * Malformed input, or a message larger than the configured limit, gives
  * SCRY_EPROTOCOL / SCRY_ELIMIT for that connection; after that the decoder
@@ -57,6 +57,7 @@ typedef struct scry_pgwire_startup {
 
 /** Callbacks of a decoder. Any may be NULL. */
 typedef struct scry_pgwire_callbacks {
+	unsigned int version;     /**< SCRY_PGWIRE_CALLBACKS_VERSION */
 	/** The startup message of a normal (protocol 3) connection was seen. */
 	void (*on_startup)(void *ctx, const scry_pgwire_startup *startup);
 	/**
@@ -66,6 +67,11 @@ typedef struct scry_pgwire_callbacks {
 	void (*on_event)(void *ctx, const scry_event *ev);
 	void *ctx; /**< passed to the callbacks */
 } scry_pgwire_callbacks;
+
+/** Current version of scry_pgwire_callbacks. */
+#define SCRY_PGWIRE_CALLBACKS_VERSION 1
+/** No callbacks (fill the ones you want). */
+#define SCRY_PGWIRE_CALLBACKS_INIT { SCRY_PGWIRE_CALLBACKS_VERSION, NULL, NULL, NULL }
 
 /** Options of scry_pgwire_new(). */
 typedef struct scry_pgwire_options {
@@ -99,7 +105,8 @@ SCRY_API void scry_pgwire_options_init(scry_pgwire_options *opts);
 
 /**
  * Creates a decoder for one connection, expecting its first bytes (the
- * startup packet). `cb` is copied; `opts` may be NULL.
+ * startup packet). `cb` is copied (by its version, like options); `cb`
+ * and `opts` may be NULL.
  * Returns 0 or SCRY_ENOMEM; *out is NULL on failure.
  */
 SCRY_API int scry_pgwire_new(scry_pgwire **out, const scry_pgwire_callbacks *cb,
@@ -118,14 +125,6 @@ SCRY_API void scry_pgwire_free(scry_pgwire *d);
  */
 SCRY_API int scry_pgwire_feed(scry_pgwire *d, scry_pgwire_dir dir,
 	const void *data, size_t len, int64_t now_us, scry_error *err);
-
-/**
- * During on_event only: what the decoder knows of that event beyond
- * scry_event (fetch size, SCRY_EVENT_F_* flags, COPY FROM STDIN data, valid
- * until the callback returns). Returns 0, or SCRY_EINVAL outside on_event or
- * for an `out` of an unknown version.
- */
-SCRY_API int scry_pgwire_event_extra(const scry_pgwire *d, scry_event_extra *out);
 
 /** Connection states reported by scry_pgwire_state(). */
 typedef enum scry_pgwire_conn_state {
@@ -148,6 +147,7 @@ SCRY_API int scry_pgwire_tx_status(const scry_pgwire *d);
 
 /** Counters of a decoder. */
 typedef struct scry_pgwire_stats {
+	size_t size;             /**< set to sizeof(scry_pgwire_stats) before the call (SCRY_PGWIRE_STATS_INIT does); the library writes only that many bytes, and sets it to what it wrote */
 	uint64_t messages_frontend;  /**< messages decoded client -> server */
 	uint64_t messages_backend;   /**< messages decoded server -> client */
 	uint64_t events;             /**< on_event calls */
@@ -156,8 +156,12 @@ typedef struct scry_pgwire_stats {
 	uint64_t pending;            /**< requests awaiting their response now */
 } scry_pgwire_stats;
 
-/** Reads the counters of a decoder. */
-SCRY_API void scry_pgwire_stats_get(const scry_pgwire *d, scry_pgwire_stats *out);
+/** Initialiser of a scry_pgwire_stats the library fills in: sets `size`. */
+#define SCRY_PGWIRE_STATS_INIT { .size = sizeof(scry_pgwire_stats) }
+
+/** Reads the counters of a decoder. Returns 0, or SCRY_EINVAL when
+ * out->size is smaller than version 1 of the struct. */
+SCRY_API int scry_pgwire_stats_get(const scry_pgwire *d, scry_pgwire_stats *out);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,7 @@
 #define SCRY_PIPELINE_H
 
 #include "scry/core.h"
+#include "scry/impact.h"
 #include "scry/replay.h"
 #include "scry/report.h"
 #include "scry/shadow.h"
@@ -69,13 +70,26 @@ typedef struct scry_pipeline_options {
 	void *progress_ctx;
 	scry_log_fn log;
 	void *log_ctx;
+	/* Version 2: what the migration does to live traffic (docs/impact.md). */
+	/**
+	 * Do not replay the workload on the candidate while the migration runs
+	 * (nor sample its locks). Sequential mode never does.
+	 */
+	int no_impact;
+	/** Speed of that replay: 1.0 = the captured rate (default). */
+	double impact_speed;
+	/** Gate: fail when a replayed query waited longer than this on the migration (ms); 0 = off. */
+	int64_t max_lock_wait_ms;
+	/** Gate: fail when the migration took longer than this (s); 0 = off. */
+	double max_migration_seconds;
 } scry_pipeline_options;
 
 /** Current version of scry_pipeline_options. */
-#define SCRY_PIPELINE_OPTIONS_VERSION 1
+#define SCRY_PIPELINE_OPTIONS_VERSION 2
 /** Defaults: clones, settle, default replay and verdict, no fix. */
 #define SCRY_PIPELINE_OPTIONS_INIT \
-	{ SCRY_PIPELINE_OPTIONS_VERSION, SCRY_PIPELINE_CLONES, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL }
+	{ SCRY_PIPELINE_OPTIONS_VERSION, SCRY_PIPELINE_CLONES, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+	  0, 1.0, 0, 0 }
 
 /** Fills `opts` with the defaults. */
 SCRY_API void scry_pipeline_options_init(scry_pipeline_options *opts);
@@ -116,21 +130,50 @@ SCRY_API const scry_verdict *scry_pipeline_verdict(const scry_pipeline *p);
 SCRY_API const scry_verdict *scry_pipeline_fix_verdict(const scry_pipeline *p);
 
 /**
- * Failures of the final verdict (after the fix when there is one): what
- * gates a CI pipeline. 0 when no verdict was reached.
+ * Failures of the final verdict (after the fix when there is one), plus the
+ * migration-impact limits exceeded (max_lock_wait_ms, max_migration_seconds):
+ * what gates a CI pipeline. 0 when no verdict was reached.
  */
 SCRY_API size_t scry_pipeline_failures(const scry_pipeline *p);
 
 /** What the run measured, besides the verdicts. */
 typedef struct scry_pipeline_stats {
+	size_t size;             /**< set to sizeof(scry_pipeline_stats) before the call (SCRY_PIPELINE_STATS_INIT does); the library writes only that many bytes, and sets it to what it wrote */
 	int64_t clone_us, migrate_us, settle_us, replay_us, verdict_us, fix_us, total_us;
-	scry_replay_result baseline, candidate;   /**< the first replay */
-	scry_replay_result fixed;                 /**< the replay after the fix (B) */
-	scry_replay_result fixed_baseline;        /**< its paired A run */
 } scry_pipeline_stats;
 
-/** Copies the measurements of the last run into *out. */
-SCRY_API void scry_pipeline_stats_get(const scry_pipeline *p, scry_pipeline_stats *out);
+/**
+ * What the migration did to the workload replayed while it ran; NULL when
+ * it was not measured (no_impact, sequential mode, or no verdict reached).
+ * Owned by the pipeline.
+ */
+SCRY_API const scry_impact *scry_pipeline_impact(const scry_pipeline *p);
+
+
+/** Initialiser of a scry_pipeline_stats the library fills in: sets `size`. */
+#define SCRY_PIPELINE_STATS_INIT { .size = sizeof(scry_pipeline_stats) }
+
+/**
+ * Copies the measurements of the last run into *out. Returns 0, or
+ * SCRY_EINVAL when out->size is smaller than version 1 of the struct.
+ */
+SCRY_API int scry_pipeline_stats_get(const scry_pipeline *p, scry_pipeline_stats *out);
+
+/** The replays of a pipeline, for scry_pipeline_replay_result_get(). */
+typedef enum scry_pipeline_replay {
+	SCRY_PIPELINE_BASELINE = 0,      /**< the first replay, side A */
+	SCRY_PIPELINE_CANDIDATE = 1,     /**< the first replay, side B (migrated) */
+	SCRY_PIPELINE_FIXED = 2,         /**< the replay after the fix (B) */
+	SCRY_PIPELINE_FIXED_BASELINE = 3 /**< its paired A run */
+} scry_pipeline_replay;
+
+/**
+ * Copies what one replay of the last run measured into *out (a replay that
+ * did not happen reads as zeros). Returns 0, or SCRY_EINVAL for an unknown
+ * `which` or an out->size smaller than version 1 of scry_replay_result.
+ */
+SCRY_API int scry_pipeline_replay_result_get(const scry_pipeline *p, scry_pipeline_replay which,
+	scry_replay_result *out);
 
 /**
  * Renders the verdict(s) in `format` into `out`. With a fix, text and

@@ -135,6 +135,7 @@ SCRY_API int scry_proxy_wait(scry_proxy *proxy, scry_error *err);
 
 /** Counters of a proxy. */
 typedef struct scry_proxy_stats {
+	size_t size;             /**< set to sizeof(scry_proxy_stats) before the call (SCRY_PROXY_STATS_INIT does); the library writes only that many bytes, and sets it to what it wrote */
 	uint64_t connections;        /**< client connections accepted, in total */
 	uint64_t connections_active; /**< client connections open now */
 	uint64_t connections_failed; /**< closed because of an upstream or protocol error */
@@ -146,8 +147,14 @@ typedef struct scry_proxy_stats {
 	uint64_t bytes_from_server;  /**< bytes forwarded server -> client */
 } scry_proxy_stats;
 
-/** Reads the counters. Thread safe (values are read atomically, one by one). */
-SCRY_API void scry_proxy_stats_get(const scry_proxy *proxy, scry_proxy_stats *out);
+/** Initialiser of a scry_proxy_stats the library fills in: sets `size`. */
+#define SCRY_PROXY_STATS_INIT { .size = sizeof(scry_proxy_stats) }
+
+/**
+ * Reads the counters. Thread safe (values are read atomically, one by one).
+ * Returns 0, or SCRY_EINVAL when out->size is smaller than version 1.
+ */
+SCRY_API int scry_proxy_stats_get(const scry_proxy *proxy, scry_proxy_stats *out);
 
 /**
  * Frees a proxy. When it is still running, stops it and waits first.

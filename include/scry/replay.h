@@ -71,6 +71,7 @@ SCRY_API void scry_replay_options_init(scry_replay_options *opts);
 
 /** What one run measured. */
 typedef struct scry_replay_result {
+	size_t size;             /**< set to sizeof(scry_replay_result) before the call (SCRY_REPLAY_RESULT_INIT does); the library writes only that many bytes, and sets it to what it wrote */
 	int64_t run_id;          /**< the `runs` row */
 	int64_t executions;      /**< samples recorded */
 	int64_t errors;          /**< executions that failed (timeouts included) */
@@ -81,6 +82,9 @@ typedef struct scry_replay_result {
 	int64_t elapsed_us;
 	int64_t lag_p50_us, lag_p99_us, lag_max_us; /**< timed mode: start lag */
 } scry_replay_result;
+
+/** Initialiser of a scry_replay_result the library fills in: sets `size`. */
+#define SCRY_REPLAY_RESULT_INIT { .size = sizeof(scry_replay_result) }
 
 /** A replayer: holds options and can be cancelled from another thread. */
 typedef struct scry_replay scry_replay;
@@ -100,7 +104,9 @@ SCRY_API void scry_replay_free(scry_replay *r);
  * URI) as a run labelled `label`. A target that cannot be reached, or a
  * wrong password, gives one SCRY_ECONNECT before anything runs.
  * After scry_replay_cancel(), returns SCRY_ECANCELED with the samples so far
- * kept (and *out filled for them).
+ * kept (and *out filled for them). `out` may be NULL; otherwise set
+ * out->size first (SCRY_REPLAY_RESULT_INIT): a size smaller than version 1
+ * of the struct gives SCRY_EINVAL before anything runs.
  */
 SCRY_API int scry_replay_run(scry_replay *r, const char *conninfo, const char *label,
 	scry_replay_result *out, scry_error *err);

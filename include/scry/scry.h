@@ -17,6 +17,7 @@
 #include "scry/shadow.h"
 #include "scry/verdict.h"
 #include "scry/report.h"
+#include "scry/impact.h"
 #include "scry/pipeline.h"
 
 #endif /* SCRY_SCRY_H */

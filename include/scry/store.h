@@ -68,6 +68,7 @@ typedef enum scry_source {
 
 /** Describes a client session. All strings may be NULL; they are copied. */
 typedef struct scry_session_info {
+	unsigned int version;    /**< SCRY_SESSION_INFO_VERSION */
 	scry_source source;
 	const char *database;
 	const char *user;
@@ -75,6 +76,11 @@ typedef struct scry_session_info {
 	const char *client;      /**< client address or "[local]" */
 	int64_t started_us;      /**< Unix time in microseconds */
 } scry_session_info;
+
+/** Current version of scry_session_info. */
+#define SCRY_SESSION_INFO_VERSION 1
+/** An empty session description (source API, no names, start 0). */
+#define SCRY_SESSION_INFO_INIT { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_API, NULL, NULL, NULL, NULL, 0 }
 
 /**
  * Adds a session and returns its id in *session_id (> 0).
@@ -119,7 +125,10 @@ typedef struct scry_param {
 
 /**
  * One captured execution of one statement. Strings and params are copied
- * by scry_store_append().
+ * by scry_store_append(). Fields may be appended in later versions: arrays
+ * of events are passed with their element size (sizeof(scry_event)), so a
+ * caller compiled against an older layout keeps working. scry_param, by
+ * contrast, is frozen: it will never grow.
  */
 typedef struct scry_event {
 	int64_t session_id;      /**< from scry_store_session_add() */
@@ -133,31 +142,18 @@ typedef struct scry_event {
 	int64_t rows;            /**< rows from CommandComplete; -1 unknown */
 	char sqlstate[6];        /**< "" on success, else the SQLSTATE */
 	const char *error_message; /**< NULL on success */
-} scry_event;
-
-/**
- * What the capture knows of an event beyond scry_event (a separate struct,
- * so that arrays of scry_event keep their layout): see
- * scry_store_append_ex() and scry_pgwire_event_extra().
- */
-typedef struct scry_event_extra {
-	unsigned int version;    /**< SCRY_EVENT_EXTRA_VERSION */
+	/* version 2 (schema 2) */
 	/** Row limit of each Execute of a row-limited portal (the driver's
-	 *  fetch size); 0 when the statement ran in one Execute. The event's
-	 *  `rows` is then the total over every Execute of the portal. */
+	 *  fetch size); 0 when the statement ran in one Execute. `rows` is
+	 *  then the total over every Execute of the portal. */
 	int64_t fetch_rows;
 	unsigned int flags;      /**< SCRY_EVENT_F_* bits */
 	/** COPY ... FROM STDIN: the data stream the client sent (the CopyData
-	 *  payloads concatenated); NULL when none or over the capture limit
-	 *  (then SCRY_EVENT_F_COPY_DROPPED is set). Copied by the store. */
+	 *  payloads concatenated), copied by the store; NULL when none or over
+	 *  the capture limit (then SCRY_EVENT_F_COPY_DROPPED is set). */
 	const void *copy_data;
 	size_t copy_len;
-} scry_event_extra;
-
-/** Current version of scry_event_extra. */
-#define SCRY_EVENT_EXTRA_VERSION 1
-/** Nothing extra. */
-#define SCRY_EVENT_EXTRA_INIT { SCRY_EVENT_EXTRA_VERSION, 0, 0, NULL, 0 }
+} scry_event;
 
 /** Event flag: the text was cut at the capture limit; never replayed. */
 #define SCRY_EVENT_F_TRUNCATED 1u
@@ -173,21 +169,37 @@ typedef struct scry_event_extra {
  * Appends `n` events in one transaction (all or nothing). Events must be
  * given in capture order; each gets the next sequence number of its
  * session. Statements that do not parse are still stored (their pattern
- * carries the parse error), so nothing captured is lost.
+ * carries the parse error), so nothing captured is lost. `event_size` is
+ * sizeof(scry_event) as the caller compiled it (the array's stride); one
+ * smaller than version 1 of the struct gives SCRY_EINVAL.
  */
 SCRY_API int scry_store_append(scry_store *store, const scry_event *events,
-	size_t n, scry_error *err);
+	size_t n, size_t event_size, scry_error *err);
 
 /**
- * scry_store_append() with what the capture knows beyond scry_event:
- * `extras` is NULL or an array of `n`, extras[i] describing events[i]
- * (each initialised with SCRY_EVENT_EXTRA_INIT).
+ * Groups several calls (sessions added and ended, appends) into one
+ * transaction: all of them are kept by scry_store_commit(), none by
+ * scry_store_rollback(). Inside it, each append stays all or nothing on its
+ * own (a failed append undoes only itself). One transaction at a time: a
+ * second begin is SCRY_EINVAL. Freeing the store with a transaction open
+ * rolls it back.
  */
-SCRY_API int scry_store_append_ex(scry_store *store, const scry_event *events,
-	const scry_event_extra *extras, size_t n, scry_error *err);
+SCRY_API int scry_store_begin(scry_store *store, scry_error *err);
+
+/** Commits the transaction of scry_store_begin(); SCRY_EINVAL when none is open. */
+SCRY_API int scry_store_commit(scry_store *store, scry_error *err);
+
+/**
+ * Rolls back the transaction of scry_store_begin(), if one is open: what it
+ * added is gone, and the store forgets it too (a session id added inside it
+ * is unknown afterwards). Accepts NULL.
+ */
+SCRY_API void scry_store_rollback(scry_store *store);
+
 
 /** Counts of what a store holds. */
 typedef struct scry_store_info {
+	size_t size;             /**< set to sizeof(scry_store_info) before the call (SCRY_STORE_INFO_INIT does); the library writes only that many bytes, and sets it to what it wrote */
 	int64_t events;
 	int64_t sessions;
 	int64_t patterns;
@@ -200,7 +212,10 @@ typedef struct scry_store_info {
 	int schema_version;
 } scry_store_info;
 
-/** Reads the counts of a store. */
+/** Initialiser of a scry_store_info the library fills in: sets `size`. */
+#define SCRY_STORE_INFO_INIT { .size = sizeof(scry_store_info) }
+
+/** Reads the counts of a store (set out->size first: SCRY_STORE_INFO_INIT). */
 SCRY_API int scry_store_info_get(scry_store *store, scry_store_info *out,
 	scry_error *err);
 
@@ -224,7 +239,7 @@ typedef struct scry_stored_event {
 	char sqlstate[6];
 	int64_t pattern_id;
 	uint64_t fingerprint;    /**< pattern key; for a text that did not parse, a hash of its text */
-	int64_t fetch_rows;      /**< row limit per Execute (0: one Execute), see scry_event_extra */
+	int64_t fetch_rows;      /**< row limit per Execute (0: one Execute), see scry_event */
 	unsigned int flags;      /**< SCRY_EVENT_F_* bits */
 	const void *copy_data;   /**< COPY FROM STDIN data, NULL when none */
 	size_t copy_len;
@@ -304,6 +319,7 @@ SCRY_API int scry_store_run_begin(scry_store *store, const char *label,
 
 /** Summary written when a run ends. */
 typedef struct scry_run_summary {
+	unsigned int version;     /**< SCRY_RUN_SUMMARY_VERSION */
 	int64_t executions;
 	int64_t errors;
 	int64_t timeouts;
@@ -311,6 +327,11 @@ typedef struct scry_run_summary {
 	double per_second;
 	const char *summary_json; /**< NULL, or extra JSON stored verbatim */
 } scry_run_summary;
+
+/** Current version of scry_run_summary. */
+#define SCRY_RUN_SUMMARY_VERSION 1
+/** An empty summary. */
+#define SCRY_RUN_SUMMARY_INIT { SCRY_RUN_SUMMARY_VERSION, 0, 0, 0, 0, 0, NULL }
 
 /** Ends a run, storing its summary. */
 SCRY_API int scry_store_run_end(scry_store *store, int64_t run_id,
@@ -320,7 +341,7 @@ SCRY_API int scry_store_run_end(scry_store *store, int64_t run_id,
 SCRY_API int scry_store_run_find(scry_store *store, const char *label,
 	int64_t *run_id, scry_error *err);
 
-/** One replayed execution. */
+/** One replayed execution. Arrays of samples are passed with their element size. */
 typedef struct scry_sample {
 	int64_t event_id;
 	int32_t round;           /**< repetition number, 0-based */
@@ -329,9 +350,12 @@ typedef struct scry_sample {
 	char sqlstate[6];        /**< "" on success */
 } scry_sample;
 
-/** Appends `n` samples of a run in one transaction. */
+/**
+ * Appends `n` samples of a run in one transaction. `sample_size` is
+ * sizeof(scry_sample) as the caller compiled it (the array's stride).
+ */
 SCRY_API int scry_store_samples_append(scry_store *store, int64_t run_id,
-	const scry_sample *samples, size_t n, scry_error *err);
+	const scry_sample *samples, size_t n, size_t sample_size, scry_error *err);
 
 /** A sample as read back, with its pattern. */
 typedef struct scry_stored_sample {

@@ -105,16 +105,23 @@ SCRY_API size_t scry_verdict_failures(const scry_verdict *v);
 
 /** Totals of a verdict, per class, for report summaries. */
 typedef struct scry_verdict_summary {
+	size_t size;             /**< set to sizeof(scry_verdict_summary) before the call (SCRY_VERDICT_SUMMARY_INIT does); the library writes only that many bytes, and sets it to what it wrote */
 	size_t patterns;
-	size_t by_class[7];        /**< indexed by scry_verdict_class */
+	size_t by_class[16];       /**< indexed by scry_verdict_class; room for classes added later (0 past the last) */
 	size_t failures;           /**< same as scry_verdict_failures() */
 	double threshold, min_delta_ms; /**< the options the verdict used */
 	const char *baseline_label, *candidate_label;
 	int64_t baseline_run, candidate_run;
 } scry_verdict_summary;
 
-/** Fills `out` with the totals of `v`. Strings are owned by `v`. */
-SCRY_API void scry_verdict_summarize(const scry_verdict *v, scry_verdict_summary *out);
+/** Initialiser of a scry_verdict_summary the library fills in: sets `size`. */
+#define SCRY_VERDICT_SUMMARY_INIT { .size = sizeof(scry_verdict_summary) }
+
+/**
+ * Fills `out` with the totals of `v`. Strings are owned by `v`. Returns 0,
+ * or SCRY_EINVAL when out->size is smaller than version 1 of the struct.
+ */
+SCRY_API int scry_verdict_summarize(const scry_verdict *v, scry_verdict_summary *out);
 
 /** Frees a verdict. Accepts NULL. */
 SCRY_API void scry_verdict_free(scry_verdict *v);

@@ -104,8 +104,23 @@ func Normalize(sql string) (string, error) {
 // Store is an open workload store.
 type Store struct{ h *C.scry_store }
 
+// checkLibrary refuses a libscry loaded at run time that is older than the
+// headers this package was compiled with, or of another major version
+// (docs/api.md, "Versioning").
+func checkLibrary() error {
+	n, built := int(C.scry_version_number()), int(C.SCRY_VERSION_NUMBER)
+	if n/10000 != built/10000 || n < built {
+		return fmt.Errorf("libscry %d.%d.%d is not compatible with this binding (compiled against %d.%d.%d); "+
+			"install a matching libscry", n/10000, n/100%100, n%100, built/10000, built/100%100, built%100)
+	}
+	return nil
+}
+
 // OpenStore opens (creating when missing) the workload store at path.
 func OpenStore(path string) (*Store, error) {
+	if err := checkLibrary(); err != nil {
+		return nil, err
+	}
 	cp := C.CString(path)
 	defer C.free(unsafe.Pointer(cp))
 	var h *C.scry_store
@@ -132,6 +147,7 @@ type Info struct {
 // Info reads the counts of the store.
 func (s *Store) Info() (Info, error) {
 	var in C.scry_store_info
+	in.size = C.size_t(unsafe.Sizeof(in))
 	var e C.scry_error
 	if err := check(C.scry_store_info_get(s.h, &in, &e), &e); err != nil {
 		return Info{}, err
@@ -188,6 +204,7 @@ func (s *Store) Replay(target, label string, opts *ReplayOptions) (ReplayResult,
 	defer C.free(unsafe.Pointer(ct))
 	defer C.free(unsafe.Pointer(cl))
 	var res C.scry_replay_result
+	res.size = C.size_t(unsafe.Sizeof(res))
 	if err := check(C.scry_replay_run(r, ct, cl, &res, &e), &e); err != nil {
 		return ReplayResult{}, err
 	}

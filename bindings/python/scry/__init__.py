@@ -50,9 +50,31 @@ def _load():
 
 _lib = _load()
 
-# Mirrors of the C structs. Options structs are only ever appended to, so a
-# prefix mirror filled by the library's own *_options_init() stays valid; the
-# buffers are padded so that appended fields have room.
+# The structs below mirror the version-1 layouts of libscry 0.1 (docs/api.md,
+# "Versioning"): the library reads options by their declared version and
+# writes results only as far as their `size`, so any libscry.so.0 from 0.1 on
+# serves them. Anything else is refused here, at import.
+_BUILT_FOR = 100  # SCRY_VERSION_NUMBER (MAJOR*10000 + MINOR*100) these mirrors follow
+
+
+def _check_version(lib):
+    fn = getattr(lib, "scry_version_number", None)
+    if fn is None:
+        raise ImportError("the libscry loaded is older than 0.1 (no scry_version_number); "
+                          "install libscry 0.1 or newer, or set SCRY_LIB")
+    fn.restype = ctypes.c_int
+    fn.argtypes = []
+    n = fn()
+    if n // 10000 != _BUILT_FOR // 10000 or n < _BUILT_FOR:
+        raise ImportError(f"libscry {n // 10000}.{n // 100 % 100}.{n % 100} is not compatible with this "
+                          f"binding (made for {_BUILT_FOR // 10000}.{_BUILT_FOR // 100 % 100} or a later "
+                          f"{_BUILT_FOR // 10000}.x); install a matching libscry or set SCRY_LIB")
+
+
+_check_version(_lib)
+
+# Mirrors of the C structs (prefixes of them: fields appended later are
+# unknown here, which the version/size rules make harmless).
 
 
 class _Error(ctypes.Structure):
@@ -65,7 +87,7 @@ class _Buf(ctypes.Structure):
 
 
 class _StoreInfo(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_int64) for name in (
+    _fields_ = [("size", ctypes.c_size_t)] + [(name, ctypes.c_int64) for name in (
         "events", "sessions", "patterns", "statements", "runs", "samples",
         "first_us", "last_us", "file_bytes")] + [("schema_version", ctypes.c_int)]
 
@@ -87,11 +109,10 @@ class _ReplayOptions(ctypes.Structure):
 
 
 class _ReplayResult(ctypes.Structure):
-    _fields_ = [("run_id", ctypes.c_int64), ("executions", ctypes.c_int64), ("errors", ctypes.c_int64),
+    _fields_ = [("size", ctypes.c_size_t), ("run_id", ctypes.c_int64), ("executions", ctypes.c_int64), ("errors", ctypes.c_int64),
                 ("timeouts", ctypes.c_int64), ("reconnects", ctypes.c_int64), ("skipped", ctypes.c_int64),
                 ("per_second", ctypes.c_double), ("elapsed_us", ctypes.c_int64),
-                ("lag_p50_us", ctypes.c_int64), ("lag_p99_us", ctypes.c_int64), ("lag_max_us", ctypes.c_int64),
-                ("_reserved", ctypes.c_char * 256)]
+                ("lag_p50_us", ctypes.c_int64), ("lag_p99_us", ctypes.c_int64), ("lag_max_us", ctypes.c_int64)]
 
 
 class _VerdictOptions(ctypes.Structure):
@@ -274,10 +295,10 @@ class Store:
 
     def info(self):
         """Counts: events, sessions, patterns, statements, runs, samples, ..."""
-        out = _StoreInfo()
+        out = _StoreInfo(size=ctypes.sizeof(_StoreInfo))
         err = _Error()
         _check(_store_info(self._h, ctypes.byref(out), ctypes.byref(err)), err)
-        return {name: getattr(out, name) for name, _ in _StoreInfo._fields_}
+        return {name: getattr(out, name) for name, _ in _StoreInfo._fields_ if name != "size"}
 
     def replay(self, target, label, mode="fast", speed=1.0, concurrency=8, repeat=1, warmup=0,
                writes="rollback", timeout_ms=30000):
@@ -287,11 +308,11 @@ class Store:
         err = _Error()
         _check(_replay_new(ctypes.byref(r), self._h, ctypes.byref(opts), ctypes.byref(err)), err)
         try:
-            res = _ReplayResult()
+            res = _ReplayResult(size=ctypes.sizeof(_ReplayResult))
             _check(_replay_run(r, _b(target), _b(label), ctypes.byref(res), ctypes.byref(err)), err)
         finally:
             _replay_free(r)
-        return {name: getattr(res, name) for name, _ in _ReplayResult._fields_ if not name.startswith("_")}
+        return {name: getattr(res, name) for name, _ in _ReplayResult._fields_ if name != "size"}
 
     def diff(self, baseline, candidate, threshold=1.5, min_delta_ms=0.5, format="json"):
         """Compares two runs. Returns the JSON report as a dict (format="json") or the rendered text."""
