@@ -987,6 +987,12 @@ static void io_disarm(ctx *x, runner *r)
 	heap_remove(x, r);
 	r->io_timer = false;
 	r->cancel_at = 0;
+	/* A/B: the other connection may still be connecting; it keeps a deadline. */
+	for (int i = 0; i < x->ntargets; i++)
+		if (r->c[i].state == C_CONNECTING) {
+			io_arm(x, r);
+			return;
+		}
 }
 
 static void *cancel_main(void *arg)

@@ -41,7 +41,7 @@ node_dir=$SCRY_BINARY_DIR/test-node
 have_node=
 if command -v node >/dev/null && command -v npm >/dev/null; then
   if [ -d "$node_dir/node_modules/pg" ] && [ -d "$node_dir/node_modules/postgres" ] ||
-     (mkdir -p "$node_dir" && cd "$node_dir" && timeout 120 npm install --silent --no-audit --no-fund \
+     (mkdir -p "$node_dir" && cd "$node_dir" && timeout 60 npm install --silent --no-audit --no-fund \
         --prefix "$node_dir" pg@8 postgres@3 >"$work/npm.log" 2>&1); then
     have_node=1
   fi
