@@ -128,6 +128,22 @@ elif command -v javac >/dev/null && [ -r "$jdbc_jar" ]; then
   run_driver jdbc java -cp "$work/java:$jdbc_jar" Jdbc
   [ "$(sqlite3 "$work/jdbc.db" "SELECT rows || '/' || fetch FROM events WHERE fetch = 100")" = 3000/100 ] ||
     fail "jdbc: setFetchSize(100) is not one event of 3000 rows with fetch 100"
+  # The replay reproduces the fetch pattern: replayed through a second proxy,
+  # the portal shows up as 31 FETCH 100 (30 full batches and the empty last one).
+  "$SCRY_CLI" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$port" --store "$work/jdbc2.db" \
+    >/dev/null 2>"$work/jdbc2.err" &
+  pid=$! pport=
+  for _ in $(seq 1 100); do
+    pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/jdbc2.err" 2>/dev/null)
+    [ -n "$pport" ] && break
+    sleep 0.1
+  done
+  "$SCRY_CLI" replay --store "$work/jdbc.db" --target "host=127.0.0.1 port=$pport user=postgres dbname=rep_jdbc" \
+    --label viaproxy --json >/dev/null 2>&1 || fail "jdbc: replay through the proxy failed"
+  kill -INT "$pid"; wait "$pid"; pid=
+  [ "$(sqlite3 "$work/jdbc2.db" "SELECT count(*) || '/' || sum(e.rows) FROM events e JOIN statements st
+        ON st.id = e.statement WHERE st.template LIKE 'FETCH % FROM scry_portal'")" = 31/3000 ] ||
+    fail "jdbc: the replayed portal did not fetch 100 rows at a time: $(sqlite3 "$work/jdbc2.db" "SELECT st.template, count(*) FROM events e JOIN statements st ON st.id = e.statement GROUP BY 1")"
 else skip jdbc "javac (default-jdk-headless) or $jdbc_jar (libpostgresql-jdbc-java) missing"; fi
 
 if ! want node_pg && ! want postgresjs; then :
