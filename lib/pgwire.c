@@ -1101,8 +1101,6 @@ int scry_pgwire_new(scry_pgwire **out, const scry_pgwire_callbacks *cb, const sc
 		d->opts.max_message_bytes = 256u << 20;
 	if (!d->opts.max_query_bytes)
 		d->opts.max_query_bytes = 16u << 20;
-	if (opts && opts->version < 2)
-		d->opts.max_copy_bytes = 0;
 	if (!d->opts.max_copy_bytes)
 		d->opts.max_copy_bytes = 16u << 20;
 	if (!d->opts.max_pending)
