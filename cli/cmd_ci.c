@@ -32,6 +32,9 @@ static const char ci_help[] =
 	"  --output FILE       write the report to FILE instead of standard output\n"
 	"  --threshold X       regression when the median ratio exceeds X (default 1.5)\n"
 	"  --min-delta MS      ... and the median grew by more than MS ms (default 0.5)\n"
+	"  --min-samples N     paired executions per pattern (default 20; patterns with\n"
+	"                      fewer have their captured executions repeated)\n"
+	"  --fail-on-insufficient  patterns that still cannot be judged fail the gate\n"
 	"  --fix COMMAND       then apply COMMAND (a shell command) to the migrated\n"
 	"                      clone and validate again; the exit code follows the\n"
 	"                      verdict after the fix\n"
@@ -220,6 +223,8 @@ static int test_migration(int argc, char **argv)
 		{ "threshold", required_argument, NULL, 't' },
 		{ "min-delta", required_argument, NULL, 'd' },
 		{ "fix", required_argument, NULL, 'x' },
+		{ "min-samples", required_argument, NULL, 'm' },
+		{ "fail-on-insufficient", no_argument, NULL, 'F' },
 		{ "repeat", required_argument, NULL, 'r' },
 		{ "warmup", required_argument, NULL, 'w' },
 		{ "concurrency", required_argument, NULL, 'c' },
@@ -265,6 +270,12 @@ static int test_migration(int argc, char **argv)
 			vo.min_delta_ms = d;
 			break;
 		case 'x': fix = optarg; break;
+		case 'm':
+			if (!cli_parse_long("ci", "--min-samples", optarg, &n) || n < 1)
+				return n < 1 ? cli_usage_error("ci", "--min-samples needs at least 1") : CLI_EXIT_USAGE;
+			vo.min_samples = n > 1000000 ? 1000000 : (int)n;
+			break;
+		case 'F': vo.fail_on_insufficient = 1; break;
 		case 'r':
 			if (!cli_parse_long("ci", "--repeat", optarg, &n) || n < 1)
 				return n < 1 ? cli_usage_error("ci", "--repeat needs at least 1") : CLI_EXIT_USAGE;

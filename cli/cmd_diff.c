@@ -12,6 +12,7 @@ static const char diff_help[] =
 	"usage: scry diff --baseline LABEL --candidate LABEL [--store FILE]\n"
 	"                 [--format text|json|markdown|junit] [--threshold X] [--min-delta MS]\n"
 	"                 [--min-samples N] [--baseline-target CONNINFO --candidate-target CONNINFO]\n"
+	"                 [--fail-on-insufficient] [--allow-incomplete]\n"
 	"\n"
 	"Compares, per query pattern, the newest replay runs labelled LABEL and\n"
 	"prints what regressed, what now fails, and why (docs/verdict.md).\n"
@@ -23,7 +24,10 @@ static const char diff_help[] =
 	"  --threshold X           regressed when the 95%% interval of the latency ratio\n"
 	"                          lies above X (default 1.5)\n"
 	"  --min-delta MS          ... and the median grew by more than MS (default 0.5)\n"
-	"  --min-samples N         paired executions needed to judge a pattern (default 5)\n"
+	"  --min-samples N         paired executions needed to judge a pattern (default 20)\n"
+	"  --fail-on-insufficient  patterns with fewer pairs fail the gate\n"
+	"  --allow-incomplete      judge an interrupted run, or a run against itself\n"
+	"                          (refused otherwise: exit 1)\n"
 	"  --baseline-target C     connection to the baseline database, and\n"
 	"  --candidate-target C    to the candidate: EXPLAIN (ANALYZE, BUFFERS) of\n"
 	"                          regressed patterns on both (inside BEGIN ... ROLLBACK),\n"
@@ -40,6 +44,41 @@ static void log_cb(void *ctx, scry_log_level level, const char *message)
 		fprintf(stderr, "scry: %s\n", message);
 }
 
+/*
+ * A verdict on an interrupted run, or on one run against itself, would say
+ * PASS about what was never compared: refused unless --allow-incomplete.
+ */
+static int refuse_runs(scry_store *store, const char *baseline, const char *candidate)
+{
+	scry_error err = SCRY_ERROR_INIT;
+	int64_t rb, rc;
+	if (scry_store_run_find(store, baseline, &rb, &err) || scry_store_run_find(store, candidate, &rc, &err)) {
+		cli_lib_error("diff", &err);
+		return -1;
+	}
+	if (rb == rc) {
+		cli_error("'%s' and '%s' are the same run (%lld): a run compared with itself proves nothing "
+		          "(--allow-incomplete to do it anyway)", baseline, candidate, (long long)rb);
+		return -1;
+	}
+	const char *labels[2] = { baseline, candidate };
+	int64_t ids[2] = { rb, rc };
+	for (int i = 0; i < 2; i++) {
+		int done = scry_store_run_complete(store, ids[i], &err);
+		if (done < 0) {
+			cli_lib_error("diff", &err);
+			return -1;
+		}
+		if (!done) {
+			cli_error("run '%s' (%lld) did not complete (interrupted or failed): its patterns were not all "
+			          "replayed; replay it again, or pass --allow-incomplete to judge what it has",
+			          labels[i], (long long)ids[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int cmd_diff(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -52,16 +91,19 @@ int cmd_diff(int argc, char **argv)
 		{ "min-samples", required_argument, NULL, 'n' },
 		{ "baseline-target", required_argument, NULL, 'B' },
 		{ "candidate-target", required_argument, NULL, 'C' },
+		{ "fail-on-insufficient", no_argument, NULL, 'I' },
+		{ "allow-incomplete", no_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *baseline = NULL, *candidate = NULL, *store_opt = NULL;
+	bool allow_incomplete = false;
 	scry_report_format format = SCRY_REPORT_TEXT;
 	scry_verdict_options vo = SCRY_VERDICT_OPTIONS_INIT;
 	long n;
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "b:c:s:f:t:d:n:B:C:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "b:c:s:f:t:d:n:B:C:IAh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'b': baseline = optarg; break;
 		case 'c': candidate = optarg; break;
@@ -91,6 +133,8 @@ int cmd_diff(int argc, char **argv)
 			break;
 		case 'B': vo.baseline_conninfo = optarg; break;
 		case 'C': vo.candidate_conninfo = optarg; break;
+		case 'I': vo.fail_on_insufficient = 1; break;
+		case 'A': allow_incomplete = true; break;
 		case 'h': fputs(diff_help, stdout); return CLI_EXIT_OK;
 		default: return cli_usage_error("diff", "unknown option");
 		}
@@ -111,6 +155,10 @@ int cmd_diff(int argc, char **argv)
 	vo.progress_ctx = &prog;
 	vo.log = log_cb;
 	scry_error err = SCRY_ERROR_INIT;
+	if (!allow_incomplete && refuse_runs(store, baseline, candidate)) {
+		scry_store_free(store);
+		return CLI_EXIT_ERROR;
+	}
 	scry_verdict *v = NULL;
 	int rc = scry_verdict_compute(&v, store, baseline, candidate, &vo, &err);
 	cli_progress_done(&prog);

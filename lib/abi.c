@@ -60,8 +60,9 @@ ABI_TABLE(scry__abi_replay_options, scry_replay_options, replay_options_init,
 	THROUGH(scry_replay_options, log_ctx),
 	THROUGH(scry_replay_options, client_margin_ms))
 ABI_TABLE(scry__abi_verdict_options, scry_verdict_options, verdict_options_init,
-	SCRY_VERDICT_OPTIONS_VERSION, progress_ctx,
-	THROUGH(scry_verdict_options, progress_ctx))
+	SCRY_VERDICT_OPTIONS_VERSION, cancel,
+	THROUGH(scry_verdict_options, progress_ctx),
+	THROUGH(scry_verdict_options, cancel))
 ABI_TABLE(scry__abi_pipeline_options, scry_pipeline_options, pipeline_options_init,
 	SCRY_PIPELINE_OPTIONS_VERSION, max_migration_seconds,
 	THROUGH(scry_pipeline_options, log_ctx),
@@ -160,6 +161,8 @@ int scry__opts_copy(scry_error *err, const scry__abi_type *t, void *dst, const v
 
 int scry__out_check(scry_error *err, const scry__abi_type *t, const void *out)
 {
+	if (!out)
+		return scry__fail(err, SCRY_EINVAL, "the %s to fill in is NULL", t->name);
 	size_t have;
 	memcpy(&have, out, sizeof have);
 	if (have >= t->sizes[0])

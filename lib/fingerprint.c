@@ -409,9 +409,7 @@ void scry_fingerprinter_free(scry_fingerprinter *f)
 
 int scry_fingerprinter_stats_get(const scry_fingerprinter *f, scry_fingerprinter_stats *out)
 {
-	if (!out)
-		return SCRY_EINVAL;
-	scry_fingerprinter_stats st = { sizeof st, 0, 0, 0, 0 };
+	scry_fingerprinter_stats st = { 0 };
 	if (f)
 		st = f->stats;
 	return scry__out_copy(NULL, &scry__abi_fingerprinter_stats, out, &st);

@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -75,6 +76,7 @@ struct scry_impact {
 	scry_impact_lock *locks;
 	size_t nlocks;
 	scry_impact_wait *waits;
+	char **wait_locks;          /* waits[i].lock: every lock its executions waited on */
 	size_t nwaits;
 	scry_impact_pattern *patterns;
 	size_t npatterns;
@@ -197,6 +199,27 @@ static void close_holds(scry_impact *im, int64_t now)
 	}
 }
 
+/* Adds `word` to the comma-separated list *list unless it is there (out of memory: unchanged). */
+static void add_word(char **list, const char *word)
+{
+	size_t n = strlen(word);
+	for (const char *p = *list; p && *p;) {
+		const char *e = strchr(p, ',');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		if (len == n && !memcmp(p, word, n))
+			return;
+		p = e ? e + 1 : p + len;
+	}
+	size_t have = *list ? strlen(*list) : 0;
+	char *s = scry__realloc(*list, have + n + 2);
+	if (!s)
+		return;
+	if (have)
+		s[have++] = ',';
+	memcpy(s + have, word, n + 1);
+	*list = s;
+}
+
 static void note_wait(scry_impact *im, int pid, int64_t qstart, const char *query, const char *rel,
 	const char *lock, const char *blocker, int64_t now)
 {
@@ -204,6 +227,7 @@ static void note_wait(scry_impact *im, int pid, int64_t qstart, const char *quer
 		waiter *w = &im->waiters[i];
 		if (w->pid == pid && w->qstart == qstart) {
 			w->last = w->now_last = now;
+			add_word(&w->lock, lock); /* one wait can move from lock to lock */
 			if (!w->rel[0] && rel[0]) {
 				char *r = scry__strdup(rel);
 				if (r) {
@@ -222,7 +246,8 @@ static void note_wait(scry_impact *im, int pid, int64_t qstart, const char *quer
 	w->first = w->last = w->now_last = now;
 	w->query = scry__strdup(query);
 	w->rel = scry__strdup(rel);
-	w->lock = scry__strdup(lock);
+	w->lock = NULL;
+	add_word(&w->lock, lock);
 	w->blocker = scry__strdup(blocker);
 	if (!w->query || !w->rel || !w->lock || !w->blocker) {
 		scry__free(w->query);
@@ -524,7 +549,8 @@ static int build_locks(scry_impact *im)
 static int build_waits(scry_impact *im)
 {
 	im->waits = scry__calloc(im->nwaiters + 1, sizeof *im->waits);
-	if (!im->waits)
+	im->wait_locks = scry__calloc(im->nwaiters + 1, sizeof *im->wait_locks);
+	if (!im->waits || !im->wait_locks)
 		return SCRY_ENOMEM;
 	for (size_t i = 0; i < im->nwaiters; i++) {
 		const waiter *w = &im->waiters[i];
@@ -549,6 +575,16 @@ static int build_waits(scry_impact *im)
 		}
 		if (!g->relation[0] && w->rel[0])
 			g->relation = w->rel;
+		char **locks = &im->wait_locks[g - im->waits];
+		for (const char *p = w->lock; p && *p;) {
+			const char *e = strchr(p, ',');
+			char word[64];
+			snprintf(word, sizeof word, "%.*s", (int)(e ? e - p : (ptrdiff_t)strlen(p)), p);
+			add_word(locks, word);
+			p = e ? e + 1 : p + strlen(p);
+		}
+		if (*locks)
+			g->lock = *locks;
 		g->count++;
 		g->total_wait_us += us;
 		if (us > g->max_wait_us)
@@ -802,6 +838,9 @@ void scry_impact_free(scry_impact *im)
 		scry__free(im->objs[k]);
 	}
 	scry__free(im->locks);
+	for (size_t i = 0; im->wait_locks && i < im->nwaits; i++)
+		scry__free(im->wait_locks[i]);
+	scry__free(im->wait_locks);
 	scry__free(im->waits);
 	scry__free(im->patterns);
 	scry__free(im->app);

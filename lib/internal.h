@@ -67,7 +67,8 @@ SCRY_HIDDEN int scry__opts_copy(scry_error *err, const scry__abi_type *t, void *
 
 /*
  * Output structs (first field `size_t size`, set by the caller): check that
- * out->size covers at least version 1 (SCRY_EINVAL otherwise), then copy
+ * out is not NULL and out->size covers at least version 1 (SCRY_EINVAL
+ * otherwise), then copy
  * the library's full struct `src` into `out`, only as many bytes as
  * out->size says, and set out->size to the bytes written. scry__out_copy
  * does both; scry__out_put assumes a passed check.

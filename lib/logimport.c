@@ -949,19 +949,14 @@ static void fill_stats(const scry_logimport *imp, scry_logimport_stats *stats)
 
 int scry_logimport_stats_get(const scry_logimport *imp, scry_logimport_stats *stats)
 {
-	if (!stats)
-		return SCRY_EINVAL;
 	int rc = scry__out_check(NULL, &scry__abi_logimport_stats, stats);
-	if (rc)
-		return rc;
-	if (!imp) {
-		scry_logimport_stats st;
-		memset(&st, 0, sizeof st);
-		scry__out_put(&scry__abi_logimport_stats, stats, &st);
-		return 0;
+	if (!rc && imp) {
+		fill_stats(imp, stats);
+	} else if (!rc) {
+		static const scry_logimport_stats zero;
+		scry__out_put(&scry__abi_logimport_stats, stats, &zero);
 	}
-	fill_stats(imp, stats);
-	return 0;
+	return rc;
 }
 
 int scry_logimport_finish(scry_logimport *imp, scry_logimport_stats *stats, scry_error *err)

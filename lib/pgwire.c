@@ -1148,10 +1148,7 @@ int scry_pgwire_tx_status(const scry_pgwire *d) { return d ? d->tx_status : 0; }
 
 int scry_pgwire_stats_get(const scry_pgwire *d, scry_pgwire_stats *out)
 {
-	if (!out)
-		return SCRY_EINVAL;
-	scry_pgwire_stats st;
-	memset(&st, 0, sizeof st);
+	scry_pgwire_stats st = { 0 };
 	if (d) {
 		st = d->stats;
 		st.pending = d->ops_count;

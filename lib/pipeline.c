@@ -37,6 +37,7 @@ struct scry_pipeline {
 	scry_replay *impact_replay;  /* the replay during the migration, for cancel */
 	scry_impact *impact;         /* what the migration did to it */
 	scry_impact_gate gate;
+	volatile int verdict_cancel; /* the verdict polls it */
 };
 
 void scry_pipeline_options_init(scry_pipeline_options *opts)
@@ -137,6 +138,7 @@ void scry_pipeline_cancel(scry_pipeline *p)
 	if (!p)
 		return;
 	atomic_store(&p->canceled, 1);
+	p->verdict_cancel = 1;
 	pthread_mutex_lock(&p->lock);
 	if (p->shadow)
 		scry_shadow_cancel(p->shadow);
@@ -204,6 +206,8 @@ static int decide(scry_pipeline *p, const char *base_label, const char *cand_lab
 	scry_verdict_options vo = p->vopts;
 	vo.baseline_conninfo = base_conn;
 	vo.candidate_conninfo = cand_conn;
+	vo.cancel = &p->verdict_cancel;
+	vo.repeat_to_min = 1; /* only acts with two different clones */
 	if (!vo.log) {
 		vo.log = p->opts.log;
 		vo.log_ctx = p->opts.log_ctx;
@@ -548,15 +552,13 @@ const scry_impact *scry_pipeline_impact(const scry_pipeline *p)
 
 int scry_pipeline_stats_get(const scry_pipeline *p, scry_pipeline_stats *out)
 {
-	if (!p || !out)
-		return SCRY_EINVAL;
-	return scry__out_copy(NULL, &scry__abi_pipeline_stats, out, &p->stats);
+	return p ? scry__out_copy(NULL, &scry__abi_pipeline_stats, out, &p->stats) : SCRY_EINVAL;
 }
 
 int scry_pipeline_replay_result_get(const scry_pipeline *p, scry_pipeline_replay which,
 	scry_replay_result *out)
 {
-	if (!p || !out || (unsigned)which > SCRY_PIPELINE_FIXED_BASELINE)
+	if (!p || (unsigned)which > SCRY_PIPELINE_FIXED_BASELINE)
 		return SCRY_EINVAL;
 	return scry__out_copy(NULL, &scry__abi_replay_result, out, &p->results[which]);
 }

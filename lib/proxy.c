@@ -1136,10 +1136,7 @@ int scry_proxy_wait(scry_proxy *p, scry_error *err)
 
 int scry_proxy_stats_get(const scry_proxy *p, scry_proxy_stats *out)
 {
-	if (!out)
-		return SCRY_EINVAL;
-	scry_proxy_stats st;
-	memset(&st, 0, sizeof st);
+	scry_proxy_stats st = { 0 };
 	if (p) {
 		st.connections = STAT_GET(p, st_conns);
 		st.connections_active = STAT_GET(p, st_active);

@@ -11,13 +11,15 @@
  * DUE waits for the statement's original offset (timed mode only); BEGIN and
  * ROLLBACK wrap a write that runs outside a captured transaction; PREPARE
  * happens once per connection and text. Only EXEC is timed. With two targets
- * (A/B) NEXT switches to the B connection before advancing, so each
- * statement runs on A and then at once on B. The workload is loaded and
+ * (A/B) a runner replays one unit - a captured transaction, or a statement
+ * outside any - on one side, then the same unit on the other (next_step()),
+ * so it never waits on one clone holding locks on the other. The workload is loaded and
  * classified by lib/replay_workload.c. See docs/replay.md.
  */
 #define _GNU_SOURCE
 #include "replay_workload.h"
 #include "util/json.h"
+#include "verdict_internal.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -44,6 +46,7 @@ struct scry_replay {
 	scry_replay_options o;
 	uint64_t *fps;
 	char **umap;      /* copy of o.user_map */
+	int64_t client_timeouts[2]; /* of the last run, per target: no plans from a server that stopped answering */
 	size_t numap;
 	int cancel_fd;
 	atomic_int cancelled;
@@ -193,7 +196,7 @@ typedef struct runner {
 	rsession *s;
 	int round;
 	size_t next;
-	int cur, phase;
+	int cur, phase;              /* cur: 0 = the unit's first pass, 1 = its second (A/B) */
 	bool wrapped, override_rollback;
 	bool cursor, cursor_open; /* this statement runs as DECLARE/FETCH (a captured row-limited portal) */
 	bool io_timer;            /* in the heap for a deadline of the step in flight, not for a due time */
@@ -204,6 +207,10 @@ typedef struct runner {
 	struct runner *next_dead; /* finished, freed after the current batch of events */
 	size_t active_idx;
 	rconn c[2];
+	size_t unit_start, unit_end; /* A/B: the statements of the unit (transaction) in progress */
+	size_t units;                /* units started: which side goes first alternates */
+	bool unit_rollback;          /* the unit ended with the session still in a transaction: rolled back */
+	bool unit_locks;             /* the unit's transaction may take row locks: replayed whole per side */
 } runner;
 
 /*
@@ -1204,20 +1211,100 @@ static void send_pipeline(ctx *x, runner *r, rconn *c)
 	conn_sent(x, c, ok);
 }
 
-/* Moves a runner as far as it can go without waiting. */
 /*
- * The connection of the r->cur-th step of a statement. With two targets the
- * order alternates per statement and round (A then B, then B then A), so
- * that neither side always runs first: a first execution after an idle gap
- * tends to be the slower one, which would bias the pairs.
+ * The connection of the r->cur-th pass of a unit. With two targets a runner
+ * replays a whole unit - a captured transaction, or one statement outside
+ * any - on one side, then the same unit on the other, so it never waits on
+ * one clone while holding locks on the other (PostgreSQL cannot see such a
+ * cycle through scry). Which side goes first alternates per unit and round:
+ * a first execution after an idle gap tends to be the slower one, which
+ * would bias the pairs.
  */
 static rconn *step_conn(const ctx *x, runner *r)
 {
 	if (x->ntargets < 2)
 		return &r->c[r->cur];
-	return &r->c[(r->cur + (int)((r->next + (size_t)r->round) & 1)) % x->ntargets];
+	return &r->c[(r->cur + (int)((r->units + (size_t)r->round) & 1)) % x->ntargets];
 }
 
+/*
+ * May the captured transaction starting at statement i take locks (a write,
+ * SELECT ... FOR UPDATE, DDL)? Scans to its COMMIT/ROLLBACK. A transaction
+ * that only reads holds no row locks, so its statements can be interleaved
+ * one by one like autocommit ones: the pairs stay moments apart.
+ */
+static bool unit_takes_locks(const rsession *s, size_t i)
+{
+	for (size_t j = i; j < s->n; j++) {
+		const itext *t = s->st[j].t;
+		if (t->cls == CLS_WRITE || t->cls == CLS_2PC || t->cls == CLS_NOTXN)
+			return true;
+		if (j > i && (t->cls == CLS_COMMIT ||
+		              (t->cls == CLS_TXN && (!strncasecmp(t->text, "rollback", 8) || !strncasecmp(t->text, "abort", 5)) &&
+		               !strcasestr(t->text, " to "))))
+			return false;
+	}
+	return false;
+}
+
+static bool conn_in_txn(const rconn *c)
+{
+	PGTransactionStatusType ts = PQtransactionStatus(c->pg);
+	return ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR;
+}
+
+/*
+ * After a statement's pass: the next statement of the unit, the unit's
+ * second pass, or the next unit. A unit ends where the first side's
+ * connection is out of any transaction. Returns false when a ROLLBACK was
+ * sent (a session that ends inside a transaction releases its locks first).
+ */
+static bool next_step(ctx *x, runner *r, rconn *c)
+{
+	bool timed = x->o->mode == SCRY_REPLAY_TIMED;
+	if (x->ntargets < 2) {
+		r->next++;
+		x->done++;
+		r->phase = timed ? PH_DUE : PH_START;
+		return true;
+	}
+	if (r->cur == 0 && r->next == r->unit_start)
+		r->unit_locks = unit_takes_locks(r->s, r->next);
+	if (r->cur == 0 && r->unit_locks && r->next + 1 < r->s->n && conn_in_txn(c)) {
+		r->next++; /* the transaction goes on */
+		r->phase = timed ? PH_DUE : PH_START;
+		return true;
+	}
+	bool last = r->cur == 0 ? r->next + 1 >= r->s->n : r->next >= r->unit_end && (r->unit_locks || r->next + 1 >= r->s->n);
+	if (last && conn_in_txn(c) && !r->unit_rollback) {
+		r->unit_rollback = true;
+		conn_begin_step(c, STEP_ROLLBACK);
+		conn_sent(x, c, PQsendQuery(c->pg, "ROLLBACK"));
+		return false;
+	}
+	r->unit_rollback = false;
+	if (r->cur == 0) {
+		r->unit_end = r->next;
+		r->next = r->unit_start;
+		r->cur = 1;
+		r->phase = PH_START;
+		return true;
+	}
+	x->done++;
+	if (r->next < r->unit_end) {
+		r->next++;
+		r->phase = PH_START;
+		return true;
+	}
+	r->cur = 0;
+	r->next++;
+	r->unit_start = r->next;
+	r->units++;
+	r->phase = timed ? PH_DUE : PH_START;
+	return true;
+}
+
+/* Moves a runner as far as it can go without waiting. */
 static void drive(ctx *x, runner *r)
 {
 	for (;;) {
@@ -1267,9 +1354,8 @@ static void drive(ctx *x, runner *r)
 						x->warned_copy = true;
 				}
 				skip = true;
-				if (r->cur == 0 && r->round >= x->o->warmup)
-					for (int i = 0; i < x->ntargets; i++)
-						x->tg[i].not_replayable++;
+				if (r->round >= x->o->warmup)
+					x->tg[c->target].not_replayable++;
 			}
 			switch (skip ? -1 : st->t->cls) {
 			case CLS_COMMIT:
@@ -1286,11 +1372,8 @@ static void drive(ctx *x, runner *r)
 				break;
 			}
 			if (skip) {
-				if (r->cur == 0 && r->round >= x->o->warmup)
-					x->tg[0].res.skipped++;
-				if (r->cur == 0 && x->ntargets > 1 && r->round >= x->o->warmup)
-					x->tg[1].res.skipped++;
-				r->cur = x->ntargets - 1; /* skip on every target */
+				if (r->round >= x->o->warmup)
+					x->tg[c->target].res.skipped++;
 				r->phase = PH_NEXT;
 				break;
 			}
@@ -1343,15 +1426,8 @@ static void drive(ctx *x, runner *r)
 			r->phase = PH_NEXT;
 			break;
 		case PH_NEXT:
-			if (r->cur + 1 < x->ntargets) {
-				r->cur++;
-				r->phase = PH_START;
-				break;
-			}
-			r->cur = 0;
-			r->next++;
-			x->done++;
-			r->phase = x->o->mode == SCRY_REPLAY_TIMED ? PH_DUE : PH_START;
+			if (!next_step(x, r, c))
+				return;
 			break;
 		}
 	}
@@ -1588,6 +1664,7 @@ static void options_json(scry_buf *b, const scry_replay_options *o, int ntargets
 static int run_targets(scry_replay *rp, const char **conninfo, const char **label, int ntargets,
                        scry_replay_result **outs, scry_error *err)
 {
+	rp->client_timeouts[0] = rp->client_timeouts[1] = 0;
 	const scry_replay_options *o = &rp->o;
 	for (int i = 0; i < ntargets; i++) {
 		if (!conninfo[i] || !label[i] || !*label[i])
@@ -1777,6 +1854,7 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 	for (int i = 0; i < ntargets; i++) {
 		scry_replay_result *res = &x.tg[i].res;
 		res->run_id = x.tg[i].run_id;
+		rp->client_timeouts[i] = x.tg[i].client_timeouts;
 		res->elapsed_us = elapsed;
 		res->per_second = elapsed > 0 ? (double)res->executions * 1e6 / (double)elapsed : 0;
 		res->lag_p50_us = pct(x.lags, x.nlags, 0.50);
@@ -1836,6 +1914,28 @@ out:
 	return rc;
 }
 
+static bool replay_cancelled(void *r)
+{
+	return atomic_load(&((scry_replay *)r)->cancelled) != 0;
+}
+
+/* Each pattern's plan on each target, for `scry diff` (lib/verdict_probe.c). */
+static int record_plans(scry_replay *r, const char **conninfo, scry_replay_result **outs, int n, scry_error *err)
+{
+	for (int i = 0; i < n; i++) {
+		if (r->client_timeouts[i]) {
+			scry__log(r->o.log, r->o.log_ctx, SCRY_LOG_WARNING,
+			          "no plans recorded for run %lld: its server stopped answering during the replay",
+			          (long long)outs[i]->run_id);
+			continue;
+		}
+		if (scry__plans_record(r->store, conninfo[i], outs[i]->run_id, r->o.fingerprints, r->o.nfingerprints,
+		                       r->o.writes != SCRY_WRITES_SKIP, replay_cancelled, r, r->o.log, r->o.log_ctx))
+			return scry__fail(err, SCRY_ENOMEM, "out of memory recording plans");
+	}
+	return 0;
+}
+
 int scry_replay_run(scry_replay *r, const char *conninfo, const char *label,
                     scry_replay_result *out, scry_error *err)
 {
@@ -1843,8 +1943,10 @@ int scry_replay_run(scry_replay *r, const char *conninfo, const char *label,
 		return scry__fail(err, SCRY_EINVAL, "scry_replay_run: a replayer is required");
 	const char *ci[1] = { conninfo };
 	const char *lb[1] = { label };
-	scry_replay_result *outs[1] = { out };
-	return run_targets(r, ci, lb, 1, outs, err);
+	scry_replay_result res;
+	scry_replay_result *outs[1] = { out ? out : &res };
+	int rc = run_targets(r, ci, lb, 1, outs, err);
+	return rc ? rc : record_plans(r, ci, outs, 1, err);
 }
 
 int scry_replay_run_ab(scry_replay *r, const char *conninfo_a, const char *label_a,
@@ -1857,6 +1959,8 @@ int scry_replay_run_ab(scry_replay *r, const char *conninfo_a, const char *label
 		return scry__fail(err, SCRY_EINVAL, "the two runs of an A/B replay need different labels, not '%s' twice", label_a);
 	const char *ci[2] = { conninfo_a, conninfo_b };
 	const char *lb[2] = { label_a, label_b };
-	scry_replay_result *outs[2] = { out_a, out_b };
-	return run_targets(r, ci, lb, 2, outs, err);
+	scry_replay_result ra, rb;
+	scry_replay_result *outs[2] = { out_a ? out_a : &ra, out_b ? out_b : &rb };
+	int rc = run_targets(r, ci, lb, 2, outs, err);
+	return rc ? rc : record_plans(r, ci, outs, 2, err);
 }

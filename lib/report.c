@@ -31,6 +31,18 @@ static const char *verdict_word(const scry_verdict_summary *s)
 	return s->failures ? "FAIL" : "PASS";
 }
 
+/* Work beside time: blocks per execution on each side, and whether the plan changed. */
+static void work(scry_buf *b, const scry_pattern_verdict *p)
+{
+	if (!p->work_measured)
+		return;
+	scry__buf_printf(b, "; work %.0f -> %.0f blocks", p->baseline_work, p->candidate_work);
+	if (p->baseline_work > 0)
+		scry__buf_printf(b, " (%.2fx)", p->candidate_work / p->baseline_work);
+	if (p->plan_changed)
+		scry__buf_puts(b, ", plan changed");
+}
+
 /* The one-line reason of a pattern, shared by every format. */
 static void reason(scry_buf *b, const scry_pattern_verdict *p)
 {
@@ -42,6 +54,9 @@ static void reason(scry_buf *b, const scry_pattern_verdict *p)
 		if (isfinite(p->ratio_high))
 			scry__buf_printf(b, " (95%% CI %.2f-%.2f)", p->ratio_low, p->ratio_high);
 		scry__buf_printf(b, ", %lld paired executions", (long long)p->pairs);
+		work(b, p);
+		if (p->note)
+			scry__buf_printf(b, "; %s", p->note);
 		break;
 	case SCRY_CLASS_NEW_ERROR:
 		scry__buf_printf(b, "new error %s", p->candidate_sqlstate ? p->candidate_sqlstate : "");
@@ -100,6 +115,15 @@ static void p50_cell(char *out, size_t n, int64_t samples, int64_t errors, doubl
 		snprintf(out, n, "-");
 }
 
+/* A work cell: "12->1418" blocks per execution, "-" when not measured. */
+static void work_cell(char *out, size_t n, const scry_pattern_verdict *p)
+{
+	if (p->work_measured)
+		snprintf(out, n, "%.0f->%.0f", p->baseline_work, p->candidate_work);
+	else
+		snprintf(out, n, "-");
+}
+
 /* ---------------- text ---------------- */
 
 static void render_text(const scry_verdict *v, const scry_verdict_summary *s, scry_buf *b)
@@ -113,8 +137,8 @@ static void render_text(const scry_verdict *v, const scry_verdict_summary *s, sc
 	                 s->by_class[SCRY_CLASS_NEW_ERROR], s->by_class[SCRY_CLASS_ONLY_IN_CANDIDATE],
 	                 s->by_class[SCRY_CLASS_ROWS_CHANGED], s->by_class[SCRY_CLASS_IMPROVED],
 	                 s->by_class[SCRY_CLASS_UNCHANGED], s->by_class[SCRY_CLASS_INSUFFICIENT]);
-	scry__buf_printf(b, "%-4s %-20s %8s %15s %10s %10s %11s %9s  %-16s %s\n", "", "CLASS", "RATIO", "95% CI",
-	                 "BASE p50", "CAND p50", "IMPACT ms", "N", "FINGERPRINT", "QUERY");
+	scry__buf_printf(b, "%-4s %-20s %8s %15s %10s %10s %13s %11s %9s  %-16s %s\n", "", "CLASS", "RATIO", "95% CI",
+	                 "BASE p50", "CAND p50", "WORK blocks", "IMPACT ms", "N", "FINGERPRINT", "QUERY");
 	for (size_t i = 0; i < scry_verdict_count(v); i++) {
 		const scry_pattern_verdict *p = scry_verdict_get(v, i);
 		char fp[17], ci[40] = "-", ratio[20] = "-", n[24];
@@ -127,8 +151,10 @@ static void render_text(const scry_verdict *v, const scry_verdict_summary *s, sc
 		char bp[24], cp[24];
 		p50_cell(bp, sizeof bp, p->baseline_n, p->baseline_errors, p->baseline_p50_ms);
 		p50_cell(cp, sizeof cp, p->candidate_n, p->candidate_errors, p->candidate_p50_ms);
-		scry__buf_printf(b, "%-4s %-20s %8s %15s %10s %10s %11.1f %9s  %-16s ", p->flagged ? "FAIL" : "",
-		                 scry_verdict_class_name(p->cls), ratio, ci, bp, cp, p->impact_ms, n, fp);
+		char wk[40];
+		work_cell(wk, sizeof wk, p);
+		scry__buf_printf(b, "%-4s %-20s %8s %15s %10s %10s %13s %11.1f %9s  %-16s ", p->flagged ? "FAIL" : "",
+		                 scry_verdict_class_name(p->cls), ratio, ci, bp, cp, wk, p->impact_ms, n, fp);
 		one_line(b, p->normalized, 70);
 		scry__buf_puts(b, "\n");
 		if (p->flagged || p->cls == SCRY_CLASS_ONLY_IN_CANDIDATE || p->cls == SCRY_CLASS_ROWS_CHANGED ||
@@ -219,6 +245,14 @@ static void render_json(const scry_verdict *v, const scry_verdict_summary *s, sc
 		jms(&j, "best_p50_ms", p->suggested_index ? p->best_p50_ms : NAN);
 		jms(&j, "unindexed_p50_ms", p->suggested_index ? p->unindexed_p50_ms : NAN);
 		scry__json_kstr(&j, "plan_change", p->plan_change);
+		scry__json_knum(&j, "baseline_work", p->work_measured ? p->baseline_work : NAN, "%.6g");
+		scry__json_knum(&j, "candidate_work", p->work_measured ? p->candidate_work : NAN, "%.6g");
+		scry__json_kbool(&j, "plan_changed", p->plan_changed);
+		scry__json_kbool(&j, "work_regressed", p->work_regressed);
+		scry__json_kbool(&j, "tail_regressed", p->tail_regressed);
+		scry__json_knum(&j, "p95_ratio", p->p95_ratio > 0 ? p->p95_ratio : NAN, "%.6g");
+		scry__json_kint(&j, "baseline_aborted", p->baseline_aborted);
+		scry__json_kint(&j, "candidate_aborted", p->candidate_aborted);
 		scry__json_kstr(&j, "baseline_plan", p->baseline_plan);
 		scry__json_kstr(&j, "candidate_plan", p->candidate_plan);
 		scry_buf r = SCRY_BUF_INIT;
@@ -265,8 +299,8 @@ static void render_markdown(const scry_verdict *v, const scry_verdict_summary *s
 	                 s->by_class[SCRY_CLASS_ONLY_IN_CANDIDATE], s->by_class[SCRY_CLASS_ROWS_CHANGED],
 	                 s->by_class[SCRY_CLASS_IMPROVED], s->by_class[SCRY_CLASS_UNCHANGED],
 	                 s->by_class[SCRY_CLASS_INSUFFICIENT]);
-	scry__buf_puts(b, "| | Class | Ratio (95% CI) | Baseline p50 ms | Candidate p50 ms | Impact ms | Fingerprint | Query |\n"
-	                  "|---|---|---|---:|---:|---:|---|---|\n");
+	scry__buf_puts(b, "| | Class | Ratio (95% CI) | Baseline p50 ms | Candidate p50 ms | Work blocks | Impact ms | Fingerprint | Query |\n"
+	                  "|---|---|---|---:|---:|---:|---:|---|---|\n");
 	for (size_t i = 0; i < scry_verdict_count(v); i++) {
 		const scry_pattern_verdict *p = scry_verdict_get(v, i);
 		char fp[17];
@@ -279,7 +313,9 @@ static void render_markdown(const scry_verdict *v, const scry_verdict_summary *s
 		char bp[24], cp[24];
 		p50_cell(bp, sizeof bp, p->baseline_n, p->baseline_errors, p->baseline_p50_ms);
 		p50_cell(cp, sizeof cp, p->candidate_n, p->candidate_errors, p->candidate_p50_ms);
-		scry__buf_printf(b, " | %s | %s | %.1f | `%s` | `", bp, cp, p->impact_ms, fp);
+		char wk[40];
+		work_cell(wk, sizeof wk, p);
+		scry__buf_printf(b, " | %s | %s | %s | %.1f | `%s` | `", bp, cp, wk, p->impact_ms, fp);
 		md_cell(b, p->normalized, 80);
 		scry__buf_puts(b, "` |\n");
 	}

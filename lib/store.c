@@ -1251,7 +1251,26 @@ struct scry_sample_iter {
 	scry_stored_sample s;
 };
 
-int scry_store_samples(scry_store *s, int64_t run_id, scry_sample_iter **out, scry_error *err)
+int scry_store_run_complete(scry_store *s, int64_t run_id, scry_error *err)
+{
+	if (!s)
+		return scry__fail(err, SCRY_EINVAL, "scry_store_run_complete: a store is required");
+	sqlite3_stmt *q;
+	if (sqlite3_prepare_v2(s->db,
+	                       "SELECT ended_us IS NOT NULL AND coalesce(json_extract(CASE WHEN json_valid(summary)"
+	                       " THEN summary END, '$.complete'), 1) != 0 FROM runs WHERE id = ?",
+	                       -1, &q, NULL) != SQLITE_OK)
+		return scry__store_fail(s, err, "reading runs");
+	sqlite3_bind_int64(q, 1, run_id);
+	int r = sqlite3_step(q);
+	int rc = r == SQLITE_ROW ? sqlite3_column_int(q, 0) != 0
+	         : r == SQLITE_DONE ? scry__fail(err, SCRY_ENOTFOUND, "no run %lld in the store", (long long)run_id)
+	                            : scry__store_fail(s, err, "reading runs");
+	sqlite3_finalize(q);
+	return rc;
+}
+
+static int samples_query(scry_store *s, int64_t run_id, const char *order, scry_sample_iter **out, scry_error *err)
 {
 	if (!s || !out)
 		return scry__fail(err, SCRY_EINVAL, "scry_store_samples: arguments are required");
@@ -1260,12 +1279,14 @@ int scry_store_samples(scry_store *s, int64_t run_id, scry_sample_iter **out, sc
 	if (!it)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	it->store = s;
-	if (sqlite3_prepare_v2(s->db,
-	                       "SELECT x.event, st.pattern, p.fingerprint, x.round, x.latency_us, x.rows, x.sqlstate"
-	                       " FROM samples x JOIN events e ON e.id = x.event"
-	                       " JOIN statements st ON st.id = e.statement JOIN patterns p ON p.id = st.pattern"
-	                       " WHERE x.run = ? ORDER BY st.pattern, x.event, x.round",
-	                       -1, &it->q, NULL) != SQLITE_OK) {
+	char sql[512];
+	snprintf(sql, sizeof sql,
+	         "SELECT x.event, st.pattern, p.fingerprint, x.round, x.latency_us, x.rows, x.sqlstate, e.session"
+	         " FROM samples x JOIN events e ON e.id = x.event"
+	         " JOIN statements st ON st.id = e.statement JOIN patterns p ON p.id = st.pattern"
+	         " WHERE x.run = ? ORDER BY %s",
+	         order);
+	if (sqlite3_prepare_v2(s->db, sql, -1, &it->q, NULL) != SQLITE_OK) {
 		int rc = scry__store_fail(s, err, "reading samples");
 		scry_sample_iter_free(it);
 		return rc;
@@ -1273,6 +1294,16 @@ int scry_store_samples(scry_store *s, int64_t run_id, scry_sample_iter **out, sc
 	sqlite3_bind_int64(it->q, 1, run_id);
 	*out = it;
 	return 0;
+}
+
+int scry_store_samples(scry_store *s, int64_t run_id, scry_sample_iter **out, scry_error *err)
+{
+	return samples_query(s, run_id, "st.pattern, x.event, x.round", out, err);
+}
+
+int scry_store_samples_by_event(scry_store *s, int64_t run_id, scry_sample_iter **out, scry_error *err)
+{
+	return samples_query(s, run_id, "x.event, x.round", out, err);
 }
 
 int scry_sample_iter_next(scry_sample_iter *it, const scry_stored_sample **out, scry_error *err)
@@ -1296,6 +1327,7 @@ int scry_sample_iter_next(scry_sample_iter *it, const scry_stored_sample **out, 
 	const unsigned char *ss = sqlite3_column_text(q, 6);
 	if (ss)
 		snprintf(x->sqlstate, sizeof x->sqlstate, "%s", ss);
+	x->session_id = sqlite3_column_int64(q, 7);
 	*out = x;
 	return 1;
 }

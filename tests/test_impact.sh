@@ -160,8 +160,8 @@ json "$WORK/fkv.json" "len(j['locks'])" | grep -q '^0$' && ok "NOT VALID + VALID
 
 # --- a backfill UPDATE: the workload's UPDATEs wait on row locks ----------------------
 ci -- psql -Xq -c "UPDATE orders SET note = upper(note); SELECT pg_sleep(1)" >"$WORK/u.json" 2>/dev/null
-json "$WORK/u.json" "[w['lock'] for w in j['waits'] if 'UPDATE' in w['query']]" | grep -q transactionid \
-  && ok "the workload's UPDATEs waited on the backfill's row locks" || bad "no row-lock wait: $(json "$WORK/u.json" "j['waits']")"
+json "$WORK/u.json" "[w['lock'] for w in j['waits'] if 'UPDATE orders SET qty' in w['query'] and 'UPDATE orders SET note' in w['blocker']]" | grep -qE "transactionid|tuple|extend" \
+  && ok "the workload's UPDATEs waited behind the backfill" || bad "no wait behind the backfill: $(json "$WORK/u.json" "j['waits']")"
 json "$WORK/u.json" "[w['advice'] for w in j['waits']][0]" | grep -q batches \
   && ok "advice: backfill in batches" || bad "no batching advice"
 

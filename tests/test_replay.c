@@ -429,16 +429,22 @@ START_TEST(test_cancel)
 }
 END_TEST
 
-START_TEST(test_ab_pairing)
+/* Two fresh copies of the test database, clone_a and clone_b; their conninfos in a and b. */
+static void make_clones(char a[512], char b[512])
 {
-	setup_db();
 	pgtest_exec(g_pg.conninfo, "DROP DATABASE IF EXISTS clone_a");
 	pgtest_exec(g_pg.conninfo, "DROP DATABASE IF EXISTS clone_b");
 	pgtest_exec(g_pg.conninfo, "CREATE DATABASE clone_a TEMPLATE postgres");
 	pgtest_exec(g_pg.conninfo, "CREATE DATABASE clone_b TEMPLATE postgres");
+	pgtest_conninfo_db(&g_pg, "clone_a", a, 512);
+	pgtest_conninfo_db(&g_pg, "clone_b", b, 512);
+}
+
+START_TEST(test_ab_pairing)
+{
+	setup_db();
 	char cia[512], cib[512];
-	pgtest_conninfo_db(&g_pg, "clone_a", cia, sizeof cia);
-	pgtest_conninfo_db(&g_pg, "clone_b", cib, sizeof cib);
+	make_clones(cia, cib);
 	/* the "migration" on B drops a column A still has */
 	pgtest_exec(cib, "ALTER TABLE t DROP COLUMN v");
 	scry_store *s = new_store();
@@ -560,6 +566,54 @@ START_TEST(test_driver_events_ab)
 	}
 	free(ca);
 	free(cb);
+	scry_replay_free(r);
+	drop_store(s);
+}
+END_TEST
+
+/*
+ * Sessions that lock the same rows in opposite orders, one row per captured
+ * transaction, replayed A/B with --repeat: a runner replays a whole
+ * transaction on one clone before the other, so it never waits on one clone
+ * while holding locks on the other. Interleaved statement by statement, the
+ * pairs deadlock through scry and only statement_timeout ends them.
+ */
+START_TEST(test_ab_crossed_locks)
+{
+	setup_db();
+	char cia[512], cib[512];
+	make_clones(cia, cib);
+	scry_store *s = new_store();
+	int64_t t0 = 1700000000000000LL;
+	for (int k = 0; k < 8; k++) {
+		int64_t a = add_session(s, t0 + k);
+		int first = k % 2 ? 2 : 1, second = k % 2 ? 1 : 2;
+		for (int j = 0; j < 2; j++) {
+			char sql[128];
+			add_simple(s, a, t0 + k * 100 + j * 10 + 1, "BEGIN", -1);
+			if (k % 2) /* the other parity of statement positions */
+				add_simple(s, a, t0 + k * 100 + j * 10 + 2, "SELECT 1", 1);
+			snprintf(sql, sizeof sql, "UPDATE acct SET balance = balance + 1 WHERE id = %d", j ? second : first);
+			add_simple(s, a, t0 + k * 100 + j * 10 + 3, sql, 1);
+			add_simple(s, a, t0 + k * 100 + j * 10 + 4, "SELECT pg_sleep(0.01)", 1);
+			add_simple(s, a, t0 + k * 100 + j * 10 + 5, "COMMIT", -1);
+		}
+	}
+	scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
+	o.repeat = 5;
+	o.concurrency = 8;
+	o.timeout_ms = 5000;
+	scry_replay *r = NULL;
+	scry_error err = SCRY_ERROR_INIT;
+	ck_assert_int_eq(scry_replay_new(&r, s, &o, &err), 0);
+	scry_replay_result ra, rb;
+	ck_assert_msg(scry_replay_run_ab(r, cia, "A", cib, "B", &ra, &rb, &err) == 0, "%s", err.message);
+	ck_assert_int_eq(ra.executions, rb.executions);
+	ck_assert_int_eq(ra.executions, (4 * 8 + 5 * 8) * 5); /* 4 sessions of 2 x 4 statements, 4 of 2 x 5 */
+	ck_assert_int_eq(ra.timeouts, 0);
+	ck_assert_int_eq(rb.timeouts, 0);
+	ck_assert_int_eq(ra.errors, 0);
+	ck_assert_int_eq(rb.errors, 0);
 	scry_replay_free(r);
 	drop_store(s);
 }
@@ -755,6 +809,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_cancel);
 	tcase_add_test(tc, test_ab_pairing);
 	tcase_add_test(tc, test_driver_events_ab);
+	tcase_add_test(tc, test_ab_crossed_locks);
 	tcase_add_test(tc, test_timed_mode);
 	tcase_add_test(tc, test_fd_limit);
 	tcase_add_test(tc, test_many_sessions);

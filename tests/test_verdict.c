@@ -123,6 +123,9 @@ static void build(scry_store *s, const synth *sp, size_t nsp, int rounds)
 				ck_assert(scry_store_samples_append(s, ra, &a, 1, sizeof(scry_sample), &err) == 0);
 				ck_assert(scry_store_samples_append(s, rb, &b, 1, sizeof(scry_sample), &err) == 0);
 			}
+	scry_run_summary sum = SCRY_RUN_SUMMARY_INIT;
+	ck_assert(scry_store_run_end(s, ra, &sum, &err) == 0);
+	ck_assert(scry_store_run_end(s, rb, &sum, &err) == 0);
 }
 
 static const scry_pattern_verdict *find(const scry_verdict *v, const char *needle)
@@ -188,8 +191,10 @@ START_TEST(test_classes)
 	ck_assert_str_eq(scry_verdict_class_name(find(v, "few")->cls), "insufficient-samples");
 	ck_assert_str_eq(scry_verdict_class_name(find(v, "slight")->cls), "unchanged");
 	ck_assert_uint_eq(scry_verdict_failures(v), 3);
-	/* Worst first: the failures lead. */
-	for (size_t i = 0; i < 3; i++)
+	/* Patterns not judged lead, with their reason; then the failures. */
+	ck_assert_str_eq(scry_verdict_class_name(scry_verdict_get(v, 0)->cls), "insufficient-samples");
+	ck_assert(strstr(scry_verdict_get(v, 0)->note, "4 paired successful executions; 20 needed"));
+	for (size_t i = 1; i < 4; i++)
 		ck_assert(scry_verdict_get(v, i)->flagged);
 	ck_assert(scry_verdict_get(v, 10) == NULL);
 	scry_verdict_summary sum = SCRY_VERDICT_SUMMARY_INIT;
@@ -206,10 +211,105 @@ START_TEST(test_classes)
 	ck_assert_str_eq(scry_verdict_class_name(find(v, "twice")->cls), "unchanged");
 	ck_assert_str_eq(scry_verdict_class_name(find(v, "tenx")->cls), "regressed");
 	scry_verdict_free(v);
+	/* A cancel flag already set: SCRY_ECANCELED, no verdict. */
+	volatile int stop = 1;
+	o.threshold = 1.5;
+	o.cancel = &stop;
+	v = NULL;
+	ck_assert_int_eq(scry_verdict_compute(&v, s, "A", "B", &o, &err), SCRY_ECANCELED);
+	ck_assert(v == NULL);
+	/* Version-1 options (without the appended fields) still work: defaults for the rest. */
+	scry_verdict_options_init(&o);
+	o.version = 1;
+	o.cancel = &stop; /* beyond version 1: must be ignored */
+	ck_assert_msg(scry_verdict_compute(&v, s, "A", "B", &o, &err) == 0, "%s", err.message);
+	scry_verdict_free(v);
 	/* A/A on the store itself: the same run as both sides. */
 	ck_assert(scry_verdict_compute(&v, s, "A", "A", NULL, &err) == 0);
 	ck_assert_uint_eq(scry_verdict_failures(v), 0);
 	scry_verdict_free(v);
+	drop_store(s);
+}
+END_TEST
+
+static int run_cli(const char *args, const char *out);
+static char *slurp(const char *path);
+
+/*
+ * A capture wrapped in transactions: on the baseline the first statement of
+ * each transaction fails with 42703 and the rest with 25P02. The 25P02s are
+ * attributed to that first failure: the failing pattern is only-in-candidate
+ * on its root error, and the patterns after it are not judged on the
+ * aborted executions (and say why).
+ */
+START_TEST(test_aborted_transactions)
+{
+	scry_store *s = new_store();
+	scry_error err = SCRY_ERROR_INIT;
+	static const char *const q[] = { "SELECT count(*) FROM o WHERE region = 'x'", "SELECT total FROM o WHERE id = 1",
+		                         "SELECT sum(total) FROM o WHERE region = 'y'" };
+	int64_t ra, rb, ri, event = 0;
+	for (int k = 0; k < 25; k++) {
+		scry_session_info si = { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_API, "db", "u", "app", "[local]",
+			                 1700000000000000 + k * 1000 };
+		int64_t sid;
+		ck_assert(scry_store_session_add(s, &si, &sid, &err) == 0);
+		for (int i = 0; i < 3; i++) {
+			scry_event ev;
+			memset(&ev, 0, sizeof ev);
+			ev.session_id = sid;
+			ev.start_us = si.started_us + i;
+			ev.duration_us = 1000;
+			ev.query = q[i];
+			ev.rows = 1;
+			ck_assert_msg(scry_store_append(s, &ev, 1, sizeof ev, &err) == 0, "%s", err.message);
+		}
+	}
+	ck_assert(scry_store_run_begin(s, "A", "a", NULL, &ra, &err) == 0);
+	ck_assert(scry_store_run_begin(s, "B", "b", NULL, &rb, &err) == 0);
+	ck_assert(scry_store_run_begin(s, "I", "b", NULL, &ri, &err) == 0); /* never ends */
+	for (int k = 0; k < 25; k++)
+		for (int i = 0; i < 3; i++) {
+			event++;
+			scry_sample a = { event, 0, 900 + k, -1, "" }, b = { event, 0, 1000 + k, 1, "" };
+			snprintf(a.sqlstate, 6, "%s", i == 0 ? "42703" : "25P02");
+			ck_assert(scry_store_samples_append(s, ra, &a, 1, sizeof a, &err) == 0);
+			ck_assert(scry_store_samples_append(s, rb, &b, 1, sizeof b, &err) == 0);
+		}
+	scry_run_summary sum = SCRY_RUN_SUMMARY_INIT;
+	ck_assert(scry_store_run_end(s, ra, &sum, &err) == 0);
+	ck_assert(scry_store_run_end(s, rb, &sum, &err) == 0);
+	ck_assert_int_eq(scry_store_run_complete(s, ra, &err), 1);
+	ck_assert_int_eq(scry_store_run_complete(s, ri, &err), 0);
+	scry_verdict *v;
+	ck_assert_msg(scry_verdict_compute(&v, s, "A", "B", NULL, &err) == 0, "%s", err.message);
+	const scry_pattern_verdict *p = find(v, "count(*) FROM o WHERE region");
+	ck_assert_str_eq(scry_verdict_class_name(p->cls), "only-in-candidate");
+	ck_assert_str_eq(p->baseline_sqlstate, "42703");
+	p = find(v, "id = $1");
+	ck_assert_str_eq(scry_verdict_class_name(p->cls), "insufficient-samples");
+	ck_assert_int_eq(p->baseline_aborted, 25);
+	ck_assert_int_eq(p->new_failures, 0);
+	ck_assert_msg(strstr(p->note, "aborted by the earlier failure of SELECT count(*) FROM o WHERE region = $1"), "%s",
+	              p->note);
+	p = find(v, "sum(total)");
+	ck_assert_str_eq(scry_verdict_class_name(p->cls), "insufficient-samples");
+	ck_assert(strstr(p->note, "aborted by the earlier failure of"));
+	ck_assert_uint_eq(scry_verdict_failures(v), 0);
+	scry_verdict_free(v);
+	/* The same, candidate side: failures caused by another pattern's failure are not new errors of their own. */
+	ck_assert(scry_verdict_compute(&v, s, "B", "A", NULL, &err) == 0);
+	ck_assert_str_eq(scry_verdict_class_name(find(v, "count(*) FROM o WHERE region")->cls), "new-error");
+	ck_assert_str_eq(scry_verdict_class_name(find(v, "id = $1")->cls), "insufficient-samples");
+	ck_assert_uint_eq(scry_verdict_failures(v), 1);
+	scry_verdict_free(v);
+	scry_store_free(s);
+	char out[300];
+	snprintf(out, sizeof out, "/tmp/scry-test-verdict-%d.out", (int)getpid());
+	ck_assert_int_eq(run_cli("--baseline A --candidate I", out), 1);
+	ck_assert(strstr(slurp(out), "did not complete"));
+	unlink(out);
+	ck_assert(scry_store_open(&s, store_path, NULL, NULL) == 0);
 	drop_store(s);
 }
 END_TEST
@@ -284,7 +384,12 @@ START_TEST(test_cli)
 	                               "assert len(d.getElementsByTagName(\"failure\"))==3' '%s'",
 	                               out),
 	                 0);
-	ck_assert_int_eq(run_cli("--baseline A --candidate A", out), 0);
+	/* A run against itself, or an interrupted run, is refused unless --allow-incomplete. */
+	ck_assert_int_eq(run_cli("--baseline A --candidate A", out), 1);
+	ck_assert(strstr(slurp(out), "same run"));
+	ck_assert_int_eq(run_cli("--baseline A --candidate A --allow-incomplete", out), 0);
+	ck_assert_int_eq(run_cli("--baseline A --candidate B --fail-on-insufficient --format json", out), 5);
+	ck_assert(strstr(slurp(out), "\"failures\":4"));
 	ck_assert_int_eq(run_cli("--baseline A --candidate B --threshold 20 --format json", out), 5); /* new-error still */
 	ck_assert_int_eq(run_cli("--baseline A --candidate nope", out), 1);
 	ck_assert(strstr(slurp(out), "nope"));
@@ -531,6 +636,9 @@ static void measure(scry_store *s, const char *a, const char *b, const char *la,
 	ck_assert(scry_store_run_begin(s, lb, "b", NULL, &rb, &err) == 0);
 	ck_assert(scry_store_samples_append(s, ra, sa, k, sizeof(scry_sample), &err) == 0);
 	ck_assert(scry_store_samples_append(s, rb, sb, k, sizeof(scry_sample), &err) == 0);
+	scry_run_summary sum = SCRY_RUN_SUMMARY_INIT;
+	ck_assert(scry_store_run_end(s, ra, &sum, &err) == 0);
+	ck_assert(scry_store_run_end(s, rb, &sum, &err) == 0);
 	free(sa);
 	free(sb);
 	free(nth);
@@ -839,6 +947,7 @@ static Suite *suite(void)
 	Suite *s = suite_create("verdict");
 	TCase *tc = tcase_create("synthetic");
 	tcase_add_test(tc, test_classes);
+	tcase_add_test(tc, test_aborted_transactions);
 	tcase_add_test(tc, test_bad_input);
 	tcase_add_test(tc, test_cli);
 	suite_add_tcase(s, tc);

@@ -89,7 +89,7 @@ typedef struct scry_impact_wait {
 	uint64_t fingerprint;   /**< of the waiting query's text; 0 when it did not parse */
 	const char *query;      /**< its text, as pg_stat_activity showed it */
 	const char *relation;   /**< the table waited on, or "" when unknown (a row lock) */
-	const char *lock;       /**< wait_event: relation, transactionid, tuple, ... */
+	const char *lock;       /**< the wait_events seen, comma-separated: relation, transactionid, tuple, extend, ... */
 	int64_t count;          /**< distinct executions seen waiting */
 	int64_t max_wait_us;
 	int64_t total_wait_us;

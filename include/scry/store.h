@@ -337,6 +337,13 @@ typedef struct scry_run_summary {
 SCRY_API int scry_store_run_end(scry_store *store, int64_t run_id,
 	const scry_run_summary *summary, scry_error *err);
 
+/**
+ * Whether a run finished: 1 when it ended and its summary does not say
+ * `"complete":false` (an interrupted replay), else 0; SCRY_ENOTFOUND when
+ * there is no such run.
+ */
+SCRY_API int scry_store_run_complete(scry_store *store, int64_t run_id, scry_error *err);
+
 /** Finds the newest run with `label`; SCRY_ENOTFOUND when none. */
 SCRY_API int scry_store_run_find(scry_store *store, const char *label,
 	int64_t *run_id, scry_error *err);
@@ -366,6 +373,8 @@ typedef struct scry_stored_sample {
 	int64_t latency_us;
 	int64_t rows;
 	char sqlstate[6];
+	/* Appended fields. */
+	int64_t session_id;      /**< the captured session of the event */
 } scry_stored_sample;
 
 /** An iterator over samples. */
@@ -373,6 +382,15 @@ typedef struct scry_sample_iter scry_sample_iter;
 
 /** Iterates the samples of a run ordered by pattern, event, round. */
 SCRY_API int scry_store_samples(scry_store *store, int64_t run_id,
+	scry_sample_iter **out, scry_error *err);
+
+/**
+ * Iterates the samples of a run in replay order within each session:
+ * ordered by event (capture order), then round, with session_id set.
+ * The verdict reads runs this way to pair them and to find the first
+ * failure of an aborted transaction.
+ */
+SCRY_API int scry_store_samples_by_event(scry_store *store, int64_t run_id,
 	scry_sample_iter **out, scry_error *err);
 
 /** Advances; 1 = row, 0 = end, <0 error. */

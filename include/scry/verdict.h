@@ -32,7 +32,7 @@ typedef struct scry_verdict_options {
 	unsigned int version;         /**< SCRY_VERDICT_OPTIONS_VERSION */
 	double threshold;             /**< ratio of medians; default 1.5 */
 	double min_delta_ms;          /**< floor on the median's growth; default 0.5 */
-	int min_samples;              /**< per side; default 5 */
+	int min_samples;              /**< paired executions needed to judge a pattern; default 20 */
 	/** For plans and best-index checks: connections to both sides (NULL = skip). */
 	const char *baseline_conninfo;
 	const char *candidate_conninfo;
@@ -40,12 +40,27 @@ typedef struct scry_verdict_options {
 	void *log_ctx;
 	scry_progress_fn progress;
 	void *progress_ctx;
+	/* Appended in version 2. */
+	/** 1: patterns with fewer than min_samples pairs fail the gate. */
+	int fail_on_insufficient;
+	/**
+	 * 1: with connections to two different clones, a pattern with fewer than
+	 * min_samples pairs has its captured executions (real parameters, each in
+	 * BEGIN ... ROLLBACK) repeated on both sides, interleaved, until it has
+	 * them; the extra samples are stored in both runs. Default 0.
+	 */
+	int repeat_to_min;
+	/**
+	 * Polled between steps: when it points to a non-zero int the computation
+	 * stops with SCRY_ECANCELED. Set by scry_pipeline_cancel().
+	 */
+	const volatile int *cancel;
 } scry_verdict_options;
 
 /** Current version of scry_verdict_options. */
-#define SCRY_VERDICT_OPTIONS_VERSION 1
+#define SCRY_VERDICT_OPTIONS_VERSION 2
 /** Defaults. */
-#define SCRY_VERDICT_OPTIONS_INIT { SCRY_VERDICT_OPTIONS_VERSION, 1.5, 0.5, 5, NULL, NULL, NULL, NULL, NULL, NULL }
+#define SCRY_VERDICT_OPTIONS_INIT { SCRY_VERDICT_OPTIONS_VERSION, 1.5, 0.5, 20, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL }
 
 /** Fills `opts` with the defaults. */
 SCRY_API void scry_verdict_options_init(scry_verdict_options *opts);
@@ -59,7 +74,7 @@ typedef struct scry_pattern_verdict {
 	int64_t baseline_errors, candidate_errors;
 	double baseline_p50_ms, baseline_p95_ms, baseline_p99_ms;
 	double candidate_p50_ms, candidate_p95_ms, candidate_p99_ms;
-	double ratio;                              /**< candidate p50 / baseline p50 */
+	double ratio;                              /**< median paired ratio candidate/baseline (the estimate the interval is built around) */
 	double ratio_low, ratio_high;              /**< confidence interval of ratio */
 	double impact_ms;                          /**< executions x median delta */
 	double captured_mean_ms;                   /**< mean latency at capture, 0 unknown */
@@ -79,6 +94,16 @@ typedef struct scry_pattern_verdict {
 	double unindexed_p50_ms;                   /**< only-in-candidate: p50 measured beside best_p50_ms, without the index */
 	const char *baseline_sqlstate;             /**< only-in-candidate: why it fails on baseline, else NULL */
 	const char *note;                          /**< one line for people: why this class, or why not judged; may be NULL */
+	/* Appended fields. */
+	int64_t baseline_aborted, candidate_aborted; /**< executions that failed with 25P02 because an earlier statement of another pattern failed in their transaction */
+	double p95_ratio;                          /**< candidate p95 / baseline p95 */
+	double p95_ratio_low, p95_ratio_high;      /**< its interval (each side's p95 interval combined) */
+	int tail_regressed;                        /**< regressed on p95 alone */
+	int work_measured;                         /**< 1 when the work fields below are known */
+	double baseline_work, candidate_work;      /**< blocks per execution (shared hit+read, temp read+written), median of EXPLAIN (ANALYZE, BUFFERS) samples */
+	double work_ratio;                         /**< candidate_work / baseline_work */
+	int plan_changed;                          /**< the plan's shape (node types, indexes) differs */
+	int work_regressed;                        /**< regressed by the work rule (plan changed, work grew by the threshold, timing ratio > 1) */
 } scry_pattern_verdict;
 
 /** A computed verdict. */
