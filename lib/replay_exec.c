@@ -131,7 +131,8 @@ int scry__replay_roles(const scry_replay_options *o, workload *w, PGconn *pg, in
 	if (!any)
 		return 0;
 	/* Roles the replay user may become (a superuser: every role). */
-	PGresult *res = PQexec(pg, "SELECT rolname FROM pg_roles WHERE pg_has_role(current_user, oid, 'MEMBER')");
+	PGresult *res = PQexec(pg, "SELECT rolname, rolname = current_user FROM pg_roles "
+	                           "WHERE pg_has_role(current_user, oid, 'MEMBER')");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		char msg[300];
 		scry__pg_one_line(PQerrorMessage(pg), msg, sizeof msg);
@@ -146,9 +147,15 @@ int scry__replay_roles(const scry_replay_options *o, workload *w, PGconn *pg, in
 		rsession *s = &w->sess[i];
 		if (!s->role)
 			continue;
-		for (int j = 0; j < nroles && !s->role_ok[target]; j++)
-			s->role_ok[target] = !strcmp(PQgetvalue(res, j, 0), s->role);
-		if (s->role_ok[target])
+		bool self = false;
+		for (int j = 0; j < nroles && !s->role_ok[target] && !self; j++) {
+			if (strcmp(PQgetvalue(res, j, 0), s->role))
+				continue;
+			/* The replay user itself: no SET ROLE needed (nor sent). */
+			self = PQgetvalue(res, j, 1)[0] == 't';
+			s->role_ok[target] = !self;
+		}
+		if (s->role_ok[target] || self)
 			continue;
 		bool seen = false;
 		for (size_t j = 0; j < nwarned && !seen; j++)
