@@ -119,7 +119,7 @@ int cmd_fingerprint(int argc, char **argv)
 			size_t line = 1;
 			for (size_t k = 0; k < spans[i].offset; k++)
 				line += sql[k] == '\n';
-			fprintf(stderr, "scry: %s:%zu: statement %zu: %s\n", path, line, i + 1, err.message);
+			fprintf(stderr, "scry: %s:%zu: statement %zu: %s\n", path, line, i + 1, cli_esc(err.message));
 			if (json) {
 				char *q = strndup(stmt, slen);
 				fputs("{\"error\":", stdout);
@@ -144,7 +144,7 @@ int cmd_fingerprint(int argc, char **argv)
 			fputs("}\n", stdout);
 			free(q);
 		} else if (normalize) {
-			printf("%s\t%s\n", hex, have_norm && norm.ptr ? norm.ptr : "");
+			printf("%s\t%s\n", hex, cli_esc(have_norm && norm.ptr ? norm.ptr : ""));
 		} else {
 			printf("%s\n", hex);
 		}
@@ -291,7 +291,7 @@ int cmd_workload(int argc, char **argv)
 				printf("%-16s %10lld %8lld %12.3f  %s\n",
 				       !p->parse_error ? hex : strstr(p->parse_error, "truncated at capture") ? "(truncated)"
 				                                                                          : "(unparsable)",
-				       (long long)p->count, (long long)p->errors, p->mean_us / 1000.0, q);
+				       (long long)p->count, (long long)p->errors, p->mean_us / 1000.0, cli_esc(q));
 			}
 			shown++;
 		}

@@ -40,7 +40,7 @@ static const char help[] =
 static void log_stderr(void *ctx, scry_log_level level, const char *message)
 {
 	(void)ctx;
-	fprintf(stderr, "scry: %s%s\n", level >= SCRY_LOG_ERROR ? "error: " : "", message);
+	fprintf(stderr, "scry: %s%s\n", level >= SCRY_LOG_ERROR ? "error: " : "", cli_esc(message));
 }
 
 int cmd_capture_proxy(int argc, char **argv)

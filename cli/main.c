@@ -1,6 +1,7 @@
 /* cli/main.c - the scry command: dispatches to one function per subcommand. */
 #include "cli.h"
 
+#include <signal.h>
 #include <string.h>
 
 static const char usage[] =
@@ -54,6 +55,10 @@ static const struct {
 
 int main(int argc, char **argv)
 {
+	/* A file size limit (RLIMIT_FSIZE) must fail the write (EFBIG, reported
+	 * like a full disk) instead of killing the process: a capture proxy
+	 * killed by it would cut every client off (docs/testing.md). */
+	signal(SIGXFSZ, SIG_IGN);
 	if (argc < 2) {
 		fputs(usage, stderr);
 		return CLI_EXIT_USAGE;

@@ -80,13 +80,102 @@ const char *scry_strerror(int code)
 	}
 }
 
+static bool ci_prefix(const char *s, const char *word)
+{
+	for (; *word; s++, word++)
+		if ((*s | 0x20) != *word)
+			return false;
+	return true;
+}
+
+char *scry_redact_secrets(const char *in, char *out, size_t n)
+{
+	if (!out || !n)
+		return out;
+	size_t j = 0;
+#define PUT(c) do { if (j + 1 < n) out[j++] = (c); } while (0)
+	for (const char *p = in ? in : ""; *p;) {
+		if (ci_prefix(p, "password")) {
+			const char *q = p + 8;
+			while (*q == ' ' || *q == '\t')
+				q++;
+			if (*q == '=') {
+				for (const char *c = p; c <= q; c++)
+					PUT(*c);
+				q++;
+				while (*q == ' ' || *q == '\t')
+					q++;
+				if (*q == '\'') { /* conninfo quoting: \' and \\ escape */
+					for (q++; *q && *q != '\''; q++)
+						if (*q == '\\' && q[1])
+							q++;
+					q += *q == '\'';
+				} else {
+					while (*q && *q != ' ' && *q != '\t' && *q != '\n' && *q != '&' && *q != '"' &&
+					       *q != '\'' && *q != ',' && *q != ')')
+						q++;
+				}
+				for (int k = 0; k < 3; k++)
+					PUT('*');
+				p = q;
+				continue;
+			}
+		}
+		if (p[0] == ':' && p[1] == '/' && p[2] == '/') {
+			/* scheme://user:password@host: the last '@' before the path. */
+			const char *u = p + 3, *end = u, *at = NULL, *colon = NULL;
+			while (*end && *end != '/' && *end != ' ' && *end != '\'' && *end != '"' && *end != '\n') {
+				if (*end == '@')
+					at = end;
+				else if (*end == ':' && !colon && !at)
+					colon = end;
+				end++;
+			}
+			if (at && colon && colon < at) {
+				for (const char *c = p; c <= colon; c++)
+					PUT(*c);
+				for (int k = 0; k < 3; k++)
+					PUT('*');
+				p = at;
+				continue;
+			}
+		}
+		PUT(*p);
+		p++;
+	}
+#undef PUT
+	out[j] = 0;
+	return out;
+}
+
+int scry_escape_controls(const char *s, size_t n, scry_buf *out)
+{
+	size_t start = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		bool c1 = c == 0xC2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 && (unsigned char)s[i + 1] <= 0x9F;
+		if (!((c < 0x20 && c != '\n' && c != '\t') || c == 0x7F || c1))
+			continue;
+		if (scry__buf_put(out, s + start, i - start))
+			return SCRY_ENOMEM;
+		int rc = c1 ? scry__buf_printf(out, "\\u%04x", (unsigned char)s[++i])
+		            : scry__buf_printf(out, "\\x%02x", c);
+		if (rc)
+			return SCRY_ENOMEM;
+		start = i + 1;
+	}
+	return scry__buf_put(out, s + start, n - start) ? SCRY_ENOMEM : 0;
+}
+
 static int fail_v(scry_error *err, int code, int sys_code, const char *fmt, va_list ap)
 {
 	if (err) {
+		char raw[sizeof err->message];
 		err->code = code;
 		err->sys_code = sys_code;
 		err->sqlstate[0] = 0;
-		vsnprintf(err->message, sizeof err->message, fmt, ap);
+		vsnprintf(raw, sizeof raw, fmt, ap);
+		scry_redact_secrets(raw, err->message, sizeof err->message);
 	}
 	return code;
 }
@@ -118,12 +207,12 @@ void scry__log(scry_log_fn fn, void *ctx, scry_log_level level, const char *fmt,
 {
 	if (!fn)
 		return;
-	char msg[1024];
+	char raw[1024], msg[1024];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
+	vsnprintf(raw, sizeof raw, fmt, ap);
 	va_end(ap);
-	fn(ctx, level, msg);
+	fn(ctx, level, scry_redact_secrets(raw, msg, sizeof msg));
 }
 
 int scry__array_grow(void **arr, size_t *cap, size_t n, size_t size, size_t first)
@@ -183,25 +272,24 @@ int scry__pg_connect_fail(scry_error *err, PGconn *pg, const char *what)
 }
 
 /*
- * The sticky failure of a scry_buf (libgit2's git_str__oom): after one failed
- * append the buffer points here, holds nothing, and every later append fails
- * too, so a long rendering can check once at the end (scry__buf_failed)
- * without ever returning a truncated text as a success.
+ * The sticky failure of a scry_buf (libgit2's git_str OOM pattern): after
+ * one failed append the buffer refuses every later one, so a long rendering
+ * can check once at the end (scry__buf_failed) without ever returning a
+ * truncated text as a success. The failure is the top bit of `asize` (no
+ * buffer is that large): the bytes already written stay where they were,
+ * so offsets a module keeps into a buffer stay valid after a failure.
  */
-static char buf_failed_marker[1];
+#define BUF_FAILED (~(SIZE_MAX >> 1))
 
 int scry__buf_fail(scry_buf *b, int code)
 {
-	if (b->ptr != buf_failed_marker)
-		scry__free(b->ptr);
-	b->ptr = buf_failed_marker;
-	b->size = b->asize = 0;
+	b->asize |= BUF_FAILED;
 	return code;
 }
 
 bool scry__buf_failed(const scry_buf *b)
 {
-	return b->ptr == buf_failed_marker;
+	return (b->asize & BUF_FAILED) != 0;
 }
 
 void scry__buf_inherit(scry_buf *b, const scry_buf *from)
@@ -214,16 +302,14 @@ void scry_buf_dispose(scry_buf *b)
 {
 	if (!b)
 		return;
-	if (b->ptr != buf_failed_marker)
-		scry__free(b->ptr);
+	scry__free(b->ptr);
 	b->ptr = NULL;
 	b->size = b->asize = 0;
 }
 
 void scry__buf_clear(scry_buf *b)
 {
-	if (b->ptr == buf_failed_marker)
-		b->ptr = NULL; /* starting over forgets a failure */
+	b->asize &= ~BUF_FAILED; /* starting over forgets a failure */
 	b->size = 0;
 	if (b->ptr)
 		b->ptr[0] = 0;
@@ -231,16 +317,15 @@ void scry__buf_clear(scry_buf *b)
 
 int scry__buf_grow(scry_buf *b, size_t extra)
 {
+	if (scry__buf_failed(b))
+		return SCRY_ENOMEM;
+	if (extra > SIZE_MAX / 4 - b->size)
+		return scry__buf_fail(b, SCRY_ENOMEM);
 	if (b->size + extra + 1 <= b->asize)
 		return 0;
-	if (b->ptr == buf_failed_marker)
-		return SCRY_ENOMEM;
 	size_t want = b->asize ? b->asize : 64;
-	while (want < b->size + extra + 1) {
-		if (want > SIZE_MAX / 2)
-			return scry__buf_fail(b, SCRY_ENOMEM);
+	while (want < b->size + extra + 1)
 		want *= 2;
-	}
 	char *p = scry__realloc(b->ptr, want);
 	if (!p)
 		return scry__buf_fail(b, SCRY_ENOMEM);

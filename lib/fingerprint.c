@@ -90,6 +90,12 @@ static size_t skip_comment(const char *s, size_t len, size_t i, bool *ok)
 	return len;
 }
 
+size_t scry__sql_skip_comment(const char *s, size_t len, size_t i)
+{
+	bool ok;
+	return skip_comment(s, len, i, &ok);
+}
+
 static bool comment_starts(const char *s, size_t len, size_t i)
 {
 	return i + 1 < len && ((s[i] == '-' && s[i + 1] == '-') || (s[i] == '/' && s[i + 1] == '*'));
@@ -290,12 +296,22 @@ static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int 
 #undef EMIT_LITERAL
 }
 
+/* A byte 0x00-0x03 anywhere, comments and quotes included: such a text is
+ * stored as it is (no literals), so no byte of it can pass for a marker. */
+static bool has_marker_byte(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x04)
+			return true;
+	return false;
+}
+
 int scry__lift_literals(const char *sql, size_t len, scry_buf *tmpl, scry_buf *lits, int *nlits)
 {
 	size_t t0 = tmpl->size, l0 = lits->size;
 	int oom = 0;
 	*nlits = 0;
-	if (is_dml(sql, len) && lift(sql, len, tmpl, lits, nlits, &oom))
+	if (!has_marker_byte(sql, len) && is_dml(sql, len) && lift(sql, len, tmpl, lits, nlits, &oom))
 		return 0;
 	if (oom)
 		return SCRY_ENOMEM;
@@ -415,18 +431,32 @@ int scry_fingerprinter_stats_get(const scry_fingerprinter *f, scry_fingerprinter
 	return scry__out_copy(NULL, &scry__abi_fingerprinter_stats, out, &st);
 }
 
-/* The parser itself: NUL-terminated text in. */
+typedef struct fp_call {
+	const char *text;
+	PgQueryFingerprintResult r;
+} fp_call;
+
+static void fp_call_run(void *p)
+{
+	fp_call *c = p;
+	c->r = pg_query_fingerprint(c->text);
+}
+
+/* The parser itself: NUL-terminated text in; deeply nested texts are kept
+ * off the caller's stack (lib/pgquery_guard.c). */
 static int parse_fingerprint(const char *text, uint64_t *out, scry_error *err)
 {
-	PgQueryFingerprintResult r = pg_query_fingerprint(text);
-	int rc = 0;
-	if (r.error) {
-		rc = scry__fail(err, SCRY_EPARSE, "%s at position %d", r.error->message,
-		                r.error->cursorpos);
+	fp_call c = { text, { 0 } };
+	int rc = scry__pgq_run(text, strlen(text), fp_call_run, &c, err);
+	if (rc)
+		return rc;
+	if (c.r.error) {
+		rc = scry__fail(err, SCRY_EPARSE, "%s at position %d", c.r.error->message,
+		                c.r.error->cursorpos);
 	} else {
-		*out = r.fingerprint;
+		*out = c.r.fingerprint;
 	}
-	pg_query_free_fingerprint_result(r);
+	pg_query_free_fingerprint_result(c.r);
 	return rc;
 }
 
@@ -576,20 +606,36 @@ int scry_fingerprint_batch(scry_fingerprinter *f, const char *const *sqls, const
 	return failed;
 }
 
+typedef struct norm_call {
+	const char *text;
+	PgQueryNormalizeResult r;
+} norm_call;
+
+static void norm_call_run(void *p)
+{
+	norm_call *c = p;
+	c->r = pg_query_normalize(c->text);
+}
+
 int scry_fingerprint_normalize(const char *sql, size_t len, scry_buf *out, scry_error *err)
 {
 	if (!sql || !out)
 		return scry__fail(err, SCRY_EINVAL, "scry_fingerprint_normalize: sql and out are required");
+	if (memchr(sql, 0, len))
+		return nul_error(sql, len, err);
 	char *copy = scry__strndup(sql, len);
 	if (!copy)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	PgQueryNormalizeResult r = pg_query_normalize(copy);
-	int rc = 0;
-	if (r.error)
-		rc = scry__fail(err, SCRY_EPARSE, "%s at position %d", r.error->message, r.error->cursorpos);
-	else if (scry__buf_puts(out, r.normalized_query))
-		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
-	pg_query_free_normalize_result(r);
+	norm_call c = { copy, { 0 } };
+	int rc = scry__pgq_run(copy, len, norm_call_run, &c, err);
+	if (!rc) {
+		if (c.r.error)
+			rc = scry__fail(err, SCRY_EPARSE, "%s at position %d", c.r.error->message,
+			                c.r.error->cursorpos);
+		else if (scry__buf_puts(out, c.r.normalized_query))
+			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
+		pg_query_free_normalize_result(c.r);
+	}
 	scry__free(copy);
 	return rc;
 }
@@ -616,8 +662,204 @@ static void add_span(const char *text, size_t s, size_t e, scry_statement_span *
 		a[(*k)++] = (scry_statement_span){ s, e - s };
 }
 
+/* Statement-starting and very common keywords: a word among them is a
+ * keyword token for PostgreSQL's scanner. A statement whose words are all
+ * outside this list sends the whole text to the scanner (it alone knows
+ * every keyword). */
+static bool common_keyword(const char *w, size_t n)
+{
+	static const char *const kw[] = {
+		"select", "insert", "update", "delete", "with", "values", "table", "begin", "commit", "rollback",
+		"start", "end", "set", "reset", "show", "create", "alter", "drop", "truncate", "grant", "revoke",
+		"explain", "analyze", "analyse", "vacuum", "copy", "lock", "prepare", "execute", "deallocate",
+		"declare", "fetch", "close", "move", "listen", "notify", "unlisten", "discard", "do", "call",
+		"comment", "refresh", "cluster", "reindex", "checkpoint", "load", "savepoint", "release", "abort",
+		"security", "import", "merge", "from", "where", "into", "as", "and", "or", "not", "null", "true",
+		"false", "in", "is", "by", "order", "group", "limit", "offset", "on", "join", "left", "inner", "case",
+		"when", "then", "else", "function", "index", "view", "transaction", "work", "returning", "default",
+		"all", "distinct", "having", "union", "exists", "between", "like", "cast", "to", "for", "of",
+		NULL
+	};
+	if (n < 2 || n > 12)
+		return false;
+	for (int i = 0; kw[i]; i++)
+		if (word_eq(w, n, kw[i]))
+			return true;
+	return false;
+}
+
+/*
+ * Statement boundaries as pg_query_split_with_scanner() finds them, without
+ * running PostgreSQL's scanner: the same tokens that matter (strings, E''
+ * strings, quoted identifiers, dollar quotes, comments, parentheses, ';',
+ * keywords) are recognised by hand. A ';' outside parentheses ends a
+ * statement when a keyword came since the last one, else it starts the next
+ * one (an empty or keyword-less piece is dropped, as the scanner's split
+ * drops it). Returns 1 when it cannot be sure (an unterminated quote or
+ * comment, a NUL byte, words it does not know to be keywords): then the
+ * scanner decides. Fills a[] with (offset, length) pairs, length 0 = to the
+ * end, like the scanner's result.
+ */
+static int fast_split(const char *s, size_t len, size_t **out, size_t *nout)
+{
+	size_t cap = 16, k = 0;
+	size_t *a = scry__malloc(cap * 2 * sizeof *a);
+	if (!a)
+		return -1;
+	size_t i = 0, start = 0, parens = 0;
+	bool keyword = false, unknown_words = false;
+#define FAIL_SPLIT() do { scry__free(a); return 1; } while (0)
+	while (i <= len) {
+		unsigned char c = i < len ? (unsigned char)s[i] : 0;
+		if (i == len || (c == ';' && parens == 0)) {
+			if (keyword && parens == 0) {
+				if (k == cap) {
+					size_t *na = scry__realloc(a, cap * 4 * sizeof *a);
+					if (!na) {
+						scry__free(a);
+						return -1;
+					}
+					a = na;
+					cap *= 2;
+				}
+				a[2 * k] = start;
+				a[2 * k + 1] = i - start;
+				k++;
+			} else if (unknown_words && parens == 0) {
+				FAIL_SPLIT(); /* maybe a keyword the list lacks: the scanner knows */
+			}
+			if (i == len)
+				break;
+			start = i + 1;
+			keyword = unknown_words = false;
+			i++;
+			continue;
+		}
+		if (c == 0)
+			FAIL_SPLIT();
+		if (is_space(c)) {
+			i++;
+		} else if (c == '-' && i + 1 < len && s[i + 1] == '-') {
+			while (i < len && s[i] != '\n' && s[i] != '\r')
+				i++;
+		} else if (c == '/' && i + 1 < len && s[i + 1] == '*') {
+			bool ok;
+			i = skip_comment(s, len, i, &ok);
+			if (!ok)
+				FAIL_SPLIT();
+		} else if (c == '\'') {
+			/* E'...' (the E a token of its own) has backslash escapes. */
+			bool esc = i > 0 && (s[i - 1] == 'e' || s[i - 1] == 'E') &&
+			           (i < 2 || !is_ident_char((unsigned char)s[i - 2]));
+			size_t j = i + 1;
+			for (;;) {
+				if (j >= len)
+					FAIL_SPLIT();
+				if (s[j] == 0)
+					FAIL_SPLIT();
+				if (esc && s[j] == '\\') {
+					j += 2;
+					continue;
+				}
+				if (s[j] == '\'') {
+					if (j + 1 < len && s[j + 1] == '\'') {
+						j += 2;
+						continue;
+					}
+					break;
+				}
+				j++;
+			}
+			i = j + 1;
+		} else if (c == '"') {
+			size_t j;
+			if (!scan_quoted(s, len, i, &j))
+				FAIL_SPLIT();
+			i = j;
+		} else if (c == '$') {
+			if (i + 1 < len && is_digit((unsigned char)s[i + 1])) {
+				i++; /* $1 */
+				continue;
+			}
+			/* $tag$ ... $tag$ */
+			size_t j = i + 1;
+			if (j < len && is_ident_start((unsigned char)s[j]))
+				while (j < len && is_ident_start((unsigned char)s[j]) | is_digit((unsigned char)s[j]))
+					j++;
+			if (j >= len || s[j] != '$') {
+				i++;
+				continue;
+			}
+			size_t dl = j + 1 - i, e = j + 1;
+			for (;;) { /* the first "$tag$" after the opening one */
+				const char *d = memchr(s + e, '$', len - e);
+				if (!d)
+					FAIL_SPLIT();
+				e = (size_t)(d - s);
+				if (len - e >= dl && !memcmp(s + e, s + i, dl))
+					break;
+				e++;
+			}
+			if (memchr(s + i, 0, e - i))
+				FAIL_SPLIT();
+			i = e + dl;
+		} else if (is_ident_start(c)) {
+			size_t j = i;
+			while (j < len && is_ident_char((unsigned char)s[j]))
+				j++;
+			if (common_keyword(s + i, j - i))
+				keyword = true;
+			else if (!(j - i == 1 && j < len && s[j] == '\'')) /* not the E of E'' */
+				unknown_words = true;
+			i = j;
+		} else if (is_digit(c)) {
+			/* Numbers, with what follows a digit run in one token (1e5, 0x1F, 1_000): no quotes. */
+			while (i < len && (is_ident_char((unsigned char)s[i]) || s[i] == '.'))
+				i++;
+		} else {
+			if (c == '(')
+				parens++;
+			else if (c == ')')
+				parens--; /* wraps below zero, as the scanner's split does */
+			i++;
+		}
+	}
+#undef FAIL_SPLIT
+	*out = a;
+	*nout = k;
+	return 0;
+}
+
 int scry_fingerprint_split(const char *sql, size_t len, scry_statement_span **spans,
                            size_t *count, scry_error *err)
+{
+	if (!sql || !spans || !count)
+		return scry__fail(err, SCRY_EINVAL, "scry_fingerprint_split: arguments are required");
+	*spans = NULL;
+	*count = 0;
+	size_t *fa = NULL, fn = 0;
+	int f = fast_split(sql, len, &fa, &fn);
+	if (f < 0)
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	if (f == 0) {
+		scry_statement_span *a = scry__calloc(fn + 1, sizeof *a);
+		if (!a) {
+			scry__free(fa);
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		}
+		size_t k = 0;
+		for (size_t i = 0; i < fn; i++)
+			add_span(sql, fa[2 * i], fa[2 * i] + fa[2 * i + 1], a, &k);
+		scry__free(fa);
+		*spans = a;
+		*count = k;
+		return 0;
+	}
+	return scry__split_scanner(sql, len, spans, count, err);
+}
+
+int scry__split_scanner(const char *sql, size_t len, scry_statement_span **spans, size_t *count,
+                        scry_error *err)
 {
 	if (!sql || !spans || !count)
 		return scry__fail(err, SCRY_EINVAL, "scry_fingerprint_split: arguments are required");
@@ -644,18 +886,19 @@ int scry_fingerprint_split(const char *sql, size_t len, scry_statement_span **sp
 			tail = 0;
 	}
 	/* A last piece that no ';' ended continues into the rest. */
-	if (!r.error && tail < len && r.n_stmts > 0) {
-		size_t end = (size_t)r.stmts[r.n_stmts - 1]->stmt_location + (size_t)r.stmts[r.n_stmts - 1]->stmt_len;
-		if (r.stmts[r.n_stmts - 1]->stmt_len == 0 || end >= tail || copy[end] != ';')
-			tail = (size_t)r.stmts[--r.n_stmts]->stmt_location;
+	int nstmts = r.error ? 0 : r.n_stmts; /* r.n_stmts stays whole: it frees r */
+	if (!r.error && tail < len && nstmts > 0) {
+		size_t end = (size_t)r.stmts[nstmts - 1]->stmt_location + (size_t)r.stmts[nstmts - 1]->stmt_len;
+		if (r.stmts[nstmts - 1]->stmt_len == 0 || end >= tail || copy[end] != ';')
+			tail = (size_t)r.stmts[--nstmts]->stmt_location;
 	}
 	int rc = 0;
-	scry_statement_span *a = scry__calloc(r.error ? 1 : (size_t)r.n_stmts + 1, sizeof *a);
+	scry_statement_span *a = scry__calloc((size_t)nstmts + 1, sizeof *a);
 	if (!a) {
 		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 	} else {
 		size_t k = 0;
-		for (int i = 0; !r.error && i < r.n_stmts; i++) {
+		for (int i = 0; i < nstmts; i++) {
 			size_t off = (size_t)r.stmts[i]->stmt_location;
 			size_t n = (size_t)r.stmts[i]->stmt_len;
 			if (n == 0) /* the last statement runs to the end */

@@ -54,7 +54,8 @@ extern SCRY_HIDDEN const scry__abi_type scry__abi_store_options, scry__abi_repla
 	scry__abi_verdict_summary, scry__abi_logimport_stats, scry__abi_pgwire_stats,
 	scry__abi_proxy_stats, scry__abi_fingerprinter_stats, scry__abi_session_info,
 	scry__abi_run_summary, scry__abi_pgwire_callbacks, scry__abi_event, scry__abi_sample,
-	scry__abi_impact_options, scry__abi_impact_gate, scry__abi_impact_summary;
+	scry__abi_impact_options, scry__abi_impact_gate, scry__abi_impact_summary, scry__abi_log_file,
+	scry__abi_report_html_options;
 
 /*
  * Copies a caller's input struct `src` (first field `unsigned int version`)
@@ -89,13 +90,13 @@ SCRY_HIDDEN const void *scry__elem_get(const scry__abi_type *t, void *tmp, const
 
 /*
  * scry_buf helpers: all return 0 or SCRY_ENOMEM. A failure is sticky: the
- * buffer is emptied and every later append fails too, until scry__buf_clear
- * or scry_buf_dispose; scry__buf_failed tells. So a rendering may ignore
- * each append's result and check scry__buf_failed once at the end, but must
- * check it: never return a buffer that failed as a success.
+ * buffer keeps what it held but every later append fails too, until
+ * scry__buf_clear or scry_buf_dispose; scry__buf_failed tells. So a
+ * rendering may ignore each append's result and check scry__buf_failed once
+ * at the end, but must check it: never use a buffer that failed as a result.
  */
 SCRY_HIDDEN bool scry__buf_failed(const scry_buf *b);
-/* Puts b in the failed state (emptied; later appends fail). Returns code. */
+/* Puts b in the failed state (later appends fail). Returns code. */
 SCRY_HIDDEN int scry__buf_fail(scry_buf *b, int code);
 /* Fails b when `from` (a scratch buffer whose text went into b) failed. */
 SCRY_HIDDEN void scry__buf_inherit(scry_buf *b, const scry_buf *from);
@@ -156,6 +157,40 @@ SCRY_HIDDEN void scry__pg_result_message(const struct pg_result *r, struct pg_co
  */
 SCRY_HIDDEN int scry__pg_connect_fail(scry_error *err, struct pg_conn *pg, const char *what);
 
+/* The one-line reason of a pattern's class, as every report format words it (lib/report.c). */
+SCRY_HIDDEN void scry__report_reason(scry_buf *b, const scry_pattern_verdict *p);
+
+/* Patterns a verdict did not judge (lib/filter.c), for the reports' footer. */
+typedef struct scry__excluded_pattern {
+	uint64_t fingerprint;
+	char *normalized;
+	const char *why;        /* static: "session setup", "--exclude", "not in --include" */
+	int64_t executions;
+} scry__excluded_pattern;
+typedef struct scry__excluded {
+	scry__excluded_pattern *v;
+	size_t n, cap;
+} scry__excluded;
+SCRY_HIDDEN int scry__excluded_add(scry__excluded *x, uint64_t fingerprint, const char *normalized,
+	const char *why, int64_t executions);
+SCRY_HIDDEN void scry__excluded_free(scry__excluded *x);
+/* The excluded patterns of a verdict (lib/verdict.c); NULL when none. */
+SCRY_HIDDEN const scry__excluded *scry__verdict_excluded(const scry_verdict *v);
+/* Appends the footer listing them (text, Markdown, HTML); nothing when there is none. */
+SCRY_HIDDEN int scry__report_excluded(scry_buf *b, const scry__excluded *x, scry_report_format format);
+/* The JSON report's "excluded" member (an array); nothing when there is none. */
+struct scry__json;
+SCRY_HIDDEN void scry__report_excluded_json(struct scry__json *j, const scry__excluded *x);
+
+/*
+ * Server notices (lib/pgnotice.c): the library never prints, so every
+ * connection it opens gets a notice receiver that passes them to a log
+ * callback: a module's receiver calls scry__pg_notice_log with its own
+ * callback; scry__pg_notice_ignore drops them (short-lived probes).
+ */
+SCRY_HIDDEN void scry__pg_notice_log(scry_log_fn fn, void *ctx, const struct pg_result *r);
+SCRY_HIDDEN void scry__pg_notice_ignore(void *arg, const struct pg_result *r);
+
 /* Clocks, in microseconds. */
 SCRY_HIDDEN int64_t scry__now_us(void);        /* CLOCK_REALTIME (Unix) */
 SCRY_HIDDEN int64_t scry__monotonic_us(void);  /* CLOCK_MONOTONIC */
@@ -175,9 +210,43 @@ SCRY_HIDDEN int64_t scry__monotonic_us(void);  /* CLOCK_MONOTONIC */
 #define SCRY__LIT_NUMBER '\x02'
 SCRY_HIDDEN int scry__lift_literals(const char *sql, size_t len,
 	scry_buf *template_out, scry_buf *literals_out, int *nliterals);
+/* scry_fingerprint_split() through PostgreSQL's scanner only (its fallback;
+ * the tests compare the two). */
+SCRY_HIDDEN int scry__split_scanner(const char *sql, size_t len, struct scry_statement_span **spans,
+	size_t *count, scry_error *err);
 /* Inverse: rebuilds the exact text from a template and packed literals. */
 SCRY_HIDDEN int scry__splice_literals(const char *tmpl, size_t tlen,
 	const unsigned char *lits, size_t llen, scry_buf *out);
+
+/*
+ * libpg_query guard (lib/pgquery_guard.c). scry__sql_depth() bounds from
+ * above the depth of the parse tree of a SQL text (words and operator
+ * characters along the bracket path, plus bracket depth). scry__pgq_run()
+ * calls fn(arg), a libpg_query call on that text, where the stack can hold
+ * its recursion: inline when the caller's stack has room (or, its size
+ * unknown, up to SCRY__PGQ_INLINE_DEPTH), else on a thread with a stack
+ * sized for the depth, up to SCRY__PGQ_MAX_DEPTH. Returns 0 when fn ran,
+ * SCRY_EPARSE (err filled) when the text is nested deeper than that or the
+ * thread could not start.
+ */
+#define SCRY__PGQ_INLINE_DEPTH 1000
+#define SCRY__PGQ_MAX_DEPTH 100000
+SCRY_HIDDEN size_t scry__sql_depth(const char *sql, size_t len);
+/* Index past the comment (-- or nested block) starting at sql[i]; len when unterminated. */
+SCRY_HIDDEN size_t scry__sql_skip_comment(const char *sql, size_t len, size_t i);
+SCRY_HIDDEN int scry__pgq_run(const char *text, size_t len, void (*fn)(void *), void *arg,
+	scry_error *err);
+
+/* Appends decimal digit d to *v; false (with *v unchanged) when the result
+ * would pass INT64_MAX. The decoders' digit runs come from the network and
+ * from log files: never trust their length. */
+static inline bool scry__dec_digit(int64_t *v, int d)
+{
+	if (*v > (INT64_MAX - d) / 10)
+		return false;
+	*v = *v * 10 + d;
+	return true;
+}
 
 /* Varint (LEB128) helpers used by packed blobs. */
 SCRY_HIDDEN int scry__buf_varint(scry_buf *b, uint64_t v);
@@ -195,13 +264,9 @@ SCRY_HIDDEN int scry__session_param_put(scry_buf *b, const char *key, const char
 SCRY_HIDDEN int scry__session_param_next(const char **p, scry_buf *key, scry_buf *val);
 
 /*
- * The store's SQLite connection, for library modules that need SQL beyond
- * the public store API (verdict statistics, replay scheduling). The schema
- * is owned by lib/store.c and documented in docs/store.md.
- */
-struct sqlite3;
-SCRY_HIDDEN struct sqlite3 *scry__store_db(scry_store *store);
-/* Fills err from the store's last SQLite error. Returns SCRY_ESTORE. */
+ * The store owns its SQL: no other module gets its SQLite connection; they
+ * go through the store's API (transactions included: scry_store_begin).
+ * Fills err from the store's last SQLite error. Returns SCRY_ESTORE. */
 SCRY_HIDDEN int scry__store_fail(scry_store *store, scry_error *err, const char *what);
 
 #endif

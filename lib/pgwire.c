@@ -370,9 +370,8 @@ static int64_t tag_rows(const char *tag)
 		return -1;
 	int64_t v = 0;
 	for (const char *p = sp + 1; *p; p++) {
-		if (*p < '0' || *p > '9')
-			return -1;
-		v = v * 10 + (*p - '0');
+		if (*p < '0' || *p > '9' || !scry__dec_digit(&v, *p - '0'))
+			return -1; /* not a count, or beyond int64: unknown */
 	}
 	return v;
 }

@@ -394,6 +394,12 @@ static void conn_close(ctx *x, rconn *c)
 static void conn_poll_connect(ctx *x, rconn *c);
 static void io_arm(ctx *x, runner *r);
 
+static void notice(void *arg, const PGresult *r)
+{
+	const ctx *x = arg;
+	scry__pg_notice_log(x->o->log, x->o->log_ctx, r);
+}
+
 static void conn_start(ctx *x, rconn *c)
 {
 	const char *keys[REPLAY_MAX_KEYS + 1], *vals[REPLAY_MAX_KEYS + 1];
@@ -411,6 +417,7 @@ static void conn_start(ctx *x, rconn *c)
 		set_fatal(x, SCRY_ENOMEM, "out of memory opening a connection");
 		return;
 	}
+	PQsetNoticeReceiver(c->pg, notice, x); /* never libpq's printing default */
 	conn_poll_connect(x, c);
 }
 
@@ -1607,6 +1614,8 @@ static int check_target(const char *conninfo, const scry_replay_options *o, PGco
 	const char *keys[] = { "connect_timeout", "dbname", "fallback_application_name", NULL };
 	const char *vals[] = { ct, conninfo, "scry replay", NULL };
 	PGconn *pg = PQconnectdbParams(keys, vals, 1);
+	if (pg)
+		PQsetNoticeReceiver(pg, scry__pg_notice_ignore, NULL);
 	if (!pg || PQstatus(pg) != CONNECTION_OK) {
 		int rc = scry__pg_connect_fail(err, pg, NULL);
 		PQfinish(pg);

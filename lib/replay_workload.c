@@ -125,9 +125,25 @@ static bool funcs_safe(const char *t)
  * no FOR UPDATE/SHARE and no data-modifying WITH. The residual risk (a
  * user-defined operator, cast or view function that writes) is documented.
  */
+typedef struct parse_call {
+	const char *text;
+	PgQueryParseResult r;
+} parse_call;
+
+static void parse_call_run(void *p)
+{
+	parse_call *c = p;
+	c->r = pg_query_parse(c->text);
+}
+
 static bool provably_read_only(const char *text)
 {
-	PgQueryParseResult r = pg_query_parse(text);
+	/* Off the caller's stack when deeply nested (lib/pgquery_guard.c); a text
+	 * too deep to parse is not provably read-only. */
+	parse_call c = { text, { 0 } };
+	if (scry__pgq_run(text, strlen(text), parse_call_run, &c, NULL) != 0)
+		return false;
+	PgQueryParseResult r = c.r;
 	bool ro = false;
 	if (!r.error && r.parse_tree) {
 		const char *t = r.parse_tree;

@@ -19,6 +19,7 @@ struct scry_verdict {
 	scry_verdict_options opts;
 	char *baseline_label, *candidate_label;
 	int64_t baseline_run, candidate_run;
+	scry__excluded excluded; /* patterns the filter left out (lib/filter.c) */
 };
 
 /* One (event, round) of a pattern, with what each side measured. */
@@ -85,7 +86,7 @@ typedef struct plan_info {
 	const jval *top;      /* the "Plan" object */
 	plan_node *nodes;     /* preorder */
 	size_t n, cap;
-	double exec_ms;
+	double exec_ms, plan_ms;
 	double removed;       /* rows removed by filter, all nodes, times loops */
 	double buffers;       /* shared hit + read of the top node (cumulative) */
 	bool analyzed;        /* EXPLAIN ANALYZE (actual rows, timings), else estimates only */

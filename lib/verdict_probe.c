@@ -113,10 +113,24 @@ static PGresult *run_exec(PGconn *conn, const char *prefix, const stored_exec *e
 	scry_buf sql = SCRY_BUF_INIT;
 	scry__buf_puts(&sql, prefix);
 	scry__buf_puts(&sql, e->query);
+	if (scry__buf_failed(&sql)) { /* never run a truncated statement */
+		scry_buf_dispose(&sql);
+		return NULL;
+	}
 	PGresult *r = PQexecParams(conn, sql.ptr, e->nparams, e->types, (const char *const *)e->values, e->lengths,
 	                           e->formats, 0);
 	scry_buf_dispose(&sql);
 	return r;
+}
+
+/* Stores a plan; a store failure is logged, not dropped (the verdict stands without it). */
+static void keep_plan(scry_store *store, const scry_verdict_options *opts, int64_t run, uint64_t fp, int64_t event,
+                      const char *json)
+{
+	scry_error e = SCRY_ERROR_INIT;
+	if (scry_store_plan_put(store, run, fp, event, json, &e))
+		vlog(opts, SCRY_LOG_WARNING, "cannot store the plan of pattern %016llx: %s", (unsigned long long)fp,
+		     e.message);
 }
 
 static bool exec_ok(PGconn *conn, const char *sql)
@@ -127,9 +141,17 @@ static bool exec_ok(PGconn *conn, const char *sql)
 	return ok;
 }
 
+static void notice(void *arg, const PGresult *r)
+{
+	const scry_verdict_options *opts = arg;
+	scry__pg_notice_log(opts->log, opts->log_ctx, r);
+}
+
 static PGconn *connect_side(const char *conninfo, const scry_verdict_options *opts, const char *side)
 {
 	PGconn *c = PQconnectdb(conninfo);
+	if (c) /* the server's notices go to the log callback, never to stderr */
+		PQsetNoticeReceiver(c, notice, (void *)opts);
 	if (PQstatus(c) != CONNECTION_OK) {
 		char msg[300];
 		scry__pg_one_line(PQerrorMessage(c), msg, sizeof msg);
@@ -138,6 +160,49 @@ static PGconn *connect_side(const char *conninfo, const scry_verdict_options *op
 		return NULL;
 	}
 	return c;
+}
+
+/* Planning + execution time the server measured for an EXPLAIN ANALYZE plan. */
+static bool server_ms(const char *json, double *ms)
+{
+	plan_info pi;
+	if (scry__plan_parse(json, &pi))
+		return false;
+	*ms = pi.plan_ms + pi.exec_ms;
+	bool ok = pi.analyzed;
+	scry__plan_free(&pi);
+	return ok;
+}
+
+/*
+ * A regression by client latency alone - same plan, same work - must show
+ * in the time the server itself measured (planning + execution, EXPLAIN
+ * ANALYZE of the sampled executions): a pg_sleep, a trigger, a lock wait or
+ * a slower function does. Under CPU saturation a backend that did more work
+ * earlier (B's slower statements of another pattern) waits for a core before
+ * it even reads the next query: its client latency grows, its server time
+ * does not. Such a regression is not confirmed and is reported unchanged,
+ * with both figures. Only ever removes a flag.
+ */
+static void confirm_timing(scry_pattern_verdict *pv, const scry_verdict_options *opts, size_t samples,
+                           double server_a_ms, double server_c_ms)
+{
+	double confirm = 1.0 + (opts->threshold - 1.0) / 2.0;
+	double client_delta = pv->candidate_p50_ms - pv->baseline_p50_ms, server_delta = server_c_ms - server_a_ms;
+	if (pv->cls != SCRY_CLASS_REGRESSED || pv->tail_regressed || pv->plan_changed || samples < 2 ||
+	    !(pv->server_ratio > 0) ||
+	    (pv->baseline_work > 0 && pv->candidate_work / pv->baseline_work >= opts->threshold))
+		return;
+	/* Confirmed: the server's time grew too, and explains at least half of the client's growth. */
+	if (pv->server_ratio >= confirm && server_delta >= 0.5 * client_delta)
+		return;
+	pv->cls = SCRY_CLASS_UNCHANGED;
+	pv->flagged = 0;
+	scry__free((char *)pv->note);
+	pv->note = scry__vdup_printf("not confirmed: client latency %.2fx (p50 +%.3f ms), but the same plan and work took "
+	                             "%.2fx the server time (%.3f -> %.3f ms, EXPLAIN ANALYZE of %zu sampled executions "
+	                             "per side); a loaded machine delaying one side's backend, not the migration",
+	                             pv->ratio, client_delta, pv->server_ratio, server_a_ms, server_c_ms, samples);
 }
 
 /*
@@ -205,9 +270,9 @@ static void root_cause(scry_verdict *v, scry_store *store, scry_pattern_verdict 
 	char *ja = explain(ca, EXPLAIN_ANALYZE, &ex[0], &ma);
 	char *jc = explain(cc, EXPLAIN_ANALYZE, &ex[0], &mc);
 	if (ja)
-		scry_store_plan_put(store, v->baseline_run, pv->fingerprint, ex[0].id, ja, NULL);
+		keep_plan(store, &v->opts, v->baseline_run, pv->fingerprint, ex[0].id, ja);
 	if (jc)
-		scry_store_plan_put(store, v->candidate_run, pv->fingerprint, ex[0].id, jc, NULL);
+		keep_plan(store, &v->opts, v->candidate_run, pv->fingerprint, ex[0].id, jc);
 	if (!ja || !jc)
 		vlog(&v->opts, SCRY_LOG_WARNING, "EXPLAIN failed: %s", ma ? ma : mc ? mc : "");
 	set_plan(pv, ja, jc);
@@ -301,6 +366,10 @@ static int filter_columns(PGconn *conn, const char *schema, const char *rel, con
 	for (size_t i = 0; i < ncols; i++)
 		scry__buf_put(&all, PQgetvalue(r, (int)i, 0), strlen(PQgetvalue(r, (int)i, 0)) + 1);
 	PQclear(r);
+	if (scry__buf_failed(&all)) { /* not every name is there: is_column would read past them */
+		scry_buf_dispose(&all);
+		return 0;
+	}
 	int found = 0;
 	scry_buf seen = SCRY_BUF_INIT; /* NUL-separated, as in `all` */
 	const char *p = filter;
@@ -336,7 +405,8 @@ static int filter_columns(PGconn *conn, const char *schema, const char *rel, con
 		if (*p == '.' || *p == '(' || after_cast) /* a qualifier, a function, or a type */
 			continue;
 		if (wl && all.ptr && is_column(all.ptr, ncols, word) && !(seen.ptr && is_column(seen.ptr, (size_t)found, word))) {
-			scry__buf_put(&seen, word, wl + 1);
+			if (scry__buf_put(&seen, word, wl + 1))
+				break;
 			if (found)
 				scry__buf_puts(cols_out, ", ");
 			quote_ident(conn, cols_out, word);
@@ -471,7 +541,7 @@ static void best_index(scry_verdict *v, scry_store *store, scry_pattern_verdict 
 		vlog(opts, SCRY_LOG_WARNING, "EXPLAIN on the candidate failed: %s", msg ? msg : "");
 		goto done;
 	}
-	scry_store_plan_put(store, v->candidate_run, pv->fingerprint, ex[0].id, json, NULL);
+	keep_plan(store, opts, v->candidate_run, pv->fingerprint, ex[0].id, json);
 	if (scry__plan_parse(json, &pi))
 		goto done;
 	have_plan = true;
@@ -497,6 +567,8 @@ static void best_index(scry_verdict *v, scry_store *store, scry_pattern_verdict 
 		}
 		scry_buf_dispose(&cols);
 	}
+	if (scry__buf_failed(&ddl))
+		goto done;
 	if (!ddl.size) {
 		scry__free((char *)pv->note);
 		pv->note = scry__vdup_printf("fails on baseline (SQLSTATE %s); on candidate its plan has no filtered sequential "
@@ -728,7 +800,7 @@ void scry__verdict_measure_work(scry_verdict *v, scry_store *store, scry_pattern
 	size_t n;
 	if (!repeatable(pv->normalized) || load_execs(store, pv->fingerprint, WORK_EXECS, &ex, &n, NULL) || n == 0)
 		return;
-	double wa[WORK_EXECS], wc[WORK_EXECS];
+	double wa[WORK_EXECS], wc[WORK_EXECS], sa[WORK_EXECS], sc[WORK_EXECS];
 	size_t k = 0;
 	char *first_a = NULL, *first_c = NULL;
 	bool changed = false;
@@ -742,7 +814,8 @@ void scry__verdict_measure_work(scry_verdict *v, scry_store *store, scry_pattern
 			jc = explain(cc, EXPLAIN_WORK, &ex[i], &mc);
 		}
 		scry_pattern_verdict tmp = { 0 };
-		if (ja && jc && scry__verdict_work_from_plans(&tmp, ja, jc)) {
+		if (ja && jc && scry__verdict_work_from_plans(&tmp, ja, jc) && server_ms(ja, &sa[k]) &&
+		    server_ms(jc, &sc[k])) {
 			wa[k] = tmp.baseline_work;
 			wc[k] = tmp.candidate_work;
 			changed |= tmp.plan_changed != 0;
@@ -750,8 +823,8 @@ void scry__verdict_measure_work(scry_verdict *v, scry_store *store, scry_pattern
 			if (!first_a) {
 				first_a = ja;
 				first_c = jc;
-				scry_store_plan_put(store, v->baseline_run, pv->fingerprint, ex[i].id, ja, NULL);
-				scry_store_plan_put(store, v->candidate_run, pv->fingerprint, ex[i].id, jc, NULL);
+				keep_plan(store, &v->opts, v->baseline_run, pv->fingerprint, ex[i].id, ja);
+				keep_plan(store, &v->opts, v->candidate_run, pv->fingerprint, ex[i].id, jc);
 				ja = jc = NULL;
 			}
 		}
@@ -767,6 +840,11 @@ void scry__verdict_measure_work(scry_verdict *v, scry_store *store, scry_pattern
 		pv->candidate_work = scry__quantile(wc, k, 0.5);
 		pv->plan_changed = changed;
 		pv->work_measured = 1;
+		qsort(sa, k, sizeof *sa, scry__cmp_double);
+		qsort(sc, k, sizeof *sc, scry__cmp_double);
+		double ma = scry__quantile(sa, k, 0.5), mc = scry__quantile(sc, k, 0.5);
+		pv->server_ratio = ma > 0 ? mc / ma : 0;
+		confirm_timing(pv, &v->opts, k, ma, mc);
 		scry__verdict_apply_work(pv, &v->opts);
 		if (!pv->plan_change && (changed || pv->cls == SCRY_CLASS_REGRESSED))
 			set_plan(pv, first_a, first_c);

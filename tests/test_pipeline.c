@@ -114,7 +114,10 @@ START_TEST(dropped_index_regresses_and_fix_clears)
 	ck_assert_uint_ge(scry_verdict_failures(v), 1);
 	const scry_pattern_verdict *worst = scry_verdict_get(v, 0);
 	ck_assert_int_eq(worst->cls, SCRY_CLASS_REGRESSED);
-	ck_assert_msg(strstr(worst->normalized, "category") != NULL, "worst: %s (%s, %.2fx); next: %s", worst->normalized, scry_verdict_class_name(worst->cls), worst->ratio, scry_verdict_count(v) > 1 ? scry_verdict_get(v, 1)->normalized : "-");
+	ck_assert_msg(strstr(worst->normalized, "category") != NULL, "worst: %s (%s, %.2fx, server %.2fx, work %.0f -> %.0f, %s); next: %s",
+	              worst->normalized, scry_verdict_class_name(worst->cls), worst->ratio, worst->server_ratio,
+	              worst->baseline_work, worst->candidate_work, worst->note ? worst->note : "-",
+	              scry_verdict_count(v) > 1 ? scry_verdict_get(v, 1)->normalized : "-");
 	ck_assert_ptr_nonnull(scry_pipeline_fix_verdict(p));
 	ck_assert_uint_eq(scry_pipeline_failures(p), 0);
 	/* Every phase was reported, the replay with its count. */

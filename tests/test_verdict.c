@@ -687,8 +687,10 @@ static void dump_pairs(scry_store *s, const char *la, const char *lb, uint64_t f
 	int64_t ra, rb;
 	scry_store_run_find(s, la, &ra, NULL);
 	scry_store_run_find(s, lb, &rb, NULL);
-	sqlite3_stmt *q;
-	sqlite3_prepare_v2(scry__store_db(s),
+	sqlite3 *db = NULL; /* beside the store's own connection, which it keeps to itself */
+	sqlite3_stmt *q = NULL;
+	sqlite3_open_v2(scry_store_path(s), &db, SQLITE_OPEN_READONLY, NULL);
+	sqlite3_prepare_v2(db,
 	                   "SELECT a.event, a.latency_us, b.latency_us FROM samples a JOIN samples b ON b.event = a.event"
 	                   " AND b.round = a.round AND b.run = ? JOIN events e ON e.id = a.event JOIN statements st"
 	                   " ON st.id = e.statement JOIN patterns p ON p.id = st.pattern WHERE a.run = ? AND"
@@ -701,6 +703,7 @@ static void dump_pairs(scry_store *s, const char *la, const char *lb, uint64_t f
 		fprintf(stderr, "  event %lld: %lld us / %lld us\n", (long long)sqlite3_column_int64(q, 0),
 		        (long long)sqlite3_column_int64(q, 1), (long long)sqlite3_column_int64(q, 2));
 	sqlite3_finalize(q);
+	sqlite3_close(db);
 }
 
 /* What the repetitions of a suite found. */

@@ -101,14 +101,40 @@ SCRY_API void scry_error_clear(scry_error *err);
 SCRY_API const char *scry_strerror(int code);
 
 /**
+ * Copies the NUL-terminated `in` to `out` (capacity `n` > 0, truncated, always
+ * NUL-terminated) with secrets replaced by "***": the value of every
+ * `password=` / `PGPASSWORD=` (any case, spaces around '=', quoted or not,
+ * up to '&' in URI queries) and the password of every `scheme://user:pw@`.
+ * Every message the library builds (scry_error, log callbacks) already went
+ * through it; the CLI passes its own messages through it too. `in` and `out`
+ * may not overlap. Returns `out`.
+ */
+SCRY_API char *scry_redact_secrets(const char *in, char *out, size_t n);
+
+/** A buffer, declared below. */
+struct scry_buf;
+
+/**
+ * Appends `n` bytes of `s` to `out` (a scry_buf) with the bytes a terminal
+ * would act on made visible: C0 controls other than newline and tab, DEL,
+ * and the C1 controls U+0080..U+009F (as UTF-8) become `\xNN` / `\u00NN`.
+ * Used by every text, Markdown and JUnit rendering of captured SQL, server
+ * messages and labels, and by the CLI's text output. Returns 0 or
+ * SCRY_ENOMEM.
+ */
+SCRY_API int scry_escape_controls(const char *s, size_t n, struct scry_buf *out);
+
+/**
  * A growable byte buffer for output the caller owns. Initialise with
  * SCRY_BUF_INIT; the library (re)allocates `ptr` as needed; `ptr` is always
- * NUL-terminated when size > 0. Release with scry_buf_dispose().
+ * NUL-terminated when size > 0. Release with scry_buf_dispose(). A call that
+ * failed with SCRY_ENOMEM while appending to it leaves it refusing further
+ * appends (its content is then incomplete): dispose it before reusing it.
  */
 typedef struct scry_buf {
 	char *ptr;    /**< the bytes, NUL-terminated; NULL when empty */
 	size_t size;  /**< bytes used, excluding the terminating NUL */
-	size_t asize; /**< bytes allocated */
+	size_t asize; /**< the library's bookkeeping (bytes allocated); do not change it */
 } scry_buf;
 
 /** Static initialiser for scry_buf. */
