@@ -21,9 +21,13 @@ void scry__replay_workload_free(workload *w)
 	scry__free(w->texts);
 	scry__free(w->table);
 	for (size_t i = 0; i < w->nsess; i++) {
-		for (size_t j = 0; j < w->sess[i].n; j++)
+		for (size_t j = 0; j < w->sess[i].n; j++) {
 			scry__free(w->sess[i].st[j].values);
+			scry__free(w->sess[i].st[j].copy);
+		}
 		scry__free(w->sess[i].st);
+		scry__free(w->sess[i].user);
+		scry__free(w->sess[i].params);
 	}
 	scry__free(w->sess);
 	scry__u64map_free(&w->cls_map);
@@ -182,6 +186,8 @@ static void classify(itext *t)
 	else if ((!strcmp(w1, "SELECT") || !strcmp(w1, "WITH") || !strcmp(w1, "VALUES") ||
 	          !strcmp(w1, "TABLE")) && provably_read_only(t->text))
 		t->cls = CLS_READ;
+	t->cursorable = !strcmp(w1, "SELECT") || !strcmp(w1, "VALUES") || !strcmp(w1, "TABLE") ||
+	                (!strcmp(w1, "WITH") && t->cls == CLS_READ);
 	t->clears_prepared = (!strcmp(w1, "DISCARD") && !strcmp(w2, "ALL")) ||
 	                     (!strcmp(w1, "DEALLOCATE") && (!strcmp(w2, "ALL") ||
 	                      (!strcmp(w2, "PREPARE") && strstr(t->text + 10, "ALL"))));
@@ -240,6 +246,10 @@ static int intern(workload *w, const char *text, size_t len, const scry_param *p
 	if (known) {
 		e->cls = (uint8_t)((known - 1) & 0x7f);
 		e->clears_prepared = (uint8_t)((known - 1) >> 7);
+		char w1[24];
+		next_word(e->text, w1, sizeof w1);
+		e->cursorable = !strcmp(w1, "SELECT") || !strcmp(w1, "VALUES") || !strcmp(w1, "TABLE") ||
+		                (!strcmp(w1, "WITH") && e->cls == CLS_READ);
 	} else {
 		classify(e);
 		/* Out of memory here only means the pattern's next text is classified again. */
@@ -284,6 +294,21 @@ static int add_stmt(workload *w, const scry_stored_event *ev, size_t *last)
 	st->event_id = ev->id;
 	st->start_us = ev->start_us;
 	st->kind = (uint8_t)ev->kind;
+	st->fetch = ev->fetch_rows;
+	st->rows = ev->rows;
+	st->duration_us = ev->duration_us;
+	st->flags = ev->flags;
+	if (!s->n) {
+		if ((ev->session_user && *ev->session_user && !(s->user = scry__strdup(ev->session_user))) ||
+		    (ev->session_params && *ev->session_params && !(s->params = scry__strdup(ev->session_params))))
+			return SCRY_ENOMEM;
+	}
+	if (ev->copy_data && ev->copy_len) {
+		if (!(st->copy = scry__malloc(ev->copy_len)))
+			return SCRY_ENOMEM;
+		memcpy(st->copy, ev->copy_data, ev->copy_len);
+		st->copy_len = ev->copy_len;
+	}
 	int rc = intern(w, ev->query, ev->query_len, ev->params, ev->kind == SCRY_EVENT_EXTENDED ? ev->nparams : 0,
 	                ev->fingerprint, &st->t);
 	if (rc)

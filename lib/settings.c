@@ -61,6 +61,12 @@ static const key_def keys[] = {
 	  "statement_timeout of each replayed statement, in milliseconds" },
 	{ "replay.fingerprints", S_REPLAY, offsetof(scry_replay_options, fingerprints), T_FPLIST, NULL,
 	  "replay only these patterns: fingerprints (16 hex digits) separated by commas; empty = all" },
+	{ "replay.ignore_users", S_REPLAY, offsetof(scry_replay_options, ignore_users), T_BOOL, NULL,
+	  "never SET ROLE to the captured user: every session runs as the target's user" },
+	{ "replay.ignore_session_params", S_REPLAY, offsetof(scry_replay_options, ignore_session_params), T_BOOL, NULL,
+	  "do not apply the captured startup parameters (search_path via options, DateStyle...)" },
+	{ "replay.client_margin_ms", S_REPLAY, offsetof(scry_replay_options, client_margin_ms), T_INT, NULL,
+	  "extra time after timeout_ms before giving up on a server that does not answer (0 = 1000)" },
 	{ "verdict.threshold", S_VERDICT, offsetof(scry_verdict_options, threshold), T_DOUBLE, NULL,
 	  "ratio of medians (candidate / baseline) above which a pattern regressed" },
 	{ "verdict.min_delta_ms", S_VERDICT, offsetof(scry_verdict_options, min_delta_ms), T_DOUBLE, NULL,
@@ -113,7 +119,7 @@ static const key_def keys[] = {
 	_Static_assert(sizeof(T) == ((offsetof(T, field) + sizeof(((T *)0)->field) + _Alignof(T) - 1) / _Alignof(T) * \
 		_Alignof(T)), #T " grew: give its new field a key in lib/settings.c")
 ENDS_WITH(scry_store_options, durable);
-ENDS_WITH(scry_replay_options, log_ctx);
+ENDS_WITH(scry_replay_options, client_margin_ms); /* user_map: API and --user-map only */
 ENDS_WITH(scry_verdict_options, filter);
 ENDS_WITH(scry_pipeline_options, max_migration_seconds);
 ENDS_WITH(scry_migration, output_ctx);
