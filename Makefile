@@ -18,20 +18,27 @@ CMAKE_FLAGS ?=
 
 # Debian packages: build, tests (a real PostgreSQL server and real clients).
 PKGS       := cmake make gcc pkg-config libpq-dev libpg-query-dev libxxhash-dev \
-              libsqlite3-dev zlib1g-dev check postgresql postgresql-client \
+              libsqlite3-dev zlib1g-dev libbz2-dev liblzma-dev libzstd-dev check postgresql postgresql-client \
               python3 python3-psycopg2 sqlite3 procps golang-go \
-              abigail-tools binutils
+              abigail-tools binutils pgreplay locales \
+              python3-venv python3-pip python3-setuptools python3-pytest python3-alembic \
+              python3-sqlalchemy python3-django python3-yaml groff-base
+TEST_PKGS  := chromium
 BENCH_PKGS := pgbouncer pgreplay hyperfine
 FUZZ_PKGS  := clang libclang-rt-14-dev
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps bench-deps fuzz-deps build build-asan build-fuzz test test-asan demo bench fuzz clean abi-dump
+.PHONY: all deps test-deps bench-deps fuzz-deps build build-asan build-fuzz test test-asan demo bench fuzz clean abi-dump
 
 all: build
 
 deps:
 	@./tools/ensure-packages $(PKGS)
+
+# What only the tests need (headless Chromium opens the HTML report).
+test-deps:
+	@./tools/ensure-packages $(PKGS) $(TEST_PKGS)
 
 bench-deps:
 	@./tools/ensure-packages $(PKGS) $(BENCH_PKGS)
@@ -66,7 +73,7 @@ ifeq ($(CI),true)
 CMAKE_FLAGS += -DSCRY_WERROR=ON
 endif
 
-test: build build-asan
+test: test-deps build build-asan
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	$(MAKE) --no-print-directory test-asan
 

@@ -57,6 +57,27 @@ bool cli_is_help(const char *arg);
 bool cli_parse_double(const char *cmd, const char *opt, const char *value, double *out);
 bool cli_parse_long(const char *cmd, const char *opt, const char *value, long *out);
 
+/*
+ * Noise control, shared by diff and ci: --include GLOB and --exclude GLOB
+ * (repeatable) and --judge-session-setup, with the getopt_long codes below.
+ * Builds *filter on first use (free it with scry_pattern_filter_free) and
+ * points vo->filter at it; returns 0 or CLI_EXIT_USAGE/ERROR after printing why.
+ */
+enum { CLI_OPT_INCLUDE = 0x1001, CLI_OPT_EXCLUDE, CLI_OPT_JUDGE_SETUP };
+int cli_filter_option(const char *cmd, int opt, const char *arg, scry_pattern_filter **filter,
+	scry_verdict_options *vo);
+#define CLI_FILTER_OPTIONS \
+	{ "include", required_argument, NULL, CLI_OPT_INCLUDE }, \
+	{ "exclude", required_argument, NULL, CLI_OPT_EXCLUDE }, \
+	{ "judge-session-setup", no_argument, NULL, CLI_OPT_JUDGE_SETUP }
+#define CLI_FILTER_HELP \
+	"  --include GLOB      judge only the patterns whose fingerprint or normalized\n" \
+	"                      text matches GLOB (repeatable; case-insensitive)\n" \
+	"  --exclude GLOB      do not judge the patterns it matches (repeatable)\n" \
+	"  --judge-session-setup  also judge SET, SHOW, RESET, DISCARD, BEGIN, COMMIT,\n" \
+	"                      ROLLBACK... (not judged by default; always replayed).\n" \
+	"                      Patterns not judged are listed in the report's footer.\n"
+
 /* CLOCK_MONOTONIC in microseconds, for progress redraws and elapsed times. */
 int64_t cli_now_us(void);
 
@@ -88,6 +109,8 @@ int cli_ci_run(const char *target, scry_store *store, const scry_pipeline_option
 void cli_ci_progress(void *ctx, const char *phase, uint64_t done, uint64_t total);
 
 /* Writes a JSON string literal to f. */
+/* Length of the valid UTF-8 sequence at c (lead byte >= 0x80), or 0. */
+size_t cli_utf8_len(const unsigned char *c);
 void cli_json_string(FILE *f, const char *s);
 
 #endif

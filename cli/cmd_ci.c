@@ -28,7 +28,7 @@ static const char ci_help[] =
 	"(except with --sequential).\n"
 	"\n"
 	"  --store FILE        the workload store (default $SCRY_STORE, then ./scry.db)\n"
-	"  --format FMT        text (default), json, markdown or junit\n"
+	"  --format FMT        text (default), json, markdown, junit or html\n"
 	"  --output FILE       write the report to FILE instead of standard output\n"
 	"  --threshold X       regression when the median ratio exceeds X (default 1.5)\n"
 	"  --min-delta MS      ... and the median grew by more than MS ms (default 0.5)\n"
@@ -51,6 +51,7 @@ static const char ci_help[] =
 	"                      a lock the migration held (default: off)\n"
 	"  --max-migration-seconds S\n"
 	"                      exit 5 when the migration took longer than S seconds\n"
+CLI_FILTER_HELP
 	"  --sequential        no clones: replay on TARGET, migrate TARGET, replay again.\n"
 	"                      For when cloning is impossible. THE MIGRATION STAYS APPLIED\n"
 	"                      TO TARGET: use it only on a database you can throw away.\n"
@@ -214,7 +215,8 @@ int cli_ci_run(const char *target, scry_store *store, const scry_pipeline_option
 	return status;
 }
 
-static int test_migration(int argc, char **argv)
+/* The filter built by --include/--exclude is freed by the caller, whatever the return path. */
+static int test_migration_with(int argc, char **argv, scry_pattern_filter **filter)
 {
 	static const struct option opts[] = {
 		{ "store", required_argument, NULL, 's' },
@@ -231,6 +233,7 @@ static int test_migration(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "no-settle", no_argument, NULL, 'N' },
 		{ "sequential", no_argument, NULL, 'S' },
+		CLI_FILTER_OPTIONS,
 		{ "no-impact", no_argument, NULL, 'I' },
 		{ "impact-speed", required_argument, NULL, 'P' },
 		{ "max-lock-wait", required_argument, NULL, 'L' },
@@ -256,7 +259,7 @@ static int test_migration(int argc, char **argv)
 		case 's': store_opt = optarg; break;
 		case 'f':
 			if (scry_report_format_parse(optarg, &format))
-				return cli_usage_error("ci", "--format is text, json, markdown or junit, not '%s'", optarg);
+				return cli_usage_error("ci", "--format is text, json, markdown, junit or html, not '%s'", optarg);
 			break;
 		case 'o': output = optarg; break;
 		case 't':
@@ -318,6 +321,10 @@ static int test_migration(int argc, char **argv)
 				return cli_usage_error("ci", "--max-migration-seconds must be above 0");
 			po.max_migration_seconds = d;
 			break;
+		case CLI_OPT_INCLUDE: case CLI_OPT_EXCLUDE: case CLI_OPT_JUDGE_SETUP:
+			if ((n = cli_filter_option("ci", c, optarg, filter, &vo)))
+				return (int)n;
+			break;
 		case 'h': fputs(ci_help, stdout); return CLI_EXIT_OK;
 		default: return cli_usage_error("ci", "unknown option");
 		}
@@ -362,6 +369,14 @@ static int test_migration(int argc, char **argv)
 	int status = cli_ci_run(target, store, &po, &mig, format, output, &prog, NULL);
 	scry_store_free(store);
 	return status;
+}
+
+static int test_migration(int argc, char **argv)
+{
+	scry_pattern_filter *filter = NULL;
+	int rc = test_migration_with(argc, argv, &filter);
+	scry_pattern_filter_free(filter);
+	return rc;
 }
 
 int cmd_ci(int argc, char **argv)

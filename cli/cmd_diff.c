@@ -10,9 +10,10 @@
 
 static const char diff_help[] =
 	"usage: scry diff --baseline LABEL --candidate LABEL [--store FILE]\n"
-	"                 [--format text|json|markdown|junit] [--threshold X] [--min-delta MS]\n"
+	"                 [--format text|json|markdown|junit|html] [--threshold X] [--min-delta MS]\n"
 	"                 [--min-samples N] [--baseline-target CONNINFO --candidate-target CONNINFO]\n"
 	"                 [--fail-on-insufficient] [--allow-incomplete]\n"
+	"                 [--include GLOB] [--exclude GLOB] [--judge-session-setup]\n"
 	"\n"
 	"Compares, per query pattern, the newest replay runs labelled LABEL and\n"
 	"prints what regressed, what now fails, and why (docs/verdict.md).\n"
@@ -20,7 +21,8 @@ static const char diff_help[] =
 	"  --baseline LABEL        run before the migration (e.g. clone A)\n"
 	"  --candidate LABEL       run after the migration (e.g. clone B)\n"
 	"  --store FILE            workload store (default $SCRY_STORE, then ./scry.db)\n"
-	"  --format F              text (default), json, markdown, junit\n"
+	"  --format F              text (default), json, markdown, junit, html (one\n"
+	"                          self-contained page with latency histograms)\n"
 	"  --threshold X           regressed when the 95%% interval of the latency ratio\n"
 	"                          lies above X (default 1.5)\n"
 	"  --min-delta MS          ... and the median grew by more than MS (default 0.5)\n"
@@ -33,6 +35,7 @@ static const char diff_help[] =
 	"                          regressed patterns on both (inside BEGIN ... ROLLBACK),\n"
 	"                          error messages, and best-index checks of patterns\n"
 	"                          that only work on the candidate\n"
+	CLI_FILTER_HELP
 	"\n"
 	"Exit status: 0 nothing fails the gate, 5 a pattern regressed, gained an\n"
 	"error or is slower than its best, 1 error, 2 usage.\n";
@@ -79,7 +82,8 @@ static int refuse_runs(scry_store *store, const char *baseline, const char *cand
 	return 0;
 }
 
-int cmd_diff(int argc, char **argv)
+/* The filter built by --include/--exclude is freed by cmd_diff, whatever the return path. */
+static int diff_with(int argc, char **argv, scry_pattern_filter **filter)
 {
 	static const struct option opts[] = {
 		{ "baseline", required_argument, NULL, 'b' },
@@ -93,6 +97,7 @@ int cmd_diff(int argc, char **argv)
 		{ "candidate-target", required_argument, NULL, 'C' },
 		{ "fail-on-insufficient", no_argument, NULL, 'I' },
 		{ "allow-incomplete", no_argument, NULL, 'A' },
+		CLI_FILTER_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -110,7 +115,7 @@ int cmd_diff(int argc, char **argv)
 		case 's': store_opt = optarg; break;
 		case 'f':
 			if (scry_report_format_parse(optarg, &format))
-				return cli_usage_error("diff", "--format must be text, json, markdown or junit, not '%s'", optarg);
+				return cli_usage_error("diff", "--format must be text, json, markdown, junit or html, not '%s'", optarg);
 			break;
 		case 't':
 			if (!cli_parse_double("diff", "--threshold", optarg, &vo.threshold))
@@ -135,6 +140,10 @@ int cmd_diff(int argc, char **argv)
 		case 'C': vo.candidate_conninfo = optarg; break;
 		case 'I': vo.fail_on_insufficient = 1; break;
 		case 'A': allow_incomplete = true; break;
+		case CLI_OPT_INCLUDE: case CLI_OPT_EXCLUDE: case CLI_OPT_JUDGE_SETUP:
+			if ((n = cli_filter_option("diff", c, optarg, filter, &vo)))
+				return (int)n;
+			break;
 		case 'h': fputs(diff_help, stdout); return CLI_EXIT_OK;
 		default: return cli_usage_error("diff", "unknown option");
 		}
@@ -168,7 +177,13 @@ int cmd_diff(int argc, char **argv)
 		return CLI_EXIT_ERROR;
 	}
 	scry_buf out = SCRY_BUF_INIT;
-	rc = scry_report_render(v, format, &out, &err);
+	if (format == SCRY_REPORT_HTML) { /* the store gives the latency histograms */
+		scry_report_html_options ho = SCRY_REPORT_HTML_OPTIONS_INIT;
+		ho.store = store;
+		rc = scry_report_render_html(v, &ho, &out, &err);
+	} else {
+		rc = scry_report_render(v, format, &out, &err);
+	}
 	int exit_code = scry_verdict_failures(v) ? CLI_EXIT_REGRESSION : CLI_EXIT_OK;
 	if (rc) {
 		cli_lib_error("rendering the report", &err);
@@ -185,4 +200,12 @@ int cmd_diff(int argc, char **argv)
 	scry_verdict_free(v);
 	scry_store_free(store);
 	return exit_code;
+}
+
+int cmd_diff(int argc, char **argv)
+{
+	scry_pattern_filter *filter = NULL;
+	int rc = diff_with(argc, argv, &filter);
+	scry_pattern_filter_free(filter);
+	return rc;
 }

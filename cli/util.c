@@ -166,6 +166,22 @@ void cli_progress_done(cli_progress *p)
 	}
 }
 
+size_t cli_utf8_len(const unsigned char *c)
+{
+	unsigned char b = c[0];
+	size_t n = b >= 0xF0 && b <= 0xF4 ? 4 : b >= 0xE0 ? 3 : b >= 0xC2 && b < 0xE0 ? 2 : 0;
+	if (b >= 0xF5)
+		n = 0;
+	for (size_t i = 1; i < n; i++)
+		if ((c[i] & 0xC0) != 0x80)
+			return 0;
+	/* Overlong, surrogate and beyond-U+10FFFF forms. */
+	if ((b == 0xE0 && c[1] < 0xA0) || (b == 0xED && c[1] >= 0xA0) || (b == 0xF0 && c[1] < 0x90) ||
+	    (b == 0xF4 && c[1] >= 0x90))
+		return 0;
+	return n;
+}
+
 void cli_json_string(FILE *f, const char *s)
 {
 	fputc('"', f);
@@ -177,11 +193,40 @@ void cli_json_string(FILE *f, const char *s)
 		case '\r': fputs("\\r", f); break;
 		case '\t': fputs("\\t", f); break;
 		default:
-			if (*c < 0x20)
+			if (*c < 0x20) {
 				fprintf(f, "\\u%04x", *c);
-			else
+			} else if (*c < 0x80) {
 				fputc(*c, f);
+			} else {
+				/* JSON is UTF-8: a byte that does not start a valid sequence
+				 * becomes U+FFFD. */
+				size_t k = cli_utf8_len(c);
+				if (k) {
+					fwrite(c, 1, k, f);
+					c += k - 1;
+				} else {
+					fputs("\\ufffd", f);
+				}
+			}
 		}
 	}
 	fputc('"', f);
+}
+
+int cli_filter_option(const char *cmd, int opt, const char *arg, scry_pattern_filter **filter,
+                      scry_verdict_options *vo)
+{
+	scry_error err = SCRY_ERROR_INIT;
+	if (!*filter && scry_pattern_filter_new(filter, &err)) {
+		cli_lib_error(cmd, &err);
+		return CLI_EXIT_ERROR;
+	}
+	vo->filter = *filter;
+	if (opt == CLI_OPT_JUDGE_SETUP) {
+		scry_pattern_filter_set_session_setup(*filter, 1);
+		return 0;
+	}
+	if (scry_pattern_filter_add(*filter, opt == CLI_OPT_INCLUDE, arg, &err))
+		return cli_usage_error(cmd, "%s", err.message);
+	return 0;
 }

@@ -59,9 +59,10 @@ ABI_TABLE(scry__abi_replay_options, scry_replay_options, replay_options_init,
 	SCRY_REPLAY_OPTIONS_VERSION, log_ctx,
 	THROUGH(scry_replay_options, log_ctx))
 ABI_TABLE(scry__abi_verdict_options, scry_verdict_options, verdict_options_init,
-	SCRY_VERDICT_OPTIONS_VERSION, cancel,
+	SCRY_VERDICT_OPTIONS_VERSION, filter,
 	THROUGH(scry_verdict_options, progress_ctx),
-	THROUGH(scry_verdict_options, cancel))
+	THROUGH(scry_verdict_options, cancel),
+	THROUGH(scry_verdict_options, filter))
 ABI_TABLE(scry__abi_pipeline_options, scry_pipeline_options, pipeline_options_init,
 	SCRY_PIPELINE_OPTIONS_VERSION, max_migration_seconds,
 	THROUGH(scry_pipeline_options, log_ctx),
@@ -69,6 +70,9 @@ ABI_TABLE(scry__abi_pipeline_options, scry_pipeline_options, pipeline_options_in
 ABI_TABLE(scry__abi_shadow_options, scry_shadow_options, shadow_options_init,
 	SCRY_SHADOW_OPTIONS_VERSION, in_place,
 	THROUGH(scry_shadow_options, in_place))
+ABI_TABLE(scry__abi_report_html_options, scry_report_html_options, NULL,
+	SCRY_REPORT_HTML_OPTIONS_VERSION, title,
+	THROUGH(scry_report_html_options, title))
 ABI_TABLE(scry__abi_migration, scry_migration, NULL,
 	SCRY_MIGRATION_VERSION, output_ctx,
 	THROUGH(scry_migration, output_ctx))
@@ -79,8 +83,9 @@ ABI_TABLE(scry__abi_pgwire_options, scry_pgwire_options, pgwire_options_init,
 	SCRY_PGWIRE_OPTIONS_VERSION, max_pending,
 	THROUGH(scry_pgwire_options, max_pending))
 ABI_TABLE(scry__abi_logimport_options, scry_logimport_options, logimport_options_init,
-	SCRY_LOGIMPORT_OPTIONS_VERSION, progress_ctx,
-	THROUGH(scry_logimport_options, progress_ctx))
+	SCRY_LOGIMPORT_OPTIONS_VERSION, force,
+	THROUGH(scry_logimport_options, progress_ctx),
+	THROUGH(scry_logimport_options, force))
 ABI_TABLE(scry__abi_fingerprinter_options, scry_fingerprinter_options, fingerprinter_options_init,
 	SCRY_FINGERPRINTER_OPTIONS_VERSION, cache_entries,
 	THROUGH(scry_fingerprinter_options, cache_entries))
@@ -91,6 +96,9 @@ ABI_TABLE(scry__abi_event_filter, scry_event_filter, NULL,
 ABI_TABLE(scry__abi_session_info, scry_session_info, NULL,
 	SCRY_SESSION_INFO_VERSION, started_us,
 	THROUGH(scry_session_info, started_us))
+ABI_TABLE(scry__abi_log_file, scry_log_file, NULL,
+	SCRY_LOG_FILE_VERSION, imported_us,
+	THROUGH(scry_log_file, imported_us))
 ABI_TABLE(scry__abi_run_summary, scry_run_summary, NULL,
 	SCRY_RUN_SUMMARY_VERSION, summary_json,
 	THROUGH(scry_run_summary, summary_json))
@@ -122,8 +130,9 @@ ABI_TABLE(scry__abi_pipeline_stats, scry_pipeline_stats, NULL, 1, total_us,
 	THROUGH(scry_pipeline_stats, total_us))
 ABI_TABLE(scry__abi_verdict_summary, scry_verdict_summary, NULL, 1, candidate_run,
 	THROUGH(scry_verdict_summary, candidate_run))
-ABI_TABLE(scry__abi_logimport_stats, scry_logimport_stats, NULL, 1, warning,
-	THROUGH(scry_logimport_stats, warning))
+ABI_TABLE(scry__abi_logimport_stats, scry_logimport_stats, NULL, 2, nothing_reason,
+	THROUGH(scry_logimport_stats, warning),
+	THROUGH(scry_logimport_stats, nothing_reason))
 ABI_TABLE(scry__abi_pgwire_stats, scry_pgwire_stats, NULL, 1, pending,
 	THROUGH(scry_pgwire_stats, pending))
 ABI_TABLE(scry__abi_proxy_stats, scry_proxy_stats, NULL, 1, bytes_from_server,

@@ -348,6 +348,17 @@ int scry_impact_render(const scry_impact *im, const scry_impact_gate *gate, scry
 	case SCRY_REPORT_JSON: render_json(im, gate, &b); break;
 	case SCRY_REPORT_JUNIT: render_junit(im, gate, &b); break;
 	case SCRY_REPORT_MARKDOWN: render_text(im, gate, true, &b); break;
+	case SCRY_REPORT_HTML: {
+		/* A fragment: the text section, escaped, for a page of the caller's. */
+		scry_buf t = SCRY_BUF_INIT;
+		render_text(im, gate, false, &t);
+		scry__buf_inherit(&b, &t);
+		scry__buf_puts(&b, "<section class=\"impact\"><pre>");
+		xml_text(&b, t.ptr ? t.ptr : "");
+		scry__buf_puts(&b, "</pre></section>\n");
+		scry_buf_dispose(&t);
+		break;
+	}
 	case SCRY_REPORT_TEXT:
 	default: render_text(im, gate, false, &b); break;
 	}

@@ -54,7 +54,8 @@ extern SCRY_HIDDEN const scry__abi_type scry__abi_store_options, scry__abi_repla
 	scry__abi_verdict_summary, scry__abi_logimport_stats, scry__abi_pgwire_stats,
 	scry__abi_proxy_stats, scry__abi_fingerprinter_stats, scry__abi_session_info,
 	scry__abi_run_summary, scry__abi_pgwire_callbacks, scry__abi_event, scry__abi_sample,
-	scry__abi_impact_options, scry__abi_impact_gate, scry__abi_impact_summary;
+	scry__abi_impact_options, scry__abi_impact_gate, scry__abi_impact_summary, scry__abi_log_file,
+	scry__abi_report_html_options;
 
 /*
  * Copies a caller's input struct `src` (first field `unsigned int version`)
@@ -156,6 +157,40 @@ SCRY_HIDDEN void scry__pg_result_message(const struct pg_result *r, struct pg_co
  */
 SCRY_HIDDEN int scry__pg_connect_fail(scry_error *err, struct pg_conn *pg, const char *what);
 
+/* The one-line reason of a pattern's class, as every report format words it (lib/report.c). */
+SCRY_HIDDEN void scry__report_reason(scry_buf *b, const scry_pattern_verdict *p);
+
+/* Patterns a verdict did not judge (lib/filter.c), for the reports' footer. */
+typedef struct scry__excluded_pattern {
+	uint64_t fingerprint;
+	char *normalized;
+	const char *why;        /* static: "session setup", "--exclude", "not in --include" */
+	int64_t executions;
+} scry__excluded_pattern;
+typedef struct scry__excluded {
+	scry__excluded_pattern *v;
+	size_t n, cap;
+} scry__excluded;
+SCRY_HIDDEN int scry__excluded_add(scry__excluded *x, uint64_t fingerprint, const char *normalized,
+	const char *why, int64_t executions);
+SCRY_HIDDEN void scry__excluded_free(scry__excluded *x);
+/* The excluded patterns of a verdict (lib/verdict.c); NULL when none. */
+SCRY_HIDDEN const scry__excluded *scry__verdict_excluded(const scry_verdict *v);
+/* Appends the footer listing them (text, Markdown, HTML); nothing when there is none. */
+SCRY_HIDDEN int scry__report_excluded(scry_buf *b, const scry__excluded *x, scry_report_format format);
+/* The JSON report's "excluded" member (an array); nothing when there is none. */
+struct scry__json;
+SCRY_HIDDEN void scry__report_excluded_json(struct scry__json *j, const scry__excluded *x);
+
+/*
+ * Server notices (lib/pgnotice.c): the library never prints, so every
+ * connection it opens gets a notice receiver that passes them to a log
+ * callback: a module's receiver calls scry__pg_notice_log with its own
+ * callback; scry__pg_notice_ignore drops them (short-lived probes).
+ */
+SCRY_HIDDEN void scry__pg_notice_log(scry_log_fn fn, void *ctx, const struct pg_result *r);
+SCRY_HIDDEN void scry__pg_notice_ignore(void *arg, const struct pg_result *r);
+
 /* Clocks, in microseconds. */
 SCRY_HIDDEN int64_t scry__now_us(void);        /* CLOCK_REALTIME (Unix) */
 SCRY_HIDDEN int64_t scry__monotonic_us(void);  /* CLOCK_MONOTONIC */
@@ -175,6 +210,10 @@ SCRY_HIDDEN int64_t scry__monotonic_us(void);  /* CLOCK_MONOTONIC */
 #define SCRY__LIT_NUMBER '\x02'
 SCRY_HIDDEN int scry__lift_literals(const char *sql, size_t len,
 	scry_buf *template_out, scry_buf *literals_out, int *nliterals);
+/* scry_fingerprint_split() through PostgreSQL's scanner only (its fallback;
+ * the tests compare the two). */
+SCRY_HIDDEN int scry__split_scanner(const char *sql, size_t len, struct scry_statement_span **spans,
+	size_t *count, scry_error *err);
 /* Inverse: rebuilds the exact text from a template and packed literals. */
 SCRY_HIDDEN int scry__splice_literals(const char *tmpl, size_t tlen,
 	const unsigned char *lits, size_t llen, scry_buf *out);

@@ -27,11 +27,26 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 /* ------------------------------------------------------------------ */
 /* Small parsers                                                       */
 /* ------------------------------------------------------------------ */
+
+/* Length of the valid UTF-8 sequence at c (lead byte >= 0x80), or 0. */
+static size_t utf8_len(const unsigned char *c, size_t avail)
+{
+	unsigned char b = c[0];
+	size_t n = b >= 0xF0 && b <= 0xF4 ? 4 : b >= 0xE0 && b < 0xF0 ? 3 : b >= 0xC2 && b < 0xE0 ? 2 : 0;
+	if (n > avail)
+		return 0;
+	for (size_t i = 1; i < n; i++)
+		if ((c[i] & 0xC0) != 0x80)
+			return 0;
+	if ((b == 0xE0 && c[1] < 0xA0) || (b == 0xED && c[1] >= 0xA0) || (b == 0xF0 && c[1] < 0x90) ||
+	    (b == 0xF4 && c[1] >= 0x90))
+		return 0;
+	return n;
+}
 
 void scry__logimport_skip(scry_logimport *imp, uint64_t line, const char *reason, const char *text, size_t n)
 {
@@ -41,9 +56,25 @@ void scry__logimport_skip(scry_logimport *imp, uint64_t line, const char *reason
 	scry_logimport_skip *s = &imp->st.skip_samples[imp->st.nskip_samples++];
 	s->line = line;
 	snprintf(s->reason, sizeof s->reason, "%s", reason);
+	/* Valid UTF-8, cut on a character boundary: callers print it as JSON. */
 	size_t k = 0;
-	for (size_t i = 0; i < n && k + 1 < sizeof s->text && text[i] != '\n'; i++)
-		s->text[k++] = (text[i] == '\t' || (unsigned char)text[i] < 0x20) ? ' ' : text[i];
+	for (size_t i = 0; i < n && k + 1 < sizeof s->text && text[i] != '\n'; i++) {
+		unsigned char c = (unsigned char)text[i];
+		if (c < 0x80) {
+			s->text[k++] = (c == '\t' || c < 0x20) ? ' ' : (char)c;
+			continue;
+		}
+		size_t u = utf8_len((const unsigned char *)text + i, n - i);
+		if (!u) {
+			s->text[k++] = '?';
+			continue;
+		}
+		if (k + u + 1 > sizeof s->text)
+			break;
+		memcpy(s->text + k, text + i, u);
+		k += u;
+		i += u - 1;
+	}
 	s->text[k] = 0;
 }
 
@@ -66,6 +97,36 @@ static int digits(const char *p, int n)
 		v = v * 10 + (p[i] - '0');
 	}
 	return v;
+}
+
+/* Seconds east of UTC of a zone abbreviation; 0 (with a note) when it
+ * cannot be resolved. Resolved once per import and abbreviation. */
+static int zone_offset(scry_logimport *imp, const char *z, size_t n)
+{
+	if ((n == 3 && (!memcmp(z, "UTC", 3) || !memcmp(z, "GMT", 3))) || (n == 1 && z[0] == 'Z'))
+		return 0;
+	for (int k = 0; k < imp->ntz; k++)
+		if (strlen(imp->tz[k].abbr) == n && !memcmp(imp->tz[k].abbr, z, n))
+			return imp->tz[k].off;
+	char abbr[12], note[200];
+	memcpy(abbr, z, n);
+	abbr[n] = 0;
+	int off = 0;
+	int r = scry__tz_abbrev(imp->tz_name, abbr, &off, note, sizeof note);
+	if (r) {
+		off = 0;
+		if (!imp->tz_warned) {
+			imp->tz_warned = true;
+			snprintf(imp->st.warning, sizeof imp->st.warning,
+			         "%.90s; read as UTC (pass the server's log_timezone: --timezone NAME)", note);
+		}
+	}
+	if (imp->ntz < (int)(sizeof imp->tz / sizeof imp->tz[0])) {
+		memcpy(imp->tz[imp->ntz].abbr, abbr, n + 1);
+		imp->tz[imp->ntz].off = off;
+		imp->tz[imp->ntz++].ok = r == 0;
+	}
+	return off;
 }
 
 /* Parses "YYYY-MM-DD HH:MM:SS[.ffffff][ TZ]" as PostgreSQL writes log
@@ -99,32 +160,35 @@ size_t scry__logimport_time(scry_logimport *imp, const char *p, size_t n, int64_
 		}
 	}
 	int64_t t = sec * 1000000 + frac;
-	if (i < n && p[i] == ' ') {
-		size_t z = i + 1, e = z;
-		while (e < n && p[e] != ' ' && p[e] != ',' && p[e] != '"')
-			e++;
-		if (e > z) {
-			const char *zp = p + z;
-			size_t zn = e - z;
-			if ((zp[0] == '+' || zp[0] == '-') && zn >= 3 && isdigit((unsigned char)zp[1])) {
-				int oh = digits(zp + 1, 2), om = 0;
-				if (zn >= 5) {
-					const char *m = zp + 3 + (zp[3] == ':');
-					om = digits(m, 2);
-				}
-				if (oh >= 0 && om >= 0) {
-					int64_t off = ((int64_t)oh * 3600 + om * 60) * 1000000;
-					t -= zp[0] == '+' ? off : -off;
-				}
-			} else if (!(zn == 3 && (!memcmp(zp, "UTC", 3) || !memcmp(zp, "GMT", 3))) &&
-			           !(zn == 1 && zp[0] == 'Z') && !imp->tz_warned) {
-				imp->tz_warned = true;
-				snprintf(imp->st.warning, sizeof imp->st.warning,
-				         "log times are in time zone '%.*s', read as UTC (set log_timezone = 'UTC' for exact times)",
-				         (int)(zn > 40 ? 40 : zn), zp);
+	/* The zone, as PostgreSQL writes it: an abbreviation ("UTC", "CEST")
+	 * or a numeric offset ("+04", "-0330"). Only the zone: whatever
+	 * follows it ("UTC:10.0.0.1(...)", "UTC|user|") is the next field's. */
+	if (i + 1 < n && p[i] == ' ') {
+		const char *zp = p + i + 1;
+		size_t avail = n - i - 1, zn = 0;
+		if (zp[0] == '+' || zp[0] == '-') {
+			zn = 1;
+			while (zn < avail && zn < 5 && zp[zn] >= '0' && zp[zn] <= '9')
+				zn++;
+			/* "+04", "+0530": tzdb's numeric abbreviations. Never "+05:30",
+			 * so "-03:10.0.0.1" is a zone and then the next field. */
+			if (zn != 3 && zn != 5)
+				zn = 0;
+			else {
+				int oh = digits(zp + 1, 2), om = zn > 3 ? digits(zp + 3, 2) : 0;
+				int64_t off = ((int64_t)oh * 3600 + om * 60) * 1000000;
+				t -= zp[0] == '+' ? off : -off;
 			}
-			i = e;
+		} else {
+			while (zn < avail && zn < 10 && ((zp[zn] >= 'A' && zp[zn] <= 'Z') || (zp[zn] >= 'a' && zp[zn] <= 'z')))
+				zn++;
+			if (zn && zn < avail && ((zp[zn] >= '0' && zp[zn] <= '9') || zp[zn] == '_'))
+				zn = 0; /* not a zone: a word that goes on */
+			if (zn)
+				t -= (int64_t)zone_offset(imp, zp, zn) * 1000000;
 		}
+		if (zn)
+			i += 1 + zn;
 	}
 	*out = t;
 	return i;
@@ -374,11 +438,12 @@ static int flush_sessions(scry_logimport *imp, scry_error *err)
 	int rc = scry_store_begin(imp->store, err);
 	if (rc)
 		return rc;
-	static const scry_source src[] = { SCRY_SOURCE_CSVLOG, SCRY_SOURCE_JSONLOG, SCRY_SOURCE_STDERR };
+	/* (by imp->fmt; AUTO only when nothing was read) */
+	static const scry_source src[] = { SCRY_SOURCE_CSVLOG, SCRY_SOURCE_JSONLOG, SCRY_SOURCE_STDERR, SCRY_SOURCE_STDERR };
 	for (size_t i = 0; i < imp->nnew && !rc; i++) {
 		newsess *n = &imp->newsess[i];
 		scry_session_info info = {
-			SCRY_SESSION_INFO_VERSION, src[imp->opts.format], n->db[0] ? n->db : NULL,
+			SCRY_SESSION_INFO_VERSION, src[imp->fmt], n->db[0] ? n->db : NULL,
 			n->user[0] ? n->user : NULL, n->app[0] ? n->app : NULL, n->client[0] ? n->client : NULL, n->start_us
 		};
 		rc = scry_store_session_add(imp->store, &info, &n->id, err);
@@ -548,7 +613,11 @@ static int flush_pending(scry_logimport *imp, session *s, scry_error *err)
 
 static int flush_batch(scry_logimport *imp, scry_error *err)
 {
-	int rc = flush_sessions(imp, err);
+	/* The store is free once the batch before is written. */
+	int rc = scry__logwriter_wait(imp->writer, err);
+	if (rc)
+		return rc;
+	rc = flush_sessions(imp, err);
 	if (rc)
 		return rc;
 	if (!imp->nbev) {
@@ -565,10 +634,14 @@ static int flush_batch(scry_logimport *imp, scry_error *err)
 		imp->params = p;
 		imp->aparams = np;
 	}
-	scry_event *evs = scry__realloc(imp->evs, imp->nbev * sizeof *evs);
-	if (!evs)
-		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	imp->evs = evs;
+	if (imp->nbev > imp->aevs) {
+		scry_event *ne = scry__realloc(imp->evs, imp->nbev * sizeof *ne);
+		if (!ne)
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		imp->evs = ne;
+		imp->aevs = imp->nbev;
+	}
+	scry_event *evs = imp->evs;
 	const char *a = imp->arena.ptr ? imp->arena.ptr : ""; /* empty arena: no NULL + 0 */
 	size_t pi = 0;
 	for (size_t i = 0; i < imp->nbev; i++) {
@@ -602,11 +675,25 @@ static int flush_batch(scry_logimport *imp, scry_error *err)
 			e->error_message = a + b->eoff;
 		}
 	}
-	rc = scry_store_append(imp->store, evs, imp->nbev, sizeof(scry_event), err);
+	/* Written by the second thread while the next batch is parsed (here,
+	 * when the thread cannot be started). */
+	if (!imp->writer && !imp->no_writer && scry__logwriter_start(&imp->writer, imp->store))
+		imp->no_writer = true;
+	if (imp->writer) {
+		scry__logwriter_submit(imp->writer, &imp->evs, &imp->aevs, &imp->params, &imp->aparams, &imp->arena,
+		                       imp->nbev);
+	} else {
+		rc = scry_store_append(imp->store, evs, imp->nbev, sizeof(scry_event), err);
+		scry__buf_clear(&imp->arena);
+	}
 	imp->nbev = 0;
 	imp->nnew = 0;
-	scry__buf_clear(&imp->arena);
 	return rc;
+}
+
+int scry__logimport_store_idle(scry_logimport *imp, scry_error *err)
+{
+	return scry__logwriter_wait(imp->writer, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -650,8 +737,19 @@ static int set_pending(scry_logimport *imp, session *s, scry_event_kind kind, in
 int scry__logimport_record(scry_logimport *imp, rec *r, scry_error *err)
 {
 	imp->st.records++;
-	span m = r->message;
 	int rc = 0;
+	if (imp->lang) {
+		/* A translated log: severities and messages back in English. */
+		r->severity = scry__loglang_severity(imp->lang, r->severity);
+		r->message = scry__loglang_message(imp->lang, r->message, &imp->xmsg, err, &rc);
+		if (!rc)
+			r->detail = scry__loglang_message(imp->lang, r->detail, &imp->xdetail, err, &rc);
+		if (!rc)
+			r->context = scry__loglang_message(imp->lang, r->context, &imp->xctx, err, &rc);
+		if (rc)
+			return rc;
+	}
+	span m = r->message;
 	char pidkey[24];
 	if (!r->sid.n) /* a record without a session id: its scry__logimport_process is the session */
 		r->sid = (span){ pidkey, (size_t)snprintf(pidkey, sizeof pidkey, "pid %lld", (long long)r->pid) };
@@ -756,8 +854,20 @@ int scry__logimport_record(scry_logimport *imp, rec *r, scry_error *err)
 					continue;
 				f += strlen(kv[i].k);
 				const char *e = f;
-				while (e < a.p + a.n && *e != ' ')
-					e++;
+				if (i == 2) {
+					/* application_name may hold spaces: it runs to the end, or to
+					 * the SSL/GSS details PostgreSQL appends. */
+					e = a.p + a.n;
+					static const char *const tails[] = { " SSL enabled (", " GSS (" };
+					for (int k = 0; k < 2; k++) {
+						const char *t = memmem(f, (size_t)(e - f), tails[k], strlen(tails[k]));
+						if (t)
+							e = t;
+					}
+				} else {
+					while (e < a.p + a.n && *e != ' ')
+						e++;
+				}
 				copy_name(kv[i].dst, 64, (span){ f, (size_t)(e - f) });
 			}
 			session_names(s, r);
@@ -795,9 +905,22 @@ int scry__logimport_record(scry_logimport *imp, rec *r, scry_error *err)
 			            s->pparams.size, s->pnparams, state, m, err);
 		}
 		/* A statement that failed before it was logged (syntax error,
-		 * log_statement off): the error line is all there is. */
+		 * log_statement off): the error line is all there is. An
+		 * extended-protocol execution names its portal and parameters in the
+		 * CONTEXT (log_parameter_max_length_on_error). */
 		if ((rc = flush_pending(imp, s, err)) != 0)
 			return rc;
+		if (STARTS(r->context, "unnamed portal with parameters: ") || STARTS(r->context, "portal \"")) {
+			const char *w = memmem(r->context.p, r->context.n, "with parameters: ", 17);
+			if (w) {
+				span d = { w + 5, (size_t)(r->context.p + r->context.n - (w + 5)) };
+				int np = 0;
+				if (parse_params(d, &imp->tmp, &np))
+					return scry__fail(err, SCRY_ENOMEM, "out of memory");
+				return emit(imp, s, SCRY_EVENT_EXTENDED, r->time_us, -1, r->statement.p, r->statement.n,
+				            imp->tmp.ptr, imp->tmp.size, np, state, m, err);
+			}
+		}
 		return emit(imp, s, SCRY_EVENT_SIMPLE, r->time_us, -1, r->statement.p, r->statement.n, NULL, 0, 0,
 		            state, m, err);
 	}
@@ -816,8 +939,8 @@ void scry_logimport_options_init(scry_logimport_options *opts)
 
 int scry_log_format_parse(const char *name, scry_log_format *out)
 {
-	static const char *const names[] = { "csvlog", "jsonlog", "stderr" };
-	for (int i = 0; i < 3; i++)
+	static const char *const names[] = { "csvlog", "jsonlog", "stderr", "auto" };
+	for (int i = 0; i < 4; i++)
 		if (name && !strcmp(name, names[i])) {
 			*out = (scry_log_format)i;
 			return 0;
@@ -835,11 +958,24 @@ int scry_logimport_new(scry_logimport **out, scry_store *store, const scry_logim
 	int vrc = scry__opts_copy(err, &scry__abi_logimport_options, &o, opts);
 	if (vrc)
 		return vrc;
-	if ((unsigned)o.format > SCRY_LOG_STDERR)
-		return scry__fail(err, SCRY_EINVAL, "unknown log format %d (csvlog, jsonlog or stderr)", (int)o.format);
-	if (o.format == SCRY_LOG_STDERR && (!o.line_prefix || !*o.line_prefix))
-		return scry__fail(err, SCRY_EINVAL,
-		                  "a stderr log needs the server's log_line_prefix (run SHOW log_line_prefix; on the server)");
+	if ((unsigned)o.format > SCRY_LOG_AUTO)
+		return scry__fail(err, SCRY_EINVAL, "unknown log format %d (csvlog, jsonlog, stderr or auto)", (int)o.format);
+	if (o.format != SCRY_LOG_STDERR && o.format != SCRY_LOG_AUTO && o.line_prefix && *o.line_prefix)
+		return scry__fail(err, SCRY_EINVAL, "a log_line_prefix applies to stderr logs only");
+	const scry__loglang *lang = NULL;
+	bool lang_auto = !o.lang || !*o.lang || !strcmp(o.lang, "auto");
+	if (!lang_auto && strcmp(o.lang, "C") && strcmp(o.lang, "POSIX") && strncmp(o.lang, "en", 2) &&
+	    !(lang = scry__loglang_find(o.lang))) {
+		scry_buf names = SCRY_BUF_INIT;
+		for (const scry__loglang *l = scry__loglangs; l->code; l++)
+			scry__buf_printf(&names, "%s%s", l == scry__loglangs ? "" : ", ", l->code);
+		int rc = scry__fail(err, SCRY_EINVAL,
+		                    "no message catalog for language '%s' (PostgreSQL 15 ships: C/en, %s); set "
+		                    "lc_messages = 'C' on the server for logs scry can read",
+		                    o.lang, names.ptr ? names.ptr : "");
+		scry_buf_dispose(&names);
+		return rc;
+	}
 	if (!o.batch_events)
 		o.batch_events = 4096;
 	if (!o.max_record_bytes)
@@ -853,13 +989,28 @@ int scry_logimport_new(scry_logimport **out, scry_store *store, const scry_logim
 	imp->opts = o;
 	imp->free_list = -1;
 	imp->opts.line_prefix = NULL; /* not kept: compiled below */
-	if (o.format == SCRY_LOG_STDERR) {
+	imp->opts.timezone = imp->opts.lang = NULL;
+	imp->fmt = o.format;
+	imp->lang = lang;
+	imp->lang_auto = lang_auto;
+	if (o.timezone && *o.timezone && !(imp->tz_name = scry__strdup(o.timezone))) {
+		scry_logimport_free(imp);
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	}
+	bool have_prefix = o.line_prefix && *o.line_prefix;
+	if (have_prefix) {
+		if (!(imp->prefix_given = scry__strdup(o.line_prefix))) {
+			scry_logimport_free(imp);
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		}
 		int rc = scry__logimport_compile_prefix(imp, o.line_prefix, err);
 		if (rc) {
 			scry_logimport_free(imp);
 			return rc;
 		}
 	}
+	/* What the options leave open is detected on the first bytes. */
+	imp->detecting = o.format == SCRY_LOG_AUTO || (o.format == SCRY_LOG_STDERR && !have_prefix) || lang_auto;
 	scry_store_info info = SCRY_STORE_INFO_INIT;
 	int rc = scry_store_info_get(store, &info, err);
 	if (rc) {
@@ -893,54 +1044,33 @@ int scry_logimport_feed(scry_logimport *imp, const void *data, size_t n, scry_er
 	return 0;
 }
 
-int scry_logimport_feed_file(scry_logimport *imp, const char *path, scry_error *err)
+/* A non-empty log gave no statement: say why, as well as the lines show. */
+static void explain_nothing(scry_logimport *imp)
 {
-	if (!imp || !path)
-		return scry__fail(err, SCRY_EINVAL, "scry_logimport_feed_file: importer and path are required");
-	if (imp->finished)
-		return scry__fail(err, SCRY_EINVAL, "scry_logimport_feed_file: the import is already finished");
-	bool is_stdin = !strcmp(path, "-");
-	int fd = is_stdin ? dup(STDIN_FILENO) : open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return scry__fail_sys(err, SCRY_EIO, errno, "cannot open %s: %s", path, strerror(errno));
-	struct stat sb;
-	uint64_t total = (!fstat(fd, &sb) && S_ISREG(sb.st_mode)) ? (uint64_t)sb.st_size : 0;
-	gzFile gz = gzdopen(fd, "rb");
-	if (!gz) {
-		close(fd);
-		return scry__fail(err, SCRY_ENOMEM, "out of memory opening %s", path);
+	scry_logimport_stats *st = &imp->st;
+	if (st->statements) {
+		st->nothing_reason[0] = 0; /* a detection's doubt that did not stop the import */
+		return;
 	}
-	/* zlib reads a plain file straight into our buffer (no copy) when a read
-	 * asks for at least twice its own buffer size. */
-	enum { CHUNK = 1 << 20 };
-	gzbuffer(gz, CHUNK / 4);
-	int rc = 0;
-	for (;;) {
-		/* Straight into the input buffer: no copy between reading and parsing. */
-		if (scry__buf_grow(&imp->in, CHUNK)) {
-			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
-			break;
-		}
-		int r = gzread(gz, imp->in.ptr + imp->in.size, CHUNK);
-		if (r < 0) {
-			int zerr;
-			const char *msg = gzerror(gz, &zerr);
-			rc = scry__fail(err, SCRY_EIO, "cannot read %s: %s (events read before this point are kept)", path,
-			                zerr == Z_ERRNO ? strerror(errno) : msg);
-			break;
-		}
-		if (r == 0)
-			break;
-		imp->in.size += (size_t)r;
-		imp->in.ptr[imp->in.size] = 0;
-		imp->st.bytes += (uint64_t)r;
-		if ((rc = scry__logimport_process(imp, false, err)) != 0)
-			break;
-		if (imp->opts.progress)
-			imp->opts.progress(imp->opts.progress_ctx, "import", (uint64_t)gzoffset(gz), total);
-	}
-	gzclose(gz);
-	return rc;
+	if (!st->bytes || st->nothing_reason[0])
+		return;
+	const char *fmt = imp->fmt == SCRY_LOG_CSVLOG ? "csvlog" : imp->fmt == SCRY_LOG_JSONLOG ? "jsonlog" : "stderr";
+	if (!st->records && st->skipped)
+		snprintf(st->nothing_reason, sizeof st->nothing_reason,
+		         "no line could be read as %s%s (%llu skipped, see the examples): check --format%s", fmt,
+		         imp->fmt == SCRY_LOG_STDERR ? " with this log_line_prefix" : "", (unsigned long long)st->skipped,
+		         imp->fmt == SCRY_LOG_STDERR ? " and --prefix (SHOW log_line_prefix;)" : "");
+	else if (st->records)
+		snprintf(st->nothing_reason, sizeof st->nothing_reason,
+		         "%llu log records read, none of them a statement: the server did not log statements "
+		         "(set log_statement = 'all' or log_min_duration_statement = 0)%s",
+		         (unsigned long long)st->records,
+		         imp->lang ? "" : ", or the log is in a language scry did not recognise (set lc_messages = 'C' or pass --lang)");
+	else if (st->files_skipped)
+		snprintf(st->nothing_reason, sizeof st->nothing_reason,
+		         "every file was already imported into this store (--force imports it again)");
+	else
+		snprintf(st->nothing_reason, sizeof st->nothing_reason, "the log holds no complete record");
 }
 
 static void fill_stats(const scry_logimport *imp, scry_logimport_stats *stats)
@@ -975,7 +1105,9 @@ int scry_logimport_finish(scry_logimport *imp, scry_logimport_stats *stats, scry
 	}
 	imp->finished = true;
 	int rc = scry__logimport_process(imp, true, err);
-	if (!rc && imp->opts.format == SCRY_LOG_STDERR)
+	if (!rc && imp->fmt == SCRY_LOG_STDERR)
+		rc = scry__logimport_wrapped_flush(imp, err);
+	if (!rc && imp->fmt == SCRY_LOG_STDERR)
 		rc = scry__logimport_stderr_finish(imp, err);
 	/* Statements still waiting for a duration line: the log ended first. */
 	for (size_t i = 0; i < imp->nsess && !rc; i++)
@@ -983,6 +1115,11 @@ int scry_logimport_finish(scry_logimport *imp, scry_logimport_stats *stats, scry
 			rc = flush_pending(imp, &imp->sess[i], err);
 	if (!rc)
 		rc = flush_batch(imp, err);
+	if (!rc)
+		rc = scry__logwriter_wait(imp->writer, err);
+	if (!rc)
+		rc = scry__logimport_record_files(imp, err);
+	explain_nothing(imp);
 	scry_store_info info = SCRY_STORE_INFO_INIT;
 	if (!rc && (rc = scry_store_info_get(imp->store, &info, err)) == 0) {
 		imp->st.patterns = (uint64_t)info.patterns;
@@ -997,6 +1134,7 @@ void scry_logimport_free(scry_logimport *imp)
 {
 	if (!imp)
 		return;
+	scry__logwriter_free(imp->writer); /* after the batch in flight */
 	for (size_t i = 0; i < imp->nsess; i++) {
 		scry_buf_dispose(&imp->sess[i].ptext);
 		scry_buf_dispose(&imp->sess[i].pparams);
@@ -1009,6 +1147,17 @@ void scry_logimport_free(scry_logimport *imp)
 	scry__free(imp->newsess);
 	scry__free(imp->ends);
 	scry__free(imp->prefix_copy);
+	scry__free(imp->prefix_given);
+	scry__free(imp->tz_name);
+	for (size_t i = 0; i < imp->nfiles; i++)
+		scry__free((char *)imp->files[i].name);
+	scry__free(imp->files);
+	scry_buf_dispose(&imp->xsev);
+	scry_buf_dispose(&imp->xmsg);
+	scry_buf_dispose(&imp->xdetail);
+	scry_buf_dispose(&imp->xctx);
+	scry_buf_dispose(&imp->wline);
+	scry_buf_dispose(&imp->wtext);
 	scry_buf_dispose(&imp->in);
 	scry_buf_dispose(&imp->scratch);
 	scry_buf_dispose(&imp->cur);

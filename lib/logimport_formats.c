@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include "logimport_internal.h"
+#include "util/json.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -190,6 +191,7 @@ static int csv_fields(scry_logimport *imp, span *f, int nf, const char *p, size_
 	r.message = f[13];
 	r.detail = f[14];
 	r.statement = f[19];
+	r.context = f[18];
 	r.app = f[22];
 	return scry__logimport_record(imp, &r, err);
 }
@@ -220,7 +222,11 @@ static ssize_t csv_find_end(scry_logimport *imp, const char *p, size_t n)
 			size_t e = nl ? (size_t)(nl - p) : n;
 			const char *q = memchr(p + i, '"', e - i);
 			if (q) {
-				imp->in_quote = true;
+				/* Only a quote that starts a field opens quoting (as in the
+				 * fast path): a stray one inside a field is text, so that a
+				 * malformed record is framed the same whatever the chunks. */
+				if (q == p || q[-1] == ',')
+					imp->in_quote = true;
 				i = (size_t)(q - p) + 1;
 				continue;
 			}
@@ -250,26 +256,6 @@ static int hexval(char c)
 	if (c >= 'A' && c <= 'F')
 		return c - 'A' + 10;
 	return -1;
-}
-
-static char *put_utf8(char *w, unsigned cp)
-{
-	if (cp < 0x80) {
-		*w++ = (char)cp;
-	} else if (cp < 0x800) {
-		*w++ = (char)(0xC0 | (cp >> 6));
-		*w++ = (char)(0x80 | (cp & 0x3F));
-	} else if (cp < 0x10000) {
-		*w++ = (char)(0xE0 | (cp >> 12));
-		*w++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-		*w++ = (char)(0x80 | (cp & 0x3F));
-	} else {
-		*w++ = (char)(0xF0 | (cp >> 18));
-		*w++ = (char)(0x80 | ((cp >> 12) & 0x3F));
-		*w++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-		*w++ = (char)(0x80 | (cp & 0x3F));
-	}
-	return w;
 }
 
 /* Reads a JSON string at p[*i] (the opening quote) into w; returns the
@@ -323,7 +309,7 @@ static char *json_string(const char *p, size_t n, size_t *i, char *w)
 					j += 6;
 				}
 			}
-			w = put_utf8(w, cp);
+			w += scry__utf8_put(w, cp);
 			break;
 		}
 		default: *w++ = c; break; /* \" \\ \/ */
@@ -351,11 +337,21 @@ static int json_line(scry_logimport *imp, const char *p, size_t n, uint64_t line
 		return 0;
 	}
 	i++;
+	/* CloudNativePG wraps the record: {"level":..,"logger":"postgres",
+	 * "record":{"log_time":..,"user_name":..}}. Nested objects are read as
+	 * if their keys were at the top (the record's keys are csvlog's names). */
+	int depth = 0;
+	bool cnpg_record = false;
 	for (;;) {
 		while (i < n && (isspace((unsigned char)p[i]) || p[i] == ','))
 			i++;
-		if (i < n && p[i] == '}')
-			break;
+		if (i < n && p[i] == '}') {
+			if (depth == 0)
+				break;
+			depth--;
+			i++;
+			continue;
+		}
 		if (i >= n || p[i] != '"')
 			goto bad;
 		char *k = w;
@@ -372,6 +368,33 @@ static int json_line(scry_logimport *imp, const char *p, size_t n, uint64_t line
 		while (i < n && isspace((unsigned char)p[i]))
 			i++;
 		span val;
+		if (i < n && p[i] == '{') {
+			if (depth >= 4)
+				goto bad;
+			depth++;
+			i++;
+			if (key.n == 6 && !memcmp(key.p, "record", 6))
+				cnpg_record = true;
+			continue;
+		}
+		if (i < n && p[i] == '[') {
+			/* An array (Cloud Logging labels...): skipped, strings aware. */
+			int d = 0;
+			for (; i < n; i++) {
+				if (p[i] == '"') {
+					size_t j = i;
+					if (!json_string(p, n, &j, w))
+						goto bad;
+					i = j - 1;
+				} else if (p[i] == '[' || p[i] == '{') {
+					d++;
+				} else if ((p[i] == ']' || p[i] == '}') && --d == 0) {
+					i++;
+					break;
+				}
+			}
+			continue;
+		}
 		if (i < n && p[i] == '"') {
 			char *v = w;
 			char *ve = json_string(p, n, &i, w);
@@ -388,34 +411,42 @@ static int json_line(scry_logimport *imp, const char *p, size_t n, uint64_t line
 				val.n--;
 		}
 #define KEY(lit) (key.n == sizeof(lit) - 1 && !memcmp(key.p, lit, sizeof(lit) - 1))
+		if (imp->wrapper == LOGWRAP_CNPG && !cnpg_record)
+			continue; /* the wrapper's own keys ("level", "ts", "msg") */
 		if (KEY("message"))
 			r.message = val;
-		else if (KEY("timestamp"))
+		else if (KEY("timestamp") || KEY("log_time"))
 			ts = val;
 		else if (KEY("session_id"))
 			r.sid = val;
 		else if (KEY("error_severity"))
 			r.severity = val;
-		else if (KEY("pid"))
+		else if (KEY("pid") || KEY("process_id"))
 			r.pid = scry__logimport_int(val);
-		else if (KEY("user"))
+		else if (KEY("user") || KEY("user_name"))
 			r.user = val;
-		else if (KEY("dbname"))
+		else if (KEY("dbname") || KEY("database_name"))
 			r.db = val;
 		else if (KEY("remote_host"))
 			r.client = val;
-		else if (KEY("session_start"))
+		else if (KEY("connection_from"))
+			r.client = strip_port(val);
+		else if (KEY("session_start") || KEY("session_start_time"))
 			sstart = val;
-		else if (KEY("state_code"))
+		else if (KEY("state_code") || KEY("sql_state_code"))
 			state = val;
 		else if (KEY("detail"))
 			r.detail = val;
-		else if (KEY("statement"))
+		else if (KEY("statement") || KEY("query"))
 			r.statement = val;
 		else if (KEY("application_name"))
 			r.app = val;
+		else if (KEY("context"))
+			r.context = val;
 #undef KEY
 	}
+	if (imp->wrapper == LOGWRAP_CNPG && !cnpg_record)
+		return 0; /* the operator's own messages: not PostgreSQL records */
 	if (!ts.n || !scry__logimport_time(imp, ts.p, ts.n, &r.time_us)) {
 		scry__logimport_skip(imp, line, "jsonlog record without a valid timestamp", p, n);
 		return 0;
@@ -434,25 +465,16 @@ bad:
 /* stderr with log_line_prefix                                         */
 /* ------------------------------------------------------------------ */
 
-static const char *const severities[] = {
-	"LOG", "ERROR", "FATAL", "PANIC", "WARNING", "NOTICE", "INFO", "DEBUG", "DEBUG1", "DEBUG2", "DEBUG3",
-	"DEBUG4", "DEBUG5", "DETAIL", "HINT", "QUERY", "CONTEXT", "LOCATION", "STATEMENT", NULL
-};
+int scry__logimport_severity_at(const scry_logimport *imp, const char *p, size_t n, size_t *len)
+{
+	return scry__loglang_severity_at(imp->lang, imp->detecting, p, n, len);
+}
 
 /* "SEVERITY:  " at p? Returns the severity's length or 0. */
-static size_t severity_at(const char *p, size_t n)
+static size_t severity_at(scry_logimport *imp, const char *p, size_t n)
 {
-	size_t k = 0;
-	while (k < n && k < 10 && isupper((unsigned char)p[k]))
-		k++;
-	while (k < n && k < 10 && isdigit((unsigned char)p[k]))
-		k++;
-	if (k == 0 || k + 3 > n || p[k] != ':' || p[k + 1] != ' ' || p[k + 2] != ' ')
-		return 0;
-	for (int i = 0; severities[i]; i++)
-		if (strlen(severities[i]) == k && !memcmp(severities[i], p, k))
-			return k;
-	return 0;
+	size_t k;
+	return scry__logimport_severity_at(imp, p, n, &k) >= 0 ? k : 0;
 }
 
 static bool is_free_escape(char c)
@@ -523,7 +545,7 @@ static size_t scan_fixed(scry_logimport *imp, char esc, const char *p, size_t n)
 static bool prefix_match(scry_logimport *imp, int i, const char *p, size_t n, size_t pos, size_t *msg)
 {
 	if (i == imp->nitems) {
-		if (!severity_at(p + pos, n - pos))
+		if (!severity_at(imp, p + pos, n - pos))
 			return false;
 		imp->qend = imp->nitems;
 		*msg = pos;
@@ -538,7 +560,7 @@ static bool prefix_match(scry_logimport *imp, int i, const char *p, size_t n, si
 	if (it->esc == 'q') {
 		if (prefix_match(imp, i + 1, p, n, pos, msg))
 			return true;
-		if (severity_at(p + pos, n - pos)) {
+		if (severity_at(imp, p + pos, n - pos)) {
 			imp->qend = i;
 			*msg = pos;
 			return true;
@@ -597,7 +619,7 @@ int scry__logimport_stderr_finish(scry_logimport *imp, scry_error *err)
 	imp->cur_open = false;
 	rec *r = &imp->cur_rec;
 	span *fields[F_COUNT] = { &r->user, &r->db, &r->app, &r->client, &r->sid, &r->severity,
-	                          &r->message, &r->detail, &r->statement, NULL };
+	                          &r->message, &r->detail, &r->statement, &r->context, NULL };
 	for (int f = 0; f < F_OTHER; f++)
 		*fields[f] = imp->cur_len[f] != (size_t)-1 ? (span){ imp->cur.ptr + imp->cur_off[f], imp->cur_len[f] }
 		                                           : (span){ "", 0 };
@@ -633,12 +655,18 @@ static int stderr_line(scry_logimport *imp, const char *p, size_t n, uint64_t li
 		return 0;
 	}
 	size_t msg;
+	if (imp->no_prefix) {
+		scry__logimport_skip(imp, line, "no usable log_line_prefix (see why nothing was imported)", p, n);
+		return 0;
+	}
 	if (!prefix_match(imp, 0, p, n, 0, &msg)) {
 		scry__logimport_skip(imp, line, "line does not start with log_line_prefix", p, n);
 		return 0;
 	}
-	size_t sk = severity_at(p + msg, n - msg);
-	span sev = { p + msg, sk };
+	size_t sk;
+	int code = scry__logimport_severity_at(imp, p + msg, n - msg, &sk);
+	const char *en = scry__loglang_english_severity(code);
+	span sev = { en, strlen(en) };
 	span body = { p + msg + sk + 3, n - msg - sk - 3 };
 	int64_t pid = -1;
 	span sid = { NULL, 0 };
@@ -648,16 +676,14 @@ static int stderr_line(scry_logimport *imp, const char *p, size_t n, uint64_t li
 		else if (imp->items[i].esc == 'c')
 			sid = imp->mspan[i];
 	}
-	static const char *const secondary[] = { "DETAIL", "HINT", "QUERY", "CONTEXT", "LOCATION", "STATEMENT" };
-	for (int k = 0; k < 6; k++) {
-		if (strlen(secondary[k]) != sk || memcmp(secondary[k], sev.p, sk))
-			continue;
-		/* Belongs to the message before it, from the same scry__logimport_process. */
+	if (code >= 8) {
+		int k = code - 8; /* DETAIL HINT QUERY CONTEXT LOCATION STATEMENT */
+		/* Belongs to the message before it, from the same process. */
 		if (!imp->cur_open || (pid >= 0 && pid != imp->cur_pid)) {
 			scry__logimport_skip(imp, line, "detail line without the message it belongs to", p, n);
 			return 0;
 		}
-		int f = k == 0 ? F_DETAIL : k == 5 ? F_STMT : F_OTHER;
+		int f = k == 0 ? F_DETAIL : k == 5 ? F_STMT : k == 3 ? F_CTX : F_OTHER;
 		if (f == F_OTHER) {
 			imp->cur_last = F_OTHER;
 			return 0;
@@ -681,8 +707,12 @@ static int stderr_line(scry_logimport *imp, const char *p, size_t n, uint64_t li
 	char key[48];
 	int klen = 0;
 	for (int i = 0; i < imp->qend; i++) {
+		if (!imp->items[i].esc || imp->items[i].esc == 'q')
+			continue; /* literals: no value */
 		span v = imp->mspan[i];
-		if (imp->items[i].padded)
+		/* Padded values, and a value that ends the prefix (whose separator
+		 * space before the severity the prefix then lacks), lose their blanks. */
+		if (imp->items[i].padded || i + 1 == imp->nitems)
 			v = trim(v);
 		switch (imp->items[i].esc) {
 		case 'm': case 't':
@@ -721,7 +751,7 @@ static int stderr_line(scry_logimport *imp, const char *p, size_t n, uint64_t li
 			break;
 		}
 	}
-	/* Session key: %c, else the scry__logimport_process id (+ %s when present). */
+	/* Session key: %c, else the process id (+ %s when present). */
 	if (sid.n) {
 		klen = snprintf(key, sizeof key, "%.*s", (int)(sid.n > 40 ? 40 : sid.n), sid.p);
 		/* %c is hex(session start).hex(pid): the start, to the second. */
@@ -739,6 +769,38 @@ static int stderr_line(scry_logimport *imp, const char *p, size_t n, uint64_t li
 	    cur_put(imp, F_MSG, body.p, body.n))
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	return 0;
+}
+
+void scry__logimport_prefix_reset(scry_logimport *imp)
+{
+	scry__free(imp->prefix_copy);
+	imp->prefix_copy = NULL;
+	imp->nitems = 0;
+	imp->has_c = imp->has_p = imp->has_s = false;
+}
+
+bool scry__logimport_prefix_match(scry_logimport *imp, const char *p, size_t n, size_t *msg)
+{
+	return prefix_match(imp, 0, p, n, 0, msg);
+}
+
+size_t scry__logimport_prefix_score(scry_logimport *imp, const char *p, size_t n, size_t max, size_t *looked)
+{
+	size_t ok = 0, k = 0, pos = 0;
+	while (pos < n && k < max) {
+		span ln = next_line(p, n, &pos);
+		const char *l = ln.p;
+		size_t len = ln.n;
+		if (!len || l[0] == '\t')
+			continue;
+		if (len > 4096)
+			len = 4096;
+		size_t msg;
+		k++;
+		ok += prefix_match(imp, 0, l, len, 0, &msg);
+	}
+	*looked = k;
+	return ok;
 }
 
 int scry__logimport_compile_prefix(scry_logimport *imp, const char *prefix, scry_error *err)
@@ -780,7 +842,7 @@ int scry__logimport_compile_prefix(scry_logimport *imp, const char *prefix, scry
 	}
 	if (!imp->has_c && !imp->has_p)
 		return scry__fail(err, SCRY_EINVAL,
-		                  "log_line_prefix '%s' has no session id (%%c) or scry__logimport_process id (%%p), so lines cannot be "
+		                  "log_line_prefix '%s' has no session id (%%c) or process id (%%p), so lines cannot be "
 		                  "told apart by session; add %%c or %%p to log_line_prefix on the server (for example "
 		                  "log_line_prefix = '%%m [%%p] %%q%%u@%%d/%%a ') and import logs written after that",
 		                  prefix ? prefix : "");
@@ -788,12 +850,145 @@ int scry__logimport_compile_prefix(scry_logimport *imp, const char *prefix, scry
 }
 
 /* ------------------------------------------------------------------ */
+/* Wrappers around stderr lines: syslog, Google Cloud Logging           */
+/* ------------------------------------------------------------------ */
+
+static int unwrapped(scry_logimport *imp, const char *p, size_t n, uint64_t line, scry_error *err)
+{
+	if (imp->unwrap_sink) {
+		if (scry__buf_put(imp->unwrap_sink, p, n) || scry__buf_put(imp->unwrap_sink, "\n", 1))
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		return 0;
+	}
+	return stderr_line(imp, p, n, line, err);
+}
+
+int scry__logimport_wrapped_flush(scry_logimport *imp, scry_error *err)
+{
+	if (!imp->wline.size)
+		return 0;
+	int rc = unwrapped(imp, imp->wline.ptr, imp->wline.size, imp->wline_no, err);
+	scry__buf_clear(&imp->wline);
+	return rc;
+}
+
+/* rsyslog writes control characters as #ooo (a tab: #011). */
+static int put_unescaped(scry_buf *b, const char *p, size_t n)
+{
+	size_t i = 0;
+	while (i < n) {
+		const char *h = memmem(p + i, n - i, "#011", 4);
+		size_t e = h ? (size_t)(h - p) : n;
+		if (scry__buf_put(b, p + i, e - i) || (h && scry__buf_put(b, "\t", 1)))
+			return SCRY_ENOMEM;
+		i = h ? e + 4 : n;
+	}
+	return 0;
+}
+
+/* "Mmm dd hh:mm:ss host ident[pid]: [N-M] text" (or an ISO time first).
+ * With syslog_sequence_numbers, M > 1 is a piece of message N: a line of
+ * its own when it starts with the tab PostgreSQL puts before continuation
+ * lines, else the rest of a line longer than syslog's limit. */
+static int syslog_line(scry_logimport *imp, const char *p, size_t n, uint64_t line, scry_error *err)
+{
+	size_t lim = n < 400 ? n : 400;
+	const char *b = memmem(p, lim, "]: ", 3);
+	if (!b) {
+		scry__logimport_skip(imp, line, "not a syslog line from PostgreSQL (no ident[pid]: )", p, n);
+		return 0;
+	}
+	const char *o = memrchr(p, '[', (size_t)(b - p));
+	int64_t pid = o ? scry__logimport_int((span){ o + 1, (size_t)(b - o - 1) }) : -1;
+	const char *t = b + 3, *e = p + n;
+	long chunk = 1;
+	if (t < e && *t == '[') {
+		const char *q = t + 1;
+		while (q < e && isdigit((unsigned char)*q))
+			q++;
+		if (q < e && *q == '-' && q > t + 1) {
+			const char *c = ++q;
+			chunk = 0;
+			while (q < e && isdigit((unsigned char)*q))
+				chunk = chunk * 10 + (*q++ - '0');
+			if (q + 1 < e && q > c && q[0] == ']' && q[1] == ' ')
+				t = q + 2;
+			else
+				chunk = 1;
+		}
+	}
+	int rc;
+	bool cont = chunk > 1 && (t < e && (*t == '\t' || (e - t >= 4 && !memcmp(t, "#011", 4))));
+	if (chunk > 1 && !cont && imp->wline.size && pid == imp->wline_pid) {
+		/* The rest of a long line. */
+		if (put_unescaped(&imp->wline, t, (size_t)(e - t)))
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		return 0;
+	}
+	if ((rc = scry__logimport_wrapped_flush(imp, err)) != 0)
+		return rc;
+	if (put_unescaped(&imp->wline, t, (size_t)(e - t)))
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	imp->wline_pid = pid;
+	imp->wline_no = line;
+	return 0;
+}
+
+/* Google Cloud Logging (Cloud SQL): one JSON entry per line whose
+ * "textPayload" is the server's stderr text. */
+static int gcl_line(scry_logimport *imp, const char *p, size_t n, uint64_t line, scry_error *err)
+{
+	const char *k = memmem(p, n, "\"textPayload\"", 13);
+	size_t i = k ? (size_t)(k - p) + 13 : n;
+	while (i < n && (p[i] == ' ' || p[i] == ':'))
+		i++;
+	if (i >= n || p[i] != '"') {
+		scry__logimport_skip(imp, line, "Cloud Logging entry without a textPayload", p, n);
+		return 0;
+	}
+	scry__buf_clear(&imp->wtext);
+	if (scry__buf_grow(&imp->wtext, n + 8))
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	char *w = json_string(p, n, &i, imp->wtext.ptr);
+	if (!w) {
+		scry__logimport_skip(imp, line, "malformed Cloud Logging entry", p, n);
+		return 0;
+	}
+	const char *t = imp->wtext.ptr, *e = w;
+	while (t < e) {
+		const char *nl = memchr(t, '\n', (size_t)(e - t));
+		size_t len = nl ? (size_t)(nl - t) : (size_t)(e - t);
+		int rc = len ? unwrapped(imp, t, len, line, err) : 0;
+		if (rc)
+			return rc;
+		t += len + 1;
+	}
+	return 0;
+}
+
+int scry__logimport_wrapped_line(scry_logimport *imp, const char *p, size_t n, uint64_t line, scry_error *err)
+{
+	return imp->wrapper == LOGWRAP_GCL ? gcl_line(imp, p, n, line, err) : syslog_line(imp, p, n, line, err);
+}
+
+/* ------------------------------------------------------------------ */
 /* Framing                                                             */
 /* ------------------------------------------------------------------ */
+
+/* Bytes looked at to detect the format, prefix and language. */
+#define DETECT_BYTES ((size_t)256 << 10)
 
 /* Consumes complete records from imp->in; `final` at end of input. */
 int scry__logimport_process(scry_logimport *imp, bool final, scry_error *err)
 {
+	if (imp->detecting) {
+		/* Enough of the log to see what it is, or all of it. */
+		if (!imp->in.size || (imp->in.size < DETECT_BYTES && !final))
+			return 0;
+		int rc = scry__logimport_detect(imp, final, err);
+		if (rc)
+			return rc;
+	}
 	char *buf = imp->in.ptr;
 	size_t n = imp->in.size, pos = 0;
 	int rc = 0;
@@ -801,7 +996,7 @@ int scry__logimport_process(scry_logimport *imp, bool final, scry_error *err)
 		char *p = buf + pos;
 		size_t avail = n - pos;
 		uint64_t line = imp->line + 1;
-		if (imp->opts.format == SCRY_LOG_CSVLOG) {
+		if (imp->fmt == SCRY_LOG_CSVLOG) {
 			if (imp->scan == 0 && !imp->discarding) {
 				/* Resynchronise on a record start: a log cut in the middle of a
 				 * quoted field must not flip quoting for the rest of the file. */
@@ -864,6 +1059,17 @@ int scry__logimport_process(scry_logimport *imp, bool final, scry_error *err)
 			continue;
 		}
 		char *nl = memchr(p, '\n', avail);
+		if (!nl && final) {
+			/* The writer stopped in the middle of this line: a cut record. */
+			if (!imp->discarding && !(avail == 1 && p[0] == '\r'))
+				scry__logimport_skip(imp, line, "record cut at the end of the log (no final newline)", p, avail);
+			if (imp->fmt == SCRY_LOG_STDERR && p[0] == '\t')
+				imp->cur_open = false; /* the record it continues is cut too */
+			imp->discarding = false;
+			imp->line++;
+			pos = n;
+			break;
+		}
 		if (!nl && !final) {
 			if (avail > imp->opts.max_record_bytes) {
 				if (!imp->discarding)
@@ -882,8 +1088,10 @@ int scry__logimport_process(scry_logimport *imp, bool final, scry_error *err)
 		}
 		if (len == 0 || (len == 1 && p[0] == '\r'))
 			continue;
-		if (imp->opts.format == SCRY_LOG_JSONLOG)
+		if (imp->fmt == SCRY_LOG_JSONLOG)
 			rc = json_line(imp, p, len, line, err);
+		else if (imp->wrapper != LOGWRAP_NONE)
+			rc = scry__logimport_wrapped_line(imp, p, len, line, err);
 		else
 			rc = stderr_line(imp, p, len, line, err);
 	}

@@ -7,8 +7,11 @@
 #define SCRY_LOGIMPORT_INTERNAL_H
 
 #include "internal.h"
+#include "logimport_lang.h"
 
 #include <sys/types.h>
+
+typedef struct scry__logwriter scry__logwriter;
 
 typedef struct span {
 	const char *p;
@@ -28,6 +31,16 @@ static inline span span_skip(span s, size_t n)
 	return (span){ s.p + n, s.n - n };
 }
 
+/* The line of p[0..n) at *pos (without its newline); advances *pos past it. */
+static inline span next_line(const char *p, size_t n, size_t *pos)
+{
+	const char *l = p + *pos;
+	const char *nl = memchr(l, '\n', n - *pos);
+	size_t len = nl ? (size_t)(nl - l) : n - *pos;
+	*pos += len + 1;
+	return (span){ l, len };
+}
+
 /* One log message, whatever the format. Spans point into format buffers
  * that stay valid while the record is processed. */
 typedef struct rec {
@@ -41,7 +54,7 @@ typedef struct rec {
 	span user, db, app, client;
 	span severity;
 	char sqlstate[6];
-	span message, detail, statement;
+	span message, detail, statement, context;
 } rec;
 
 /* ------------------------------------------------------------------ */
@@ -121,6 +134,8 @@ struct scry_logimport {
 	pitem items[64];
 	int nitems;
 	char *prefix_copy;
+	char *prefix_given;      /* the prefix as the options gave it, or NULL */
+	bool no_prefix;          /* none could be detected: every line is skipped (nothing_reason says why) */
 	bool has_c, has_p, has_s;
 	span mspan[64];          /* per-item matches of the last matched line */
 	int qend;
@@ -144,21 +159,46 @@ struct scry_logimport {
 	size_t nbev, abev;
 	scry_buf arena;
 	scry_event *evs;
+	size_t aevs;
 	scry_param *params;
 	size_t aparams;
+	scry__logwriter *writer;  /* the thread that writes batches; NULL until the first */
+	bool no_writer;          /* it could not be started: write in this thread */
 	scry_buf tmp;
 	newsess *newsess;        /* session rows and ends wait for the batch, so */
 	size_t nnew, anew;       /* that they cost one transaction, not one each */
 	sessend *ends;
 	size_t nends, aends;
 	bool tz_warned;
+	struct { char abbr[12]; int off; bool ok; } tz[8]; /* zone abbreviations seen */
+	int ntz;
+	/* detection (format, log_line_prefix, language) on the first bytes */
+	bool detecting;
+	int fmt;                 /* the format being read (scry_log_format, never AUTO) */
+	int wrapper;             /* LOGWRAP_* around the records */
+	const scry__loglang *lang; /* the log's language; NULL = English */
+	bool lang_auto;          /* detect it */
+	scry_buf xsev, xmsg, xdetail, xctx; /* translated texts, in English */
+	char *tz_name;           /* copy of opts.timezone */
+	/* the file being fed (re-import detection) */
+	uint64_t skip_bytes;     /* bytes of the input still to drop (already imported) */
+	bool damaged;            /* a file was truncated or corrupt */
+	/* syslog / Cloud Logging: the stderr line being joined from its pieces */
+	scry_buf wline, wtext;
+	int64_t wline_pid;
+	uint64_t wline_no;
+	scry_buf *unwrap_sink;   /* detection: unwrapped lines go here instead */
+	scry_log_file *files;    /* files read, recorded in the store at finish */
+	size_t nfiles, afiles;
 	session *last_sess;      /* cache of session_find(); reset when sess moves */
 	char tcache[19];         /* last "YYYY-MM-DD HH:MM:SS" parsed */
 	int64_t tcache_sec;
 };
 
+enum { LOGWRAP_NONE = 0, LOGWRAP_SYSLOG, LOGWRAP_CNPG, LOGWRAP_GCL };
+
 /* Fields of the stderr record buffer. */
-enum { F_USER, F_DB, F_APP, F_CLIENT, F_SID, F_SEV, F_MSG, F_DETAIL, F_STMT, F_OTHER, F_COUNT };
+enum { F_USER, F_DB, F_APP, F_CLIENT, F_SID, F_SEV, F_MSG, F_DETAIL, F_STMT, F_CTX, F_OTHER, F_COUNT };
 
 /* lib/logimport.c */
 /* Counts a line that cannot be used; keeps the first few as examples. */
@@ -180,5 +220,61 @@ SCRY_HIDDEN int scry__logimport_process(scry_logimport *imp, bool final, scry_er
 SCRY_HIDDEN int scry__logimport_stderr_finish(scry_logimport *imp, scry_error *err);
 /* Compiles a log_line_prefix; SCRY_EINVAL (with advice) without %c or %p. */
 SCRY_HIDDEN int scry__logimport_compile_prefix(scry_logimport *imp, const char *prefix, scry_error *err);
+
+/* Unwraps syslog / Cloud Logging lines into the stderr lines they carry. */
+SCRY_HIDDEN int scry__logimport_wrapped_line(scry_logimport *imp, const char *p, size_t n, uint64_t line,
+	scry_error *err);
+/* Hands a joined syslog line still waiting to the stderr reader. */
+SCRY_HIDDEN int scry__logimport_wrapped_flush(scry_logimport *imp, scry_error *err);
+
+/* lib/logimport_detect.c */
+/* Detects what the options left open (format, log_line_prefix, language)
+ * from the bytes in imp->in, then compiles the prefix. */
+SCRY_HIDDEN int scry__logimport_detect(scry_logimport *imp, bool final, scry_error *err);
+/* Frees and forgets a compiled prefix. */
+SCRY_HIDDEN void scry__logimport_prefix_reset(scry_logimport *imp);
+/* Lines of p[0..n) that start with the compiled prefix (of at most `max` lines looked at). */
+SCRY_HIDDEN size_t scry__logimport_prefix_score(scry_logimport *imp, const char *p, size_t n, size_t max,
+	size_t *looked);
+/* Matches the compiled prefix at the start of a line; the message's offset in *msg. */
+SCRY_HIDDEN bool scry__logimport_prefix_match(scry_logimport *imp, const char *p, size_t n, size_t *msg);
+/* Severity or label at p followed by ":  ": its code (0-7 severities LOG..DEBUG, 8-13 labels
+ * DETAIL..STATEMENT) and length, or -1. */
+SCRY_HIDDEN int scry__logimport_severity_at(const scry_logimport *imp, const char *p, size_t n, size_t *len);
+
+/* Waits until the store is not in use by the writer thread (its error, if any). */
+SCRY_HIDDEN int scry__logimport_store_idle(scry_logimport *imp, scry_error *err);
+
+/* lib/logimport_input.c */
+/* Records the files fed (scry_store_log_file_add). */
+SCRY_HIDDEN int scry__logimport_record_files(scry_logimport *imp, scry_error *err);
+
+/* lib/logimport_writer.c */
+SCRY_HIDDEN int scry__logwriter_start(scry__logwriter **out, scry_store *store);
+/* Waits until the batch in flight is written; its error, if any. */
+SCRY_HIDDEN int scry__logwriter_wait(scry__logwriter *w, scry_error *err);
+/* Hands a batch to the (idle) writer, taking the buffers and giving back empty spare ones. */
+SCRY_HIDDEN void scry__logwriter_submit(scry__logwriter *w, scry_event **evs, size_t *aevs, scry_param **params,
+	size_t *aparams, scry_buf *arena, size_t n);
+SCRY_HIDDEN void scry__logwriter_free(scry__logwriter *w);
+
+/* lib/logimport_translate.c */
+SCRY_HIDDEN const scry__loglang *scry__loglang_find(const char *code);
+/* The language of a sample of log text, or NULL for English. */
+SCRY_HIDDEN const scry__loglang *scry__loglang_detect(const char *p, size_t n);
+/* See scry__logimport_severity_at(): English, and `l`'s words (every
+ * language's when `l` is NULL and `any`). */
+SCRY_HIDDEN int scry__loglang_severity_at(const scry__loglang *l, bool any, const char *p, size_t n, size_t *len);
+/* English name of a severity/label code. */
+SCRY_HIDDEN const char *scry__loglang_english_severity(int code);
+/* A translated severity in English (s unchanged when not one). */
+SCRY_HIDDEN span scry__loglang_severity(const scry__loglang *l, span s);
+/* A translated message rewritten in English into buf (s unchanged when no format matches). */
+SCRY_HIDDEN span scry__loglang_message(const scry__loglang *l, span s, scry_buf *buf, scry_error *err, int *rc);
+
+/* lib/logimport_tz.c */
+/* Offset (seconds east of UTC) of a zone abbreviation: 0, or -1 unknown /
+ * -2 ambiguous with a note saying so. `zone`: log_timezone, or NULL. */
+SCRY_HIDDEN int scry__tz_abbrev(const char *zone, const char *abbr, int *offset, char *note, size_t cap);
 
 #endif

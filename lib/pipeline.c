@@ -635,6 +635,33 @@ static int insert_before_last(scry_buf *out, const char *before, const scry_buf 
 	return rc;
 }
 
+/*
+ * The HTML report: the verdicts with the samples' histograms (from the
+ * store), and the migration section: the phase timings and replays, and the
+ * migration-impact object when there is one.
+ */
+static int html_report(const scry_pipeline *p, scry_buf *out, scry_error *err)
+{
+	scry_buf json = SCRY_BUF_INIT;
+	int rc = scry__buf_puts(&json, "{\"phases\": ") ? SCRY_ENOMEM : scry_pipeline_stats_json(p, &json, err);
+	if (!rc && p->impact) {
+		rc = scry__buf_puts(&json, ", \"migration_impact\": ") ? SCRY_ENOMEM
+		   : scry_impact_render(p->impact, &p->gate, SCRY_REPORT_JSON, &json, err);
+	}
+	if (!rc && scry__buf_puts(&json, "}"))
+		rc = SCRY_ENOMEM;
+	if (!rc) {
+		scry_report_html_options ho = SCRY_REPORT_HTML_OPTIONS_INIT;
+		ho.store = p->store;
+		ho.after_fix = p->fix_verdict;
+		ho.migration_json = json.ptr;
+		ho.title = "scry ci test-migration";
+		rc = scry_report_render_html(p->verdict, &ho, out, err);
+	}
+	scry_buf_dispose(&json);
+	return rc == SCRY_ENOMEM ? scry__fail(err, rc, "out of memory") : rc;
+}
+
 int scry_pipeline_report(const scry_pipeline *p, scry_report_format format, scry_buf *out,
 	scry_error *err)
 {
@@ -642,6 +669,8 @@ int scry_pipeline_report(const scry_pipeline *p, scry_report_format format, scry
 		return scry__fail(err, SCRY_EINVAL, "pipeline or output is NULL");
 	if (!p->verdict)
 		return scry__fail(err, SCRY_ENOTFOUND, "no verdict was reached");
+	if (format == SCRY_REPORT_HTML)
+		return html_report(p, out, err);
 	int rc = verdicts_report(p, format, out, err);
 	if (rc || !p->impact)
 		return rc;

@@ -345,6 +345,12 @@ static void conn_close(ctx *x, rconn *c)
 
 static void conn_poll_connect(ctx *x, rconn *c);
 
+static void notice(void *arg, const PGresult *r)
+{
+	const ctx *x = arg;
+	scry__pg_notice_log(x->o->log, x->o->log_ctx, r);
+}
+
 static void conn_start(ctx *x, rconn *c)
 {
 	const char *keys[] = { "dbname", "fallback_application_name", NULL };
@@ -358,6 +364,7 @@ static void conn_start(ctx *x, rconn *c)
 		set_fatal(x, SCRY_ENOMEM, "out of memory opening a connection");
 		return;
 	}
+	PQsetNoticeReceiver(c->pg, notice, x); /* never libpq's printing default */
 	conn_poll_connect(x, c);
 }
 
@@ -1183,6 +1190,8 @@ static int check_target(const char *conninfo, scry_error *err)
 	const char *keys[] = { "dbname", "fallback_application_name", NULL };
 	const char *vals[] = { conninfo, "scry replay", NULL };
 	PGconn *pg = PQconnectdbParams(keys, vals, 1);
+	if (pg)
+		PQsetNoticeReceiver(pg, scry__pg_notice_ignore, NULL);
 	int rc = 0;
 	if (!pg || PQstatus(pg) != CONNECTION_OK)
 		rc = scry__pg_connect_fail(err, pg, NULL);

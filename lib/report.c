@@ -13,8 +13,8 @@
 
 int scry_report_format_parse(const char *name, scry_report_format *out)
 {
-	static const char *const names[] = { "text", "json", "markdown", "junit" };
-	for (int i = 0; name && i < 4; i++)
+	static const char *const names[] = { "text", "json", "markdown", "junit", "html" };
+	for (int i = 0; name && i < 5; i++)
 		if (!strcmp(name, names[i])) {
 			*out = (scry_report_format)i;
 			return 0;
@@ -43,8 +43,8 @@ static void work(scry_buf *b, const scry_pattern_verdict *p)
 		scry__buf_puts(b, ", plan changed");
 }
 
-/* The one-line reason of a pattern, shared by every format. */
-static void reason(scry_buf *b, const scry_pattern_verdict *p)
+/* The one-line reason of a pattern, shared by every format (and lib/report_html.c). */
+void scry__report_reason(scry_buf *b, const scry_pattern_verdict *p)
 {
 	switch (p->cls) {
 	case SCRY_CLASS_REGRESSED:
@@ -160,7 +160,7 @@ static void render_text(const scry_verdict *v, const scry_verdict_summary *s, sc
 		if (p->flagged || p->cls == SCRY_CLASS_ONLY_IN_CANDIDATE || p->cls == SCRY_CLASS_ROWS_CHANGED ||
 		    p->cls == SCRY_CLASS_INSUFFICIENT) {
 			scry__buf_puts(b, "       why: ");
-			reason(b, p);
+			scry__report_reason(b, p);
 			scry__buf_puts(b, "\n");
 		}
 		if (p->plan_change)
@@ -257,14 +257,15 @@ static void render_json(const scry_verdict *v, const scry_verdict_summary *s, sc
 		scry__json_kstr(&j, "baseline_plan", p->baseline_plan);
 		scry__json_kstr(&j, "candidate_plan", p->candidate_plan);
 		scry_buf r = SCRY_BUF_INIT;
-		reason(&r, p);
+		scry__report_reason(&r, p);
 		scry__json_key(&j, "reason");
 		scry__json_strn(&j, r.ptr ? r.ptr : "", r.size);
 		scry__buf_inherit(b, &r);
 		scry_buf_dispose(&r);
 		scry__json_end(&j);
 	}
-	scry__json_end(&j);
+	scry__json_end(&j);                                   /* patterns */
+	scry__report_excluded_json(&j, scry__verdict_excluded(v)); /* patterns not judged (lib/filter.c) */
 	scry__json_end(&j);
 	scry__buf_puts(b, "\n");
 }
@@ -332,7 +333,7 @@ static void render_markdown(const scry_verdict *v, const scry_verdict_summary *s
 		scry_fingerprint_format(p->fingerprint, fp);
 		scry__buf_printf(b, "\n**`%s`** %s: ", fp, scry_verdict_class_name(p->cls));
 		scry_buf r = SCRY_BUF_INIT;
-		reason(&r, p);
+		scry__report_reason(&r, p);
 		md_cell(b, r.ptr, 400);
 		scry__buf_inherit(b, &r);
 		scry_buf_dispose(&r);
@@ -387,7 +388,7 @@ static void render_junit(const scry_verdict *v, const scry_verdict_summary *s, s
 		scry_buf name = SCRY_BUF_INIT, r = SCRY_BUF_INIT;
 		scry__buf_printf(&name, "%s ", fp);
 		one_line(&name, p->normalized, 100);
-		reason(&r, p);
+		scry__report_reason(&r, p);
 		scry__buf_puts(b, "    <testcase classname=\"scry.patterns\" name=\"");
 		xml(b, name.ptr);
 		scry__buf_puts(b, "\">\n");
@@ -427,6 +428,8 @@ int scry_report_render(const scry_verdict *v, scry_report_format format, scry_bu
 {
 	if (!v || !out)
 		return scry__fail(err, SCRY_EINVAL, "scry_report_render: a verdict and an output buffer are required");
+	if (format == SCRY_REPORT_HTML)
+		return scry_report_render_html(v, NULL, out, err);
 	scry_verdict_summary s = SCRY_VERDICT_SUMMARY_INIT;
 	scry_verdict_summarize(v, &s);
 	scry_buf b = SCRY_BUF_INIT;
@@ -437,6 +440,8 @@ int scry_report_render(const scry_verdict *v, scry_report_format format, scry_bu
 	case SCRY_REPORT_JUNIT: render_junit(v, &s, &b); break;
 	default: return scry__fail(err, SCRY_EINVAL, "unknown report format %d", (int)format);
 	}
+	if (format == SCRY_REPORT_TEXT || format == SCRY_REPORT_MARKDOWN) /* the footer: patterns not judged */
+		scry__report_excluded(&b, scry__verdict_excluded(v), format);
 	/* A failed append is sticky (lib/internal.h): check once, at the end.
 	 * Captured SQL, server messages and labels may hold terminal escapes:
 	 * every human-readable format gets them escaped (JSON escapes its own). */

@@ -85,9 +85,17 @@ static int conninfo_with_db(const char *target, const char *db, char **out, scry
 	return 0;
 }
 
-static PGconn *connect_db(const char *conninfo, scry_error *err, const char *what)
+static void notice(void *arg, const PGresult *r)
+{
+	scry_shadow *s = arg;
+	scry__pg_notice_log(s->opts.log, s->opts.log_ctx, r);
+}
+
+static PGconn *connect_db(scry_shadow *s, const char *conninfo, scry_error *err, const char *what)
 {
 	PGconn *c = PQconnectdb(conninfo);
+	if (c)
+		PQsetNoticeReceiver(c, notice, s); /* never libpq's printing default */
 	if (PQstatus(c) != CONNECTION_OK) {
 		scry__pg_connect_fail(err, c, what);
 		PQfinish(c);
@@ -148,7 +156,7 @@ int scry_shadow_new(scry_shadow **out, const char *target, const scry_shadow_opt
 	s->target = scry__strdup(target);
 	int rc = 0;
 
-	PGconn *c = connect_db(target, err, "the target database");
+	PGconn *c = connect_db(s, target, err, "the target database");
 	if (!c) {
 		rc = SCRY_ECONNECT;
 		goto fail;
@@ -288,7 +296,7 @@ int scry_shadow_create(scry_shadow *s, scry_error *err)
 		return 0;
 	if (atomic_load(&s->canceled))
 		return scry__fail(err, SCRY_ECANCELED, "cancelled");
-	PGconn *c = connect_db(s->maint_conninfo, err, "the server's maintenance database");
+	PGconn *c = connect_db(s, s->maint_conninfo, err, "the server's maintenance database");
 	if (!c)
 		return SCRY_ECONNECT;
 	int rc = 0;
@@ -307,7 +315,7 @@ int scry_shadow_drop(scry_shadow *s, scry_error *err)
 {
 	if (!s || s->opts.in_place || (!s->exists[0] && !s->exists[1]))
 		return 0;
-	PGconn *c = connect_db(s->maint_conninfo, err, "the server's maintenance database");
+	PGconn *c = connect_db(s, s->maint_conninfo, err, "the server's maintenance database");
 	if (!c) {
 		slog(s, SCRY_LOG_ERROR, "could not drop the clones %s and %s: cannot connect", s->names[0],
 		     s->names[1]);
@@ -345,12 +353,47 @@ int scry_shadow_drop(scry_shadow *s, scry_error *err)
 	return rc;
 }
 
+/*
+ * What a settle may vacuum: NULL in *list for the whole database (a
+ * superuser); otherwise the tables this role may vacuum, as "VACUUM"'s
+ * comma-separated list: those it owns (or belongs to the owner of), and, as
+ * the database's owner, every table but the shared catalogs. A database-wide
+ * VACUUM as another role would print one WARNING per table it may not
+ * touch (192 of them for the shared catalogs and their TOAST tables).
+ */
+static int vacuumable(scry_shadow *s, PGconn *c, const char *name, char **list, scry_error *err)
+{
+	*list = NULL;
+	PGresult *r = PQexec(c,
+		"SELECT string_agg(format('%I.%I', n.nspname, c.relname), ', ' ORDER BY n.nspname, c.relname), "
+		"  current_setting('is_superuser') = 'on' "
+		"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+		"WHERE c.relkind IN ('r', 'm') AND (pg_has_role(c.relowner, 'USAGE') OR (NOT c.relisshared AND "
+		"  pg_has_role((SELECT datdba FROM pg_database WHERE datname = current_database()), 'USAGE')))");
+	int rc = 0;
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		char msg[300];
+		scry__pg_result_message(r, c, msg, sizeof msg);
+		rc = scry__fail(err, SCRY_EPG, "listing the tables to settle in %s failed: %s", name, msg);
+	} else if (strcmp(PQgetvalue(r, 0, 1), "t") != 0) {
+		/* "" when the role may vacuum nothing: the caller skips the settle. */
+		*list = scry__strdup(PQgetisnull(r, 0, 0) ? "" : PQgetvalue(r, 0, 0));
+		if (!*list)
+			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
+		else
+			slog(s, SCRY_LOG_DEBUG, "not a superuser: settling only the tables this role may vacuum in %s",
+			     name);
+	}
+	PQclear(r);
+	return rc;
+}
+
 int scry_shadow_settle(scry_shadow *s, scry_error *err)
 {
 	if (!s)
 		return scry__fail(err, SCRY_EINVAL, "shadow is NULL");
 	for (int i = 0; i < (s->opts.in_place ? 1 : 2); i++) {
-		PGconn *c = connect_db(s->conninfos[i], err, s->names[i]);
+		PGconn *c = connect_db(s, s->conninfos[i], err, s->names[i]);
 		if (!c)
 			return SCRY_ECONNECT;
 		/*
@@ -361,9 +404,19 @@ int scry_shadow_settle(scry_shadow *s, scry_error *err)
 		 * Bitmap Heap Scan "regressions" that production would not see.
 		 */
 		static const char *const steps[] = { "VACUUM ANALYZE", "VACUUM" };
-		int rc = 0;
-		for (int k = 0; k < 2 && !rc; k++) {
-			PGresult *r = exec_cancelable(s, c, steps[k]);
+		char *list = NULL;
+		int rc = vacuumable(s, c, s->names[i], &list, err);
+		if (!rc && list && !*list)
+			slog(s, SCRY_LOG_WARNING, "%s: this role may vacuum no table; not settled (plans may differ from "
+			     "production's until autovacuum runs)", s->names[i]);
+		for (int k = 0; k < 2 && !rc && !(list && !*list); k++) {
+			scry_buf sql = SCRY_BUF_INIT;
+			if (scry__buf_printf(&sql, "%s%s%s", steps[k], list ? " " : "", list ? list : "")) {
+				rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
+				break;
+			}
+			PGresult *r = exec_cancelable(s, c, sql.ptr);
+			scry_buf_dispose(&sql);
 			if (atomic_load(&s->canceled)) {
 				rc = scry__fail(err, SCRY_ECANCELED, "cancelled while settling %s", s->names[i]);
 			} else if (PQresultStatus(r) != PGRES_COMMAND_OK) {
@@ -373,6 +426,7 @@ int scry_shadow_settle(scry_shadow *s, scry_error *err)
 			}
 			PQclear(r);
 		}
+		scry__free(list);
 		PQfinish(c);
 		if (rc)
 			return rc;
@@ -699,7 +753,7 @@ static int run_sql(scry_shadow *s, int side, const scry_migration *m, scry_error
 			err->code = SCRY_EMIGRATION;
 		return rc == SCRY_ENOMEM ? rc : SCRY_EMIGRATION;
 	}
-	PGconn *c = connect_db(s->conninfos[side], err, s->names[side]);
+	PGconn *c = connect_db(s, s->conninfos[side], err, s->names[side]);
 	if (!c) {
 		scry_statement_spans_free(spans);
 		return SCRY_ECONNECT;

@@ -216,7 +216,13 @@ void scry_verdict_free(scry_verdict *v)
 	scry__free(v->items);
 	scry__free(v->baseline_label);
 	scry__free(v->candidate_label);
+	scry__excluded_free(&v->excluded);
 	scry__free(v);
+}
+
+const scry__excluded *scry__verdict_excluded(const scry_verdict *v)
+{
+	return v && v->excluded.n ? &v->excluded : NULL;
 }
 
 static bool cancelled(const scry_verdict_options *o)
@@ -349,6 +355,7 @@ int scry_verdict_compute(scry_verdict **out, scry_store *store, const char *base
 	if (!v)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	v->opts = o;
+	v->opts.filter = NULL; /* not kept past the call */
 	v->baseline_label = scry__strdup(baseline);
 	v->candidate_label = scry__strdup(candidate);
 	vwork w = { 0 };
@@ -381,8 +388,17 @@ int scry_verdict_compute(scry_verdict **out, scry_store *store, const char *base
 	}
 	for (size_t p = 0; p < w.npats; p++) {
 		size_t c = w.start[p + 1] - w.start[p];
+		const char *why;
 		if (!c)
 			continue;
+		if (!scry_pattern_filter_match(o.filter, w.pats[p].fingerprint, w.pats[p].normalized, &why)) {
+			if (scry__excluded_add(&v->excluded, w.pats[p].fingerprint, w.pats[p].normalized, why,
+			                       w.pats[p].count)) {
+				rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
+				goto out;
+			}
+			continue;
+		}
 		pat_of[v->n] = p;
 		scry_pattern_verdict *pv = &v->items[v->n++];
 		pv->fingerprint = w.pats[p].fingerprint;

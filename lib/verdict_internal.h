@@ -19,6 +19,7 @@ struct scry_verdict {
 	scry_verdict_options opts;
 	char *baseline_label, *candidate_label;
 	int64_t baseline_run, candidate_run;
+	scry__excluded excluded; /* patterns the filter left out (lib/filter.c) */
 };
 
 /* One (event, round) of a pattern, with what each side measured. */

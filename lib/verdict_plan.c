@@ -4,6 +4,7 @@
  * one-line diff of two plans (docs/verdict.md).
  */
 #include "verdict_internal.h"
+#include "util/json.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,26 +91,7 @@ static char *jstring(jparser *j)
 				}
 			}
 			char u[4];
-			size_t k;
-			if (cp < 0x80) {
-				u[0] = (char)cp;
-				k = 1;
-			} else if (cp < 0x800) {
-				u[0] = (char)(0xC0 | (cp >> 6));
-				u[1] = (char)(0x80 | (cp & 0x3F));
-				k = 2;
-			} else if (cp < 0x10000) {
-				u[0] = (char)(0xE0 | (cp >> 12));
-				u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-				u[2] = (char)(0x80 | (cp & 0x3F));
-				k = 3;
-			} else {
-				u[0] = (char)(0xF0 | (cp >> 18));
-				u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-				u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-				u[3] = (char)(0x80 | (cp & 0x3F));
-				k = 4;
-			}
+			size_t k = scry__utf8_put(u, (unsigned)cp);
 			scry__buf_put(&b, u, k);
 			break;
 		}

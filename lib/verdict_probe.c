@@ -123,6 +123,16 @@ static PGresult *run_exec(PGconn *conn, const char *prefix, const stored_exec *e
 	return r;
 }
 
+/* Stores a plan; a store failure is logged, not dropped (the verdict stands without it). */
+static void keep_plan(scry_store *store, const scry_verdict_options *opts, int64_t run, uint64_t fp, int64_t event,
+                      const char *json)
+{
+	scry_error e = SCRY_ERROR_INIT;
+	if (scry_store_plan_put(store, run, fp, event, json, &e))
+		vlog(opts, SCRY_LOG_WARNING, "cannot store the plan of pattern %016llx: %s", (unsigned long long)fp,
+		     e.message);
+}
+
 static bool exec_ok(PGconn *conn, const char *sql)
 {
 	PGresult *r = PQexec(conn, sql);
@@ -131,9 +141,17 @@ static bool exec_ok(PGconn *conn, const char *sql)
 	return ok;
 }
 
+static void notice(void *arg, const PGresult *r)
+{
+	const scry_verdict_options *opts = arg;
+	scry__pg_notice_log(opts->log, opts->log_ctx, r);
+}
+
 static PGconn *connect_side(const char *conninfo, const scry_verdict_options *opts, const char *side)
 {
 	PGconn *c = PQconnectdb(conninfo);
+	if (c) /* the server's notices go to the log callback, never to stderr */
+		PQsetNoticeReceiver(c, notice, (void *)opts);
 	if (PQstatus(c) != CONNECTION_OK) {
 		char msg[300];
 		scry__pg_one_line(PQerrorMessage(c), msg, sizeof msg);
@@ -166,20 +184,25 @@ static bool server_ms(const char *json, double *ms)
  * does not. Such a regression is not confirmed and is reported unchanged,
  * with both figures. Only ever removes a flag.
  */
-static void confirm_timing(scry_pattern_verdict *pv, const scry_verdict_options *opts, size_t samples)
+static void confirm_timing(scry_pattern_verdict *pv, const scry_verdict_options *opts, size_t samples,
+                           double server_a_ms, double server_c_ms)
 {
 	double confirm = 1.0 + (opts->threshold - 1.0) / 2.0;
+	double client_delta = pv->candidate_p50_ms - pv->baseline_p50_ms, server_delta = server_c_ms - server_a_ms;
 	if (pv->cls != SCRY_CLASS_REGRESSED || pv->tail_regressed || pv->plan_changed || samples < 2 ||
-	    !(pv->server_ratio > 0) || pv->server_ratio >= confirm ||
+	    !(pv->server_ratio > 0) ||
 	    (pv->baseline_work > 0 && pv->candidate_work / pv->baseline_work >= opts->threshold))
+		return;
+	/* Confirmed: the server's time grew too, and explains at least half of the client's growth. */
+	if (pv->server_ratio >= confirm && server_delta >= 0.5 * client_delta)
 		return;
 	pv->cls = SCRY_CLASS_UNCHANGED;
 	pv->flagged = 0;
 	scry__free((char *)pv->note);
-	pv->note = scry__vdup_printf("not confirmed: client latency %.2fx, but the same plan and work took %.2fx the "
-	                             "server time (EXPLAIN ANALYZE of %zu sampled executions per side); a loaded "
-	                             "machine delaying one side's backend, not the migration",
-	                             pv->ratio, pv->server_ratio, samples);
+	pv->note = scry__vdup_printf("not confirmed: client latency %.2fx (p50 +%.3f ms), but the same plan and work took "
+	                             "%.2fx the server time (%.3f -> %.3f ms, EXPLAIN ANALYZE of %zu sampled executions "
+	                             "per side); a loaded machine delaying one side's backend, not the migration",
+	                             pv->ratio, client_delta, pv->server_ratio, server_a_ms, server_c_ms, samples);
 }
 
 /*
@@ -247,9 +270,9 @@ static void root_cause(scry_verdict *v, scry_store *store, scry_pattern_verdict 
 	char *ja = explain(ca, EXPLAIN_ANALYZE, &ex[0], &ma);
 	char *jc = explain(cc, EXPLAIN_ANALYZE, &ex[0], &mc);
 	if (ja)
-		scry_store_plan_put(store, v->baseline_run, pv->fingerprint, ex[0].id, ja, NULL);
+		keep_plan(store, &v->opts, v->baseline_run, pv->fingerprint, ex[0].id, ja);
 	if (jc)
-		scry_store_plan_put(store, v->candidate_run, pv->fingerprint, ex[0].id, jc, NULL);
+		keep_plan(store, &v->opts, v->candidate_run, pv->fingerprint, ex[0].id, jc);
 	if (!ja || !jc)
 		vlog(&v->opts, SCRY_LOG_WARNING, "EXPLAIN failed: %s", ma ? ma : mc ? mc : "");
 	set_plan(pv, ja, jc);
@@ -518,7 +541,7 @@ static void best_index(scry_verdict *v, scry_store *store, scry_pattern_verdict 
 		vlog(opts, SCRY_LOG_WARNING, "EXPLAIN on the candidate failed: %s", msg ? msg : "");
 		goto done;
 	}
-	scry_store_plan_put(store, v->candidate_run, pv->fingerprint, ex[0].id, json, NULL);
+	keep_plan(store, opts, v->candidate_run, pv->fingerprint, ex[0].id, json);
 	if (scry__plan_parse(json, &pi))
 		goto done;
 	have_plan = true;
@@ -800,8 +823,8 @@ void scry__verdict_measure_work(scry_verdict *v, scry_store *store, scry_pattern
 			if (!first_a) {
 				first_a = ja;
 				first_c = jc;
-				scry_store_plan_put(store, v->baseline_run, pv->fingerprint, ex[i].id, ja, NULL);
-				scry_store_plan_put(store, v->candidate_run, pv->fingerprint, ex[i].id, jc, NULL);
+				keep_plan(store, &v->opts, v->baseline_run, pv->fingerprint, ex[i].id, ja);
+				keep_plan(store, &v->opts, v->candidate_run, pv->fingerprint, ex[i].id, jc);
 				ja = jc = NULL;
 			}
 		}
@@ -821,7 +844,7 @@ void scry__verdict_measure_work(scry_verdict *v, scry_store *store, scry_pattern
 		qsort(sc, k, sizeof *sc, scry__cmp_double);
 		double ma = scry__quantile(sa, k, 0.5), mc = scry__quantile(sc, k, 0.5);
 		pv->server_ratio = ma > 0 ? mc / ma : 0;
-		confirm_timing(pv, &v->opts, k);
+		confirm_timing(pv, &v->opts, k, ma, mc);
 		scry__verdict_apply_work(pv, &v->opts);
 		if (!pv->plan_change && (changed || pv->cls == SCRY_CLASS_REGRESSED))
 			set_plan(pv, first_a, first_c);

@@ -592,6 +592,75 @@ START_TEST(cli_agrees_on_corpus)
 }
 END_TEST
 
+/* The fast splitter finds exactly the statements PostgreSQL's scanner finds:
+ * on every corpus file whole (functions with dollar quotes, comments, E''
+ * strings), on corpus statements glued with tricky separators, and on
+ * hand-made edge cases. */
+static void same_split(const char *sql, size_t len, size_t *diffs)
+{
+	scry_statement_span *a = NULL, *b = NULL;
+	size_t na = 0, nb = 0;
+	ck_assert_int_eq(scry_fingerprint_split(sql, len, &a, &na, NULL), 0);
+	ck_assert_int_eq(scry__split_scanner(sql, len, &b, &nb, NULL), 0);
+	bool same = na == nb;
+	for (size_t i = 0; same && i < na; i++)
+		same = a[i].offset == b[i].offset && a[i].length == b[i].length;
+	if (!same) {
+		fprintf(stderr, "split differs (%zu vs %zu statements) on: %.200s\n", na, nb, sql);
+		(*diffs)++;
+	}
+	scry_statement_spans_free(a);
+	scry_statement_spans_free(b);
+}
+
+START_TEST(fast_split_matches_scanner)
+{
+	size_t diffs = 0;
+	glob_t g;
+	memset(&g, 0, sizeof g);
+	glob("/usr/share/postgresql/[0-9]*/*.sql", 0, NULL, &g);
+	glob("/usr/share/postgresql/[0-9]*/extension/*.sql", GLOB_APPEND, NULL, &g);
+	ck_assert_uint_ge(g.gl_pathc, 20);
+	for (size_t fi = 0; fi < g.gl_pathc; fi++) {
+		size_t len = 0;
+		char *text = sqlcorpus_read_file(g.gl_pathv[fi], &len);
+		ck_assert_ptr_nonnull(text);
+		same_split(text, len, &diffs);
+		free(text);
+	}
+	globfree(&g);
+	static const char *const seps[] = { ";", ";;", " ; ", ";\n-- c;\n", "; /* ; /* nested */ */ ", ";\r\n",
+	                                    "\n;\n", "; foo; ", "; 1; ", ");(", ";--x\r" };
+	unsigned seed = 7;
+	scry_buf b = SCRY_BUF_INIT;
+	for (int round = 0; round < 3000; round++) {
+		scry__buf_clear(&b);
+		int k = 1 + (int)(sqlcorpus_rand(&seed) % 4);
+		for (int j = 0; j < k; j++) {
+			size_t i = sqlcorpus_rand(&seed) % corpus.n;
+			scry__buf_put(&b, corpus.stmts[i], corpus.lens[i]);
+			scry__buf_puts(&b, seps[sqlcorpus_rand(&seed) % (sizeof seps / sizeof seps[0])]);
+		}
+		same_split(b.ptr, b.size, &diffs);
+	}
+	scry_buf_dispose(&b);
+	static const char *const edge[] = {
+		"SELECT 1; SELECT 'a;b'; foo; SELECT (1;2); SELECT 3",
+		"SELECT E'x\\';y'; SELECT 2", "SELECT e'\\\\'; SELECT 2", "SELECT somee'a\\'; SELECT 2",
+		"SELECT $$;$$; SELECT $a$ $b$ ; $a$; SELECT $1; SELECT a$b; SELECT 2",
+		"SELECT $ab$a$;$ab$; SELECT 1", "SELECT \"a;\"\"b\"; SELECT 2", "SELECT 1 -- x;\rSELECT 2; SELECT 3",
+		"SELECT 1 /* a /* b */ ; */; SELECT 2", "1; 2;; SELECT 3 ", ";;;", "", "   ", "-- only",
+		"SELECT (1; SELECT 2", "SELECT ))); SELECT 2", "SELECT 'unterminated; SELECT 2", "SELECT $$ open",
+		"SELECT /* open", "SELECT \"open", "CREATE FUNCTION f() RETURNS int BEGIN ATOMIC SELECT 1; END; SELECT 2",
+		"select 1e5; select 1.5e-3;select x'1F';select U&'d\\0061t'; select B'101'", "ünïcode; SELECT 1",
+		"VACUUM; ANALYZE t; CHECKPOINT", "frobnicate 1; SELECT 2", "SELECT 1 ;; ; SELECT 2 ; ",
+	};
+	for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++)
+		same_split(edge[i], strlen(edge[i]), &diffs);
+	ck_assert_uint_eq(diffs, 0);
+}
+END_TEST
+
 START_TEST(format_and_parse)
 {
 	char hex[17];
@@ -630,6 +699,7 @@ int main(void)
 	tcase_add_test(tc, split_statements);
 	tcase_add_test(tc, lift_splice_round_trip);
 	tcase_add_test(tc, cli_agrees_on_corpus);
+	tcase_add_test(tc, fast_split_matches_scanner);
 	tcase_add_test(tc, format_and_parse);
 	suite_add_tcase(s, tc);
 	int status = pgtest_run_suite(s, 0);

@@ -81,6 +81,7 @@ static int import_text(scry_store *s, scry_log_format fmt, const char *prefix, c
 	scry_logimport_options o = SCRY_LOGIMPORT_OPTIONS_INIT;
 	o.format = fmt;
 	o.line_prefix = prefix;
+	o.lang = "C"; /* nothing to detect: chunks are parsed as they come */
 	scry_logimport *imp;
 	scry_error err = SCRY_ERROR_INIT;
 	int rc = scry_logimport_new(&imp, s, &o, &err);
@@ -517,8 +518,10 @@ START_TEST(prefixes)
 	ck_assert_int_eq(scry_logimport_new(&imp, s, &o, &err), SCRY_EINVAL);
 	ck_assert_ptr_null(imp);
 	ck_assert_ptr_nonnull(strstr(err.message, "add %c or %p"));
+	/* Without a prefix, it is detected from the first lines. */
 	o.line_prefix = NULL;
-	ck_assert_int_eq(scry_logimport_new(&imp, s, &o, &err), SCRY_EINVAL);
+	ck_assert_int_eq(scry_logimport_new(&imp, s, &o, &err), 0);
+	scry_logimport_free(imp);
 	drop_store(s, sp);
 }
 END_TEST
@@ -742,6 +745,155 @@ START_TEST(proxy_vs_log)
 }
 END_TEST
 
+/* Time zones as PostgreSQL writes them, with no separator after them:
+ * abbreviations through the system's zone database, numeric offsets, an
+ * ambiguous abbreviation noted (and resolved with the server's zone). */
+static int64_t first_start(scry_store *s)
+{
+	scry_event_iter *it;
+	ck_assert_int_eq(scry_store_events(s, NULL, &it, NULL), 0);
+	const scry_stored_event *ev;
+	ck_assert_int_eq(scry_event_iter_next(it, &ev, NULL), 1);
+	int64_t t = ev->start_us;
+	scry_event_iter_free(it);
+	return t;
+}
+
+static int64_t zone_import(const char *zone, const char *lz, scry_logimport_stats *st)
+{
+	char sp[300], log[400];
+	scry_store *s = open_store(sp, sizeof sp);
+	snprintf(log, sizeof log,
+	         "2024-01-15 10:00:00 %s:10.0.0.1(5432):bob@db:[42]:LOG:  duration: 1.000 ms  statement: SELECT 1\n", lz);
+	scry_logimport_options o = SCRY_LOGIMPORT_OPTIONS_INIT;
+	o.format = SCRY_LOG_STDERR;
+	o.timezone = zone;
+	scry_logimport *imp;
+	ck_assert_int_eq(scry_logimport_new(&imp, s, &o, NULL), 0);
+	ck_assert_int_eq(scry_logimport_feed(imp, log, strlen(log), NULL), 0);
+	ck_assert_int_eq(scry_logimport_finish(imp, st, NULL), 0);
+	scry_logimport_free(imp);
+	ck_assert_uint_eq(st->statements, 1);
+	ck_assert_msg(strstr(st->detected, "log_line_prefix '%t:%r:%u@%d:[%p]:'"), "%s: %s", lz, st->detected);
+	int64_t t = first_start(s);
+	drop_store(s, sp);
+	return t;
+}
+
+START_TEST(time_zones)
+{
+	const int64_t utc10 = 1705312800LL * 1000000; /* 2024-01-15 10:00:00 UTC */
+	scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
+	ck_assert_int_eq(zone_import(NULL, "UTC", &st), utc10 - 1000);
+	ck_assert_str_eq(st.warning, "");
+	ck_assert_int_eq(zone_import(NULL, "CET", &st), utc10 - 3600LL * 1000000 - 1000);
+	ck_assert_str_eq(st.warning, "");
+	ck_assert_int_eq(zone_import(NULL, "EST", &st), utc10 + 5 * 3600LL * 1000000 - 1000);
+	ck_assert_int_eq(zone_import(NULL, "+0530", &st), utc10 - 19800LL * 1000000 - 1000);
+	ck_assert_int_eq(zone_import(NULL, "-03", &st), utc10 + 3 * 3600LL * 1000000 - 1000);
+	/* IST: India, Ireland and Israel: noted, read as UTC ... */
+	ck_assert_int_eq(zone_import(NULL, "IST", &st), utc10 - 1000);
+	ck_assert_ptr_nonnull(strstr(st.warning, "'IST' is ambiguous"));
+	ck_assert_ptr_nonnull(strstr(st.warning, "--timezone"));
+	/* ... and exact with the server's log_timezone. */
+	ck_assert_int_eq(zone_import("Asia/Kolkata", "IST", &st), utc10 - 19800LL * 1000000 - 1000);
+	ck_assert_str_eq(st.warning, "");
+	ck_assert_int_eq(zone_import(NULL, "QQQ", &st), utc10 - 1000);
+	ck_assert_ptr_nonnull(strstr(st.warning, "'QQQ' is not in the system's zone database"));
+}
+END_TEST
+
+/* csvlog: the same events and skipped lines whatever the chunking, on
+ * records with malformed quotes too. */
+START_TEST(csv_chunking)
+{
+	static const char log[] =
+		"2024-05-01 10:00:00.000 UTC,\"u\",\"d\",1,\"h:1\",a.1,1,,2024-05-01 10:00:00 UTC,,0,LOG,00000,"
+		"\"statement: SELECT 'x\"\"y'\",,,,,,,,,\"psql\",client backend,,0\n"
+		"2024-05-01 10:00:01.000 UTC,\"u\",\"d\",1,\"h:1\",a.1,2,,2024-05-01 10:00:00 UTC,,0,LOG,00000,"
+		"\"statement: SELECT \"broken\"\",,,,,,,,,\"psql\",client backend,,0\n"
+		"2024-05-01 10:00:02.000 UTC,\"u\",\"d\",1,\"h:1\",a.1,3,,2024-05-01 10:00:00 UTC,,0,LOG,00000,"
+		"\"statement: SELECT 2\",,,,,,,,,\"psql\",client backend,,0\n"
+		"\"dangling quote\n"
+		"2024-05-01 10:00:02.500 UTC,u\"x,d,1,\"h:1\",a.1,3,,2024-05-01 10:00:00 UTC,,0,LOG,00000,"
+		"\"statement: SELECT 25\",,,,,,,,,\"psql\",client backend,,0\n"
+		"2024-05-01 10:00:03.000 UTC,\"u\",\"d\",1,\"h:1\",a.1,4,,2024-05-01 10:00:00 UTC,,0,LOG,00000,"
+		"\"statement: SELECT\n 3\",,,,,,,,,\"psql\",client backend,,0\n"
+		"2024-05-01 10:00:04.000 UTC,\"u\",\"d\",1,\"h:1\",a.1,5,,2024-05-01 10:00:00 UTC,,0,LOG,00000,"
+		"\"statement: SELECT 4\",,,,,,,,,\"psql\",client backend,,0\n";
+	char *ref = NULL;
+	uint64_t ref_skipped = 0;
+	static const size_t chunks[] = { sizeof log, 1, 2, 7, 100 };
+	for (size_t k = 0; k < sizeof chunks / sizeof chunks[0]; k++) {
+		char sp[300];
+		scry_store *s = open_store(sp, sizeof sp);
+		scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
+		import_text(s, SCRY_LOG_CSVLOG, NULL, log, chunks[k], &st);
+		char *got = events_dump(s, NULL, NULL);
+		if (!ref) {
+			ref = got;
+			ref_skipped = st.skipped;
+			ck_assert_ptr_nonnull(strstr(ref, "SELECT 4"));
+		} else {
+			ck_assert_str_eq(got, ref);
+			ck_assert_uint_eq(st.skipped, ref_skipped);
+			free(got);
+		}
+		drop_store(s, sp);
+	}
+	free(ref);
+}
+END_TEST
+
+/* log_line_prefix detection on prefixes of tools and services and on one
+ * no list knows (inferred from the lines). */
+START_TEST(prefix_detection)
+{
+	static const struct { const char *want, *l1, *l2; } cases[] = {
+		{ "%t [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
+		  "2024-05-01 10:00:00 UTC [123]: [1-1] user=bob,db=shop,app=my app,client=10.0.0.1 LOG:  statement: SELECT 1",
+		  "2024-05-01 10:00:01 UTC [123]: [2-1] user=bob,db=shop,app=my app,client=10.0.0.1 LOG:  duration: 1.500 ms" },
+		{ "%m [%p]: [%l-1] db=%d,user=%u ",
+		  "2024-05-01 10:00:00.100 UTC [124]: [1-1] db=shop,user=bob LOG:  statement: SELECT 1",
+		  "2024-05-01 10:00:00.200 UTC [124]: [2-1] db=shop,user=bob LOG:  duration: 1.500 ms" },
+		{ "%t-%c-",
+		  "2024-05-01 10:00:00 UTC-664a1b2c.7b-LOG:  statement: SELECT 1",
+		  "2024-05-01 10:00:00 UTC-664a1b2c.7b-LOG:  duration: 1.500 ms" },
+		{ "%m %u %d %p ",
+		  "2024-05-01 10:00:00.100 UTC bob shop 125 LOG:  statement: SELECT 1",
+		  "2024-05-01 10:00:00.200 UTC bob shop 125 LOG:  duration: 1.500 ms" },
+		{ "%m [%p] %q%u@%d ",
+		  "2024-05-01 10:00:00.100 CEST [126] LOG:  checkpoint starting: time",
+		  "2024-05-01 10:00:00.200 CEST [127] bob@shop LOG:  duration: 1.500 ms  statement: SELECT 1" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char sp[300], log[600], want[300];
+		scry_store *s = open_store(sp, sizeof sp);
+		snprintf(log, sizeof log, "%s\n%s\n", cases[i].l1, cases[i].l2);
+		scry_logimport_options o = SCRY_LOGIMPORT_OPTIONS_INIT;
+		o.format = SCRY_LOG_AUTO;
+		scry_logimport *imp;
+		scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
+		scry_error err = SCRY_ERROR_INIT;
+		ck_assert_int_eq(scry_logimport_new(&imp, s, &o, &err), 0);
+		ck_assert_msg(scry_logimport_feed(imp, log, strlen(log), &err) == 0, "%s", err.message);
+		ck_assert_msg(scry_logimport_finish(imp, &st, &err) == 0, "%s", err.message);
+		scry_logimport_free(imp);
+		snprintf(want, sizeof want, "format stderr, log_line_prefix '%s' (matches 2 of the first 2 lines)",
+		         cases[i].want);
+		ck_assert_str_eq(st.detected, want);
+		ck_assert_uint_eq(st.statements, 1);
+		ck_assert_uint_eq(st.skipped, 0);
+		int timed;
+		char *got = events_dump(s, NULL, &timed);
+		ck_assert_ptr_nonnull(strstr(got, "SELECT 1"));
+		ck_assert_int_eq(timed, 1);
+		free(got);
+		drop_store(s, sp);
+	}
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("logimport");
@@ -754,6 +906,9 @@ static Suite *suite(void)
 	tcase_add_test(u, session_eviction);
 	tcase_add_test(u, fixture_chunks);
 	tcase_add_test(u, damaged_logs);
+	tcase_add_test(u, time_zones);
+	tcase_add_test(u, csv_chunking);
+	tcase_add_test(u, prefix_detection);
 	suite_add_tcase(s, u);
 	TCase *r = tcase_create("server");
 	tcase_add_unchecked_fixture(r, cluster_setup, cluster_teardown);

@@ -227,7 +227,8 @@ START_TEST(test_format_parse)
 	ck_assert(scry_report_format_parse("junit", &f) == 0 && f == SCRY_REPORT_JUNIT);
 	ck_assert(scry_report_format_parse("markdown", &f) == 0 && f == SCRY_REPORT_MARKDOWN);
 	ck_assert(scry_report_format_parse("text", &f) == 0 && f == SCRY_REPORT_TEXT);
-	ck_assert_int_eq(scry_report_format_parse("html", &f), SCRY_EINVAL);
+	ck_assert(scry_report_format_parse("html", &f) == 0 && f == SCRY_REPORT_HTML);
+	ck_assert_int_eq(scry_report_format_parse("htm", &f), SCRY_EINVAL);
 	ck_assert_int_eq(scry_report_format_parse(NULL, &f), SCRY_EINVAL);
 	scry_buf b = SCRY_BUF_INIT;
 	ck_assert_int_eq(scry_report_render(NULL, SCRY_REPORT_TEXT, &b, NULL), SCRY_EINVAL);

@@ -87,6 +87,15 @@ START_TEST(test_json_writer)
 		scry__json_array(&j);
 	ck_assert(scry__buf_failed(&b));
 	scry_buf_dispose(&b);
+	char u[4];
+	ck_assert_uint_eq(scry__utf8_put(u, 'A'), 1);
+	ck_assert_int_eq(u[0], 'A');
+	ck_assert_uint_eq(scry__utf8_put(u, 0xE9), 2);
+	ck_assert(!memcmp(u, "\xC3\xA9", 2));
+	ck_assert_uint_eq(scry__utf8_put(u, 0x20AC), 3);
+	ck_assert(!memcmp(u, "\xE2\x82\xAC", 3));
+	ck_assert_uint_eq(scry__utf8_put(u, 0x1F600), 4);
+	ck_assert(!memcmp(u, "\xF0\x9F\x98\x80", 4));
 }
 END_TEST
 

@@ -183,7 +183,8 @@ SCRY_API size_t scry_impact_failures(const scry_impact *im, const scry_impact_ga
 /**
  * Renders the "While the migration ran" section in `format` (appended to
  * `out`): text and Markdown a section, JSON the value of a
- * "migration_impact" member (an object), JUnit a <testsuite>.
+ * "migration_impact" member (an object), JUnit a <testsuite>, HTML a
+ * <section> fragment holding the text section.
  */
 SCRY_API int scry_impact_render(const scry_impact *im, const scry_impact_gate *gate,
 	scry_report_format format, scry_buf *out, scry_error *err);

@@ -30,7 +30,12 @@ extern "C" {
 typedef enum scry_log_format {
 	SCRY_LOG_CSVLOG = 0,  /**< log_destination = 'csvlog' */
 	SCRY_LOG_JSONLOG = 1, /**< log_destination = 'jsonlog' (PostgreSQL 15+) */
-	SCRY_LOG_STDERR = 2   /**< log_destination = 'stderr', needs line_prefix */
+	SCRY_LOG_STDERR = 2,  /**< log_destination = 'stderr' (line_prefix given or detected) */
+	/**
+	 * Detected from the first bytes: csvlog, jsonlog, stderr, stderr through
+	 * syslog, or the JSON wrappers of CloudNativePG and Google Cloud Logging.
+	 */
+	SCRY_LOG_AUTO = 3
 } scry_log_format;
 
 /** Options of scry_logimport_new(). */
@@ -40,6 +45,7 @@ typedef struct scry_logimport_options {
 	/**
 	 * stderr only: the server's log_line_prefix, exactly as in
 	 * postgresql.conf (without the quotes). It must contain %c or %p.
+	 * NULL: detected from the first lines (stats.detected says what).
 	 */
 	const char *line_prefix;
 	size_t batch_events;         /**< events per store transaction; 0 = 4096 */
@@ -47,13 +53,27 @@ typedef struct scry_logimport_options {
 	size_t max_open_sessions;    /**< sessions tracked at once; 0 = 65536 */
 	scry_progress_fn progress;   /**< optional; phase "import", bytes done/total */
 	void *progress_ctx;          /**< passed to progress */
+	/* version 2 */
+	/**
+	 * The server's log_timezone (a zone name such as "Europe/Berlin"): zone
+	 * abbreviations in log times are read in that zone. NULL: read through
+	 * every zone of the system's zone database (ambiguous ones are noted).
+	 */
+	const char *timezone;
+	/**
+	 * The server's lc_messages: "de", "fr", "de_DE.UTF-8", "German", "C" or
+	 * "en" for English. NULL or "auto": detected from the log's keywords.
+	 */
+	const char *lang;
+	/** Non-zero: import files even when this store already has them. */
+	int force;
 } scry_logimport_options;
 
 /** Current version of scry_logimport_options. */
-#define SCRY_LOGIMPORT_OPTIONS_VERSION 1
+#define SCRY_LOGIMPORT_OPTIONS_VERSION 2
 /** Default options (csvlog). */
 #define SCRY_LOGIMPORT_OPTIONS_INIT \
-	{ SCRY_LOGIMPORT_OPTIONS_VERSION, SCRY_LOG_CSVLOG, NULL, 0, 0, 0, NULL, NULL }
+	{ SCRY_LOGIMPORT_OPTIONS_VERSION, SCRY_LOG_CSVLOG, NULL, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 
 /** Fills `opts` with the defaults. */
 SCRY_API void scry_logimport_options_init(scry_logimport_options *opts);
@@ -84,6 +104,14 @@ typedef struct scry_logimport_stats {
 	unsigned nskip_samples;  /**< entries used in skip_samples */
 	scry_logimport_skip skip_samples[SCRY_LOGIMPORT_SKIP_SAMPLES]; /**< the first skipped */
 	char warning[160];       /**< a note about the whole import, or "" (e.g. unknown time zone) */
+	/* version 2 (fields after `warning`) */
+	/** What was detected (format, log_line_prefix, language), or "". */
+	char detected[256];
+	uint64_t files;          /**< files fed */
+	uint64_t files_skipped;  /**< files skipped whole as already imported into this store */
+	uint64_t bytes_skipped;  /**< bytes skipped as already imported (whole files or their start) */
+	/** Why nothing was imported from a non-empty log, or "" (then statements > 0 or the log was empty). */
+	char nothing_reason[256];
 } scry_logimport_stats;
 
 /** Initialiser of a scry_logimport_stats the library fills in: sets `size`. */
@@ -110,10 +138,17 @@ SCRY_API int scry_logimport_feed(scry_logimport *imp, const void *data,
 	size_t n, scry_error *err);
 
 /**
- * Reads a whole file (plain or gzip-compressed; "-" is standard input)
- * and feeds it. Several files may be fed in turn to one importer (rotated
- * logs: a session may go on in the next file). Reports progress in bytes
- * of the file as stored on disk. Returns 0, SCRY_EIO, or a store error.
+ * Reads a whole file and feeds it: plain, gzip, bzip2, xz or zstd,
+ * recognised by content ("-" is standard input). Several files may be fed
+ * in turn to one importer (rotated logs: a session may go on in the next
+ * file). A file this store already imported (same content, by size and
+ * hashes of its first and last 64 KiB) is skipped, or only its new end is
+ * read when it grew, unless opts.force; stats.files_skipped counts them
+ * (regular files only: standard input and pipes are read once).
+ * A record cut at the end of the file is counted as skipped. A truncated
+ * or corrupt compressed file is read up to the damage: its events are
+ * kept and SCRY_EIO says where it ended. Reports progress in bytes of the
+ * file as stored on disk. Returns 0, SCRY_EIO, or a store error.
  */
 SCRY_API int scry_logimport_feed_file(scry_logimport *imp, const char *path,
 	scry_error *err);
@@ -146,7 +181,17 @@ SCRY_API int scry_logimport_file(scry_store *store, const char *path,
 	const scry_logimport_options *opts, scry_logimport_stats *stats,
 	scry_error *err);
 
-/** Parses "csvlog", "jsonlog" or "stderr". Returns 0 or SCRY_EINVAL. */
+/**
+ * Orders log files by the first timestamp found in each (rotated files
+ * given in any order): fills `order` with indexes into `paths`. "-",
+ * pipes and files without a timestamp come after the dated ones, in their
+ * given order (pipes are not read). Returns 0 or SCRY_EIO when a file
+ * cannot be opened.
+ */
+SCRY_API int scry_logimport_order_files(const char *const *paths, size_t n, size_t *order,
+	scry_error *err);
+
+/** Parses "csvlog", "jsonlog", "stderr" or "auto". Returns 0 or SCRY_EINVAL. */
 SCRY_API int scry_log_format_parse(const char *name, scry_log_format *out);
 
 #ifdef __cplusplus

@@ -19,5 +19,7 @@
 #include "scry/report.h"
 #include "scry/impact.h"
 #include "scry/pipeline.h"
+#include "scry/filter.h"
+#include "scry/settings.h"
 
 #endif /* SCRY_SCRY_H */

@@ -371,6 +371,34 @@ SCRY_API int scry_store_plan_put(scry_store *store, int64_t run_id,
 SCRY_API int scry_store_plan_get(scry_store *store, int64_t run_id,
 	uint64_t fingerprint, scry_buf *out, scry_error *err);
 
+/** A log file imported into the store (scry_logimport_feed_file). */
+typedef struct scry_log_file {
+	unsigned int version;    /**< SCRY_LOG_FILE_VERSION */
+	const char *name;        /**< as given (path), informative */
+	uint64_t size;           /**< bytes imported (uncompressed) */
+	uint64_t first_hash;     /**< XXH3-64 of its first min(256, size) bytes */
+	uint64_t last_hash;      /**< XXH3-64 of its last min(64 KiB, size) bytes */
+	int64_t imported_us;     /**< when (Unix microseconds); ignored by add */
+} scry_log_file;
+
+/** Current version of scry_log_file. */
+#define SCRY_LOG_FILE_VERSION 1
+/** A scry_log_file with its version set. */
+#define SCRY_LOG_FILE_INIT { SCRY_LOG_FILE_VERSION, NULL, 0, 0, 0, 0 }
+
+/** Records that a log file was imported. `name` is copied. */
+SCRY_API int scry_store_log_file_add(scry_store *store, const scry_log_file *file,
+	scry_error *err);
+
+/**
+ * Finds imported log files whose first block hashes to `first_hash`:
+ * up to `cap` of them into the array `out` of elements of `elem_size`
+ * bytes (sizeof(scry_log_file)), their name NULL, the number in *n.
+ * Returns 0 or a negative code.
+ */
+SCRY_API int scry_store_log_files_find(scry_store *store, uint64_t first_hash,
+	scry_log_file *out, size_t elem_size, size_t cap, size_t *n, scry_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,6 +7,7 @@
 #define SCRY_VERDICT_H
 
 #include "scry/core.h"
+#include "scry/filter.h"
 #include "scry/store.h"
 
 #ifdef __cplusplus
@@ -55,12 +56,19 @@ typedef struct scry_verdict_options {
 	 * stops with SCRY_ECANCELED. Set by scry_pipeline_cancel().
 	 */
 	const volatile int *cancel;
+	/* Version 3. */
+	/**
+	 * Which patterns are judged (scry/filter.h); NULL = all but session
+	 * setup. Only read during scry_verdict_compute(). The others are listed
+	 * in the reports' footer.
+	 */
+	const scry_pattern_filter *filter;
 } scry_verdict_options;
 
 /** Current version of scry_verdict_options. */
-#define SCRY_VERDICT_OPTIONS_VERSION 2
+#define SCRY_VERDICT_OPTIONS_VERSION 3
 /** Defaults. */
-#define SCRY_VERDICT_OPTIONS_INIT { SCRY_VERDICT_OPTIONS_VERSION, 1.5, 0.5, 20, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL }
+#define SCRY_VERDICT_OPTIONS_INIT { SCRY_VERDICT_OPTIONS_VERSION, 1.5, 0.5, 20, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL }
 
 /** Fills `opts` with the defaults. */
 SCRY_API void scry_verdict_options_init(scry_verdict_options *opts);

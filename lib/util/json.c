@@ -130,3 +130,27 @@ void scry__json_kbool(scry__json *j, const char *key, bool v)
 	scry__json_key(j, key);
 	scry__json_bool(j, v);
 }
+
+size_t scry__utf8_put(char *w, unsigned cp)
+{
+	if (cp < 0x80) {
+		w[0] = (char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		w[0] = (char)(0xC0 | (cp >> 6));
+		w[1] = (char)(0x80 | (cp & 0x3F));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		w[0] = (char)(0xE0 | (cp >> 12));
+		w[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+		w[2] = (char)(0x80 | (cp & 0x3F));
+		return 3;
+	}
+	w[0] = (char)(0xF0 | (cp >> 18));
+	w[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+	w[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+	w[3] = (char)(0x80 | (cp & 0x3F));
+	return 4;
+}

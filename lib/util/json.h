@@ -35,6 +35,9 @@ SCRY_HIDDEN void scry__json_uint(scry__json *j, uint64_t v);
 SCRY_HIDDEN void scry__json_num(scry__json *j, double v, const char *fmt);
 SCRY_HIDDEN void scry__json_bool(scry__json *j, bool v);
 SCRY_HIDDEN void scry__json_null(scry__json *j);
+/* Encodes code point cp (< 0x110000) as UTF-8 into out; returns the bytes (1 to 4). */
+SCRY_HIDDEN size_t scry__utf8_put(char *out, unsigned cp);
+
 /* Key and value in one call. */
 SCRY_HIDDEN void scry__json_kstr(scry__json *j, const char *key, const char *s);
 SCRY_HIDDEN void scry__json_kint(scry__json *j, const char *key, int64_t v);

@@ -1,6 +1,7 @@
 package scry
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -107,7 +108,7 @@ func TestMigrationGate(t *testing.T) {
 	proxy.Process.Signal(syscall.SIGTERM)
 	proxy.Wait()
 
-	s, err := OpenStore(store)
+	s, err := OpenStore(store, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,6 +117,7 @@ func TestMigrationGate(t *testing.T) {
 	if err != nil || info.Events != 40 || info.Patterns != 1 {
 		t.Fatalf("captured %+v, %v; want 40 events of 1 pattern", info, err)
 	}
+	ctx := context.Background()
 
 	dropIndex := Migration{Func: func(conninfo string) error {
 		out, err := exec.Command("psql", conninfo, "-qc", "DROP INDEX items_sku").CombinedOutput()
@@ -124,19 +126,82 @@ func TestMigrationGate(t *testing.T) {
 		}
 		return nil
 	}}
-	res, err := s.TestMigration(shop, dropIndex, nil)
+	var phases []string
+	res, err := s.TestMigration(ctx, shop, dropIndex, &MigrationOptions{
+		Verdict:   &VerdictOptions{Threshold: 1.5},
+		Callbacks: &Callbacks{Progress: func(phase string, done, total uint64) { phases = append(phases, phase) }},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.ExitCode() != 5 {
-		t.Fatalf("dropping the index: exit %d, want 5\n%s", res.ExitCode(), res.ReportText)
+		t.Fatalf("dropping the index: exit %d, want 5\n%s", res.ExitCode(), res.Render(Text))
 	}
-	res, err = s.TestMigration(shop, Migration{SQL: "ALTER TABLE items ADD COLUMN note text"}, nil)
+	if p := res.Final().Patterns[0]; !strings.Contains(p.Normalized, "sku") || p.Class != "regressed" || !p.Flagged {
+		t.Fatalf("the regressed pattern: %+v", p)
+	}
+	if res.Stats.TotalUs <= 0 || res.Stats.Candidate.Executions <= 0 {
+		t.Fatalf("stats: %+v", res.Stats)
+	}
+	if !strings.Contains(res.Render(Markdown), "**FAIL**") || !strings.Contains(res.String(), "FAIL") {
+		t.Fatalf("renders: %s / %s", res.String(), res.Render(Markdown))
+	}
+	if len(phases) == 0 {
+		t.Fatal("no progress reported")
+	}
+	res, err = s.TestMigration(ctx, shop, Migration{SQL: "ALTER TABLE items ADD COLUMN note text"},
+		&MigrationOptions{Replay: &ReplayOptions{Timeout: 10 * time.Second, Concurrency: 2}})
 	if err != nil || res.ExitCode() != 0 {
-		t.Fatalf("a safe migration: %v, exit %d\n%v", err, res.ExitCode(), res)
+		t.Fatalf("a safe migration: %v, %v", err, res)
 	}
-	_, err = s.TestMigration(shop, Migration{Func: func(string) error { return errors.New("revision abc123 not found") }}, nil)
-	if !errors.Is(err, ErrMigration) || !strings.Contains(err.Error(), "abc123") {
+	_, err = s.TestMigration(ctx, shop, Migration{Func: func(string) error { return errors.New("revision abc123 not found") }}, nil)
+	var se *Error
+	if !errors.Is(err, ErrMigration) || !errors.As(err, &se) || se.Code != CodeMigration || !strings.Contains(err.Error(), "abc123") {
 		t.Fatalf("a failing migration: %v", err)
+	}
+	_, err = s.TestMigration(ctx, shop, Migration{SQL: "ALTER TABLE nosuch ADD COLUMN x int"}, nil)
+	if !errors.As(err, &se) || se.SQLState != "42P01" || !errors.Is(err, ErrMigration) {
+		t.Fatalf("a failing SQL migration keeps its SQLSTATE: %#v", err)
+	}
+	_, err = s.TestMigration(ctx, shop, Migration{SQL: "SELECT 1"}, &MigrationOptions{Settings: map[string]string{"replay.writes": "sometimes"}})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "rollback") {
+		t.Fatalf("a bad setting: %v", err)
+	}
+
+	// Cancelling the context during the migration stops the run, drops the clones.
+	cctx, cancel := context.WithCancel(ctx)
+	_, err = s.TestMigration(cctx, shop, Migration{Func: func(string) error {
+		cancel()
+		time.Sleep(200 * time.Millisecond)
+		return nil
+	}}, nil)
+	if !errors.Is(err, ErrCanceled) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("a cancelled context: %v", err)
+	}
+	left := strings.TrimSpace(run(t, "psql", dsn, "-qAtc", "SELECT count(*) FROM pg_database WHERE datname LIKE '%_scry_%'"))
+	if left != "0" {
+		t.Fatalf("%s clones left after a cancel", left)
+	}
+}
+
+func TestStoreErrors(t *testing.T) {
+	dir := t.TempDir()
+	_, err := OpenStore(filepath.Join(dir, "typo.db"), nil)
+	var se *Error
+	if !errors.Is(err, ErrNotFound) || !errors.As(err, &se) || se.Code != CodeNotFound || !strings.Contains(se.Message, "Create") {
+		t.Fatalf("a missing store: %v", err)
+	}
+	// The package documentation's snippet on an empty store: an error, no panic.
+	s, err := OpenStore(filepath.Join(dir, "empty.db"), &StoreOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	res, err := s.TestMigration(context.Background(), "host=127.0.0.1 port=1 dbname=nothing", Migration{SQL: "SELECT 1"}, nil)
+	if err == nil || res != nil {
+		t.Fatalf("an empty store: %v, %v", res, err)
+	}
+	if keys, err := Settings(); err != nil || len(keys) < 20 {
+		t.Fatalf("settings: %d, %v", len(keys), err)
 	}
 }

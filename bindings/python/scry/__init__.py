@@ -1,202 +1,67 @@
-"""Python binding of libscry (ctypes, standard library only).
+"""scry: catch the query regressions a PostgreSQL migration will cause, before it ships.
 
-Lets a migration tool such as Alembic gate a migration in-process:
+The Python binding of libscry (ctypes, standard library only). A migration
+tool gates a migration in-process:
 
     import scry
     with scry.Store("scry.db") as store:
-        result = store.test_migration("dbname=shop", migrate=run_alembic_upgrade)
-        print(result.report_text)
-        raise SystemExit(result.exit_code)          # 0 safe, 5 regressions
+        result = store.test_migration("dbname=shop", migrate=scry.alembic.upgrade("head"))
+    print(result.render("markdown"))
+    raise SystemExit(result.exit_code)          # 0 safe, 5 regressions
 
-`migrate` receives the libpq connection string of the migrated clone. The
-library is found through $SCRY_LIB, then next to this package in a build
-tree, then the system's library path (libscry.so.0).
+`migrate` receives the libpq connection string of the migrated clone. Every
+option of the C API is reachable by name (see `settings()`); Ctrl-C during a
+run cancels it and raises KeyboardInterrupt. The library is found through
+$SCRY_LIB, this package's directory, the install prefix, pkg-config, then the
+system's library path. Documented in bindings/python/README.md.
 """
 
+import contextlib
 import ctypes
-import ctypes.util
 import json
-import os
+import logging
+import signal
+import threading
+
+from . import _native
+from ._native import lib as _lib
+
+__version__ = _native.VERSION
 
 __all__ = [
-    "ScryError", "MigrationFailed", "Store", "MigrationResult",
-    "version", "fingerprint", "normalize",
+    "ScryError", "MigrationFailed", "Store", "Result", "MigrationResult", "ReplayResult",
+    "version", "library_path", "fingerprint", "normalize", "settings", "assert_no_regressions",
+    "FORMATS",
 ]
 
-# --------------------------------------------------------------------------
-# Loading the library
-# --------------------------------------------------------------------------
+# Error codes (scry/core.h).
+EINVAL, ENOTFOUND, ECANCELED, EMIGRATION = -1, -8, -12, -13
 
+#: Report formats this library renders.
+FORMATS = tuple(f for f in ("text", "json", "markdown", "junit", "html")
+                if _lib.scry_report_format_parse(f.encode(), ctypes.byref(ctypes.c_int())) == 0)
 
-def _load():
-    candidates = []
-    if os.environ.get("SCRY_LIB"):
-        candidates.append(os.environ["SCRY_LIB"])
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidates.append(os.path.join(here, "..", "..", "..", "build", "libscry.so"))
-    found = ctypes.util.find_library("scry")
-    if found:
-        candidates.append(found)
-    candidates.append("libscry.so.0")
-    errors = []
-    for path in candidates:
-        try:
-            return ctypes.CDLL(path)
-        except OSError as e:
-            errors.append(f"{path}: {e}")
-    raise ImportError("cannot load libscry; build it (make build) or set SCRY_LIB.\n"
-                      + "\n".join(errors))
-
-
-_lib = _load()
-
-# The structs below mirror the version-1 layouts of libscry 0.1 (docs/api.md,
-# "Versioning"): the library reads options by their declared version and
-# writes results only as far as their `size`, so any libscry.so.0 from 0.1 on
-# serves them. Anything else is refused here, at import.
-_BUILT_FOR = 100  # SCRY_VERSION_NUMBER (MAJOR*10000 + MINOR*100) these mirrors follow
-
-
-def _check_version(lib):
-    fn = getattr(lib, "scry_version_number", None)
-    if fn is None:
-        raise ImportError("the libscry loaded is older than 0.1 (no scry_version_number); "
-                          "install libscry 0.1 or newer, or set SCRY_LIB")
-    fn.restype = ctypes.c_int
-    fn.argtypes = []
-    n = fn()
-    if n // 10000 != _BUILT_FOR // 10000 or n < _BUILT_FOR:
-        raise ImportError(f"libscry {n // 10000}.{n // 100 % 100}.{n % 100} is not compatible with this "
-                          f"binding (made for {_BUILT_FOR // 10000}.{_BUILT_FOR // 100 % 100} or a later "
-                          f"{_BUILT_FOR // 10000}.x); install a matching libscry or set SCRY_LIB")
-
-
-_check_version(_lib)
-
-# Mirrors of the C structs (prefixes of them: fields appended later are
-# unknown here, which the version/size rules make harmless).
-
-
-class _Error(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_int), ("sys_code", ctypes.c_int),
-                ("sqlstate", ctypes.c_char * 6), ("message", ctypes.c_char * 512)]
-
-
-class _Buf(ctypes.Structure):
-    _fields_ = [("ptr", ctypes.c_void_p), ("size", ctypes.c_size_t), ("asize", ctypes.c_size_t)]
-
-
-class _StoreInfo(ctypes.Structure):
-    _fields_ = [("size", ctypes.c_size_t)] + [(name, ctypes.c_int64) for name in (
-        "events", "sessions", "patterns", "statements", "runs", "samples",
-        "first_us", "last_us", "file_bytes")] + [("schema_version", ctypes.c_int)]
-
-
-_PROGRESS_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint64, ctypes.c_uint64)
-_LOG_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p)
-_MIGRATION_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t)
-_OUTPUT_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t)
-
-
-class _ReplayOptions(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint), ("mode", ctypes.c_int), ("speed", ctypes.c_double),
-                ("concurrency", ctypes.c_int), ("repeat", ctypes.c_int), ("warmup", ctypes.c_int),
-                ("writes", ctypes.c_int), ("timeout_ms", ctypes.c_int),
-                ("fingerprints", ctypes.c_void_p), ("nfingerprints", ctypes.c_size_t),
-                ("progress", _PROGRESS_FN), ("progress_ctx", ctypes.c_void_p),
-                ("log", _LOG_FN), ("log_ctx", ctypes.c_void_p),
-                ("_reserved", ctypes.c_char * 256)]
-
-
-class _ReplayResult(ctypes.Structure):
-    _fields_ = [("size", ctypes.c_size_t), ("run_id", ctypes.c_int64), ("executions", ctypes.c_int64), ("errors", ctypes.c_int64),
-                ("timeouts", ctypes.c_int64), ("reconnects", ctypes.c_int64), ("skipped", ctypes.c_int64),
-                ("per_second", ctypes.c_double), ("elapsed_us", ctypes.c_int64),
-                ("lag_p50_us", ctypes.c_int64), ("lag_p99_us", ctypes.c_int64), ("lag_max_us", ctypes.c_int64)]
-
-
-class _VerdictOptions(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint), ("threshold", ctypes.c_double), ("min_delta_ms", ctypes.c_double),
-                ("min_samples", ctypes.c_int),
-                ("baseline_conninfo", ctypes.c_char_p), ("candidate_conninfo", ctypes.c_char_p),
-                ("log", _LOG_FN), ("log_ctx", ctypes.c_void_p),
-                ("progress", _PROGRESS_FN), ("progress_ctx", ctypes.c_void_p),
-                ("_reserved", ctypes.c_char * 256)]
-
-
-class _Migration(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint), ("argv", ctypes.POINTER(ctypes.c_char_p)),
-                ("sql", ctypes.c_char_p), ("fn", _MIGRATION_FN), ("fn_ctx", ctypes.c_void_p),
-                ("output", _OUTPUT_FN), ("output_ctx", ctypes.c_void_p),
-                ("_reserved", ctypes.c_char * 256)]
-
-
-class _PipelineOptions(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint), ("mode", ctypes.c_int), ("no_settle", ctypes.c_int),
-                ("replay", ctypes.POINTER(_ReplayOptions)), ("verdict", ctypes.POINTER(_VerdictOptions)),
-                ("fix", ctypes.POINTER(_Migration)), ("label_prefix", ctypes.c_char_p),
-                ("suffix", ctypes.c_char_p), ("progress", _PROGRESS_FN), ("progress_ctx", ctypes.c_void_p),
-                ("log", _LOG_FN), ("log_ctx", ctypes.c_void_p),
-                ("_reserved", ctypes.c_char * 256)]
-
-
-def _fn(name, restype, *argtypes):
-    f = getattr(_lib, name)
-    f.restype = restype
-    f.argtypes = list(argtypes)
-    return f
-
-
-_P = ctypes.c_void_p
-_PP = ctypes.POINTER(ctypes.c_void_p)
-_E = ctypes.POINTER(_Error)
-_B = ctypes.POINTER(_Buf)
-_version = _fn("scry_version", ctypes.c_char_p)
-_strerror = _fn("scry_strerror", ctypes.c_char_p, ctypes.c_int)
-_buf_dispose = _fn("scry_buf_dispose", None, _B)
-_fp_compute = _fn("scry_fingerprint_compute", ctypes.c_int, _P, ctypes.c_char_p, ctypes.c_size_t,
-                  ctypes.POINTER(ctypes.c_uint64), _E)
-_fp_normalize = _fn("scry_fingerprint_normalize", ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, _B, _E)
-_store_open = _fn("scry_store_open", ctypes.c_int, _PP, ctypes.c_char_p, _P, _E)
-_store_free = _fn("scry_store_free", None, _P)
-_store_info = _fn("scry_store_info_get", ctypes.c_int, _P, ctypes.POINTER(_StoreInfo), _E)
-_replay_options_init = _fn("scry_replay_options_init", None, ctypes.POINTER(_ReplayOptions))
-_replay_new = _fn("scry_replay_new", ctypes.c_int, _PP, _P, ctypes.POINTER(_ReplayOptions), _E)
-_replay_run = _fn("scry_replay_run", ctypes.c_int, _P, ctypes.c_char_p, ctypes.c_char_p,
-                  ctypes.POINTER(_ReplayResult), _E)
-_replay_free = _fn("scry_replay_free", None, _P)
-_verdict_options_init = _fn("scry_verdict_options_init", None, ctypes.POINTER(_VerdictOptions))
-_verdict_compute = _fn("scry_verdict_compute", ctypes.c_int, _PP, _P, ctypes.c_char_p, ctypes.c_char_p,
-                       ctypes.POINTER(_VerdictOptions), _E)
-_verdict_failures = _fn("scry_verdict_failures", ctypes.c_size_t, _P)
-_verdict_free = _fn("scry_verdict_free", None, _P)
-_report_format_parse = _fn("scry_report_format_parse", ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int))
-_report_render = _fn("scry_report_render", ctypes.c_int, _P, ctypes.c_int, _B, _E)
-
-SCRY_EMIGRATION = -13
-
-# --------------------------------------------------------------------------
-# Errors and helpers
-# --------------------------------------------------------------------------
+log = logging.getLogger("scry")
+_LEVELS = {0: logging.DEBUG, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR}
 
 
 class ScryError(Exception):
     """A libscry failure: `code` is the SCRY_E* code, `sqlstate` PostgreSQL's."""
 
     def __init__(self, code, message, sqlstate=""):
-        super().__init__(message or _strerror(code).decode())
+        super().__init__(message or _lib.scry_strerror(code).decode())
         self.code = code
         self.sqlstate = sqlstate
 
 
 class MigrationFailed(ScryError):
-    """The migration (or the fix) failed: CI exit code 4."""
+    """The migration (or the fix) failed: the CLI's exit code 4."""
 
 
 def _check(rc, err):
     if rc < 0:
         msg = err.message.decode("utf-8", "replace")
-        cls = MigrationFailed if rc == SCRY_EMIGRATION else ScryError
+        cls = MigrationFailed if rc == EMIGRATION else ScryError
         raise cls(rc, msg, err.sqlstate.decode("ascii", "replace"))
     return rc
 
@@ -205,7 +70,16 @@ def _take(buf):
     try:
         return ctypes.string_at(buf.ptr, buf.size).decode("utf-8", "replace") if buf.ptr else ""
     finally:
-        _buf_dispose(ctypes.byref(buf))
+        _lib.scry_buf_dispose(ctypes.byref(buf))
+
+
+def _call_buf(fn, *args):
+    """Calls fn(*args, &buf, &err) and returns the buffer's text."""
+    buf, err = _native.Buf(), _native.Error()
+    rc = fn(*args, ctypes.byref(buf), ctypes.byref(err))
+    text = _take(buf)
+    _check(rc, err)
+    return text
 
 
 def _b(s):
@@ -214,45 +88,253 @@ def _b(s):
 
 def version():
     """The version of the loaded libscry, e.g. "0.1.0"."""
-    return _version().decode()
+    return _lib.scry_version().decode()
+
+
+def library_path():
+    """The path of the loaded libscry."""
+    return _native.path
 
 
 def fingerprint(sql):
     """pg_query-compatible fingerprint of one statement, as 16 hex digits."""
     data = _b(sql)
-    out = ctypes.c_uint64()
-    err = _Error()
-    _check(_fp_compute(None, data, len(data), ctypes.byref(out), ctypes.byref(err)), err)
+    out, err = ctypes.c_uint64(), _native.Error()
+    _check(_lib.scry_fingerprint_compute(None, data, len(data), ctypes.byref(out), ctypes.byref(err)), err)
     return "%016x" % out.value
 
 
 def normalize(sql):
     """The statement with its constants replaced by $1, $2, ... (pg_query_normalize)."""
     data = _b(sql)
-    buf = _Buf()
-    err = _Error()
-    rc = _fp_normalize(data, len(data), ctypes.byref(buf), ctypes.byref(err))
-    text = _take(buf)
-    _check(rc, err)
-    return text
+    return _call_buf(_lib.scry_fingerprint_normalize, data, len(data))
+
+
+def settings():
+    """Every option by name: a list of dicts with key, type, default, doc (scry_settings_describe)."""
+    return json.loads(_call_buf(_lib.scry_settings_describe))
+
+
+_KEYS = {d["key"]: d for d in settings()}
 
 
 # --------------------------------------------------------------------------
-# Store, replay, verdict, pipeline
+# Settings: options by name, and the callbacks that keep Ctrl-C working
 # --------------------------------------------------------------------------
 
-_MODES = {"fast": 0, "timed": 1}
-_WRITES = {"rollback": 0, "skip": 1, "execute": 2}
+class _Settings:
+    """A scry_settings handle, its callbacks, and what happened in them."""
+
+    def __init__(self, sections, options, kwargs, progress=None, log_fn=None):
+        self.h = ctypes.c_void_p()
+        err = _native.Error()
+        _check(_lib.scry_settings_new(ctypes.byref(self.h), ctypes.byref(err)), err)
+        self.keep = []            # ctypes objects that must outlive the run
+        self.interrupt = None     # a KeyboardInterrupt/SystemExit raised in a callback
+        self.cancel = None        # cancels the running operation
+        try:
+            for key, value in dict(options or {}).items():
+                self.set(key, value)
+            for name, value in kwargs.items():
+                self.set(self._resolve(name, sections), value)
+            self._callbacks(progress, log_fn)
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _resolve(name, sections):
+        found = [k for k in _KEYS if k.split(".", 1)[0] in sections and k.split(".", 1)[1] == name]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise TypeError(f"option {name!r} is ambiguous ({', '.join(found)}): pass options={{...}} "
+                            "with the full key")
+        valid = sorted(k.split(".", 1)[1] for k in _KEYS if k.split(".", 1)[0] in sections)
+        raise TypeError(f"unknown option {name!r}; valid here: {', '.join(valid)} "
+                        "(scry.settings() describes them)")
+
+    def set(self, key, value):
+        if value is None:
+            text = None
+        elif isinstance(value, bool):
+            text = b"true" if value else b"false"
+        elif isinstance(value, (list, tuple, set)):
+            sep = "," if _KEYS.get(key, {}).get("type") == "fingerprints" else "\n"  # globs: one per line
+            text = sep.join(str(v) for v in value).encode()
+        else:
+            text = str(value).encode()
+        err = _native.Error()
+        try:
+            _check(_lib.scry_settings_set(self.h, _b(key), text, ctypes.byref(err)), err)
+        except ScryError as e:
+            raise ValueError(str(e)) from None
+
+    def _guard(self, fn, default=None):
+        """Wraps a Python callback: Ctrl-C or SystemExit inside it cancels the run."""
+        def wrapped(*args):
+            if self.interrupt is not None:
+                return default
+            try:
+                return fn(*args)
+            except (KeyboardInterrupt, SystemExit) as e:
+                self.interrupted(e)
+                return default
+            except Exception:  # a progress/log callback must not break the run
+                log.exception("scry: exception in a callback")
+                return default
+        return wrapped
+
+    def interrupted(self, e):
+        if self.interrupt is None:
+            self.interrupt = e
+        if self.cancel is not None:
+            self.cancel()
+
+    def _callbacks(self, progress, log_fn):
+        def on_log(ctx, level, message):
+            text = message.decode("utf-8", "replace")
+            if log_fn is not None:
+                log_fn(_LEVELS.get(level, logging.INFO), text)
+            else:
+                log.log(_LEVELS.get(level, logging.INFO), "%s", text)
+        cb = _native.LOG_FN(self._guard(on_log))
+        self.keep.append(cb)
+        _lib.scry_settings_set_log(self.h, cb, None)
+        if progress is not None:
+            pcb = _native.PROGRESS_FN(self._guard(lambda ctx, phase, done, total:
+                                                  progress(phase.decode(), done, total)))
+            self.keep.append(pcb)
+            _lib.scry_settings_set_progress(self.h, pcb, None)
+
+    def migration(self, which, what):
+        err = _native.Error()
+        if callable(what):
+            def trampoline(ctx, conninfo, message, size):
+                if self.interrupt is not None:
+                    return 1
+                try:
+                    what(conninfo.decode())
+                    return 0
+                except (KeyboardInterrupt, SystemExit) as e:
+                    self.interrupted(e)
+                    text = b"interrupted"
+                except BaseException as e:  # the migration's failure, reported to the pipeline
+                    text = f"{type(e).__name__}: {e}".encode("utf-8", "replace")
+                text = text[: max(0, size - 1)]
+                ctypes.memmove(message, text + b"\0", len(text) + 1)
+                return 1
+            cb = _native.MIGRATION_FN(trampoline)
+            self.keep.append(cb)
+            _check(_lib.scry_settings_set_migration_fn(self.h, _b(which), cb, None, ctypes.byref(err)), err)
+        elif isinstance(what, (list, tuple)):
+            argv = (ctypes.c_char_p * (len(what) + 1))(*[_b(str(a)) for a in what], None)
+            _check(_lib.scry_settings_set_migration_argv(self.h, _b(which), argv, ctypes.byref(err)), err)
+        elif isinstance(what, str):
+            self.set(f"{which}.sql", what)
+        else:
+            raise TypeError(f"{which}: a migration is a callable, an argv list, or a SQL string")
+
+    def run(self, fn, cancel):
+        """Runs fn() in a worker thread so that Ctrl-C reaches this thread at once.
+
+        On KeyboardInterrupt (here or in a callback) the operation is
+        cancelled, waited for, and the KeyboardInterrupt re-raised: a
+        cancelled run never returns a result.
+        """
+        self.cancel = cancel
+        box = {}
+
+        def work():
+            try:
+                box["value"] = fn()
+            except BaseException as e:  # re-raised in the caller's thread
+                box["error"] = e
+
+        t = threading.Thread(target=work, name="scry", daemon=True)
+        with self._sigint():
+            t.start()
+            while t.is_alive():
+                try:
+                    t.join(0.1)
+                except (KeyboardInterrupt, SystemExit) as e:  # raised by another handler
+                    self.interrupted(e)
+        self.cancel = None
+        if self.interrupt is not None:
+            raise self.interrupt
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    @contextlib.contextmanager
+    def _sigint(self):
+        """While a run is in progress, Ctrl-C cancels it instead of raising at a random point.
+
+        Python raises KeyboardInterrupt between any two bytecodes, which could
+        leave the worker running unobserved; this handler records the
+        interrupt and cancels. A handler the application installed is still
+        called. Only possible in the main thread (where signals arrive).
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.getsignal(signal.SIGINT)
+        if previous in (signal.SIG_IGN, signal.SIG_DFL, None):
+            yield
+            return
+
+        def handler(signum, frame):
+            if previous is signal.default_int_handler:
+                self.interrupted(KeyboardInterrupt())
+                return
+            try:
+                previous(signum, frame)
+            except BaseException as e:  # noqa: B036 - recorded, re-raised after the cancel
+                self.interrupted(e)
+        signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def close(self):
+        if self.h:
+            _lib.scry_settings_free(self.h)
+            self.h = ctypes.c_void_p()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
-class MigrationResult:
-    """Outcome of Store.test_migration()."""
+# --------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------
 
-    def __init__(self, failures, report, report_text, stats):
-        self.failures = failures          # patterns that fail the gate
-        self.report = report              # the JSON report, as a dict
-        self.report_text = report_text    # the text report
-        self.stats = stats                # timings (microseconds)
+class ReplayResult(dict):
+    """What one replay measured: run_id, executions, errors, timeouts, per_second, ..."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __repr__(self):
+        return (f"<scry.ReplayResult run {self.get('run_id')}: {self.get('executions')} executions, "
+                f"{self.get('errors')} errors>")
+
+
+class Result:
+    """A verdict: `failures`, `patterns` (dicts, worst first), `report` (JSON), `render(format)`."""
+
+    def __init__(self, renders, failures, stats=None):
+        self._renders = renders               # format -> text
+        self.failures = failures              # patterns that fail the gate
+        self.report = json.loads(renders["json"])
+        self.stats = stats or {}
 
     @property
     def exit_code(self):
@@ -260,28 +342,113 @@ class MigrationResult:
         return 5 if self.failures else 0
 
     @property
-    def patterns(self):
-        final = self.report.get("after_fix", self.report)
-        return final.get("patterns", [])
+    def passed(self):
+        return not self.failures
 
+    @property
+    def final_report(self):
+        """The final verdict's JSON (after the fix, when there is one)."""
+        return self.report.get("after_fix", self.report)
+
+    @property
+    def patterns(self):
+        """The final verdict's patterns (dicts with the keys of docs/cli.md), worst first."""
+        return self.final_report.get("patterns", [])
+
+    @property
+    def failing_patterns(self):
+        return [p for p in self.patterns if p.get("flagged")]
+
+    @property
+    def report_text(self):
+        return self.render("text")
+
+    def render(self, format="text"):
+        """The report in `format`: one of scry.FORMATS (text, json, markdown, junit, html)."""
+        if format == "md":
+            format = "markdown"
+        if format not in self._renders:
+            raise ValueError(f"unknown report format {format!r} (one of {', '.join(FORMATS)})")
+        return self._renders[format]
+
+    def __repr__(self):
+        summary = self.final_report.get("summary", {})
+        word = "FAIL" if self.failures else "PASS"
+        return (f"<scry.{type(self).__name__} {word}: {self.failures} of {summary.get('patterns', 0)} "
+                f"patterns fail the gate (exit {self.exit_code})>")
+
+
+class MigrationResult(Result):
+    """Outcome of Store.test_migration(); `stats` holds the phase timings (microseconds)."""
+
+
+def _render_all(fn, handle):
+    out = {}
+    for f in FORMATS:
+        code = ctypes.c_int()
+        _lib.scry_report_format_parse(f.encode(), ctypes.byref(code))
+        out[f] = _call_buf(fn, handle, code.value)
+    return out
+
+
+def _markdown_failures(markdown):
+    """The Markdown report cut to the failing patterns: header, their table rows, the "Why" section."""
+    lines, out, in_table, why = markdown.splitlines(), [], False, False
+    for line in lines:
+        if line.startswith("#### "):
+            why = True
+        if why:
+            out.append(line)
+        elif line.startswith("|"):
+            if not in_table:
+                in_table = True
+                out.append(line)
+            elif line.startswith("|---") or "**FAIL**" in line:
+                out.append(line)
+        else:
+            out.append(line)
+    return "\n".join(out).strip() + "\n"
+
+
+def assert_no_regressions(result):
+    """Raises AssertionError with the Markdown report cut to the failing patterns
+    when `result` (a Result) has any pattern that fails the gate."""
+    if not isinstance(result, Result):
+        raise TypeError(f"assert_no_regressions takes a scry.Result, not {type(result).__name__}")
+    if result.failures:
+        raise AssertionError("scry: the migration regresses %d query pattern(s)\n\n%s"
+                             % (result.failures, _markdown_failures(result.render("markdown"))))
+
+
+# --------------------------------------------------------------------------
+# Store
+# --------------------------------------------------------------------------
 
 class Store:
-    """A workload store (SQLite file). Use as a context manager."""
+    """A workload store (a SQLite file). Use as a context manager.
 
-    def __init__(self, path="scry.db", must_exist=False):
+    Opening a path where no store exists fails (ScryError, code ENOTFOUND)
+    unless create=True, so that a typo'd path is not silently a new empty store.
+    """
+
+    def __init__(self, path="scry.db", create=False, read_only=False, durable=False):
         self._h = ctypes.c_void_p()
-        err = _Error()
-        opts = None
-        if must_exist:
-            # scry_store_options: version, read_only, must_exist, durable
-            raw = (ctypes.c_uint * 4)(1, 0, 1, 0)
-            opts = ctypes.cast(raw, ctypes.c_void_p)
-        _check(_store_open(ctypes.byref(self._h), _b(path), opts, ctypes.byref(err)), err)
+        self._lock = threading.Lock()
+        self._running = None
+        with _Settings(("store",), {"store.must_exist": not create, "store.read_only": read_only,
+                                    "store.durable": durable}, {}) as s:
+            err = _native.Error()
+            rc = _lib.scry_store_open(ctypes.byref(self._h), _b(path), _lib.scry_settings_store(s.h),
+                                      ctypes.byref(err))
+            if rc == ENOTFOUND and not create:
+                raise ScryError(rc, f"{err.message.decode('utf-8', 'replace')} (pass create=True to create "
+                                "a new store)")
+            _check(rc, err)
         self.path = path
 
     def close(self):
         if self._h:
-            _store_free(self._h)
+            _lib.scry_store_free(self._h)
             self._h = ctypes.c_void_p()
 
     def __enter__(self):
@@ -293,147 +460,116 @@ class Store:
     def __del__(self):
         self.close()
 
+    def __repr__(self):
+        return f"<scry.Store {self.path!r}{'' if self._h else ' (closed)'}>"
+
+    def _handle(self):
+        if not self._h:
+            raise ValueError("the store is closed")
+        return self._h
+
+    def cancel(self):
+        """Cancels the replay or migration test running on this store (from any thread)."""
+        running = self._running
+        if running is not None:
+            running()
+
     def info(self):
         """Counts: events, sessions, patterns, statements, runs, samples, ..."""
-        out = _StoreInfo(size=ctypes.sizeof(_StoreInfo))
-        err = _Error()
-        _check(_store_info(self._h, ctypes.byref(out), ctypes.byref(err)), err)
-        return {name: getattr(out, name) for name, _ in _StoreInfo._fields_ if name != "size"}
+        return json.loads(_call_buf(_lib.scry_store_info_json, self._handle()))
 
-    def replay(self, target, label, mode="fast", speed=1.0, concurrency=8, repeat=1, warmup=0,
-               writes="rollback", timeout_ms=30000):
-        """Replays the workload against `target` (libpq conninfo) as run `label`."""
-        opts = self._replay_options(mode, speed, concurrency, repeat, warmup, writes, timeout_ms)
-        r = ctypes.c_void_p()
-        err = _Error()
-        _check(_replay_new(ctypes.byref(r), self._h, ctypes.byref(opts), ctypes.byref(err)), err)
-        try:
-            res = _ReplayResult(size=ctypes.sizeof(_ReplayResult))
-            _check(_replay_run(r, _b(target), _b(label), ctypes.byref(res), ctypes.byref(err)), err)
-        finally:
-            _replay_free(r)
-        return {name: getattr(res, name) for name, _ in _ReplayResult._fields_ if name != "size"}
+    def replay(self, target, label, *, options=None, progress=None, log=None, **kwargs):
+        """Replays the workload against `target` (libpq conninfo) as run `label`.
 
-    def diff(self, baseline, candidate, threshold=1.5, min_delta_ms=0.5, format="json"):
-        """Compares two runs. Returns the JSON report as a dict (format="json") or the rendered text."""
-        vo = _VerdictOptions()
-        _verdict_options_init(ctypes.byref(vo))
-        vo.threshold = threshold
-        vo.min_delta_ms = min_delta_ms
-        v = ctypes.c_void_p()
-        err = _Error()
-        _check(_verdict_compute(ctypes.byref(v), self._h, _b(baseline), _b(candidate), ctypes.byref(vo),
-                                ctypes.byref(err)), err)
-        try:
-            return self._render(_report_render, v, format)
-        finally:
-            _verdict_free(v)
+        Keyword options are the "replay.*" settings (mode, speed, concurrency,
+        repeat, warmup, writes, timeout_ms, fingerprints). Returns a ReplayResult.
+        """
+        h = self._handle()
+        with _Settings(("replay",), options, kwargs, progress, log) as s:
+            r = ctypes.c_void_p()
+            err = _native.Error()
+            _check(_lib.scry_replay_new(ctypes.byref(r), h, _lib.scry_settings_replay(s.h), ctypes.byref(err)), err)
+            try:
+                self._running = lambda: _lib.scry_replay_cancel(r)
+                text = s.run(lambda: _call_buf(_lib.scry_replay_run_json, r, _b(target), _b(label)),
+                             self._running)
+            finally:
+                self._running = None
+                _lib.scry_replay_free(r)
+        return ReplayResult(json.loads(text))
 
-    def test_migration(self, target, migrate, fix=None, sequential=False, threshold=1.5, min_delta_ms=0.5,
-                       repeat=None, concurrency=None, progress=None):
+    def diff(self, baseline, candidate, *, options=None, log=None, **kwargs):
+        """Compares the runs labelled `baseline` and `candidate`; returns a Result.
+
+        Keyword options are the "verdict.*" settings (threshold, min_delta_ms,
+        min_samples, baseline_conninfo, candidate_conninfo).
+        """
+        h = self._handle()
+        with _Settings(("verdict",), options, kwargs, None, log) as s:
+            def compute():
+                v = ctypes.c_void_p()
+                err = _native.Error()
+                _check(_lib.scry_verdict_compute(ctypes.byref(v), h, _b(baseline), _b(candidate),
+                                                 _lib.scry_settings_verdict(s.h), ctypes.byref(err)), err)
+                try:
+                    return Result(_render_all(_lib.scry_report_render, v), _lib.scry_verdict_failures(v))
+                finally:
+                    _lib.scry_verdict_free(v)
+            # The verdict cannot be interrupted: Ctrl-C waits for it, then raises.
+            return s.run(compute, lambda: None)
+
+    def test_migration(self, target, migrate, fix=None, *, sequential=False, options=None, progress=None,
+                       log=None, output=None, **kwargs):
         """Clones `target`, migrates clone B, replays the workload on both, decides.
 
         `migrate` and `fix` are each a callable taking the clone's libpq
-        connection string (run in-process; raise to fail), a list of argv
-        (a command run with DATABASE_URL and PG* set), or a SQL string.
-        Raises MigrationFailed when the migration fails (CI exit 4).
+        connection string (run in-process; raise to fail), an argv list (a
+        command run with DATABASE_URL and PG* set), or a SQL string. Keyword
+        options are the "pipeline.*", "replay.*" and "verdict.*" settings by
+        their short names (threshold=2, repeat=3, no_settle=True, ...); pass
+        options={"replay.mode": ...} for a full key. `progress(phase, done,
+        total)` and `log(level, message)` receive the library's reports;
+        `output(bytes)` a migration command's output.
+
+        Returns a MigrationResult. Raises MigrationFailed when the migration
+        fails (CI exit 4), and KeyboardInterrupt after Ctrl-C (the run is
+        cancelled and its clones dropped).
         """
-        p_new = _fn("scry_pipeline_new", ctypes.c_int, _PP, _P, ctypes.c_char_p,
-                    ctypes.POINTER(_PipelineOptions), _E)
-        p_run = _fn("scry_pipeline_run", ctypes.c_int, _P, ctypes.POINTER(_Migration), _E)
-        p_failures = _fn("scry_pipeline_failures", ctypes.c_size_t, _P)
-        p_report = _fn("scry_pipeline_report", ctypes.c_int, _P, ctypes.c_int, _B, _E)
-        p_options_init = _fn("scry_pipeline_options_init", None, ctypes.POINTER(_PipelineOptions))
-        p_free = _fn("scry_pipeline_free", None, _P)
+        h = self._handle()
+        if sequential:
+            options = dict(options or {}, **{"pipeline.mode": "sequential"})
+        with _Settings(("pipeline", "replay", "verdict"), options, kwargs, progress, log) as s:
+            s.migration("migration", migrate)
+            if fix is not None:
+                s.migration("fix", fix)
+            if output is not None:
+                ocb = _native.OUTPUT_FN(s._guard(lambda ctx, data, n: output(ctypes.string_at(data, n))))
+                s.keep.append(ocb)
+                for which in ("migration", "fix"):
+                    err = _native.Error()
+                    _lib.scry_settings_set_migration_output(s.h, which.encode(), ocb, None, ctypes.byref(err))
+            p = ctypes.c_void_p()
+            err = _native.Error()
+            _check(_lib.scry_pipeline_new(ctypes.byref(p), h, _b(target), _lib.scry_settings_pipeline(s.h),
+                                          ctypes.byref(err)), err)
+            try:
+                def run():
+                    e = _native.Error()
+                    _check(_lib.scry_pipeline_run(p, _lib.scry_settings_migration(s.h, b"migration"),
+                                                  ctypes.byref(e)), e)
+                    stats = json.loads(_call_buf(_lib.scry_pipeline_stats_json, p))
+                    return MigrationResult(_render_all(_lib.scry_pipeline_report, p),
+                                           _lib.scry_pipeline_failures(p), stats)
+                self._running = lambda: _lib.scry_pipeline_cancel(p)
+                return s.run(run, self._running)
+            finally:
+                self._running = None
+                _lib.scry_pipeline_free(p)
 
-        keep = []  # ctypes objects that must outlive the call
-        opts = _PipelineOptions()
-        p_options_init(ctypes.byref(opts))
-        opts.mode = 1 if sequential else 0
-        vo = _VerdictOptions()
-        _verdict_options_init(ctypes.byref(vo))
-        vo.threshold = threshold
-        vo.min_delta_ms = min_delta_ms
-        opts.verdict = ctypes.pointer(vo)
-        if repeat is not None or concurrency is not None:
-            ro = self._replay_options("fast", 1.0, concurrency or 8, repeat or 5, 1, "rollback", 30000)
-            opts.replay = ctypes.pointer(ro)
-            keep.append(ro)
-        if progress is not None:
-            cb = _PROGRESS_FN(lambda ctx, phase, done, total: progress(phase.decode(), done, total))
-            opts.progress = cb
-            keep.append(cb)
-        if fix is not None:
-            fm = self._migration(fix, keep)
-            opts.fix = ctypes.pointer(fm)
-        mig = self._migration(migrate, keep)
 
-        p = ctypes.c_void_p()
-        err = _Error()
-        _check(p_new(ctypes.byref(p), self._h, _b(target), ctypes.byref(opts), ctypes.byref(err)), err)
-        try:
-            _check(p_run(p, ctypes.byref(mig), ctypes.byref(err)), err)
-            failures = p_failures(p)
-            report = json.loads(self._render(p_report, p, "json"))
-            text = self._render(p_report, p, "text")
-        finally:
-            p_free(p)
-        return MigrationResult(failures, report, text, {})
-
-    # -- helpers --
-
-    @staticmethod
-    def _replay_options(mode, speed, concurrency, repeat, warmup, writes, timeout_ms):
-        o = _ReplayOptions()
-        _replay_options_init(ctypes.byref(o))
-        o.mode = _MODES[mode]
-        o.speed = speed
-        o.concurrency = concurrency
-        o.repeat = repeat
-        o.warmup = warmup
-        o.writes = _WRITES[writes]
-        o.timeout_ms = timeout_ms
-        return o
-
-    @staticmethod
-    def _render(fn, handle, format):
-        fmt = ctypes.c_int()
-        if _report_format_parse(_b(format), ctypes.byref(fmt)) != 0:
-            raise ValueError(f"unknown report format {format!r} (text, json, markdown, junit)")
-        buf = _Buf()
-        err = _Error()
-        rc = fn(handle, fmt.value, ctypes.byref(buf), ctypes.byref(err))
-        text = _take(buf)
-        _check(rc, err)
-        if format == "json" and fn is _report_render:
-            return json.loads(text)
-        return text
-
-    @staticmethod
-    def _migration(what, keep):
-        m = _Migration()
-        m.version = 1
-        if callable(what):
-            def trampoline(ctx, conninfo, message, size):
-                try:
-                    what(conninfo.decode())
-                    return 0
-                except Exception as e:  # the migration's failure, reported to the pipeline
-                    text = f"{type(e).__name__}: {e}".encode()[: max(0, size - 1)]
-                    ctypes.memmove(message, text + b"\0", len(text) + 1)
-                    return 1
-            cb = _MIGRATION_FN(trampoline)
-            m.fn = cb
-            keep.append(cb)
-        elif isinstance(what, (list, tuple)):
-            argv = (ctypes.c_char_p * (len(what) + 1))(*[_b(a) for a in what], None)
-            m.argv = ctypes.cast(argv, ctypes.POINTER(ctypes.c_char_p))
-            keep.append(argv)
-        elif isinstance(what, str):
-            sql = _b(what)
-            m.sql = sql
-            keep.append(sql)
-        else:
-            raise TypeError("a migration is a callable, an argv list, or a SQL string")
-        keep.append(m)
-        return m
+def __getattr__(name):
+    # scry.alembic without importing SQLAlchemy for every user of the package.
+    if name == "alembic":
+        from . import alembic
+        return alembic
+    raise AttributeError(f"module 'scry' has no attribute {name!r}")

@@ -72,14 +72,18 @@ class BindingTest(unittest.TestCase):
                     break
                 except psycopg2.OperationalError:
                     time.sleep(0.05)
-            cur = app.cursor()
+            # One session per pattern: in a replay, a slow statement delays the
+            # next one of its session, which would blur the verdict on it.
+            app2 = psycopg2.connect(f"host=127.0.0.1 port={proxy_port} user=postgres dbname=shop")
+            cur, cur2 = app.cursor(), app2.cursor()
             for i in range(1, 41):
                 cur.execute("SELECT id, price FROM items WHERE sku = %s", (f"sku-{i * 997}",))
                 cur.fetchall()
-                cur.execute("SELECT count(*) FROM items WHERE id BETWEEN %s AND %s", (i, i + 50))
-                cur.fetchall()
-            app.commit()
-            app.close()
+                cur2.execute("SELECT count(*) FROM items WHERE id BETWEEN %s AND %s", (i, i + 50))
+                cur2.fetchall()
+            for c in (app, app2):
+                c.commit()
+                c.close()
         finally:
             proxy.send_signal(signal.SIGTERM)
             proxy.wait(timeout=30)
@@ -113,10 +117,39 @@ class BindingTest(unittest.TestCase):
             self.assertTrue(f.read().startswith("hello"))
 
     def test_captured_workload(self):
-        with scry.Store(self.store_path, must_exist=True) as st:
+        with scry.Store(self.store_path) as st:
             info = st.info()
+            self.assertIn("scry.db", repr(st))
         self.assertGreaterEqual(info["events"], 80)
         self.assertGreaterEqual(info["patterns"], 2)
+
+    def test_store_typo_is_not_a_new_store(self):
+        path = os.path.join(self.tmp, "typo.db")
+        with self.assertRaises(scry.ScryError) as cm:
+            scry.Store(path)
+        self.assertEqual(cm.exception.code, scry.ENOTFOUND)
+        self.assertIn("create=True", str(cm.exception))
+        self.assertFalse(os.path.exists(path))
+        with scry.Store(path, create=True) as st:
+            self.assertEqual(st.info()["events"], 0)
+
+    def test_options_by_name(self):
+        keys = {d["key"] for d in scry.settings()}
+        for k in ("replay.timeout_ms", "replay.concurrency", "verdict.threshold", "pipeline.mode",
+                  "pipeline.no_settle", "store.durable", "replay.writes"):
+            self.assertIn(k, keys)
+        with scry.Store(self.store_path) as st:
+            with self.assertRaises(TypeError) as cm:
+                st.replay(self.shop, "py-x", concurency=2)
+            self.assertIn("concurrency", str(cm.exception))
+            with self.assertRaises(ValueError) as cm:
+                st.replay(self.shop, "py-x", writes="sometimes")
+            self.assertIn("rollback, skip, execute", str(cm.exception))
+            # A 1 ms statement timeout is reachable, and it bites.
+            r = st.replay(self.shop, "py-timeout", options={"replay.timeout_ms": 1,
+                                                            "replay.concurrency": 2})
+            self.assertIsInstance(r, scry.ReplayResult)
+            self.assertIn("executions", repr(r))
 
     def test_replay_and_diff(self):
         with scry.Store(self.store_path) as st:
@@ -124,12 +157,13 @@ class BindingTest(unittest.TestCase):
             b = st.replay(self.shop, "py-b", repeat=3)
             self.assertEqual(a["executions"], b["executions"])
             self.assertGreaterEqual(a["executions"], 240)
-            report = st.diff("py-a", "py-b")
-            self.assertTrue(report["patterns"])
-            for p in report["patterns"]:
+            result = st.diff("py-a", "py-b", threshold=3)
+            self.assertTrue(result.patterns)
+            self.assertEqual(result.report["threshold"], 3)
+            for p in result.patterns:
                 self.assertNotEqual(p["class"], "regressed", p)
-            text = st.diff("py-a", "py-b", format="markdown")
-            self.assertIn("|", text)
+            self.assertIn("|", result.render("markdown"))
+            self.assertIn("PASS", repr(result))
 
     @unittest.skipUnless(hasattr(scry._lib, "scry_pipeline_new"), "pipeline not in this libscry")
     def test_migration_in_process(self):
@@ -151,6 +185,15 @@ class BindingTest(unittest.TestCase):
         with scry.Store(self.store_path) as st:
             bad = st.test_migration(self.shop, migrate=drop_index)
             self.assertEqual(bad.exit_code, 5, bad.report_text)
+            self.assertIn("FAIL", repr(bad))
+            self.assertGreater(bad.stats["total_us"], 0, bad.stats)
+            self.assertGreater(bad.stats["candidate"]["executions"], 0, bad.stats)
+            self.assertIn("**FAIL**", bad.render("markdown"))
+            self.assertIn("<testsuite", bad.render("junit"))
+            with self.assertRaises(AssertionError) as cm:
+                scry.assert_no_regressions(bad)
+            self.assertIn("**FAIL**", str(cm.exception))
+            self.assertNotIn("| unchanged |", str(cm.exception))
             regressed = [p for p in bad.patterns if p["class"] == "regressed"]
             self.assertEqual(len(regressed), 1, bad.report_text)
             self.assertIn("sku", regressed[0].get("normalized", "") + str(regressed[0]))
@@ -165,6 +208,64 @@ class BindingTest(unittest.TestCase):
             with self.assertRaises(scry.MigrationFailed) as cm:
                 st.test_migration(self.shop, migrate=broken)
             self.assertIn("revision abc123", str(cm.exception))
+
+    def test_ctrl_c_during_migrate_cancels(self):
+        """SIGINT while the migrate callback runs: KeyboardInterrupt, never a result."""
+        seen = []
+
+        def slow_migration(conninfo):
+            seen.append(conninfo)
+            os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C, delivered to the main thread
+            time.sleep(1)                          # still migrating when it arrives
+            conn = psycopg2.connect(conninfo)
+            conn.cursor().execute("DROP INDEX items_sku")
+            conn.commit()
+            conn.close()
+
+        with scry.Store(self.store_path) as st:
+            with self.assertRaises(KeyboardInterrupt):
+                st.test_migration(self.shop, migrate=slow_migration)
+        self.assertEqual(len(seen), 1)
+        # The clones were dropped: only the databases of the test remain.
+        conn = psycopg2.connect(self.dsn)
+        cur = conn.cursor()
+        cur.execute("SELECT datname FROM pg_database WHERE datname LIKE 'shop%' ORDER BY 1")
+        self.assertEqual([r[0] for r in cur.fetchall()], ["shop"])
+        conn.close()
+
+    def test_ctrl_c_during_replay_cancels(self):
+        """SIGINT while C code replays (no Python callback running): KeyboardInterrupt soon after."""
+        import threading
+        with scry.Store(self.store_path) as st:
+            started = threading.Event()
+            timer = threading.Thread(target=lambda: (started.wait(60), time.sleep(0.3),
+                                                     os.kill(os.getpid(), signal.SIGINT)))
+            timer.start()
+            t0 = time.monotonic()
+            with self.assertRaises(KeyboardInterrupt):
+                st.replay(self.shop, "py-interrupted", repeat=400, concurrency=1,
+                          progress=lambda phase, done, total: started.set())
+            timer.join()
+            self.assertLess(time.monotonic() - t0, 60)
+            print(f"interrupted after {time.monotonic() - t0:.1f} s", file=sys.stderr)
+            # The store is still usable, and the interrupted run kept its samples so far.
+            self.assertGreaterEqual(st.info()["runs"], 1)
+
+    def test_cancel_from_another_thread(self):
+        import threading
+        with scry.Store(self.store_path) as st:
+            started = threading.Event()
+
+            def migrate(conninfo):
+                started.set()
+                time.sleep(0.5)
+
+            timer = threading.Thread(target=lambda: (started.wait(60), st.cancel()))
+            timer.start()
+            with self.assertRaises(scry.ScryError) as cm:
+                st.test_migration(self.shop, migrate=migrate)
+            timer.join()
+            self.assertEqual(cm.exception.code, scry.ECANCELED)
 
 
 if __name__ == "__main__":

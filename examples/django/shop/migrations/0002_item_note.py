@@ -1,0 +1,7 @@
+"""Safe: a nullable column."""
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("shop", "0001_initial")]
+    operations = [migrations.AddField(model_name="item", name="note", field=models.TextField(null=True))]
