@@ -22,7 +22,9 @@ PKGS       := cmake make gcc pkg-config libpq-dev libpg-query-dev libxxhash-dev 
               python3 python3-psycopg2 sqlite3 procps golang-go \
               abigail-tools binutils pgreplay locales \
               python3-venv python3-pip python3-setuptools python3-pytest python3-alembic \
-              python3-sqlalchemy python3-django python3-yaml groff-base
+              python3-sqlalchemy python3-django python3-yaml groff-base \
+              python3-asyncpg default-jdk-headless libpostgresql-jdbc-java \
+              golang-github-jackc-pgx-v4-dev nodejs
 TEST_PKGS  := chromium
 BENCH_PKGS := pgbouncer pgreplay hyperfine time
 FUZZ_PKGS  := clang libclang-rt-14-dev

@@ -281,7 +281,9 @@ int cmd_workload(int argc, char **argv)
 				for (const char *s = p->normalized ? p->normalized : ""; *s && k < sizeof q - 1; s++)
 					q[k++] = (*s == '\n' || *s == '\t' || *s == '\r') ? ' ' : *s;
 				q[k] = 0;
-				printf("%-16s %10lld %8lld %12.3f  %s\n", p->parse_error ? "(unparsable)" : hex,
+				printf("%-16s %10lld %8lld %12.3f  %s\n",
+				       !p->parse_error ? hex : strstr(p->parse_error, "truncated at capture") ? "(truncated)"
+				                                                                          : "(unparsable)",
 				       (long long)p->count, (long long)p->errors, p->mean_us / 1000.0, cli_esc(q));
 			}
 			shown++;

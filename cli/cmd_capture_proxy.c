@@ -12,7 +12,7 @@
 
 static const char help[] =
 	"usage: scry capture proxy --listen HOST:PORT|SOCKET --upstream HOST:PORT|SOCKET\n"
-	"                          [--store FILE] [--queue N] [--json] [--verbose]\n"
+	"                          [--store FILE] [--queue N] [--max-query-bytes N] [--json] [--verbose]\n"
 	"\n"
 	"Listen for PostgreSQL clients, forward every byte to the upstream server unchanged,\n"
 	"and record each query (text, parameters, timing, rows, SQLSTATE) into the store.\n"
@@ -26,6 +26,8 @@ static const char help[] =
 	"  --store FILE      workload store (default $SCRY_STORE, then ./scry.db)\n"
 	"  --queue N         events buffered for the store writer (default 65536); when full,\n"
 	"                    events are dropped (never the traffic) and counted\n"
+	"  --max-query-bytes N  longest statement text recorded (default 16 MiB); longer texts\n"
+	"                    are forwarded whole, recorded cut and marked, and never replayed\n"
 	"  --json            print the summary as one JSON object on stdout\n"
 	"  --verbose         log connection and protocol errors to stderr\n"
 	"\n"
@@ -48,17 +50,18 @@ int cmd_capture_proxy(int argc, char **argv)
 		{ "upstream", required_argument, NULL, 'u' },
 		{ "store", required_argument, NULL, 's' },
 		{ "queue", required_argument, NULL, 'q' },
+		{ "max-query-bytes", required_argument, NULL, 'Q' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *tcp = NULL, *sock = NULL, *upstream = NULL, *store_opt = NULL;
-	long queue = 0;
+	long queue = 0, max_query = 0;
 	bool json = false, verbose = false;
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "l:u:s:q:jvh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "l:u:s:q:Q:jvh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l':
 			if (optarg[0] == '/' || optarg[0] == '.') {
@@ -76,6 +79,12 @@ int cmd_capture_proxy(int argc, char **argv)
 		case 'q':
 			if (!cli_parse_long("capture proxy", "--queue", optarg, &queue))
 				return CLI_EXIT_USAGE;
+			break;
+		case 'Q':
+			if (!cli_parse_long("capture proxy", "--max-query-bytes", optarg, &max_query))
+				return CLI_EXIT_USAGE;
+			if (max_query < 1)
+				return cli_usage_error("capture proxy", "--max-query-bytes must be at least 1");
 			break;
 		case 'j': json = true; break;
 		case 'v': verbose = true; break;
@@ -98,6 +107,7 @@ int cmd_capture_proxy(int argc, char **argv)
 	scry_proxy_options po = SCRY_PROXY_OPTIONS_INIT;
 	po.listen = tcp;
 	po.listen_unix = sock;
+	po.max_query_bytes = (size_t)max_query; /* 0: the library's default (16 MiB) */
 	po.upstream = upstream;
 	po.queue_events = (size_t)queue;
 	if (verbose)

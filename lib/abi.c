@@ -58,6 +58,7 @@ ABI_TABLE(scry__abi_store_options, scry_store_options, store_options_init,
 ABI_TABLE(scry__abi_replay_options, scry_replay_options, replay_options_init,
 	SCRY_REPLAY_OPTIONS_VERSION, min_per_pattern,
 	THROUGH(scry_replay_options, log_ctx),
+	THROUGH(scry_replay_options, client_margin_ms),
 	THROUGH(scry_replay_options, min_per_pattern))
 ABI_TABLE(scry__abi_verdict_options, scry_verdict_options, verdict_options_init,
 	SCRY_VERDICT_OPTIONS_VERSION, filter,
@@ -83,8 +84,9 @@ ABI_TABLE(scry__abi_proxy_options, scry_proxy_options, proxy_options_init,
 	SCRY_PROXY_OPTIONS_VERSION, queue_bytes,
 	THROUGH(scry_proxy_options, queue_bytes))
 ABI_TABLE(scry__abi_pgwire_options, scry_pgwire_options, pgwire_options_init,
-	SCRY_PGWIRE_OPTIONS_VERSION, max_pending,
-	THROUGH(scry_pgwire_options, max_pending))
+	SCRY_PGWIRE_OPTIONS_VERSION, max_copy_bytes,
+	THROUGH(scry_pgwire_options, max_pending),
+	THROUGH(scry_pgwire_options, max_copy_bytes))
 ABI_TABLE(scry__abi_logimport_options, scry_logimport_options, logimport_options_init,
 	SCRY_LOGIMPORT_OPTIONS_VERSION, force,
 	THROUGH(scry_logimport_options, progress_ctx),
@@ -118,8 +120,9 @@ ABI_TABLE(scry__abi_impact_gate, scry_impact_gate, NULL,
 
 /* ---- array elements: passed with their size (the caller's stride) ------- */
 
-ABI_TABLE(scry__abi_event, scry_event, NULL, 1, error_message,
-	THROUGH(scry_event, error_message))
+ABI_TABLE(scry__abi_event, scry_event, NULL, 2, copy_len,
+	THROUGH(scry_event, error_message),
+	THROUGH(scry_event, copy_len))
 ABI_TABLE(scry__abi_sample, scry_sample, NULL, 1, sqlstate,
 	THROUGH(scry_sample, sqlstate))
 

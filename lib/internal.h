@@ -256,6 +256,13 @@ SCRY_HIDDEN size_t scry__read_varint(const unsigned char *p, size_t n, uint64_t 
 /* Parameters packed into a blob: (oid varint, format byte, len+1 varint, bytes)*. */
 SCRY_HIDDEN int scry__pack_params(scry_buf *b, const scry_param *params, int n);
 
+/* Session startup parameters as stored (sessions.params, lib/session_params.c):
+ * "key=value" lines, '\n' and '\\' in a value escaped as \n and \\. */
+SCRY_HIDDEN int scry__session_param_put(scry_buf *b, const char *key, const char *value);
+/* Reads the next pair from *p (advanced); key and value are unescaped into
+ * `key`/`val` (cleared first). Returns 1 for a pair, 0 at the end, <0 on ENOMEM. */
+SCRY_HIDDEN int scry__session_param_next(const char **p, scry_buf *key, scry_buf *val);
+
 /*
  * The store owns its SQL: no other module gets its SQLite connection; they
  * go through the store's API (transactions included: scry_store_begin).

@@ -48,6 +48,7 @@ typedef struct sess_rec {
 	int64_t session_id;  /* 0 until added to the store */
 	bool failed;         /* could not be added: its events are dropped */
 	char *database, *user, *application, *client;
+	char *params;        /* startup parameters (scry_session_info.params) */
 	int64_t started_us;
 } sess_rec;
 
@@ -87,6 +88,7 @@ static void sess_free(sess_rec *s)
 	scry__free(s->user);
 	scry__free(s->application);
 	scry__free(s->client);
+	scry__free(s->params);
 	scry__free(s);
 }
 
@@ -183,6 +185,7 @@ static void on_startup(void *ctx, const scry_pgwire_startup *su)
 	s->user = scry__strdup(su->user ? su->user : "");
 	s->application = su->application ? scry__strdup(su->application) : NULL;
 	s->client = scry__strdup(c->client);
+	s->params = su->params && *su->params ? scry__strdup(su->params) : NULL;
 	s->started_us = c->proxy->now + c->proxy->clock_offset;
 	c->sess = s;
 }
@@ -198,7 +201,7 @@ static void on_event(void *ctx, const scry_event *ev)
 	}
 	size_t qlen = ev->query_len;
 	size_t mlen = ev->error_message ? strlen(ev->error_message) + 1 : 0;
-	size_t total = sizeof(qitem) + (size_t)ev->nparams * sizeof(scry_param) + qlen + 1 + mlen;
+	size_t total = sizeof(qitem) + (size_t)ev->nparams * sizeof(scry_param) + qlen + 1 + mlen + ev->copy_len;
 	for (int i = 0; i < ev->nparams; i++)
 		if (ev->params[i].length > 0)
 			total += (size_t)ev->params[i].length;
@@ -231,6 +234,11 @@ static void on_event(void *ctx, const scry_event *ev)
 	if (mlen) {
 		memcpy(w, ev->error_message, mlen);
 		it->ev.error_message = w;
+		w += mlen;
+	}
+	if (ev->copy_len) { /* COPY FROM STDIN data */
+		memcpy(w, ev->copy_data, ev->copy_len);
+		it->ev.copy_data = w;
 	}
 	qlist_push(&p->local, it);
 }
@@ -777,6 +785,8 @@ static void write_items(scry_proxy *p, qitem *it, scry_event *evs)
 				                           s->application, s->client, s->started_us };
 				scry_error e = SCRY_ERROR_INIT;
 				int rc = scry_store_session_add(p->store, &info, &s->session_id, &e);
+				if (!rc && s->params)
+					rc = scry_store_session_set_params(p->store, s->session_id, s->params, &e);
 				if (rc) {
 					s->failed = true;
 					writer_fail(p, rc, &e, 0);
@@ -1026,7 +1036,7 @@ int scry_proxy_new(scry_proxy **out, scry_store *store, const scry_proxy_options
 	if (!p->opts.max_message_bytes)
 		p->opts.max_message_bytes = 256u << 20;
 	if (!p->opts.max_query_bytes)
-		p->opts.max_query_bytes = 1u << 20;
+		p->opts.max_query_bytes = 16u << 20;
 	if (p->opts.max_connections <= 0)
 		p->opts.max_connections = 10000;
 	if (!p->opts.queue_bytes)

@@ -21,9 +21,13 @@ void scry__replay_workload_free(workload *w)
 	scry__free(w->texts);
 	scry__free(w->table);
 	for (size_t i = 0; i < w->nsess; i++) {
-		for (size_t j = 0; w->sess[i].st && j < w->sess[i].n; j++)
+		for (size_t j = 0; w->sess[i].st && j < w->sess[i].n; j++) {
 			scry__free(w->sess[i].st[j].values);
+			scry__free(w->sess[i].st[j].copy);
+		}
 		scry__free(w->sess[i].st);
+		scry__free(w->sess[i].user);
+		scry__free(w->sess[i].params);
 	}
 	scry__free(w->sess);
 	scry__u64map_free(&w->cls_map);
@@ -183,6 +187,8 @@ static void classify(itext *t)
 	else if ((!strcmp(w1, "SELECT") || !strcmp(w1, "WITH") || !strcmp(w1, "VALUES") ||
 	          !strcmp(w1, "TABLE")) && provably_read_only(t->text))
 		t->cls = CLS_READ;
+	t->cursorable = !strcmp(w1, "SELECT") || !strcmp(w1, "VALUES") || !strcmp(w1, "TABLE") ||
+	                (!strcmp(w1, "WITH") && t->cls == CLS_READ);
 	t->clears_prepared = (!strcmp(w1, "DISCARD") && !strcmp(w2, "ALL")) ||
 	                     (!strcmp(w1, "DEALLOCATE") && (!strcmp(w2, "ALL") ||
 	                      (!strcmp(w2, "PREPARE") && strstr(t->text + 10, "ALL"))));
@@ -195,6 +201,10 @@ static void set_class(workload *w, itext *e, uint64_t fingerprint)
 	if (known) {
 		e->cls = (uint8_t)((known - 1) & 0x7f);
 		e->clears_prepared = (uint8_t)((known - 1) >> 7);
+		char w1[24];
+		scry__sql_next_word(e->text, w1, sizeof w1);
+		e->cursorable = !strcmp(w1, "SELECT") || !strcmp(w1, "VALUES") || !strcmp(w1, "TABLE") ||
+		                (!strcmp(w1, "WITH") && e->cls == CLS_READ);
 	} else {
 		classify(e);
 		/* Out of memory here only means the pattern's next text is classified again. */
@@ -291,6 +301,16 @@ static int fill_stmt(workload *w, const scry_stored_event *ev, rstmt *st, itext 
 	st->event_id = ev->id;
 	st->start_us = ev->start_us;
 	st->kind = (uint8_t)ev->kind;
+	st->fetch = ev->fetch_rows;
+	st->rows = ev->rows;
+	st->duration_us = ev->duration_us;
+	st->flags = ev->flags;
+	if (ev->copy_data && ev->copy_len) {
+		if (!(st->copy = scry__malloc(ev->copy_len)))
+			return SCRY_ENOMEM;
+		memcpy(st->copy, ev->copy_data, ev->copy_len);
+		st->copy_len = ev->copy_len;
+	}
 	bool ext = ev->kind == SCRY_EVENT_EXTENDED;
 	if (own && !ext) {
 		itext *e = scry__calloc(1, sizeof *e);
@@ -340,10 +360,21 @@ static int fill_stmt(workload *w, const scry_stored_event *ev, rstmt *st, itext 
 	return 0;
 }
 
+/* The captured user and startup parameters of a session, from its first event. */
+static int session_state(rsession *s, const scry_stored_event *ev)
+{
+	if ((ev->session_user && *ev->session_user && !s->user && !(s->user = scry__strdup(ev->session_user))) ||
+	    (ev->session_params && *ev->session_params && !s->params && !(s->params = scry__strdup(ev->session_params))))
+		return SCRY_ENOMEM;
+	return 0;
+}
+
 static int add_stmt(workload *w, const scry_stored_event *ev, size_t *last)
 {
 	rsession *s = session_for(w, ev->session_id, last);
 	if (!s)
+		return SCRY_ENOMEM;
+	if (!s->n && session_state(s, ev))
 		return SCRY_ENOMEM;
 	if (scry__array_grow((void **)&s->st, &s->alloc, s->n, sizeof *s->st, 16))
 		return SCRY_ENOMEM;
@@ -369,6 +400,30 @@ static int add_stmt(workload *w, const scry_stored_event *ev, size_t *last)
 #define CHUNK 256
 
 /* One pass over the events (ids and times only): each session's range and count. */
+/* Streaming: each session's captured user and parameters, from its first event (one point query each). */
+static int load_session_state(scry_store *store, workload *w, scry_error *err)
+{
+	if (!w->nsess)
+		return 0;
+	int64_t *ids = scry__calloc(w->nsess, sizeof *ids);
+	if (!ids)
+		return scry__fail(err, SCRY_ENOMEM, "out of memory reading the workload's sessions");
+	for (size_t i = 0; i < w->nsess; i++)
+		ids[i] = w->sess[i].first_id;
+	scry_event_iter *it = NULL;
+	const scry_stored_event *ev;
+	size_t last = 0;
+	int r = scry__store_events_by_id(store, ids, w->nsess, &it, err);
+	while (!r && (r = scry_event_iter_next(it, &ev, err)) == 1) {
+		rsession *s = session_for(w, ev->session_id, &last);
+		if (!s || session_state(s, ev))
+			r = scry__fail(err, SCRY_ENOMEM, "out of memory reading the workload's sessions");
+	}
+	scry_event_iter_free(it);
+	scry__free(ids);
+	return r < 0 ? r : 0;
+}
+
 static int load_sessions(scry_store *store, const scry_replay_options *o, workload *w, scry_error *err)
 {
 	scry__u64map want = { 0 };
@@ -406,7 +461,11 @@ static int load_sessions(scry_store *store, const scry_replay_options *o, worklo
 	}
 	scry__rows_free(q);
 	scry__u64map_free(&want);
-	return rc ? rc : r < 0 ? r : 0;
+	if (!rc && r < 0)
+		rc = r;
+	if (!rc)
+		rc = load_session_state(store, w, err);
+	return rc;
 }
 
 /* Drops the first k statements of the window. */
@@ -414,6 +473,7 @@ static void window_drop(workload *w, scry__stmt_cursor *c, size_t k)
 {
 	for (size_t i = 0; i < k; i++) {
 		scry__free(c->st[i].values);
+		scry__free(c->st[i].copy);
 		if (c->own[i]) {
 			scry__free(c->own[i]->text);
 			scry__free(c->own[i]);

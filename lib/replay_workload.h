@@ -32,6 +32,7 @@ typedef struct itext {
 	Oid *types;
 	uint8_t cls;
 	uint8_t clears_prepared; /* DISCARD ALL / DEALLOCATE ALL drop our statements too */
+	uint8_t cursorable;      /* a query DECLARE ... CURSOR FOR accepts (row-limited portals) */
 } itext;
 
 typedef struct rstmt {
@@ -43,11 +44,21 @@ typedef struct rstmt {
 	const char **values; /* one block: values, lengths, formats, bytes */
 	int *lengths;
 	int *formats;
+	int64_t fetch;        /* row limit per Execute of the captured portal; 0 = one Execute */
+	int64_t rows;         /* captured rows; -1 unknown */
+	int64_t duration_us;  /* captured; -1 unknown */
+	unsigned flags;       /* SCRY_EVENT_F_* */
+	char *copy;           /* COPY FROM STDIN data (owned), NULL when none */
+	size_t copy_len;
 } rstmt;
 
 typedef struct rsession {
 	int64_t id;
-	rstmt *st;        /* loaded mode: all its statements; streaming: NULL */
+	char *user;           /* captured user (owned), NULL when unknown */
+	char *params;         /* captured startup parameters (owned), NULL when none */
+	const char *role;     /* role to SET ROLE to (after --user-map), NULL = none */
+	uint8_t role_ok[2];   /* per target: the replay user may SET ROLE to it */
+	rstmt *st;            /* loaded mode: all its statements; streaming: NULL */
 	size_t n, alloc;
 	int64_t first_us, last_us;
 	int64_t first_id, last_id; /* streaming: its events lie in this id range */
@@ -131,5 +142,20 @@ SCRY_HIDDEN const rstmt *scry__replay_stmt(workload *w, scry__stmt_cursor *c, co
 SCRY_HIDDEN void scry__stmt_cursor_close(workload *w, scry__stmt_cursor *c);
 /* Frees what scry__replay_load() allocated; `w` is left empty. */
 SCRY_HIDDEN void scry__replay_workload_free(workload *w);
+
+/* lib/replay_exec.c: session state and connection parameters. */
+
+/* Connection keywords of a replay connection of session `s` (NULL: none):
+ * TCP keepalives and tcp_user_timeout, the target, and the session's
+ * captured startup parameters. Strings point into `store` or `s`. */
+#define REPLAY_MAX_KEYS 12
+SCRY_HIDDEN int scry__replay_conn_keys(const scry_replay_options *o, const rsession *s, const char *conninfo,
+	const char **keys, const char **vals, scry_buf *store);
+/* Decides each session's role (user map, --ignore-users) and asks the target
+ * which of them the replay user may SET ROLE to; logs once per missing role. */
+SCRY_HIDDEN int scry__replay_roles(const scry_replay_options *o, workload *w, PGconn *pg, int target,
+	scry_error *err);
+/* The setup query of a new connection: statement_timeout and SET ROLE. */
+SCRY_HIDDEN int scry__replay_setup_sql(const scry_replay_options *o, const rsession *s, int target, scry_buf *out);
 
 #endif

@@ -62,6 +62,12 @@ static const key_def keys[] = {
 	  "statement_timeout of each replayed statement, in milliseconds" },
 	{ "replay.fingerprints", S_REPLAY, offsetof(scry_replay_options, fingerprints), T_FPLIST, NULL,
 	  "replay only these patterns: fingerprints (16 hex digits) separated by commas; empty = all" },
+	{ "replay.ignore_users", S_REPLAY, offsetof(scry_replay_options, ignore_users), T_BOOL, NULL,
+	  "never SET ROLE to the captured user: every session runs as the target's user" },
+	{ "replay.ignore_session_params", S_REPLAY, offsetof(scry_replay_options, ignore_session_params), T_BOOL, NULL,
+	  "do not apply the captured startup parameters (search_path via options, DateStyle...)" },
+	{ "replay.client_margin_ms", S_REPLAY, offsetof(scry_replay_options, client_margin_ms), T_INT, NULL,
+	  "extra time after timeout_ms before giving up on a server that does not answer (0 = 1000)" },
 	{ "replay.budget", S_REPLAY, offsetof(scry_replay_options, budget), T_INT64, NULL,
 	  "replay a stratified sample of this many executions per side; 0 = everything (ci test-migration: 20000)" },
 	{ "replay.budget_seconds", S_REPLAY, offsetof(scry_replay_options, budget_seconds), T_DOUBLE, NULL,
@@ -130,7 +136,7 @@ static const key_def keys[] = {
 	_Static_assert(sizeof(T) == ((offsetof(T, field) + sizeof(((T *)0)->field) + _Alignof(T) - 1) / _Alignof(T) * \
 		_Alignof(T)), #T " grew: give its new field a key in lib/settings.c")
 ENDS_WITH(scry_store_options, durable);
-ENDS_WITH(scry_replay_options, min_per_pattern);
+ENDS_WITH(scry_replay_options, min_per_pattern); /* user_map: API and --user-map only */
 ENDS_WITH(scry_verdict_options, filter);
 ENDS_WITH(scry_pipeline_options, migration_timeout_s);
 ENDS_WITH(scry_migration, output_ctx);

@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 /** Schema version this library writes (PRAGMA user_version). */
-#define SCRY_STORE_SCHEMA_VERSION 1
+#define SCRY_STORE_SCHEMA_VERSION 2
 
 /** An open workload store. */
 typedef struct scry_store scry_store;
@@ -88,6 +88,16 @@ typedef struct scry_session_info {
 SCRY_API int scry_store_session_add(scry_store *store,
 	const scry_session_info *info, int64_t *session_id, scry_error *err);
 
+/**
+ * Records the startup parameters of a session: every parameter of its
+ * startup packet other than user and database (there is never a password
+ * in it), one "key=value" per line, a newline or backslash in a value
+ * escaped as \n / \\; e.g. "options=-c search_path=app\nDateStyle=ISO".
+ * Replay applies them (docs/replay.md). NULL or "" clears them.
+ */
+SCRY_API int scry_store_session_set_params(scry_store *store, int64_t session_id,
+	const char *params, scry_error *err);
+
 /** Records when a session ended (Unix microseconds). */
 SCRY_API int scry_store_session_end(scry_store *store, int64_t session_id,
 	int64_t ended_us, scry_error *err);
@@ -132,7 +142,28 @@ typedef struct scry_event {
 	int64_t rows;            /**< rows from CommandComplete; -1 unknown */
 	char sqlstate[6];        /**< "" on success, else the SQLSTATE */
 	const char *error_message; /**< NULL on success */
+	/* version 2 (schema 2) */
+	/** Row limit of each Execute of a row-limited portal (the driver's
+	 *  fetch size); 0 when the statement ran in one Execute. `rows` is
+	 *  then the total over every Execute of the portal. */
+	int64_t fetch_rows;
+	unsigned int flags;      /**< SCRY_EVENT_F_* bits */
+	/** COPY ... FROM STDIN: the data stream the client sent (the CopyData
+	 *  payloads concatenated), copied by the store; NULL when none or over
+	 *  the capture limit (then SCRY_EVENT_F_COPY_DROPPED is set). */
+	const void *copy_data;
+	size_t copy_len;
 } scry_event;
+
+/** Event flag: the text was cut at the capture limit; never replayed. */
+#define SCRY_EVENT_F_TRUNCATED 1u
+/** Event flag: COPY FROM STDIN data was over the capture limit and not kept. */
+#define SCRY_EVENT_F_COPY_DROPPED 2u
+/** Event flag: the client cancelled the statement (57014 "due to user request"). */
+#define SCRY_EVENT_F_CANCELLED 4u
+/** Event flag: a row-limited portal the client closed (or dropped with
+ *  its transaction) before it completed: `rows` is what it fetched. */
+#define SCRY_EVENT_F_PORTAL_OPEN 8u
 
 /**
  * Appends `n` events in one transaction (all or nothing). Events must be
@@ -164,6 +195,7 @@ SCRY_API int scry_store_commit(scry_store *store, scry_error *err);
  * is unknown afterwards). Accepts NULL.
  */
 SCRY_API void scry_store_rollback(scry_store *store);
+
 
 /** Counts of what a store holds. */
 typedef struct scry_store_info {
@@ -206,7 +238,13 @@ typedef struct scry_stored_event {
 	int64_t rows;
 	char sqlstate[6];
 	int64_t pattern_id;
-	uint64_t fingerprint;    /**< 0 when the text did not parse */
+	uint64_t fingerprint;    /**< pattern key; for a text that did not parse, a hash of its text */
+	int64_t fetch_rows;      /**< row limit per Execute (0: one Execute), see scry_event */
+	unsigned int flags;      /**< SCRY_EVENT_F_* bits */
+	const void *copy_data;   /**< COPY FROM STDIN data, NULL when none */
+	size_t copy_len;
+	const char *session_user;   /**< user of its session, NULL when unknown */
+	const char *session_params; /**< startup parameters of its session (scry_session_info.params), NULL when none */
 } scry_stored_event;
 
 /** An iterator over events. */
