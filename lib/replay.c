@@ -672,7 +672,7 @@ static bool accumulate(rconn *c, PGresult *res)
  * far as the socket takes it (EPOLLOUT resumes), then CopyDone. */
 static void copy_pump(ctx *x, rconn *c)
 {
-	const rstmt *st = &c->r->s->st[c->r->next];
+	const rstmt *st = CUR_STMT(x, c->r);
 	const char *data = c->step == STEP_EXEC ? st->copy : NULL;
 	size_t len = data ? st->copy_len : 0;
 	while (c->copy_in) {
@@ -837,7 +837,7 @@ static void heap_remove(ctx *x, runner *r);
 static bool cursor_continue(ctx *x, rconn *c, bool bad)
 {
 	runner *r = c->r;
-	const rstmt *st = &r->s->st[r->next];
+	const rstmt *st = CUR_STMT(x, r);
 	if (!c->cur_stage || c->error || bad)
 		return false;
 	if (c->cur_stage == 2 && c->rows - c->fetch_prev < st->fetch)
@@ -902,7 +902,7 @@ static void conn_step_done(ctx *x, rconn *c)
 		break;
 	case STEP_PIPE:
 		if (c->pipe_prep && !c->pipe_prep_failed && !bad)
-			prepared_add(c, r->s->st[r->next].t->id);
+			prepared_add(c, CUR_STMT(x, r)->t->id);
 		record(x, r, c, (c->t_end ? c->t_end : now) - c->t0);
 		r->phase = PH_AFTER; /* the server's transaction state says whether the ROLLBACK ran */
 		break;
@@ -1209,7 +1209,7 @@ static bool pipeline_ok(const rstmt *st, const runner *r)
  */
 static void send_pipeline(ctx *x, runner *r, rconn *c)
 {
-	const rstmt *st = &r->s->st[r->next];
+	const rstmt *st = CUR_STMT(x, r);
 	conn_begin_step(c, STEP_PIPE);
 	c->t0 = scry__monotonic_us();
 	int ok = PQenterPipelineMode(c->pg) &&

@@ -416,8 +416,8 @@ static int load_session_state(scry_store *store, workload *w, scry_error *err)
 	int r = scry__store_events_by_id(store, ids, w->nsess, &it, err);
 	while (!r && (r = scry_event_iter_next(it, &ev, err)) == 1) {
 		rsession *s = session_for(w, ev->session_id, &last);
-		if (!s || session_state(s, ev))
-			r = scry__fail(err, SCRY_ENOMEM, "out of memory reading the workload's sessions");
+		r = !s || session_state(s, ev) ? scry__fail(err, SCRY_ENOMEM, "out of memory reading the workload's sessions")
+		                               : 0;
 	}
 	scry_event_iter_free(it);
 	scry__free(ids);
