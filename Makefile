@@ -23,9 +23,10 @@ PKGS       := cmake make gcc pkg-config libpq-dev libpg-query-dev libxxhash-dev 
               abigail-tools binutils pgreplay locales \
               python3-venv python3-pip python3-setuptools python3-pytest python3-alembic \
               python3-sqlalchemy python3-django python3-yaml groff-base \
-              default-jdk-headless libpostgresql-jdbc-java
+              python3-asyncpg default-jdk-headless libpostgresql-jdbc-java \
+              golang-github-jackc-pgx-v4-dev nodejs
 TEST_PKGS  := chromium
-BENCH_PKGS := pgbouncer pgreplay hyperfine
+BENCH_PKGS := pgbouncer pgreplay hyperfine time
 FUZZ_PKGS  := clang libclang-rt-14-dev
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60

@@ -26,6 +26,13 @@
 # 4. MANY overlapping sessions (each sleeps 1 s, then reads) at concurrency MANY.
 # 5. Cancellation: 64 sessions busy in pg_sleep, scry_replay_cancel() from
 #    another thread after 1 s; time until scry_replay_run() returns (3 times).
+# 6. Read/write: pgbench's built-in TPC-B-like script (7 statements per
+#    transaction) captured through `scry capture proxy` (TPCB_TX transactions
+#    per client), then RUNS times, alternating: pgbench itself (-j 1 and -j 2,
+#    statements/s = tps x 7) and `scry replay --mode fast --concurrency CLIENTS`
+#    with writes rolled back (the captured BEGIN ... END runs as BEGIN ...
+#    ROLLBACK). ONLY=tpcb runs this section alone; a quick check at tiny size:
+#    ONLY=tpcb SCALE=1 CLIENTS=2 TPCB_TX=50 RUN_SECONDS=1 RUNS=1 bench/replay.sh
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,11 +42,11 @@ importer=$build/bench/bench_replay
 [ -x "$importer" ] || importer=$build/bench_replay
 for tool in "$scry" "$importer"; do [ -x "$tool" ] || { echo "missing $tool: build first (make build)" >&2; exit 1; }; done
 command -v pgbench >/dev/null || { echo "pgbench not found (apt-get install postgresql-contrib/postgresql)" >&2; exit 1; }
-command -v pgreplay >/dev/null || { echo "pgreplay not found (apt-get install pgreplay)" >&2; exit 1; }
+[ "${ONLY:-}" = tpcb ] || command -v pgreplay >/dev/null || { echo "pgreplay not found (apt-get install pgreplay)" >&2; exit 1; }
 
 SCALE=${SCALE:-10}; CLIENTS=${CLIENTS:-8}; CAPTURE_TX=${CAPTURE_TX:-6000}
 RUN_SECONDS=${RUN_SECONDS:-5}; RUNS=${RUNS:-7}; LAG_SECONDS=${LAG_SECONDS:-60}
-LAG_RATE=${LAG_RATE:-400}; MANY=${MANY:-2000}
+LAG_RATE=${LAG_RATE:-400}; MANY=${MANY:-2000}; TPCB_TX=${TPCB_TX:-2000}; ONLY=${ONLY:-}
 
 work=$(mktemp -d /tmp/scry-bench-replay.XXXXXX)
 chmod 755 "$work"
@@ -81,6 +88,50 @@ capture() { # NAME pgbench-args... -> $work/NAME.db
 }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 json_num() { sed -n "s/.*\"$1\":\([0-9.e+-]*\).*/\1/p"; }
+
+tpcb() { # section 6: prints its table rows
+  local pid pport=
+  "$scry" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$port" --store "$work/tpcb.db" >/dev/null 2>"$work/proxy.err" &
+  pid=$!
+  for _ in $(seq 1 100); do
+    pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/proxy.err")
+    [ -n "$pport" ] && break
+    sleep 0.1
+  done
+  [ -n "$pport" ] || { echo "the capture proxy did not start: $(cat "$work/proxy.err")" >&2; exit 1; }
+  pgbench -n -p "$pport" -c "$CLIENTS" -j 2 -t "$TPCB_TX" >/dev/null 2>&1
+  kill -INT "$pid"; wait "$pid" >/dev/null
+  local tevents; tevents=$(sqlite3 "$work/tpcb.db" "SELECT count(*) FROM events")
+  : > "$work/tb1.txt"; : > "$work/tb2.txt"; : > "$work/tscry.txt"; : > "$work/tratios.txt"
+  for i in $(seq "$RUNS"); do
+    pgbench -n -c "$CLIENTS" -j 1 -T "$RUN_SECONDS" 2>/dev/null \
+      | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1 | awk '{print $1 * 7}' >> "$work/tb1.txt"
+    pgbench -n -c "$CLIENTS" -j 2 -T "$RUN_SECONDS" 2>/dev/null \
+      | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1 | awk '{print $1 * 7}' >> "$work/tb2.txt"
+    SCRY_NO_PROGRESS=1 "$scry" replay --store "$work/tpcb.db" --target "$ci" --label "tpcb$i" \
+      --concurrency "$CLIENTS" --json | json_num per_second >> "$work/tscry.txt"
+    paste -d' ' <(tail -1 "$work/tscry.txt") <(tail -1 "$work/tb1.txt") <(tail -1 "$work/tb2.txt") \
+      | awk '{printf "%.3f %.3f\n", $1 / $2, $1 / $3}' >> "$work/tratios.txt"
+    echo "tpcb run $i: pgbench -j1 $(tail -1 "$work/tb1.txt") stmt/s, -j2 $(tail -1 "$work/tb2.txt") stmt/s, scry $(tail -1 "$work/tscry.txt")/s" >&2
+  done
+  local b1 b2 sc q1 q2
+  b1=$(median < "$work/tb1.txt"); b2=$(median < "$work/tb2.txt"); sc=$(median < "$work/tscry.txt")
+  q1=$(cut -d' ' -f1 "$work/tratios.txt" | median); q2=$(cut -d' ' -f2 "$work/tratios.txt" | median)
+  echo "| TPC-B-like workload captured through the proxy | pgbench -t $TPCB_TX, scale $SCALE, $CLIENTS clients: $tevents statements |"
+  echo "| pgbench TPC-B-like -j 1 (median of $RUNS, statements/s = tps x 7) | $b1 |"
+  echo "| pgbench TPC-B-like -j 2 (median of $RUNS, statements/s) | $b2 |"
+  echo "| scry replay --mode fast --concurrency $CLIENTS, writes rolled back (median, statements/s) | $sc |"
+  echo "| TPC-B: scry / pgbench -j 1: ratio of medians; median of per-run ratios | $(awk -v a="$sc" -v b="$b1" 'BEGIN {printf "%.2f", a / b}'); $q1 |"
+  echo "| TPC-B: scry / pgbench -j 2: ratio of medians; median of per-run ratios | $(awk -v a="$sc" -v b="$b2" 'BEGIN {printf "%.2f", a / b}'); $q2 |"
+}
+
+if [ "$ONLY" = tpcb ]; then
+  pgbench -i -q -s "$SCALE" >/dev/null 2>&1
+  echo "| measure | value |"
+  echo "|---|---|"
+  tpcb
+  exit 0
+fi
 
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "server: PostgreSQL $(psql -Atc 'SHOW server_version'), $(nproc) cores; scale $SCALE, $CLIENTS clients" >&2
@@ -151,3 +202,5 @@ cat <<EOF
 | cancel: ms from scry_replay_cancel() to scry_replay_run() returning, 64 busy sessions (3 runs) |$cancel_ms |
 | $MANY concurrent sessions: executions / errors / reconnects | $(echo "$many_json" | json_num executions) / $(echo "$many_json" | json_num errors) / $(echo "$many_json" | json_num reconnects) |
 EOF
+pgbench -i -q -s "$SCALE" >/dev/null 2>&1 # TPC-B writes: start again from a fresh pgbench database
+tpcb

@@ -31,6 +31,10 @@ int cmd_replay(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_ci(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+/* cli/cmd_admin.c: housekeeping. */
+int cmd_workload_compact(int argc, char **argv);
+int cmd_runs(int argc, char **argv);
+int cmd_shadow(int argc, char **argv);
 
 /* Prints "scry: <message>\n" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -115,5 +119,7 @@ void cli_ci_progress(void *ctx, const char *phase, uint64_t done, uint64_t total
 /* Length of the valid UTF-8 sequence at c (lead byte >= 0x80), or 0. */
 size_t cli_utf8_len(const unsigned char *c);
 void cli_json_string(FILE *f, const char *s);
+/* Unix microseconds as "YYYY-MM-DD HH:MM:SS UTC" ("-" for 0) into buf. */
+void cli_format_time(int64_t us, char *buf, size_t n);
 
 #endif

@@ -160,28 +160,19 @@ static const char workload_help[] =
 	"usage: scry workload info [--store FILE] [--json]\n"
 	"       scry workload patterns [--store FILE] [--json] [--limit N]\n"
 	"       scry workload merge OUT IN... [--json]\n"
+	"       scry workload compact --keep-per-pattern N [--store FILE]\n"
 	"\n"
 	"  info       counts of events, sessions, patterns, statements, runs, samples\n"
 	"  patterns   the captured query patterns, most executed first, with their\n"
 	"             count, errors and mean captured latency\n"
 	"  merge      combine stores (several proxies, log imports) into OUT (created if\n"
 	"             missing): patterns and statements deduplicated, sessions kept apart\n"
+	"  compact    keep N executions per pattern (spread over the capture) and\n"
+	"             the captured counts; delete the rest (see scry workload compact --help)\n"
 	"\n"
 	"  --store FILE   the workload store (default $SCRY_STORE, then ./scry.db)\n"
 	"  --json         machine-readable output (docs/cli.md)\n"
 	"  --limit N      show at most N patterns (default: all)\n";
-
-static void format_time(int64_t us, char *buf, size_t n)
-{
-	if (!us) {
-		snprintf(buf, n, "-");
-		return;
-	}
-	time_t t = (time_t)(us / 1000000);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(buf, n, "%Y-%m-%d %H:%M:%S UTC", &tm);
-}
 
 int cmd_workload(int argc, char **argv)
 {
@@ -203,8 +194,10 @@ int cmd_workload(int argc, char **argv)
 	}
 	if (!strcmp(sub, "merge"))
 		return cmd_workload_merge(argc - 1, argv + 1);
+	if (!strcmp(sub, "compact"))
+		return cmd_workload_compact(argc - 1, argv + 1);
 	if (strcmp(sub, "info") && strcmp(sub, "patterns"))
-		return cli_usage_error("workload", "unknown subcommand '%s' (info, patterns or merge)", sub);
+		return cli_usage_error("workload", "unknown subcommand '%s' (info, patterns, merge or compact)", sub);
 	const char *store_opt = NULL;
 	bool json = false;
 	long limit = -1;
@@ -249,8 +242,8 @@ int cmd_workload(int argc, char **argv)
 			       info.schema_version);
 		} else {
 			char a[40], b[40];
-			format_time(info.first_us, a, sizeof a);
-			format_time(info.last_us, b, sizeof b);
+			cli_format_time(info.first_us, a, sizeof a);
+			cli_format_time(info.last_us, b, sizeof b);
 			printf("store        %s (%.1f MiB, schema %d)\n", path, info.file_bytes / 1048576.0,
 			       info.schema_version);
 			printf("events       %lld\n", (long long)info.events);
@@ -293,7 +286,9 @@ int cmd_workload(int argc, char **argv)
 				for (const char *s = p->normalized ? p->normalized : ""; *s && k < sizeof q - 1; s++)
 					q[k++] = (*s == '\n' || *s == '\t' || *s == '\r') ? ' ' : *s;
 				q[k] = 0;
-				printf("%-16s %10lld %8lld %12.3f  %s\n", p->parse_error ? "(unparsable)" : hex,
+				printf("%-16s %10lld %8lld %12.3f  %s\n",
+				       !p->parse_error ? hex : strstr(p->parse_error, "truncated at capture") ? "(truncated)"
+				                                                                          : "(unparsable)",
 				       (long long)p->count, (long long)p->errors, p->mean_us / 1000.0, cli_esc(q));
 			}
 			shown++;

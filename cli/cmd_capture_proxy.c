@@ -12,7 +12,7 @@
 
 static const char help[] =
 	"usage: scry capture proxy --listen HOST:PORT|SOCKET --upstream HOST:PORT|SOCKET\n"
-	"                          [--store FILE] [--queue N] [TLS options] [filters]\n"
+	"                          [--store FILE] [--queue N] [--max-query-bytes N] [TLS options] [filters]\n"
 	"                          [--duration SECONDS] [--max-events N] [--json] [--verbose]\n"
 	"\n"
 	"Listen for PostgreSQL clients, forward every byte to the upstream server unchanged,\n"
@@ -30,6 +30,8 @@ static const char help[] =
 	"  --store FILE      workload store (default $SCRY_STORE, then ./scry.db); created 0600\n"
 	"  --queue N         events buffered for the store writer (default 65536); when full,\n"
 	"                    events are dropped (never the traffic) and counted\n"
+	"  --max-query-bytes N  longest statement text recorded (default 16 MiB); longer texts\n"
+	"                    are forwarded whole, recorded cut and marked, and never replayed\n"
 	"  --threads N       event-loop threads (default 1); N > 1 listens N times on the\n"
 	"                    TCP port with SO_REUSEPORT, the kernel spreading connections\n"
 	"\n"
@@ -106,6 +108,7 @@ int cmd_capture_proxy(int argc, char **argv)
 		{ "upstream", required_argument, NULL, 'u' },
 		{ "store", required_argument, NULL, 's' },
 		{ "queue", required_argument, NULL, 'q' },
+		{ "max-query-bytes", required_argument, NULL, 'Q' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -126,13 +129,13 @@ int cmd_capture_proxy(int argc, char **argv)
 	};
 	const char *tcp = NULL, *sock = NULL, *upstream = NULL, *store_opt = NULL;
 	scry_proxy_options po = SCRY_PROXY_OPTIONS_INIT;
-	long queue = 0, max_events = 0, threads = 1;
+	long queue = 0, max_events = 0, threads = 1, max_query = 0;
 	double duration = 0;
 	bool json = false;
 	int c;
 	verbose_log = false;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "l:u:s:q:jvh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "l:u:s:q:Q:jvh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l':
 			if (optarg[0] == '/' || optarg[0] == '.') {
@@ -150,6 +153,12 @@ int cmd_capture_proxy(int argc, char **argv)
 		case 'q':
 			if (!cli_parse_long("capture proxy", "--queue", optarg, &queue))
 				return CLI_EXIT_USAGE;
+			break;
+		case 'Q':
+			if (!cli_parse_long("capture proxy", "--max-query-bytes", optarg, &max_query))
+				return CLI_EXIT_USAGE;
+			if (max_query < 1)
+				return cli_usage_error("capture proxy", "--max-query-bytes must be at least 1");
 			break;
 		case 'j': json = true; break;
 		case 'v': verbose_log = true; break;
@@ -219,6 +228,7 @@ int cmd_capture_proxy(int argc, char **argv)
 
 	po.listen = tcp;
 	po.listen_unix = sock;
+	po.max_query_bytes = (size_t)max_query; /* 0: the library's default (16 MiB) */
 	po.upstream = upstream;
 	po.queue_events = (size_t)queue;
 	po.max_events = (uint64_t)max_events;

@@ -51,6 +51,21 @@ static const char ci_help[] =
 	"                      a lock the migration held (default: off)\n"
 	"  --max-migration-seconds S\n"
 	"                      exit 5 when the migration took longer than S seconds\n"
+	"  --budget N|off      replay a stratified sample of N executions per side\n"
+	"                      (default 20000; every pattern keeps at least the\n"
+	"                      verdict's minimum); off replays every captured execution\n"
+	"  --budget-seconds S  or: a sample sized to replay in about S seconds\n"
+	"  --clone PROVIDER    template (default: CREATE DATABASE ... TEMPLATE on the\n"
+	"                      target's server), given (--baseline/--candidate) or\n"
+	"                      command (--clone-command)\n"
+	"  --baseline DSN      with --candidate: two copies of TARGET you prepared;\n"
+	"                      the migration runs on the candidate; neither is dropped\n"
+	"  --candidate DSN\n"
+	"  --clone-command CMD clones made by CMD: `CMD create NAME` prints the clone's\n"
+	"                      connection string, `CMD destroy NAME` removes it\n"
+	"                      (recipes for DBLab, Neon, ZFS, pg_basebackup in\n"
+	"                      docs/pipeline.md)\n"
+	"  --migration-timeout S  kill the migration (and fix) command after S seconds\n"
 CLI_FILTER_HELP
 	"  --sequential        no clones: replay on TARGET, migrate TARGET, replay again.\n"
 	"                      For when cloning is impossible. THE MIGRATION STAYS APPLIED\n"
@@ -238,6 +253,13 @@ static int test_migration_with(int argc, char **argv, scry_pattern_filter **filt
 		{ "impact-speed", required_argument, NULL, 'P' },
 		{ "max-lock-wait", required_argument, NULL, 'L' },
 		{ "max-migration-seconds", required_argument, NULL, 'M' },
+		{ "budget", required_argument, NULL, 'B' },
+		{ "budget-seconds", required_argument, NULL, 'b' },
+		{ "clone", required_argument, NULL, 'C' },
+		{ "baseline", required_argument, NULL, 'A' },
+		{ "candidate", required_argument, NULL, 'Z' },
+		{ "clone-command", required_argument, NULL, 'K' },
+		{ "migration-timeout", required_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -245,6 +267,8 @@ static int test_migration_with(int argc, char **argv, scry_pattern_filter **filt
 	scry_report_format format = SCRY_REPORT_TEXT;
 	scry_pipeline_options po = SCRY_PIPELINE_OPTIONS_INIT;
 	scry_replay_options ro = SCRY_REPLAY_OPTIONS_INIT;
+	ro.budget = SCRY_PIPELINE_DEFAULT_BUDGET;
+	const char *clone = NULL;
 	scry_verdict_options vo = SCRY_VERDICT_OPTIONS_INIT;
 	double d;
 	long n = 1;
@@ -321,6 +345,35 @@ static int test_migration_with(int argc, char **argv, scry_pattern_filter **filt
 				return cli_usage_error("ci", "--max-migration-seconds must be above 0");
 			po.max_migration_seconds = d;
 			break;
+		case 'B':
+			if (!strcmp(optarg, "off") || !strcmp(optarg, "0")) {
+				ro.budget = 0;
+			} else {
+				if (!cli_parse_long("ci", "--budget", optarg, &n))
+					return CLI_EXIT_USAGE;
+				if (n < 1)
+					return cli_usage_error("ci", "--budget is a number of executions (at least 1) or off");
+				ro.budget = n;
+			}
+			break;
+		case 'b':
+			if (!cli_parse_double("ci", "--budget-seconds", optarg, &d))
+				return CLI_EXIT_USAGE;
+			if (!(d > 0))
+				return cli_usage_error("ci", "--budget-seconds needs a positive number of seconds");
+			ro.budget_seconds = d;
+			break;
+		case 'C': clone = optarg; break;
+		case 'A': po.baseline = optarg; break;
+		case 'Z': po.candidate = optarg; break;
+		case 'K': po.clone_command = optarg; break;
+		case 'O':
+			if (!cli_parse_long("ci", "--migration-timeout", optarg, &n))
+				return CLI_EXIT_USAGE;
+			if (n < 1 || n > INT32_MAX)
+				return cli_usage_error("ci", "--migration-timeout needs a number of seconds (at least 1)");
+			po.migration_timeout_s = (int)n;
+			break;
 		case CLI_OPT_INCLUDE: case CLI_OPT_EXCLUDE: case CLI_OPT_JUDGE_SETUP:
 			if ((n = cli_filter_option("ci", c, optarg, filter, &vo)))
 				return (int)n;
@@ -333,6 +386,26 @@ static int test_migration_with(int argc, char **argv, scry_pattern_filter **filt
 		return cli_usage_error("ci", "TARGET is missing (a connection string or URI)");
 	if (dd - optind > 1)
 		return cli_usage_error("ci", "unexpected '%s': put the migration command after --", argv[optind + 1]);
+	/* The clone provider: named, or implied by the options that only one provider takes. */
+	if (!clone)
+		clone = po.clone_command ? "command" : (po.baseline || po.candidate) ? "given" : "template";
+	if (!strcmp(clone, "template"))
+		po.clone = SCRY_CLONE_TEMPLATE;
+	else if (!strcmp(clone, "given"))
+		po.clone = SCRY_CLONE_GIVEN;
+	else if (!strcmp(clone, "command"))
+		po.clone = SCRY_CLONE_COMMAND;
+	else
+		return cli_usage_error("ci", "--clone is template, given or command, not '%s'", clone);
+	if (po.clone == SCRY_CLONE_GIVEN && (!po.baseline || !po.candidate))
+		return cli_usage_error("ci", "--baseline and --candidate go together: two copies of TARGET");
+	if (po.clone != SCRY_CLONE_GIVEN && (po.baseline || po.candidate))
+		return cli_usage_error("ci", "--baseline/--candidate need --clone given (or no --clone)");
+	if ((po.clone == SCRY_CLONE_COMMAND) != (po.clone_command != NULL))
+		return cli_usage_error("ci", po.clone_command ? "--clone-command needs --clone command (or no --clone)"
+		                                              : "--clone command needs --clone-command CMD");
+	if (po.mode == SCRY_PIPELINE_SEQUENTIAL && po.clone != SCRY_CLONE_TEMPLATE)
+		return cli_usage_error("ci", "--sequential makes no clones: it does not go with --clone %s", clone);
 	const char *target = argv[optind];
 	optind = dd + 1;
 	if (optind >= argc)

@@ -12,6 +12,8 @@ static const char replay_help[] =
 	"usage: scry replay --target CONNINFO --label NAME [--store FILE] [--mode fast|timed]\n"
 	"                   [--speed X] [--concurrency N] [--repeat N] [--warmup N]\n"
 	"                   [--writes rollback|skip|execute] [--timeout MS] [--json]\n"
+	"                   [--budget N|off] [--budget-seconds S] [--min-per-pattern N]\n"
+	"                   [--user-map CAPTURED=ROLE]... [--ignore-users] [--ignore-session-params]\n"
 	"\n"
 	"Replays the workload captured in the store against CONNINFO (a libpq connection\n"
 	"string or URI, e.g. \"host=localhost dbname=shop\" or \"service=shadow\") and\n"
@@ -28,7 +30,19 @@ static const char replay_help[] =
 	"  --writes MODE       rollback: replay transactions, then roll them back (default)\n"
 	"                      skip: do not run statements that may write\n"
 	"                      execute: run and commit everything (changes the target!)\n"
-	"  --timeout MS        statement_timeout per statement (default 30000; 0 = none)\n"
+	"  --timeout MS        statement_timeout per statement (default 30000; 0 = none); a\n"
+	"                      server that does not answer at all is given up after MS + 1 s\n"
+	"  --user-map A=B      run the sessions captured as user A with SET ROLE B (repeatable;\n"
+	"                      \"A=\" runs them as the target's user)\n"
+	"  --ignore-users      never SET ROLE: every session runs as the target's user\n"
+	"                      (default: SET ROLE to the captured user when the target has it)\n"
+	"  --ignore-session-params  do not apply the captured startup parameters\n"
+	"                      (search_path via options, DateStyle, TimeZone, client_encoding...)\n"
+	"  --budget N|off      replay a stratified sample of N executions (per pattern\n"
+	"                      spread over time and parameter values, whole\n"
+	"                      transactions); default off: every captured execution\n"
+	"  --budget-seconds S  or: a sample sized to replay in about S seconds\n"
+	"  --min-per-pattern N a budget keeps at least N executions per pattern (default 20)\n"
 	"  --json              print one JSON object with the results (see docs/cli.md)\n"
 	"\n"
 	"Exit status: 0 replayed (statement errors are recorded, not fatal), 1 error\n"
@@ -47,7 +61,9 @@ static void on_signal(int sig)
 static void on_log(void *ctx, scry_log_level level, const char *msg)
 {
 	(void)ctx;
-	if (level >= SCRY_LOG_WARNING && getenv("SCRY_VERBOSE"))
+	/* Warnings (a captured role missing on the target, a server that stopped
+	 * answering, skipped statements) are always shown; the rest with SCRY_VERBOSE. */
+	if (level >= SCRY_LOG_WARNING || getenv("SCRY_VERBOSE"))
 		fprintf(stderr, "scry: %s\n", msg);
 }
 
@@ -65,16 +81,24 @@ int cmd_replay(int argc, char **argv)
 		{ "writes", required_argument, NULL, 'W' },
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "budget", required_argument, NULL, 'B' },
+		{ "budget-seconds", required_argument, NULL, 'b' },
+		{ "min-per-pattern", required_argument, NULL, 'M' },
+		{ "user-map", required_argument, NULL, 'U' },
+		{ "ignore-users", no_argument, NULL, 'I' },
+		{ "ignore-session-params", no_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *target = NULL, *label = NULL, *store_opt = NULL;
 	bool json = false;
+	static const char *user_map[256];
+	size_t nuser_map = 0;
 	scry_replay_options o;
 	scry_replay_options_init(&o);
 	int c;
 	long n;
-	while ((c = getopt_long(argc, argv, "t:l:s:m:x:c:r:w:W:T:jh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "t:l:s:m:x:c:r:w:W:T:jU:IPh", opts, NULL)) != -1) {
 		switch (c) {
 		case 't': target = optarg; break;
 		case 'l': label = optarg; break;
@@ -130,10 +154,48 @@ int cmd_replay(int argc, char **argv)
 			o.timeout_ms = (int)n;
 			break;
 		case 'j': json = true; break;
+		case 'B':
+			if (!strcmp(optarg, "off") || !strcmp(optarg, "0")) {
+				o.budget = 0;
+				break;
+			}
+			if (!cli_parse_long("replay", "--budget", optarg, &n))
+				return CLI_EXIT_USAGE;
+			if (n < 1)
+				return cli_usage_error("replay", "--budget is a number of executions (at least 1) or off");
+			o.budget = n;
+			break;
+		case 'b': {
+			double d;
+			if (!cli_parse_double("replay", "--budget-seconds", optarg, &d))
+				return CLI_EXIT_USAGE;
+			if (!(d > 0))
+				return cli_usage_error("replay", "--budget-seconds needs a positive number of seconds");
+			o.budget_seconds = d;
+			break;
+		}
+		case 'M':
+			if (!cli_parse_long("replay", "--min-per-pattern", optarg, &n))
+				return CLI_EXIT_USAGE;
+			if (n < 1 || n > 1000000)
+				return cli_usage_error("replay", "--min-per-pattern needs a number from 1 to 1000000");
+			o.min_per_pattern = (int)n;
+			break;
+		case 'U':
+			if (!strchr(optarg, '=') || optarg[0] == '=')
+				return cli_usage_error("replay", "--user-map takes CAPTURED=ROLE, not '%s'", optarg);
+			if (nuser_map == sizeof user_map / sizeof *user_map)
+				return cli_usage_error("replay", "at most 256 --user-map options");
+			user_map[nuser_map++] = optarg;
+			break;
+		case 'I': o.ignore_users = 1; break;
+		case 'P': o.ignore_session_params = 1; break;
 		case 'h': fputs(replay_help, stdout); return CLI_EXIT_OK;
 		default: return cli_usage_error("replay", "unknown option");
 		}
 	}
+	o.user_map = user_map;
+	o.nuser_map = nuser_map;
 	if (optind < argc)
 		return cli_usage_error("replay", "unexpected argument '%s'", argv[optind]);
 	if (!target)
@@ -185,11 +247,13 @@ int cmd_replay(int argc, char **argv)
 		cli_json_string(stdout, label);
 		printf(",\"run_id\":%lld,\"executions\":%lld,\"errors\":%lld,\"timeouts\":%lld,"
 		       "\"reconnects\":%lld,\"skipped\":%lld,\"per_second\":%.1f,\"elapsed_ms\":%.1f,"
-		       "\"lag_p50_ms\":%.3f,\"lag_p99_ms\":%.3f,\"lag_max_ms\":%.3f,\"complete\":%s}\n",
+		       "\"lag_p50_ms\":%.3f,\"lag_p99_ms\":%.3f,\"lag_max_ms\":%.3f,\"complete\":%s,"
+		       "\"budget\":%lld,\"captured\":%lld,\"sampled\":%lld}\n",
 		       (long long)res.run_id, (long long)res.executions, (long long)res.errors,
 		       (long long)res.timeouts, (long long)res.reconnects, (long long)res.skipped,
 		       res.per_second, res.elapsed_us / 1000.0, res.lag_p50_us / 1000.0,
-		       res.lag_p99_us / 1000.0, res.lag_max_us / 1000.0, rc ? "false" : "true");
+		       res.lag_p99_us / 1000.0, res.lag_max_us / 1000.0, rc ? "false" : "true",
+		       (long long)res.budget, (long long)res.captured, (long long)res.sampled);
 	} else {
 		printf("run '%s' (id %lld): %lld executions in %.1f s (%.0f/s), %lld errors, %lld timeouts",
 		       label, (long long)res.run_id, (long long)res.executions, res.elapsed_us / 1e6,
@@ -199,6 +263,9 @@ int cmd_replay(int argc, char **argv)
 		if (res.skipped)
 			printf(", %lld skipped writes", (long long)res.skipped);
 		printf("\n");
+		if (res.budget)
+			printf("sampled: %lld of %lld captured executions (budget %lld, at least %d per pattern)\n",
+			       (long long)res.sampled, (long long)res.captured, (long long)res.budget, o.min_per_pattern);
 		if (o.mode == SCRY_REPLAY_TIMED)
 			printf("start lag: p50 %.3f ms, p99 %.3f ms, max %.3f ms\n", res.lag_p50_us / 1000.0,
 			       res.lag_p99_us / 1000.0, res.lag_max_us / 1000.0);

@@ -20,6 +20,8 @@ static const char usage[] =
 	"  ci test-migration TARGET -- COMMAND...\n"
 	"                               gate a migration: exit 0 safe, 5 regressions\n"
 	"  demo                         watch scry catch a regression, on this machine\n"
+	"  runs list|delete|prune       the replay runs a store holds\n"
+	"  shadow gc TARGET             drop clones that killed runs left behind\n"
 	"\n"
 	"Every command takes --help. The store defaults to $SCRY_STORE, then ./scry.db.\n"
 	"Exit codes: 0 success/safe, 1 error, 2 usage, 4 migration failed, 5 regressions.\n";
@@ -51,6 +53,8 @@ static const struct {
 	{ "diff", cmd_diff },
 	{ "ci", cmd_ci },
 	{ "demo", cmd_demo },
+	{ "runs", cmd_runs },
+	{ "shadow", cmd_shadow },
 };
 
 int main(int argc, char **argv)

@@ -223,6 +223,19 @@ void cli_raise_nofile(void)
 	}
 }
 
+/* Unix microseconds as "YYYY-MM-DD HH:MM:SS UTC"; "-" for 0. */
+void cli_format_time(int64_t us, char *buf, size_t n)
+{
+	if (!us) {
+		snprintf(buf, n, "-");
+		return;
+	}
+	time_t t = (time_t)(us / 1000000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(buf, n, "%Y-%m-%d %H:%M:%S UTC", &tm);
+}
+
 int cli_filter_option(const char *cmd, int opt, const char *arg, scry_pattern_filter **filter,
                       scry_verdict_options *vo)
 {

@@ -56,20 +56,24 @@ ABI_TABLE(scry__abi_store_options, scry_store_options, store_options_init,
 	SCRY_STORE_OPTIONS_VERSION, durable,
 	THROUGH(scry_store_options, durable))
 ABI_TABLE(scry__abi_replay_options, scry_replay_options, replay_options_init,
-	SCRY_REPLAY_OPTIONS_VERSION, log_ctx,
-	THROUGH(scry_replay_options, log_ctx))
+	SCRY_REPLAY_OPTIONS_VERSION, min_per_pattern,
+	THROUGH(scry_replay_options, log_ctx),
+	THROUGH(scry_replay_options, client_margin_ms),
+	THROUGH(scry_replay_options, min_per_pattern))
 ABI_TABLE(scry__abi_verdict_options, scry_verdict_options, verdict_options_init,
 	SCRY_VERDICT_OPTIONS_VERSION, filter,
 	THROUGH(scry_verdict_options, progress_ctx),
 	THROUGH(scry_verdict_options, cancel),
 	THROUGH(scry_verdict_options, filter))
 ABI_TABLE(scry__abi_pipeline_options, scry_pipeline_options, pipeline_options_init,
-	SCRY_PIPELINE_OPTIONS_VERSION, max_migration_seconds,
+	SCRY_PIPELINE_OPTIONS_VERSION, migration_timeout_s,
 	THROUGH(scry_pipeline_options, log_ctx),
-	THROUGH(scry_pipeline_options, max_migration_seconds))
+	THROUGH(scry_pipeline_options, max_migration_seconds),
+	THROUGH(scry_pipeline_options, migration_timeout_s))
 ABI_TABLE(scry__abi_shadow_options, scry_shadow_options, shadow_options_init,
-	SCRY_SHADOW_OPTIONS_VERSION, in_place,
-	THROUGH(scry_shadow_options, in_place))
+	SCRY_SHADOW_OPTIONS_VERSION, migration_timeout_s,
+	THROUGH(scry_shadow_options, in_place),
+	THROUGH(scry_shadow_options, migration_timeout_s))
 ABI_TABLE(scry__abi_report_html_options, scry_report_html_options, NULL,
 	SCRY_REPORT_HTML_OPTIONS_VERSION, title,
 	THROUGH(scry_report_html_options, title))
@@ -81,8 +85,9 @@ ABI_TABLE(scry__abi_proxy_options, scry_proxy_options, proxy_options_init,
 	THROUGH(scry_proxy_options, queue_bytes),
 	THROUGH(scry_proxy_options, event_threads))
 ABI_TABLE(scry__abi_pgwire_options, scry_pgwire_options, pgwire_options_init,
-	SCRY_PGWIRE_OPTIONS_VERSION, max_pending,
-	THROUGH(scry_pgwire_options, max_pending))
+	SCRY_PGWIRE_OPTIONS_VERSION, max_copy_bytes,
+	THROUGH(scry_pgwire_options, max_pending),
+	THROUGH(scry_pgwire_options, max_copy_bytes))
 ABI_TABLE(scry__abi_logimport_options, scry_logimport_options, logimport_options_init,
 	SCRY_LOGIMPORT_OPTIONS_VERSION, force,
 	THROUGH(scry_logimport_options, progress_ctx),
@@ -116,17 +121,21 @@ ABI_TABLE(scry__abi_impact_gate, scry_impact_gate, NULL,
 
 /* ---- array elements: passed with their size (the caller's stride) ------- */
 
-ABI_TABLE(scry__abi_event, scry_event, NULL, 1, error_message,
-	THROUGH(scry_event, error_message))
+ABI_TABLE(scry__abi_event, scry_event, NULL, 2, copy_len,
+	THROUGH(scry_event, error_message),
+	THROUGH(scry_event, copy_len))
 ABI_TABLE(scry__abi_sample, scry_sample, NULL, 1, sqlstate,
 	THROUGH(scry_sample, sqlstate))
 
 /* ---- output structs: `size_t size` first (no version macro) ------------- */
 
-ABI_TABLE(scry__abi_replay_result, scry_replay_result, NULL, 1, lag_max_us,
-	THROUGH(scry_replay_result, lag_max_us))
+ABI_TABLE(scry__abi_replay_result, scry_replay_result, NULL, 2, budget,
+	THROUGH(scry_replay_result, lag_max_us),
+	THROUGH(scry_replay_result, budget))
 ABI_TABLE(scry__abi_store_info, scry_store_info, NULL, 1, schema_version,
 	THROUGH(scry_store_info, schema_version))
+ABI_TABLE(scry__abi_compact_result, scry_compact_result, NULL, 1, bytes_after,
+	THROUGH(scry_compact_result, bytes_after))
 ABI_TABLE(scry__abi_pipeline_stats, scry_pipeline_stats, NULL, 1, total_us,
 	THROUGH(scry_pipeline_stats, total_us))
 ABI_TABLE(scry__abi_verdict_summary, scry_verdict_summary, NULL, 1, candidate_run,

@@ -55,7 +55,7 @@ extern SCRY_HIDDEN const scry__abi_type scry__abi_store_options, scry__abi_repla
 	scry__abi_proxy_stats, scry__abi_fingerprinter_stats, scry__abi_session_info,
 	scry__abi_run_summary, scry__abi_pgwire_callbacks, scry__abi_event, scry__abi_sample,
 	scry__abi_impact_options, scry__abi_impact_gate, scry__abi_impact_summary, scry__abi_log_file,
-	scry__abi_report_html_options;
+	scry__abi_report_html_options, scry__abi_compact_result;
 
 /*
  * Copies a caller's input struct `src` (first field `unsigned int version`)
@@ -256,11 +256,50 @@ SCRY_HIDDEN size_t scry__read_varint(const unsigned char *p, size_t n, uint64_t 
 /* Parameters packed into a blob: (oid varint, format byte, len+1 varint, bytes)*. */
 SCRY_HIDDEN int scry__pack_params(scry_buf *b, const scry_param *params, int n);
 
+/* Session startup parameters as stored (sessions.params, lib/session_params.c):
+ * "key=value" lines, '\n' and '\\' in a value escaped as \n and \\. */
+SCRY_HIDDEN int scry__session_param_put(scry_buf *b, const char *key, const char *value);
+/* Reads the next pair from *p (advanced); key and value are unescaped into
+ * `key`/`val` (cleared first). Returns 1 for a pair, 0 at the end, <0 on ENOMEM. */
+SCRY_HIDDEN int scry__session_param_next(const char **p, scry_buf *key, scry_buf *val);
+
 /*
  * The store owns its SQL: no other module gets its SQLite connection; they
  * go through the store's API (transactions included: scry_store_begin).
  * Fills err from the store's last SQLite error. Returns SCRY_ESTORE. */
 SCRY_HIDDEN int scry__store_fail(scry_store *store, scry_error *err, const char *what);
+/* An event iterator over the given ids, in the given order (ids missing from the store are skipped);
+ * `ids` must stay valid while it is used. */
+/*
+ * Fixed whole-table queries of the store for the replay's sampler and
+ * streaming loader (lib/store_admin.c holds their SQL; docs/store.md the
+ * schema). Columns, by index:
+ *   SCRY__Q_PATTERNS        id, fingerprint (NULL: unparsable), count, total_us, timed
+ *   SCRY__Q_STATEMENTS      id, pattern, the template's first 200 bytes (ids descending)
+ *   SCRY__Q_EVENT_STATEMENT statement (every event)
+ *   SCRY__Q_EVENT_KEYS      id, session, statement, literals, params (capture order)
+ *   SCRY__Q_EVENT_SPANS     session, id, start_us, fingerprint (capture order)
+ *   SCRY__Q_COMPACTED       one row when the store was compacted (scry_store_compact)
+ */
+enum { SCRY__Q_PATTERNS, SCRY__Q_STATEMENTS, SCRY__Q_EVENT_STATEMENT, SCRY__Q_EVENT_KEYS, SCRY__Q_EVENT_SPANS,
+	SCRY__Q_COMPACTED };
+typedef struct scry__rows scry__rows;
+SCRY_HIDDEN int scry__store_rows(scry_store *store, int query, scry__rows **out, scry_error *err);
+/* 1: a row; 0: the end; < 0: an error (in err). */
+SCRY_HIDDEN int scry__rows_next(scry__rows *r, scry_error *err);
+SCRY_HIDDEN int64_t scry__rows_int(scry__rows *r, int col);
+SCRY_HIDDEN bool scry__rows_null(scry__rows *r, int col);
+SCRY_HIDDEN const void *scry__rows_blob(scry__rows *r, int col, size_t *n);
+SCRY_HIDDEN void scry__rows_free(scry__rows *r);
+SCRY_HIDDEN int scry__store_events_by_id(scry_store *store, const int64_t *ids, size_t n,
+	scry_event_iter **out, scry_error *err);
+/* An event iterator over one session's events in an id range, in chunks: prepare once (only the patterns
+ * `fps`, when not NULL), then scry__event_iter_rebind() before each chunk. */
+SCRY_HIDDEN int scry__store_session_events(scry_store *store, const uint64_t *fps, size_t nfps,
+	scry_event_iter **out, scry_error *err);
+/* The session, the range (after_id, last_id] and the most events the next chunk reads. */
+SCRY_HIDDEN void scry__event_iter_rebind(scry_event_iter *it, int64_t session, int64_t after_id, int64_t last_id,
+	int limit);
 
 /*
  * Secrets out of a statement text (lib/redact.c): in CREATE/ALTER

@@ -37,13 +37,23 @@ typedef struct stmt {
 	uint32_t *oids;
 } stmt;
 
+struct scry_pgwire;
+
 typedef struct portal {
 	int refs;
 	stmt *st;
 	int nparams;
 	scry_param *params; /* values point into `data` */
 	char *data;
+	/* A row-limited Execute that ended in PortalSuspended: the portal's one
+	 * execution goes on with the next Execute, and is reported once, when
+	 * the portal completes, fails or goes away. */
+	struct scry_pgwire *d;
+	bool suspended, gone;
+	int64_t fetch, susp_rows, susp_start, susp_end;
 } portal;
+
+static void portal_gone_suspended(portal *p);
 
 static void stmt_unref(stmt *s)
 {
@@ -57,6 +67,8 @@ static void stmt_unref(stmt *s)
 static void portal_unref(portal *p)
 {
 	if (p && --p->refs == 0) {
+		if (p->suspended)
+			portal_gone_suspended(p);
 		stmt_unref(p->st);
 		scry__free(p->params);
 		scry__free(p->data);
@@ -121,6 +133,11 @@ typedef struct op {
 	portal *po;                /* BIND, EXECUTE */
 	int64_t start;             /* when the request (or the statement) began */
 	int64_t rows;              /* DataRows seen (for PortalSuspended) */
+	int64_t fetch;             /* EXECUTE: its row limit, 0 = none */
+	/* COPY FROM STDIN: the client's CopyData payloads, up to max_copy_bytes */
+	char *cbuf;
+	size_t clen, ccap;
+	bool cdropped;
 	/* OP_QUERY: the text, its statements, the one running now. */
 	char *text;
 	scry_statement_span *spans;
@@ -135,6 +152,7 @@ typedef struct dirstate {
 	size_t body_len;
 	size_t skip;         /* bytes of a skipped body still to pass */
 	bool collecting;
+	bool copy_sink;      /* the skipped body is COPY data to keep */
 	char *buf;
 	size_t have, cap;
 } dirstate;
@@ -153,6 +171,7 @@ struct scry_pgwire {
 	op *ops;              /* ring buffer */
 	size_t ops_head, ops_count, ops_cap;
 	scry_pgwire_stats stats;
+	bool freeing;         /* scry_pgwire_free(): report nothing more */
 };
 
 static void unref_stmt_v(void *p) { stmt_unref(p); }
@@ -163,12 +182,28 @@ static void op_release(op *o)
 	stmt_unref(o->st);
 	portal_unref(o->po);
 	scry__free(o->text);
+	scry__free(o->cbuf);
 	scry_statement_spans_free(o->spans);
 }
 
 static op *op_head(scry_pgwire *d)
 {
 	return d->ops_count ? &d->ops[d->ops_head] : NULL;
+}
+
+/* The request COPY data belongs to: the latest Query or Execute the client
+ * sent. Clients may stream CopyData before the server's CopyInResponse
+ * arrives (asyncpg does), so this is not the head of the FIFO. */
+static op *op_copy_target(scry_pgwire *d)
+{
+	for (size_t i = d->ops_count; i-- > 0;) {
+		op *o = &d->ops[(d->ops_head + i) & (d->ops_cap - 1)];
+		if (o->kind == OP_QUERY || o->kind == OP_EXECUTE)
+			return o;
+		if (o->kind != OP_SYNC)
+			return NULL;
+	}
+	return NULL;
 }
 
 static void op_pop(scry_pgwire *d)
@@ -282,7 +317,7 @@ static const unsigned char *rd_bytes(rd *r, size_t n)
 /* ------------------------------------------------------------------ */
 
 static void emit(scry_pgwire *d, scry_event_kind kind, const char *query, size_t qlen,
-                 const portal *po, int64_t start, int64_t end, int64_t rows,
+                 const portal *po, const op *o, int64_t start, int64_t end, int64_t rows,
                  const char *sqlstate, const char *message)
 {
 	d->stats.events++;
@@ -295,15 +330,33 @@ static void emit(scry_pgwire *d, scry_event_kind kind, const char *query, size_t
 	ev.kind = kind;
 	ev.query = query;
 	ev.query_len = qlen < d->opts.max_query_bytes ? qlen : d->opts.max_query_bytes;
+	if (ev.query_len < qlen)
+		ev.flags |= SCRY_EVENT_F_TRUNCATED;
 	if (ev.query_len == 0)
 		ev.query = ""; /* query_len 0 means strlen(): keep it consistent */
 	if (po) {
 		ev.nparams = po->nparams;
 		ev.params = po->params;
+		ev.fetch_rows = po->suspended ? po->fetch : 0;
+		if (po->gone)
+			ev.flags |= SCRY_EVENT_F_PORTAL_OPEN;
+	}
+	if (o && kind == SCRY_EVENT_COPY) {
+		if (o->cdropped)
+			ev.flags |= SCRY_EVENT_F_COPY_DROPPED;
+		else if (o->clen) {
+			ev.copy_data = o->cbuf;
+			ev.copy_len = o->clen;
+		}
 	}
 	ev.rows = rows;
-	if (sqlstate)
+	if (sqlstate) {
 		memcpy(ev.sqlstate, sqlstate, 6);
+		/* A client's CancelRequest ends its statement with this message (the
+		 * server's own statement_timeout says "statement timeout"). */
+		if (!strcmp(sqlstate, "57014") && message && strstr(message, "user request"))
+			ev.flags |= SCRY_EVENT_F_CANCELLED;
+	}
 	ev.error_message = message;
 	d->cb.on_event(d->cb.ctx, &ev);
 }
@@ -390,7 +443,9 @@ static int fe_startup(scry_pgwire *d, const unsigned char *b, size_t n, scry_err
 			"unsupported frontend protocol %d.%d in the client's startup packet (not a PostgreSQL client?)",
 			major, minor);
 	rd r = { b + 4, b + n, false };
-	scry_pgwire_startup su = { major, minor, "", NULL, NULL };
+	scry_pgwire_startup su = { major, minor, "", NULL, NULL, NULL };
+	scry_buf params = SCRY_BUF_INIT;
+	int prc = 0;
 	for (;;) {
 		const char *k = rd_str(&r);
 		if (r.bad || !*k)
@@ -402,17 +457,28 @@ static int fe_startup(scry_pgwire *d, const unsigned char *b, size_t n, scry_err
 			su.user = v;
 		else if (!strcmp(k, "database"))
 			su.database = v;
-		else if (!strcmp(k, "application_name"))
-			su.application = v;
+		else {
+			if (!strcmp(k, "application_name"))
+				su.application = v;
+			/* Every other parameter is session state (a GUC, or `options`);
+			 * `_pq_.` protocol extensions and replication are not. */
+			if (strncmp(k, "_pq_.", 5) && strcmp(k, "replication") && !prc)
+				prc = scry__session_param_put(&params, k, v);
+		}
 	}
-	if (r.bad)
-		return fail(d, err, SCRY_EPROTOCOL, "malformed startup packet from the client");
+	if (r.bad || prc) {
+		scry_buf_dispose(&params);
+		return prc ? fail(d, err, SCRY_ENOMEM, "out of memory")
+		           : fail(d, err, SCRY_EPROTOCOL, "malformed startup packet from the client");
+	}
+	su.params = params.ptr ? params.ptr : "";
 	if (!su.database || !*su.database)
 		su.database = su.user;
 	d->fe_startup = false;
 	d->state = SCRY_PGWIRE_AUTH;
 	if (d->cb.on_startup)
 		d->cb.on_startup(d->cb.ctx, &su);
+	scry_buf_dispose(&params);
 	return 0;
 }
 
@@ -482,6 +548,7 @@ static int fe_bind(scry_pgwire *d, const unsigned char *b, size_t n, int64_t now
 	if (!po)
 		return fail(d, err, SCRY_ENOMEM, "out of memory");
 	po->refs = 1;
+	po->d = d;
 	po->st = st;
 	if (st)
 		st->refs++;
@@ -547,11 +614,12 @@ static int fe_message(scry_pgwire *d, char type, const unsigned char *b, size_t 
 		return fe_bind(d, b, n, now, err);
 	case 'E': {
 		const char *pname = rd_str(&r);
-		rd_u32(&r);
+		uint32_t max_rows = rd_u32(&r);
 		if (r.bad)
 			return fail(d, err, SCRY_EPROTOCOL, "malformed Execute message from the client");
 		if (!(o = op_push(d, OP_EXECUTE, now)))
 			return fail(d, err, SCRY_ELIMIT, "too many requests in flight on one connection");
+		o->fetch = (int32_t)max_rows > 0 ? (int64_t)max_rows : 0;
 		o->po = map_get(&d->portals, pname);
 		if (o->po)
 			o->po->refs++;
@@ -598,12 +666,14 @@ static void query_stmt_done(scry_pgwire *d, op *o, int64_t now, int64_t rows, co
 {
 	if (o->cur < o->nspans) {
 		const scry_statement_span *sp = &o->spans[o->cur];
-		emit(d, o->copy ? SCRY_EVENT_COPY : SCRY_EVENT_SIMPLE, o->text + sp->offset, sp->length, NULL,
+		emit(d, o->copy ? SCRY_EVENT_COPY : SCRY_EVENT_SIMPLE, o->text + sp->offset, sp->length, NULL, o,
 		     o->start, now, rows, sqlstate, msg);
 		o->cur++;
 	}
 	o->copy = false;
 	o->start = now;
+	o->clen = 0;
+	o->cdropped = false;
 }
 
 static void be_complete(scry_pgwire *d, int64_t now, int64_t rows, bool suspended)
@@ -617,12 +687,46 @@ static void be_complete(scry_pgwire *d, int64_t now, int64_t rows, bool suspende
 	}
 	if (o->kind != OP_EXECUTE)
 		return;
+	portal *po = o->po;
+	if (suspended && po && o->fetch > 0) {
+		/* The portal goes on with the next Execute: one execution in all. */
+		if (!po->suspended) {
+			po->suspended = true;
+			po->susp_start = o->start;
+			po->susp_rows = 0;
+		}
+		po->fetch = o->fetch;
+		po->susp_rows += o->rows;
+		po->susp_end = now;
+		op_pop(d);
+		return;
+	}
 	if (suspended)
 		rows = o->rows;
-	if (o->po && o->po->st)
-		emit(d, o->copy ? SCRY_EVENT_COPY : SCRY_EVENT_EXTENDED, o->po->st->query, o->po->st->qlen, o->po,
-		     o->start, now, rows, NULL, NULL);
+	int64_t start = o->start;
+	if (po && po->suspended) { /* the last Execute of a row-limited portal */
+		rows = po->susp_rows + (rows >= 0 ? rows : o->rows);
+		start = po->susp_start;
+	}
+	if (po && po->st)
+		emit(d, o->copy ? SCRY_EVENT_COPY : SCRY_EVENT_EXTENDED, po->st->query, po->st->qlen, po, o,
+		     start, now, rows, NULL, NULL);
+	if (po)
+		po->suspended = false;
 	op_pop(d);
+}
+
+/* A suspended portal closed (or dropped with its transaction) before it
+ * completed: the client stopped fetching. Its execution is reported with the
+ * rows it returned, ending at its last Execute. */
+static void portal_gone_suspended(portal *p)
+{
+	p->gone = true;
+	if (p->d && !p->d->freeing && p->st) {
+		emit(p->d, SCRY_EVENT_EXTENDED, p->st->query, p->st->qlen, p, NULL, p->susp_start, p->susp_end,
+		     p->susp_rows, NULL, NULL);
+	}
+	p->suspended = false;
 }
 
 static void be_error(scry_pgwire *d, const unsigned char *b, size_t n, int64_t now)
@@ -649,13 +753,15 @@ static void be_error(scry_pgwire *d, const unsigned char *b, size_t n, int64_t n
 		return;
 	}
 	/* Extended protocol: the failing step, then everything up to Sync is skipped. */
-	if (o->kind == OP_EXECUTE && o->po && o->po->st)
-		emit(d, o->copy ? SCRY_EVENT_COPY : SCRY_EVENT_EXTENDED, o->po->st->query, o->po->st->qlen, o->po,
-		     o->start, now, -1, sqlstate, msg);
-	else if (o->kind == OP_BIND && o->po && o->po->st)
-		emit(d, SCRY_EVENT_EXTENDED, o->po->st->query, o->po->st->qlen, o->po, o->start, now, -1, sqlstate, msg);
+	if (o->kind == OP_EXECUTE && o->po && o->po->st) {
+		emit(d, o->copy ? SCRY_EVENT_COPY : SCRY_EVENT_EXTENDED, o->po->st->query, o->po->st->qlen, o->po, o,
+		     o->po->suspended ? o->po->susp_start : o->start, now, -1, sqlstate, msg);
+		o->po->suspended = false;
+	} else if (o->kind == OP_BIND && o->po && o->po->st)
+		emit(d, SCRY_EVENT_EXTENDED, o->po->st->query, o->po->st->qlen, o->po, NULL, o->start, now, -1, sqlstate,
+		     msg);
 	else if (o->kind == OP_PARSE)
-		emit(d, SCRY_EVENT_EXTENDED, o->st->query, o->st->qlen, NULL, o->start, now, -1, sqlstate, msg);
+		emit(d, SCRY_EVENT_EXTENDED, o->st->query, o->st->qlen, NULL, NULL, o->start, now, -1, sqlstate, msg);
 	while ((o = op_head(d)) != NULL && o->kind != OP_SYNC && o->kind != OP_QUERY)
 		op_pop(d);
 }
@@ -788,6 +894,9 @@ static int skipped_header(scry_pgwire *d, int dir, char type, int64_t now, scry_
 {
 	if (dir == SCRY_PGWIRE_FRONTEND) {
 		d->stats.messages_frontend++;
+		/* CopyData: kept for a COPY FROM STDIN in progress */
+		op *o = type == 'd' ? op_copy_target(d) : NULL;
+		d->dir[dir].copy_sink = o && !o->cdropped;
 		if (type == 'F' && !op_push(d, OP_FUNC, now))
 			return fail(d, err, SCRY_ELIMIT, "too many requests in flight on one connection");
 		return 0;
@@ -804,6 +913,38 @@ static int skipped_header(scry_pgwire *d, int dir, char type, int64_t now, scry_
 	return be_message(d, type, NULL, 0, now, err);
 }
 
+/* Appends COPY data to the COPY in progress; over the limit the data is
+ * dropped (the event is then marked SCRY_EVENT_F_COPY_DROPPED). */
+static int copy_keep(scry_pgwire *d, const unsigned char *p, size_t k, scry_error *err)
+{
+	op *o = op_copy_target(d);
+	if (!o || o->cdropped) {
+		d->dir[SCRY_PGWIRE_FRONTEND].copy_sink = false;
+		return 0;
+	}
+	if (o->clen + k > d->opts.max_copy_bytes) {
+		scry__free(o->cbuf);
+		o->cbuf = NULL;
+		o->clen = o->ccap = 0;
+		o->cdropped = true;
+		d->dir[SCRY_PGWIRE_FRONTEND].copy_sink = false;
+		return 0;
+	}
+	if (o->clen + k > o->ccap) {
+		size_t cap = o->ccap ? o->ccap : 4096;
+		while (cap < o->clen + k)
+			cap *= 2;
+		char *n = scry__realloc(o->cbuf, cap);
+		if (!n)
+			return fail(d, err, SCRY_ENOMEM, "out of memory keeping COPY data");
+		o->cbuf = n;
+		o->ccap = cap;
+	}
+	memcpy(o->cbuf + o->clen, p, k);
+	o->clen += k;
+	return 0;
+}
+
 static int feed_dir(scry_pgwire *d, int dir, const unsigned char *p, size_t len, int64_t now, scry_error *err)
 {
 	dirstate *ds = &d->dir[dir];
@@ -812,6 +953,11 @@ static int feed_dir(scry_pgwire *d, int dir, const unsigned char *p, size_t len,
 			return 0;
 		if (ds->skip) {
 			size_t k = len < ds->skip ? len : ds->skip;
+			if (ds->copy_sink) {
+				int rc = copy_keep(d, p, k, err);
+				if (rc)
+					return rc;
+			}
 			ds->skip -= k;
 			p += k;
 			len -= k;
@@ -953,7 +1099,9 @@ int scry_pgwire_new(scry_pgwire **out, const scry_pgwire_callbacks *cb, const sc
 	if (!d->opts.max_message_bytes)
 		d->opts.max_message_bytes = 256u << 20;
 	if (!d->opts.max_query_bytes)
-		d->opts.max_query_bytes = 1u << 20;
+		d->opts.max_query_bytes = 16u << 20;
+	if (!d->opts.max_copy_bytes)
+		d->opts.max_copy_bytes = 16u << 20;
 	if (!d->opts.max_pending)
 		d->opts.max_pending = 1000000;
 	d->fe_startup = true;
@@ -967,6 +1115,7 @@ void scry_pgwire_free(scry_pgwire *d)
 {
 	if (!d)
 		return;
+	d->freeing = true;
 	while (d->ops_count)
 		op_pop(d);
 	scry__free(d->ops);

@@ -24,6 +24,7 @@ struct scry_pipeline {
 	char *target;
 	char *prefix;
 	char *suffix;
+	char *baseline, *candidate, *clone_command; /* copies of the options' strings */
 	bool ran;
 
 	scry_verdict *verdict, *fix_verdict;
@@ -97,6 +98,12 @@ int scry_pipeline_new(scry_pipeline **out, scry_store *store, const char *target
 		p->results[i].size = sizeof p->results[i];
 	p->ropts = ro;
 	p->vopts = vo;
+	/* Replay options the caller left out, or filled before budgets existed: the pipeline's budget. */
+	if (!o.replay || o.replay->version < 2)
+		p->ropts.budget = SCRY_PIPELINE_DEFAULT_BUDGET;
+	/* A budget keeps at least what the verdict needs per pattern. */
+	if (p->ropts.min_per_pattern < p->vopts.min_samples)
+		p->ropts.min_per_pattern = p->vopts.min_samples;
 	if (o.fix) {
 		p->fix = fix;
 		p->has_fix = true;
@@ -123,9 +130,17 @@ int scry_pipeline_new(scry_pipeline **out, scry_store *store, const char *target
 	p->suffix = p->opts.suffix ? scry__strdup(p->opts.suffix) : NULL;
 	p->opts.label_prefix = NULL;
 	p->opts.suffix = NULL;
+	bool nomem = false;
+	char **own[3] = { &p->baseline, &p->candidate, &p->clone_command };
+	const char **from[3] = { &p->opts.baseline, &p->opts.candidate, &p->opts.clone_command };
+	for (int i = 0; i < 3; i++) {
+		if (*from[i] && !(*own[i] = scry__strdup(*from[i])))
+			nomem = true;
+		*from[i] = *own[i];
+	}
 	pthread_mutex_init(&p->lock, NULL);
 	atomic_init(&p->canceled, 0);
-	if (!p->target || !p->prefix || (o.suffix && !p->suffix)) {
+	if (nomem || !p->target || !p->prefix || (o.suffix && !p->suffix)) {
 		scry_pipeline_free(p);
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	}
@@ -280,6 +295,9 @@ static int impact_round(impact_run *ir, int round)
 	scry_replay_options ro = p->ropts;
 	ro.mode = SCRY_REPLAY_TIMED;
 	ro.speed = p->opts.impact_speed;
+	/* Live traffic at its captured rate: the whole stream (streamed, memory bounded), not the verdict's sample. */
+	ro.budget = 0;
+	ro.budget_seconds = 0;
 	ro.repeat = 1;
 	ro.warmup = 0;
 	ro.progress = impact_progress;
@@ -407,8 +425,6 @@ static int apply_fix(scry_pipeline *p, scry_shadow *sh, scry_error *err)
 /* The clone mode: A and B side by side, replayed interleaved. */
 static int run_clones(scry_pipeline *p, scry_shadow *sh, const scry_migration *m, scry_error *err)
 {
-	const char *a = scry_shadow_conninfo(sh, SCRY_SHADOW_A);
-	const char *b = scry_shadow_conninfo(sh, SCRY_SHADOW_B);
 	char la[200], lb[200];
 	phase(p, SCRY_PHASE_CLONING, 0, 0);
 	int64_t t0 = scry__monotonic_us();
@@ -416,6 +432,9 @@ static int run_clones(scry_pipeline *p, scry_shadow *sh, const scry_migration *m
 	p->stats.clone_us = scry__monotonic_us() - t0;
 	if (rc)
 		return rc;
+	/* After create: a clone command prints its clones' connection strings. */
+	const char *a = scry_shadow_conninfo(sh, SCRY_SHADOW_A);
+	const char *b = scry_shadow_conninfo(sh, SCRY_SHADOW_B);
 	plog(p, SCRY_LOG_INFO, "cloned %s into %s (baseline) and %s (candidate)",
 	     scry_shadow_target_name(sh), scry_shadow_name(sh, SCRY_SHADOW_A),
 	     scry_shadow_name(sh, SCRY_SHADOW_B));
@@ -489,21 +508,31 @@ int scry_pipeline_run(scry_pipeline *p, const scry_migration *m, scry_error *err
 	memset(&p->stats, 0, sizeof p->stats);
 	int64_t t0 = scry__monotonic_us();
 
-	/* Nothing to replay is an error a person can fix before cloning anything. */
-	scry_store_info info = SCRY_STORE_INFO_INIT;
-	int rc = scry_store_info_get(p->store, &info, err);
-	if (rc)
+	/* Nothing to replay is an error a person can fix before cloning anything (one row read, not a count). */
+	scry_event_iter *it = NULL;
+	const scry_stored_event *first = NULL;
+	int rc = scry_store_events(p->store, NULL, &it, err);
+	if (!rc)
+		rc = scry_event_iter_next(it, &first, err);
+	scry_event_iter_free(it);
+	if (rc < 0)
 		return rc;
-	if (info.events == 0)
+	if (rc == 0)
 		return scry__fail(err, SCRY_ENOTFOUND,
 		                  "the store %s holds no captured workload: capture one first "
 		                  "(scry capture proxy, or scry capture log)", scry_store_path(p->store));
+	rc = 0;
 
 	scry_shadow_options so = SCRY_SHADOW_OPTIONS_INIT;
 	so.suffix = p->suffix;
 	so.log = p->opts.log;
 	so.log_ctx = p->opts.log_ctx;
 	so.in_place = p->opts.mode == SCRY_PIPELINE_SEQUENTIAL;
+	so.provider = p->opts.clone;
+	so.baseline = p->opts.baseline;
+	so.candidate = p->opts.candidate;
+	so.clone_command = p->opts.clone_command;
+	so.migration_timeout_s = p->opts.migration_timeout_s;
 	scry_shadow *sh = NULL;
 	if ((rc = scry_shadow_new(&sh, p->target, &so, err)))
 		return rc;
@@ -635,6 +664,33 @@ static int insert_before_last(scry_buf *out, const char *before, const scry_buf 
 	return rc;
 }
 
+/* What a budget sampled: the verdict judged these, impact_ms still weighs the captured counts. */
+static int sampling_note(const scry_pipeline *p, scry_report_format format, scry_buf *out, scry_error *err)
+{
+	const scry_replay_result *b = &p->results[SCRY_PIPELINE_BASELINE];
+	if (!b->budget || format == SCRY_REPORT_JUNIT)
+		return 0;
+	scry_buf sec = SCRY_BUF_INIT;
+	int rc;
+	if (format == SCRY_REPORT_JSON) {
+		rc = scry__buf_printf(&sec, ",\"sampling\":{\"budget\":%lld,\"captured\":%lld,\"replayed\":%lld,"
+		                      "\"min_per_pattern\":%d}", (long long)b->budget, (long long)b->captured,
+		                      (long long)b->sampled, p->ropts.min_per_pattern);
+		if (!rc)
+			rc = insert_before_last(out, "}", &sec);
+	} else {
+		bool md = format == SCRY_REPORT_MARKDOWN;
+		rc = scry__buf_printf(out, "\n%sReplayed %s: %lld of %lld captured executions per side and round "
+		                      "(budget %lld, at least %d per pattern; impact uses the captured counts).%s\n",
+		                      md ? "_" : "", b->sampled >= b->captured ? "everything" : "a stratified sample",
+		                      (long long)b->sampled, (long long)b->captured, (long long)b->budget,
+		                      p->ropts.min_per_pattern, md ? "_" : "");
+	}
+	scry_buf_dispose(&sec);
+	return rc == SCRY_EPARSE ? scry__fail(err, rc, "the report has no place for the sampling section")
+	     : rc ? scry__fail(err, SCRY_ENOMEM, "out of memory") : 0;
+}
+
 /*
  * The HTML report: the verdicts with the samples' histograms (from the
  * store), and the migration section: the phase timings and replays, and the
@@ -672,6 +728,8 @@ int scry_pipeline_report(const scry_pipeline *p, scry_report_format format, scry
 	if (format == SCRY_REPORT_HTML)
 		return html_report(p, out, err);
 	int rc = verdicts_report(p, format, out, err);
+	if (!rc)
+		rc = sampling_note(p, format, out, err);
 	if (rc || !p->impact)
 		return rc;
 	scry_buf sec = SCRY_BUF_INIT;
@@ -701,6 +759,9 @@ void scry_pipeline_free(scry_pipeline *p)
 	scry__free(p->target);
 	scry__free(p->prefix);
 	scry__free(p->suffix);
+	scry__free(p->baseline);
+	scry__free(p->candidate);
+	scry__free(p->clone_command);
 	pthread_mutex_destroy(&p->lock);
 	scry__free(p);
 }

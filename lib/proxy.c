@@ -75,6 +75,7 @@ static void on_startup(void *ctx, const scry_pgwire_startup *su)
 	s->user = scry__strdup(su->user ? su->user : "");
 	s->application = su->application ? scry__strdup(su->application) : NULL;
 	s->client = scry__strdup(c->client);
+	s->params = su->params && *su->params ? scry__strdup(su->params) : NULL;
 	s->started_us = w->now + p->clock_offset;
 	c->sess = s;
 }
@@ -135,7 +136,7 @@ static void on_event(void *ctx, const scry_event *ev)
 	const char *qtext = redacted ? redacted : ev->query;
 	size_t qlen = redacted ? rlen : ev->query_len;
 	size_t mlen = ev->error_message ? strlen(ev->error_message) + 1 : 0;
-	size_t total = sizeof(qitem) + (size_t)ev->nparams * sizeof(scry_param) + qlen + 1 + mlen;
+	size_t total = sizeof(qitem) + (size_t)ev->nparams * sizeof(scry_param) + qlen + 1 + mlen + ev->copy_len;
 	for (int i = 0; i < ev->nparams; i++)
 		if (ev->params[i].length > 0)
 			total += (size_t)ev->params[i].length;
@@ -171,6 +172,11 @@ static void on_event(void *ctx, const scry_event *ev)
 	if (mlen) {
 		memcpy(wp, ev->error_message, mlen);
 		it->ev.error_message = wp;
+		wp += mlen;
+	}
+	if (ev->copy_len) { /* COPY FROM STDIN data */
+		memcpy(wp, ev->copy_data, ev->copy_len);
+		it->ev.copy_data = wp;
 	}
 	qlist_push(&c->w->local, it);
 }

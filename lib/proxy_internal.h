@@ -31,6 +31,7 @@ typedef struct sess_rec {
 	unsigned gen;        /* the store generation session_id belongs to */
 	bool failed;         /* could not be added: its events are dropped */
 	char *database, *user, *application, *client;
+	char *params;        /* startup parameters (scry_session_info.params) */
 	int64_t started_us;
 } sess_rec;
 

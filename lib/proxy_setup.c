@@ -244,7 +244,7 @@ int scry_proxy_new(scry_proxy **out, scry_store *store, const scry_proxy_options
 	if (!p->opts.max_message_bytes)
 		p->opts.max_message_bytes = 256u << 20;
 	if (!p->opts.max_query_bytes)
-		p->opts.max_query_bytes = 1u << 20;
+		p->opts.max_query_bytes = 16u << 20;
 	if (p->opts.max_connections <= 0)
 		p->opts.max_connections = 10000;
 	if (!p->opts.queue_bytes)

@@ -21,6 +21,7 @@ static void sess_free(sess_rec *s)
 	scry__free(s->user);
 	scry__free(s->application);
 	scry__free(s->client);
+	scry__free(s->params);
 	scry__free(s);
 }
 
@@ -116,6 +117,8 @@ static void write_items(scry_proxy *p, qitem *it, scry_event *evs)
 				                           s->application, s->client, s->started_us };
 				scry_error e = SCRY_ERROR_INIT;
 				int rc = scry_store_session_add(p->store, &info, &s->session_id, &e);
+				if (!rc && s->params)
+					rc = scry_store_session_set_params(p->store, s->session_id, s->params, &e);
 				if (rc) {
 					s->failed = true;
 					writer_fail(p, rc, &e, 0);

@@ -45,6 +45,9 @@ struct scry_replay {
 	scry_store *store;
 	scry_replay_options o;
 	uint64_t *fps;
+	char **umap;      /* copy of o.user_map */
+	int64_t client_timeouts[2]; /* of the last run, per target: no plans from a server that stopped answering */
+	size_t numap;
 	int cancel_fd;
 	atomic_int cancelled;
 };
@@ -65,6 +68,12 @@ int scry_replay_new(scry_replay **out, scry_store *store, const scry_replay_opti
 	int vrc = scry__opts_copy(err, &scry__abi_replay_options, &o, opts);
 	if (vrc)
 		return vrc;
+	if (o.budget < 0 || o.budget_seconds < 0 || o.min_per_pattern < 0)
+		return scry__fail(err, SCRY_EINVAL, "replay budget, budget_seconds and min_per_pattern must be >= 0");
+	if (o.client_margin_ms < 0)
+		return scry__fail(err, SCRY_EINVAL, "replay client_margin_ms must be >= 0 (0 = 1000 ms)");
+	if (o.nuser_map && !o.user_map)
+		return scry__fail(err, SCRY_EINVAL, "replay user_map is NULL but nuser_map is %zu", o.nuser_map);
 	if (o.mode != SCRY_REPLAY_FAST && o.mode != SCRY_REPLAY_TIMED)
 		return scry__fail(err, SCRY_EINVAL, "replay mode must be fast or timed");
 	if (o.mode == SCRY_REPLAY_TIMED && !(o.speed > 0))
@@ -92,6 +101,25 @@ int scry_replay_new(scry_replay **out, scry_store *store, const scry_replay_opti
 		o.fingerprints = NULL;
 		o.nfingerprints = 0;
 	}
+	if (o.nuser_map) {
+		if (!(r->umap = scry__calloc(o.nuser_map, sizeof *r->umap))) {
+			scry_replay_free(r);
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		}
+		r->numap = o.nuser_map;
+		for (size_t i = 0; i < o.nuser_map; i++) {
+			if (!o.user_map[i] || !strchr(o.user_map[i], '=')) {
+				scry_replay_free(r);
+				return scry__fail(err, SCRY_EINVAL, "replay user_map entries are \"captured=role\", not '%s'",
+				                  o.user_map[i] ? o.user_map[i] : "(null)");
+			}
+			if (!(r->umap[i] = scry__strdup(o.user_map[i]))) {
+				scry_replay_free(r);
+				return scry__fail(err, SCRY_ENOMEM, "out of memory");
+			}
+		}
+		o.user_map = (const char *const *)r->umap;
+	}
 	r->o = o;
 	r->store = store;
 	r->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -110,6 +138,9 @@ void scry_replay_free(scry_replay *r)
 		return;
 	if (r->cancel_fd >= 0)
 		close(r->cancel_fd);
+	for (size_t i = 0; i < r->numap; i++)
+		scry__free(r->umap[i]);
+	scry__free(r->umap);
 	scry__free(r->fps);
 	scry__free(r);
 }
@@ -130,7 +161,7 @@ void scry_replay_cancel(scry_replay *r)
 /* ------------------------------------------------------------------ */
 
 enum { C_NONE, C_CONNECTING, C_SETUP, C_IDLE, C_BUSY };
-enum { STEP_NONE, STEP_SETUP, STEP_BEGIN, STEP_PREPARE, STEP_EXEC, STEP_ROLLBACK };
+enum { STEP_NONE, STEP_SETUP, STEP_BEGIN, STEP_PREPARE, STEP_EXEC, STEP_ROLLBACK, STEP_CLOSE, STEP_PIPE };
 enum { PH_DUE, PH_START, PH_PREP, PH_EXEC, PH_AFTER, PH_NEXT };
 
 struct runner;
@@ -151,6 +182,16 @@ typedef struct rconn {
 	int64_t t0, rows;
 	char sqlstate[6];
 	bool error;
+	bool copy_in, copied;     /* COPY FROM STDIN data being sent; COPY TO STDOUT rows counted */
+	size_t copy_off;
+	int cur_stage;            /* row-limited portal as a cursor: 1 DECLARE sent, 2 FETCHing */
+	int64_t fetch_prev;       /* rows before the FETCH in flight */
+	bool cancel_sent;         /* the captured cancel was replayed on this step */
+	/* STEP_PIPE: BEGIN, [PREPARE], the write, ROLLBACK and Sync in one round trip */
+	int pipe_stage, pipe_write; /* results finished so far; index of the write */
+	bool pipe_prep;           /* a PREPARE is in the pipeline */
+	bool pipe_prep_failed;
+	int64_t t_end;            /* when the write's own results ended */
 } rconn;
 
 typedef struct runner {
@@ -159,6 +200,10 @@ typedef struct runner {
 	size_t next;
 	int cur, phase;              /* cur: 0 = the unit's first pass, 1 = its second (A/B) */
 	bool wrapped, override_rollback;
+	bool cursor, cursor_open; /* this statement runs as DECLARE/FETCH (a captured row-limited portal) */
+	bool io_timer;            /* in the heap for a deadline of the step in flight, not for a due time */
+	int64_t io_deadline;      /* client-side limit of the step in flight (0 = none) */
+	int64_t cancel_at;        /* when to replay the captured cancel (0 = none) */
 	int64_t due;
 	int64_t heap_idx; /* -1 when not waiting in the timer heap */
 	struct runner *next_dead; /* finished, freed after the current batch of events */
@@ -168,7 +213,18 @@ typedef struct runner {
 	size_t units;                /* units started: which side goes first alternates */
 	bool unit_rollback;          /* the unit ended with the session still in a transaction: rolled back */
 	bool unit_locks;             /* the unit's transaction may take row locks: replayed whole per side */
+	scry__stmt_cursor sc; /* where it is in its session (a streaming workload reads it in chunks) */
 } runner;
+
+/*
+ * Statement i of the runner's session; it may still go back to the start of
+ * its A/B unit (with one target, never back). NULL when a streamed chunk
+ * could not be read.
+ */
+#define RUNNER_STMT(x, r, i) \
+	scry__replay_stmt((x)->w, &(r)->sc, (r)->s, (i), (x)->ntargets > 1 ? (r)->unit_start : (r)->next)
+/* The statement the runner is at (read by drive() first, so never NULL elsewhere). */
+#define CUR_STMT(x, r) RUNNER_STMT(x, r, (r)->next)
 
 /*
  * Samples go to the store from a writer thread, in batches, so that SQLite
@@ -200,6 +256,9 @@ typedef struct target {
 	int64_t run_id;
 	batch *cur;
 	scry_replay_result res;
+	int64_t cancels;         /* captured cancels replayed (samples with 57014 we asked for) */
+	int64_t client_timeouts; /* steps given up by the client-side timer */
+	int64_t not_replayable;  /* truncated texts, COPY data over the capture limit */
 } target;
 
 typedef struct ctx {
@@ -227,6 +286,8 @@ typedef struct ctx {
 	int fatal;
 	scry_error *err;
 	writer wr;
+	scry_buf keybuf, sqlbuf;  /* connection keywords, setup/cursor SQL */
+	bool warned_truncated, warned_copy;
 } ctx;
 
 static void *writer_main(void *arg)
@@ -344,6 +405,7 @@ static void conn_close(ctx *x, rconn *c)
 }
 
 static void conn_poll_connect(ctx *x, rconn *c);
+static void io_arm(ctx *x, runner *r);
 
 static void notice(void *arg, const PGresult *r)
 {
@@ -353,9 +415,13 @@ static void notice(void *arg, const PGresult *r)
 
 static void conn_start(ctx *x, rconn *c)
 {
-	const char *keys[] = { "dbname", "fallback_application_name", NULL };
-	const char *vals[] = { x->tg[c->target].conninfo, "scry replay", NULL };
+	const char *keys[REPLAY_MAX_KEYS + 1], *vals[REPLAY_MAX_KEYS + 1];
+	if (scry__replay_conn_keys(x->o, c->r->s, x->tg[c->target].conninfo, keys, vals, &x->keybuf)) {
+		set_fatal(x, SCRY_ENOMEM, "out of memory opening a connection");
+		return;
+	}
 	c->pg = PQconnectStartParams(keys, vals, 1);
+	io_arm(x, c->r); /* a server that accepts but never answers */
 	c->state = C_CONNECTING;
 	c->fd = -1;
 	c->mask = 0;
@@ -430,6 +496,14 @@ static void conn_begin_step(rconn *c, int step)
 	c->sqlstate[0] = 0;
 	c->error = false;
 	c->copy_out = false;
+	c->copy_in = c->copied = false;
+	c->copy_off = 0;
+	c->cur_stage = 0;
+	c->fetch_prev = 0;
+	c->cancel_sent = false;
+	c->pipe_stage = c->pipe_write = 0;
+	c->pipe_prep = c->pipe_prep_failed = false;
+	c->t_end = 0;
 }
 
 static void conn_step_done(ctx *x, rconn *c);
@@ -445,18 +519,21 @@ static bool conn_sent(ctx *x, rconn *c, int ok)
 		return false;
 	}
 	conn_flush_watch(x, c);
+	io_arm(x, c->r);
 	return true;
 }
 
 static void conn_send_setup(ctx *x, rconn *c)
 {
-	char sql[64];
-	snprintf(sql, sizeof sql, "SET statement_timeout = %d", x->o->timeout_ms);
+	if (scry__replay_setup_sql(x->o, c->r->s, c->target, &x->sqlbuf)) {
+		set_fatal(x, SCRY_ENOMEM, "out of memory");
+		return;
+	}
 	PQsetnonblocking(c->pg, 1);
 	c->fd = PQsocket(c->pg);
 	conn_begin_step(c, STEP_SETUP);
 	c->state = C_SETUP;
-	conn_sent(x, c, PQsendQuery(c->pg, sql));
+	conn_sent(x, c, PQsendQuery(c->pg, x->sqlbuf.ptr));
 }
 
 static void conn_poll_connect(ctx *x, rconn *c)
@@ -529,7 +606,7 @@ static void record(ctx *x, runner *r, rconn *c, int64_t latency)
 	}
 	scry_sample *s = &t->cur->s[t->cur->n++];
 	memset(s, 0, sizeof *s);
-	s->event_id = r->s->st[r->next].event_id;
+	s->event_id = CUR_STMT(x, r)->event_id;
 	s->round = r->round - x->o->warmup;
 	s->latency_us = latency;
 	s->rows = c->error ? -1 : c->rows;
@@ -538,8 +615,12 @@ static void record(ctx *x, runner *r, rconn *c, int64_t latency)
 	t->res.executions++;
 	if (c->error) {
 		t->res.errors++;
-		if (!strcmp(s->sqlstate, "57014"))
-			t->res.timeouts++;
+		if (!strcmp(s->sqlstate, "57014")) {
+			if (c->cancel_sent)
+				t->cancels++; /* the captured cancel, replayed: not a timeout */
+			else
+				t->res.timeouts++;
+		}
 	}
 	if (t->cur->n == BATCH_SAMPLES) {
 		writer_push(&x->wr, t->cur);
@@ -556,17 +637,22 @@ static bool accumulate(rconn *c, PGresult *res)
 		c->rows += PQntuples(res);
 		break;
 	case PGRES_COMMAND_OK: {
+		/* After COPY TO STDOUT the rows were counted one per CopyData:
+		 * the "COPY n" tag would count them twice. */
 		const char *n = PQcmdTuples(res);
-		if (n && *n)
+		if (n && *n && !c->copied)
 			c->rows += strtoll(n, NULL, 10);
+		c->copied = false;
 		break;
 	}
 	case PGRES_COPY_IN:
-		/* The capture has no COPY data: end the copy with none. */
-		PQputCopyEnd(c->pg, NULL);
+		/* Send the captured data (none if the capture has none), then end. */
+		c->copy_in = true;
+		c->copy_off = 0;
 		return true;
 	case PGRES_COPY_OUT:
 		c->copy_out = true;
+		c->copied = true;
 		break;
 	case PGRES_EMPTY_QUERY:
 		break;
@@ -580,6 +666,45 @@ static bool accumulate(rconn *c, PGresult *res)
 	}
 	}
 	return false;
+}
+
+/* Sends the captured COPY FROM STDIN data of the statement in flight, as
+ * far as the socket takes it (EPOLLOUT resumes), then CopyDone. */
+static void copy_pump(ctx *x, rconn *c)
+{
+	const rstmt *st = CUR_STMT(x, c->r);
+	const char *data = c->step == STEP_EXEC ? st->copy : NULL;
+	size_t len = data ? st->copy_len : 0;
+	while (c->copy_in) {
+		int rc;
+		if (c->copy_off < len) {
+			size_t k = len - c->copy_off < 65536 ? len - c->copy_off : 65536;
+			rc = PQputCopyData(c->pg, data + c->copy_off, (int)k);
+			if (rc > 0)
+				c->copy_off += k;
+		} else {
+			rc = PQputCopyEnd(c->pg, NULL);
+			if (rc > 0)
+				c->copy_in = false;
+		}
+		if (rc < 0) {
+			c->lost = true;
+			return;
+		}
+		if (rc == 0) { /* libpq's buffer is full: wait until the socket drains */
+			int f = PQflush(c->pg);
+			if (f < 0) {
+				c->lost = true;
+				return;
+			}
+			if (f == 1) {
+				c->flushing = true;
+				conn_update_mask(x, c, EPOLLIN | EPOLLOUT);
+				return;
+			}
+		}
+	}
+	conn_flush_watch(x, c);
 }
 
 /* Reads whatever results are complete; finishes the step at the last one. */
@@ -611,14 +736,48 @@ static void conn_process(ctx *x, rconn *c)
 			return;
 		}
 		PGresult *res = PQgetResult(c->pg);
+		if (c->step == STEP_PIPE) {
+			if (!res) { /* one query of the pipeline is done */
+				if (c->pipe_stage == c->pipe_write)
+					c->t_end = scry__monotonic_us();
+				c->pipe_stage++;
+				continue;
+			}
+			ExecStatusType es = PQresultStatus(res);
+			if (es == PGRES_PIPELINE_SYNC) {
+				PQclear(res);
+				if (PQexitPipelineMode(c->pg) != 1)
+					c->lost = true; /* cannot happen after the Sync: treat as a broken connection */
+				conn_step_done(x, c);
+				return;
+			}
+			/* Only the write's outcome (and its PREPARE's) is recorded;
+			 * BEGIN and ROLLBACK are not part of the sample. */
+			bool mine = c->pipe_stage == c->pipe_write || (c->pipe_prep && c->pipe_stage == c->pipe_write - 1);
+			if (mine && es != PGRES_PIPELINE_ABORTED) {
+				if (c->pipe_prep && c->pipe_stage == c->pipe_write - 1 && es == PGRES_FATAL_ERROR)
+					c->pipe_prep_failed = true;
+				accumulate(c, res);
+			}
+			PQclear(res);
+			continue;
+		}
 		if (!res) {
 			conn_step_done(x, c);
 			return;
 		}
-		bool flush = accumulate(c, res);
+		bool copy = accumulate(c, res);
 		PQclear(res);
-		if (flush)
-			conn_flush_watch(x, c);
+		if (copy)
+			copy_pump(x, c);
+		if (c->lost) {
+			if (!c->error) {
+				c->error = true;
+				snprintf(c->sqlstate, sizeof c->sqlstate, "08006");
+			}
+			conn_step_done(x, c);
+			return;
+		}
 	}
 }
 
@@ -632,6 +791,8 @@ static void conn_event(ctx *x, rconn *c, uint32_t events)
 	}
 	if (c->flushing && (events & EPOLLOUT))
 		conn_flush_watch(x, c);
+	if (c->copy_in && !c->flushing && !c->lost)
+		copy_pump(x, c);
 	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
 		if (!PQconsumeInput(c->pg))
 			c->lost = true;
@@ -668,11 +829,40 @@ static void conn_event(ctx *x, rconn *c, uint32_t events)
 	}
 }
 
+static void io_disarm(ctx *x, runner *r);
+static void heap_remove(ctx *x, runner *r);
+
+/* A row-limited portal replayed as a cursor: the next FETCH, while the last
+ * one returned a full batch. True when one was sent (the step goes on). */
+static bool cursor_continue(ctx *x, rconn *c, bool bad)
+{
+	runner *r = c->r;
+	const rstmt *st = CUR_STMT(x, r);
+	if (!c->cur_stage || c->error || bad)
+		return false;
+	if (c->cur_stage == 2 && c->rows - c->fetch_prev < st->fetch)
+		return false; /* the last batch was short: the portal is done */
+	if ((st->flags & SCRY_EVENT_F_PORTAL_OPEN) && c->cur_stage == 2 && c->rows >= st->rows)
+		return false; /* the application stopped fetching here */
+	c->cur_stage = 2;
+	c->fetch_prev = c->rows;
+	r->cursor_open = true;
+	char sql[64];
+	snprintf(sql, sizeof sql, "FETCH %lld FROM scry_portal", (long long)st->fetch);
+	c->step = STEP_EXEC;
+	c->state = C_BUSY;
+	conn_sent(x, c, PQsendQuery(c->pg, sql));
+	return true;
+}
+
 static void conn_step_done(ctx *x, rconn *c)
 {
 	runner *r = c->r;
 	int step = c->step;
 	bool bad = c->lost || PQstatus(c->pg) == CONNECTION_BAD;
+	io_disarm(x, r);
+	if (step == STEP_EXEC && cursor_continue(x, c, bad))
+		return;
 	c->step = STEP_NONE;
 	c->state = C_IDLE;
 	int64_t now = scry__monotonic_us();
@@ -693,18 +883,28 @@ static void conn_step_done(ctx *x, rconn *c)
 			record(x, r, c, now - c->t0);
 			r->phase = PH_AFTER;
 		} else {
-			prepared_add(c, r->s->st[r->next].t->id);
+			prepared_add(c, CUR_STMT(x, r)->t->id);
 			r->phase = PH_EXEC;
 		}
 		break;
 	case STEP_EXEC:
 		record(x, r, c, now - c->t0);
-		if (r->s->st[r->next].t->clears_prepared)
+		if (CUR_STMT(x, r)->t->clears_prepared)
 			prepared_clear(c);
 		r->phase = PH_AFTER;
 		break;
 	case STEP_ROLLBACK:
 		r->phase = PH_NEXT;
+		break;
+	case STEP_CLOSE:
+		r->cursor_open = false;
+		r->phase = PH_AFTER;
+		break;
+	case STEP_PIPE:
+		if (c->pipe_prep && !c->pipe_prep_failed && !bad)
+			prepared_add(c, CUR_STMT(x, r)->t->id);
+		record(x, r, c, (c->t_end ? c->t_end : now) - c->t0);
+		r->phase = PH_AFTER; /* the server's transaction state says whether the ROLLBACK ran */
 		break;
 	}
 	if (bad)
@@ -777,19 +977,148 @@ static void heap_remove(ctx *x, runner *r)
 	}
 }
 
-static int64_t stmt_due(ctx *x, const runner *r)
+/* ------------------------------------------------------------------ */
+/* Client-side deadlines and replayed cancels                          */
+/* ------------------------------------------------------------------ */
+
+/* The client-side limit of one step: statement_timeout plus a margin (0 = none). */
+static int64_t io_limit_us(const ctx *x)
 {
-	const rstmt *st = &r->s->st[r->next];
+	if (x->o->timeout_ms <= 0)
+		return 0;
+	int margin = x->o->client_margin_ms > 0 ? x->o->client_margin_ms : 1000;
+	return ((int64_t)x->o->timeout_ms + margin) * 1000;
+}
+
+/* (Re)arms the runner's deadline for the step just sent: the timer heap
+ * holds it with due = the earlier of the hard limit and a pending cancel. */
+static void io_arm(ctx *x, runner *r)
+{
+	int64_t lim = io_limit_us(x);
+	if (!lim && !r->cancel_at)
+		return;
+	heap_remove(x, r);
+	r->io_deadline = lim ? scry__monotonic_us() + lim : 0;
+	int64_t due = r->io_deadline ? r->io_deadline : INT64_MAX;
+	if (r->cancel_at && r->cancel_at < due)
+		due = r->cancel_at;
+	r->due = due;
+	r->io_timer = true;
+	heap_push(x, r);
+}
+
+static void io_disarm(ctx *x, runner *r)
+{
+	if (!r->io_timer)
+		return;
+	heap_remove(x, r);
+	r->io_timer = false;
+	r->cancel_at = 0;
+	/* A/B: the other connection may still be connecting; it keeps a deadline. */
+	for (int i = 0; i < x->ntargets; i++)
+		if (r->c[i].state == C_CONNECTING) {
+			io_arm(x, r);
+			return;
+		}
+}
+
+static void *cancel_main(void *arg)
+{
+	char msg[256];
+	PQcancel(arg, msg, sizeof msg);
+	PQfreeCancel(arg);
+	return NULL;
+}
+
+/* Sends a CancelRequest for c's statement without blocking the loop:
+ * libpq 15's PQcancel() connects and waits, so it runs on a detached thread. */
+static void send_cancel(ctx *x, rconn *c)
+{
+	PGcancel *cn = PQgetCancel(c->pg);
+	if (!cn)
+		return;
+	pthread_attr_t a;
+	pthread_t th;
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &a, cancel_main, cn) != 0) {
+		PQfreeCancel(cn);
+		logf_(x, SCRY_LOG_WARNING, "cannot start a thread to replay a cancel");
+	} else {
+		c->cancel_sent = true;
+	}
+	pthread_attr_destroy(&a);
+}
+
+static void runner_finish(ctx *x, runner *r);
+
+/* The runner's deadline passed while a step was in flight. */
+static void io_deadline(ctx *x, runner *r)
+{
+	r->io_timer = false;
+	rconn *c = NULL;
+	for (int i = 0; i < x->ntargets && !c; i++)
+		if (r->c[i].state == C_BUSY || r->c[i].state == C_SETUP || r->c[i].state == C_CONNECTING)
+			c = &r->c[i];
+	if (!c) {
+		r->cancel_at = 0;
+		return;
+	}
+	int64_t now = scry__monotonic_us();
+	if (r->cancel_at && now >= r->cancel_at && c->state == C_BUSY && (c->step == STEP_EXEC || c->step == STEP_PIPE)) {
+		r->cancel_at = 0;
+		if (!c->cancel_sent)
+			send_cancel(x, c);
+		if (r->io_deadline) { /* the hard limit still holds */
+			r->due = r->io_deadline;
+			r->io_timer = true;
+			heap_push(x, r);
+		}
+		return;
+	}
+	if (!r->io_deadline || now < r->io_deadline) {
+		r->due = r->io_deadline ? r->io_deadline : r->cancel_at;
+		r->io_timer = r->due != 0;
+		if (r->io_timer)
+			heap_push(x, r);
+		return;
+	}
+	/* The server has not answered within statement_timeout + margin: it is
+	 * stopped, or the network is gone. Record a timeout and give up on this
+	 * session (its connection cannot be trusted; a reconnect would hang too). */
+	x->tg[c->target].client_timeouts++;
+	logf_(x, SCRY_LOG_WARNING, "the server did not answer within %lld ms (statement timeout + margin); "
+	      "giving up on this session's connection", (long long)(io_limit_us(x) / 1000));
+	bool in_stmt = c->state == C_BUSY && (c->step == STEP_EXEC || c->step == STEP_PIPE);
+	if (c->state == C_BUSY && (in_stmt || c->step == STEP_PREPARE || c->step == STEP_BEGIN)) {
+		c->error = true;
+		snprintf(c->sqlstate, sizeof c->sqlstate, "57014");
+		c->cancel_sent = false;
+		record(x, r, c, now - c->t0);
+	}
+	size_t left = r->s->n - r->next - (in_stmt ? 1 : 0);
+	if (r->round >= x->o->warmup)
+		for (int i = 0; i < x->ntargets; i++)
+			x->tg[i].res.skipped += (int64_t)left;
+	x->done += r->s->n - r->next;
+	runner_finish(x, r);
+}
+
+static int64_t stmt_due(ctx *x, runner *r)
+{
+	const rstmt *st = CUR_STMT(x, r);
 	return x->round_start + (int64_t)((double)(st->start_us - x->w->first_us) / x->o->speed);
 }
 
 static void runner_finish(ctx *x, runner *r)
 {
 	heap_remove(x, r);
+	r->io_timer = false;
 	for (int i = 0; i < x->ntargets; i++) {
 		conn_close(x, &r->c[i]);
 		scry__free(r->c[i].prep);
 	}
+	scry__stmt_cursor_close(x->w, &r->sc);
 	size_t i = r->active_idx;
 	x->active[i] = x->active[--x->nactive];
 	x->active[i]->active_idx = i;
@@ -814,15 +1143,35 @@ static void lag_add(ctx *x, int64_t lag)
 	x->lags[x->nlags++] = lag < 0 ? 0 : lag;
 }
 
+/* A statement the client cancelled at capture is cancelled at the same
+ * offset after its start (io_deadline() sends the CancelRequest). */
+static void set_cancel_at(runner *r, const rconn *c, const rstmt *st)
+{
+	r->cancel_at = 0;
+	if ((st->flags & SCRY_EVENT_F_CANCELLED) && st->duration_us >= 0 && !r->override_rollback)
+		r->cancel_at = c->t0 + st->duration_us;
+}
+
 static bool send_exec(ctx *x, runner *r, rconn *c)
 {
-	const rstmt *st = &r->s->st[r->next];
+	const rstmt *st = CUR_STMT(x, r);
 	conn_begin_step(c, STEP_EXEC);
 	c->t0 = scry__monotonic_us();
 	int ok;
+	set_cancel_at(r, c, st);
 	if (r->override_rollback)
 		ok = PQsendQuery(c->pg, "ROLLBACK");
-	else if (st->kind == SCRY_EVENT_EXTENDED) {
+	else if (r->cursor) {
+		scry__buf_clear(&x->sqlbuf);
+		if (scry__buf_puts(&x->sqlbuf, "DECLARE scry_portal NO SCROLL CURSOR FOR ") ||
+		    scry__buf_put(&x->sqlbuf, st->t->text, st->t->len)) {
+			set_fatal(x, SCRY_ENOMEM, "out of memory");
+			return false;
+		}
+		c->cur_stage = 1;
+		ok = PQsendQueryParams(c->pg, x->sqlbuf.ptr, st->nparams, st->t->types, st->values, st->lengths,
+		                       st->formats, 0);
+	} else if (st->kind == SCRY_EVENT_EXTENDED) {
 		char name[24];
 		snprintf(name, sizeof name, "scry_%u", st->t->id);
 		ok = PQsendQueryPrepared(c->pg, name, st->nparams, st->values, st->lengths, st->formats, 0);
@@ -831,6 +1180,56 @@ static bool send_exec(ctx *x, runner *r, rconn *c)
 		ok = PQsendQuery(c->pg, st->t->text);
 	}
 	return conn_sent(x, c, ok);
+}
+
+/* A write wrapped in BEGIN ... ROLLBACK can go in one pipeline: not a COPY
+ * (no COPY in pipeline mode), not a cursor, and for the simple protocol a
+ * single statement (the pipeline sends it with the extended protocol, which
+ * takes one statement per message). */
+static bool pipeline_ok(const rstmt *st, const runner *r)
+{
+	if (r->cursor || r->override_rollback || st->kind == SCRY_EVENT_COPY)
+		return false;
+	if (st->kind == SCRY_EVENT_EXTENDED)
+		return true;
+	const char *semi = memchr(st->t->text, ';', st->t->len);
+	if (!semi)
+		return true;
+	for (const char *p = semi + 1; p < st->t->text + st->t->len; p++)
+		if (*p != ' ' && *p != '\n' && *p != '\t' && *p != '\r')
+			return false;
+	return true;
+}
+
+/*
+ * BEGIN, [PREPARE], the write, ROLLBACK and Sync in ONE round trip (libpq
+ * pipeline mode). The write's latency runs from the send of the pipeline to
+ * the end of the write's own results (BEGIN costs the server microseconds;
+ * ROLLBACK comes after and is not counted).
+ */
+static void send_pipeline(ctx *x, runner *r, rconn *c)
+{
+	const rstmt *st = CUR_STMT(x, r);
+	conn_begin_step(c, STEP_PIPE);
+	c->t0 = scry__monotonic_us();
+	int ok = PQenterPipelineMode(c->pg) &&
+	         PQsendQueryParams(c->pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+	c->pipe_write = 1;
+	char name[24];
+	snprintf(name, sizeof name, "scry_%u", st->t->id);
+	if (ok && st->kind == SCRY_EVENT_EXTENDED && !prepared_has(c, st->t->id)) {
+		c->pipe_prep = true;
+		c->pipe_write = 2;
+		ok = PQsendPrepare(c->pg, name, st->t->text, st->t->nparams, st->t->types);
+	}
+	if (ok)
+		ok = st->kind == SCRY_EVENT_EXTENDED
+			? PQsendQueryPrepared(c->pg, name, st->nparams, st->values, st->lengths, st->formats, 0)
+			: PQsendQueryParams(c->pg, st->t->text, 0, NULL, NULL, NULL, NULL, 0);
+	if (ok)
+		ok = PQsendQueryParams(c->pg, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(c->pg);
+	set_cancel_at(r, c, st);
+	conn_sent(x, c, ok);
 }
 
 /*
@@ -855,10 +1254,16 @@ static rconn *step_conn(const ctx *x, runner *r)
  * that only reads holds no row locks, so its statements can be interleaved
  * one by one like autocommit ones: the pairs stay moments apart.
  */
-static bool unit_takes_locks(const rsession *s, size_t i)
+static bool unit_takes_locks(ctx *x, runner *r, size_t i)
 {
+	const rsession *s = r->s;
 	for (size_t j = i; j < s->n; j++) {
-		const itext *t = s->st[j].t;
+		const rstmt *st = RUNNER_STMT(x, r, j);
+		if (!st) {
+			set_fatal(x, x->w->error, "%s", x->w->err.message);
+			return true;
+		}
+		const itext *t = st->t;
 		if (t->cls == CLS_WRITE || t->cls == CLS_2PC || t->cls == CLS_NOTXN)
 			return true;
 		if (j > i && (t->cls == CLS_COMMIT ||
@@ -891,7 +1296,7 @@ static bool next_step(ctx *x, runner *r, rconn *c)
 		return true;
 	}
 	if (r->cur == 0 && r->next == r->unit_start)
-		r->unit_locks = unit_takes_locks(r->s, r->next);
+		r->unit_locks = unit_takes_locks(x, r, r->next);
 	if (r->cur == 0 && r->unit_locks && r->next + 1 < r->s->n && conn_in_txn(c)) {
 		r->next++; /* the transaction goes on */
 		r->phase = timed ? PH_DUE : PH_START;
@@ -939,7 +1344,11 @@ static void drive(ctx *x, runner *r)
 		rconn *c = step_conn(x, r);
 		if (c->state != C_IDLE)
 			return; /* connecting, or a step is in flight: its completion calls us */
-		const rstmt *st = &r->s->st[r->next];
+		const rstmt *st = CUR_STMT(x, r);
+		if (!st) {
+			set_fatal(x, x->w->error, "%s", x->w->err.message);
+			return;
+		}
 		switch (r->phase) {
 		case PH_DUE: {
 			int64_t now = scry__monotonic_us();
@@ -959,7 +1368,27 @@ static void drive(ctx *x, runner *r)
 			bool skip = false, wrap = false;
 			scry_replay_writes wm = x->o->writes;
 			r->override_rollback = false;
-			switch (st->t->cls) {
+			/* A captured row-limited portal: DECLARE + FETCH n, in a transaction. */
+			r->cursor = st->kind == SCRY_EVENT_EXTENDED && st->fetch > 0 && st->t->cursorable;
+			r->cursor_open = false;
+			if (st->flags & (SCRY_EVENT_F_TRUNCATED | SCRY_EVENT_F_COPY_DROPPED)) {
+				/* Not replayable as captured: a cut text would be a syntax
+				 * error, a COPY without its data would measure nothing. */
+				bool tr = (st->flags & SCRY_EVENT_F_TRUNCATED) != 0;
+				if (tr ? !x->warned_truncated : !x->warned_copy) {
+					logf_(x, SCRY_LOG_WARNING, "%s", tr
+						? "skipping statements whose text was truncated at capture (raise the capture limit to replay them)"
+						: "skipping COPY FROM STDIN statements whose data was over the capture limit");
+					if (tr)
+						x->warned_truncated = true;
+					else
+						x->warned_copy = true;
+				}
+				skip = true;
+				if (r->round >= x->o->warmup)
+					x->tg[c->target].not_replayable++;
+			}
+			switch (skip ? -1 : st->t->cls) {
 			case CLS_COMMIT:
 				r->override_rollback = wm != SCRY_WRITES_EXECUTE;
 				break;
@@ -979,7 +1408,13 @@ static void drive(ctx *x, runner *r)
 				r->phase = PH_NEXT;
 				break;
 			}
+			if (r->cursor && !in_txn && !skip)
+				wrap = true; /* a cursor needs a transaction; ROLLBACK closes it */
 			r->wrapped = wrap;
+			if (wrap && pipeline_ok(st, r)) {
+				send_pipeline(x, r, c);
+				return;
+			}
 			if (wrap) {
 				conn_begin_step(c, STEP_BEGIN);
 				c->t0 = scry__monotonic_us();
@@ -990,7 +1425,8 @@ static void drive(ctx *x, runner *r)
 			break;
 		}
 		case PH_PREP:
-			if (st->kind == SCRY_EVENT_EXTENDED && !r->override_rollback && !prepared_has(c, st->t->id)) {
+			if (st->kind == SCRY_EVENT_EXTENDED && !r->override_rollback && !r->cursor &&
+			    !prepared_has(c, st->t->id)) {
 				char name[24];
 				snprintf(name, sizeof name, "scry_%u", st->t->id);
 				conn_begin_step(c, STEP_PREPARE);
@@ -1004,6 +1440,12 @@ static void drive(ctx *x, runner *r)
 			send_exec(x, r, c);
 			return;
 		case PH_AFTER:
+			if (r->cursor_open && !r->wrapped && PQtransactionStatus(c->pg) == PQTRANS_INTRANS) {
+				conn_begin_step(c, STEP_CLOSE);
+				conn_sent(x, c, PQsendQuery(c->pg, "CLOSE scry_portal"));
+				return;
+			}
+			r->cursor_open = false;
 			if (r->wrapped) {
 				r->wrapped = false;
 				if (PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
@@ -1174,9 +1616,12 @@ static char *redact_conninfo(const char *conninfo)
 	return b.ptr;
 }
 
-/* Connects once, blocking, so that a wrong target gives one clear error before anything runs. */
-static int check_target(const char *conninfo, scry_error *err)
+/* Connects once, blocking, so that a wrong target gives one clear error before
+ * anything runs; the connection is kept for the role check (*out). A server
+ * that accepts but never answers is given up after timeout + margin. */
+static int check_target(const char *conninfo, const scry_replay_options *o, PGconn **out, scry_error *err)
 {
+	*out = NULL;
 	char *errmsg = NULL;
 	PQconninfoOption *opts = PQconninfoParse(conninfo, &errmsg);
 	if (!opts) {
@@ -1187,16 +1632,21 @@ static int check_target(const char *conninfo, scry_error *err)
 		return scry__fail(err, SCRY_EINVAL, "the connection string '%s' does not parse: %s", conninfo, msg);
 	}
 	PQconninfoFree(opts);
-	const char *keys[] = { "dbname", "fallback_application_name", NULL };
-	const char *vals[] = { conninfo, "scry replay", NULL };
+	char ct[16] = "0";
+	if (o->timeout_ms > 0) /* seconds, rounded up; the target's own connect_timeout wins */
+		snprintf(ct, sizeof ct, "%d", (o->timeout_ms + (o->client_margin_ms > 0 ? o->client_margin_ms : 1000) + 999) / 1000);
+	const char *keys[] = { "connect_timeout", "dbname", "fallback_application_name", NULL };
+	const char *vals[] = { ct, conninfo, "scry replay", NULL };
 	PGconn *pg = PQconnectdbParams(keys, vals, 1);
 	if (pg)
 		PQsetNoticeReceiver(pg, scry__pg_notice_ignore, NULL);
-	int rc = 0;
-	if (!pg || PQstatus(pg) != CONNECTION_OK)
-		rc = scry__pg_connect_fail(err, pg, NULL);
-	PQfinish(pg);
-	return rc;
+	if (!pg || PQstatus(pg) != CONNECTION_OK) {
+		int rc = scry__pg_connect_fail(err, pg, NULL);
+		PQfinish(pg);
+		return rc;
+	}
+	*out = pg;
+	return 0;
 }
 
 static const char *mode_name(scry_replay_mode m) { return m == SCRY_REPLAY_TIMED ? "timed" : "fast"; }
@@ -1226,7 +1676,7 @@ static int64_t pct(const int64_t *v, size_t n, double p)
 }
 
 /* The options of a run, as stored in its `runs` row (docs/store.md). */
-static void options_json(scry_buf *b, const scry_replay_options *o, int ntargets)
+static void options_json(scry_buf *b, const scry_replay_options *o, int ntargets, const workload *w)
 {
 	scry__json j;
 	scry__json_init(&j, b);
@@ -1240,6 +1690,9 @@ static void options_json(scry_buf *b, const scry_replay_options *o, int ntargets
 	scry__json_kint(&j, "timeout_ms", o->timeout_ms);
 	scry__json_kint(&j, "patterns", (int64_t)o->nfingerprints);
 	scry__json_kbool(&j, "interleaved", ntargets > 1);
+	scry__json_kint(&j, "budget", w->budget);
+	scry__json_kint(&j, "captured", w->captured);
+	scry__json_kint(&j, "sampled", w->sampled ? (int64_t)w->nstmts : 0);
 	scry__json_end(&j);
 }
 
@@ -1247,6 +1700,7 @@ static void options_json(scry_buf *b, const scry_replay_options *o, int ntargets
 static int run_targets(scry_replay *rp, const char **conninfo, const char **label, int ntargets,
                        scry_replay_result **outs, scry_error *err)
 {
+	rp->client_timeouts[0] = rp->client_timeouts[1] = 0;
 	const scry_replay_options *o = &rp->o;
 	for (int i = 0; i < ntargets; i++) {
 		if (!conninfo[i] || !label[i] || !*label[i])
@@ -1258,10 +1712,13 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 		if (outs[i])
 			scry__out_put(&scry__abi_replay_result, outs[i], &zero);
 	}
+	PGconn *chk[2] = { NULL, NULL };
 	for (int i = 0; i < ntargets; i++) {
-		int rc = check_target(conninfo[i], err);
-		if (rc)
+		int rc = check_target(conninfo[i], o, &chk[i], err);
+		if (rc) {
+			PQfinish(chk[0]);
 			return rc;
+		}
 	}
 	workload w = { 0 };
 	ctx x;
@@ -1274,6 +1731,17 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 	x.err = err;
 	x.cur_round = -1;
 	int rc = scry__replay_load(rp->store, o, &w, err);
+	if (rc) {
+		for (int i = 0; i < ntargets; i++)
+			PQfinish(chk[i]);
+		goto out;
+	}
+	for (int i = 0; i < ntargets && !rc; i++)
+		rc = scry__replay_roles(o, &w, chk[i], i, err);
+	for (int i = 0; i < ntargets; i++) {
+		PQfinish(chk[i]);
+		chk[i] = NULL;
+	}
 	if (rc)
 		goto out;
 	/* Enough file descriptors for the connections that will be open at once? */
@@ -1317,7 +1785,7 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 	/* The runs rows. */
 	{
 		scry_buf opts_json = SCRY_BUF_INIT;
-		options_json(&opts_json, o, ntargets);
+		options_json(&opts_json, o, ntargets, &w);
 		if (scry__buf_failed(&opts_json))
 			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 		for (int i = 0; i < ntargets && !rc; i++) {
@@ -1357,7 +1825,10 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 		while (!x.fatal && x.nheap && x.heap[0]->due <= now) {
 			runner *r = x.heap[0];
 			heap_remove(&x, r);
-			drive(&x, r);
+			if (r->io_timer)
+				io_deadline(&x, r);
+			else
+				drive(&x, r);
 		}
 		if (x.fatal)
 			break;
@@ -1419,11 +1890,17 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 	for (int i = 0; i < ntargets; i++) {
 		scry_replay_result *res = &x.tg[i].res;
 		res->run_id = x.tg[i].run_id;
+		rp->client_timeouts[i] = x.tg[i].client_timeouts;
 		res->elapsed_us = elapsed;
 		res->per_second = elapsed > 0 ? (double)res->executions * 1e6 / (double)elapsed : 0;
 		res->lag_p50_us = pct(x.lags, x.nlags, 0.50);
 		res->lag_p99_us = pct(x.lags, x.nlags, 0.99);
 		res->lag_max_us = x.nlags ? x.lags[x.nlags - 1] : 0;
+		if (w.sampled) {
+			res->captured = w.captured;
+			res->sampled = (int64_t)w.nstmts;
+			res->budget = w.budget;
+		}
 		scry_buf summary = SCRY_BUF_INIT;
 		scry__json j;
 		scry__json_init(&j, &summary);
@@ -1433,6 +1910,9 @@ static int run_targets(scry_replay *rp, const char **conninfo, const char **labe
 		scry__json_kint(&j, "lag_p50_us", res->lag_p50_us);
 		scry__json_kint(&j, "lag_p99_us", res->lag_p99_us);
 		scry__json_kint(&j, "lag_max_us", res->lag_max_us);
+		scry__json_kint(&j, "cancels", x.tg[i].cancels);
+		scry__json_kint(&j, "client_timeouts", x.tg[i].client_timeouts);
+		scry__json_kint(&j, "not_replayable", x.tg[i].not_replayable);
 		scry__json_kbool(&j, "complete", !rc);
 		scry__json_end(&j);
 		/* Out of memory: the summary's counts are still stored, without the JSON. */
@@ -1465,6 +1945,8 @@ out:
 	scry__free(x.heap);
 	scry__free(x.lags);
 	scry__free(x.order);
+	scry_buf_dispose(&x.keybuf);
+	scry_buf_dispose(&x.sqlbuf);
 	if (x.ep >= 0)
 		close(x.ep);
 	if (x.timer_fd >= 0)
@@ -1481,10 +1963,17 @@ static bool replay_cancelled(void *r)
 /* Each pattern's plan on each target, for `scry diff` (lib/verdict_probe.c). */
 static int record_plans(scry_replay *r, const char **conninfo, scry_replay_result **outs, int n, scry_error *err)
 {
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
+		if (r->client_timeouts[i]) {
+			scry__log(r->o.log, r->o.log_ctx, SCRY_LOG_WARNING,
+			          "no plans recorded for run %lld: its server stopped answering during the replay",
+			          (long long)outs[i]->run_id);
+			continue;
+		}
 		if (scry__plans_record(r->store, conninfo[i], outs[i]->run_id, r->o.fingerprints, r->o.nfingerprints,
 		                       r->o.writes != SCRY_WRITES_SKIP, replay_cancelled, r, r->o.log, r->o.log_ctx))
 			return scry__fail(err, SCRY_ENOMEM, "out of memory recording plans");
+	}
 	return 0;
 }
 

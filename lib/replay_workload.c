@@ -21,18 +21,23 @@ void scry__replay_workload_free(workload *w)
 	scry__free(w->texts);
 	scry__free(w->table);
 	for (size_t i = 0; i < w->nsess; i++) {
-		for (size_t j = 0; j < w->sess[i].n; j++)
+		for (size_t j = 0; w->sess[i].st && j < w->sess[i].n; j++) {
 			scry__free(w->sess[i].st[j].values);
+			scry__free(w->sess[i].st[j].copy);
+		}
 		scry__free(w->sess[i].st);
+		scry__free(w->sess[i].user);
+		scry__free(w->sess[i].params);
 	}
 	scry__free(w->sess);
 	scry__u64map_free(&w->cls_map);
 	scry__u64map_free(&w->sess_map);
+	scry_event_iter_free(w->chunk_it);
+	scry_store_free(w->reader);
 	memset(w, 0, sizeof *w);
 }
 
-/* Skips blanks, comments and opening parentheses; copies the next word upper-cased. */
-static const char *next_word(const char *p, char *word, size_t n)
+const char *scry__sql_next_word(const char *p, char *word, size_t n)
 {
 	for (;;) {
 		while (*p && (isspace((unsigned char)*p) || *p == '('))
@@ -158,8 +163,8 @@ static bool provably_read_only(const char *text)
 static void classify(itext *t)
 {
 	char w1[24], w2[24];
-	const char *p = next_word(t->text, w1, sizeof w1);
-	next_word(p, w2, sizeof w2);
+	const char *p = scry__sql_next_word(t->text, w1, sizeof w1);
+	scry__sql_next_word(p, w2, sizeof w2);
 	t->cls = CLS_WRITE;
 	if (!strcmp(w1, "BEGIN") || !strcmp(w1, "START"))
 		t->cls = CLS_BEGIN;
@@ -182,9 +187,30 @@ static void classify(itext *t)
 	else if ((!strcmp(w1, "SELECT") || !strcmp(w1, "WITH") || !strcmp(w1, "VALUES") ||
 	          !strcmp(w1, "TABLE")) && provably_read_only(t->text))
 		t->cls = CLS_READ;
+	t->cursorable = !strcmp(w1, "SELECT") || !strcmp(w1, "VALUES") || !strcmp(w1, "TABLE") ||
+	                (!strcmp(w1, "WITH") && t->cls == CLS_READ);
 	t->clears_prepared = (!strcmp(w1, "DISCARD") && !strcmp(w2, "ALL")) ||
 	                     (!strcmp(w1, "DEALLOCATE") && (!strcmp(w2, "ALL") ||
 	                      (!strcmp(w2, "PREPARE") && strstr(t->text + 10, "ALL"))));
+}
+
+/* Classifies a text, once per fingerprint: texts of one pattern differ only in constants. */
+static void set_class(workload *w, itext *e, uint64_t fingerprint)
+{
+	uint32_t known = fingerprint ? scry__u64map_get(&w->cls_map, fingerprint) : 0;
+	if (known) {
+		e->cls = (uint8_t)((known - 1) & 0x7f);
+		e->clears_prepared = (uint8_t)((known - 1) >> 7);
+		char w1[24];
+		scry__sql_next_word(e->text, w1, sizeof w1);
+		e->cursorable = !strcmp(w1, "SELECT") || !strcmp(w1, "VALUES") || !strcmp(w1, "TABLE") ||
+		                (!strcmp(w1, "WITH") && e->cls == CLS_READ);
+	} else {
+		classify(e);
+		/* Out of memory here only means the pattern's next text is classified again. */
+		if (fingerprint)
+			scry__u64map_put(&w->cls_map, fingerprint, (uint32_t)(e->cls | e->clears_prepared << 7) + 1);
+	}
 }
 
 static int intern(workload *w, const char *text, size_t len, const scry_param *params, int np,
@@ -236,16 +262,7 @@ static int intern(workload *w, const char *text, size_t len, const scry_param *p
 	e->id = (uint32_t)w->ntexts;
 	for (int i = 0; i < np; i++)
 		e->types[i] = params[i].type_oid;
-	uint32_t known = fingerprint ? scry__u64map_get(&w->cls_map, fingerprint) : 0;
-	if (known) {
-		e->cls = (uint8_t)((known - 1) & 0x7f);
-		e->clears_prepared = (uint8_t)((known - 1) >> 7);
-	} else {
-		classify(e);
-		/* Out of memory here only means the pattern's next text is classified again. */
-		if (fingerprint)
-			scry__u64map_put(&w->cls_map, fingerprint, (uint32_t)(e->cls | e->clears_prepared << 7) + 1);
-	}
+	set_class(w, e, fingerprint);
 	w->texts[w->ntexts++] = e;
 	w->table[j] = e;
 	*out = e;
@@ -272,23 +289,45 @@ static rsession *session_for(workload *w, int64_t id, size_t *last)
 	return s;
 }
 
-static int add_stmt(workload *w, const scry_stored_event *ev, size_t *last)
+/*
+ * Fills `st` from `ev`. Extended-protocol texts are interned (each is
+ * prepared once per connection, named by its id); with `own`, other texts
+ * get an itext of their own in *own (a streaming chunk frees them), so that
+ * a stream of distinct literal-laden texts does not accumulate.
+ */
+static int fill_stmt(workload *w, const scry_stored_event *ev, rstmt *st, itext **own)
 {
-	rsession *s = session_for(w, ev->session_id, last);
-	if (!s)
-		return SCRY_ENOMEM;
-	if (scry__array_grow((void **)&s->st, &s->alloc, s->n, sizeof *s->st, 16))
-		return SCRY_ENOMEM;
-	rstmt *st = &s->st[s->n];
 	memset(st, 0, sizeof *st);
 	st->event_id = ev->id;
 	st->start_us = ev->start_us;
 	st->kind = (uint8_t)ev->kind;
-	int rc = intern(w, ev->query, ev->query_len, ev->params, ev->kind == SCRY_EVENT_EXTENDED ? ev->nparams : 0,
-	                ev->fingerprint, &st->t);
-	if (rc)
-		return rc;
-	if (ev->kind == SCRY_EVENT_EXTENDED && ev->nparams > 0) {
+	st->fetch = ev->fetch_rows;
+	st->rows = ev->rows;
+	st->duration_us = ev->duration_us;
+	st->flags = ev->flags;
+	if (ev->copy_data && ev->copy_len) {
+		if (!(st->copy = scry__malloc(ev->copy_len)))
+			return SCRY_ENOMEM;
+		memcpy(st->copy, ev->copy_data, ev->copy_len);
+		st->copy_len = ev->copy_len;
+	}
+	bool ext = ev->kind == SCRY_EVENT_EXTENDED;
+	if (own && !ext) {
+		itext *e = scry__calloc(1, sizeof *e);
+		if (!e || !(e->text = scry__strndup(ev->query, ev->query_len))) {
+			scry__free(e);
+			return SCRY_ENOMEM;
+		}
+		e->len = ev->query_len;
+		e->id = UINT32_MAX;
+		set_class(w, e, ev->fingerprint);
+		*own = st->t = e;
+	} else {
+		int rc = intern(w, ev->query, ev->query_len, ev->params, ext ? ev->nparams : 0, ev->fingerprint, &st->t);
+		if (rc)
+			return rc;
+	}
+	if (ext && ev->nparams > 0) {
 		size_t np = (size_t)ev->nparams, bytes = 0;
 		for (size_t i = 0; i < np; i++)
 			if (ev->params[i].value && ev->params[i].length > 0)
@@ -318,25 +357,251 @@ static int add_stmt(workload *w, const scry_stored_event *ev, size_t *last)
 		}
 		st->nparams = ev->nparams;
 	}
+	return 0;
+}
+
+/* The captured user and startup parameters of a session, from its first event. */
+static int session_state(rsession *s, const scry_stored_event *ev)
+{
+	if ((ev->session_user && *ev->session_user && !s->user && !(s->user = scry__strdup(ev->session_user))) ||
+	    (ev->session_params && *ev->session_params && !s->params && !(s->params = scry__strdup(ev->session_params))))
+		return SCRY_ENOMEM;
+	return 0;
+}
+
+static int add_stmt(workload *w, const scry_stored_event *ev, size_t *last)
+{
+	rsession *s = session_for(w, ev->session_id, last);
+	if (!s)
+		return SCRY_ENOMEM;
+	if (!s->n && session_state(s, ev))
+		return SCRY_ENOMEM;
+	if (scry__array_grow((void **)&s->st, &s->alloc, s->n, sizeof *s->st, 16))
+		return SCRY_ENOMEM;
+	int rc = fill_stmt(w, ev, &s->st[s->n], NULL);
+	if (rc)
+		return rc;
 	if (!s->n)
 		s->first_us = ev->start_us;
 	s->last_us = ev->start_us;
 	s->n++;
 	w->nstmts++;
+	w->resident = w->resident_peak = w->nstmts;
 	if (!w->first_us || ev->start_us < w->first_us)
 		w->first_us = ev->start_us;
 	return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* Streaming: sessions up front, statements in chunks                  */
+/* ------------------------------------------------------------------ */
+
+/* Statements read per chunk of a session. */
+#define CHUNK 256
+
+/* One pass over the events (ids and times only): each session's range and count. */
+/* Streaming: each session's captured user and parameters, from its first event (one point query each). */
+static int load_session_state(scry_store *store, workload *w, scry_error *err)
+{
+	if (!w->nsess)
+		return 0;
+	int64_t *ids = scry__calloc(w->nsess, sizeof *ids);
+	if (!ids)
+		return scry__fail(err, SCRY_ENOMEM, "out of memory reading the workload's sessions");
+	for (size_t i = 0; i < w->nsess; i++)
+		ids[i] = w->sess[i].first_id;
+	scry_event_iter *it = NULL;
+	const scry_stored_event *ev;
+	size_t last = 0;
+	int r = scry__store_events_by_id(store, ids, w->nsess, &it, err);
+	while (!r && (r = scry_event_iter_next(it, &ev, err)) == 1) {
+		rsession *s = session_for(w, ev->session_id, &last);
+		r = !s || session_state(s, ev) ? scry__fail(err, SCRY_ENOMEM, "out of memory reading the workload's sessions")
+		                               : 0;
+	}
+	scry_event_iter_free(it);
+	scry__free(ids);
+	return r < 0 ? r : 0;
+}
+
+static int load_sessions(scry_store *store, const scry_replay_options *o, workload *w, scry_error *err)
+{
+	scry__u64map want = { 0 };
+	for (size_t i = 0; o->fingerprints && i < o->nfingerprints; i++)
+		if (scry__u64map_put(&want, o->fingerprints[i], 1)) {
+			scry__u64map_free(&want);
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		}
+	scry__rows *q;
+	int r, rc = scry__store_rows(store, SCRY__Q_EVENT_SPANS, &q, err);
+	if (rc) {
+		scry__u64map_free(&want);
+		return rc;
+	}
+	size_t last = 0;
+	while ((r = scry__rows_next(q, err)) == 1) {
+		if (o->fingerprints && (scry__rows_null(q, 3) || !scry__u64map_get(&want, (uint64_t)scry__rows_int(q, 3))))
+			continue;
+		rsession *x = session_for(w, scry__rows_int(q, 0), &last);
+		if (!x) {
+			rc = scry__fail(err, SCRY_ENOMEM, "out of memory reading the workload's sessions");
+			break;
+		}
+		int64_t id = scry__rows_int(q, 1), at = scry__rows_int(q, 2);
+		if (!x->n) {
+			x->first_id = id;
+			x->first_us = at;
+		}
+		x->last_id = id;
+		x->last_us = at;
+		x->n++;
+		w->nstmts++;
+		if (!w->first_us || at < w->first_us)
+			w->first_us = at;
+	}
+	scry__rows_free(q);
+	scry__u64map_free(&want);
+	if (!rc && r < 0)
+		rc = r;
+	if (!rc)
+		rc = load_session_state(store, w, err);
+	return rc;
+}
+
+/* Drops the first k statements of the window. */
+static void window_drop(workload *w, scry__stmt_cursor *c, size_t k)
+{
+	for (size_t i = 0; i < k; i++) {
+		scry__free(c->st[i].values);
+		scry__free(c->st[i].copy);
+		if (c->own[i]) {
+			scry__free(c->own[i]->text);
+			scry__free(c->own[i]);
+		}
+	}
+	memmove(c->st, c->st + k, (c->n - k) * sizeof *c->st);
+	memmove(c->own, c->own + k, (c->n - k) * sizeof *c->own);
+	w->resident -= k;
+	c->base += k;
+	c->n -= k;
+}
+
+void scry__stmt_cursor_close(workload *w, scry__stmt_cursor *c)
+{
+	if (w->streaming && c->n)
+		window_drop(w, c, c->n);
+	scry__free(c->st);
+	scry__free(c->own);
+	memset(c, 0, sizeof *c);
+}
+
+/* Reads the session's next chunk into the window, after dropping what lies before the pin. */
+static int window_more(workload *w, scry__stmt_cursor *c, const rsession *s, size_t pin)
+{
+	if (pin > c->base)
+		window_drop(w, c, pin - c->base < c->n ? pin - c->base : c->n);
+	if (c->n + CHUNK > c->cap) {
+		size_t cap = c->n + CHUNK;
+		rstmt *st = scry__realloc(c->st, cap * sizeof *st);
+		if (st)
+			c->st = st;
+		itext **own = st ? scry__realloc(c->own, cap * sizeof *own) : NULL;
+		if (!own)
+			return scry__fail(&w->err, SCRY_ENOMEM, "out of memory reading the workload");
+		c->own = own;
+		c->cap = cap;
+	}
+	if (!w->chunk_it) {
+		int rc = scry__store_session_events(w->reader, w->fingerprints, w->nfingerprints, &w->chunk_it, &w->err);
+		if (rc)
+			return rc;
+	}
+	scry__event_iter_rebind(w->chunk_it, s->id, c->last_id ? c->last_id : s->first_id - 1, s->last_id, CHUNK);
+	const scry_stored_event *ev;
+	size_t got = 0;
+	int rc;
+	while (got < CHUNK && (rc = scry_event_iter_next(w->chunk_it, &ev, &w->err)) == 1) {
+		c->own[c->n] = NULL;
+		if ((rc = fill_stmt(w, ev, &c->st[c->n], &c->own[c->n])) != 0) {
+			if (c->own[c->n]) {
+				scry__free(c->own[c->n]->text);
+				scry__free(c->own[c->n]);
+			}
+			return scry__fail(&w->err, rc, "out of memory reading the workload");
+		}
+		c->n++;
+		got++;
+		c->last_id = ev->id;
+	}
+	w->resident += got;
+	if (w->resident > w->resident_peak)
+		w->resident_peak = w->resident;
+	if (rc < 0)
+		return rc;
+	return got ? 0 : scry__fail(&w->err, SCRY_ECORRUPT, "session %lld has fewer events than the store counted "
+	                            "(was the store changed during the replay?)", (long long)s->id);
+}
+
+const rstmt *scry__replay_stmt(workload *w, scry__stmt_cursor *c, const rsession *s, size_t idx, size_t pin)
+{
+	if (!w->streaming)
+		return &s->st[idx];
+	if (idx < c->base) { /* before the window (a pin not honoured): read the session again */
+		window_drop(w, c, c->n);
+		c->base = 0;
+		c->last_id = 0;
+	}
+	if (pin > idx)
+		pin = idx;
+	while (idx >= c->base + c->n) {
+		int rc = window_more(w, c, s, pin);
+		if (rc) {
+			w->error = rc;
+			return NULL;
+		}
+	}
+	return &c->st[idx - c->base];
+}
+
 int scry__replay_load(scry_store *store, const scry_replay_options *o, workload *w, scry_error *err)
 {
-	scry_event_filter f = SCRY_EVENT_FILTER_INIT;
-	f.fingerprints = o->fingerprints;
-	f.nfingerprints = o->nfingerprints;
+	scry__budget_plan plan = { 0 };
 	scry_event_iter *it = NULL;
-	int rc = scry_store_events(store, o->fingerprints ? &f : NULL, &it, err);
-	if (rc)
+	int rc;
+	if (o->budget > 0 || o->budget_seconds > 0) {
+		if ((rc = scry__budget_select(store, o, &plan, err)))
+			return rc;
+		w->sampled = true;
+		w->captured = plan.captured;
+		w->budget = plan.budget;
+		rc = scry__store_events_by_id(store, plan.ids, plan.n, &it, err);
+	} else {
+		/*
+		 * No budget: stream, so that memory does not grow with the store. The
+		 * chunks are read through a second, read-only handle of the same file;
+		 * a store that cannot be opened twice (not a file) is loaded whole.
+		 */
+		scry_store_options so = SCRY_STORE_OPTIONS_INIT;
+		so.read_only = 1;
+		so.must_exist = 1;
+		scry_error oerr = SCRY_ERROR_INIT;
+		if (scry_store_open(&w->reader, scry_store_path(store), &so, &oerr) == 0) {
+			w->streaming = true;
+			w->fingerprints = o->fingerprints;
+			w->nfingerprints = o->nfingerprints;
+			return load_sessions(store, o, w, err);
+		}
+		scry__log(o->log, o->log_ctx, SCRY_LOG_WARNING,
+		          "cannot open the store a second time to stream it (%s): loading the workload whole", oerr.message);
+		scry_event_filter f = SCRY_EVENT_FILTER_INIT;
+		f.fingerprints = o->fingerprints;
+		f.nfingerprints = o->nfingerprints;
+		rc = scry_store_events(store, o->fingerprints ? &f : NULL, &it, err);
+	}
+	if (rc) {
+		scry__budget_plan_free(&plan);
 		return rc;
+	}
 	const scry_stored_event *ev;
 	size_t last = 0;
 	while ((rc = scry_event_iter_next(it, &ev, err)) == 1) {
@@ -346,5 +611,6 @@ int scry__replay_load(scry_store *store, const scry_replay_options *o, workload 
 		}
 	}
 	scry_event_iter_free(it);
+	scry__budget_plan_free(&plan);
 	return rc < 0 ? rc : 0;
 }

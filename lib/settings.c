@@ -37,6 +37,7 @@ typedef struct key_def {
 static const char *const replay_modes[] = { "fast", "timed", NULL };
 static const char *const replay_writes[] = { "rollback", "skip", "execute", NULL };
 static const char *const pipeline_modes[] = { "clones", "sequential", NULL };
+static const char *const clone_providers[] = { "template", "given", "command", NULL };
 
 static const key_def keys[] = {
 	{ "store.read_only", S_STORE, offsetof(scry_store_options, read_only), T_BOOL, NULL,
@@ -61,6 +62,18 @@ static const key_def keys[] = {
 	  "statement_timeout of each replayed statement, in milliseconds" },
 	{ "replay.fingerprints", S_REPLAY, offsetof(scry_replay_options, fingerprints), T_FPLIST, NULL,
 	  "replay only these patterns: fingerprints (16 hex digits) separated by commas; empty = all" },
+	{ "replay.ignore_users", S_REPLAY, offsetof(scry_replay_options, ignore_users), T_BOOL, NULL,
+	  "never SET ROLE to the captured user: every session runs as the target's user" },
+	{ "replay.ignore_session_params", S_REPLAY, offsetof(scry_replay_options, ignore_session_params), T_BOOL, NULL,
+	  "do not apply the captured startup parameters (search_path via options, DateStyle...)" },
+	{ "replay.client_margin_ms", S_REPLAY, offsetof(scry_replay_options, client_margin_ms), T_INT, NULL,
+	  "extra time after timeout_ms before giving up on a server that does not answer (0 = 1000)" },
+	{ "replay.budget", S_REPLAY, offsetof(scry_replay_options, budget), T_INT64, NULL,
+	  "replay a stratified sample of this many executions per side; 0 = everything (ci test-migration: 20000)" },
+	{ "replay.budget_seconds", S_REPLAY, offsetof(scry_replay_options, budget_seconds), T_DOUBLE, NULL,
+	  "or: a sample sized to replay in about this many seconds; 0 = none" },
+	{ "replay.min_per_pattern", S_REPLAY, offsetof(scry_replay_options, min_per_pattern), T_INT, NULL,
+	  "a budget keeps at least this many executions per pattern" },
 	{ "verdict.threshold", S_VERDICT, offsetof(scry_verdict_options, threshold), T_DOUBLE, NULL,
 	  "ratio of medians (candidate / baseline) above which a pattern regressed" },
 	{ "verdict.min_delta_ms", S_VERDICT, offsetof(scry_verdict_options, min_delta_ms), T_DOUBLE, NULL,
@@ -97,6 +110,16 @@ static const key_def keys[] = {
 	  "fail the gate when a replayed query waited longer on a lock the migration held (0 = off)" },
 	{ "pipeline.max_migration_seconds", S_PIPELINE, offsetof(scry_pipeline_options, max_migration_seconds),
 	  T_DOUBLE, NULL, "fail the gate when the migration took longer (0 = off)" },
+	{ "pipeline.clone", S_PIPELINE, offsetof(scry_pipeline_options, clone), T_ENUM, clone_providers,
+	  "how the clones are made: template (CREATE DATABASE ... TEMPLATE), given (baseline/candidate), command" },
+	{ "pipeline.baseline", S_PIPELINE, offsetof(scry_pipeline_options, baseline), T_STRING, NULL,
+	  "clone given: connection string of the baseline copy (never dropped)" },
+	{ "pipeline.candidate", S_PIPELINE, offsetof(scry_pipeline_options, candidate), T_STRING, NULL,
+	  "clone given: connection string of the candidate copy, where the migration runs (never dropped)" },
+	{ "pipeline.clone_command", S_PIPELINE, offsetof(scry_pipeline_options, clone_command), T_STRING, NULL,
+	  "clone command: `CMD create NAME` prints the clone's connection string, `CMD destroy NAME` removes it" },
+	{ "pipeline.migration_timeout_s", S_PIPELINE, offsetof(scry_pipeline_options, migration_timeout_s), T_INT,
+	  NULL, "kill a migration (or fix) command after this many seconds (0 = no limit)" },
 	{ "migration.sql", S_MIGRATION, offsetof(scry_migration, sql), T_STRING, NULL,
 	  "the migration as SQL statements, run in one transaction on the clone" },
 	{ "fix.sql", S_FIX, offsetof(scry_migration, sql), T_STRING, NULL,
@@ -113,9 +136,9 @@ static const key_def keys[] = {
 	_Static_assert(sizeof(T) == ((offsetof(T, field) + sizeof(((T *)0)->field) + _Alignof(T) - 1) / _Alignof(T) * \
 		_Alignof(T)), #T " grew: give its new field a key in lib/settings.c")
 ENDS_WITH(scry_store_options, durable);
-ENDS_WITH(scry_replay_options, log_ctx);
+ENDS_WITH(scry_replay_options, min_per_pattern); /* user_map: API and --user-map only */
 ENDS_WITH(scry_verdict_options, filter);
-ENDS_WITH(scry_pipeline_options, max_migration_seconds);
+ENDS_WITH(scry_pipeline_options, migration_timeout_s);
 ENDS_WITH(scry_migration, output_ctx);
 #undef ENDS_WITH
 

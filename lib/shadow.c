@@ -4,7 +4,7 @@
  * and docs/pipeline.md.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "shadow_internal.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -23,42 +23,17 @@
 
 extern char **environ;
 
-/* PostgreSQL names are at most NAMEDATALEN-1 = 63 bytes. */
-#define NAME_MAX_LEN 63
-
-struct scry_shadow {
-	scry_shadow_options opts;
-	char *target;           /* the caller's conninfo */
-	char *target_db;        /* the target's database name */
-	char *names[2];         /* clone names */
-	char *conninfos[2];     /* clone conninfos */
-	char *maint_conninfo;   /* for CREATE/DROP DATABASE */
-	bool exists[2];
-	int server_version;
-	/* Live values of the target connection, for the migration's environment. */
-	char *host, *port, *user, *password;
-
-	/* Cancellation: the flag, the running query's cancel handle, the running command. */
-	atomic_int canceled;
-	pthread_mutex_t lock;
-	PGcancel *running;
-	pid_t child;
-};
-
 void scry_shadow_options_init(scry_shadow_options *opts)
 {
 	if (opts)
 		*opts = (scry_shadow_options)SCRY_SHADOW_OPTIONS_INIT;
 }
 
-/* Logs through the caller's callback (scry__log does the formatting). */
-#define slog(s, level, ...) scry__log((s)->opts.log, (s)->opts.log_ctx, level, __VA_ARGS__)
-
 /*
  * The target's connection string with dbname replaced. PQconninfoParse
  * understands both key=value strings and URIs; we always emit key=value.
  */
-static int conninfo_with_db(const char *target, const char *db, char **out, scry_error *err)
+int scry__shadow_conninfo_with_db(const char *target, const char *db, char **out, scry_error *err)
 {
 	char *perr = NULL;
 	PQconninfoOption *opts = PQconninfoParse(target, &perr);
@@ -88,10 +63,11 @@ static int conninfo_with_db(const char *target, const char *db, char **out, scry
 static void notice(void *arg, const PGresult *r)
 {
 	scry_shadow *s = arg;
-	scry__pg_notice_log(s->opts.log, s->opts.log_ctx, r);
+	if (s)
+		scry__pg_notice_log(s->opts.log, s->opts.log_ctx, r);
 }
 
-static PGconn *connect_db(scry_shadow *s, const char *conninfo, scry_error *err, const char *what)
+PGconn *scry__shadow_connect(scry_shadow *s, const char *conninfo, scry_error *err, const char *what)
 {
 	PGconn *c = PQconnectdb(conninfo);
 	if (c)
@@ -151,12 +127,29 @@ int scry_shadow_new(scry_shadow **out, const char *target, const scry_shadow_opt
 	s->opts = o;
 	s->opts.suffix = NULL;
 	s->opts.maintenance_db = NULL;
+	s->opts.baseline = s->opts.candidate = s->opts.clone_command = NULL;
+	if (s->opts.provider == SCRY_CLONE_GIVEN && !s->opts.in_place &&
+	    (!o.baseline || !*o.baseline || !o.candidate || !*o.candidate)) {
+		scry__free(s);
+		return scry__fail(err, SCRY_EINVAL, "the given-clones provider needs both a baseline and a candidate "
+		                  "connection string (--baseline DSN --candidate DSN)");
+	}
+	if (s->opts.provider == SCRY_CLONE_COMMAND && !s->opts.in_place &&
+	    (!o.clone_command || !*o.clone_command)) {
+		scry__free(s);
+		return scry__fail(err, SCRY_EINVAL, "the command clone provider needs a command (--clone-command CMD)");
+	}
+	if (s->opts.provider > SCRY_CLONE_COMMAND || s->opts.migration_timeout_s < 0) {
+		scry__free(s);
+		return scry__fail(err, SCRY_EINVAL, "unknown clone provider %d, or a negative migration timeout",
+		                  (int)s->opts.provider);
+	}
 	pthread_mutex_init(&s->lock, NULL);
 	atomic_init(&s->canceled, 0);
 	s->target = scry__strdup(target);
 	int rc = 0;
 
-	PGconn *c = connect_db(s, target, err, "the target database");
+	PGconn *c = scry__shadow_connect(s, target, err, "the target database");
 	if (!c) {
 		rc = SCRY_ECONNECT;
 		goto fail;
@@ -184,6 +177,8 @@ int scry_shadow_new(scry_shadow **out, const char *target, const scry_shadow_opt
 		char name[NAME_MAX_LEN + 1];
 		if (s->opts.in_place)
 			snprintf(name, sizeof name, "%s", s->target_db);
+		else if (s->opts.provider == SCRY_CLONE_GIVEN)
+			snprintf(name, sizeof name, "%s", i ? "candidate" : "baseline");
 		else
 			snprintf(name, sizeof name, "%.38s_scry_%c_%.16s", base, i ? 'b' : 'a', suffix);
 		s->names[i] = scry__strdup(name);
@@ -193,12 +188,24 @@ int scry_shadow_new(scry_shadow **out, const char *target, const scry_shadow_opt
 		}
 		if (s->opts.in_place)
 			s->conninfos[i] = scry__strdup(target);
-		else if ((rc = conninfo_with_db(target, name, &s->conninfos[i], err)))
+		else if (s->opts.provider == SCRY_CLONE_GIVEN)
+			s->conninfos[i] = scry__strdup(i ? o.candidate : o.baseline);
+		else if (s->opts.provider == SCRY_CLONE_COMMAND)
+			s->conninfos[i] = NULL; /* printed by the command when it creates the clone */
+		else if ((rc = scry__shadow_conninfo_with_db(target, name, &s->conninfos[i], err)))
 			goto fail;
+		if (!s->conninfos[i] && (s->opts.in_place || s->opts.provider != SCRY_CLONE_COMMAND)) {
+			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
+			goto fail;
+		}
 	}
-	if ((rc = conninfo_with_db(target, opts && opts->maintenance_db ? opts->maintenance_db : "postgres",
+	if ((rc = scry__shadow_conninfo_with_db(target, opts && opts->maintenance_db ? opts->maintenance_db : "postgres",
 	                           &s->maint_conninfo, err)))
 		goto fail;
+	if (s->opts.provider == SCRY_CLONE_COMMAND && !(s->clone_command = scry__strdup(o.clone_command))) {
+		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
+		goto fail;
+	}
 	if (!s->target_db || !s->host || !s->port || !s->user || !s->maint_conninfo) {
 		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 		goto fail;
@@ -232,11 +239,23 @@ static int clone_one(scry_shadow *s, PGconn *c, int side, scry_error *err)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	}
 	scry_buf sql = SCRY_BUF_INIT;
-	int rc = scry__buf_printf(&sql, "CREATE DATABASE %s TEMPLATE %s", newq, tmplq);
-	PQfreemem(newq);
+	/* FILE_COPY (PostgreSQL 15+): a copy of the files, not of every block through the WAL. */
+	int rc = scry__buf_printf(&sql, "CREATE DATABASE %s TEMPLATE %s%s", newq, tmplq,
+	                          s->server_version >= 150000 ? " STRATEGY = FILE_COPY" : "");
 	PQfreemem(tmplq);
-	if (rc)
+	char marker[200];
+	scry_buf comment = SCRY_BUF_INIT;
+	char *lit = NULL;
+	if (!rc && !scry__shadow_marker(s->target_db, marker, sizeof marker) &&
+	    (lit = PQescapeLiteral(c, marker, strlen(marker))))
+		rc = scry__buf_printf(&comment, "COMMENT ON DATABASE %s IS %s", newq, lit);
+	PQfreemem(lit);
+	PQfreemem(newq);
+	if (rc || !comment.ptr) {
+		scry_buf_dispose(&sql);
+		scry_buf_dispose(&comment);
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	}
 	slog(s, SCRY_LOG_DEBUG, "%s", sql.ptr);
 	PGresult *r = exec_cancelable(s, c, sql.ptr);
 	scry_buf_dispose(&sql);
@@ -244,13 +263,25 @@ static int clone_one(scry_shadow *s, PGconn *c, int side, scry_error *err)
 		/* The database may exist if the cancel came too late: drop tries anyway. */
 		s->exists[side] = r && PQresultStatus(r) == PGRES_COMMAND_OK;
 		PQclear(r);
+		scry_buf_dispose(&comment);
 		return scry__fail(err, SCRY_ECANCELED, "cancelled while cloning %s", s->target_db);
 	}
 	if (PQresultStatus(r) == PGRES_COMMAND_OK) {
 		PQclear(r);
 		s->exists[side] = true;
+		/* The marker says which process made it, for scry_shadow_gc() after a kill -9. */
+		r = PQexec(c, comment.ptr);
+		scry_buf_dispose(&comment);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			char msg[300];
+			scry__pg_result_message(r, c, msg, sizeof msg);
+			PQclear(r);
+			return scry__fail(err, SCRY_EPG, "cannot mark the clone %s: %s", s->names[side], msg);
+		}
+		PQclear(r);
 		return 0;
 	}
+	scry_buf_dispose(&comment);
 	char msg[300];
 	scry__pg_result_message(r, c, msg, sizeof msg);
 	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
@@ -296,7 +327,19 @@ int scry_shadow_create(scry_shadow *s, scry_error *err)
 		return 0;
 	if (atomic_load(&s->canceled))
 		return scry__fail(err, SCRY_ECANCELED, "cancelled");
-	PGconn *c = connect_db(s, s->maint_conninfo, err, "the server's maintenance database");
+	if (s->opts.provider == SCRY_CLONE_GIVEN)
+		return scry__shadow_given_create(s, err);
+	if (s->opts.provider == SCRY_CLONE_COMMAND)
+		return scry__shadow_command_create(s, err);
+	/* Clones a killed run left behind go first (only those of dead processes of this host). */
+	int dropped = 0;
+	scry_error gerr = SCRY_ERROR_INIT;
+	if (scry_shadow_gc(s->target, &s->opts, &dropped, &gerr))
+		slog(s, SCRY_LOG_WARNING, "could not look for clones left by earlier runs: %s", gerr.message);
+	else if (dropped)
+		slog(s, SCRY_LOG_INFO, "dropped %d clone%s left by earlier runs that were killed", dropped,
+		     dropped == 1 ? "" : "s");
+	PGconn *c = scry__shadow_connect(s, s->maint_conninfo, err, "the server's maintenance database");
 	if (!c)
 		return SCRY_ECONNECT;
 	int rc = 0;
@@ -315,7 +358,13 @@ int scry_shadow_drop(scry_shadow *s, scry_error *err)
 {
 	if (!s || s->opts.in_place || (!s->exists[0] && !s->exists[1]))
 		return 0;
-	PGconn *c = connect_db(s, s->maint_conninfo, err, "the server's maintenance database");
+	if (s->opts.provider == SCRY_CLONE_GIVEN) {
+		s->exists[0] = s->exists[1] = false; /* the caller's databases: never dropped */
+		return 0;
+	}
+	if (s->opts.provider == SCRY_CLONE_COMMAND)
+		return scry__shadow_command_drop(s, err);
+	PGconn *c = scry__shadow_connect(s, s->maint_conninfo, err, "the server's maintenance database");
 	if (!c) {
 		slog(s, SCRY_LOG_ERROR, "could not drop the clones %s and %s: cannot connect", s->names[0],
 		     s->names[1]);
@@ -393,7 +442,7 @@ int scry_shadow_settle(scry_shadow *s, scry_error *err)
 	if (!s)
 		return scry__fail(err, SCRY_EINVAL, "shadow is NULL");
 	for (int i = 0; i < (s->opts.in_place ? 1 : 2); i++) {
-		PGconn *c = connect_db(s, s->conninfos[i], err, s->names[i]);
+		PGconn *c = scry__shadow_connect(s, s->conninfos[i], err, s->names[i]);
 		if (!c)
 			return SCRY_ECONNECT;
 		/*
@@ -458,6 +507,7 @@ void scry_shadow_free(scry_shadow *s)
 		scry__free(s->names[i]);
 		scry__free(s->conninfos[i]);
 	}
+	scry__free(s->clone_command);
 	scry__free(s->target);
 	scry__free(s->target_db);
 	scry__free(s->maint_conninfo);
@@ -486,13 +536,59 @@ static int put_uri(scry_buf *b, const char *s)
 	return rc;
 }
 
+/* Where a migration command connects: the live values of a connection. */
+typedef struct endpoint {
+	char *host, *port, *user, *password, *db; /* password may be NULL */
+} endpoint;
+
+static void endpoint_free(endpoint *e)
+{
+	scry__free(e->host);
+	scry__free(e->port);
+	scry__free(e->user);
+	scry__free(e->password);
+	scry__free(e->db);
+}
+
+/* Clone `side`'s endpoint: the target's server for template clones, else asked from a connection to it. */
+static int endpoint_of(scry_shadow *s, int side, endpoint *e, scry_error *err)
+{
+	memset(e, 0, sizeof *e);
+	if (s->opts.in_place || s->opts.provider == SCRY_CLONE_TEMPLATE) {
+		e->host = scry__strdup(s->host);
+		e->port = scry__strdup(s->port);
+		e->user = scry__strdup(s->user);
+		e->password = s->password ? scry__strdup(s->password) : NULL;
+		e->db = scry__strdup(s->names[side]);
+	} else {
+		PGconn *c = scry__shadow_connect(s, s->conninfos[side], err, s->names[side]);
+		if (!c)
+			return SCRY_ECONNECT;
+		e->host = scry__strdup(PQhost(c) ? PQhost(c) : "");
+		e->port = scry__strdup(PQport(c) ? PQport(c) : "");
+		e->user = scry__strdup(PQuser(c) ? PQuser(c) : "");
+		e->password = PQpass(c) && *PQpass(c) ? scry__strdup(PQpass(c)) : NULL;
+		e->db = scry__strdup(PQdb(c));
+		bool nomem = PQpass(c) && *PQpass(c) && !e->password;
+		PQfinish(c);
+		if (nomem)
+			e->host = NULL;
+	}
+	if (!e->host || !e->port || !e->user || !e->db) {
+		endpoint_free(e);
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
 /*
- * DATABASE_URL for a database: postgresql://user[:pass]@host:port/db, or,
+ * DATABASE_URL for an endpoint: postgresql://user[:pass]@host:port/db, or,
  * for a Unix socket directory, ...@/db?host=/dir&port=N (the form libpq and
  * SQLAlchemy both accept).
  */
-static int database_url(const scry_shadow *s, const char *db, scry_buf *b)
+static int database_url(const endpoint *s, scry_buf *b)
 {
+	const char *db = s->db;
 	int rc = scry__buf_puts(b, "postgresql://");
 	if (!rc && *s->user)
 		rc = put_uri(b, s->user);
@@ -575,9 +671,15 @@ static void sleep_ms(int ms)
 static int run_command(scry_shadow *s, int side, const scry_migration *m, scry_error *err)
 {
 	/* Everything the child needs is built before fork: no malloc after it. */
+	endpoint ep;
+	int erc = endpoint_of(s, side, &ep, err);
+	if (erc)
+		return erc;
 	scry_buf url = SCRY_BUF_INIT;
-	if (database_url(s, s->names[side], &url))
+	if (database_url(&ep, &url)) {
+		endpoint_free(&ep);
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	}
 	size_t n = 0;
 	while (environ && environ[n])
 		n++;
@@ -586,6 +688,7 @@ static int run_command(scry_shadow *s, int side, const scry_migration *m, scry_e
 	int rc = 0;
 	if (!envp) {
 		scry_buf_dispose(&url);
+		endpoint_free(&ep);
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	}
 	size_t k = 0;
@@ -593,16 +696,18 @@ static int run_command(scry_shadow *s, int side, const scry_migration *m, scry_e
 		if (!is_pg_conn_var(environ[i]))
 			envp[k++] = environ[i];
 	own[0] = env_entry("DATABASE_URL", url.ptr);
-	own[1] = env_entry("PGDATABASE", s->names[side]);
-	own[2] = env_entry("PGHOST", s->host);
-	own[3] = env_entry("PGPORT", s->port);
-	own[4] = env_entry("PGUSER", s->user);
-	own[5] = s->password ? env_entry("PGPASSWORD", s->password) : NULL;
+	own[1] = env_entry("PGDATABASE", ep.db);
+	own[2] = env_entry("PGHOST", ep.host);
+	own[3] = env_entry("PGPORT", ep.port);
+	own[4] = env_entry("PGUSER", ep.user);
+	own[5] = ep.password ? env_entry("PGPASSWORD", ep.password) : NULL;
+	bool has_password = ep.password != NULL;
+	endpoint_free(&ep);
 	/* The migration's connections are told apart by it (include/scry/impact.h). */
 	own[6] = env_entry("PGAPPNAME", SCRY_IMPACT_MIGRATION_APP);
 	scry_buf_dispose(&url);
 	for (int i = 0; i < 7; i++) {
-		if (!own[i] && (i != 5 || s->password)) {
+		if (!own[i] && (i != 5 || has_password)) {
 			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 			goto out;
 		}
@@ -617,13 +722,28 @@ static int run_command(scry_shadow *s, int side, const scry_migration *m, scry_e
 		rc = scry__fail_sys(err, SCRY_EIO, errno, "cannot create a pipe: %s", strerror(errno));
 		goto out;
 	}
-	int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	/* The supervising pipe: its write end lives only in this process, so EOF means scry is gone. */
+	int sup[2] = { -1, -1 };
+	if (pipe2(sup, O_CLOEXEC) != 0) {
+		rc = scry__fail_sys(err, SCRY_EIO, errno, "cannot create a pipe: %s", strerror(errno));
+		if (pipefd[0] >= 0) {
+			close(pipefd[0]);
+			close(pipefd[1]);
+		}
+		goto out;
+	}
+	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	pthread_mutex_lock(&s->lock);
 	bool skip = atomic_load(&s->canceled);
 	pid_t pid = skip ? 0 : fork();
 	if (pid == 0 && !skip) {
-		/* Child: a fresh signal state (the caller may block SIGINT to wait for it
-		 * in a thread), its own process group so a cancel reaches its children. */
+		/*
+		 * Child: the supervisor. A fresh signal state (the caller may block
+		 * SIGINT to wait for it in a thread), its own process group so a cancel
+		 * reaches the command and its children. It runs the command and waits;
+		 * if scry dies (even by kill -9) the supervising pipe reaches EOF and it
+		 * kills the whole group, so no migration outlives scry.
+		 */
 		sigset_t none;
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
@@ -631,33 +751,66 @@ static int run_command(scry_shadow *s, int side, const scry_migration *m, scry_e
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGPIPE, SIG_DFL);
 		setpgid(0, 0);
+		close(sup[1]);
 		if (devnull >= 0)
 			dup2(devnull, STDIN_FILENO);
 		if (pipefd[1] >= 0) {
 			dup2(pipefd[1], STDOUT_FILENO);
 			dup2(pipefd[1], STDERR_FILENO);
 		}
-		execvpe(m->argv[0], m->argv, envp);
-		dprintf(pipefd[1] >= 0 ? pipefd[1] : STDERR_FILENO, "cannot run %s: %s\n", m->argv[0],
-		        strerror(errno));
-		_exit(127);
+		pid_t cmd = fork();
+		if (cmd == 0) {
+			execvpe(m->argv[0], m->argv, envp);
+			dprintf(pipefd[1] >= 0 ? pipefd[1] : STDERR_FILENO, "cannot run %s: %s\n", m->argv[0],
+			        strerror(errno));
+			_exit(127);
+		}
+		if (cmd < 0) {
+			dprintf(pipefd[1] >= 0 ? pipefd[1] : STDERR_FILENO, "cannot start %s: %s\n", m->argv[0],
+			        strerror(errno));
+			_exit(127);
+		}
+		/* The output pipe is the command's alone now: scry sees EOF when it is done. */
+		if (pipefd[1] >= 0 && devnull >= 0) {
+			dup2(devnull, STDOUT_FILENO);
+			dup2(devnull, STDERR_FILENO);
+		}
+		for (;;) {
+			struct pollfd pfd = { sup[0], POLLIN, 0 };
+			if (poll(&pfd, 1, 100) > 0) {
+				kill(-getpid(), SIGKILL); /* scry is gone: the command and its children go too */
+				_exit(137);
+			}
+			int st = 0;
+			pid_t w = waitpid(cmd, &st, WNOHANG);
+			if (w == cmd) {
+				if (WIFEXITED(st))
+					_exit(WEXITSTATUS(st));
+				signal(WTERMSIG(st), SIG_DFL);
+				kill(getpid(), WTERMSIG(st));
+				_exit(128 + WTERMSIG(st));
+			}
+		}
 	}
 	if (pid > 0) {
 		setpgid(pid, pid); /* also here: no race with an early cancel */
 		s->child = pid;
 	}
 	pthread_mutex_unlock(&s->lock);
+	close(sup[0]);
 	if (devnull >= 0)
 		close(devnull);
 	if (pipefd[1] >= 0)
 		close(pipefd[1]);
 	if (pid < 0) {
+		close(sup[1]);
 		rc = scry__fail_sys(err, SCRY_EIO, errno, "cannot start %s: %s", m->argv[0], strerror(errno));
 		if (pipefd[0] >= 0)
 			close(pipefd[0]);
 		goto out;
 	}
 	if (skip) { /* cancelled before it started */
+		close(sup[1]);
 		if (pipefd[0] >= 0)
 			close(pipefd[0]);
 		rc = scry__fail(err, SCRY_ECANCELED, "cancelled before the migration ran");
@@ -666,8 +819,14 @@ static int run_command(scry_shadow *s, int side, const scry_migration *m, scry_e
 
 	tail_buf *tail = scry__calloc(1, sizeof *tail);
 	int status = 0;
-	bool reaped = false, eof = pipefd[0] < 0;
+	bool reaped = false, eof = pipefd[0] < 0, timed_out = false;
+	int64_t started = scry__monotonic_us();
+	int64_t limit = (int64_t)s->opts.migration_timeout_s * 1000000;
 	while (!reaped) {
+		if (limit > 0 && !timed_out && scry__monotonic_us() - started > limit) {
+			kill(-pid, SIGKILL); /* the supervisor, the command and its children */
+			timed_out = true;
+		}
 		if (!eof) {
 			struct pollfd pfd = { pipefd[0], POLLIN, 0 };
 			if (poll(&pfd, 1, 100) > 0) {
@@ -712,11 +871,17 @@ static int run_command(scry_shadow *s, int side, const scry_migration *m, scry_e
 	pthread_mutex_lock(&s->lock);
 	s->child = 0;
 	pthread_mutex_unlock(&s->lock);
+	close(sup[1]);
 	if (pipefd[0] >= 0)
 		close(pipefd[0]);
 
 	if (atomic_load(&s->canceled)) {
 		rc = scry__fail(err, SCRY_ECANCELED, "cancelled while the migration ran");
+	} else if (timed_out) {
+		rc = scry__fail(err, SCRY_EMIGRATION,
+		                "the migration command %s did not finish within %d s (the migration timeout) "
+		                "and was killed with its children; raise --migration-timeout if it needs longer",
+		                m->argv[0], s->opts.migration_timeout_s);
 	} else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		char how[64];
 		if (WIFSIGNALED(status))
@@ -753,7 +918,7 @@ static int run_sql(scry_shadow *s, int side, const scry_migration *m, scry_error
 			err->code = SCRY_EMIGRATION;
 		return rc == SCRY_ENOMEM ? rc : SCRY_EMIGRATION;
 	}
-	PGconn *c = connect_db(s, s->conninfos[side], err, s->names[side]);
+	PGconn *c = scry__shadow_connect(s, s->conninfos[side], err, s->names[side]);
 	if (!c) {
 		scry_statement_spans_free(spans);
 		return SCRY_ECONNECT;
@@ -802,7 +967,7 @@ int scry_shadow_migrate(scry_shadow *s, scry_shadow_side side, const scry_migrat
 		return scry__fail(err, SCRY_EINVAL, "a migration is exactly one of a command, SQL or a callback");
 	if (!s->opts.in_place) {
 		/* Never the target itself: only a clone this shadow made. */
-		if (!s->exists[side] || !strcmp(s->names[side], s->target_db))
+		if (!s->exists[side] || (s->opts.provider == SCRY_CLONE_TEMPLATE && !strcmp(s->names[side], s->target_db)))
 			return scry__fail(err, SCRY_EINVAL,
 			                  "refusing to migrate \"%s\": it is not a clone (create the shadow first)",
 			                  s->names[side]);

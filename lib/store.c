@@ -63,7 +63,7 @@ enum {
 
 static const char *const query_sql[Q_COUNT] = {
 	[Q_INSERT_EVENT] = "INSERT INTO events(session, seq, offset_us, duration_us, statement,"
-	                   " literals, params, rows, sqlstate, kind) VALUES (?,?,?,?,?,?,?,?,?,?)",
+	                   " literals, params, rows, sqlstate, kind, fetch, flags) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
 	[Q_INSERT_STATEMENT] = "INSERT INTO statements(hash, pattern, template, literals) VALUES (?,?,?,?)",
 	[Q_INSERT_PATTERN] = "INSERT INTO patterns(fingerprint, normalized, parse_error, count, errors,"
 	                     " total_us, timed, first_us, last_us) VALUES (?,?,?,0,0,0,0,?,?)",
@@ -95,6 +95,7 @@ struct scry_store {
 	bool caches_loaded;
 	bool txn_open;              /* scry_store_begin() without commit/rollback yet */
 	scry_buf tmpl, lits, params, text;
+	int schema;                 /* user_version of the file (older read-only stores stay old) */
 };
 
 static const char schema_sql[] =
@@ -120,7 +121,8 @@ static const char schema_sql[] =
 	"  id INTEGER PRIMARY KEY,\n"
 	"  source TEXT NOT NULL, database TEXT, user_name TEXT, application TEXT, client TEXT,\n"
 	"  started_us INTEGER NOT NULL, ended_us INTEGER,\n"
-	"  events INTEGER NOT NULL);        -- events captured (the last seq)\n"
+	"  events INTEGER NOT NULL,         -- events captured (the last seq)\n"
+	"  params TEXT);                    -- startup parameters, key=value lines (v2)\n"
 	"CREATE TABLE events(\n"
 	"  id INTEGER PRIMARY KEY,          -- capture order\n"
 	"  session INTEGER NOT NULL,\n"
@@ -132,8 +134,11 @@ static const char schema_sql[] =
 	"  params BLOB,                     -- bound parameters: (varint oid, varint format, varint length+1, bytes)*\n"
 	"  rows INTEGER,\n"
 	"  sqlstate TEXT,                   -- NULL on success\n"
-	"  kind INTEGER NOT NULL);          -- 0 simple, 1 extended, 2 copy\n"
+	"  kind INTEGER NOT NULL,           -- 0 simple, 1 extended, 2 copy\n"
+	"  fetch INTEGER,                   -- row limit per Execute of a portal; NULL = one Execute (v2)\n"
+	"  flags INTEGER);                  -- 1 text truncated, 2 COPY data dropped, 4 cancelled (v2)\n"
 	"CREATE TABLE event_errors(event INTEGER PRIMARY KEY, message TEXT);\n"
+	"CREATE TABLE event_copy(event INTEGER PRIMARY KEY, data BLOB NOT NULL); -- COPY FROM STDIN data (v2)\n"
 	"CREATE TABLE runs(\n"
 	"  id INTEGER PRIMARY KEY, label TEXT NOT NULL, target TEXT, options TEXT,\n"
 	"  started_us INTEGER NOT NULL, ended_us INTEGER,\n"
@@ -155,6 +160,19 @@ static const char schema_sql[] =
 	"  FROM events e JOIN sessions s ON s.id = e.session JOIN statements st ON st.id = e.statement\n"
 	"  JOIN patterns p ON p.id = st.pattern;\n";
 
+/* Upgrades a schema 1 store in place (one transaction; docs/store.md). Unparsable
+ * patterns of a v1 store keep a NULL fingerprint. */
+static const char migrate_v2_sql[] =
+	"BEGIN IMMEDIATE;\n"
+	"ALTER TABLE sessions ADD COLUMN params TEXT;\n"
+	"ALTER TABLE events ADD COLUMN fetch INTEGER;\n"
+	"ALTER TABLE events ADD COLUMN flags INTEGER;\n"
+	"CREATE TABLE event_copy(event INTEGER PRIMARY KEY, data BLOB NOT NULL);\n"
+	"PRAGMA user_version = 2;\n"
+	"COMMIT;";
+
+
+sqlite3 *scry__store_sqlite(scry_store *s) { return s ? s->db : NULL; }
 
 int scry__store_fail(scry_store *s, scry_error *err, const char *what)
 {
@@ -244,6 +262,16 @@ static int setup_schema(scry_store *s, bool read_only, scry_error *err)
 		return scry__fail(err, SCRY_ESCHEMA,
 		                  "%s is a SQLite database but not a scry store; it was left untouched. "
 		                  "Pass --store with another file name", s->path);
+	if (version > 0 && version < SCRY_STORE_SCHEMA_VERSION && !read_only) {
+		/* v1 -> v2: portals, COPY data, session parameters, event flags. */
+		if (sqlite3_exec(s->db, migrate_v2_sql, NULL, NULL, NULL) != SQLITE_OK) {
+			int r = scry__store_fail(s, err, "upgrading the store to schema 2");
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+			return r;
+		}
+		version = SCRY_STORE_SCHEMA_VERSION;
+	}
+	s->schema = (int)(version ? version : SCRY_STORE_SCHEMA_VERSION);
 	if (version == 0) {
 		if (read_only)
 			return scry__fail(err, SCRY_ENOTFOUND, "%s is an empty store", s->path);
@@ -343,7 +371,6 @@ void scry_store_free(scry_store *s)
 	scry__free(s);
 }
 
-struct sqlite3 *scry__store_sqlite(scry_store *s) { return s ? s->db : NULL; }
 
 void scry__store_forget_caches(scry_store *s)
 {
@@ -472,6 +499,23 @@ int scry_store_session_end(scry_store *s, int64_t session_id, int64_t ended_us, 
 	return r == SQLITE_DONE ? 0 : scry__store_fail(s, err, "ending a session");
 }
 
+int scry_store_session_set_params(scry_store *s, int64_t session_id, const char *params, scry_error *err)
+{
+	sqlite3_stmt *q;
+	if (!s)
+		return scry__fail(err, SCRY_EINVAL, "scry_store_session_set_params: store is NULL");
+	if (sqlite3_prepare_v2(s->db, "UPDATE sessions SET params = ? WHERE id = ?", -1, &q, NULL) != SQLITE_OK)
+		return scry__store_fail(s, err, "recording session parameters");
+	if (params && *params)
+		sqlite3_bind_text(q, 1, params, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, session_id);
+	int r = sqlite3_step(q);
+	sqlite3_finalize(q);
+	if (r != SQLITE_DONE)
+		return scry__store_fail(s, err, "recording session parameters");
+	return sqlite3_changes(s->db) ? 0 : scry__fail(err, SCRY_ENOTFOUND, "session %lld does not exist", (long long)session_id);
+}
+
 static session_entry *find_session(scry_store *s, int64_t id, scry_error *err, int *rc)
 {
 	uint32_t k = scry__u64map_get(&s->session_map, (uint64_t)id);
@@ -498,19 +542,21 @@ static session_entry *find_session(scry_store *s, int64_t id, scry_error *err, i
 }
 
 /* Finds or creates the pattern of a text; returns its index in patterns[]. */
-static int pattern_for(scry_store *s, const char *text, size_t len, int64_t now_us, int64_t *index, scry_error *err)
+static int pattern_for(scry_store *s, const char *text, size_t len, bool truncated, int64_t now_us, int64_t *index,
+                       scry_error *err)
 {
 	uint64_t fp = 0;
 	scry_error perr = SCRY_ERROR_INIT;
-	int prc = scry_fingerprint_compute(s->fpr, text, len, &fp, &perr);
+	/* A truncated text is never fingerprinted: its cut may still parse, as something else. */
+	int prc = truncated ? SCRY_EPARSE : scry_fingerprint_compute(s->fpr, text, len, &fp, &perr);
 	if (prc && prc != SCRY_EPARSE)
 		return scry__fail(err, prc, "%s", perr.message);
-	if (!prc) {
-		uint32_t k = scry__u64map_get(&s->pattern_map, fp);
-		if (k) {
-			*index = k - 1;
-			return 0;
-		}
+	if (prc) /* unparsable (or truncated): a key of its own, the hash of its text */
+		fp = XXH3_64bits(text, len) | 1; /* never 0, which means "no key" to readers */
+	uint32_t k = scry__u64map_get(&s->pattern_map, fp);
+	if (k) {
+		*index = k - 1;
+		return 0;
 	}
 	scry__buf_clear(&s->text);
 	if (!prc && scry_fingerprint_normalize(text, len, &s->text, NULL) != 0) {
@@ -522,9 +568,13 @@ static int pattern_for(scry_store *s, const char *text, size_t len, int64_t now_
 	if (!q)
 		return scry__store_fail(s, err, "adding a pattern");
 	if (prc) {
-		sqlite3_bind_null(q, 1);
+		sqlite3_bind_int64(q, 1, (int64_t)fp);
 		sqlite3_bind_text(q, 2, text, (int)len, SQLITE_TRANSIENT);
-		sqlite3_bind_text(q, 3, perr.message, -1, SQLITE_TRANSIENT);
+		if (truncated)
+			sqlite3_bind_text(q, 3, "text truncated at capture (over the capture limit); not replayed", -1,
+			                  SQLITE_STATIC);
+		else
+			sqlite3_bind_text(q, 3, perr.message, -1, SQLITE_TRANSIENT);
 	} else {
 		sqlite3_bind_int64(q, 1, (int64_t)fp);
 		sqlite3_bind_text(q, 2, s->text.ptr ? s->text.ptr : "", (int)s->text.size, SQLITE_TRANSIENT);
@@ -539,14 +589,14 @@ static int pattern_for(scry_store *s, const char *text, size_t len, int64_t now_
 	pattern_entry *p = &s->patterns[s->npatterns];
 	memset(p, 0, sizeof *p);
 	p->id = sqlite3_last_insert_rowid(s->db);
-	if (!prc && scry__u64map_put(&s->pattern_map, fp, (uint32_t)s->npatterns + 1))
+	if (scry__u64map_put(&s->pattern_map, fp, (uint32_t)s->npatterns + 1))
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	*index = (int64_t)s->npatterns++;
 	return 0;
 }
 
 /* Finds or creates the statement row of the template in s->tmpl. */
-static int statement_for(scry_store *s, const char *text, size_t len, int nlits, int64_t start_us,
+static int statement_for(scry_store *s, const char *text, size_t len, int nlits, bool truncated, int64_t start_us,
                          stmt_entry **out, scry_error *err)
 {
 	uint64_t h = XXH3_64bits(s->tmpl.ptr, s->tmpl.size);
@@ -576,7 +626,7 @@ static int statement_for(scry_store *s, const char *text, size_t len, int nlits,
 		}
 	}
 	int64_t pidx = 0;
-	int rc = pattern_for(s, text, len, start_us, &pidx, err);
+	int rc = pattern_for(s, text, len, truncated, start_us, &pidx, err);
 	if (rc)
 		return rc;
 	sqlite3_stmt *q = prepared(s, Q_INSERT_STATEMENT);
@@ -605,6 +655,7 @@ static int statement_for(scry_store *s, const char *text, size_t len, int nlits,
 
 static int append_one(scry_store *s, const scry_event *ev, scry_error *err)
 {
+	const scry_event *ex = ev; /* the fields of version 2 (zero for an older caller's events) */
 	int rc = 0;
 	session_entry *sess = find_session(s, ev->session_id, err, &rc);
 	if (!sess)
@@ -617,7 +668,15 @@ static int append_one(scry_store *s, const scry_event *ev, scry_error *err)
 	if (scry__lift_literals(text, len, &s->tmpl, &s->lits, &nlits))
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	stmt_entry *st = NULL;
-	if ((rc = statement_for(s, text, len, nlits, ev->start_us, &st, err)) != 0)
+	bool truncated = (ex->flags & SCRY_EVENT_F_TRUNCATED) != 0;
+	if (truncated) { /* kept whole, never lifted: it must not share a template with a complete text */
+		scry__buf_clear(&s->tmpl);
+		scry__buf_clear(&s->lits);
+		if (scry__buf_put(&s->tmpl, text, len))
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		nlits = 0;
+	}
+	if ((rc = statement_for(s, text, len, nlits, truncated, ev->start_us, &st, err)) != 0)
 		return rc;
 	pattern_entry *p = &s->patterns[st->pattern_index];
 	bool failed = ev->sqlstate[0] != 0;
@@ -660,10 +719,27 @@ static int append_one(scry_store *s, const scry_event *ev, scry_error *err)
 	if (failed)
 		sqlite3_bind_text(q, 9, ev->sqlstate, (int)strnlen(ev->sqlstate, 5), SQLITE_STATIC);
 	sqlite3_bind_int(q, 10, (int)ev->kind);
+	if (ex->fetch_rows > 0)
+		sqlite3_bind_int64(q, 11, ex->fetch_rows);
+	if (ex->flags)
+		sqlite3_bind_int(q, 12, (int)ex->flags);
 	if (sqlite3_step(q) != SQLITE_DONE)
 		return scry__store_fail(s, err, "appending events");
+	int64_t event_id = sqlite3_last_insert_rowid(s->db);
+	if (ex->copy_data && ex->copy_len) {
+		/* COPY events are rare: prepared when needed (the prepared-statement
+		 * array of struct scry_store keeps its layout, see docs/api.md). */
+		sqlite3_stmt *qc;
+		if (sqlite3_prepare_v2(s->db, "INSERT INTO event_copy(event, data) VALUES (?,?)", -1, &qc, NULL) != SQLITE_OK)
+			return scry__store_fail(s, err, "appending events");
+		sqlite3_bind_int64(qc, 1, event_id);
+		sqlite3_bind_blob64(qc, 2, ex->copy_data, (sqlite3_uint64)ex->copy_len, SQLITE_STATIC);
+		int qrc = sqlite3_step(qc);
+		sqlite3_finalize(qc);
+		if (qrc != SQLITE_DONE)
+			return scry__store_fail(s, err, "appending events");
+	}
 	if (ev->error_message && *ev->error_message) {
-		int64_t event_id = sqlite3_last_insert_rowid(s->db);
 		sqlite3_stmt *qe = prepared(s, Q_INSERT_ERROR);
 		if (!qe)
 			return scry__store_fail(s, err, "appending events");
@@ -865,7 +941,103 @@ struct scry_event_iter {
 	scry_buf text;
 	scry_param *params;
 	int aparams;
+	/* scry__store_events_by_id(): the ids to read, one point query each */
+	const int64_t *ids;
+	size_t nids, pos;
 };
+
+/*
+ * The columns every event iterator reads (iter_next decodes them), FROM and
+ * the joins; the caller appends " WHERE ...". A schema 1 store has no
+ * fetch/flags/session parameters/COPY data: NULLs in their place.
+ */
+static int event_select(const scry_store *s, scry_buf *sql)
+{
+	int rc = scry__buf_puts(sql,
+		"SELECT e.id, e.session, e.seq, s.started_us + e.offset_us, e.duration_us, e.kind, st.template,"
+		" e.literals, e.params, e.rows, e.sqlstate, st.pattern, p.fingerprint, s.user_name");
+	if (!rc)
+		rc = scry__buf_puts(sql, s->schema >= 2
+			? ", e.fetch, e.flags, s.params, c.data FROM events e LEFT JOIN event_copy c ON c.event = e.id"
+			: ", NULL, NULL, NULL, NULL FROM events e");
+	if (!rc)
+		rc = scry__buf_puts(sql, " JOIN statements st ON st.id = e.statement JOIN patterns p ON p.id = st.pattern"
+		                         " JOIN sessions s ON s.id = e.session");
+	return rc;
+}
+
+/* " AND p.fingerprint IN (...)" */
+static int fingerprint_in(scry_buf *sql, const uint64_t *fps, size_t n)
+{
+	int rc = scry__buf_puts(sql, " AND p.fingerprint IN (");
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = scry__buf_printf(sql, "%s%lld", i ? "," : "", (long long)(int64_t)fps[i]);
+	return rc ? rc : scry__buf_puts(sql, ")");
+}
+
+int scry__store_session_events(scry_store *s, const uint64_t *fps, size_t nfps, scry_event_iter **out,
+                               scry_error *err)
+{
+	*out = NULL;
+	scry_buf sql = SCRY_BUF_INIT;
+	int rc = event_select(s, &sql);
+	if (!rc)
+		rc = scry__buf_puts(&sql, " WHERE e.id > ?2 AND e.id <= ?3 AND e.session = ?1");
+	if (!rc && fps)
+		rc = fingerprint_in(&sql, fps, nfps);
+	if (!rc)
+		rc = scry__buf_puts(&sql, " ORDER BY e.id LIMIT ?4");
+	scry_event_iter *it = rc ? NULL : scry__calloc(1, sizeof *it);
+	if (!it) {
+		scry_buf_dispose(&sql);
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	}
+	it->store = s;
+	if (sqlite3_prepare_v2(s->db, sql.ptr, -1, &it->q, NULL) != SQLITE_OK) {
+		rc = scry__store_fail(s, err, "reading events");
+		scry_buf_dispose(&sql);
+		scry_event_iter_free(it);
+		return rc;
+	}
+	scry_buf_dispose(&sql);
+	*out = it;
+	return 0;
+}
+
+void scry__event_iter_rebind(scry_event_iter *it, int64_t session, int64_t after_id, int64_t last_id, int limit)
+{
+	sqlite3_reset(it->q);
+	sqlite3_bind_int64(it->q, 1, session);
+	sqlite3_bind_int64(it->q, 2, after_id);
+	sqlite3_bind_int64(it->q, 3, last_id);
+	sqlite3_bind_int(it->q, 4, limit);
+}
+
+int scry__store_events_by_id(scry_store *s, const int64_t *ids, size_t n, scry_event_iter **out, scry_error *err)
+{
+	*out = NULL;
+	scry_event_iter *it = scry__calloc(1, sizeof *it);
+	if (!it)
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	it->store = s;
+	it->ids = ids;
+	it->nids = n;
+	scry_buf sql = SCRY_BUF_INIT;
+	if (event_select(s, &sql) || scry__buf_puts(&sql, " WHERE e.id = ?")) {
+		scry_buf_dispose(&sql);
+		scry_event_iter_free(it);
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	}
+	if (sqlite3_prepare_v2(s->db, sql.ptr, -1, &it->q, NULL) != SQLITE_OK) {
+		int rc = scry__store_fail(s, err, "reading events");
+		scry_buf_dispose(&sql);
+		scry_event_iter_free(it);
+		return rc;
+	}
+	scry_buf_dispose(&sql);
+	*out = it;
+	return 0;
+}
 
 int scry_store_events(scry_store *s, const scry_event_filter *filter, scry_event_iter **out, scry_error *err)
 {
@@ -878,20 +1050,13 @@ int scry_store_events(scry_store *s, const scry_event_filter *filter, scry_event
 		return vrc;
 	filter = &fcopy;
 	scry_buf sql = SCRY_BUF_INIT;
-	int rc = scry__buf_puts(&sql,
-		"SELECT e.id, e.session, e.seq, s.started_us + e.offset_us, e.duration_us, e.kind, st.template,"
-		" e.literals, e.params, e.rows, e.sqlstate, st.pattern, p.fingerprint"
-		" FROM events e JOIN statements st ON st.id = e.statement JOIN patterns p ON p.id = st.pattern"
-		" JOIN sessions s ON s.id = e.session WHERE 1");
+	int rc = event_select(s, &sql);
+	if (!rc)
+		rc = scry__buf_puts(&sql, " WHERE 1");
 	if (!rc && filter && filter->session_id)
 		rc = scry__buf_printf(&sql, " AND e.session = %lld", (long long)filter->session_id);
-	if (!rc && filter && filter->fingerprints) {
-		rc = scry__buf_puts(&sql, " AND p.fingerprint IN (");
-		for (size_t i = 0; !rc && i < filter->nfingerprints; i++)
-			rc = scry__buf_printf(&sql, "%s%lld", i ? "," : "", (long long)(int64_t)filter->fingerprints[i]);
-		if (!rc)
-			rc = scry__buf_puts(&sql, ")");
-	}
+	if (!rc && filter && filter->fingerprints)
+		rc = fingerprint_in(&sql, filter->fingerprints, filter->nfingerprints);
 	if (!rc)
 		rc = scry__buf_puts(&sql, " ORDER BY e.id");
 	if (rc) {
@@ -971,7 +1136,18 @@ int scry_event_iter_next(scry_event_iter *it, const scry_stored_event **ev, scry
 {
 	if (!it || !ev)
 		return scry__fail(err, SCRY_EINVAL, "scry_event_iter_next: arguments are required");
-	int r = iter_step(it->store, it->q, err, "reading events");
+	int r;
+	for (;;) {
+		if (it->ids) {
+			if (it->pos >= it->nids)
+				return 0;
+			sqlite3_reset(it->q);
+			sqlite3_bind_int64(it->q, 1, it->ids[it->pos++]);
+		}
+		r = iter_step(it->store, it->q, err, "reading events");
+		if (r != 0 || !it->ids)
+			break; /* an id that is gone (deleted meanwhile) is skipped */
+	}
 	if (r <= 0)
 		return r;
 	sqlite3_stmt *q = it->q;
@@ -1005,6 +1181,12 @@ int scry_event_iter_next(scry_event_iter *it, const scry_stored_event **ev, scry
 		snprintf(e->sqlstate, sizeof e->sqlstate, "%s", ss);
 	e->pattern_id = sqlite3_column_int64(q, 11);
 	e->fingerprint = (uint64_t)sqlite3_column_int64(q, 12);
+	e->session_user = (const char *)sqlite3_column_text(q, 13);
+	e->fetch_rows = sqlite3_column_int64(q, 14);
+	e->flags = (unsigned int)sqlite3_column_int(q, 15);
+	e->session_params = (const char *)sqlite3_column_text(q, 16);
+	e->copy_data = sqlite3_column_blob(q, 17);
+	e->copy_len = (size_t)sqlite3_column_bytes(q, 17);
 	*ev = e;
 	return 1;
 }

@@ -395,20 +395,25 @@ int scry__verdict_judge(scry_pattern_verdict *pv, const obs *o, size_t n, const 
 	if (pv->ratio_low > opts->threshold && delta > opts->min_delta_ms) {
 		pv->cls = SCRY_CLASS_REGRESSED;
 		pv->flagged = 1;
-	} else if (tail) {
-		pv->cls = SCRY_CLASS_REGRESSED;
-		pv->flagged = 1;
-		pv->tail_regressed = 1;
-		pv->note = scry__vdup_printf("tail-only regression: p95 %.3f -> %.3f ms (%.2fx, 95%% CI %.2f-%.2f); "
-		                             "the median is unchanged",
-		                             pv->baseline_p95_ms, pv->candidate_p95_ms, pv->p95_ratio, pv->p95_ratio_low,
-		                             pv->p95_ratio_high);
 	} else if (pv->rows_differ > 0) {
 		pv->cls = SCRY_CLASS_ROWS_CHANGED;
 		pv->note = scry__vdup_printf("%lld of %zu paired executions return a different number of rows",
 		                             (long long)pv->rows_differ, np);
 	} else if (pv->ratio_high < 1.0 / opts->threshold && -delta > opts->min_delta_ms) {
 		pv->cls = SCRY_CLASS_IMPROVED;
+	} else if (tail) {
+		/*
+		 * Reported, not gated: the p95 interval is unpaired (each side's
+		 * quantile interval), and under a non-stationary load it cleared the
+		 * threshold on no-op migrations (test_impact: 4 false tail
+		 * regressions at p95 5-22x). docs/verdict.md.
+		 */
+		pv->cls = SCRY_CLASS_UNCHANGED;
+		pv->tail_regressed = 1;
+		pv->note = scry__vdup_printf("tail-only regression (reported, not gated): p95 %.3f -> %.3f ms (%.2fx, 95%% "
+		                             "CI %.2f-%.2f); the median is unchanged",
+		                             pv->baseline_p95_ms, pv->candidate_p95_ms, pv->p95_ratio, pv->p95_ratio_low,
+		                             pv->p95_ratio_high);
 	} else {
 		pv->cls = SCRY_CLASS_UNCHANGED;
 		if (pv->p95_ratio > opts->threshold && p95_delta > opts->min_delta_ms)

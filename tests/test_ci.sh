@@ -71,7 +71,7 @@ ci() { "$SCRY" ci test-migration "$TARGET" --store "$STORE" "$@"; }
 # --- usage -----------------------------------------------------------------
 ci >/dev/null 2>&1; expect_exit 2 $? "no migration command is a usage error"
 "$SCRY" ci test-migration --store "$STORE" >/dev/null 2>&1; expect_exit 2 $? "no target is a usage error"
-"$SCRY" ci test-migration --help | grep -q "Exit codes" && ok "--help" || bad "--help"
+"$SCRY" ci test-migration --help | grep "Exit codes" >/dev/null && ok "--help" || bad "--help"
 
 # --- (a) a safe migration ----------------------------------------------------
 ci --format json --output "$WORK/a.json" -- psql -Xq -c "ALTER TABLE items ADD COLUMN note text" \

@@ -134,7 +134,7 @@ expect 0 "$cli" workload info --store "$tmp/w.db" --json
 import json, sys
 o = json.load(open(sys.argv[1]))
 assert (o["events"], o["sessions"], o["patterns"], o["statements"]) == (6, 1, 3, 3), o
-assert o["schema_version"] == 1 and o["file_bytes"] > 0 and o["first_us"] == 1700000001000000, o
+assert o["schema_version"] == 2 and o["file_bytes"] > 0 and o["first_us"] == 1700000001000000, o
 ' "$tmp/out" || fail "workload info --json: $(cat "$tmp/out")"
 SCRY_STORE="$tmp/w.db" expect 0 "$cli" workload patterns
 has "$tmp/out" "FINGERPRINT"

@@ -90,7 +90,7 @@ events=$("$SCRY" workload info --store "$STORE" --json | sed -n 's/.*"events":\(
 
 ci() { "$SCRY" ci test-migration "$TARGET" --store "$STORE" --format json "$@"; }
 
-"$SCRY" ci test-migration --help | grep -q -- "--max-lock-wait" && ok "--help lists --max-lock-wait" \
+"$SCRY" ci test-migration --help | grep -- "--max-lock-wait" >/dev/null && ok "--help lists --max-lock-wait" \
   || bad "--help lacks --max-lock-wait"
 "$SCRY" ci test-migration "$TARGET" --max-lock-wait x -- true >/dev/null 2>&1
 expect_exit 2 $? "--max-lock-wait x is a usage error"

@@ -144,12 +144,16 @@ typedef struct rec {
 	char sqlstate[6];
 	char *message;
 	int64_t start, dur;
+	int64_t fetch;
+	unsigned flags;
+	size_t copy_len;
+	char copy[64];
 } rec;
 
 typedef struct recs {
 	rec r[64];
 	int n;
-	char user[64], db[64], app[64];
+	char user[64], db[64], app[64], params[256];
 	int startups;
 } recs;
 
@@ -178,6 +182,11 @@ static void on_event(void *ctx, const scry_event *ev)
 		strncat(r->params, one, sizeof r->params - strlen(r->params) - 1);
 	}
 	r->rows = ev->rows;
+	r->fetch = ev->fetch_rows;
+	r->flags = ev->flags;
+	r->copy_len = ev->copy_len;
+	if (ev->copy_len)
+		memcpy(r->copy, ev->copy_data, ev->copy_len < sizeof r->copy ? ev->copy_len : sizeof r->copy - 1);
 	memcpy(r->sqlstate, ev->sqlstate, 6);
 	r->message = ev->error_message ? strdup(ev->error_message) : NULL;
 	r->start = ev->start_us;
@@ -191,6 +200,7 @@ static void on_startup(void *ctx, const scry_pgwire_startup *s)
 	snprintf(rs->user, sizeof rs->user, "%s", s->user);
 	snprintf(rs->db, sizeof rs->db, "%s", s->database);
 	snprintf(rs->app, sizeof rs->app, "%s", s->application ? s->application : "");
+	snprintf(rs->params, sizeof rs->params, "%s", s->params ? s->params : "(null)");
 }
 
 static void recs_free(recs *rs)
@@ -248,6 +258,9 @@ static void run_all(const convo *c, recs *rs)
 			ck_assert_str_eq(other.r[i].params, rs->r[i].params);
 			ck_assert_int_eq(other.r[i].rows, rs->r[i].rows);
 			ck_assert_str_eq(other.r[i].sqlstate, rs->r[i].sqlstate);
+			ck_assert_int_eq(other.r[i].fetch, rs->r[i].fetch);
+			ck_assert_uint_eq(other.r[i].copy_len, rs->r[i].copy_len);
+			ck_assert_str_eq(other.r[i].copy, rs->r[i].copy);
 		}
 		recs_free(&other);
 	}
@@ -504,10 +517,11 @@ START_TEST(describe_fills_types_and_portal_suspended)
 	be_datarow(b, "8"); be_cmd(b, "SELECT 1"); be_ready(b, 'I');
 	recs rs;
 	run_all(&c, &rs);
-	ck_assert_int_eq(rs.n, 2);
+	/* A suspended Execute continues its portal: ONE execution, all its rows, its fetch size. */
+	ck_assert_int_eq(rs.n, 1);
 	ck_assert_str_eq(rs.r[0].params, "20/0/1:5|");
-	ck_assert_int_eq(rs.r[0].rows, 2);
-	ck_assert_int_eq(rs.r[1].rows, 1);
+	ck_assert_int_eq(rs.r[0].rows, 3);
+	ck_assert_int_eq(rs.r[0].fetch, 2);
 	recs_free(&rs);
 	convo_free(&c);
 }
@@ -540,11 +554,101 @@ START_TEST(copy_in_and_out)
 	ck_assert_str_eq(rs.r[0].query, "copy t from stdin");
 	ck_assert_int_eq(rs.r[0].kind, SCRY_EVENT_COPY);
 	ck_assert_int_eq(rs.r[0].rows, 2);
+	/* The COPY FROM STDIN data is kept, exactly, for replay. */
+	ck_assert_uint_eq(rs.r[0].copy_len, 21);
+	ck_assert_str_eq(rs.r[0].copy, "1\tsecret-data\n2\tmore\n");
+	ck_assert_uint_eq(rs.r[1].copy_len, 0);
 	ck_assert_str_eq(rs.r[1].query, "copy t to stdout");
 	ck_assert_int_eq(rs.r[1].kind, SCRY_EVENT_COPY);
 	ck_assert_int_eq(rs.r[1].rows, 1);
 	ck_assert_int_eq(rs.r[2].kind, SCRY_EVENT_SIMPLE);
 	recs_free(&rs);
+	convo_free(&c);
+}
+END_TEST
+
+/* What replay needs beyond statements: the session's startup parameters
+ * (never user/database), texts cut at the limit (marked), client cancels
+ * (marked), a portal the client closed while suspended (one event, marked),
+ * COPY data over the limit (dropped, marked) and COPY data sent before the
+ * server's CopyInResponse (kept). */
+START_TEST(session_params_flags_and_limits)
+{
+	convo c = { 0 };
+	bytes *f = fe(&c);
+	size_t a = begin(f, 0);
+	put32(f, 196608);
+	puts0(f, "user"); puts0(f, "alice");
+	puts0(f, "database"); puts0(f, "shop");
+	puts0(f, "options"); puts0(f, "-c search_path=app");
+	puts0(f, "DateStyle"); puts0(f, "ISO, DMY");
+	puts0(f, "application_name"); puts0(f, "multi\nline\\x");
+	puts0(f, "_pq_.proto_ext"); puts0(f, "1");
+	put8(f, 0);
+	end(f, a);
+	bytes *b = be(&c);
+	be_auth(b, 0, NULL);
+	be_ready(b, 'I');
+	fe_query(fe(&c), "select 'this text is longer than the limit'");
+	b = be(&c);
+	be_cmd(b, "SELECT 1"); be_ready(b, 'I');
+	fe_query(fe(&c), "select pg_sleep(10)");
+	b = be(&c);
+	be_error(b, 'E', "57014", "canceling statement due to user request"); be_ready(b, 'I');
+	/* A portal suspended twice, then closed by the client. */
+	f = fe(&c);
+	fe_parse(f, "", "select x", 0, NULL);
+	fe_bind(f, "p", "", 0, NULL, 0, NULL, NULL);
+	fe_execute(f, "p", 2);
+	fe_empty(f, 'H');
+	b = be(&c);
+	be_simple(b, '1'); be_simple(b, '2'); be_datarow(b, "1"); be_datarow(b, "2"); be_simple(b, 's');
+	f = fe(&c);
+	fe_execute(f, "p", 2);
+	a = begin(f, 'C'); put8(f, 'P'); puts0(f, "p"); end(f, a);
+	fe_empty(f, 'S');
+	b = be(&c);
+	be_datarow(b, "3"); be_datarow(b, "4"); be_simple(b, 's'); be_simple(b, '3'); be_ready(b, 'I');
+	/* COPY data before the CopyInResponse, and COPY data over the limit. */
+	f = fe(&c);
+	fe_query(f, "copy t from stdin");
+	fe_copydata(f, "early\n");
+	fe_empty(f, 'c');
+	b = be(&c);
+	be_copyresp(b, 'G'); be_cmd(b, "COPY 1"); be_ready(b, 'I');
+	fe_query(fe(&c), "copy t from stdin");
+	be_copyresp(be(&c), 'G');
+	f = fe(&c);
+	for (int i = 0; i < 10; i++)
+		fe_copydata(f, "0123456789\n");
+	fe_empty(f, 'c');
+	b = be(&c);
+	be_cmd(b, "COPY 10"); be_ready(b, 'I');
+	scry_pgwire_options o = SCRY_PGWIRE_OPTIONS_INIT;
+	o.max_query_bytes = 20;
+	o.max_copy_bytes = 64;
+	for (int mode = 0; mode <= 2; mode++) {
+		recs rs;
+		ck_assert_int_eq(run(&c, mode, &rs, NULL, &o), 0);
+		ck_assert_str_eq(rs.user, "alice");
+		ck_assert_str_eq(rs.params, "options=-c search_path=app\nDateStyle=ISO, DMY\n"
+		                            "application_name=multi\\nline\\\\x");
+		ck_assert_int_eq(rs.n, 5);
+		ck_assert_str_eq(rs.r[0].query, "select 'this text is");
+		ck_assert_uint_eq(rs.r[0].flags, SCRY_EVENT_F_TRUNCATED);
+		ck_assert_str_eq(rs.r[1].sqlstate, "57014");
+		ck_assert_uint_eq(rs.r[1].flags, SCRY_EVENT_F_CANCELLED);
+		ck_assert_str_eq(rs.r[2].query, "select x");
+		ck_assert_int_eq(rs.r[2].rows, 4);
+		ck_assert_int_eq(rs.r[2].fetch, 2);
+		ck_assert_uint_eq(rs.r[2].flags, SCRY_EVENT_F_PORTAL_OPEN);
+		ck_assert_int_eq(rs.r[3].kind, SCRY_EVENT_COPY);
+		ck_assert_str_eq(rs.r[3].copy, "early\n");
+		ck_assert_uint_eq(rs.r[4].copy_len, 0);
+		ck_assert_uint_eq(rs.r[4].flags, SCRY_EVENT_F_COPY_DROPPED);
+		ck_assert_int_eq(rs.r[4].rows, 10);
+		recs_free(&rs);
+	}
 	convo_free(&c);
 }
 END_TEST
@@ -732,6 +836,7 @@ int main(void)
 	tcase_add_test(tc, extended_error_skips_to_sync);
 	tcase_add_test(tc, describe_fills_types_and_portal_suspended);
 	tcase_add_test(tc, copy_in_and_out);
+	tcase_add_test(tc, session_params_flags_and_limits);
 	tcase_add_test(tc, notices_status_and_transactions);
 	tcase_add_test(tc, cancel_and_encrypted);
 	tcase_add_test(tc, function_call_then_query);

@@ -483,6 +483,95 @@ START_TEST(test_ab_pairing)
 END_TEST
 
 /*
+ * What the drivers really did, through the API and on two targets at once:
+ * a row-limited portal (replayed as DECLARE + FETCH 7: 100 rows in 15
+ * round trips), text and binary COPY FROM STDIN with their data, COPY TO
+ * STDOUT counted once, a session's startup parameters (search_path only in
+ * `options`: the table exists in schema app only), a text truncated at
+ * capture (skipped), and a pipelined autocommit write (rolled back).
+ */
+START_TEST(test_driver_events_ab)
+{
+	setup_db();
+	pgtest_exec(g_pg.conninfo, "DROP DATABASE IF EXISTS drv_a");
+	pgtest_exec(g_pg.conninfo, "DROP DATABASE IF EXISTS drv_b");
+	pgtest_exec(g_pg.conninfo, "CREATE DATABASE drv_a TEMPLATE postgres");
+	pgtest_exec(g_pg.conninfo, "CREATE DATABASE drv_b TEMPLATE postgres");
+	char cia[512], cib[512];
+	pgtest_conninfo_db(&g_pg, "drv_a", cia, sizeof cia);
+	pgtest_conninfo_db(&g_pg, "drv_b", cib, sizeof cib);
+	const char *schema = "CREATE SCHEMA app; CREATE TABLE app.c(a int, b text);"
+	                     "INSERT INTO app.c SELECT g, 'x' FROM generate_series(1, 100) g";
+	pgtest_exec(cia, schema);
+	pgtest_exec(cib, schema);
+	scry_store *s = new_store();
+	int64_t sid = add_session(s, 1000000);
+	scry_error err = SCRY_ERROR_INIT;
+	ck_assert_msg(scry_store_session_set_params(s, sid, "options=-c search_path=app\nDateStyle=ISO, DMY", &err) == 0,
+	              "%s", err.message);
+	/* binary COPY: signature, flags, extension length, one tuple (2 fields: int4 7, text "bin"), trailer */
+	static const char bin[] = "PGCOPY\n\377\r\n\0" "\0\0\0\0" "\0\0\0\0"
+	                          "\0\2" "\0\0\0\4" "\0\0\0\7" "\0\0\0\3" "bin" "\377\377";
+	scry_event ev[6];
+	memset(ev, 0, sizeof ev);
+	const char *q[6] = { "SELECT a FROM c WHERE a > $1 ORDER BY a", "COPY c FROM STDIN", "COPY c FROM STDIN (FORMAT binary)",
+	                     "COPY c TO STDOUT", "SELECT 'this text was cut at the capture li", "UPDATE c SET b = 'y' WHERE a <= 10" };
+	scry_param p0 = { 23, SCRY_PARAM_TEXT, "0", 1 };
+	for (int i = 0; i < 6; i++) {
+		ev[i].session_id = sid;
+		ev[i].start_us = 1000000 + i * 1000;
+		ev[i].duration_us = 100;
+		ev[i].kind = i >= 1 && i <= 3 ? SCRY_EVENT_COPY : SCRY_EVENT_SIMPLE;
+		ev[i].query = q[i];
+		ev[i].rows = -1;
+	}
+	ev[0].kind = SCRY_EVENT_EXTENDED;
+	ev[0].params = &p0;
+	ev[0].nparams = 1;
+	ev[0].rows = 100;
+	ev[0].fetch_rows = 7;
+	ev[1].copy_data = "1\tone\n2\ttwo\n";
+	ev[1].copy_len = 12;
+	ev[1].rows = 2;
+	ev[2].copy_data = bin;
+	ev[2].copy_len = sizeof bin - 1;
+	ev[2].rows = 1;
+	ev[3].rows = 103;
+	ev[4].flags = SCRY_EVENT_F_TRUNCATED;
+	ev[5].rows = 10;
+	ck_assert_msg(scry_store_append(s, ev, 6, sizeof ev[0], &err) == 0, "%s", err.message);
+	scry_replay_options o = SCRY_REPLAY_OPTIONS_INIT;
+	o.writes = SCRY_WRITES_ROLLBACK;
+	scry_replay *r = NULL;
+	ck_assert_int_eq(scry_replay_new(&r, s, &o, &err), 0);
+	scry_replay_result ra = SCRY_REPLAY_RESULT_INIT, rb = SCRY_REPLAY_RESULT_INIT;
+	ck_assert_msg(scry_replay_run_ab(r, cia, "A", cib, "B", &ra, &rb, &err) == 0, "%s", err.message);
+	ck_assert_int_eq(ra.executions, 5);
+	ck_assert_int_eq(ra.skipped, 1); /* the truncated text */
+	ck_assert_int_eq(ra.errors, 0);
+	ck_assert_int_eq(rb.errors, 0);
+	collected *ca = collect(s, ra.run_id), *cb = collect(s, rb.run_id);
+	ck_assert_int_eq(ca->n, 5);
+	for (int i = 0; i < ca->n; i++) {
+		int k = (int)(ca->event[i] - ca->event[0]);
+		int64_t want = k == 0 ? 100 : k == 1 ? 2 : k == 2 ? 1 : k == 3 ? 100 : 10;
+		ck_assert_msg(ca->rows[i] == want && cb->rows[i] == want, "event %d: rows %lld/%lld, want %lld (%s/%s)", k,
+		              (long long)ca->rows[i], (long long)cb->rows[i], (long long)want, ca->sqlstate[i], cb->sqlstate[i]);
+	}
+	/* Everything was rolled back: COPY's rows and the UPDATE are gone on both. */
+	for (int t = 0; t < 2; t++) {
+		char *v = pgtest_query_value(t ? cib : cia, "SELECT count(*) || '/' || count(*) FILTER (WHERE b = 'y') FROM app.c");
+		ck_assert_str_eq(v, "100/0");
+		free(v);
+	}
+	free(ca);
+	free(cb);
+	scry_replay_free(r);
+	drop_store(s);
+}
+END_TEST
+
+/*
  * Sessions that lock the same rows in opposite orders, one row per captured
  * transaction, replayed A/B with --repeat: a runner replays a whole
  * transaction on one clone before the other, so it never waits on one clone
@@ -517,7 +606,7 @@ START_TEST(test_ab_crossed_locks)
 	scry_replay *r = NULL;
 	scry_error err = SCRY_ERROR_INIT;
 	ck_assert_int_eq(scry_replay_new(&r, s, &o, &err), 0);
-	scry_replay_result ra, rb;
+	scry_replay_result ra = SCRY_REPLAY_RESULT_INIT, rb = SCRY_REPLAY_RESULT_INIT;
 	ck_assert_msg(scry_replay_run_ab(r, cia, "A", cib, "B", &ra, &rb, &err) == 0, "%s", err.message);
 	ck_assert_int_eq(ra.executions, rb.executions);
 	ck_assert_int_eq(ra.executions, (4 * 8 + 5 * 8) * 5); /* 4 sessions of 2 x 4 statements, 4 of 2 x 5 */
@@ -719,6 +808,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_wrong_password_and_down);
 	tcase_add_test(tc, test_cancel);
 	tcase_add_test(tc, test_ab_pairing);
+	tcase_add_test(tc, test_driver_events_ab);
 	tcase_add_test(tc, test_ab_crossed_locks);
 	tcase_add_test(tc, test_timed_mode);
 	tcase_add_test(tc, test_fd_limit);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "pgtest.h"
@@ -216,6 +217,114 @@ START_TEST(cancel_and_callback)
 }
 END_TEST
 
+static void collect_log(void *ctx, scry_log_level level, const char *msg)
+{
+	(void)level;
+	scry__buf_puts(ctx, msg);
+	scry__buf_puts(ctx, "\n");
+}
+
+/* Template clones use FILE_COPY (PostgreSQL 15+) and carry a marker naming this process; gc reads it. */
+START_TEST(file_copy_marker_and_gc)
+{
+	scry_error err = SCRY_ERROR_INIT;
+	scry_buf log = SCRY_BUF_INIT;
+	scry_shadow_options o = SCRY_SHADOW_OPTIONS_INIT;
+	o.log = collect_log;
+	o.log_ctx = &log;
+	scry_shadow *s = NULL;
+	ck_assert_int_eq(scry_shadow_new(&s, target, &o, &err), 0);
+	ck_assert_int_eq(scry_shadow_create(s, &err), 0);
+	PGconn *c = pgtest_connect(target);
+	if (PQserverVersion(c) >= 150000)
+		ck_assert_msg(strstr(log.ptr ? log.ptr : "", "STRATEGY = FILE_COPY") != NULL, "%s", log.ptr);
+	PQfinish(c);
+	char sql[800], mine[64];
+	snprintf(sql, sizeof sql, "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '%s'",
+	         scry_shadow_name(s, SCRY_SHADOW_A));
+	char *v = value_in(cl.conninfo, sql);
+	snprintf(mine, sizeof mine, "scry clone pid=%d host=", (int)getpid());
+	ck_assert_msg(v && !strncmp(v, mine, strlen(mine)), "%s", v ? v : "(none)");
+	free(v);
+
+	/* A clone of a dead process of this host goes; one of another host stays; ours stay. */
+	char host[128];
+	gethostname(host, sizeof host);
+	pgtest_exec(cl.conninfo, "CREATE DATABASE shop_scry_a_dead TEMPLATE shop");
+	pgtest_exec(cl.conninfo, "CREATE DATABASE shop_scry_a_far TEMPLATE shop");
+	snprintf(sql, sizeof sql, "COMMENT ON DATABASE shop_scry_a_dead IS 'scry clone pid=999999 host=%s start=1 target=shop';"
+	         "COMMENT ON DATABASE shop_scry_a_far IS 'scry clone pid=999999 host=elsewhere.example start=1 target=shop'",
+	         host);
+	pgtest_exec(cl.conninfo, sql);
+	int dropped = -1;
+	ck_assert_msg(scry_shadow_gc(target, NULL, &dropped, &err) == 0, "%s", err.message);
+	ck_assert_int_eq(dropped, 1);
+	ck_assert_int_eq(count_dbs_like("shop_scry_a_dead"), 0);
+	ck_assert_int_eq(count_dbs_like("shop_scry_a_far"), 1);
+	ck_assert_int_eq(count_dbs_like("shop_scry_%"), 3); /* ours (2) and the far one */
+	scry_shadow_free(s);
+	pgtest_exec(cl.conninfo, "DROP DATABASE shop_scry_a_far");
+	scry_buf_dispose(&log);
+}
+END_TEST
+
+/* A migration command past migration_timeout_s is killed with a clear error. */
+START_TEST(migration_timeout_kills)
+{
+	scry_error err = SCRY_ERROR_INIT;
+	scry_shadow_options o = SCRY_SHADOW_OPTIONS_INIT;
+	o.migration_timeout_s = 1;
+	scry_shadow *s = NULL;
+	ck_assert_int_eq(scry_shadow_new(&s, target, &o, &err), 0);
+	ck_assert_int_eq(scry_shadow_create(s, &err), 0);
+	char *argv[] = { "sh", "-c", "sleep 30", NULL };
+	scry_migration m = SCRY_MIGRATION_INIT;
+	m.argv = argv;
+	int64_t t0 = scry__monotonic_us();
+	ck_assert_int_eq(scry_shadow_migrate(s, SCRY_SHADOW_B, &m, &err), SCRY_EMIGRATION);
+	ck_assert_msg(strstr(err.message, "did not finish within 1 s") != NULL, "%s", err.message);
+	ck_assert_int_lt(scry__monotonic_us() - t0, 20 * 1000000LL);
+	scry_shadow_free(s);
+	ck_assert_int_eq(count_dbs_like("shop_scry_%"), 0);
+}
+END_TEST
+
+/* Given databases: migrated on the candidate, never dropped, never the target itself. */
+START_TEST(given_databases)
+{
+	pgtest_exec(cl.conninfo, "CREATE DATABASE copy_a TEMPLATE shop");
+	pgtest_exec(cl.conninfo, "CREATE DATABASE copy_b TEMPLATE shop");
+	char a[600], b[600];
+	pgtest_conninfo_db(&cl, "copy_a", a, sizeof a);
+	pgtest_conninfo_db(&cl, "copy_b", b, sizeof b);
+	scry_error err = SCRY_ERROR_INIT;
+	scry_shadow_options o = SCRY_SHADOW_OPTIONS_INIT;
+	o.provider = SCRY_CLONE_GIVEN;
+	scry_shadow *s = NULL;
+	ck_assert_int_eq(scry_shadow_new(&s, target, &o, &err), SCRY_EINVAL); /* no databases given */
+	o.baseline = target;
+	o.candidate = b;
+	ck_assert_int_eq(scry_shadow_new(&s, target, &o, &err), 0);
+	ck_assert_int_eq(scry_shadow_create(s, &err), SCRY_EINVAL);
+	ck_assert_msg(strstr(err.message, "is the target itself") != NULL, "%s", err.message);
+	scry_shadow_free(s);
+	o.baseline = a;
+	ck_assert_int_eq(scry_shadow_new(&s, target, &o, &err), 0);
+	ck_assert_int_eq(scry_shadow_create(s, &err), 0);
+	scry_migration m = SCRY_MIGRATION_INIT;
+	m.sql = "ALTER TABLE orders ADD COLUMN region text";
+	ck_assert_msg(scry_shadow_migrate(s, SCRY_SHADOW_B, &m, &err) == 0, "%s", err.message);
+	scry_shadow_free(s);
+	char *v = value_in(b, "SELECT count(*) FROM information_schema.columns WHERE column_name='region'");
+	ck_assert_str_eq(v, "1");
+	free(v);
+	v = value_in(a, "SELECT count(*) FROM information_schema.columns WHERE column_name='region'");
+	ck_assert_str_eq(v, "0");
+	free(v);
+	ck_assert_int_eq(count_dbs_like("copy_%"), 2); /* never dropped */
+}
+END_TEST
+
 int main(void)
 {
 	Suite *su = suite_create("shadow");
@@ -229,6 +338,9 @@ int main(void)
 	tcase_add_test(tc, unreachable_and_uri);
 	tcase_add_test(tc, cancel_and_callback);
 	tcase_add_test(tc, in_place_migrates_target);
+	tcase_add_test(tc, file_copy_marker_and_gc);
+	tcase_add_test(tc, migration_timeout_kills);
+	tcase_add_test(tc, given_databases);
 	suite_add_tcase(su, tc);
 	return pgtest_run_suite(su, 0);
 }

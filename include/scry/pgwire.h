@@ -9,8 +9,12 @@
  * carries the time the bytes were seen.
  *
  * Never decoded or copied: password, SASL and GSS messages (the frontend
- * 'p' messages are skipped without being buffered), CopyData and DataRow
- * contents (skipped too; COPY is recorded as one event).
+ * 'p' messages are skipped without being buffered), DataRow and COPY TO
+ * STDOUT contents (skipped too; COPY is recorded as one event). The data
+ * of a COPY FROM STDIN is kept (up to max_copy_bytes) so that replay can
+ * send it. A row-limited portal (Execute with a row limit, PortalSuspended,
+ * Execute again...) is reported as ONE event with its total rows and its
+ * row limit (scry_event.fetch_rows).
  *
  * Malformed input, or a message larger than the configured limit, gives
  * SCRY_EPROTOCOL / SCRY_ELIMIT for that connection; after that the decoder
@@ -44,6 +48,11 @@ typedef struct scry_pgwire_startup {
 	const char *user;         /**< "" when absent */
 	const char *database;     /**< defaults to user, as on the server */
 	const char *application;  /**< application_name, or NULL */
+	/** Every other startup parameter (options, DateStyle, TimeZone,
+	 *  client_encoding, application_name...) as scry_session_info.params
+	 *  "key=value" lines; "" when none. Never a password (the startup
+	 *  packet has none). */
+	const char *params;
 } scry_pgwire_startup;
 
 /** Callbacks of a decoder. Any may be NULL. */
@@ -69,7 +78,8 @@ typedef struct scry_pgwire_options {
 	unsigned int version;      /**< SCRY_PGWIRE_OPTIONS_VERSION */
 	/** Largest message buffered, in bytes; 0 = 256 MiB. Larger: SCRY_ELIMIT. */
 	size_t max_message_bytes;
-	/** Longest query text reported; longer texts are truncated. 0 = 1 MiB. */
+	/** Longest query text reported; longer texts are truncated and marked
+	 *  SCRY_EVENT_F_TRUNCATED. 0 = 16 MiB. */
 	size_t max_query_bytes;
 	/**
 	 * Added to the `now_us` of scry_pgwire_feed() to get an event's Unix
@@ -80,12 +90,15 @@ typedef struct scry_pgwire_options {
 	/** Most outstanding requests (pipelined messages awaiting their
 	 *  responses) tracked; 0 = 1,000,000. More: SCRY_ELIMIT. */
 	size_t max_pending;
+	/** Most COPY FROM STDIN data kept per COPY (version 2); more: the data
+	 *  is dropped and the event marked SCRY_EVENT_F_COPY_DROPPED. 0 = 16 MiB. */
+	size_t max_copy_bytes;
 } scry_pgwire_options;
 
 /** Current version of scry_pgwire_options. */
-#define SCRY_PGWIRE_OPTIONS_VERSION 1
+#define SCRY_PGWIRE_OPTIONS_VERSION 2
 /** Default options. */
-#define SCRY_PGWIRE_OPTIONS_INIT { SCRY_PGWIRE_OPTIONS_VERSION, 0, 0, 0, 0 }
+#define SCRY_PGWIRE_OPTIONS_INIT { SCRY_PGWIRE_OPTIONS_VERSION, 0, 0, 0, 0, 0 }
 
 /** Fills `opts` with the defaults. */
 SCRY_API void scry_pgwire_options_init(scry_pgwire_options *opts);

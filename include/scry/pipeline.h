@@ -49,9 +49,10 @@ typedef struct scry_pipeline_options {
 	scry_pipeline_mode mode;
 	int no_settle;                   /**< skip VACUUM ANALYZE after migrating */
 	/**
-	 * Replay options (NULL = defaults, with repeat 5 and warmup 1 so that
-	 * every pattern has enough samples). Their progress callback is
-	 * replaced by the pipeline's.
+	 * Replay options (NULL = defaults, with the budget
+	 * SCRY_PIPELINE_DEFAULT_BUDGET). Their progress callback is replaced by
+	 * the pipeline's; their min_per_pattern is raised to the verdict's
+	 * minimum so that a budget never starves a pattern.
 	 */
 	const scry_replay_options *replay;
 	/** Verdict options (NULL = defaults); the conninfos are filled in. */
@@ -82,14 +83,28 @@ typedef struct scry_pipeline_options {
 	int64_t max_lock_wait_ms;
 	/** Gate: fail when the migration took longer than this (s); 0 = off. */
 	double max_migration_seconds;
+	/* Appended in version 3: clone providers and the migration timeout (docs/pipeline.md). */
+	scry_clone_provider clone;       /**< how the clones are made; default SCRY_CLONE_TEMPLATE */
+	const char *baseline;            /**< SCRY_CLONE_GIVEN: connection string of A */
+	const char *candidate;           /**< SCRY_CLONE_GIVEN: connection string of B */
+	const char *clone_command;       /**< SCRY_CLONE_COMMAND: see scry_shadow_options.clone_command */
+	int migration_timeout_s;         /**< kill a migration (or fix) command after this many seconds; 0 = none */
 } scry_pipeline_options;
 
 /** Current version of scry_pipeline_options. */
-#define SCRY_PIPELINE_OPTIONS_VERSION 2
+#define SCRY_PIPELINE_OPTIONS_VERSION 3
 /** Defaults: clones, settle, default replay and verdict, no fix. */
 #define SCRY_PIPELINE_OPTIONS_INIT \
 	{ SCRY_PIPELINE_OPTIONS_VERSION, SCRY_PIPELINE_CLONES, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-	  0, 1.0, 0, 0 }
+	  0, 1.0, 0, 0, SCRY_CLONE_TEMPLATE, NULL, NULL, NULL, 0 }
+
+/**
+ * The replay budget (executions per side) the pipeline uses when its replay
+ * options are NULL, and that `scry ci test-migration` uses unless told
+ * otherwise: sized so that a CI run takes about a minute whatever the store
+ * holds (docs/pipeline.md, "Replay budget").
+ */
+#define SCRY_PIPELINE_DEFAULT_BUDGET 20000
 
 /** Fills `opts` with the defaults. */
 SCRY_API void scry_pipeline_options_init(scry_pipeline_options *opts);

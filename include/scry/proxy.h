@@ -72,8 +72,8 @@ typedef struct scry_proxy_options {
 	/** Largest protocol message accepted from a client, in bytes; 0 = 256 MiB.
 	 *  A bigger message ends that connection with a protocol error. */
 	size_t max_message_bytes;
-	/** Longest query text recorded, in bytes; 0 = 1 MiB. Longer texts are
-	 *  still forwarded, and recorded truncated. */
+	/** Longest query text recorded, in bytes; 0 = 16 MiB. Longer texts are
+	 *  still forwarded, and recorded truncated (marked, never replayed). */
 	size_t max_query_bytes;
 	/** Maximum simultaneous client connections; 0 = 10000. */
 	int max_connections;

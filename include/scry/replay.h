@@ -46,13 +46,41 @@ typedef struct scry_replay_options {
 	void *progress_ctx;
 	scry_log_fn log;             /**< optional log callback */
 	void *log_ctx;
+	/* version 2 */
+	/** Captured user -> replay role, as "captured=replayed" strings: each
+	 *  session runs `SET ROLE replayed` instead of its own user. */
+	const char *const *user_map;
+	size_t nuser_map;
+	int ignore_users;            /**< never SET ROLE: every session runs as the target's user */
+	int ignore_session_params;   /**< do not apply captured startup parameters */
+	/** Extra time after timeout_ms before the replay gives up on a server
+	 *  that does not answer at all (client-side timer); 0 = 1000 ms. */
+	int client_margin_ms;
+	/* Appended in version 3: the replay budget (docs/pipeline.md, "Replay budget"). */
+	/**
+	 * Executions per side to replay: a stratified sample of the capture (per
+	 * pattern, spread over time and parameter values; at least
+	 * min_per_pattern each; the rest in proportion to the captured counts;
+	 * whole transactions). 0 = every captured execution.
+	 */
+	int64_t budget;
+	/**
+	 * Or: a sample sized to replay in about this many seconds, estimated from
+	 * the captured latencies. 0 = none. When both are set the smaller wins.
+	 */
+	double budget_seconds;
+	/** A budget keeps at least this many executions per pattern (all when fewer); default 20. */
+	int min_per_pattern;
 } scry_replay_options;
 
 /** Current version of scry_replay_options. */
-#define SCRY_REPLAY_OPTIONS_VERSION 1
-/** Defaults: fast, concurrency 8, 1 round, rollback writes, 30 s timeout. */
+#define SCRY_REPLAY_OPTIONS_VERSION 3
+/** Defaults: fast, concurrency 8, 1 round, rollback writes, 30 s timeout,
+ *  captured users and startup parameters applied, no budget (at least 20
+ *  per pattern when one is set). */
 #define SCRY_REPLAY_OPTIONS_INIT \
-	{ SCRY_REPLAY_OPTIONS_VERSION, SCRY_REPLAY_FAST, 1.0, 8, 1, 0, SCRY_WRITES_ROLLBACK, 30000, NULL, 0, NULL, NULL, NULL, NULL }
+	{ SCRY_REPLAY_OPTIONS_VERSION, SCRY_REPLAY_FAST, 1.0, 8, 1, 0, SCRY_WRITES_ROLLBACK, 30000, NULL, 0, NULL, NULL, \
+	  NULL, NULL, NULL, 0, 0, 0, 0, 0, 0.0, 20 }
 
 /** Fills `opts` with the defaults. */
 SCRY_API void scry_replay_options_init(scry_replay_options *opts);
@@ -63,12 +91,16 @@ typedef struct scry_replay_result {
 	int64_t run_id;          /**< the `runs` row */
 	int64_t executions;      /**< samples recorded */
 	int64_t errors;          /**< executions that failed (timeouts included) */
-	int64_t timeouts;        /**< executions cancelled by statement_timeout */
+	int64_t timeouts;        /**< executions cancelled by statement_timeout, or given up by the client-side timer */
 	int64_t reconnects;      /**< connections lost and re-opened */
 	int64_t skipped;         /**< executions not replayed (writes skip) */
 	double per_second;       /**< executions per second of wall time */
 	int64_t elapsed_us;
 	int64_t lag_p50_us, lag_p99_us, lag_max_us; /**< timed mode: start lag */
+	/* Appended: what a budget sampled (all zero without a budget). */
+	int64_t captured;        /**< captured executions of the replayed patterns (in the store) */
+	int64_t sampled;         /**< of them, the executions replayed per round (transactions' BEGIN/COMMIT included) */
+	int64_t budget;          /**< the budget in executions the sample was sized for */
 } scry_replay_result;
 
 /** Initialiser of a scry_replay_result the library fills in: sets `size`. */

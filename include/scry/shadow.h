@@ -26,6 +26,16 @@ typedef enum scry_shadow_side {
 	SCRY_SHADOW_B = 1  /**< candidate: where the migration is applied */
 } scry_shadow_side;
 
+/** How the two clones are made. */
+typedef enum scry_clone_provider {
+	/** CREATE DATABASE ... TEMPLATE target (STRATEGY = FILE_COPY on PostgreSQL 15+) on the target's server. */
+	SCRY_CLONE_TEMPLATE = 0,
+	/** Two databases the caller prepared (options.baseline, options.candidate); scry never drops them. */
+	SCRY_CLONE_GIVEN = 1,
+	/** An external command (options.clone_command): DBLab, Neon branches, ZFS snapshots, base backups... */
+	SCRY_CLONE_COMMAND = 2
+} scry_clone_provider;
+
 /** Options of scry_shadow_new(). Fields are only ever appended. */
 typedef struct scry_shadow_options {
 	unsigned int version;   /**< SCRY_SHADOW_OPTIONS_VERSION */
@@ -46,12 +56,24 @@ typedef struct scry_shadow_options {
 	 * Only for a database that may be thrown away.
 	 */
 	int in_place;
+	/* Appended in version 2: clone providers and the migration timeout (docs/pipeline.md). */
+	scry_clone_provider provider; /**< how clones are made; default SCRY_CLONE_TEMPLATE */
+	const char *baseline;         /**< SCRY_CLONE_GIVEN: connection string of A (never dropped) */
+	const char *candidate;        /**< SCRY_CLONE_GIVEN: connection string of B (never dropped) */
+	/**
+	 * SCRY_CLONE_COMMAND: a shell command. `CMD create NAME` prints the new
+	 * clone's connection string (its last line of standard output) and exits 0;
+	 * `CMD destroy NAME` removes it.
+	 */
+	const char *clone_command;
+	/** A migration command running longer than this many seconds is killed (SCRY_EMIGRATION); 0 = no limit. */
+	int migration_timeout_s;
 } scry_shadow_options;
 
 /** Current version of scry_shadow_options. */
-#define SCRY_SHADOW_OPTIONS_VERSION 1
+#define SCRY_SHADOW_OPTIONS_VERSION 2
 /** Defaults. */
-#define SCRY_SHADOW_OPTIONS_INIT { SCRY_SHADOW_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0 }
+#define SCRY_SHADOW_OPTIONS_INIT { SCRY_SHADOW_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0, SCRY_CLONE_TEMPLATE, NULL, NULL, NULL, 0 }
 
 /** Fills `opts` with the defaults. */
 SCRY_API void scry_shadow_options_init(scry_shadow_options *opts);
@@ -82,6 +104,16 @@ SCRY_API void scry_shadow_free(scry_shadow *s);
  */
 SCRY_API int scry_shadow_create(scry_shadow *s, scry_error *err);
 
+/**
+ * Drops the clones that earlier runs left on the server of `target`
+ * (CREATE DATABASE clones, marked with a comment naming their scry process)
+ * whose process, on this host, no longer exists: after a `kill -9` or a power
+ * cut. Clones of live runs and of other hosts are left alone. Stores in
+ * *dropped (may be NULL) how many were dropped. scry_shadow_create() does
+ * this by itself before cloning.
+ */
+SCRY_API int scry_shadow_gc(const char *target, const scry_shadow_options *opts, int *dropped, scry_error *err);
+
 /** Name of the target database. */
 SCRY_API const char *scry_shadow_target_name(const scry_shadow *s);
 
@@ -89,8 +121,10 @@ SCRY_API const char *scry_shadow_target_name(const scry_shadow *s);
 SCRY_API const char *scry_shadow_name(const scry_shadow *s, scry_shadow_side side);
 
 /**
- * Connection string of a clone: the target's with dbname replaced. Owned
- * by the shadow, valid until scry_shadow_free().
+ * Connection string of a clone: the target's with dbname replaced (template
+ * clones), the given one, or what the clone command printed (NULL until
+ * scry_shadow_create() for that provider). Owned by the shadow, valid until
+ * scry_shadow_free().
  */
 SCRY_API const char *scry_shadow_conninfo(const scry_shadow *s, scry_shadow_side side);
 

@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 /** Schema version this library writes (PRAGMA user_version). */
-#define SCRY_STORE_SCHEMA_VERSION 1
+#define SCRY_STORE_SCHEMA_VERSION 2
 
 /** An open workload store. */
 typedef struct scry_store scry_store;
@@ -88,6 +88,16 @@ typedef struct scry_session_info {
 SCRY_API int scry_store_session_add(scry_store *store,
 	const scry_session_info *info, int64_t *session_id, scry_error *err);
 
+/**
+ * Records the startup parameters of a session: every parameter of its
+ * startup packet other than user and database (there is never a password
+ * in it), one "key=value" per line, a newline or backslash in a value
+ * escaped as \n / \\; e.g. "options=-c search_path=app\nDateStyle=ISO".
+ * Replay applies them (docs/replay.md). NULL or "" clears them.
+ */
+SCRY_API int scry_store_session_set_params(scry_store *store, int64_t session_id,
+	const char *params, scry_error *err);
+
 /** Records when a session ended (Unix microseconds). */
 SCRY_API int scry_store_session_end(scry_store *store, int64_t session_id,
 	int64_t ended_us, scry_error *err);
@@ -132,7 +142,28 @@ typedef struct scry_event {
 	int64_t rows;            /**< rows from CommandComplete; -1 unknown */
 	char sqlstate[6];        /**< "" on success, else the SQLSTATE */
 	const char *error_message; /**< NULL on success */
+	/* version 2 (schema 2) */
+	/** Row limit of each Execute of a row-limited portal (the driver's
+	 *  fetch size); 0 when the statement ran in one Execute. `rows` is
+	 *  then the total over every Execute of the portal. */
+	int64_t fetch_rows;
+	unsigned int flags;      /**< SCRY_EVENT_F_* bits */
+	/** COPY ... FROM STDIN: the data stream the client sent (the CopyData
+	 *  payloads concatenated), copied by the store; NULL when none or over
+	 *  the capture limit (then SCRY_EVENT_F_COPY_DROPPED is set). */
+	const void *copy_data;
+	size_t copy_len;
 } scry_event;
+
+/** Event flag: the text was cut at the capture limit; never replayed. */
+#define SCRY_EVENT_F_TRUNCATED 1u
+/** Event flag: COPY FROM STDIN data was over the capture limit and not kept. */
+#define SCRY_EVENT_F_COPY_DROPPED 2u
+/** Event flag: the client cancelled the statement (57014 "due to user request"). */
+#define SCRY_EVENT_F_CANCELLED 4u
+/** Event flag: a row-limited portal the client closed (or dropped with
+ *  its transaction) before it completed: `rows` is what it fetched. */
+#define SCRY_EVENT_F_PORTAL_OPEN 8u
 
 /**
  * Appends `n` events in one transaction (all or nothing). Events must be
@@ -164,6 +195,7 @@ SCRY_API int scry_store_commit(scry_store *store, scry_error *err);
  * is unknown afterwards). Accepts NULL.
  */
 SCRY_API void scry_store_rollback(scry_store *store);
+
 
 /** Counts of what a store holds. */
 typedef struct scry_store_info {
@@ -206,7 +238,13 @@ typedef struct scry_stored_event {
 	int64_t rows;
 	char sqlstate[6];
 	int64_t pattern_id;
-	uint64_t fingerprint;    /**< 0 when the text did not parse */
+	uint64_t fingerprint;    /**< pattern key; for a text that did not parse, a hash of its text */
+	int64_t fetch_rows;      /**< row limit per Execute (0: one Execute), see scry_event */
+	unsigned int flags;      /**< SCRY_EVENT_F_* bits */
+	const void *copy_data;   /**< COPY FROM STDIN data, NULL when none */
+	size_t copy_len;
+	const char *session_user;   /**< user of its session, NULL when unknown */
+	const char *session_params; /**< startup parameters of its session (scry_session_info.params), NULL when none */
 } scry_stored_event;
 
 /** An iterator over events. */
@@ -370,6 +408,62 @@ SCRY_API int scry_store_plan_put(scry_store *store, int64_t run_id,
 /** Reads a plan into `out`; SCRY_ENOTFOUND when there is none. */
 SCRY_API int scry_store_plan_get(scry_store *store, int64_t run_id,
 	uint64_t fingerprint, scry_buf *out, scry_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Housekeeping: runs and compaction (docs/store.md)                   */
+/* ------------------------------------------------------------------ */
+
+/** A replay run as listed by scry_store_runs(). Strings are owned by the iterator. */
+typedef struct scry_run_info {
+	int64_t id;
+	const char *label;
+	const char *target;      /**< connection string, password removed; may be NULL */
+	int64_t started_us, ended_us; /**< Unix microseconds; ended_us 0 while running or interrupted */
+	int64_t executions, errors;
+	int64_t samples;         /**< samples rows it holds */
+} scry_run_info;
+
+/** An iterator over runs. */
+typedef struct scry_run_iter scry_run_iter;
+
+/** Iterates the runs of a store, oldest first. */
+SCRY_API int scry_store_runs(scry_store *store, scry_run_iter **out, scry_error *err);
+
+/** Advances; 1 = row in *run (owned by the iterator), 0 = end, <0 error. */
+SCRY_API int scry_run_iter_next(scry_run_iter *it, const scry_run_info **run, scry_error *err);
+
+/** Frees a run iterator. Accepts NULL. */
+SCRY_API void scry_run_iter_free(scry_run_iter *it);
+
+/** Deletes a run with its samples and plans; SCRY_ENOTFOUND when there is no such run. */
+SCRY_API int scry_store_run_delete(scry_store *store, int64_t run_id, scry_error *err);
+
+/**
+ * Deletes every run but the newest `keep` of each label (so that a baseline
+ * and its candidate go together), with their samples and plans. *deleted
+ * (may be NULL) receives how many runs were deleted. keep >= 0.
+ */
+SCRY_API int scry_store_runs_prune(scry_store *store, int keep, int64_t *deleted, scry_error *err);
+
+/** What scry_store_compact() did. */
+typedef struct scry_compact_result {
+	size_t size;             /**< set to sizeof(scry_compact_result) before the call (SCRY_COMPACT_RESULT_INIT does); the library writes only that many bytes, and sets it to what it wrote */
+	int64_t events_before, events_after;
+	int64_t bytes_before, bytes_after;   /**< database file size */
+} scry_compact_result;
+
+/** Initialiser of a scry_compact_result the library fills in: sets `size`. */
+#define SCRY_COMPACT_RESULT_INIT { .size = sizeof(scry_compact_result) }
+
+/**
+ * Keeps at most `keep_per_pattern` captured events per pattern, spread evenly
+ * over the capture (the first of each of that many consecutive windows), and
+ * deletes the others with their samples; patterns keep their captured counts
+ * (what impact weighs). Then VACUUMs the file. `out` may be NULL (else set
+ * out->size first: SCRY_COMPACT_RESULT_INIT). keep_per_pattern >= 1.
+ */
+SCRY_API int scry_store_compact(scry_store *store, int keep_per_pattern, scry_compact_result *out,
+	scry_error *err);
 
 /** A log file imported into the store (scry_logimport_feed_file). */
 typedef struct scry_log_file {

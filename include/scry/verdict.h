@@ -106,7 +106,7 @@ typedef struct scry_pattern_verdict {
 	int64_t baseline_aborted, candidate_aborted; /**< executions that failed with 25P02 because an earlier statement of another pattern failed in their transaction */
 	double p95_ratio;                          /**< candidate p95 / baseline p95 */
 	double p95_ratio_low, p95_ratio_high;      /**< its interval (each side's p95 interval combined) */
-	int tail_regressed;                        /**< regressed on p95 alone */
+	int tail_regressed;                        /**< p95 interval above the threshold while the median is not: reported, not gated */
 	int work_measured;                         /**< 1 when the work fields below are known */
 	double baseline_work, candidate_work;      /**< blocks per execution (shared hit+read, temp read+written), median of EXPLAIN (ANALYZE, BUFFERS) samples */
 	double work_ratio;                         /**< candidate_work / baseline_work */

@@ -115,7 +115,7 @@ START_TEST(test_store_v1)
 	ck_assert_int_eq(info->events, 5);
 	ck_assert_int_eq(info->sessions, 1);
 	ck_assert_int_eq(info->patterns, 3);
-	ck_assert_int_eq(info->schema_version, 1);
+	ck_assert_int_ge(info->schema_version, 1); /* the store's schema (2 since portals/COPY data), not the struct's */
 	ck_assert_uint_eq(info->size, sizeof *info);
 
 	/* A future caller's bigger output: written up to the library's size, the rest untouched. */

@@ -20,7 +20,7 @@
  * seen), read with one prepared query.
  */
 #include "fuzz_common.h"
-#include "internal.h"
+#include "store_internal.h" /* the store's connection, to read the rows raw */
 #include <scry/logimport.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -44,10 +44,27 @@ static void remove_store(const char *path)
 	remove(p);
 }
 
+/* The last two stores of the process are removed at exit too. */
+static void remove_stores_at_exit(void)
+{
+	for (int i = 0; i < 2; i++) {
+		if (!stores[i])
+			continue;
+		sqlite3_finalize(rows_q[i]);
+		sqlite3_close(raw[i]);
+		scry_store_free(stores[i]);
+		remove_store(paths[i]);
+		stores[i] = NULL;
+	}
+}
+
 static int import(int which, scry_log_format fmt, const char *prefix, const uint8_t *log, size_t n,
                   uint64_t *seed, scry_logimport_stats *st, scry_buf *digest)
 {
 	if (!stores[which]) {
+		static bool registered;
+		if (!registered)
+			registered = atexit(remove_stores_at_exit) == 0;
 		/* A file (in tmpfs when there is one), so that a second connection can read it. */
 		const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : (getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
 		snprintf(paths[which], sizeof paths[which], "%s/scry-fuzz-logimport-%d-%d.db", dir, (int)getpid(), which);

@@ -1,0 +1,53 @@
+/*
+ * lib/shadow_internal.h - the shadow handle, shared by lib/shadow.c (the
+ * template provider, settling, migrations) and lib/shadow_providers.c (the
+ * given and command providers, clone markers and gc). Private.
+ */
+#ifndef SCRY_SHADOW_INTERNAL_H
+#define SCRY_SHADOW_INTERNAL_H
+
+#include "internal.h"
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+
+/* PostgreSQL names are at most NAMEDATALEN-1 = 63 bytes. */
+#define NAME_MAX_LEN 63
+
+struct scry_shadow {
+	scry_shadow_options opts;
+	char *target;           /* the caller's conninfo */
+	char *target_db;        /* the target's database name */
+	char *names[2];         /* clone names */
+	char *conninfos[2];     /* clone conninfos */
+	char *maint_conninfo;   /* for CREATE/DROP DATABASE */
+	bool exists[2];
+	int server_version;
+	/* Live values of the target connection, for the migration's environment. */
+	char *host, *port, *user, *password;
+	char *clone_command;    /* SCRY_CLONE_COMMAND: a copy of opts.clone_command */
+
+	/* Cancellation: the flag, the running query's cancel handle, the running command. */
+	atomic_int canceled;
+	pthread_mutex_t lock;
+	PGcancel *running;
+	pid_t child;
+};
+
+/* Logs through the caller's callback (scry__log does the formatting). */
+#define slog(s, level, ...) scry__log((s)->opts.log, (s)->opts.log_ctx, level, __VA_ARGS__)
+
+/* The marker a clone carries (its database comment): "scry clone pid=P host=H start=T target=D". */
+SCRY_HIDDEN int scry__shadow_marker(const char *target_db, char *buf, size_t n);
+/* Given and command providers (lib/shadow_providers.c). */
+SCRY_HIDDEN int scry__shadow_given_create(scry_shadow *s, scry_error *err);
+SCRY_HIDDEN int scry__shadow_command_create(scry_shadow *s, scry_error *err);
+SCRY_HIDDEN int scry__shadow_command_drop(scry_shadow *s, scry_error *err);
+/* The target's connection string with dbname replaced (key=value form, *out malloc'ed). */
+SCRY_HIDDEN int scry__shadow_conninfo_with_db(const char *target, const char *db, char **out, scry_error *err);
+/* Connects (with statement_timeout 0; notices to s's log, s may be NULL); NULL and err filled on failure. */
+SCRY_HIDDEN PGconn *scry__shadow_connect(scry_shadow *s, const char *conninfo, scry_error *err, const char *what);
+
+#endif
