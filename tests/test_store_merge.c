@@ -95,7 +95,7 @@ START_TEST(merge_fleet)
 	/* SELECT 1/SELECT 2 share a pattern; t-lookup shared; missing; update; unparsable. */
 	ck_assert_int_eq(info.patterns, 5);
 	ck_assert_int_eq(out_int("SELECT count FROM patterns WHERE normalized LIKE '%FROM t WHERE%'"), 3);
-	ck_assert_int_eq(out_int("SELECT count FROM patterns WHERE fingerprint IS NULL"), 3);
+	ck_assert_int_eq(out_int("SELECT count FROM patterns WHERE parse_error IS NOT NULL"), 3);
 	ck_assert_int_eq(out_int("SELECT errors FROM patterns WHERE normalized LIKE '%missing%'"), 1);
 	ck_assert_int_eq(out_int("SELECT total_us FROM patterns WHERE normalized LIKE '%FROM t WHERE%'"),
 	                 101 * 3);
