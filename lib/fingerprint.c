@@ -523,6 +523,12 @@ int scry_fingerprint_compute(scry_fingerprinter *f, const char *sql, size_t len,
 		return rc;
 	}
 	f->stats.calls++;
+	/* A NUL anywhere is the documented error on every path, cached or not (a
+	 * cache entry must never answer for a text the parser would refuse). */
+	if (memchr(sql, 0, len)) {
+		f->stats.errors++;
+		return nul_error(sql, len, err);
+	}
 	if (f->bypass_left) {
 		f->bypass_left--;
 		f->stats.parses++;

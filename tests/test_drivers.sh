@@ -18,6 +18,8 @@ cleanup() {
   if [ -n "${SCRY_KEEP:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
+# set -e ends the script at the first failing command: say which one.
+trap 'echo "test_drivers: line $LINENO failed: $BASH_COMMAND" >&2' ERR
 fail() { echo "FAIL: $*" >&2; exit 1; }
 skip() { echo "SKIP $1: $2"; skipped="$skipped $1"; }
 
