@@ -610,9 +610,28 @@ int scry_impact_stop(scry_impact *im, scry_error *err)
 		im->running = false;
 	}
 	im->duration_us = scry__monotonic_us() - im->t0_mono;
+	/*
+	 * The replay's and the migration's backends are gone from the client's
+	 * side but may still be exiting on the server, a snapshot older than the
+	 * migration's writes with them: a VACUUM that ran now (the settle step)
+	 * could not mark the backfilled pages all-visible. Wait for them (5 s at
+	 * most), then let go of this connection too.
+	 */
+	for (int i = 0; i < 500; i++) {
+		PGresult *r = PQexec(im->pg, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+		                             " AND pid <> pg_backend_pid() AND backend_type = 'client backend'");
+		bool quiet = PQresultStatus(r) != PGRES_TUPLES_OK || i64(r, 0, 0) == 0;
+		PQclear(r);
+		if (quiet)
+			break;
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
 	if (im->poll_error[0])
 		ilog(im, SCRY_LOG_WARNING, "the lock sampler could not read pg_locks: %s", im->poll_error);
 	int rc = compare_snapshots(im, err);
+	PQfinish(im->pg);
+	im->pg = NULL;
 	/* Locks and waits are kept even when the after-snapshot failed. */
 	if (build_locks(im) || build_waits(im))
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
