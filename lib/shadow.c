@@ -1,7 +1,8 @@
 /*
  * lib/shadow.c - clones of a target database (CREATE DATABASE ... TEMPLATE),
- * migrations applied to them, and their removal. See include/scry/shadow.h
- * and docs/pipeline.md.
+ * their settling and their removal; the handle's lifecycle and cancel. The
+ * migrations applied to them are in lib/shadow_migrate.c. See
+ * include/scry/shadow.h and docs/pipeline.md.
  */
 #define _GNU_SOURCE
 #include "shadow_internal.h"
@@ -20,8 +21,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-extern char **environ;
 
 void scry_shadow_options_init(scry_shadow_options *opts)
 {
@@ -87,7 +86,7 @@ PGconn *scry__shadow_connect(scry_shadow *s, const char *conninfo, scry_error *e
  * PGcancel registered for the duration of the call. Returns the result
  * (the caller clears it); *canceled tells whether a cancel interrupted it.
  */
-static PGresult *exec_cancelable(scry_shadow *s, PGconn *c, const char *sql)
+PGresult *scry__shadow_exec_cancelable(scry_shadow *s, PGconn *c, const char *sql)
 {
 	PGcancel *cancel = PQgetCancel(c);
 	pthread_mutex_lock(&s->lock);
@@ -109,51 +108,27 @@ static void sanitize(const char *in, char *out, size_t max)
 	out[k] = 0;
 }
 
-int scry_shadow_new(scry_shadow **out, const char *target, const scry_shadow_options *opts,
-	scry_error *err)
+/* The provider's own options: a message and SCRY_EINVAL when they do not fit. */
+static int check_provider(const scry_shadow_options *o, scry_error *err)
 {
-	if (!out)
-		return scry__fail(err, SCRY_EINVAL, "out is NULL");
-	*out = NULL;
-	if (!target)
-		return scry__fail(err, SCRY_EINVAL, "no target connection string");
-	scry_shadow_options o;
-	int vrc = scry__opts_copy(err, &scry__abi_shadow_options, &o, opts);
-	if (vrc)
-		return vrc;
-	scry_shadow *s = scry__calloc(1, sizeof *s);
-	if (!s)
-		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	s->opts = o;
-	s->opts.suffix = NULL;
-	s->opts.maintenance_db = NULL;
-	s->opts.baseline = s->opts.candidate = s->opts.clone_command = NULL;
-	if (s->opts.provider == SCRY_CLONE_GIVEN && !s->opts.in_place &&
-	    (!o.baseline || !*o.baseline || !o.candidate || !*o.candidate)) {
-		scry__free(s);
+	if (o->provider == SCRY_CLONE_GIVEN && !o->in_place &&
+	    (!o->baseline || !*o->baseline || !o->candidate || !*o->candidate))
 		return scry__fail(err, SCRY_EINVAL, "the given-clones provider needs both a baseline and a candidate "
 		                  "connection string (--baseline DSN --candidate DSN)");
-	}
-	if (s->opts.provider == SCRY_CLONE_COMMAND && !s->opts.in_place &&
-	    (!o.clone_command || !*o.clone_command)) {
-		scry__free(s);
+	if (o->provider == SCRY_CLONE_COMMAND && !o->in_place && (!o->clone_command || !*o->clone_command))
 		return scry__fail(err, SCRY_EINVAL, "the command clone provider needs a command (--clone-command CMD)");
-	}
-	if (s->opts.provider > SCRY_CLONE_COMMAND || s->opts.migration_timeout_s < 0) {
-		scry__free(s);
+	if (o->provider > SCRY_CLONE_COMMAND || o->migration_timeout_s < 0)
 		return scry__fail(err, SCRY_EINVAL, "unknown clone provider %d, or a negative migration timeout",
-		                  (int)s->opts.provider);
-	}
-	pthread_mutex_init(&s->lock, NULL);
-	atomic_init(&s->canceled, 0);
-	s->target = scry__strdup(target);
-	int rc = 0;
+		                  (int)o->provider);
+	return 0;
+}
 
-	PGconn *c = scry__shadow_connect(s, target, err, "the target database");
-	if (!c) {
-		rc = SCRY_ECONNECT;
-		goto fail;
-	}
+/* The target's live values (database, server, role), kept for the clones and the migration's environment. */
+static int read_target(scry_shadow *s, scry_error *err)
+{
+	PGconn *c = scry__shadow_connect(s, s->target, err, "the target database");
+	if (!c)
+		return SCRY_ECONNECT;
 	s->target_db = scry__strdup(PQdb(c));
 	s->host = scry__strdup(PQhost(c) ? PQhost(c) : "");
 	s->port = scry__strdup(PQport(c) ? PQport(c) : "");
@@ -161,11 +136,16 @@ int scry_shadow_new(scry_shadow **out, const char *target, const scry_shadow_opt
 	s->password = PQpass(c) && *PQpass(c) ? scry__strdup(PQpass(c)) : NULL;
 	s->server_version = PQserverVersion(c);
 	PQfinish(c);
+	return 0;
+}
 
+/* The clones' names and connection strings, by provider (the command provider learns its conninfos later). */
+static int name_clones(scry_shadow *s, const scry_shadow_options *o, const char *suffix_opt, scry_error *err)
+{
 	char base[41], suffix[40];
 	sanitize(s->target_db, base, sizeof base - 1);
-	if (opts && opts->suffix) {
-		sanitize(opts->suffix, suffix, 16);
+	if (suffix_opt) {
+		sanitize(suffix_opt, suffix, 16);
 	} else {
 		/* pid + random bits: unique on the server across concurrent runs. */
 		uint32_t rnd = 0;
@@ -182,39 +162,66 @@ int scry_shadow_new(scry_shadow **out, const char *target, const scry_shadow_opt
 		else
 			snprintf(name, sizeof name, "%.38s_scry_%c_%.16s", base, i ? 'b' : 'a', suffix);
 		s->names[i] = scry__strdup(name);
-		if (!s->names[i]) {
-			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
-			goto fail;
-		}
+		if (!s->names[i])
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		int rc = 0;
 		if (s->opts.in_place)
-			s->conninfos[i] = scry__strdup(target);
+			s->conninfos[i] = scry__strdup(s->target);
 		else if (s->opts.provider == SCRY_CLONE_GIVEN)
-			s->conninfos[i] = scry__strdup(i ? o.candidate : o.baseline);
+			s->conninfos[i] = scry__strdup(i ? o->candidate : o->baseline);
 		else if (s->opts.provider == SCRY_CLONE_COMMAND)
 			s->conninfos[i] = NULL; /* printed by the command when it creates the clone */
-		else if ((rc = scry__shadow_conninfo_with_db(target, name, &s->conninfos[i], err)))
-			goto fail;
-		if (!s->conninfos[i] && (s->opts.in_place || s->opts.provider != SCRY_CLONE_COMMAND)) {
-			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
-			goto fail;
-		}
+		else if ((rc = scry__shadow_conninfo_with_db(s->target, name, &s->conninfos[i], err)))
+			return rc;
+		if (!s->conninfos[i] && (s->opts.in_place || s->opts.provider != SCRY_CLONE_COMMAND))
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	}
-	if ((rc = scry__shadow_conninfo_with_db(target, opts && opts->maintenance_db ? opts->maintenance_db : "postgres",
-	                           &s->maint_conninfo, err)))
-		goto fail;
-	if (s->opts.provider == SCRY_CLONE_COMMAND && !(s->clone_command = scry__strdup(o.clone_command))) {
+	return 0;
+}
+
+int scry_shadow_new(scry_shadow **out, const char *target, const scry_shadow_options *opts,
+	scry_error *err)
+{
+	if (!out)
+		return scry__fail(err, SCRY_EINVAL, "out is NULL");
+	*out = NULL;
+	if (!target)
+		return scry__fail(err, SCRY_EINVAL, "no target connection string");
+	scry_shadow_options o;
+	int rc = scry__opts_copy(err, &scry__abi_shadow_options, &o, opts);
+	if (!rc)
+		rc = check_provider(&o, err);
+	if (rc)
+		return rc;
+	scry_shadow *s = scry__calloc(1, sizeof *s);
+	if (!s)
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	s->opts = o;
+	s->opts.suffix = NULL;
+	s->opts.maintenance_db = NULL;
+	s->opts.baseline = s->opts.candidate = s->opts.clone_command = NULL;
+	pthread_mutex_init(&s->lock, NULL);
+	atomic_init(&s->canceled, 0);
+	s->target = scry__strdup(target);
+	if (!s->target)
 		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
-		goto fail;
-	}
-	if (!s->target_db || !s->host || !s->port || !s->user || !s->maint_conninfo) {
+	if (!rc)
+		rc = read_target(s, err);
+	if (!rc)
+		rc = name_clones(s, &o, opts && opts->suffix ? opts->suffix : NULL, err);
+	if (!rc)
+		rc = scry__shadow_conninfo_with_db(target, opts && opts->maintenance_db ? opts->maintenance_db : "postgres",
+		                                   &s->maint_conninfo, err);
+	if (!rc && s->opts.provider == SCRY_CLONE_COMMAND && !(s->clone_command = scry__strdup(o.clone_command)))
 		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
-		goto fail;
+	if (!rc && (!s->target_db || !s->host || !s->port || !s->user || !s->maint_conninfo))
+		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
+	if (rc) {
+		scry_shadow_free(s);
+		return rc;
 	}
 	*out = s;
 	return 0;
-fail:
-	scry_shadow_free(s);
-	return rc;
 }
 
 const char *scry_shadow_target_name(const scry_shadow *s) { return s ? s->target_db : NULL; }
@@ -257,7 +264,7 @@ static int clone_one(scry_shadow *s, PGconn *c, int side, scry_error *err)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	}
 	slog(s, SCRY_LOG_DEBUG, "%s", sql.ptr);
-	PGresult *r = exec_cancelable(s, c, sql.ptr);
+	PGresult *r = scry__shadow_exec_cancelable(s, c, sql.ptr);
 	scry_buf_dispose(&sql);
 	if (atomic_load(&s->canceled)) {
 		/* The database may exist if the cancel came too late: drop tries anyway. */
@@ -483,7 +490,7 @@ int scry_shadow_settle(scry_shadow *s, scry_error *err)
 				rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 				break;
 			}
-			PGresult *r = exec_cancelable(s, c, sql.ptr);
+			PGresult *r = scry__shadow_exec_cancelable(s, c, sql.ptr);
 			scry_buf_dispose(&sql);
 			if (atomic_load(&s->canceled)) {
 				rc = scry__fail(err, SCRY_ECANCELED, "cancelled while settling %s", s->names[i]);
@@ -536,473 +543,4 @@ void scry_shadow_free(scry_shadow *s)
 	scry__free(s->password);
 	pthread_mutex_destroy(&s->lock);
 	scry__free(s);
-}
-
-/* ------------------------------------------------------------------ */
-/* Migrations                                                          */
-/* ------------------------------------------------------------------ */
-
-/* Percent-encodes a URI component. */
-static int put_uri(scry_buf *b, const char *s)
-{
-	int rc = 0;
-	for (const unsigned char *p = (const unsigned char *)s; !rc && *p; p++) {
-		if (isalnum(*p) || strchr("-._~", *p))
-			rc = scry__buf_put(b, p, 1);
-		else
-			rc = scry__buf_printf(b, "%%%02X", *p);
-	}
-	return rc;
-}
-
-/* Where a migration command connects: the live values of a connection. */
-typedef struct endpoint {
-	char *host, *port, *user, *password, *db; /* password may be NULL */
-} endpoint;
-
-static void endpoint_free(endpoint *e)
-{
-	scry__free(e->host);
-	scry__free(e->port);
-	scry__free(e->user);
-	scry__free(e->password);
-	scry__free(e->db);
-}
-
-/* Clone `side`'s endpoint: the target's server for template clones, else asked from a connection to it. */
-static int endpoint_of(scry_shadow *s, int side, endpoint *e, scry_error *err)
-{
-	memset(e, 0, sizeof *e);
-	if (s->opts.in_place || s->opts.provider == SCRY_CLONE_TEMPLATE) {
-		e->host = scry__strdup(s->host);
-		e->port = scry__strdup(s->port);
-		e->user = scry__strdup(s->user);
-		e->password = s->password ? scry__strdup(s->password) : NULL;
-		e->db = scry__strdup(s->names[side]);
-	} else {
-		PGconn *c = scry__shadow_connect(s, s->conninfos[side], err, s->names[side]);
-		if (!c)
-			return SCRY_ECONNECT;
-		e->host = scry__strdup(PQhost(c) ? PQhost(c) : "");
-		e->port = scry__strdup(PQport(c) ? PQport(c) : "");
-		e->user = scry__strdup(PQuser(c) ? PQuser(c) : "");
-		e->password = PQpass(c) && *PQpass(c) ? scry__strdup(PQpass(c)) : NULL;
-		e->db = scry__strdup(PQdb(c));
-		bool nomem = PQpass(c) && *PQpass(c) && !e->password;
-		PQfinish(c);
-		if (nomem)
-			e->host = NULL;
-	}
-	if (!e->host || !e->port || !e->user || !e->db) {
-		endpoint_free(e);
-		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	}
-	return 0;
-}
-
-/*
- * DATABASE_URL for an endpoint: postgresql://user[:pass]@host:port/db, or,
- * for a Unix socket directory, ...@/db?host=/dir&port=N (the form libpq and
- * SQLAlchemy both accept).
- */
-static int database_url(const endpoint *s, scry_buf *b)
-{
-	const char *db = s->db;
-	int rc = scry__buf_puts(b, "postgresql://");
-	if (!rc && *s->user)
-		rc = put_uri(b, s->user);
-	if (!rc && s->password) {
-		rc = scry__buf_puts(b, ":");
-		if (!rc)
-			rc = put_uri(b, s->password);
-	}
-	if (!rc && *s->user)
-		rc = scry__buf_puts(b, "@");
-	bool socket = s->host[0] == '/' || s->host[0] == '@' || !s->host[0];
-	if (!rc && !socket) {
-		bool v6 = strchr(s->host, ':') != NULL;
-		rc = scry__buf_printf(b, "%s%s%s", v6 ? "[" : "", s->host, v6 ? "]" : "");
-		if (!rc && *s->port)
-			rc = scry__buf_printf(b, ":%s", s->port);
-	}
-	if (!rc)
-		rc = scry__buf_puts(b, "/");
-	if (!rc)
-		rc = put_uri(b, db);
-	if (!rc && socket && s->host[0]) {
-		rc = scry__buf_puts(b, "?host=");
-		if (!rc)
-			rc = put_uri(b, s->host);
-		if (!rc && *s->port)
-			rc = scry__buf_printf(b, "&port=%s", s->port);
-	}
-	return rc;
-}
-
-/* Connection variables removed from the command's environment (we set our own). */
-static bool is_pg_conn_var(const char *e)
-{
-	static const char *const vars[] = { "PGHOST=", "PGHOSTADDR=", "PGPORT=", "PGDATABASE=",
-		"PGUSER=", "PGPASSWORD=", "PGSERVICE=", "DATABASE_URL=", "PGAPPNAME=", NULL };
-	for (int i = 0; vars[i]; i++)
-		if (!strncmp(e, vars[i], strlen(vars[i])))
-			return true;
-	return false;
-}
-
-static char *env_entry(const char *name, const char *value)
-{
-	size_t n = strlen(name) + strlen(value) + 2;
-	char *e = scry__malloc(n);
-	if (e)
-		snprintf(e, n, "%s=%s", name, value);
-	return e;
-}
-
-/* Keeps the last bytes of the output, for the error message. */
-typedef struct tail_buf {
-	char data[4096];
-	size_t len;
-} tail_buf;
-
-static void tail_add(tail_buf *t, const char *p, size_t n)
-{
-	if (n >= sizeof t->data) {
-		memcpy(t->data, p + n - sizeof t->data, sizeof t->data);
-		t->len = sizeof t->data;
-		return;
-	}
-	if (t->len + n > sizeof t->data) {
-		size_t drop = t->len + n - sizeof t->data;
-		memmove(t->data, t->data + drop, t->len - drop);
-		t->len -= drop;
-	}
-	memcpy(t->data + t->len, p, n);
-	t->len += n;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
-static int run_command(scry_shadow *s, int side, const scry_migration *m, scry_error *err)
-{
-	/* Everything the child needs is built before fork: no malloc after it. */
-	endpoint ep;
-	int erc = endpoint_of(s, side, &ep, err);
-	if (erc)
-		return erc;
-	scry_buf url = SCRY_BUF_INIT;
-	if (database_url(&ep, &url)) {
-		endpoint_free(&ep);
-		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	}
-	size_t n = 0;
-	while (environ && environ[n])
-		n++;
-	char **envp = scry__calloc(n + 9, sizeof *envp);
-	char *own[7] = { NULL };
-	int rc = 0;
-	if (!envp) {
-		scry_buf_dispose(&url);
-		endpoint_free(&ep);
-		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	}
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++)
-		if (!is_pg_conn_var(environ[i]))
-			envp[k++] = environ[i];
-	own[0] = env_entry("DATABASE_URL", url.ptr);
-	own[1] = env_entry("PGDATABASE", ep.db);
-	own[2] = env_entry("PGHOST", ep.host);
-	own[3] = env_entry("PGPORT", ep.port);
-	own[4] = env_entry("PGUSER", ep.user);
-	own[5] = ep.password ? env_entry("PGPASSWORD", ep.password) : NULL;
-	bool has_password = ep.password != NULL;
-	endpoint_free(&ep);
-	/* The migration's connections are told apart by it (include/scry/impact.h). */
-	own[6] = env_entry("PGAPPNAME", SCRY_IMPACT_MIGRATION_APP);
-	scry_buf_dispose(&url);
-	for (int i = 0; i < 7; i++) {
-		if (!own[i] && (i != 5 || has_password)) {
-			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
-			goto out;
-		}
-		/* An empty host/port means libpq's default: leave the variable unset. */
-		if (own[i] && own[i][strlen(own[i]) - 1] != '=')
-			envp[k++] = own[i];
-	}
-	envp[k] = NULL;
-
-	int pipefd[2] = { -1, -1 };
-	if (m->output && pipe2(pipefd, O_CLOEXEC) != 0) {
-		rc = scry__fail_sys(err, SCRY_EIO, errno, "cannot create a pipe: %s", strerror(errno));
-		goto out;
-	}
-	/* The supervising pipe: its write end lives only in this process, so EOF means scry is gone. */
-	int sup[2] = { -1, -1 };
-	if (pipe2(sup, O_CLOEXEC) != 0) {
-		rc = scry__fail_sys(err, SCRY_EIO, errno, "cannot create a pipe: %s", strerror(errno));
-		if (pipefd[0] >= 0) {
-			close(pipefd[0]);
-			close(pipefd[1]);
-		}
-		goto out;
-	}
-	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-	pthread_mutex_lock(&s->lock);
-	bool skip = atomic_load(&s->canceled);
-	pid_t pid = skip ? 0 : fork();
-	if (pid == 0 && !skip) {
-		/*
-		 * Child: the supervisor. A fresh signal state (the caller may block
-		 * SIGINT to wait for it in a thread), its own process group so a cancel
-		 * reaches the command and its children. It runs the command and waits;
-		 * if scry dies (even by kill -9) the supervising pipe reaches EOF and it
-		 * kills the whole group, so no migration outlives scry.
-		 */
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		signal(SIGINT, SIG_DFL);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGPIPE, SIG_DFL);
-		setpgid(0, 0);
-		close(sup[1]);
-		if (devnull >= 0)
-			dup2(devnull, STDIN_FILENO);
-		if (pipefd[1] >= 0) {
-			dup2(pipefd[1], STDOUT_FILENO);
-			dup2(pipefd[1], STDERR_FILENO);
-		}
-		pid_t cmd = fork();
-		if (cmd == 0) {
-			execvpe(m->argv[0], m->argv, envp);
-			dprintf(pipefd[1] >= 0 ? pipefd[1] : STDERR_FILENO, "cannot run %s: %s\n", m->argv[0],
-			        strerror(errno));
-			_exit(127);
-		}
-		if (cmd < 0) {
-			dprintf(pipefd[1] >= 0 ? pipefd[1] : STDERR_FILENO, "cannot start %s: %s\n", m->argv[0],
-			        strerror(errno));
-			_exit(127);
-		}
-		/* The output pipe is the command's alone now: scry sees EOF when it is done. */
-		if (pipefd[1] >= 0 && devnull >= 0) {
-			dup2(devnull, STDOUT_FILENO);
-			dup2(devnull, STDERR_FILENO);
-		}
-		for (;;) {
-			struct pollfd pfd = { sup[0], POLLIN, 0 };
-			if (poll(&pfd, 1, 100) > 0) {
-				kill(-getpid(), SIGKILL); /* scry is gone: the command and its children go too */
-				_exit(137);
-			}
-			int st = 0;
-			pid_t w = waitpid(cmd, &st, WNOHANG);
-			if (w == cmd) {
-				if (WIFEXITED(st))
-					_exit(WEXITSTATUS(st));
-				signal(WTERMSIG(st), SIG_DFL);
-				kill(getpid(), WTERMSIG(st));
-				_exit(128 + WTERMSIG(st));
-			}
-		}
-	}
-	if (pid > 0) {
-		setpgid(pid, pid); /* also here: no race with an early cancel */
-		s->child = pid;
-	}
-	pthread_mutex_unlock(&s->lock);
-	close(sup[0]);
-	if (devnull >= 0)
-		close(devnull);
-	if (pipefd[1] >= 0)
-		close(pipefd[1]);
-	if (pid < 0) {
-		close(sup[1]);
-		rc = scry__fail_sys(err, SCRY_EIO, errno, "cannot start %s: %s", m->argv[0], strerror(errno));
-		if (pipefd[0] >= 0)
-			close(pipefd[0]);
-		goto out;
-	}
-	if (skip) { /* cancelled before it started */
-		close(sup[1]);
-		if (pipefd[0] >= 0)
-			close(pipefd[0]);
-		rc = scry__fail(err, SCRY_ECANCELED, "cancelled before the migration ran");
-		goto out;
-	}
-
-	tail_buf *tail = scry__calloc(1, sizeof *tail);
-	int status = 0;
-	bool reaped = false, eof = pipefd[0] < 0, timed_out = false;
-	int64_t started = scry__monotonic_us();
-	int64_t limit = (int64_t)s->opts.migration_timeout_s * 1000000;
-	while (!reaped) {
-		if (limit > 0 && !timed_out && scry__monotonic_us() - started > limit) {
-			kill(-pid, SIGKILL); /* the supervisor, the command and its children */
-			timed_out = true;
-		}
-		if (!eof) {
-			struct pollfd pfd = { pipefd[0], POLLIN, 0 };
-			if (poll(&pfd, 1, 100) > 0) {
-				char buf[4096];
-				ssize_t r = read(pipefd[0], buf, sizeof buf);
-				if (r > 0) {
-					m->output(m->output_ctx, buf, (size_t)r);
-					if (tail)
-						tail_add(tail, buf, (size_t)r);
-				} else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
-					eof = true;
-				}
-			}
-		} else {
-			sleep_ms(20);
-		}
-		pid_t w = waitpid(pid, &status, WNOHANG);
-		if (w == pid && eof)
-			reaped = true;
-		else if (w == pid) {
-			/* Exited; drain what is left (grandchildren may hold the pipe: bounded). */
-			for (int i = 0; i < 50 && !eof; i++) {
-				struct pollfd pfd = { pipefd[0], POLLIN, 0 };
-				if (poll(&pfd, 1, 20) <= 0)
-					break;
-				char buf[4096];
-				ssize_t r = read(pipefd[0], buf, sizeof buf);
-				if (r <= 0)
-					eof = true;
-				else {
-					m->output(m->output_ctx, buf, (size_t)r);
-					if (tail)
-						tail_add(tail, buf, (size_t)r);
-				}
-			}
-			reaped = true;
-		} else if (w < 0 && errno != EINTR) {
-			status = 0;
-			reaped = true;
-		}
-	}
-	pthread_mutex_lock(&s->lock);
-	s->child = 0;
-	pthread_mutex_unlock(&s->lock);
-	close(sup[1]);
-	if (pipefd[0] >= 0)
-		close(pipefd[0]);
-
-	if (atomic_load(&s->canceled)) {
-		rc = scry__fail(err, SCRY_ECANCELED, "cancelled while the migration ran");
-	} else if (timed_out) {
-		rc = scry__fail(err, SCRY_EMIGRATION,
-		                "the migration command %s did not finish within %d s (the migration timeout) "
-		                "and was killed with its children; raise --migration-timeout if it needs longer",
-		                m->argv[0], s->opts.migration_timeout_s);
-	} else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		char how[64];
-		if (WIFSIGNALED(status))
-			snprintf(how, sizeof how, "was killed by signal %d", WTERMSIG(status));
-		else
-			snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(status));
-		/* The end of its output is where the reason usually is. */
-		char last[300] = "";
-		if (tail && tail->len) {
-			size_t len = tail->len;
-			while (len && (tail->data[len - 1] == '\n' || tail->data[len - 1] == ' '))
-				len--;
-			size_t from = len > sizeof last - 1 ? len - (sizeof last - 1) : 0;
-			snprintf(last, sizeof last, "%.*s", (int)(len - from), tail->data + from);
-		}
-		rc = scry__fail(err, SCRY_EMIGRATION, "the migration command %s %s%s%s", m->argv[0], how,
-		                last[0] ? ": " : "", last);
-	}
-	scry__free(tail);
-out:
-	for (int i = 0; i < 7; i++)
-		scry__free(own[i]);
-	scry__free(envp);
-	return rc;
-}
-
-static int run_sql(scry_shadow *s, int side, const scry_migration *m, scry_error *err)
-{
-	scry_statement_span *spans = NULL;
-	size_t n = 0;
-	int rc = scry_fingerprint_split(m->sql, strlen(m->sql), &spans, &n, err);
-	if (rc) {
-		if (err)
-			err->code = SCRY_EMIGRATION;
-		return rc == SCRY_ENOMEM ? rc : SCRY_EMIGRATION;
-	}
-	PGconn *c = scry__shadow_connect(s, s->conninfos[side], err, s->names[side]);
-	if (!c) {
-		scry_statement_spans_free(spans);
-		return SCRY_ECONNECT;
-	}
-	PQclear(PQexec(c, "SET application_name = '" SCRY_IMPACT_MIGRATION_APP "'"));
-	/* One statement at a time, autocommit: CREATE INDEX CONCURRENTLY works. */
-	for (size_t i = 0; i < n && !rc; i++) {
-		char *stmt = scry__strndup(m->sql + spans[i].offset, spans[i].length);
-		if (!stmt) {
-			rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
-			break;
-		}
-		PGresult *r = exec_cancelable(s, c, stmt);
-		ExecStatusType st = PQresultStatus(r);
-		if (atomic_load(&s->canceled)) {
-			rc = scry__fail(err, SCRY_ECANCELED, "cancelled while the migration ran");
-		} else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
-			char msg[300];
-			scry__pg_result_message(r, c, msg, sizeof msg);
-			const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-			rc = scry__fail(err, SCRY_EMIGRATION, "migration statement %zu failed: %s (%.80s)", i + 1,
-			                msg, stmt);
-			if (err && state)
-				snprintf(err->sqlstate, sizeof err->sqlstate, "%s", state);
-		}
-		PQclear(r);
-		scry__free(stmt);
-	}
-	PQfinish(c);
-	scry_statement_spans_free(spans);
-	return rc;
-}
-
-int scry_shadow_migrate(scry_shadow *s, scry_shadow_side side, const scry_migration *m,
-	scry_error *err)
-{
-	if (!s || !m || (side != SCRY_SHADOW_A && side != SCRY_SHADOW_B))
-		return scry__fail(err, SCRY_EINVAL, "invalid shadow, side or migration");
-	scry_migration mig;
-	int vrc = scry__opts_copy(err, &scry__abi_migration, &mig, m);
-	if (vrc)
-		return vrc;
-	m = &mig;
-	int kinds = (m->argv && m->argv[0]) + (m->sql != NULL) + (m->fn != NULL);
-	if (kinds != 1)
-		return scry__fail(err, SCRY_EINVAL, "a migration is exactly one of a command, SQL or a callback");
-	if (!s->opts.in_place) {
-		/* Never the target itself: only a clone this shadow made. */
-		if (!s->exists[side] || (s->opts.provider == SCRY_CLONE_TEMPLATE && !strcmp(s->names[side], s->target_db)))
-			return scry__fail(err, SCRY_EINVAL,
-			                  "refusing to migrate \"%s\": it is not a clone (create the shadow first)",
-			                  s->names[side]);
-	}
-	if (atomic_load(&s->canceled))
-		return scry__fail(err, SCRY_ECANCELED, "cancelled");
-	slog(s, SCRY_LOG_INFO, "migrating %s", s->names[side]);
-	if (m->argv && m->argv[0])
-		return run_command(s, side, m, err);
-	if (m->sql)
-		return run_sql(s, side, m, err);
-	char msg[400] = "";
-	int r = m->fn(m->fn_ctx, s->conninfos[side], msg, sizeof msg);
-	if (atomic_load(&s->canceled))
-		return scry__fail(err, SCRY_ECANCELED, "cancelled while the migration ran");
-	if (r != 0)
-		return scry__fail(err, SCRY_EMIGRATION, "the migration failed%s%s", msg[0] ? ": " : "", msg);
-	return 0;
 }

@@ -1,7 +1,8 @@
 /*
  * lib/shadow_internal.h - the shadow handle, shared by lib/shadow.c (the
- * template provider, settling, migrations) and lib/shadow_providers.c (the
- * given and command providers, clone markers and gc). Private.
+ * template provider, settling), lib/shadow_migrate.c (migrations) and
+ * lib/shadow_providers.c (the given and command providers, clone markers
+ * and gc). Private.
  */
 #ifndef SCRY_SHADOW_INTERNAL_H
 #define SCRY_SHADOW_INTERNAL_H
@@ -49,5 +50,7 @@ SCRY_HIDDEN int scry__shadow_command_drop(scry_shadow *s, scry_error *err);
 SCRY_HIDDEN int scry__shadow_conninfo_with_db(const char *target, const char *db, char **out, scry_error *err);
 /* Connects (with statement_timeout 0; notices to s's log, s may be NULL); NULL and err filled on failure. */
 SCRY_HIDDEN PGconn *scry__shadow_connect(scry_shadow *s, const char *conninfo, scry_error *err, const char *what);
+/* Runs one command, interruptible by scry_shadow_cancel(); the caller clears the result (NULL when cancelled first). */
+SCRY_HIDDEN PGresult *scry__shadow_exec_cancelable(scry_shadow *s, PGconn *c, const char *sql);
 
 #endif
