@@ -18,6 +18,7 @@
  * text, which is trivially exact.
  */
 #include "internal.h"
+#include "fingerprint_lex.h"
 
 #include <pg_query.h>
 #include <stdio.h>
@@ -31,87 +32,10 @@
 /* The literal-lifting lexer                                           */
 /* ------------------------------------------------------------------ */
 
-static bool is_ident_start(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
-}
-
-static bool is_ident_char(unsigned char c)
-{
-	return is_ident_start(c) || (c >= '0' && c <= '9') || c == '$';
-}
-
-static bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
-
-static bool is_space(unsigned char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-static bool word_eq(const char *p, size_t n, const char *kw)
-{
-	size_t k = strlen(kw);
-	if (n != k)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = p[i];
-		if (c >= 'A' && c <= 'Z')
-			c = (char)(c - 'A' + 'a');
-		if (c != kw[i])
-			return false;
-	}
-	return true;
-}
-
-/* Skips the one comment (-- or a nested block comment) starting at i; *ok is false
- * when a block comment is not terminated. */
-static size_t skip_comment(const char *s, size_t len, size_t i, bool *ok)
-{
-	*ok = true;
-	if (s[i] == '-') {
-		while (i < len && s[i] != '\n')
-			i++;
-		return i;
-	}
-	int depth = 0;
-	while (i < len) {
-		if (i + 1 < len && s[i] == '/' && s[i + 1] == '*') {
-			depth++;
-			i += 2;
-		} else if (i + 1 < len && s[i] == '*' && s[i + 1] == '/') {
-			i += 2;
-			if (--depth == 0)
-				return i;
-		} else {
-			i++;
-		}
-	}
-	*ok = false;
-	return len;
-}
-
 size_t scry__sql_skip_comment(const char *s, size_t len, size_t i)
 {
 	bool ok;
 	return skip_comment(s, len, i, &ok);
-}
-
-static bool comment_starts(const char *s, size_t len, size_t i)
-{
-	return i + 1 < len && ((s[i] == '-' && s[i + 1] == '-') || (s[i] == '/' && s[i + 1] == '*'));
-}
-
-/* Skips whitespace and comments from i; returns the new index, or len. */
-static size_t skip_space_comments(const char *s, size_t len, size_t i)
-{
-	for (;;) {
-		while (i < len && is_space((unsigned char)s[i]))
-			i++;
-		if (!comment_starts(s, len, i))
-			return i;
-		bool ok;
-		i = skip_comment(s, len, i, &ok);
-	}
 }
 
 /* True when the text is DML, the only place lifting is proven exact. */
@@ -140,35 +64,51 @@ static bool value_shapes_tree(const char *w, size_t n)
 }
 
 /*
- * Scans a '...' string or "..." identifier starting at s[start] (the quote),
- * where a doubled quote stands for itself. Sets *end past the closing quote.
- * False when unterminated or holding a marker byte.
+ * Scans the number at s[i] (digits, a fraction, an exponent), as
+ * PostgreSQL's lexer would: *end past it, *is_float for FCONST (a fraction,
+ * an exponent, or an integer beyond int32). False for junk it cannot lift.
  */
-static bool scan_quoted(const char *s, size_t len, size_t start, size_t *end)
+static inline bool scan_number(const char *s, size_t len, size_t i, size_t *end, bool *is_float_out)
 {
-	char q = s[start];
-	for (size_t j = start + 1; j < len; j++) {
-		if ((unsigned char)s[j] < 0x04)
-			return false;
-		if (s[j] != q)
-			continue;
-		if (j + 1 < len && s[j + 1] == q) {
+	size_t j = i;
+	bool is_float = false;
+	while (j < len && is_digit((unsigned char)s[j]))
+		j++;
+	if (j < len && s[j] == '.') {
+		if (j + 1 < len && s[j + 1] == '.')
+			return false; /* 1..2 */
+		is_float = true;
+		j++;
+		while (j < len && is_digit((unsigned char)s[j]))
 			j++;
-			continue;
-		}
-		*end = j + 1;
-		return true;
 	}
-	return false;
+	if (j < len && (s[j] == 'e' || s[j] == 'E')) {
+		size_t k = j + 1;
+		if (k < len && (s[k] == '+' || s[k] == '-'))
+			k++;
+		if (k >= len || !is_digit((unsigned char)s[k]))
+			return false; /* 1e junk */
+		while (k < len && is_digit((unsigned char)s[k]))
+			k++;
+		j = k;
+		is_float = true;
+	}
+	if (j < len && (is_ident_char((unsigned char)s[j]) || s[j] == '.'))
+		return false; /* trailing junk, 1.2.3 */
+	if (!is_float) {
+		/* PostgreSQL's lexer makes integers beyond int32 FCONST. */
+		size_t d = i;
+		while (d < j - 1 && s[d] == '0')
+			d++;
+		if (j - d > 10 || (j - d == 10 && memcmp(s + d, "2147483647", 10) > 0))
+			is_float = true;
+	}
+	*end = j;
+	*is_float_out = is_float;
+	return true;
 }
 
-/* Lexes the DML text; returns true when every literal could be lifted. */
-static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int *nlits, int *oom)
-{
-	size_t i = 0, copied = 0;
-	/* Last byte of the previous token, comments and whitespace skipped. */
-	unsigned char last = 0;
-	*nlits = 0;
+/* Appends the text since the last literal and a marker to tmpl, the literal to lits (in lift()). */
 #define EMIT_LITERAL(kind, from, to)                                                  \
 	do {                                                                          \
 		if (scry__buf_put(tmpl, s + copied, (from) - copied) ||               \
@@ -182,6 +122,13 @@ static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int 
 		(*nlits)++;                                                           \
 	} while (0)
 
+/* Lexes the DML text; returns true when every literal could be lifted. */
+static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int *nlits, int *oom)
+{
+	size_t i = 0, copied = 0;
+	/* Last byte of the previous token, comments and whitespace skipped. */
+	unsigned char last = 0;
+	*nlits = 0;
 	while (i < len) {
 		unsigned char c = (unsigned char)s[i];
 		if (c < 0x04) /* marker bytes (and NUL) in the text would be ambiguous */
@@ -212,39 +159,10 @@ static bool lift(const char *s, size_t len, scry_buf *tmpl, scry_buf *lits, int 
 				return false;
 			if (last == '[')
 				return false; /* int[3]: array bounds are Integer nodes */
-			size_t j = i;
-			bool is_float = false;
-			while (j < len && is_digit((unsigned char)s[j]))
-				j++;
-			if (j < len && s[j] == '.') {
-				if (j + 1 < len && s[j + 1] == '.')
-					return false; /* 1..2 */
-				is_float = true;
-				j++;
-				while (j < len && is_digit((unsigned char)s[j]))
-					j++;
-			}
-			if (j < len && (s[j] == 'e' || s[j] == 'E')) {
-				size_t k = j + 1;
-				if (k < len && (s[k] == '+' || s[k] == '-'))
-					k++;
-				if (k >= len || !is_digit((unsigned char)s[k]))
-					return false; /* 1e junk */
-				while (k < len && is_digit((unsigned char)s[k]))
-					k++;
-				j = k;
-				is_float = true;
-			}
-			if (j < len && (is_ident_char((unsigned char)s[j]) || s[j] == '.'))
-				return false; /* trailing junk, 1.2.3 */
-			if (!is_float) {
-				/* PostgreSQL's lexer makes integers beyond int32 FCONST. */
-				size_t d = i;
-				while (d < j - 1 && s[d] == '0')
-					d++;
-				if (j - d > 10 || (j - d == 10 && memcmp(s + d, "2147483647", 10) > 0))
-					is_float = true;
-			}
+			size_t j;
+			bool is_float;
+			if (!scan_number(s, len, i, &j, &is_float))
+				return false;
 			EMIT_LITERAL(is_float ? LIT_FLOAT : LIT_INTEGER, i, j);
 			i = j;
 			last = '0';
@@ -645,280 +563,3 @@ int scry_fingerprint_normalize(const char *sql, size_t len, scry_buf *out, scry_
 	scry__free(copy);
 	return rc;
 }
-
-/* Byte offset of the 1-based character position PostgreSQL reports (UTF-8). */
-static size_t byte_offset(const char *s, size_t len, int cursorpos)
-{
-	size_t i = 0;
-	for (int chars = 1; i < len && chars < cursorpos; chars++) {
-		i++;
-		while (i < len && ((unsigned char)s[i] & 0xC0) == 0x80)
-			i++;
-	}
-	return i;
-}
-
-/* Appends the span [s, e) trimmed of whitespace, comments before and ';' after. */
-static void add_span(const char *text, size_t s, size_t e, scry_statement_span *a, size_t *k)
-{
-	s = skip_space_comments(text, e, s);
-	while (e > s && (is_space((unsigned char)text[e - 1]) || text[e - 1] == ';'))
-		e--;
-	if (e > s)
-		a[(*k)++] = (scry_statement_span){ s, e - s };
-}
-
-/* Statement-starting and very common keywords: a word among them is a
- * keyword token for PostgreSQL's scanner. A statement whose words are all
- * outside this list sends the whole text to the scanner (it alone knows
- * every keyword). */
-static bool common_keyword(const char *w, size_t n)
-{
-	static const char *const kw[] = {
-		"select", "insert", "update", "delete", "with", "values", "table", "begin", "commit", "rollback",
-		"start", "end", "set", "reset", "show", "create", "alter", "drop", "truncate", "grant", "revoke",
-		"explain", "analyze", "analyse", "vacuum", "copy", "lock", "prepare", "execute", "deallocate",
-		"declare", "fetch", "close", "move", "listen", "notify", "unlisten", "discard", "do", "call",
-		"comment", "refresh", "cluster", "reindex", "checkpoint", "load", "savepoint", "release", "abort",
-		"security", "import", "merge", "from", "where", "into", "as", "and", "or", "not", "null", "true",
-		"false", "in", "is", "by", "order", "group", "limit", "offset", "on", "join", "left", "inner", "case",
-		"when", "then", "else", "function", "index", "view", "transaction", "work", "returning", "default",
-		"all", "distinct", "having", "union", "exists", "between", "like", "cast", "to", "for", "of",
-		NULL
-	};
-	if (n < 2 || n > 12)
-		return false;
-	for (int i = 0; kw[i]; i++)
-		if (word_eq(w, n, kw[i]))
-			return true;
-	return false;
-}
-
-/*
- * Statement boundaries as pg_query_split_with_scanner() finds them, without
- * running PostgreSQL's scanner: the same tokens that matter (strings, E''
- * strings, quoted identifiers, dollar quotes, comments, parentheses, ';',
- * keywords) are recognised by hand. A ';' outside parentheses ends a
- * statement when a keyword came since the last one, else it starts the next
- * one (an empty or keyword-less piece is dropped, as the scanner's split
- * drops it). Returns 1 when it cannot be sure (an unterminated quote or
- * comment, a NUL byte, words it does not know to be keywords): then the
- * scanner decides. Fills a[] with (offset, length) pairs, length 0 = to the
- * end, like the scanner's result.
- */
-static int fast_split(const char *s, size_t len, size_t **out, size_t *nout)
-{
-	size_t cap = 16, k = 0;
-	size_t *a = scry__malloc(cap * 2 * sizeof *a);
-	if (!a)
-		return -1;
-	size_t i = 0, start = 0, parens = 0;
-	bool keyword = false, unknown_words = false;
-#define FAIL_SPLIT() do { scry__free(a); return 1; } while (0)
-	while (i <= len) {
-		unsigned char c = i < len ? (unsigned char)s[i] : 0;
-		if (i == len || (c == ';' && parens == 0)) {
-			if (keyword && parens == 0) {
-				if (k == cap) {
-					size_t *na = scry__realloc(a, cap * 4 * sizeof *a);
-					if (!na) {
-						scry__free(a);
-						return -1;
-					}
-					a = na;
-					cap *= 2;
-				}
-				a[2 * k] = start;
-				a[2 * k + 1] = i - start;
-				k++;
-			} else if (unknown_words && parens == 0) {
-				FAIL_SPLIT(); /* maybe a keyword the list lacks: the scanner knows */
-			}
-			if (i == len)
-				break;
-			start = i + 1;
-			keyword = unknown_words = false;
-			i++;
-			continue;
-		}
-		if (c == 0)
-			FAIL_SPLIT();
-		if (is_space(c)) {
-			i++;
-		} else if (c == '-' && i + 1 < len && s[i + 1] == '-') {
-			while (i < len && s[i] != '\n' && s[i] != '\r')
-				i++;
-		} else if (c == '/' && i + 1 < len && s[i + 1] == '*') {
-			bool ok;
-			i = skip_comment(s, len, i, &ok);
-			if (!ok)
-				FAIL_SPLIT();
-		} else if (c == '\'') {
-			/* E'...' (the E a token of its own) has backslash escapes. */
-			bool esc = i > 0 && (s[i - 1] == 'e' || s[i - 1] == 'E') &&
-			           (i < 2 || !is_ident_char((unsigned char)s[i - 2]));
-			size_t j = i + 1;
-			for (;;) {
-				if (j >= len)
-					FAIL_SPLIT();
-				if (s[j] == 0)
-					FAIL_SPLIT();
-				if (esc && s[j] == '\\') {
-					j += 2;
-					continue;
-				}
-				if (s[j] == '\'') {
-					if (j + 1 < len && s[j + 1] == '\'') {
-						j += 2;
-						continue;
-					}
-					break;
-				}
-				j++;
-			}
-			i = j + 1;
-		} else if (c == '"') {
-			size_t j;
-			if (!scan_quoted(s, len, i, &j))
-				FAIL_SPLIT();
-			i = j;
-		} else if (c == '$') {
-			if (i + 1 < len && is_digit((unsigned char)s[i + 1])) {
-				i++; /* $1 */
-				continue;
-			}
-			/* $tag$ ... $tag$ */
-			size_t j = i + 1;
-			if (j < len && is_ident_start((unsigned char)s[j]))
-				while (j < len && is_ident_start((unsigned char)s[j]) | is_digit((unsigned char)s[j]))
-					j++;
-			if (j >= len || s[j] != '$') {
-				i++;
-				continue;
-			}
-			size_t dl = j + 1 - i, e = j + 1;
-			for (;;) { /* the first "$tag$" after the opening one */
-				const char *d = memchr(s + e, '$', len - e);
-				if (!d)
-					FAIL_SPLIT();
-				e = (size_t)(d - s);
-				if (len - e >= dl && !memcmp(s + e, s + i, dl))
-					break;
-				e++;
-			}
-			if (memchr(s + i, 0, e - i))
-				FAIL_SPLIT();
-			i = e + dl;
-		} else if (is_ident_start(c)) {
-			size_t j = i;
-			while (j < len && is_ident_char((unsigned char)s[j]))
-				j++;
-			if (common_keyword(s + i, j - i))
-				keyword = true;
-			else if (!(j - i == 1 && j < len && s[j] == '\'')) /* not the E of E'' */
-				unknown_words = true;
-			i = j;
-		} else if (is_digit(c)) {
-			/* Numbers, with what follows a digit run in one token (1e5, 0x1F, 1_000): no quotes. */
-			while (i < len && (is_ident_char((unsigned char)s[i]) || s[i] == '.'))
-				i++;
-		} else {
-			if (c == '(')
-				parens++;
-			else if (c == ')')
-				parens--; /* wraps below zero, as the scanner's split does */
-			i++;
-		}
-	}
-#undef FAIL_SPLIT
-	*out = a;
-	*nout = k;
-	return 0;
-}
-
-int scry_fingerprint_split(const char *sql, size_t len, scry_statement_span **spans,
-                           size_t *count, scry_error *err)
-{
-	if (!sql || !spans || !count)
-		return scry__fail(err, SCRY_EINVAL, "scry_fingerprint_split: arguments are required");
-	*spans = NULL;
-	*count = 0;
-	size_t *fa = NULL, fn = 0;
-	int f = fast_split(sql, len, &fa, &fn);
-	if (f < 0)
-		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	if (f == 0) {
-		scry_statement_span *a = scry__calloc(fn + 1, sizeof *a);
-		if (!a) {
-			scry__free(fa);
-			return scry__fail(err, SCRY_ENOMEM, "out of memory");
-		}
-		size_t k = 0;
-		for (size_t i = 0; i < fn; i++)
-			add_span(sql, fa[2 * i], fa[2 * i] + fa[2 * i + 1], a, &k);
-		scry__free(fa);
-		*spans = a;
-		*count = k;
-		return 0;
-	}
-	return scry__split_scanner(sql, len, spans, count, err);
-}
-
-int scry__split_scanner(const char *sql, size_t len, scry_statement_span **spans, size_t *count,
-                        scry_error *err)
-{
-	if (!sql || !spans || !count)
-		return scry__fail(err, SCRY_EINVAL, "scry_fingerprint_split: arguments are required");
-	*spans = NULL;
-	*count = 0;
-	/* The scanner cannot see past a NUL byte: split what precedes it. */
-	const char *nul = memchr(sql, 0, len);
-	size_t scan_len = nul ? (size_t)(nul - sql) : len;
-	char *copy = scry__strndup(sql, scan_len);
-	if (!copy)
-		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	/* Where the text that cannot be split starts (scan_len when none). */
-	size_t tail = scan_len;
-	PgQuerySplitResult r = pg_query_split_with_scanner(copy);
-	if (r.error) {
-		/* An unterminated quote or comment: split the text before it; the
-		 * statement holding it runs to the end and will fail to parse, with
-		 * its position, while the statements before it are kept. */
-		tail = byte_offset(copy, scan_len, r.error->cursorpos);
-		pg_query_free_split_result(r);
-		copy[tail] = 0;
-		r = pg_query_split_with_scanner(copy);
-		if (r.error)
-			tail = 0;
-	}
-	/* A last piece that no ';' ended continues into the rest. */
-	int nstmts = r.error ? 0 : r.n_stmts; /* r.n_stmts stays whole: it frees r */
-	if (!r.error && tail < len && nstmts > 0) {
-		size_t end = (size_t)r.stmts[nstmts - 1]->stmt_location + (size_t)r.stmts[nstmts - 1]->stmt_len;
-		if (r.stmts[nstmts - 1]->stmt_len == 0 || end >= tail || copy[end] != ';')
-			tail = (size_t)r.stmts[--nstmts]->stmt_location;
-	}
-	int rc = 0;
-	scry_statement_span *a = scry__calloc((size_t)nstmts + 1, sizeof *a);
-	if (!a) {
-		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
-	} else {
-		size_t k = 0;
-		for (int i = 0; i < nstmts; i++) {
-			size_t off = (size_t)r.stmts[i]->stmt_location;
-			size_t n = (size_t)r.stmts[i]->stmt_len;
-			if (n == 0) /* the last statement runs to the end */
-				n = tail - off;
-			add_span(copy, off, off + n, a, &k);
-		}
-		if (tail < len) /* the rest, NUL bytes included, as one statement */
-			add_span(sql, tail, len, a, &k);
-		*spans = a;
-		*count = k;
-	}
-	pg_query_free_split_result(r);
-	scry__free(copy);
-	return rc;
-}
-
-void scry_statement_spans_free(scry_statement_span *spans) { scry__free(spans); }

@@ -339,6 +339,73 @@ static int repeat_and_rejudge(scry_verdict *v, scry_store *store, vwork *w, scry
 	return 0;
 }
 
+/* Judges every present pattern the filter keeps, from its observations (*pat_of_out: item -> pattern index). */
+static int judge_patterns(scry_verdict *v, vwork *w, const scry_verdict_options *o, size_t **pat_of_out,
+                          scry_error *err)
+{
+	size_t maxn = 0, npresent = 0;
+	for (size_t p = 0; p < w->npats; p++) {
+		size_t c = w->start[p + 1] - w->start[p];
+		maxn = c > maxn ? c : maxn;
+		npresent += c > 0;
+	}
+	v->items = scry__calloc(npresent + 1, sizeof *v->items);
+	size_t *pat_of = *pat_of_out = scry__calloc(npresent + 1, sizeof *pat_of);
+	if (!v->items || !pat_of || ensure_scratch(w, maxn))
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	for (size_t p = 0; p < w->npats; p++) {
+		size_t c = w->start[p + 1] - w->start[p];
+		const char *why;
+		if (!c)
+			continue;
+		if (!scry_pattern_filter_match(o->filter, w->pats[p].fingerprint, w->pats[p].normalized, &why)) {
+			if (scry__excluded_add(&v->excluded, w->pats[p].fingerprint, w->pats[p].normalized, why,
+			                       w->pats[p].count))
+				return scry__fail(err, SCRY_ENOMEM, "out of memory");
+			continue;
+		}
+		pat_of[v->n] = p;
+		scry_pattern_verdict *pv = &v->items[v->n++];
+		pv->fingerprint = w->pats[p].fingerprint;
+		pv->normalized = scry__strdup(w->pats[p].normalized);
+		pv->executions = w->pats[p].count;
+		pv->captured_mean_ms = w->pats[p].mean_ms;
+		scry__verdict_judge(pv, w->ob + w->start[p], c, o, w->pats, w->scratch);
+	}
+	return 0;
+}
+
+/* With connections: repeated executions, work, root causes, error messages, best indexes. */
+static int probe_clones(scry_verdict *v, scry_store *store, vwork *w, const size_t *pat_of,
+                        const scry_verdict_options *opts, scry_error *err)
+{
+	const scry_verdict_options *o = &v->opts;
+	PGconn *ca = NULL, *cc = NULL;
+	if (opts && opts->candidate_conninfo) {
+		cc = scry__verdict_connect(v, opts->candidate_conninfo, "candidate");
+		ca = scry__verdict_connect(v, opts->baseline_conninfo, "baseline");
+	}
+	int rc = 0;
+	bool two_clones = ca && cc && strcmp(opts->baseline_conninfo, opts->candidate_conninfo) != 0;
+	for (size_t i = 0; i < v->n && two_clones && o->repeat_to_min && !cancelled(o); i++)
+		if (v->items[i].cls == SCRY_CLASS_INSUFFICIENT &&
+		    (rc = repeat_and_rejudge(v, store, w, &v->items[i], pat_of[i], ca, cc)) != 0) {
+			rc = scry__fail(err, rc, "out of memory");
+			break;
+		}
+	for (size_t i = 0; !rc && i < v->n && two_clones && !cancelled(o); i++) {
+		scry_verdict_class c = v->items[i].cls;
+		if (c == SCRY_CLASS_UNCHANGED || c == SCRY_CLASS_REGRESSED || c == SCRY_CLASS_IMPROVED ||
+		    c == SCRY_CLASS_ROWS_CHANGED)
+			scry__verdict_measure_work(v, store, &v->items[i], ca, cc);
+	}
+	if (!rc && cc && !cancelled(o))
+		scry__verdict_probe(v, store, ca, cc);
+	PQfinish(ca);
+	PQfinish(cc);
+	return rc;
+}
+
 int scry_verdict_compute(scry_verdict **out, scry_store *store, const char *baseline, const char *candidate,
                          const scry_verdict_options *opts, scry_error *err)
 {
@@ -359,7 +426,6 @@ int scry_verdict_compute(scry_verdict **out, scry_store *store, const char *base
 	v->baseline_label = scry__strdup(baseline);
 	v->candidate_label = scry__strdup(candidate);
 	vwork w = { 0 };
-	PGconn *ca = NULL, *cc = NULL;
 	size_t *pat_of = NULL; /* verdict item -> pattern index */
 	if (!v->baseline_label || !v->candidate_label) {
 		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
@@ -374,62 +440,12 @@ int scry_verdict_compute(scry_verdict **out, scry_store *store, const char *base
 		goto out;
 	if (o.progress)
 		o.progress(o.progress_ctx, "verdict", 1, 3);
-	size_t maxn = 0, npresent = 0;
-	for (size_t p = 0; p < w.npats; p++) {
-		size_t c = w.start[p + 1] - w.start[p];
-		maxn = c > maxn ? c : maxn;
-		npresent += c > 0;
-	}
-	v->items = scry__calloc(npresent + 1, sizeof *v->items);
-	pat_of = scry__calloc(npresent + 1, sizeof *pat_of);
-	if (!v->items || !pat_of || ensure_scratch(&w, maxn)) {
-		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
+	if ((rc = judge_patterns(v, &w, &o, &pat_of, err)) != 0)
 		goto out;
-	}
-	for (size_t p = 0; p < w.npats; p++) {
-		size_t c = w.start[p + 1] - w.start[p];
-		const char *why;
-		if (!c)
-			continue;
-		if (!scry_pattern_filter_match(o.filter, w.pats[p].fingerprint, w.pats[p].normalized, &why)) {
-			if (scry__excluded_add(&v->excluded, w.pats[p].fingerprint, w.pats[p].normalized, why,
-			                       w.pats[p].count)) {
-				rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
-				goto out;
-			}
-			continue;
-		}
-		pat_of[v->n] = p;
-		scry_pattern_verdict *pv = &v->items[v->n++];
-		pv->fingerprint = w.pats[p].fingerprint;
-		pv->normalized = scry__strdup(w.pats[p].normalized);
-		pv->executions = w.pats[p].count;
-		pv->captured_mean_ms = w.pats[p].mean_ms;
-		scry__verdict_judge(pv, w.ob + w.start[p], c, &o, w.pats, w.scratch);
-	}
 	if (o.progress)
 		o.progress(o.progress_ctx, "verdict", 2, 3);
-
-	/* With connections: repeated executions, root causes, error messages, best indexes. */
-	if (opts && opts->candidate_conninfo) {
-		cc = scry__verdict_connect(v, opts->candidate_conninfo, "candidate");
-		ca = scry__verdict_connect(v, opts->baseline_conninfo, "baseline");
-	}
-	bool two_clones = ca && cc && strcmp(opts->baseline_conninfo, opts->candidate_conninfo) != 0;
-	for (size_t i = 0; i < v->n && two_clones && o.repeat_to_min && !cancelled(&o); i++)
-		if (v->items[i].cls == SCRY_CLASS_INSUFFICIENT &&
-		    (rc = repeat_and_rejudge(v, store, &w, &v->items[i], pat_of[i], ca, cc)) != 0) {
-			rc = scry__fail(err, rc, "out of memory");
-			goto out;
-		}
-	for (size_t i = 0; i < v->n && two_clones && !cancelled(&o); i++) {
-		scry_verdict_class c = v->items[i].cls;
-		if (c == SCRY_CLASS_UNCHANGED || c == SCRY_CLASS_REGRESSED || c == SCRY_CLASS_IMPROVED ||
-		    c == SCRY_CLASS_ROWS_CHANGED)
-			scry__verdict_measure_work(v, store, &v->items[i], ca, cc);
-	}
-	if (cc && !cancelled(&o))
-		scry__verdict_probe(v, store, ca, cc);
+	if ((rc = probe_clones(v, store, &w, pat_of, opts, err)) != 0)
+		goto out;
 	scry__verdict_stored_plans(v, store);
 	if (cancelled(&o)) {
 		rc = scry__fail(err, SCRY_ECANCELED, "cancelled");
@@ -442,8 +458,6 @@ int scry_verdict_compute(scry_verdict **out, scry_store *store, const char *base
 		o.progress(o.progress_ctx, "verdict", 3, 3);
 	rc = 0;
 out:
-	PQfinish(ca);
-	PQfinish(cc);
 	scry__free(pat_of);
 	vwork_free(&w);
 	if (rc) {

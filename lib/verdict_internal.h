@@ -1,7 +1,8 @@
 /*
  * lib/verdict_internal.h - what the verdict's files share: the verdict
  * itself (verdict.c), its statistics (verdict_stats.c), the plan model and
- * diff (verdict_plan.c) and the probing of live clones (verdict_probe.c).
+ * diff (verdict_plan.c), the probing of live clones (verdict_probe.c) and
+ * the measurements on them (verdict_work.c).
  */
 #ifndef SCRY_VERDICT_INTERNAL_H
 #define SCRY_VERDICT_INTERNAL_H
@@ -9,6 +10,8 @@
 #include "internal.h"
 
 #include "scry/verdict.h"
+
+#include <postgres_ext.h> /* Oid */
 
 #define CONFIDENCE_ALPHA 0.05 /* two-sided 95% intervals */
 
@@ -105,6 +108,9 @@ SCRY_HIDDEN void scry__plan_diff(scry_buf *b, const plan_info *a, const plan_inf
 /* ---- verdict_stats.c: pairing, statistics and classification ---- */
 
 SCRY_HIDDEN int scry__cmp_double(const void *x, const void *y);
+/* Does the text, past any characters of `skip`, start with one of the words (as a whole word)? */
+SCRY_HIDDEN bool scry__starts_with_word(const char *text, const char *skip, const char *const *words,
+	size_t nwords);
 /* Percentile (0..1) of sorted values. */
 SCRY_HIDDEN double scry__quantile(const double *v, size_t n, double q);
 /* k of the sign-test confidence interval of a median (0: n too small). */
@@ -118,6 +124,43 @@ SCRY_HIDDEN int scry__verdict_group(obs **o, size_t n, size_t npats, size_t **st
 SCRY_HIDDEN int scry__verdict_judge(scry_pattern_verdict *pv, const obs *o, size_t n,
 	const scry_verdict_options *opts, const pat_row *pats, double *scratch);
 
+/* 256 kB more read per execution: below it, work growth is not a regression. */
+#define WORK_FLOOR_BLOCKS 32
+/* Counts, no clock reads. */
+#define EXPLAIN_WORK "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF, FORMAT JSON) "
+
+/* ---- verdict_probe.c: the helpers verdict_work.c shares ---- */
+
+/* One captured execution: its text and parameters, as libpq takes them. */
+typedef struct stored_exec {
+	int64_t id;
+	char *query;
+	int nparams;
+	Oid *types;
+	char **values;
+	int *lengths, *formats;
+} stored_exec;
+SCRY_HIDDEN void scry__vexec_free(stored_exec *e);
+/* Reads up to `max` captured executions of a pattern. */
+SCRY_HIDDEN int scry__vexec_load(scry_store *store, uint64_t fp, size_t max, stored_exec **out, size_t *n,
+	scry_error *err);
+/* Runs `prefix` + the execution's text with its parameters (NULL when out of memory). */
+SCRY_HIDDEN struct pg_result *scry__vexec_run(struct pg_conn *conn, const char *prefix, const stored_exec *e);
+/* Runs a command; true when it succeeded. */
+SCRY_HIDDEN bool scry__vexec_ok(struct pg_conn *conn, const char *sql);
+/* Stores a plan; a store failure is logged. */
+SCRY_HIDDEN void scry__vkeep_plan(scry_store *store, const scry_verdict_options *opts, int64_t run, uint64_t fp,
+	int64_t event, const char *json);
+/* A connection whose notices go to the log; NULL (logged) when it fails. */
+SCRY_HIDDEN struct pg_conn *scry__vconnect_side(const char *conninfo, const scry_verdict_options *opts,
+	const char *side);
+/* EXPLAIN (`prefix`) of one execution inside BEGIN ... ROLLBACK: the JSON, or NULL and the message in *msg. */
+SCRY_HIDDEN char *scry__vexplain(struct pg_conn *conn, const char *prefix, const stored_exec *e, char **msg);
+/* Sets the pattern's plans (text) and plan change from both sides' JSON (either may be NULL). */
+SCRY_HIDDEN void scry__vset_plan(scry_pattern_verdict *pv, const char *json_a, const char *json_c);
+/* Blocks an EXPLAIN (ANALYZE, BUFFERS) plan touched. */
+SCRY_HIDDEN double scry__vplan_work(const plan_info *pi);
+
 /* ---- verdict_probe.c: plans, error messages and best indexes on live clones ---- */
 
 /* A connection to one side for the probes, or NULL (logged) when it fails or conninfo is NULL. */
@@ -125,6 +168,8 @@ SCRY_HIDDEN struct pg_conn *scry__verdict_connect(const scry_verdict *v, const c
 /* Completes the verdict's patterns from the clones (root causes of
  * regressions, new errors' messages, best indexes). ca may be NULL. */
 SCRY_HIDDEN void scry__verdict_probe(scry_verdict *v, scry_store *store, struct pg_conn *ca, struct pg_conn *cc);
+/* ---- verdict_work.c: repeated executions, work, plans of a run ---- */
+
 /*
  * Repeats a pattern's captured executions on both sides, interleaved, each
  * in BEGIN ... ROLLBACK, until `want` pairs succeed (or it clearly cannot);

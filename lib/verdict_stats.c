@@ -294,6 +294,19 @@ static size_t collect(scry_pattern_verdict *pv, const obs *o, size_t n, double *
 	return np;
 }
 
+/* Does the text, past any characters of `skip`, start with one of the words (as a whole word)? */
+bool scry__starts_with_word(const char *text, const char *skip, const char *const *words, size_t nwords)
+{
+	while (*text && strchr(skip, *text))
+		text++;
+	for (size_t i = 0; i < nwords; i++) {
+		size_t n = strlen(words[i]);
+		if (!strncasecmp(text, words[i], n) && !isalnum((unsigned char)text[n]) && text[n] != '_')
+			return true;
+	}
+	return false;
+}
+
 /*
  * Transaction control and session statements (BEGIN, COMMIT, SET...): their
  * replayed latency says nothing about the migration (a COMMIT is replayed as
@@ -304,24 +317,13 @@ static bool timing_gated(const char *normalized)
 {
 	static const char *const kw[] = { "begin", "start", "commit", "end", "rollback", "abort", "savepoint",
 		                          "release", "set", "reset", "show", "discard", "deallocate", "prepare transaction" };
-	while (*normalized == ' ' || *normalized == '\n' || *normalized == '\t')
-		normalized++;
-	for (size_t i = 0; i < sizeof kw / sizeof *kw; i++) {
-		size_t n = strlen(kw[i]);
-		if (!strncasecmp(normalized, kw[i], n) && !isalnum((unsigned char)normalized[n]) && normalized[n] != '_')
-			return false;
-	}
-	return true;
+	return !scry__starts_with_word(normalized, " \n\t", kw, sizeof kw / sizeof *kw);
 }
 
-/* Statistics and class of one pattern from its observations. */
-int scry__verdict_judge(scry_pattern_verdict *pv, const obs *o, size_t n, const scry_verdict_options *opts,
-                        const pat_row *pats, double *scratch)
+/* Quantiles, impact, the ratio of medians and its interval (sorts the three arrays). */
+static void summarize(scry_pattern_verdict *pv, double *bl, size_t nb, double *cl, size_t nc, double *lr, size_t np,
+                      const scry_verdict_options *opts)
 {
-	double *bl = scratch, *cl = scratch + n, *lr = scratch + 2 * n;
-	size_t nb = 0, nc = 0;
-	size_t np = collect(pv, o, n, bl, &nb, cl, &nc, lr);
-	pv->pairs = (int64_t)np;
 	qsort(bl, nb, sizeof *bl, scry__cmp_double);
 	qsort(cl, nc, sizeof *cl, scry__cmp_double);
 	qsort(lr, np, sizeof *lr, scry__cmp_double);
@@ -352,7 +354,11 @@ int scry__verdict_judge(scry_pattern_verdict *pv, const obs *o, size_t n, const 
 			pv->ratio_high = cl[nc - kc] / bl[kb - 1];
 	}
 	compare_p95(pv, bl, nb, cl, nc);
+}
 
+/* The classes errors decide (only in candidate, new error): true when one applies. */
+static bool classify_errors(scry_pattern_verdict *pv, const obs *o, size_t n, size_t nb, size_t nc)
+{
 	char st[6];
 	if (nb == 0 && nc > 0 && pv->baseline_errors > pv->baseline_aborted) {
 		common_state(o, n, false, st);
@@ -363,7 +369,7 @@ int scry__verdict_judge(scry_pattern_verdict *pv, const obs *o, size_t n, const 
 			pv->note = scry__vdup_printf("fails on baseline (SQLSTATE %s) and succeeds on candidate: needs a "
 			                             "connection to the candidate to be judged against its best indexes",
 			                             st);
-			return 0;
+			return true;
 		}
 	}
 	if (pv->new_failures > 0 && pv->candidate_errors - pv->candidate_aborted > pv->baseline_errors) {
@@ -375,21 +381,15 @@ int scry__verdict_judge(scry_pattern_verdict *pv, const obs *o, size_t n, const 
 		                             "(SQLSTATE %s)",
 		                             (long long)pv->new_failures,
 		                             (long long)(pv->baseline_n - pv->baseline_errors), st);
-		return 0;
+		return true;
 	}
-	if (!timing_gated(pv->normalized ? pv->normalized : "")) {
-		pv->cls = pv->rows_differ > 0 ? SCRY_CLASS_ROWS_CHANGED : SCRY_CLASS_UNCHANGED;
-		pv->note = scry__strdup("transaction control or session statement: its latency is reported, not gated");
-		return 0;
-	}
-	bool enough = np >= (size_t)opts->min_samples ||
-	              (np == 0 && nb >= (size_t)opts->min_samples && nc >= (size_t)opts->min_samples);
-	if (!enough) {
-		pv->cls = SCRY_CLASS_INSUFFICIENT;
-		pv->note = insufficient_reason(pv, o, n, np, opts, pats);
-		pv->flagged = opts->fail_on_insufficient != 0;
-		return 0;
-	}
+	return false;
+}
+
+/* The class by timing and rows of a pattern with enough samples. */
+static void classify_timing(scry_pattern_verdict *pv, size_t np, const scry_verdict_options *opts)
+{
+	double delta = pv->candidate_p50_ms - pv->baseline_p50_ms;
 	double p95_delta = pv->candidate_p95_ms - pv->baseline_p95_ms;
 	bool tail = pv->p95_ratio_low > opts->threshold && p95_delta > opts->min_delta_ms;
 	if (pv->ratio_low > opts->threshold && delta > opts->min_delta_ms) {
@@ -422,6 +422,33 @@ int scry__verdict_judge(scry_pattern_verdict *pv, const obs *o, size_t n, const 
 			                             pv->baseline_p95_ms, pv->candidate_p95_ms, pv->p95_ratio,
 			                             pv->p95_ratio_low, pv->p95_ratio_high, opts->threshold);
 	}
+}
+
+/* Statistics and class of one pattern from its observations. */
+int scry__verdict_judge(scry_pattern_verdict *pv, const obs *o, size_t n, const scry_verdict_options *opts,
+                        const pat_row *pats, double *scratch)
+{
+	double *bl = scratch, *cl = scratch + n, *lr = scratch + 2 * n;
+	size_t nb = 0, nc = 0;
+	size_t np = collect(pv, o, n, bl, &nb, cl, &nc, lr);
+	pv->pairs = (int64_t)np;
+	summarize(pv, bl, nb, cl, nc, lr, np, opts);
+	if (classify_errors(pv, o, n, nb, nc))
+		return 0;
+	if (!timing_gated(pv->normalized ? pv->normalized : "")) {
+		pv->cls = pv->rows_differ > 0 ? SCRY_CLASS_ROWS_CHANGED : SCRY_CLASS_UNCHANGED;
+		pv->note = scry__strdup("transaction control or session statement: its latency is reported, not gated");
+		return 0;
+	}
+	bool enough = np >= (size_t)opts->min_samples ||
+	              (np == 0 && nb >= (size_t)opts->min_samples && nc >= (size_t)opts->min_samples);
+	if (!enough) {
+		pv->cls = SCRY_CLASS_INSUFFICIENT;
+		pv->note = insufficient_reason(pv, o, n, np, opts, pats);
+		pv->flagged = opts->fail_on_insufficient != 0;
+		return 0;
+	}
+	classify_timing(pv, np, opts);
 	if (!pv->note && (pv->baseline_aborted || pv->candidate_aborted)) {
 		int32_t a = common_abort(o, n, pv->candidate_aborted > 0);
 		pv->note = scry__vdup_printf("%lld executions on baseline and %lld on candidate aborted by the earlier "
