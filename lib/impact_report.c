@@ -4,37 +4,10 @@
  */
 #include "internal.h"
 #include "util/json.h"
+#include "util/text.h"
 
 #include <inttypes.h>
 #include <stdio.h>
-
-/* A statement on one line, cut to `max` bytes (whitespace runs become one space). */
-static void one_line(scry_buf *b, const char *s, size_t max)
-{
-	size_t n = 0;
-	bool space = false;
-	for (; *s && n < max; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == ' ' || c == '\n' || c == '\t' || c == '\r') {
-			space = n > 0;
-			continue;
-		}
-		if (space) {
-			scry__buf_puts(b, " ");
-			n++;
-			space = false;
-		}
-		if (c < 0x20 || c == 0x7f)
-			scry__buf_printf(b, "\\x%02x", c);
-		else if (c == '|') /* a Markdown cell separator */
-			scry__buf_puts(b, "\\|");
-		else
-			scry__buf_put(b, s, 1);
-		n++;
-	}
-	if (*s)
-		scry__buf_puts(b, "...");
-}
 
 static double ms(int64_t us) { return (double)us / 1000.0; }
 
@@ -45,7 +18,7 @@ static void headline(const scry_impact *im, scry_buf *b)
 	scry_impact_summary s = SCRY_IMPACT_SUMMARY_INIT;
 	scry_impact_summarize(im, &s);
 	if (l) {
-		one_line(b, l->statement, 60);
+		scry__buf_one_line(b, l->statement, 60, SCRY__ONE_LINE_ESCAPE);
 		scry__buf_printf(b, " held %s on %s for %.2f s", l->mode, l->relation, ms(l->held_us) / 1000.0);
 	} else {
 		scry__buf_puts(b, "no table lock that blocks reads or writes was held");
@@ -123,12 +96,12 @@ static void render_text(const scry_impact *im, const scry_impact_gate *g, bool m
 		if (md) {
 			scry__buf_printf(b, "| %s | %s | %.0f ms | %.2f s | `", l->mode, l->relation, ms(l->held_us),
 			                 ms(l->start_us) / 1000.0);
-			one_line(b, l->statement, 100);
+			scry__buf_one_line(b, l->statement, 100, SCRY__ONE_LINE_ESCAPE);
 			scry__buf_puts(b, "` |\n");
 		} else {
 			scry__buf_printf(b, "  %-22s on %-20s %8.0f ms  (from %.2f s)  ", l->mode, l->relation,
 			                 ms(l->held_us), ms(l->start_us) / 1000.0);
-			one_line(b, l->statement, 80);
+			scry__buf_one_line(b, l->statement, 80, SCRY__ONE_LINE_ESCAPE);
 			scry__buf_puts(b, "\n");
 		}
 	}
@@ -151,7 +124,7 @@ static void render_text(const scry_impact *im, const scry_impact_gate *g, bool m
 			       !strcmp(scry_impact_wait_get(im, j)->advice, w->advice);
 		if (w->advice && !said) {
 			scry__buf_puts(b, md ? "\n> Advice (queries waited behind `" : "  Advice (queries waited behind ");
-			one_line(b, w->blocker, 60);
+			scry__buf_one_line(b, w->blocker, 60, SCRY__ONE_LINE_ESCAPE);
 			scry__buf_printf(b, "%s): %s\n", md ? "`" : "", w->advice);
 		}
 	}
@@ -167,7 +140,7 @@ static void render_text(const scry_impact *im, const scry_impact_gate *g, bool m
 		else
 			scry__buf_printf(b, "  %016" PRIx64 "  %5" PRId64 " waited, longest %7.0f ms, total %8.0f ms on %-12s ",
 			                 w->fingerprint, w->count, ms(w->max_wait_us), ms(w->total_wait_us), on);
-		one_line(b, w->query, md ? 100 : 60);
+		scry__buf_one_line(b, w->query, md ? 100 : 60, SCRY__ONE_LINE_ESCAPE);
 		scry__buf_puts(b, md ? "` |\n" : "\n");
 	}
 
@@ -287,21 +260,6 @@ static void render_json(const scry_impact *im, const scry_impact_gate *g, scry_b
 	scry__json_end(&j);
 }
 
-static void xml_text(scry_buf *b, const char *s)
-{
-	for (; *s; s++) {
-		switch (*s) {
-		case '<': scry__buf_puts(b, "&lt;"); break;
-		case '>': scry__buf_puts(b, "&gt;"); break;
-		case '&': scry__buf_puts(b, "&amp;"); break;
-		case '"': scry__buf_puts(b, "&quot;"); break;
-		default:
-			if ((unsigned char)*s >= 0x20 || *s == '\n' || *s == '\t')
-				scry__buf_put(b, s, 1);
-		}
-	}
-}
-
 static void render_junit(const scry_impact *im, const scry_impact_gate *g, scry_buf *b)
 {
 	scry_impact_summary s = SCRY_IMPACT_SUMMARY_INIT;
@@ -316,11 +274,11 @@ static void render_junit(const scry_impact *im, const scry_impact_gate *g, scry_
 	if (lock_fail) {
 		scry__buf_printf(b, "<failure message=\"a query waited %.0f ms on the migration (limit %" PRId64 " ms)\">",
 		                 ms(s.max_wait_us), g->max_lock_wait_ms);
-		xml_text(b, h.ptr ? h.ptr : "");
+		scry__buf_markup(b, h.ptr ? h.ptr : "", NULL, "\n\t", 0);
 		scry__buf_puts(b, "</failure>");
 	}
 	scry__buf_puts(b, "<system-out>");
-	xml_text(b, h.ptr ? h.ptr : "");
+	scry__buf_markup(b, h.ptr ? h.ptr : "", NULL, "\n\t", 0);
 	scry__buf_puts(b, "</system-out></testcase>\n<testcase classname=\"scry.impact\" name=\"migration duration\">");
 	if (time_fail)
 		scry__buf_printf(b, "<failure message=\"the migration took %.2f s (limit %g s)\"/>",
@@ -354,7 +312,7 @@ int scry_impact_render(const scry_impact *im, const scry_impact_gate *gate, scry
 		render_text(im, gate, false, &t);
 		scry__buf_inherit(&b, &t);
 		scry__buf_puts(&b, "<section class=\"impact\"><pre>");
-		xml_text(&b, t.ptr ? t.ptr : "");
+		scry__buf_markup(&b, t.ptr ? t.ptr : "", NULL, "\n\t", 0);
 		scry__buf_puts(&b, "</pre></section>\n");
 		scry_buf_dispose(&t);
 		break;

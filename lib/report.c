@@ -7,6 +7,7 @@
  */
 #include "internal.h"
 #include "util/json.h"
+#include "util/text.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -81,31 +82,6 @@ void scry__report_reason(scry_buf *b, const scry_pattern_verdict *p)
 	}
 }
 
-/* Copies a query onto one line, at most `max` bytes (UTF-8 safe cut). */
-static void one_line(scry_buf *b, const char *s, size_t max)
-{
-	size_t n = 0;
-	bool space = false;
-	for (const char *p = s ? s : ""; *p; p++) {
-		unsigned char c = (unsigned char)*p;
-		if (c == '\n' || c == '\r' || c == '\t' || c == ' ') {
-			space = n > 0;
-			continue;
-		}
-		if (n >= max && (c & 0xC0) != 0x80) {
-			scry__buf_puts(b, "...");
-			return;
-		}
-		if (space) {
-			scry__buf_puts(b, " ");
-			n++;
-			space = false;
-		}
-		scry__buf_put(b, p, 1);
-		n++;
-	}
-}
-
 /* A p50 cell: "-" when the side has no successful sample. */
 static void p50_cell(char *out, size_t n, int64_t samples, int64_t errors, double ms)
 {
@@ -155,7 +131,7 @@ static void render_text(const scry_verdict *v, const scry_verdict_summary *s, sc
 		work_cell(wk, sizeof wk, p);
 		scry__buf_printf(b, "%-4s %-20s %8s %15s %10s %10s %13s %11.1f %9s  %-16s ", p->flagged ? "FAIL" : "",
 		                 scry_verdict_class_name(p->cls), ratio, ci, bp, cp, wk, p->impact_ms, n, fp);
-		one_line(b, p->normalized, 70);
+		scry__buf_one_line(b, p->normalized, 70, 0);
 		scry__buf_puts(b, "\n");
 		if (p->flagged || p->cls == SCRY_CLASS_ONLY_IN_CANDIDATE || p->cls == SCRY_CLASS_ROWS_CHANGED ||
 		    p->cls == SCRY_CLASS_INSUFFICIENT) {
@@ -276,7 +252,7 @@ static void render_json(const scry_verdict *v, const scry_verdict_summary *s, sc
 static void md_cell(scry_buf *b, const char *s, size_t max)
 {
 	scry_buf t = SCRY_BUF_INIT;
-	one_line(&t, s, max);
+	scry__buf_one_line(&t, s, max, 0);
 	for (size_t i = 0; i < t.size; i++) {
 		char c = t.ptr[i];
 		if (c == '|')
@@ -351,24 +327,8 @@ static void render_markdown(const scry_verdict *v, const scry_verdict_summary *s
 
 /* ---------------- JUnit XML ---------------- */
 
-static void xml(scry_buf *b, const char *s)
-{
-	for (const char *p = s ? s : ""; *p; p++) {
-		unsigned char c = (unsigned char)*p;
-		switch (c) {
-		case '&': scry__buf_puts(b, "&amp;"); break;
-		case '<': scry__buf_puts(b, "&lt;"); break;
-		case '>': scry__buf_puts(b, "&gt;"); break;
-		case '"': scry__buf_puts(b, "&quot;"); break;
-		case '\'': scry__buf_puts(b, "&apos;"); break;
-		default:
-			if (c < 0x20 && c != '\n' && c != '\t' && c != '\r')
-				scry__buf_puts(b, " "); /* not allowed in XML 1.0 */
-			else
-				scry__buf_put(b, p, 1);
-		}
-	}
-}
+/* XML 1.0 text: a control character it does not allow becomes a space. */
+static void xml(scry_buf *b, const char *s) { scry__buf_markup(b, s, "&apos;", "\n\t\r", ' '); }
 
 static void render_junit(const scry_verdict *v, const scry_verdict_summary *s, scry_buf *b)
 {
@@ -387,7 +347,7 @@ static void render_junit(const scry_verdict *v, const scry_verdict_summary *s, s
 		scry_fingerprint_format(p->fingerprint, fp);
 		scry_buf name = SCRY_BUF_INIT, r = SCRY_BUF_INIT;
 		scry__buf_printf(&name, "%s ", fp);
-		one_line(&name, p->normalized, 100);
+		scry__buf_one_line(&name, p->normalized, 100, 0);
 		scry__report_reason(&r, p);
 		scry__buf_puts(b, "    <testcase classname=\"scry.patterns\" name=\"");
 		xml(b, name.ptr);

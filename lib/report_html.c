@@ -11,6 +11,7 @@
  * the other formats (lib/report.c). Layout decisions in docs/cli.md.
  */
 #include "internal.h"
+#include "util/text.h"
 
 #include <math.h>
 #include <sqlite3.h>
@@ -20,22 +21,8 @@
 #define MAX_CHARTS 25  /* failing patterns drawn; the rest are in the table */
 #define NBINS 32
 
-static void esc(scry_buf *b, const char *s)
-{
-	for (; s && *s; s++) {
-		switch (*s) {
-		case '&': scry__buf_puts(b, "&amp;"); break;
-		case '<': scry__buf_puts(b, "&lt;"); break;
-		case '>': scry__buf_puts(b, "&gt;"); break;
-		case '"': scry__buf_puts(b, "&quot;"); break;
-		case '\'': scry__buf_puts(b, "&#39;"); break;
-		default:
-			/* Control characters other than newline and tab are not shown. */
-			if ((unsigned char)*s >= 0x20 || *s == '\n' || *s == '\t')
-				scry__buf_put(b, s, 1);
-		}
-	}
-}
+/* HTML text: control characters other than newline and tab are not shown. */
+static void esc(scry_buf *b, const char *s) { scry__buf_markup(b, s, "&#39;", "\n\t", 0); }
 
 static const char css[] =
 	"body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}"
