@@ -225,11 +225,6 @@ const scry__excluded *scry__verdict_excluded(const scry_verdict *v)
 	return v && v->excluded.n ? &v->excluded : NULL;
 }
 
-static bool cancelled(const scry_verdict_options *o)
-{
-	return o->cancel && *o->cancel;
-}
-
 /* Reads the options the caller's version declares (lib/abi.c); defaults for the rest. */
 static int read_options(scry_verdict_options *o, const scry_verdict_options *opts, scry_error *err)
 {
@@ -387,19 +382,19 @@ static int probe_clones(scry_verdict *v, scry_store *store, vwork *w, const size
 	}
 	int rc = 0;
 	bool two_clones = ca && cc && strcmp(opts->baseline_conninfo, opts->candidate_conninfo) != 0;
-	for (size_t i = 0; i < v->n && two_clones && o->repeat_to_min && !cancelled(o); i++)
+	for (size_t i = 0; i < v->n && two_clones && o->repeat_to_min && !scry__verdict_cancelled(o); i++)
 		if (v->items[i].cls == SCRY_CLASS_INSUFFICIENT &&
 		    (rc = repeat_and_rejudge(v, store, w, &v->items[i], pat_of[i], ca, cc)) != 0) {
 			rc = scry__fail(err, rc, "out of memory");
 			break;
 		}
-	for (size_t i = 0; !rc && i < v->n && two_clones && !cancelled(o); i++) {
+	for (size_t i = 0; !rc && i < v->n && two_clones && !scry__verdict_cancelled(o); i++) {
 		scry_verdict_class c = v->items[i].cls;
 		if (c == SCRY_CLASS_UNCHANGED || c == SCRY_CLASS_REGRESSED || c == SCRY_CLASS_IMPROVED ||
 		    c == SCRY_CLASS_ROWS_CHANGED)
 			scry__verdict_measure_work(v, store, &v->items[i], ca, cc);
 	}
-	if (!rc && cc && !cancelled(o))
+	if (!rc && cc && !scry__verdict_cancelled(o))
 		scry__verdict_probe(v, store, ca, cc);
 	PQfinish(ca);
 	PQfinish(cc);
@@ -447,7 +442,7 @@ int scry_verdict_compute(scry_verdict **out, scry_store *store, const char *base
 	if ((rc = probe_clones(v, store, &w, pat_of, opts, err)) != 0)
 		goto out;
 	scry__verdict_stored_plans(v, store);
-	if (cancelled(&o)) {
+	if (scry__verdict_cancelled(&o)) {
 		rc = scry__fail(err, SCRY_ECANCELED, "cancelled");
 		goto out;
 	}

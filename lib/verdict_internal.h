@@ -54,6 +54,9 @@ typedef struct sample_row {
 	char root_state[6];   /* ... and its SQLSTATE */
 } sample_row;
 
+/* Has the caller's cancel flag (scry_verdict_options.cancel) been set? */
+static inline bool scry__verdict_cancelled(const scry_verdict_options *o) { return o->cancel && *o->cancel; }
+
 /* Logs through the caller's callback (scry__log does the formatting). */
 #define vlog(o, level, ...) scry__log((o)->log, (o)->log_ctx, level, __VA_ARGS__)
 
@@ -144,8 +147,10 @@ SCRY_HIDDEN void scry__vexec_free(stored_exec *e);
 /* Reads up to `max` captured executions of a pattern. */
 SCRY_HIDDEN int scry__vexec_load(scry_store *store, uint64_t fp, size_t max, stored_exec **out, size_t *n,
 	scry_error *err);
-/* Runs `prefix` + the execution's text with its parameters (NULL when out of memory). */
-SCRY_HIDDEN struct pg_result *scry__vexec_run(struct pg_conn *conn, const char *prefix, const stored_exec *e);
+/* Runs `prefix` + the execution's text with its parameters (NULL when out of memory); `cancel` (may be NULL)
+ * interrupts it (lib/util/pgexec.h). */
+SCRY_HIDDEN struct pg_result *scry__vexec_run(struct pg_conn *conn, const char *prefix, const stored_exec *e,
+	const volatile int *cancel);
 /* Runs a command; true when it succeeded. */
 SCRY_HIDDEN bool scry__vexec_ok(struct pg_conn *conn, const char *sql);
 /* Stores a plan; a store failure is logged. */
@@ -155,7 +160,8 @@ SCRY_HIDDEN void scry__vkeep_plan(scry_store *store, const scry_verdict_options 
 SCRY_HIDDEN struct pg_conn *scry__vconnect_side(const char *conninfo, const scry_verdict_options *opts,
 	const char *side);
 /* EXPLAIN (`prefix`) of one execution inside BEGIN ... ROLLBACK: the JSON, or NULL and the message in *msg. */
-SCRY_HIDDEN char *scry__vexplain(struct pg_conn *conn, const char *prefix, const stored_exec *e, char **msg);
+SCRY_HIDDEN char *scry__vexplain(struct pg_conn *conn, const char *prefix, const stored_exec *e, char **msg,
+	const volatile int *cancel);
 /* Sets the pattern's plans (text) and plan change from both sides' JSON (either may be NULL). */
 SCRY_HIDDEN void scry__vset_plan(scry_pattern_verdict *pv, const char *json_a, const char *json_c);
 /* Blocks an EXPLAIN (ANALYZE, BUFFERS) plan touched. */

@@ -7,6 +7,7 @@
  * BEGIN ... ROLLBACK.
  */
 #include "verdict_internal.h"
+#include "util/pgexec.h"
 
 #include <ctype.h>
 #include <libpq-fe.h>
@@ -96,8 +97,8 @@ int scry__vexec_load(scry_store *store, uint64_t fp, size_t max, stored_exec **o
 	return 0;
 }
 
-/* Runs `prefix` + the execution's text with its parameters. */
-PGresult *scry__vexec_run(PGconn *conn, const char *prefix, const stored_exec *e)
+/* Runs `prefix` + the execution's text with its parameters; `cancel` interrupts it. */
+PGresult *scry__vexec_run(PGconn *conn, const char *prefix, const stored_exec *e, const volatile int *cancel)
 {
 	scry_buf sql = SCRY_BUF_INIT;
 	scry__buf_puts(&sql, prefix);
@@ -106,8 +107,8 @@ PGresult *scry__vexec_run(PGconn *conn, const char *prefix, const stored_exec *e
 		scry_buf_dispose(&sql);
 		return NULL;
 	}
-	PGresult *r = PQexecParams(conn, sql.ptr, e->nparams, e->types, (const char *const *)e->values, e->lengths,
-	                           e->formats, 0);
+	scry__pg_params prm = { e->nparams, e->types, (const char *const *)e->values, e->lengths, e->formats };
+	PGresult *r = scry__pg_exec_cancelable(conn, sql.ptr, &prm, cancel);
 	scry_buf_dispose(&sql);
 	return r;
 }
@@ -155,7 +156,7 @@ PGconn *scry__vconnect_side(const char *conninfo, const scry_verdict_options *op
  * EXPLAIN (`prefix`) of one execution inside BEGIN ... ROLLBACK. Returns the JSON (caller frees) or NULL, with the
  * server's message in *msg (caller frees) when it failed.
  */
-char *scry__vexplain(PGconn *conn, const char *prefix, const stored_exec *e, char **msg)
+char *scry__vexplain(PGconn *conn, const char *prefix, const stored_exec *e, char **msg, const volatile int *cancel)
 {
 	*msg = NULL;
 	if (!scry__vexec_ok(conn, "BEGIN") || !scry__vexec_ok(conn, "SET LOCAL statement_timeout = '60s'")) {
@@ -165,7 +166,7 @@ char *scry__vexplain(PGconn *conn, const char *prefix, const stored_exec *e, cha
 		scry__vexec_ok(conn, "ROLLBACK");
 		return NULL;
 	}
-	PGresult *r = scry__vexec_run(conn, prefix, e);
+	PGresult *r = scry__vexec_run(conn, prefix, e, cancel);
 	char *json = NULL;
 	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0) {
 		json = scry__strdup(PQgetvalue(r, 0, 0));
@@ -213,8 +214,8 @@ static void root_cause(scry_verdict *v, scry_store *store, scry_pattern_verdict 
 		return;
 	}
 	char *ma = NULL, *mc = NULL;
-	char *ja = scry__vexplain(ca, EXPLAIN_ANALYZE, &ex[0], &ma);
-	char *jc = scry__vexplain(cc, EXPLAIN_ANALYZE, &ex[0], &mc);
+	char *ja = scry__vexplain(ca, EXPLAIN_ANALYZE, &ex[0], &ma, v->opts.cancel);
+	char *jc = scry__vexplain(cc, EXPLAIN_ANALYZE, &ex[0], &mc, v->opts.cancel);
 	if (ja)
 		scry__vkeep_plan(store, &v->opts, v->baseline_run, pv->fingerprint, ex[0].id, ja);
 	if (jc)
@@ -231,19 +232,19 @@ static void root_cause(scry_verdict *v, scry_store *store, scry_pattern_verdict 
 }
 
 /* The candidate's message for a new error, from one failing execution. */
-static void error_message(scry_store *store, scry_pattern_verdict *pv, PGconn *cc)
+static void error_message(scry_verdict *v, scry_store *store, scry_pattern_verdict *pv, PGconn *cc)
 {
 	stored_exec *ex;
 	size_t n;
 	if (scry__vexec_load(store, pv->fingerprint, 50, &ex, &n, NULL))
 		return;
-	for (size_t i = 0; i < n && !pv->candidate_error; i++) {
+	for (size_t i = 0; i < n && !pv->candidate_error && !scry__verdict_cancelled(&v->opts); i++) {
 		char *msg = NULL;
 		if (!scry__vexec_ok(cc, "BEGIN")) {
 			scry__vexec_ok(cc, "ROLLBACK");
 			break;
 		}
-		PGresult *r = scry__vexec_run(cc, "", &ex[i]);
+		PGresult *r = scry__vexec_run(cc, "", &ex[i], v->opts.cancel);
 		ExecStatusType st = PQresultStatus(r);
 		if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && st != PGRES_EMPTY_QUERY) {
 			char m[1024];
@@ -364,16 +365,17 @@ static int filter_columns(PGconn *conn, const char *schema, const char *rel, con
 	return found;
 }
 
-/* Times each execution `rounds` times inside savepoints; latencies in ms appended to out. */
-static int time_execs(PGconn *conn, const stored_exec *ex, size_t n, int rounds, double *out)
+/* Times each execution `rounds` times inside savepoints; latencies in ms appended to out (-1: failed or cancelled). */
+static int time_execs(PGconn *conn, const stored_exec *ex, size_t n, int rounds, double *out,
+                      const volatile int *cancel)
 {
 	int k = 0;
 	for (int r = 0; r < rounds; r++)
 		for (size_t i = 0; i < n; i++) {
-			if (!scry__vexec_ok(conn, "SAVEPOINT scry_best"))
+			if ((cancel && *cancel) || !scry__vexec_ok(conn, "SAVEPOINT scry_best"))
 				return -1;
 			int64_t t0 = scry__monotonic_us();
-			PGresult *res = scry__vexec_run(conn, "", &ex[i]);
+			PGresult *res = scry__vexec_run(conn, "", &ex[i], cancel);
 			int64_t t1 = scry__monotonic_us();
 			ExecStatusType st = PQresultStatus(res);
 			PQclear(res);
@@ -393,11 +395,11 @@ double scry__vplan_work(const plan_info *pi)
 }
 
 /* Blocks of one execution, EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) inside the open transaction; -1 if it failed. */
-static double work_in_txn(PGconn *conn, const stored_exec *e)
+static double work_in_txn(PGconn *conn, const stored_exec *e, const volatile int *cancel)
 {
 	if (!scry__vexec_ok(conn, "SAVEPOINT scry_work"))
 		return -1;
-	PGresult *r = scry__vexec_run(conn, EXPLAIN_WORK, e);
+	PGresult *r = scry__vexec_run(conn, EXPLAIN_WORK, e, cancel);
 	double w = -1;
 	plan_info pi;
 	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 && !scry__plan_parse(PQgetvalue(r, 0, 0), &pi)) {
@@ -482,7 +484,7 @@ static void best_index(scry_verdict *v, scry_store *store, scry_pattern_verdict 
 	double *t = NULL;
 	if (scry__vexec_load(store, pv->fingerprint, BEST_EVENTS, &ex, &n, NULL) || n == 0)
 		goto done;
-	json = scry__vexplain(cc, EXPLAIN_ANALYZE, &ex[0], &msg);
+	json = scry__vexplain(cc, EXPLAIN_ANALYZE, &ex[0], &msg, opts->cancel);
 	if (!json) {
 		vlog(opts, SCRY_LOG_WARNING, "EXPLAIN on the candidate failed: %s", msg ? msg : "");
 		goto done;
@@ -525,17 +527,23 @@ static void best_index(scry_verdict *v, scry_store *store, scry_pattern_verdict 
 	t = scry__calloc(2 * n * BEST_ROUNDS, sizeof *t);
 	if (!t || !scry__vexec_ok(cc, "BEGIN") || !scry__vexec_ok(cc, "SET LOCAL statement_timeout = '60s'"))
 		goto fail;
-	int k1 = time_execs(cc, ex, n, BEST_ROUNDS, t);
-	double work_without = work_in_txn(cc, &ex[0]);
-	bool created = k1 > 0 && scry__vexec_ok(cc, ddl.ptr);
+	int k1 = time_execs(cc, ex, n, BEST_ROUNDS, t, opts->cancel);
+	double work_without = work_in_txn(cc, &ex[0], opts->cancel);
+	if (scry__verdict_cancelled(opts))
+		goto fail;
+	PGresult *cr = k1 > 0 ? scry__pg_exec_cancelable(cc, ddl.ptr, NULL, opts->cancel) : NULL;
+	bool created = PQresultStatus(cr) == PGRES_COMMAND_OK || PQresultStatus(cr) == PGRES_TUPLES_OK;
+	PQclear(cr);
+	if (scry__verdict_cancelled(opts))
+		goto fail;
 	if (!created) {
 		char m[1024];
 		scry__pg_result_message(NULL, cc, m, sizeof m);
 		vlog(opts, SCRY_LOG_WARNING, "could not create %s: %s", ddl.ptr, m);
 		goto fail;
 	}
-	int k2 = time_execs(cc, ex, n, BEST_ROUNDS, t + k1);
-	double work_with = work_in_txn(cc, &ex[0]);
+	int k2 = time_execs(cc, ex, n, BEST_ROUNDS, t + k1, opts->cancel);
+	double work_with = work_in_txn(cc, &ex[0], opts->cancel);
 	scry__vexec_ok(cc, "ROLLBACK");
 	if (k2 != k1)
 		goto done;
@@ -563,13 +571,13 @@ PGconn *scry__verdict_connect(const scry_verdict *v, const char *conninfo, const
 void scry__verdict_probe(scry_verdict *v, scry_store *store, PGconn *ca, PGconn *cc)
 {
 	for (size_t i = 0; i < v->n && cc; i++) {
-		if (v->opts.cancel && *v->opts.cancel)
+		if (scry__verdict_cancelled(&v->opts))
 			return;
 		scry_pattern_verdict *pv = &v->items[i];
 		if (pv->cls == SCRY_CLASS_REGRESSED && ca && !pv->plan_change)
 			root_cause(v, store, pv, ca, cc);
 		else if (pv->cls == SCRY_CLASS_NEW_ERROR)
-			error_message(store, pv, cc);
+			error_message(v, store, pv, cc);
 		else if (pv->cls == SCRY_CLASS_ONLY_IN_CANDIDATE)
 			best_index(v, store, pv, cc);
 	}

@@ -29,14 +29,14 @@ static bool repeatable(const char *normalized)
 }
 
 /* One execution in BEGIN ... ROLLBACK, timed; fills the sample. false when the connection failed. */
-static bool timed_once(PGconn *conn, const stored_exec *e, scry_sample *s)
+static bool timed_once(PGconn *conn, const stored_exec *e, scry_sample *s, const volatile int *cancel)
 {
 	if (!scry__vexec_ok(conn, "BEGIN") || !scry__vexec_ok(conn, "SET LOCAL statement_timeout = '60s'")) {
 		scry__vexec_ok(conn, "ROLLBACK");
 		return false;
 	}
 	int64_t t0 = scry__monotonic_us();
-	PGresult *r = scry__vexec_run(conn, "", e);
+	PGresult *r = scry__vexec_run(conn, "", e, cancel);
 	s->latency_us = scry__monotonic_us() - t0;
 	ExecStatusType st = PQresultStatus(r);
 	s->rows = -1;
@@ -71,15 +71,17 @@ int scry__verdict_repeat(scry_verdict *v, scry_store *store, const pat_row *pat,
 	if (!sb || !sc || !o)
 		rc = SCRY_ENOMEM;
 	for (size_t i = 0; !rc && i < max_iter && pairs < want; i++) {
-		if (v->opts.cancel && *v->opts.cancel)
+		if (scry__verdict_cancelled(&v->opts))
 			break;
 		const stored_exec *e = &ex[i % n];
 		scry_sample *b = &sb[k], *c = &sc[k];
 		b->event_id = c->event_id = e->id;
 		b->round = c->round = round0 + (int32_t)i;
-		bool ok = (i & 1) ? timed_once(cc, e, c) && timed_once(ca, e, b) : timed_once(ca, e, b) && timed_once(cc, e, c);
-		if (!ok)
-			break;
+		const volatile int *cancel = v->opts.cancel;
+		bool ok = (i & 1) ? timed_once(cc, e, c, cancel) && timed_once(ca, e, b, cancel)
+		                  : timed_once(ca, e, b, cancel) && timed_once(cc, e, c, cancel);
+		if (!ok || scry__verdict_cancelled(&v->opts))
+			break; /* a cancelled pair is not kept: its statements were interrupted */
 		obs *x = &o[k++];
 		x->pat = pat_index;
 		x->has_b = x->has_c = 1;
@@ -228,14 +230,14 @@ void scry__verdict_measure_work(scry_verdict *v, scry_store *store, scry_pattern
 	size_t k = 0;
 	char *first_a = NULL, *first_c = NULL;
 	bool changed = false;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n && !scry__verdict_cancelled(&v->opts); i++) {
 		char *ma, *mc, *ja, *jc;
 		if (i & 1) {
-			jc = scry__vexplain(cc, EXPLAIN_WORK, &ex[i], &mc);
-			ja = scry__vexplain(ca, EXPLAIN_WORK, &ex[i], &ma);
+			jc = scry__vexplain(cc, EXPLAIN_WORK, &ex[i], &mc, v->opts.cancel);
+			ja = scry__vexplain(ca, EXPLAIN_WORK, &ex[i], &ma, v->opts.cancel);
 		} else {
-			ja = scry__vexplain(ca, EXPLAIN_WORK, &ex[i], &ma);
-			jc = scry__vexplain(cc, EXPLAIN_WORK, &ex[i], &mc);
+			ja = scry__vexplain(ca, EXPLAIN_WORK, &ex[i], &ma, v->opts.cancel);
+			jc = scry__vexplain(cc, EXPLAIN_WORK, &ex[i], &mc, v->opts.cancel);
 		}
 		scry_pattern_verdict tmp = { 0 };
 		if (ja && jc && scry__verdict_work_from_plans(&tmp, ja, jc) && server_ms(ja, &sa[k]) &&
@@ -341,9 +343,9 @@ int scry__plans_record(scry_store *store, const char *conninfo, int64_t run_id, 
 			continue;
 		char *msg = NULL, *json = NULL;
 		if (list[i].analyze) {
-			json = scry__vexplain(conn, EXPLAIN_WORK, &ex[0], &msg);
+			json = scry__vexplain(conn, EXPLAIN_WORK, &ex[0], &msg, NULL);
 		} else {
-			PGresult *r = scry__vexec_run(conn, "EXPLAIN (FORMAT JSON) ", &ex[0]);
+			PGresult *r = scry__vexec_run(conn, "EXPLAIN (FORMAT JSON) ", &ex[0], NULL);
 			if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0)
 				json = scry__strdup(PQgetvalue(r, 0, 0));
 			PQclear(r);

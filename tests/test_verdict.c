@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #include <check.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -945,6 +946,51 @@ START_TEST(test_root_cause)
 }
 END_TEST
 
+/* Sets the flag after a delay, as scry_pipeline_cancel() does from another thread. */
+static void *set_later(void *arg)
+{
+	usleep(500000);
+	*(volatile int *)arg = 1;
+	return NULL;
+}
+
+/*
+ * The cancel flag interrupts a statement the verdict is running on a clone
+ * (issue 18): the work of an unchanged pattern is an EXPLAIN ANALYZE on
+ * each side, here a 20 s sleep per execution (2 minutes in all). A cancel
+ * after 0.5 s returns within seconds, with SCRY_ECANCELED and no sleep left
+ * running on the server.
+ */
+START_TEST(test_cancel_running_statement)
+{
+	static const synth sleeper[] = { { "SELECT pg_sleep(20)", 20, 1.0, 1.0, NULL, NULL, 1, 1, 0 } };
+	scry_store *s = new_store();
+	build(s, sleeper, 1, 1);
+	scry_verdict_options o = SCRY_VERDICT_OPTIONS_INIT;
+	o.baseline_conninfo = dsn_a;
+	o.candidate_conninfo = dsn_c;
+	volatile int stop = 0;
+	o.cancel = &stop;
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, set_later, (void *)&stop), 0);
+	scry_verdict *v = NULL;
+	scry_error err = SCRY_ERROR_INIT;
+	int64_t t0 = scry__monotonic_us();
+	ck_assert_int_eq(scry_verdict_compute(&v, s, "A", "B", &o, &err), SCRY_ECANCELED);
+	int64_t took = scry__monotonic_us() - t0;
+	pthread_join(t, NULL);
+	ck_assert(v == NULL);
+	ck_assert_msg(took < 10 * 1000000LL, "the cancel took %.1f s", (double)took / 1e6);
+	PGconn *c = pgtest_connect(pg.conninfo);
+	PGresult *r = PQexec(c, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(20)%' "
+	                        "AND state = 'active' AND pid <> pg_backend_pid()");
+	ck_assert_str_eq(PQgetvalue(r, 0, 0), "0");
+	PQclear(r);
+	PQfinish(c);
+	drop_store(s);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("verdict");
@@ -959,6 +1005,7 @@ static Suite *suite(void)
 	tcase_add_unchecked_fixture(pgc, pg_setup, pg_teardown);
 	tcase_set_timeout(pgc, 900);
 	tcase_add_test(pgc, test_root_cause);
+	tcase_add_test(pgc, test_cancel_running_statement);
 	tcase_add_test(pgc, test_aa_under_load);
 	tcase_add_test(pgc, test_injected);
 	tcase_add_test(pgc, test_replay_engine);

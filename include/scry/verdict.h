@@ -52,8 +52,9 @@ typedef struct scry_verdict_options {
 	 */
 	int repeat_to_min;
 	/**
-	 * Polled between steps: when it points to a non-zero int the computation
-	 * stops with SCRY_ECANCELED. Set by scry_pipeline_cancel().
+	 * Polled between steps, and while a statement runs on a clone (which a
+	 * cancel request then interrupts): when it points to a non-zero int the
+	 * computation stops with SCRY_ECANCELED. Set by scry_pipeline_cancel().
 	 */
 	const volatile int *cancel;
 	/* Version 3. */
