@@ -1,6 +1,7 @@
 /*
  * tests/test_util.c - the shared internal pieces of lib/core.c and
- * lib/util/: the sticky buffer, the JSON writer, the hash maps.
+ * lib/util/: the sticky buffer, the JSON writer, the hash maps, the report
+ * text helpers.
  */
 #define _GNU_SOURCE
 #include <check.h>
@@ -13,6 +14,7 @@
 #include "pgtest.h"
 #include "util/json.h"
 #include "util/map.h"
+#include "util/text.h"
 
 static long alloc_left = -1; /* fail the n-th allocation; < 0: none */
 static bool may_allocate(void) { return alloc_left < 0 || alloc_left-- != 0; }
@@ -149,6 +151,36 @@ START_TEST(test_u64map)
 }
 END_TEST
 
+/* What the reports print of a statement and of text in XML/HTML (lib/util/text.c). */
+START_TEST(test_text)
+{
+	scry_buf b = SCRY_BUF_INIT;
+	scry__buf_one_line(&b, "  SELECT\n\t a,   b\r\nFROM t  ", 100, 0);
+	ck_assert_str_eq(b.ptr, "SELECT a, b FROM t");
+	scry__buf_clear(&b);
+	scry__buf_one_line(&b, "SELECT abcdef", 8, 0);
+	ck_assert_str_eq(b.ptr, "SELECT a...");
+	scry__buf_clear(&b);
+	scry__buf_one_line(&b, "ab\xc3\xa9z", 3, 0); /* never cut inside a character */
+	ck_assert_str_eq(b.ptr, "ab\xc3\xa9...");
+	scry__buf_clear(&b);
+	scry__buf_one_line(&b, NULL, 10, 0);
+	ck_assert_uint_eq(b.size, 0);
+	scry__buf_one_line(&b, "a|b\x01", 10, SCRY__ONE_LINE_ESCAPE);
+	ck_assert_str_eq(b.ptr, "a\\|b\\x01");
+	scry__buf_clear(&b);
+	scry__buf_markup(&b, "<a href=\"x\">&'\x01\r\n", "&apos;", "\n\t\r", ' ');
+	ck_assert_str_eq(b.ptr, "&lt;a href=&quot;x&quot;&gt;&amp;&apos; \r\n");
+	scry__buf_clear(&b);
+	scry__buf_markup(&b, "'\x01\r\t", "&#39;", "\n\t", 0);
+	ck_assert_str_eq(b.ptr, "&#39;\t");
+	scry__buf_clear(&b);
+	scry__buf_markup(&b, "'", NULL, "\n\t", 0);
+	ck_assert_str_eq(b.ptr, "'");
+	scry_buf_dispose(&b);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("util");
@@ -157,6 +189,7 @@ int main(void)
 	tcase_add_test(tc, test_json_writer);
 	tcase_add_test(tc, test_strmap);
 	tcase_add_test(tc, test_u64map);
+	tcase_add_test(tc, test_text);
 	suite_add_tcase(s, tc);
 	return pgtest_run_suite(s, 1);
 }
