@@ -123,6 +123,43 @@ static int check_provider(const scry_shadow_options *o, scry_error *err)
 	return 0;
 }
 
+void scry__endpoint_free(scry__endpoint *e)
+{
+	scry__free(e->host);
+	scry__free(e->port);
+	scry__free(e->user);
+	scry__free(e->password);
+	scry__free(e->db);
+	memset(e, 0, sizeof *e);
+}
+
+int scry__endpoint_server(PGconn *c, scry__endpoint *e)
+{
+	e->host = scry__strdup(PQhost(c) ? PQhost(c) : "");
+	e->port = scry__strdup(PQport(c) ? PQport(c) : "");
+	e->user = scry__strdup(PQuser(c) ? PQuser(c) : "");
+	e->password = PQpass(c) && *PQpass(c) ? scry__strdup(PQpass(c)) : NULL;
+	if (!e->host || !e->port || !e->user || (PQpass(c) && *PQpass(c) && !e->password)) {
+		scry__endpoint_free(e);
+		return SCRY_ENOMEM;
+	}
+	return 0;
+}
+
+int scry__endpoint_copy(const scry__endpoint *src, const char *db, scry__endpoint *e)
+{
+	e->host = scry__strdup(src->host);
+	e->port = scry__strdup(src->port);
+	e->user = scry__strdup(src->user);
+	e->password = src->password ? scry__strdup(src->password) : NULL;
+	e->db = scry__strdup(db);
+	if (!e->host || !e->port || !e->user || !e->db || (src->password && !e->password)) {
+		scry__endpoint_free(e);
+		return SCRY_ENOMEM;
+	}
+	return 0;
+}
+
 /* The target's live values (database, server, role), kept for the clones and the migration's environment. */
 static int read_target(scry_shadow *s, scry_error *err)
 {
@@ -130,13 +167,10 @@ static int read_target(scry_shadow *s, scry_error *err)
 	if (!c)
 		return SCRY_ECONNECT;
 	s->target_db = scry__strdup(PQdb(c));
-	s->host = scry__strdup(PQhost(c) ? PQhost(c) : "");
-	s->port = scry__strdup(PQport(c) ? PQport(c) : "");
-	s->user = scry__strdup(PQuser(c) ? PQuser(c) : "");
-	s->password = PQpass(c) && *PQpass(c) ? scry__strdup(PQpass(c)) : NULL;
+	int rc = scry__endpoint_server(c, &s->live);
 	s->server_version = PQserverVersion(c);
 	PQfinish(c);
-	return 0;
+	return rc ? scry__fail(err, rc, "out of memory") : 0;
 }
 
 /* The clones' names and connection strings, by provider (the command provider learns its conninfos later). */
@@ -214,7 +248,7 @@ int scry_shadow_new(scry_shadow **out, const char *target, const scry_shadow_opt
 		                                   &s->maint_conninfo, err);
 	if (!rc && s->opts.provider == SCRY_CLONE_COMMAND && !(s->clone_command = scry__strdup(o.clone_command)))
 		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
-	if (!rc && (!s->target_db || !s->host || !s->port || !s->user || !s->maint_conninfo))
+	if (!rc && (!s->target_db || !s->maint_conninfo))
 		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 	if (rc) {
 		scry_shadow_free(s);
@@ -316,7 +350,7 @@ static int clone_one(scry_shadow *s, PGconn *c, int side, scry_error *err)
 		rc = scry__fail(err, SCRY_EPG,
 			"cannot clone database \"%s\": %s. The role \"%s\" needs the CREATEDB right "
 			"(ALTER ROLE \"%s\" CREATEDB), or use sequential mode (--sequential)",
-			s->target_db, msg, s->user, s->user);
+			s->target_db, msg, s->live.user, s->live.user);
 	} else {
 		rc = scry__fail(err, SCRY_EPG, "cannot clone database \"%s\" into \"%s\": %s",
 		                s->target_db, s->names[side], msg);
@@ -537,10 +571,7 @@ void scry_shadow_free(scry_shadow *s)
 	scry__free(s->target);
 	scry__free(s->target_db);
 	scry__free(s->maint_conninfo);
-	scry__free(s->host);
-	scry__free(s->port);
-	scry__free(s->user);
-	scry__free(s->password);
+	scry__endpoint_free(&s->live);
 	pthread_mutex_destroy(&s->lock);
 	scry__free(s);
 }

@@ -23,7 +23,6 @@
 
 extern char **environ;
 
-
 /* Percent-encodes a URI component. */
 static int put_uri(scry_buf *b, const char *s)
 {
@@ -37,49 +36,25 @@ static int put_uri(scry_buf *b, const char *s)
 	return rc;
 }
 
-/* Where a migration command connects: the live values of a connection. */
-typedef struct endpoint {
-	char *host, *port, *user, *password, *db; /* password may be NULL */
-} endpoint;
-
-static void endpoint_free(endpoint *e)
-{
-	scry__free(e->host);
-	scry__free(e->port);
-	scry__free(e->user);
-	scry__free(e->password);
-	scry__free(e->db);
-}
-
 /* Clone `side`'s endpoint: the target's server for template clones, else asked from a connection to it. */
-static int endpoint_of(scry_shadow *s, int side, endpoint *e, scry_error *err)
+static int endpoint_of(scry_shadow *s, int side, scry__endpoint *e, scry_error *err)
 {
 	memset(e, 0, sizeof *e);
+	int rc;
 	if (s->opts.in_place || s->opts.provider == SCRY_CLONE_TEMPLATE) {
-		e->host = scry__strdup(s->host);
-		e->port = scry__strdup(s->port);
-		e->user = scry__strdup(s->user);
-		e->password = s->password ? scry__strdup(s->password) : NULL;
-		e->db = scry__strdup(s->names[side]);
+		rc = scry__endpoint_copy(&s->live, s->names[side], e);
 	} else {
 		PGconn *c = scry__shadow_connect(s, s->conninfos[side], err, s->names[side]);
 		if (!c)
 			return SCRY_ECONNECT;
-		e->host = scry__strdup(PQhost(c) ? PQhost(c) : "");
-		e->port = scry__strdup(PQport(c) ? PQport(c) : "");
-		e->user = scry__strdup(PQuser(c) ? PQuser(c) : "");
-		e->password = PQpass(c) && *PQpass(c) ? scry__strdup(PQpass(c)) : NULL;
-		e->db = scry__strdup(PQdb(c));
-		bool nomem = PQpass(c) && *PQpass(c) && !e->password;
+		rc = scry__endpoint_server(c, e);
+		if (!rc && !(e->db = scry__strdup(PQdb(c)))) {
+			scry__endpoint_free(e);
+			rc = SCRY_ENOMEM;
+		}
 		PQfinish(c);
-		if (nomem)
-			e->host = NULL;
 	}
-	if (!e->host || !e->port || !e->user || !e->db) {
-		endpoint_free(e);
-		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	}
-	return 0;
+	return rc ? scry__fail(err, rc, "out of memory") : 0;
 }
 
 /*
@@ -87,7 +62,7 @@ static int endpoint_of(scry_shadow *s, int side, endpoint *e, scry_error *err)
  * for a Unix socket directory, ...@/db?host=/dir&port=N (the form libpq and
  * SQLAlchemy both accept).
  */
-static int database_url(const endpoint *s, scry_buf *b)
+static int database_url(const scry__endpoint *s, scry_buf *b)
 {
 	const char *db = s->db;
 	int rc = scry__buf_puts(b, "postgresql://");
@@ -186,14 +161,14 @@ static void cmd_env_free(cmd_env *ce)
 static int cmd_env_build(scry_shadow *s, int side, cmd_env *ce, scry_error *err)
 {
 	memset(ce, 0, sizeof *ce);
-	endpoint ep;
+	scry__endpoint ep;
 	int erc = endpoint_of(s, side, &ep, err);
 	if (erc)
 		return erc;
 	scry_buf url = SCRY_BUF_INIT;
 	if (database_url(&ep, &url)) {
 		scry_buf_dispose(&url);
-		endpoint_free(&ep);
+		scry__endpoint_free(&ep);
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	}
 	size_t n = 0;
@@ -202,7 +177,7 @@ static int cmd_env_build(scry_shadow *s, int side, cmd_env *ce, scry_error *err)
 	ce->envp = scry__calloc(n + 9, sizeof *ce->envp);
 	if (!ce->envp) {
 		scry_buf_dispose(&url);
-		endpoint_free(&ep);
+		scry__endpoint_free(&ep);
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	}
 	size_t k = 0;
@@ -217,7 +192,7 @@ static int cmd_env_build(scry_shadow *s, int side, cmd_env *ce, scry_error *err)
 	own[4] = env_entry("PGUSER", ep.user);
 	own[5] = ep.password ? env_entry("PGPASSWORD", ep.password) : NULL;
 	bool has_password = ep.password != NULL;
-	endpoint_free(&ep);
+	scry__endpoint_free(&ep);
 	/* The migration's connections are told apart by it (include/scry/impact.h). */
 	own[6] = env_entry("PGAPPNAME", SCRY_IMPACT_MIGRATION_APP);
 	scry_buf_dispose(&url);

@@ -94,7 +94,7 @@ int scry__shadow_given_create(scry_shadow *s, scry_error *err)
 			return SCRY_ECONNECT;
 		const char *h = PQhost(c) ? PQhost(c) : "", *p = PQport(c) ? PQport(c) : "", *d = PQdb(c);
 		snprintf(where[i], sizeof where[i], "%s:%s/%s", h, p, d);
-		bool is_target = !strcmp(h, s->host) && !strcmp(p, s->port) && !strcmp(d, s->target_db);
+		bool is_target = !strcmp(h, s->live.host) && !strcmp(p, s->live.port) && !strcmp(d, s->target_db);
 		PQfinish(c);
 		if (is_target)
 			return scry__fail(err, SCRY_EINVAL,
