@@ -260,12 +260,16 @@ static void render_json(const scry_impact *im, const scry_impact_gate *g, scry_b
 	scry__json_end(&j);
 }
 
+/* XML text (JUnit) and HTML (a fragment): control characters other than newline and tab dropped. */
+static void xml_text(scry_buf *b, const char *s) { scry__buf_markup(b, s, NULL, "\n\t", 0); }
+
 static void render_junit(const scry_impact *im, const scry_impact_gate *g, scry_buf *b)
 {
 	scry_impact_summary s = SCRY_IMPACT_SUMMARY_INIT;
 	scry_impact_summarize(im, &s);
 	scry_buf h = SCRY_BUF_INIT;
 	headline(im, &h);
+	scry__buf_inherit(b, &h);
 	bool lock_fail = g && g->max_lock_wait_ms > 0 && s.max_wait_us > g->max_lock_wait_ms * 1000;
 	bool time_fail = g && g->max_migration_seconds > 0 && (double)s.duration_us / 1e6 > g->max_migration_seconds;
 	scry__buf_printf(b, "<testsuite name=\"scry migration impact\" tests=\"2\" failures=\"%d\" time=\"%.3f\">\n",
@@ -274,11 +278,11 @@ static void render_junit(const scry_impact *im, const scry_impact_gate *g, scry_
 	if (lock_fail) {
 		scry__buf_printf(b, "<failure message=\"a query waited %.0f ms on the migration (limit %" PRId64 " ms)\">",
 		                 ms(s.max_wait_us), g->max_lock_wait_ms);
-		scry__buf_markup(b, h.ptr ? h.ptr : "", NULL, "\n\t", 0);
+		xml_text(b, h.ptr);
 		scry__buf_puts(b, "</failure>");
 	}
 	scry__buf_puts(b, "<system-out>");
-	scry__buf_markup(b, h.ptr ? h.ptr : "", NULL, "\n\t", 0);
+	xml_text(b, h.ptr);
 	scry__buf_puts(b, "</system-out></testcase>\n<testcase classname=\"scry.impact\" name=\"migration duration\">");
 	if (time_fail)
 		scry__buf_printf(b, "<failure message=\"the migration took %.2f s (limit %g s)\"/>",
@@ -312,7 +316,7 @@ int scry_impact_render(const scry_impact *im, const scry_impact_gate *gate, scry
 		render_text(im, gate, false, &t);
 		scry__buf_inherit(&b, &t);
 		scry__buf_puts(&b, "<section class=\"impact\"><pre>");
-		scry__buf_markup(&b, t.ptr ? t.ptr : "", NULL, "\n\t", 0);
+		xml_text(&b, t.ptr);
 		scry__buf_puts(&b, "</pre></section>\n");
 		scry_buf_dispose(&t);
 		break;

@@ -284,6 +284,7 @@ static void failing_patterns(scry_buf *b, const scry_verdict *v, const lat_set *
 		scry_buf r = SCRY_BUF_INIT;
 		scry__report_reason(&r, p);
 		esc(b, r.ptr);
+		scry__buf_inherit(b, &r);
 		scry_buf_dispose(&r);
 		scry__buf_puts(b, "</p>");
 		const lat_set *ls = NULL;
