@@ -4,7 +4,8 @@
  * BUFFERS, FORMAT JSON) with a real captured parameter set, new errors get
  * their message, and patterns that only work on the candidate are measured
  * against the indexes their plan lacks. Everything runs inside
- * BEGIN ... ROLLBACK.
+ * BEGIN ... ROLLBACK. Also the helpers lib/verdict_work.c shares: captured
+ * executions, running and explaining them, keeping their plans.
  */
 #include "verdict_internal.h"
 #include "util/pgexec.h"
