@@ -137,7 +137,7 @@ static int merge_patterns_statements(scry_store *s, scry_error *err)
 	return rc;
 }
 
-/* Sessions, events and their errors, with ids shifted past the output's; *nsess and *nev the input's counts. */
+/* Sessions, events, their errors and COPY data, with ids shifted past the output's; *nsess and *nev the input's counts. */
 static int merge_events(scry_store *s, const char *in_path, int64_t *nsess, int64_t *nev,
                         scry_error *err)
 {
@@ -160,6 +160,13 @@ static int merge_events(scry_store *s, const char *in_path, int64_t *nsess, int6
 	snprintf(keys, sizeof keys, "i.event + %lld", (long long)eoff);
 	if (!rc)
 		rc = copy_table(s, "event_errors", ",event,", "event", keys, "inp.event_errors i", err);
+	/* COPY FROM STDIN data (a store of schema v1 has none: opened read-only, it was not migrated). */
+	int64_t has_copy = 0;
+	if (!rc)
+		rc = scry__store_int(s, "SELECT count(*) FROM inp.sqlite_master WHERE type = 'table' AND name = 'event_copy'",
+		                     &has_copy, err, merging);
+	if (!rc && has_copy)
+		rc = copy_table(s, "event_copy", ",event,", "event", keys, "inp.event_copy i", err);
 	if (!rc)
 		rc = scry__store_int(s, "SELECT count(*) FROM main.events", &total, err, merging);
 	if (!rc && total != eoff + *nev)
