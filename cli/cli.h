@@ -57,10 +57,57 @@ int cli_open_store(const char *path, bool must_exist, scry_store **out);
 
 /* True when `arg` is -h or --help. */
 bool cli_is_help(const char *arg);
+/*
+ * A command made of subcommands, at argv[1]: without one, prints `help` on
+ * stderr and returns CLI_EXIT_USAGE; with --help there, on stdout and
+ * returns CLI_EXIT_OK; else returns CLI_PARSED.
+ */
+int cli_subcommand_help(int argc, char **argv, const char *help);
+
+/*
+ * Option parsing, the same in every command: getopt_long from argv[first];
+ * --help (the code 'h') prints `help` on stdout, an unknown option or a
+ * missing value is a usage error, and every other option goes to
+ * on_option(ctx, code, value), which returns 0 or an exit code. Without
+ * `operands`, an argument left after the options is a usage error.
+ * Returns CLI_PARSED (optind at the first operand) or the exit code.
+ */
+enum { CLI_PARSED = -1 };
+struct option;
+typedef int (*cli_option_fn)(void *ctx, int opt, const char *value);
+typedef struct cli_command {
+	const char *name;              /* as in "Try 'scry NAME --help'." */
+	const char *help;
+	const char *shortopts;
+	const struct option *longopts; /* ending with CLI_OPTIONS_END */
+	cli_option_fn on_option;
+	bool operands;
+} cli_command;
+int cli_parse_options(const cli_command *cmd, int argc, char **argv, int first, void *ctx);
+#define CLI_OPTIONS_END { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 }
 
 /* Parses a positive number option; prints a usage error on failure. */
 bool cli_parse_double(const char *cmd, const char *opt, const char *value, double *out);
 bool cli_parse_long(const char *cmd, const char *opt, const char *value, long *out);
+/*
+ * The same for on_option callbacks: 0, or CLI_EXIT_USAGE after the usage
+ * error. A whole number outside [min, max] is refused with `range` as message
+ * (NULL with [0, LONG_MAX]: every whole number >= 0 is taken).
+ */
+int cli_opt_double(const char *cmd, const char *opt, const char *value, double *out);
+int cli_opt_long(const char *cmd, const char *opt, const char *value, long min, long max,
+	const char *range, long *out);
+int cli_opt_int(const char *cmd, const char *opt, const char *value, int min, int max,
+	const char *range, int *out);
+/* --budget N|off of replay and ci: a number of executions >= 1, or 0 for off/0. */
+int cli_opt_budget(const char *cmd, const char *value, long *out);
+/* A word among `choices` (ending with a NULL name): its value; else "<what>, not '<value>'". */
+typedef struct cli_choice {
+	const char *name;
+	int value;
+} cli_choice;
+int cli_opt_choice(const char *cmd, const char *what, const cli_choice *choices, const char *value,
+	int *out);
 
 /*
  * Noise control, shared by diff and ci: --include GLOB and --exclude GLOB
@@ -115,10 +162,16 @@ int cli_ci_run(const char *target, scry_store *store, const scry_pipeline_option
 /* Progress callback of the pipeline (ctx: a cli_progress): phase names, a bar when counted. */
 void cli_ci_progress(void *ctx, const char *phase, uint64_t done, uint64_t total);
 
-/* Writes a JSON string literal to f. */
 /* Length of the valid UTF-8 sequence at c (lead byte >= 0x80), or 0. */
 size_t cli_utf8_len(const unsigned char *c);
+/* Writes a JSON string literal to f. */
 void cli_json_string(FILE *f, const char *s);
+/* The same, or null for an empty string. */
+void cli_json_string_or_null(FILE *f, const char *s);
+/* Starts a JSON summary on stdout: {"key":"value" (the caller writes the rest and the "}"). */
+void cli_json_begin(const char *key, const char *value);
+/* Prints the library's error ("scry: <what>: <message>") and returns CLI_EXIT_ERROR. */
+int cli_lib_fail(const char *what, const scry_error *err);
 /* Unix microseconds as "YYYY-MM-DD HH:MM:SS UTC" ("-" for 0) into buf. */
 void cli_format_time(int64_t us, char *buf, size_t n);
 
