@@ -54,6 +54,9 @@ void cli_put_escaped(FILE *f, const char *s);
 const char *cli_store_path(const char *option_value);
 /* Opens the store or prints why not; returns 0 or CLI_EXIT_ERROR. */
 int cli_open_store(const char *path, bool must_exist, scry_store **out);
+/* Opens the existing store of --store `option_value`, returns fn(store, ctx) and closes it. */
+typedef int (*cli_store_fn)(scry_store *store, void *ctx);
+int cli_with_store(const char *option_value, cli_store_fn fn, void *ctx);
 
 /* True when `arg` is -h or --help. */
 bool cli_is_help(const char *arg);

@@ -91,6 +91,16 @@ int cli_open_store(const char *path, bool must_exist, scry_store **out)
 	return 0;
 }
 
+int cli_with_store(const char *option_value, cli_store_fn fn, void *ctx)
+{
+	scry_store *store;
+	if (cli_open_store(cli_store_path(option_value), true, &store))
+		return CLI_EXIT_ERROR;
+	int rc = fn(store, ctx);
+	scry_store_free(store);
+	return rc;
+}
+
 bool cli_is_help(const char *a)
 {
 	return a && (!strcmp(a, "-h") || !strcmp(a, "--help"));
