@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -58,24 +59,38 @@ static char *read_all(FILE *f, size_t *len)
 	return buf;
 }
 
+/* --normalize and --json of fingerprint, --json of workload. */
+typedef struct output_args {
+	bool normalize, json;
+	const char *store_opt;
+	long limit;
+} output_args;
+
+static int output_option(void *ctx, int c, const char *v)
+{
+	output_args *a = ctx;
+	switch (c) {
+	case 'n': a->normalize = true; return 0;
+	case 'j': a->json = true; return 0;
+	case 's': a->store_opt = v; return 0;
+	case 'l': return cli_opt_long("workload", "--limit", v, 0, LONG_MAX, NULL, &a->limit);
+	}
+	return 0;
+}
+
 int cmd_fingerprint(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "normalize", no_argument, NULL, 'n' },
 		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		CLI_OPTIONS_END,
 	};
-	bool normalize = false, json = false;
-	int c;
-	while ((c = getopt_long(argc, argv, "njh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'n': normalize = true; break;
-		case 'j': json = true; break;
-		case 'h': fputs(fingerprint_help, stdout); return CLI_EXIT_OK;
-		default: return cli_usage_error("fingerprint", "unknown option");
-		}
-	}
+	static const cli_command cmd = { "fingerprint", fingerprint_help, "njh", opts, output_option, true };
+	output_args a = { .normalize = false };
+	int rc = cli_parse_options(&cmd, argc, argv, 1, &a);
+	if (rc != CLI_PARSED)
+		return rc;
+	bool normalize = a.normalize, json = a.json;
 	if (argc - optind > 1)
 		return cli_usage_error("fingerprint", "one input file at most");
 	const char *path = optind < argc ? argv[optind] : "-";
@@ -174,131 +189,119 @@ static const char workload_help[] =
 	"  --json         machine-readable output (docs/cli.md)\n"
 	"  --limit N      show at most N patterns (default: all)\n";
 
+/* workload info: the store's counts. */
+static int workload_info(scry_store *store, const char *path, bool json)
+{
+	scry_error err = SCRY_ERROR_INIT;
+	scry_store_info info = SCRY_STORE_INFO_INIT;
+	if (scry_store_info_get(store, &info, &err))
+		return cli_lib_fail(path, &err);
+	if (json) {
+		cli_json_begin("store", path);
+		printf(",\"events\":%lld,\"sessions\":%lld,\"patterns\":%lld,\"statements\":%lld,"
+		       "\"runs\":%lld,\"samples\":%lld,\"first_us\":%lld,\"last_us\":%lld,"
+		       "\"file_bytes\":%lld,\"schema_version\":%d}\n",
+		       (long long)info.events, (long long)info.sessions, (long long)info.patterns,
+		       (long long)info.statements, (long long)info.runs, (long long)info.samples,
+		       (long long)info.first_us, (long long)info.last_us, (long long)info.file_bytes,
+		       info.schema_version);
+		return CLI_EXIT_OK;
+	}
+	char a[40], b[40];
+	cli_format_time(info.first_us, a, sizeof a);
+	cli_format_time(info.last_us, b, sizeof b);
+	printf("store        %s (%.1f MiB, schema %d)\n", path, info.file_bytes / 1048576.0, info.schema_version);
+	printf("events       %lld\n", (long long)info.events);
+	printf("sessions     %lld\n", (long long)info.sessions);
+	printf("patterns     %lld\n", (long long)info.patterns);
+	printf("statements   %lld\n", (long long)info.statements);
+	printf("captured     %s .. %s\n", a, b);
+	printf("runs         %lld (%lld samples)\n", (long long)info.runs, (long long)info.samples);
+	return CLI_EXIT_OK;
+}
+
+/* One line of workload patterns. */
+static void print_pattern(const scry_pattern *p, bool json)
+{
+	char hex[17];
+	scry_fingerprint_format(p->fingerprint, hex);
+	if (json) {
+		printf("{\"fingerprint\":\"%s\",\"count\":%lld,\"errors\":%lld,\"mean_ms\":%.3f,"
+		       "\"total_ms\":%.3f,\"normalized\":",
+		       p->parse_error ? "" : hex, (long long)p->count, (long long)p->errors,
+		       p->mean_us / 1000.0, p->total_us / 1000.0);
+		cli_json_string(stdout, p->normalized);
+		if (p->parse_error) {
+			fputs(",\"parse_error\":", stdout);
+			cli_json_string(stdout, p->parse_error);
+		}
+		fputs("}\n", stdout);
+		return;
+	}
+	/* One line per pattern: newlines in the text are folded. */
+	char q[121];
+	size_t k = 0;
+	for (const char *s = p->normalized ? p->normalized : ""; *s && k < sizeof q - 1; s++)
+		q[k++] = (*s == '\n' || *s == '\t' || *s == '\r') ? ' ' : *s;
+	q[k] = 0;
+	printf("%-16s %10lld %8lld %12.3f  %s\n",
+	       !p->parse_error ? hex : strstr(p->parse_error, "truncated at capture") ? "(truncated)" : "(unparsable)",
+	       (long long)p->count, (long long)p->errors, p->mean_us / 1000.0, cli_esc(q));
+}
+
+/* workload patterns: most executed first, at most `limit` (< 0: all). */
+static int workload_patterns(scry_store *store, const char *path, bool json, long limit)
+{
+	scry_error err = SCRY_ERROR_INIT;
+	scry_pattern_iter *it;
+	if (scry_store_patterns(store, &it, &err))
+		return cli_lib_fail(path, &err);
+	const scry_pattern *p;
+	int r = 0; /* --limit 0 reads nothing */
+	long shown = 0;
+	if (!json)
+		printf("%-16s %10s %8s %12s  %s\n", "FINGERPRINT", "COUNT", "ERRORS", "MEAN_MS", "QUERY");
+	while ((limit < 0 || shown < limit) && (r = scry_pattern_iter_next(it, &p, &err)) == 1) {
+		print_pattern(p, json);
+		shown++;
+	}
+	int status = CLI_EXIT_OK;
+	if (r < 0)
+		status = cli_lib_fail(path, &err);
+	scry_pattern_iter_free(it);
+	return status;
+}
+
 int cmd_workload(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "store", required_argument, NULL, 's' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "limit", required_argument, NULL, 'l' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		CLI_OPTIONS_END,
 	};
-	if (argc < 2) {
-		fputs(workload_help, stderr);
-		return CLI_EXIT_USAGE;
-	}
+	static const cli_command cmd = { "workload", workload_help, "s:jl:h", opts, output_option, false };
+	int rc = cli_subcommand_help(argc, argv, workload_help);
+	if (rc != CLI_PARSED)
+		return rc;
 	const char *sub = argv[1];
-	if (cli_is_help(sub)) {
-		fputs(workload_help, stdout);
-		return CLI_EXIT_OK;
-	}
 	if (!strcmp(sub, "merge"))
 		return cmd_workload_merge(argc - 1, argv + 1);
 	if (!strcmp(sub, "compact"))
 		return cmd_workload_compact(argc - 1, argv + 1);
 	if (strcmp(sub, "info") && strcmp(sub, "patterns"))
 		return cli_usage_error("workload", "unknown subcommand '%s' (info, patterns, merge or compact)", sub);
-	const char *store_opt = NULL;
-	bool json = false;
-	long limit = -1;
-	int c;
-	optind = 2;
-	while ((c = getopt_long(argc, argv, "s:jl:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 's': store_opt = optarg; break;
-		case 'j': json = true; break;
-		case 'l':
-			if (!cli_parse_long("workload", "--limit", optarg, &limit))
-				return CLI_EXIT_USAGE;
-			break;
-		case 'h': fputs(workload_help, stdout); return CLI_EXIT_OK;
-		default: return cli_usage_error("workload", "unknown option");
-		}
-	}
-	if (optind < argc)
-		return cli_usage_error("workload", "unexpected argument '%s'", argv[optind]);
-	const char *path = cli_store_path(store_opt);
+	output_args a = { .limit = -1 };
+	if ((rc = cli_parse_options(&cmd, argc, argv, 2, &a)) != CLI_PARSED)
+		return rc;
+	const char *path = cli_store_path(a.store_opt);
 	scry_store *store;
 	if (cli_open_store(path, true, &store))
 		return CLI_EXIT_ERROR;
-	scry_error err = SCRY_ERROR_INIT;
-	int status = CLI_EXIT_OK;
-	if (!strcmp(sub, "info")) {
-		scry_store_info info = SCRY_STORE_INFO_INIT;
-		if (scry_store_info_get(store, &info, &err)) {
-			cli_lib_error(path, &err);
-			scry_store_free(store);
-			return CLI_EXIT_ERROR;
-		}
-		if (json) {
-			printf("{\"store\":");
-			cli_json_string(stdout, path);
-			printf(",\"events\":%lld,\"sessions\":%lld,\"patterns\":%lld,\"statements\":%lld,"
-			       "\"runs\":%lld,\"samples\":%lld,\"first_us\":%lld,\"last_us\":%lld,"
-			       "\"file_bytes\":%lld,\"schema_version\":%d}\n",
-			       (long long)info.events, (long long)info.sessions, (long long)info.patterns,
-			       (long long)info.statements, (long long)info.runs, (long long)info.samples,
-			       (long long)info.first_us, (long long)info.last_us, (long long)info.file_bytes,
-			       info.schema_version);
-		} else {
-			char a[40], b[40];
-			cli_format_time(info.first_us, a, sizeof a);
-			cli_format_time(info.last_us, b, sizeof b);
-			printf("store        %s (%.1f MiB, schema %d)\n", path, info.file_bytes / 1048576.0,
-			       info.schema_version);
-			printf("events       %lld\n", (long long)info.events);
-			printf("sessions     %lld\n", (long long)info.sessions);
-			printf("patterns     %lld\n", (long long)info.patterns);
-			printf("statements   %lld\n", (long long)info.statements);
-			printf("captured     %s .. %s\n", a, b);
-			printf("runs         %lld (%lld samples)\n", (long long)info.runs, (long long)info.samples);
-		}
-	} else {
-		scry_pattern_iter *it;
-		if (scry_store_patterns(store, &it, &err)) {
-			cli_lib_error(path, &err);
-			scry_store_free(store);
-			return CLI_EXIT_ERROR;
-		}
-		const scry_pattern *p;
-		int r;
-		long shown = 0;
-		if (!json)
-			printf("%-16s %10s %8s %12s  %s\n", "FINGERPRINT", "COUNT", "ERRORS", "MEAN_MS", "QUERY");
-		while ((limit < 0 || shown < limit) && (r = scry_pattern_iter_next(it, &p, &err)) == 1) {
-			char hex[17];
-			scry_fingerprint_format(p->fingerprint, hex);
-			if (json) {
-				printf("{\"fingerprint\":\"%s\",\"count\":%lld,\"errors\":%lld,\"mean_ms\":%.3f,"
-				       "\"total_ms\":%.3f,\"normalized\":",
-				       p->parse_error ? "" : hex, (long long)p->count, (long long)p->errors,
-				       p->mean_us / 1000.0, p->total_us / 1000.0);
-				cli_json_string(stdout, p->normalized);
-				if (p->parse_error) {
-					fputs(",\"parse_error\":", stdout);
-					cli_json_string(stdout, p->parse_error);
-				}
-				fputs("}\n", stdout);
-			} else {
-				/* One line per pattern: newlines in the text are folded. */
-				char q[121];
-				size_t k = 0;
-				for (const char *s = p->normalized ? p->normalized : ""; *s && k < sizeof q - 1; s++)
-					q[k++] = (*s == '\n' || *s == '\t' || *s == '\r') ? ' ' : *s;
-				q[k] = 0;
-				printf("%-16s %10lld %8lld %12.3f  %s\n",
-				       !p->parse_error ? hex : strstr(p->parse_error, "truncated at capture") ? "(truncated)"
-				                                                                          : "(unparsable)",
-				       (long long)p->count, (long long)p->errors, p->mean_us / 1000.0, cli_esc(q));
-			}
-			shown++;
-		}
-		if (r < 0) {
-			cli_lib_error(path, &err);
-			status = CLI_EXIT_ERROR;
-		}
-		scry_pattern_iter_free(it);
-	}
+	if (!strcmp(sub, "info"))
+		rc = workload_info(store, path, a.json);
+	else
+		rc = workload_patterns(store, path, a.json, a.limit);
 	scry_store_free(store);
-	return status;
+	return rc;
 }
