@@ -58,14 +58,24 @@ int cli_open_store(const char *path, bool must_exist, scry_store **out);
 typedef int (*cli_store_fn)(scry_store *store, void *ctx);
 int cli_with_store(const char *option_value, cli_store_fn fn, void *ctx);
 
+/* What the parsing helpers below return when the command goes on. */
+enum { CLI_PARSED = -1 };
+
 /* True when `arg` is -h or --help. */
 bool cli_is_help(const char *arg);
 /*
  * A command made of subcommands, at argv[1]: without one, prints `help` on
- * stderr and returns CLI_EXIT_USAGE; with --help there, on stdout and
- * returns CLI_EXIT_OK; else returns CLI_PARSED.
+ * stderr and returns CLI_EXIT_USAGE; --help there prints it on stdout and
+ * returns CLI_EXIT_OK; one not in `names` is the usage error
+ * "unknown <what> '<sub>' (<list>)". Else returns CLI_PARSED with *index
+ * its place in `names`.
  */
-int cli_subcommand_help(int argc, char **argv, const char *help);
+typedef struct cli_subcommands {
+	const char *cmd, *help;
+	const char *what, *list;
+	const char *names[5]; /* ending with NULL */
+} cli_subcommands;
+int cli_subcommand(const cli_subcommands *subs, int argc, char **argv, int *index);
 
 /*
  * Option parsing, the same in every command: getopt_long from argv[first];
@@ -75,7 +85,6 @@ int cli_subcommand_help(int argc, char **argv, const char *help);
  * `operands`, an argument left after the options is a usage error.
  * Returns CLI_PARSED (optind at the first operand) or the exit code.
  */
-enum { CLI_PARSED = -1 };
 struct option;
 typedef int (*cli_option_fn)(void *ctx, int opt, const char *value);
 typedef struct cli_command {
@@ -88,6 +97,9 @@ typedef struct cli_command {
 } cli_command;
 int cli_parse_options(const cli_command *cmd, int argc, char **argv, int first, void *ctx);
 #define CLI_OPTIONS_END { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 }
+/* --store FILE and --json, with the same codes in every command. */
+#define CLI_OPTION_STORE { "store", required_argument, NULL, 's' }
+#define CLI_OPTION_JSON { "json", no_argument, NULL, 'j' }
 
 /* Parses a positive number option; prints a usage error on failure. */
 bool cli_parse_double(const char *cmd, const char *opt, const char *value, double *out);

@@ -59,10 +59,10 @@ static char *read_all(FILE *f, size_t *len)
 	return buf;
 }
 
-/* --normalize and --json of fingerprint, --json of workload. */
+/* The options of fingerprint and workload info|patterns. */
 typedef struct output_args {
 	bool normalize, json;
-	const char *store_opt;
+	const char *store_opt, *sub;
 	long limit;
 } output_args;
 
@@ -78,11 +78,104 @@ static int output_option(void *ctx, int c, const char *v)
 	return 0;
 }
 
+/* Ends a --json line with the statement's text: ,"query":"..."} */
+static void print_json_query(const char *stmt, size_t len)
+{
+	char *q = strndup(stmt, len);
+	fputs(",\"query\":", stdout);
+	cli_json_string(stdout, q);
+	fputs("}\n", stdout);
+	free(q);
+}
+
+/* A statement that does not parse: on stderr with its line, and as a --json line. */
+static void print_unparsable(const char *path, const char *sql, const scry_statement_span *span, size_t i,
+                             const char *message, bool json)
+{
+	/* Line number of the statement, for the person reading the error. */
+	size_t line = 1;
+	for (size_t k = 0; k < span->offset; k++)
+		line += sql[k] == '\n';
+	fprintf(stderr, "scry: %s:%zu: statement %zu: %s\n", path, line, i + 1, cli_esc(message));
+	if (json) {
+		fputs("{\"error\":", stdout);
+		cli_json_string(stdout, message);
+		print_json_query(sql + span->offset, span->length);
+	}
+}
+
+/* One statement's fingerprint (and normalized text); false when it does not parse. */
+static bool print_fingerprint(scry_fingerprinter *fpr, const char *path, const char *sql,
+                              const scry_statement_span *span, size_t i, const output_args *a, scry_buf *norm)
+{
+	const char *stmt = sql + span->offset;
+	uint64_t fp;
+	char hex[17];
+	scry_error err = SCRY_ERROR_INIT;
+	if (scry_fingerprint_compute(fpr, stmt, span->length, &fp, &err)) {
+		print_unparsable(path, sql, span, i, err.message, a->json);
+		return false;
+	}
+	scry_fingerprint_format(fp, hex);
+	norm->size = 0;
+	bool have_norm = (a->normalize || a->json) && scry_fingerprint_normalize(stmt, span->length, norm, NULL) == 0;
+	if (a->json) {
+		printf("{\"fingerprint\":\"%s\",\"normalized\":", hex);
+		cli_json_string(stdout, have_norm ? norm->ptr : NULL);
+		print_json_query(stmt, span->length);
+	} else if (a->normalize) {
+		printf("%s\t%s\n", hex, cli_esc(have_norm && norm->ptr ? norm->ptr : ""));
+	} else {
+		printf("%s\n", hex);
+	}
+	return true;
+}
+
+/* The whole of FILE or "-" (stdin), or NULL after saying why. */
+static char *read_input(const char *path, size_t *len)
+{
+	FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+	if (!f) {
+		cli_error("cannot open %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	char *sql = read_all(f, len);
+	if (f != stdin)
+		fclose(f);
+	if (!sql)
+		cli_error("cannot read %s: %s", path, errno ? strerror(errno) : "out of memory");
+	return sql;
+}
+
+/* Splits the input into statements and prints each one's line; returns the exit code. */
+static int fingerprint_all(const char *path, const char *sql, size_t len, const output_args *a)
+{
+	scry_error err = SCRY_ERROR_INIT;
+	scry_statement_span *spans;
+	size_t n;
+	if (scry_fingerprint_split(sql, len, &spans, &n, &err))
+		return cli_lib_fail(path, &err);
+	scry_fingerprinter *fpr = NULL;
+	if (scry_fingerprinter_new(&fpr, NULL, &err)) {
+		scry_statement_spans_free(spans);
+		return cli_lib_fail("fingerprint", &err);
+	}
+	int status = CLI_EXIT_OK;
+	scry_buf norm = SCRY_BUF_INIT;
+	for (size_t i = 0; i < n; i++)
+		if (!print_fingerprint(fpr, path, sql, &spans[i], i, a, &norm))
+			status = CLI_EXIT_ERROR;
+	scry_buf_dispose(&norm);
+	scry_fingerprinter_free(fpr);
+	scry_statement_spans_free(spans);
+	return status;
+}
+
 int cmd_fingerprint(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "normalize", no_argument, NULL, 'n' },
-		{ "json", no_argument, NULL, 'j' },
+		CLI_OPTION_JSON,
 		CLI_OPTIONS_END,
 	};
 	static const cli_command cmd = { "fingerprint", fingerprint_help, "njh", opts, output_option, true };
@@ -90,85 +183,16 @@ int cmd_fingerprint(int argc, char **argv)
 	int rc = cli_parse_options(&cmd, argc, argv, 1, &a);
 	if (rc != CLI_PARSED)
 		return rc;
-	bool normalize = a.normalize, json = a.json;
 	if (argc - optind > 1)
 		return cli_usage_error("fingerprint", "one input file at most");
 	const char *path = optind < argc ? argv[optind] : "-";
-	FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-	if (!f) {
-		cli_error("cannot open %s: %s", path, strerror(errno));
-		return CLI_EXIT_ERROR;
-	}
 	size_t len;
-	char *sql = read_all(f, &len);
-	if (f != stdin)
-		fclose(f);
-	if (!sql) {
-		cli_error("cannot read %s: %s", path, errno ? strerror(errno) : "out of memory");
+	char *sql = read_input(path, &len);
+	if (!sql)
 		return CLI_EXIT_ERROR;
-	}
-	scry_error err = SCRY_ERROR_INIT;
-	scry_statement_span *spans;
-	size_t n;
-	if (scry_fingerprint_split(sql, len, &spans, &n, &err)) {
-		cli_lib_error(path, &err);
-		free(sql);
-		return CLI_EXIT_ERROR;
-	}
-	scry_fingerprinter *fpr = NULL;
-	if (scry_fingerprinter_new(&fpr, NULL, &err)) {
-		cli_lib_error("fingerprint", &err);
-		free(sql);
-		scry_statement_spans_free(spans);
-		return CLI_EXIT_ERROR;
-	}
-	int status = CLI_EXIT_OK;
-	scry_buf norm = SCRY_BUF_INIT;
-	for (size_t i = 0; i < n; i++) {
-		const char *stmt = sql + spans[i].offset;
-		size_t slen = spans[i].length;
-		uint64_t fp;
-		char hex[17];
-		if (scry_fingerprint_compute(fpr, stmt, slen, &fp, &err)) {
-			/* Line number of the statement, for the person reading the error. */
-			size_t line = 1;
-			for (size_t k = 0; k < spans[i].offset; k++)
-				line += sql[k] == '\n';
-			fprintf(stderr, "scry: %s:%zu: statement %zu: %s\n", path, line, i + 1, cli_esc(err.message));
-			if (json) {
-				char *q = strndup(stmt, slen);
-				fputs("{\"error\":", stdout);
-				cli_json_string(stdout, err.message);
-				fputs(",\"query\":", stdout);
-				cli_json_string(stdout, q);
-				fputs("}\n", stdout);
-				free(q);
-			}
-			status = CLI_EXIT_ERROR;
-			continue;
-		}
-		scry_fingerprint_format(fp, hex);
-		norm.size = 0;
-		bool have_norm = (normalize || json) && scry_fingerprint_normalize(stmt, slen, &norm, NULL) == 0;
-		if (json) {
-			char *q = strndup(stmt, slen);
-			printf("{\"fingerprint\":\"%s\",\"normalized\":", hex);
-			cli_json_string(stdout, have_norm ? norm.ptr : NULL);
-			fputs(",\"query\":", stdout);
-			cli_json_string(stdout, q);
-			fputs("}\n", stdout);
-			free(q);
-		} else if (normalize) {
-			printf("%s\t%s\n", hex, cli_esc(have_norm && norm.ptr ? norm.ptr : ""));
-		} else {
-			printf("%s\n", hex);
-		}
-	}
-	scry_buf_dispose(&norm);
-	scry_fingerprinter_free(fpr);
-	scry_statement_spans_free(spans);
+	rc = fingerprint_all(path, sql, len, &a);
 	free(sql);
-	return status;
+	return rc;
 }
 
 static const char workload_help[] =
@@ -272,36 +296,35 @@ static int workload_patterns(scry_store *store, const char *path, bool json, lon
 	return status;
 }
 
+/* workload info|patterns on the open store. */
+static int workload_show(scry_store *store, void *ctx)
+{
+	const output_args *a = ctx;
+	const char *path = cli_store_path(a->store_opt);
+	if (!strcmp(a->sub, "info"))
+		return workload_info(store, path, a->json);
+	return workload_patterns(store, path, a->json, a->limit);
+}
+
 int cmd_workload(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "store", required_argument, NULL, 's' },
-		{ "json", no_argument, NULL, 'j' },
+		CLI_OPTION_STORE,
+		CLI_OPTION_JSON,
 		{ "limit", required_argument, NULL, 'l' },
 		CLI_OPTIONS_END,
 	};
 	static const cli_command cmd = { "workload", workload_help, "s:jl:h", opts, output_option, false };
-	int rc = cli_subcommand_help(argc, argv, workload_help);
+	static const cli_subcommands subs = { "workload", workload_help, "subcommand", "info, patterns, merge or compact",
+		                              { "info", "patterns", "merge", "compact", NULL } };
+	int sub, rc = cli_subcommand(&subs, argc, argv, &sub);
 	if (rc != CLI_PARSED)
 		return rc;
-	const char *sub = argv[1];
-	if (!strcmp(sub, "merge"))
+	if (sub == 2)
 		return cmd_workload_merge(argc - 1, argv + 1);
-	if (!strcmp(sub, "compact"))
+	if (sub == 3)
 		return cmd_workload_compact(argc - 1, argv + 1);
-	if (strcmp(sub, "info") && strcmp(sub, "patterns"))
-		return cli_usage_error("workload", "unknown subcommand '%s' (info, patterns, merge or compact)", sub);
-	output_args a = { .limit = -1 };
-	if ((rc = cli_parse_options(&cmd, argc, argv, 2, &a)) != CLI_PARSED)
-		return rc;
-	const char *path = cli_store_path(a.store_opt);
-	scry_store *store;
-	if (cli_open_store(path, true, &store))
-		return CLI_EXIT_ERROR;
-	if (!strcmp(sub, "info"))
-		rc = workload_info(store, path, a.json);
-	else
-		rc = workload_patterns(store, path, a.json, a.limit);
-	scry_store_free(store);
-	return rc;
+	output_args a = { .sub = argv[1], .limit = -1 };
+	rc = cli_parse_options(&cmd, argc, argv, 2, &a);
+	return rc == CLI_PARSED ? cli_with_store(a.store_opt, workload_show, &a) : rc;
 }

@@ -146,8 +146,8 @@ static int parse_log_args(log_args *a, int argc, char **argv)
 		{ "timezone", required_argument, NULL, 'z' },
 		{ "lang", required_argument, NULL, 'l' },
 		{ "force", no_argument, NULL, 'F' },
-		{ "store", required_argument, NULL, 's' },
-		{ "json", no_argument, NULL, 'j' },
+		CLI_OPTION_STORE,
+		CLI_OPTION_JSON,
 		CLI_OPTIONS_END,
 	};
 	static const cli_command cmd = { CMD, help, "f:p:s:jh", opts, log_option, true };

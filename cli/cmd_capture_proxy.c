@@ -121,10 +121,10 @@ enum { O_SAMPLE = 256, O_DURATION, O_MAX_EVENTS, O_THREADS, O_STRING };
 static const struct option fixed_options[] = {
 	{ "listen", required_argument, NULL, 'l' },
 	{ "upstream", required_argument, NULL, 'u' },
-	{ "store", required_argument, NULL, 's' },
+	CLI_OPTION_STORE,
 	{ "queue", required_argument, NULL, 'q' },
 	{ "max-query-bytes", required_argument, NULL, 'Q' },
-	{ "json", no_argument, NULL, 'j' },
+	CLI_OPTION_JSON,
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "sample", required_argument, NULL, O_SAMPLE },
 	{ "duration", required_argument, NULL, O_DURATION },

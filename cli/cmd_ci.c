@@ -344,7 +344,7 @@ static int resolve_clone(ci_args *a)
 static int parse_ci_args(ci_args *a, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "store", required_argument, NULL, 's' },
+		CLI_OPTION_STORE,
 		{ "format", required_argument, NULL, 'f' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "threshold", required_argument, NULL, 't' },
@@ -438,10 +438,7 @@ static int test_migration(int argc, char **argv)
 
 int cmd_ci(int argc, char **argv)
 {
-	int rc = cli_subcommand_help(argc, argv, ci_help);
-	if (rc != CLI_PARSED)
-		return rc;
-	if (!strcmp(argv[1], "test-migration"))
-		return test_migration(argc - 1, argv + 1);
-	return cli_usage_error("ci", "unknown ci command '%s' (test-migration)", argv[1]);
+	static const cli_subcommands subs = { "ci", ci_help, "ci command", "test-migration", { "test-migration", NULL } };
+	int sub, rc = cli_subcommand(&subs, argc, argv, &sub);
+	return rc == CLI_PARSED ? test_migration(argc - 1, argv + 1) : rc;
 }

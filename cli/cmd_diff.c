@@ -141,7 +141,7 @@ static int parse_diff_args(diff_args *a, int argc, char **argv)
 	static const struct option opts[] = {
 		{ "baseline", required_argument, NULL, 'b' },
 		{ "candidate", required_argument, NULL, 'c' },
-		{ "store", required_argument, NULL, 's' },
+		CLI_OPTION_STORE,
 		{ "format", required_argument, NULL, 'f' },
 		{ "threshold", required_argument, NULL, 't' },
 		{ "min-delta", required_argument, NULL, 'd' },

@@ -135,7 +135,7 @@ static int parse_replay_args(replay_args *a, int argc, char **argv)
 	static const struct option opts[] = {
 		{ "target", required_argument, NULL, 't' },
 		{ "label", required_argument, NULL, 'l' },
-		{ "store", required_argument, NULL, 's' },
+		CLI_OPTION_STORE,
 		{ "mode", required_argument, NULL, 'm' },
 		{ "speed", required_argument, NULL, 'x' },
 		{ "concurrency", required_argument, NULL, 'c' },
@@ -143,7 +143,7 @@ static int parse_replay_args(replay_args *a, int argc, char **argv)
 		{ "warmup", required_argument, NULL, 'w' },
 		{ "writes", required_argument, NULL, 'W' },
 		{ "timeout", required_argument, NULL, 'T' },
-		{ "json", no_argument, NULL, 'j' },
+		CLI_OPTION_JSON,
 		{ "budget", required_argument, NULL, 'B' },
 		{ "budget-seconds", required_argument, NULL, 'b' },
 		{ "min-per-pattern", required_argument, NULL, 'M' },

@@ -106,17 +106,22 @@ bool cli_is_help(const char *a)
 	return a && (!strcmp(a, "-h") || !strcmp(a, "--help"));
 }
 
-int cli_subcommand_help(int argc, char **argv, const char *help)
+int cli_subcommand(const cli_subcommands *subs, int argc, char **argv, int *index)
 {
 	if (argc < 2) {
-		fputs(help, stderr);
+		fputs(subs->help, stderr);
 		return CLI_EXIT_USAGE;
 	}
 	if (cli_is_help(argv[1])) {
-		fputs(help, stdout);
+		fputs(subs->help, stdout);
 		return CLI_EXIT_OK;
 	}
-	return CLI_PARSED;
+	for (int i = 0; subs->names[i]; i++)
+		if (!strcmp(argv[1], subs->names[i])) {
+			*index = i;
+			return CLI_PARSED;
+		}
+	return cli_usage_error(subs->cmd, "unknown %s '%s' (%s)", subs->what, argv[1], subs->list);
 }
 
 int cli_parse_options(const cli_command *cmd, int argc, char **argv, int first, void *ctx)
