@@ -185,6 +185,8 @@ void cli_json_string(FILE *f, const char *s);
 void cli_json_string_or_null(FILE *f, const char *s);
 /* Starts a JSON summary on stdout: {"key":"value" (the caller writes the rest and the "}"). */
 void cli_json_begin(const char *key, const char *value);
+/* Writes a rendered report to the file `output`, or to stdout (NULL); returns 0, or CLI_EXIT_ERROR after saying why. */
+int cli_write_report(const scry_buf *report, const char *output);
 /* Prints the library's error ("scry: <what>: <message>") and returns CLI_EXIT_ERROR. */
 int cli_lib_fail(const char *what, const scry_error *err);
 /* Unix microseconds as "YYYY-MM-DD HH:MM:SS UTC" ("-" for 0) into buf. */

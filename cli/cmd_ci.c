@@ -202,24 +202,10 @@ int cli_ci_run(const char *target, scry_store *store, const scry_pipeline_option
 		status = scry_pipeline_failures(p) ? CLI_EXIT_REGRESSION : CLI_EXIT_OK;
 		if (!output || *output) {
 			scry_buf out = SCRY_BUF_INIT;
-			if (scry_pipeline_report(p, format, &out, &err)) {
-				cli_lib_error("report", &err);
+			if (scry_pipeline_report(p, format, &out, &err))
+				status = cli_lib_fail("report", &err);
+			else if (cli_write_report(&out, output))
 				status = CLI_EXIT_ERROR;
-			} else {
-				FILE *f = output ? fopen(output, "w") : stdout;
-				if (!f) {
-					cli_error("cannot write %s: %s", output, strerror(errno));
-					status = CLI_EXIT_ERROR;
-				} else {
-					if (out.size)
-						fwrite(out.ptr, 1, out.size, f);
-					if (f != stdout && fclose(f) != 0) {
-						cli_error("cannot write %s: %s", output, strerror(errno));
-						status = CLI_EXIT_ERROR;
-					}
-					fflush(stdout);
-				}
-			}
 			scry_buf_dispose(&out);
 		}
 	}

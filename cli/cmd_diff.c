@@ -178,16 +178,10 @@ static int print_report(const scry_verdict *v, scry_store *store, scry_report_fo
 		rc = scry_report_render(v, format, &out, &err);
 	}
 	int exit_code = scry_verdict_failures(v) ? CLI_EXIT_REGRESSION : CLI_EXIT_OK;
-	if (rc) {
+	if (rc)
 		exit_code = cli_lib_fail("rendering the report", &err);
-	} else if (out.size && fwrite(out.ptr, 1, out.size, stdout) != out.size) {
-		cli_error("writing the report: %s", strerror(errno));
+	else if (cli_write_report(&out, NULL))
 		exit_code = CLI_EXIT_ERROR;
-	}
-	if (fflush(stdout) != 0 && exit_code != CLI_EXIT_ERROR) {
-		cli_error("writing the report: %s", strerror(errno));
-		exit_code = CLI_EXIT_ERROR;
-	}
 	scry_buf_dispose(&out);
 	return exit_code;
 }

@@ -327,6 +327,26 @@ void cli_json_begin(const char *key, const char *value)
 	cli_json_string(stdout, value);
 }
 
+int cli_write_report(const scry_buf *report, const char *output)
+{
+	if (!output) {
+		if ((report->size && fwrite(report->ptr, 1, report->size, stdout) != report->size) || fflush(stdout) != 0) {
+			cli_error("writing the report: %s", strerror(errno));
+			return CLI_EXIT_ERROR;
+		}
+		return 0;
+	}
+	FILE *f = fopen(output, "w");
+	bool ok = f && (!report->size || fwrite(report->ptr, 1, report->size, f) == report->size);
+	if (f && fclose(f) != 0)
+		ok = false;
+	if (!ok) {
+		cli_error("cannot write %s: %s", output, strerror(errno));
+		return CLI_EXIT_ERROR;
+	}
+	return 0;
+}
+
 int cli_lib_fail(const char *what, const scry_error *err)
 {
 	cli_lib_error(what, err);
