@@ -40,6 +40,8 @@ int cmd_shadow(int argc, char **argv);
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints an error from the library: "scry: <what>: <message>". */
 void cli_lib_error(const char *what, const scry_error *err);
+/* The same, returning CLI_EXIT_ERROR. */
+int cli_lib_fail(const char *what, const scry_error *err);
 /* Prints "scry: <message>" and "Try 'scry <cmd> --help'." and returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -185,10 +187,9 @@ void cli_json_string(FILE *f, const char *s);
 void cli_json_string_or_null(FILE *f, const char *s);
 /* Starts a JSON summary on stdout: {"key":"value" (the caller writes the rest and the "}"). */
 void cli_json_begin(const char *key, const char *value);
-/* Writes a rendered report to the file `output`, or to stdout (NULL); returns 0, or CLI_EXIT_ERROR after saying why. */
+/* Writes a rendered report to the file `output`, or to stdout (NULL);
+ * returns 0, or CLI_EXIT_ERROR after saying why. */
 int cli_write_report(const scry_buf *report, const char *output);
-/* Prints the library's error ("scry: <what>: <message>") and returns CLI_EXIT_ERROR. */
-int cli_lib_fail(const char *what, const scry_error *err);
 /* Unix microseconds as "YYYY-MM-DD HH:MM:SS UTC" ("-" for 0) into buf. */
 void cli_format_time(int64_t us, char *buf, size_t n);
 
