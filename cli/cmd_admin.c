@@ -31,6 +31,7 @@ typedef struct admin_args {
 	int noperands;
 } admin_args;
 
+/* on_option of compact and runs. */
 static int admin_option(void *ctx, int c, const char *v)
 {
 	admin_args *a = ctx;
@@ -46,6 +47,7 @@ static int admin_option(void *ctx, int c, const char *v)
 	return 0;
 }
 
+/* workload compact on the open store. */
 static int compact(scry_store *store, void *ctx)
 {
 	const admin_args *a = ctx;
@@ -153,6 +155,7 @@ static int runs_delete(scry_store *store, char **ids, int n)
 	return CLI_EXIT_OK;
 }
 
+/* runs prune: the newest `keep` runs of each label stay. */
 static int runs_prune(scry_store *store, long keep)
 {
 	scry_error err = SCRY_ERROR_INIT;

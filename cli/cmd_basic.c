@@ -66,6 +66,7 @@ typedef struct output_args {
 	long limit;
 } output_args;
 
+/* on_option of fingerprint and workload. */
 static int output_option(void *ctx, int c, const char *v)
 {
 	output_args *a = ctx;

@@ -122,6 +122,7 @@ typedef struct log_args {
 
 #define CMD "capture log"
 
+/* on_option of capture log. */
 static int log_option(void *ctx, int c, const char *v)
 {
 	log_args *a = ctx;

@@ -157,6 +157,7 @@ typedef struct proxy_args {
 
 #define CMD "capture proxy"
 
+/* on_option of capture proxy. */
 static int proxy_option(void *ctx, int c, const char *v)
 {
 	proxy_args *a = ctx;
@@ -302,6 +303,7 @@ static void record_until_stopped(capture *cap, const sigset_t *set)
 		fputs("\r\033[K", stderr);
 }
 
+/* What was recorded, as text or --json. */
 static void print_summary(const capture *cap, const scry_proxy_stats *st)
 {
 	if (cap->args->json) {

@@ -230,7 +230,7 @@ typedef struct ci_args {
 
 #define CMD "ci"
 
-/* The options that take a number. */
+/* on_option of ci test-migration, the options that take a number (as before: no upper bound, cast to int). */
 static int ci_number_option(ci_args *a, int c, const char *v)
 {
 	long n;
@@ -276,6 +276,7 @@ static int ci_number_option(ci_args *a, int c, const char *v)
 	return 0;
 }
 
+/* on_option of ci test-migration: the others, then ci_number_option. */
 static int ci_option(void *ctx, int c, const char *v)
 {
 	ci_args *a = ctx;
@@ -406,6 +407,7 @@ static int run_ci(scry_store *store, void *ctx)
 	return cli_ci_run(a->target, store, &a->po, &mig, a->format, a->output, &prog, NULL);
 }
 
+/* ci test-migration: parse, run, free the filter whatever the path. */
 static int test_migration(int argc, char **argv)
 {
 	ci_args a = { .format = SCRY_REPORT_TEXT, .po = SCRY_PIPELINE_OPTIONS_INIT, .ro = SCRY_REPLAY_OPTIONS_INIT,

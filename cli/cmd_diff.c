@@ -94,6 +94,7 @@ typedef struct diff_args {
 
 #define CMD "diff"
 
+/* on_option of diff. */
 static int diff_option(void *ctx, int c, const char *v)
 {
 	diff_args *a = ctx;

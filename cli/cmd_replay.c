@@ -78,6 +78,7 @@ typedef struct replay_args {
 
 #define CMD "replay"
 
+/* on_option of replay. */
 static int replay_option(void *ctx, int c, const char *v)
 {
 	static const cli_choice modes[] = { { "fast", SCRY_REPLAY_FAST }, { "timed", SCRY_REPLAY_TIMED }, { NULL, 0 } };
@@ -182,6 +183,7 @@ static int run_replay(scry_replay *r, const replay_args *a, scry_replay_result *
 	return rc;
 }
 
+/* The run's summary as one JSON object (docs/cli.md). */
 static void print_json(const replay_args *a, const scry_replay_result *res, int rc)
 {
 	cli_json_begin("label", a->label);
@@ -196,6 +198,7 @@ static void print_json(const replay_args *a, const scry_replay_result *res, int 
 	       (long long)res->budget, (long long)res->captured, (long long)res->sampled);
 }
 
+/* The run's summary for a person. */
 static void print_text(const replay_args *a, const scry_replay_result *res, int rc)
 {
 	printf("run '%s' (id %lld): %lld executions in %.1f s (%.0f/s), %lld errors, %lld timeouts",

@@ -18,6 +18,7 @@ static const char help[] =
 	"\n"
 	"  --json   print a JSON summary on stdout\n";
 
+/* on_option of workload merge: --json (ctx: a bool). */
 static int merge_option(void *ctx, int c, const char *v)
 {
 	if (c == 'j')

@@ -243,6 +243,7 @@ static bool step_interrupted(demo_run *r)
 	return true;
 }
 
+/* on_option of demo. */
 static int demo_option(void *ctx, int c, const char *v)
 {
 	demo_run *r = ctx;
