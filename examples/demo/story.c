@@ -35,6 +35,7 @@ static const char demo_help[] =
 	"$SCRY_PG_BINDIR, pg_config --bindir or /usr/lib/postgresql/*/bin) and\n"
 	"removes it at the end, or uses the server of $SCRY_DEMO_DSN (a connection\n"
 	"string of a role allowed to create databases) and drops what it made.\n"
+	"Its files go to a new directory in $SCRY_DEMO_DIR (default /tmp).\n"
 	"\n"
 	"  --rows N   orders in the production database (default 25000)\n"
 	"  --keep     keep the cluster (or databases) and the store, and say where\n"
@@ -290,12 +291,8 @@ static bool start_server(demo_run *r)
 		r->admin = strdup(r->dsn);
 		snprintf(r->prod_db, sizeof r->prod_db, "scry_demo_%d", (int)getpid());
 		snprintf(r->staging_db, sizeof r->staging_db, "scry_demo_%d_staging", (int)getpid());
-		snprintf(r->store_dir, sizeof r->store_dir, "/tmp/scry-demo.XXXXXX");
-		if (!mkdtemp(r->store_dir)) {
-			cli_error("cannot create a directory in /tmp: %s", strerror(errno));
-			r->store_dir[0] = 0;
+		if (!demo_mkdtemp(r->store_dir, sizeof r->store_dir))
 			return false;
-		}
 	}
 	if (!r->admin || !(r->ac = demo_db_connect(r->admin, r->own ? "the demo cluster" : "$SCRY_DEMO_DSN")))
 		return false;
