@@ -64,29 +64,13 @@ void scry_pattern_filter_set_session_setup(scry_pattern_filter *f, int judge)
 		f->session_setup = judge != 0;
 }
 
-/* The first keyword of a statement, upper-cased, after blanks, comments and '('. */
+/* The first keyword of a statement, upper-cased, after blanks, comments and '('; its length. */
 static size_t first_word(const char *s, char *out, size_t n, const char **rest)
 {
-	for (;;) {
-		while (*s && (isspace((unsigned char)*s) || *s == '('))
-			s++;
-		if (s[0] == '-' && s[1] == '-') {
-			while (*s && *s != '\n')
-				s++;
-		} else if (s[0] == '/' && s[1] == '*') {
-			const char *e = strstr(s + 2, "*/");
-			s = e ? e + 2 : s + strlen(s);
-		} else {
-			break;
-		}
-	}
-	size_t k = 0;
-	while ((isalpha((unsigned char)*s) || *s == '_') && k + 1 < n)
-		out[k++] = (char)toupper((unsigned char)*s++);
-	out[k] = '\0';
+	const char *end = scry__sql_next_word(s, out, n);
 	if (rest)
-		*rest = s;
-	return k;
+		*rest = end;
+	return strlen(out);
 }
 
 int scry_is_session_setup(const char *sql)

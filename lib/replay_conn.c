@@ -452,18 +452,14 @@ static void conn_step_done(ctx *x, rconn *c)
 	case STEP_SETUP:
 		break;
 	case STEP_BEGIN:
-		if (c->error) {
-			scry__replay_record(x, r, c, now - c->t0);
-			r->phase = PH_AFTER;
-		} else {
-			r->phase = PH_PREP;
-		}
-		break;
 	case STEP_PREPARE:
 		if (c->error) {
-			/* The statement cannot even be prepared (e.g. a column the migration dropped). */
+			/* A failed BEGIN, or a statement that cannot even be prepared (e.g. a
+			 * column the migration dropped): the error is the statement's sample. */
 			scry__replay_record(x, r, c, now - c->t0);
 			r->phase = PH_AFTER;
+		} else if (step == STEP_BEGIN) {
+			r->phase = PH_PREP;
 		} else {
 			prepared_add(c, CUR_STMT(x, r)->t->id);
 			r->phase = PH_EXEC;

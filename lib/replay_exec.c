@@ -181,7 +181,7 @@ int scry__replay_setup_sql(const scry_replay_options *o, const rsession *s, int 
 	if (!rc && s && s->role && s->role_ok[target]) {
 		rc = scry__buf_puts(out, "; SET ROLE \"");
 		for (const char *p = s->role; !rc && *p; p++) /* a quoted identifier: " doubled */
-			rc = scry__buf_put(out, p, *p == '"' ? 1 : 1) || (*p == '"' && scry__buf_put(out, "\"", 1));
+			rc = scry__buf_put(out, p, 1) || (*p == '"' && scry__buf_put(out, "\"", 1));
 		if (!rc)
 			rc = scry__buf_puts(out, "\"");
 	}

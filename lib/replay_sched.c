@@ -224,7 +224,8 @@ static void lag_add(ctx *x, int64_t lag)
 	x->lags[x->nlags++] = lag < 0 ? 0 : lag;
 }
 
-/* A statement the client cancelled at capture is cancelled at the same
+/*
+ * The connection of the r->cur-th pass of a unit. With two targets a runner
  * replays a whole unit - a captured transaction, or one statement outside
  * any - on one side, then the same unit on the other, so it never waits on
  * one clone while holding locks on the other (PostgreSQL cannot see such a

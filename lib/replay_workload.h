@@ -125,9 +125,6 @@ SCRY_HIDDEN int scry__budget_select(scry_store *store, const scry_replay_options
 	scry_error *err);
 SCRY_HIDDEN void scry__budget_plan_free(scry__budget_plan *plan);
 
-/* Skips blanks, comments and opening parentheses; copies the next word upper-cased into word. */
-SCRY_HIDDEN const char *scry__sql_next_word(const char *p, char *word, size_t n);
-
 /* Loads the events of `store` (only the patterns of o->fingerprints, if any). */
 SCRY_HIDDEN int scry__replay_load(scry_store *store, const scry_replay_options *o, workload *w,
 	scry_error *err);
