@@ -181,28 +181,40 @@ void scry__proxy_send_fatal(conn *c, int fd, const char *sqlstate, const char *m
 	(void)rc;
 }
 
+/* Sends what side `to` takes at once (counting the bytes). Returns how
+ * many it took, or -1 when the connection failed and was closed. */
+static inline ssize_t send_now(worker *w, conn *c, int to, const char *data, size_t len)
+{
+	scry_proxy *p = w->proxy;
+	size_t sent = 0;
+	while (sent < len) {
+		ssize_t k = io_send(c, to, data + sent, len - sent);
+		if (k > 0) {
+			sent += (size_t)k;
+			__atomic_fetch_add(to == SIDE_SERVER ? &p->st_bin : &p->st_bout, (uint64_t)k, __ATOMIC_RELAXED);
+			continue;
+		}
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		scry__proxy_conn_close(w, c);
+		return -1;
+	}
+	return (ssize_t)sent;
+}
+
 /* Writes to side `to`, queueing what does not go at once. Returns false
  * when the connection was closed. */
 bool scry__proxy_conn_send(worker *w, conn *c, int to, const char *data, size_t len)
 {
-	scry_proxy *p = w->proxy;
 	pending *o = &c->out[to];
 	if (!o->len) {
-		while (len) {
-			ssize_t k = io_send(c, to, data, len);
-			if (k > 0) {
-				data += k;
-				len -= (size_t)k;
-				__atomic_fetch_add(to == SIDE_SERVER ? &p->st_bin : &p->st_bout, (uint64_t)k, __ATOMIC_RELAXED);
-				continue;
-			}
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-				break;
-			scry__proxy_conn_close(w, c);
+		ssize_t k = send_now(w, c, to, data, len);
+		if (k < 0)
 			return false;
-		}
+		data += k;
+		len -= (size_t)k;
 		if (!len)
 			return true;
 		o->off = 0;
@@ -230,22 +242,15 @@ bool scry__proxy_conn_send(worker *w, conn *c, int to, const char *data, size_t 
 
 static bool conn_flush(worker *w, conn *c, int to)
 {
-	scry_proxy *p = w->proxy;
 	pending *o = &c->out[to];
-	while (o->len) {
-		ssize_t k = io_send(c, to, o->p + o->off, o->len);
-		if (k > 0) {
-			o->off += (size_t)k;
-			o->len -= (size_t)k;
-			__atomic_fetch_add(to == SIDE_SERVER ? &p->st_bin : &p->st_bout, (uint64_t)k, __ATOMIC_RELAXED);
-			continue;
-		}
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+	if (o->len) {
+		ssize_t k = send_now(w, c, to, o->p + o->off, o->len);
+		if (k < 0)
+			return false;
+		o->off += (size_t)k;
+		o->len -= (size_t)k;
+		if (o->len)
 			return true;
-		scry__proxy_conn_close(w, c);
-		return false;
 	}
 	o->off = 0;
 	if (o->cap > READ_CHUNK * 2) { /* give back a buffer grown by a burst */
