@@ -13,6 +13,10 @@
  * so does the FIFO. Statements and portals are reference counted, so an
  * Execute in flight keeps the text and parameters it ran with even when the
  * client re-binds the unnamed portal before the result comes back.
+ *
+ * This file frames both directions, keeps COPY data and holds the public
+ * API; the messages themselves are read in lib/pgwire_frontend.c and
+ * lib/pgwire_backend.c, the state they share is in lib/pgwire_state.c.
  */
 #include "pgwire_internal.h"
 #include "util/fill.h"
