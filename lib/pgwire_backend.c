@@ -173,6 +173,29 @@ static void be_error(scry_pgwire *d, const unsigned char *b, size_t n, int64_t n
 		op_pop(d);
 }
 
+/* ParameterDescription of a described statement: the types the server
+ * inferred fill those the client left unspecified (0). */
+static int be_param_types(scry_pgwire *d, stmt *st, const unsigned char *b, size_t n, scry_error *err)
+{
+	rd r = { b, b + n, false };
+	uint16_t np = rd_u16(&r);
+	const unsigned char *oids = rd_bytes(&r, (size_t)np * 4);
+	if (r.bad)
+		return scry__pgwire_fail(d, err, SCRY_EPROTOCOL, "malformed ParameterDescription from the server");
+	if (np > st->noids) {
+		uint32_t *no = scry__realloc(st->oids, (size_t)np * sizeof *no);
+		if (!no)
+			return scry__pgwire_fail(d, err, SCRY_ENOMEM, "out of memory");
+		memset(no + st->noids, 0, (size_t)(np - st->noids) * sizeof *no);
+		st->oids = no;
+		st->noids = np;
+	}
+	for (int i = 0; i < np; i++)
+		if (!st->oids[i])
+			st->oids[i] = be32(oids + 4 * i);
+	return 0;
+}
+
 int scry__pgwire_be_message(scry_pgwire *d, char type, const unsigned char *b, size_t n, int64_t now,
                             scry_error *err)
 {
@@ -227,25 +250,7 @@ int scry__pgwire_be_message(scry_pgwire *d, char type, const unsigned char *b, s
 			op_pop(d);
 		return 0;
 	case 't': /* ParameterDescription: the types the server inferred */
-		if (o && o->kind == OP_DESCRIBE && o->st) {
-			rd r = { b, b + n, false };
-			uint16_t np = rd_u16(&r);
-			const unsigned char *oids = rd_bytes(&r, (size_t)np * 4);
-			if (r.bad)
-				return scry__pgwire_fail(d, err, SCRY_EPROTOCOL, "malformed ParameterDescription from the server");
-			if (np > o->st->noids) {
-				uint32_t *no = scry__realloc(o->st->oids, (size_t)np * sizeof *no);
-				if (!no)
-					return scry__pgwire_fail(d, err, SCRY_ENOMEM, "out of memory");
-				memset(no + o->st->noids, 0, (size_t)(np - o->st->noids) * sizeof *no);
-				o->st->oids = no;
-				o->st->noids = np;
-			}
-			for (int i = 0; i < np; i++)
-				if (!o->st->oids[i])
-					o->st->oids[i] = be32(oids + 4 * i);
-		}
-		return 0;
+		return (o && o->kind == OP_DESCRIBE && o->st) ? be_param_types(d, o->st, b, n, err) : 0;
 	case 'T':
 	case 'n':
 		if (o && o->kind == OP_DESCRIBE)
