@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,11 +14,40 @@
 #include <time.h>
 #include <unistd.h>
 
+/* cli_esc's buffers, one ring per thread: freed when the thread ends (the
+ * proxy's loop threads log through it), so that none of them leaks. */
+typedef struct esc_ring {
+	scry_buf buf[4];
+	unsigned next;
+} esc_ring;
+static pthread_key_t esc_key;
+static pthread_once_t esc_once = PTHREAD_ONCE_INIT;
+
+static void esc_ring_free(void *p)
+{
+	esc_ring *r = p;
+	for (size_t i = 0; i < 4; i++)
+		scry_buf_dispose(&r->buf[i]);
+	free(r);
+}
+
+static void esc_key_create(void)
+{
+	(void)pthread_key_create(&esc_key, esc_ring_free);
+}
+
 const char *cli_esc(const char *s)
 {
-	static _Thread_local scry_buf ring[4];
-	static _Thread_local unsigned next;
-	scry_buf *b = &ring[next++ % 4];
+	pthread_once(&esc_once, esc_key_create);
+	esc_ring *r = pthread_getspecific(esc_key);
+	if (!r) {
+		r = calloc(1, sizeof *r);
+		if (!r || pthread_setspecific(esc_key, r)) {
+			free(r);
+			return s ? s : "";
+		}
+	}
+	scry_buf *b = &r->buf[r->next++ % 4];
 	b->size = 0;
 	if (!s || scry_escape_controls(s, strlen(s), b) != 0 || !b->ptr)
 		return s ? s : "";
