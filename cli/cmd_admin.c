@@ -20,51 +20,62 @@ static const char compact_help[] =
 	"  --keep-per-pattern N  executions kept per pattern (at least 1)\n"
 	"  --store FILE          the workload store (default $SCRY_STORE, then ./scry.db)\n";
 
+/* The options of compact and runs. */
+typedef struct admin_args {
+	const char *cmd; /* for usage errors */
+	const char *store_opt;
+	bool json;
+	long keep;
+	const char *sub;  /* runs: list, delete or prune */
+	char **operands;  /* runs delete: the ids or labels */
+	int noperands;
+} admin_args;
+
+/* on_option of compact and runs. */
+static int admin_option(void *ctx, int c, const char *v)
+{
+	admin_args *a = ctx;
+	switch (c) {
+	case 's': a->store_opt = v; return 0;
+	case 'j': a->json = true; return 0;
+	case 'k':
+		return cli_opt_long(a->cmd, "--keep", v, 0, 1000000000L, "--keep needs a number of at least 0", &a->keep);
+	case 'K':
+		return cli_opt_long(a->cmd, "--keep-per-pattern", v, 1, 1000000000L,
+		                    "--keep-per-pattern needs a number of at least 1", &a->keep);
+	}
+	return 0;
+}
+
+/* workload compact on the open store. */
+static int compact(scry_store *store, void *ctx)
+{
+	const admin_args *a = ctx;
+	scry_error err = SCRY_ERROR_INIT;
+	scry_compact_result r = SCRY_COMPACT_RESULT_INIT;
+	if (scry_store_compact(store, (int)a->keep, &r, &err))
+		return cli_lib_fail("workload compact", &err);
+	printf("kept %lld of %lld events (at most %ld per pattern); the file went from %lld to %lld bytes\n",
+	       (long long)r.events_after, (long long)r.events_before, a->keep, (long long)r.bytes_before,
+	       (long long)r.bytes_after);
+	return CLI_EXIT_OK;
+}
+
 int cmd_workload_compact(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "keep-per-pattern", required_argument, NULL, 'k' },
-		{ "store", required_argument, NULL, 's' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{ "keep-per-pattern", required_argument, NULL, 'K' },
+		CLI_OPTION_STORE,
+		CLI_OPTIONS_END,
 	};
-	const char *store_opt = NULL;
-	long keep = 0;
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'k':
-			if (!cli_parse_long("workload compact", "--keep-per-pattern", optarg, &keep))
-				return CLI_EXIT_USAGE;
-			if (keep < 1 || keep > 1000000000L)
-				return cli_usage_error("workload compact", "--keep-per-pattern needs a number of at least 1");
-			break;
-		case 's': store_opt = optarg; break;
-		case 'h': fputs(compact_help, stdout); return CLI_EXIT_OK;
-		default: return cli_usage_error("workload compact", "unknown option");
-		}
-	}
-	if (optind < argc)
-		return cli_usage_error("workload compact", "unexpected argument '%s'", argv[optind]);
-	if (!keep)
-		return cli_usage_error("workload compact", "--keep-per-pattern N is required");
-	scry_store *store;
-	if (cli_open_store(cli_store_path(store_opt), true, &store))
-		return CLI_EXIT_ERROR;
-	scry_error err = SCRY_ERROR_INIT;
-	scry_compact_result r = SCRY_COMPACT_RESULT_INIT;
-	int status = CLI_EXIT_OK;
-	if (scry_store_compact(store, (int)keep, &r, &err)) {
-		cli_lib_error("workload compact", &err);
-		status = CLI_EXIT_ERROR;
-	} else {
-		printf("kept %lld of %lld events (at most %ld per pattern); the file went from %lld to %lld bytes\n",
-		       (long long)r.events_after, (long long)r.events_before, keep, (long long)r.bytes_before,
-		       (long long)r.bytes_after);
-	}
-	scry_store_free(store);
-	return status;
+	static const cli_command cmd = { "workload compact", compact_help, "h", opts, admin_option, false };
+	admin_args a = { .cmd = cmd.name, .keep = 0 };
+	int rc = cli_parse_options(&cmd, argc, argv, 1, &a);
+	if (rc != CLI_PARSED)
+		return rc;
+	if (!a.keep)
+		return cli_usage_error(cmd.name, "--keep-per-pattern N is required");
+	return cli_with_store(a.store_opt, compact, &a);
 }
 
 static const char runs_help[] =
@@ -124,82 +135,75 @@ static int runs_list(scry_store *store, bool json)
 	return CLI_EXIT_OK;
 }
 
+/* runs delete: by id, or the newest run of a label; stops at the first failure. */
+static int runs_delete(scry_store *store, char **ids, int n)
+{
+	scry_error err = SCRY_ERROR_INIT;
+	for (int i = 0; i < n; i++) {
+		char *end;
+		long long id = strtoll(ids[i], &end, 10);
+		int64_t run = id;
+		int rc = 0;
+		if (*end || end == ids[i])
+			rc = scry_store_run_find(store, ids[i], &run, &err); /* a label: its newest run */
+		if (!rc)
+			rc = scry_store_run_delete(store, run, &err);
+		if (rc)
+			return cli_lib_fail("runs delete", &err);
+		printf("deleted run %lld\n", (long long)run);
+	}
+	return CLI_EXIT_OK;
+}
+
+/* runs prune: the newest `keep` runs of each label stay. */
+static int runs_prune(scry_store *store, long keep)
+{
+	scry_error err = SCRY_ERROR_INIT;
+	int64_t n = 0;
+	if (scry_store_runs_prune(store, (int)keep, &n, &err))
+		return cli_lib_fail("runs prune", &err);
+	printf("deleted %lld run%s (kept the newest %ld of each label)\n", (long long)n, n == 1 ? "" : "s", keep);
+	return CLI_EXIT_OK;
+}
+
+/* runs list|delete|prune on the open store. */
+static int runs_run(scry_store *store, void *ctx)
+{
+	const admin_args *a = ctx;
+	if (!strcmp(a->sub, "list"))
+		return runs_list(store, a->json);
+	if (!strcmp(a->sub, "prune"))
+		return runs_prune(store, a->keep);
+	return runs_delete(store, a->operands, a->noperands);
+}
+
 int cmd_runs(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "store", required_argument, NULL, 's' },
-		{ "json", no_argument, NULL, 'j' },
+		CLI_OPTION_STORE,
+		CLI_OPTION_JSON,
 		{ "keep", required_argument, NULL, 'k' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		CLI_OPTIONS_END,
 	};
-	if (argc < 2 || cli_is_help(argv[1])) {
-		fputs(runs_help, argc < 2 ? stderr : stdout);
-		return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-	}
+	static const cli_command cmd = { "runs", runs_help, "h", opts, admin_option, true };
+	static const cli_subcommands subs = { "runs", runs_help, "subcommand", "list, delete or prune",
+		                              { "list", "delete", "prune", NULL } };
+	int isub, rc = cli_subcommand(&subs, argc, argv, &isub);
+	if (rc != CLI_PARSED)
+		return rc;
 	const char *sub = argv[1];
-	if (strcmp(sub, "list") && strcmp(sub, "delete") && strcmp(sub, "prune"))
-		return cli_usage_error("runs", "unknown subcommand '%s' (list, delete or prune)", sub);
-	const char *store_opt = NULL;
-	bool json = false;
-	long keep = -1;
-	int c;
-	optind = 2;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 's': store_opt = optarg; break;
-		case 'j': json = true; break;
-		case 'k':
-			if (!cli_parse_long("runs", "--keep", optarg, &keep))
-				return CLI_EXIT_USAGE;
-			if (keep < 0 || keep > 1000000000L)
-				return cli_usage_error("runs", "--keep needs a number of at least 0");
-			break;
-		case 'h': fputs(runs_help, stdout); return CLI_EXIT_OK;
-		default: return cli_usage_error("runs", "unknown option");
-		}
-	}
-	if (!strcmp(sub, "prune") && keep < 0)
+	admin_args a = { .cmd = cmd.name, .keep = -1, .sub = sub };
+	if ((rc = cli_parse_options(&cmd, argc, argv, 2, &a)) != CLI_PARSED)
+		return rc;
+	if (!strcmp(sub, "prune") && a.keep < 0)
 		return cli_usage_error("runs", "prune needs --keep N (runs kept per label)");
 	if (!strcmp(sub, "delete") && optind >= argc)
 		return cli_usage_error("runs", "delete needs run ids or labels (scry runs list shows them)");
 	if (strcmp(sub, "delete") && optind < argc)
 		return cli_usage_error("runs", "unexpected argument '%s'", argv[optind]);
-	scry_store *store;
-	if (cli_open_store(cli_store_path(store_opt), true, &store))
-		return CLI_EXIT_ERROR;
-	scry_error err = SCRY_ERROR_INIT;
-	int status = CLI_EXIT_OK;
-	if (!strcmp(sub, "list")) {
-		status = runs_list(store, json);
-	} else if (!strcmp(sub, "prune")) {
-		int64_t n = 0;
-		if (scry_store_runs_prune(store, (int)keep, &n, &err)) {
-			cli_lib_error("runs prune", &err);
-			status = CLI_EXIT_ERROR;
-		} else {
-			printf("deleted %lld run%s (kept the newest %ld of each label)\n", (long long)n, n == 1 ? "" : "s", keep);
-		}
-	} else {
-		for (int i = optind; i < argc && status == CLI_EXIT_OK; i++) {
-			char *end;
-			long long id = strtoll(argv[i], &end, 10);
-			int64_t run = id;
-			int rc = 0;
-			if (*end || end == argv[i])
-				rc = scry_store_run_find(store, argv[i], &run, &err); /* a label: its newest run */
-			if (!rc)
-				rc = scry_store_run_delete(store, run, &err);
-			if (rc) {
-				cli_lib_error("runs delete", &err);
-				status = CLI_EXIT_ERROR;
-			} else {
-				printf("deleted run %lld\n", (long long)run);
-			}
-		}
-	}
-	scry_store_free(store);
-	return status;
+	a.operands = argv + optind;
+	a.noperands = argc - optind;
+	return cli_with_store(a.store_opt, runs_run, &a);
 }
 
 static const char shadow_help[] =
@@ -214,12 +218,10 @@ static const char shadow_help[] =
 
 int cmd_shadow(int argc, char **argv)
 {
-	if (argc < 2 || cli_is_help(argv[1])) {
-		fputs(shadow_help, argc < 2 ? stderr : stdout);
-		return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-	}
-	if (strcmp(argv[1], "gc"))
-		return cli_usage_error("shadow", "unknown subcommand '%s' (gc)", argv[1]);
+	static const cli_subcommands subs = { "shadow", shadow_help, "subcommand", "gc", { "gc", NULL } };
+	int sub, rc = cli_subcommand(&subs, argc, argv, &sub);
+	if (rc != CLI_PARSED)
+		return rc;
 	if (argc > 2 && cli_is_help(argv[2])) {
 		fputs(shadow_help, stdout);
 		return CLI_EXIT_OK;
@@ -228,10 +230,8 @@ int cmd_shadow(int argc, char **argv)
 		return cli_usage_error("shadow", "gc takes one TARGET (a connection string or URI)");
 	scry_error err = SCRY_ERROR_INIT;
 	int dropped = 0;
-	if (scry_shadow_gc(argv[2], NULL, &dropped, &err)) {
-		cli_lib_error("shadow gc", &err);
-		return CLI_EXIT_ERROR;
-	}
+	if (scry_shadow_gc(argv[2], NULL, &dropped, &err))
+		return cli_lib_fail("shadow gc", &err);
 	printf("dropped %d abandoned clone%s\n", dropped, dropped == 1 ? "" : "s");
 	return CLI_EXIT_OK;
 }

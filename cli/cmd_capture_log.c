@@ -43,8 +43,7 @@ static const char help[] =
 
 static void print_json(const scry_logimport_stats *st, const char *store)
 {
-	printf("{\"store\":");
-	cli_json_string(stdout, store);
+	cli_json_begin("store", store);
 	printf(",\"bytes\":%llu,\"lines\":%llu,\"records\":%llu,\"statements\":%llu,\"failed\":%llu,"
 	       "\"sessions\":%llu,\"patterns\":%llu,\"new_patterns\":%llu,\"unpaired_durations\":%llu,"
 	       "\"skipped\":%llu,\"skipped_lines\":[",
@@ -61,22 +60,13 @@ static void print_json(const scry_logimport_stats *st, const char *store)
 		printf("}");
 	}
 	printf("],\"warning\":");
-	if (st->warning[0])
-		cli_json_string(stdout, st->warning);
-	else
-		printf("null");
+	cli_json_string_or_null(stdout, st->warning);
 	printf(",\"detected\":");
-	if (st->detected[0])
-		cli_json_string(stdout, st->detected);
-	else
-		printf("null");
+	cli_json_string_or_null(stdout, st->detected);
 	printf(",\"files\":%llu,\"files_skipped\":%llu,\"bytes_skipped\":%llu,\"nothing_reason\":",
 	       (unsigned long long)st->files, (unsigned long long)st->files_skipped,
 	       (unsigned long long)st->bytes_skipped);
-	if (st->nothing_reason[0])
-		cli_json_string(stdout, st->nothing_reason);
-	else
-		printf("null");
+	cli_json_string_or_null(stdout, st->nothing_reason);
 	printf("}\n");
 }
 
@@ -121,7 +111,35 @@ static void on_progress(void *ctx, const char *phase, uint64_t done, uint64_t to
 	cli_progress_cb(&mp->bar, phase, mp->base + done, mp->total);
 }
 
-int cmd_capture_log(int argc, char **argv)
+/* What the command line asks for. */
+typedef struct log_args {
+	scry_logimport_options o;
+	const char *format, *store_opt;
+	bool json;
+	const char *const *files; /* the LOGFILEs */
+	size_t nfiles;
+} log_args;
+
+#define CMD "capture log"
+
+/* on_option of capture log. */
+static int log_option(void *ctx, int c, const char *v)
+{
+	log_args *a = ctx;
+	switch (c) {
+	case 'f': a->format = v; return 0;
+	case 'p': a->o.line_prefix = v; return 0;
+	case 'z': a->o.timezone = v; return 0;
+	case 'l': a->o.lang = v; return 0;
+	case 'F': a->o.force = 1; return 0;
+	case 's': a->store_opt = v; return 0;
+	case 'j': a->json = true; return 0;
+	}
+	return 0;
+}
+
+/* Options into a->o; returns CLI_PARSED or the exit code. */
+static int parse_log_args(log_args *a, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "format", required_argument, NULL, 'f' },
@@ -129,117 +147,105 @@ int cmd_capture_log(int argc, char **argv)
 		{ "timezone", required_argument, NULL, 'z' },
 		{ "lang", required_argument, NULL, 'l' },
 		{ "force", no_argument, NULL, 'F' },
-		{ "store", required_argument, NULL, 's' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		CLI_OPTION_STORE,
+		CLI_OPTION_JSON,
+		CLI_OPTIONS_END,
 	};
-	const char *format = NULL, *prefix = NULL, *store_opt = NULL;
-	scry_logimport_options o;
-	scry_logimport_options_init(&o);
-	bool json = false;
-	int c;
-	while ((c = getopt_long(argc, argv, "f:p:s:jh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'f': format = optarg; break;
-		case 'p': prefix = optarg; break;
-		case 'z': o.timezone = optarg; break;
-		case 'l': o.lang = optarg; break;
-		case 'F': o.force = 1; break;
-		case 's': store_opt = optarg; break;
-		case 'j': json = true; break;
-		case 'h': fputs(help, stdout); return CLI_EXIT_OK;
-		default: return cli_usage_error("capture log", "unknown option");
-		}
-	}
-	o.format = SCRY_LOG_AUTO;
-	if (format && scry_log_format_parse(format, &o.format))
-		return cli_usage_error("capture log", "unknown --format '%s' (csvlog, jsonlog, stderr or auto)", format);
-	if (o.format != SCRY_LOG_STDERR && o.format != SCRY_LOG_AUTO && prefix)
-		return cli_usage_error("capture log", "--prefix applies to stderr logs only");
+	static const cli_command cmd = { CMD, help, "f:p:s:jh", opts, log_option, true };
+	scry_logimport_options_init(&a->o);
+	int rc = cli_parse_options(&cmd, argc, argv, 1, a);
+	if (rc != CLI_PARSED)
+		return rc;
+	a->o.format = SCRY_LOG_AUTO;
+	if (a->format && scry_log_format_parse(a->format, &a->o.format))
+		return cli_usage_error(CMD, "unknown --format '%s' (csvlog, jsonlog, stderr or auto)", a->format);
+	if (a->o.format != SCRY_LOG_STDERR && a->o.format != SCRY_LOG_AUTO && a->o.line_prefix)
+		return cli_usage_error(CMD, "--prefix applies to stderr logs only");
 	if (optind >= argc)
-		return cli_usage_error("capture log", "give at least one LOGFILE (or - for standard input)");
-	o.line_prefix = prefix;
+		return cli_usage_error(CMD, "give at least one LOGFILE (or - for standard input)");
+	a->files = (const char *const *)argv + optind;
+	a->nfiles = (size_t)(argc - optind);
+	return CLI_PARSED;
+}
 
-	/* Rotated files in the order of their first timestamp. */
-	size_t nfiles = (size_t)(argc - optind);
-	const char *const *files = (const char *const *)argv + optind;
-	size_t *order = calloc(nfiles, sizeof *order);
-	if (!order) {
-		cli_error("out of memory");
-		return CLI_EXIT_ERROR;
+/* The size of a file to read (0 for "-"), or -1 after saying why not. */
+static int64_t file_size(const char *path, bool say)
+{
+	struct stat sb;
+	if (!strcmp(path, "-"))
+		return 0;
+	if (stat(path, &sb) != 0) {
+		if (say)
+			cli_error("cannot read %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return (int64_t)sb.st_size;
+}
+
+/* The files' total size for the progress bar, and their order (rotated files by first timestamp). */
+static int order_files(const log_args *a, size_t *order, multi_progress *mp)
+{
+	for (size_t i = 0; i < a->nfiles; i++) {
+		int64_t size = file_size(a->files[i], true);
+		if (size < 0)
+			return CLI_EXIT_ERROR;
+		mp->total += (uint64_t)size;
 	}
 	scry_error err = SCRY_ERROR_INIT;
-	multi_progress mp = { .base = 0, .total = 0 };
-	cli_progress_init(&mp.bar);
-	for (size_t i = 0; i < nfiles; i++) {
-		struct stat sb;
-		if (strcmp(files[i], "-") && stat(files[i], &sb) != 0) {
-			cli_error("cannot read %s: %s", files[i], strerror(errno));
-			free(order);
-			return CLI_EXIT_ERROR;
-		}
-		if (strcmp(files[i], "-"))
-			mp.total += (uint64_t)sb.st_size;
-	}
-	if (scry_logimport_order_files(files, nfiles, order, &err)) {
-		cli_lib_error("capture log", &err);
-		free(order);
-		return CLI_EXIT_ERROR;
-	}
-	for (size_t i = 0; i < nfiles; i++)
+	if (scry_logimport_order_files(a->files, a->nfiles, order, &err))
+		return cli_lib_fail(CMD, &err);
+	for (size_t i = 0; i < a->nfiles; i++)
 		if (order[i] != i) {
 			fprintf(stderr, "note: reading the files in the order of their first timestamp:");
-			for (size_t k = 0; k < nfiles; k++)
-				fprintf(stderr, " %s", files[order[k]]);
+			for (size_t k = 0; k < a->nfiles; k++)
+				fprintf(stderr, " %s", a->files[order[k]]);
 			fputc('\n', stderr);
 			break;
 		}
-	o.progress = on_progress;
-	o.progress_ctx = &mp;
+	return 0;
+}
 
-	const char *store_path = cli_store_path(store_opt);
-	scry_store *store;
-	if (cli_open_store(store_path, false, &store)) {
-		free(order);
-		return CLI_EXIT_ERROR;
-	}
+/* Usage for what the library calls invalid (a bad prefix, time zone...), else an error. */
+static int import_error(const scry_error *err)
+{
+	cli_lib_error(CMD, err);
+	return err->code == SCRY_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_ERROR;
+}
+
+/* Feeds the files in order, finishes the import and prints its summary; returns the exit code. */
+static int import_files(scry_store *store, const char *store_path, log_args *a, const size_t *order,
+                        multi_progress *mp)
+{
+	scry_error err = SCRY_ERROR_INIT;
 	scry_logimport *imp;
-	if (scry_logimport_new(&imp, store, &o, &err)) {
-		cli_lib_error("capture log", &err);
-		scry_store_free(store);
-		free(order);
-		return err.code == SCRY_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_ERROR;
-	}
+	a->o.progress = on_progress;
+	a->o.progress_ctx = mp;
+	if (scry_logimport_new(&imp, store, &a->o, &err))
+		return import_error(&err);
 	int status = CLI_EXIT_OK;
-	for (size_t i = 0; i < nfiles; i++) {
-		const char *path = files[order[i]];
+	for (size_t i = 0; i < a->nfiles; i++) {
+		const char *path = a->files[order[i]];
 		int rc = scry_logimport_feed_file(imp, path, &err);
 		if (rc) {
 			/* A damaged file: what could be read is kept; go on with the others.
 			 * Anything else (the store, a detection that failed) stops here. */
-			cli_lib_error("capture log", &err);
-			status = err.code == SCRY_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_ERROR;
+			status = import_error(&err);
 			if (rc != SCRY_EIO)
 				break;
 		}
-		struct stat sb;
-		if (strcmp(path, "-") && !stat(path, &sb))
-			mp.base += (uint64_t)sb.st_size;
+		int64_t size = file_size(path, false);
+		if (size > 0)
+			mp->base += (uint64_t)size;
 	}
-	free(order);
 	scry_error ferr = SCRY_ERROR_INIT;
 	scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
 	/* Finish even after a read error: what was read is kept. */
 	int frc = scry_logimport_finish(imp, &st, &ferr);
-	cli_progress_done(&mp.bar);
+	cli_progress_done(&mp->bar);
 	scry_logimport_free(imp);
-	scry_store_free(store);
-	if (frc) {
-		cli_lib_error("capture log", &ferr);
-		status = CLI_EXIT_ERROR;
-	}
-	if (json)
+	if (frc)
+		status = cli_lib_fail(CMD, &ferr);
+	if (a->json)
 		print_json(&st, store_path);
 	else
 		print_text(&st, store_path);
@@ -247,4 +253,29 @@ int cmd_capture_log(int argc, char **argv)
 	if (status == CLI_EXIT_OK && st.nothing_reason[0])
 		status = CLI_EXIT_ERROR;
 	return status;
+}
+
+int cmd_capture_log(int argc, char **argv)
+{
+	log_args a = { .format = NULL };
+	int rc = parse_log_args(&a, argc, argv);
+	if (rc != CLI_PARSED)
+		return rc;
+	size_t *order = calloc(a.nfiles, sizeof *order);
+	if (!order) {
+		cli_error("out of memory");
+		return CLI_EXIT_ERROR;
+	}
+	multi_progress mp = { .base = 0, .total = 0 };
+	cli_progress_init(&mp.bar);
+	const char *store_path = cli_store_path(a.store_opt);
+	scry_store *store = NULL;
+	rc = order_files(&a, order, &mp);
+	if (!rc)
+		rc = cli_open_store(store_path, false, &store);
+	if (!rc)
+		rc = import_files(store, store_path, &a, order, &mp);
+	scry_store_free(store);
+	free(order);
+	return rc;
 }

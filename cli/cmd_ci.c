@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -201,24 +202,10 @@ int cli_ci_run(const char *target, scry_store *store, const scry_pipeline_option
 		status = scry_pipeline_failures(p) ? CLI_EXIT_REGRESSION : CLI_EXIT_OK;
 		if (!output || *output) {
 			scry_buf out = SCRY_BUF_INIT;
-			if (scry_pipeline_report(p, format, &out, &err)) {
-				cli_lib_error("report", &err);
+			if (scry_pipeline_report(p, format, &out, &err))
+				status = cli_lib_fail("report", &err);
+			else if (cli_write_report(&out, output))
 				status = CLI_EXIT_ERROR;
-			} else {
-				FILE *f = output ? fopen(output, "w") : stdout;
-				if (!f) {
-					cli_error("cannot write %s: %s", output, strerror(errno));
-					status = CLI_EXIT_ERROR;
-				} else {
-					if (out.size)
-						fwrite(out.ptr, 1, out.size, f);
-					if (f != stdout && fclose(f) != 0) {
-						cli_error("cannot write %s: %s", output, strerror(errno));
-						status = CLI_EXIT_ERROR;
-					}
-					fflush(stdout);
-				}
-			}
 			scry_buf_dispose(&out);
 		}
 	}
@@ -230,11 +217,121 @@ int cli_ci_run(const char *target, scry_store *store, const scry_pipeline_option
 	return status;
 }
 
-/* The filter built by --include/--exclude is freed by the caller, whatever the return path. */
-static int test_migration_with(int argc, char **argv, scry_pattern_filter **filter)
+/* What the command line asks for. */
+typedef struct ci_args {
+	const char *store_opt, *output, *fix, *clone, *target;
+	char **migration; /* the command after -- */
+	scry_report_format format;
+	scry_pipeline_options po;
+	scry_replay_options ro;
+	scry_verdict_options vo;
+	scry_pattern_filter *filter; /* built by --include/--exclude; freed by the caller */
+} ci_args;
+
+#define CMD "ci"
+
+/* on_option of ci test-migration, the options that take a number (as before: no upper bound, cast to int). */
+static int ci_number_option(ci_args *a, int c, const char *v)
+{
+	long n;
+	int rc = 0;
+	switch (c) {
+	case 't': return cli_opt_double(CMD, "--threshold", v, &a->vo.threshold);
+	case 'd': return cli_opt_double(CMD, "--min-delta", v, &a->vo.min_delta_ms);
+	case 'm':
+		if (!(rc = cli_opt_long(CMD, "--min-samples", v, 1, LONG_MAX, "--min-samples needs at least 1", &n)))
+			a->vo.min_samples = n > 1000000 ? 1000000 : (int)n;
+		return rc;
+	case 'r':
+		if (!(rc = cli_opt_long(CMD, "--repeat", v, 1, LONG_MAX, "--repeat needs at least 1", &n)))
+			a->ro.repeat = (int)n;
+		return rc;
+	case 'w':
+		if (!(rc = cli_opt_long(CMD, "--warmup", v, 0, LONG_MAX, NULL, &n)))
+			a->ro.warmup = (int)n;
+		return rc;
+	case 'c':
+		if (!(rc = cli_opt_long(CMD, "--concurrency", v, 1, LONG_MAX, "--concurrency needs at least 1", &n)))
+			a->ro.concurrency = (int)n;
+		return rc;
+	case 'T':
+		if (!(rc = cli_opt_long(CMD, "--timeout", v, 1, LONG_MAX, "--timeout needs at least 1", &n)))
+			a->ro.timeout_ms = (int)n;
+		return rc;
+	case 'P': return cli_opt_double(CMD, "--impact-speed", v, &a->po.impact_speed);
+	case 'L':
+		if (!(rc = cli_opt_long(CMD, "--max-lock-wait", v, 1, LONG_MAX, "--max-lock-wait needs at least 1 (ms)", &n)))
+			a->po.max_lock_wait_ms = n;
+		return rc;
+	case 'M': return cli_opt_double(CMD, "--max-migration-seconds", v, &a->po.max_migration_seconds);
+	case 'B':
+		if (!(rc = cli_opt_budget(CMD, v, &n)))
+			a->ro.budget = n;
+		return rc;
+	case 'b': return cli_opt_double(CMD, "--budget-seconds", v, &a->ro.budget_seconds);
+	case 'O':
+		return cli_opt_int(CMD, "--migration-timeout", v, 1, INT32_MAX,
+		                   "--migration-timeout needs a number of seconds (at least 1)", &a->po.migration_timeout_s);
+	}
+	return 0;
+}
+
+/* on_option of ci test-migration: the others, then ci_number_option. */
+static int ci_option(void *ctx, int c, const char *v)
+{
+	ci_args *a = ctx;
+	switch (c) {
+	case 's': a->store_opt = v; return 0;
+	case 'f':
+		if (scry_report_format_parse(v, &a->format))
+			return cli_usage_error(CMD, "--format is text, json, markdown, junit or html, not '%s'", v);
+		return 0;
+	case 'o': a->output = v; return 0;
+	case 'x': a->fix = v; return 0;
+	case 'F': a->vo.fail_on_insufficient = 1; return 0;
+	case 'N': a->po.no_settle = 1; return 0;
+	case 'S': a->po.mode = SCRY_PIPELINE_SEQUENTIAL; return 0;
+	case 'I': a->po.no_impact = 1; return 0;
+	case 'C': a->clone = v; return 0;
+	case 'A': a->po.baseline = v; return 0;
+	case 'Z': a->po.candidate = v; return 0;
+	case 'K': a->po.clone_command = v; return 0;
+	case CLI_OPT_INCLUDE: case CLI_OPT_EXCLUDE: case CLI_OPT_JUDGE_SETUP:
+		return cli_filter_option(CMD, c, v, &a->filter, &a->vo);
+	}
+	return ci_number_option(a, c, v);
+}
+
+/* The clone provider: named, or implied by the options that only one provider takes. */
+static int resolve_clone(ci_args *a)
+{
+	static const cli_choice providers[] = { { "template", SCRY_CLONE_TEMPLATE }, { "given", SCRY_CLONE_GIVEN },
+		                                { "command", SCRY_CLONE_COMMAND }, { NULL, 0 } };
+	scry_pipeline_options *po = &a->po;
+	const char *clone = a->clone;
+	if (!clone)
+		clone = po->clone_command ? "command" : (po->baseline || po->candidate) ? "given" : "template";
+	int provider;
+	if (cli_opt_choice(CMD, "--clone is template, given or command", providers, clone, &provider))
+		return CLI_EXIT_USAGE;
+	po->clone = (scry_clone_provider)provider;
+	if (po->clone == SCRY_CLONE_GIVEN && (!po->baseline || !po->candidate))
+		return cli_usage_error(CMD, "--baseline and --candidate go together: two copies of TARGET");
+	if (po->clone != SCRY_CLONE_GIVEN && (po->baseline || po->candidate))
+		return cli_usage_error(CMD, "--baseline/--candidate need --clone given (or no --clone)");
+	if ((po->clone == SCRY_CLONE_COMMAND) != (po->clone_command != NULL))
+		return cli_usage_error(CMD, po->clone_command ? "--clone-command needs --clone command (or no --clone)"
+		                                              : "--clone command needs --clone-command CMD");
+	if (po->mode == SCRY_PIPELINE_SEQUENTIAL && po->clone != SCRY_CLONE_TEMPLATE)
+		return cli_usage_error(CMD, "--sequential makes no clones: it does not go with --clone %s", clone);
+	return 0;
+}
+
+/* Options (up to "--": the migration command keeps its own), TARGET and the command; CLI_PARSED or the exit code. */
+static int parse_ci_args(ci_args *a, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "store", required_argument, NULL, 's' },
+		CLI_OPTION_STORE,
 		{ "format", required_argument, NULL, 'f' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "threshold", required_argument, NULL, 't' },
@@ -260,205 +357,76 @@ static int test_migration_with(int argc, char **argv, scry_pattern_filter **filt
 		{ "candidate", required_argument, NULL, 'Z' },
 		{ "clone-command", required_argument, NULL, 'K' },
 		{ "migration-timeout", required_argument, NULL, 'O' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		CLI_OPTIONS_END,
 	};
-	const char *store_opt = NULL, *output = NULL, *fix = NULL;
-	scry_report_format format = SCRY_REPORT_TEXT;
-	scry_pipeline_options po = SCRY_PIPELINE_OPTIONS_INIT;
-	scry_replay_options ro = SCRY_REPLAY_OPTIONS_INIT;
-	ro.budget = SCRY_PIPELINE_DEFAULT_BUDGET;
-	const char *clone = NULL;
-	scry_verdict_options vo = SCRY_VERDICT_OPTIONS_INIT;
-	double d;
-	long n = 1;
-	int c;
-	/* Options are parsed up to "--" only: the migration command keeps its own. */
+	static const cli_command cmd = { CMD, ci_help, "h", opts, ci_option, true };
 	int dd = 1;
 	while (dd < argc && strcmp(argv[dd], "--"))
 		dd++;
-	optind = 1;
-	while ((c = getopt_long(dd, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 's': store_opt = optarg; break;
-		case 'f':
-			if (scry_report_format_parse(optarg, &format))
-				return cli_usage_error("ci", "--format is text, json, markdown, junit or html, not '%s'", optarg);
-			break;
-		case 'o': output = optarg; break;
-		case 't':
-			if (!cli_parse_double("ci", "--threshold", optarg, &d))
-				return CLI_EXIT_USAGE;
-			vo.threshold = d;
-			break;
-		case 'd':
-			if (!cli_parse_double("ci", "--min-delta", optarg, &d))
-				return CLI_EXIT_USAGE;
-			vo.min_delta_ms = d;
-			break;
-		case 'x': fix = optarg; break;
-		case 'm':
-			if (!cli_parse_long("ci", "--min-samples", optarg, &n) || n < 1)
-				return n < 1 ? cli_usage_error("ci", "--min-samples needs at least 1") : CLI_EXIT_USAGE;
-			vo.min_samples = n > 1000000 ? 1000000 : (int)n;
-			break;
-		case 'F': vo.fail_on_insufficient = 1; break;
-		case 'r':
-			if (!cli_parse_long("ci", "--repeat", optarg, &n) || n < 1)
-				return n < 1 ? cli_usage_error("ci", "--repeat needs at least 1") : CLI_EXIT_USAGE;
-			ro.repeat = (int)n;
-			break;
-		case 'w':
-			if (!cli_parse_long("ci", "--warmup", optarg, &n))
-				return CLI_EXIT_USAGE;
-			ro.warmup = (int)n;
-			break;
-		case 'c':
-			if (!cli_parse_long("ci", "--concurrency", optarg, &n) || n < 1)
-				return n < 1 ? cli_usage_error("ci", "--concurrency needs at least 1") : CLI_EXIT_USAGE;
-			ro.concurrency = (int)n;
-			break;
-		case 'T':
-			if (!cli_parse_long("ci", "--timeout", optarg, &n) || n < 1)
-				return n < 1 ? cli_usage_error("ci", "--timeout needs at least 1") : CLI_EXIT_USAGE;
-			ro.timeout_ms = (int)n;
-			break;
-		case 'N': po.no_settle = 1; break;
-		case 'S': po.mode = SCRY_PIPELINE_SEQUENTIAL; break;
-		case 'I': po.no_impact = 1; break;
-		case 'P':
-			if (!cli_parse_double("ci", "--impact-speed", optarg, &d))
-				return CLI_EXIT_USAGE;
-			if (!(d > 0))
-				return cli_usage_error("ci", "--impact-speed must be above 0");
-			po.impact_speed = d;
-			break;
-		case 'L':
-			if (!cli_parse_long("ci", "--max-lock-wait", optarg, &n) || n < 1)
-				return n < 1 ? cli_usage_error("ci", "--max-lock-wait needs at least 1 (ms)") : CLI_EXIT_USAGE;
-			po.max_lock_wait_ms = n;
-			break;
-		case 'M':
-			if (!cli_parse_double("ci", "--max-migration-seconds", optarg, &d))
-				return CLI_EXIT_USAGE;
-			if (!(d > 0))
-				return cli_usage_error("ci", "--max-migration-seconds must be above 0");
-			po.max_migration_seconds = d;
-			break;
-		case 'B':
-			if (!strcmp(optarg, "off") || !strcmp(optarg, "0")) {
-				ro.budget = 0;
-			} else {
-				if (!cli_parse_long("ci", "--budget", optarg, &n))
-					return CLI_EXIT_USAGE;
-				if (n < 1)
-					return cli_usage_error("ci", "--budget is a number of executions (at least 1) or off");
-				ro.budget = n;
-			}
-			break;
-		case 'b':
-			if (!cli_parse_double("ci", "--budget-seconds", optarg, &d))
-				return CLI_EXIT_USAGE;
-			if (!(d > 0))
-				return cli_usage_error("ci", "--budget-seconds needs a positive number of seconds");
-			ro.budget_seconds = d;
-			break;
-		case 'C': clone = optarg; break;
-		case 'A': po.baseline = optarg; break;
-		case 'Z': po.candidate = optarg; break;
-		case 'K': po.clone_command = optarg; break;
-		case 'O':
-			if (!cli_parse_long("ci", "--migration-timeout", optarg, &n))
-				return CLI_EXIT_USAGE;
-			if (n < 1 || n > INT32_MAX)
-				return cli_usage_error("ci", "--migration-timeout needs a number of seconds (at least 1)");
-			po.migration_timeout_s = (int)n;
-			break;
-		case CLI_OPT_INCLUDE: case CLI_OPT_EXCLUDE: case CLI_OPT_JUDGE_SETUP:
-			if ((n = cli_filter_option("ci", c, optarg, filter, &vo)))
-				return (int)n;
-			break;
-		case 'h': fputs(ci_help, stdout); return CLI_EXIT_OK;
-		default: return cli_usage_error("ci", "unknown option");
-		}
-	}
+	int rc = cli_parse_options(&cmd, dd, argv, 1, a);
+	if (rc != CLI_PARSED)
+		return rc;
 	if (optind >= dd)
-		return cli_usage_error("ci", "TARGET is missing (a connection string or URI)");
+		return cli_usage_error(CMD, "TARGET is missing (a connection string or URI)");
 	if (dd - optind > 1)
-		return cli_usage_error("ci", "unexpected '%s': put the migration command after --", argv[optind + 1]);
-	/* The clone provider: named, or implied by the options that only one provider takes. */
-	if (!clone)
-		clone = po.clone_command ? "command" : (po.baseline || po.candidate) ? "given" : "template";
-	if (!strcmp(clone, "template"))
-		po.clone = SCRY_CLONE_TEMPLATE;
-	else if (!strcmp(clone, "given"))
-		po.clone = SCRY_CLONE_GIVEN;
-	else if (!strcmp(clone, "command"))
-		po.clone = SCRY_CLONE_COMMAND;
-	else
-		return cli_usage_error("ci", "--clone is template, given or command, not '%s'", clone);
-	if (po.clone == SCRY_CLONE_GIVEN && (!po.baseline || !po.candidate))
-		return cli_usage_error("ci", "--baseline and --candidate go together: two copies of TARGET");
-	if (po.clone != SCRY_CLONE_GIVEN && (po.baseline || po.candidate))
-		return cli_usage_error("ci", "--baseline/--candidate need --clone given (or no --clone)");
-	if ((po.clone == SCRY_CLONE_COMMAND) != (po.clone_command != NULL))
-		return cli_usage_error("ci", po.clone_command ? "--clone-command needs --clone command (or no --clone)"
-		                                              : "--clone command needs --clone-command CMD");
-	if (po.mode == SCRY_PIPELINE_SEQUENTIAL && po.clone != SCRY_CLONE_TEMPLATE)
-		return cli_usage_error("ci", "--sequential makes no clones: it does not go with --clone %s", clone);
-	const char *target = argv[optind];
-	optind = dd + 1;
-	if (optind >= argc)
-		return cli_usage_error("ci", "the migration command is missing: ... TARGET -- COMMAND...");
+		return cli_usage_error(CMD, "unexpected '%s': put the migration command after --", argv[optind + 1]);
+	if ((rc = resolve_clone(a)))
+		return rc;
+	a->target = argv[optind];
+	if (dd + 1 >= argc)
+		return cli_usage_error(CMD, "the migration command is missing: ... TARGET -- COMMAND...");
+	a->migration = argv + dd + 1;
+	return CLI_PARSED;
+}
 
+/* The migration (and --fix) with their output on stderr, then the pipeline on the store. */
+static int run_ci(scry_store *store, void *ctx)
+{
+	ci_args *a = ctx;
 	cli_progress prog;
 	cli_progress_init(&prog);
 	scry_migration mig = SCRY_MIGRATION_INIT;
-	mig.argv = argv + optind;
+	mig.argv = a->migration;
 	mig.output = migration_output;
 	mig.output_ctx = &prog;
-	char *fix_argv[] = { "sh", "-c", (char *)fix, NULL };
+	char *fix_argv[] = { "sh", "-c", (char *)a->fix, NULL };
 	scry_migration fixm = SCRY_MIGRATION_INIT;
-	if (fix) {
+	if (a->fix) {
 		fixm.argv = fix_argv;
 		fixm.output = migration_output;
 		fixm.output_ctx = &prog;
-		po.fix = &fixm;
+		a->po.fix = &fixm;
 	}
-	if (po.mode == SCRY_PIPELINE_SEQUENTIAL)
-		fputs("scry: WARNING: --sequential applies the migration to the target database itself,\n"
-		      "scry: and it stays applied. Use it only on a database you can throw away.\n", stderr);
-	po.replay = &ro;
-	po.verdict = &vo;
-	po.label_prefix = "ci";
-	po.progress = cli_ci_progress;
-	po.progress_ctx = &prog;
-	po.log = print_log;
-	po.log_ctx = &prog;
-
-	scry_store *store;
-	if (cli_open_store(cli_store_path(store_opt), true, &store))
-		return CLI_EXIT_ERROR;
-	int status = cli_ci_run(target, store, &po, &mig, format, output, &prog, NULL);
-	scry_store_free(store);
-	return status;
+	a->po.replay = &a->ro;
+	a->po.verdict = &a->vo;
+	a->po.label_prefix = "ci";
+	a->po.progress = cli_ci_progress;
+	a->po.progress_ctx = &prog;
+	a->po.log = print_log;
+	a->po.log_ctx = &prog;
+	return cli_ci_run(a->target, store, &a->po, &mig, a->format, a->output, &prog, NULL);
 }
 
+/* ci test-migration: parse, run, free the filter whatever the path. */
 static int test_migration(int argc, char **argv)
 {
-	scry_pattern_filter *filter = NULL;
-	int rc = test_migration_with(argc, argv, &filter);
-	scry_pattern_filter_free(filter);
+	ci_args a = { .format = SCRY_REPORT_TEXT, .po = SCRY_PIPELINE_OPTIONS_INIT, .ro = SCRY_REPLAY_OPTIONS_INIT,
+		      .vo = SCRY_VERDICT_OPTIONS_INIT };
+	a.ro.budget = SCRY_PIPELINE_DEFAULT_BUDGET;
+	int rc = parse_ci_args(&a, argc, argv);
+	if (rc == CLI_PARSED) {
+		if (a.po.mode == SCRY_PIPELINE_SEQUENTIAL)
+			fputs("scry: WARNING: --sequential applies the migration to the target database itself,\n"
+			      "scry: and it stays applied. Use it only on a database you can throw away.\n", stderr);
+		rc = cli_with_store(a.store_opt, run_ci, &a);
+	}
+	scry_pattern_filter_free(a.filter);
 	return rc;
 }
 
 int cmd_ci(int argc, char **argv)
 {
-	if (argc < 2 || cli_is_help(argv[1])) {
-		fputs(ci_help, argc < 2 ? stderr : stdout);
-		return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-	}
-	if (!strcmp(argv[1], "test-migration"))
-		return test_migration(argc - 1, argv + 1);
-	return cli_usage_error("ci", "unknown ci command '%s' (test-migration)", argv[1]);
+	static const cli_subcommands subs = { "ci", ci_help, "ci command", "test-migration", { "test-migration", NULL } };
+	int sub, rc = cli_subcommand(&subs, argc, argv, &sub);
+	return rc == CLI_PARSED ? test_migration(argc - 1, argv + 1) : rc;
 }

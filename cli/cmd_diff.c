@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -82,13 +83,66 @@ static int refuse_runs(scry_store *store, const char *baseline, const char *cand
 	return 0;
 }
 
-/* The filter built by --include/--exclude is freed by cmd_diff, whatever the return path. */
-static int diff_with(int argc, char **argv, scry_pattern_filter **filter)
+/* What the command line asks for. */
+typedef struct diff_args {
+	const char *baseline, *candidate, *store_opt;
+	bool allow_incomplete;
+	scry_report_format format;
+	scry_verdict_options vo;
+	scry_pattern_filter *filter; /* built by --include/--exclude; freed by cmd_diff */
+} diff_args;
+
+#define CMD "diff"
+
+/* on_option of diff. */
+static int diff_option(void *ctx, int c, const char *v)
+{
+	diff_args *a = ctx;
+	long n;
+	switch (c) {
+	case 'b': a->baseline = v; return 0;
+	case 'c': a->candidate = v; return 0;
+	case 's': a->store_opt = v; return 0;
+	case 'f':
+		if (scry_report_format_parse(v, &a->format))
+			return cli_usage_error(CMD, "--format must be text, json, markdown, junit or html, not '%s'", v);
+		return 0;
+	case 't':
+		if (cli_opt_double(CMD, "--threshold", v, &a->vo.threshold))
+			return CLI_EXIT_USAGE;
+		if (a->vo.threshold < 1.0)
+			return cli_usage_error(CMD, "--threshold is a ratio >= 1 (1.5 = 50%% slower), not '%s'", v);
+		return 0;
+	case 'd': { /* unlike cli_parse_double's, 0 is a value */
+		char *end;
+		errno = 0;
+		a->vo.min_delta_ms = strtod(v, &end);
+		if (!*v || *end || errno || !(a->vo.min_delta_ms >= 0))
+			return cli_usage_error(CMD, "--min-delta needs a number of milliseconds >= 0, not '%s'", v);
+		return 0;
+	}
+	case 'n':
+		if (cli_opt_long(CMD, "--min-samples", v, 0, LONG_MAX, NULL, &n))
+			return CLI_EXIT_USAGE;
+		a->vo.min_samples = n < 1 ? 1 : n > 1000000 ? 1000000 : (int)n;
+		return 0;
+	case 'B': a->vo.baseline_conninfo = v; return 0;
+	case 'C': a->vo.candidate_conninfo = v; return 0;
+	case 'I': a->vo.fail_on_insufficient = 1; return 0;
+	case 'A': a->allow_incomplete = true; return 0;
+	case CLI_OPT_INCLUDE: case CLI_OPT_EXCLUDE: case CLI_OPT_JUDGE_SETUP:
+		return cli_filter_option(CMD, c, v, &a->filter, &a->vo);
+	}
+	return 0;
+}
+
+/* Options into *a; returns CLI_PARSED or the exit code. */
+static int parse_diff_args(diff_args *a, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "baseline", required_argument, NULL, 'b' },
 		{ "candidate", required_argument, NULL, 'c' },
-		{ "store", required_argument, NULL, 's' },
+		CLI_OPTION_STORE,
 		{ "format", required_argument, NULL, 'f' },
 		{ "threshold", required_argument, NULL, 't' },
 		{ "min-delta", required_argument, NULL, 'd' },
@@ -98,86 +152,26 @@ static int diff_with(int argc, char **argv, scry_pattern_filter **filter)
 		{ "fail-on-insufficient", no_argument, NULL, 'I' },
 		{ "allow-incomplete", no_argument, NULL, 'A' },
 		CLI_FILTER_OPTIONS,
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		CLI_OPTIONS_END,
 	};
-	const char *baseline = NULL, *candidate = NULL, *store_opt = NULL;
-	bool allow_incomplete = false;
-	scry_report_format format = SCRY_REPORT_TEXT;
-	scry_verdict_options vo = SCRY_VERDICT_OPTIONS_INIT;
-	long n;
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "b:c:s:f:t:d:n:B:C:IAh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'b': baseline = optarg; break;
-		case 'c': candidate = optarg; break;
-		case 's': store_opt = optarg; break;
-		case 'f':
-			if (scry_report_format_parse(optarg, &format))
-				return cli_usage_error("diff", "--format must be text, json, markdown, junit or html, not '%s'", optarg);
-			break;
-		case 't':
-			if (!cli_parse_double("diff", "--threshold", optarg, &vo.threshold))
-				return CLI_EXIT_USAGE;
-			if (vo.threshold < 1.0)
-				return cli_usage_error("diff", "--threshold is a ratio >= 1 (1.5 = 50%% slower), not '%s'", optarg);
-			break;
-		case 'd': {
-			char *end;
-			errno = 0;
-			vo.min_delta_ms = strtod(optarg, &end);
-			if (!*optarg || *end || errno || !(vo.min_delta_ms >= 0))
-				return cli_usage_error("diff", "--min-delta needs a number of milliseconds >= 0, not '%s'", optarg);
-			break;
-		}
-		case 'n':
-			if (!cli_parse_long("diff", "--min-samples", optarg, &n))
-				return CLI_EXIT_USAGE;
-			vo.min_samples = n < 1 ? 1 : n > 1000000 ? 1000000 : (int)n;
-			break;
-		case 'B': vo.baseline_conninfo = optarg; break;
-		case 'C': vo.candidate_conninfo = optarg; break;
-		case 'I': vo.fail_on_insufficient = 1; break;
-		case 'A': allow_incomplete = true; break;
-		case CLI_OPT_INCLUDE: case CLI_OPT_EXCLUDE: case CLI_OPT_JUDGE_SETUP:
-			if ((n = cli_filter_option("diff", c, optarg, filter, &vo)))
-				return (int)n;
-			break;
-		case 'h': fputs(diff_help, stdout); return CLI_EXIT_OK;
-		default: return cli_usage_error("diff", "unknown option");
-		}
-	}
-	if (optind < argc)
-		return cli_usage_error("diff", "unexpected argument '%s'", argv[optind]);
-	if (!baseline || !candidate)
-		return cli_usage_error("diff", "--baseline and --candidate are required");
-	if (!vo.baseline_conninfo != !vo.candidate_conninfo)
-		return cli_usage_error("diff", "--baseline-target and --candidate-target go together");
+	static const cli_command cmd = { CMD, diff_help, "b:c:s:f:t:d:n:B:C:IAh", opts, diff_option, false };
+	int rc = cli_parse_options(&cmd, argc, argv, 1, a);
+	if (rc != CLI_PARSED)
+		return rc;
+	if (!a->baseline || !a->candidate)
+		return cli_usage_error(CMD, "--baseline and --candidate are required");
+	if (!a->vo.baseline_conninfo != !a->vo.candidate_conninfo)
+		return cli_usage_error(CMD, "--baseline-target and --candidate-target go together");
+	return CLI_PARSED;
+}
 
-	scry_store *store;
-	if (cli_open_store(cli_store_path(store_opt), true, &store))
-		return CLI_EXIT_ERROR;
-	cli_progress prog;
-	cli_progress_init(&prog);
-	vo.progress = cli_progress_cb;
-	vo.progress_ctx = &prog;
-	vo.log = log_cb;
+/* Renders the verdict (HTML with the store's latency histograms) on stdout; returns the exit code. */
+static int print_report(const scry_verdict *v, scry_store *store, scry_report_format format)
+{
 	scry_error err = SCRY_ERROR_INIT;
-	if (!allow_incomplete && refuse_runs(store, baseline, candidate)) {
-		scry_store_free(store);
-		return CLI_EXIT_ERROR;
-	}
-	scry_verdict *v = NULL;
-	int rc = scry_verdict_compute(&v, store, baseline, candidate, &vo, &err);
-	cli_progress_done(&prog);
-	if (rc) {
-		cli_lib_error("diff", &err);
-		scry_store_free(store);
-		return CLI_EXIT_ERROR;
-	}
 	scry_buf out = SCRY_BUF_INIT;
-	if (format == SCRY_REPORT_HTML) { /* the store gives the latency histograms */
+	int rc;
+	if (format == SCRY_REPORT_HTML) {
 		scry_report_html_options ho = SCRY_REPORT_HTML_OPTIONS_INIT;
 		ho.store = store;
 		rc = scry_report_render_html(v, &ho, &out, &err);
@@ -185,27 +179,42 @@ static int diff_with(int argc, char **argv, scry_pattern_filter **filter)
 		rc = scry_report_render(v, format, &out, &err);
 	}
 	int exit_code = scry_verdict_failures(v) ? CLI_EXIT_REGRESSION : CLI_EXIT_OK;
-	if (rc) {
-		cli_lib_error("rendering the report", &err);
+	if (rc)
+		exit_code = cli_lib_fail("rendering the report", &err);
+	else if (cli_write_report(&out, NULL))
 		exit_code = CLI_EXIT_ERROR;
-	} else if (out.size && fwrite(out.ptr, 1, out.size, stdout) != out.size) {
-		cli_error("writing the report: %s", strerror(errno));
-		exit_code = CLI_EXIT_ERROR;
-	}
-	if (fflush(stdout) != 0 && exit_code != CLI_EXIT_ERROR) {
-		cli_error("writing the report: %s", strerror(errno));
-		exit_code = CLI_EXIT_ERROR;
-	}
 	scry_buf_dispose(&out);
-	scry_verdict_free(v);
-	scry_store_free(store);
 	return exit_code;
+}
+
+/* The verdict on the two runs, then its report; returns the exit code. */
+static int diff_runs(scry_store *store, void *ctx)
+{
+	diff_args *a = ctx;
+	cli_progress prog;
+	cli_progress_init(&prog);
+	a->vo.progress = cli_progress_cb;
+	a->vo.progress_ctx = &prog;
+	a->vo.log = log_cb;
+	if (!a->allow_incomplete && refuse_runs(store, a->baseline, a->candidate))
+		return CLI_EXIT_ERROR;
+	scry_error err = SCRY_ERROR_INIT;
+	scry_verdict *v = NULL;
+	int rc = scry_verdict_compute(&v, store, a->baseline, a->candidate, &a->vo, &err);
+	cli_progress_done(&prog);
+	if (rc)
+		return cli_lib_fail(CMD, &err);
+	rc = print_report(v, store, a->format);
+	scry_verdict_free(v);
+	return rc;
 }
 
 int cmd_diff(int argc, char **argv)
 {
-	scry_pattern_filter *filter = NULL;
-	int rc = diff_with(argc, argv, &filter);
-	scry_pattern_filter_free(filter);
+	diff_args a = { .format = SCRY_REPORT_TEXT, .vo = SCRY_VERDICT_OPTIONS_INIT };
+	int rc = parse_diff_args(&a, argc, argv);
+	if (rc == CLI_PARSED)
+		rc = cli_with_store(a.store_opt, diff_runs, &a);
+	scry_pattern_filter_free(a.filter);
 	return rc;
 }

@@ -3,10 +3,10 @@
 #include "cli.h"
 
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 static const char replay_help[] =
 	"usage: scry replay --target CONNINFO --label NAME [--store FILE] [--mode fast|timed]\n"
@@ -67,12 +67,76 @@ static void on_log(void *ctx, scry_log_level level, const char *msg)
 		fprintf(stderr, "scry: %s\n", msg);
 }
 
-int cmd_replay(int argc, char **argv)
+/* What the command line asks for. */
+typedef struct replay_args {
+	scry_replay_options o;
+	const char *target, *label, *store_opt;
+	bool json;
+	const char *user_map[256];
+	size_t nuser_map;
+} replay_args;
+
+#define CMD "replay"
+
+/* on_option of replay. */
+static int replay_option(void *ctx, int c, const char *v)
+{
+	static const cli_choice modes[] = { { "fast", SCRY_REPLAY_FAST }, { "timed", SCRY_REPLAY_TIMED }, { NULL, 0 } };
+	static const cli_choice writes[] = { { "rollback", SCRY_WRITES_ROLLBACK }, { "skip", SCRY_WRITES_SKIP },
+		                             { "execute", SCRY_WRITES_EXECUTE }, { NULL, 0 } };
+	replay_args *a = ctx;
+	scry_replay_options *o = &a->o;
+	int rc, choice;
+	switch (c) {
+	case 't': a->target = v; return 0;
+	case 'l': a->label = v; return 0;
+	case 's': a->store_opt = v; return 0;
+	case 'm':
+		if (!(rc = cli_opt_choice(CMD, "--mode must be fast or timed", modes, v, &choice)))
+			o->mode = (scry_replay_mode)choice;
+		return rc;
+	case 'W':
+		if (!(rc = cli_opt_choice(CMD, "--writes must be rollback, skip or execute", writes, v, &choice)))
+			o->writes = (scry_replay_writes)choice;
+		return rc;
+	case 'x': return cli_opt_double(CMD, "--speed", v, &o->speed);
+	case 'c':
+		return cli_opt_int(CMD, "--concurrency", v, 1, 1000000, "--concurrency must be between 1 and 1000000",
+		                   &o->concurrency);
+	case 'r': return cli_opt_int(CMD, "--repeat", v, 1, 100000, "--repeat must be between 1 and 100000", &o->repeat);
+	case 'w': return cli_opt_int(CMD, "--warmup", v, 0, 100000, "--warmup must be at most 100000", &o->warmup);
+	case 'T': return cli_opt_int(CMD, "--timeout", v, 0, INT_MAX, "--timeout is too large", &o->timeout_ms);
+	case 'j': a->json = true; return 0;
+	case 'B': {
+		long n;
+		if (!(rc = cli_opt_budget(CMD, v, &n)))
+			o->budget = n;
+		return rc;
+	}
+	case 'b': return cli_opt_double(CMD, "--budget-seconds", v, &o->budget_seconds);
+	case 'M':
+		return cli_opt_int(CMD, "--min-per-pattern", v, 1, 1000000,
+		                   "--min-per-pattern needs a number from 1 to 1000000", &o->min_per_pattern);
+	case 'U':
+		if (!strchr(v, '=') || v[0] == '=')
+			return cli_usage_error(CMD, "--user-map takes CAPTURED=ROLE, not '%s'", v);
+		if (a->nuser_map == sizeof a->user_map / sizeof *a->user_map)
+			return cli_usage_error(CMD, "at most 256 --user-map options");
+		a->user_map[a->nuser_map++] = v;
+		return 0;
+	case 'I': o->ignore_users = 1; return 0;
+	case 'P': o->ignore_session_params = 1; return 0;
+	}
+	return 0;
+}
+
+/* Options into a->o; returns CLI_PARSED or the exit code. */
+static int parse_replay_args(replay_args *a, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "target", required_argument, NULL, 't' },
 		{ "label", required_argument, NULL, 'l' },
-		{ "store", required_argument, NULL, 's' },
+		CLI_OPTION_STORE,
 		{ "mode", required_argument, NULL, 'm' },
 		{ "speed", required_argument, NULL, 'x' },
 		{ "concurrency", required_argument, NULL, 'c' },
@@ -80,203 +144,124 @@ int cmd_replay(int argc, char **argv)
 		{ "warmup", required_argument, NULL, 'w' },
 		{ "writes", required_argument, NULL, 'W' },
 		{ "timeout", required_argument, NULL, 'T' },
-		{ "json", no_argument, NULL, 'j' },
+		CLI_OPTION_JSON,
 		{ "budget", required_argument, NULL, 'B' },
 		{ "budget-seconds", required_argument, NULL, 'b' },
 		{ "min-per-pattern", required_argument, NULL, 'M' },
 		{ "user-map", required_argument, NULL, 'U' },
 		{ "ignore-users", no_argument, NULL, 'I' },
 		{ "ignore-session-params", no_argument, NULL, 'P' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		CLI_OPTIONS_END,
 	};
-	const char *target = NULL, *label = NULL, *store_opt = NULL;
-	bool json = false;
-	static const char *user_map[256];
-	size_t nuser_map = 0;
-	scry_replay_options o;
-	scry_replay_options_init(&o);
-	int c;
-	long n;
-	while ((c = getopt_long(argc, argv, "t:l:s:m:x:c:r:w:W:T:jU:IPh", opts, NULL)) != -1) {
-		switch (c) {
-		case 't': target = optarg; break;
-		case 'l': label = optarg; break;
-		case 's': store_opt = optarg; break;
-		case 'm':
-			if (!strcmp(optarg, "fast"))
-				o.mode = SCRY_REPLAY_FAST;
-			else if (!strcmp(optarg, "timed"))
-				o.mode = SCRY_REPLAY_TIMED;
-			else
-				return cli_usage_error("replay", "--mode must be fast or timed, not '%s'", optarg);
-			break;
-		case 'x':
-			if (!cli_parse_double("replay", "--speed", optarg, &o.speed))
-				return CLI_EXIT_USAGE;
-			break;
-		case 'c':
-			if (!cli_parse_long("replay", "--concurrency", optarg, &n))
-				return CLI_EXIT_USAGE;
-			if (n < 1 || n > 1000000)
-				return cli_usage_error("replay", "--concurrency must be between 1 and 1000000");
-			o.concurrency = (int)n;
-			break;
-		case 'r':
-			if (!cli_parse_long("replay", "--repeat", optarg, &n))
-				return CLI_EXIT_USAGE;
-			if (n < 1 || n > 100000)
-				return cli_usage_error("replay", "--repeat must be between 1 and 100000");
-			o.repeat = (int)n;
-			break;
-		case 'w':
-			if (!cli_parse_long("replay", "--warmup", optarg, &n))
-				return CLI_EXIT_USAGE;
-			if (n > 100000)
-				return cli_usage_error("replay", "--warmup must be at most 100000");
-			o.warmup = (int)n;
-			break;
-		case 'W':
-			if (!strcmp(optarg, "rollback"))
-				o.writes = SCRY_WRITES_ROLLBACK;
-			else if (!strcmp(optarg, "skip"))
-				o.writes = SCRY_WRITES_SKIP;
-			else if (!strcmp(optarg, "execute"))
-				o.writes = SCRY_WRITES_EXECUTE;
-			else
-				return cli_usage_error("replay", "--writes must be rollback, skip or execute, not '%s'", optarg);
-			break;
-		case 'T':
-			if (!cli_parse_long("replay", "--timeout", optarg, &n))
-				return CLI_EXIT_USAGE;
-			if (n > 2147483647)
-				return cli_usage_error("replay", "--timeout is too large");
-			o.timeout_ms = (int)n;
-			break;
-		case 'j': json = true; break;
-		case 'B':
-			if (!strcmp(optarg, "off") || !strcmp(optarg, "0")) {
-				o.budget = 0;
-				break;
-			}
-			if (!cli_parse_long("replay", "--budget", optarg, &n))
-				return CLI_EXIT_USAGE;
-			if (n < 1)
-				return cli_usage_error("replay", "--budget is a number of executions (at least 1) or off");
-			o.budget = n;
-			break;
-		case 'b': {
-			double d;
-			if (!cli_parse_double("replay", "--budget-seconds", optarg, &d))
-				return CLI_EXIT_USAGE;
-			if (!(d > 0))
-				return cli_usage_error("replay", "--budget-seconds needs a positive number of seconds");
-			o.budget_seconds = d;
-			break;
-		}
-		case 'M':
-			if (!cli_parse_long("replay", "--min-per-pattern", optarg, &n))
-				return CLI_EXIT_USAGE;
-			if (n < 1 || n > 1000000)
-				return cli_usage_error("replay", "--min-per-pattern needs a number from 1 to 1000000");
-			o.min_per_pattern = (int)n;
-			break;
-		case 'U':
-			if (!strchr(optarg, '=') || optarg[0] == '=')
-				return cli_usage_error("replay", "--user-map takes CAPTURED=ROLE, not '%s'", optarg);
-			if (nuser_map == sizeof user_map / sizeof *user_map)
-				return cli_usage_error("replay", "at most 256 --user-map options");
-			user_map[nuser_map++] = optarg;
-			break;
-		case 'I': o.ignore_users = 1; break;
-		case 'P': o.ignore_session_params = 1; break;
-		case 'h': fputs(replay_help, stdout); return CLI_EXIT_OK;
-		default: return cli_usage_error("replay", "unknown option");
-		}
-	}
-	o.user_map = user_map;
-	o.nuser_map = nuser_map;
-	if (optind < argc)
-		return cli_usage_error("replay", "unexpected argument '%s'", argv[optind]);
-	if (!target)
-		return cli_usage_error("replay", "--target CONNINFO is required (the database to replay against)");
-	if (!label || !*label)
-		return cli_usage_error("replay", "--label NAME is required (the name `scry diff` will use)");
+	static const cli_command cmd = { CMD, replay_help, "t:l:s:m:x:c:r:w:W:T:jU:IPh", opts, replay_option, false };
+	scry_replay_options_init(&a->o);
+	int rc = cli_parse_options(&cmd, argc, argv, 1, a);
+	if (rc != CLI_PARSED)
+		return rc;
+	a->o.user_map = a->user_map;
+	a->o.nuser_map = a->nuser_map;
+	if (!a->target)
+		return cli_usage_error(CMD, "--target CONNINFO is required (the database to replay against)");
+	if (!a->label || !*a->label)
+		return cli_usage_error(CMD, "--label NAME is required (the name `scry diff` will use)");
+	return CLI_PARSED;
+}
 
-	cli_raise_nofile();
-	scry_store *store = NULL;
-	if (cli_open_store(cli_store_path(store_opt), true, &store))
-		return CLI_EXIT_ERROR;
-	cli_progress prog;
-	cli_progress_init(&prog);
-	o.progress = cli_progress_cb;
-	o.progress_ctx = &prog;
-	o.log = on_log;
-	scry_error err = SCRY_ERROR_INIT;
-	scry_replay *r = NULL;
-	if (scry_replay_new(&r, store, &o, &err)) {
-		cli_lib_error("replay", &err);
-		scry_store_free(store);
-		return CLI_EXIT_ERROR;
-	}
+/* Runs the replay with Ctrl-C as a cancel; returns scry_replay_run's code. */
+static int run_replay(scry_replay *r, const replay_args *a, scry_replay_result *res, scry_error *err)
+{
 	g_replay = r;
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_signal;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	scry_replay_result res = SCRY_REPLAY_RESULT_INIT;
-	int rc = scry_replay_run(r, target, label, &res, &err);
+	int rc = scry_replay_run(r, a->target, a->label, res, err);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
 	g_replay = NULL;
+	return rc;
+}
+
+/* The run's summary as one JSON object (docs/cli.md). */
+static void print_json(const replay_args *a, const scry_replay_result *res, int rc)
+{
+	cli_json_begin("label", a->label);
+	printf(",\"run_id\":%lld,\"executions\":%lld,\"errors\":%lld,\"timeouts\":%lld,"
+	       "\"reconnects\":%lld,\"skipped\":%lld,\"per_second\":%.1f,\"elapsed_ms\":%.1f,"
+	       "\"lag_p50_ms\":%.3f,\"lag_p99_ms\":%.3f,\"lag_max_ms\":%.3f,\"complete\":%s,"
+	       "\"budget\":%lld,\"captured\":%lld,\"sampled\":%lld}\n",
+	       (long long)res->run_id, (long long)res->executions, (long long)res->errors,
+	       (long long)res->timeouts, (long long)res->reconnects, (long long)res->skipped,
+	       res->per_second, res->elapsed_us / 1000.0, res->lag_p50_us / 1000.0,
+	       res->lag_p99_us / 1000.0, res->lag_max_us / 1000.0, rc ? "false" : "true",
+	       (long long)res->budget, (long long)res->captured, (long long)res->sampled);
+}
+
+/* The run's summary for a person. */
+static void print_text(const replay_args *a, const scry_replay_result *res, int rc)
+{
+	printf("run '%s' (id %lld): %lld executions in %.1f s (%.0f/s), %lld errors, %lld timeouts",
+	       a->label, (long long)res->run_id, (long long)res->executions, res->elapsed_us / 1e6,
+	       res->per_second, (long long)res->errors, (long long)res->timeouts);
+	if (res->reconnects)
+		printf(", %lld reconnects", (long long)res->reconnects);
+	if (res->skipped)
+		printf(", %lld skipped writes", (long long)res->skipped);
+	printf("\n");
+	if (res->budget)
+		printf("sampled: %lld of %lld captured executions (budget %lld, at least %d per pattern)\n",
+		       (long long)res->sampled, (long long)res->captured, (long long)res->budget, a->o.min_per_pattern);
+	if (a->o.mode == SCRY_REPLAY_TIMED)
+		printf("start lag: p50 %.3f ms, p99 %.3f ms, max %.3f ms\n", res->lag_p50_us / 1000.0,
+		       res->lag_p99_us / 1000.0, res->lag_max_us / 1000.0);
+	if (res->errors)
+		printf("Statement errors are recorded with their SQLSTATE; `scry diff` compares them between runs.\n");
+	if (!res->executions && !res->skipped && !rc)
+		printf("The store holds no captured statements to replay: capture a workload first "
+		       "(scry capture proxy|log).\n");
+}
+
+/* Replays into a new run and prints its summary (also of an interrupted run); returns the exit code. */
+static int replay_into(scry_store *store, void *ctx)
+{
+	replay_args *a = ctx;
+	cli_progress prog;
+	cli_progress_init(&prog);
+	a->o.progress = cli_progress_cb;
+	a->o.progress_ctx = &prog;
+	a->o.log = on_log;
+	scry_error err = SCRY_ERROR_INIT;
+	scry_replay *r = NULL;
+	if (scry_replay_new(&r, store, &a->o, &err))
+		return cli_lib_fail(CMD, &err);
+	scry_replay_result res = SCRY_REPLAY_RESULT_INIT;
+	int rc = run_replay(r, a, &res, &err);
 	cli_progress_done(&prog);
+	scry_replay_free(r);
 	int exit_code = CLI_EXIT_OK;
 	if (rc && rc != SCRY_ECANCELED) {
-		cli_lib_error("replay", &err);
-		exit_code = CLI_EXIT_ERROR;
+		exit_code = cli_lib_fail(CMD, &err);
 		if (!res.run_id)
-			goto done;
+			return exit_code;
 	} else if (rc == SCRY_ECANCELED) {
 		cli_error("replay interrupted; the %lld samples recorded so far are kept in run '%s'",
-		          (long long)res.executions, label);
+		          (long long)res.executions, a->label);
 		exit_code = CLI_EXIT_ERROR;
 	}
-	if (json) {
-		printf("{\"label\":");
-		cli_json_string(stdout, label);
-		printf(",\"run_id\":%lld,\"executions\":%lld,\"errors\":%lld,\"timeouts\":%lld,"
-		       "\"reconnects\":%lld,\"skipped\":%lld,\"per_second\":%.1f,\"elapsed_ms\":%.1f,"
-		       "\"lag_p50_ms\":%.3f,\"lag_p99_ms\":%.3f,\"lag_max_ms\":%.3f,\"complete\":%s,"
-		       "\"budget\":%lld,\"captured\":%lld,\"sampled\":%lld}\n",
-		       (long long)res.run_id, (long long)res.executions, (long long)res.errors,
-		       (long long)res.timeouts, (long long)res.reconnects, (long long)res.skipped,
-		       res.per_second, res.elapsed_us / 1000.0, res.lag_p50_us / 1000.0,
-		       res.lag_p99_us / 1000.0, res.lag_max_us / 1000.0, rc ? "false" : "true",
-		       (long long)res.budget, (long long)res.captured, (long long)res.sampled);
-	} else {
-		printf("run '%s' (id %lld): %lld executions in %.1f s (%.0f/s), %lld errors, %lld timeouts",
-		       label, (long long)res.run_id, (long long)res.executions, res.elapsed_us / 1e6,
-		       res.per_second, (long long)res.errors, (long long)res.timeouts);
-		if (res.reconnects)
-			printf(", %lld reconnects", (long long)res.reconnects);
-		if (res.skipped)
-			printf(", %lld skipped writes", (long long)res.skipped);
-		printf("\n");
-		if (res.budget)
-			printf("sampled: %lld of %lld captured executions (budget %lld, at least %d per pattern)\n",
-			       (long long)res.sampled, (long long)res.captured, (long long)res.budget, o.min_per_pattern);
-		if (o.mode == SCRY_REPLAY_TIMED)
-			printf("start lag: p50 %.3f ms, p99 %.3f ms, max %.3f ms\n", res.lag_p50_us / 1000.0,
-			       res.lag_p99_us / 1000.0, res.lag_max_us / 1000.0);
-		if (res.errors)
-			printf("Statement errors are recorded with their SQLSTATE; `scry diff` compares them between runs.\n");
-		if (!res.executions && !res.skipped && !rc)
-			printf("The store holds no captured statements to replay: capture a workload first "
-			       "(scry capture proxy|log).\n");
-	}
-done:
-	scry_replay_free(r);
-	scry_store_free(store);
+	if (a->json)
+		print_json(a, &res, rc);
+	else
+		print_text(a, &res, rc);
 	return exit_code;
+}
+
+int cmd_replay(int argc, char **argv)
+{
+	replay_args a = { .target = NULL };
+	int rc = parse_replay_args(&a, argc, argv);
+	if (rc != CLI_PARSED)
+		return rc;
+	cli_raise_nofile();
+	return cli_with_store(a.store_opt, replay_into, &a);
 }

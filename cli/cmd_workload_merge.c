@@ -18,23 +18,40 @@ static const char help[] =
 	"\n"
 	"  --json   print a JSON summary on stdout\n";
 
+/* on_option of workload merge: --json (ctx: a bool). */
+static int merge_option(void *ctx, int c, const char *v)
+{
+	if (c == 'j')
+		*(bool *)ctx = true;
+	return 0;
+}
+
+/* Merges every input into `out`, stopping at the first that fails; returns the exit code. */
+static int merge_inputs(scry_store *out, char **inputs, int n, int *merged, int64_t *sessions, int64_t *events)
+{
+	for (int i = 0; i < n; i++) {
+		int64_t s = 0, e = 0;
+		scry_error err = SCRY_ERROR_INIT;
+		if (scry_store_merge(out, inputs[i], &s, &e, &err))
+			return cli_lib_fail("workload merge", &err);
+		*sessions += s;
+		*events += e;
+		(*merged)++;
+	}
+	return CLI_EXIT_OK;
+}
+
 int cmd_workload_merge(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		CLI_OPTION_JSON,
+		CLI_OPTIONS_END,
 	};
+	static const cli_command cmd = { "workload merge", help, "jh", opts, merge_option, true };
 	bool json = false;
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'j': json = true; break;
-		case 'h': fputs(help, stdout); return CLI_EXIT_OK;
-		default: return cli_usage_error("workload merge", "unknown option");
-		}
-	}
+	int rc = cli_parse_options(&cmd, argc, argv, 1, &json);
+	if (rc != CLI_PARSED)
+		return rc;
 	if (argc - optind < 2)
 		return cli_usage_error("workload merge", "give the output store and at least one input store (OUT IN...)");
 	const char *out_path = argv[optind];
@@ -48,28 +65,14 @@ int cmd_workload_merge(int argc, char **argv)
 	if (cli_open_store(out_path, false, &out))
 		return CLI_EXIT_ERROR;
 	int64_t sessions = 0, events = 0;
-	int merged = 0, rc = CLI_EXIT_OK;
-	for (int i = optind + 1; i < argc; i++) {
-		int64_t s = 0, e = 0;
-		scry_error err = SCRY_ERROR_INIT;
-		if (scry_store_merge(out, argv[i], &s, &e, &err)) {
-			cli_lib_error("workload merge", &err);
-			rc = CLI_EXIT_ERROR;
-			break;
-		}
-		sessions += s;
-		events += e;
-		merged++;
-	}
+	int merged = 0;
+	rc = merge_inputs(out, argv + optind + 1, argc - optind - 1, &merged, &sessions, &events);
 	scry_store_info info = SCRY_STORE_INFO_INIT;
 	scry_error err = SCRY_ERROR_INIT;
-	int irc = scry_store_info_get(out, &info, &err);
-	if (irc) {
-		cli_lib_error("workload merge", &err);
-		rc = CLI_EXIT_ERROR;
+	if (scry_store_info_get(out, &info, &err)) {
+		rc = cli_lib_fail("workload merge", &err);
 	} else if (json) {
-		printf("{\"store\":");
-		cli_json_string(stdout, out_path);
+		cli_json_begin("store", out_path);
 		printf(",\"inputs_merged\":%d,\"sessions_added\":%" PRId64 ",\"events_added\":%" PRId64
 		       ",\"sessions\":%" PRId64 ",\"events\":%" PRId64 ",\"patterns\":%" PRId64 ",\"statements\":%" PRId64 "}\n",
 		       merged, sessions, events, info.sessions, info.events, info.patterns, info.statements);

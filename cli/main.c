@@ -28,17 +28,16 @@ static const char usage[] =
 
 static int cmd_capture(int argc, char **argv)
 {
-	if (argc < 2 || cli_is_help(argv[1])) {
-		fputs("usage: scry capture proxy --listen HOST:PORT --upstream HOST:PORT [--store FILE]\n"
-		      "       scry capture log --format csvlog|jsonlog|stderr [--prefix PREFIX] [--store FILE] LOGFILE...\n",
-		      argc < 2 ? stderr : stdout);
-		return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-	}
-	if (!strcmp(argv[1], "proxy"))
-		return cmd_capture_proxy(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "log"))
-		return cmd_capture_log(argc - 1, argv + 1);
-	return cli_usage_error("capture", "unknown capture source '%s' (proxy or log)", argv[1]);
+	static const cli_subcommands subs = {
+		"capture",
+		"usage: scry capture proxy --listen HOST:PORT --upstream HOST:PORT [--store FILE]\n"
+		"       scry capture log --format csvlog|jsonlog|stderr [--prefix PREFIX] [--store FILE] LOGFILE...\n",
+		"capture source", "proxy or log", { "proxy", "log", NULL },
+	};
+	int sub, rc = cli_subcommand(&subs, argc, argv, &sub);
+	if (rc != CLI_PARSED)
+		return rc;
+	return sub == 0 ? cmd_capture_proxy(argc - 1, argv + 1) : cmd_capture_log(argc - 1, argv + 1);
 }
 
 static const struct {

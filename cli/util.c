@@ -1,8 +1,12 @@
-/* cli/util.c - error printing, store opening, progress bar. */
+/* cli/util.c - what every command shares: option parsing, error printing,
+ * store opening, progress bar, JSON output. */
 #define _GNU_SOURCE
 #include "cli.h"
 
 #include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,11 +14,40 @@
 #include <time.h>
 #include <unistd.h>
 
+/* cli_esc's buffers, one ring per thread: freed when the thread ends (the
+ * proxy's loop threads log through it), so that none of them leaks. */
+typedef struct esc_ring {
+	scry_buf buf[4];
+	unsigned next;
+} esc_ring;
+static pthread_key_t esc_key;
+static pthread_once_t esc_once = PTHREAD_ONCE_INIT;
+
+static void esc_ring_free(void *p)
+{
+	esc_ring *r = p;
+	for (size_t i = 0; i < 4; i++)
+		scry_buf_dispose(&r->buf[i]);
+	free(r);
+}
+
+static void esc_key_create(void)
+{
+	(void)pthread_key_create(&esc_key, esc_ring_free);
+}
+
 const char *cli_esc(const char *s)
 {
-	static _Thread_local scry_buf ring[4];
-	static _Thread_local unsigned next;
-	scry_buf *b = &ring[next++ % 4];
+	pthread_once(&esc_once, esc_key_create);
+	esc_ring *r = pthread_getspecific(esc_key);
+	if (!r) {
+		r = calloc(1, sizeof *r);
+		if (!r || pthread_setspecific(esc_key, r)) {
+			free(r);
+			return s ? s : "";
+		}
+	}
+	scry_buf *b = &r->buf[r->next++ % 4];
 	b->size = 0;
 	if (!s || scry_escape_controls(s, strlen(s), b) != 0 || !b->ptr)
 		return s ? s : "";
@@ -88,9 +121,57 @@ int cli_open_store(const char *path, bool must_exist, scry_store **out)
 	return 0;
 }
 
+int cli_with_store(const char *option_value, cli_store_fn fn, void *ctx)
+{
+	scry_store *store;
+	if (cli_open_store(cli_store_path(option_value), true, &store))
+		return CLI_EXIT_ERROR;
+	int rc = fn(store, ctx);
+	scry_store_free(store);
+	return rc;
+}
+
 bool cli_is_help(const char *a)
 {
 	return a && (!strcmp(a, "-h") || !strcmp(a, "--help"));
+}
+
+int cli_subcommand(const cli_subcommands *subs, int argc, char **argv, int *index)
+{
+	if (argc < 2) {
+		fputs(subs->help, stderr);
+		return CLI_EXIT_USAGE;
+	}
+	if (cli_is_help(argv[1])) {
+		fputs(subs->help, stdout);
+		return CLI_EXIT_OK;
+	}
+	for (int i = 0; subs->names[i]; i++)
+		if (!strcmp(argv[1], subs->names[i])) {
+			*index = i;
+			return CLI_PARSED;
+		}
+	return cli_usage_error(subs->cmd, "unknown %s '%s' (%s)", subs->what, argv[1], subs->list);
+}
+
+int cli_parse_options(const cli_command *cmd, int argc, char **argv, int first, void *ctx)
+{
+	int c;
+	optind = first;
+	while ((c = getopt_long(argc, argv, cmd->shortopts, cmd->longopts, NULL)) != -1) {
+		if (c == 'h') {
+			fputs(cmd->help, stdout);
+			return CLI_EXIT_OK;
+		}
+		if (c == '?' || c == ':' || !cmd->on_option)
+			return cli_usage_error(cmd->name, "unknown option");
+		int rc = cmd->on_option(ctx, c, optarg);
+		if (rc)
+			return rc;
+	}
+	if (!cmd->operands && optind < argc)
+		return cli_usage_error(cmd->name, "unexpected argument '%s'", argv[optind]);
+	return CLI_PARSED;
 }
 
 bool cli_parse_double(const char *cmd, const char *opt, const char *v, double *out)
@@ -117,6 +198,54 @@ bool cli_parse_long(const char *cmd, const char *opt, const char *v, long *out)
 	}
 	*out = n;
 	return true;
+}
+
+int cli_opt_double(const char *cmd, const char *opt, const char *value, double *out)
+{
+	return cli_parse_double(cmd, opt, value, out) ? 0 : CLI_EXIT_USAGE;
+}
+
+int cli_opt_long(const char *cmd, const char *opt, const char *value, long min, long max,
+                 const char *range, long *out)
+{
+	long n;
+	if (!cli_parse_long(cmd, opt, value, &n))
+		return CLI_EXIT_USAGE;
+	if (n < min || n > max)
+		return cli_usage_error(cmd, "%s", range);
+	*out = n;
+	return 0;
+}
+
+int cli_opt_int(const char *cmd, const char *opt, const char *value, int min, int max,
+                const char *range, int *out)
+{
+	long n = 0;
+	int rc = cli_opt_long(cmd, opt, value, min, max, range, &n);
+	if (!rc)
+		*out = (int)n;
+	return rc;
+}
+
+int cli_opt_budget(const char *cmd, const char *value, long *out)
+{
+	if (!strcmp(value, "off") || !strcmp(value, "0")) {
+		*out = 0;
+		return 0;
+	}
+	return cli_opt_long(cmd, "--budget", value, 1, LONG_MAX,
+	                    "--budget is a number of executions (at least 1) or off", out);
+}
+
+int cli_opt_choice(const char *cmd, const char *what, const cli_choice *choices, const char *value,
+                   int *out)
+{
+	for (const cli_choice *c = choices; c->name; c++)
+		if (!strcmp(value, c->name)) {
+			*out = c->value;
+			return 0;
+		}
+	return cli_usage_error(cmd, "%s, not '%s'", what, value);
 }
 
 int64_t cli_now_us(void)
@@ -212,6 +341,46 @@ void cli_json_string(FILE *f, const char *s)
 		}
 	}
 	fputc('"', f);
+}
+
+void cli_json_string_or_null(FILE *f, const char *s)
+{
+	if (s && s[0])
+		cli_json_string(f, s);
+	else
+		fputs("null", f);
+}
+
+void cli_json_begin(const char *key, const char *value)
+{
+	printf("{\"%s\":", key);
+	cli_json_string(stdout, value);
+}
+
+int cli_write_report(const scry_buf *report, const char *output)
+{
+	if (!output) {
+		if ((report->size && fwrite(report->ptr, 1, report->size, stdout) != report->size) || fflush(stdout) != 0) {
+			cli_error("writing the report: %s", strerror(errno));
+			return CLI_EXIT_ERROR;
+		}
+		return 0;
+	}
+	FILE *f = fopen(output, "w");
+	bool ok = f && (!report->size || fwrite(report->ptr, 1, report->size, f) == report->size);
+	if (f && fclose(f) != 0)
+		ok = false;
+	if (!ok) {
+		cli_error("cannot write %s: %s", output, strerror(errno));
+		return CLI_EXIT_ERROR;
+	}
+	return 0;
+}
+
+int cli_lib_fail(const char *what, const scry_error *err)
+{
+	cli_lib_error(what, err);
+	return CLI_EXIT_ERROR;
 }
 
 void cli_raise_nofile(void)

@@ -6,7 +6,6 @@
 #include "internal.h"
 #include "util/json.h"
 
-#include <ctype.h>
 #include <fnmatch.h>
 #include <stdio.h>
 
@@ -64,45 +63,21 @@ void scry_pattern_filter_set_session_setup(scry_pattern_filter *f, int judge)
 		f->session_setup = judge != 0;
 }
 
-/* The first keyword of a statement, upper-cased, after blanks, comments and '('. */
-static size_t first_word(const char *s, char *out, size_t n, const char **rest)
-{
-	for (;;) {
-		while (*s && (isspace((unsigned char)*s) || *s == '('))
-			s++;
-		if (s[0] == '-' && s[1] == '-') {
-			while (*s && *s != '\n')
-				s++;
-		} else if (s[0] == '/' && s[1] == '*') {
-			const char *e = strstr(s + 2, "*/");
-			s = e ? e + 2 : s + strlen(s);
-		} else {
-			break;
-		}
-	}
-	size_t k = 0;
-	while ((isalpha((unsigned char)*s) || *s == '_') && k + 1 < n)
-		out[k++] = (char)toupper((unsigned char)*s++);
-	out[k] = '\0';
-	if (rest)
-		*rest = s;
-	return k;
-}
-
 int scry_is_session_setup(const char *sql)
 {
 	static const char *const words[] = { "SET", "SHOW", "RESET", "DISCARD", "BEGIN", "COMMIT", "END", "ROLLBACK",
 	                                     "ABORT", "SAVEPOINT", "RELEASE" };
 	char w[16];
-	const char *rest;
-	if (!sql || !first_word(sql, w, sizeof w, &rest))
+	if (!sql)
 		return 0;
+	const char *rest = scry__sql_next_word(sql, w, sizeof w);
 	for (size_t i = 0; i < sizeof words / sizeof *words; i++)
 		if (!strcmp(w, words[i]))
 			return 1;
 	if (!strcmp(w, "START")) { /* START TRANSACTION */
 		char w2[16];
-		return first_word(rest, w2, sizeof w2, NULL) && !strcmp(w2, "TRANSACTION");
+		scry__sql_next_word(rest, w2, sizeof w2);
+		return !strcmp(w2, "TRANSACTION");
 	}
 	return 0;
 }

@@ -310,4 +310,11 @@ SCRY_HIDDEN void scry__event_iter_rebind(scry_event_iter *it, int64_t session, i
  */
 SCRY_HIDDEN int scry__redact_secrets(const char *text, size_t len, char **out, size_t *outlen);
 
+/*
+ * The next word of a statement text (lib/util/sql_word.c): skips blanks,
+ * comments and opening parentheses, copies the word upper-cased into `word`
+ * (at most n - 1 letters, NUL-terminated) and returns the text after it.
+ */
+SCRY_HIDDEN const char *scry__sql_next_word(const char *p, char *word, size_t n);
+
 #endif

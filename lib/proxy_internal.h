@@ -1,10 +1,12 @@
 /*
  * lib/proxy_internal.h - the capture proxy's shared types (internal).
  *
- *   lib/proxy.c        decoder callbacks, the event loops, forwarding
- *   lib/proxy_tls.c    TLS (OpenSSL) for both sides
- *   lib/proxy_writer.c the writer thread: queue -> store, rotation, loss checks
- *   lib/proxy_setup.c  options, addresses, listeners, the public lifecycle
+ *   lib/proxy.c         the event loops, forwarding, closing connections
+ *   lib/proxy_connect.c accepting clients, the upstream connection, the startup phase
+ *   lib/proxy_capture.c decoder callbacks: filters, sampling, events to the queue
+ *   lib/proxy_tls.c     TLS (OpenSSL) for both sides
+ *   lib/proxy_writer.c  the writer thread: queue -> store, rotation, loss checks
+ *   lib/proxy_setup.c   options, addresses, listeners, the public lifecycle
  */
 #ifndef SCRY_PROXY_INTERNAL_H
 #define SCRY_PROXY_INTERNAL_H
@@ -209,6 +211,33 @@ static inline void qitem_free(qitem *it)
 
 /* The event loop of one worker (lib/proxy.c); arg is the worker. */
 SCRY_HIDDEN void *scry__proxy_loop_main(void *arg);
+/* lib/proxy.c: a connection's epoll interest from its state; closing one
+ * side's descriptor, or the whole connection; a FATAL ErrorResponse to a
+ * client (c NULL: plain, on fd); a protocol error (tell, then close); the
+ * decoder fed (0 once it stopped); bytes to side `to` (false: closed). */
+SCRY_HIDDEN void scry__proxy_update_events(worker *w, conn *c);
+SCRY_HIDDEN void scry__proxy_conn_fd_close(worker *w, conn *c, int side);
+SCRY_HIDDEN void scry__proxy_conn_close(worker *w, conn *c);
+SCRY_HIDDEN void scry__proxy_send_fatal(conn *c, int fd, const char *sqlstate, const char *msg);
+SCRY_HIDDEN void scry__proxy_protocol_error(worker *w, conn *c, const scry_error *e);
+SCRY_HIDDEN int scry__proxy_decode(conn *c, int dir, const void *data, size_t len, scry_error *e);
+SCRY_HIDDEN bool scry__proxy_conn_send(worker *w, conn *c, int to, const char *data, size_t len);
+/* lib/proxy_connect.c: listeners paused (out of descriptors) or resumed;
+ * accepting on a listener; the upstream side before it is ready; the
+ * client's TLS handshake; its startup phase (true: the rest of data is the
+ * stream); a direct TLS ClientHello (true: handled). */
+SCRY_HIDDEN void scry__proxy_listeners_pause(worker *w, bool pause);
+SCRY_HIDDEN void scry__proxy_accept_clients(worker *w, int lfd, bool is_unix);
+SCRY_HIDDEN void scry__proxy_upstream_progress(worker *w, conn *c, uint32_t events);
+SCRY_HIDDEN void scry__proxy_client_handshake(worker *w, conn *c);
+SCRY_HIDDEN bool scry__proxy_client_startup(worker *w, conn *c, const char **data, size_t *len);
+SCRY_HIDDEN bool scry__proxy_client_direct_tls(worker *w, conn *c);
+/* lib/proxy_capture.c: a new connection's decoder (c->dec NULL when it
+ * cannot be made); a closing connection's session END item; the
+ * iteration's items handed to the writer. */
+SCRY_HIDDEN void scry__proxy_decoder_new(conn *c);
+SCRY_HIDDEN void scry__proxy_session_end(worker *w, conn *c);
+SCRY_HIDDEN void scry__proxy_flush_local(worker *w, bool force_signal);
 /* The writer thread (lib/proxy_writer.c); arg is the proxy. */
 SCRY_HIDDEN void *scry__proxy_writer_main(void *arg);
 /* Splits "HOST:PORT", "[V6]:PORT" or ":PORT" (lib/proxy_setup.c). */

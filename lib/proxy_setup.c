@@ -215,6 +215,90 @@ void scry_proxy_options_init(scry_proxy_options *opts)
 		*opts = (scry_proxy_options)SCRY_PROXY_OPTIONS_INIT;
 }
 
+/* Zero options take their defaults. */
+static void options_defaults(scry_proxy_options *o)
+{
+	if (!o->queue_events)
+		o->queue_events = 65536;
+	if (!o->batch_events)
+		o->batch_events = 2048;
+	if (!o->max_message_bytes)
+		o->max_message_bytes = 256u << 20;
+	if (!o->max_query_bytes)
+		o->max_query_bytes = 16u << 20;
+	if (o->max_connections <= 0)
+		o->max_connections = 10000;
+	if (!o->queue_bytes)
+		o->queue_bytes = 256u << 20;
+}
+
+/* The session filters (databases, users, applications) and the sampling rate. */
+static int setup_filters(scry_proxy *p, scry_error *err)
+{
+	const char *flist[3] = { p->opts.databases, p->opts.users, p->opts.applications };
+	int rc;
+	for (int i = 0; i < 3; i++)
+		if (flist[i] && (rc = split_list(flist[i], &p->filter[i], err)) != 0)
+			return rc;
+	if (p->opts.sample_rate < 0 || p->opts.sample_rate > 1)
+		return scry__fail(err, SCRY_EINVAL, "sample_rate %g is not between 0 and 1 (a fraction of sessions)",
+			p->opts.sample_rate);
+	return 0;
+}
+
+/* Worker k's epoll set, read buffer and listeners (all in its epoll set,
+ * with the stop eventfd). */
+static int setup_worker(scry_proxy *p, int k, uint64_t seed, scry_error *err)
+{
+	worker *w = &p->workers[k];
+	w->proxy = p;
+	w->rng = seed + 0x9E3779B97F4A7C15ull * (uint64_t)(k + 1);
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	w->rbuf = scry__malloc(READ_CHUNK);
+	if (w->epfd < 0 || !w->rbuf)
+		return w->rbuf ? scry__fail_sys(err, SCRY_EIO, errno, "cannot create the event loop: %s", strerror(errno))
+		               : scry__fail(err, SCRY_ENOMEM, "out of memory");
+	int rc;
+	if (p->listen && (rc = listen_tcp(p, w, p->nworkers > 1, err)) != 0)
+		return rc;
+	if (k == 0 && p->listen_unix && (rc = listen_unix(p, w, err)) != 0)
+		return rc;
+	w->stop_ep.tag = TAG_STOP;
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &w->stop_ep };
+	epoll_ctl(w->epfd, EPOLL_CTL_ADD, p->stopfd, &ev);
+	for (int i = 0; i < 2; i++) {
+		if (w->listen_fd[i] < 0)
+			continue;
+		w->listen_ep[i].tag = TAG_LISTEN;
+		w->listen_ep[i].fd = w->listen_fd[i];
+		struct epoll_event lev = { .events = EPOLLIN, .data.ptr = &w->listen_ep[i] };
+		epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->listen_fd[i], &lev);
+	}
+	return 0;
+}
+
+/* The proxy's allocations: locks, copies of the addresses, the workers
+ * (their descriptors -1 until made). */
+static int proxy_alloc(scry_proxy *p, const scry_proxy_options *o, scry_error *err)
+{
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_cond_init(&p->cv, &ca);
+	pthread_cond_init(&p->swap_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	p->listen = o->listen ? scry__strdup(o->listen) : NULL;
+	p->listen_unix = o->listen_unix ? scry__strdup(o->listen_unix) : NULL;
+	p->upstream = scry__strdup(o->upstream);
+	p->nworkers = p->opts.event_threads > 1 ? (p->opts.event_threads < 64 ? p->opts.event_threads : 64) : 1;
+	p->workers = scry__calloc((size_t)p->nworkers, sizeof *p->workers);
+	for (int k = 0; p->workers && k < p->nworkers; k++)
+		p->workers[k].epfd = p->workers[k].listen_fd[0] = p->workers[k].listen_fd[1] = p->workers[k].spare_sfd = -1;
+	if ((o->listen && !p->listen) || (o->listen_unix && !p->listen_unix) || !p->upstream || !p->workers)
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	return 0;
+}
+
 int scry_proxy_new(scry_proxy **out, scry_store *store, const scry_proxy_options *opts, scry_error *err)
 {
 	if (!out)
@@ -237,82 +321,20 @@ int scry_proxy_new(scry_proxy **out, scry_store *store, const scry_proxy_options
 	p->store = store;
 	p->opts = o;
 	p->stopfd = -1;
-	if (!p->opts.queue_events)
-		p->opts.queue_events = 65536;
-	if (!p->opts.batch_events)
-		p->opts.batch_events = 2048;
-	if (!p->opts.max_message_bytes)
-		p->opts.max_message_bytes = 256u << 20;
-	if (!p->opts.max_query_bytes)
-		p->opts.max_query_bytes = 16u << 20;
-	if (p->opts.max_connections <= 0)
-		p->opts.max_connections = 10000;
-	if (!p->opts.queue_bytes)
-		p->opts.queue_bytes = 256u << 20;
-	pthread_mutex_init(&p->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_cond_init(&p->cv, &ca);
-	pthread_cond_init(&p->swap_cv, &ca);
-	pthread_condattr_destroy(&ca);
-	p->listen = o.listen ? scry__strdup(o.listen) : NULL;
-	p->listen_unix = o.listen_unix ? scry__strdup(o.listen_unix) : NULL;
-	p->upstream = scry__strdup(o.upstream);
-	p->nworkers = p->opts.event_threads > 1 ? (p->opts.event_threads < 64 ? p->opts.event_threads : 64) : 1;
-	p->workers = scry__calloc((size_t)p->nworkers, sizeof *p->workers);
-	for (int k = 0; p->workers && k < p->nworkers; k++)
-		p->workers[k].epfd = p->workers[k].listen_fd[0] = p->workers[k].listen_fd[1] = p->workers[k].spare_sfd = -1;
+	options_defaults(&p->opts);
 	int rc;
-	if ((o.listen && !p->listen) || (o.listen_unix && !p->listen_unix) || !p->upstream || !p->workers) {
-		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
+	if ((rc = proxy_alloc(p, &o, err)) != 0 || (rc = resolve_upstream(p, err)) != 0 ||
+	    (rc = setup_tls(p, err)) != 0 || (rc = setup_filters(p, err)) != 0)
 		goto fail;
-	}
-	if ((rc = resolve_upstream(p, err)) != 0)
-		goto fail;
-	if ((rc = setup_tls(p, err)) != 0)
-		goto fail;
-	const char *flist[3] = { p->opts.databases, p->opts.users, p->opts.applications };
-	for (int i = 0; i < 3; i++)
-		if (flist[i] && (rc = split_list(flist[i], &p->filter[i], err)) != 0)
-			goto fail;
-	if (p->opts.sample_rate < 0 || p->opts.sample_rate > 1) {
-		rc = scry__fail(err, SCRY_EINVAL, "sample_rate %g is not between 0 and 1 (a fraction of sessions)",
-			p->opts.sample_rate);
-		goto fail;
-	}
 	p->stopfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (p->stopfd < 0) {
 		rc = scry__fail_sys(err, SCRY_EIO, errno, "cannot create the event loop: %s", strerror(errno));
 		goto fail;
 	}
 	uint64_t seed = (uint64_t)scry__now_us() ^ ((uint64_t)getpid() << 32);
-	for (int k = 0; k < p->nworkers; k++) {
-		worker *w = &p->workers[k];
-		w->proxy = p;
-		w->rng = seed + 0x9E3779B97F4A7C15ull * (uint64_t)(k + 1);
-		w->epfd = epoll_create1(EPOLL_CLOEXEC);
-		w->rbuf = scry__malloc(READ_CHUNK);
-		if (w->epfd < 0 || !w->rbuf) {
-			rc = w->rbuf ? scry__fail_sys(err, SCRY_EIO, errno, "cannot create the event loop: %s", strerror(errno))
-			             : scry__fail(err, SCRY_ENOMEM, "out of memory");
+	for (int k = 0; k < p->nworkers; k++)
+		if ((rc = setup_worker(p, k, seed, err)) != 0)
 			goto fail;
-		}
-		if (p->listen && (rc = listen_tcp(p, w, p->nworkers > 1, err)) != 0)
-			goto fail;
-		if (k == 0 && p->listen_unix && (rc = listen_unix(p, w, err)) != 0)
-			goto fail;
-		w->stop_ep.tag = TAG_STOP;
-		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &w->stop_ep };
-		epoll_ctl(w->epfd, EPOLL_CTL_ADD, p->stopfd, &ev);
-		for (int i = 0; i < 2; i++) {
-			if (w->listen_fd[i] < 0)
-				continue;
-			w->listen_ep[i].tag = TAG_LISTEN;
-			w->listen_ep[i].fd = w->listen_fd[i];
-			struct epoll_event lev = { .events = EPOLLIN, .data.ptr = &w->listen_ep[i] };
-			epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->listen_fd[i], &lev);
-		}
-	}
 	p->clock_offset = scry__now_us() - scry__monotonic_us();
 	*out = p;
 	return 0;

@@ -286,26 +286,26 @@ static ssize_t io_result(scry__tls *t, int rc, int *want)
 	}
 }
 
-ssize_t scry__tls_read(scry__tls *t, void *buf, size_t n, int *want)
+/* One SSL_read_ex into rbuf, or SSL_write_ex of wbuf, with recv()/send()'s result. */
+static ssize_t tls_io(scry__tls *t, void *rbuf, const void *wbuf, size_t n, int *want)
 {
 	ERR_clear_error();
 	errno = 0;
-	size_t got = 0;
-	int rc = SSL_read_ex(t->ssl, buf, n, &got);
+	size_t done = 0;
+	int rc = wbuf ? SSL_write_ex(t->ssl, wbuf, n, &done) : SSL_read_ex(t->ssl, rbuf, n, &done);
 	if (rc == 1)
-		return (ssize_t)got;
+		return (ssize_t)done;
 	return io_result(t, rc, want);
+}
+
+ssize_t scry__tls_read(scry__tls *t, void *buf, size_t n, int *want)
+{
+	return tls_io(t, buf, NULL, n, want);
 }
 
 ssize_t scry__tls_write(scry__tls *t, const void *buf, size_t n, int *want)
 {
-	ERR_clear_error();
-	errno = 0;
-	size_t put = 0;
-	int rc = SSL_write_ex(t->ssl, buf, n, &put);
-	if (rc == 1)
-		return (ssize_t)put;
-	return io_result(t, rc, want);
+	return tls_io(t, NULL, buf, n, want);
 }
 
 bool scry__tls_has_pending(const scry__tls *t)

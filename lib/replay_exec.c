@@ -30,7 +30,7 @@ int scry__replay_conn_keys(const scry_replay_options *o, const rsession *s, cons
 	bool stored[REPLAY_MAX_KEYS] = { 0 };
 	int n = 0;
 	scry__buf_clear(store);
-	int total_ms = o->timeout_ms > 0 ? o->timeout_ms + (o->client_margin_ms > 0 ? o->client_margin_ms : 1000) : 0;
+	int64_t total_ms = scry__replay_client_limit_ms(o);
 	/* Defaults first: the target's own connection string overrides them. */
 	keys[n] = "keepalives"; vals[n++] = "1";
 	keys[n] = "keepalives_idle"; vals[n++] = "10";
@@ -40,7 +40,7 @@ int scry__replay_conn_keys(const scry_replay_options *o, const rsession *s, cons
 		keys[n] = "tcp_user_timeout";
 		off[n] = store->size;
 		stored[n] = true;
-		if (scry__buf_printf(store, "%d", total_ms) || scry__buf_put(store, "", 1))
+		if (scry__buf_printf(store, "%lld", (long long)total_ms) || scry__buf_put(store, "", 1))
 			return SCRY_ENOMEM;
 		n++;
 	}
@@ -181,7 +181,7 @@ int scry__replay_setup_sql(const scry_replay_options *o, const rsession *s, int 
 	if (!rc && s && s->role && s->role_ok[target]) {
 		rc = scry__buf_puts(out, "; SET ROLE \"");
 		for (const char *p = s->role; !rc && *p; p++) /* a quoted identifier: " doubled */
-			rc = scry__buf_put(out, p, *p == '"' ? 1 : 1) || (*p == '"' && scry__buf_put(out, "\"", 1));
+			rc = scry__buf_put(out, p, 1) || (*p == '"' && scry__buf_put(out, "\"", 1));
 		if (!rc)
 			rc = scry__buf_puts(out, "\"");
 	}

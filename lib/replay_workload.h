@@ -1,6 +1,7 @@
 /*
  * lib/replay_workload.h - the captured workload as the replay engine holds it
- * in memory (lib/replay_workload.c loads and classifies it; lib/replay.c runs it).
+ * in memory (lib/replay_workload.c loads and classifies it; lib/replay.c runs it,
+ * through the engine's files listed in lib/replay_internal.h).
  * Private to the replay module.
  */
 #ifndef SCRY_REPLAY_WORKLOAD_H
@@ -124,9 +125,6 @@ SCRY_HIDDEN int scry__budget_select(scry_store *store, const scry_replay_options
 	scry_error *err);
 SCRY_HIDDEN void scry__budget_plan_free(scry__budget_plan *plan);
 
-/* Skips blanks, comments and opening parentheses; copies the next word upper-cased into word. */
-SCRY_HIDDEN const char *scry__sql_next_word(const char *p, char *word, size_t n);
-
 /* Loads the events of `store` (only the patterns of o->fingerprints, if any). */
 SCRY_HIDDEN int scry__replay_load(scry_store *store, const scry_replay_options *o, workload *w,
 	scry_error *err);
@@ -144,6 +142,15 @@ SCRY_HIDDEN void scry__stmt_cursor_close(workload *w, scry__stmt_cursor *c);
 SCRY_HIDDEN void scry__replay_workload_free(workload *w);
 
 /* lib/replay_exec.c: session state and connection parameters. */
+
+/* statement_timeout plus the client's margin, in ms: how long the client
+ * waits for an answer before it gives up on a server (0 = no limit). */
+static inline int64_t scry__replay_client_limit_ms(const scry_replay_options *o)
+{
+	if (o->timeout_ms <= 0)
+		return 0;
+	return (int64_t)o->timeout_ms + (o->client_margin_ms > 0 ? o->client_margin_ms : 1000);
+}
 
 /* Connection keywords of a replay connection of session `s` (NULL: none):
  * TCP keepalives and tcp_user_timeout, the target, and the session's

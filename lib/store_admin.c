@@ -8,20 +8,12 @@
 
 #include <stdio.h>
 
-static int admin_exec(scry_store *s, const char *sql, scry_error *err, const char *what)
-{
-	if (sqlite3_exec(scry__store_sqlite(s), sql, NULL, NULL, NULL) != SQLITE_OK)
-		return scry__store_fail(s, err, what);
-	return 0;
-}
-
 /* ------------------------------------------------------------------ */
 /* Runs                                                                */
 /* ------------------------------------------------------------------ */
 
 struct scry_run_iter {
-	scry_store *store;
-	sqlite3_stmt *q;
+	scry__cursor c;
 	scry_run_info r;
 };
 
@@ -29,33 +21,20 @@ int scry_store_runs(scry_store *s, scry_run_iter **out, scry_error *err)
 {
 	if (!s || !out)
 		return scry__fail(err, SCRY_EINVAL, "scry_store_runs: arguments are required");
-	*out = NULL;
-	scry_run_iter *it = scry__calloc(1, sizeof *it);
-	if (!it)
-		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	it->store = s;
-	if (sqlite3_prepare_v2(scry__store_sqlite(s),
-	                       "SELECT r.id, r.label, r.target, r.started_us, r.ended_us, r.executions, r.errors,"
-	                       " (SELECT count(*) FROM samples x WHERE x.run = r.id) FROM runs r ORDER BY r.id",
-	                       -1, &it->q, NULL) != SQLITE_OK) {
-		int rc = scry__store_fail(s, err, "listing runs");
-		scry_run_iter_free(it);
-		return rc;
-	}
-	*out = it;
-	return 0;
+	int rc;
+	*out = scry__cursor_open(s,
+	                         "SELECT r.id, r.label, r.target, r.started_us, r.ended_us, r.executions, r.errors,"
+	                         " (SELECT count(*) FROM samples x WHERE x.run = r.id) FROM runs r ORDER BY r.id",
+	                         sizeof **out, &rc, err, "listing runs");
+	return rc;
 }
 
 int scry_run_iter_next(scry_run_iter *it, const scry_run_info **run, scry_error *err)
 {
-	if (!it || !run)
-		return scry__fail(err, SCRY_EINVAL, "scry_run_iter_next: arguments are required");
-	int r = sqlite3_step(it->q);
-	if (r == SQLITE_DONE)
-		return 0;
-	if (r != SQLITE_ROW)
-		return scry__store_fail(it->store, err, "listing runs");
-	sqlite3_stmt *q = it->q;
+	int r = scry__cursor_row((scry__cursor *)it, run, err, "scry_run_iter_next", "listing runs");
+	if (r <= 0)
+		return r;
+	sqlite3_stmt *q = it->c.q;
 	scry_run_info *x = &it->r;
 	x->id = sqlite3_column_int64(q, 0);
 	x->label = (const char *)sqlite3_column_text(q, 1);
@@ -71,49 +50,44 @@ int scry_run_iter_next(scry_run_iter *it, const scry_run_info **run, scry_error 
 
 void scry_run_iter_free(scry_run_iter *it)
 {
-	if (!it)
-		return;
-	sqlite3_finalize(it->q);
-	scry__free(it);
+	if (it)
+		scry__cursor_free(&it->c);
 }
 
-/* Deletes the runs listed in temp table doomed(id), with their samples and plans, in one transaction. */
-static int delete_doomed(scry_store *s, int64_t *deleted, scry_error *err)
+/*
+ * Deletes in one transaction: `setup` (BEGIN IMMEDIATE and an empty temp
+ * table of ids), `fill` (the ids, ?1 = a), `apply` (the deletes; *changes,
+ * when not NULL, gets the rows its last statement changed), then `finish`
+ * (drops the table and commits). Undone on failure.
+ */
+static int delete_listed(scry_store *s, const char *setup, const char *fill, int64_t a, const char *apply,
+                         const char *finish, int64_t *changes, scry_error *err, const char *what)
 {
-	sqlite3 *db = scry__store_sqlite(s);
-	int rc = admin_exec(s,
+	int rc = scry__store_exec(s, setup, err, what);
+	if (rc)
+		return rc;
+	rc = scry__store_run(s, fill, SCRY__VALUES(SCRY__INT(a)), err, what);
+	if (!rc)
+		rc = scry__store_exec(s, apply, err, what);
+	if (!rc && changes)
+		*changes = sqlite3_changes64(scry__store_sqlite(s));
+	if (!rc)
+		rc = scry__store_exec(s, finish, err, what);
+	if (rc)
+		scry__store_cleanup(s, "ROLLBACK");
+	return rc;
+}
+
+/* Deletes the runs that `fill_sql` lists (?1 = a), with their samples and plans, in one transaction. */
+static int delete_runs(scry_store *s, const char *fill_sql, int64_t a, int64_t *deleted, scry_error *err)
+{
+	return delete_listed(s,
+		"BEGIN IMMEDIATE; CREATE TEMP TABLE IF NOT EXISTS doomed(id INTEGER PRIMARY KEY); DELETE FROM temp.doomed",
+		fill_sql, a,
 		"DELETE FROM samples WHERE run IN (SELECT id FROM temp.doomed);"
 		"DELETE FROM plans WHERE run IN (SELECT id FROM temp.doomed);"
 		"DELETE FROM runs WHERE id IN (SELECT id FROM temp.doomed);",
-		err, "deleting runs");
-	if (!rc && deleted)
-		*deleted = sqlite3_changes64(db);
-	return rc;
-}
-
-static int with_doomed(scry_store *s, const char *fill_sql, int64_t a, int64_t *deleted, scry_error *err)
-{
-	sqlite3 *db = scry__store_sqlite(s);
-	int rc = admin_exec(s, "BEGIN IMMEDIATE; CREATE TEMP TABLE IF NOT EXISTS doomed(id INTEGER PRIMARY KEY);"
-	                       "DELETE FROM temp.doomed", err, "deleting runs");
-	if (rc)
-		return rc;
-	sqlite3_stmt *q;
-	if (sqlite3_prepare_v2(db, fill_sql, -1, &q, NULL) != SQLITE_OK) {
-		rc = scry__store_fail(s, err, "deleting runs");
-	} else {
-		sqlite3_bind_int64(q, 1, a);
-		if (sqlite3_step(q) != SQLITE_DONE)
-			rc = scry__store_fail(s, err, "deleting runs");
-		sqlite3_finalize(q);
-	}
-	if (!rc)
-		rc = delete_doomed(s, deleted, err);
-	if (!rc)
-		rc = admin_exec(s, "DROP TABLE temp.doomed; COMMIT", err, "deleting runs");
-	if (rc)
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-	return rc;
+		"DROP TABLE temp.doomed; COMMIT", deleted, err, "deleting runs");
 }
 
 int scry_store_run_delete(scry_store *s, int64_t run_id, scry_error *err)
@@ -121,7 +95,7 @@ int scry_store_run_delete(scry_store *s, int64_t run_id, scry_error *err)
 	if (!s)
 		return scry__fail(err, SCRY_EINVAL, "scry_store_run_delete: a store is required");
 	int64_t n = 0;
-	int rc = with_doomed(s, "INSERT INTO temp.doomed SELECT id FROM runs WHERE id = ?", run_id, &n, err);
+	int rc = delete_runs(s, "INSERT INTO temp.doomed SELECT id FROM runs WHERE id = ?", run_id, &n, err);
 	if (!rc && n == 0)
 		rc = scry__fail(err, SCRY_ENOTFOUND, "there is no run %lld in the store (scry runs list shows them)",
 		                (long long)run_id);
@@ -134,7 +108,7 @@ int scry_store_runs_prune(scry_store *s, int keep, int64_t *deleted, scry_error 
 		*deleted = 0;
 	if (!s || keep < 0)
 		return scry__fail(err, SCRY_EINVAL, "scry_store_runs_prune: a store and keep >= 0 are required");
-	return with_doomed(s,
+	return delete_runs(s,
 		"INSERT INTO temp.doomed SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY label ORDER BY id DESC)"
 		" AS k FROM runs) WHERE k > ?", keep, deleted, err);
 }
@@ -143,16 +117,11 @@ int scry_store_runs_prune(scry_store *s, int keep, int64_t *deleted, scry_error 
 /* Compaction                                                          */
 /* ------------------------------------------------------------------ */
 
-static int64_t single_int(scry_store *s, const char *sql)
+/* A count for scry_compact_result: -1 when it cannot be read (the compaction itself is judged apart). */
+static int64_t count_or_unknown(scry_store *s, const char *sql)
 {
-	sqlite3_stmt *q;
-	int64_t v = -1;
-	if (sqlite3_prepare_v2(scry__store_sqlite(s), sql, -1, &q, NULL) == SQLITE_OK) {
-		if (sqlite3_step(q) == SQLITE_ROW)
-			v = sqlite3_column_int64(q, 0);
-		sqlite3_finalize(q);
-	}
-	return v;
+	int64_t v;
+	return scry__store_int(s, sql, &v, NULL, "") ? -1 : v;
 }
 
 int scry_store_compact(scry_store *s, int keep, scry_compact_result *out, scry_error *err)
@@ -166,51 +135,34 @@ int scry_store_compact(scry_store *s, int keep, scry_compact_result *out, scry_e
 	}
 	scry_compact_result res = SCRY_COMPACT_RESULT_INIT;
 	static const char size_sql[] = "SELECT page_count * page_size FROM pragma_page_count, pragma_page_size";
-	res.events_before = single_int(s, "SELECT count(*) FROM events");
-	res.bytes_before = single_int(s, size_sql);
-	sqlite3 *db = scry__store_sqlite(s);
-	int rc = admin_exec(s, "BEGIN IMMEDIATE; CREATE TEMP TABLE IF NOT EXISTS doomed_events(id INTEGER PRIMARY KEY);"
-	                       "DELETE FROM temp.doomed_events", err, "compacting the store");
-	if (rc)
-		return rc;
+	res.events_before = count_or_unknown(s, "SELECT count(*) FROM events");
+	res.bytes_before = count_or_unknown(s, size_sql);
 	/*
 	 * Per pattern, n events in capture order fall into `keep` windows
 	 * (window = rn * keep / n); the first event of each window stays.
 	 */
-	sqlite3_stmt *q;
-	if (sqlite3_prepare_v2(db,
-	        "INSERT INTO temp.doomed_events SELECT id FROM ("
-	        " SELECT e.id, row_number() OVER w - 1 AS rn, count(*) OVER (PARTITION BY st.pattern) AS n"
-	        " FROM events e JOIN statements st ON st.id = e.statement"
-	        " WINDOW w AS (PARTITION BY st.pattern ORDER BY e.id))"
-	        " WHERE n > ?1 AND rn > 0 AND (rn * ?1) / n = ((rn - 1) * ?1) / n",
-	        -1, &q, NULL) != SQLITE_OK) {
-		rc = scry__store_fail(s, err, "compacting the store");
-	} else {
-		sqlite3_bind_int64(q, 1, keep);
-		if (sqlite3_step(q) != SQLITE_DONE)
-			rc = scry__store_fail(s, err, "compacting the store");
-		sqlite3_finalize(q);
-	}
-	if (!rc)
-		rc = admin_exec(s,
-			"DELETE FROM samples WHERE event IN (SELECT id FROM temp.doomed_events);"
-			"DELETE FROM event_errors WHERE event IN (SELECT id FROM temp.doomed_events);"
-			"DELETE FROM events WHERE id IN (SELECT id FROM temp.doomed_events);"
-			"DROP TABLE temp.doomed_events; COMMIT",
-			err, "compacting the store");
-	if (rc) {
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	int rc = delete_listed(s,
+		"BEGIN IMMEDIATE; CREATE TEMP TABLE IF NOT EXISTS doomed_events(id INTEGER PRIMARY KEY);"
+		"DELETE FROM temp.doomed_events",
+		"INSERT INTO temp.doomed_events SELECT id FROM ("
+		" SELECT e.id, row_number() OVER w - 1 AS rn, count(*) OVER (PARTITION BY st.pattern) AS n"
+		" FROM events e JOIN statements st ON st.id = e.statement"
+		" WINDOW w AS (PARTITION BY st.pattern ORDER BY e.id))"
+		" WHERE n > ?1 AND rn > 0 AND (rn * ?1) / n = ((rn - 1) * ?1) / n", keep,
+		"DELETE FROM samples WHERE event IN (SELECT id FROM temp.doomed_events);"
+		"DELETE FROM event_errors WHERE event IN (SELECT id FROM temp.doomed_events);"
+		"DELETE FROM events WHERE id IN (SELECT id FROM temp.doomed_events);",
+		"DROP TABLE temp.doomed_events; COMMIT", NULL, err, "compacting the store");
+	if (rc)
 		return rc;
-	}
 	char meta[160];
 	snprintf(meta, sizeof meta, "INSERT OR REPLACE INTO scry_meta(key, value) VALUES ('compacted_keep_per_pattern', '%d')",
 	         keep);
-	if ((rc = admin_exec(s, meta, err, "compacting the store")) ||
-	    (rc = admin_exec(s, "VACUUM", err, "vacuuming the store after compaction")))
+	if ((rc = scry__store_exec(s, meta, err, "compacting the store")) ||
+	    (rc = scry__store_exec(s, "VACUUM", err, "vacuuming the store after compaction")))
 		return rc;
-	res.events_after = single_int(s, "SELECT count(*) FROM events");
-	res.bytes_after = single_int(s, size_sql);
+	res.events_after = count_or_unknown(s, "SELECT count(*) FROM events");
+	res.bytes_after = count_or_unknown(s, size_sql);
 	if (out)
 		scry__out_put(&scry__abi_compact_result, out, &res);
 	return 0;
@@ -221,8 +173,7 @@ int scry_store_compact(scry_store *s, int keep, scry_compact_result *out, scry_e
 /* ------------------------------------------------------------------ */
 
 struct scry__rows {
-	scry_store *store;
-	sqlite3_stmt *q;
+	scry__cursor c;
 };
 
 static const char *const row_sql[] = {
@@ -241,42 +192,26 @@ int scry__store_rows(scry_store *s, int query, scry__rows **out, scry_error *err
 	*out = NULL;
 	if (query < 0 || query > SCRY__Q_COMPACTED)
 		return scry__fail(err, SCRY_EINVAL, "unknown store query %d", query);
-	scry__rows *r = scry__calloc(1, sizeof *r);
-	if (!r)
-		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	r->store = s;
-	if (sqlite3_prepare_v2(scry__store_sqlite(s), row_sql[query], -1, &r->q, NULL) != SQLITE_OK) {
-		int rc = scry__store_fail(s, err, "reading the workload");
-		scry__rows_free(r);
-		return rc;
-	}
-	*out = r;
-	return 0;
+	int rc;
+	*out = scry__cursor_open(s, row_sql[query], sizeof **out, &rc, err, "reading the workload");
+	return rc;
 }
 
-int scry__rows_next(scry__rows *r, scry_error *err)
-{
-	int rc = sqlite3_step(r->q);
-	if (rc == SQLITE_ROW)
-		return 1;
-	return rc == SQLITE_DONE ? 0 : scry__store_fail(r->store, err, "reading the workload");
-}
+int scry__rows_next(scry__rows *r, scry_error *err) { return scry__cursor_next(&r->c, err, "reading the workload"); }
 
-int64_t scry__rows_int(scry__rows *r, int col) { return sqlite3_column_int64(r->q, col); }
+int64_t scry__rows_int(scry__rows *r, int col) { return sqlite3_column_int64(r->c.q, col); }
 
-bool scry__rows_null(scry__rows *r, int col) { return sqlite3_column_type(r->q, col) == SQLITE_NULL; }
+bool scry__rows_null(scry__rows *r, int col) { return sqlite3_column_type(r->c.q, col) == SQLITE_NULL; }
 
 const void *scry__rows_blob(scry__rows *r, int col, size_t *n)
 {
-	const void *p = sqlite3_column_blob(r->q, col);
-	*n = (size_t)sqlite3_column_bytes(r->q, col);
+	const void *p = sqlite3_column_blob(r->c.q, col);
+	*n = (size_t)sqlite3_column_bytes(r->c.q, col);
 	return p;
 }
 
 void scry__rows_free(scry__rows *r)
 {
-	if (!r)
-		return;
-	sqlite3_finalize(r->q);
-	scry__free(r);
+	if (r)
+		scry__cursor_free(&r->c);
 }

@@ -5,10 +5,12 @@
 set -uo pipefail
 SCRY=${SCRY_CLI:?SCRY_CLI is not set}
 
-before=$(ls -d /tmp/scry-demo.* 2>/dev/null | wc -l)
-out=$(mktemp /tmp/scry-test-demo.XXXXXX)
-err=$(mktemp /tmp/scry-test-demo.XXXXXX)
-trap 'rm -f "$out" "$err"' EXIT
+# The demo's directories go to a private $SCRY_DEMO_DIR: another demo running
+# at the same time (another test, a person) cannot be mistaken for this one's.
+export SCRY_DEMO_DIR=$(mktemp -d /tmp/scry-test-demo.XXXXXX); chmod 755 "$SCRY_DEMO_DIR"
+out=$SCRY_DEMO_DIR.out
+err=$SCRY_DEMO_DIR.err
+trap 'rm -rf "$out" "$err" "$SCRY_DEMO_DIR"' EXIT
 # --json: the measured results on stdout, the story (what a person reads) on stderr.
 "$SCRY" demo --json >"$out" 2>"$err"
 rc=$?
@@ -48,14 +50,13 @@ check("every clear regression (%d) is faster after the fix" % len(clear),
 check("the story was told", d["story_told"] is True)
 sys.exit(0 if ok else 1)
 PY
-after=$(ls -d /tmp/scry-demo.* 2>/dev/null | wc -l)
-check "the demo removed its cluster" '[ "$after" -le "$before" ]'
+check "the demo removed its cluster" '[ -z "$(ls -A "$SCRY_DEMO_DIR")" ]'
 # The story: measured ratios and the EXPLAIN root cause, then back at baseline.
 check "the story shows the root cause" 'grep -q "Seq Scan on orders" "$err" && grep -q "removed by filter" "$err"'
 check "the story shows measured ratios" 'grep -Eq "[0-9]+\.[0-9]x slower" "$err"'
 check "the story ends at baseline" 'grep -q "back at baseline" "$err"'
 # Ctrl-C while the demo works: its cluster is stopped and removed all the same.
-mine() { ls -d /tmp/scry-demo.* 2>/dev/null | sort; }
+mine() { ls -d "$SCRY_DEMO_DIR"/scry-demo.* 2>/dev/null | sort; }
 old=$(mine)
 set -m
 "$SCRY" demo >/dev/null 2>&1 &

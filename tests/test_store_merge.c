@@ -44,6 +44,10 @@ static void make_store(const char *name, const char *const *apps, int napps, con
 				ev.nparams = 1;
 				ev.params = &prm;
 			}
+			if (!strncmp(texts[i], "COPY", 4)) { /* its data travels with it */
+				ev.copy_data = "1\tx\n";
+				ev.copy_len = 4;
+			}
 			if (strstr(texts[i], "missing")) {
 				memcpy(ev.sqlstate, "42P01", 6);
 				ev.error_message = "relation \"missing\" does not exist";
@@ -67,7 +71,7 @@ START_TEST(merge_fleet)
 {
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	static const char *const a_texts[] = { "SELECT 1", "SELECT * FROM t WHERE id = $1", "SELECT * FROM missing", "@@ not sql" };
-	static const char *const b_texts[] = { "SELECT 2", "SELECT * FROM t WHERE id = $1", "UPDATE t SET a = 3", "@@ not sql" };
+	static const char *const b_texts[] = { "SELECT 2", "SELECT * FROM t WHERE id = $1", "COPY t FROM STDIN", "@@ not sql" };
 	static const char *const a_apps[] = { "web" };
 	static const char *const b_apps[] = { "web", "worker" };
 	make_store("a.db", a_apps, 1, a_texts, 4, 1000000);
@@ -92,7 +96,7 @@ START_TEST(merge_fleet)
 	ck_assert_int_eq(scry_store_info_get(out, &info, &err), 0);
 	ck_assert_int_eq(info.sessions, 3);
 	ck_assert_int_eq(info.events, 12);
-	/* SELECT 1/SELECT 2 share a pattern; t-lookup shared; missing; update; unparsable. */
+	/* SELECT 1/SELECT 2 share a pattern; t-lookup shared; missing; COPY; unparsable. */
 	ck_assert_int_eq(info.patterns, 5);
 	ck_assert_int_eq(out_int("SELECT count FROM patterns WHERE normalized LIKE '%FROM t WHERE%'"), 3);
 	ck_assert_int_eq(out_int("SELECT count FROM patterns WHERE parse_error IS NOT NULL"), 3);
@@ -107,7 +111,7 @@ START_TEST(merge_fleet)
 	scry_event_iter *it;
 	const scry_stored_event *ev;
 	ck_assert_int_eq(scry_store_events(out, NULL, &it, &err), 0);
-	int n = 0, with_params = 0, errors = 0;
+	int n = 0, with_params = 0, errors = 0, copies = 0;
 	while (scry_event_iter_next(it, &ev, &err) == 1) {
 		const char *want = n < 4 ? a_texts[n % 4] : b_texts[(n - 4) % 4];
 		ck_assert_str_eq(ev->query, want);
@@ -118,6 +122,11 @@ START_TEST(merge_fleet)
 			ck_assert(!memcmp(ev->params[0].value, "42", 2));
 		}
 		errors += ev->sqlstate[0] != 0;
+		if (!strncmp(ev->query, "COPY", 4)) {
+			ck_assert_uint_eq(ev->copy_len, 4);
+			ck_assert(!memcmp(ev->copy_data, "1\tx\n", 4));
+			copies++;
+		}
 		n++;
 	}
 	scry_event_iter_free(it);
@@ -125,13 +134,14 @@ START_TEST(merge_fleet)
 	ck_assert_int_eq(with_params, 3);
 	ck_assert_int_eq(errors, 1);
 	ck_assert_int_eq(out_int("SELECT count(*) FROM event_errors"), 1);
+	ck_assert_int_eq(copies, 2); /* b's two sessions: COPY data is not lost in a merge */
 
 	/* The handle keeps appending correctly after a merge (its caches were dropped). */
 	scry_session_info si = { SCRY_SESSION_INFO_VERSION, SCRY_SOURCE_API, "db", "u", "after", "x", 3000000 };
 	int64_t sid;
 	ck_assert_int_eq(scry_store_session_add(out, &si, &sid, &err), 0);
 	scry_event e2 = { .session_id = sid, .start_us = 3000001, .duration_us = 5, .kind = SCRY_EVENT_SIMPLE,
-	                  .query = "UPDATE t SET a = 4", .rows = 1 };
+	                  .query = "SELECT 3", .rows = 1 };
 	ck_assert_msg(scry_store_append(out, &e2, 1, sizeof e2, &err) == 0, "%s", err.message);
 	ck_assert_int_eq(scry_store_info_get(out, &info, &err), 0);
 	ck_assert_int_eq(info.patterns, 5);

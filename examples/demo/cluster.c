@@ -165,6 +165,20 @@ static void show_log_tail(const char *path)
 	fclose(f);
 }
 
+bool demo_mkdtemp(char *buf, size_t n)
+{
+	const char *parent = getenv("SCRY_DEMO_DIR");
+	if (!parent || !*parent)
+		parent = "/tmp";
+	if ((size_t)snprintf(buf, n, "%s/scry-demo.XXXXXX", parent) >= n || !mkdtemp(buf)) {
+		cli_error("cannot create a directory in %s: %s (set SCRY_DEMO_DIR to a writable directory)", parent,
+		          strerror(errno));
+		buf[0] = 0;
+		return false;
+	}
+	return true;
+}
+
 bool demo_cluster_start(demo_cluster *cl)
 {
 	if (!find_bindir(cl->bindir, sizeof cl->bindir)) {
@@ -173,12 +187,8 @@ bool demo_cluster_start(demo_cluster *cl)
 		          "at a server where the demo may create databases.");
 		return false;
 	}
-	snprintf(cl->dir, sizeof cl->dir, "/tmp/scry-demo.XXXXXX");
-	if (!mkdtemp(cl->dir)) {
-		cli_error("cannot create a directory in /tmp: %s", strerror(errno));
-		cl->dir[0] = 0;
+	if (!demo_mkdtemp(cl->dir, sizeof cl->dir))
 		return false;
-	}
 	chmod(cl->dir, 0755);
 	if (geteuid() == 0) {
 		const char *name = getenv("SCRY_PG_USER");

@@ -29,6 +29,14 @@ typedef struct demo_cluster {
 
 /* Finds the server binaries, initdb, starts the server; false (said why) on failure. */
 bool demo_cluster_start(demo_cluster *cl);
+
+/*
+ * Makes a fresh directory `<parent>/scry-demo.XXXXXX` into buf, the parent being
+ * $SCRY_DEMO_DIR or /tmp (a test sets its own, so that it can tell its demo's
+ * leftovers from another demo running at the same time). Says why and returns
+ * false when it cannot.
+ */
+bool demo_mkdtemp(char *buf, size_t n);
 /* Stops the server and removes its directory, unless `keep`. */
 void demo_cluster_stop(demo_cluster *cl, bool keep);
 /* Removes a directory tree (depth first, not following links). */

@@ -35,6 +35,7 @@ static const char demo_help[] =
 	"$SCRY_PG_BINDIR, pg_config --bindir or /usr/lib/postgresql/*/bin) and\n"
 	"removes it at the end, or uses the server of $SCRY_DEMO_DSN (a connection\n"
 	"string of a role allowed to create databases) and drops what it made.\n"
+	"Its files go to a new directory in $SCRY_DEMO_DIR (default /tmp).\n"
 	"\n"
 	"  --rows N   orders in the production database (default 25000)\n"
 	"  --keep     keep the cluster (or databases) and the store, and say where\n"
@@ -243,36 +244,32 @@ static bool step_interrupted(demo_run *r)
 	return true;
 }
 
-/* Options; returns -1 to go on, else the exit code. */
+/* on_option of demo. */
+static int demo_option(void *ctx, int c, const char *v)
+{
+	demo_run *r = ctx;
+	switch (c) {
+	case 'r':
+		return cli_opt_long("demo", "--rows", v, 1000, 10000000, "--rows must be between 1000 and 10000000",
+		                    &r->rows);
+	case 'k': r->keep = true; return 0;
+	case 'j': r->json = true; return 0;
+	}
+	return 0;
+}
+
+/* Options; returns -1 (CLI_PARSED) to go on, else the exit code. */
 static int parse_args(demo_run *r, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "rows", required_argument, NULL, 'r' },
 		{ "keep", no_argument, NULL, 'k' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		CLI_OPTION_JSON,
+		CLI_OPTIONS_END,
 	};
+	static const cli_command cmd = { "demo", demo_help, "h", opts, demo_option, false };
 	r->rows = 25000;
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'r':
-			if (!cli_parse_long("demo", "--rows", optarg, &r->rows))
-				return CLI_EXIT_USAGE;
-			if (r->rows < 1000 || r->rows > 10000000)
-				return cli_usage_error("demo", "--rows must be between 1000 and 10000000");
-			break;
-		case 'k': r->keep = true; break;
-		case 'j': r->json = true; break;
-		case 'h': fputs(demo_help, stdout); return CLI_EXIT_OK;
-		default: return cli_usage_error("demo", "unknown option");
-		}
-	}
-	if (optind < argc)
-		return cli_usage_error("demo", "unexpected argument '%s'", argv[optind]);
-	return -1;
+	return cli_parse_options(&cmd, argc, argv, 1, r);
 }
 
 /* 1. A server: our own throwaway cluster, or the one of $SCRY_DEMO_DSN. */
@@ -294,12 +291,8 @@ static bool start_server(demo_run *r)
 		r->admin = strdup(r->dsn);
 		snprintf(r->prod_db, sizeof r->prod_db, "scry_demo_%d", (int)getpid());
 		snprintf(r->staging_db, sizeof r->staging_db, "scry_demo_%d_staging", (int)getpid());
-		snprintf(r->store_dir, sizeof r->store_dir, "/tmp/scry-demo.XXXXXX");
-		if (!mkdtemp(r->store_dir)) {
-			cli_error("cannot create a directory in /tmp: %s", strerror(errno));
-			r->store_dir[0] = 0;
+		if (!demo_mkdtemp(r->store_dir, sizeof r->store_dir))
 			return false;
-		}
 	}
 	if (!r->admin || !(r->ac = demo_db_connect(r->admin, r->own ? "the demo cluster" : "$SCRY_DEMO_DSN")))
 		return false;
