@@ -200,7 +200,7 @@ enum { LOGWRAP_NONE = 0, LOGWRAP_SYSLOG, LOGWRAP_CNPG, LOGWRAP_GCL };
 /* Fields of the stderr record buffer. */
 enum { F_USER, F_DB, F_APP, F_CLIENT, F_SID, F_SEV, F_MSG, F_DETAIL, F_STMT, F_CTX, F_OTHER, F_COUNT };
 
-/* lib/logimport.c */
+/* lib/logimport_fields.c */
 /* Counts a line that cannot be used; keeps the first few as examples. */
 SCRY_HIDDEN void scry__logimport_skip(scry_logimport *imp, uint64_t line, const char *reason, const char *text,
 	size_t n);
@@ -208,10 +208,18 @@ SCRY_HIDDEN void scry__logimport_skip(scry_logimport *imp, uint64_t line, const 
 SCRY_HIDDEN size_t scry__logimport_time(scry_logimport *imp, const char *p, size_t n, int64_t *out);
 /* Leading decimal digits of s. */
 SCRY_HIDDEN int64_t scry__logimport_int(span s);
-/* ERROR, FATAL or PANIC. */
-SCRY_HIDDEN bool scry__logimport_is_error(span s);
+
+/* lib/logimport_session.c */
 /* Turns one record, whatever its format, into events. */
 SCRY_HIDDEN int scry__logimport_record(scry_logimport *imp, rec *r, scry_error *err);
+/* Records the statements still waiting for a duration line (the log ended first). */
+SCRY_HIDDEN int scry__logimport_flush_pending_all(scry_logimport *imp, scry_error *err);
+
+/* lib/logimport_batch.c */
+/* Hands the batch of events (with its session rows and ends) to the store. */
+SCRY_HIDDEN int scry__logimport_flush_batch(scry_logimport *imp, scry_error *err);
+/* Waits until the store is not in use by the writer thread (its error, if any). */
+SCRY_HIDDEN int scry__logimport_store_idle(scry_logimport *imp, scry_error *err);
 
 /* lib/logimport_formats.c */
 /* Consumes the complete records in imp->in; `final` at the end of input. */
@@ -241,9 +249,6 @@ SCRY_HIDDEN bool scry__logimport_prefix_match(scry_logimport *imp, const char *p
 /* Severity or label at p followed by ":  ": its code (0-7 severities LOG..DEBUG, 8-13 labels
  * DETAIL..STATEMENT) and length, or -1. */
 SCRY_HIDDEN int scry__logimport_severity_at(const scry_logimport *imp, const char *p, size_t n, size_t *len);
-
-/* Waits until the store is not in use by the writer thread (its error, if any). */
-SCRY_HIDDEN int scry__logimport_store_idle(scry_logimport *imp, scry_error *err);
 
 /* lib/logimport_input.c */
 /* Records the files fed (scry_store_log_file_add). */
