@@ -302,12 +302,10 @@ static int detect_prefix(scry_logimport *imp, const char *p, size_t n, const cha
 	size_t pos = 0, seen = 0;
 	const char *first = NULL;
 	size_t firstlen = 0;
-	while (pos < n && seen < INFER_LINES) {
-		span ln = next_line(p, n, &pos);
+	span ln;
+	while (seen < INFER_LINES && next_head_line(p, n, &pos, &ln)) {
 		const char *l = ln.p;
 		size_t len = ln.n;
-		if (!len || l[0] == '\t')
-			continue;
 		if (!first) {
 			first = l;
 			firstlen = len;
