@@ -218,79 +218,98 @@ static ssize_t csv_find_end(scry_logimport *imp, const char *p, size_t n)
 	return -1;
 }
 
-/* Consumes the complete csvlog records of buf[*pos..n); `final` at the end
- * of input. The fast path frames and splits a record in one pass; the
- * careful one (a record in pieces, quotes inside fields, an oversized or
- * cut record) resumes its scan over calls. */
+/* The careful path of csv_step(): the record's end is found over calls
+ * (a record in pieces, quotes inside fields); an oversized record is
+ * dropped while its end is looked for, a cut one at the end of the log. */
+static bool csv_careful(scry_logimport *imp, char *p, size_t avail, bool final, uint64_t line, size_t *used,
+                        int *rc, scry_error *err)
+{
+	ssize_t e = csv_find_end(imp, p, avail);
+	if (e < 0) {
+		if (final) {
+			imp->scan = 0;
+			imp->in_quote = false;
+			if (!imp->discarding)
+				scry__logimport_skip(imp, line, "incomplete csvlog record at the end of the log", p, avail);
+			imp->line += count_lines(p, avail) + 1;
+			*used = avail;
+			return false;
+		}
+		if (avail > imp->opts.max_record_bytes) {
+			/* Too long: drop what we have, keep scanning for its end. */
+			if (!imp->discarding)
+				scry__logimport_skip(imp, line, "record longer than the limit (max_record_bytes)", p, avail);
+			imp->discarding = true;
+			imp->line += count_lines(p, imp->scan);
+			*used = imp->scan;
+			imp->scan = 0;
+			return true;
+		}
+		return false;
+	}
+	size_t len = (size_t)e;
+	imp->line += count_lines(p, len) + 1;
+	if (imp->discarding)
+		imp->discarding = false;
+	else {
+		size_t l = len && p[len - 1] == '\r' ? len - 1 : len;
+		*rc = csv_record(imp, p, l, line, err);
+	}
+	*used = len + 1;
+	return true;
+}
+
+/* One record (or skipped line) of the csvlog framing at p[0..avail): the
+ * bytes consumed in *used, the record handler's result in *rc; false when
+ * the framing stops here (more input must come first, or the end). The fast
+ * path frames and splits a record in one pass; csv_careful() takes over
+ * for everything else. Forced inline: it runs once per record, in the
+ * loop of its only caller. */
+__attribute__((always_inline)) static inline bool csv_step(scry_logimport *imp, char *p, size_t avail, bool final,
+                                                           size_t *used, int *rc, scry_error *err)
+{
+	uint64_t line = imp->line + 1;
+	if (imp->scan == 0 && !imp->discarding) {
+		/* Resynchronise on a record start: a log cut in the middle of a
+		 * quoted field must not flip quoting for the rest of the file. */
+		if (avail < 10 && !final)
+			return false;
+		if (!looks_like_time(p, avail)) {
+			char *nl = memchr(p, '\n', avail);
+			if (!nl && !final)
+				return false;
+			size_t ll = nl ? (size_t)(nl - p) : avail;
+			if (ll && !(ll == 1 && p[0] == '\r'))
+				scry__logimport_skip(imp, line, "not the start of a csvlog record", p, ll);
+			imp->line += nl != NULL;
+			*used = ll + (nl != NULL);
+			return true;
+		}
+		span f[32];
+		int nf;
+		uint64_t nl;
+		ssize_t e = csv_fast(f, &nf, &nl, p, avail);
+		if (e >= 0) {
+			imp->line += nl;
+			*used = (size_t)e + 1;
+			*rc = csv_fields(imp, f, nf, p, (size_t)e, line, err);
+			return true;
+		}
+	}
+	return csv_careful(imp, p, avail, final, line, used, rc, err);
+}
+
 int scry__logimport_csvlog_records(scry_logimport *imp, char *buf, size_t n, bool final, size_t *posp,
                                    scry_error *err)
 {
 	size_t pos = *posp;
 	int rc = 0;
 	while (pos < n && !rc) {
-		char *p = buf + pos;
-		size_t avail = n - pos;
-		uint64_t line = imp->line + 1;
-		if (imp->scan == 0 && !imp->discarding) {
-			/* Resynchronise on a record start: a log cut in the middle of a
-			 * quoted field must not flip quoting for the rest of the file. */
-			if (avail < 10 && !final)
-				break;
-			if (!looks_like_time(p, avail)) {
-				char *nl = memchr(p, '\n', avail);
-				if (!nl && !final)
-					break;
-				size_t ll = nl ? (size_t)(nl - p) : avail;
-				if (ll && !(ll == 1 && p[0] == '\r'))
-					scry__logimport_skip(imp, line, "not the start of a csvlog record", p, ll);
-				imp->line += nl != NULL;
-				pos += ll + (nl != NULL);
-				continue;
-			}
-			span f[32];
-			int nf;
-			uint64_t nl;
-			ssize_t e = csv_fast(f, &nf, &nl, p, avail);
-			if (e >= 0) {
-				imp->line += nl;
-				pos += (size_t)e + 1;
-				rc = csv_fields(imp, f, nf, p, (size_t)e, line, err);
-				continue;
-			}
-		}
-		ssize_t e = csv_find_end(imp, p, avail);
-		if (e < 0) {
-			if (final) {
-				imp->scan = 0;
-				imp->in_quote = false;
-				if (!imp->discarding)
-					scry__logimport_skip(imp, line, "incomplete csvlog record at the end of the log", p, avail);
-				imp->line += count_lines(p, avail) + 1;
-				pos = n;
-				break;
-			}
-			if (avail > imp->opts.max_record_bytes) {
-				/* Too long: drop what we have, keep scanning for its end. */
-				if (!imp->discarding)
-					scry__logimport_skip(imp, line, "record longer than the limit (max_record_bytes)", p, avail);
-				imp->discarding = true;
-				imp->line += count_lines(p, imp->scan);
-				pos += imp->scan;
-				imp->scan = 0;
-				continue;
-			}
+		size_t used = 0;
+		bool more = csv_step(imp, buf + pos, n - pos, final, &used, &rc, err);
+		pos += used;
+		if (!more)
 			break;
-		}
-		size_t len = (size_t)e;
-		imp->line += count_lines(p, len) + 1;
-		if (imp->discarding)
-			imp->discarding = false;
-		else {
-			size_t l = len && p[len - 1] == '\r' ? len - 1 : len;
-			rc = csv_record(imp, p, l, line, err);
-		}
-		pos += len + 1;
-		continue;
 	}
 	*posp = pos;
 	return rc;
