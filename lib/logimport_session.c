@@ -371,14 +371,23 @@ static int emit(scry_logimport *imp, session *s, scry_event_kind kind, int64_t s
 	return push_event(imp, s, kind, start, dur, text, tlen, params, plen, nparams, sqlstate, errmsg, err);
 }
 
+/* Records the statement waiting in s, with its duration (or -1) or its error. */
+static int emit_pending(scry_logimport *imp, session *s, int64_t dur, const char *sqlstate, span errmsg,
+                        scry_error *err)
+{
+	s->pstate = P_NONE;
+	return emit(imp, s, s->pkind, s->pstart, dur, s->ptext.ptr ? s->ptext.ptr : "", s->ptext.size, s->pparams.ptr,
+	            s->pparams.size, s->pnparams, sqlstate, errmsg, err);
+}
+
+/* Records the statement waiting in s, if any: no duration line came for it. */
 static int flush_pending(scry_logimport *imp, session *s, scry_error *err)
 {
-	int st = s->pstate;
-	s->pstate = P_NONE;
-	if (st != P_STMT)
+	if (s->pstate != P_STMT) {
+		s->pstate = P_NONE;
 		return 0;
-	return emit(imp, s, s->pkind, s->pstart, -1, s->ptext.ptr ? s->ptext.ptr : "", s->ptext.size,
-	            s->pparams.ptr, s->pparams.size, s->pnparams, NULL, (span){ NULL, 0 }, err);
+	}
+	return emit_pending(imp, s, -1, NULL, (span){ NULL, 0 }, err);
 }
 
 int scry__logimport_flush_pending_all(scry_logimport *imp, scry_error *err)
@@ -428,195 +437,248 @@ static int set_pending(scry_logimport *imp, session *s, scry_event_kind kind, in
 	return 0;
 }
 
+/* The session of a record (opened when new), with the names the record carries. */
+static session *session_named(scry_logimport *imp, const rec *r, scry_error *err, int *rc)
+{
+	session *s = session_get(imp, r, r->sid, err, rc);
+	if (s)
+		session_names(s, r);
+	return s;
+}
+
+/* The session of a record if it is open (else NULL in *out), its pending
+ * statement recorded. */
+static int session_flushed(scry_logimport *imp, const rec *r, session **out, scry_error *err)
+{
+	*out = session_find(imp, r->sid);
+	return *out ? flush_pending(imp, *out, err) : 0;
+}
+
+/* "execute NAME: ..." but not "execute fetch from ...": an execution. */
+static inline bool is_execute(span m)
+{
+	return STARTS(m, "execute ") && !STARTS(m, "execute fetch from ");
+}
+
+/* The statement text of "execute NAME: text" at `exec`; false (the line
+ * counted as skipped) when there is none. */
+static bool execute_text(scry_logimport *imp, const rec *r, span exec, span *text)
+{
+	if (split_execute(span_skip(exec, 8), text))
+		return true;
+	scry__logimport_skip(imp, r->line, "execute line without a statement", r->message.p, r->message.n);
+	return false;
+}
+
+/* A translated log: severities and messages back in English. */
+static int translate(scry_logimport *imp, rec *r, scry_error *err)
+{
+	int rc = 0;
+	r->severity = scry__loglang_severity(imp->lang, r->severity);
+	r->message = scry__loglang_message(imp->lang, r->message, &imp->xmsg, err, &rc);
+	if (!rc)
+		r->detail = scry__loglang_message(imp->lang, r->detail, &imp->xdetail, err, &rc);
+	if (!rc)
+		r->context = scry__loglang_message(imp->lang, r->context, &imp->xctx, err, &rc);
+	return rc;
+}
+
+/* "duration: X ms": the end of the statement logged before it, or with
+ * "  statement: ..." / "  execute NAME: ..." a statement logged only now. */
+static int record_duration(scry_logimport *imp, const rec *r, scry_error *err)
+{
+	span m = r->message;
+	int64_t dur;
+	size_t k = parse_ms(span_skip(m, 10), &dur);
+	if (!k) {
+		scry__logimport_skip(imp, r->line, "duration line without a number of ms", m.p, m.n);
+		return 0;
+	}
+	span rest = span_skip(m, 10 + k);
+	int rc = 0;
+	session *s = session_named(imp, r, err, &rc);
+	if (!s)
+		return rc;
+	if (rest.n == 0) {
+		/* The duration of the statement logged before it. */
+		if (s->pstate == P_STMT)
+			return emit_pending(imp, s, dur, NULL, (span){ NULL, 0 }, err);
+		if (s->pstate == P_SWALLOW)
+			s->pstate = P_NONE;
+		else
+			imp->st.unpaired_durations++;
+		return 0;
+	}
+	/* "duration: X ms  statement: ..." - the statement was not logged before. */
+	if ((rc = flush_pending(imp, s, err)) != 0)
+		return rc;
+	if (STARTS(rest, "  statement: ")) {
+		span t = span_skip(rest, 13);
+		return emit(imp, s, SCRY_EVENT_SIMPLE, r->time_us - dur, dur, t.p, t.n, NULL, 0, 0, NULL,
+		            (span){ NULL, 0 }, err);
+	}
+	if (STARTS(rest, "  ") && is_execute(span_skip(rest, 2))) {
+		span t;
+		if (!execute_text(imp, r, span_skip(rest, 2), &t))
+			return 0;
+		scry__buf_clear(&imp->tmp);
+		int np = 0;
+		if (parse_params(r->detail, &imp->tmp, &np))
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		return emit(imp, s, SCRY_EVENT_EXTENDED, r->time_us - dur, dur, t.p, t.n, imp->tmp.ptr, imp->tmp.size,
+		            np, NULL, (span){ NULL, 0 }, err);
+	}
+	/* parse, bind, fetch from a suspended portal, fastpath: not executions. */
+	return 0;
+}
+
+/* "statement: ..." / "execute NAME: ...": waits for its duration line. */
+static int record_statement(scry_logimport *imp, const rec *r, scry_error *err)
+{
+	span m = r->message;
+	int rc = 0;
+	session *s = session_named(imp, r, err, &rc);
+	if (!s)
+		return rc;
+	if ((rc = flush_pending(imp, s, err)) != 0)
+		return rc;
+	if (m.p[0] == 's')
+		return set_pending(imp, s, SCRY_EVENT_SIMPLE, r->time_us, span_skip(m, 11), r->detail, err);
+	span t;
+	if (!execute_text(imp, r, m, &t))
+		return 0;
+	return set_pending(imp, s, SCRY_EVENT_EXTENDED, r->time_us, t, r->detail, err);
+}
+
+/* "connection authorized: user=U database=D application_name=A ...":
+ * the names, when the prefix has none. */
+static int record_authorized(scry_logimport *imp, const rec *r, scry_error *err)
+{
+	int rc = 0;
+	session *s = session_get(imp, r, r->sid, err, &rc);
+	if (!s)
+		return rc;
+	span a = span_skip(r->message, 23);
+	struct { const char *k; char *dst; } kv[] = {
+		{ "user=", s->user }, { "database=", s->db }, { "application_name=", s->app }
+	};
+	for (size_t i = 0; i < 3; i++) {
+		const char *f = memmem(a.p, a.n, kv[i].k, strlen(kv[i].k));
+		if (!f || kv[i].dst[0])
+			continue;
+		f += strlen(kv[i].k);
+		const char *e = f;
+		if (i == 2) {
+			/* application_name may hold spaces: it runs to the end, or to
+			 * the SSL/GSS details PostgreSQL appends. */
+			e = a.p + a.n;
+			static const char *const tails[] = { " SSL enabled (", " GSS (" };
+			for (int k = 0; k < 2; k++) {
+				const char *t = memmem(f, (size_t)(e - f), tails[k], strlen(tails[k]));
+				if (t)
+					e = t;
+			}
+		} else {
+			while (e < a.p + a.n && *e != ' ')
+				e++;
+		}
+		copy_name(kv[i].dst, 64, (span){ f, (size_t)(e - f) });
+	}
+	session_names(s, r);
+	return 0;
+}
+
+/* "disconnection: ...": the session ends (recorded with the next batch). */
+static int record_disconnection(scry_logimport *imp, const rec *r, scry_error *err)
+{
+	session *s;
+	int rc = session_flushed(imp, r, &s, err);
+	if (rc || !s)
+		return rc;
+	if (s->store_id) {
+		if (scry__array_grow((void **)&imp->ends, &imp->aends, imp->nends, sizeof *imp->ends, 64))
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		imp->ends[imp->nends++] = (sessend){ s->store_id, r->time_us };
+		if (imp->nends >= imp->opts.batch_events && (rc = scry__logimport_flush_batch(imp, err)) != 0)
+			return rc;
+	}
+	unlink_session(imp, s);
+	return 0;
+}
+
+/* A LOG record: statements, durations and the session's lifetime. */
+static int record_log(scry_logimport *imp, const rec *r, scry_error *err)
+{
+	span m = r->message;
+	if (STARTS(m, "duration: "))
+		return record_duration(imp, r, err);
+	if (STARTS(m, "statement: ") || is_execute(m))
+		return record_statement(imp, r, err);
+	if (STARTS(m, "connection authorized: "))
+		return record_authorized(imp, r, err);
+	if (STARTS(m, "disconnection: "))
+		return record_disconnection(imp, r, err);
+	bool fetch = STARTS(m, "execute fetch from ");
+	if (!fetch && !STARTS(m, "connection received: "))
+		return 0;
+	session *s;
+	int rc = session_flushed(imp, r, &s, err);
+	if (rc || !s)
+		return rc;
+	if (fetch)
+		s->pstate = P_SWALLOW; /* its duration line belongs to no new execution */
+	else
+		unlink_session(imp, s); /* a new backend: a session kept under the same key is over */
+	return 0;
+}
+
+/* An ERROR (FATAL, PANIC) with its statement: a failed execution. */
+static int record_error(scry_logimport *imp, const rec *r, scry_error *err)
+{
+	int rc = 0;
+	session *s = session_named(imp, r, err, &rc);
+	if (!s)
+		return rc;
+	span m = r->message;
+	const char *state = r->sqlstate[0] ? r->sqlstate : "XX000";
+	if (s->pstate == P_STMT && s->ptext.size == r->statement.n &&
+	    !memcmp(s->ptext.ptr, r->statement.p, r->statement.n))
+		return emit_pending(imp, s, -1, state, m, err); /* the logged statement failed */
+	/* A statement that failed before it was logged (syntax error,
+	 * log_statement off): the error line is all there is. An
+	 * extended-protocol execution names its portal and parameters in the
+	 * CONTEXT (log_parameter_max_length_on_error). */
+	if ((rc = flush_pending(imp, s, err)) != 0)
+		return rc;
+	if (STARTS(r->context, "unnamed portal with parameters: ") || STARTS(r->context, "portal \"")) {
+		const char *w = memmem(r->context.p, r->context.n, "with parameters: ", 17);
+		if (w) {
+			span d = { w + 5, (size_t)(r->context.p + r->context.n - (w + 5)) };
+			int np = 0;
+			if (parse_params(d, &imp->tmp, &np))
+				return scry__fail(err, SCRY_ENOMEM, "out of memory");
+			return emit(imp, s, SCRY_EVENT_EXTENDED, r->time_us, -1, r->statement.p, r->statement.n,
+			            imp->tmp.ptr, imp->tmp.size, np, state, m, err);
+		}
+	}
+	return emit(imp, s, SCRY_EVENT_SIMPLE, r->time_us, -1, r->statement.p, r->statement.n, NULL, 0, 0, state, m,
+	            err);
+}
+
 int scry__logimport_record(scry_logimport *imp, rec *r, scry_error *err)
 {
 	imp->st.records++;
-	int rc = 0;
 	if (imp->lang) {
-		/* A translated log: severities and messages back in English. */
-		r->severity = scry__loglang_severity(imp->lang, r->severity);
-		r->message = scry__loglang_message(imp->lang, r->message, &imp->xmsg, err, &rc);
-		if (!rc)
-			r->detail = scry__loglang_message(imp->lang, r->detail, &imp->xdetail, err, &rc);
-		if (!rc)
-			r->context = scry__loglang_message(imp->lang, r->context, &imp->xctx, err, &rc);
+		int rc = translate(imp, r, err);
 		if (rc)
 			return rc;
 	}
-	span m = r->message;
 	char pidkey[24];
-	if (!r->sid.n) /* a record without a session id: its scry__logimport_process is the session */
+	if (!r->sid.n) /* a record without a session id: its process is the session */
 		r->sid = (span){ pidkey, (size_t)snprintf(pidkey, sizeof pidkey, "pid %lld", (long long)r->pid) };
-	if (r->severity.n == 3 && !memcmp(r->severity.p, "LOG", 3)) {
-		if (STARTS(m, "duration: ")) {
-			int64_t dur;
-			size_t k = parse_ms(span_skip(m, 10), &dur);
-			if (!k) {
-				scry__logimport_skip(imp, r->line, "duration line without a number of ms", m.p, m.n);
-				return 0;
-			}
-			span rest = span_skip(m, 10 + k);
-			session *s = session_get(imp, r, r->sid, err, &rc);
-			if (!s)
-				return rc;
-			session_names(s, r);
-			if (rest.n == 0) {
-				/* The duration of the statement logged before it. */
-				if (s->pstate == P_STMT) {
-					s->pstate = P_NONE;
-					return emit(imp, s, s->pkind, s->pstart, dur, s->ptext.ptr ? s->ptext.ptr : "",
-					            s->ptext.size, s->pparams.ptr, s->pparams.size, s->pnparams, NULL,
-					            (span){ NULL, 0 }, err);
-				}
-				if (s->pstate == P_SWALLOW)
-					s->pstate = P_NONE;
-				else
-					imp->st.unpaired_durations++;
-				return 0;
-			}
-			/* "duration: X ms  statement: ..." - the statement was not logged before. */
-			if ((rc = flush_pending(imp, s, err)) != 0)
-				return rc;
-			if (STARTS(rest, "  statement: ")) {
-				span t = span_skip(rest, 13);
-				return emit(imp, s, SCRY_EVENT_SIMPLE, r->time_us - dur, dur, t.p, t.n, NULL, 0, 0, NULL,
-				            (span){ NULL, 0 }, err);
-			}
-			if (STARTS(rest, "  execute ") && !STARTS(rest, "  execute fetch from ")) {
-				span t;
-				if (!split_execute(span_skip(rest, 10), &t)) {
-					scry__logimport_skip(imp, r->line, "execute line without a statement", m.p, m.n);
-					return 0;
-				}
-				scry__buf_clear(&imp->tmp);
-				int np = 0;
-				if (parse_params(r->detail, &imp->tmp, &np))
-					return scry__fail(err, SCRY_ENOMEM, "out of memory");
-				return emit(imp, s, SCRY_EVENT_EXTENDED, r->time_us - dur, dur, t.p, t.n, imp->tmp.ptr,
-				            imp->tmp.size, np, NULL, (span){ NULL, 0 }, err);
-			}
-			/* parse, bind, fetch from a suspended portal, fastpath: not executions. */
-			return 0;
-		}
-		if (STARTS(m, "statement: ") || (STARTS(m, "execute ") && !STARTS(m, "execute fetch from "))) {
-			session *s = session_get(imp, r, r->sid, err, &rc);
-			if (!s)
-				return rc;
-			session_names(s, r);
-			if ((rc = flush_pending(imp, s, err)) != 0)
-				return rc;
-			if (m.p[0] == 's')
-				return set_pending(imp, s, SCRY_EVENT_SIMPLE, r->time_us, span_skip(m, 11), r->detail, err);
-			span t;
-			if (!split_execute(span_skip(m, 8), &t)) {
-				scry__logimport_skip(imp, r->line, "execute line without a statement", m.p, m.n);
-				return 0;
-			}
-			return set_pending(imp, s, SCRY_EVENT_EXTENDED, r->time_us, t, r->detail, err);
-		}
-		if (STARTS(m, "execute fetch from ")) {
-			session *s = session_find(imp, r->sid);
-			if (s) {
-				if ((rc = flush_pending(imp, s, err)) != 0)
-					return rc;
-				s->pstate = P_SWALLOW; /* its duration line belongs to no new execution */
-			}
-			return 0;
-		}
-		if (STARTS(m, "connection received: ")) {
-			/* A new backend: a session kept under the same key is over. */
-			session *s = session_find(imp, r->sid);
-			if (s) {
-				if ((rc = flush_pending(imp, s, err)) != 0)
-					return rc;
-				unlink_session(imp, s);
-			}
-			return 0;
-		}
-		if (STARTS(m, "connection authorized: ")) {
-			session *s = session_get(imp, r, r->sid, err, &rc);
-			if (!s)
-				return rc;
-			/* "user=U database=D application_name=A ..." when the prefix has no names. */
-			span a = span_skip(m, 23);
-			struct { const char *k; char *dst; } kv[] = {
-				{ "user=", s->user }, { "database=", s->db }, { "application_name=", s->app }
-			};
-			for (size_t i = 0; i < 3; i++) {
-				const char *f = memmem(a.p, a.n, kv[i].k, strlen(kv[i].k));
-				if (!f || kv[i].dst[0])
-					continue;
-				f += strlen(kv[i].k);
-				const char *e = f;
-				if (i == 2) {
-					/* application_name may hold spaces: it runs to the end, or to
-					 * the SSL/GSS details PostgreSQL appends. */
-					e = a.p + a.n;
-					static const char *const tails[] = { " SSL enabled (", " GSS (" };
-					for (int k = 0; k < 2; k++) {
-						const char *t = memmem(f, (size_t)(e - f), tails[k], strlen(tails[k]));
-						if (t)
-							e = t;
-					}
-				} else {
-					while (e < a.p + a.n && *e != ' ')
-						e++;
-				}
-				copy_name(kv[i].dst, 64, (span){ f, (size_t)(e - f) });
-			}
-			session_names(s, r);
-			return 0;
-		}
-		if (STARTS(m, "disconnection: ")) {
-			session *s = session_find(imp, r->sid);
-			if (s) {
-				if ((rc = flush_pending(imp, s, err)) != 0)
-					return rc;
-				if (s->store_id) {
-					if (scry__array_grow((void **)&imp->ends, &imp->aends, imp->nends, sizeof *imp->ends, 64))
-						return scry__fail(err, SCRY_ENOMEM, "out of memory");
-					imp->ends[imp->nends++] = (sessend){ s->store_id, r->time_us };
-					if (imp->nends >= imp->opts.batch_events && (rc = scry__logimport_flush_batch(imp, err)) != 0)
-						return rc;
-				}
-				unlink_session(imp, s);
-			}
-			return 0;
-		}
-		return 0;
-	}
-	if (is_error(r->severity) && r->statement.n) {
-		session *s = session_get(imp, r, r->sid, err, &rc);
-		if (!s)
-			return rc;
-		session_names(s, r);
-		const char *state = r->sqlstate[0] ? r->sqlstate : "XX000";
-		if (s->pstate == P_STMT && s->ptext.size == r->statement.n &&
-		    !memcmp(s->ptext.ptr, r->statement.p, r->statement.n)) {
-			/* The logged statement failed. */
-			s->pstate = P_NONE;
-			return emit(imp, s, s->pkind, s->pstart, -1, s->ptext.ptr, s->ptext.size, s->pparams.ptr,
-			            s->pparams.size, s->pnparams, state, m, err);
-		}
-		/* A statement that failed before it was logged (syntax error,
-		 * log_statement off): the error line is all there is. An
-		 * extended-protocol execution names its portal and parameters in the
-		 * CONTEXT (log_parameter_max_length_on_error). */
-		if ((rc = flush_pending(imp, s, err)) != 0)
-			return rc;
-		if (STARTS(r->context, "unnamed portal with parameters: ") || STARTS(r->context, "portal \"")) {
-			const char *w = memmem(r->context.p, r->context.n, "with parameters: ", 17);
-			if (w) {
-				span d = { w + 5, (size_t)(r->context.p + r->context.n - (w + 5)) };
-				int np = 0;
-				if (parse_params(d, &imp->tmp, &np))
-					return scry__fail(err, SCRY_ENOMEM, "out of memory");
-				return emit(imp, s, SCRY_EVENT_EXTENDED, r->time_us, -1, r->statement.p, r->statement.n,
-				            imp->tmp.ptr, imp->tmp.size, np, state, m, err);
-			}
-		}
-		return emit(imp, s, SCRY_EVENT_SIMPLE, r->time_us, -1, r->statement.p, r->statement.n, NULL, 0, 0,
-		            state, m, err);
-	}
+	if (r->severity.n == 3 && !memcmp(r->severity.p, "LOG", 3))
+		return record_log(imp, r, err);
+	if (is_error(r->severity) && r->statement.n)
+		return record_error(imp, r, err);
 	return 0;
 }
