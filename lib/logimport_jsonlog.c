@@ -78,6 +78,100 @@ char *scry__logimport_json_string(const char *p, size_t n, size_t *i, char *w)
 	return NULL;
 }
 
+/* A JSON string at p[*i] unescaped at *w (advanced past it), in *out;
+ * false when malformed. */
+static inline bool json_str(const char *p, size_t n, size_t *i, char **w, span *out)
+{
+	char *e = scry__logimport_json_string(p, n, i, *w);
+	if (!e)
+		return false;
+	*out = (span){ *w, (size_t)(e - *w) };
+	*w = e;
+	return true;
+}
+
+/* Skips the array at p[*i] (Cloud Logging labels...), strings aware (they
+ * are unescaped at w, then forgotten); false when malformed. */
+static bool json_skip_array(const char *p, size_t n, size_t *ip, char *w)
+{
+	size_t i = *ip;
+	int d = 0;
+	for (; i < n; i++) {
+		if (p[i] == '"') {
+			size_t j = i;
+			if (!scry__logimport_json_string(p, n, &j, w))
+				return false;
+			i = j - 1;
+		} else if (p[i] == '[' || p[i] == '{') {
+			d++;
+		} else if ((p[i] == ']' || p[i] == '}') && --d == 0) {
+			i++;
+			break;
+		}
+	}
+	*ip = i;
+	return true;
+}
+
+/* The string (unescaped at *w) or scalar value at p[*i]; false when malformed. */
+static inline bool json_value(const char *p, size_t n, size_t *ip, char **w, span *val)
+{
+	if (*ip < n && p[*ip] == '"')
+		return json_str(p, n, ip, w, val);
+	size_t i = *ip, s = i;
+	while (i < n && p[i] != ',' && p[i] != '}')
+		i++;
+	*val = (span){ p + s, i - s };
+	while (val->n && isspace((unsigned char)val->p[val->n - 1]))
+		val->n--;
+	*ip = i;
+	return true;
+}
+
+/* The fields of a jsonlog record, and the texts parsed once all are read. */
+typedef struct jrec {
+	rec r;
+	span ts, sstart, state;
+} jrec;
+
+/* Takes one field by its key: jsonlog's names, or csvlog's (CloudNativePG's records). */
+static inline void json_field(jrec *j, span key, span val)
+{
+#define KEY(lit) (key.n == sizeof(lit) - 1 && !memcmp(key.p, lit, sizeof(lit) - 1))
+	rec *r = &j->r;
+	if (KEY("message"))
+		r->message = val;
+	else if (KEY("timestamp") || KEY("log_time"))
+		j->ts = val;
+	else if (KEY("session_id"))
+		r->sid = val;
+	else if (KEY("error_severity"))
+		r->severity = val;
+	else if (KEY("pid") || KEY("process_id"))
+		r->pid = scry__logimport_int(val);
+	else if (KEY("user") || KEY("user_name"))
+		r->user = val;
+	else if (KEY("dbname") || KEY("database_name"))
+		r->db = val;
+	else if (KEY("remote_host"))
+		r->client = val;
+	else if (KEY("connection_from"))
+		r->client = strip_port(val);
+	else if (KEY("session_start") || KEY("session_start_time"))
+		j->sstart = val;
+	else if (KEY("state_code") || KEY("sql_state_code"))
+		j->state = val;
+	else if (KEY("detail"))
+		r->detail = val;
+	else if (KEY("statement") || KEY("query"))
+		r->statement = val;
+	else if (KEY("application_name"))
+		r->app = val;
+	else if (KEY("context"))
+		r->context = val;
+#undef KEY
+}
+
 static int json_line(scry_logimport *imp, const char *p, size_t n, uint64_t line, scry_error *err)
 {
 	/* Unescaped strings are never longer than the line: one reservation. */
@@ -85,10 +179,9 @@ static int json_line(scry_logimport *imp, const char *p, size_t n, uint64_t line
 	if (scry__buf_grow(&imp->scratch, n + 8))
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	char *w = imp->scratch.ptr;
-	rec r;
-	memset(&r, 0, sizeof r);
-	r.line = line;
-	span ts = { NULL, 0 }, sstart = { NULL, 0 }, state = { NULL, 0 };
+	jrec j;
+	memset(&j, 0, sizeof j);
+	j.r.line = line;
 	size_t i = 0;
 	while (i < n && isspace((unsigned char)p[i]))
 		i++;
@@ -112,14 +205,9 @@ static int json_line(scry_logimport *imp, const char *p, size_t n, uint64_t line
 			i++;
 			continue;
 		}
-		if (i >= n || p[i] != '"')
+		span key, val;
+		if (i >= n || p[i] != '"' || !json_str(p, n, &i, &w, &key))
 			goto bad;
-		char *k = w;
-		char *ke = scry__logimport_json_string(p, n, &i, w);
-		if (!ke)
-			goto bad;
-		span key = { k, (size_t)(ke - k) };
-		w = ke;
 		while (i < n && isspace((unsigned char)p[i]))
 			i++;
 		if (i >= n || p[i] != ':')
@@ -127,7 +215,6 @@ static int json_line(scry_logimport *imp, const char *p, size_t n, uint64_t line
 		i++;
 		while (i < n && isspace((unsigned char)p[i]))
 			i++;
-		span val;
 		if (i < n && p[i] == '{') {
 			if (depth >= 4)
 				goto bad;
@@ -138,84 +225,27 @@ static int json_line(scry_logimport *imp, const char *p, size_t n, uint64_t line
 			continue;
 		}
 		if (i < n && p[i] == '[') {
-			/* An array (Cloud Logging labels...): skipped, strings aware. */
-			int d = 0;
-			for (; i < n; i++) {
-				if (p[i] == '"') {
-					size_t j = i;
-					if (!scry__logimport_json_string(p, n, &j, w))
-						goto bad;
-					i = j - 1;
-				} else if (p[i] == '[' || p[i] == '{') {
-					d++;
-				} else if ((p[i] == ']' || p[i] == '}') && --d == 0) {
-					i++;
-					break;
-				}
-			}
+			if (!json_skip_array(p, n, &i, w))
+				goto bad;
 			continue;
 		}
-		if (i < n && p[i] == '"') {
-			char *v = w;
-			char *ve = scry__logimport_json_string(p, n, &i, w);
-			if (!ve)
-				goto bad;
-			val = (span){ v, (size_t)(ve - v) };
-			w = ve;
-		} else {
-			size_t s = i;
-			while (i < n && p[i] != ',' && p[i] != '}')
-				i++;
-			val = (span){ p + s, i - s };
-			while (val.n && isspace((unsigned char)val.p[val.n - 1]))
-				val.n--;
-		}
-#define KEY(lit) (key.n == sizeof(lit) - 1 && !memcmp(key.p, lit, sizeof(lit) - 1))
+		if (!json_value(p, n, &i, &w, &val))
+			goto bad;
 		if (imp->wrapper == LOGWRAP_CNPG && !cnpg_record)
 			continue; /* the wrapper's own keys ("level", "ts", "msg") */
-		if (KEY("message"))
-			r.message = val;
-		else if (KEY("timestamp") || KEY("log_time"))
-			ts = val;
-		else if (KEY("session_id"))
-			r.sid = val;
-		else if (KEY("error_severity"))
-			r.severity = val;
-		else if (KEY("pid") || KEY("process_id"))
-			r.pid = scry__logimport_int(val);
-		else if (KEY("user") || KEY("user_name"))
-			r.user = val;
-		else if (KEY("dbname") || KEY("database_name"))
-			r.db = val;
-		else if (KEY("remote_host"))
-			r.client = val;
-		else if (KEY("connection_from"))
-			r.client = strip_port(val);
-		else if (KEY("session_start") || KEY("session_start_time"))
-			sstart = val;
-		else if (KEY("state_code") || KEY("sql_state_code"))
-			state = val;
-		else if (KEY("detail"))
-			r.detail = val;
-		else if (KEY("statement") || KEY("query"))
-			r.statement = val;
-		else if (KEY("application_name"))
-			r.app = val;
-		else if (KEY("context"))
-			r.context = val;
-#undef KEY
+		json_field(&j, key, val);
 	}
 	if (imp->wrapper == LOGWRAP_CNPG && !cnpg_record)
 		return 0; /* the operator's own messages: not PostgreSQL records */
-	if (!ts.n || !scry__logimport_time(imp, ts.p, ts.n, &r.time_us)) {
+	if (!j.ts.n || !scry__logimport_time(imp, j.ts.p, j.ts.n, &j.r.time_us)) {
 		scry__logimport_skip(imp, line, "jsonlog record without a valid timestamp", p, n);
 		return 0;
 	}
-	r.has_time = true;
-	r.sess_start = sstart;
-	if (state.n == 5)
-		memcpy(r.sqlstate, state.p, 5);
-	return scry__logimport_record(imp, &r, err);
+	j.r.has_time = true;
+	j.r.sess_start = j.sstart;
+	if (j.state.n == 5)
+		memcpy(j.r.sqlstate, j.state.p, 5);
+	return scry__logimport_record(imp, &j.r, err);
 bad:
 	scry__logimport_skip(imp, line, "malformed jsonlog record", p, n);
 	return 0;
