@@ -185,23 +185,145 @@ int scry__logimport_stderr_finish(scry_logimport *imp, scry_error *err)
 	return scry__logimport_record(imp, r, err);
 }
 
+/* A tab-indented continuation line of a multi-line message or statement:
+ * appended to the field it continues. */
+static int stderr_continuation(scry_logimport *imp, const char *p, size_t n, uint64_t line, scry_error *err)
+{
+	if (!imp->cur_open) {
+		scry__logimport_skip(imp, line, "continuation line without the line it continues", p, n);
+		return 0;
+	}
+	if (imp->cur_last != F_OTHER && imp->cur_off[imp->cur_last] + imp->cur_len[imp->cur_last] == imp->cur.size) {
+		if (scry__buf_put(&imp->cur, "\n", 1) || scry__buf_put(&imp->cur, p + 1, n - 1))
+			return scry__fail(err, SCRY_ENOMEM, "out of memory");
+		imp->cur_len[imp->cur_last] += n;
+	}
+	return 0;
+}
+
+/* A DETAIL: ... STATEMENT: line (label `code`): a field of the message
+ * before it, from the same process. */
+static int stderr_detail(scry_logimport *imp, int code, int64_t pid, span body, const char *p, size_t n,
+                         uint64_t line, scry_error *err)
+{
+	int k = code - 8; /* DETAIL HINT QUERY CONTEXT LOCATION STATEMENT */
+	if (!imp->cur_open || (pid >= 0 && pid != imp->cur_pid)) {
+		scry__logimport_skip(imp, line, "detail line without the message it belongs to", p, n);
+		return 0;
+	}
+	int f = k == 0 ? F_DETAIL : k == 5 ? F_STMT : k == 3 ? F_CTX : F_OTHER;
+	if (f == F_OTHER) {
+		imp->cur_last = F_OTHER;
+		return 0;
+	}
+	if (cur_put(imp, f, body.p, body.n))
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	return 0;
+}
+
+/* %n: "seconds.milliseconds" since the epoch. */
+static void epoch_time(span v, rec *r)
+{
+	int64_t sec = 0, us = 0;
+	size_t k = 0;
+	bool range = true;
+	for (; k < v.n && isdigit((unsigned char)v.p[k]); k++)
+		range = range && scry__dec_digit(&sec, v.p[k] - '0');
+	int scale = 100000;
+	for (k++; k < v.n && isdigit((unsigned char)v.p[k]); k++, scale /= 10)
+		us += (v.p[k] - '0') * scale;
+	range = range && sec <= INT64_MAX / 1000000 - 1;
+	r->time_us = range ? sec * 1000000 + us : 0;
+	r->has_time = range;
+}
+
+/* The values the prefix matched into the record being assembled. */
+static int stderr_prefix_values(scry_logimport *imp, rec *r)
+{
+	int rc = 0;
+	for (int i = 0; i < imp->qend && !rc; i++) {
+		if (!imp->items[i].esc || imp->items[i].esc == 'q')
+			continue; /* literals: no value */
+		span v = imp->mspan[i];
+		/* Padded values, and a value that ends the prefix (whose separator
+		 * space before the severity the prefix then lacks), lose their blanks. */
+		if (imp->items[i].padded || i + 1 == imp->nitems)
+			v = trim(v);
+		switch (imp->items[i].esc) {
+		case 'm': case 't':
+			r->has_time = scry__logimport_time(imp, v.p, v.n, &r->time_us) != 0;
+			break;
+		case 'n': epoch_time(v, r); break;
+		case 's':
+			scry__logimport_time(imp, v.p, v.n, &r->sess_start_us);
+			break;
+		case 'e':
+			if (v.n == 5)
+				memcpy(r->sqlstate, v.p, 5);
+			break;
+		case 'u': rc = cur_put(imp, F_USER, v.p, v.n); break;
+		case 'd': rc = cur_put(imp, F_DB, v.p, v.n); break;
+		case 'a': rc = cur_put(imp, F_APP, v.p, v.n); break;
+		case 'h': rc = cur_put(imp, F_CLIENT, v.p, v.n); break;
+		case 'r':
+			if (imp->cur_len[F_CLIENT] == (size_t)-1) {
+				v = strip_port(v);
+				rc = cur_put(imp, F_CLIENT, v.p, v.n);
+			}
+			break;
+		}
+	}
+	return rc;
+}
+
+/* Session key: %c, else the process id (+ %s when present); its length. */
+static size_t stderr_session_key(rec *r, int64_t pid, span sid, char *key, size_t cap)
+{
+	if (!sid.n)
+		return (size_t)snprintf(key, cap, "%lld.%lld", (long long)pid, (long long)r->sess_start_us);
+	int klen = snprintf(key, cap, "%.*s", (int)(sid.n > 40 ? 40 : sid.n), sid.p);
+	/* %c is hex(session start).hex(pid): the start, to the second. */
+	if (!r->sess_start_us) {
+		long long start = strtoll(key, NULL, 16);
+		if (start > 0 && start < INT64_MAX / 1000000)
+			r->sess_start_us = (int64_t)start * 1000000;
+	}
+	return (size_t)klen;
+}
+
+/* A line with a severity: the record before it is complete, a new one starts. */
+static int stderr_message(scry_logimport *imp, uint64_t line, int64_t pid, span sid, span sev, span body,
+                          scry_error *err)
+{
+	int rc = scry__logimport_stderr_finish(imp, err);
+	if (rc)
+		return rc;
+	imp->cur_open = true;
+	imp->cur_pid = pid;
+	scry__buf_clear(&imp->cur);
+	for (int f = 0; f < F_COUNT; f++)
+		imp->cur_len[f] = (size_t)-1;
+	rec *r = &imp->cur_rec;
+	memset(r, 0, sizeof *r);
+	r->line = line;
+	r->pid = pid;
+	char key[48];
+	if (stderr_prefix_values(imp, r))
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	size_t klen = stderr_session_key(r, pid, sid, key, sizeof key);
+	if (!r->has_time)
+		r->time_us = 0;
+	if (cur_put(imp, F_SID, key, klen) || cur_put(imp, F_SEV, sev.p, sev.n) || cur_put(imp, F_MSG, body.p, body.n))
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	return 0;
+}
+
 static int stderr_line(scry_logimport *imp, const char *p, size_t n, uint64_t line, scry_error *err)
 {
 	if (n && p[n - 1] == '\r')
 		n--;
-	if (n && p[0] == '\t') {
-		/* A continuation line of a multi-line message or statement. */
-		if (!imp->cur_open) {
-			scry__logimport_skip(imp, line, "continuation line without the line it continues", p, n);
-			return 0;
-		}
-		if (imp->cur_last != F_OTHER && imp->cur_off[imp->cur_last] + imp->cur_len[imp->cur_last] == imp->cur.size) {
-			if (scry__buf_put(&imp->cur, "\n", 1) || scry__buf_put(&imp->cur, p + 1, n - 1))
-				return scry__fail(err, SCRY_ENOMEM, "out of memory");
-			imp->cur_len[imp->cur_last] += n;
-		}
-		return 0;
-	}
+	if (n && p[0] == '\t')
+		return stderr_continuation(imp, p, n, line, err);
 	size_t msg;
 	if (imp->no_prefix) {
 		scry__logimport_skip(imp, line, "no usable log_line_prefix (see why nothing was imported)", p, n);
@@ -224,99 +346,9 @@ static int stderr_line(scry_logimport *imp, const char *p, size_t n, uint64_t li
 		else if (imp->items[i].esc == 'c')
 			sid = imp->mspan[i];
 	}
-	if (code >= 8) {
-		int k = code - 8; /* DETAIL HINT QUERY CONTEXT LOCATION STATEMENT */
-		/* Belongs to the message before it, from the same process. */
-		if (!imp->cur_open || (pid >= 0 && pid != imp->cur_pid)) {
-			scry__logimport_skip(imp, line, "detail line without the message it belongs to", p, n);
-			return 0;
-		}
-		int f = k == 0 ? F_DETAIL : k == 5 ? F_STMT : k == 3 ? F_CTX : F_OTHER;
-		if (f == F_OTHER) {
-			imp->cur_last = F_OTHER;
-			return 0;
-		}
-		if (cur_put(imp, f, body.p, body.n))
-			return scry__fail(err, SCRY_ENOMEM, "out of memory");
-		return 0;
-	}
-	int rc = scry__logimport_stderr_finish(imp, err);
-	if (rc)
-		return rc;
-	imp->cur_open = true;
-	imp->cur_pid = pid;
-	scry__buf_clear(&imp->cur);
-	for (int f = 0; f < F_COUNT; f++)
-		imp->cur_len[f] = (size_t)-1;
-	rec *r = &imp->cur_rec;
-	memset(r, 0, sizeof *r);
-	r->line = line;
-	r->pid = pid;
-	char key[48];
-	int klen = 0;
-	for (int i = 0; i < imp->qend; i++) {
-		if (!imp->items[i].esc || imp->items[i].esc == 'q')
-			continue; /* literals: no value */
-		span v = imp->mspan[i];
-		/* Padded values, and a value that ends the prefix (whose separator
-		 * space before the severity the prefix then lacks), lose their blanks. */
-		if (imp->items[i].padded || i + 1 == imp->nitems)
-			v = trim(v);
-		switch (imp->items[i].esc) {
-		case 'm': case 't':
-			r->has_time = scry__logimport_time(imp, v.p, v.n, &r->time_us) != 0;
-			break;
-		case 'n': {
-			int64_t sec = 0, us = 0;
-			size_t k = 0;
-			bool range = true;
-			for (; k < v.n && isdigit((unsigned char)v.p[k]); k++)
-				range = range && scry__dec_digit(&sec, v.p[k] - '0');
-			int scale = 100000;
-			for (k++; k < v.n && isdigit((unsigned char)v.p[k]); k++, scale /= 10)
-				us += (v.p[k] - '0') * scale;
-			range = range && sec <= INT64_MAX / 1000000 - 1;
-			r->time_us = range ? sec * 1000000 + us : 0;
-			r->has_time = range;
-			break;
-		}
-		case 's':
-			scry__logimport_time(imp, v.p, v.n, &r->sess_start_us);
-			break;
-		case 'e':
-			if (v.n == 5)
-				memcpy(r->sqlstate, v.p, 5);
-			break;
-		case 'u': cur_put(imp, F_USER, v.p, v.n); break;
-		case 'd': cur_put(imp, F_DB, v.p, v.n); break;
-		case 'a': cur_put(imp, F_APP, v.p, v.n); break;
-		case 'h': cur_put(imp, F_CLIENT, v.p, v.n); break;
-		case 'r':
-			if (imp->cur_len[F_CLIENT] == (size_t)-1) {
-				v = strip_port(v);
-				cur_put(imp, F_CLIENT, v.p, v.n);
-			}
-			break;
-		}
-	}
-	/* Session key: %c, else the process id (+ %s when present). */
-	if (sid.n) {
-		klen = snprintf(key, sizeof key, "%.*s", (int)(sid.n > 40 ? 40 : sid.n), sid.p);
-		/* %c is hex(session start).hex(pid): the start, to the second. */
-		if (!r->sess_start_us) {
-			long long start = strtoll(key, NULL, 16);
-			if (start > 0 && start < INT64_MAX / 1000000)
-				r->sess_start_us = (int64_t)start * 1000000;
-		}
-	} else {
-		klen = snprintf(key, sizeof key, "%lld.%lld", (long long)pid, (long long)r->sess_start_us);
-	}
-	if (!r->has_time)
-		r->time_us = 0;
-	if (cur_put(imp, F_SID, key, (size_t)klen) || cur_put(imp, F_SEV, sev.p, sev.n) ||
-	    cur_put(imp, F_MSG, body.p, body.n))
-		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	return 0;
+	if (code >= 8)
+		return stderr_detail(imp, code, pid, body, p, n, line, err);
+	return stderr_message(imp, line, pid, sid, sev, body, err);
 }
 
 void scry__logimport_prefix_reset(scry_logimport *imp)
