@@ -7,6 +7,7 @@
 #include "util/json.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <string.h>
 
 static int hexval(char c)
@@ -134,42 +135,53 @@ typedef struct jrec {
 	span ts, sstart, state;
 } jrec;
 
-/* Takes one field by its key: jsonlog's names, or csvlog's (CloudNativePG's records). */
+/* The keys read: jsonlog's names, and csvlog's (CloudNativePG's records). */
+enum { JK_SPAN, JK_PID, JK_CLIENT_PORT };
+static const struct {
+	const char *k;
+	size_t n;
+	int kind;
+	size_t off; /* of the span in jrec */
+} json_keys[] = {
+#define JK(lit, kind, field) { lit, sizeof(lit) - 1, kind, offsetof(jrec, field) }
+	JK("message", JK_SPAN, r.message),
+	JK("timestamp", JK_SPAN, ts),
+	JK("log_time", JK_SPAN, ts),
+	JK("session_id", JK_SPAN, r.sid),
+	JK("error_severity", JK_SPAN, r.severity),
+	JK("pid", JK_PID, r.pid),
+	JK("process_id", JK_PID, r.pid),
+	JK("user", JK_SPAN, r.user),
+	JK("user_name", JK_SPAN, r.user),
+	JK("dbname", JK_SPAN, r.db),
+	JK("database_name", JK_SPAN, r.db),
+	JK("remote_host", JK_SPAN, r.client),
+	JK("connection_from", JK_CLIENT_PORT, r.client),
+	JK("session_start", JK_SPAN, sstart),
+	JK("session_start_time", JK_SPAN, sstart),
+	JK("state_code", JK_SPAN, state),
+	JK("sql_state_code", JK_SPAN, state),
+	JK("detail", JK_SPAN, r.detail),
+	JK("statement", JK_SPAN, r.statement),
+	JK("query", JK_SPAN, r.statement),
+	JK("application_name", JK_SPAN, r.app),
+	JK("context", JK_SPAN, r.context),
+#undef JK
+};
+
+/* Takes one field by its key (others are ignored). */
 static inline void json_field(jrec *j, span key, span val)
 {
-#define KEY(lit) (key.n == sizeof(lit) - 1 && !memcmp(key.p, lit, sizeof(lit) - 1))
-	rec *r = &j->r;
-	if (KEY("message"))
-		r->message = val;
-	else if (KEY("timestamp") || KEY("log_time"))
-		j->ts = val;
-	else if (KEY("session_id"))
-		r->sid = val;
-	else if (KEY("error_severity"))
-		r->severity = val;
-	else if (KEY("pid") || KEY("process_id"))
-		r->pid = scry__logimport_int(val);
-	else if (KEY("user") || KEY("user_name"))
-		r->user = val;
-	else if (KEY("dbname") || KEY("database_name"))
-		r->db = val;
-	else if (KEY("remote_host"))
-		r->client = val;
-	else if (KEY("connection_from"))
-		r->client = strip_port(val);
-	else if (KEY("session_start") || KEY("session_start_time"))
-		j->sstart = val;
-	else if (KEY("state_code") || KEY("sql_state_code"))
-		j->state = val;
-	else if (KEY("detail"))
-		r->detail = val;
-	else if (KEY("statement") || KEY("query"))
-		r->statement = val;
-	else if (KEY("application_name"))
-		r->app = val;
-	else if (KEY("context"))
-		r->context = val;
-#undef KEY
+	for (size_t i = 0; i < sizeof json_keys / sizeof json_keys[0]; i++) {
+		if (json_keys[i].n != key.n || memcmp(json_keys[i].k, key.p, key.n))
+			continue;
+		char *f = (char *)j + json_keys[i].off;
+		if (json_keys[i].kind == JK_PID)
+			*(int64_t *)f = scry__logimport_int(val);
+		else
+			*(span *)f = json_keys[i].kind == JK_CLIENT_PORT ? strip_port(val) : val;
+		return;
+	}
 }
 
 static int json_line(scry_logimport *imp, const char *p, size_t n, uint64_t line, scry_error *err)
