@@ -7,7 +7,7 @@
 # raised no error that the capture did not have, and that every statement's
 # replayed row count equals its captured one. A missing toolchain skips that
 # driver only, saying so.
-set -euo pipefail
+set -Eeuo pipefail
 : "${SCRY_CLI:?}" "${SCRY_SOURCE_DIR:?}" "${SCRY_BINARY_DIR:?}"
 d=$SCRY_SOURCE_DIR/tests/drivers
 work=$(mktemp -d /tmp/scry-drivers.XXXXXX); chmod 755 "$work"
@@ -33,6 +33,7 @@ stop_proxy() {
   return "$rc"
 }
 skip() { echo "SKIP $1: $2"; skipped="$skipped $1"; }
+. "$SCRY_SOURCE_DIR/tests/harness/proxy.sh" # proxy_port
 
 port=$(bash "$SCRY_SOURCE_DIR/tests/harness/pgcluster.sh" start "$work/pg")
 base="host=127.0.0.1 port=$port user=postgres"
@@ -70,12 +71,8 @@ run_driver() { # name, then the client command (gets PORT DB WORKDIR)
   "$SCRY_CLI" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$port" --store "$work/$name.db" \
     --json >"$work/$name.proxy.out" 2>"$work/$name.proxy.err" &
   pid=$!
-  local pport=
-  for _ in $(seq 1 100); do
-    pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/$name.proxy.err" 2>/dev/null)
-    [ -n "$pport" ] && break
-    sleep 0.1
-  done
+  local pport
+  pport=$(proxy_port "$work/$name.proxy.err" "$pid")
   [ -n "$pport" ] || fail "$name: the proxy did not start: $(cat "$work/$name.proxy.err")"
   "$@" "$pport" "$db" "$work" >"$work/$name.client.log" 2>&1 || fail "$name: the client failed: $(cat "$work/$name.client.log")"
   stop_proxy "$pid" || fail "$name: the proxy exited with $?"; pid=
@@ -145,12 +142,8 @@ elif command -v javac >/dev/null && [ -r "$jdbc_jar" ]; then
   # the portal shows up as 31 FETCH 100 (30 full batches and the empty last one).
   "$SCRY_CLI" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$port" --store "$work/jdbc2.db" \
     >/dev/null 2>"$work/jdbc2.err" &
-  pid=$! pport=
-  for _ in $(seq 1 100); do
-    pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/jdbc2.err" 2>/dev/null)
-    [ -n "$pport" ] && break
-    sleep 0.1
-  done
+  pid=$!
+  pport=$(proxy_port "$work/jdbc2.err" "$pid")
   "$SCRY_CLI" replay --store "$work/jdbc.db" --target "host=127.0.0.1 port=$pport user=postgres dbname=rep_jdbc" \
     --label viaproxy --json >/dev/null 2>&1 || fail "jdbc: replay through the proxy failed"
   stop_proxy "$pid" || fail "jdbc: the second proxy exited with $?"; pid=

@@ -53,12 +53,8 @@ STORE="$WORK/scry.db"
 "$SCRY" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$PORT" --store "$STORE" \
   2>"$WORK/proxy.err" &
 PROXY_PID=$!
-PPORT=
-for _ in $(seq 1 50); do
-  PPORT=$(sed -n 's/.*capturing on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/proxy.err" | head -1)
-  [ -n "$PPORT" ] && break
-  sleep 0.1
-done
+. "$SCRY_SOURCE_DIR/tests/harness/proxy.sh"
+PPORT=$(proxy_port "$WORK/proxy.err" "$PROXY_PID")
 [ -n "$PPORT" ] || { cat "$WORK/proxy.err"; echo "the proxy did not start"; exit 1; }
 cat >"$WORK/traffic.py" <<'PY'
 import sys, time, threading, psycopg2

@@ -5,6 +5,7 @@
 # margin: the replay ends, records a timeout and does not hang.
 set -euo pipefail
 : "${SCRY_CLI:?}" "${SCRY_SOURCE_DIR:?}"
+. "$SCRY_SOURCE_DIR/tests/harness/proxy.sh" # proxy_port
 work=$(mktemp -d /tmp/scry-rclient.XXXXXX); chmod 755 "$work"
 pid= rpid= stopped=
 cleanup() {
@@ -22,12 +23,8 @@ start_proxy() { # STORE [proxy options...]: starts `scry capture proxy` on a fre
   "$SCRY_CLI" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$port" --store "$store" "$@" \
     >/dev/null 2>"$store.err" &
   pid=$!
-  pport=
-  for _ in $(seq 1 100); do
-    pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$store.err" 2>/dev/null)
-    [ -n "$pport" ] && return 0
-    sleep 0.1
-  done
+  pport=$(proxy_port "$store.err" "$pid")
+  [ -n "$pport" ] && return 0
   fail "the proxy did not start: $(cat "$store.err")"
 }
 

@@ -13,6 +13,10 @@ set -uo pipefail
 SCRY=${SCRY_CLI:?SCRY_CLI is not set}
 SRC=${SCRY_SOURCE_DIR:?SCRY_SOURCE_DIR is not set}
 WORK=$(mktemp -d /tmp/scry-test-scale.XXXXXX)
+# Command clones register in $TMPDIR/scry-clones-UID, which every scry run of
+# this user collects (gc, and each ci run): a private one keeps test runs that
+# happen at the same time out of each other's registry.
+export TMPDIR=$WORK/tmp; mkdir -p "$TMPDIR"; chmod 1777 "$TMPDIR"
 chmod 755 "$WORK"
 PROXY_PID=
 CI_PID=

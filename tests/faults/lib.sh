@@ -13,6 +13,7 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$SCRY_SOURCE_DIR/tests/harness/proxy.sh" # proxy_port
 
 start_cluster() { # [conf lines...]
   printf '%s\n' "$@" >"$work/pg.conf"
@@ -31,12 +32,7 @@ start_proxy() {
       >"$work/proxy.out" 2>"$work/proxy.err"
   ) &
   proxy_pid=$!
-  for _ in $(seq 1 200); do
-    grep -q "capturing on" "$work/proxy.err" 2>/dev/null && break
-    kill -0 "$proxy_pid" 2>/dev/null || fail "the proxy did not start: $(cat "$work/proxy.err")"
-    sleep 0.05
-  done
-  pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/proxy.err")
+  pport=$(proxy_port "$work/proxy.err" "$proxy_pid")
   [ -n "$pport" ] || fail "no port announced: $(cat "$work/proxy.err")"
 }
 

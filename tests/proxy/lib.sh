@@ -14,6 +14,7 @@ trap cleanup EXIT
 # KEEP=1 (debugging): keep the work directory and leave the cluster running.
 [ -n "${KEEP:-}" ] && trap "" EXIT
 fail() { echo "FAIL: $*" >&2; for f in "$work"/*.err; do [ -f "$f" ] && { echo "--- $f" >&2; cat "$f" >&2; }; done; exit 1; }
+. "$SCRY_SOURCE_DIR/tests/harness/proxy.sh" # proxy_port
 start_cluster() { # [CONF_FILE]: sets $port
   port=$(bash "$SCRY_SOURCE_DIR/tests/harness/pgcluster.sh" start "$work/pg" "$@")
 }
@@ -27,13 +28,8 @@ start_proxy() {
     >"$work/$name.out" 2>"$work/$name.err" &
   ppid=$!
   pids+=($ppid)
-  for _ in $(seq 1 100); do
-    grep -q "capturing on" "$work/$name.err" 2>/dev/null && break
-    kill -0 "$ppid" 2>/dev/null || fail "proxy $name exited: $(cat "$work/$name.err")"
-    sleep 0.1
-  done
-  pport=$(sed -n 's/.*capturing on 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/$name.err")
-  [ -n "$pport" ] || fail "proxy $name announced no port"
+  pport=$(proxy_port "$work/$name.err" "$ppid")
+  [ -n "$pport" ] || fail "proxy $name announced no port (exited: $(kill -0 "$ppid" 2>/dev/null && echo no || echo yes))"
 }
 # wait_proxy: waits for $ppid; its exit status in $prc.
 wait_proxy() {
