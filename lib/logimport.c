@@ -43,6 +43,42 @@ int scry_log_format_parse(const char *name, scry_log_format *out)
 	return SCRY_EINVAL;
 }
 
+/* SCRY_EINVAL for a language without a message catalog, naming those there are. */
+static int unknown_lang(const char *code, scry_error *err)
+{
+	scry_buf names = SCRY_BUF_INIT;
+	for (const scry__loglang *l = scry__loglangs; l->code; l++)
+		scry__buf_printf(&names, "%s%s", l == scry__loglangs ? "" : ", ", l->code);
+	int rc = scry__fail(err, SCRY_EINVAL,
+	                    "no message catalog for language '%s' (PostgreSQL 15 ships: C/en, %s); set "
+	                    "lc_messages = 'C' on the server for logs scry can read",
+	                    code, names.ptr && !scry__buf_failed(&names) ? names.ptr : "");
+	scry_buf_dispose(&names);
+	return rc;
+}
+
+/* Checks the options and fills in the defaults; the language in *lang
+ * (NULL: English), or *lang_auto to detect it. */
+static int check_options(scry_logimport_options *o, const scry__loglang **lang, bool *lang_auto, scry_error *err)
+{
+	if ((unsigned)o->format > SCRY_LOG_AUTO)
+		return scry__fail(err, SCRY_EINVAL, "unknown log format %d (csvlog, jsonlog, stderr or auto)", (int)o->format);
+	if (o->format != SCRY_LOG_STDERR && o->format != SCRY_LOG_AUTO && o->line_prefix && *o->line_prefix)
+		return scry__fail(err, SCRY_EINVAL, "a log_line_prefix applies to stderr logs only");
+	*lang = NULL;
+	*lang_auto = !o->lang || !*o->lang || !strcmp(o->lang, "auto");
+	if (!*lang_auto && strcmp(o->lang, "C") && strcmp(o->lang, "POSIX") && strncmp(o->lang, "en", 2) &&
+	    !(*lang = scry__loglang_find(o->lang)))
+		return unknown_lang(o->lang, err);
+	if (!o->batch_events)
+		o->batch_events = 4096;
+	if (!o->max_record_bytes)
+		o->max_record_bytes = (size_t)64 << 20;
+	if (!o->max_open_sessions)
+		o->max_open_sessions = 65536;
+	return 0;
+}
+
 int scry_logimport_new(scry_logimport **out, scry_store *store, const scry_logimport_options *opts,
                        scry_error *err)
 {
@@ -50,33 +86,11 @@ int scry_logimport_new(scry_logimport **out, scry_store *store, const scry_logim
 		return scry__fail(err, SCRY_EINVAL, "scry_logimport_new: out and store are required");
 	*out = NULL;
 	scry_logimport_options o;
-	int vrc = scry__opts_copy(err, &scry__abi_logimport_options, &o, opts);
-	if (vrc)
-		return vrc;
-	if ((unsigned)o.format > SCRY_LOG_AUTO)
-		return scry__fail(err, SCRY_EINVAL, "unknown log format %d (csvlog, jsonlog, stderr or auto)", (int)o.format);
-	if (o.format != SCRY_LOG_STDERR && o.format != SCRY_LOG_AUTO && o.line_prefix && *o.line_prefix)
-		return scry__fail(err, SCRY_EINVAL, "a log_line_prefix applies to stderr logs only");
-	const scry__loglang *lang = NULL;
-	bool lang_auto = !o.lang || !*o.lang || !strcmp(o.lang, "auto");
-	if (!lang_auto && strcmp(o.lang, "C") && strcmp(o.lang, "POSIX") && strncmp(o.lang, "en", 2) &&
-	    !(lang = scry__loglang_find(o.lang))) {
-		scry_buf names = SCRY_BUF_INIT;
-		for (const scry__loglang *l = scry__loglangs; l->code; l++)
-			scry__buf_printf(&names, "%s%s", l == scry__loglangs ? "" : ", ", l->code);
-		int rc = scry__fail(err, SCRY_EINVAL,
-		                    "no message catalog for language '%s' (PostgreSQL 15 ships: C/en, %s); set "
-		                    "lc_messages = 'C' on the server for logs scry can read",
-		                    o.lang, names.ptr ? names.ptr : "");
-		scry_buf_dispose(&names);
+	const scry__loglang *lang;
+	bool lang_auto;
+	int rc = scry__opts_copy(err, &scry__abi_logimport_options, &o, opts);
+	if (rc || (rc = check_options(&o, &lang, &lang_auto, err)) != 0)
 		return rc;
-	}
-	if (!o.batch_events)
-		o.batch_events = 4096;
-	if (!o.max_record_bytes)
-		o.max_record_bytes = (size_t)64 << 20;
-	if (!o.max_open_sessions)
-		o.max_open_sessions = 65536;
 	scry_logimport *imp = scry__calloc(1, sizeof *imp);
 	if (!imp)
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
@@ -88,26 +102,18 @@ int scry_logimport_new(scry_logimport **out, scry_store *store, const scry_logim
 	imp->fmt = o.format;
 	imp->lang = lang;
 	imp->lang_auto = lang_auto;
-	if (o.timezone && *o.timezone && !(imp->tz_name = scry__strdup(o.timezone))) {
-		scry_logimport_free(imp);
-		return scry__fail(err, SCRY_ENOMEM, "out of memory");
-	}
+	if (o.timezone && *o.timezone && !(imp->tz_name = scry__strdup(o.timezone)))
+		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
 	bool have_prefix = o.line_prefix && *o.line_prefix;
-	if (have_prefix) {
-		if (!(imp->prefix_given = scry__strdup(o.line_prefix))) {
-			scry_logimport_free(imp);
-			return scry__fail(err, SCRY_ENOMEM, "out of memory");
-		}
-		int rc = scry__logimport_compile_prefix(imp, o.line_prefix, err);
-		if (rc) {
-			scry_logimport_free(imp);
-			return rc;
-		}
-	}
+	if (!rc && have_prefix && !(imp->prefix_given = scry__strdup(o.line_prefix)))
+		rc = scry__fail(err, SCRY_ENOMEM, "out of memory");
+	if (!rc && have_prefix)
+		rc = scry__logimport_compile_prefix(imp, o.line_prefix, err);
 	/* What the options leave open is detected on the first bytes. */
 	imp->detecting = o.format == SCRY_LOG_AUTO || (o.format == SCRY_LOG_STDERR && !have_prefix) || lang_auto;
 	scry_store_info info = SCRY_STORE_INFO_INIT;
-	int rc = scry_store_info_get(store, &info, err);
+	if (!rc)
+		rc = scry_store_info_get(store, &info, err);
 	if (rc) {
 		scry_logimport_free(imp);
 		return rc;
