@@ -86,143 +86,173 @@ static char key_escape(const char *k, size_t n)
 	return 0;
 }
 
-/* A log_line_prefix for the prefix text t[0..m) of one line. */
+/* The prefix infer() writes, and the escapes it used. Appends are not
+ * checked one by one: the buffer's failure is sticky (the caller checks). */
+typedef struct infer_st {
+	scry_buf *out;
+	bool used[128];
+} infer_st;
+
+static void esc(infer_st *st, char c)
+{
+	scry__buf_put(st->out, (const char[]){ '%', c }, 2);
+	st->used[(int)c] = true;
+}
+
+/* A time (%m, %t), an epoch time (%n) or a session id (%c) at q: its
+ * length, or 0. */
+static size_t infer_stamp(scry_logimport *imp, infer_st *st, const char *q, size_t left)
+{
+	int64_t tv;
+	size_t k;
+	if (is_time_at(q, left) && (k = scry__logimport_time(imp, q, left, &tv)) != 0) {
+		esc(st, q[19] == '.' ? 'm' : 't');
+		return k;
+	}
+	size_t d = 0;
+	while (d < left && isdigit((unsigned char)q[d]))
+		d++;
+	if (d >= 9 && d + 1 < left && q[d] == '.' && isdigit((unsigned char)q[d + 1])) {
+		k = d + 1;
+		while (k < left && isdigit((unsigned char)q[k]))
+			k++;
+		esc(st, 'n');
+		return k;
+	}
+	size_t h = 0;
+	while (h < left && isxdigit((unsigned char)q[h]))
+		h++;
+	if (h == 8 && h + 1 < left && q[h] == '.' && isxdigit((unsigned char)q[h + 1])) {
+		k = h + 1;
+		while (k < left && isxdigit((unsigned char)q[k]))
+			k++;
+		if (k == left || !word_char(q[k])) {
+			esc(st, 'c');
+			return k;
+		}
+	}
+	return 0;
+}
+
+/* A number at t[i] (a process id, then a line number): its length, or 0. */
+static size_t infer_digits(infer_st *st, const char *t, size_t i, size_t left)
+{
+	const char *q = t + i;
+	size_t d = 0;
+	while (d < left && isdigit((unsigned char)q[d]))
+		d++;
+	if (!d || (d < left && word_char(q[d]) && q[d] != '-'))
+		return 0;
+	if (!st->used['l'] && i && t[i - 1] == '[' && d < left && q[d] == '-')
+		esc(st, 'l');
+	else if (!st->used['p'])
+		esc(st, 'p');
+	else if (!st->used['l'])
+		esc(st, 'l');
+	else
+		lit(st->out, q, d);
+	return d;
+}
+
+/* "key=value" with a known key at q: its length, or 0. */
+static size_t infer_keyvalue(infer_st *st, const char *q, size_t left)
+{
+	if (!isalpha((unsigned char)q[0]) && q[0] != '_')
+		return 0;
+	size_t w = 0;
+	while (w < left && (isalnum((unsigned char)q[w]) || q[w] == '_'))
+		w++;
+	char e;
+	if (w >= left || q[w] != '=' || (e = key_escape(q, w)) == 0)
+		return 0;
+	lit(st->out, q, w + 1);
+	/* The value runs to a separator; a space ends it only before
+	 * the next key= or the end ("app=my app,client=..."). */
+	size_t v = w + 1;
+	while (v < left && q[v] != ',' && q[v] != ']' && q[v] != ';' && q[v] != '|') {
+		if (q[v] == ' ') {
+			size_t r = v;
+			while (r < left && q[r] == ' ')
+				r++;
+			size_t kw = r;
+			while (kw < left && (isalnum((unsigned char)q[kw]) || q[kw] == '_'))
+				kw++;
+			if (r == left || (kw > r && kw < left && q[kw] == '='))
+				break;
+		}
+		v++;
+	}
+	if (e == 'h' && memchr(q + w + 1, '(', v - w - 1))
+		e = 'r';
+	esc(st, e);
+	return v;
+}
+
+/* A value up to a separator at q (host, host(port), user@, a name): its
+ * length, or 0. */
+static size_t infer_value(infer_st *st, const char *q, size_t left)
+{
+	if (!((word_char(q[0]) && q[0] != '-' && q[0] != '.') || q[0] == '[' || q[0] == ':'))
+		return 0;
+	size_t w = 0;
+	if (left >= 7 && !memcmp(q, "[local]", 7))
+		w = 7;
+	else
+		/* (an IPv6 address goes on over ':' followed by a hex digit) */
+		while (w < left && (word_char(q[w]) || (q[w] == ':' && w > 0 && w + 1 < left &&
+		                                         isxdigit((unsigned char)q[w + 1]) && !memchr(q, '.', w))))
+			w++;
+	if (!w)
+		return 0;
+	/* host(port) */
+	if (w < left && q[w] == '(') {
+		size_t c = w + 1;
+		while (c < left && isdigit((unsigned char)q[c]))
+			c++;
+		if (c > w + 1 && c < left && q[c] == ')') {
+			esc(st, 'r');
+			return c + 1;
+		}
+	}
+	bool ip = true;
+	for (size_t c = 0; c < w; c++)
+		ip &= isxdigit((unsigned char)q[c]) || q[c] == '.' || q[c] == ':';
+	if ((ip && memchr(q, '.', w) && isdigit((unsigned char)q[0])) || (w == 7 && q[0] == '[')) {
+		esc(st, st->used['h'] ? 'r' : 'h');
+		return w;
+	}
+	if (w < left && q[w] == '@' && !st->used['u']) {
+		esc(st, 'u');
+		lit(st->out, "@", 1);
+		return w + 1;
+	}
+	const char *e = "uda";
+	while (*e && st->used[(int)*e])
+		e++;
+	if (*e && !isdigit((unsigned char)q[0]))
+		esc(st, *e);
+	else
+		lit(st->out, q, w);
+	return w;
+}
+
+/* A log_line_prefix for the prefix text t[0..m) of one line (check
+ * scry__buf_failed(out)). */
 static void infer(scry_logimport *imp, const char *t, size_t m, scry_buf *out)
 {
-	bool used[128] = { false };
+	infer_st st = { out, { false } };
 	size_t i = 0;
-	const char *order = "uda";
-#define ESC(c) do { scry__buf_put(out, (const char[]){ '%', (c) }, 2); used[(int)(c)] = true; } while (0)
 	while (i < m) {
 		const char *q = t + i;
-		size_t left = m - i;
-		int64_t tv;
-		size_t k;
-		if (is_time_at(q, left) && (k = scry__logimport_time(imp, q, left, &tv)) != 0) {
-			ESC(q[19] == '.' ? 'm' : 't');
+		size_t left = m - i, k;
+		if ((k = infer_stamp(imp, &st, q, left)) != 0 || (k = infer_digits(&st, t, i, left)) != 0 ||
+		    (k = infer_keyvalue(&st, q, left)) != 0 || (k = infer_value(&st, q, left)) != 0) {
 			i += k;
 			continue;
-		}
-		size_t d = 0;
-		while (d < left && isdigit((unsigned char)q[d]))
-			d++;
-		if (d >= 9 && d + 1 < left && q[d] == '.' && isdigit((unsigned char)q[d + 1])) {
-			k = d + 1;
-			while (k < left && isdigit((unsigned char)q[k]))
-				k++;
-			ESC('n');
-			i += k;
-			continue;
-		}
-		size_t h = 0;
-		while (h < left && isxdigit((unsigned char)q[h]))
-			h++;
-		if (h == 8 && h + 1 < left && q[h] == '.' && isxdigit((unsigned char)q[h + 1])) {
-			k = h + 1;
-			while (k < left && isxdigit((unsigned char)q[k]))
-				k++;
-			if (k == left || !word_char(q[k])) {
-				ESC('c');
-				i += k;
-				continue;
-			}
-		}
-		if (d && (d == left || !word_char(q[d]) || q[d] == '-')) {
-			if (!used['l'] && i && t[i - 1] == '[' && d < left && q[d] == '-')
-				ESC('l');
-			else if (!used['p'])
-				ESC('p');
-			else if (!used['l'])
-				ESC('l');
-			else
-				lit(out, q, d);
-			i += d;
-			continue;
-		}
-		if (isalpha((unsigned char)q[0]) || q[0] == '_') {
-			size_t w = 0;
-			while (w < left && (isalnum((unsigned char)q[w]) || q[w] == '_'))
-				w++;
-			char e;
-			if (w < left && q[w] == '=' && (e = key_escape(q, w)) != 0) {
-				/* key=value: the value runs to the next separator. */
-				lit(out, q, w + 1);
-				/* The value runs to a separator; a space ends it only before
-				 * the next key= or the end ("app=my app,client=..."). */
-				size_t v = w + 1;
-				while (v < left && q[v] != ',' && q[v] != ']' && q[v] != ';' && q[v] != '|') {
-					if (q[v] == ' ') {
-						size_t r = v;
-						while (r < left && q[r] == ' ')
-							r++;
-						size_t kw = r;
-						while (kw < left && (isalnum((unsigned char)q[kw]) || q[kw] == '_'))
-							kw++;
-						if (r == left || (kw > r && kw < left && q[kw] == '='))
-							break;
-					}
-					v++;
-				}
-				if (e == 'h' && memchr(q + w + 1, '(', v - w - 1))
-					e = 'r';
-				ESC(e);
-				i += v;
-				continue;
-			}
-		}
-		if ((word_char(q[0]) && q[0] != '-' && q[0] != '.') || q[0] == '[' || q[0] == ':') {
-			/* A value: up to a separator. */
-			size_t w = 0;
-			if (left >= 7 && !memcmp(q, "[local]", 7))
-				w = 7;
-			else
-				/* (an IPv6 address goes on over ':' followed by a hex digit) */
-				while (w < left && (word_char(q[w]) || (q[w] == ':' && w > 0 && w + 1 < left &&
-				                                         isxdigit((unsigned char)q[w + 1]) && !memchr(q, '.', w))))
-					w++;
-			if (w) {
-				/* host(port) */
-				if (w < left && q[w] == '(') {
-					size_t c = w + 1;
-					while (c < left && isdigit((unsigned char)q[c]))
-						c++;
-					if (c > w + 1 && c < left && q[c] == ')') {
-						ESC('r');
-						i += c + 1;
-						continue;
-					}
-				}
-				bool ip = true;
-				for (size_t c = 0; c < w; c++)
-					ip &= isxdigit((unsigned char)q[c]) || q[c] == '.' || q[c] == ':';
-				if ((ip && memchr(q, '.', w) && isdigit((unsigned char)q[0])) || (w == 7 && q[0] == '[')) {
-					ESC(used['h'] ? 'r' : 'h');
-					i += w;
-					continue;
-				}
-				if (w < left && q[w] == '@' && !used['u']) {
-					ESC('u');
-					lit(out, "@", 1);
-					i += w + 1;
-					continue;
-				}
-				const char *e = order;
-				while (*e && used[(int)*e])
-					e++;
-				if (*e && !isdigit((unsigned char)q[0])) {
-					ESC(*e);
-					i += w;
-					continue;
-				}
-				lit(out, q, w);
-				i += w;
-				continue;
-			}
 		}
 		lit(out, q, 1);
 		i++;
 	}
-#undef ESC
 }
 
 /* The same prefix with %q before its first session-only escape. */
@@ -302,12 +332,10 @@ static int detect_prefix(scry_logimport *imp, const char *p, size_t n, const cha
 	size_t pos = 0, seen = 0;
 	const char *first = NULL;
 	size_t firstlen = 0;
-	while (pos < n && seen < INFER_LINES) {
-		span ln = next_line(p, n, &pos);
+	span ln;
+	while (seen < INFER_LINES && next_head_line(p, n, &pos, &ln)) {
 		const char *l = ln.p;
 		size_t len = ln.n;
-		if (!len || l[0] == '\t')
-			continue;
 		if (!first) {
 			first = l;
 			firstlen = len;
@@ -318,11 +346,11 @@ static int detect_prefix(scry_logimport *imp, const char *p, size_t n, const cha
 		seen++;
 		scry__buf_clear(&pf);
 		infer(imp, l, (size_t)sp, &pf);
-		if (!pf.ptr)
+		if (!pf.ptr || scry__buf_failed(&pf))
 			continue;
 		try_prefix(imp, pf.ptr, p, n, &best, &looked);
 		scry__buf_clear(&q);
-		if (with_q(pf.ptr, &q))
+		if (with_q(pf.ptr, &q) && !scry__buf_failed(&q))
 			try_prefix(imp, q.ptr, p, n, &best, &looked);
 	}
 	scry_buf_dispose(&pf);

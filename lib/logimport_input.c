@@ -153,6 +153,136 @@ static void stream_end(src *s)
 	s->started = false;
 }
 
+/* src_read() of a plain file: the bytes src_open() buffered first, then
+ * straight from the file. */
+static ssize_t plain_read(src *s, char *out, size_t cap)
+{
+	if (s->ipos < s->ilen) {
+		size_t k = s->ilen - s->ipos < cap ? s->ilen - s->ipos : cap;
+		memcpy(out, s->ib + s->ipos, k);
+		s->ipos += k;
+		s->out += k;
+		return (ssize_t)k;
+	}
+	ssize_t r;
+	do
+		r = read(s->fd, out, cap);
+	while (r < 0 && errno == EINTR);
+	if (r < 0) {
+		snprintf(s->err, sizeof s->err, "%s", strerror(errno));
+		return -1;
+	}
+	s->raw += (uint64_t)r;
+	s->out += (uint64_t)r;
+	return r;
+}
+
+/* What src_read()'s loop does after a step. */
+enum { STEP_ON, STEP_NEXT, STEP_STOP };
+
+/* At the end of the input: xz reports its (concatenated) end only when
+ * told there is no more input. Decodes into out[*got..cap). */
+static int xz_finish(src *s, char *out, size_t cap, size_t *got)
+{
+	s->xz.next_in = NULL;
+	s->xz.avail_in = 0;
+	s->xz.next_out = (uint8_t *)out + *got;
+	s->xz.avail_out = cap - *got;
+	lzma_ret r = lzma_code(&s->xz, LZMA_FINISH);
+	*got = cap - s->xz.avail_out;
+	if (r == LZMA_STREAM_END) {
+		stream_end(s);
+		s->ended = true;
+		s->kind = K_PLAIN; /* nothing more to decode */
+		s->ipos = s->ilen = 0;
+		s->ieof = true;
+		return STEP_STOP;
+	}
+	if (r == LZMA_OK && *got < cap)
+		return STEP_NEXT;
+	if (r != LZMA_OK && r != LZMA_BUF_ERROR) {
+		stream_end(s);
+		s->kind = K_PLAIN;
+		s->ipos = s->ilen = 0;
+		snprintf(s->err, sizeof s->err, "the xz data is %s after %llu bytes of log",
+		         r == LZMA_DATA_ERROR || r == LZMA_FORMAT_ERROR ? "corrupt" : "truncated",
+		         (unsigned long long)(s->out + *got));
+		return STEP_STOP;
+	}
+	return *got == cap ? STEP_STOP : STEP_ON;
+}
+
+/* Runs the decoder once from the input buffered into o[0..*out_left);
+ * *in_left and *out_left are what remains of each. Returns 1 when the
+ * stream ended, -1 when the data is bad (*why says how, or NULL), else 0. */
+static int decode(src *s, char *o, size_t *in_left, size_t *out_left, const char **why)
+{
+	switch (s->kind) {
+	case K_GZIP: {
+		s->z.next_in = s->ib + s->ipos;
+		s->z.avail_in = (uInt)*in_left;
+		s->z.next_out = (Bytef *)o;
+		s->z.avail_out = (uInt)*out_left;
+		int r = inflate(&s->z, Z_NO_FLUSH);
+		*in_left = s->z.avail_in;
+		*out_left = s->z.avail_out;
+		if (r == Z_STREAM_END)
+			return 1;
+		if (r != Z_OK && r != Z_BUF_ERROR) {
+			*why = s->z.msg;
+			return -1;
+		}
+		return 0;
+	}
+	case K_BZIP2: {
+		s->bz.next_in = (char *)s->ib + s->ipos;
+		s->bz.avail_in = (unsigned)*in_left;
+		s->bz.next_out = o;
+		s->bz.avail_out = (unsigned)*out_left;
+		int r = BZ2_bzDecompress(&s->bz);
+		*in_left = s->bz.avail_in;
+		*out_left = s->bz.avail_out;
+		if (r == BZ_STREAM_END)
+			return 1;
+		if (r != BZ_OK) {
+			*why = "corrupt bzip2 data";
+			return -1;
+		}
+		return 0;
+	}
+	case K_XZ: {
+		s->xz.next_in = s->ib + s->ipos;
+		s->xz.avail_in = *in_left;
+		s->xz.next_out = (uint8_t *)o;
+		s->xz.avail_out = *out_left;
+		lzma_ret r = lzma_code(&s->xz, s->ieof && !*in_left ? LZMA_FINISH : LZMA_RUN);
+		*in_left = s->xz.avail_in;
+		*out_left = s->xz.avail_out;
+		if (r == LZMA_STREAM_END)
+			return 1;
+		if (r != LZMA_OK && r != LZMA_BUF_ERROR) {
+			*why = "corrupt xz data";
+			return -1;
+		}
+		return 0;
+	}
+	case K_ZSTD: {
+		ZSTD_inBuffer ib = { s->ib + s->ipos, *in_left, 0 };
+		ZSTD_outBuffer ob = { o, *out_left, 0 };
+		size_t r = ZSTD_decompressStream(s->zs, &ob, &ib);
+		*in_left -= ib.pos;
+		*out_left -= ob.pos;
+		if (ZSTD_isError(r)) {
+			*why = ZSTD_getErrorName(r);
+			return -1;
+		}
+		s->ended = r == 0; /* a frame ended; another may follow */
+		return 0;
+	}
+	}
+	return 0;
+}
+
 /* Reads up to cap decoded bytes. Returns the count, 0 at a clean end, or
  * -1 when the input is damaged or unreadable (s->err says why); the bytes
  * decoded before the damage are returned by the calls before. */
@@ -160,59 +290,18 @@ static ssize_t src_read(src *s, char *out, size_t cap)
 {
 	if (s->err[0])
 		return -1;
-	if (s->kind == K_PLAIN) {
-		if (s->ipos < s->ilen) {
-			size_t k = s->ilen - s->ipos < cap ? s->ilen - s->ipos : cap;
-			memcpy(out, s->ib + s->ipos, k);
-			s->ipos += k;
-			s->out += k;
-			return (ssize_t)k;
-		}
-		ssize_t r;
-		do
-			r = read(s->fd, out, cap);
-		while (r < 0 && errno == EINTR);
-		if (r < 0) {
-			snprintf(s->err, sizeof s->err, "%s", strerror(errno));
-			return -1;
-		}
-		s->raw += (uint64_t)r;
-		s->out += (uint64_t)r;
-		return r;
-	}
+	if (s->kind == K_PLAIN)
+		return plain_read(s, out, cap);
 	size_t got = 0;
 	while (got < cap) {
 		if (fill(s))
 			break;
 		if (s->ipos >= s->ilen && s->ieof && s->kind == K_XZ && s->started) {
-			/* xz reports its (concatenated) end only when told there is no more input. */
-			s->xz.next_in = NULL;
-			s->xz.avail_in = 0;
-			s->xz.next_out = (uint8_t *)out + got;
-			s->xz.avail_out = cap - got;
-			lzma_ret r = lzma_code(&s->xz, LZMA_FINISH);
-			got = cap - s->xz.avail_out;
-			if (r == LZMA_STREAM_END) {
-				stream_end(s);
-				s->ended = true;
-				s->kind = K_PLAIN; /* nothing more to decode */
-				s->ipos = s->ilen = 0;
-				s->ieof = true;
+			int step = xz_finish(s, out, cap, &got);
+			if (step == STEP_STOP)
 				break;
-			}
-			if (r == LZMA_OK && got < cap)
+			if (step == STEP_NEXT)
 				continue;
-			if (r != LZMA_OK && r != LZMA_BUF_ERROR) {
-				stream_end(s);
-				s->kind = K_PLAIN;
-				s->ipos = s->ilen = 0;
-				snprintf(s->err, sizeof s->err, "the xz data is %s after %llu bytes of log",
-				         r == LZMA_DATA_ERROR || r == LZMA_FORMAT_ERROR ? "corrupt" : "truncated",
-				         (unsigned long long)(s->out + got));
-				break;
-			}
-			if (got == cap)
-				break;
 		}
 		if (s->ipos >= s->ilen && s->ieof) {
 			if (!s->ended && (s->started || s->kind == K_ZSTD) && (s->out > 0 || s->raw > 0))
@@ -234,66 +323,9 @@ static ssize_t src_read(src *s, char *out, size_t cap)
 			return -1;
 		size_t before_in = s->ilen - s->ipos, avail_out = cap - got;
 		size_t in_left = before_in, out_left = avail_out;
-		int bad = 0, done = 0;
 		const char *why = NULL;
-		switch (s->kind) {
-		case K_GZIP: {
-			s->z.next_in = s->ib + s->ipos;
-			s->z.avail_in = (uInt)in_left;
-			s->z.next_out = (Bytef *)out + got;
-			s->z.avail_out = (uInt)out_left;
-			int r = inflate(&s->z, Z_NO_FLUSH);
-			in_left = s->z.avail_in;
-			out_left = s->z.avail_out;
-			if (r == Z_STREAM_END)
-				done = 1;
-			else if (r != Z_OK && r != Z_BUF_ERROR)
-				bad = 1, why = s->z.msg;
-			break;
-		}
-		case K_BZIP2: {
-			s->bz.next_in = (char *)s->ib + s->ipos;
-			s->bz.avail_in = (unsigned)in_left;
-			s->bz.next_out = out + got;
-			s->bz.avail_out = (unsigned)out_left;
-			int r = BZ2_bzDecompress(&s->bz);
-			in_left = s->bz.avail_in;
-			out_left = s->bz.avail_out;
-			if (r == BZ_STREAM_END)
-				done = 1;
-			else if (r != BZ_OK)
-				bad = 1, why = "corrupt bzip2 data";
-			break;
-		}
-		case K_XZ: {
-			s->xz.next_in = s->ib + s->ipos;
-			s->xz.avail_in = in_left;
-			s->xz.next_out = (uint8_t *)out + got;
-			s->xz.avail_out = out_left;
-			lzma_ret r = lzma_code(&s->xz, s->ieof && !in_left ? LZMA_FINISH : LZMA_RUN);
-			in_left = s->xz.avail_in;
-			out_left = s->xz.avail_out;
-			if (r == LZMA_STREAM_END)
-				done = 1;
-			else if (r != LZMA_OK && r != LZMA_BUF_ERROR)
-				bad = 1, why = "corrupt xz data";
-			break;
-		}
-		case K_ZSTD: {
-			ZSTD_inBuffer ib = { s->ib + s->ipos, in_left, 0 };
-			ZSTD_outBuffer ob = { out + got, out_left, 0 };
-			size_t r = ZSTD_decompressStream(s->zs, &ob, &ib);
-			in_left -= ib.pos;
-			out_left -= ob.pos;
-			if (ZSTD_isError(r))
-				bad = 1, why = ZSTD_getErrorName(r);
-			else if (r == 0)
-				s->ended = true; /* a frame ended; another may follow */
-			else
-				s->ended = false;
-			break;
-		}
-		}
+		int st = decode(s, out + got, &in_left, &out_left, &why);
+		bool bad = st < 0, done = st > 0;
 		s->ipos += before_in - in_left;
 		got += avail_out - out_left;
 		if (bad) {

@@ -1,7 +1,6 @@
 /*
- * lib/logimport_internal.h - what lib/logimport.c (sessions, events, API)
- * and lib/logimport_formats.c (csvlog, jsonlog, stderr parsing and framing)
- * share. Not installed.
+ * lib/logimport_internal.h - what the files of the log importer
+ * (lib/logimport*.c, see lib/logimport.c) share. Not installed.
  */
 #ifndef SCRY_LOGIMPORT_INTERNAL_H
 #define SCRY_LOGIMPORT_INTERNAL_H
@@ -9,6 +8,7 @@
 #include "internal.h"
 #include "logimport_lang.h"
 
+#include <ctype.h>
 #include <sys/types.h>
 
 typedef struct scry__logwriter scry__logwriter;
@@ -39,6 +39,44 @@ static inline span next_line(const char *p, size_t n, size_t *pos)
 	size_t len = nl ? (size_t)(nl - l) : n - *pos;
 	*pos += len + 1;
 	return (span){ l, len };
+}
+
+/* The next line of p[0..n) at *pos that starts a message (not empty, not
+ * a tab-indented continuation), in *out; false at the end. */
+static inline bool next_head_line(const char *p, size_t n, size_t *pos, span *out)
+{
+	while (*pos < n) {
+		*out = next_line(p, n, pos);
+		if (out->n && out->p[0] != '\t')
+			return true;
+	}
+	return false;
+}
+
+/* Offset just past the last `c` in s, or 0 (memrchr, which needs _GNU_SOURCE). */
+static inline size_t span_rchr_end(span s, char c)
+{
+	size_t k = s.n;
+	while (k && s.p[k - 1] != c)
+		k--;
+	return k;
+}
+
+/* Strips ":port" / "(port)" from a client address (csvlog, jsonlog, stderr). */
+static inline span strip_port(span c)
+{
+	if (c.n && c.p[c.n - 1] == ')') {
+		size_t o = span_rchr_end(c, '(');
+		if (o)
+			c.n = o - 1;
+		return c;
+	}
+	if (c.n && c.p[0] != '[') {
+		size_t o = span_rchr_end(c, ':');
+		if (o && o < c.n && isdigit((unsigned char)c.p[o]))
+			c.n = o - 1;
+	}
+	return c;
 }
 
 /* One log message, whatever the format. Spans point into format buffers
@@ -200,7 +238,7 @@ enum { LOGWRAP_NONE = 0, LOGWRAP_SYSLOG, LOGWRAP_CNPG, LOGWRAP_GCL };
 /* Fields of the stderr record buffer. */
 enum { F_USER, F_DB, F_APP, F_CLIENT, F_SID, F_SEV, F_MSG, F_DETAIL, F_STMT, F_CTX, F_OTHER, F_COUNT };
 
-/* lib/logimport.c */
+/* lib/logimport_fields.c */
 /* Counts a line that cannot be used; keeps the first few as examples. */
 SCRY_HIDDEN void scry__logimport_skip(scry_logimport *imp, uint64_t line, const char *reason, const char *text,
 	size_t n);
@@ -208,29 +246,45 @@ SCRY_HIDDEN void scry__logimport_skip(scry_logimport *imp, uint64_t line, const 
 SCRY_HIDDEN size_t scry__logimport_time(scry_logimport *imp, const char *p, size_t n, int64_t *out);
 /* Leading decimal digits of s. */
 SCRY_HIDDEN int64_t scry__logimport_int(span s);
-/* ERROR, FATAL or PANIC. */
-SCRY_HIDDEN bool scry__logimport_is_error(span s);
+
+/* lib/logimport_session.c */
 /* Turns one record, whatever its format, into events. */
 SCRY_HIDDEN int scry__logimport_record(scry_logimport *imp, rec *r, scry_error *err);
+/* Records the statements still waiting for a duration line (the log ended first). */
+SCRY_HIDDEN int scry__logimport_flush_pending_all(scry_logimport *imp, scry_error *err);
+
+/* lib/logimport_batch.c */
+/* Hands the batch of events (with its session rows and ends) to the store. */
+SCRY_HIDDEN int scry__logimport_flush_batch(scry_logimport *imp, scry_error *err);
+/* Waits until the store is not in use by the writer thread (its error, if any). */
+SCRY_HIDDEN int scry__logimport_store_idle(scry_logimport *imp, scry_error *err);
 
 /* lib/logimport_formats.c */
 /* Consumes the complete records in imp->in; `final` at the end of input. */
 SCRY_HIDDEN int scry__logimport_process(scry_logimport *imp, bool final, scry_error *err);
+
+/* lib/logimport_csvlog.c */
+/* Consumes the complete csvlog records of buf[*pos..n); advances *pos. */
+SCRY_HIDDEN int scry__logimport_csvlog_records(scry_logimport *imp, char *buf, size_t n, bool final, size_t *pos,
+	scry_error *err);
+
+/* lib/logimport_jsonlog.c */
+/* Consumes the complete jsonlog lines of buf[*pos..n); advances *pos. */
+SCRY_HIDDEN int scry__logimport_jsonlog_lines(scry_logimport *imp, char *buf, size_t n, bool final, size_t *pos,
+	scry_error *err);
+/* Reads a JSON string at p[*i] (the opening quote) into w; returns the
+ * end of the written bytes or NULL when malformed. */
+SCRY_HIDDEN char *scry__logimport_json_string(const char *p, size_t n, size_t *i, char *w);
+
+/* lib/logimport_stderr.c */
+/* Consumes the complete stderr lines (or syslog / Cloud Logging lines
+ * around them) of buf[*pos..n); advances *pos. */
+SCRY_HIDDEN int scry__logimport_stderr_lines(scry_logimport *imp, char *buf, size_t n, bool final, size_t *pos,
+	scry_error *err);
 /* Hands the stderr record being assembled to scry__logimport_record(). */
 SCRY_HIDDEN int scry__logimport_stderr_finish(scry_logimport *imp, scry_error *err);
 /* Compiles a log_line_prefix; SCRY_EINVAL (with advice) without %c or %p. */
 SCRY_HIDDEN int scry__logimport_compile_prefix(scry_logimport *imp, const char *prefix, scry_error *err);
-
-/* Unwraps syslog / Cloud Logging lines into the stderr lines they carry. */
-SCRY_HIDDEN int scry__logimport_wrapped_line(scry_logimport *imp, const char *p, size_t n, uint64_t line,
-	scry_error *err);
-/* Hands a joined syslog line still waiting to the stderr reader. */
-SCRY_HIDDEN int scry__logimport_wrapped_flush(scry_logimport *imp, scry_error *err);
-
-/* lib/logimport_detect.c */
-/* Detects what the options left open (format, log_line_prefix, language)
- * from the bytes in imp->in, then compiles the prefix. */
-SCRY_HIDDEN int scry__logimport_detect(scry_logimport *imp, bool final, scry_error *err);
 /* Frees and forgets a compiled prefix. */
 SCRY_HIDDEN void scry__logimport_prefix_reset(scry_logimport *imp);
 /* Lines of p[0..n) that start with the compiled prefix (of at most `max` lines looked at). */
@@ -241,9 +295,16 @@ SCRY_HIDDEN bool scry__logimport_prefix_match(scry_logimport *imp, const char *p
 /* Severity or label at p followed by ":  ": its code (0-7 severities LOG..DEBUG, 8-13 labels
  * DETAIL..STATEMENT) and length, or -1. */
 SCRY_HIDDEN int scry__logimport_severity_at(const scry_logimport *imp, const char *p, size_t n, size_t *len);
+/* Unwraps syslog / Cloud Logging lines into the stderr lines they carry. */
+SCRY_HIDDEN int scry__logimport_wrapped_line(scry_logimport *imp, const char *p, size_t n, uint64_t line,
+	scry_error *err);
+/* Hands a joined syslog line still waiting to the stderr reader. */
+SCRY_HIDDEN int scry__logimport_wrapped_flush(scry_logimport *imp, scry_error *err);
 
-/* Waits until the store is not in use by the writer thread (its error, if any). */
-SCRY_HIDDEN int scry__logimport_store_idle(scry_logimport *imp, scry_error *err);
+/* lib/logimport_detect.c */
+/* Detects what the options left open (format, log_line_prefix, language)
+ * from the bytes in imp->in, then compiles the prefix. */
+SCRY_HIDDEN int scry__logimport_detect(scry_logimport *imp, bool final, scry_error *err);
 
 /* lib/logimport_input.c */
 /* Records the files fed (scry_store_log_file_add). */
@@ -276,5 +337,58 @@ SCRY_HIDDEN span scry__loglang_message(const scry__loglang *l, span s, scry_buf 
 /* Offset (seconds east of UTC) of a zone abbreviation: 0, or -1 unknown /
  * -2 ambiguous with a note saying so. `zone`: log_timezone, or NULL. */
 SCRY_HIDDEN int scry__tz_abbrev(const char *zone, const char *abbr, int *offset, char *note, size_t cap);
+
+/* Reads one complete line (without its newline) of a line-framed format. */
+typedef int (*scry__logimport_line_fn)(scry_logimport *imp, const char *p, size_t n, uint64_t line, scry_error *err);
+
+/* The framing of the line formats (jsonlog, stderr and its wrappers):
+ * hands the complete lines of buf[*pos..n) to `line_fn`, drops empty
+ * ones, cut ones at the end (`final`) and oversized ones; advances *pos.
+ * Static inline so that each format's file gets its own copy, with its
+ * line reader inlined into the loop (this runs once per line). */
+static inline int scry__logimport_lines(scry_logimport *imp, char *buf, size_t n, bool final, size_t *posp,
+                                        scry__logimport_line_fn line_fn, scry_error *err)
+{
+	size_t pos = *posp;
+	int rc = 0;
+	while (pos < n && !rc) {
+		char *p = buf + pos;
+		size_t avail = n - pos;
+		uint64_t line = imp->line + 1;
+		char *nl = memchr(p, '\n', avail);
+		if (!nl && final) {
+			/* The writer stopped in the middle of this line: a cut record. */
+			if (!imp->discarding && !(avail == 1 && p[0] == '\r'))
+				scry__logimport_skip(imp, line, "record cut at the end of the log (no final newline)", p, avail);
+			if (imp->fmt == SCRY_LOG_STDERR && p[0] == '\t')
+				imp->cur_open = false; /* the record it continues is cut too */
+			imp->discarding = false;
+			imp->line++;
+			pos = n;
+			break;
+		}
+		if (!nl && !final) {
+			if (avail > imp->opts.max_record_bytes) {
+				if (!imp->discarding)
+					scry__logimport_skip(imp, line, "line longer than the limit (max_record_bytes)", p, avail);
+				imp->discarding = true;
+				pos = n;
+			}
+			break;
+		}
+		size_t len = nl ? (size_t)(nl - p) : avail;
+		imp->line++;
+		pos += len + (nl != NULL);
+		if (imp->discarding) {
+			imp->discarding = false;
+			continue;
+		}
+		if (len == 0 || (len == 1 && p[0] == '\r'))
+			continue;
+		rc = line_fn(imp, p, len, line, err);
+	}
+	*posp = pos;
+	return rc;
+}
 
 #endif
