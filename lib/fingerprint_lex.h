@@ -30,6 +30,9 @@ static inline bool is_space(unsigned char c)
 
 static inline bool word_eq(const char *p, size_t n, const char *kw)
 {
+	/* kw is lower case: its first letter rules most words out before strlen. */
+	if (!n || ((unsigned char)p[0] | 0x20) != (unsigned char)kw[0])
+		return false;
 	size_t k = strlen(kw);
 	if (n != k)
 		return false;

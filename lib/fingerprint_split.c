@@ -198,7 +198,11 @@ static int fast_split(const char *s, size_t len, size_t **out, size_t *nout)
 			size_t j = i;
 			while (j < len && is_ident_char((unsigned char)s[j]))
 				j++;
-			if (common_keyword(s + i, j - i))
+			/* Once the statement has a keyword its other words do not matter (an unknown
+			 * word only sends a keyword-less piece to the scanner): no lookup for them. */
+			if (keyword)
+				;
+			else if (common_keyword(s + i, j - i))
 				keyword = true;
 			else if (!(j - i == 1 && j < len && s[j] == '\'')) /* not the E of E'' */
 				unknown_words = true;
