@@ -137,7 +137,9 @@ static bool server_ms(const char *json, double *ms)
 }
 
 /*
- * A regression by client latency alone - same plan, same work - must show
+ * A regression by client latency alone - the work within the threshold, the
+ * plan the same or changed only in what does no more work (an index of the
+ * same columns under a new name, as a fix that recreates it) - must show
  * in the time the server itself measured (planning + execution, EXPLAIN
  * ANALYZE of the sampled executions): a pg_sleep, a trigger, a lock wait or
  * a slower function does. Under CPU saturation a backend that did more work
@@ -151,7 +153,7 @@ static void confirm_timing(scry_pattern_verdict *pv, const scry_verdict_options 
 {
 	double confirm = 1.0 + (opts->threshold - 1.0) / 2.0;
 	double client_delta = pv->candidate_p50_ms - pv->baseline_p50_ms, server_delta = server_c_ms - server_a_ms;
-	if (pv->cls != SCRY_CLASS_REGRESSED || pv->tail_regressed || pv->plan_changed || samples < 2 ||
+	if (pv->cls != SCRY_CLASS_REGRESSED || pv->tail_regressed || samples < 2 ||
 	    !(pv->server_ratio > 0) ||
 	    (pv->baseline_work > 0 && pv->candidate_work / pv->baseline_work >= opts->threshold))
 		return;
@@ -161,10 +163,12 @@ static void confirm_timing(scry_pattern_verdict *pv, const scry_verdict_options 
 	pv->cls = SCRY_CLASS_UNCHANGED;
 	pv->flagged = 0;
 	scry__free((char *)pv->note);
-	pv->note = scry__vdup_printf("not confirmed: client latency %.2fx (p50 +%.3f ms), but the same plan and work took "
+	pv->note = scry__vdup_printf("not confirmed: client latency %.2fx (p50 +%.3f ms), but %s took "
 	                             "%.2fx the server time (%.3f -> %.3f ms, EXPLAIN ANALYZE of %zu sampled executions "
 	                             "per side); a loaded machine delaying one side's backend, not the migration",
-	                             pv->ratio, client_delta, pv->server_ratio, server_a_ms, server_c_ms, samples);
+	                             pv->ratio, client_delta,
+	                             pv->plan_changed ? "a changed plan doing the same work" : "the same plan and work",
+	                             pv->server_ratio, server_a_ms, server_c_ms, samples);
 }
 
 
