@@ -478,7 +478,10 @@ int64_t scry__monotonic_us(void)
 
 void scry_fingerprint_format(uint64_t fp, char out[17])
 {
-	snprintf(out, 17, "%016" PRIx64, fp);
+	static const char digits[] = "0123456789abcdef"; /* as %016x, without printf's cost per call */
+	for (int i = 15; i >= 0; i--, fp >>= 4)
+		out[i] = digits[fp & 15];
+	out[16] = 0;
 }
 
 int scry_fingerprint_parse(const char *hex, uint64_t *out)
