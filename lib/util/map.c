@@ -16,7 +16,9 @@ uint64_t scry__hash_bytes(const void *p, size_t n)
 
 static int u64map_grow(scry__u64map *m)
 {
-	size_t cap = m->keys ? (m->mask + 1) * 2 : 1024;
+	/* Small at first: a replay keeps one map per connection (its prepared
+	 * statements), 2,000 connections at 12 kB each would be 24 MB. */
+	size_t cap = m->keys ? (m->mask + 1) * 2 : 64;
 	uint64_t *keys = scry__calloc(cap, sizeof *keys);
 	uint32_t *vals = scry__calloc(cap, sizeof *vals);
 	if (!keys || !vals) {
