@@ -179,8 +179,6 @@ int cli_ci_run(const char *target, scry_store *store, const scry_pipeline_option
 /* Progress callback of the pipeline (ctx: a cli_progress): phase names, a bar when counted. */
 void cli_ci_progress(void *ctx, const char *phase, uint64_t done, uint64_t total);
 
-/* Length of the valid UTF-8 sequence at c (lead byte >= 0x80), or 0. */
-size_t cli_utf8_len(const unsigned char *c);
 /* Writes a JSON string literal to f. */
 void cli_json_string(FILE *f, const char *s);
 /* The same, or null for an empty string. */

@@ -296,51 +296,16 @@ void cli_progress_done(cli_progress *p)
 	}
 }
 
-size_t cli_utf8_len(const unsigned char *c)
-{
-	unsigned char b = c[0];
-	size_t n = b >= 0xF0 && b <= 0xF4 ? 4 : b >= 0xE0 ? 3 : b >= 0xC2 && b < 0xE0 ? 2 : 0;
-	if (b >= 0xF5)
-		n = 0;
-	for (size_t i = 1; i < n; i++)
-		if ((c[i] & 0xC0) != 0x80)
-			return 0;
-	/* Overlong, surrogate and beyond-U+10FFFF forms. */
-	if ((b == 0xE0 && c[1] < 0xA0) || (b == 0xED && c[1] >= 0xA0) || (b == 0xF0 && c[1] < 0x90) ||
-	    (b == 0xF4 && c[1] >= 0x90))
-		return 0;
-	return n;
-}
-
 void cli_json_string(FILE *f, const char *s)
 {
-	fputc('"', f);
-	for (const unsigned char *c = (const unsigned char *)(s ? s : ""); *c; c++) {
-		switch (*c) {
-		case '"': fputs("\\\"", f); break;
-		case '\\': fputs("\\\\", f); break;
-		case '\n': fputs("\\n", f); break;
-		case '\r': fputs("\\r", f); break;
-		case '\t': fputs("\\t", f); break;
-		default:
-			if (*c < 0x20) {
-				fprintf(f, "\\u%04x", *c);
-			} else if (*c < 0x80) {
-				fputc(*c, f);
-			} else {
-				/* JSON is UTF-8: a byte that does not start a valid sequence
-				 * becomes U+FFFD. */
-				size_t k = cli_utf8_len(c);
-				if (k) {
-					fwrite(c, 1, k, f);
-					c += k - 1;
-				} else {
-					fputs("\\ufffd", f);
-				}
-			}
-		}
-	}
-	fputc('"', f);
+	scry_buf b = SCRY_BUF_INIT;
+	if (!s)
+		s = "";
+	if (scry_json_string(s, strlen(s), &b) == 0)
+		fwrite(b.ptr, 1, b.size, f);
+	else
+		fputs("\"\"", f); /* out of memory: an empty string, still valid JSON */
+	scry_buf_dispose(&b);
 }
 
 void cli_json_string_or_null(FILE *f, const char *s)

@@ -2,6 +2,7 @@
  * lib/core.c - version, errors, allocator, buffers, clocks, varints.
  */
 #include "internal.h"
+#include "util/json.h" /* scry__utf8_len */
 
 #include <errno.h>
 #include <inttypes.h>
@@ -393,6 +394,18 @@ int scry__buf_json_string(scry_buf *b, const char *s, size_t n)
 				esc[4] = hex[c >> 4];
 				esc[5] = hex[c & 15];
 				elen = 6;
+			} else if (c >= 0x80) {
+				/* JSON is UTF-8: a valid sequence goes as it is, any other byte (a LATIN1
+				 * database's text) becomes U+FFFD, so that every reader accepts the output. */
+				size_t k = scry__utf8_len((const unsigned char *)s + i, n - i);
+				if (k) {
+					if (scry__buf_put(b, s + i, k))
+						return SCRY_ENOMEM;
+					i += k - 1;
+					continue;
+				}
+				memcpy(esc, "\\ufffd", 6);
+				elen = 6;
 			}
 		}
 		if (elen) {
@@ -409,6 +422,13 @@ int scry__buf_json_string(scry_buf *b, const char *s, size_t n)
 	b->ptr[b->size++] = '"';
 	b->ptr[b->size] = 0;
 	return 0;
+}
+
+int scry_json_string(const char *s, size_t n, scry_buf *out)
+{
+	if (!out || (!s && n))
+		return SCRY_EINVAL;
+	return scry__buf_json_string(out, s ? s : "", n) ? SCRY_ENOMEM : 0;
 }
 
 int scry__buf_conninfo_kv(scry_buf *b, const char *kw, const char *val)

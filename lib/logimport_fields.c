@@ -4,25 +4,10 @@
  * per import), integers, and the skipped-line counter with its examples.
  */
 #include "logimport_internal.h"
+#include "util/json.h" /* scry__utf8_len */
 
 #include <stdio.h>
 #include <string.h>
-
-/* Length of the valid UTF-8 sequence at c (lead byte >= 0x80), or 0. */
-static size_t utf8_len(const unsigned char *c, size_t avail)
-{
-	unsigned char b = c[0];
-	size_t n = b >= 0xF0 && b <= 0xF4 ? 4 : b >= 0xE0 && b < 0xF0 ? 3 : b >= 0xC2 && b < 0xE0 ? 2 : 0;
-	if (n > avail)
-		return 0;
-	for (size_t i = 1; i < n; i++)
-		if ((c[i] & 0xC0) != 0x80)
-			return 0;
-	if ((b == 0xE0 && c[1] < 0xA0) || (b == 0xED && c[1] >= 0xA0) || (b == 0xF0 && c[1] < 0x90) ||
-	    (b == 0xF4 && c[1] >= 0x90))
-		return 0;
-	return n;
-}
 
 void scry__logimport_skip(scry_logimport *imp, uint64_t line, const char *reason, const char *text, size_t n)
 {
@@ -40,7 +25,7 @@ void scry__logimport_skip(scry_logimport *imp, uint64_t line, const char *reason
 			s->text[k++] = (c == '\t' || c < 0x20) ? ' ' : (char)c;
 			continue;
 		}
-		size_t u = utf8_len((const unsigned char *)text + i, n - i);
+		size_t u = scry__utf8_len((const unsigned char *)text + i, n - i);
 		if (!u) {
 			s->text[k++] = '?';
 			continue;

@@ -101,6 +101,35 @@ START_TEST(test_json_writer)
 }
 END_TEST
 
+/* JSON strings are valid UTF-8 whatever the text: a LATIN1 'é' (0xE9), a stray
+ * continuation byte, an overlong '/', a surrogate, a cut sequence become U+FFFD. */
+START_TEST(test_json_string_utf8)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{ "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80", "\"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80\"" },
+		{ "caf\xE9", "\"caf\\ufffd\"" },
+		{ "\x80x", "\"\\ufffdx\"" },
+		{ "\xC0\xAF", "\"\\ufffd\\ufffd\"" },
+		{ "\xED\xA0\x80", "\"\\ufffd\\ufffd\\ufffd\"" },
+		{ "\xE2\x82", "\"\\ufffd\\ufffd\"" },
+		{ "tab\there\x01", "\"tab\\there\\u0001\"" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		scry_buf b = SCRY_BUF_INIT;
+		ck_assert_int_eq(scry_json_string(cases[i].in, strlen(cases[i].in), &b), 0);
+		ck_assert_msg(!strcmp(b.ptr, cases[i].out), "case %zu: %s", i, b.ptr);
+		scry_buf_dispose(&b);
+	}
+	scry_buf b = SCRY_BUF_INIT;
+	ck_assert_int_eq(scry_json_string(NULL, 1, &b), SCRY_EINVAL);
+	ck_assert_int_eq(scry_json_string(NULL, 0, &b), 0);
+	ck_assert_str_eq(b.ptr, "\"\"");
+	scry_buf_dispose(&b);
+}
+END_TEST
+
 static int unrefs;
 static void count_unref(void *v) { unrefs++; free(v); }
 
@@ -187,6 +216,7 @@ int main(void)
 	TCase *tc = tcase_create("util");
 	tcase_add_test(tc, test_buf_failure_is_sticky);
 	tcase_add_test(tc, test_json_writer);
+	tcase_add_test(tc, test_json_string_utf8);
 	tcase_add_test(tc, test_strmap);
 	tcase_add_test(tc, test_u64map);
 	tcase_add_test(tc, test_text);

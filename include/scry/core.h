@@ -125,6 +125,14 @@ struct scry_buf;
 SCRY_API int scry_escape_controls(const char *s, size_t n, struct scry_buf *out);
 
 /**
+ * Appends `n` bytes of `s` to `out` as a JSON string literal, quotes
+ * included: `"` `\` and control characters escaped, valid UTF-8 kept, any
+ * byte that does not start a valid UTF-8 sequence written as `\ufffd`. The
+ * library's own JSON and the CLI's use it. Returns 0 or SCRY_ENOMEM.
+ */
+SCRY_API int scry_json_string(const char *s, size_t n, struct scry_buf *out);
+
+/**
  * A growable byte buffer for output the caller owns. Initialise with
  * SCRY_BUF_INIT; the library (re)allocates `ptr` as needed; `ptr` is always
  * NUL-terminated when size > 0. Release with scry_buf_dispose(). A call that

@@ -131,6 +131,21 @@ void scry__json_kbool(scry__json *j, const char *key, bool v)
 	scry__json_bool(j, v);
 }
 
+size_t scry__utf8_len(const unsigned char *c, size_t avail)
+{
+	unsigned char b = c[0];
+	size_t n = b >= 0xF0 && b <= 0xF4 ? 4 : b >= 0xE0 && b < 0xF0 ? 3 : b >= 0xC2 && b < 0xE0 ? 2 : 0;
+	if (n > avail)
+		return 0;
+	for (size_t i = 1; i < n; i++)
+		if ((c[i] & 0xC0) != 0x80)
+			return 0;
+	if ((b == 0xE0 && c[1] < 0xA0) || (b == 0xED && c[1] >= 0xA0) || (b == 0xF0 && c[1] < 0x90) ||
+	    (b == 0xF4 && c[1] >= 0x90))
+		return 0;
+	return n;
+}
+
 size_t scry__utf8_put(char *w, unsigned cp)
 {
 	if (cp < 0x80) {

@@ -37,6 +37,9 @@ SCRY_HIDDEN void scry__json_bool(scry__json *j, bool v);
 SCRY_HIDDEN void scry__json_null(scry__json *j);
 /* Encodes code point cp (< 0x110000) as UTF-8 into out; returns the bytes (1 to 4). */
 SCRY_HIDDEN size_t scry__utf8_put(char *out, unsigned cp);
+/* The length (2 to 4) of the valid UTF-8 sequence starting at c, a byte >= 0x80, within
+ * `avail` bytes; 0 when it is not one (a stray byte, overlong, a surrogate, > U+10FFFF). */
+SCRY_HIDDEN size_t scry__utf8_len(const unsigned char *c, size_t avail);
 
 /* Key and value in one call. */
 SCRY_HIDDEN void scry__json_kstr(scry__json *j, const char *key, const char *s);
