@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "util/pgexec.h"
 
 #include <inttypes.h>
 #include <stddef.h>
@@ -407,9 +408,7 @@ int scry_impact_start(scry_impact **out, const char *conninfo, const scry_impact
 		scry_impact_free(im);
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	}
-	const char *keys[] = { "dbname", "application_name", NULL };
-	const char *vals[] = { conninfo, "scry impact", NULL };
-	im->pg = PQconnectdbParams(keys, vals, 1);
+	im->pg = scry__pg_connect(conninfo, "scry impact", true);
 	if (!im->pg || PQstatus(im->pg) != CONNECTION_OK) {
 		rc = scry__pg_connect_fail(err, im->pg, "the migrating clone");
 		scry_impact_free(im);

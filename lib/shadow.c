@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include "shadow_internal.h"
+#include "util/pgexec.h"
 
 #include <ctype.h>
 #include <libpq-fe.h>
@@ -64,7 +65,7 @@ static void notice(void *arg, const PGresult *r)
 
 PGconn *scry__shadow_connect(scry_shadow *s, const char *conninfo, scry_error *err, const char *what)
 {
-	PGconn *c = PQconnectdb(conninfo);
+	PGconn *c = scry__pg_connect(conninfo, NULL, false);
 	if (c)
 		PQsetNoticeReceiver(c, notice, s); /* never libpq's printing default */
 	if (PQstatus(c) != CONNECTION_OK) {

@@ -195,6 +195,21 @@ for i in range(100, 4096):
 open(p, "wb").write(b)' "$tmp/corrupt.db"
 refused "$tmp/corrupt.db" "is corrupt"
 
+# ---- a server that accepts and never answers ---------------------------------
+# (stopped, overloaded): the library's own connections give up after their
+# connect timeout (10 s) with libpq's reason, instead of waiting forever.
+/usr/bin/python3 - "$tmp/port" <<'PY' &
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
+open(sys.argv[1], "w").write(str(s.getsockname()[1]))
+time.sleep(60)
+PY
+silent=$!
+for _ in $(seq 50); do [ -s "$tmp/port" ] && break; sleep 0.1; done
+expect 1 timeout 40 "$cli" shadow gc "host=127.0.0.1 port=$(cat "$tmp/port") user=x dbname=x"
+has "$tmp/err" "timeout expired"
+kill "$silent" 2>/dev/null; wait "$silent" 2>/dev/null
+
 if [ "$fails" -gt 0 ]; then
   echo "$fails check(s) failed"
   exit 1

@@ -1,5 +1,6 @@
 /*
- * lib/util/pgexec.c - a libpq statement that a cancel flag interrupts
+ * lib/util/pgexec.c - a libpq statement that a cancel flag interrupts, and the
+ * library's own connections with a connect timeout
  * (lib/util/pgexec.h).
  */
 #include "util/pgexec.h"
@@ -62,4 +63,15 @@ PGresult *scry__pg_exec_cancelable(PGconn *c, const char *sql, const scry__pg_pa
 			break;
 	}
 	return last;
+}
+
+PGconn *scry__pg_connect(const char *conninfo, const char *app, bool force_app)
+{
+	/* Keys after dbname override what it expands to; connect_timeout before it yields. */
+	const char *keys[] = { "connect_timeout", "dbname", force_app ? "application_name" : "fallback_application_name",
+		                   NULL };
+	const char *vals[] = { SCRY__PG_CONNECT_TIMEOUT_S, conninfo, app, NULL };
+	if (!app)
+		keys[2] = NULL;
+	return PQconnectdbParams(keys, vals, 1);
 }

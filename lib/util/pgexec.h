@@ -34,4 +34,17 @@ typedef struct scry__pg_params {
 SCRY_HIDDEN PGresult *scry__pg_exec_cancelable(PGconn *c, const char *sql, const scry__pg_params *params,
 	const volatile int *cancel);
 
+/* The connect timeout of the library's own connections (clones, the verdict's probes, the
+ * lock sampler) when the connection string sets none: a server that accepts a connection and
+ * never answers (stopped, overloaded) is an error after this long, not a hang. */
+#define SCRY__PG_CONNECT_TIMEOUT_S "10"
+
+/*
+ * PQconnectdbParams of `conninfo` (a connection string or URI) with that
+ * connect timeout unless conninfo has its own, and `app` as application_name
+ * (`force_app`) or as fallback_application_name. NULL only when out of memory;
+ * check PQstatus.
+ */
+SCRY_HIDDEN PGconn *scry__pg_connect(const char *conninfo, const char *app, bool force_app);
+
 #endif
