@@ -291,9 +291,9 @@ static int parse_params(span d, scry_buf *out, int *nparams)
 	return 0;
 }
 
-static int push_event(scry_logimport *imp, session *s, scry_event_kind kind, int64_t start, int64_t dur,
-                      const char *text, size_t tlen, const char *params, size_t plen, int nparams,
-                      const char *sqlstate, span errmsg, scry_error *err)
+static int push_text(scry_logimport *imp, session *s, scry_event_kind kind, int64_t start, int64_t dur,
+                     const char *text, size_t tlen, const char *params, size_t plen, int nparams,
+                     const char *sqlstate, span errmsg, scry_error *err)
 {
 	int rc = session_store(imp, s, err);
 	if (rc)
@@ -338,6 +338,22 @@ static int push_event(scry_logimport *imp, session *s, scry_event_kind kind, int
 	if (imp->nbev >= imp->opts.batch_events || imp->arena.size > (64u << 20))
 		return scry__logimport_flush_batch(imp, err);
 	return 0;
+}
+
+/* push_text, with a password in CREATE/ALTER ROLE ... (the server logs it as
+ * sent) stored '<redacted>', as the capture proxy stores it (lib/redact.c). */
+static int push_event(scry_logimport *imp, session *s, scry_event_kind kind, int64_t start, int64_t dur,
+                      const char *text, size_t tlen, const char *params, size_t plen, int nparams,
+                      const char *sqlstate, span errmsg, scry_error *err)
+{
+	char *redacted = NULL;
+	size_t rlen = 0;
+	if (scry__redact_secrets(text, tlen, &redacted, &rlen) < 0)
+		return scry__fail(err, SCRY_ENOMEM, "out of memory");
+	int rc = push_text(imp, s, kind, start, dur, redacted ? redacted : text, redacted ? rlen : tlen, params, plen,
+	                   nparams, sqlstate, errmsg, err);
+	scry__free(redacted);
+	return rc;
 }
 
 /* Records one execution. A simple query holding several statements

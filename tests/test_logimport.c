@@ -388,6 +388,27 @@ START_TEST(both_orders)
 }
 END_TEST
 
+/* A password the server logged as sent is stored redacted, as the proxy stores it. */
+START_TEST(secrets_redacted)
+{
+	static const char log[] =
+		L(7, "LOG:  statement: ALTER ROLE app PASSWORD 'hunter2'")
+		L(7, "LOG:  statement: CREATE USER bob WITH PASSWORD 's3cret' VALID UNTIL '2030-01-01'")
+		L(7, "LOG:  statement: SELECT 'hunter2'");
+	char sp[300];
+	scry_store *s = open_store(sp, sizeof sp);
+	scry_logimport_stats st = SCRY_LOGIMPORT_STATS_INIT;
+	import_text(s, SCRY_LOG_STDERR, PREFIX, log, 7, &st);
+	char *got = events_dump(s, NULL, NULL);
+	ck_assert_msg(!strstr(got, "PASSWORD 'hunter2'") && !strstr(got, "s3cret"), "a password reached the store: %s", got);
+	ck_assert_msg(strstr(got, "ALTER ROLE app PASSWORD '<redacted>'"), "%s", got);
+	ck_assert_msg(strstr(got, "SELECT 'hunter2'"), "an ordinary literal was redacted: %s", got);
+	free(got);
+	ck_assert_uint_eq(st.statements, 3);
+	drop_store(s, sp);
+}
+END_TEST
+
 /* Garbage is counted and reported with line numbers, never fatal. */
 START_TEST(malformed_lines)
 {
@@ -899,6 +920,7 @@ static Suite *suite(void)
 	Suite *s = suite_create("logimport");
 	TCase *u = tcase_create("unit");
 	tcase_add_test(u, both_orders);
+	tcase_add_test(u, secrets_redacted);
 	tcase_add_test(u, malformed_lines);
 	tcase_add_test(u, mid_session);
 	tcase_add_test(u, prefixes);
