@@ -6,27 +6,10 @@
 # plus usage errors, a busy target, Ctrl-C, and never a leftover clone.
 set -uo pipefail
 
-SCRY=${SCRY_CLI:?SCRY_CLI is not set}
-SRC=${SCRY_SOURCE_DIR:?SCRY_SOURCE_DIR is not set}
-WORK=$(mktemp -d /tmp/scry-test-ci.XXXXXX)
-chmod 755 "$WORK"
-PROXY_PID=
-cleanup() {
-  [ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null
-  bash "$SRC/tests/harness/pgcluster.sh" stop "$WORK/pg" >/dev/null 2>&1
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. "${SCRY_SOURCE_DIR:?SCRY_SOURCE_DIR is not set}/tests/harness/scenario.sh" # ok, bad, expect_exit, cleanup
+scenario_begin ci
 
-fails=0
-ok()   { echo "ok   - $*"; }
-bad()  { echo "FAIL - $*"; fails=$((fails + 1)); }
-expect_exit() { # expected actual what
-  if [ "$1" = "$2" ]; then ok "$3 (exit $2)"; else bad "$3: exit $2, expected $1"; fi
-}
-
-PORT=$(bash "$SRC/tests/harness/pgcluster.sh" start "$WORK/pg") || { echo "cannot start PostgreSQL"; exit 1; }
-export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
+scenario_cluster
 psql -XqAt -d postgres -c "CREATE DATABASE app" >/dev/null
 psql -Xq -d app >/dev/null <<'SQL'
 CREATE TABLE items (id serial PRIMARY KEY, category text NOT NULL, name text NOT NULL, price int NOT NULL);
@@ -42,7 +25,6 @@ STORE="$WORK/scry.db"
 "$SCRY" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$PORT" --store "$STORE" \
   2>"$WORK/proxy.err" &
 PROXY_PID=$!
-. "$SCRY_SOURCE_DIR/tests/harness/proxy.sh"
 PPORT=$(proxy_port "$WORK/proxy.err" "$PROXY_PID")
 [ -n "$PPORT" ] || { cat "$WORK/proxy.err"; echo "the proxy did not start"; exit 1; }
 {
@@ -145,5 +127,4 @@ psql -XqAt -d postgres -c "CREATE DATABASE app_copy TEMPLATE app" >/dev/null
 rc=$?; expect_exit 5 $rc "--sequential with a dropped index"
 grep -q "WARNING" "$WORK/s.err" && ok "--sequential warns" || bad "--sequential did not warn"
 
-echo "$fails failure(s)"
-[ "$fails" = 0 ]
+scenario_end

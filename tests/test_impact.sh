@@ -13,31 +13,14 @@
 #   - a foreign key without NOT VALID locks both tables; with NOT VALID none
 set -uo pipefail
 
-SCRY=${SCRY_CLI:?SCRY_CLI is not set}
-SRC=${SCRY_SOURCE_DIR:?SCRY_SOURCE_DIR is not set}
+. "${SCRY_SOURCE_DIR:?SCRY_SOURCE_DIR is not set}/tests/harness/scenario.sh" # ok, bad, expect_exit, cleanup
 PY=/usr/bin/python3
-WORK=$(mktemp -d /tmp/scry-test-impact.XXXXXX)
-chmod 755 "$WORK"
-PROXY_PID=
-cleanup() {
-  [ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null
-  bash "$SRC/tests/harness/pgcluster.sh" stop "$WORK/pg" >/dev/null 2>&1
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-fails=0
-ok()   { echo "ok   - $*"; }
-bad()  { echo "FAIL - $*"; fails=$((fails + 1)); }
-expect_exit() { # expected actual what
-  if [ "$1" = "$2" ]; then ok "$3 (exit $2)"; else bad "$3: exit $2, expected $1"; fi
-}
+scenario_begin impact
 json() { # FILE PYTHON-EXPRESSION over j (the report's migration_impact object)
   "$PY" -c "import json,sys; j=json.load(open(sys.argv[1]))['migration_impact']; print($2)" "$1"
 }
 
-PORT=$(bash "$SRC/tests/harness/pgcluster.sh" start "$WORK/pg") || { echo "cannot start PostgreSQL"; exit 1; }
-export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
+scenario_cluster
 psql -XqAt -d postgres -c "CREATE DATABASE shop" >/dev/null
 psql -Xq -d shop >/dev/null <<'SQL'
 CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL);
@@ -53,7 +36,6 @@ STORE="$WORK/scry.db"
 "$SCRY" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$PORT" --store "$STORE" \
   2>"$WORK/proxy.err" &
 PROXY_PID=$!
-. "$SCRY_SOURCE_DIR/tests/harness/proxy.sh"
 PPORT=$(proxy_port "$WORK/proxy.err" "$PROXY_PID")
 [ -n "$PPORT" ] || { cat "$WORK/proxy.err"; echo "the proxy did not start"; exit 1; }
 cat >"$WORK/traffic.py" <<'PY'
@@ -166,5 +148,4 @@ ci --no-impact -- psql -Xq -c "SELECT 1" >"$WORK/n.json" 2>/dev/null
 "$PY" -c "import json,sys; sys.exit(1 if 'migration_impact' in json.load(open(sys.argv[1])) else 0)" "$WORK/n.json" \
   && ok "--no-impact: no migration_impact" || bad "--no-impact still measured"
 
-echo "$fails failure(s)"
-[ "$fails" = 0 ]
+scenario_end

@@ -10,31 +10,19 @@
 #   - scry workload compact, scry runs list|delete|prune.
 set -uo pipefail
 
-SCRY=${SCRY_CLI:?SCRY_CLI is not set}
-SRC=${SCRY_SOURCE_DIR:?SCRY_SOURCE_DIR is not set}
-WORK=$(mktemp -d /tmp/scry-test-scale.XXXXXX)
+. "${SCRY_SOURCE_DIR:?SCRY_SOURCE_DIR is not set}/tests/harness/scenario.sh" # ok, bad, expect_exit, cleanup
+scenario_begin scale
 # Command clones register in $TMPDIR/scry-clones-UID, which every scry run of
 # this user collects (gc, and each ci run): a private one keeps test runs that
 # happen at the same time out of each other's registry.
 export TMPDIR=$WORK/tmp; mkdir -p "$TMPDIR"; chmod 1777 "$TMPDIR"
-chmod 755 "$WORK"
-PROXY_PID=
 CI_PID=
-cleanup() {
-  [ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null
+cleanup() { # also a ci run killed midway and the pg_basebackup copy
   [ -n "$CI_PID" ] && kill -9 "$CI_PID" 2>/dev/null
   bash "$SRC/tests/harness/pgcluster.sh" stop "$WORK/copy" >/dev/null 2>&1
-  bash "$SRC/tests/harness/pgcluster.sh" stop "$WORK/pg" >/dev/null 2>&1
-  rm -rf "$WORK"
+  scenario_cleanup
 }
 trap cleanup EXIT
-
-fails=0
-ok()   { echo "ok   - $*"; }
-bad()  { echo "FAIL - $*"; fails=$((fails + 1)); }
-expect_exit() { # expected actual what
-  if [ "$1" = "$2" ]; then ok "$3 (exit $2)"; else bad "$3: exit $2, expected $1"; fi
-}
 # await CONDITION-COMMAND...: up to 90 s (cloning on a loaded machine is slow)
 await() { for _ in $(seq 1 900); do "$@" && return 0; sleep 0.1; done; return 1; }
 # A no-op migration is judged safe (0), but on a loaded machine noise may still
@@ -44,8 +32,7 @@ expect_judged() { # actual what
 }
 json() { /usr/bin/python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 
-PORT=$(bash "$SRC/tests/harness/pgcluster.sh" start "$WORK/pg") || { echo "cannot start PostgreSQL"; exit 1; }
-export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
+scenario_cluster
 psql -XqAt -d postgres -c "CREATE DATABASE app" >/dev/null
 psql -Xq -d app >/dev/null <<'SQL'
 CREATE TABLE items (id serial PRIMARY KEY, category text NOT NULL, price int NOT NULL);

@@ -9,27 +9,10 @@
 # run against itself unless --allow-incomplete.
 set -uo pipefail
 
-SCRY=${SCRY_CLI:?SCRY_CLI is not set}
-SRC=${SCRY_SOURCE_DIR:?SCRY_SOURCE_DIR is not set}
-WORK=$(mktemp -d /tmp/scry-test-vtxn.XXXXXX)
-chmod 755 "$WORK"
-PROXY_PID=
-cleanup() {
-  [ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null
-  bash "$SRC/tests/harness/pgcluster.sh" stop "$WORK/pg" >/dev/null 2>&1
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. "${SCRY_SOURCE_DIR:?SCRY_SOURCE_DIR is not set}/tests/harness/scenario.sh" # ok, bad, expect_exit, cleanup
+scenario_begin vtxn
 
-fails=0
-ok()   { echo "ok   - $*"; }
-bad()  { echo "FAIL - $*"; fails=$((fails + 1)); }
-expect_exit() { # expected actual what
-  if [ "$1" = "$2" ]; then ok "$3 (exit $2)"; else bad "$3: exit $2, expected $1"; fi
-}
-
-PORT=$(bash "$SRC/tests/harness/pgcluster.sh" start "$WORK/pg") || { echo "cannot start PostgreSQL"; exit 1; }
-export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
+scenario_cluster
 for db in app staging; do
   psql -XqAt -d postgres -c "CREATE DATABASE $db" >/dev/null
   psql -Xq -d $db >/dev/null <<'SQL'
@@ -139,5 +122,4 @@ stop_proxy
 rc=$?; expect_exit 0 $rc "crossed row locks, --repeat 5, no-op migration"
 [ $rc = 0 ] || cat "$WORK/locks.out" "$WORK/locks.err"
 
-echo "$fails failure(s)"
-[ "$fails" = 0 ]
+scenario_end

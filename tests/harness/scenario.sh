@@ -11,6 +11,7 @@
 #   ok MSG / bad MSG / expect_exit WANT GOT MSG;  scenario_end   (exit status: failures)
 SCRY=${SCRY_CLI:?SCRY_CLI is not set}
 SRC=${SCRY_SOURCE_DIR:?SCRY_SOURCE_DIR is not set}
+. "$SRC/tests/harness/proxy.sh" # proxy_port
 fails=0
 PROXY_PID=
 ok()   { echo "ok   - $*"; }
@@ -50,11 +51,7 @@ scenario_capture() { # STORE DB FILE...
   shift 2
   "$SCRY" capture proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$PORT" --store "$store" 2>"$WORK/proxy.err" &
   PROXY_PID=$!
-  for _ in $(seq 1 50); do
-    pport=$(sed -n 's/.*capturing on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/proxy.err" | head -1)
-    [ -n "$pport" ] && break
-    sleep 0.1
-  done
+  pport=$(proxy_port "$WORK/proxy.err" "$PROXY_PID")
   [ -n "$pport" ] || { cat "$WORK/proxy.err"; echo "the proxy did not start"; exit 1; }
   for f in "$@"; do
     psql -Xq -h 127.0.0.1 -p "$pport" -d "$db" -f "$f" >/dev/null || bad "workload $f through the proxy"
