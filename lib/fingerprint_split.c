@@ -200,12 +200,12 @@ static int fast_split(const char *s, size_t len, size_t **out, size_t *nout)
 				j++;
 			/* Once the statement has a keyword its other words do not matter (an unknown
 			 * word only sends a keyword-less piece to the scanner): no lookup for them. */
-			if (keyword)
-				;
-			else if (common_keyword(s + i, j - i))
-				keyword = true;
-			else if (!(j - i == 1 && j < len && s[j] == '\'')) /* not the E of E'' */
-				unknown_words = true;
+			if (!keyword) {
+				if (common_keyword(s + i, j - i))
+					keyword = true;
+				else if (!(j - i == 1 && j < len && s[j] == '\'')) /* not the E of E'' */
+					unknown_words = true;
+			}
 			i = j;
 		} else if (is_digit(c)) {
 			/* Numbers, with what follows a digit run in one token (1e5, 0x1F, 1_000): no quotes. */
