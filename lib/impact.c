@@ -408,7 +408,7 @@ int scry_impact_start(scry_impact **out, const char *conninfo, const scry_impact
 		scry_impact_free(im);
 		return scry__fail(err, SCRY_ENOMEM, "out of memory");
 	}
-	im->pg = scry__pg_connect(conninfo, "scry impact", true);
+	im->pg = scry__pg_connect(conninfo, "scry impact", true, -1);
 	if (!im->pg || PQstatus(im->pg) != CONNECTION_OK) {
 		rc = scry__pg_connect_fail(err, im->pg, "the migrating clone");
 		scry_impact_free(im);

@@ -25,6 +25,7 @@
 #include "replay_internal.h"
 #include "verdict_internal.h"
 #include "util/json.h"
+#include "util/pgexec.h" /* scry__pg_connect */
 
 #include <errno.h>
 #include <stdio.h>
@@ -183,13 +184,9 @@ static int check_target(const char *conninfo, const scry_replay_options *o, PGco
 		return scry__fail(err, SCRY_EINVAL, "the connection string '%s' does not parse: %s", conninfo, msg);
 	}
 	PQconninfoFree(opts);
-	char ct[24] = "0";
+	/* Seconds, rounded up (0: none without a limit); the target's own connect_timeout wins. */
 	int64_t limit_ms = scry__replay_client_limit_ms(o);
-	if (limit_ms) /* seconds, rounded up; the target's own connect_timeout wins */
-		snprintf(ct, sizeof ct, "%lld", (long long)((limit_ms + 999) / 1000));
-	const char *keys[] = { "connect_timeout", "dbname", "fallback_application_name", NULL };
-	const char *vals[] = { ct, conninfo, "scry replay", NULL };
-	PGconn *pg = PQconnectdbParams(keys, vals, 1);
+	PGconn *pg = scry__pg_connect(conninfo, "scry replay", false, (long long)((limit_ms + 999) / 1000));
 	if (pg)
 		PQsetNoticeReceiver(pg, scry__pg_notice_ignore, NULL);
 	if (!pg || PQstatus(pg) != CONNECTION_OK) {

@@ -65,7 +65,7 @@ static void notice(void *arg, const PGresult *r)
 
 PGconn *scry__shadow_connect(scry_shadow *s, const char *conninfo, scry_error *err, const char *what)
 {
-	PGconn *c = scry__pg_connect(conninfo, NULL, false);
+	PGconn *c = scry__pg_connect(conninfo, NULL, false, -1);
 	if (c)
 		PQsetNoticeReceiver(c, notice, s); /* never libpq's printing default */
 	if (PQstatus(c) != CONNECTION_OK) {

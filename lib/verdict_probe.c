@@ -140,7 +140,7 @@ static void notice(void *arg, const PGresult *r)
 
 PGconn *scry__vconnect_side(const char *conninfo, const scry_verdict_options *opts, const char *side)
 {
-	PGconn *c = scry__pg_connect(conninfo, NULL, false);
+	PGconn *c = scry__pg_connect(conninfo, NULL, false, -1);
 	if (c) /* the server's notices go to the log callback, never to stderr */
 		PQsetNoticeReceiver(c, notice, (void *)opts);
 	if (PQstatus(c) != CONNECTION_OK) {

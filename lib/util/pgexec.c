@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 
 /* Sends a cancel request for the connection's running statement (best effort). */
 static void send_cancel(PGconn *c)
@@ -65,12 +66,14 @@ PGresult *scry__pg_exec_cancelable(PGconn *c, const char *sql, const scry__pg_pa
 	return last;
 }
 
-PGconn *scry__pg_connect(const char *conninfo, const char *app, bool force_app)
+PGconn *scry__pg_connect(const char *conninfo, const char *app, bool force_app, long long timeout_s)
 {
+	char ct[24];
+	snprintf(ct, sizeof ct, "%lld", timeout_s < 0 ? (long long)SCRY__PG_CONNECT_TIMEOUT_S : timeout_s);
 	/* Keys after dbname override what it expands to; connect_timeout before it yields. */
 	const char *keys[] = { "connect_timeout", "dbname", force_app ? "application_name" : "fallback_application_name",
 		                   NULL };
-	const char *vals[] = { SCRY__PG_CONNECT_TIMEOUT_S, conninfo, app, NULL };
+	const char *vals[] = { ct, conninfo, app, NULL };
 	if (!app)
 		keys[2] = NULL;
 	return PQconnectdbParams(keys, vals, 1);

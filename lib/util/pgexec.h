@@ -37,14 +37,15 @@ SCRY_HIDDEN PGresult *scry__pg_exec_cancelable(PGconn *c, const char *sql, const
 /* The connect timeout of the library's own connections (clones, the verdict's probes, the
  * lock sampler) when the connection string sets none: a server that accepts a connection and
  * never answers (stopped, overloaded) is an error after this long, not a hang. */
-#define SCRY__PG_CONNECT_TIMEOUT_S "10"
+#define SCRY__PG_CONNECT_TIMEOUT_S 10
 
 /*
- * PQconnectdbParams of `conninfo` (a connection string or URI) with that
- * connect timeout unless conninfo has its own, and `app` as application_name
+ * PQconnectdbParams of `conninfo` (a connection string or URI) with a connect
+ * timeout of `timeout_s` seconds (0: none, as libpq's; negative: the default
+ * above) unless conninfo has its own, and `app` as application_name
  * (`force_app`) or as fallback_application_name. NULL only when out of memory;
  * check PQstatus.
  */
-SCRY_HIDDEN PGconn *scry__pg_connect(const char *conninfo, const char *app, bool force_app);
+SCRY_HIDDEN PGconn *scry__pg_connect(const char *conninfo, const char *app, bool force_app, long long timeout_s);
 
 #endif
